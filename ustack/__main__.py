@@ -1,0 +1,5 @@
+import sys
+
+from ustack.cli import main
+
+sys.exit(main())

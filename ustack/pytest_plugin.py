@@ -1,0 +1,5 @@
+"""pytest plugin (entry point ``pytest11``): fixtures for labs, kernel peers,
+ustack peers and probes, so a test file needs no setup code of its own.
+
+Each area adds its fixtures by importing them here.
+"""

@@ -1,0 +1,246 @@
+"""TCP header and options codec (RFC 9293 section 3.1, RFC 7323, RFC 2018).
+
+:class:`TcpSegment` is the one representation of a segment everywhere in
+ustack: the net layer decodes into it, the TCP core consumes and produces it,
+the probe builds it.  Decoding never verifies the checksum (the IPv4 layer
+does, with the pseudo-header); encoding computes it unless told not to.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum
+from ustack.wire.errors import ParseError
+
+PROTO_TCP = 6
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WSCALE = 3
+OPT_SACK_PERMITTED = 4
+OPT_SACK = 5
+OPT_TIMESTAMP = 8
+
+HEADER = struct.Struct("!HHIIBBHHH")
+HEADER_LEN = 20
+
+_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"))
+
+
+def flags_to_str(flags: int) -> str:
+    """packetdrill/tcpdump style: ``S``, ``S.``, ``.``, ``P.``, ``F.``, ``R``, ``R.``."""
+    s = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    if flags & ACK:
+        s += "."
+    return s or "none"
+
+
+def str_to_flags(text: str) -> int:
+    """Inverse of :func:`flags_to_str` (``"."`` alone is a bare ACK)."""
+    flags = 0
+    table = {letter: bit for bit, letter in _FLAG_LETTERS}
+    for ch in text:
+        if ch == ".":
+            flags |= ACK
+        elif ch in table:
+            flags |= table[ch]
+        else:
+            raise ValueError(f"unknown TCP flag letter {ch!r} in {text!r}")
+    return flags
+
+
+@dataclass(slots=True)
+class TcpOptions:
+    """Decoded options.  ``None``/empty means the option is absent.
+
+    ``raw`` overrides encoding entirely when set (the probe uses it to send
+    arbitrary option bytes); decoding fills ``order`` with the option kinds as
+    they appeared, so a printer can show them in wire order.
+    """
+
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: list[tuple[int, int]] = field(default_factory=list)
+    timestamp: tuple[int, int] | None = None  # (TSval, TSecr)
+    raw: bytes | None = None
+    order: tuple[int, ...] = ()
+
+    def is_empty(self) -> bool:
+        return (
+            self.mss is None
+            and self.wscale is None
+            and not self.sack_permitted
+            and not self.sack_blocks
+            and self.timestamp is None
+            and not self.raw
+        )
+
+    def encode(self) -> bytes:
+        """Linux's layout: ``mss, sackOK, TS, nop, wscale`` on SYNs,
+        ``nop, nop, TS`` then ``nop, nop, sack`` otherwise; padded to 4 bytes."""
+        if self.raw is not None:
+            out = self.raw
+        else:
+            parts: list[bytes] = []
+            if self.mss is not None:
+                parts.append(struct.pack("!BBH", OPT_MSS, 4, self.mss))
+            if self.sack_permitted and self.timestamp is not None:
+                parts.append(struct.pack("!BBBBII", OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10,
+                                         *self.timestamp))
+            elif self.sack_permitted:
+                parts.append(struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
+            elif self.timestamp is not None:
+                parts.append(struct.pack("!BBBBII", OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10,
+                                         *self.timestamp))
+            if self.wscale is not None:
+                parts.append(struct.pack("!BBBB", OPT_NOP, OPT_WSCALE, 3, self.wscale))
+            if self.sack_blocks:
+                blocks = self.sack_blocks[:4 if self.timestamp is None else 3]
+                parts.append(struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(blocks)))
+                for left, right in blocks:
+                    parts.append(struct.pack("!II", left, right))
+            out = b"".join(parts)
+        pad = (-len(out)) % 4
+        return out + b"\x00" * pad if pad else out
+
+
+def decode_options(data: bytes | memoryview) -> TcpOptions:
+    """Decode the options area.  Malformed options end parsing, as Linux does
+    (``tcp_parse_options``): what came before them is kept, the segment is not
+    dropped."""
+    opts = TcpOptions()
+    order: list[int] = []
+    i = 0
+    n = len(data)
+    while i < n:
+        kind = data[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        length = data[i + 1]
+        if length < 2 or i + length > n:
+            break
+        body = data[i + 2 : i + length]
+        if kind == OPT_MSS and length == 4:
+            opts.mss = (body[0] << 8) | body[1]
+        elif kind == OPT_WSCALE and length == 3:
+            opts.wscale = body[0]
+        elif kind == OPT_SACK_PERMITTED and length == 2:
+            opts.sack_permitted = True
+        elif kind == OPT_TIMESTAMP and length == 10:
+            opts.timestamp = (int.from_bytes(body[0:4], "big"), int.from_bytes(body[4:8], "big"))
+        elif kind == OPT_SACK and length >= 10 and (length - 2) % 8 == 0:
+            opts.sack_blocks = [
+                (int.from_bytes(body[j : j + 4], "big"), int.from_bytes(body[j + 4 : j + 8], "big"))
+                for j in range(0, length - 2, 8)
+            ]
+        order.append(kind)
+        i += length
+    opts.order = tuple(order)
+    return opts
+
+
+_EMPTY_OPTIONS = TcpOptions()
+
+
+@dataclass(slots=True)
+class TcpSegment:
+    """One TCP segment, header fields as integers, payload as bytes."""
+
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int = 0
+    flags: int = 0
+    window: int = 0
+    urgent: int = 0
+    options: TcpOptions = field(default_factory=TcpOptions)
+    payload: bytes = b""
+    checksum: int | None = None  # as decoded; None means "compute on encode"
+
+    @property
+    def seg_len(self) -> int:
+        """SEG.LEN: payload length plus one for SYN and one for FIN."""
+        return len(self.payload) + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
+
+    def encode(self, src_ip: bytes, dst_ip: bytes, *, bad_checksum: bool = False) -> bytes:
+        """Wire bytes with the checksum over the IPv4 pseudo-header.
+
+        ``bad_checksum`` writes a deliberately wrong checksum (for the probe).
+        """
+        opt = self.options.encode() if not self.options.is_empty() else b""
+        hlen = HEADER_LEN + len(opt)
+        if hlen > 60:
+            raise ValueError(f"TCP options too long ({len(opt)} bytes, at most 40)")
+        header = HEADER.pack(
+            self.src_port, self.dst_port, self.seq & 0xFFFFFFFF, self.ack & 0xFFFFFFFF,
+            (hlen // 4) << 4, self.flags & 0xFF, self.window & 0xFFFF, 0, self.urgent & 0xFFFF,
+        ) + opt
+        total = pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, hlen + len(self.payload))
+        total += partial_sum(header) + partial_sum(self.payload)
+        csum = fold(total)
+        if bad_checksum:
+            csum ^= 0x5A5A
+        return header[:16] + csum.to_bytes(2, "big") + header[18:] + self.payload
+
+    @classmethod
+    def decode(cls, data: bytes | memoryview) -> TcpSegment:
+        """Decode a TCP segment (the IPv4 payload).  Raises :class:`ParseError`."""
+        if len(data) < HEADER_LEN:
+            raise ParseError("tcp-truncated", f"{len(data)} bytes")
+        sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
+        hlen = (off >> 4) * 4
+        if hlen < HEADER_LEN or hlen > len(data):
+            raise ParseError("tcp-bad-offset", f"data offset {hlen} for {len(data)} bytes")
+        options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
+        return cls(sport, dport, seq, ack, flags, win, urg, options, bytes(data[hlen:]), csum)
+
+    def __str__(self) -> str:
+        return format_segment(self)
+
+
+def format_options(opts: TcpOptions) -> str:
+    """tcpdump style: ``<mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7>``."""
+    items: list[str] = []
+    if opts.mss is not None:
+        items.append(f"mss {opts.mss}")
+    if opts.sack_permitted:
+        items.append("sackOK")
+    if opts.timestamp is not None:
+        items.append(f"TS val {opts.timestamp[0]} ecr {opts.timestamp[1]}")
+    if opts.wscale is not None:
+        items.append(f"wscale {opts.wscale}")
+    if opts.sack_blocks:
+        items.append("sack " + " ".join(f"{a}:{b}" for a, b in opts.sack_blocks))
+    return "<" + ",".join(items) + ">" if items else ""
+
+
+def format_segment(seg: TcpSegment, seq_base: int = 0, ack_base: int = 0) -> str:
+    """One tcpdump/packetdrill-like line: ``S. 0:0(0) ack 1 win 65535 <...>``."""
+    seq = (seg.seq - seq_base) & 0xFFFFFFFF
+    end = (seq + len(seg.payload)) & 0xFFFFFFFF
+    text = f"{seg.src_port} > {seg.dst_port} {flags_to_str(seg.flags)} {seq}:{end}({len(seg.payload)})"
+    if seg.flags & ACK:
+        text += f" ack {(seg.ack - ack_base) & 0xFFFFFFFF}"
+    text += f" win {seg.window}"
+    if seg.urgent:
+        text += f" urg {seg.urgent}"
+    opts = format_options(seg.options)
+    return text + (" " + opts if opts else "")
