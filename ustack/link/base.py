@@ -25,6 +25,8 @@ class Device(abc.ABC):
     name: str
     mac: bytes
     mtu: int = 1500
+    #: True when send_gso() can hand the kernel a TCP super-segment (vnet header)
+    supports_gso: bool = False
 
     @abc.abstractmethod
     def attach(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
