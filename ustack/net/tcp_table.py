@@ -1,0 +1,561 @@
+"""The TCP connection table: demultiplexing, listeners, ports, ISNs, timers.
+
+One :class:`TcpTable` per :class:`~ustack.stack.Stack`.  It owns every
+sans-I/O :class:`~ustack.tcp.TcpConnection` of the stack and is the only
+place where they meet the asyncio loop:
+
+* **Demultiplexing** (RFC 9293 section 3.10.7): an arriving segment goes to the
+  connection with its 4-tuple, else to the listener on its port, else it gets
+  the reply the TCP core prescribes for a segment with no connection
+  (:func:`ustack.tcp.reply_to_unmatched`, usually a RST).
+* **Listeners** keep a backlog: connections still in SYN-RECEIVED plus the
+  established ones nobody has accepted yet.  A SYN that would exceed it is
+  dropped, as Linux drops it when the accept queue is full.
+* **Ports and ISNs**: ephemeral ports per RFC 6056 and initial sequence
+  numbers per RFC 6528, both computed by the TCP core's helpers.
+* **Output batching**: anything that may make a connection produce output
+  (an input segment, a timer, an application call) only marks the connection
+  *dirty*; one ``call_soon`` callback per loop iteration then drains events
+  and ``segments_to_send`` of every dirty connection.  A receive batch of 64
+  segments therefore costs one drain, not 64.
+* **One timer** for the whole table: a heap of ``(deadline, n, endpoint)``
+  with lazy invalidation and a single ``loop.call_at`` handle for the
+  earliest entry.  A deadline that moves *later* (the retransmission timer
+  re-armed by every ACK) costs nothing: the stale, earlier heap entry fires,
+  finds the connection not yet due and pushes its real deadline.  Only a
+  deadline that moves *earlier* pushes a new entry.  10,000 connections mean
+  one timer handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import heapq
+import itertools
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ustack.tcp import TcpConfig, TcpConnection, events, listener_action, reply_to_unmatched
+from ustack.tcp import IsnGenerator, choose_ephemeral_port
+from ustack.wire.tcp import PROTO_TCP, RST, TcpSegment
+
+if TYPE_CHECKING:
+    from ustack.stack import Stack
+
+#: (local port, remote address, remote port): the stack has one local address.
+ConnKey = tuple[int, bytes, int]
+
+#: how often the heap may hold stale entries before it is rebuilt
+_HEAP_SLACK = 4
+
+
+class EndpointOwner(Protocol):
+    """Who consumes a connection's events (the streams transport)."""
+
+    def tcp_event(self, event: events.Event) -> None: ...
+
+
+class TcpEndpoint:
+    """One table entry: a TCP connection, its addresses, its owner."""
+
+    __slots__ = (
+        "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
+        "owner", "listener", "heap_deadline", "removed", "accepted",
+    )
+
+    def __init__(
+        self,
+        table: TcpTable,
+        conn: TcpConnection,
+        local_addr: bytes,
+        local_port: int,
+        remote_addr: bytes,
+        remote_port: int,
+    ) -> None:
+        self.conn = conn
+        self.table = table
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.key: ConnKey = (local_port, remote_addr, remote_port)
+        self.owner: EndpointOwner | None = None
+        self.listener: Listener | None = None
+        #: deadline of this endpoint's earliest live heap entry (None: no entry)
+        self.heap_deadline: float | None = None
+        self.removed = False
+        self.accepted = False
+
+    def touch(self) -> None:
+        """The application changed the connection: drain it this iteration."""
+        self.table.touch(self)
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        return (socket.inet_ntoa(self.remote_addr), self.remote_port)
+
+    @property
+    def sockname(self) -> tuple[str, int]:
+        return (socket.inet_ntoa(self.local_addr), self.local_port)
+
+    def __repr__(self) -> str:
+        state = getattr(self.conn.state, "ss_name", self.conn.state)
+        return f"<TcpEndpoint {self.sockname} -> {self.peername} {state}>"
+
+
+class Listener:
+    """A passive open on one local port (RFC 9293 section 3.10.1, LISTEN)."""
+
+    def __init__(
+        self,
+        table: TcpTable,
+        port: int,
+        backlog: int,
+        on_connection: Callable[[TcpEndpoint], None],
+    ) -> None:
+        self.table = table
+        self.port = port
+        self.backlog = max(1, backlog)
+        self.on_connection = on_connection
+        #: children still in SYN-RECEIVED
+        self.half_open: set[TcpEndpoint] = set()
+        #: established children not yet handed to ``on_connection``
+        self.accept_queue: deque[TcpEndpoint] = deque()
+        self.accepting = True
+        self.closed = False
+        self.syn_dropped = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self.half_open) + len(self.accept_queue)
+
+    def set_accepting(self, accepting: bool) -> None:
+        """Hand established connections to the server (True) or queue them."""
+        self.accepting = accepting
+        if accepting:
+            self._drain_accept_queue()
+
+    def _established(self, ep: TcpEndpoint) -> None:
+        self.half_open.discard(ep)
+        self.accept_queue.append(ep)
+        self._drain_accept_queue()
+
+    def _child_gone(self, ep: TcpEndpoint) -> None:
+        self.half_open.discard(ep)
+        try:
+            self.accept_queue.remove(ep)
+        except ValueError:
+            pass
+
+    def _drain_accept_queue(self) -> None:
+        while self.accepting and self.accept_queue and not self.closed:
+            ep = self.accept_queue.popleft()
+            ep.listener = None
+            ep.accepted = True
+            self.on_connection(ep)
+
+    def close(self) -> None:
+        """Stop listening; reset children nobody accepted (as Linux does)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.table._listeners.pop(self.port, None)
+        for ep in list(self.half_open) + list(self.accept_queue):
+            self.table.abort(ep)
+        self.half_open.clear()
+        self.accept_queue.clear()
+
+
+class TcpTable:
+    """All TCP connections and listeners of one stack, on one asyncio loop."""
+
+    EPHEMERAL_RANGE = (32768, 60999)  # Linux's net.ipv4.ip_local_port_range
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        config: TcpConfig | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.stack = stack
+        self.loop = loop or asyncio.get_running_loop()
+        self.config = config or TcpConfig()
+        self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
+        self.local_addr: bytes = socket.inet_aton(str(stack.address).split("/")[0])
+        self._isn = IsnGenerator(os.urandom(16))
+        self._conns: dict[ConnKey, TcpEndpoint] = {}
+        self._listeners: dict[int, Listener] = {}
+        self._dirty: dict[TcpEndpoint, None] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._heap: list[tuple[float, int, TcpEndpoint]] = []
+        self._heap_counter = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._closed = False
+        self.counters: dict[str, int] = {
+            "tcp_segs_in": 0,
+            "tcp_segs_out": 0,
+            "tcp_rst_sent_unmatched": 0,
+            "tcp_syn_dropped_backlog": 0,
+            "tcp_timer_fires": 0,
+            "tcp_active_opens": 0,
+            "tcp_passive_opens": 0,
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def endpoints(self) -> Iterator[TcpEndpoint]:
+        """Every connection in the table (for ``ss``)."""
+        return iter(list(self._conns.values()))
+
+    def listeners(self) -> Iterator[Listener]:
+        return iter(list(self._listeners.values()))
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # ------------------------------------------------------------- opening
+
+    def connect(
+        self,
+        remote_addr: bytes,
+        remote_port: int,
+        owner: EndpointOwner,
+        *,
+        local_port: int | None = None,
+    ) -> TcpEndpoint:
+        """Active open (RFC 9293 section 3.10.1): queue a SYN, return the entry."""
+        self._check_open()
+        if not 0 < remote_port < 65536:
+            raise ValueError(f"port must be 1..65535, not {remote_port}")
+        now = self.now()
+        if local_port is None:
+            local_port = self._ephemeral_port(remote_addr, remote_port)
+        elif not 0 < local_port < 65536:
+            raise ValueError(f"local port must be 1..65535, not {local_port}")
+        key = (local_port, remote_addr, remote_port)
+        if key in self._conns:
+            raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: "
+                          f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
+                          f"{remote_port} is taken")
+        iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
+        conn = TcpConnection.connect(local_port, remote_port, iss, now, self.config)
+        ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
+        ep.owner = owner
+        ep.accepted = True
+        self._conns[key] = ep
+        self.counters["tcp_active_opens"] += 1
+        self.touch(ep)
+        return ep
+
+    def listen(
+        self, port: int, backlog: int, on_connection: Callable[[TcpEndpoint], None]
+    ) -> Listener:
+        """Passive open on ``port`` (0 picks a free ephemeral port)."""
+        self._check_open()
+        if port == 0:
+            port = self._free_listen_port()
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be 0..65535, not {port}")
+        if port in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: "
+                          f"port {port} already has a listener")
+        listener = Listener(self, port, backlog, on_connection)
+        self._listeners[port] = listener
+        return listener
+
+    def _ephemeral_port(self, remote_addr: bytes, remote_port: int) -> int:
+        lo, hi = self.EPHEMERAL_RANGE
+        in_use = _PortsInUse(self, remote_addr, remote_port)
+        try:
+            port = choose_ephemeral_port(self.local_addr, remote_addr, remote_port, in_use,
+                                         low=lo, high=hi)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise OSError(errno.EADDRNOTAVAIL, f"{os.strerror(errno.EADDRNOTAVAIL)}: "
+                          f"no free local port to {socket.inet_ntoa(remote_addr)}:"
+                          f"{remote_port}") from exc
+        if port is None:
+            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+        return int(port)
+
+    def _free_listen_port(self) -> int:
+        lo, hi = self.EPHEMERAL_RANGE
+        used = {k[0] for k in self._conns} | set(self._listeners)
+        start = int.from_bytes(os.urandom(2), "big") % (hi - lo + 1)
+        for i in range(hi - lo + 1):
+            port = lo + (start + i) % (hi - lo + 1)
+            if port not in used:
+                return port
+        raise OSError(errno.EADDRINUSE, "no free port to listen on")
+
+    # ----------------------------------------------------------- application
+
+    def abort(self, ep: TcpEndpoint) -> None:
+        """RST the connection now (RFC 9293 section 3.10.5, ABORT)."""
+        if ep.removed:
+            return
+        ep.conn.abort(self.now())
+        self.touch(ep)
+
+    def detach(self, ep: TcpEndpoint) -> None:
+        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT) orphaned."""
+        ep.owner = None
+
+    def touch(self, ep: TcpEndpoint) -> None:
+        """Drain ``ep`` (events, segments, deadline) later in this loop iteration."""
+        if ep.removed:
+            return
+        self._dirty[ep] = None
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def flush_now(self) -> None:
+        """Drain every dirty connection now (the stack may call this at the end
+        of a receive batch instead of waiting for the ``call_soon``)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+
+    # ----------------------------------------------------------------- input
+
+    def ip_input(self, src: bytes, dst: bytes, payload: bytes | memoryview, *_: Any) -> None:
+        """IP protocol handler for protocol 6: decode and demultiplex."""
+        try:
+            seg = TcpSegment.decode(payload)
+        except Exception:  # ParseError; counted, never raised out of the receive path
+            self.counters["tcp_decode_errors"] = self.counters.get("tcp_decode_errors", 0) + 1
+            return
+        self.segment_received(src, dst, seg)
+
+    def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        """Demultiplex one decoded segment (RFC 9293 section 3.10.7)."""
+        self.counters["tcp_segs_in"] += 1
+        ep = self._conns.get((seg.dst_port, src, seg.src_port))
+        if ep is not None:
+            ep.conn.receive(seg, self.now())
+            self.touch(ep)
+            return
+        listener = self._listeners.get(seg.dst_port)
+        if listener is not None and not self._closed:
+            action = listener_action(seg)
+            if action == "syn":
+                self._accept_syn(listener, src, dst, seg)
+            elif isinstance(action, TcpSegment):
+                self._send_reply(src, action)
+            return
+        reply = reply_to_unmatched(seg)
+        if reply is not None:
+            self.counters["tcp_rst_sent_unmatched"] += 1
+            self._send_reply(src, reply)
+
+    def _accept_syn(self, listener: Listener, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        if listener.pending >= listener.backlog:
+            listener.syn_dropped += 1
+            self.counters["tcp_syn_dropped_backlog"] += 1
+            return
+        now = self.now()
+        iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
+        conn = TcpConnection.accept(seg, iss, now, self.config)
+        ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
+        ep.listener = listener
+        listener.half_open.add(ep)
+        self._conns[ep.key] = ep
+        self.counters["tcp_passive_opens"] += 1
+        self.touch(ep)
+
+    def _send_reply(self, dst: bytes, seg: TcpSegment) -> None:
+        self.counters["tcp_segs_out"] += 1
+        self._ip_send(dst, PROTO_TCP, seg.encode(self.local_addr, dst))
+
+    def unreachable(self, remote_addr: bytes, err: int = errno.EHOSTUNREACH) -> None:
+        """The net layer could not resolve ``remote_addr`` (ARP failure): fail
+        every connection to it that is still opening (as Linux reports
+        EHOSTUNREACH to connect())."""
+        now = self.now()
+        for ep in list(self._conns.values()):
+            if ep.remote_addr == remote_addr:
+                ep.conn.icmp_error(err, None, now)
+                self.touch(ep)
+
+    # ----------------------------------------------------------------- drain
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty = self._dirty
+        now = self.now()
+        send = self._ip_send
+        laddr = self.local_addr
+        guard = 0
+        while dirty:
+            ep = next(iter(dirty))
+            del dirty[ep]
+            if ep.removed:
+                continue
+            conn = ep.conn
+            closed = False
+            event = conn.next_event()
+            while event is not None:
+                if self._dispatch(ep, event):
+                    closed = True
+                event = conn.next_event()
+            segs = conn.segments_to_send(now)
+            if segs:
+                raddr = ep.remote_addr
+                self.counters["tcp_segs_out"] += len(segs)
+                for seg in segs:
+                    send(raddr, PROTO_TCP, seg.encode(laddr, raddr))
+            if closed:
+                self._remove(ep)
+            else:
+                self._schedule(ep, conn.next_deadline())
+            guard += 1
+            if guard > 100_000:  # a callback that keeps re-dirtying: finish next iteration
+                if dirty and self._flush_handle is None:
+                    self._flush_handle = self.loop.call_soon(self._flush)
+                break
+        self._arm()
+
+    def _dispatch(self, ep: TcpEndpoint, event: events.Event) -> bool:
+        """Deliver one event; True when the connection is finished."""
+        kind = type(event)
+        listener = ep.listener
+        if listener is not None:
+            if kind is events.Connected:
+                listener._established(ep)
+            elif kind is events.ConnectionFailed or kind is events.Closed:
+                listener._child_gone(ep)
+                ep.listener = None
+        owner = ep.owner
+        if owner is not None:
+            owner.tcp_event(event)
+        return kind is events.Closed
+
+    def _remove(self, ep: TcpEndpoint) -> None:
+        ep.removed = True
+        ep.heap_deadline = None
+        self._dirty.pop(ep, None)
+        if self._conns.get(ep.key) is ep:
+            del self._conns[ep.key]
+        if ep.listener is not None:
+            ep.listener._child_gone(ep)
+            ep.listener = None
+
+    # ---------------------------------------------------------------- timers
+
+    def _schedule(self, ep: TcpEndpoint, deadline: float | None) -> None:
+        """Lazy heap: push only when the deadline moved earlier than the entry
+        already in the heap (or there is none)."""
+        if deadline is None:
+            return  # a stale entry may stay; it will find nothing due
+        hd = ep.heap_deadline
+        if hd is None or deadline < hd:
+            ep.heap_deadline = deadline
+            heapq.heappush(self._heap, (deadline, next(self._heap_counter), ep))
+            if len(self._heap) > _HEAP_SLACK * (len(self._conns) + 16):
+                self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [e for e in self._heap if e[2].heap_deadline == e[0] and not e[2].removed]
+        heapq.heapify(self._heap)
+
+    def _arm(self) -> None:
+        heap = self._heap
+        while heap and (heap[0][2].removed or heap[0][2].heap_deadline != heap[0][0]):
+            heapq.heappop(heap)
+        if not heap:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        when = heap[0][0]
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return  # fires earlier (or on time); it re-arms itself
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.now()
+        heap = self._heap
+        self.counters["tcp_timer_fires"] += 1
+        while heap and heap[0][0] <= now:
+            deadline, _, ep = heapq.heappop(heap)
+            if ep.removed or ep.heap_deadline != deadline:
+                continue  # stale
+            ep.heap_deadline = None
+            real = ep.conn.next_deadline()
+            if real is None:
+                continue
+            if real <= now:
+                ep.conn.handle_timer(now)
+                self._dirty[ep] = None
+            else:
+                self._schedule(ep, real)
+        if self._dirty:
+            self._flush()  # re-arms
+        else:
+            self._arm()
+
+    # ------------------------------------------------------------------ close
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the stack is closed")
+
+    def close(self) -> None:
+        """Stop: reset every connection, drop every listener, cancel the timer."""
+        if self._closed:
+            return
+        for listener in list(self._listeners.values()):
+            listener.close()
+        now = self.now()
+        for ep in list(self._conns.values()):
+            try:
+                ep.conn.abort(now)
+            except Exception:  # noqa: BLE001 - closing must not fail half-way
+                pass
+            self._dirty[ep] = None
+        self._flush()
+        self._closed = True
+        for ep in list(self._conns.values()):
+            if ep.owner is not None and not ep.removed:
+                ep.owner.tcp_event(events.ConnectionFailed(errno.ECONNABORTED))
+            self._remove(ep)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._heap.clear()
+
+
+class _PortsInUse:
+    """``in`` test for RFC 6056 port selection: a local port is in use for
+    this destination when the 4-tuple exists or a listener holds the port."""
+
+    def __init__(self, table: TcpTable, remote_addr: bytes, remote_port: int) -> None:
+        self.table = table
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+
+    def __contains__(self, port: object) -> bool:
+        if isinstance(port, tuple):
+            return port in self.table._conns
+        return (
+            (port, self.remote_addr, self.remote_port) in self.table._conns
+            or port in self.table._listeners
+        )
+
+
+__all__ = ["TcpTable", "TcpEndpoint", "Listener", "EndpointOwner", "ConnKey", "RST"]

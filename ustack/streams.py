@@ -1,0 +1,784 @@
+"""asyncio transports, protocols and streams over ustack's TCP.
+
+:class:`TcpTransport` is an :class:`asyncio.Transport` whose other side is a
+sans-I/O :class:`~ustack.tcp.TcpConnection` held in the stack's
+:class:`~ustack.net.tcp_table.TcpTable`.  On top of it the usual asyncio
+machinery works unchanged: :class:`asyncio.StreamReaderProtocol`,
+:class:`asyncio.StreamReader`/:class:`asyncio.StreamWriter`, user protocols,
+and TLS through the standard library's :class:`asyncio.sslproto.SSLProtocol`.
+
+Flow control is real in both directions:
+
+* **Receive**: data is pulled out of the TCP core (``conn.recv``) only while
+  the protocol has not paused reading.  A StreamReader whose buffer exceeds
+  twice its ``limit`` pauses the transport; the bytes then stay in the TCP
+  receive buffer, the advertised window shrinks to zero, and the peer stops
+  (RFC 9293 section 3.8.6).  Reading again resumes the transport, pulls, and
+  the core sends the window update.
+* **Send**: ``write`` hands bytes to the core until its bounded send buffer
+  is full; the rest waits in the transport.  Above the high-water mark the
+  protocol is paused (``drain`` blocks); ``SendSpaceAvailable`` from the core
+  (ACKs freeing the buffer) pushes more and resumes it below the low-water
+  mark.
+
+Errors are the ones asyncio sockets give: a RST answering our SYN raises
+ConnectionRefusedError, SYN retries exhausted or ``timeout`` raise
+TimeoutError, ARP failure raises ``OSError(EHOSTUNREACH)``, a RST during
+transfer makes reads and ``drain`` raise ConnectionResetError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as errno_mod
+import ipaddress
+import os
+import socket
+import ssl as ssl_mod
+from asyncio import sslproto
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ustack.tcp import events
+
+if TYPE_CHECKING:
+    from ustack.net.tcp_table import Listener, TcpEndpoint, TcpTable
+    from ustack.stack import Stack
+
+DEFAULT_LIMIT = 2**16
+#: the largest single ``recv`` pulled from the core per ``data_received``
+_PULL_CHUNK = 256 * 1024
+#: pieces the transport keeps of data the core could not take yet
+_WRITE_CHUNK = 64 * 1024
+
+ClientConnectedCallback = Callable[
+    [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None
+]
+
+
+def _os_error(err: int, where: str = "") -> OSError:
+    """``OSError(errno)`` maps to ConnectionRefusedError, TimeoutError, ... itself."""
+    message = os.strerror(err)
+    if where:
+        message = f"{message} ({where})"
+    return OSError(err, message)
+
+
+def _event_errno(event: Any) -> int:
+    for name in ("errno", "err", "error", "code"):
+        value = getattr(event, name, None)
+        if isinstance(value, int):
+            return value
+    return errno_mod.ECONNRESET
+
+
+def _parse_ipv4(host: str) -> bytes:
+    try:
+        return ipaddress.IPv4Address(host).packed
+    except ValueError:
+        pass
+    if host == "localhost":
+        raise ValueError("ustack has no loopback; give the peer's IPv4 address")
+    raise ValueError(f"ustack connects to IPv4 addresses only (no DNS): {host!r}")
+
+
+class TcpTransport(asyncio.Transport):
+    """One TCP connection of a ustack Stack as an asyncio Transport."""
+
+    _start_tls_compatible = True
+
+    def __init__(
+        self,
+        table: TcpTable,
+        protocol: asyncio.BaseProtocol,
+        *,
+        extra: dict[str, Any] | None = None,
+        write_high: int = DEFAULT_LIMIT,
+    ) -> None:
+        super().__init__(extra)
+        self._table = table
+        self._loop = table.loop
+        self._protocol = protocol
+        self._ep: TcpEndpoint | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._connected = False
+        self._reading_paused = False
+        self._peer_eof = False
+        self._eof_delivered = False
+        self._lost = False
+        self._closing = False  # close() or abort() called
+        self._eof_wanted = False  # write_eof() called, FIN after the pending data
+        self._eof_sent = False
+        self._pending: deque[bytes] = deque()
+        self._pending_size = 0
+        self._high = write_high
+        self._low = write_high // 4
+        self._writing_paused = False
+        self._exception: BaseException | None = None
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    # ------------------------------------------------------------ setup
+
+    def _bind(self, ep: TcpEndpoint) -> None:
+        self._ep = ep
+        ep.owner = self
+        self._extra["peername"] = ep.peername
+        self._extra["sockname"] = ep.sockname
+
+    # ------------------------------------------------------- BaseTransport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "tcp_info":
+            ep = self._ep
+            return ep.conn.info(self._loop.time()) if ep is not None else default
+        if name == "tcp_connection":
+            return self._ep.conn if self._ep is not None else default
+        if name == "stack":
+            return self._table.stack
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        """Send what is buffered, then FIN (or RST if received data is unread,
+        RFC 2525); ``connection_lost(None)`` follows once the data is in the
+        TCP send buffer.  The connection finishes its close orphaned."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._reading_paused = True
+        if not self._pending:
+            self._finish_close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:  # type: ignore[override]
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+        return self._protocol
+
+    # ------------------------------------------------------- ReadTransport
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused and not self._closing and not self._lost
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        if self._closing or self._lost or not self._reading_paused:
+            return
+        self._reading_paused = False
+        if self._connected:
+            self._pull()
+            if self._ep is not None:
+                self._ep.touch()  # the window update, if the core queued one
+
+    # ------------------------------------------------------ WriteTransport
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = DEFAULT_LIMIT if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._maybe_pause_protocol()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def get_write_buffer_size(self) -> int:
+        return self._pending_size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof_wanted:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._lost or self._closing:
+            return  # asyncio's transports drop silently; drain() reports the error
+        if not data:
+            return
+        if self._pending or not self._connected:
+            self._queue(data)
+        else:
+            ep = self._ep
+            assert ep is not None
+            taken = ep.conn.send(bytes(data) if not isinstance(data, bytes) else data,
+                                 self._loop.time())
+            ep.touch()
+            if taken < len(data):
+                self._queue(memoryview(data)[taken:])
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        """Half-close: FIN after the pending data (RFC 9293 section 3.10.4)."""
+        if self._eof_wanted or self._closing or self._lost:
+            return
+        self._eof_wanted = True
+        if not self._pending and self._connected:
+            self._send_fin()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        """RST the connection (RFC 9293 section 3.10.5) and lose it at once."""
+        if self._lost:
+            return
+        self._closing = True
+        self._pending.clear()
+        self._pending_size = 0
+        ep = self._ep
+        if ep is not None:
+            self._table.abort(ep)
+            self._table.detach(ep)
+        self._connection_lost(None)
+
+    # ------------------------------------------------------------ internals
+
+    def _queue(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), _WRITE_CHUNK):
+            piece = bytes(view[i : i + _WRITE_CHUNK])
+            self._pending.append(piece)
+            self._pending_size += len(piece)
+
+    def _push(self) -> None:
+        """Move pending data into the core's send buffer while it has room."""
+        ep = self._ep
+        if ep is None or not self._connected:
+            return
+        conn = ep.conn
+        pending = self._pending
+        now = self._loop.time()
+        moved = False
+        while pending:
+            chunk = pending[0]
+            taken = conn.send(chunk, now)
+            if taken <= 0:
+                break
+            moved = True
+            self._pending_size -= taken
+            if taken < len(chunk):
+                pending[0] = chunk[taken:]
+                break
+            pending.popleft()
+        if moved:
+            ep.touch()
+        if not pending:
+            if self._closing:
+                self._finish_close()
+            elif self._eof_wanted and not self._eof_sent:
+                self._send_fin()
+        self._maybe_resume_protocol()
+
+    def _send_fin(self) -> None:
+        ep = self._ep
+        if ep is None or self._eof_sent:
+            return
+        self._eof_sent = True
+        ep.conn.shutdown(self._loop.time())
+        ep.touch()
+
+    def _finish_close(self) -> None:
+        ep = self._ep
+        if ep is not None and not ep.removed:
+            if self._connected:
+                ep.conn.close(self._loop.time())
+            else:
+                ep.conn.abort(self._loop.time())
+            ep.touch()
+            self._table.detach(ep)
+        self._loop.call_soon(self._connection_lost, None)
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._pending_size > self._high and not self._writing_paused:
+            self._writing_paused = True
+            try:
+                self._protocol.pause_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - asyncio's policy
+                self._loop.call_exception_handler({
+                    "message": "protocol.pause_writing() failed",
+                    "exception": exc, "transport": self, "protocol": self._protocol,
+                })
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._writing_paused and self._pending_size <= self._low:
+            self._writing_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc, "transport": self, "protocol": self._protocol,
+                })
+
+    def _pull(self) -> None:
+        """Deliver in-order data to the protocol while it is not paused."""
+        ep = self._ep
+        if ep is None:
+            return
+        conn = ep.conn
+        while not self._reading_paused and not self._lost:
+            n = conn.readable()
+            if n <= 0:
+                break
+            data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
+            if not data:
+                break
+            if self._buffered:
+                asyncio.protocols._feed_data_to_buffered_proto(  # type: ignore[attr-defined]
+                    self._protocol, data)
+            else:
+                self._protocol.data_received(data)  # type: ignore[attr-defined]
+        if (
+            self._peer_eof
+            and not self._eof_delivered
+            and not self._reading_paused
+            and not self._lost
+            and conn.readable() == 0
+        ):
+            self._eof_delivered = True
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+            if not keep_open:
+                self.close()
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc or ConnectionResetError("connection closed"))
+        if self._connected:
+            try:
+                self._protocol.connection_lost(exc)
+            finally:
+                if self._ep is not None:
+                    self._table.detach(self._ep)
+
+    # ------------------------------------------------------ events from TCP
+
+    def tcp_event(self, event: events.Event) -> None:
+        """Called by the table for every event of our connection."""
+        kind = type(event)
+        if self._lost:
+            return
+        if kind is events.DataAvailable:
+            if self._connected:
+                self._pull()
+        elif kind is events.SendSpaceAvailable:
+            self._push()
+        elif kind is events.Connected:
+            self._on_connected()
+        elif kind is events.EofReceived:
+            self._peer_eof = True
+            if self._connected:
+                self._pull()
+        elif kind is events.ConnectionFailed:
+            err = _event_errno(event)
+            exc = _os_error(err, self._where())
+            if self._ep is not None:
+                self._table.detach(self._ep)
+            if not self._connected:
+                self._lost = True
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_exception(exc)
+            else:
+                self._connection_lost(exc)
+        elif kind is events.Closed:
+            if not self._connected:
+                self._lost = True
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_exception(
+                        _os_error(errno_mod.ECONNRESET, self._where()))
+            else:
+                self._connection_lost(None)
+
+    def _where(self) -> str:
+        peer = self._extra.get("peername")
+        return f"{peer[0]}:{peer[1]}" if peer else ""
+
+    def _on_connected(self) -> None:
+        if self._connected:
+            return
+        self._connected = True
+        self._protocol.connection_made(self)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        if self._pending:
+            self._push()
+        elif self._eof_wanted:
+            self._send_fin()
+        self._pull()
+
+    def __repr__(self) -> str:
+        state = "lost" if self._lost else "closing" if self._closing else "open"
+        return f"<TcpTransport {self._extra.get('sockname')} -> {self._extra.get('peername')} {state}>"
+
+
+# ------------------------------------------------------------------- TLS
+
+
+async def start_tls(
+    transport: asyncio.Transport,
+    protocol: asyncio.BaseProtocol,
+    sslcontext: ssl_mod.SSLContext,
+    *,
+    server_side: bool = False,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> asyncio.Transport:
+    """``loop.start_tls`` for any loop: uvloop's refuses foreign transports,
+    so this runs the standard library's SSLProtocol over ours directly."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    ssl_protocol = sslproto.SSLProtocol(
+        loop, protocol, sslcontext, waiter, server_side, server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout, call_connection_made=True,
+    )
+    transport.pause_reading()
+    transport.set_protocol(ssl_protocol)
+    conmade = loop.call_soon(ssl_protocol.connection_made, transport)
+    resume = loop.call_soon(transport.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        conmade.cancel()
+        resume.cancel()
+        raise
+    return ssl_protocol._app_transport  # type: ignore[no-any-return]
+
+
+def _ssl_context(ssl: ssl_mod.SSLContext | bool | None, server_side: bool) -> ssl_mod.SSLContext | None:
+    if ssl is None or ssl is False:
+        return None
+    if ssl is True:
+        if server_side:
+            raise ValueError("a server needs an ssl.SSLContext with its certificate")
+        return ssl_mod.create_default_context()
+    if not isinstance(ssl, ssl_mod.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not {type(ssl).__name__}")
+    return ssl
+
+
+class _Holder(asyncio.Protocol):
+    """Placeholder protocol while TLS is negotiated on a fresh transport."""
+
+    def __init__(self, app: asyncio.BaseProtocol) -> None:
+        self.app = app
+
+
+# ------------------------------------------------------------ connecting
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    *,
+    stack: Stack | None = None,
+    local_port: int | None = None,
+    timeout: float | None = None,
+    ssl: ssl_mod.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """Like ``loop.create_connection`` over ustack: active open to host:port."""
+    raddr = _parse_ipv4(host)
+    if stack is None:
+        stack = await default_stack()
+    table = stack.tcp
+    loop = table.loop
+    sslcontext = _ssl_context(ssl, server_side=False)
+    app_protocol = protocol_factory()
+    if sslcontext is not None:
+        if server_hostname is None:
+            server_hostname = host
+        # the TCP transport starts with a placeholder; TLS takes over below
+        first: asyncio.BaseProtocol = asyncio.Protocol()
+    else:
+        first = app_protocol
+    transport = TcpTransport(table, first)
+    if sslcontext is not None:
+        transport._reading_paused = True  # nothing may reach the placeholder
+    waiter: asyncio.Future[None] = loop.create_future()
+    transport._waiter = waiter
+    ep = table.connect(raddr, port, transport, local_port=local_port)
+    transport._bind(ep)
+    try:
+        if timeout is None:
+            await waiter
+        else:
+            async with asyncio.timeout(timeout):
+                await waiter
+    except TimeoutError:
+        transport.abort()
+        raise TimeoutError(errno_mod.ETIMEDOUT,
+                           f"connect to {host}:{port} timed out after {timeout} s") from None
+    except BaseException:
+        if not transport._lost:
+            transport.abort()
+        raise
+    finally:
+        transport._waiter = None
+    if sslcontext is None:
+        return transport, app_protocol
+    tls = await start_tls(transport, app_protocol, sslcontext, server_hostname=server_hostname,
+                          ssl_handshake_timeout=ssl_handshake_timeout)
+    return tls, app_protocol
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    stack: Stack | None = None,
+    limit: int = DEFAULT_LIMIT,
+    local_port: int | None = None,
+    timeout: float | None = None,
+    ssl: ssl_mod.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Like :func:`asyncio.open_connection` over ustack."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await create_connection(
+        lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
+        ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+# --------------------------------------------------------------- serving
+
+
+class Server(asyncio.AbstractServer):
+    """What ``start_server``/``create_server`` return, shaped like asyncio.Server."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        port: int,
+        backlog: int,
+        sslcontext: ssl_mod.SSLContext | None,
+        ssl_handshake_timeout: float | None,
+    ) -> None:
+        self._stack = stack
+        self._table = stack.tcp
+        self._loop = self._table.loop
+        self._factory = protocol_factory
+        self._ssl = sslcontext
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._listener: Listener | None = self._table.listen(port, backlog, self._accept)
+        self._listener.set_accepting(False)
+        self._serving = False
+        self._serving_forever: asyncio.Future[None] | None = None
+        self._closed = self._loop.create_future()
+        self._transports: set[asyncio.Transport] = set()
+
+    @property
+    def port(self) -> int:
+        return self._listener.port if self._listener is not None else 0
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """No OS sockets exist; see :attr:`addresses`."""
+        return ()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        if self._listener is None:
+            return []
+        return [(str(self._stack.address).split("/")[0], self._listener.port)]
+
+    @property
+    def backlog(self) -> int:
+        return self._listener.backlog if self._listener is not None else 0
+
+    def _accept(self, ep: TcpEndpoint) -> None:
+        protocol = self._factory()
+        if self._ssl is not None:
+            transport = TcpTransport(self._table, asyncio.Protocol())
+            transport._reading_paused = True  # the ClientHello waits for start_tls
+            transport._bind(ep)
+            transport._connected = True
+            self._loop.create_task(self._tls_accept(transport, protocol))
+        else:
+            transport = TcpTransport(self._table, protocol)
+            transport._bind(ep)
+            transport._on_connected()
+
+    async def _tls_accept(self, transport: TcpTransport, protocol: asyncio.BaseProtocol) -> None:
+        assert self._ssl is not None
+        try:
+            await start_tls(transport, protocol, self._ssl, server_side=True,
+                            ssl_handshake_timeout=self._ssl_handshake_timeout)
+        except (OSError, ssl_mod.SSLError, asyncio.TimeoutError, ConnectionError):
+            transport.abort()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        if self._listener is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._serving = True
+        self._listener.set_accepting(True)
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._listener is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        await self.start_serving()
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    def close(self) -> None:
+        """Stop listening (unaccepted connections get a RST); open connections stay."""
+        listener = self._listener
+        if listener is None:
+            return
+        self._listener = None
+        self._serving = False
+        listener.close()
+        if self._serving_forever is not None and not self._serving_forever.done():
+            self._serving_forever.cancel()
+            self._serving_forever = None
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        if self._listener is None:
+            return
+        await asyncio.shield(self._closed)
+
+    def __repr__(self) -> str:
+        return f"<ustack Server port={self.port} serving={self._serving}>"
+
+
+async def create_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str | None = None,
+    port: int = 0,
+    *,
+    stack: Stack | None = None,
+    backlog: int = 128,
+    ssl: ssl_mod.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    start_serving: bool = True,
+) -> Server:
+    """Like ``loop.create_server`` over ustack (one address: the stack's)."""
+    if stack is None:
+        stack = await default_stack()
+    if host not in (None, "", "0.0.0.0"):
+        ours = str(stack.address).split("/")[0]
+        if _parse_ipv4(str(host)) != socket.inet_aton(ours):
+            raise OSError(errno_mod.EADDRNOTAVAIL,
+                          f"{os.strerror(errno_mod.EADDRNOTAVAIL)}: {host} is not this "
+                          f"stack's address ({ours})")
+    server = Server(stack, protocol_factory, port, backlog,
+                    _ssl_context(ssl, server_side=True), ssl_handshake_timeout)
+    if start_serving:
+        await server.start_serving()
+    return server
+
+
+async def start_server(
+    client_connected_cb: ClientConnectedCallback,
+    host: str | None = None,
+    port: int = 0,
+    *,
+    stack: Stack | None = None,
+    limit: int = DEFAULT_LIMIT,
+    backlog: int = 128,
+    ssl: ssl_mod.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    start_serving: bool = True,
+) -> Server:
+    """Like :func:`asyncio.start_server` over ustack."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.BaseProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await create_server(factory, host, port, stack=stack, backlog=backlog, ssl=ssl,
+                               ssl_handshake_timeout=ssl_handshake_timeout,
+                               start_serving=start_serving)
+
+
+# --------------------------------------------------------- default stack
+
+
+class NoDefaultStackError(RuntimeError):
+    """``ustack.open_connection``/``start_server`` without a configured stack."""
+
+
+_default: dict[asyncio.AbstractEventLoop, Stack] = {}
+_default_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+async def default_stack() -> Stack:
+    """The stack configured by USTACK_IFACE, USTACK_ADDRESS (and optional
+    USTACK_GATEWAY), started on first use, one per event loop."""
+    loop = asyncio.get_running_loop()
+    stack = _default.get(loop)
+    if stack is not None:
+        return stack
+    lock = _default_lock.setdefault(loop, asyncio.Lock())
+    async with lock:
+        stack = _default.get(loop)
+        if stack is not None:
+            return stack
+        iface = os.environ.get("USTACK_IFACE")
+        address = os.environ.get("USTACK_ADDRESS")
+        if not iface or not address:
+            missing = " and ".join(n for n, v in (("USTACK_IFACE", iface),
+                                                  ("USTACK_ADDRESS", address)) if not v)
+            raise NoDefaultStackError(
+                f"no default ustack stack: set {missing} (e.g. USTACK_IFACE=veth-us "
+                "USTACK_ADDRESS=10.77.0.2/24, optional USTACK_GATEWAY), or pass a "
+                "Stack: await stack.open_connection(...)")
+        from ustack.stack import Stack
+
+        stack = await Stack.start(iface=iface, address=address,
+                                  gateway=os.environ.get("USTACK_GATEWAY") or None)
+        _default[loop] = stack
+        return stack
+
+
+__all__ = [
+    "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
+    "start_server", "start_tls", "default_stack", "NoDefaultStackError",
+]
