@@ -1,0 +1,340 @@
+"""ss-style output for socket records.
+
+The table follows iproute2 ``ss`` 6.x as printed to a pipe (its "compact"
+rendering): each column is as wide as its widest cell, the address columns are
+right-aligned up to the ``:`` and the ports left-aligned after it, everything
+after the peer port (process, timer, details and the tab-indented ``-i``/``-m``
+line) lives in the last column.  Figures are printed exactly as ``ss`` prints
+``struct tcp_info`` (times in milliseconds with ``%g``, rates with k/M/G/T
+unless ``-n``), zero-valued figures omitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ustack.diag.records import FIELDS, STATE_BITS, SocketRecord
+from ustack.diag.services import service_table
+
+
+@dataclass
+class FormatOptions:
+    """Which parts of the ss output to print (the ss option letters)."""
+
+    numeric: bool = False  # -n
+    resolve: bool = False  # -r
+    options: bool = False  # -o (timers; ts/sack/ecn flags with -i)
+    extended: bool = False  # -e (implies -o, as in ss)
+    memory: bool = False  # -m
+    processes: bool = False  # -p
+    info: bool = False  # -i
+    header: bool = True  # not -H
+    oneline: bool = False  # -O
+    show_state: bool = True  # False when exactly one state is selected
+
+    @property
+    def detail(self) -> bool:
+        """Whether the TcpInfo figures are needed (not only the basic fields)."""
+        return self.options or self.extended or self.memory or self.info
+
+
+def format_ms_timer(ms: int) -> str:
+    """ss's ``print_ms_timer``: 200ms, 1.500sec, 59sec, 1min5.500sec, 12min."""
+    secs, msecs = divmod(ms, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}{'sec' if secs else 'ms'}"
+    return out
+
+
+def format_rate(bps: float, numeric: bool) -> str:
+    """ss's ``sprint_bw`` (bits per second)."""
+    if numeric:
+        return f"{bps:.0f}"
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if bps >= limit:
+            return f"{bps / limit:.3g}{suffix}"
+    return f"{bps:g}"
+
+
+def _ms(seconds: float) -> float:
+    """Seconds -> milliseconds with microsecond resolution (tcp_info's unit)."""
+    return round(seconds * 1_000_000) / 1000
+
+
+def _ms_int(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def timer_text(r: SocketRecord) -> str:
+    if not r.timer_name:
+        return ""
+    ms = max(0, int(round(r.timer_expires * 1000)))
+    return f" timer:({r.timer_name},{format_ms_timer(ms)},{r.timer_count})"
+
+
+def details_text(r: SocketRecord) -> str:
+    out = f" uid:{r.uid}" if r.uid else ""
+    out += f" ino:{r.ino} sk:{r.sk:x}"
+    if r.state != "TIME-WAIT":
+        out += f" {'-' if r.shut_rd else '<'}-{'-' if r.shut_wr else '>'}"
+    return out
+
+
+def skmem_text(r: SocketRecord) -> str:
+    return (
+        f" skmem:(r{r.recv_q if r.state != 'LISTEN' else 0},rb{r.rcvbuf},"
+        f"t{r.send_q if r.state != 'LISTEN' else 0},tb{r.sndbuf},f0,"
+        f"w{r.send_q if r.state != 'LISTEN' else 0},o0,bl0,d{r.drops})"
+    )
+
+
+def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
+    """The ``-i`` figures in ss's order, zero-valued ones omitted."""
+    parts: list[str] = []
+    add = parts.append
+    if opts.options or opts.extended:
+        if r.ts_enabled:
+            add("ts")
+        if r.sack_enabled:
+            add("sack")
+        if r.ecn_enabled:
+            add("ecn")
+    if r.ca_name:
+        add(r.ca_name)
+    if r.wscale_enabled:
+        add(f"wscale:{r.snd_wscale},{r.rcv_wscale}")
+    rto = _ms(r.rto)
+    if rto and rto != 3000:
+        add(f"rto:{rto:g}")
+    if r.backoff:
+        add(f"backoff:{r.backoff}")
+    rtt = _ms(r.srtt)
+    if rtt:
+        add(f"rtt:{rtt:g}/{_ms(r.rttvar):g}")
+    if r.ato:
+        add(f"ato:{_ms(r.ato):g}")
+    for name, value in (
+        ("mss", r.mss), ("pmtu", r.pmtu), ("rcvmss", r.rcvmss), ("advmss", r.advmss),
+        ("cwnd", r.cwnd),
+    ):
+        if value:
+            add(f"{name}:{int(value)}")
+    if r.ssthresh and r.ssthresh < 0xFFFF:
+        add(f"ssthresh:{int(r.ssthresh)}")
+    for name, value in (
+        ("bytes_sent", r.bytes_sent), ("bytes_retrans", r.bytes_retrans),
+        ("bytes_acked", r.bytes_acked), ("bytes_received", r.bytes_received),
+        ("segs_out", r.segs_out), ("segs_in", r.segs_in),
+        ("data_segs_out", r.data_segs_out), ("data_segs_in", r.data_segs_in),
+    ):
+        if value:
+            add(f"{name}:{value}")
+    if r.srtt > 0 and r.mss and r.cwnd:
+        add(f"send {format_rate(r.cwnd * r.mss * 8 / r.srtt, opts.numeric)}bps")
+    for name, secs in (("lastsnd", r.last_send), ("lastrcv", r.last_recv), ("lastack", r.last_ack)):
+        ms = _ms_int(secs)
+        if ms:
+            add(f"{name}:{ms}")
+    if r.pacing_rate:
+        add(f"pacing_rate {format_rate(r.pacing_rate * 8, opts.numeric)}bps")
+    if r.delivery_rate:
+        add(f"delivery_rate {format_rate(r.delivery_rate * 8, opts.numeric)}bps")
+    if r.delivered:
+        add(f"delivered:{r.delivered}")
+    if r.app_limited:
+        add("app_limited")
+    busy = _ms_int(r.busy_time)
+    if busy:
+        add(f"busy:{busy}ms")
+    if r.unacked:
+        add(f"unacked:{r.unacked}")
+    if r.retransmits or r.total_retrans:
+        add(f"retrans:{r.retransmits}/{r.total_retrans}")
+    if r.lost:
+        add(f"lost:{r.lost}")
+    if r.sacked and r.state != "LISTEN":
+        add(f"sacked:{r.sacked}")
+    if r.dsack_dups:
+        add(f"dsack_dups:{r.dsack_dups}")
+    if r.reordering != 3:
+        add(f"reordering:{r.reordering}")
+    if r.rcv_rtt:
+        add(f"rcv_rtt:{_ms(r.rcv_rtt):g}")
+    for name, value in (
+        ("rcv_space", r.rcv_space), ("rcv_ssthresh", r.rcv_ssthresh), ("notsent", r.notsent),
+    ):
+        if value:
+            add(f"{name}:{value}")
+    if r.min_rtt:
+        add(f"minrtt:{_ms(r.min_rtt):g}")
+    if r.snd_wnd:
+        add(f"snd_wnd:{r.snd_wnd}")
+    if r.rcv_wnd:
+        add(f"rcv_wnd:{r.rcv_wnd}")
+    return "".join(" " + p for p in parts)
+
+
+class _Names:
+    """Port and host display names, cached per run."""
+
+    def __init__(self, opts: FormatOptions) -> None:
+        self.services = {} if opts.numeric else service_table()
+        self.resolve = opts.resolve
+        self.hosts: dict[str, str] = {}
+
+    def port(self, port: int) -> str:
+        if port == 0:
+            return "*"
+        return self.services.get(port) or str(port)
+
+    def host(self, addr: str) -> str:
+        if not self.resolve:
+            return addr
+        name = self.hosts.get(addr)
+        if name is None:
+            import socket
+
+            try:
+                name = socket.gethostbyaddr(addr)[0]
+            except OSError:
+                name = addr
+            self.hosts[addr] = name
+        return name
+
+
+def _tail_text(r: SocketRecord, opts: FormatOptions) -> str:
+    out = ""
+    if opts.processes and r.pid:
+        out += f' users:(("{r.comm}",pid={r.pid},fd={r.ino}))'
+    if opts.options or opts.extended:
+        out += timer_text(r)
+    if opts.extended:
+        out += details_text(r)
+    if opts.memory or opts.info:
+        if not opts.oneline:
+            out += "\n\t"
+        if opts.memory:
+            out += skmem_text(r)
+        if opts.info:
+            out += tcp_info_text(r, opts)
+    return out
+
+
+_HEADER = ("State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process")
+_DELIMS = (" ", " ", " ", " ", "", " ", "", "")
+_RIGHT = (False, False, False, True, False, True, False, False)
+
+
+def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = None) -> str:
+    """The ss table for ``records`` (in the given order), newline-terminated."""
+    opts = opts or FormatOptions()
+    names = _Names(opts)
+    port = names.port
+    host = names.host
+    want_tail = opts.processes or opts.detail
+
+    cols: list[list[str]] = [
+        [r.state for r in records] if opts.show_state else [],
+        [f"{r.recv_q:<6d}" for r in records],
+        [f"{r.send_q:<6d}" for r in records],
+        [host(r.local_addr) + ":" for r in records],
+        [port(r.local_port) for r in records],
+        [host(r.remote_addr) + ":" for r in records],
+        [port(r.remote_port) for r in records],
+        [_tail_text(r, opts) for r in records] if want_tail else [""] * len(records),
+    ]
+    enabled = [opts.show_state, True, True, True, True, True, True, True]
+
+    widths = [0] * 8
+    first = True
+    for i in range(8):
+        if not enabled[i]:
+            continue
+        longest = max(map(len, cols[i]), default=0)
+        if opts.header:
+            longest = max(longest, len(_HEADER[i]))
+        if not first and longest:
+            widths[i] = longest + len(_DELIMS[i])
+        else:
+            widths[i] = longest
+        if widths[i]:
+            first = False
+
+    active = [i for i in range(8) if enabled[i]]
+
+    def render(cells: Sequence[str]) -> str:
+        parts: list[str] = []
+        for n, (i, text) in enumerate(zip(active, cells)):
+            delim = _DELIMS[i] if n else ""
+            width = widths[i]
+            if _RIGHT[i]:
+                pad = width - len(text) - len(delim) if width else 0
+                parts.append(delim + " " * pad + text if pad > 0 else delim + text)
+            else:
+                pad = width - len(delim) - len(text) if width else 0
+                parts.append(delim + text + " " * pad if pad > 0 else delim + text)
+        return "".join(parts)
+
+    lines: list[str] = []
+    if opts.header:
+        lines.append(render([_HEADER[i] for i in active]))
+    if records:
+        columns = [cols[i] for i in active]
+        # fast path for the common columns: precompute pads with str methods
+        lines.extend(map(render, zip(*columns)))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def format_json(records: Iterable[SocketRecord]) -> str:
+    """One JSON object per socket per line (ours, beyond ss)."""
+    import json
+
+    dumps = json.dumps
+    out = [dumps(dict(zip(FIELDS, r)), separators=(",", ":")) for r in records]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def format_summary(records: Sequence[SocketRecord]) -> str:
+    """``ss -s`` for ustack's sockets (no RAW/UDP/FRAG/IPv6 in ustack: zeros)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    total = len(records)
+    timewait = counts.get("TIME-WAIT", 0)
+    hashed = total - timewait - counts.get("UNCONN", 0)
+    orphaned = 0  # ustack keeps no orphan accounting yet
+    lines = [
+        f"Total: {total}",
+        f"TCP:   {total} (estab {counts.get('ESTAB', 0)}, closed {counts.get('UNCONN', 0)}, "
+        f"orphaned {orphaned}, timewait {timewait})",
+        "",
+        "Transport Total     IP        IPv6",
+        f"RAW\t  {0:<9d} {0:<9d} {0:<9d}",
+        f"UDP\t  {0:<9d} {0:<9d} {0:<9d}",
+        f"TCP\t  {hashed:<9d} {hashed:<9d} {0:<9d}",
+        f"INET\t  {hashed:<9d} {hashed:<9d} {0:<9d}",
+        f"FRAG\t  {0:<9d} {0:<9d} {0:<9d}",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def single_state(mask: int) -> bool:
+    """True when exactly one state is selected (ss then drops the State column)."""
+    return mask != 0 and mask & (mask - 1) == 0
+
+
+def sort_key(r: SocketRecord) -> tuple[int, str, int]:
+    return (STATE_BITS.get(r.state, 0), r.local_addr, r.local_port)

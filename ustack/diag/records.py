@@ -1,0 +1,244 @@
+"""Socket snapshot records: ustack's analogue of an ``inet_diag`` message.
+
+One :class:`SocketRecord` describes one connection or listener of a running
+stack at one instant.  It is an immutable tuple (cheap to build, to marshal
+across the diagnostics endpoint and to compare in tests) whose fields are the
+addresses, the queues, the owning process and every figure the TCP core's
+``TcpConnection.info(now)`` exposes (docs/architecture.md, "tcp core").
+
+Field order matters: the first :data:`BASIC_FIELD_COUNT` fields are the ones the
+default ``ss`` view and the filter language need, so the endpoint can send only
+that prefix when the detailed figures are not asked for.
+
+Units follow ``ss``: times in the record are seconds (floats) as in
+``TcpInfo``; the formatter converts them to milliseconds the way ``ss`` prints
+``tcp_info``.  Listener records carry the accept-queue length in ``recv_q`` and
+the backlog in ``send_q`` (as Linux reports them for ``LISTEN`` sockets).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# ss display names, indexed by the kernel's TCP state numbers (include/net/tcp_states.h)
+STATE_NAMES: tuple[str, ...] = (
+    "UNKNOWN",
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "UNCONN",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "LISTEN",
+    "CLOSING",
+)
+STATE_BITS: dict[str, int] = {name: 1 << i for i, name in enumerate(STATE_NAMES) if i}
+ALL_STATES = sum(STATE_BITS.values())
+
+# spellings that appear in RFC 9293 / TcpState enums, mapped to ss display names
+_STATE_ALIASES: dict[str, str] = {
+    "ESTABLISHED": "ESTAB",
+    "SYN_SENT": "SYN-SENT",
+    "SYN_RECEIVED": "SYN-RECV",
+    "SYN-RECEIVED": "SYN-RECV",
+    "SYN_RECV": "SYN-RECV",
+    "FIN_WAIT_1": "FIN-WAIT-1",
+    "FIN_WAIT_2": "FIN-WAIT-2",
+    "TIME_WAIT": "TIME-WAIT",
+    "CLOSED": "UNCONN",
+    "CLOSE": "UNCONN",
+    "CLOSE_WAIT": "CLOSE-WAIT",
+    "LAST_ACK": "LAST-ACK",
+    "LISTENING": "LISTEN",
+}
+
+
+def ss_state_name(state: object) -> str:
+    """Return the ss display name for a state given as an ss name, an enum
+    with ``ss_name``, or an RFC-style name such as ``ESTABLISHED``."""
+    name = getattr(state, "ss_name", None)
+    if isinstance(name, str):
+        return name
+    text = getattr(state, "name", state)
+    text = str(text).upper()
+    if text in STATE_BITS:
+        return text
+    return _STATE_ALIASES.get(text, _STATE_ALIASES.get(text.replace("-", "_"), text))
+
+
+class SocketRecord(NamedTuple):
+    """One connection or listener.  Times are seconds; sizes bytes unless said."""
+
+    # --- basic fields (the default view and the filter need only these) ---
+    state: str  # ss display name: ESTAB, LISTEN, TIME-WAIT, ...
+    local_addr: str
+    local_port: int
+    remote_addr: str  # "0.0.0.0" for a listener
+    remote_port: int  # 0 for a listener (shown as "*")
+    recv_q: int  # unread bytes; accept-queue length for LISTEN
+    send_q: int  # unacknowledged + unsent bytes; backlog for LISTEN
+    pid: int = 0
+    comm: str = ""
+    uid: int = 0
+    ino: int = 0  # per-stack connection serial number (ustack has no inode)
+    sk: int = 0  # unique id of the connection object
+    # --- detailed figures (TcpInfo) ---
+    timer_name: str = ""  # on keepalive timewait persist delack, "" = none
+    timer_expires: float = 0.0  # seconds until the timer fires
+    timer_count: int = 0  # retransmissions / probes so far
+    shut_rd: bool = False
+    shut_wr: bool = False
+    ts_enabled: bool = False
+    sack_enabled: bool = False
+    ecn_enabled: bool = False
+    wscale_enabled: bool = False
+    ca_name: str = ""
+    snd_wscale: int = 0
+    rcv_wscale: int = 0
+    rto: float = 0.0
+    backoff: int = 0
+    srtt: float = 0.0
+    rttvar: float = 0.0
+    ato: float = 0.0
+    mss: int = 0
+    pmtu: int = 0
+    rcvmss: int = 0
+    advmss: int = 0
+    cwnd: int = 0
+    ssthresh: int = 0
+    bytes_sent: int = 0
+    bytes_retrans: int = 0
+    bytes_acked: int = 0
+    bytes_received: int = 0
+    segs_out: int = 0
+    segs_in: int = 0
+    data_segs_out: int = 0
+    data_segs_in: int = 0
+    last_send: float = 0.0  # seconds since
+    last_recv: float = 0.0
+    last_ack: float = 0.0
+    pacing_rate: float = 0.0  # bytes per second
+    delivery_rate: float = 0.0  # bytes per second
+    delivered: int = 0
+    app_limited: bool = False
+    busy_time: float = 0.0
+    unacked: int = 0
+    retransmits: int = 0
+    total_retrans: int = 0
+    lost: int = 0
+    sacked: int = 0
+    dsack_dups: int = 0
+    reordering: int = 3
+    rcv_rtt: float = 0.0
+    rcv_space: int = 0
+    rcv_ssthresh: int = 0
+    notsent: int = 0
+    min_rtt: float = 0.0
+    snd_wnd: int = 0
+    rcv_wnd: int = 0
+    snd_una: int = 0
+    snd_nxt: int = 0
+    rcv_nxt: int = 0
+    rcvbuf: int = 0
+    sndbuf: int = 0
+    drops: int = 0
+
+
+FIELDS: tuple[str, ...] = SocketRecord._fields
+BASIC_FIELD_COUNT = FIELDS.index("sk") + 1
+DEFAULTS: tuple[Any, ...] = tuple(SocketRecord._field_defaults.get(f) for f in FIELDS)
+_DETAIL_TAIL: tuple[Any, ...] = DEFAULTS[BASIC_FIELD_COUNT:]
+
+def record_from_info(
+    info: Any,
+    local_addr: str,
+    local_port: int,
+    remote_addr: str,
+    remote_port: int,
+    *,
+    pid: int = 0,
+    comm: str = "",
+    uid: int = 0,
+    ino: int = 0,
+    sk: int = 0,
+    **extra: Any,
+) -> SocketRecord:
+    """Build a record from a ``TcpInfo`` (docs/architecture.md) and the 4-tuple.
+
+    Every ``TcpInfo`` attribute whose name is a record field is copied; fields
+    the TCP core does not (yet) expose keep their defaults.  ``info.timer`` is
+    ``(name, seconds_until_expiry, count)`` or ``None``.  ``extra`` overrides
+    any field (e.g. ``rcvbuf=`` from the stream layer).
+    """
+    values: dict[str, Any] = {}
+    for name in FIELDS[BASIC_FIELD_COUNT:]:
+        value = getattr(info, name, None)
+        if value is not None:
+            values[name] = value
+    timer = getattr(info, "timer", None)
+    if timer:
+        values["timer_name"], values["timer_expires"], values["timer_count"] = timer
+    values.update(extra)
+    return SocketRecord(
+        ss_state_name(getattr(info, "state", "UNKNOWN")),
+        local_addr,
+        int(local_port),
+        remote_addr,
+        int(remote_port),
+        int(getattr(info, "recv_q", 0) or 0),
+        int(getattr(info, "send_q", 0) or 0),
+        pid,
+        comm,
+        uid,
+        ino,
+        sk,
+        **values,
+    )
+
+
+def listener_record(
+    local_addr: str,
+    local_port: int,
+    accept_queue: int,
+    backlog: int,
+    *,
+    pid: int = 0,
+    comm: str = "",
+    uid: int = 0,
+    ino: int = 0,
+    sk: int = 0,
+) -> SocketRecord:
+    """A ``LISTEN`` record: Recv-Q is the accept-queue length, Send-Q the backlog."""
+    return SocketRecord(
+        "LISTEN", local_addr, local_port, "0.0.0.0", 0, accept_queue, backlog,
+        pid, comm, uid, ino, sk,
+    )
+
+
+def basic_record(row: tuple[Any, ...]) -> SocketRecord:
+    """Complete a row holding only the basic prefix of fields."""
+    return tuple.__new__(SocketRecord, row + _DETAIL_TAIL)
+
+
+def records_from_rows(names: list[str] | tuple[str, ...], rows: list[Any]) -> list[SocketRecord]:
+    """Rebuild records from rows whose columns are ``names`` (fast when
+    ``names`` is a prefix of :data:`FIELDS`, which is what the endpoint sends)."""
+    names = tuple(names)
+    n = len(names)
+    new = tuple.__new__
+    if names == FIELDS:
+        return [new(SocketRecord, row) for row in rows]
+    if names == FIELDS[:n]:
+        tail = DEFAULTS[n:]
+        return [new(SocketRecord, tuple(row) + tail) for row in rows]
+    index = {name: i for i, name in enumerate(names)}
+    picks = [index.get(f, -1) for f in FIELDS]
+    out = []
+    for row in rows:
+        out.append(
+            new(SocketRecord, tuple(row[p] if p >= 0 else d for p, d in zip(picks, DEFAULTS)))
+        )
+    return out
