@@ -196,7 +196,8 @@ class TcpTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+            raise TypeError("data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
         if self._eof_wanted:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._lost or self._closing:
@@ -426,7 +427,8 @@ class TcpTransport(asyncio.Transport):
 
     def __repr__(self) -> str:
         state = "lost" if self._lost else "closing" if self._closing else "open"
-        return f"<TcpTransport {self._extra.get('sockname')} -> {self._extra.get('peername')} {state}>"
+        local, peer = self._extra.get("sockname"), self._extra.get("peername")
+        return f"<TcpTransport {local} -> {peer} {state}>"
 
 
 # ------------------------------------------------------------------- TLS
@@ -463,7 +465,9 @@ async def start_tls(
     return ssl_protocol._app_transport  # type: ignore[no-any-return]
 
 
-def _ssl_context(ssl: ssl_mod.SSLContext | bool | None, server_side: bool) -> ssl_mod.SSLContext | None:
+def _ssl_context(
+    ssl: ssl_mod.SSLContext | bool | None, server_side: bool
+) -> ssl_mod.SSLContext | None:
     if ssl is None or ssl is False:
         return None
     if ssl is True:
@@ -473,13 +477,6 @@ def _ssl_context(ssl: ssl_mod.SSLContext | bool | None, server_side: bool) -> ss
     if not isinstance(ssl, ssl_mod.SSLContext):
         raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not {type(ssl).__name__}")
     return ssl
-
-
-class _Holder(asyncio.Protocol):
-    """Placeholder protocol while TLS is negotiated on a fresh transport."""
-
-    def __init__(self, app: asyncio.BaseProtocol) -> None:
-        self.app = app
 
 
 # ------------------------------------------------------------ connecting
@@ -631,7 +628,7 @@ class Server(asyncio.AbstractServer):
         try:
             await start_tls(transport, protocol, self._ssl, server_side=True,
                             ssl_handshake_timeout=self._ssl_handshake_timeout)
-        except (OSError, ssl_mod.SSLError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, OSError, ssl_mod.SSLError, ConnectionError):
             transport.abort()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:

@@ -30,6 +30,7 @@ place where they meet the asyncio loop:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import heapq
 import itertools
@@ -39,12 +40,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ustack.tcp import TcpConfig, TcpConnection, events, listener_action, reply_to_unmatched
-from ustack.tcp import IsnGenerator, choose_ephemeral_port
+from ustack.tcp import events
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.listener import listener_action, reply_to_unmatched
+from ustack.tcp.ports import PortAllocator
 from ustack.wire.tcp import PROTO_TCP, RST, TcpSegment
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
+    from ustack.tcp.connection import TcpConnection
+
+
+def _connection_class() -> type[TcpConnection]:
+    from ustack.tcp.connection import TcpConnection
+
+    return TcpConnection
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
@@ -146,10 +157,8 @@ class Listener:
 
     def _child_gone(self, ep: TcpEndpoint) -> None:
         self.half_open.discard(ep)
-        try:
+        with contextlib.suppress(ValueError):
             self.accept_queue.remove(ep)
-        except ValueError:
-            pass
 
     def _drain_accept_queue(self) -> None:
         while self.accepting and self.accept_queue and not self.closed:
@@ -188,6 +197,7 @@ class TcpTable:
         self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
         self.local_addr: bytes = socket.inet_aton(str(stack.address).split("/")[0])
         self._isn = IsnGenerator(os.urandom(16))
+        self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
         self._dirty: dict[TcpEndpoint, None] = {}
@@ -247,7 +257,7 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = TcpConnection.connect(local_port, remote_port, iss, now, self.config)
+        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -273,18 +283,13 @@ class TcpTable:
         return listener
 
     def _ephemeral_port(self, remote_addr: bytes, remote_port: int) -> int:
-        lo, hi = self.EPHEMERAL_RANGE
         in_use = _PortsInUse(self, remote_addr, remote_port)
         try:
-            port = choose_ephemeral_port(self.local_addr, remote_addr, remote_port, in_use,
-                                         low=lo, high=hi)
-        except (OSError, RuntimeError, ValueError) as exc:
+            return self._ports.choose(self.local_addr, remote_addr, remote_port, in_use)
+        except OSError as exc:
             raise OSError(errno.EADDRNOTAVAIL, f"{os.strerror(errno.EADDRNOTAVAIL)}: "
                           f"no free local port to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port}") from exc
-        if port is None:
-            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
-        return int(port)
 
     def _free_listen_port(self) -> int:
         lo, hi = self.EPHEMERAL_RANGE
@@ -363,7 +368,7 @@ class TcpTable:
             return
         now = self.now()
         iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
-        conn = TcpConnection.accept(seg, iss, now, self.config)
+        conn = _connection_class().accept(seg, iss, now, self.config)
         ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
         ep.listener = listener
         listener.half_open.add(ep)
@@ -520,10 +525,8 @@ class TcpTable:
             listener.close()
         now = self.now()
         for ep in list(self._conns.values()):
-            try:
+            with contextlib.suppress(Exception):  # closing must not fail half-way
                 ep.conn.abort(now)
-            except Exception:  # noqa: BLE001 - closing must not fail half-way
-                pass
             self._dirty[ep] = None
         self._flush()
         self._closed = True
@@ -550,8 +553,6 @@ class _PortsInUse:
         self.remote_port = remote_port
 
     def __contains__(self, port: object) -> bool:
-        if isinstance(port, tuple):
-            return port in self.table._conns
         return (
             (port, self.remote_addr, self.remote_port) in self.table._conns
             or port in self.table._listeners
