@@ -1,0 +1,384 @@
+"""The TCP under test, seen from the probe: the Linux kernel or ustack.
+
+Both peers expose the same small application API, driven by a script or a
+test: ``listen(port)``, ``connect(port)`` (to the probe), and for the current
+connection ``write``, ``read``, ``shutdown`` (half close), ``close`` and
+``outcome`` (what the application saw: ``connected``, ``EOF``,
+``ECONNRESET``, ``ECONNREFUSED``, ``ETIMEDOUT``, ...).  Reading happens only
+when asked for, so data the script sends stays unread in the TCP receive
+buffer (closing then sends RST, RFC 2525 section 2.17).
+
+* :class:`KernelPeer`: sockets created inside the lab's peer namespace
+  (setns on the calling thread, then used from the asyncio loop), with
+  ``sysctl`` applied inside that namespace.  The probe sits on the stack-side
+  veth, where the kernel owns no address.
+* :class:`UstackPeer`: a :class:`~ustack.stack.Stack` on the stack-side veth;
+  the probe sits on the peer-side veth after the kernel's address has been
+  removed from it, so no kernel owns either address.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import errno
+import socket
+import subprocess
+from typing import Any
+
+from ustack.lab import Lab, enter_netns
+
+#: errno names an application may see
+OUTCOMES = ("connected", "EOF", "data", "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT",
+            "EHOSTUNREACH", "ENETUNREACH", "EPIPE")
+
+
+def _errname(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) is None:
+        return "ETIMEDOUT"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__
+
+
+class Peer(abc.ABC):
+    """The application side of the TCP under test (see the module docstring)."""
+
+    kind: str
+    #: where the probe lives: (namespace, interface, probe address, peer address)
+    probe_netns: str
+    probe_iface: str
+    probe_address: str
+    address: str
+
+    def __init__(self) -> None:
+        self.connect_task: asyncio.Task[None] | None = None
+        self.events: list[str] = []
+
+    @abc.abstractmethod
+    async def listen(self, port: int, backlog: int = 8) -> None: ...
+
+    @abc.abstractmethod
+    async def connect(self, port: int) -> None:
+        """Start an active open to the probe (returns at once)."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def read(self, nbytes: int, timeout: float = 2.0) -> bytes:
+        """Up to ``nbytes`` (b"" on EOF); raises the OSError the app would see."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None:
+        """shutdown(SHUT_WR): send FIN, keep receiving."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """close() the current connection (RST when unread data is queued)."""
+
+    @abc.abstractmethod
+    async def set_option(self, name: str, value: str) -> None:
+        """A kernel sysctl (``net.ipv4.tcp_timestamps``) or its ustack equivalent."""
+
+    @abc.abstractmethod
+    async def has_connection(self, timeout: float) -> bool: ...
+
+    async def outcome(self, timeout: float = 3.0) -> str:
+        """What the application sees next: the connect result if a connect is
+        pending, else the result of reading (``data`` is returned after
+        consuming what was readable, ``EOF``, or the errno name)."""
+        if self.connect_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.connect_task), timeout)
+            except TimeoutError:
+                if not self.connect_task.done():
+                    return "pending"
+            task, self.connect_task = self.connect_task, None
+            exc = task.exception()
+            return "connected" if exc is None else _errname(exc)
+        if not await self.has_connection(timeout):
+            return "no-connection"
+        try:
+            data = await self.read(65536, timeout)
+        except TimeoutError:
+            return "pending"
+        except OSError as exc:
+            return _errname(exc)
+        return "data" if data else "EOF"
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+
+# ---------------------------------------------------------------- kernel
+class KernelPeer(Peer):
+    """Linux in the lab's peer namespace (address 10.77.0.1)."""
+
+    kind = "kernel"
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__()
+        self.lab = lab
+        self.address = lab.peer_address
+        self.probe_netns = lab.stack_ns
+        self.probe_iface = lab.stack_if
+        self.probe_address = lab.stack_ip
+        self.loop = asyncio.get_running_loop()
+        self.listener: socket.socket | None = None
+        self.conn: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._conn_ready = asyncio.Event()
+        self._sockets: list[socket.socket] = []
+
+    def _socket(self) -> socket.socket:
+        with enter_netns(self.lab.peer_ns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        return sock
+
+    async def set_option(self, name: str, value: str) -> None:
+        proc = await asyncio.to_thread(
+            self.lab.run_in_peer, ["sysctl", "-qw", f"{name}={value}"],
+            capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: "
+                             f"{proc.stderr.strip()}")
+
+    async def listen(self, port: int, backlog: int = 8) -> None:
+        sock = self._socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.address, port))
+        sock.listen(backlog)
+        self.listener = sock
+        self._accept_task = self.loop.create_task(self._accept_loop(sock))
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        while True:
+            conn, _ = await self.loop.sock_accept(sock)
+            conn.setblocking(False)
+            self._sockets.append(conn)
+            self.conn = conn
+            self.events.append("accepted")
+            self._conn_ready.set()
+
+    async def connect(self, port: int) -> None:
+        sock = self._socket()
+        self.conn = sock
+
+        async def run() -> None:
+            await self.loop.sock_connect(sock, (self.probe_address, port))
+            self._conn_ready.set()
+
+        self.connect_task = self.loop.create_task(run())
+        await asyncio.sleep(0)
+
+    async def has_connection(self, timeout: float) -> bool:
+        if self.conn is not None and self._conn_ready.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._conn_ready.wait(), timeout)
+        return self.conn is not None and self._conn_ready.is_set()
+
+    async def _need_conn(self, timeout: float = 3.0) -> socket.socket:
+        if not await self.has_connection(timeout) or self.conn is None:
+            raise RuntimeError("the kernel peer has no connection (none accepted/connected)")
+        return self.conn
+
+    async def write(self, data: bytes) -> None:
+        conn = await self._need_conn()
+        await self.loop.sock_sendall(conn, data)
+
+    async def read(self, nbytes: int, timeout: float = 2.0) -> bytes:
+        conn = await self._need_conn()
+        return await asyncio.wait_for(self.loop.sock_recv(conn, nbytes), timeout)
+
+    async def shutdown(self) -> None:
+        conn = await self._need_conn()
+        conn.shutdown(socket.SHUT_WR)
+
+    async def close(self) -> None:
+        conn = await self._need_conn()
+        self.conn = None
+        self._conn_ready.clear()
+        conn.close()
+
+    async def aclose(self) -> None:
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._accept_task
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.connect_task
+        for sock in self._sockets:
+            sock.close()
+
+
+# ---------------------------------------------------------------- ustack
+class _AppProtocol(asyncio.Protocol):
+    """An application that reads only when asked (reading paused otherwise)."""
+
+    def __init__(self, peer: UstackPeer) -> None:
+        self.peer = peer
+        self.transport: Any = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self.peer._on_connection(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.transport.pause_reading()
+        self.changed.set()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.changed.set()
+        return True  # keep our half open (half close)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.error = exc
+        self.eof = True
+        self.changed.set()
+
+
+#: sysctl names and the TcpConfig field each maps to (value "0" → False)
+USTACK_SYSCTLS = {
+    "net.ipv4.tcp_timestamps": "timestamps",
+    "net.ipv4.tcp_sack": "sack",
+    "net.ipv4.tcp_window_scaling": "window_scaling",
+}
+
+
+class UstackPeer(Peer):
+    """A ustack :class:`~ustack.stack.Stack` on the stack-side veth (10.77.0.2)."""
+
+    kind = "ustack"
+
+    def __init__(self, lab: Lab, stack: Any) -> None:
+        super().__init__()
+        self.lab = lab
+        self.stack = stack
+        self.address = lab.stack_ip
+        self.probe_netns = lab.peer_ns
+        self.probe_iface = lab.peer_if
+        self.probe_address = lab.peer_address
+        self.loop = asyncio.get_running_loop()
+        self.servers: list[Any] = []
+        self.app: _AppProtocol | None = None
+        self._conn_ready = asyncio.Event()
+
+    @classmethod
+    async def start(cls, lab: Lab, **stack_kwargs: Any) -> UstackPeer:
+        """Remove the kernel address from the peer veth (the probe takes it
+        over), then start a Stack on the stack-side veth."""
+        from ustack.stack import Stack
+
+        await asyncio.to_thread(subprocess.run, ["ip", "-n", lab.peer_ns, "addr", "flush",
+                                                 "dev", lab.peer_if], check=True)
+        with enter_netns(lab.stack_ns):
+            from ustack.link.af_packet import AfPacketDevice
+
+            device = AfPacketDevice.open(lab.stack_if)
+        stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, device=device,
+                                  **stack_kwargs)
+        return cls(lab, stack)
+
+    def _on_connection(self, app: _AppProtocol) -> None:
+        self.app = app
+        self.events.append("connected")
+        self._conn_ready.set()
+
+    def _tcp_config(self) -> Any:
+        return getattr(self.stack, "tcp_config", None)
+
+    async def set_option(self, name: str, value: str) -> None:
+        field = USTACK_SYSCTLS.get(name)
+        if field is None:
+            raise ValueError(f"{name} has no ustack equivalent (supported: "
+                             f"{', '.join(USTACK_SYSCTLS)})")
+        table = self.stack.tcp
+        config = table.config
+        table.config = config.with_(**{field: value.strip() not in ("0", "false")})
+
+    async def listen(self, port: int, backlog: int = 8) -> None:
+        from ustack.streams import create_server
+
+        server = await create_server(lambda: _AppProtocol(self), port=port, stack=self.stack,
+                                     backlog=backlog)
+        self.servers.append(server)
+
+    async def connect(self, port: int) -> None:
+        from ustack.streams import create_connection
+
+        async def run() -> None:
+            await create_connection(lambda: _AppProtocol(self), self.probe_address, port,
+                                    stack=self.stack)
+
+        self.connect_task = self.loop.create_task(run())
+        await asyncio.sleep(0)
+
+    async def has_connection(self, timeout: float) -> bool:
+        if self.app is not None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._conn_ready.wait(), timeout)
+        return self.app is not None
+
+    async def _need_app(self, timeout: float = 3.0) -> _AppProtocol:
+        if not await self.has_connection(timeout) or self.app is None:
+            raise RuntimeError("the ustack peer has no connection (none accepted/connected)")
+        return self.app
+
+    async def write(self, data: bytes) -> None:
+        app = await self._need_app()
+        if app.error is not None:
+            raise app.error
+        app.transport.write(data)
+
+    async def read(self, nbytes: int, timeout: float = 2.0) -> bytes:
+        app = await self._need_app()
+
+        async def wait() -> bytes:
+            while not app.buffer:
+                if app.error is not None:
+                    raise app.error
+                if app.eof:
+                    return b""
+                app.changed.clear()
+                app.transport.resume_reading()
+                await app.changed.wait()
+            out = bytes(app.buffer[:nbytes])
+            del app.buffer[:nbytes]
+            return out
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def shutdown(self) -> None:
+        app = await self._need_app()
+        app.transport.write_eof()
+
+    async def close(self) -> None:
+        app = await self._need_app()
+        self.app = None
+        self._conn_ready.clear()
+        app.transport.close()
+
+    async def aclose(self) -> None:
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.connect_task
+        for server in self.servers:
+            server.close()
+        with contextlib.suppress(Exception):
+            await self.stack.close()
