@@ -1,0 +1,273 @@
+"""TcpTable with fake connections: demultiplexing, the RST for unmatched
+segments, listener backlog, and the single lazy-heap timer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from ustack.net import tcp_table as tt
+from ustack.tcp import events
+from ustack.wire.tcp import ACK, RST, SYN, TcpSegment
+
+LOCAL = socket.inet_aton("10.77.0.2")
+PEER = socket.inet_aton("10.77.0.1")
+
+
+class FakeIp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, int, bytes]] = []
+
+    def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
+        self.sent.append((dst, protocol, payload))
+
+    def segments(self) -> list[TcpSegment]:
+        return [TcpSegment.decode(p) for _, _, p in self.sent]
+
+
+class FakeStack:
+    def __init__(self) -> None:
+        self.ip = FakeIp()
+        self.address = "10.77.0.2/24"
+
+
+class FakeConn:
+    """Just enough of TcpConnection for the table."""
+
+    instances: list[FakeConn] = []
+
+    def __init__(self, local_port: int, remote_port: int) -> None:
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.deadline: float | None = None
+        self.timer_calls: list[float] = []
+        self.received: list[TcpSegment] = []
+        self.pending_events: list[events.Event] = []
+        self.out: list[TcpSegment] = []
+        self.aborted = False
+        FakeConn.instances.append(self)
+
+    @classmethod
+    def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
+                config: Any) -> FakeConn:
+        return cls(local_port, remote_port)
+
+    @classmethod
+    def accept(cls, syn: TcpSegment, iss: int, now: float, config: Any) -> FakeConn:
+        conn = cls(syn.dst_port, syn.src_port)
+        conn.out.append(TcpSegment(syn.dst_port, syn.src_port, iss, syn.seq + 1, SYN | ACK, 100))
+        return conn
+
+    def receive(self, seg: TcpSegment, now: float) -> None:
+        self.received.append(seg)
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_calls.append(now)
+        self.deadline = None
+
+    def next_event(self) -> events.Event | None:
+        return self.pending_events.pop(0) if self.pending_events else None
+
+    def segments_to_send(self, now: float) -> list[TcpSegment]:
+        out, self.out = self.out, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def abort(self, now: float) -> None:
+        self.aborted = True
+        self.pending_events.append(events.CLOSED)
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.events: list[events.Event] = []
+
+    def tcp_event(self, event: events.Event) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+async def table(monkeypatch: pytest.MonkeyPatch) -> tt.TcpTable:
+    FakeConn.instances = []
+    monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
+    return tt.TcpTable(FakeStack())  # type: ignore[arg-type]
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_unmatched_ack_gets_rst_with_seq_from_ack(table: tt.TcpTable) -> None:
+    seg = TcpSegment(40000, 9, 1000, 5555, ACK, 100)
+    table.segment_received(PEER, LOCAL, seg)
+    (rst,) = table.stack.ip.segments()  # type: ignore[attr-defined]
+    assert rst.flags == RST and rst.seq == 5555
+    assert (rst.src_port, rst.dst_port) == (9, 40000)
+    assert table.stack.ip.sent[0][0] == PEER  # type: ignore[attr-defined]
+
+
+async def test_unmatched_syn_gets_rst_ack(table: tt.TcpTable) -> None:
+    table.segment_received(PEER, LOCAL, TcpSegment(40000, 9, 1000, 0, SYN, 100))
+    (rst,) = table.stack.ip.segments()  # type: ignore[attr-defined]
+    assert rst.flags == RST | ACK and rst.ack == 1001
+
+
+async def test_unmatched_rst_is_not_answered(table: tt.TcpTable) -> None:
+    table.segment_received(PEER, LOCAL, TcpSegment(40000, 9, 1000, 0, RST, 0))
+    assert table.stack.ip.sent == []  # type: ignore[attr-defined]
+
+
+async def test_demux_by_four_tuple(table: tt.TcpTable) -> None:
+    a = table.connect(PEER, 80, Owner(), local_port=50000)
+    b = table.connect(PEER, 81, Owner(), local_port=50000)
+    seg = TcpSegment(81, 50000, 1, 0, ACK, 100)
+    table.segment_received(PEER, LOCAL, seg)
+    assert b.conn.received == [seg]  # type: ignore[attr-defined]
+    assert a.conn.received == []  # type: ignore[attr-defined]
+    with pytest.raises(OSError):
+        table.connect(PEER, 80, Owner(), local_port=50000)
+
+
+async def test_ephemeral_ports_are_distinct(table: tt.TcpTable) -> None:
+    ports = {table.connect(PEER, 80, Owner()).local_port for _ in range(200)}
+    assert len(ports) == 200
+    assert all(32768 <= p <= 60999 for p in ports)
+
+
+async def test_listener_backlog_drops_extra_syns(table: tt.TcpTable) -> None:
+    accepted: list[tt.TcpEndpoint] = []
+    listener = table.listen(8080, 2, accepted.append)
+    for i in range(4):
+        table.segment_received(PEER, LOCAL, TcpSegment(40000 + i, 8080, 7, 0, SYN, 100))
+    assert len(listener.half_open) == 2
+    assert listener.syn_dropped == 2
+    await settle()
+    synacks = [s for s in table.stack.ip.segments() if s.flags == SYN | ACK]  # type: ignore[attr-defined]
+    assert len(synacks) == 2  # the dropped SYNs got nothing (Linux: the peer retries)
+    # one child completes the handshake: it moves to the accept queue and out
+    child = next(iter(listener.half_open))
+    child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    table.touch(child)
+    await settle()
+    assert accepted == [child]
+    assert listener.pending == 1
+
+
+async def test_listener_not_accepting_queues_until_resumed(table: tt.TcpTable) -> None:
+    accepted: list[tt.TcpEndpoint] = []
+    listener = table.listen(8080, 8, accepted.append)
+    listener.set_accepting(False)
+    table.segment_received(PEER, LOCAL, TcpSegment(40000, 8080, 7, 0, SYN, 100))
+    child = next(iter(listener.half_open))
+    child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    await settle()
+    assert accepted == [] and list(listener.accept_queue) == [child]
+    listener.set_accepting(True)
+    assert accepted == [child]
+
+
+async def test_closed_event_removes_connection(table: tt.TcpTable) -> None:
+    owner = Owner()
+    ep = table.connect(PEER, 80, owner)
+    assert len(table) == 1
+    ep.conn.pending_events.append(events.CLOSED)  # type: ignore[attr-defined]
+    table.touch(ep)
+    await settle()
+    assert len(table) == 0 and owner.events == [events.CLOSED]
+    # a late segment for it now gets the unmatched-segment RST
+    table.segment_received(PEER, LOCAL, TcpSegment(80, ep.local_port, 1, 99, ACK, 10))
+    assert table.stack.ip.segments()[-1].flags == RST  # type: ignore[attr-defined]
+
+
+async def test_one_timer_handle_for_many_connections(
+    table: tt.TcpTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+    real_call_at = loop.call_at
+
+    def counting_call_at(when: float, cb: Any, *args: Any) -> asyncio.TimerHandle:
+        calls.append(when)
+        return real_call_at(when, cb, *args)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    base = loop.time() + 100.0
+    eps = []
+    for i in range(2000):
+        ep = table.connect(PEER, 80, Owner())
+        ep.conn.deadline = base + (i % 97)  # type: ignore[attr-defined]
+        eps.append(ep)
+    await settle()
+    assert len(calls) == 1 and calls[0] == base
+    # every connection re-arms later (an ACK moving the RTO): no heap growth,
+    # no new timer handles
+    heap_before = len(table._heap)
+    for ep in eps:
+        ep.conn.deadline += 5.0  # type: ignore[attr-defined]
+        table.touch(ep)
+    await settle()
+    assert len(table._heap) == heap_before
+    assert len(calls) == 1
+
+
+async def test_timer_fires_only_due_connections_and_reschedules_late_ones(
+    table: tt.TcpTable,
+) -> None:
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    a = table.connect(PEER, 80, Owner())
+    b = table.connect(PEER, 81, Owner())
+    c = table.connect(PEER, 82, Owner())
+    a.conn.deadline = now + 0.02  # type: ignore[attr-defined]
+    b.conn.deadline = now + 0.05  # type: ignore[attr-defined]
+    c.conn.deadline = now + 0.03  # type: ignore[attr-defined]
+    await settle()
+    # c's deadline moves later after it was queued: its stale entry must not fire it
+    c.conn.deadline = now + 0.2  # type: ignore[attr-defined]
+    table.touch(c)
+    await asyncio.sleep(0.08)
+    assert len(a.conn.timer_calls) == 1 and a.conn.timer_calls[0] >= now + 0.02  # type: ignore[attr-defined]
+    assert len(b.conn.timer_calls) == 1  # type: ignore[attr-defined]
+    assert c.conn.timer_calls == []  # type: ignore[attr-defined]
+    await asyncio.sleep(0.15)
+    assert len(c.conn.timer_calls) == 1 and c.conn.timer_calls[0] >= now + 0.2  # type: ignore[attr-defined]
+    assert table._timer is None  # nothing left to wait for
+
+
+async def test_deadline_moving_earlier_rearms(table: tt.TcpTable) -> None:
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    a = table.connect(PEER, 80, Owner())
+    a.conn.deadline = now + 10  # type: ignore[attr-defined]
+    await settle()
+    a.conn.deadline = now + 0.02  # type: ignore[attr-defined]
+    table.touch(a)
+    await asyncio.sleep(0.06)
+    assert len(a.conn.timer_calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_heap_compacts_under_churn(table: tt.TcpTable) -> None:
+    loop = asyncio.get_running_loop()
+    ep = table.connect(PEER, 80, Owner())
+    for i in range(10_000):  # ever earlier deadlines: one push each
+        ep.conn.deadline = loop.time() + 1000 - i * 0.01  # type: ignore[attr-defined]
+        table.touch(ep)
+        table.flush_now()
+    assert len(table._heap) < 200
+
+
+async def test_close_resets_everything(table: tt.TcpTable) -> None:
+    owner = Owner()
+    ep = table.connect(PEER, 80, owner)
+    table.listen(8080, 4, lambda e: None)
+    table.close()
+    assert ep.conn.aborted  # type: ignore[attr-defined]
+    assert len(table) == 0 and list(table.listeners()) == []
+    with pytest.raises(RuntimeError):
+        table.connect(PEER, 80, Owner())
