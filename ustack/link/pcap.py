@@ -1,0 +1,89 @@
+"""A device wrapper that records every frame in and out to a pcap file.
+
+The file opens in Wireshark/tshark (link type Ethernet, microsecond
+timestamps).  Frames are recorded as they cross the wrapper: received frames
+before the layers above see them, sent frames before the inner device gets
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import dpkt
+
+from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
+
+SNAPLEN = 262144
+
+
+class PcapDevice(Device):
+    """``PcapDevice(inner, path)``: ``inner`` with a capture of its traffic."""
+
+    def __init__(self, inner: Device, path: str | os.PathLike[str]) -> None:
+        self.inner = inner
+        self.path = os.fspath(path)
+        self.name = inner.name
+        self.mac = inner.mac
+        self.mtu = inner.mtu
+        self.supports_gso = inner.supports_gso
+        self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115
+        self._writer: Any = dpkt.pcap.Writer(self._file, snaplen=SNAPLEN)
+        self._receiver: Receiver | None = None
+        self.frames_written = 0
+
+    def _write(self, frame: bytes) -> None:
+        if self._writer is None:
+            return
+        ts = time.time()
+        if round(ts % 1 * 1_000_000) >= 1_000_000:  # dpkt would write usec=1000000
+            ts = float(int(ts) + 1)
+        self._writer.writepkt_time(frame, ts)
+        self.frames_written += 1
+
+    def attach(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self.inner.attach(loop, self._on_frames)
+
+    def _on_frames(self, frames: Sequence[ReceivedFrame]) -> None:
+        for frame, _trusted in frames:
+            self._write(frame)
+        if self._receiver is not None:
+            self._receiver(frames)
+
+    def send(self, frame: Frame) -> None:
+        self._write(frame)
+        self.inner.send(frame)
+
+    def send_many(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            self._write(frame)
+        self.inner.send_many(frames)
+
+    def send_gso(self, frame: Frame, gso_size: int) -> None:
+        """Record the super-segment as one frame, then hand it to ``inner``."""
+        self._write(frame)
+        self.inner.send_gso(frame, gso_size)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close ``inner`` and the capture file (flushed).  Idempotent."""
+        try:
+            self.inner.close()
+        finally:
+            if self._file is not None:
+                self._file.close()
+            self._file = None
+            self._writer = None
+
+    def counters(self) -> dict[str, int]:
+        out = self.inner.counters()
+        out["pcap_frames"] = self.frames_written
+        return out
