@@ -1,0 +1,332 @@
+"""asyncio streams over two ustack TCP tables wired together in memory.
+
+No namespaces: each side is a :class:`TcpTable` with the real TCP core whose
+"IP layer" hands the encoded segment to the other table on the next loop
+iteration.  This checks the transport's semantics (back-pressure, half-close,
+abort, errors, TLS) with the real state machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ustack.tcp.connection")
+
+from ustack import streams  # noqa: E402
+from ustack.net.tcp_table import TcpTable  # noqa: E402
+
+A_IP, B_IP = "10.9.0.1", "10.9.0.2"
+
+
+class MemoryIp:
+    """Delivers to the peer table on the next loop iteration; can black-hole."""
+
+    def __init__(self, src: str) -> None:
+        self.src = socket.inet_aton(src)
+        self.peer: TcpTable | None = None
+        self.drop: Callable[[bytes], bool] | None = None
+        self.sent = 0
+
+    def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
+        self.sent += 1
+        if self.peer is None or (self.drop is not None and self.drop(payload)):
+            return
+        asyncio.get_running_loop().call_soon(self.peer.ip_input, self.src, dst, payload)
+
+
+class MemoryStack:
+    def __init__(self, address: str) -> None:
+        self.address = address + "/24"
+        self.ip = MemoryIp(address)
+        self.tcp: TcpTable = None  # type: ignore[assignment]
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[MemoryStack, MemoryStack]]:
+    a, b = MemoryStack(A_IP), MemoryStack(B_IP)
+    a.tcp = TcpTable(a)  # type: ignore[arg-type]
+    b.tcp = TcpTable(b)  # type: ignore[arg-type]
+    a.ip.peer, b.ip.peer = b.tcp, a.tcp
+    yield a, b
+    a.tcp.close()
+    b.tcp.close()
+
+
+async def test_echo_roundtrip_and_extra_info(pair: Any) -> None:
+    a, b = pair
+    got: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()
+        got.append(data)
+        writer.write(hashlib.sha256(data).digest())
+        await writer.drain()
+        writer.close()
+
+    server = await streams.start_server(handle, port=7000, stack=b)
+    payload = os.urandom(3_000_000)
+    reader, writer = await streams.open_connection(B_IP, 7000, stack=a)
+    assert writer.get_extra_info("peername") == (B_IP, 7000)
+    assert writer.get_extra_info("sockname")[0] == A_IP
+    info = writer.get_extra_info("tcp_info")
+    assert info.state == "ESTAB"
+    writer.write(payload)
+    await writer.drain()
+    writer.write_eof()
+    digest = await asyncio.wait_for(reader.read(), 10)
+    assert digest == hashlib.sha256(payload).digest()
+    assert got == [payload]
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    assert not server.is_serving()
+
+
+async def test_slow_reader_closes_window_and_blocks_writer(pair: Any) -> None:
+    a, b = pair
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    arrived = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append((reader, writer))
+        arrived.set()
+
+    await streams.start_server(handle, port=7001, stack=b, limit=1 << 16)
+    reader, writer = await streams.open_connection(B_IP, 7001, stack=a)
+    await arrived.wait()
+    block = os.urandom(1 << 20)
+    sent = 0
+    # nobody reads on b: drain must eventually block
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            while True:
+                writer.write(block)
+                sent += len(block)
+                await writer.drain()
+    assert sent < 16 << 20, "back-pressure never engaged"
+    assert writer.transport.get_write_buffer_size() > 0
+    server_reader, server_writer = conns[0]
+    sinfo = server_writer.get_extra_info("tcp_info")
+    assert sinfo.rcv_wnd < 1460, "the slow reader's window should be (nearly) closed"
+    assert sinfo.recv_q > 0
+    # reading drains everything in order
+    writer.write_eof()
+    received = 0
+    h = hashlib.sha256()
+    while True:
+        data = await asyncio.wait_for(server_reader.read(1 << 16), 10)
+        if not data:
+            break
+        received += len(data)
+        h.update(data)
+    assert received == sent
+    expected = hashlib.sha256()
+    for _ in range(sent // len(block)):
+        expected.update(block)
+    assert h.digest() == expected.digest()
+    server_writer.close()
+    writer.close()
+
+
+async def test_half_close_both_directions(pair: Any) -> None:
+    a, b = pair
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()  # until our FIN
+        writer.write(b"got " + data)  # the server can still send after it
+        await writer.drain()
+        writer.write_eof()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+    await streams.start_server(handle, port=7002, stack=b)
+    reader, writer = await streams.open_connection(B_IP, 7002, stack=a)
+    writer.write(b"hello")
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 5) == b"got hello"
+    assert reader.at_eof()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_refused_without_listener(pair: Any) -> None:
+    a, _ = pair
+    with pytest.raises(ConnectionRefusedError):
+        await streams.open_connection(B_IP, 7999, stack=a, timeout=5)
+
+
+async def test_timeout_when_peer_silent(pair: Any) -> None:
+    a, _ = pair
+    a.ip.drop = lambda payload: True
+    with pytest.raises(TimeoutError):
+        await streams.open_connection(B_IP, 7003, stack=a, timeout=0.3)
+    await asyncio.sleep(0)
+    assert len(a.tcp) == 0 or all(
+        ep.conn.state.ss_name != "SYN-SENT" for ep in a.tcp.endpoints()
+    )
+
+
+async def test_abort_gives_peer_connection_reset(pair: Any) -> None:
+    a, b = pair
+    result: asyncio.Future[BaseException | bytes] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            result.set_result(await reader.read())
+        except ConnectionResetError as exc:
+            result.set_result(exc)
+
+    await streams.start_server(handle, port=7004, stack=b)
+    _, writer = await streams.open_connection(B_IP, 7004, stack=a)
+    writer.write(b"x" * 1000)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+    outcome = await asyncio.wait_for(result, 5)
+    assert isinstance(outcome, ConnectionResetError)
+
+
+async def test_reset_makes_write_and_drain_fail(pair: Any) -> None:
+    a, b = pair
+    server_writers: list[asyncio.StreamWriter] = []
+    ready = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server_writers.append(writer)
+        ready.set()
+
+    await streams.start_server(handle, port=7005, stack=b)
+    reader, writer = await streams.open_connection(B_IP, 7005, stack=a)
+    await ready.wait()
+    server_writers[0].transport.abort()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(reader.read(10), 5)
+    with pytest.raises(ConnectionResetError):
+        writer.write(b"more")
+        await writer.drain()
+
+
+async def test_protocol_api_create_connection_and_server(pair: Any) -> None:
+    a, b = pair
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data.upper())  # type: ignore[attr-defined]
+
+    class Client(asyncio.Protocol):
+        buf = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            if len(self.buf) >= 5:
+                done.set_result(self.buf)
+
+    server = await streams.create_server(Echo, port=7006, stack=b)
+    transport, protocol = await streams.create_connection(Client, B_IP, 7006, stack=a)
+    transport.write(b"hello")
+    assert await asyncio.wait_for(done, 5) == b"HELLO"
+    assert isinstance(protocol, Client)
+    transport.close()
+    server.close()
+
+
+async def test_backlog_and_start_serving(pair: Any) -> None:
+    a, b = pair
+    accepted: list[Any] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await streams.start_server(handle, port=7007, stack=b, backlog=2,
+                                        start_serving=False)
+    assert not server.is_serving()
+    tasks = [asyncio.ensure_future(streams.open_connection(B_IP, 7007, stack=a, timeout=0.5))
+             for _ in range(4)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    assert len(ok) == 2, results  # two fit the backlog, two SYNs were dropped
+    assert all(isinstance(r, TimeoutError) for r in results if isinstance(r, BaseException))
+    assert accepted == []
+    await server.start_serving()
+    await asyncio.sleep(0.05)
+    assert len(accepted) == 2
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=ustack.test", "-addext", "subjectAltName=IP:10.9.0.2",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl cannot make a test certificate: {exc}")
+    return cert, key
+
+
+async def test_tls_both_ends(pair: Any, certificate: tuple[Path, Path]) -> None:
+    a, b = pair
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        writer.write(b"secure " + line)
+        await writer.drain()
+        writer.close()
+
+    await streams.start_server(handle, port=7443, stack=b, ssl=server_ctx)
+    reader, writer = await streams.open_connection(B_IP, 7443, stack=a, ssl=client_ctx,
+                                                   timeout=5)
+    assert writer.get_extra_info("ssl_object") is not None
+    writer.write(b"hello\n")
+    assert await asyncio.wait_for(reader.readline(), 5) == b"secure hello\n"
+    writer.close()
+
+
+async def test_module_level_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ustack
+
+    monkeypatch.delenv("USTACK_IFACE", raising=False)
+    monkeypatch.delenv("USTACK_ADDRESS", raising=False)
+    with pytest.raises(streams.NoDefaultStackError, match="USTACK_IFACE"):
+        await ustack.open_connection("10.0.0.1", 80)
+    with pytest.raises(streams.NoDefaultStackError):
+        await ustack.start_server(lambda r, w: None, port=80)
+
+
+async def test_bad_host_is_value_error(pair: Any) -> None:
+    a, _ = pair
+    with pytest.raises(ValueError, match="IPv4"):
+        await streams.open_connection("example.com", 80, stack=a)
+
+
+def test_errno_mapping() -> None:
+    assert isinstance(streams._os_error(errno.ECONNREFUSED), ConnectionRefusedError)
+    assert isinstance(streams._os_error(errno.ETIMEDOUT), TimeoutError)
+    assert isinstance(streams._os_error(errno.ECONNRESET), ConnectionResetError)
+    exc = streams._os_error(errno.EHOSTUNREACH)
+    assert type(exc) is OSError and exc.errno == errno.EHOSTUNREACH
