@@ -195,6 +195,8 @@ class TcpTable:
         self.loop = loop or asyncio.get_running_loop()
         self.config = config or TcpConfig()
         self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
+        self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
+            stack.ip, "send_many", None) or self._send_each
         self.local_addr: bytes = socket.inet_aton(str(stack.address).split("/")[0])
         self._isn = IsnGenerator(os.urandom(16))
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
@@ -207,6 +209,10 @@ class TcpTable:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._closed = False
+        register = getattr(stack.ip, "register", None)
+        if register is not None:  # the real IpLayer (unit tests use a bare fake)
+            register(PROTO_TCP, self.ip_input)
+            stack.ip.register_error(PROTO_TCP, self.ip_error)
         self.counters: dict[str, int] = {
             "tcp_segs_in": 0,
             "tcp_segs_out": 0,
@@ -376,19 +382,27 @@ class TcpTable:
         self.counters["tcp_passive_opens"] += 1
         self.touch(ep)
 
+    def _send_each(self, dst: bytes, protocol: int, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self._ip_send(dst, protocol, payload)
+
     def _send_reply(self, dst: bytes, seg: TcpSegment) -> None:
         self.counters["tcp_segs_out"] += 1
         self._ip_send(dst, PROTO_TCP, seg.encode(self.local_addr, dst))
 
-    def unreachable(self, remote_addr: bytes, err: int = errno.EHOSTUNREACH) -> None:
-        """The net layer could not resolve ``remote_addr`` (ARP failure): fail
-        every connection to it that is still opening (as Linux reports
-        EHOSTUNREACH to connect())."""
-        now = self.now()
-        for ep in list(self._conns.values()):
-            if ep.remote_addr == remote_addr:
-                ep.conn.icmp_error(err, None, now)
-                self.touch(ep)
+    def ip_error(self, error: Any) -> None:
+        """IP error handler (:class:`ustack.net.icmp.IpError`): an ICMP error
+        quoting one of our segments, or ARP resolution that failed.  The TCP
+        core decides what it means (RFC 9293 3.10.7.x, RFC 5927); a connection
+        still opening fails with the errno (EHOSTUNREACH for ARP failure)."""
+        key = (error.local_port, error.remote_addr, error.remote_port)
+        ep = self._conns.get(key)
+        if ep is None:
+            return
+        quoted = error.transport
+        seq = int.from_bytes(quoted[4:8], "big") if len(quoted) >= 8 else None
+        ep.conn.icmp_error(error.errno, seq, self.now())
+        self.touch(ep)
 
     # ----------------------------------------------------------------- drain
 
@@ -397,6 +411,7 @@ class TcpTable:
         dirty = self._dirty
         now = self.now()
         send = self._ip_send
+        send_many = self._ip_send_many
         laddr = self.local_addr
         guard = 0
         while dirty:
@@ -415,8 +430,10 @@ class TcpTable:
             if segs:
                 raddr = ep.remote_addr
                 self.counters["tcp_segs_out"] += len(segs)
-                for seg in segs:
-                    send(raddr, PROTO_TCP, seg.encode(laddr, raddr))
+                if len(segs) == 1:
+                    send(raddr, PROTO_TCP, segs[0].encode(laddr, raddr))
+                else:
+                    send_many(raddr, PROTO_TCP, [seg.encode(laddr, raddr) for seg in segs])
             if closed:
                 self._remove(ep)
             else:
