@@ -1,0 +1,432 @@
+"""The IPv4 layer of one stack: frame input, checks, ARP, ICMP, protocol
+demultiplexing and output (RFC 791, RFC 1122 s.3.2).
+
+Receive path (:meth:`IpLayer.receive`, the device's receiver): every frame is
+either handled or counted as a drop under a reason; nothing raises out of it.
+IPv4 input checks version, IHL, total length against the frame, the header
+checksum and the destination (ours or broadcast), drops fragments, then
+verifies the transport checksum over the pseudo-header unless the device
+marked the frame ``trusted`` (the kernel vouched for it, DESIGN.md trap 2),
+and hands the payload to the handler registered for the protocol.
+
+Send path (:meth:`IpLayer.send`): route, prepend a cached Ethernet header and
+a freshly built IPv4 header, transmit.  Packets to a neighbour not yet
+resolved wait in the ARP cache's bounded queue; when resolution fails they are
+reported to the protocol's error handler as :class:`~ustack.net.icmp.IpError`.
+
+The layer does no I/O of its own: it transmits through a callable, reads time
+through ``clock`` and tells its owner (the Stack) when its next deadline moves.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+from ustack.net.arp import ArpCache
+from ustack.net.icmp import (
+    ORIGIN_ARP,
+    ORIGIN_ICMP,
+    ORIGIN_ROUTE,
+    IpError,
+    RateLimiter,
+    errno_for,
+)
+from ustack.net.routing import LIMITED_BROADCAST, Routes
+from ustack.wire import arp as warp
+from ustack.wire import icmp as wicmp
+from ustack.wire.checksum import partial_sum, pseudo_header_sum
+from ustack.wire.errors import ParseError
+from ustack.wire.ethernet import BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, MIN_FRAME_LEN
+from ustack.wire.ethernet import header as eth_header
+from ustack.wire.ipv4 import DEFAULT_TTL, PROTO_ICMP, PROTO_TCP, PROTO_UDP, build_header
+
+log = logging.getLogger("ustack.net")
+
+Buffer = bytes | memoryview
+#: ``handler(src_ip, dst_ip, payload, trusted)``: ``payload`` is the transport
+#: segment (a memoryview into the frame, valid only during the call: copy what
+#: you keep); its checksum has been verified unless ``trusted`` is True.
+IpHandler = Callable[[bytes, bytes, Buffer, bool], None]
+ErrorHandler = Callable[[IpError], None]
+
+_IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
+_ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
+_ZERO_IP = b"\x00\x00\x00\x00"
+_PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
+
+
+def _one_by_one(transmit: Callable[[bytes], None]) -> Callable[[Sequence[bytes]], None]:
+    def transmit_many(frames: Sequence[bytes]) -> None:
+        for frame in frames:
+            transmit(frame)
+    return transmit_many
+
+
+class _Queued(NamedTuple):
+    """An IPv4 packet waiting for its next hop to resolve."""
+
+    dst: bytes
+    protocol: int
+    packet: bytes  # IPv4 header + payload
+
+
+class IpLayer:
+    """IPv4 + ARP + ICMP for one address on one Ethernet device."""
+
+    def __init__(
+        self,
+        *,
+        address: bytes,
+        prefixlen: int,
+        mac: bytes,
+        transmit: Callable[[bytes], None],
+        clock: Callable[[], float],
+        gateway: bytes | None = None,
+        transmit_many: Callable[[Sequence[bytes]], None] | None = None,
+        defer: Callable[[Callable[[], None]], object] | None = None,
+        on_deadline: Callable[[float | None], None] | None = None,
+        arp_cache: ArpCache[_Queued] | None = None,
+        mtu: int = 1500,
+        ttl: int = DEFAULT_TTL,
+        reply_to_ping: bool = True,
+    ) -> None:
+        self.address = address
+        self.mac = mac
+        self.routes = Routes(address, prefixlen, gateway)
+        self.arp: ArpCache[_Queued] = arp_cache if arp_cache is not None else ArpCache()
+        self.mtu = mtu
+        self.ttl = ttl
+        self.reply_to_ping = reply_to_ping
+        self._transmit = transmit
+        self._transmit_many = transmit_many or _one_by_one(transmit)
+        self._clock = clock
+        self._defer = defer or (lambda fn: fn())
+        self._on_deadline = on_deadline or (lambda _deadline: None)
+        self._handlers: dict[int, tuple[IpHandler, bool]] = {}
+        self._error_handlers: dict[int, ErrorHandler] = {}
+        self._echo_reply_handler: Callable[[bytes, wicmp.IcmpEcho], None] | None = None
+        self._ident = itertools.count(1)
+        self._icmp_limiter = RateLimiter()
+        #: destination IP → (Ethernet header for its next hop, valid until)
+        self._prefix: dict[bytes, tuple[bytes, float]] = {}
+        self._broadcast_prefix = eth_header(BROADCAST, mac, ETHERTYPE_IPV4)
+        self._ours = {address, LIMITED_BROADCAST}
+        if self.routes.broadcast is not None:
+            self._ours.add(self.routes.broadcast)
+        self.frames_in = 0
+        self.frames_out = 0
+        #: drops by reason (receive and send paths), plus event counters
+        self.drops: dict[str, int] = {}
+        self.stats: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ API
+
+    def register(self, protocol: int, handler: IpHandler, *, verify_checksum: bool = True) -> None:
+        """Deliver IPv4 payloads of ``protocol`` to ``handler(src, dst, payload,
+        trusted)``.  With ``verify_checksum`` the layer first checks the
+        transport checksum over the pseudo-header (TCP's and UDP's rule) for
+        frames that are not ``trusted`` and drops failures as
+        ``<proto>-bad-checksum``."""
+        if protocol == PROTO_ICMP:
+            raise ValueError("ICMP is handled by the IP layer; use register_error()")
+        self._handlers[protocol] = (handler, verify_checksum)
+
+    def unregister(self, protocol: int) -> None:
+        self._handlers.pop(protocol, None)
+        self._error_handlers.pop(protocol, None)
+
+    def register_error(self, protocol: int, handler: ErrorHandler) -> None:
+        """Report packets of ``protocol`` that did not arrive: ICMP errors
+        quoting them and failed ARP resolutions, as :class:`IpError`."""
+        self._error_handlers[protocol] = handler
+
+    def on_echo_reply(self, handler: Callable[[bytes, wicmp.IcmpEcho], None] | None) -> None:
+        """Receive ICMP echo replies (``handler(src, echo)``), e.g. for a ping client."""
+        self._echo_reply_handler = handler
+
+    def send(self, dst: bytes, protocol: int, payload: Buffer) -> None:
+        """Send one IPv4 packet carrying ``payload``; never raises for
+        network conditions (unresolved → queued; no route or ARP failure →
+        the protocol's error handler)."""
+        entry = self._prefix.get(dst)
+        now = self._clock()
+        n = len(payload)
+        if n > self.mtu - 20:
+            self._drop("tx-too-big")
+            return
+        hdr = build_header(self.address, dst, protocol, n, next(self._ident), ttl=self.ttl)
+        if entry is not None and now < entry[1]:
+            self.frames_out += 1
+            self._transmit(entry[0] + hdr + payload)
+            return
+        self._send_slow(dst, protocol, hdr + payload, now)
+
+    def send_many(self, dst: bytes, protocol: int, payloads: Iterable[Buffer]) -> None:
+        """Several payloads to one destination, handed to the device in one call."""
+        entry = self._prefix.get(dst)
+        now = self._clock()
+        if entry is None or now >= entry[1]:
+            for p in payloads:
+                self.send(dst, protocol, p)
+            return
+        prefix, src, ttl, ident = entry[0], self.address, self.ttl, self._ident
+        limit = self.mtu - 20
+        frames = []
+        for p in payloads:
+            if len(p) > limit:
+                self._drop("tx-too-big")
+                continue
+            frames.append(prefix + build_header(src, dst, protocol, len(p), next(ident), ttl=ttl)
+                          + p)
+        self.frames_out += len(frames)
+        self._transmit_many(frames)
+
+    def announce(self) -> None:
+        """Gratuitous ARP announcement of our address (RFC 5227 s.2.3)."""
+        self._send_arp(BROADCAST, warp.announcement(self.mac, self.address))
+
+    def next_deadline(self) -> float | None:
+        return self.arp.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        """ARP retransmissions and resolution failures due at ``now``."""
+        result = self.arp.poll(now)
+        for ip in result.retry:
+            self._send_arp(BROADCAST, warp.request(self.mac, self.address, ip))
+        for _ip, queued in result.failed:
+            self._count("arp_failed")
+            self._drop("arp-unresolved", len(queued))
+            for item in queued:
+                self._report(item, errno.EHOSTUNREACH, ORIGIN_ARP)
+        if result.retry or result.failed:
+            self._on_deadline(self.arp.next_deadline())
+
+    def counters(self) -> dict[str, int]:
+        out = {"frames_in": self.frames_in, "frames_out": self.frames_out,
+               "drops": sum(self.drops.values()), "arp_entries": len(self.arp),
+               "arp_queue_drops": self.arp.queue_drops}
+        out.update(self.stats)
+        for reason, n in self.drops.items():
+            out["drop." + reason] = n
+        return out
+
+    # ---------------------------------------------------------------- receive
+
+    def receive(self, frames: Iterable[tuple[bytes, bool]]) -> None:
+        """The device's receiver: handle a batch of frames."""
+        mac = self.mac
+        for frame, trusted in frames:
+            self.frames_in += 1
+            try:
+                dst_mac = frame[:6]
+                if dst_mac != mac and dst_mac != BROADCAST:
+                    if len(frame) < 14:
+                        raise ParseError("eth-truncated")
+                    self._drop("eth-not-ours")
+                    continue
+                ethertype = frame[12:14]
+                if ethertype == _ETH_IPV4:
+                    self._ip_input(frame, trusted)
+                elif ethertype == _ETH_ARP:
+                    self._arp_input(frame)
+                elif len(frame) < 14:
+                    raise ParseError("eth-truncated")
+                else:
+                    self._drop("eth-unknown-type")
+            except ParseError as exc:
+                self._drop(exc.reason)
+            except Exception:  # a bug below must not take the receive path down
+                self._drop("internal-error")
+                log.exception("ustack: error handling a received frame (dropped)")
+
+    def _ip_input(self, frame: bytes, trusted: bool) -> None:
+        n = len(frame) - 14
+        if n < 20:
+            raise ParseError("ip-truncated")
+        vihl, _tos, total, _ident, frag, _ttl, proto, _csum, src, dst = \
+            _IP_HEADER.unpack_from(frame, 14)
+        if vihl != 0x45:
+            if vihl >> 4 != 4:
+                raise ParseError("ip-bad-version")
+            if vihl & 0x0F < 5:
+                raise ParseError("ip-bad-ihl")
+        hlen = (vihl & 0x0F) << 2
+        if hlen > n:
+            raise ParseError("ip-truncated")
+        if total < hlen:
+            raise ParseError("ip-bad-length")
+        if total > n:
+            raise ParseError("ip-truncated")
+        if int.from_bytes(frame[14:14 + hlen], "big") % 0xFFFF:
+            raise ParseError("ip-bad-checksum")
+        if dst not in self._ours:
+            raise ParseError("ip-not-ours")
+        if frag & 0x3FFF:
+            raise ParseError("ip-fragment")  # no reassembly (yet)
+        if src[0] >= 224 or src in self._ours or src == _ZERO_IP and proto != PROTO_UDP:
+            raise ParseError("ip-bad-source")
+        payload = memoryview(frame)[14 + hlen:14 + total]
+        if proto == PROTO_ICMP:
+            self._icmp_input(src, dst, payload, frame, hlen, trusted)
+            return
+        entry = self._handlers.get(proto)
+        if entry is None:
+            self._drop("ip-unknown-protocol")
+            if dst == self.address:
+                self._send_icmp_error(src, wicmp.TYPE_DEST_UNREACH, wicmp.CODE_PROTO_UNREACH,
+                                      frame[14:14 + total])
+            return
+        handler, verify = entry
+        if verify and not trusted:
+            plen = total - hlen
+            s = pseudo_header_sum(src, dst, proto, plen) + partial_sum(payload)
+            if s % 0xFFFF and s:
+                raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
+        handler(src, dst, payload, trusted)
+
+    # -------------------------------------------------------------------- ICMP
+
+    def _icmp_input(self, src: bytes, dst: bytes, payload: memoryview, frame: bytes, hlen: int,
+                    trusted: bool) -> None:
+        msg = wicmp.IcmpMessage.decode(payload, verify_checksum=not trusted)
+        typ = msg.type
+        if typ == wicmp.TYPE_ECHO_REQUEST:
+            if dst != self.address:
+                self._drop("icmp-echo-broadcast")  # as Linux, icmp_echo_ignore_broadcasts
+            elif self.reply_to_ping:
+                self._count("icmp_echo_replies")
+                self.send(src, PROTO_ICMP, wicmp.echo_reply_for(msg))
+            return
+        if typ == wicmp.TYPE_ECHO_REPLY:
+            self._count("icmp_echo_replies_in")
+            if self._echo_reply_handler is not None:
+                self._echo_reply_handler(src, wicmp.IcmpEcho.from_message(msg))
+            return
+        if typ in wicmp.ERROR_TYPES:
+            self._icmp_error_input(src, msg)
+            return
+        self._drop("icmp-unhandled-type")
+
+    def _icmp_error_input(self, reporter: bytes, msg: wicmp.IcmpMessage) -> None:
+        err = wicmp.IcmpError.from_message(msg)
+        quoted = err.quoted
+        if quoted.src != self.address:
+            raise ParseError("icmp-error-not-ours")
+        meaning = errno_for(err.type, err.code)
+        if meaning is None:
+            self._drop("icmp-error-ignored")
+            return
+        handler = self._error_handlers.get(quoted.protocol)
+        if handler is None:
+            self._drop("icmp-error-unhandled")
+            return
+        self._count("icmp_errors_in")
+        handler(IpError(meaning[0], meaning[1], ORIGIN_ICMP, quoted.protocol, quoted.src,
+                        quoted.dst, quoted.transport, err.type, err.code, reporter, err.mtu))
+
+    def _send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
+        """An ICMP error about ``original`` (never about ICMP errors or
+        broadcasts, RFC 1122 s.3.2.2), rate-limited."""
+        if not self._icmp_limiter.allow(self._clock()):
+            self._count("icmp_errors_ratelimited")
+            return
+        self._count("icmp_errors_out")
+        self.send(dst, PROTO_ICMP, wicmp.build_error(typ, code, original))
+
+    # --------------------------------------------------------------------- ARP
+
+    def _arp_input(self, frame: bytes) -> None:
+        pkt = warp.ArpPacket.decode(memoryview(frame)[14:])
+        now = self._clock()
+        sender_ip, sender_mac = pkt.sender_ip, pkt.sender_mac
+        if sender_ip == self.address:
+            if sender_mac != self.mac:
+                self._count("arp_conflicts")
+                log.warning("ustack: another host (%s) claims our address",
+                            sender_mac.hex(":"))
+            raise ParseError("arp-own-address")
+        if sender_mac[0] & 1:
+            raise ParseError("arp-bad-sender")
+        for_us = pkt.target_ip == self.address
+        released: list[_Queued] | None = None
+        if sender_ip != _ZERO_IP:
+            if for_us:
+                released = self.arp.learn(sender_ip, sender_mac, now)
+            else:
+                released = self.arp.update(sender_ip, sender_mac, now)
+            if released is not None:
+                self._neighbour_changed(sender_ip)
+        if for_us and pkt.op == warp.OP_REQUEST:
+            self._count("arp_replies")
+            self._send_arp(sender_mac, warp.reply(self.mac, self.address, pkt))
+        elif not for_us and released is None:
+            self._drop("arp-not-ours")
+        if released:
+            prefix = eth_header(sender_mac, self.mac, ETHERTYPE_IPV4)
+            self.frames_out += len(released)
+            self._transmit_many([prefix + q.packet for q in released])
+            self._on_deadline(self.arp.next_deadline())
+
+    def _send_arp(self, dst_mac: bytes, pkt: warp.ArpPacket) -> None:
+        frame = eth_header(dst_mac, self.mac, ETHERTYPE_ARP) + pkt.encode()
+        self.frames_out += 1
+        self._transmit(frame + b"\x00" * (MIN_FRAME_LEN - len(frame)))
+
+    def _neighbour_changed(self, ip: bytes) -> None:
+        # the Ethernet header cache is keyed by destination; a neighbour that
+        # moved invalidates every destination routed through it (rare: clear all)
+        if self._prefix:
+            self._prefix.clear()
+
+    # ------------------------------------------------------------------- send
+
+    def _send_slow(self, dst: bytes, protocol: int, packet: bytes, now: float) -> None:
+        if dst in self._ours and dst != self.address:
+            self.frames_out += 1
+            self._transmit(self._broadcast_prefix + packet)
+            return
+        hop = self.routes.next_hop(dst)
+        if hop is None:
+            self._drop("tx-no-route")
+            item = _Queued(dst, protocol, packet)
+            self._defer(lambda: self._report(item, errno.ENETUNREACH, ORIGIN_ROUTE))
+            return
+        mac = self.arp.lookup(hop, now)
+        if mac is not None:
+            prefix = eth_header(mac, self.mac, ETHERTYPE_IPV4)
+            self._prefix[dst] = (prefix, self.arp.valid_until(hop))
+            if self.arp.needs_refresh(hop, now):
+                self._send_arp(mac, warp.request(self.mac, self.address, hop))
+            self.frames_out += 1
+            self._transmit(prefix + packet)
+            return
+        self._prefix.pop(dst, None)
+        if self.arp.enqueue(hop, _Queued(dst, protocol, packet), now):
+            self._count("arp_requests")
+            self._send_arp(BROADCAST, warp.request(self.mac, self.address, hop))
+            self._on_deadline(self.arp.next_deadline())
+
+    def _report(self, item: _Queued, err: int, origin: str) -> None:
+        handler = self._error_handlers.get(item.protocol)
+        if handler is None:
+            return
+        hlen = (item.packet[0] & 0x0F) * 4
+        try:
+            handler(IpError(err, True, origin, item.protocol, self.address, item.dst,
+                            bytes(item.packet[hlen:hlen + 8])))
+        except Exception:
+            log.exception("ustack: error handler for protocol %d failed", item.protocol)
+
+    # --------------------------------------------------------------- counters
+
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def _count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1

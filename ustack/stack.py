@@ -1,0 +1,304 @@
+"""The Stack: one device, one IPv4 address, the net layer and (when the TCP
+layer is installed) the TCP connection table, bound to the running asyncio
+loop.
+
+    async with await Stack.start(iface="veth-us", address="10.77.0.2/24") as stack:
+        ...
+
+Upper layers attach through :attr:`Stack.ip` (an
+:class:`~ustack.net.ipv4.IpLayer`): ``stack.ip.register(protocol, handler)``,
+``stack.ip.register_error(protocol, handler)``, ``stack.ip.send(dst,
+protocol, payload)``.  See docs/architecture.md, "Stack".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ustack.link.base import Device, ReceivedFrame
+from ustack.net.arp import ArpCache
+from ustack.net.icmp import IpError
+from ustack.net.ipv4 import IpLayer
+from ustack.wire.ethernet import format_mac, parse_mac
+from ustack.wire.icmp import IcmpEcho
+from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, format_address, parse_address
+
+if TYPE_CHECKING:
+    from ustack.net.tcp_table import TcpTable
+
+log = logging.getLogger("ustack.stack")
+
+
+def parse_interface(address: str) -> ipaddress.IPv4Interface:
+    """``"10.77.0.2/24"`` → IPv4Interface; ValueError naming the input otherwise."""
+    if not isinstance(address, str) or "/" not in address:
+        raise ValueError(f"invalid address {address!r}: expected A.B.C.D/PREFIXLEN, "
+                         "e.g. 10.77.0.2/24")
+    try:
+        iface = ipaddress.IPv4Interface(address)
+    except ValueError as exc:
+        raise ValueError(f"invalid address {address!r}: {exc}") from None
+    ip = iface.ip
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip == ipaddress.IPv4Address(
+            "255.255.255.255"):
+        raise ValueError(f"invalid address {address!r}: not a unicast host address")
+    net = iface.network
+    if net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
+        raise ValueError(f"invalid address {address!r}: that is the subnet's "
+                         f"{'network' if ip == net.network_address else 'broadcast'} address")
+    return iface
+
+
+class Stack:
+    """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
+
+    def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
+                 gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
+                 arp_cache: ArpCache[Any] | None = None) -> None:
+        self.device = device
+        self.loop = loop
+        self.interface = interface
+        #: our IPv4 address as a string, e.g. ``"10.77.0.2"``
+        self.address: str = str(interface.ip)
+        self.prefixlen: int = interface.network.prefixlen
+        self.gateway: str | None = format_address(gateway) if gateway else None
+        #: our MAC as a string, e.g. ``"02:00:00:00:00:01"`` (bytes: ``stack.ip.mac``)
+        self.mac: str = format_mac(device.mac)
+        self.started_at = time.time()
+        self.ip = IpLayer(
+            address=interface.ip.packed, prefixlen=self.prefixlen, mac=device.mac,
+            gateway=gateway, transmit=device.send, transmit_many=device.send_many,
+            clock=loop.time, defer=loop.call_soon, on_deadline=self._rearm,
+            arp_cache=arp_cache, mtu=device.mtu,
+        )
+        self._tcp: TcpTable | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._close_hooks: list[Callable[[], object]] = []
+        self._ping_waiters: dict[tuple[int, int], asyncio.Future[float]] = {}
+        self._ping_ident = os.getpid() & 0xFFFF
+        self._ping_seq = 0
+        self._closed = False
+
+    # ----------------------------------------------------------------- start
+
+    @classmethod
+    async def start(
+        cls,
+        iface: str | None = None,
+        address: str = "10.77.0.2/24",
+        gateway: str | None = None,
+        mac: str | bytes | None = None,
+        pcap: str | os.PathLike[str] | None = None,
+        device: Device | None = None,
+        *,
+        arp_retry_interval: float = 1.0,
+        arp_requests: int = 3,
+        tcp: bool = True,
+    ) -> Stack:
+        """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
+        one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
+        announce it with a gratuitous ARP and start answering ARP and ping.
+
+        Raises ValueError for a bad address, gateway or MAC, PermissionError
+        without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
+        """
+        loop = asyncio.get_running_loop()
+        interface = parse_interface(address)
+        gw = parse_address(gateway) if gateway else None
+        if gw is not None and ipaddress.IPv4Address(gw) not in interface.network:
+            raise ValueError(f"gateway {gateway} is not inside {interface.network}")
+        if gw is not None and gw == interface.ip.packed:
+            raise ValueError(f"gateway {gateway} is our own address")
+        mac_bytes = parse_mac(mac) if isinstance(mac, str) else mac
+        if mac_bytes is not None and (len(mac_bytes) != 6 or mac_bytes[0] & 1):
+            raise ValueError(f"invalid MAC address {mac!r}: need a 6-byte unicast address")
+        if device is None:
+            if not iface:
+                raise ValueError("Stack.start needs iface= (an interface name) or device=")
+            from ustack.link.af_packet import AfPacketDevice
+
+            device = AfPacketDevice.open(iface, mac=mac_bytes)
+        elif mac_bytes is not None and mac_bytes != device.mac:
+            device.mac = mac_bytes
+        if pcap is not None:
+            from ustack.link.pcap import PcapDevice
+
+            try:
+                device = PcapDevice(device, pcap)
+            except BaseException:
+                device.close()
+                raise
+        try:
+            stack = cls(device, interface, gw, loop,
+                        arp_cache=ArpCache(retry_interval=arp_retry_interval,
+                                           requests=arp_requests))
+            if tcp:
+                stack._attach_tcp()
+            stack.ip.on_echo_reply(stack._echo_reply)
+            device.attach(loop, stack._receive)
+            stack.ip.announce()
+        except BaseException:
+            device.close()
+            raise
+        return stack
+
+    def _attach_tcp(self) -> None:
+        try:
+            from ustack.net.tcp_table import TcpTable
+        except ImportError as exc:
+            log.warning("ustack: TCP layer not available (%s); running without TCP", exc)
+            return
+        self._tcp = TcpTable(self, loop=self.loop)
+        self.ip.register(PROTO_TCP, self._tcp.ip_input)
+        self.ip.register_error(PROTO_TCP, self._tcp_error)
+
+    @property
+    def tcp(self) -> TcpTable:
+        """The TCP connection table (``ustack.net.tcp_table.TcpTable``);
+        RuntimeError when the stack runs without TCP."""
+        if self._tcp is None:
+            raise RuntimeError("this stack runs without TCP (Stack.start(tcp=False) or the "
+                               "TCP layer failed to import)")
+        return self._tcp
+
+    @property
+    def has_tcp(self) -> bool:
+        return self._tcp is not None
+
+    def _tcp_error(self, err: IpError) -> None:
+        table: Any = self._tcp
+        if table is None:
+            return
+        handler = getattr(table, "ip_error", None)
+        if handler is not None:
+            handler(err)
+            return
+        # fallback: the connection the quoted segment belongs to (RFC 5927
+        # checks are the TCP core's, given the quoted sequence number)
+        now = self.loop.time()
+        for ep in table.endpoints():
+            if (ep.local_port, ep.remote_addr, ep.remote_port) == (
+                    err.local_port, err.remote_addr, err.remote_port):
+                ep.conn.icmp_error(err.errno, err.seq, now)
+                ep.touch()
+
+    # --------------------------------------------------------------- running
+
+    def _receive(self, frames: Any) -> None:
+        self.ip.receive(frames)
+
+    def receive(self, frames: list[ReceivedFrame]) -> None:
+        """Feed frames into the receive path as if the device delivered them."""
+        self.ip.receive(frames)
+
+    def _rearm(self, _deadline: float | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.ip.next_deadline()
+        if deadline is not None and not self._closed:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.ip.handle_timer(self.loop.time())
+        self._rearm()
+
+    def counters(self) -> dict[str, int]:
+        """Frames in/out, drops (total and ``drop.<reason>``), ARP, ICMP, the
+        device's counters (``dev.``) and TCP's (if attached)."""
+        out = self.ip.counters()
+        for key, value in self.device.counters().items():
+            out["dev." + key] = value
+        if self._tcp is not None:
+            out.update(self._tcp.counters)
+        return out
+
+    def add_close_hook(self, hook: Callable[[], object]) -> None:
+        """Call ``hook()`` when the stack closes (before the device closes)."""
+        self._close_hooks.append(hook)
+
+    # --------------------------------------------------------------- streams
+
+    async def open_connection(self, host: str, port: int, **kwargs: Any) -> Any:
+        """``ustack.streams.open_connection(host, port, stack=self, ...)``."""
+        from ustack import streams
+
+        return await streams.open_connection(host, port, stack=self, **kwargs)
+
+    async def start_server(self, client_connected_cb: Any, host: str | None = None,
+                           port: int = 0, **kwargs: Any) -> Any:
+        """``ustack.streams.start_server(cb, host, port, stack=self, ...)``."""
+        from ustack import streams
+
+        return await streams.start_server(client_connected_cb, host, port, stack=self, **kwargs)
+
+    # ------------------------------------------------------------------ ping
+
+    async def ping(self, host: str, *, timeout: float = 2.0, data: bytes = b"ustack-ping") -> float:
+        """Send one ICMP echo request; return the round-trip time in seconds.
+        TimeoutError when no reply arrives in ``timeout`` (ARP included)."""
+        dst = parse_address(host)
+        self._ping_seq = (self._ping_seq + 1) & 0xFFFF
+        key = (self._ping_ident, self._ping_seq)
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self._ping_waiters[key] = fut
+        sent = self.loop.time()
+        self.ip.send(dst, PROTO_ICMP, IcmpEcho(*key, data).encode())
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut - sent
+        except TimeoutError:
+            raise TimeoutError(f"no echo reply from {host} within {timeout} s") from None
+        finally:
+            self._ping_waiters.pop(key, None)
+
+    def _echo_reply(self, src: bytes, echo: IcmpEcho) -> None:
+        fut = self._ping_waiters.get((echo.ident, echo.seq))
+        if fut is not None and not fut.done():
+            fut.set_result(self.loop.time())
+
+    # ----------------------------------------------------------------- close
+
+    async def close(self) -> None:
+        """Reset TCP connections, stop timers, close the device (the pcap
+        file is complete afterwards).  Idempotent."""
+        if self._closed:
+            return
+        for hook in self._close_hooks:
+            try:
+                result = hook()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("ustack: close hook failed")
+        if self._tcp is not None:
+            try:
+                self._tcp.close()
+            except Exception:
+                log.exception("ustack: closing the TCP table failed")
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        self.device.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Stack:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Stack {self.address}/{self.prefixlen} on {self.device.name} ({self.mac})>"
