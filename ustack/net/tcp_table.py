@@ -209,10 +209,6 @@ class TcpTable:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._closed = False
-        register = getattr(stack.ip, "register", None)
-        if register is not None:  # the real IpLayer (unit tests use a bare fake)
-            register(PROTO_TCP, self.ip_input)
-            stack.ip.register_error(PROTO_TCP, self.ip_error)
         self.counters: dict[str, int] = {
             "tcp_segs_in": 0,
             "tcp_segs_out": 0,
