@@ -186,10 +186,10 @@ def parse_port(text: str, word: str) -> int:
         if port > 65535:
             raise FilterError(f'"{word}" does not look like a port', word)
         return port
-    port = port_from_name(text)
-    if port is None:
+    named = port_from_name(text)
+    if named is None:
         raise FilterError(f'"{word}" does not look like a port', word)
-    return port
+    return named
 
 
 def parse_host(word: str) -> tuple[int, int, int]:

@@ -11,10 +11,11 @@ unless ``-n``), zero-valued figures omitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ustack.diag.records import FIELDS, STATE_BITS, SocketRecord
+from ustack.diag.records import FIELDS, SocketRecord
 from ustack.diag.services import service_table
 
 
@@ -32,6 +33,7 @@ class FormatOptions:
     header: bool = True  # not -H
     oneline: bool = False  # -O
     show_state: bool = True  # False when exactly one state is selected
+    show_netid: bool = False  # True when more than one protocol table is selected
 
     @property
     def detail(self) -> bool:
@@ -187,31 +189,21 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
 
 
 class _Names:
-    """Port and host display names, cached per run."""
+    """Port and host display names (memo dicts, one per output)."""
 
     def __init__(self, opts: FormatOptions) -> None:
-        self.services = {} if opts.numeric else service_table()
-        self.resolve = opts.resolve
-        self.hosts: dict[str, str] = {}
+        services = {} if opts.numeric else service_table()
+        self.ports = _Memo(lambda p: services.get(p) or (str(p) if p else "*"))
+        self.hosts = _Memo(self._host if opts.resolve else (lambda a: a + ":"))
 
-    def port(self, port: int) -> str:
-        if port == 0:
-            return "*"
-        return self.services.get(port) or str(port)
+    @staticmethod
+    def _host(addr: str) -> str:
+        import socket
 
-    def host(self, addr: str) -> str:
-        if not self.resolve:
-            return addr
-        name = self.hosts.get(addr)
-        if name is None:
-            import socket
-
-            try:
-                name = socket.gethostbyaddr(addr)[0]
-            except OSError:
-                name = addr
-            self.hosts[addr] = name
-        return name
+        try:
+            return socket.gethostbyaddr(addr)[0] + ":"
+        except OSError:
+            return addr + ":"
 
 
 def _tail_text(r: SocketRecord, opts: FormatOptions) -> str:
@@ -232,37 +224,57 @@ def _tail_text(r: SocketRecord, opts: FormatOptions) -> str:
     return out
 
 
-_HEADER = ("State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process")
-_DELIMS = (" ", " ", " ", " ", "", " ", "", "")
-_RIGHT = (False, False, False, True, False, True, False, False)
+_HEADER = (
+    "Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port",
+    "Process",
+)
+_DELIMS = ("", " ", " ", " ", " ", "", " ", "", "")
+_RIGHT = (False, False, False, False, True, False, True, False, False)
+_NCOLS = len(_HEADER)
 
 
 def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = None) -> str:
     """The ss table for ``records`` (in the given order), newline-terminated."""
     opts = opts or FormatOptions()
     names = _Names(opts)
-    port = names.port
-    host = names.host
     want_tail = opts.processes or opts.detail
-
-    cols: list[list[str]] = [
-        [r.state for r in records] if opts.show_state else [],
-        [f"{r.recv_q:<6d}" for r in records],
-        [f"{r.send_q:<6d}" for r in records],
-        [host(r.local_addr) + ":" for r in records],
-        [port(r.local_port) for r in records],
-        [host(r.remote_addr) + ":" for r in records],
-        [port(r.remote_port) for r in records],
-        [_tail_text(r, opts) for r in records] if want_tail else [""] * len(records),
+    n = len(records)
+    # Work column by column on distinct values: transpose once (C speed), map
+    # each raw value to its text through a memo dict, measure widths over the
+    # distinct texts only, then map raw values to padded cells.
+    if records:
+        columns = list(zip(*records, strict=False))
+        states, laddrs, lports, raddrs, rports, recvqs, sendqs = columns[:7]
+    else:
+        states = laddrs = lports = raddrs = rports = recvqs = sendqs = ()
+    queue_memo = _Memo("{:<6d}".format)
+    raw: list[tuple[Sequence[Any], _Memo | None]] = [
+        (("tcp",) * n if opts.show_netid else (), None),
+        (states if opts.show_state else (), None),
+        (recvqs, queue_memo),
+        (sendqs, queue_memo),
+        (laddrs, names.hosts),
+        (lports, names.ports),
+        (raddrs, names.hosts),
+        (rports, names.ports),
+        ([_tail_text(r, opts) for r in records] if want_tail else ("",) * n, None),
     ]
-    enabled = [opts.show_state, True, True, True, True, True, True, True]
+    enabled = [opts.show_netid, opts.show_state] + [True] * (_NCOLS - 2)
 
-    widths = [0] * 8
+    # ss's render_calc_width() for output that is not a terminal: every column
+    # as wide as its widest cell plus its left delimiter (not for the first one)
+    texts: list[dict[Any, str]] = []
+    widths = [0] * _NCOLS
     first = True
-    for i in range(8):
+    for i, (values, memo) in enumerate(raw):
+        if memo is None:
+            distinct = {v: v for v in set(values)}
+        else:
+            distinct = {v: memo[v] for v in set(values)}
+        texts.append(distinct)
         if not enabled[i]:
             continue
-        longest = max(map(len, cols[i]), default=0)
+        longest = max(map(len, distinct.values()), default=0)
         if opts.header:
             longest = max(longest, len(_HEADER[i]))
         if not first and longest:
@@ -272,29 +284,36 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
         if widths[i]:
             first = False
 
-    active = [i for i in range(8) if enabled[i]]
+    active = [i for i in range(_NCOLS) if enabled[i]]
 
-    def render(cells: Sequence[str]) -> str:
-        parts: list[str] = []
-        for n, (i, text) in enumerate(zip(active, cells)):
-            delim = _DELIMS[i] if n else ""
-            width = widths[i]
-            if _RIGHT[i]:
-                pad = width - len(text) - len(delim) if width else 0
-                parts.append(delim + " " * pad + text if pad > 0 else delim + text)
-            else:
-                pad = width - len(delim) - len(text) if width else 0
-                parts.append(delim + text + " " * pad if pad > 0 else delim + text)
-        return "".join(parts)
+    def pad(n: int, i: int, text: str) -> str:
+        # the first printed cell of a line has no delimiter; padding counts it
+        delim = _DELIMS[i] if n else ""
+        room = widths[i] - len(delim) if widths[i] else 0
+        return delim + (text.rjust(room) if _RIGHT[i] else text.ljust(room))
 
     lines: list[str] = []
     if opts.header:
-        lines.append(render([_HEADER[i] for i in active]))
+        lines.append("".join(pad(n, i, _HEADER[i]) for n, i in enumerate(active)))
     if records:
-        columns = [cols[i] for i in active]
-        # fast path for the common columns: precompute pads with str methods
-        lines.extend(map(render, zip(*columns)))
+        padded = []
+        for n, i in enumerate(active):
+            cells = {v: pad(n, i, t) for v, t in texts[i].items()}
+            padded.append(map(cells.__getitem__, raw[i][0]))
+        lines.extend(map("".join, zip(*padded, strict=False)))
     return "\n".join(lines) + "\n" if lines else ""
+
+
+class _Memo(dict[Any, str]):
+    """value -> text, computing each distinct value once."""
+
+    def __init__(self, fn: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key: Any) -> str:
+        text = self[key] = self.fn(key)
+        return text
 
 
 def format_json(records: Iterable[SocketRecord]) -> str:
@@ -302,7 +321,7 @@ def format_json(records: Iterable[SocketRecord]) -> str:
     import json
 
     dumps = json.dumps
-    out = [dumps(dict(zip(FIELDS, r)), separators=(",", ":")) for r in records]
+    out = [dumps(dict(zip(FIELDS, r, strict=False)), separators=(",", ":")) for r in records]
     return "\n".join(out) + "\n" if out else ""
 
 
@@ -334,7 +353,3 @@ def format_summary(records: Sequence[SocketRecord]) -> str:
 def single_state(mask: int) -> bool:
     """True when exactly one state is selected (ss then drops the State column)."""
     return mask != 0 and mask & (mask - 1) == 0
-
-
-def sort_key(r: SocketRecord) -> tuple[int, str, int]:
-    return (STATE_BITS.get(r.state, 0), r.local_addr, r.local_port)

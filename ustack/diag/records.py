@@ -18,6 +18,7 @@ the backlog in ``send_q`` (as Linux reports them for ``LISTEN`` sockets).
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any, NamedTuple
 
 # ss display names, indexed by the kernel's TCP state numbers (include/net/tcp_states.h)
@@ -218,6 +219,11 @@ def listener_record(
     )
 
 
+#: A record holding only the basic fields (what the endpoint sends when the
+#: detailed figures are not asked for); same attribute names as SocketRecord.
+BasicRecord = namedtuple("BasicRecord", FIELDS[:BASIC_FIELD_COUNT])  # type: ignore[misc]
+
+
 def basic_record(row: tuple[Any, ...]) -> SocketRecord:
     """Complete a row holding only the basic prefix of fields."""
     return tuple.__new__(SocketRecord, row + _DETAIL_TAIL)
@@ -225,20 +231,24 @@ def basic_record(row: tuple[Any, ...]) -> SocketRecord:
 
 def records_from_rows(names: list[str] | tuple[str, ...], rows: list[Any]) -> list[SocketRecord]:
     """Rebuild records from rows whose columns are ``names`` (fast when
-    ``names`` is a prefix of :data:`FIELDS`, which is what the endpoint sends)."""
+    ``names`` is a prefix of :data:`FIELDS`, which is what the endpoint sends).
+    Rows of exactly the basic fields become :data:`BasicRecord` tuples, which
+    have only the basic attributes."""
     names = tuple(names)
     n = len(names)
     new = tuple.__new__
     if names == FIELDS:
         return [new(SocketRecord, row) for row in rows]
+    if n == BASIC_FIELD_COUNT and names == FIELDS[:n]:
+        # only basic attributes are needed by whoever asked for basic rows
+        return [new(BasicRecord, row) for row in rows]  # type: ignore[misc]
     if names == FIELDS[:n]:
         tail = DEFAULTS[n:]
         return [new(SocketRecord, tuple(row) + tail) for row in rows]
     index = {name: i for i, name in enumerate(names)}
     picks = [index.get(f, -1) for f in FIELDS]
     out = []
+    pairs = list(zip(picks, DEFAULTS, strict=True))
     for row in rows:
-        out.append(
-            new(SocketRecord, tuple(row[p] if p >= 0 else d for p, d in zip(picks, DEFAULTS)))
-        )
+        out.append(new(SocketRecord, tuple(row[p] if p >= 0 else d for p, d in pairs)))
     return out

@@ -1,0 +1,111 @@
+"""Snapshots of a live stack: one record per connection and listener.
+
+Reads the stack's connection table ``stack.tcp`` (a
+:class:`~ustack.net.tcp_table.TcpTable`): ``endpoints()`` (each with ``conn``,
+``local_addr``/``remote_addr`` as 4-byte ``bytes``, ``local_port``,
+``remote_port``), ``listeners()`` (``port``, ``backlog``, ``accept_queue``),
+``local_addr`` and ``now()``; per connection ``conn.info(now)`` (TcpInfo,
+docs/architecture.md).  Must run on the stack's event loop thread.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import weakref
+from typing import Any
+
+from ustack.diag.records import SocketRecord, listener_record, record_from_info
+
+_COMM: str | None = None
+
+
+def process_name() -> str:
+    """This process's name as ss shows it (``/proc/self/comm``)."""
+    global _COMM
+    if _COMM is None:
+        try:
+            with open("/proc/self/comm") as f:
+                _COMM = f.read().strip()
+        except OSError:
+            _COMM = "python3"
+    return _COMM
+
+
+class _Serials:
+    """Stable small serial numbers (our "inode") for live connections."""
+
+    def __init__(self) -> None:
+        self.next = 1
+        self.by_id: dict[int, tuple[Any, int]] = {}
+
+    def refresh(self, objects: list[Any]) -> list[int]:
+        old = self.by_id
+        new: dict[int, tuple[Any, int]] = {}
+        out = []
+        for obj in objects:
+            entry = old.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                entry = (obj, self.next)
+                self.next += 1
+            new[id(obj)] = entry
+            out.append(entry[1])
+        self.by_id = new
+        return out
+
+
+_serials: weakref.WeakKeyDictionary[Any, _Serials] = weakref.WeakKeyDictionary()
+
+
+def _ntoa(addr: Any, cache: dict[Any, str]) -> str:
+    text = cache.get(addr)
+    if text is None:
+        text = socket.inet_ntoa(addr) if isinstance(addr, bytes | bytearray) else str(addr)
+        cache[addr] = text
+    return text
+
+
+def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
+    """Records for every listener and connection of ``stack`` (``stack.tcp``).
+
+    ``detail`` is accepted for the endpoint's benefit; the TCP core computes
+    all figures in one ``info(now)`` call either way.
+    """
+    table = stack.tcp
+    now = table.now()
+    pid = os.getpid()
+    comm = process_name()
+    uid = os.getuid()
+    names: dict[Any, str] = {}
+    try:
+        serials = _serials[table]
+    except KeyError:
+        serials = _serials[table] = _Serials()
+    except TypeError:  # not weak-referenceable
+        serials = _Serials()
+
+    listeners = list(table.listeners())
+    endpoints = list(table.endpoints())
+    inos = serials.refresh(listeners + endpoints)
+    local = _ntoa(getattr(table, "local_addr", b"\0\0\0\0"), names)
+    records: list[SocketRecord] = []
+    for lst, ino in zip(listeners, inos, strict=False):
+        records.append(
+            listener_record(
+                local, lst.port, len(lst.accept_queue), lst.backlog,
+                pid=pid, comm=comm, uid=uid, ino=ino, sk=id(lst),
+            )
+        )
+    for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
+        info = ep.conn.info(now)
+        records.append(
+            record_from_info(
+                info,
+                _ntoa(ep.local_addr, names),
+                ep.local_port,
+                _ntoa(ep.remote_addr, names),
+                ep.remote_port,
+                pid=pid, comm=comm, uid=uid, ino=ino, sk=id(ep),
+            )
+        )
+    return records
