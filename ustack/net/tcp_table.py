@@ -396,8 +396,9 @@ class TcpTable:
         if ep is None:
             return
         quoted = error.transport
-        seq = int.from_bytes(quoted[4:8], "big") if len(quoted) >= 8 else None
-        ep.conn.icmp_error(error.errno, seq, self.now())
+        if len(quoted) < 8:
+            return
+        ep.conn.icmp_error(error.errno, int.from_bytes(quoted[4:8], "big"), self.now())
         self.touch(ep)
 
     # ----------------------------------------------------------------- drain
