@@ -1,0 +1,100 @@
+"""Per-connection TCP settings, Linux-like defaults.
+
+Every default names the Linux sysctl or constant it mirrors; where RFC and
+Linux differ ustack takes Linux's value and the RFC's is given for reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    """Knobs of one connection (copy with :meth:`with_` to change some)."""
+
+    # --- segment sizes -------------------------------------------------------
+    #: MSS we advertise (MTU 1500 - 40); the send MSS is min(this, peer's MSS).
+    mss: int = 1460
+    #: Largest payload per emitted segment; 0 = one MSS (exact wire).  Larger
+    #: values let ``segments_to_send`` emit GSO super-segments of whole MSS
+    #: multiples (the link layer splits them), e.g. 65160 = 44 * 1448 + ...
+    max_segment: int = 0
+
+    # --- buffers -------------------------------------------------------------
+    #: Send buffer bound in bytes: ``send`` accepts at most this much unacked
+    #: + unsent data (the streams layer's back-pressure).  Linux tcp_wmem max 4 MB.
+    send_buffer: int = 1 << 20
+    #: Receive buffer in bytes: bounds the advertised window and out-of-order
+    #: storage.  (Linux autotunes tcp_rmem up to 6 MB; ustack does not autotune.)
+    recv_buffer: int = 1 << 20
+
+    # --- options (RFC 7323, RFC 2018) ----------------------------------------
+    window_scaling: bool = True
+    #: Shift we offer (Linux offers 7 for its 6 MB tcp_rmem max); capped at 14.
+    window_scale: int = 7
+    sack: bool = True
+    timestamps: bool = True
+    #: TCP_NODELAY: False = Nagle on (RFC 9293 3.7.4, Linux default).
+    nodelay: bool = False
+
+    # --- congestion control ---------------------------------------------------
+    congestion: str = "reno"
+    #: Initial window in segments (RFC 6928, Linux TCP_INIT_CWND = 10).
+    initial_cwnd: int = 10
+    #: Duplicate ACKs that trigger fast retransmit (RFC 5681; Linux tcp_reordering 3).
+    dupack_threshold: int = 3
+
+    # --- retransmission (RFC 6298) --------------------------------------------
+    #: Initial RTO (RFC 6298 2.1 and Linux TCP_TIMEOUT_INIT: 1 s).
+    rto_initial: float = 1.0
+    #: Minimum RTO: Linux TCP_RTO_MIN 200 ms (RFC 6298 2.4 says 1 s).
+    rto_min: float = 0.2
+    #: Maximum RTO: Linux TCP_RTO_MAX 120 s (RFC 6298 allows >= 60 s).
+    rto_max: float = 120.0
+    #: RTO after the handshake when the SYN was retransmitted and no RTT sample
+    #: exists (RFC 6298 5.7, Linux TCP_TIMEOUT_FALLBACK): 3 s.
+    rto_fallback: float = 3.0
+    #: True: Linux formula RTO = SRTT + max(4*RTTVAR, rto_min).
+    #: False: RFC 6298 RTO = max(rto_min, SRTT + max(G, 4*RTTVAR)).
+    rto_linux: bool = True
+    #: SYN retransmissions (Linux tcp_syn_retries 6) ...
+    syn_retries: int = 6
+    #: ... plus this many first ones at a constant 1 s (Linux >= 6.5
+    #: tcp_syn_linear_timeouts 4): SYNs at 0,1,2,3,4,5,7,11,19,35,67 s,
+    #: ETIMEDOUT at 131 s.
+    syn_linear_timeouts: int = 4
+    #: SYN-ACK retransmissions (Linux tcp_synack_retries 5: 1,2,4,8,16 s apart).
+    synack_retries: int = 5
+    #: Data/FIN retransmissions before ETIMEDOUT (Linux tcp_retries2 15; Linux
+    #: converts it into a time budget of ~924 s with 200 ms RTOs, ustack counts).
+    retries2: int = 15
+
+    # --- close ----------------------------------------------------------------
+    #: TIME-WAIT duration (Linux TCP_TIMEWAIT_LEN 60 s; RFC 9293 2*MSL = 4 min).
+    time_wait: float = 60.0
+    #: Orphaned FIN-WAIT-2 lifetime after close() (Linux tcp_fin_timeout 60 s).
+    fin_wait2: float = 60.0
+
+    # --- acknowledgements -----------------------------------------------------
+    #: Delayed-ACK timer (Linux TCP_DELACK_MIN 40 ms; at most delack_max 200 ms).
+    delack: float = 0.04
+    delack_max: float = 0.2
+    #: Minimum spacing of challenge ACKs and of ACKs answering out-of-window
+    #: non-data segments (Linux tcp_invalid_ratelimit 500 ms; RFC 5961 sec. 7).
+    challenge_ack_interval: float = 0.5
+
+    # --- keepalive (RFC 1122 4.2.3.6, Linux SO_KEEPALIVE off) ------------------
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0  # tcp_keepalive_time
+    keepalive_interval: float = 75.0  # tcp_keepalive_intvl
+    keepalive_count: int = 9  # tcp_keepalive_probes
+
+    def with_(self, **changes: object) -> TcpConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def offered_wscale(self) -> int:
+        """The window-scale shift we put in our SYN (capped at 14, RFC 7323 2.3)."""
+        return min(max(self.window_scale, 0), 14)

@@ -1,0 +1,69 @@
+"""Ephemeral port selection (RFC 6056 section 3.3.3, "Double-Hash Port
+Selection Algorithm"), the shape Linux's ``__inet_hash_connect`` follows.
+
+``offset = F(laddr, raddr, rport, secret1)``; a small table of per-bucket
+counters indexed by ``G(laddr, raddr, rport, secret2)`` spreads successive
+connections to the same destination.  The range is Linux's default
+``ip_local_port_range`` 32768-60999.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable, Container
+
+
+class PortAllocator:
+    """RFC 6056 Algorithm 3 with its own secrets and counter table."""
+
+    __slots__ = ("_s1", "_s2", "_table", "low", "high")
+
+    def __init__(self, low: int = 32768, high: int = 60999, *, secret: bytes | None = None,
+                 table_size: int = 256) -> None:
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"bad port range {low}-{high}")
+        key = secret if secret is not None else os.urandom(32)
+        self._s1 = hashlib.blake2s(key + b"1").digest()[:16]
+        self._s2 = hashlib.blake2s(key + b"2").digest()[:16]
+        self._table = [0] * table_size
+        self.low = low
+        self.high = high
+
+    def _hash(self, key: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
+        d = hashlib.blake2s(laddr + raddr + rport.to_bytes(2, "big"), key=key, digest_size=4)
+        return int.from_bytes(d.digest(), "big")
+
+    def choose(self, laddr: bytes, raddr: bytes, rport: int,
+               in_use: Container[int] | Callable[[int], bool]) -> int:
+        """A free local port for a connection to (raddr, rport).
+
+        ``in_use`` is a container of taken ports or a predicate.  Raises
+        ``OSError(EADDRNOTAVAIL)`` when the range is exhausted (as connect(2)).
+        """
+        taken: Callable[[int], bool] = in_use if callable(in_use) else in_use.__contains__
+        num = self.high - self.low + 1
+        offset = self._hash(self._s1, laddr, raddr, rport)
+        index = self._hash(self._s2, laddr, raddr, rport) % len(self._table)
+        for _ in range(num):
+            port = self.low + (offset + self._table[index]) % num
+            self._table[index] += 1
+            if not taken(port):
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port (RFC 6056 range exhausted)")
+
+
+_DEFAULT: PortAllocator | None = None
+
+
+def choose_ephemeral_port(laddr: bytes, raddr: bytes, rport: int,
+                          in_use: Container[int] | Callable[[int], bool],
+                          *, allocator: PortAllocator | None = None) -> int:
+    """RFC 6056 port choice with a process-wide allocator unless one is given."""
+    global _DEFAULT
+    if allocator is None:
+        if _DEFAULT is None:
+            _DEFAULT = PortAllocator()
+        allocator = _DEFAULT
+    return allocator.choose(laddr, raddr, rport, in_use)

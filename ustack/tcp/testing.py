@@ -1,0 +1,230 @@
+"""Deterministic in-memory harness: two :class:`TcpConnection` objects joined
+by a seeded simulated wire with delay, loss, reordering and duplication.
+
+Used by the unit tests and ``bench/tcp_core.py``; handy for anyone who wants
+to drive the core without a network.  Time is simulated: the loop jumps to the
+next delivery, timer deadline or application wake-up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ustack.tcp import events as ev
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.connection import TcpConnection
+from ustack.tcp.listener import listener_action
+from ustack.wire.tcp import TcpSegment
+
+SRC_IP = b"\x0a\x00\x00\x01"
+DST_IP = b"\x0a\x00\x00\x02"
+
+
+@dataclass
+class WireProfile:
+    """Impairments of one direction of the simulated wire."""
+
+    delay: float = 0.0005
+    loss: float = 0.0
+    reorder: float = 0.0  # probability a segment gets extra delay
+    reorder_delay: float = 0.002
+    duplicate: float = 0.0
+    #: round-trip every segment through encode/decode (checks the wire format)
+    encode: bool = False
+
+
+@dataclass
+class Endpoint:
+    conn: TcpConnection | None
+    events: list[ev.Event] = field(default_factory=list)
+    log: list[tuple[float, TcpSegment]] = field(default_factory=list)  # segments sent
+
+
+class MemoryPair:
+    """A client connection (active open) and a server accepting its SYN."""
+
+    def __init__(self, client_config: TcpConfig | None = None,
+                 server_config: TcpConfig | None = None, *, seed: int = 0,
+                 iss_client: int = 1000, iss_server: int = 5000,
+                 client_port: int = 40000, server_port: int = 80,
+                 profile: WireProfile | None = None,
+                 reverse_profile: WireProfile | None = None,
+                 keep_log: bool = False, start: float = 0.0) -> None:
+        self.now = start
+        self.rng = random.Random(seed)
+        self.to_server = profile or WireProfile()
+        self.to_client = reverse_profile or self.to_server
+        self.server_config = server_config
+        self.iss_server = iss_server
+        self.keep_log = keep_log
+        self._heap: list[tuple[float, int, int, TcpSegment]] = []
+        self._counter = 0
+        self.dropped = 0
+        self.client = Endpoint(TcpConnection.connect(client_port, server_port, iss_client,
+                                                     start, client_config))
+        self.server = Endpoint(None)
+
+    @property
+    def a(self) -> TcpConnection:
+        assert self.client.conn is not None
+        return self.client.conn
+
+    @property
+    def b(self) -> TcpConnection:
+        assert self.server.conn is not None, "server not accepted yet"
+        return self.server.conn
+
+    # ---------------------------------------------------------------- wiring
+    def _flush(self, ep: Endpoint, to_server: bool) -> None:
+        conn = ep.conn
+        if conn is None:
+            return
+        prof = self.to_server if to_server else self.to_client
+        rng = self.rng
+        for seg in conn.segments_to_send(self.now):
+            if self.keep_log:
+                ep.log.append((self.now, seg))
+            if prof.loss and rng.random() < prof.loss:
+                self.dropped += 1
+                continue
+            if prof.encode:
+                seg = TcpSegment.decode(seg.encode(SRC_IP, DST_IP))
+            copies = 2 if prof.duplicate and rng.random() < prof.duplicate else 1
+            for _ in range(copies):
+                t = self.now + prof.delay
+                if prof.reorder and rng.random() < prof.reorder:
+                    t += rng.random() * prof.reorder_delay
+                self._counter += 1
+                heapq.heappush(self._heap, (t, self._counter, 1 if to_server else 0, seg))
+        while True:
+            e = conn.next_event()
+            if e is None:
+                break
+            ep.events.append(e)
+
+    def inject(self, seg: TcpSegment, to_server: bool) -> None:
+        """Deliver ``seg`` now (bypassing the impairments)."""
+        self._deliver(seg, to_server)
+
+    def _deliver(self, seg: TcpSegment, to_server: bool) -> None:
+        ep = self.server if to_server else self.client
+        if ep.conn is None:
+            action = listener_action(seg)
+            if action == "syn":
+                ep.conn = TcpConnection.accept(seg, self.iss_server, self.now,
+                                               self.server_config)
+            return
+        ep.conn.receive(seg, self.now)
+
+    def flush(self) -> None:
+        self._flush(self.client, True)
+        self._flush(self.server, False)
+
+    def step(self, app_wakeup: float | None = None) -> bool:
+        """Advance to the next thing that happens; False if nothing will."""
+        self.flush()
+        candidates = []
+        if self._heap:
+            candidates.append(self._heap[0][0])
+        for ep in (self.client, self.server):
+            if ep.conn is not None:
+                d = ep.conn.next_deadline()
+                if d is not None:
+                    candidates.append(d)
+        if app_wakeup is not None:
+            candidates.append(app_wakeup)
+        if not candidates:
+            return False
+        t = min(candidates)
+        if t > self.now:
+            self.now = t
+        heap = self._heap
+        while heap and heap[0][0] <= self.now:
+            _, _, to_server, seg = heapq.heappop(heap)
+            self._deliver(seg, bool(to_server))
+        for ep in (self.client, self.server):
+            conn = ep.conn
+            if conn is not None:
+                d = conn.next_deadline()
+                if d is not None and d <= self.now:
+                    conn.handle_timer(self.now)
+        self.flush()
+        return True
+
+    def run(self, until: Callable[[], bool], max_time: float = 1e6,
+            app: Callable[[float], float | None] | None = None,
+            max_steps: int = 10_000_000) -> None:
+        """Step until ``until()`` is true; ``app(now)`` runs each step and
+        returns its next wake-up time (or None)."""
+        wake: float | None = None
+        for _ in range(max_steps):
+            if app is not None:
+                wake = app(self.now)
+                self.flush()
+            if until():
+                return
+            if self.now > max_time:
+                raise TimeoutError(f"simulated time passed {max_time}")
+            if not self.step(wake):
+                if until():
+                    return
+                raise RuntimeError("simulation stalled: nothing scheduled")
+        raise RuntimeError("too many steps")
+
+    def handshake(self) -> None:
+        self.run(lambda: self.server.conn is not None and self.b.state.name == "ESTABLISHED"
+                 and self.a.state.name == "ESTABLISHED", max_time=self.now + 300)
+
+
+class BulkApp:
+    """Writes ``data`` in random-size chunks and reads the peer's bytes with
+    random pacing; shuts down writing when all is written."""
+
+    def __init__(self, conn_getter: Callable[[], TcpConnection | None], data: bytes,
+                 rng: random.Random, *, max_write: int = 65536, max_read: int = 65536,
+                 read_interval: float = 0.001, close_when_done: bool = True) -> None:
+        self._conn = conn_getter
+        self.data = data
+        self.sent = 0
+        self.received = bytearray()
+        self.rng = rng
+        self.max_write = max_write
+        self.max_read = max_read
+        self.read_interval = read_interval
+        self.next_read = 0.0
+        self.shut = False
+        self.close_when_done = close_when_done
+        self.eof = False
+
+    def __call__(self, now: float) -> float | None:
+        conn = self._conn()
+        if conn is None:
+            return None
+        st = conn.state.name
+        if st in ("SYN_SENT", "SYN_RECEIVED"):
+            return None
+        rng = self.rng
+        while self.sent < len(self.data) and not self.shut:
+            n = rng.randint(1, self.max_write)
+            k = conn.send(self.data[self.sent:self.sent + n], now)
+            self.sent += k
+            if k < n:
+                break
+        if self.sent >= len(self.data) and not self.shut and self.close_when_done:
+            self.shut = True
+            conn.shutdown(now)
+        if now >= self.next_read:
+            while True:
+                chunk = conn.recv(rng.randint(1, self.max_read), now)
+                if not chunk:
+                    break
+                self.received += chunk
+                if rng.random() < 0.3:
+                    break
+            if conn.eof_received and conn.readable() == 0:
+                self.eof = True
+            self.next_read = now + rng.random() * self.read_interval
+        return self.next_read if not self.eof else None
