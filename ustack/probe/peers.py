@@ -22,8 +22,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import ctypes
 import errno
+import fcntl
 import socket
+import struct
 import subprocess
 from typing import Any
 
@@ -85,34 +88,66 @@ class Peer(abc.ABC):
     @abc.abstractmethod
     async def has_connection(self, timeout: float) -> bool: ...
 
-    async def outcome(self, timeout: float = 3.0) -> str:
+    async def outcome(self, timeout: float = 3.0, *, want: str = "") -> str:
         """What the application sees next: the connect result if a connect is
-        pending, else the result of reading (``data`` is returned after
-        consuming what was readable, ``EOF``, or the errno name)."""
+        pending; else ``connected`` when asked for it and a connection exists;
+        else the result of reading: ``data`` (only when ``want`` is "data"),
+        ``EOF`` or the errno name.  Readable data is consumed on the way."""
         if self.connect_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self.connect_task), timeout)
             except TimeoutError:
                 if not self.connect_task.done():
                     return "pending"
+            except BaseException:  # the task's own error, read below
+                pass
             task, self.connect_task = self.connect_task, None
             exc = task.exception()
             return "connected" if exc is None else _errname(exc)
         if not await self.has_connection(timeout):
             return "no-connection"
-        try:
-            data = await self.read(65536, timeout)
-        except TimeoutError:
-            return "pending"
-        except OSError as exc:
-            return _errname(exc)
-        return "data" if data else "EOF"
+        if want == "connected":
+            return "connected"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                data = await self.read(65536, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return "pending"
+            except OSError as exc:
+                return _errname(exc)
+            if not data:
+                return "EOF"
+            if want == "data":
+                return "data"
 
     @abc.abstractmethod
     async def aclose(self) -> None: ...
 
 
 # ---------------------------------------------------------------- kernel
+SIOCETHTOOL = 0x8946
+ETHTOOL_STSO = 0x1F
+ETHTOOL_SGSO = 0x24
+
+
+def disable_segmentation_offload(netns: str, ifname: str) -> None:
+    """TSO and GSO off on ``ifname`` (``ethtool -K IF tso off gso off``), so
+    the kernel puts real MSS-sized segments on the veth instead of handing
+    64 KB super-segments to the probe's AF_PACKET socket."""
+    with enter_netns(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for cmd in (ETHTOOL_STSO, ETHTOOL_SGSO):
+            value = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
+            ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+            ifreq += b"\x00" * (40 - len(ifreq))
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    finally:
+        sock.close()
+
+
 class KernelPeer(Peer):
     """Linux in the lab's peer namespace (address 10.77.0.1)."""
 
@@ -131,6 +166,7 @@ class KernelPeer(Peer):
         self._accept_task: asyncio.Task[None] | None = None
         self._conn_ready = asyncio.Event()
         self._sockets: list[socket.socket] = []
+        disable_segmentation_offload(lab.peer_ns, lab.peer_if)
 
     def _socket(self) -> socket.socket:
         with enter_netns(self.lab.peer_ns):
@@ -200,7 +236,13 @@ class KernelPeer(Peer):
         conn.shutdown(socket.SHUT_WR)
 
     async def close(self) -> None:
-        conn = await self._need_conn()
+        if self.connect_task is not None and not self.connect_task.done() \
+                and self.conn is not None:
+            conn = self.conn  # close() during the active open
+            self.connect_task.cancel()
+            self.connect_task = None
+        else:
+            conn = await self._need_conn()
         self.conn = None
         self._conn_ready.clear()
         conn.close()
@@ -368,6 +410,10 @@ class UstackPeer(Peer):
         app.transport.write_eof()
 
     async def close(self) -> None:
+        if self.connect_task is not None and not self.connect_task.done():
+            self.connect_task.cancel()  # close() during the active open
+            self.connect_task = None
+            return
         app = await self._need_app()
         self.app = None
         self._conn_ready.clear()

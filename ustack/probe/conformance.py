@@ -1,0 +1,121 @@
+"""Run the scenario catalogue against a peer and render the comparison table.
+
+Each scenario runs in a fresh lab (namespaces named ``hp…``, always torn
+down), so sysctls, TIME-WAIT sockets and rate limiters never leak between
+scenarios.  Results are recorded as JSON next to this module
+(``conformance_results.json``) and rendered into ``docs/conformance.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ustack.lab import Lab
+from ustack.probe.scenarios import SCENARIOS, Scenario
+from ustack.probe.script import ScriptError, parse_script, run_script
+from ustack.probe.session import probe_session
+
+RESULTS_PATH = Path(__file__).with_name("conformance_results.json")
+#: timing floor for the suite: wider than packetdrill's 4 ms, since the two
+#: cores of the test machine are shared (the 12.5 % rule still applies)
+SUITE_TOLERANCE = 0.025
+
+_counter = itertools.count(1)
+
+
+def lab_name() -> str:
+    return f"hp{os.getpid() % 0xFFFF:x}c{next(_counter)}"
+
+
+@dataclass(slots=True)
+class Result:
+    scenario: str
+    peer: str
+    status: str  # pass, fail, error
+    detail: str = ""
+    seconds: float = 0.0
+
+
+async def run_scenario(scenario: Scenario, kind: str, *,
+                       tolerance: float = SUITE_TOLERANCE) -> Result:
+    """Run one scenario against a fresh lab; never raises for a failure."""
+    started = time.monotonic()
+    lab = Lab.create(lab_name())
+    await asyncio.to_thread(lab.up)
+    try:
+        script = parse_script(scenario.script, f"scenario {scenario.id}")
+        async with probe_session(lab, kind) as (peer, probe):
+            try:
+                await run_script(script, peer, probe, tolerance_floor=tolerance)
+            except ScriptError as exc:
+                return Result(scenario.id, kind, "fail", str(exc),
+                              time.monotonic() - started)
+        return Result(scenario.id, kind, "pass", "", time.monotonic() - started)
+    except Exception as exc:  # a peer that cannot start is an error, not a crash
+        return Result(scenario.id, kind, "error", f"{type(exc).__name__}: {exc}",
+                      time.monotonic() - started)
+    finally:
+        await asyncio.to_thread(lab.down)
+
+
+def load_results(path: Path = RESULTS_PATH) -> dict[str, dict[str, dict[str, object]]]:
+    """``{scenario id: {peer: result dict}}`` as recorded."""
+    try:
+        data: dict[str, dict[str, dict[str, object]]] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def save_results(results: list[Result], path: Path = RESULTS_PATH) -> None:
+    data = load_results(path)
+    for r in results:
+        data.setdefault(r.scenario, {})[r.peer] = asdict(r)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def _first_problem(detail: str) -> str:
+    """The 'expected/actual' lines of a failure, compacted for a table cell."""
+    lines = detail.splitlines()
+    keep = [ln.strip() for ln in lines
+            if ln.strip().startswith(("expected:", "actual:", "the ")) or
+            "Error" in ln.split(":", 1)[0]]
+    text = "; ".join(keep[:2]) if keep else (lines[1] if len(lines) > 1 else detail)
+    return text.replace("|", "\\|")
+
+
+def cell(result: dict[str, object] | None) -> str:
+    if result is None:
+        return "not run"
+    status = str(result.get("status"))
+    if status == "pass":
+        return "pass"
+    return f"**{status.upper()}**: {_first_problem(str(result.get('detail', '')))}"
+
+
+def render_table(data: dict[str, dict[str, dict[str, object]]] | None = None) -> str:
+    """The markdown table: scenario, RFC, Linux behaviour + result, ustack."""
+    data = load_results() if data is None else data
+    rows = ["| # | scenario | RFC | Linux (expected) | kernel | ustack | notes |",
+            "|---|---|---|---|---|---|---|"]
+    for s in SCENARIOS:
+        res = data.get(s.id, {})
+        rows.append(f"| {s.id} | {s.title} | {s.rfc} | {s.linux} | {cell(res.get('kernel'))} "
+                    f"| {cell(res.get('ustack'))} | {s.ustack_note} |")
+    return "\n".join(rows)
+
+
+def summary(data: dict[str, dict[str, dict[str, object]]] | None = None) -> str:
+    data = load_results() if data is None else data
+    parts = []
+    for kind in ("kernel", "ustack"):
+        statuses = [str(data.get(s.id, {}).get(kind, {}).get("status", "not run"))
+                    for s in SCENARIOS]
+        parts.append(f"{kind}: {statuses.count('pass')}/{len(SCENARIOS)} pass")
+    return ", ".join(parts)

@@ -1,0 +1,487 @@
+"""The conformance catalogue: wire-visible TCP edge cases as probe scripts.
+
+Numbers refer to ``shared/tcp-edge-cases.md``.  Every script states what
+Linux does (and passes against this machine's kernel); run against ustack it
+shows where ustack differs.  ``ustack_note`` records, for a known difference,
+why (RFC reasoning) -- the conformance table prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    id: str
+    title: str
+    rfc: str
+    linux: str
+    script: str
+    #: a recorded ustack divergence and its RFC reasoning ("" = none known)
+    ustack_note: str = ""
+
+
+# A passive open against a listener on 8080, no options but MSS (so neither
+# timestamps nor SACK are on), the probe advertises 65535 unscaled.
+_OPEN = """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
+"""
+
+_OPEN_SACK = """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,nop,nop>
++0   > S. 0:0(0) ack 1 <mss *,sackOK>
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
+"""
+
+# The peer application connects to the probe's port 9090.
+_CONNECT = """
+peer connect 9090
+*    > S 0:0(0) <mss *,sackOK,TS val * ecr 0,wscale *>
+"""
+
+# The peer closes first and ends in TIME-WAIT.
+_ACTIVE_CLOSE = _OPEN + """
++0.05 peer close
++0   > F. 1:1(0) ack 1
++0   < . 1:1(0) ack 2 win 65535
++0   < F. 1:1(0) ack 2 win 65535
++0   > . 2:2(0) ack 2
+"""
+
+_STILL_ALIVE = """
++0.05 < P. 1:11(10) ack 1 win 65535
++0   > . 1:1(0) ack 11
+"""
+
+
+def _s(id: str, title: str, rfc: str, linux: str, script: str, note: str = "") -> Scenario:
+    return Scenario(id, title, rfc, linux, script.strip() + "\n", note)
+
+
+SCENARIOS: list[Scenario] = [
+    # ------------------------------------------------------------ CLOSED / LISTEN
+    _s("1", "SYN to a closed port", "9293 3.10.7.1",
+       "R. 0:0(0) ack 1 win 0", """
+probe to 8081
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > R. 0:0(0) ack 1 win 0
+"""),
+    _s("2", "SYN with 10 data bytes to a closed port", "9293 3.10.7.1",
+       "R. ack 11 (SYN and data count)", """
+probe to 8081
+0    < S 0:10(10) win 65535 <mss 1460>
++0   > R. 0:0(0) ack 11 win 0
+"""),
+    _s("3", "ACK to a closed port", "9293 3.10.7.1",
+       "R 1000:1000(0): seq = SEG.ACK, no ACK bit", """
+probe to 8081
+0    < . 1:1(0) ack 1000 win 65535
++0   > R 1000:1000(0) win 0
+"""),
+    _s("3b", "RST to a closed port", "9293 3.10.7.1",
+       "nothing", """
+probe to 8081
+0    < R 1:1(0) win 0
++0   > nothing for 0.5
+"""),
+    _s("4", "ACK to a listener", "9293 3.10.7.2",
+       "R seq=SEG.ACK", """
+peer listen 8080
+0    < . 1:1(0) ack 1000 win 65535
++0   > R 1000:1000(0)
+"""),
+    _s("5a", "RST to a listener", "9293 3.10.7.2",
+       "dropped", """
+peer listen 8080
+0    < R 1:1(0) win 0
++0   > nothing for 0.5
+"""),
+    _s("5b", "bare FIN (no ACK) to a listener", "9293 3.10.7.2",
+       "dropped", """
+peer listen 8080
+0    < F 0:0(0) win 65535
++0   > nothing for 0.5
+"""),
+    _s("5c", "SYN+RST to a listener", "9293 3.10.7.2",
+       "dropped (RST checked first)", """
+peer listen 8080
+0    < SR 0:0(0) win 65535
++0   > nothing for 0.5
+"""),
+    _s("5d", "SYN+FIN to a listener", "9293 3.10.7.2",
+       "dropped (RFC: process the SYN)", """
+peer listen 8080
+0    < SF 0:0(0) win 65535 <mss 1460>
++0   > nothing for 0.5
+"""),
+    _s("6a", "passive open echoes the offered options", "7323 1.3, 2018 2",
+       "S. <mss,sackOK,TS ecr=TSval,wscale>", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 100,wscale *>
+"""),
+    _s("6b", "SYN with only MSS: SYN-ACK has only MSS", "7323 1.3, 2018 2",
+       "S. <mss 1460>", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1400>
++0   > S. 0:0(0) ack 1 <mss 1460>
+"""),
+    _s("6c", "SYN-ACK retransmitted with backoff", "6298 5.5",
+       "at +1 s, then +2 s", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++1   > S. 0:0(0) ack 1 <mss *>
++2   > S. 0:0(0) ack 1 <mss *>
+"""),
+    _s("7a", "duplicate SYN in SYN-RECEIVED", "9293 3.10.7.4",
+       "SYN-ACK again", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0.1 < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
+"""),
+    _s("7b", "different in-window SYN in SYN-RECEIVED", "9293 3.10.7.4, 5961 4",
+       "RST, request dropped", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0.1 < S 5:5(0) win 65535 <mss 1460>
++0   > R. *:*(0) ack 6
+"""),
+    _s("8", "bad ACK in SYN-RECEIVED", "9293 3.10.7.4",
+       "R 5:5(0); the half-open connection survives", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 5 win 65535
++0   > R 5:5(0)
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
+""" + _STILL_ALIVE),
+    _s("9", "RST in SYN-RECEIVED", "9293 3.10.7.4",
+       "request dropped silently; a later ACK gets a RST", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < R 1:1(0) win 0
++0   > nothing for 0.3
++0   < . 1:1(0) ack 1 win 65535
++0   > R 1:1(0)
+"""),
+    # ------------------------------------------------------------ SYN-SENT
+    _s("10", "SYN retransmission schedule", "6298 5.5",
+       "SYN at 0, +1, +1 (linear, tcp_syn_linear_timeouts)", _CONNECT + """
++1   > S 0:0(0)
++1   > S 0:0(0)
+""", "ustack backs off exponentially (+1 s, +2 s) as RFC 6298 5.5 says; Linux >= 6.5 "
+         "retransmits the first SYNs linearly (tcp_syn_linear_timeouts=4)"),
+    _s("11", "SYN-ACK with an unacceptable ACK", "9293 3.10.7.3",
+       "R seq=SEG.ACK, stay in SYN-SENT (Linux re-sends the SYN at once)", _CONNECT + """
++0   < S. 0:0(0) ack 5 win 65535 <mss 1460>
++0   > R 5:5(0)
++0~+0.3 > S 0:0(0)
++0.1 < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0   > . 1:1(0) ack 1
++0   peer expect connected
+"""),
+    _s("12a", "bare ACK of our SYN in SYN-SENT", "9293 3.10.7.3",
+       "dropped", _CONNECT + """
++0   < . 0:0(0) ack 1 win 65535
++0   > nothing for 0.5
+"""),
+    _s("12b", "bare ACK with a wrong ack in SYN-SENT", "9293 3.10.7.3",
+       "R seq=SEG.ACK", _CONNECT + """
++0   < . 0:0(0) ack 100 win 65535
++0   > R 100:100(0)
+"""),
+    _s("13", "RST+ACK with an acceptable ACK in SYN-SENT", "9293 3.10.7.3",
+       "connection refused, no more SYNs", _CONNECT + """
++0   < R. 0:0(0) ack 1 win 0
++0   peer expect ECONNREFUSED
++0   > nothing for 1.5
+"""),
+    _s("14", "RST without ACK in SYN-SENT", "9293 3.10.7.3",
+       "ignored; SYN retransmitted at 1 s", _CONNECT + """
++0.1 < R 0:0(0) win 0
+0.9~1.15 > S 0:0(0)
+"""),
+    _s("15", "RST+ACK with an unacceptable ACK in SYN-SENT", "9293 3.10.7.3",
+       "dropped, no RST back (Linux re-sends the SYN at once)", _CONNECT + """
++0.1 < R. 0:0(0) ack 100 win 0
++0~+0.3 > S 0:0(0)
++0   peer expect pending
+"""),
+    _s("16", "simultaneous open", "9293 3.5 fig. 8",
+       "S. with the same ISS; ACK and ESTABLISHED on our SYN-ACK", _CONNECT + """
++0   < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,TS val * ecr 0,wscale *>
++0   < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0   > . 1:1(0) ack 1
++0   peer expect connected
+""" + _STILL_ALIVE),
+    _s("17", "SYN-ACK carrying data", "9293 3.10.7.3",
+       "ACK of the SYN only: the data is dropped", _CONNECT + """
++0   < S. 0:10(10) ack 1 win 65535 <mss 1460>
++0   > . 1:1(0) ack 1
+"""),
+    _s("18", "SYN with data to a listener (no Fast Open)", "9293 3.10.7.2, 7413",
+       "S. acks only the SYN", """
+peer listen 8080
+0    < S 0:10(10) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
+"""),
+    _s("19", "no MSS option: send MSS 536", "9293 3.7.1, 6691",
+       "segments of 536 bytes (1000 bytes: 536 + 464)", """
+peer listen 8080
+0    < S 0:0(0) win 65535
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0.05 peer write 1000
++0   > * 1:537(536) ack 1
++0   > * 537:1001(464) ack 1
+"""),
+    _s("20", "no window scale offered: none in the SYN-ACK", "7323 2.2",
+       "S. without wscale", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,nop,nop>
++0   > S. 0:0(0) ack 1 <mss *,sackOK>
+"""),
+    _s("21", "no sackOK offered: no SACK in SYN-ACK nor in dup ACKs", "2018 2",
+       "S. without sackOK; dup ACK without SACK blocks", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,wscale *>
++0   < . 1:1(0) ack 1 win 512
++0   peer expect connected
++0.05 < P. 11:21(10) ack 1 win 512
++0   > . 1:1(0) ack 1 <>
+"""),
+    _s("22a", "no timestamps offered: none in the SYN-ACK", "7323 3.2",
+       "S. without TS", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,wscale *>
+"""),
+    _s("22b", "PAWS: old TSval", "7323 5.3",
+       "data dropped, dup ACK echoing TS.Recent", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 0>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,TS val * ecr 1000,wscale *>
++0   < . 1:1(0) ack 1 win 65535 <nop,nop,TS val 1001 ecr *>
++0   peer expect connected
++0.05 < P. 1:11(10) ack 1 win 65535 <nop,nop,TS val 1002 ecr *>
++0   > . 1:1(0) ack 11 <TS val * ecr 1002>
++0.05 < P. 11:21(10) ack 1 win 65535 <nop,nop,TS val 900 ecr *>
++0   > . 1:1(0) ack 11 <TS val * ecr 1002>
+"""),
+    _s("23a", "ICMP port unreachable in SYN-SENT", "5927 5.1, 1122 4.2.3.9",
+       "connect fails at once: ECONNREFUSED", _CONNECT + """
++0.1 < icmp unreachable port [S 0:0(0)]
++0   peer expect ECONNREFUSED
++0   > nothing for 1.2
+"""),
+    _s("23b", "ICMP host unreachable in SYN-SENT", "5927 5.1, 1122 4.2.3.9",
+       "connect fails at once: EHOSTUNREACH", _CONNECT + """
++0.1 < icmp unreachable host [S 0:0(0)]
++0   peer expect EHOSTUNREACH
++0   > nothing for 1.2
+"""),
+    _s("23c", "ICMP quoting a seq outside SND.UNA..SND.NXT", "5927 4.1",
+       "ignored; SYN retransmitted", _CONNECT + """
++0.1 < icmp unreachable port [S 1000:1000(0)]
+0.9~1.15 > S 0:0(0)
+"""),
+    # ------------------------------------------------------------ ESTABLISHED
+    _s("24", "RST with seq = RCV.NXT", "5961 3.2",
+       "reset: reader gets ECONNRESET, nothing sent", _OPEN + """
++0.05 < R 1:1(0) win 0
++0   > nothing for 0.3
++0   peer expect ECONNRESET
+"""),
+    _s("25", "RST in window, not exact", "5961 3.2",
+       "challenge ACK; connection survives", _OPEN + """
++0.05 < R 1000:1000(0) win 0
++0   > . 1:1(0) ack 1
+""" + _STILL_ALIVE),
+    _s("26", "RST out of window", "5961 3.2",
+       "dropped silently", _OPEN + """
++0.05 < R 1000000:1000000(0) win 0
++0   > nothing for 0.5
+""" + _STILL_ALIVE),
+    _s("27", "RST+ACK, exact seq, any ack", "5961 3.2",
+       "reset (ack value ignored)", _OPEN + """
++0.05 < R. 1:1(0) ack 123456 win 0
++0   > nothing for 0.3
++0   peer expect ECONNRESET
+"""),
+    _s("28", "SYN in ESTABLISHED", "5961 4.2",
+       "challenge ACK, no state change", _OPEN + """
++0.05 < S 500:500(0) win 65535 <mss 1460>
++0   > . 1:1(0) ack 1
+""" + _STILL_ALIVE),
+    _s("29", "ACK of unsent data", "9293 3.10.7.4, 5961 5.2",
+       "ACK and drop", _OPEN + """
++0.05 < P. 1:11(10) ack 1000 win 65535
++0   > . 1:1(0) ack 1
+""" + _STILL_ALIVE),
+    _s("30", "ACK too old (< SND.UNA - MAX.SND.WND)", "5961 5.2",
+       "challenge ACK and drop", _OPEN + """
++0.05 < P. 1:11(10) ack -200000 win 65535
++0   > . 1:1(0) ack 1
+""" + _STILL_ALIVE),
+    _s("31", "data beyond the receive window", "9293 3.10.7.4",
+       "dup ACK ack RCV.NXT", _OPEN + """
++0.05 < P. 500000:500010(10) ack 1 win 65535
++0   > . 1:1(0) ack 1
+"""),
+    _s("32a", "old duplicate data with SACK", "2883 4",
+       "immediate ACK with a D-SACK block", _OPEN_SACK + """
++0.05 < P. 1:11(10) ack 1 win 65535
++0   > . 1:1(0) ack 11
++0.05 < P. 1:11(10) ack 1 win 65535
++0   > . 1:1(0) ack 11 <sack 1:11>
+"""),
+    _s("32b", "out-of-order data with SACK", "2018 4, 5681 4.2",
+       "immediate dup ACK with a SACK block", _OPEN_SACK + """
++0.05 < P. 11:21(10) ack 1 win 65535
++0   > . 1:1(0) ack 1 <sack 11:21>
+"""),
+    _s("33", "segment without ACK in ESTABLISHED", "9293 3.10.7.4",
+       "dropped", _OPEN + """
++0.05 < P 1:11(10) win 65535
++0   > nothing for 0.5
+""" + _STILL_ALIVE),
+    _s("bad-csum", "segment with a bad TCP checksum", "9293 3.1",
+       "dropped silently", _OPEN + """
++0.05 < P. 1:11(10) ack 1 win 65535 badsum
++0   > nothing for 0.5
+""" + _STILL_ALIVE),
+    # ------------------------------------------------------------ close
+    _s("34", "active close", "9293 3.6",
+       "F. → ACK → FIN → ACK (TIME-WAIT)", _ACTIVE_CLOSE),
+    _s("35", "passive close, then a stray segment", "9293 3.6",
+       "ACK of FIN, EOF, F. on close, RST for later data", _OPEN + """
++0.05 < F. 1:1(0) ack 1 win 65535
++0   > . 1:1(0) ack 2
++0   peer expect EOF
++0   peer close
++0   > F. 1:1(0) ack 2
++0   < . 2:2(0) ack 2 win 65535
++0.05 < P. 2:12(10) ack 2 win 65535
++0   > R 2:2(0)
+"""),
+    _s("36", "simultaneous close", "9293 3.6 fig. 13",
+       "CLOSING: ACK of our FIN; then TIME-WAIT re-ACKs", _OPEN + """
++0.05 peer close
++0   > F. 1:1(0) ack 1
++0   < F. 1:1(0) ack 1 win 65535
++0   > . 2:2(0) ack 2
++0   < . 2:2(0) ack 2 win 65535
++0.1 < F. 1:1(0) ack 2 win 65535
++0   > . 2:2(0) ack 2
+"""),
+    _s("37", "FIN with data", "9293 3.10.7.4",
+       ". ack 12 covers data and FIN (delayed ~40 ms: pingpong after FIN)", _OPEN + """
++0.05 < FP. 1:11(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 12
+"""),
+    _s("38a", "our FIN is retransmitted with backoff", "6298 5.5",
+       "F. again after RTO (>= 200 ms), then doubled", _OPEN + """
++0.05 peer close
++0   > F. 1:1(0) ack 1
++0.15~+0.6 > F. 1:1(0) ack 1
++0.3~+1.2 > F. 1:1(0) ack 1
+"""),
+    _s("38b", "retransmitted peer FIN in TIME-WAIT", "9293 3.10.7.4",
+       "re-ACKed", _ACTIVE_CLOSE + """
++0.1 < F. 1:1(0) ack 2 win 65535
++0   > . 2:2(0) ack 2
+"""),
+    _s("39", "half close: data after our FIN is accepted", "9293 3.6",
+       "ACKs data in FIN-WAIT-2", _OPEN + """
++0.05 peer shutdown
++0   > F. 1:1(0) ack 1
++0   < . 1:1(0) ack 2 win 65535
++0.05 < P. 1:11(10) ack 2 win 65535
++0   > . 2:2(0) ack 11
++0   peer read 10
+"""),
+    _s("40a", "data after the application fully closed", "9293 3.10.7.4, 2525 2.17",
+       "R seq=SEG.ACK", _OPEN + """
++0.05 peer close
++0   > F. 1:1(0) ack 1
++0   < P. 1:11(10) ack 2 win 65535
++0   > R 2:2(0)
+"""),
+    _s("40b", "data after the peer's FIN (CLOSE-WAIT)", "9293 3.10.7.4",
+       "ignored: nothing sent", _OPEN + """
++0.05 < F. 1:1(0) ack 1 win 65535
++0   > . 1:1(0) ack 2
++0.05 < P. 2:12(10) ack 1 win 65535
++0   > nothing for 0.5
+"""),
+    _s("41a", "close with unread data", "2525 2.17",
+       "R. SND.NXT ack RCV.NXT instead of FIN", _OPEN + """
++0.05 < P. 1:11(10) ack 1 win 65535
++0   > . 1:1(0) ack 11
++0.05 peer close
++0   > R. 1:1(0) ack 11
+"""),
+    _s("41b", "close in SYN-SENT", "9293 3.10.4",
+       "nothing sent", _CONNECT + """
++0.05 peer close
++0   > nothing for 1.5
+"""),
+    _s("42a", "new SYN with a higher seq in TIME-WAIT", "6191, 1122 4.2.2.13",
+       "reopens: SYN-ACK", _ACTIVE_CLOSE + """
++0.1 < S 1000:1000(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1001 <mss *>
+"""),
+    _s("42b", "old SYN in TIME-WAIT", "9293 3.10.7.4",
+       "the TIME-WAIT ACK", _ACTIVE_CLOSE + """
++0.1 < S 0:0(0) win 65535 <mss 1460>
++0   > . 2:2(0) ack 2
+"""),
+    # ------------------------------------------------------------ timers
+    _s("43", "zero window: persist probes", "9293 3.8.6.1, 1122 4.2.2.17",
+       ". SND.UNA-1:SND.UNA-1(0) after >= 200 ms; data on window open", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 1 win 0
++0   peer expect connected
++0.05 peer write 100
++0.15~+0.8 > . 0:0(0) ack 1
++0   < . 1:1(0) ack 1 win 65535
++0   > * 1:101(100) ack 1
+"""),
+    _s("45", "data retransmission timeout", "6298 2, 5",
+       "retransmit after RTO (>= 200 ms), then doubled", _OPEN + """
++0.05 peer write 100
++0   > P. 1:101(100) ack 1
++0.15~+0.6 > P. 1:101(100) ack 1
++0.3~+1.2 > P. 1:101(100) ack 1
+"""),
+    _s("47", "ACK of a small segment comes within 500 ms", "1122 4.2.3.2, 9293 3.8.6.3",
+       "ACK (immediate in quickack)", _OPEN + """
++0.05 < P. 1:11(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 11
+"""),
+]
+
+
+def by_id(scenario_id: str) -> Scenario:
+    for s in SCENARIOS:
+        if s.id == scenario_id:
+            return s
+    raise KeyError(f"no scenario {scenario_id!r}")
