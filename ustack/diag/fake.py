@@ -75,3 +75,48 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def golden_records() -> list[SocketRecord]:
+    """A fixed set covering every view: a listener with a queued connection, an
+    established connection with full figures, TIME-WAIT with its timer,
+    CLOSE-WAIT (receive side shut), FIN-WAIT-2 (send side shut), SYN-SENT
+    retransmitting, and a connection on another subnet."""
+    base = dict(pid=4242, comm="python3", uid=0)
+    return [
+        SocketRecord("LISTEN", "10.77.0.2", 8080, "0.0.0.0", 0, 1, 128, ino=1, sk=0x7F01, **base),
+        SocketRecord(
+            "ESTAB", "10.77.0.2", 41234, "10.77.0.1", 5001, 0, 1448, ino=2, sk=0x7F02,
+            timer_name="on", timer_expires=0.2, timer_count=0,
+            ts_enabled=True, sack_enabled=True, wscale_enabled=True, ca_name="reno",
+            snd_wscale=7, rcv_wscale=7, rto=0.204, srtt=0.000412, rttvar=0.000206, ato=0.04,
+            mss=1448, pmtu=1500, rcvmss=536, advmss=1460, cwnd=10, ssthresh=0x7FFFFFFF,
+            bytes_sent=14480, bytes_acked=13033, bytes_received=100, segs_out=12, segs_in=9,
+            data_segs_out=10, data_segs_in=1, last_send=0.004, last_recv=0.25, last_ack=0.004,
+            delivery_rate=3_500_000.0, delivered=9, unacked=1, rcv_space=14600,
+            rcv_ssthresh=64088, notsent=0, min_rtt=0.000301, snd_wnd=64256, rcv_wnd=64240,
+            rcvbuf=131072, sndbuf=262144, **base,
+        ),
+        SocketRecord(
+            "TIME-WAIT", "10.77.0.2", 41236, "10.77.0.1", 80, 0, 0, ino=3, sk=0x7F03,
+            timer_name="timewait", timer_expires=59.4, timer_count=0, **base,
+        ),
+        SocketRecord(
+            "CLOSE-WAIT", "10.77.0.2", 8080, "10.77.0.1", 52000, 5, 0, ino=4, sk=0x7F04,
+            shut_rd=True, ca_name="reno", rto=1.0, srtt=0.0015, rttvar=0.00075, mss=1448,
+            cwnd=10, bytes_received=6, segs_in=3, segs_out=2, data_segs_in=1,
+            last_send=65.5, last_recv=65.5, last_ack=65.5, rcvbuf=131072, sndbuf=262144, **base,
+        ),
+        SocketRecord(
+            "FIN-WAIT-2", "10.77.0.2", 41240, "10.77.0.1", 443, 0, 0, ino=5, sk=0x7F05,
+            timer_name="timewait", timer_expires=1.5, shut_wr=True, ca_name="reno",
+            rto=0.2, srtt=0.0009, rttvar=0.0004, mss=1448, cwnd=7, ssthresh=7,
+            bytes_sent=3000, bytes_retrans=1448, bytes_acked=3001, segs_out=5, segs_in=4,
+            retransmits=0, total_retrans=1, reordering=4, **base,
+        ),
+        SocketRecord(
+            "SYN-SENT", "10.77.0.2", 41242, "193.233.7.9", 22, 0, 0, ino=6, sk=0x7F06,
+            timer_name="on", timer_expires=3.0, timer_count=2, rto=4.0, backoff=2,
+            ca_name="reno", cwnd=1, **base,
+        ),
+    ]

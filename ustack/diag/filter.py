@@ -335,7 +335,7 @@ class _Parser:
             if self.peek() != ")":
                 bad = self.peek()
                 if bad is None:
-                    raise FilterError('missing ")" at the end of the filter', "(")
+                    raise FilterError('missing ")" to close "("', "(")
                 raise FilterError(f'unexpected word "{bad}" where ")" was expected', bad)
             self.take()
             return node

@@ -1,0 +1,180 @@
+"""Golden output of every ``ss`` view for a fixed set of records.
+
+Regenerate after an intended change with ``USTACK_UPDATE_GOLDEN=1 pytest
+tests/unit/test_diag_format.py`` and review the diff.  The layout rules were
+checked against iproute2 ss 6.1 output on the kernel's own sockets (compact
+rendering of a pipe): see test_layout_matches_kernel_ss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ustack.diag.fake import golden_records
+from ustack.diag.filter import select
+from ustack.diag.format import (
+    FormatOptions,
+    format_json,
+    format_ms_timer,
+    format_rate,
+    format_summary,
+    format_table,
+    single_state,
+)
+from ustack.diag.records import STATE_BITS, SocketRecord
+
+GOLDEN = Path(__file__).parent / "golden" / "ss"
+
+VIEWS: dict[str, FormatOptions] = {
+    "tan": FormatOptions(numeric=True),
+    "ta": FormatOptions(),
+    "an_netid": FormatOptions(numeric=True, show_netid=True),
+    "tanH": FormatOptions(numeric=True, header=False),
+    "tano": FormatOptions(numeric=True, options=True),
+    "tane": FormatOptions(numeric=True, options=True, extended=True),
+    "tanm": FormatOptions(numeric=True, memory=True),
+    "tani": FormatOptions(numeric=True, info=True),
+    "tanoi": FormatOptions(numeric=True, options=True, info=True),
+    "tai": FormatOptions(info=True),
+    "tanp": FormatOptions(numeric=True, processes=True),
+    "tanoiem": FormatOptions(numeric=True, options=True, extended=True, info=True, memory=True),
+    "tanoiemO": FormatOptions(
+        numeric=True, options=True, extended=True, info=True, memory=True, oneline=True
+    ),
+}
+
+
+def _check(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("USTACK_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}; run with USTACK_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"output differs from {path}"
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_view_matches_golden(view: str) -> None:
+    _check(view, format_table(golden_records(), VIEWS[view]))
+
+
+def test_single_state_drops_state_column() -> None:
+    records = select(golden_records(), "state established")
+    text = format_table(records, FormatOptions(numeric=True, show_state=False))
+    _check("tan_state_established", text)
+    assert not text.startswith("State")
+    assert text.splitlines()[1].split() == ["0", "1448", "10.77.0.2:41234", "10.77.0.1:5001"]
+
+
+def test_empty_table_is_header_only() -> None:
+    # as ss 6.1 prints for an empty selection of two states
+    text = format_table([], FormatOptions(numeric=True))
+    assert text == "State Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n"
+    assert format_table([], FormatOptions(header=False)) == ""
+
+
+def test_summary_golden() -> None:
+    text = format_summary(golden_records())
+    _check("s", text)
+    assert text.startswith("Total: 6\nTCP:   6 (estab 1, closed 0, orphaned 0, timewait 1)\n")
+
+
+def test_json_one_object_per_socket() -> None:
+    text = format_json(golden_records())
+    _check("j", text)
+    lines = text.splitlines()
+    assert len(lines) == 6
+    objs = [json.loads(line) for line in lines]
+    assert objs[1]["state"] == "ESTAB" and objs[1]["cwnd"] == 10
+    assert objs[2]["timer_name"] == "timewait"
+
+
+def test_layout_matches_kernel_ss() -> None:
+    """Byte-for-byte what ``ss -tan`` (iproute2 6.1) printed for these sockets."""
+    records = [
+        SocketRecord("LISTEN", "0.0.0.0", 2024, "0.0.0.0", 0, 0, 128),
+        SocketRecord("LISTEN", "127.0.0.1", 8080, "0.0.0.0", 0, 1, 128),
+        SocketRecord("FIN-WAIT-2", "127.0.0.1", 8080, "127.0.0.1", 41498, 0, 0),
+        SocketRecord("ESTAB", "127.0.0.1", 41494, "127.0.0.1", 8080, 0, 0),
+        SocketRecord("CLOSE-WAIT", "127.0.0.1", 41498, "127.0.0.1", 8080, 1, 0),
+        SocketRecord("TIME-WAIT", "127.0.0.1", 41512, "127.0.0.1", 8080, 0, 0),
+    ]
+    expected = (
+        "State      Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n"
+        "LISTEN     0      128          0.0.0.0:2024       0.0.0.0:*           \n"
+        "LISTEN     1      128        127.0.0.1:8080       0.0.0.0:*           \n"
+        "FIN-WAIT-2 0      0          127.0.0.1:8080     127.0.0.1:41498       \n"
+        "ESTAB      0      0          127.0.0.1:41494    127.0.0.1:8080        \n"
+        "CLOSE-WAIT 1      0          127.0.0.1:41498    127.0.0.1:8080        \n"
+        "TIME-WAIT  0      0          127.0.0.1:41512    127.0.0.1:8080        \n"
+    )
+    assert format_table(records, FormatOptions(numeric=True)) == expected
+    # -H: widths from the rows alone
+    assert format_table(records[1:3], FormatOptions(numeric=True, header=False)) == (
+        "LISTEN     1      128    127.0.0.1:8080   0.0.0.0:*    \n"
+        "FIN-WAIT-2 0      0      127.0.0.1:8080 127.0.0.1:41498\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (200, "200ms"),
+        (1500, "1.500sec"),
+        (59000, "59sec"),
+        (59400, "59sec"),  # ss drops milliseconds above 9 s
+        (9250, "9.250sec"),
+        (65500, "1min5sec"),  # ss drops milliseconds once minutes are shown
+        (605000, "10min"),  # and seconds above 9 minutes
+        (60000, "1min"),
+        (0, ""),
+    ],
+)
+def test_timer_formatting_like_ss(ms: int, text: str) -> None:
+    assert format_ms_timer(ms) == text
+
+
+def test_rates_like_ss() -> None:
+    assert format_rate(281165049.0, numeric=True) == "281165049"
+    assert format_rate(281165049.0, numeric=False) == "281M"
+    assert format_rate(2_500.0, numeric=False) == "2.5k"
+    assert format_rate(17_476_265_624.0, numeric=False) == "17.5G"
+    assert format_rate(999.0, numeric=False) == "999"
+
+
+def test_info_order_and_zero_fields_omitted() -> None:
+    text = format_table(golden_records()[1:2], VIEWS["tanoi"])
+    info = text.splitlines()[2]
+    assert info.startswith("\t ts sack reno wscale:7,7 rto:204 rtt:0.412/0.206 ato:40 mss:1448")
+    order = [
+        "wscale:", "rto:", "rtt:", "ato:", "mss:", "pmtu:", "rcvmss:", "advmss:", "cwnd:",
+        "bytes_sent:", "bytes_acked:", "bytes_received:", "segs_out:", "segs_in:",
+        "data_segs_out:", "data_segs_in:", "send ", "lastsnd:", "lastrcv:", "lastack:",
+        "delivery_rate ", "delivered:", "unacked:", "rcv_space:", "rcv_ssthresh:", "minrtt:",
+        "snd_wnd:", "rcv_wnd:",
+    ]
+    positions = [info.index(word) for word in order]
+    assert positions == sorted(positions)
+    absent_words = (" backoff:", " bytes_retrans:", " retrans:", " lost:", " notsent:")
+    absent_words += (" ssthresh:",)
+    for absent in absent_words:
+        assert absent not in info  # zero (or unset ssthresh): omitted
+
+
+def test_shutdown_markers_and_timers() -> None:
+    text = format_table(golden_records(), VIEWS["tane"])
+    lines = {line.split()[0]: line.rstrip() for line in text.splitlines()[1:]}
+    assert lines["ESTAB"].endswith("timer:(on,200ms,0) ino:2 sk:7f02 <->")
+    assert lines["CLOSE-WAIT"].endswith("ino:4 sk:7f04 -->")
+    assert lines["FIN-WAIT-2"].endswith("timer:(timewait,1.500sec,0) ino:5 sk:7f05 <--")
+    assert "timer:(timewait,59sec,0)" in lines["TIME-WAIT"]
+    assert "timer:(on,3sec,2)" in lines["SYN-SENT"]
+
+
+def test_single_state_helper() -> None:
+    assert single_state(STATE_BITS["ESTAB"])
+    assert not single_state(STATE_BITS["ESTAB"] | STATE_BITS["LISTEN"])
+    assert not single_state(0)
