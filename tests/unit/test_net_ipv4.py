@@ -238,7 +238,7 @@ def test_arp_failure_reports_every_queued_packet() -> None:
     assert h.take() == []
     assert [(e.errno, e.origin, e.local_port) for e in errors] == [
         (errno.EHOSTUNREACH, "arp", 1), (errno.EHOSTUNREACH, "arp", 2)]
-    assert h.ip.counters()["drop.arp-unresolved"] == 2
+    assert h.ip.counters()["tx_drop.arp-unresolved"] == 2
     assert h.deadlines[-1] is None
 
 
@@ -270,7 +270,7 @@ def test_send_many_fast_path_and_too_big() -> None:
     assert [len(f) for f in frames] == [14 + 20 + 20, 14 + 20 + 1480]
     idents = {ipv4.Ipv4Packet.decode(f[14:]).ident for f in frames}
     assert len(idents) == 2
-    assert h.ip.counters()["drop.tx-too-big"] == 1
+    assert h.ip.counters()["tx_drop.too-big"] == 1
 
 
 def test_handler_exception_is_counted_not_raised() -> None:

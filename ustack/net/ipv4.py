@@ -121,8 +121,11 @@ class IpLayer:
             self._ours.add(self.routes.broadcast)
         self.frames_in = 0
         self.frames_out = 0
-        #: drops by reason (receive and send paths), plus event counters
+        #: received frames dropped, by reason
         self.drops: dict[str, int] = {}
+        #: packets we could not send, by reason
+        self.tx_drops: dict[str, int] = {}
+        #: events (ARP replies sent, echo replies, ICMP errors in/out, ...)
         self.stats: dict[str, int] = {}
 
     # ------------------------------------------------------------------ API
@@ -158,7 +161,7 @@ class IpLayer:
         now = self._clock()
         n = len(payload)
         if n > self.mtu - 20:
-            self._drop("tx-too-big")
+            self._tx_drop("too-big")
             return
         hdr = build_header(self.address, dst, protocol, n, next(self._ident), ttl=self.ttl)
         if entry is not None and now < entry[1]:
@@ -180,7 +183,7 @@ class IpLayer:
         frames = []
         for p in payloads:
             if len(p) > limit:
-                self._drop("tx-too-big")
+                self._tx_drop("too-big")
                 continue
             frames.append(prefix + build_header(src, dst, protocol, len(p), next(ident), ttl=ttl)
                           + p)
@@ -201,19 +204,24 @@ class IpLayer:
             self._send_arp(BROADCAST, warp.request(self.mac, self.address, ip))
         for _ip, queued in result.failed:
             self._count("arp_failed")
-            self._drop("arp-unresolved", len(queued))
+            self._tx_drop("arp-unresolved", len(queued))
             for item in queued:
                 self._report(item, errno.EHOSTUNREACH, ORIGIN_ARP)
         if result.retry or result.failed:
             self._on_deadline(self.arp.next_deadline())
 
     def counters(self) -> dict[str, int]:
+        """``frames_in``, ``frames_out``, ``drops`` (received frames dropped)
+        with ``drop.<reason>`` each, ``tx_drops`` with ``tx_drop.<reason>``,
+        ARP and ICMP event counts."""
         out = {"frames_in": self.frames_in, "frames_out": self.frames_out,
-               "drops": sum(self.drops.values()), "arp_entries": len(self.arp),
-               "arp_queue_drops": self.arp.queue_drops}
+               "drops": sum(self.drops.values()), "tx_drops": sum(self.tx_drops.values()),
+               "arp_entries": len(self.arp), "arp_queue_drops": self.arp.queue_drops}
         out.update(self.stats)
         for reason, n in self.drops.items():
             out["drop." + reason] = n
+        for reason, n in self.tx_drops.items():
+            out["tx_drop." + reason] = n
         return out
 
     # ---------------------------------------------------------------- receive
@@ -393,7 +401,7 @@ class IpLayer:
             return
         hop = self.routes.next_hop(dst)
         if hop is None:
-            self._drop("tx-no-route")
+            self._tx_drop("no-route")
             item = _Queued(dst, protocol, packet)
             self._defer(lambda: self._report(item, errno.ENETUNREACH, ORIGIN_ROUTE))
             return
@@ -427,6 +435,9 @@ class IpLayer:
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def _tx_drop(self, reason: str, n: int = 1) -> None:
+        self.tx_drops[reason] = self.tx_drops.get(reason, 0) + n
 
     def _count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
