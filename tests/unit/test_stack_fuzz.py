@@ -117,7 +117,8 @@ async def _run(loop: asyncio.AbstractEventLoop) -> None:
         seen["frames"] += 1
         assert after["frames_in"] == before["frames_in"] + 1
         dropped = after["drops"] - before["drops"]
-        assert dropped in (0, 1), (item, {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v})
+        changed = {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
+        assert dropped in (0, 1), (item, changed)
         assert after.get("drop.internal-error", 0) == 0, item
         if dropped == 0:
             seen["handled"] += 1
