@@ -100,10 +100,14 @@ class Stack:
         arp_retry_interval: float = 1.0,
         arp_requests: int = 3,
         tcp: bool = True,
+        diagnostics: bool = True,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
         announce it with a gratuitous ARP and start answering ARP and ping.
+
+        With ``diagnostics`` (and TCP) the stack serves its connection table to
+        ``ustack ss`` on a Unix socket (``USTACK_DIAG=0`` disables it).
 
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
@@ -146,6 +150,10 @@ class Stack:
         except BaseException:
             device.close()
             raise
+        if stack.has_tcp:  # ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
+            from ustack.diag.endpoint import attach_diagnostics
+
+            await attach_diagnostics(stack)
         return stack
 
     def _attach_tcp(self) -> None:
@@ -219,6 +227,12 @@ class Stack:
         if self._tcp is not None:
             out.update(self._tcp.counters)
         return out
+
+    def sockets(self) -> list[Any]:
+        """One ``ustack.diag.SocketRecord`` per listener and connection (ss's view)."""
+        from ustack.diag.snapshot import snapshot
+
+        return snapshot(self)
 
     def add_close_hook(self, hook: Callable[[], object]) -> None:
         """Call ``hook()`` when the stack closes (before the device closes)."""

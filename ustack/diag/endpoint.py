@@ -16,6 +16,7 @@ import contextlib
 import gc
 import itertools
 import json
+import logging
 import marshal
 import os
 import socket
@@ -28,6 +29,7 @@ from ustack.diag.records import ALL_STATES, BASIC_FIELD_COUNT, FIELDS, STATE_BIT
 
 SnapshotFn = Callable[[bool], Iterable[SocketRecord]]
 
+log = logging.getLogger(__name__)
 _serials = itertools.count(1)
 _MAX_REQUEST = 64 * 1024
 
@@ -139,4 +141,24 @@ async def serve_diagnostics(
     """Start serving ``snapshot_fn(detail)``; returns the server (``await .close()``)."""
     server = DiagnosticsServer(snapshot_fn, path, mode)
     await server.start()
+    return server
+
+
+async def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
+    """Serve ``stack``'s snapshots until it closes (called by ``Stack.start``).
+
+    Set ``USTACK_DIAG=0`` to disable.  A failure (read-only run directory, no
+    permission) only logs a warning: diagnostics must never stop a stack.
+    """
+    if os.environ.get("USTACK_DIAG", "1") == "0" or not getattr(stack, "has_tcp", True):
+        return None
+    from ustack.diag.snapshot import snapshot
+
+    server = DiagnosticsServer(lambda detail: snapshot(stack, detail))
+    try:
+        await server.start()
+    except OSError as exc:
+        log.warning("ustack: diagnostics endpoint %s not available: %s", server.path, exc)
+        return None
+    stack.add_close_hook(server.close)
     return server

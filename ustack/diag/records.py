@@ -153,6 +153,10 @@ BASIC_FIELD_COUNT = FIELDS.index("sk") + 1
 DEFAULTS: tuple[Any, ...] = tuple(SocketRecord._field_defaults.get(f) for f in FIELDS)
 _DETAIL_TAIL: tuple[Any, ...] = DEFAULTS[BASIC_FIELD_COUNT:]
 
+_FIN_RECEIVED = frozenset({"CLOSE-WAIT", "LAST-ACK", "CLOSING", "TIME-WAIT"})
+_FIN_SENT = frozenset({"FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "LAST-ACK", "TIME-WAIT"})
+
+
 def record_from_info(
     info: Any,
     local_addr: str,
@@ -182,9 +186,16 @@ def record_from_info(
     timer = getattr(info, "timer", None)
     if timer:
         values["timer_name"], values["timer_expires"], values["timer_count"] = timer
+    state = ss_state_name(getattr(info, "state", "UNKNOWN"))
+    # Linux marks the receive side shut once a FIN arrived and the send side
+    # once ours was queued (sk_shutdown); ss's -e marker shows that.
+    if state in _FIN_RECEIVED:
+        values["shut_rd"] = True
+    if state in _FIN_SENT:
+        values["shut_wr"] = True
     values.update(extra)
     return SocketRecord(
-        ss_state_name(getattr(info, "state", "UNKNOWN")),
+        state,
         local_addr,
         int(local_port),
         remote_addr,

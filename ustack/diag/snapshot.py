@@ -5,7 +5,8 @@ Reads the stack's connection table ``stack.tcp`` (a
 ``local_addr``/``remote_addr`` as 4-byte ``bytes``, ``local_port``,
 ``remote_port``), ``listeners()`` (``port``, ``backlog``, ``accept_queue``),
 ``local_addr`` and ``now()``; per connection ``conn.info(now)`` (TcpInfo,
-docs/architecture.md).  Must run on the stack's event loop thread.
+docs/architecture.md) and ``conn.config.recv_buffer``/``send_buffer`` for
+``-m``.  Must run on the stack's event loop thread.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
             )
         )
     for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
-        info = ep.conn.info(now)
+        conn = ep.conn
+        info = conn.info(now)
+        config = getattr(conn, "config", None)
         records.append(
             record_from_info(
                 info,
@@ -106,6 +109,8 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
                 _ntoa(ep.remote_addr, names),
                 ep.remote_port,
                 pid=pid, comm=comm, uid=uid, ino=ino, sk=id(ep),
+                rcvbuf=getattr(config, "recv_buffer", 0),
+                sndbuf=getattr(config, "send_buffer", 0),
             )
         )
     return records
