@@ -22,6 +22,13 @@ from ustack.link.base import ReceivedFrame
 pytestmark = pytest.mark.integration
 
 LOOPS = ["asyncio", "uvloop"]
+#: receive modes: mmap ring (default), recvmsg + PACKET_AUXDATA, virtio_net_hdr
+MODES = {"ring": {}, "socket": {"rx_ring": False}, "vnet": {"vnet_hdr": True}}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> dict[str, bool]:
+    return dict(MODES[request.param])
 
 
 def run_on(kind: str, coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -73,8 +80,8 @@ def peer_raw_socket(lab: Lab) -> socket.socket:
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
-def test_arp_request_gets_kernel_reply(lab: Lab, loop_kind: str) -> None:
-    dev = open_stack_device(lab)
+def test_arp_request_gets_kernel_reply(lab: Lab, loop_kind: str, mode: dict[str, bool]) -> None:
+    dev = open_stack_device(lab, **mode)
     assert dev.mac == lab.mac("stack") and dev.mtu == 1500 and dev.name == lab.stack_if
     peer_mac = lab.mac("peer")
 
@@ -101,8 +108,10 @@ def test_arp_request_gets_kernel_reply(lab: Lab, loop_kind: str) -> None:
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
-def test_filter_passes_only_our_arp_and_ipv4(lab: Lab, loop_kind: str) -> None:
-    dev = open_stack_device(lab)
+def test_filter_passes_only_our_arp_and_ipv4(
+    lab: Lab, loop_kind: str, mode: dict[str, bool]
+) -> None:
+    dev = open_stack_device(lab, **mode)
     peer = peer_raw_socket(lab)
     src = lab.mac("peer")
     foreign = bytes.fromhex("02deadbeef01")
@@ -138,8 +147,8 @@ def test_filter_passes_only_our_arp_and_ipv4(lab: Lab, loop_kind: str) -> None:
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
-def test_burst_is_delivered_in_batches(lab: Lab, loop_kind: str) -> None:
-    dev = open_stack_device(lab)
+def test_burst_is_delivered_in_batches(lab: Lab, loop_kind: str, mode: dict[str, bool]) -> None:
+    dev = open_stack_device(lab, **mode)
     peer = peer_raw_socket(lab)
     src = lab.mac("peer")
     n = 500
@@ -163,9 +172,9 @@ def test_burst_is_delivered_in_batches(lab: Lab, loop_kind: str) -> None:
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
-def test_kernel_tcp_syn_is_trusted(lab: Lab, loop_kind: str) -> None:
+def test_kernel_tcp_syn_is_trusted(lab: Lab, loop_kind: str, mode: dict[str, bool]) -> None:
     """DESIGN.md trap 2: the peer kernel leaves the TCP checksum to offload."""
-    dev = open_stack_device(lab)
+    dev = open_stack_device(lab, **mode)
     subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "replace", lab.stack_ip, "lladdr",
                     dev.mac.hex(":"), "dev", lab.peer_if], check=True)
 
