@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import sys
+from typing import Any
 
 from ustack.diag.records import SocketRecord
 
@@ -82,7 +83,7 @@ def golden_records() -> list[SocketRecord]:
     established connection with full figures, TIME-WAIT with its timer,
     CLOSE-WAIT (receive side shut), FIN-WAIT-2 (send side shut), SYN-SENT
     retransmitting, and a connection on another subnet."""
-    base = dict(pid=4242, comm="python3", uid=0)
+    base: dict[str, Any] = {"pid": 4242, "comm": "python3", "uid": 0}
     return [
         SocketRecord("LISTEN", "10.77.0.2", 8080, "0.0.0.0", 0, 1, 128, ino=1, sk=0x7F01, **base),
         SocketRecord(
