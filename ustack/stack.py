@@ -263,7 +263,7 @@ class Stack:
         key = (self._ping_ident, self._ping_seq)
         fut: asyncio.Future[float] = self.loop.create_future()
         self._ping_waiters[key] = fut
-        sent = self.loop.time()
+        sent = time.perf_counter()  # uvloop's loop.time() has 1 ms resolution
         self.ip.send(dst, PROTO_ICMP, IcmpEcho(*key, data).encode())
         try:
             async with asyncio.timeout(timeout):
@@ -276,7 +276,7 @@ class Stack:
     def _echo_reply(self, src: bytes, echo: IcmpEcho) -> None:
         fut = self._ping_waiters.get((echo.ident, echo.seq))
         if fut is not None and not fut.done():
-            fut.set_result(self.loop.time())
+            fut.set_result(time.perf_counter())
 
     # ----------------------------------------------------------------- close
 
