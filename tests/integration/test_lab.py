@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -149,3 +150,45 @@ def test_not_root_is_a_clear_error() -> None:
                           timeout=60)
     assert proc.returncode == 1
     assert "needs root" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failing_test_still_tears_its_lab_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    require_netns()
+    names = tmp_path / "names.txt"
+    (tmp_path / "test_fails.py").write_text(
+        "def test_boom(lab, lab_factory):\n"
+        "    other = lab_factory(stack_address='10.88.0.2/24', peer_address='10.88.0.1/24')\n"
+        f"    open({str(names)!r}, 'w').write(lab.peer_ns + ' ' + lab.stack_ns + ' '\n"
+        "        + other.peer_ns + ' ' + other.stack_ns)\n"
+        "    assert False, 'this test fails on purpose'\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_fails.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "this test fails on purpose" in proc.stdout
+    created = names.read_text().split()
+    assert len(created) == 4
+    left = set(created) & set(list_netns())
+    assert not left
+
+
+def test_reap_stale_removes_labs_of_dead_processes() -> None:
+    require_netns()
+    from ustack.lab import reap_stale, status
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Lab.create(unique_lab_name())
+    mine = Lab.create(unique_lab_name())
+    try:
+        stale.up(owner_pid=dead.pid)
+        mine.up(owner_pid=os.getpid())
+        info = {lab["name"]: lab for lab in status()}
+        assert info[stale.name]["stale"] is True and info[mine.name]["stale"] is False
+        removed = reap_stale()
+        assert stale.name in removed and mine.name not in removed
+        assert not stale.exists() and mine.exists()
+    finally:
+        stale.down()
+        mine.down()

@@ -8,6 +8,7 @@ from ustack.lab.lab import (
     enter_netns,
     have_netns_support,
     list_netns,
+    reap_stale,
     status,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "enter_netns",
     "have_netns_support",
     "list_netns",
+    "reap_stale",
     "status",
 ]

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from ustack.lab.lab import Lab, have_netns_support
+from ustack.lab.lab import Lab, have_netns_support, reap_stale
 
 _counter = itertools.count(1)
 _run_id = secrets.token_hex(2)
+_reaped = False
 
 
 def unique_lab_name() -> str:
@@ -30,8 +31,12 @@ def unique_lab_name() -> str:
 
 def require_netns() -> None:
     """Skip (or fail under USTACK_REQUIRE_NETNS=1) when labs cannot be built."""
+    global _reaped
     ok, reason = have_netns_support()
     if ok:
+        if not _reaped:  # labs left by a killed test run: remove them once
+            _reaped = True
+            reap_stale()
         return
     if os.environ.get("USTACK_REQUIRE_NETNS") == "1":
         pytest.fail(f"USTACK_REQUIRE_NETNS=1 but: {reason}")
@@ -45,7 +50,7 @@ class _LabTracker:
     def make(self, name: str | None = None, **kwargs: Any) -> Lab:
         lab = Lab.create(name or unique_lab_name(), **kwargs)
         self.labs.append(lab)  # recorded before up(): a half-built lab is removed too
-        return lab.up()
+        return lab.up(owner_pid=os.getpid())
 
     def teardown(self) -> None:
         errors = []

@@ -164,8 +164,13 @@ class Lab:
         ]
 
     # ------------------------------------------------------------ lifecycle
-    def up(self) -> Lab:
-        """Create (or complete) the lab.  Idempotent; returns ``self``."""
+    def up(self, *, owner_pid: int | None = None) -> Lab:
+        """Create (or complete) the lab.  Idempotent; returns ``self``.
+
+        ``owner_pid`` marks a lab that belongs to that process (the pytest
+        fixtures pass theirs): :func:`reap_stale` removes it once that
+        process is gone, e.g. after a test run was killed.
+        """
         _require_root("creating a lab")
         have = set(list_netns())
         for ns in (self.peer_ns, self.stack_ns):
@@ -187,7 +192,10 @@ class Lab:
             _ip(["-n", ns, "link", "set", ifname, "up"])
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = STATE_DIR / f".{self.name}.json.tmp"
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        record = self.to_dict()
+        if owner_pid is not None:
+            record["owner_pid"] = owner_pid
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(STATE_DIR / f"{self.name}.json")
         return self
 
@@ -328,8 +336,50 @@ def status() -> list[dict[str, Any]]:
             continue
         info = lab.to_dict()
         info["up"] = lab.peer_ns in have and lab.stack_ns in have
+        owner = _owner_pid(path)
+        if owner is not None:
+            info["owner_pid"] = owner
+            info["stale"] = not _pid_alive(owner)
         out.append(info)
     return out
+
+
+def reap_stale() -> list[str]:
+    """Remove labs whose owner process (``up(owner_pid=...)``) has exited.
+
+    Returns the names removed.  Labs made by ``ustack lab up`` have no owner
+    and are never touched.
+    """
+    removed = []
+    for path in sorted(STATE_DIR.glob("*.json")):
+        owner = _owner_pid(path)
+        if owner is None or _pid_alive(owner):
+            continue
+        lab = Lab.load(path.stem)
+        if lab is None:
+            continue
+        with contextlib.suppress(LabError, OSError):
+            lab.down()
+            removed.append(lab.name)
+    return removed
+
+
+def _owner_pid(path: Path) -> int | None:
+    try:
+        value = json.loads(path.read_text()).get("owner_pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def have_netns_support() -> tuple[bool, str]:
