@@ -71,7 +71,7 @@ class TcpConnection:
     __slots__ = (
         "config", "state", "local_port", "remote_port",
         # send sequence space (RFC 9293 3.3.1)
-        "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
+        "iss", "snd_una", "snd_nxt", "_snd_ptr", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
         # receive sequence space
         "irs", "rcv_nxt", "rcv_adv", "_rcv_acked", "_rcv_pos",
         # negotiated options
@@ -86,7 +86,7 @@ class TcpConnection:
         "_syn_retransmitted", "_passive",
         # timers
         "_rto_at", "_persist_at", "_persist_backoff", "_delack_at", "_ka_at", "_ka_probes",
-        "_close_at",
+        "_close_at", "_force_send",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
@@ -110,8 +110,8 @@ class TcpConnection:
         iss &= MASK
         self.iss = iss
         self.snd_una = iss
+        self._snd_ptr = iss
         self.snd_nxt = iss
-        self.snd_max = iss
         self.snd_wnd = 0
         self.snd_wl1 = 0
         self.snd_wl2 = 0
@@ -158,6 +158,7 @@ class TcpConnection:
         self._ka_at: float | None = None
         self._ka_probes = 0
         self._close_at: float | None = None
+        self._force_send = False
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -200,7 +201,7 @@ class TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
         c = cls(local_port, remote_port, iss, now, config)
         c.state = _SYN_SENT
-        c.snd_nxt = c.snd_max = (c.iss + 1) & MASK
+        c._snd_ptr = c.snd_nxt = (c.iss + 1) & MASK
         c._out.append(c._syn_segment(now))
         c._rto_at = now + c.rtt.rto
         return c
@@ -216,7 +217,7 @@ class TcpConnection:
         c.state = _SYN_RECEIVED
         c.segs_in = 1
         c._take_syn(syn, now)
-        c.snd_nxt = c.snd_max = (c.iss + 1) & MASK
+        c._snd_ptr = c.snd_nxt = (c.iss + 1) & MASK
         c.rcv_adv = (c.rcv_nxt + c._syn_window) & MASK
         c._out.append(c._synack_segment(now))
         c._rto_at = now + c.rtt.rto
@@ -337,7 +338,7 @@ class TcpConnection:
         soft error (recorded, not fatal)."""
         if self.state is _CLOSED:
             return
-        if not (seq_le(self.snd_una, quoted_seq) and seq_lt(quoted_seq, self.snd_max)):
+        if not (seq_le(self.snd_una, quoted_seq) and seq_lt(quoted_seq, self.snd_nxt)):
             return
         if self.state is _SYN_SENT:
             self._fail(errno)
@@ -369,7 +370,7 @@ class TcpConnection:
 
     @property
     def flight_size(self) -> int:
-        return seq_sub(self.snd_max, self.snd_una)
+        return seq_sub(self.snd_nxt, self.snd_una)
 
     def next_event(self) -> ev.Event | None:
         events = self._events
@@ -445,13 +446,13 @@ class TcpConnection:
                 self._emit(self._synack_segment(now), now)
                 return
             # an ACK that does not acknowledge our SYN: reset it, stay (Linux)
-            if flags & ACK and not flags & RST and seg.ack != self.snd_max and not flags & SYN:
+            if flags & ACK and not flags & RST and seg.ack != self.snd_nxt and not flags & SYN:
                 self._emit(TcpSegment(self.local_port, self.remote_port, seg.ack, 0, RST, 0),
                            now)
                 return
             # simultaneous open: the peer's SYN-ACK acknowledges our SYN-ACK's SYN
             if (flags & (SYN | ACK | RST)) == (SYN | ACK) \
-                    and ((seq + 1) & MASK) == self.rcv_nxt and seg.ack == self.snd_max:
+                    and ((seq + 1) & MASK) == self.rcv_nxt and seg.ack == self.snd_nxt:
                 flags &= ~SYN
                 seq = self.rcv_nxt
                 payload = b""
@@ -530,7 +531,7 @@ class TcpConnection:
 
         if st is _SYN_RECEIVED:
             ack = seg.ack
-            if not (seq_gt(ack, self.snd_una) and seq_le(ack, self.snd_max)):
+            if not (seq_gt(ack, self.snd_una) and seq_le(ack, self.snd_nxt)):
                 self._emit(TcpSegment(self.local_port, self.remote_port, ack, 0, RST, 0), now)
                 return
             self._establish(seg, now)
@@ -654,7 +655,7 @@ class TcpConnection:
         una = self.snd_una
         if ack == una:
             wnd = seg.window << self.snd_wscale
-            if (self.snd_max != una and not seg.payload and not seg.flags & (SYN | FIN)
+            if (self.snd_nxt != una and not seg.payload and not seg.flags & (SYN | FIN)
                     and wnd == self.snd_wnd):
                 self._on_dup_ack(seg, now)
             elif self._persist_at is not None and wnd:
@@ -662,7 +663,7 @@ class TcpConnection:
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
             return True
-        if seq_gt(ack, self.snd_max):
+        if seq_gt(ack, self.snd_nxt):
             # RFC 9293: ACK of something not yet sent -> ACK and drop (catalogue 29)
             self._oow_ack(now)
             return False
@@ -673,7 +674,7 @@ class TcpConnection:
             return True  # old duplicate ACK: ignore it, still process the text
         # ---- new data acknowledged ----
         acked = seq_sub(ack, una)
-        flight = seq_sub(self.snd_max, una)
+        flight = seq_sub(self.snd_nxt, una)
         data_acked = acked
         if self._fin_queued and not self._fin_acked and seq_gt(ack, self._fin_seq):
             self._fin_acked = True
@@ -682,8 +683,8 @@ class TcpConnection:
             self._sndbuf.acknowledge(data_acked)
             self.bytes_acked += data_acked
         self.snd_una = ack
-        if seq_lt(self.snd_nxt, ack):
-            self.snd_nxt = ack
+        if seq_lt(self._snd_ptr, ack):
+            self._snd_ptr = ack
         self.last_ack = now
         rtt = self.rtt
         # RTT: timestamps when on (RFC 7323 4.1), else one timed segment (Karn)
@@ -710,7 +711,7 @@ class TcpConnection:
         else:
             cc.on_ack(acked, flight, now)
         self._dupacks = 0
-        self._rto_at = now + rtt.rto if self.snd_max != ack else None
+        self._rto_at = now + rtt.rto if self.snd_nxt != ack else None
         if self._persist_at is not None:
             self._persist_at = None
             self._persist_backoff = 0
@@ -757,14 +758,14 @@ class TcpConnection:
             # RFC 6582 3.2 step 2: only if the ACK covers more than the last recovery point
             if seq_lt(self.snd_una, self._recover):
                 return  # still inside the window of an earlier loss episode
-            self._recover = self.snd_max
+            self._recover = self.snd_nxt
             cc.enter_recovery(self.flight_size, now)
             self._retransmit_head(now)
             self._rto_at = now + self.rtt.rto
 
     def _record_sack(self, blocks: list[tuple[int, int]]) -> None:
         """Keep the SACK scoreboard (RFC 2018) of ranges above SND.UNA."""
-        una, top = self.snd_una, self.snd_max
+        una, top = self.snd_una, self.snd_nxt
         sacked = self._sacked
         for left, right in blocks:
             if not (seq_lt(una, right) and seq_le(right, top) and seq_lt(left, right)):
@@ -791,8 +792,8 @@ class TcpConnection:
     def _establish(self, seg: TcpSegment, now: float) -> None:
         """SYN-RECEIVED -> ESTABLISHED on the ACK of our SYN (3.10.7.4)."""
         self.snd_una = seg.ack
-        if seq_lt(self.snd_nxt, seg.ack):
-            self.snd_nxt = seg.ack
+        if seq_lt(self._snd_ptr, seg.ack):
+            self._snd_ptr = seg.ack
         self.snd_wnd = seg.window << self.snd_wscale
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = seg.seq
@@ -826,7 +827,7 @@ class TcpConnection:
         flags = seg.flags
         if flags & ACK:
             ack = seg.ack
-            if seq_le(ack, self.iss) or seq_gt(ack, self.snd_max):
+            if seq_le(ack, self.iss) or seq_gt(ack, self.snd_nxt):
                 if not flags & RST:  # catalogue 11/12: >R seq=SEG.ACK, stay
                     self._emit(TcpSegment(self.local_port, self.remote_port, ack, 0, RST, 0),
                                now)
@@ -984,7 +985,7 @@ class TcpConnection:
             self._emit(self._synack_segment(now), now)
             self._rto_at = now + rtt.rto
             return
-        if self.snd_max == self.snd_una:
+        if self.snd_nxt == self.snd_una:
             return
         if self.snd_wnd == 0 and now - self.last_recv < cfg.rto_max:
             # the peer shrank its window to zero under in-flight data: our
@@ -1002,17 +1003,21 @@ class TcpConnection:
         rtt.backoff += 1
         self.cc.on_timeout(self.flight_size, now)
         self._dupacks = 0
-        self._recover = self.snd_max
+        self._recover = self.snd_nxt
         self._rtt_seq = None  # Karn
         self._sacked.clear()  # RFC 2018 8: SACK info may be reneged, resend all
-        self.snd_nxt = self.snd_una  # go back N: output resends from SND.UNA
+        self._snd_ptr = self.snd_una  # go back N: output resends from SND.UNA
         self._rto_at = now + rtt.rto
 
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
         self._persist_at = None
-        if self.snd_wnd or self.state not in _SENDING_STATES:
+        if self.state not in _SENDING_STATES or self.snd_nxt != self.snd_una:
             self._persist_backoff = 0
+            return
+        if self.snd_wnd:
+            # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
+            self._force_send = True
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._persist_backoff += 1
@@ -1023,7 +1028,7 @@ class TcpConnection:
         """RFC 1122 4.2.3.6 keepalive, Linux tcp_keepalive_timer timing."""
         cfg = self.config
         if self.state not in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2) \
-                or self.snd_max != self.snd_una or self._unsent():
+                or self.snd_nxt != self.snd_una or self._unsent():
             self._ka_at = now + cfg.keepalive_idle
             return
         if self._ka_probes >= cfg.keepalive_count:
@@ -1052,14 +1057,14 @@ class TcpConnection:
         return out
 
     def _unsent(self) -> int:
-        return len(self._sndbuf) - seq_sub(self.snd_nxt, self.snd_una)
+        return len(self._sndbuf) - seq_sub(self._snd_ptr, self.snd_una)
 
     def _push(self, now: float) -> None:
         """Send data and FIN (RFC 9293 3.8.6.2.1 sender SWS, 3.7.4 Nagle)."""
         sndbuf = self._sndbuf
         buf_len = len(sndbuf)
         una = self.snd_una
-        sent = seq_sub(self.snd_nxt, una)
+        sent = seq_sub(self._snd_ptr, una)
         fin_queued = self._fin_queued
         if sent > buf_len:  # FIN already sent
             return
@@ -1070,7 +1075,7 @@ class TcpConnection:
         seg_max = self._seg_max
         nodelay = self.config.nodelay
         out = self._out
-        snd_max = self.snd_max
+        snd_max = self.snd_nxt
         while True:
             avail = buf_len - sent
             if avail <= 0:
@@ -1081,7 +1086,7 @@ class TcpConnection:
             n = avail if avail < room else room
             if n > seg_max:
                 n = seg_max
-            if n < mss:
+            if n < mss and not self._force_send:
                 if n < avail:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (self.max_snd_wnd >> 1) or n < 1:
@@ -1108,27 +1113,30 @@ class TcpConnection:
             self.bytes_sent += n
             self.data_segs_out += 1
             out.append(self._make(flags, seq, payload))
-            self.snd_nxt = nxt
+            self._snd_ptr = nxt
             if seq_gt(nxt, snd_max):
                 snd_max = nxt
             if flags & FIN:
                 sent += 1
                 break
-        self.snd_max = snd_max
+        self.snd_nxt = snd_max
+        self._force_send = False
         if fin_queued and sent == buf_len and limit - sent > 0:
             seq = (una + sent) & MASK
             out.append(self._make(ACK | FIN, seq))
-            self.snd_nxt = nxt = (seq + 1) & MASK
+            self._snd_ptr = nxt = (seq + 1) & MASK
             if seq_gt(nxt, snd_max):
-                self.snd_max = nxt
+                self.snd_nxt = nxt
             sent += 1
-        if self.snd_max != una:
+        if self.snd_nxt != una:
             if self._rto_at is None:
                 self._rto_at = now + self.rtt.rto
             self._persist_at = None
-        elif ((buf_len > sent or (fin_queued and sent == buf_len)) and wnd == 0
+        elif ((buf_len > sent or (fin_queued and sent == buf_len))
               and self._persist_at is None):
-            # nothing in flight, data waiting, window closed: persist (3.8.6.1)
+            # nothing in flight, data waiting but held back (window closed, or
+            # too small for SWS avoidance): the persist timer (3.8.6.1) probes
+            # or, with an open window, forces the override send (3.8.6.2.1)
             self._persist_at = now + self.rtt.rto
 
     def _retransmit_head(self, now: float) -> None:
@@ -1141,7 +1149,7 @@ class TcpConnection:
             flags = ACK
             if n == len(sndbuf):
                 flags |= PSH
-                if self._fin_queued and seq_gt(self.snd_max, self._fin_seq):
+                if self._fin_queued and seq_gt(self.snd_nxt, self._fin_seq):
                     flags |= FIN
             self._out.append(self._make(flags, una, sndbuf.peek(0, n)))
             self.bytes_retrans += n
@@ -1292,7 +1300,7 @@ class TcpConnection:
                 timer = (name, max(at - now, 0.0), count)
                 break
         mss = self.send_mss
-        unacked_bytes = seq_sub(self.snd_max, self.snd_una)
+        unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
         sacked = sum(seq_sub(r, left) for left, r in self._sacked)
         return TcpInfo(

@@ -33,6 +33,9 @@ class RttEstimator:
         """Feed one RTT measurement in seconds (RFC 6298 2.2/2.3; alpha 1/8, beta 1/4)."""
         if r < 0.0:
             return
+        # a 0 ms timestamp echo on a sub-millisecond path: Linux keeps srtt >= 1 us
+        # (tcp_rtt_estimator), so ss never shows rtt:0 for a measured path
+        r = max(r, 1e-6)
         self.latest = r
         if not self.has_sample or (self.srtt == 0.0 and self.rttvar == 0.0):
             self.srtt = r
