@@ -7,7 +7,10 @@ sender competing for the CPU.  Measured for each receive mode (``ring``: the
 default PACKET_RX_RING; ``socket``: recvmsg_into + PACKET_AUXDATA; ``vnet``:
 recvmsg_into with a virtio_net_hdr) and, for comparison, bare loops on the
 socket (recv_into without auxdata = the figure DESIGN.md quotes).  The
-receiver keeps each batch alive until it returns, as a stack would.
+device's receiver keeps each batch alive until it returns, as a stack would;
+the bare loops drop each frame at once (so malloc reuses one buffer), which
+flatters them.  The send side is measured too: send()/send_many() frames/s and
+send_gso() 65,000-byte super-segments/s (to a MAC nobody owns).
 
     sudo python bench/link_rate.py [--frames 20000] [--size 1514] [--json]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 
@@ -90,6 +94,46 @@ def drain_loop(sock: socket.socket, n: int, kind: str) -> tuple[float, int]:
     return got / (time.perf_counter() - t0), got
 
 
+def _ipv4_tcp_frame(dst_mac: bytes, src_mac: bytes, payload_len: int) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", 40000, 9, 1, 1, 5 << 4, 0x10, 65535, 0, 0)
+    total = 20 + len(tcp) + payload_len
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0,
+                     socket.inet_aton("10.77.0.2"), socket.inet_aton("10.77.0.1"))
+    return dst_mac + src_mac + b"\x08\x00" + ip + tcp + bytes(payload_len)
+
+
+def measure_send(lab: Lab, vnet_dev: AfPacketDevice, dev: AfPacketDevice,
+                 args: argparse.Namespace) -> dict[str, object]:
+    """send() frames/s and send_gso() bytes/s, to a MAC nobody has (the peer
+    kernel drops them at once as PACKET_OTHERHOST)."""
+    nobody = bytes.fromhex("02000000ee01")
+    out: dict[str, object] = {}
+    frame = _ipv4_tcp_frame(nobody, dev.mac, args.size - 54)
+    super_frame = _ipv4_tcp_frame(nobody, dev.mac, 65000)
+    n = args.frames
+    tests: dict[str, tuple[Callable[[], None], int, int]] = {
+        "send() frames": (lambda: [dev.send(frame) for _ in range(n)] and None, n, len(frame)),
+        "send_many() frames": (lambda: dev.send_many([frame] * n), n, len(frame)),
+        "send_gso() 65000-byte super-segments": (
+            lambda: [vnet_dev.send_gso(super_frame, 1448) for _ in range(n // 20)] and None,
+            n // 20, len(super_frame)),
+    }
+    for label, (fn, count, size) in tests.items():
+        best = 0.0
+        for _ in range(args.rounds):
+            errors = dev.counters()["tx_errors"] + vnet_dev.counters()["tx_errors"]
+            t0 = time.perf_counter()
+            fn()
+            rate = count / (time.perf_counter() - t0)
+            if dev.counters()["tx_errors"] + vnet_dev.counters()["tx_errors"] != errors:
+                print(f"  warning: {label}: send errors")
+            best = max(best, rate)
+        out[label] = round(best)
+        if not args.json:
+            print(f"{label:<40} {best:>10,.0f} calls/s   ({best * size * 8 / 1e6:,.0f} Mbit/s)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20000)
@@ -143,6 +187,7 @@ def main() -> None:
                 print(f"{label:<40} {best:>10,.0f} frames/s  ({mbit:,.0f} Mbit/s)  "
                       f"[fill {send_rate:,.0f}/s]")
         results["kernel_drops"] = sum(d.counters()["rx_kernel_drops"] for d in devices)
+        results.update(measure_send(lab, vnet_dev, dev, args))
         for d in devices:
             d.close()
         peer.close()
