@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ustack.diag.records import ALL_STATES, STATE_BITS, SocketRecord
 from ustack.diag.services import port_from_name
@@ -273,8 +272,7 @@ def _port_predicate(which: str, op: str, word: str) -> Predicate:
 # ---------------------------------------------------------------- parser
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """Parsed expression tree: ``op`` is and/or/not/src/dst/sport/dport."""
 
     op: str
@@ -382,15 +380,20 @@ def compile_node(node: Node) -> Predicate:
     return _port_predicate(node.op, node.args[0], node.args[1])
 
 
-@dataclass
 class Filter:
     """A parsed filter: ``states`` (bit mask, None when no state word was
     given), the expression tree and its compiled predicate (None = match all)."""
 
-    states: int | None
-    expr: Node | None
-    predicate: Predicate | None
-    text: str
+    def __init__(
+        self, states: int | None, expr: Node | None, predicate: Predicate | None, text: str
+    ) -> None:
+        self.states = states
+        self.expr = expr
+        self.predicate = predicate
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Filter(states={self.states!r}, expr={self.expr!r}, text={self.text!r})"
 
     def state_mask(self, *, all: bool = False, listening: bool = False) -> int:
         """The states to show, with ss's defaults for ``-a`` / ``-l``."""

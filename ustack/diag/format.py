@@ -12,15 +12,13 @@ unless ``-n``), zero-valued figures omitted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ustack.diag.records import FIELDS, SocketRecord
 from ustack.diag.services import service_table
 
 
-@dataclass
-class FormatOptions:
+class FormatOptions(NamedTuple):
     """Which parts of the ss output to print (the ss option letters)."""
 
     numeric: bool = False  # -n

@@ -16,7 +16,7 @@ import socket
 import weakref
 from typing import Any
 
-from ustack.diag.records import SocketRecord, listener_record, record_from_info
+from ustack.diag.records import BasicRecord, SocketRecord, listener_record, record_from_info
 
 _COMM: str | None = None
 
@@ -66,11 +66,21 @@ def _ntoa(addr: Any, cache: dict[Any, str]) -> str:
     return text
 
 
+def _send_queue(conn: Any, now: float) -> int:
+    """Bytes in the send buffer (TcpInfo.send_q) without building a TcpInfo.
+    Reads the TCP core's send buffer length; falls back to ``info(now)``."""
+    try:
+        return len(conn._sndbuf)
+    except (AttributeError, TypeError):
+        return int(conn.info(now).send_q)
+
+
 def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
     """Records for every listener and connection of ``stack`` (``stack.tcp``).
 
-    ``detail`` is accepted for the endpoint's benefit; the TCP core computes
-    all figures in one ``info(now)`` call either way.
+    With ``detail=False`` connections are :data:`BasicRecord` tuples holding
+    only the basic fields (state, addresses, queues, owner), built without
+    calling ``info(now)``; that is what the default ``ss`` view asks for.
     """
     table = stack.tcp
     now = table.now()
@@ -97,6 +107,27 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
                 pid=pid, comm=comm, uid=uid, ino=ino, sk=id(lst),
             )
         )
+    if not detail:
+        # the default view needs no TcpInfo: ~1 us per connection instead of ~30
+        new = tuple.__new__
+        for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
+            conn = ep.conn
+            records.append(
+                new(
+                    BasicRecord,  # type: ignore[arg-type]
+                    (
+                        conn.state.ss_name,
+                        _ntoa(ep.local_addr, names),
+                        ep.local_port,
+                        _ntoa(ep.remote_addr, names),
+                        ep.remote_port,
+                        conn.readable(),
+                        _send_queue(conn, now),
+                        pid, comm, uid, ino, id(ep),
+                    ),
+                )
+            )
+        return records
     for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
         conn = ep.conn
         info = conn.info(now)
