@@ -188,3 +188,30 @@ async def test_probe_against_ustack_in_memory(probe_vs_ustack: tuple[Probe, obje
         await probe.expect(".", 6, 6, within=(0, 0.5))
     finally:
         server.close()
+
+
+class _NoPeer:
+    kind = "none"
+
+
+@pytest.mark.parametrize("arrival, ok", [(0.20, True), (0.215, True), (0.185, True),
+                                         (0.24, False), (0.16, False)])
+async def test_script_timing_tolerance_is_12_5_percent_of_the_gap(arrival: float,
+                                                                   ok: bool) -> None:
+    """+0.2 after the SYN: tolerance max(4 ms, 25 ms) = 25 ms either side."""
+    probe, ep = await make_probe()
+    script = parse_script("0 < S 0:0(0) win 1000\n+0.2 > R. 0:0(0) ack 1\n", "t.pkt")
+    ep.inject(TcpSegment(8080, 40000, 0, 1_000_001, RST | ACK, 0), delay=arrival)
+    if ok:
+        await run_script(script, _NoPeer(), probe)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ScriptError, match="t.pkt:2"):
+            await run_script(script, _NoPeer(), probe)  # type: ignore[arg-type]
+
+
+async def test_script_fails_on_an_unexpected_segment() -> None:
+    probe, ep = await make_probe()
+    script = parse_script("0 < S 0:0(0) win 1000\n+0.1 < . 1:1(0) ack 1\n", "t.pkt")
+    ep.inject(TcpSegment(8080, 40000, 0, 1_000_001, RST | ACK, 0), delay=0.02)
+    with pytest.raises(ScriptError, match="unexpected segment"):
+        await run_script(script, _NoPeer(), probe)  # type: ignore[arg-type]

@@ -146,6 +146,14 @@ peer listen 8080
 +1   > S. 0:0(0) ack 1 <mss *>
 +2   > S. 0:0(0) ack 1 <mss *>
 """),
+    _s("6d", "timestamps and SACK switched off in the peer", "7323 3.2, 2018 2",
+       "S. without TS and sackOK although both were offered", """
+sysctl net.ipv4.tcp_timestamps=0
+sysctl net.ipv4.tcp_sack=0
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,wscale *>
+"""),
     _s("7a", "duplicate SYN in SYN-RECEIVED", "9293 3.10.7.4",
        "SYN-ACK again", """
 peer listen 8080
@@ -155,12 +163,14 @@ peer listen 8080
 +0   > S. 0:0(0) ack 1 <mss *>
 """),
     _s("7b", "different in-window SYN in SYN-RECEIVED", "9293 3.10.7.4, 5961 4",
-       "RST, request dropped", """
+       "R. ack 6 (seq 0: RST to a SYN); the request is gone (an ACK gets R)", """
 peer listen 8080
 0    < S 0:0(0) win 65535 <mss 1460>
 +0   > S. 0:0(0) ack 1 <mss *>
 +0.1 < S 5:5(0) win 65535 <mss 1460>
 +0   > R. *:*(0) ack 6
++0.1 < . 1:1(0) ack 1 win 65535
++0   > R 1:1(0)
 """),
     _s("8", "bad ACK in SYN-RECEIVED", "9293 3.10.7.4",
        "R 5:5(0); the half-open connection survives", """
