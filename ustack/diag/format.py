@@ -120,33 +120,49 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
         add(f"rto:{rto:g}")
     if r.backoff:
         add(f"backoff:{r.backoff}")
-    rtt = _ms(r.srtt)
-    if rtt:
-        add(f"rtt:{rtt:g}/{_ms(r.rttvar):g}")
+    srtt = r.srtt
+    if srtt:
+        add(f"rtt:{_ms(srtt):g}/{_ms(r.rttvar):g}")
     if r.ato:
         add(f"ato:{_ms(r.ato):g}")
-    for name, value in (
-        ("mss", r.mss), ("pmtu", r.pmtu), ("rcvmss", r.rcvmss), ("advmss", r.advmss),
-        ("cwnd", r.cwnd),
-    ):
-        if value:
-            add(f"{name}:{int(value)}")
+    mss = r.mss
+    cwnd = r.cwnd
+    if mss:
+        add(f"mss:{mss}")
+    if r.pmtu:
+        add(f"pmtu:{r.pmtu}")
+    if r.rcvmss:
+        add(f"rcvmss:{r.rcvmss}")
+    if r.advmss:
+        add(f"advmss:{r.advmss}")
+    if cwnd:
+        add(f"cwnd:{cwnd}")
     if r.ssthresh and r.ssthresh < 0xFFFF:
-        add(f"ssthresh:{int(r.ssthresh)}")
-    for name, value in (
-        ("bytes_sent", r.bytes_sent), ("bytes_retrans", r.bytes_retrans),
-        ("bytes_acked", r.bytes_acked), ("bytes_received", r.bytes_received),
-        ("segs_out", r.segs_out), ("segs_in", r.segs_in),
-        ("data_segs_out", r.data_segs_out), ("data_segs_in", r.data_segs_in),
-    ):
-        if value:
-            add(f"{name}:{value}")
-    if r.srtt > 0 and r.mss and r.cwnd:
-        add(f"send {format_rate(r.cwnd * r.mss * 8 / r.srtt, opts.numeric)}bps")
-    for name, secs in (("lastsnd", r.last_send), ("lastrcv", r.last_recv), ("lastack", r.last_ack)):
-        ms = _ms_int(secs)
-        if ms:
-            add(f"{name}:{ms}")
+        add(f"ssthresh:{r.ssthresh}")
+    if r.bytes_sent:
+        add(f"bytes_sent:{r.bytes_sent}")
+    if r.bytes_retrans:
+        add(f"bytes_retrans:{r.bytes_retrans}")
+    if r.bytes_acked:
+        add(f"bytes_acked:{r.bytes_acked}")
+    if r.bytes_received:
+        add(f"bytes_received:{r.bytes_received}")
+    if r.segs_out:
+        add(f"segs_out:{r.segs_out}")
+    if r.segs_in:
+        add(f"segs_in:{r.segs_in}")
+    if r.data_segs_out:
+        add(f"data_segs_out:{r.data_segs_out}")
+    if r.data_segs_in:
+        add(f"data_segs_in:{r.data_segs_in}")
+    if srtt > 0 and mss and cwnd:
+        add(f"send {format_rate(cwnd * mss * 8 / srtt, opts.numeric)}bps")
+    if r.last_send >= 0.001:
+        add(f"lastsnd:{int(r.last_send * 1000)}")
+    if r.last_recv >= 0.001:
+        add(f"lastrcv:{int(r.last_recv * 1000)}")
+    if r.last_ack >= 0.001:
+        add(f"lastack:{int(r.last_ack * 1000)}")
     if r.pacing_rate:
         add(f"pacing_rate {format_rate(r.pacing_rate * 8, opts.numeric)}bps")
     if r.delivery_rate:
@@ -155,9 +171,8 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
         add(f"delivered:{r.delivered}")
     if r.app_limited:
         add("app_limited")
-    busy = _ms_int(r.busy_time)
-    if busy:
-        add(f"busy:{busy}ms")
+    if r.busy_time >= 0.001:
+        add(f"busy:{int(r.busy_time * 1000)}ms")
     if r.unacked:
         add(f"unacked:{r.unacked}")
     if r.retransmits or r.total_retrans:
@@ -172,18 +187,19 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
         add(f"reordering:{r.reordering}")
     if r.rcv_rtt:
         add(f"rcv_rtt:{_ms(r.rcv_rtt):g}")
-    for name, value in (
-        ("rcv_space", r.rcv_space), ("rcv_ssthresh", r.rcv_ssthresh), ("notsent", r.notsent),
-    ):
-        if value:
-            add(f"{name}:{value}")
+    if r.rcv_space:
+        add(f"rcv_space:{r.rcv_space}")
+    if r.rcv_ssthresh:
+        add(f"rcv_ssthresh:{r.rcv_ssthresh}")
+    if r.notsent:
+        add(f"notsent:{r.notsent}")
     if r.min_rtt:
         add(f"minrtt:{_ms(r.min_rtt):g}")
     if r.snd_wnd:
         add(f"snd_wnd:{r.snd_wnd}")
     if r.rcv_wnd:
         add(f"rcv_wnd:{r.rcv_wnd}")
-    return "".join(" " + p for p in parts)
+    return " " + " ".join(parts) if parts else ""
 
 
 class _Names:
@@ -264,15 +280,20 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
     texts: list[dict[Any, str]] = []
     widths = [0] * _NCOLS
     first = True
+    tail = _NCOLS - 1  # Process column: long, mostly distinct texts
     for i, (values, memo) in enumerate(raw):
-        if memo is None:
+        if i == tail and want_tail:
+            distinct = {}
+            longest = max(map(len, values), default=0)
+        elif memo is None:
             distinct = {v: v for v in set(values)}
         else:
             distinct = {v: memo[v] for v in set(values)}
         texts.append(distinct)
         if not enabled[i]:
             continue
-        longest = max(map(len, distinct.values()), default=0)
+        if distinct or not (i == tail and want_tail):
+            longest = max(map(len, distinct.values()), default=0)
         if opts.header:
             longest = max(longest, len(_HEADER[i]))
         if not first and longest:
@@ -294,8 +315,11 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
     if opts.header:
         lines.append("".join(pad(n, i, _HEADER[i]) for n, i in enumerate(active)))
     if records:
-        padded = []
+        padded: list[Iterable[str]] = []
         for n, i in enumerate(active):
+            if i == tail and want_tail:
+                padded.append([pad(n, tail, t) for t in raw[i][0]])
+                continue
             cells = {v: pad(n, i, t) for v, t in texts[i].items()}
             padded.append(map(cells.__getitem__, raw[i][0]))
         lines.extend(map("".join, zip(*padded, strict=False)))
