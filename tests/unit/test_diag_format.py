@@ -178,3 +178,30 @@ def test_single_state_helper() -> None:
     assert single_state(STATE_BITS["ESTAB"])
     assert not single_state(STATE_BITS["ESTAB"] | STATE_BITS["LISTEN"])
     assert not single_state(0)
+
+
+def test_terminal_layout_matches_kernel_ss() -> None:
+    """On a terminal ss spreads the spare width over the columns; this is what
+    ``ss -tan`` printed in an 80-column pty for these sockets."""
+    records = [
+        SocketRecord("LISTEN", "127.0.0.1", 8080, "0.0.0.0", 0, 1, 128),
+        SocketRecord("ESTAB", "127.0.0.1", 8080, "127.0.0.1", 37996, 100, 0),
+        SocketRecord("ESTAB", "127.0.0.1", 8080, "127.0.0.1", 38032, 0, 0),
+        SocketRecord("ESTAB", "127.0.0.1", 37996, "127.0.0.1", 8080, 0, 0),
+        SocketRecord("CLOSE-WAIT", "127.0.0.1", 38008, "127.0.0.1", 8080, 1, 0),
+        SocketRecord("TIME-WAIT", "127.0.0.1", 38018, "127.0.0.1", 8080, 0, 0),
+        SocketRecord("ESTAB", "127.0.0.1", 38032, "127.0.0.1", 8080, 0, 0),
+        SocketRecord("FIN-WAIT-2", "127.0.0.1", 8080, "127.0.0.1", 38008, 0, 0),
+    ]
+    expected = (
+        'State       Recv-Q  Send-Q   Local Address:Port    Peer Address:Port   Process  \n'
+        'LISTEN      1       128          127.0.0.1:8080         0.0.0.0:*               \n'
+        'ESTAB       100     0            127.0.0.1:8080       127.0.0.1:37996           \n'
+        'ESTAB       0       0            127.0.0.1:8080       127.0.0.1:38032           \n'
+        'ESTAB       0       0            127.0.0.1:37996      127.0.0.1:8080            \n'
+        'CLOSE-WAIT  1       0            127.0.0.1:38008      127.0.0.1:8080            \n'
+        'TIME-WAIT   0       0            127.0.0.1:38018      127.0.0.1:8080            \n'
+        'ESTAB       0       0            127.0.0.1:38032      127.0.0.1:8080            \n'
+        'FIN-WAIT-2  0       0            127.0.0.1:8080       127.0.0.1:38008           \n'
+    )
+    assert format_table(records, FormatOptions(numeric=True, screen_width=80)) == expected

@@ -170,6 +170,18 @@ def _read_filter_file(path: str) -> list[str]:
     return split_words(lines)
 
 
+def _terminal_width() -> int | None:
+    """Like ss: spread the columns over the terminal's width, none for a pipe."""
+    if not sys.stdout.isatty():
+        return None
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or None
+    except OSError:
+        return None
+
+
 def run(argv: list[str]) -> int:
     import gc
 
@@ -237,6 +249,7 @@ def run(argv: list[str]) -> int:
         show_state=not single_state(mask),
         # ss shows Netid unless exactly one protocol table is selected
         show_netid=not (opts.get("t") and not tables_other),
+        screen_width=_terminal_width(),
     )
     detail = fmt.detail or bool(opts.get("j"))
     if nothing:

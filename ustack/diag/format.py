@@ -32,6 +32,7 @@ class FormatOptions(NamedTuple):
     oneline: bool = False  # -O
     show_state: bool = True  # False when exactly one state is selected
     show_netid: bool = False  # True when more than one protocol table is selected
+    screen_width: int | None = None  # a terminal's width: spread columns as ss does
 
     @property
     def detail(self) -> bool:
@@ -303,6 +304,8 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
         if widths[i]:
             first = False
 
+    if opts.screen_width:
+        _spread(widths, opts.screen_width)
     active = [i for i in range(_NCOLS) if enabled[i]]
 
     def pad(n: int, i: int, text: str) -> str:
@@ -324,6 +327,44 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
             padded.append(map(cells.__getitem__, raw[i][0]))
         lines.extend(map("".join, zip(*padded, strict=False)))
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _spread(widths: list[int], screen: int) -> None:
+    """ss's render_calc_width() on a terminal: columns no wider than the
+    screen, then the room left on each screen line shared out between the
+    columns on it (one extra space for the rightmost ones)."""
+    for i, w in enumerate(widths):
+        widths[i] = min(w, screen)
+    total = linecols = 0
+    eol = -1
+    c = 0
+    while c < len(widths):
+        if not widths[c]:
+            c += 1
+            continue
+        linecols += 1
+        total += widths[c]
+        last = not any(widths[c + 1 :])
+        if not last and total < screen:
+            c += 1
+            continue
+        if total != screen:
+            if total > screen:
+                total -= widths[c]
+                c -= 1
+                linecols -= 1
+            pad = screen - total
+            spacing, rem = divmod(pad, max(linecols, 1))
+            for k in range(c, eol, -1):
+                if not widths[k]:
+                    continue
+                widths[k] += spacing
+                if rem:
+                    widths[k] += 1
+                    rem -= 1
+        eol = c
+        total = linecols = 0
+        c += 1
 
 
 class _Memo(dict[Any, str]):
