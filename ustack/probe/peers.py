@@ -82,6 +82,14 @@ class Peer(abc.ABC):
         """close() the current connection (RST when unread data is queued)."""
 
     @abc.abstractmethod
+    async def write_urgent(self, data: bytes) -> None:
+        """send(data, MSG_OOB): the last byte is urgent (RFC 9293 3.8.5, RFC 6093)."""
+
+    @abc.abstractmethod
+    async def enable_keepalive(self) -> None:
+        """SO_KEEPALIVE on the sockets created from now on (RFC 1122 4.2.3.6)."""
+
+    @abc.abstractmethod
     async def set_option(self, name: str, value: str) -> None:
         """A kernel sysctl (``net.ipv4.tcp_timestamps``) or its ustack equivalent."""
 
@@ -113,8 +121,8 @@ class Peer(abc.ABC):
         while True:
             try:
                 data = await self.read(65536, max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                return "pending"
+            except TimeoutError as exc:  # our wait ran out, or the socket's ETIMEDOUT
+                return "ETIMEDOUT" if exc.errno == errno.ETIMEDOUT else "pending"
             except OSError as exc:
                 return _errname(exc)
             if not data:
@@ -166,14 +174,24 @@ class KernelPeer(Peer):
         self._accept_task: asyncio.Task[None] | None = None
         self._conn_ready = asyncio.Event()
         self._sockets: list[socket.socket] = []
+        self.keepalive = False
         disable_segmentation_offload(lab.peer_ns, lab.peer_if)
 
     def _socket(self) -> socket.socket:
         with enter_netns(self.lab.peer_ns):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        if self.keepalive:  # accepted sockets inherit it from the listener
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._sockets.append(sock)
         return sock
+
+    async def enable_keepalive(self) -> None:
+        self.keepalive = True
+
+    async def write_urgent(self, data: bytes) -> None:
+        conn = await self._need_conn()
+        conn.send(data, socket.MSG_OOB)
 
     async def set_option(self, name: str, value: str) -> None:
         proc = await asyncio.to_thread(
@@ -293,11 +311,17 @@ class _AppProtocol(asyncio.Protocol):
         self.changed.set()
 
 
-#: sysctl names and the TcpConfig field each maps to (value "0" → False)
+#: sysctl names and the TcpConfig field each maps to (converted to the
+#: field's type; "0" is False for the switches)
 USTACK_SYSCTLS = {
     "net.ipv4.tcp_timestamps": "timestamps",
     "net.ipv4.tcp_sack": "sack",
     "net.ipv4.tcp_window_scaling": "window_scaling",
+    "net.ipv4.tcp_syn_retries": "syn_retries",
+    "net.ipv4.tcp_synack_retries": "synack_retries",
+    "net.ipv4.tcp_keepalive_time": "keepalive_idle",
+    "net.ipv4.tcp_keepalive_intvl": "keepalive_interval",
+    "net.ipv4.tcp_keepalive_probes": "keepalive_count",
 }
 
 
@@ -350,7 +374,22 @@ class UstackPeer(Peer):
                              f"{', '.join(USTACK_SYSCTLS)})")
         table = self.stack.tcp
         config = table.config
-        table.config = config.with_(**{field: value.strip() not in ("0", "false")})
+        current = getattr(config, field)
+        converted: object
+        if isinstance(current, bool):
+            converted = value.strip() not in ("0", "false")
+        elif isinstance(current, int):
+            converted = int(value)
+        else:
+            converted = float(value)
+        table.config = config.with_(**{field: converted})
+
+    async def enable_keepalive(self) -> None:
+        table = self.stack.tcp
+        table.config = table.config.with_(keepalive=True)
+
+    async def write_urgent(self, data: bytes) -> None:
+        raise NotImplementedError("ustack's streams have no urgent-data (MSG_OOB) API")
 
     async def listen(self, port: int, backlog: int = 8) -> None:
         from ustack.streams import create_server

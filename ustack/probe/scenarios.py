@@ -489,12 +489,29 @@ peer listen 8080
 +0   < . 1:1(0) ack 1 win 65535
 +0   > * 1:101(100) ack 1
 """),
+    _s("44", "keepalive probes, then RST and ETIMEDOUT", "1122 4.2.3.6",
+       ". SND.NXT-1 ack RCV.NXT every interval; after N probes R. and ETIMEDOUT", """
+sysctl net.ipv4.tcp_keepalive_time=1
+sysctl net.ipv4.tcp_keepalive_intvl=1
+sysctl net.ipv4.tcp_keepalive_probes=2
+peer keepalive
+""" + _OPEN + """
++1   > . 0:0(0) ack 1
++1   > . 0:0(0) ack 1
++1   > R. 1:1(0) ack 1
++0   peer expect ETIMEDOUT
+"""),
     _s("45", "data retransmission timeout", "6298 2, 5",
        "retransmit after RTO (>= 200 ms), then doubled", _OPEN + """
 +0.05 peer write 100
 +0   > P. 1:101(100) ack 1
 +0.15~+0.6 > P. 1:101(100) ack 1
 +0.3~+1.2 > P. 1:101(100) ack 1
+"""),
+    _s("46", "urgent data (MSG_OOB)", "9293 3.8.5, 6093",
+       "URG with the pointer one past the urgent byte (BSD style)", _OPEN + """
++0.05 peer write-urgent 10
++0   > PU. 1:11(10) ack 1 urg 10
 """),
     _s("47", "ACK of a small segment comes within 500 ms", "1122 4.2.3.2, 9293 3.8.6.3",
        "ACK (immediate in quickack)", _OPEN + """
@@ -557,6 +574,11 @@ USTACK_NOTES: dict[str, str] = {
         'retransmission of a sub-MSS segment; with nodelay=True it is retransmitted. RFC 6298 5.4'
         ' requires retransmitting the earliest unacknowledged segment; Nagle (RFC 1122 4.2.3.4) '
         'applies to new data only.'
+    ),
+    "46": (
+        "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
+        "so the scenario cannot be driven. RFC 6093 section 6 recommends that new "
+        "applications not use urgent data; the TCP core's handling of URG is not reached."
     ),
     "47b": (
         'DIFFERS, RFC-conformant: ustack delays the ACK of the first data segment (~40 ms '

@@ -39,6 +39,8 @@ Directives (a time is optional; default ``+0``)::
     peer listen PORT        # the app listens; the probe will talk to PORT
     peer connect PORT       # the app connects to the probe's PORT
     peer write N            # the app writes N bytes
+    peer write-urgent N     # send(N bytes, MSG_OOB): the last byte is urgent
+    peer keepalive          # SO_KEEPALIVE on the sockets created from now on
     peer read N             # the app reads up to N bytes (waits up to 2 s)
     peer shutdown           # shutdown(SHUT_WR)
     peer close              # close()
@@ -163,7 +165,7 @@ def _parse_line(lineno: int, line: str) -> Event:
 
 
 _PEER_ARITY = {"listen": 1, "connect": 1, "write": 1, "read": 1, "shutdown": 0, "close": 0,
-               "expect": 1}
+               "expect": 1, "write-urgent": 1, "keepalive": 0}
 
 
 def _check_peer_args(args: list[str]) -> None:
@@ -171,7 +173,7 @@ def _check_peer_args(args: list[str]) -> None:
         raise ScriptSyntaxError(f"peer action must be one of {', '.join(_PEER_ARITY)}")
     if len(args) - 1 != _PEER_ARITY[args[0]]:
         raise ScriptSyntaxError(f"'peer {args[0]}' takes {_PEER_ARITY[args[0]]} argument(s)")
-    if args[0] in ("listen", "connect", "write", "read"):
+    if args[0] in ("listen", "connect", "write", "read", "write-urgent"):
         int(args[1])
 
 
@@ -212,7 +214,7 @@ async def run_script(script: Script, peer: Peer, probe: Probe, *,
                                     tolerance_fraction)
         except ExpectationFailed as exc:
             raise ScriptError(f"{script.name}:{ev.lineno}: {ev.text}\n{exc}") from None
-        except (OSError, RuntimeError, ValueError, TimeoutError) as exc:
+        except (OSError, RuntimeError, ValueError, TimeoutError, NotImplementedError) as exc:
             raise ScriptError(
                 f"{script.name}:{ev.lineno}: {ev.text}\n{type(exc).__name__}: {exc}\n"
                 f"timeline:\n{probe.format_timeline()}") from None
@@ -295,6 +297,10 @@ async def _peer_action(args: list[str], peer: Peer, probe: Probe) -> None:
         await peer.connect(port)
     elif action == "write":
         await peer.write(bytes(int(args[1])))
+    elif action == "write-urgent":
+        await peer.write_urgent(bytes(int(args[1])))
+    elif action == "keepalive":
+        await peer.enable_keepalive()
     elif action == "read":
         await peer.read(int(args[1]))
     elif action == "shutdown":
