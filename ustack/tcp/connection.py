@@ -1091,8 +1091,9 @@ class TcpConnection:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (self.max_snd_wnd >> 1) or n < 1:
                         break
-                elif not nodelay and not fin_queued and snd_max != una:
-                    break  # Nagle: a small segment waits for outstanding data
+                elif (not nodelay and not fin_queued and snd_max != una
+                      and seq_sub(snd_max, una) <= sent):
+                    break  # Nagle: a small *new* segment waits for outstanding data
             elif n > mss:
                 n -= n % mss
             seq = (una + sent) & MASK

@@ -1,0 +1,152 @@
+"""Hypothesis: random segment streams, plausible and garbage, interleaved with
+application calls and timer runs, never raise out of the core and never break
+its invariants (SND.UNA <= SND.NXT, buffers within bounds, sane output)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ustack.tcp import TcpConfig, TcpConnection, TcpState
+from ustack.wire.seq import seq_le, seq_sub
+from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpOptions, TcpSegment
+
+ISS = 0xFFFFFF00  # near the wrap on purpose
+PEER = 0xFFFFFFF0
+CFG = TcpConfig(recv_buffer=8192, send_buffer=16384, window_scaling=True, window_scale=2)
+
+flag_sets = st.sampled_from([ACK, ACK | PSH, ACK | FIN, ACK | RST, RST, SYN, SYN | ACK, FIN,
+                             0, ACK | URG, SYN | FIN, ACK | FIN | PSH])
+garbage_flags = st.integers(0, 0xFF)
+options = st.one_of(
+    st.just(TcpOptions()),
+    st.builds(lambda v, e: TcpOptions(timestamp=(v, e)), st.integers(0, 2**32 - 1),
+              st.integers(0, 2**32 - 1)),
+    st.builds(lambda blocks: TcpOptions(sack_blocks=blocks),
+              st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+                       max_size=4)),
+    st.builds(lambda m, w: TcpOptions(mss=m, wscale=w, sack_permitted=True),
+              st.integers(0, 65535), st.integers(0, 255)),
+)
+
+
+@st.composite
+def segment(draw: st.DrawFn, conn_holder: list[TcpConnection]) -> TcpSegment:
+    conn = conn_holder[0]
+    plausible = draw(st.booleans())
+    if plausible:
+        seq = (conn.rcv_nxt + draw(st.integers(-3000, 12000))) & 0xFFFFFFFF
+        ack = (conn.snd_una + draw(st.integers(-100, 20000))) & 0xFFFFFFFF
+        flags = draw(flag_sets)
+    else:
+        seq = draw(st.integers(0, 2**32 - 1))
+        ack = draw(st.integers(0, 2**32 - 1))
+        flags = draw(garbage_flags)
+    payload = draw(st.binary(max_size=3000)) if draw(st.booleans()) else b""
+    return TcpSegment(conn.remote_port, conn.local_port, seq, ack, flags,
+                      draw(st.integers(0, 65535)), draw(st.integers(0, 65535)),
+                      draw(options), payload)
+
+
+def _new_conn(kind: int) -> TcpConnection:
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
+                     TcpOptions(mss=1000, wscale=3, sack_permitted=True, timestamp=(5, 0)))
+    if kind == 0:
+        return TcpConnection.connect(40000, 80, ISS, 0.0, CFG)
+    conn = TcpConnection.accept(syn, ISS, 0.0, CFG)
+    if kind == 2:
+        conn.segments_to_send(0.0)
+        conn.receive(TcpSegment(40000, 80, (PEER + 1) & 0xFFFFFFFF, (ISS + 1) & 0xFFFFFFFF,
+                                ACK, 1000, 0, TcpOptions(timestamp=(6, 0))), 0.01)
+        assert conn.state is TcpState.ESTABLISHED
+    return conn
+
+
+def _check(conn: TcpConnection, out: list[TcpSegment]) -> None:
+    assert seq_le(conn.snd_una, conn.snd_nxt)
+    assert 0 <= seq_sub(conn.snd_nxt, conn.snd_una) <= conn.send_queue + 2
+    assert conn.send_queue <= CFG.send_buffer
+    slack = 1 << max(conn.rcv_wscale, 0)
+    assert conn.readable() + conn._ooo.nbytes <= CFG.recv_buffer + slack
+    assert seq_sub(conn.rcv_adv, conn.rcv_nxt) >= 0 or conn.state is not TcpState.ESTABLISHED
+    assert conn.cc.cwnd >= 1
+    d = conn.next_deadline()
+    assert d is None or math.isfinite(d)
+    if conn.state is TcpState.CLOSED:
+        assert d is None
+    for seg in out:
+        assert 0 <= seg.window <= 0xFFFF
+        assert 0 <= seg.seq <= 0xFFFFFFFF and 0 <= seg.ack <= 0xFFFFFFFF
+        assert (seg.src_port, seg.dst_port) == (conn.local_port, conn.remote_port)
+        assert len(seg.payload) <= max(conn.send_mss, 1000)
+        seg.encode(b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")  # always encodable
+    info = conn.info(1.0)
+    assert info.state == conn.state.ss_name
+
+
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("seg"), st.integers(0, 2**31)),
+        st.tuples(st.just("send"), st.integers(0, 20000)),
+        st.tuples(st.just("recv"), st.integers(0, 5000)),
+        st.tuples(st.just("time"), st.integers(0, 5000)),
+        st.tuples(st.just("shutdown"), st.just(0)),
+        st.tuples(st.just("close"), st.just(0)),
+        st.tuples(st.just("abort"), st.just(0)),
+    ),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.integers(0, 2), steps=actions, data=st.data())
+def test_random_segment_streams_never_raise_and_keep_invariants(
+        kind: int, steps: list[tuple[str, int]], data: st.DataObject) -> None:
+    conn = _new_conn(kind)
+    holder = [conn]
+    now = 0.02
+    out = conn.segments_to_send(now)
+    _check(conn, out)
+    for action, arg in steps:
+        if action == "seg":
+            conn.receive(data.draw(segment(holder)), now)
+        elif action == "send":
+            try:
+                conn.send(bytes(arg), now)
+            except OSError:
+                assert conn.shut_wr or conn.state in (TcpState.CLOSED, TcpState.TIME_WAIT,
+                                                      TcpState.FIN_WAIT_2)
+        elif action == "recv":
+            conn.recv(arg, now)
+        elif action == "time":
+            now += arg / 100.0
+            d = conn.next_deadline()
+            if d is not None and d <= now:
+                conn.handle_timer(now)
+        elif action == "shutdown":
+            conn.shutdown(now)
+        elif action == "close":
+            conn.close(now)
+        elif action == "abort":
+            conn.abort(now)
+        out = conn.segments_to_send(now)
+        while conn.next_event() is not None:
+            pass
+        _check(conn, out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                                 garbage_flags, st.binary(max_size=200)), max_size=40))
+def test_garbage_against_every_state_never_raises(
+        stream: list[tuple[int, int, int, bytes]]) -> None:
+    for kind in range(3):
+        conn = _new_conn(kind)
+        now = 0.0
+        for seq, ack, flags, payload in stream:
+            now += 0.3
+            conn.receive(TcpSegment(conn.remote_port, conn.local_port, seq, ack, flags, 1000, 0,
+                                    TcpOptions(), payload), now)
+            _check(conn, conn.segments_to_send(now))

@@ -1,0 +1,272 @@
+"""The TCP core's building blocks one by one, and the timelines of a single
+connection (retransmission, TIME-WAIT) with an explicit clock."""
+
+from __future__ import annotations
+
+import errno
+import random
+
+import pytest
+
+from ustack.tcp import (
+    IsnGenerator,
+    PortAllocator,
+    TcpConfig,
+    TcpConnection,
+    TcpState,
+    choose_ephemeral_port,
+)
+from ustack.tcp import events as ev
+from ustack.tcp.congestion import CongestionController, available, create, register
+from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.rtt import RttEstimator
+from ustack.tcp.send_buffer import SendBuffer
+from ustack.tcp.testing import Script
+from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
+
+ISS = 10_000
+PEER = 0
+
+
+def established(cfg: TcpConfig | None = None) -> Script:
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1460))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, PEER)
+    s.drain()
+    s.inject(s.seg(".", 1, 1))
+    s.events.clear()
+    return s
+
+
+# ------------------------------------------------------------ send buffer
+def test_send_buffer_bounds_peek_and_ack() -> None:
+    b = SendBuffer(10)
+    assert b.write(b"abcdef") == 6
+    assert b.write(b"ghijkl") == 4  # only 4 fit
+    assert b.space == 0 and len(b) == 10
+    assert b.peek(2, 3) == b"cde"
+    b.acknowledge(4)
+    assert b.peek(0, 2) == b"ef" and b.space == 4
+    assert b.write(memoryview(b"XYZ")) == 3
+    assert b.peek(0, 100) == b"efghijXYZ"
+
+
+# ------------------------------------------------------------- reassembly
+def test_reassembly_merges_overlaps_first_copy_wins() -> None:
+    r = Reassembly()
+    assert r.add(10, b"AAAAA")  # [10, 15)
+    assert r.add(20, b"CCCCC")  # [20, 25)
+    assert r.add(13, b"bbbbbbbbb")  # [13, 22) overlaps both
+    assert r.blocks() == [(10, 25)]
+    assert r.nbytes == 15
+    assert not r.add(11, b"zz")  # nothing new
+    assert r.pop_ready(5) is None
+    # merged block is AAAAA + bbbbb (new bytes 15..20 only) + CCCCC; read from 12
+    assert r.pop_ready(12) == b"AAAbbbbbCCCCC"
+    assert r.nbytes == 0
+
+
+def test_reassembly_pop_ready_trims_and_orders_recent_block_first() -> None:
+    r = Reassembly()
+    r.add(100, b"x" * 10)
+    r.add(200, b"y" * 10)
+    r.add(150, b"z" * 10)
+    assert r.blocks() == [(150, 160), (100, 110), (200, 210)]
+    assert r.pop_ready(105) == b"x" * 5
+    assert r.blocks()[0] == (150, 160)
+
+
+def test_reassembly_random_against_model() -> None:
+    rng = random.Random(5)
+    stream = bytes(rng.randrange(256) for _ in range(5000))
+    r = Reassembly()
+    pos = 0
+    out = bytearray()
+    for _ in range(2000):
+        start = rng.randrange(0, 5000)
+        n = rng.randrange(1, 300)
+        piece = stream[start:start + n]
+        if start + len(piece) <= pos or not piece:
+            continue
+        if start <= pos:
+            piece = piece[pos - start:]
+            out += piece
+            pos += len(piece)
+            while True:
+                more = r.pop_ready(pos)
+                if more is None:
+                    break
+                out += more
+                pos += len(more)
+        else:
+            r.add(start, piece)
+        assert bytes(out) == stream[:pos]
+    assert r.nbytes == sum(e - s for s, e in r.blocks())
+
+
+# -------------------------------------------------------------------- rtt
+def test_rtt_estimator_rfc6298_and_linux_floor() -> None:
+    r = RttEstimator(1.0, 0.2, 120.0, linux=True)
+    assert r.rto == 1.0
+    r.sample(0.1)
+    assert (r.srtt, r.rttvar) == (0.1, 0.05)
+    assert r.rto == pytest.approx(0.1 + 0.2)  # 4*RTTVAR = 0.2 = floor
+    r.sample(0.3)
+    assert r.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.2)
+    assert r.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.3)
+    r.backoff = 3
+    assert r.rto == pytest.approx(min(r.base_rto * 8, 120))
+    r.backoff = 40
+    assert r.rto == 120.0
+    rfc = RttEstimator(1.0, 1.0, 60.0, linux=False)
+    rfc.sample(0.01)
+    assert rfc.rto == 1.0
+
+
+# ---------------------------------------------------------------- congestion
+def test_reno_slow_start_avoidance_recovery_timeout() -> None:
+    cc = create("reno", 1000, 10)
+    assert cc.cwnd == 10_000
+    cc.on_ack(1000, 10_000, 0.0)
+    assert cc.cwnd == 11_000  # slow start
+    cc.on_ack(5000, 10_000, 0.0)
+    assert cc.cwnd == 13_000  # ABC: at most 2 SMSS per ACK
+    cc.enter_recovery(20_000, 0.0)
+    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (10_000, 13_000, True)
+    cc.on_dup_ack(20_000, 0.0)
+    assert cc.cwnd == 14_000
+    cc.exit_recovery(0.0)
+    assert cc.cwnd == 10_000 and not cc.in_recovery
+    for _ in range(10):
+        cc.on_ack(1000, 10_000, 0.0)
+    assert cc.cwnd == 11_000  # congestion avoidance: +1 SMSS per cwnd acked
+    cc.on_timeout(8000, 0.0)
+    assert (cc.cwnd, cc.ssthresh) == (1000, 4000)
+
+
+def test_congestion_registry() -> None:
+    class Fixed(CongestionController):
+        name = "ht-fixed"
+
+    register(Fixed)
+    assert "reno" in available() and "ht-fixed" in available()
+    assert isinstance(create("ht-fixed", 1000, 4), Fixed)
+    with pytest.raises(ValueError, match="unknown congestion control"):
+        create("nope", 1000, 4)
+    conn = TcpConnection.connect(1, 2, 3, 0.0, TcpConfig(congestion="ht-fixed"))
+    assert conn.cc.name == "ht-fixed"
+
+
+# ------------------------------------------------------------- isn, ports
+def test_isn_rfc6528_keyed_and_clock_driven() -> None:
+    g = IsnGenerator(b"k" * 16)
+    a = g.isn(b"\x0a\0\0\x01", 1000, b"\x0a\0\0\x02", 80, 0.0)
+    assert g.isn(b"\x0a\0\0\x01", 1000, b"\x0a\0\0\x02", 80, 1.0) == (a + 250_000) & 0xFFFFFFFF
+    assert g.isn(b"\x0a\0\0\x01", 1001, b"\x0a\0\0\x02", 80, 0.0) != a
+    assert IsnGenerator(b"j" * 16).isn(b"\x0a\0\0\x01", 1000, b"\x0a\0\0\x02", 80, 0.0) != a
+
+
+def test_ephemeral_ports_rfc6056() -> None:
+    alloc = PortAllocator(secret=b"s")
+    used: set[int] = set()
+    for _ in range(200):
+        p = alloc.choose(b"\x0a\0\0\x01", b"\x0a\0\0\x02", 80, used)
+        assert 32768 <= p <= 60999 and p not in used
+        used.add(p)
+    small = PortAllocator(40000, 40003, secret=b"s")
+    taken = {40000, 40001, 40002}
+    assert small.choose(b"a" * 4, b"b" * 4, 80, taken) == 40003
+    with pytest.raises(OSError) as exc:
+        small.choose(b"a" * 4, b"b" * 4, 80, lambda p: True)
+    assert exc.value.errno == errno.EADDRNOTAVAIL
+    assert 32768 <= choose_ephemeral_port(b"a" * 4, b"b" * 4, 80, set()) <= 60999
+
+
+# -------------------------------------------------------------- timelines
+def test_retransmission_timeline_until_etimedout() -> None:
+    s = established()
+    base = s.conn.rtt.rto
+    assert base == pytest.approx(0.2, abs=1e-5)  # SRTT ~0 (1 us floor) + 200 ms floor
+    s.conn.send(b"r" * 100, 0.0)
+    assert s.lines(s.drain()) == ["P. 1:101(100) ack 1 win 65535"]
+    sent = s.run_timers(10_000)
+    expected = []
+    t = 0.0
+    for k in range(15):
+        t += min(base * 2 ** k, 120.0)
+        expected.append(pytest.approx(t))
+    assert [tt for tt, _ in sent] == expected
+    assert all(line == "P. 1:101(100) ack 1 win 65535" for _, line in sent)
+    failed_at = t + 120.0
+    assert s.now == pytest.approx(failed_at)
+    assert s.conn.state is TcpState.CLOSED
+    assert s.events == [ev.ConnectionFailed(errno.ETIMEDOUT), ev.CLOSED]
+    with pytest.raises(TimeoutError):
+        s.conn.send(b"x", s.now)
+
+
+def test_ack_after_retransmission_resets_backoff() -> None:
+    s = established()
+    s.conn.send(b"r" * 100, 0.0)
+    s.drain()
+    base = s.conn.rtt.rto
+    s.at(base)
+    s.at(3 * base)
+    assert s.conn.rtt.backoff == 2
+    s.now = 0.7
+    s.inject(s.seg(".", 1, 101))
+    assert s.conn.rtt.backoff == 0 and s.conn.next_deadline() is None
+    assert s.conn.info(0.7).total_retrans == 2
+
+
+def test_fast_retransmit_on_three_dup_acks() -> None:
+    s = established()
+    s.conn.send(b"a" * 5 * 1460, 0.0)
+    out = s.drain()
+    assert len(out) == 5
+    assert s.inject(s.seg(".", 1, 1461)) == []
+    assert s.inject(s.seg(".", 1, 1461)) == []
+    assert s.inject(s.seg(".", 1, 1461)) == []
+    assert s.inject(s.seg(".", 1, 1461)) == [". 1461:2921(1460) ack 1 win 65535"]
+    assert s.conn.cc.in_recovery
+    # partial ACK: NewReno retransmits the next hole
+    assert s.inject(s.seg(".", 1, 2921)) == [". 2921:4381(1460) ack 1 win 65535"]
+    s.inject(s.seg(".", 1, 7301))
+    assert not s.conn.cc.in_recovery
+
+
+def test_time_wait_expiry_after_configured_duration() -> None:
+    s = established(TcpConfig(time_wait=2.5))
+    s.conn.shutdown(0.0)
+    s.drain()
+    s.now = 0.1
+    s.inject(s.seg("F.", 1, 2))
+    assert s.conn.state is TcpState.TIME_WAIT
+    info = s.conn.info(1.1)
+    assert info.timer is not None and info.timer[0] == "timewait"
+    assert info.timer[1] == pytest.approx(1.5)
+    assert s.at(2.5) == []
+    assert s.conn.state is TcpState.TIME_WAIT
+    assert s.at(2.6) == []
+    assert s.conn.state is TcpState.CLOSED
+
+
+def test_info_fields_for_ss() -> None:
+    s = established()
+    s.conn.send(b"z" * 3000, 0.0)
+    s.drain()
+    info = s.conn.info(0.05)
+    assert info.state == "ESTAB"
+    # Nagle holds the 80-byte tail while two full segments are unacknowledged
+    assert info.send_q == 3000 and info.unacked == 2 and info.notsent == 80
+    assert info.snd_nxt - info.snd_una == 2920
+    assert info.timer is not None and info.timer[0] == "on"
+    assert info.ca_name == "reno" and info.cwnd == 10 and info.mss == 1460
+    assert info.bytes_sent == 2920 and info.data_segs_out == 2
+
+
+def test_state_names() -> None:
+    assert TcpState.ESTABLISHED.ss_name == "ESTAB"
+    assert TcpState.SYN_RECEIVED.ss_name == "SYN-RECV"
+    assert TcpState.CLOSED.ss_name == "UNCONN"
+    assert TcpState.FIN_WAIT_1.rfc_name == "FIN-WAIT-1"
+    assert TcpState.TIME_WAIT.value == 6  # Linux TCP_TIME_WAIT
