@@ -322,6 +322,7 @@ USTACK_SYSCTLS = {
     "net.ipv4.tcp_keepalive_time": "keepalive_idle",
     "net.ipv4.tcp_keepalive_intvl": "keepalive_interval",
     "net.ipv4.tcp_keepalive_probes": "keepalive_count",
+    "net.ipv4.tcp_fin_timeout": "fin_wait2",
 }
 
 

@@ -280,6 +280,16 @@ peer listen 8080
 0    < S 0:0(0) win 65535 <mss 1460,sackOK,nop,nop>
 +0   > S. 0:0(0) ack 1 <mss *,sackOK>
 """),
+    _s("20b", "our window is scaled by our shift after the handshake", "7323 2.3",
+       "win 1 with wscale 7 allows 128 bytes", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,wscale *>
++0   < . 1:1(0) ack 1 win 1
++0   peer expect connected
++0.05 peer write 1000
++0   > * 1:129(128) ack 1
+"""),
     _s("21", "no sackOK offered: no SACK in SYN-ACK nor in dup ACKs", "2018 2",
        "S. without sackOK; dup ACK without SACK blocks", """
 peer listen 8080
@@ -431,6 +441,16 @@ peer listen 8080
 +0.1 < F. 1:1(0) ack 2 win 65535
 +0   > . 2:2(0) ack 2
 """),
+    _s("38c", "orphaned FIN-WAIT-2 times out (tcp_fin_timeout=1)", "9293 3.6, 1122 4.2.2.13",
+       "gone after the timeout: a late FIN gets R", """
+sysctl net.ipv4.tcp_fin_timeout=1
+""" + _OPEN + """
++0.05 peer close
++0   > F. 1:1(0) ack 1
++0   < . 1:1(0) ack 2 win 65535
++1.5 < F. 1:1(0) ack 2 win 65535
++0   > R 2:2(0)
+"""),
     _s("39", "half close: data after our FIN is accepted", "9293 3.6",
        "ACKs data in FIN-WAIT-2", _OPEN + """
 +0.05 peer shutdown
@@ -475,6 +495,15 @@ peer listen 8080
        "the TIME-WAIT ACK", _ACTIVE_CLOSE + """
 +0.1 < S 0:0(0) win 65535 <mss 1460>
 +0   > . 2:2(0) ack 2
+"""),
+    _s("42c", "RST with seq = RCV.NXT in TIME-WAIT", "1337, 9293 3.10.7.4",
+       "ends TIME-WAIT (RFC 1337 would ignore it): a later ACK gets R", _ACTIVE_CLOSE + """
++0.1 < . 2:2(0) ack 2 win 65535
++0   > nothing for 0.3
++0   < R 2:2(0) win 0
++0   > nothing for 0.3
++0   < . 2:2(0) ack 2 win 65535
++0   > R 2:2(0)
 """),
     # ------------------------------------------------------------ timers
     _s("43", "zero window: persist probes", "9293 3.8.6.1, 1122 4.2.2.17",
