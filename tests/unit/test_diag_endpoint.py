@@ -267,3 +267,39 @@ def test_fields_cover_tcpinfo() -> None:
     tcpinfo_fields = set(TcpInfo.__dataclass_fields__)
     missing = tcpinfo_fields - set(FIELDS) - {"timer", "local_port", "remote_port", "nodelay"}
     assert not missing, f"TcpInfo figures not carried into SocketRecord: {missing}"
+
+
+def test_unreadable_endpoints_give_one_warning(
+    run_dir: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch
+):
+    from ustack.diag import client
+
+    servers = [serve(loop_thread, golden_records()) for _ in range(2)]
+    try:
+        def denied(path: str, **kw: object) -> None:
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(client, "query_endpoint", denied)
+        warnings: list[str] = []
+        assert client.query_stacks(warn=warnings.append) == []
+        assert len(warnings) == 1 and "2 stack(s)" in warnings[0] and "0600" in warnings[0]
+    finally:
+        for server in servers:
+            loop_thread.run(server.close())
+
+
+def test_search_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USTACK_RUN_DIR", "/somewhere")
+    assert protocol.search_dirs() == ["/somewhere"]
+    monkeypatch.delenv("USTACK_RUN_DIR")
+    assert protocol.search_dirs()[0] == "/run/ustack"
+
+
+def test_lazy_public_names() -> None:
+    import ustack.diag as diag
+    from ustack.diag.filter import select as real_select
+
+    assert diag.select is real_select
+    assert diag.format_table.__module__ == "ustack.diag.format"
+    with pytest.raises(AttributeError):
+        _ = diag.nonexistent

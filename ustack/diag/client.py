@@ -25,14 +25,15 @@ class EndpointError(Exception):
 
 
 def endpoint_paths(directory: str | None = None) -> list[str]:
-    directory = directory or protocol.run_dir()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(
-        os.path.join(directory, n) for n in names if protocol.pid_of(n) is not None
-    )
+    """Endpoint sockets in ``directory`` (default: every search directory)."""
+    paths: list[str] = []
+    for d in [directory] if directory else protocol.search_dirs():
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        paths.extend(os.path.join(d, n) for n in names if protocol.pid_of(n) is not None)
+    return sorted(paths)
 
 
 def _remove_if_stale(path: str) -> bool:
@@ -105,6 +106,7 @@ def query_stacks(
     applied by each stack)."""
     warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     merged: list[SocketRecord] = []
+    denied = 0
     for path in endpoint_paths(directory):
         try:
             records = query_endpoint(
@@ -114,11 +116,16 @@ def query_stacks(
             warn(f"{path}: no answer within {timeout:g} s, skipped")
             continue
         except PermissionError:
-            warn(f"{path}: permission denied (endpoints are mode 0600; run as the stack's user)")
+            denied += 1
             continue
         except (OSError, EndpointError) as exc:
             warn(f"{path}: {exc}")
             continue
         if records:
             merged.extend(records)
+    if denied:
+        warn(
+            f"{denied} stack(s) not shown: their endpoints are mode 0600 "
+            "(run ustack ss as the stacks' user, e.g. root)"
+        )
     return merged

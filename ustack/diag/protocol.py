@@ -43,6 +43,16 @@ def run_dir() -> str:
     return f"/tmp/ustack-{os.getuid()}"
 
 
+def search_dirs() -> list[str]:
+    """Where clients look: ``$USTACK_RUN_DIR`` alone if set, else the root
+    directory and this user's own (a stack run without root lives there)."""
+    explicit = os.environ.get("USTACK_RUN_DIR")
+    if explicit:
+        return [explicit]
+    dirs = ["/run/ustack", run_dir()]
+    return list(dict.fromkeys(dirs))
+
+
 def endpoint_name(pid: int, serial: int) -> str:
     return f"{SOCKET_PREFIX}{pid}-{serial}{SOCKET_SUFFIX}"
 
