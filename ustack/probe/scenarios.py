@@ -597,13 +597,6 @@ USTACK_NOTES: dict[str, str] = {
         ' never hands that SYN to the listener, so it is lost. Expected (RFC 6191, RFC 1122 '
         '4.2.2.13, Linux): a SYN-ACK for the new incarnation.'
     ),
-    "45": (
-        'BUG (ustack): the 100-byte segment is never retransmitted (nothing in 9 s) although the '
-        'RTO timer fires (backoff advances). Nagle (nodelay=False, the default) blocks the '
-        'retransmission of a sub-MSS segment; with nodelay=True it is retransmitted. RFC 6298 5.4'
-        ' requires retransmitting the earliest unacknowledged segment; Nagle (RFC 1122 4.2.3.4) '
-        'applies to new data only.'
-    ),
     "46": (
         "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
         "so the scenario cannot be driven. RFC 6093 section 6 recommends that new "
