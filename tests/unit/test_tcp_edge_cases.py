@@ -176,6 +176,10 @@ def test_11_synack_with_bad_ack(ack: int) -> None:
     s = active()
     assert s.inject(s.seg("S.", 0, ack)) == [f"R {ack}:{ack}(0) win 0"]
     assert s.conn.state is TcpState.SYN_SENT
+    # Linux re-sends the SYN after TCP_TIMEOUT_MIN instead of waiting 1 s
+    assert s.conn.next_deadline() == pytest.approx(0.002)
+    assert s.at(0.002) == ["S 0:0(0) win 64240"]
+    assert s.conn.next_deadline() == pytest.approx(1.002)
 
 
 def test_12_bare_ack_in_syn_sent() -> None:
@@ -206,6 +210,7 @@ def test_15_rst_ack_with_unacceptable_ack_dropped() -> None:
     s = active()
     assert s.inject(s.seg("R.", 0, 5)) == []
     assert s.conn.state is TcpState.SYN_SENT
+    assert s.at(0.002) == ["S 0:0(0) win 64240"]  # Linux: quick SYN re-send
 
 
 def test_16_simultaneous_open() -> None:
@@ -223,6 +228,8 @@ def test_16_simultaneous_open() -> None:
     a.receive(sb, 0.02)
     b.receive(sa, 0.02)
     assert a.state is TcpState.ESTABLISHED and b.state is TcpState.ESTABLISHED
+    ack_a, = a.segments_to_send(0.02)  # Linux ACKs the crossing SYN-ACK
+    assert fmt(ack_a, 1000, 5000) == ". 1:1(0) ack 1 win 8192"
     assert isinstance(a.next_event(), ev.Connected)
     # and data flows
     a.send(b"hello", 0.03)
@@ -231,8 +238,16 @@ def test_16_simultaneous_open() -> None:
     assert b.recv(100, 0.03) == b"hello"
 
 
-def test_17_synack_carrying_data_is_acked() -> None:
+def test_17_synack_carrying_data_linux_acks_only_the_syn() -> None:
     s = active()
+    out = s.inject(s.seg("S.", 0, 1, payload=b"0123456789", options=TcpOptions(mss=1460)))
+    assert out == [". 1:1(0) ack 1 win 65535"]  # Linux: text on a SYN-ACK is discarded
+    assert s.conn.readable() == 0
+    assert s.event_types() == ["Connected"]
+
+
+def test_17_synack_carrying_data_rfc_mode_acks_the_data() -> None:
+    s = active(TcpConfig(accept_synack_data=True))
     out = s.inject(s.seg("S.", 0, 1, payload=b"0123456789", options=TcpOptions(mss=1460)))
     assert out == [". 1:1(0) ack 11 win 65535"]
     assert s.conn.recv(100, s.now) == b"0123456789"
@@ -251,8 +266,11 @@ def test_19_no_mss_option_means_536() -> None:
     assert s.conn.send_mss == 536
     s.conn.send(b"y" * 2000, s.now)
     out = s.drain()
-    assert [len(x.payload) for x in out] == [536, 536, 536]  # Nagle holds the runt
-    assert s.inject(s.seg(".", 1, 1 + 3 * 536)) == ["P. 1609:2001(392) ack 1 win 65535"]
+    # Minshall's Nagle (Linux): the runt goes out, no small segment is in flight
+    assert [len(x.payload) for x in out] == [536, 536, 536, 392]
+    s.conn.send(b"z" * 10, s.now)
+    assert s.drain() == []  # a second small segment waits for the first one's ACK
+    assert s.inject(s.seg(".", 1, 2001)) == ["P. 2001:2011(10) ack 1 win 65535"]
 
 
 def test_20_window_scale_only_when_both_and_capped_at_14() -> None:
@@ -692,8 +710,18 @@ def test_46_urgent_data_delivered_inline() -> None:
     assert s.conn.recv(10, s.now) == b"abc"
 
 
-def test_47_delayed_ack_every_second_full_segment_and_timer() -> None:
+def test_47_quickack_at_connection_start() -> None:
     s = established()
+    for k in range(16):  # Linux quickack mode: the first 16 segments ACKed at once
+        seq = 1 + 100 * k
+        assert s.inject(s.seg(".", seq, 1, payload=b"q" * 100)) == \
+            [f". 1:1(0) ack {seq + 100} win 65535"]
+    assert s.inject(s.seg(".", 1601, 1, payload=b"q" * 100)) == []  # now delayed
+    assert s.at(0.04) == [". 1:1(0) ack 1701 win 65535"]
+
+
+def test_47_delayed_ack_every_second_full_segment_and_timer() -> None:
+    s = established(TcpConfig(quickack_segments=0))
     assert s.inject(s.seg(".", 1, 1, payload=b"a" * 1460)) == []
     assert s.conn.next_deadline() == pytest.approx(0.04)
     assert s.inject(s.seg(".", 1461, 1, payload=b"a" * 1460)) == [". 1:1(0) ack 2921 win 65535"]

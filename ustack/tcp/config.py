@@ -83,6 +83,15 @@ class TcpConfig:
     #: Minimum spacing of challenge ACKs and of ACKs answering out-of-window
     #: non-data segments (Linux tcp_invalid_ratelimit 500 ms; RFC 5961 sec. 7).
     challenge_ack_interval: float = 0.5
+    #: Data segments ACKed at once at the start of a connection before delayed
+    #: ACKs begin (Linux quickack mode, TCP_MAX_QUICKACKS 16; 0 = RFC-style
+    #: delayed ACKs from the first segment).
+    quickack_segments: int = 16
+
+    # --- handshake --------------------------------------------------------------
+    #: Queue text carried by a SYN-ACK (RFC 9293 3.10.7.3).  Linux discards it
+    #: without Fast Open and ACKs only the SYN; so does ustack by default.
+    accept_synack_data: bool = False
 
     # --- keepalive (RFC 1122 4.2.3.6, Linux SO_KEEPALIVE off) ------------------
     keepalive: bool = False

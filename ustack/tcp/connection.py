@@ -46,6 +46,8 @@ MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
 _PAWS_IDLE = 24 * 24 * 3600.0
+#: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
+_TIMEOUT_MIN = 0.002
 
 _ESTABLISHED = TcpState.ESTABLISHED
 _SYN_SENT = TcpState.SYN_SENT
@@ -86,7 +88,7 @@ class TcpConnection:
         "_syn_retransmitted", "_passive",
         # timers
         "_rto_at", "_persist_at", "_persist_backoff", "_delack_at", "_ka_at", "_ka_probes",
-        "_close_at", "_force_send",
+        "_close_at", "_force_send", "_snd_sml", "_quickacks",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
@@ -159,6 +161,10 @@ class TcpConnection:
         self._ka_probes = 0
         self._close_at: float | None = None
         self._force_send = False
+        #: end of the last small segment sent (Minshall's Nagle)
+        self._snd_sml = iss
+        #: ACKs still to send at once before delayed ACKs start (Linux quickack)
+        self._quickacks = cfg.quickack_segments
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -456,6 +462,7 @@ class TcpConnection:
                 flags &= ~SYN
                 seq = self.rcv_nxt
                 payload = b""
+                self._ack_pending = True  # Linux ACKs the crossing SYN-ACK
 
         ts = seg.options.timestamp
         # ---- PAWS (RFC 7323 5.3), never for RSTs ----
@@ -623,6 +630,11 @@ class TcpConnection:
                 self._receive_fin(now)
         elif seq_sub(self.rcv_nxt, self._rcv_acked) > self.rcv_mss:
             # at least every second full-sized segment (RFC 9293 3.8.6.3, Linux)
+            self._ack_pending = True
+        elif self._quickacks > 0:
+            # Linux quickack mode: the first segments of a connection are
+            # ACKed at once (tcp_incr_quickack, TCP_MAX_QUICKACKS 16)
+            self._quickacks -= 1
             self._ack_pending = True
         elif self._delack_at is None:
             self._delack_at = now + self.config.delack
@@ -831,6 +843,11 @@ class TcpConnection:
                 if not flags & RST:  # catalogue 11/12: >R seq=SEG.ACK, stay
                     self._emit(TcpSegment(self.local_port, self.remote_port, ack, 0, RST, 0),
                                now)
+                # Linux (tcp_rcv_synsent_state_process): "previous FIN/ACK or
+                # RST/ACK might be ignored", so before any retransmission the
+                # SYN timer is cut to TCP_TIMEOUT_MIN and the SYN goes out again
+                if self._retransmits == 0:
+                    self._rto_at = now + _TIMEOUT_MIN
                 return  # catalogue 15: never answer a RST
         if flags & RST:
             if flags & ACK:
@@ -855,18 +872,23 @@ class TcpConnection:
             if self._fin_queued:
                 self.state = _FIN_WAIT_1
             self._ack_pending = True
-            # catalogue 17: data (and FIN) on the SYN-ACK is accepted
-            payload = seg.payload
-            room = seq_sub(self.rcv_adv, self.rcv_nxt)
-            fin = bool(flags & FIN)
-            if len(payload) > room:
-                payload = payload[:room]
-                fin = False
-            if payload:
-                self._accept_in_order(payload, now)
-            if fin:
-                self._receive_fin(now)
-            self._ack_pending = True
+            # catalogue 17: text (and FIN) on a SYN-ACK.  RFC 9293 3.10.7.3 says
+            # continue at the sixth step and queue it; Linux frees the segment
+            # after the handshake (tcp_rcv_state_process, no Fast Open) and
+            # ACKs only the SYN, so the peer retransmits the data.  Linux by
+            # default; TcpConfig.accept_synack_data=True gives the RFC's.
+            if self.config.accept_synack_data:
+                payload = seg.payload
+                room = seq_sub(self.rcv_adv, self.rcv_nxt)
+                fin = bool(flags & FIN)
+                if len(payload) > room:
+                    payload = payload[:room]
+                    fin = False
+                if payload:
+                    self._accept_in_order(payload, now)
+                if fin:
+                    self._receive_fin(now)
+                self._ack_pending = True
         else:
             # simultaneous open (catalogue 16): SYN-RECEIVED, send SYN-ACK with our ISS
             self.state = _SYN_RECEIVED
@@ -1091,9 +1113,12 @@ class TcpConnection:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (self.max_snd_wnd >> 1) or n < 1:
                         break
-                elif (not nodelay and not fin_queued and snd_max != una
-                      and seq_sub(snd_max, una) <= sent):
-                    break  # Nagle: a small *new* segment waits for outstanding data
+                elif (not nodelay and not fin_queued and seq_sub(snd_max, una) <= sent
+                      and seq_gt(self._snd_sml, una)):
+                    # Nagle, Minshall's variant as Linux (tcp_minshall_check):
+                    # a small *new* segment waits while an earlier small
+                    # segment is unacknowledged (RFC 896, RFC 1122 4.2.3.4)
+                    break
             elif n > mss:
                 n -= n % mss
             seq = (una + sent) & MASK
@@ -1113,6 +1138,8 @@ class TcpConnection:
                     self._rtt_time = now
             self.bytes_sent += n
             self.data_segs_out += 1
+            if n < mss:
+                self._snd_sml = (seq + n) & MASK
             out.append(self._make(flags, seq, payload))
             self._snd_ptr = nxt
             if seq_gt(nxt, snd_max):
