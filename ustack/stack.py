@@ -153,7 +153,7 @@ class Stack:
         if stack.has_tcp:  # ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
             from ustack.diag.endpoint import attach_diagnostics
 
-            await attach_diagnostics(stack)
+            attach_diagnostics(stack)
         return stack
 
     def _attach_tcp(self) -> None:

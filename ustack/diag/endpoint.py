@@ -45,10 +45,16 @@ class DiagnosticsServer:
         self.path = path
         self.mode = mode
         self._server: asyncio.AbstractServer | None = None
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
         self._filters: dict[str, Filter] = {}
         self.requests = 0
 
-    async def start(self) -> None:
+    def listen(self) -> None:
+        """Create, bind (mode 0600) and listen on the socket; synchronous, so a
+        caller can start serving without yielding to the event loop."""
+        if self._sock is not None:
+            return
         directory = os.path.dirname(self.path)
         os.makedirs(directory, mode=0o755, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -57,20 +63,41 @@ class DiagnosticsServer:
         try:
             sock.bind(self.path)
             os.chmod(self.path, self.mode)
+            sock.listen(64)
             sock.setblocking(False)
-            self._server = await asyncio.start_unix_server(self._handle, sock=sock)
         except BaseException:
             sock.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             raise
+        self._sock = sock
+
+    async def start(self) -> None:
+        """Listen and serve (clients queue in the backlog until this runs)."""
+        self.listen()
+        assert self._sock is not None
+        self._server = await asyncio.start_unix_server(self._handle, sock=self._sock)
+
+    def start_soon(self) -> None:
+        """Listen now and start serving on the running loop's next iterations."""
+        self.listen()
+        self._task = asyncio.get_running_loop().create_task(self.start())
 
     async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task
         server, self._server = self._server, None
         if server is not None:
             server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
@@ -144,8 +171,9 @@ async def serve_diagnostics(
     return server
 
 
-async def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
-    """Serve ``stack``'s snapshots until it closes (called by ``Stack.start``).
+def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
+    """Serve ``stack``'s snapshots until it closes (called by ``Stack.start``
+    on its running loop; does not yield, so starting a stack stays atomic).
 
     Set ``USTACK_DIAG=0`` to disable.  A failure (read-only run directory, no
     permission) only logs a warning: diagnostics must never stop a stack.
@@ -156,7 +184,7 @@ async def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
 
     server = DiagnosticsServer(lambda detail: snapshot(stack, detail))
     try:
-        await server.start()
+        server.start_soon()
     except OSError as exc:
         log.warning("ustack: diagnostics endpoint %s not available: %s", server.path, exc)
         return None
