@@ -269,3 +269,52 @@ def test_state_names() -> None:
     assert TcpState.CLOSED.ss_name == "UNCONN"
     assert TcpState.FIN_WAIT_1.rfc_name == "FIN-WAIT-1"
     assert TcpState.TIME_WAIT.value == 6  # Linux TCP_TIME_WAIT
+
+
+def _sack_established() -> Script:
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1460, sack_permitted=True))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, TcpConfig()), ISS, PEER)
+    s.drain()
+    s.inject(s.seg(".", 1, 1))
+    assert s.conn.sack_ok
+    return s
+
+
+def _sack(*blocks: tuple[int, int]) -> TcpOptions:
+    return TcpOptions(sack_blocks=[(ISS + a, ISS + b) for a, b in blocks])
+
+
+def test_sack_recovery_repairs_several_holes_in_one_round_trip() -> None:
+    s = _sack_established()
+    s.conn.send(b"s" * 10 * 1460, 0.0)
+    assert len(s.drain()) == 10
+    k = 1460
+    # segments 0, 3 and 6 are lost; the others arrive and are SACKed
+    assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 2 * k)))) == []
+    assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
+    out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 4 * k, 1 + 5 * k), (1 + k, 1 + 3 * k))))
+    assert out == ["P. 1:1461(1460) ack 1 win 65535"] or out == [". 1:1461(1460) ack 1 win 65535"]
+    out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 4 * k, 1 + 6 * k), (1 + k, 1 + 3 * k))))
+    assert [line.split(" ack")[0] for line in out] == [". 4381:5841(1460)"]
+    out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 7 * k, 1 + 8 * k), (1 + 4 * k, 1 + 6 * k),
+                                                  (1 + k, 1 + 3 * k))))
+    assert [line.split(" ack")[0] for line in out] == [". 8761:10221(1460)"]
+    # the retransmissions arrive: one cumulative ACK ends recovery, no RTO needed
+    s.inject(s.seg(".", 1, 1 + 10 * k))
+    assert not s.conn.cc.in_recovery and s.conn.snd_una == s.conn.snd_nxt
+    assert s.conn.total_retrans == 3 and s.conn.rtt.backoff == 0
+
+
+def test_timeout_retransmission_skips_sacked_ranges() -> None:
+    s = _sack_established()
+    s.conn.send(b"t" * 4 * 1460, 0.0)
+    assert len(s.drain()) == 4
+    k = 1460
+    assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
+    # the timeout resends the head only (cwnd = 1 segment)
+    assert s.at(s.conn.next_deadline() or 0.0) == [". 1:1461(1460) ack 1 win 65535"]
+    # head acknowledged: go-back-N skips the SACKed middle and resends the tail
+    out = s.inject(s.seg(".", 1, 1 + k, options=_sack((1 + k, 1 + 3 * k))))
+    assert out == ["P. 4381:5841(1460) ack 1 win 65535"]
+    s.inject(s.seg(".", 1, 1 + 4 * k))
+    assert s.conn.snd_una == s.conn.snd_nxt and s.conn.send_queue == 0

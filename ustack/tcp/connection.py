@@ -88,7 +88,7 @@ class TcpConnection:
         "_syn_retransmitted", "_passive",
         # timers
         "_rto_at", "_persist_at", "_persist_backoff", "_delack_at", "_ka_at", "_ka_probes",
-        "_close_at", "_force_send", "_snd_sml", "_quickacks",
+        "_close_at", "_force_send", "_snd_sml", "_quickacks", "_rtx_high",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
@@ -163,6 +163,8 @@ class TcpConnection:
         self._force_send = False
         #: end of the last small segment sent (Minshall's Nagle)
         self._snd_sml = iss
+        #: highest sequence retransmitted in the current loss episode
+        self._rtx_high = iss
         #: ACKs still to send at once before delayed ACKs start (Linux quickack)
         self._quickacks = cfg.quickack_segments
         self._ts_recent = 0
@@ -712,14 +714,21 @@ class TcpConnection:
         self._retransmits = 0
         if self._sacked:
             self._prune_sacked()
+        if seg.options.sack_blocks and self.sack_ok:
+            self._record_sack(seg.options.sack_blocks)
         cc = self.cc
         if cc.in_recovery:
             if seq_ge(ack, self._recover):
                 cc.exit_recovery(now)
             else:
-                # NewReno partial ACK (RFC 6582 3.2 step 3): retransmit the next hole
+                # partial ACK: NewReno (RFC 6582 3.2 step 3) retransmits the new
+                # head; with SACK information the next un-SACKed hole instead
                 cc.on_partial_ack(acked, now)
-                self._retransmit_head(now)
+                hole = self._next_hole()
+                if hole is not None:
+                    self._retransmit(hole[0], hole[1], now)
+                elif not seq_lt(ack, self._rtx_high):
+                    self._retransmit(ack, self.send_mss, now)
         else:
             cc.on_ack(acked, flight, now)
         self._dupacks = 0
@@ -727,8 +736,6 @@ class TcpConnection:
         if self._persist_at is not None:
             self._persist_at = None
             self._persist_backoff = 0
-        if seg.options.sack_blocks and self.sack_ok:
-            self._record_sack(seg.options.sack_blocks)
         self._update_window(seg, seg.window << self.snd_wscale)
         if self._send_blocked and self._sndbuf.space:
             self._send_blocked = False
@@ -764,7 +771,14 @@ class TcpConnection:
         self._dupacks += 1
         cc = self.cc
         if cc.in_recovery:
-            cc.on_dup_ack(self.flight_size, now)
+            # SACK loss recovery (RFC 6675 NextSeg rule 1, simplified): each
+            # duplicate ACK clocks out the next un-SACKed hole; without one,
+            # Reno inflation lets new data go (RFC 5681 3.2 step 4)
+            hole = self._next_hole()
+            if hole is not None:
+                self._retransmit(hole[0], hole[1], now)
+            else:
+                cc.on_dup_ack(self.flight_size, now)
             return
         if self._dupacks == self.config.dupack_threshold:
             # RFC 6582 3.2 step 2: only if the ACK covers more than the last recovery point
@@ -772,8 +786,27 @@ class TcpConnection:
                 return  # still inside the window of an earlier loss episode
             self._recover = self.snd_nxt
             cc.enter_recovery(self.flight_size, now)
-            self._retransmit_head(now)
+            self._rtx_high = self.snd_una
+            self._retransmit(self.snd_una, self.send_mss, now)
             self._rto_at = now + self.rtt.rto
+
+    def _next_hole(self) -> tuple[int, int] | None:
+        """The first range above SND.UNA and the retransmission high-water
+        mark that the peer has not SACKed and that lies below a SACKed block
+        (so it is presumed lost), at most one MSS: (seq, length)."""
+        sacked = self._sacked
+        if not sacked or not self.sack_ok:
+            return None
+        start = self.snd_una
+        if seq_gt(self._rtx_high, start):
+            start = self._rtx_high
+        for left, right in sacked:
+            if seq_lt(start, left):
+                n = seq_sub(left, start)
+                return start, n if n < self.send_mss else self.send_mss
+            if seq_lt(start, right):
+                start = right
+        return None
 
     def _record_sack(self, blocks: list[tuple[int, int]]) -> None:
         """Keep the SACK scoreboard (RFC 2018) of ranges above SND.UNA."""
@@ -1014,7 +1047,7 @@ class TcpConnection:
             # retransmissions are window probes and must not time the
             # connection out while the peer answers (Linux tcp_retransmit_timer)
             rtt.backoff += 1
-            self._retransmit_head(now)
+            self._retransmit(self.snd_una, self.send_mss, now)
             self._rto_at = now + rtt.rto
             return
         if self._retransmits >= cfg.retries2:
@@ -1027,8 +1060,10 @@ class TcpConnection:
         self._dupacks = 0
         self._recover = self.snd_nxt
         self._rtt_seq = None  # Karn
-        self._sacked.clear()  # RFC 2018 8: SACK info may be reneged, resend all
-        self._snd_ptr = self.snd_una  # go back N: output resends from SND.UNA
+        self._rtx_high = self.snd_una
+        # go back N: output resends from SND.UNA, skipping what the peer SACKed
+        # (kept across the timeout as Linux does, tcp_enter_loss)
+        self._snd_ptr = self.snd_una
         self._rto_at = now + rtt.rto
 
     def _on_persist_timeout(self, now: float) -> None:
@@ -1098,7 +1133,26 @@ class TcpConnection:
         nodelay = self.config.nodelay
         out = self._out
         snd_max = self.snd_nxt
+        sacked = self._sacked
         while True:
+            cap = seg_max
+            if sacked and seq_lt((una + sent) & MASK, snd_max):
+                # retransmitting after a timeout: skip SACKed ranges (RFC 6675)
+                seq = (una + sent) & MASK
+                for left, right in sacked:
+                    if seq_le(left, seq) and seq_lt(seq, right):
+                        skip = seq_sub(right, seq)
+                        sent += skip
+                        seq = right
+                        # SACKed bytes left the network: they do not count
+                        # against cwnd (RFC 6675 "pipe"), only the peer window
+                        cwnd += skip
+                        limit = wnd if wnd < cwnd else cwnd
+                    elif seq_lt(seq, left):
+                        gap = seq_sub(left, seq)
+                        if gap < cap:
+                            cap = gap
+                        break
             avail = buf_len - sent
             if avail <= 0:
                 break
@@ -1106,15 +1160,15 @@ class TcpConnection:
             if room <= 0:
                 break
             n = avail if avail < room else room
-            if n > seg_max:
-                n = seg_max
-            if n < mss and not self._force_send:
+            if n > cap:
+                n = cap
+            if n < mss and not self._force_send and seq_sub(snd_max, una) <= sent:
+                # (both rules apply to new data only, never to retransmissions)
                 if n < avail:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (self.max_snd_wnd >> 1) or n < 1:
                         break
-                elif (not nodelay and not fin_queued and seq_sub(snd_max, una) <= sent
-                      and seq_gt(self._snd_sml, una)):
+                elif not nodelay and not fin_queued and seq_gt(self._snd_sml, una):
                     # Nagle, Minshall's variant as Linux (tcp_minshall_check):
                     # a small *new* segment waits while an earlier small
                     # segment is unacknowledged (RFC 896, RFC 1122 4.2.3.4)
@@ -1167,25 +1221,32 @@ class TcpConnection:
             # or, with an open window, forces the override send (3.8.6.2.1)
             self._persist_at = now + self.rtt.rto
 
-    def _retransmit_head(self, now: float) -> None:
-        """Retransmit one segment at SND.UNA (fast retransmit, partial ACK)."""
+    def _retransmit(self, seq: int, length: int, now: float) -> None:
+        """Retransmit up to ``length`` bytes at ``seq`` (fast retransmit,
+        partial ACK, SACK hole), with the FIN if the range reaches it."""
         sndbuf = self._sndbuf
-        n = min(len(sndbuf), self.send_mss)
-        una = self.snd_una
+        off = seq_sub(seq, self.snd_una)
+        if off < 0:
+            return
+        n = min(len(sndbuf) - off, length)
         self._rtt_seq = None  # Karn
-        if n:
+        if n > 0:
             flags = ACK
-            if n == len(sndbuf):
+            if off + n == len(sndbuf):
                 flags |= PSH
                 if self._fin_queued and seq_gt(self.snd_nxt, self._fin_seq):
                     flags |= FIN
-            self._out.append(self._make(flags, una, sndbuf.peek(0, n)))
+            self._out.append(self._make(flags, seq, sndbuf.peek(off, n)))
             self.bytes_retrans += n
             self.data_segs_out += 1
-        elif self._fin_queued and not self._fin_acked:
-            self._out.append(self._make(ACK | FIN, una))
+        elif self._fin_queued and not self._fin_acked and off == len(sndbuf):
+            self._out.append(self._make(ACK | FIN, seq))
+            n = 1
         else:
             return
+        end = (seq + n) & MASK
+        if seq_gt(end, self._rtx_high):
+            self._rtx_high = end
         self.total_retrans += 1
 
     def _maybe_window_update(self) -> None:
