@@ -96,6 +96,9 @@ def test_query_returns_every_record_and_basic_rows(run_dir: Path, loop_thread: L
         assert [tuple(r) for r in basic] == [tuple(r)[: len(basic[0])] for r in records]
         assert basic[1].state == "ESTAB" and basic[1].local_port == 41234
         assert not hasattr(basic[1], "cwnd")
+        table = query_endpoint(server.path, detail=False, fields=7)
+        assert table is not None and [tuple(r) for r in table] == [r[:7] for r in records]
+        assert table[0].send_q == 128 and not hasattr(table[0], "pid")
     finally:
         loop_thread.run(server.close())
 

@@ -220,7 +220,7 @@ def run(argv: list[str]) -> int:
         format_table,
         single_state,
     )
-    from ustack.diag.records import ALL_STATES
+    from ustack.diag.records import ALL_STATES, TABLE_FIELD_COUNT
 
     tables_other = any(opts.get(c) for c in _OTHER_TABLES)
     table_selected = opts.get("t") or tables_other
@@ -229,7 +229,9 @@ def run(argv: list[str]) -> int:
     out: list[str] = []
 
     if opts.get("s"):
-        records = [] if nothing else query_stacks(states=ALL_STATES, detail=False)
+        records = [] if nothing else query_stacks(
+            states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT
+        )
         out.append(format_summary(records))
         if not table_selected and not words:
             sys.stdout.write("".join(out))
@@ -252,11 +254,14 @@ def run(argv: list[str]) -> int:
         screen_width=_terminal_width(),
     )
     detail = fmt.detail or bool(opts.get("j"))
+    # the plain table needs only state, addresses and queues
+    fields = None if detail or fmt.processes else TABLE_FIELD_COUNT
     if nothing:
         records = []
     else:
-        records = query_stacks(states=mask, filter_text=flt.text if flt.expr else "",
-                               detail=detail)
+        records = query_stacks(
+            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields
+        )
     if opts.get("j"):
         from ustack.diag.format import format_json
 

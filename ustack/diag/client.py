@@ -51,12 +51,16 @@ def query_endpoint(
     states: int = ALL_STATES,
     filter_text: str = "",
     detail: bool = True,
+    fields: int | None = None,
     timeout: float = 5.0,
 ) -> list[SocketRecord] | None:
-    """Records from one endpoint; None when it is stale (and then removed)."""
-    request = json.dumps(
-        {"v": protocol.VERSION, "states": states, "filter": filter_text or None, "detail": detail}
-    ).encode()
+    """Records from one endpoint; None when it is stale (and then removed).
+    ``fields``: only the first N fields of each record (see records.FIELDS)."""
+    query = {"v": protocol.VERSION, "states": states, "filter": filter_text or None,
+             "detail": detail}
+    if fields:
+        query["fields"] = fields
+    request = json.dumps(query).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -98,6 +102,7 @@ def query_stacks(
     states: int = ALL_STATES,
     filter_text: str = "",
     detail: bool = True,
+    fields: int | None = None,
     timeout: float = 5.0,
     directory: str | None = None,
     warn: Callable[[str], None] | None = None,
@@ -110,7 +115,8 @@ def query_stacks(
     for path in endpoint_paths(directory):
         try:
             records = query_endpoint(
-                path, states=states, filter_text=filter_text, detail=detail, timeout=timeout
+                path, states=states, filter_text=filter_text, detail=detail, fields=fields,
+                timeout=timeout,
             )
         except TimeoutError:
             warn(f"{path}: no answer within {timeout:g} s, skipped")

@@ -155,9 +155,10 @@ class DiagnosticsServer:
             records = [r for r in records if bits.get(r.state, 0) & states]
         if predicate is not None:
             records = [r for r in records if predicate(r)]
-        if detail:
+        n = len(FIELDS) if detail else BASIC_FIELD_COUNT
+        n = max(1, min(n, int(query.get("fields") or n)))
+        if n == len(FIELDS):
             return marshal.dumps((protocol.VERSION, list(FIELDS), [tuple(r) for r in records]))
-        n = BASIC_FIELD_COUNT
         rows = [r[:n] for r in records]
         return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), rows))
 

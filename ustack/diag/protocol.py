@@ -9,14 +9,15 @@ One request per connection: the client sends a JSON object and shuts down its
 sending side::
 
     {"v": 1, "states": <bit mask of STATE_BITS>, "filter": "<ss expression>" | null,
-     "detail": true | false}
+     "detail": true | false, "fields": <n> (optional: only the first n fields)}
 
 The server answers with one ``marshal`` blob and closes::
 
     (1, [field names], [row tuples])        or        (1, "error", "message")
 
 Rows carry the fields of :class:`~ustack.diag.records.SocketRecord` named in
-the header (only the basic prefix when ``detail`` is false).  ``marshal`` is
+the header (only the basic prefix when ``detail`` is false, only the first
+``fields`` when given: the default table needs 7).  ``marshal`` is
 used because it decodes 50,000 rows an order of magnitude faster than JSON;
 both ends run the same Python (the stack and ``ustack ss`` share an install).
 """

@@ -230,6 +230,11 @@ def listener_record(
     )
 
 
+#: The fields the default table needs: state, addresses, ports, queues.
+TABLE_FIELD_COUNT = FIELDS.index("send_q") + 1
+#: A record holding only those (what ``ustack ss -tan`` asks the endpoint for).
+TableRecord = namedtuple("TableRecord", FIELDS[:TABLE_FIELD_COUNT])  # type: ignore[misc]
+
 #: A record holding only the basic fields (what the endpoint sends when the
 #: detailed figures are not asked for); same attribute names as SocketRecord.
 BasicRecord = namedtuple("BasicRecord", FIELDS[:BASIC_FIELD_COUNT])  # type: ignore[misc]
@@ -243,8 +248,8 @@ def basic_record(row: tuple[Any, ...]) -> SocketRecord:
 def records_from_rows(names: list[str] | tuple[str, ...], rows: list[Any]) -> list[SocketRecord]:
     """Rebuild records from rows whose columns are ``names`` (fast when
     ``names`` is a prefix of :data:`FIELDS`, which is what the endpoint sends).
-    Rows of exactly the basic fields become :data:`BasicRecord` tuples, which
-    have only the basic attributes."""
+    Rows of exactly the basic (table) fields become :data:`BasicRecord`
+    (:data:`TableRecord`) tuples, which have only those attributes."""
     names = tuple(names)
     n = len(names)
     new = tuple.__new__
@@ -253,6 +258,8 @@ def records_from_rows(names: list[str] | tuple[str, ...], rows: list[Any]) -> li
     if n == BASIC_FIELD_COUNT and names == FIELDS[:n]:
         # only basic attributes are needed by whoever asked for basic rows
         return [new(BasicRecord, row) for row in rows]  # type: ignore[misc]
+    if n == TABLE_FIELD_COUNT and names == FIELDS[:n]:
+        return [new(TableRecord, row) for row in rows]  # type: ignore[misc]
     if names == FIELDS[:n]:
         tail = DEFAULTS[n:]
         return [new(SocketRecord, tuple(row) + tail) for row in rows]
