@@ -29,6 +29,7 @@ from ustack.probe.packet import (
     IpFields,
     Opt,
     PacketSpec,
+    encode_options,
     format_relative,
     format_spec,
     options_mismatch,
@@ -208,8 +209,6 @@ class Probe:
 
     def send_spec(self, spec: PacketSpec) -> TcpSegment:
         """Send the segment a :class:`PacketSpec` describes (see :meth:`send`)."""
-        from ustack.probe.packet import encode_options
-
         if self.remote_port is None:
             raise RuntimeError("the probe does not know the peer's port yet")
         flags = str_to_flags(spec.flags or "")

@@ -565,32 +565,6 @@ def by_id(scenario_id: str) -> Scenario:
 #: ustack's known differences from Linux, with the RFC reasoning (filled from
 #: the recorded runs; BUG = ustack violates the RFC and should be fixed)
 USTACK_NOTES: dict[str, str] = {
-    "11": (
-        'DIFFERS, RFC-conformant: ustack sends the RST and stays in SYN-SENT but re-sends its SYN'
-        ' only at the next RTO (+1 s). RFC 9293 3.10.7.3 asks only for the RST; re-arming the SYN'
-        ' timer to TCP_TIMEOUT_MIN is a Linux heuristic (tcp_rcv_synsent_state_process).'
-    ),
-    "15": (
-        'DIFFERS, RFC-conformant: ustack drops the RST (no reply) and keeps its 1 s SYN timer; '
-        'the immediate SYN re-send is the same Linux heuristic as in 11 (RFC 9293 3.10.7.3: drop '
-        'and return).'
-    ),
-    "16": (
-        "DIFFERS, RFC-conformant: ustack does not ACK the peer's SYN-ACK (RFC 9293 3.5 figure 8 "
-        'line 6: ESTABLISHED without a further ACK); it is ESTABLISHED and ACKs data (checked by '
-        'hand without the ACK line). Its SYN-ACK carries only the options our SYN offered, Linux '
-        'repeats its own SYN options.'
-    ),
-    "17": (
-        'DIFFERS, RFC-conformant: ustack queues the data carried by the SYN-ACK and ACKs it (ack '
-        "11, RFC 9293 3.10.7.3 'continue processing at the sixth step'); Linux discards it (ack "
-        '1) unless Fast Open is in use.'
-    ),
-    "19b": (
-        'DIFFERS, RFC-conformant: ustack holds the 500-byte remainder until the first segment is '
-        'ACKed (classic Nagle, RFC 896 / RFC 1122 4.2.3.4: no small segment while data is '
-        "unacknowledged); Linux uses Minshall's variant (only one *small* segment in flight)."
-    ),
     "42a": (
         'BUG (ustack): nothing is sent. The TCP core ends TIME-WAIT and sets '
         'TcpConnection.reopen_syn (connection.py _receive_time_wait), but ustack/net/tcp_table.py'
@@ -601,10 +575,5 @@ USTACK_NOTES: dict[str, str] = {
         "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
         "so the scenario cannot be driven. RFC 6093 section 6 recommends that new "
         "applications not use urgent data; the TCP core's handling of URG is not reached."
-    ),
-    "47b": (
-        'DIFFERS, RFC-conformant: ustack delays the ACK of the first data segment (~40 ms '
-        'measured); RFC 1122 4.2.3.2 allows up to 500 ms. Linux starts connections in quickack '
-        'mode and ACKs at once.'
     ),
 }

@@ -62,6 +62,9 @@ from ustack.probe.probe import DEFAULT_TIMEOUT, ExpectationFailed, Probe
 #: packetdrill's default tolerance
 TOLERANCE_FLOOR = 0.004
 TOLERANCE_FRACTION = 0.125
+#: default floor against ustack: it answers from Python, in the probe's own
+#: process and event loop, and its first answers take several milliseconds
+USTACK_TOLERANCE_FLOOR = 0.025
 
 ICMP_UNREACH_CODES = {"net": 0, "host": 1, "proto": 2, "port": 3, "frag_needed": 4,
                       "net_unreachable": 0, "host_unreachable": 1,
