@@ -616,7 +616,7 @@ class TcpConnection:
         if plen > self.rcv_mss:
             self.rcv_mss = plen if plen < self.advmss else self.advmss
         ooo = self._ooo
-        if ooo:
+        if ooo.nbytes or ooo.fin_pos is not None:
             # filling a hole: ACK immediately (RFC 5681 4.2)
             self._ack_pending = True
             while True:
@@ -757,7 +757,10 @@ class TcpConnection:
     def _update_window(self, seg: TcpSegment, wnd: int) -> None:
         """SND.WND update rule (RFC 9293 3.10.7.4, SND.WL1/SND.WL2)."""
         wl1 = self.snd_wl1
-        if seq_lt(wl1, seg.seq) or (wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
+        seq = seg.seq
+        # SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK), mod 2**32
+        if (((wl1 - seq) & MASK) >= 0x80000000
+                or (wl1 == seq and ((seg.ack - self.snd_wl2) & MASK) < 0x80000000)):
             self.snd_wnd = wnd
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
@@ -1134,6 +1137,14 @@ class TcpConnection:
         out = self._out
         snd_max = self.snd_nxt
         sacked = self._sacked
+        ooo = self._ooo
+        # one ACK number, window and option block for the whole batch unless a
+        # SACK/D-SACK block must be carried (then _make builds each segment)
+        shared = self._dsack is None and not ooo.nbytes and ooo.fin_pos is None
+        ack = win = -1
+        opts = _EMPTY_OPTIONS
+        lport, rport = self.local_port, self.remote_port
+        nbytes = nsegs = 0
         while True:
             cap = seg_max
             if sacked and seq_lt((una + sent) & MASK, snd_max):
@@ -1190,11 +1201,21 @@ class TcpConnection:
                 if self._rtt_seq is None and not self.ts_ok:
                     self._rtt_seq = nxt
                     self._rtt_time = now
-            self.bytes_sent += n
-            self.data_segs_out += 1
+            nbytes += n
+            nsegs += 1
             if n < mss:
                 self._snd_sml = (seq + n) & MASK
-            out.append(self._make(flags, seq, payload))
+            if shared:
+                if win < 0:
+                    self._ack_pending = False
+                    self._delack_at = None
+                    ack = self._rcv_acked = self.rcv_nxt
+                    win = self._window()
+                    if self.ts_ok or self.sack_ok:
+                        opts = self._options()
+                out.append(TcpSegment(lport, rport, seq, ack, flags, win, 0, opts, payload))
+            else:
+                out.append(self._make(flags, seq, payload))
             self._snd_ptr = nxt
             if seq_gt(nxt, snd_max):
                 snd_max = nxt
@@ -1202,6 +1223,8 @@ class TcpConnection:
                 sent += 1
                 break
         self.snd_nxt = snd_max
+        self.bytes_sent += nbytes
+        self.data_segs_out += nsegs
         self._force_send = False
         if fin_queued and sent == buf_len and limit - sent > 0:
             seq = (una + sent) & MASK
@@ -1282,13 +1305,14 @@ class TcpConnection:
         return field
 
     def _options(self) -> TcpOptions:
+        ooo = self._ooo
         if not self.ts_ok:
-            if self._dsack is None and not self._ooo:
+            if self._dsack is None and not ooo.nbytes and ooo.fin_pos is None:
                 return _EMPTY_OPTIONS
             return TcpOptions(sack_blocks=self._sack_blocks())
         tsval = (int(self._now * 1000) + self._ts_offset) & MASK
         recent = self._ts_recent
-        if self._dsack is None and not self._ooo:
+        if self._dsack is None and not ooo.nbytes and ooo.fin_pos is None:
             cache = self._ts_cache
             if cache[0] == tsval and cache[1] == recent:
                 return cache[2]
