@@ -318,3 +318,47 @@ def test_timeout_retransmission_skips_sacked_ranges() -> None:
     assert out == ["P. 4381:5841(1460) ack 1 win 65535"]
     s.inject(s.seg(".", 1, 1 + 4 * k))
     assert s.conn.snd_una == s.conn.snd_nxt and s.conn.send_queue == 0
+
+
+def test_send_buffer_against_a_model() -> None:
+    rng = random.Random(1)
+    for _ in range(100):
+        b = SendBuffer(rng.choice([10, 1000, 100_000]))
+        model = bytearray()
+        for _ in range(150):
+            op = rng.random()
+            if op < 0.4:
+                d: bytes | bytearray = rng.randbytes(rng.choice([1, 5, 100, 3000, 70_000]))
+                if rng.random() < 0.3:
+                    d = bytearray(d)
+                k = b.write(d)
+                assert k == min(len(d), max(b.limit - len(model), 0))
+                model += d[:k]
+            elif op < 0.7 and model:
+                off = rng.randrange(len(model))
+                n = rng.randrange(1, 5000)
+                assert b.peek(off, n) == bytes(model[off:off + n])
+            elif model:
+                n = rng.randrange(len(model) + 1)
+                b.acknowledge(n)
+                del model[:n]
+            assert len(b) == len(model)
+
+
+def test_send_buffer_keeps_bytes_objects_without_copying() -> None:
+    b = SendBuffer(1 << 20)
+    chunk = bytes(range(256)) * 20
+    b.write(chunk)
+    assert b.peek(0, len(chunk)) is chunk
+
+
+def test_per_connection_options_do_not_leak_through_a_shared_config() -> None:
+    cfg = TcpConfig()
+    a = established(cfg)
+    b = established(cfg)
+    a.conn.set_nodelay(True)
+    assert a.conn.config.nodelay and not b.conn.config.nodelay and not cfg.nodelay
+    a.conn.set_keepalive(True, 5.0, idle=10, interval=1, count=2)
+    assert a.conn.next_deadline() == 10.0  # idle since the last segment at t=0
+    a.conn.set_keepalive(False, 6.0)
+    assert a.conn.next_deadline() is None

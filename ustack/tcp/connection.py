@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno as E
 from collections import deque
+from copy import copy
 
 from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
@@ -104,7 +105,9 @@ class TcpConnection:
     def __init__(self, local_port: int, remote_port: int, iss: int, now: float,
                  config: TcpConfig | None = None) -> None:
         """Internal: use :meth:`connect` or :meth:`accept`."""
-        cfg = config if config is not None else TcpConfig()
+        # a private copy: per-connection options (set_nodelay, set_keepalive)
+        # must not leak into other connections sharing the same config
+        cfg = copy(config) if config is not None else TcpConfig()
         self.config = cfg
         self.state = _CLOSED
         self.local_port = local_port
@@ -352,6 +355,27 @@ class TcpConnection:
             self._fail(errno)
         else:
             self.soft_error = errno
+
+    def set_nodelay(self, enabled: bool) -> None:
+        """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
+        self.config.nodelay = enabled
+
+    def set_keepalive(self, enabled: bool, now: float, *, idle: float | None = None,
+                      interval: float | None = None, count: int | None = None) -> None:
+        """SO_KEEPALIVE (+ TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): arm or disarm probing."""
+        cfg = self.config
+        if idle is not None:
+            cfg.keepalive_idle = idle
+        if interval is not None:
+            cfg.keepalive_interval = interval
+        if count is not None:
+            cfg.keepalive_count = count
+        cfg.keepalive = enabled
+        self._ka_probes = 0
+        if enabled and self.state in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
+            self._ka_at = max(self.last_recv, now - cfg.keepalive_idle) + cfg.keepalive_idle
+        elif not enabled:
+            self._ka_at = None
 
     # --------------------------------------------------------------- queries
     def send_space(self) -> int:
