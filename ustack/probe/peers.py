@@ -318,6 +318,7 @@ USTACK_SYSCTLS = {
     "net.ipv4.tcp_sack": "sack",
     "net.ipv4.tcp_window_scaling": "window_scaling",
     "net.ipv4.tcp_syn_retries": "syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts": "syn_linear_timeouts",
     "net.ipv4.tcp_synack_retries": "synack_retries",
     "net.ipv4.tcp_keepalive_time": "keepalive_idle",
     "net.ipv4.tcp_keepalive_intvl": "keepalive_interval",

@@ -198,6 +198,15 @@ peer listen 8080
 +1   > S 0:0(0)
 +1   > S 0:0(0)
 """),
+    _s("10b", "SYN retries exhausted", "9293 3.8.3, 1122 4.2.3.5",
+       "tcp_syn_retries=1 (no linear timeouts): SYN at 0 and +1, ETIMEDOUT at 3 s", """
+sysctl net.ipv4.tcp_syn_retries=1
+sysctl net.ipv4.tcp_syn_linear_timeouts=0
+""" + _CONNECT + """
++1   > S 0:0(0)
++0   > nothing for 1.8
++0   peer expect ETIMEDOUT
+"""),
     _s("11", "SYN-ACK with an unacceptable ACK", "9293 3.10.7.3",
        "R seq=SEG.ACK, stay in SYN-SENT (Linux re-sends the SYN at once)", _CONNECT + """
 +0   < S. 0:0(0) ack 5 win 65535 <mss 1460>
@@ -335,6 +344,14 @@ peer listen 8080
 +0.1 < icmp unreachable port [S 1000:1000(0)]
 0.9~1.15 > S 0:0(0)
 """),
+    _s("23d", "ICMP fragmentation needed (Path MTU Discovery)", "1191 3, 8201, 5927 5.3",
+       "MSS lowered to MTU-40 at once: 1160 + 300 bytes re-sent", _OPEN + """
++0.05 peer write 1460
++0   > P. 1:1461(1460) ack 1
++0.05 < icmp unreachable frag_needed mtu 1200 [P. 1:1461(1460) ack 1]
++0   > * 1:1161(1160) ack 1
++0   > * 1161:1461(300) ack 1
+"""),
     # ------------------------------------------------------------ ESTABLISHED
     _s("24", "RST with seq = RCV.NXT", "5961 3.2",
        "reset: reader gets ECONNRESET, nothing sent", _OPEN + """
@@ -389,6 +406,15 @@ peer listen 8080
        "immediate dup ACK with a SACK block", _OPEN_SACK + """
 +0.05 < P. 11:21(10) ack 1 win 65535
 +0   > . 1:1(0) ack 1 <sack 11:21>
+"""),
+    _s("32c", "two holes: SACK blocks, most recent first", "2018 4",
+       "sack 31:41 11:21; after the first hole fills, ack 21 <sack 31:41>", _OPEN_SACK + """
++0.05 < P. 11:21(10) ack 1 win 65535
++0   > . 1:1(0) ack 1 <sack 11:21>
++0.05 < P. 31:41(10) ack 1 win 65535
++0   > . 1:1(0) ack 1 <sack 31:41 11:21>
++0.05 < P. 1:11(10) ack 1 win 65535
++0   > . 1:1(0) ack 21 <sack 31:41>
 """),
     _s("33", "segment without ACK in ESTABLISHED", "9293 3.10.7.4",
        "dropped", _OPEN + """
@@ -570,6 +596,13 @@ USTACK_NOTES: dict[str, str] = {
         'TcpConnection.reopen_syn (connection.py _receive_time_wait), but ustack/net/tcp_table.py'
         ' never hands that SYN to the listener, so it is lost. Expected (RFC 6191, RFC 1122 '
         '4.2.2.13, Linux): a SYN-ACK for the new incarnation.'
+    ),
+    "23d": (
+        "DIFFERS (missing feature, should be fixed): ustack sends every packet with DF set "
+        "but ignores ICMP 'fragmentation needed': it re-sends the same 1460-byte segment at "
+        "the RTO, so a path with a smaller MTU black-holes the connection. RFC 1191 section "
+        "3 / RFC 8201: lower the path MTU (MSS = MTU - 40) and retransmit. The core's "
+        "icmp_error(errno, quoted_seq, now) contract carries no MTU to act on."
     ),
     "46": (
         "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
