@@ -533,7 +533,7 @@ sysctl net.ipv4.tcp_fin_timeout=1
 """),
     # ------------------------------------------------------------ timers
     _s("43", "zero window: persist probes", "9293 3.8.6.1, 1122 4.2.2.17",
-       ". SND.UNA-1:SND.UNA-1(0) after >= 200 ms; data on window open", """
+       ". SND.UNA-1:SND.UNA-1(0) after >= 200 ms, backing off x2; data on window open", """
 peer listen 8080
 0    < S 0:0(0) win 65535 <mss 1460>
 +0   > S. 0:0(0) ack 1 <mss *>
@@ -541,6 +541,8 @@ peer listen 8080
 +0   peer expect connected
 +0.05 peer write 100
 +0.15~+0.8 > . 0:0(0) ack 1
++0.3~+0.6 > . 0:0(0) ack 1
++0.6~+1.1 > . 0:0(0) ack 1
 +0   < . 1:1(0) ack 1 win 65535
 +0   > * 1:101(100) ack 1
 """),
