@@ -17,6 +17,7 @@ peer listen 8080
 *     > R 1:1(0)
 1.5   < icmp unreachable frag_needed mtu 1200 [. 1:1461(1460) ack 1]
 +0    > nothing for 0.5s
++0    < icmp time_exceeded [S 0:0(0)]
 +0    peer expect ECONNRESET
 probe new 9000
 probe to 8081
@@ -27,7 +28,7 @@ def test_parse_example() -> None:
     script = parse_script(EXAMPLE, "ex")
     kinds = [e.kind for e in script.events]
     assert kinds == ["sysctl", "peer", "send", "expect", "expect", "expect", "icmp", "nothing",
-                     "peer", "probe", "probe"]
+                     "icmp", "peer", "probe", "probe"]
     send = script.events[2]
     assert not send.time.relative and send.time.start == 0.0
     rng = script.events[4].time
@@ -37,6 +38,7 @@ def test_parse_example() -> None:
     assert icmp.icmp == (3, 4, 1200) and icmp.spec is not None and icmp.spec.length == 1460
     assert script.events[7].value == 0.5
     assert script.events[0].args == ["net.ipv4.tcp_timestamps", "0"]
+    assert script.events[8].icmp == (11, 0, 0)
 
 
 @pytest.mark.parametrize("line, message", [

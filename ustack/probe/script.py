@@ -31,6 +31,7 @@ the peer sent (numbers as in a ``>`` line)::
 
     +0 < icmp unreachable port [S 0:0(0)]
     +0 < icmp unreachable frag_needed mtu 1200 [. 1:1461(1460) ack 1]
+    +0 < icmp time_exceeded [S 0:0(0)]
     +0 > nothing for 1.5
 
 Directives (a time is optional; default ``+0``)::
@@ -182,9 +183,14 @@ def _check_peer_args(args: list[str]) -> None:
 
 def _parse_icmp(lineno: int, line: str, time: TimeSpec, words: list[str]) -> Event:
     text = " ".join(words)
+    te = re.match(r"^time_exceeded\s*\[(.*)\]$", text)
+    if te:
+        spec = parse_segment(te.group(1), expectation=True)
+        return Event(lineno, line, time, "icmp", spec=spec, icmp=(11, 0, 0))
     m = re.match(r"^unreachable\s+(\w+)(?:\s+mtu\s+(\d+))?\s*\[(.*)\]$", text)
     if not m:
-        raise ScriptSyntaxError("expected '< icmp unreachable CODE [mtu N] [SEGMENT]'")
+        raise ScriptSyntaxError("expected '< icmp unreachable CODE [mtu N] [SEGMENT]' or "
+                                "'< icmp time_exceeded [SEGMENT]'")
     code_name, mtu, quote = m.groups()
     if code_name not in ICMP_UNREACH_CODES:
         raise ScriptSyntaxError(f"unknown unreachable code {code_name!r}: "
