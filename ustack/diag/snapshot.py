@@ -6,7 +6,7 @@ Reads the stack's connection table ``stack.tcp`` (a
 ``remote_port``), ``listeners()`` (``port``, ``backlog``, ``accept_queue``),
 ``local_addr`` and ``now()``; per connection ``conn.info(now)`` (TcpInfo,
 docs/architecture.md) and ``conn.config.recv_buffer``/``send_buffer`` for
-``-m``.  Must run on the stack's event loop thread.
+``-m``, and ``stack.device.mtu`` as the path MTU.  Must run on the stack's event loop thread.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
     endpoints = list(table.endpoints())
     inos = serials.refresh(listeners + endpoints)
     local = _ntoa(getattr(table, "local_addr", b"\0\0\0\0"), names)
+    # ustack does no path-MTU discovery: the path MTU is the interface's
+    mtu = int(getattr(getattr(stack, "device", None), "mtu", 0) or 0)
     records: list[SocketRecord] = []
     for lst, ino in zip(listeners, inos, strict=False):
         records.append(
@@ -140,6 +142,7 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
                 _ntoa(ep.remote_addr, names),
                 ep.remote_port,
                 pid=pid, comm=comm, uid=uid, ino=ino, sk=id(ep),
+                pmtu=mtu,
                 rcvbuf=getattr(config, "recv_buffer", 0),
                 sndbuf=getattr(config, "send_buffer", 0),
             )
