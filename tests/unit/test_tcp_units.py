@@ -362,3 +362,17 @@ def test_per_connection_options_do_not_leak_through_a_shared_config() -> None:
     assert a.conn.next_deadline() == 10.0  # idle since the last segment at t=0
     a.conn.set_keepalive(False, 6.0)
     assert a.conn.next_deadline() is None
+
+
+def test_icmp_fragmentation_needed_lowers_mss_and_resends() -> None:
+    s = established()
+    s.conn.send(b"m" * 1760, 0.0)
+    assert s.lines(s.drain()) == [". 1:1461(1460) ack 1 win 65535",
+                                  "P. 1461:1761(300) ack 1 win 65535"]
+    s.conn.icmp_error(errno.EMSGSIZE, ISS + 1, 0.01, mtu=1200)
+    assert s.conn.send_mss == 1160 and s.conn.state is TcpState.ESTABLISHED
+    assert s.lines(s.drain()) == [". 1:1161(1160) ack 1 win 65535",
+                                  "P. 1161:1761(600) ack 1 win 65535"]
+    # a quote outside SND.UNA..SND.NXT is ignored (RFC 5927 4.1)
+    s.conn.icmp_error(errno.EMSGSIZE, ISS + 5000, 0.02, mtu=600)
+    assert s.conn.send_mss == 1160

@@ -342,19 +342,48 @@ class TcpConnection:
         self._app_closed = True
         self._become_closed()
 
-    def icmp_error(self, errno: int, quoted_seq: int, now: float) -> None:
+    def icmp_error(self, errno: int, quoted_seq: int, now: float, *, mtu: int = 0) -> None:
         """An ICMP error quoting one of our segments (RFC 9293 3.10.7.1 note,
-        RFC 5927, RFC 1122 4.2.3.9).  Only a quote in [SND.UNA, SND.NXT) counts.
-        In SYN-SENT it fails the connect at once (Linux); elsewhere it is a
-        soft error (recorded, not fatal)."""
+        RFC 5927, RFC 1122 4.2.3.9).  Only a quote in [SND.UNA, SND.NXT) counts
+        (RFC 5927 4.1).
+
+        * EMSGSIZE ("fragmentation needed", with the next-hop ``mtu``): Path
+          MTU Discovery (RFC 1191 3, RFC 8201), see :meth:`path_mtu_reduced`.
+        * others: in SYN-SENT the connect fails at once (Linux); elsewhere a
+          soft error (recorded in :attr:`soft_error`, not fatal).
+        """
         if self.state is _CLOSED:
             return
         if not (seq_le(self.snd_una, quoted_seq) and seq_lt(quoted_seq, self.snd_nxt)):
+            return
+        if errno == E.EMSGSIZE:
+            if mtu:
+                self.path_mtu_reduced(mtu, now)
             return
         if self.state is _SYN_SENT:
             self._fail(errno)
         else:
             self.soft_error = errno
+
+    def path_mtu_reduced(self, mtu: int, now: float) -> None:
+        """The path MTU dropped to ``mtu`` (RFC 1191 3, RFC 8201): lower the
+        send MSS to MTU - 40 (minus the timestamp option) and retransmit what
+        is in flight at once with the new size, without a congestion response
+        (Linux tcp_v4_mtu_reduced / tcp_simple_retransmit).  MTUs below 552
+        are treated as 552 (Linux ip_rt_min_pmtu)."""
+        mtu = max(mtu, 552)
+        mss = mtu - 40 - (TIMESTAMP_OPTION_LEN if self.ts_ok else 0)
+        if mss >= self.send_mss:
+            return
+        self.send_mss = mss
+        cfg = self.config
+        self._seg_max = max(mss, cfg.max_segment // mss * mss) if cfg.max_segment else mss
+        self.cc.mss = mss
+        if self.state.synchronized and self.snd_nxt != self.snd_una:
+            self._snd_ptr = self.snd_una  # resend everything outstanding, re-cut
+            self._rtx_high = self.snd_una
+            self._rtt_seq = None  # Karn
+            self._rto_at = now + self.rtt.rto
 
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
