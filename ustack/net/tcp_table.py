@@ -398,7 +398,8 @@ class TcpTable:
         quoted = error.transport
         if len(quoted) < 8:
             return
-        ep.conn.icmp_error(error.errno, int.from_bytes(quoted[4:8], "big"), self.now())
+        ep.conn.icmp_error(error.errno, int.from_bytes(quoted[4:8], "big"), self.now(),
+                           mtu=getattr(error, "mtu", 0))
         self.touch(ep)
 
     # ----------------------------------------------------------------- drain
