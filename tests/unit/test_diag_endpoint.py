@@ -306,3 +306,35 @@ def test_lazy_public_names() -> None:
     assert diag.format_table.__module__ == "ustack.diag.format"
     with pytest.raises(AttributeError):
         _ = diag.nonexistent
+
+
+def test_iterator_snapshot_lets_the_loop_run_between_chunks(
+    run_dir: Path, loop_thread: LoopThread
+):
+    records = synthetic_records(9000, seed=3)
+    ticks = {"n": 0, "during": 0}
+
+    async def ticker() -> None:
+        while True:
+            ticks["n"] += 1
+            await asyncio.sleep(0)
+
+    def source(detail: bool) -> Iterator[SocketRecord]:
+        start = ticks["n"]
+        yield from records
+        ticks["during"] = ticks["n"] - start
+
+    server = DiagnosticsServer(source)
+    loop_thread.run(server.start())
+    task = asyncio.run_coroutine_threadsafe(ticker(), loop_thread.loop)
+    try:
+        got = query_stacks(detail=True)
+        assert got == records
+        assert ticks["during"] >= 4  # 9000 records in chunks of 2000: the loop ran
+        est = query_stacks(states=1 << 1, filter_text="dport = :443", detail=False)
+        assert [tuple(r) for r in est] == [
+            r[:12] for r in records if r.state == "ESTAB" and r.remote_port == 443
+        ]
+    finally:
+        task.cancel()
+        loop_thread.run(server.close())

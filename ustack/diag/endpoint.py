@@ -20,11 +20,11 @@ import logging
 import marshal
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ustack.diag import protocol
-from ustack.diag.filter import Filter, FilterError, parse
+from ustack.diag.filter import Filter, FilterError, Predicate, parse
 from ustack.diag.records import ALL_STATES, BASIC_FIELD_COUNT, FIELDS, STATE_BITS, SocketRecord
 
 SnapshotFn = Callable[[bool], Iterable[SocketRecord]]
@@ -32,6 +32,7 @@ SnapshotFn = Callable[[bool], Iterable[SocketRecord]]
 log = logging.getLogger(__name__)
 _serials = itertools.count(1)
 _MAX_REQUEST = 64 * 1024
+_CHUNK = 2000  # records read between two turns of the stack's event loop
 
 
 class DiagnosticsServer:
@@ -111,7 +112,7 @@ class DiagnosticsServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.read(_MAX_REQUEST), 5.0)
-            writer.write(self.respond(request))
+            writer.write(await self.respond_async(request))
             await writer.drain()
         except (TimeoutError, OSError):
             pass
@@ -129,38 +130,80 @@ class DiagnosticsServer:
             self._filters[text] = flt
         return flt
 
-    def respond(self, request: bytes) -> bytes:
-        """Answer one request (see :mod:`ustack.diag.protocol`)."""
-        was_enabled = gc.isenabled()
-        gc.disable()  # building tens of thousands of tuples triggers needless collections
-        try:
-            return self._respond(request)
-        finally:
-            if was_enabled:
-                gc.enable()
+    def _query(self, request: bytes) -> tuple[int, Predicate | None, bool, int]:
+        query: dict[str, Any] = json.loads(request or b"{}")
+        states = int(query.get("states", ALL_STATES))
+        text = query.get("filter") or ""
+        detail = bool(query.get("detail", True))
+        predicate = self._filter(text).predicate if text else None
+        n = len(FIELDS) if detail else BASIC_FIELD_COUNT
+        n = max(1, min(n, int(query.get("fields") or n)))
+        return states, predicate, detail, n
 
-    def _respond(self, request: bytes) -> bytes:
-        self.requests += 1
-        try:
-            query: dict[str, Any] = json.loads(request or b"{}")
-            states = int(query.get("states", ALL_STATES))
-            text = query.get("filter") or ""
-            detail = bool(query.get("detail", True))
-            predicate = self._filter(text).predicate if text else None
-        except (ValueError, TypeError, FilterError) as exc:
-            return marshal.dumps((protocol.VERSION, "error", str(exc)))
-        records: Iterable[SocketRecord] = self.snapshot_fn(detail)
+    @staticmethod
+    def _select(
+        records: Iterable[SocketRecord], states: int, predicate: Predicate | None
+    ) -> list[SocketRecord]:
         if states != ALL_STATES:
             bits = STATE_BITS
             records = [r for r in records if bits.get(r.state, 0) & states]
         if predicate is not None:
             records = [r for r in records if predicate(r)]
-        n = len(FIELDS) if detail else BASIC_FIELD_COUNT
-        n = max(1, min(n, int(query.get("fields") or n)))
+        return records if isinstance(records, list) else list(records)
+
+    @staticmethod
+    def _encode(selected: list[SocketRecord], n: int) -> bytes:
         if n == len(FIELDS):
-            return marshal.dumps((protocol.VERSION, list(FIELDS), [tuple(r) for r in records]))
-        rows = [r[:n] for r in records]
-        return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), rows))
+            return marshal.dumps((protocol.VERSION, list(FIELDS), [tuple(r) for r in selected]))
+        return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), [r[:n] for r in selected]))
+
+    def respond(self, request: bytes) -> bytes:
+        """Answer one request (see :mod:`ustack.diag.protocol`) in one go."""
+        self.requests += 1
+        try:
+            states, predicate, detail, n = self._query(request)
+        except (ValueError, TypeError, FilterError) as exc:
+            return marshal.dumps((protocol.VERSION, "error", str(exc)))
+        with _no_gc():
+            selected = self._select(self.snapshot_fn(detail), states, predicate)
+            return self._encode(selected, n)
+
+    async def respond_async(self, request: bytes) -> bytes:
+        """Like :meth:`respond`, but when the snapshot is an iterator it is read
+        in chunks with the loop running in between, so a stack with tens of
+        thousands of connections keeps moving traffic while ss reads it."""
+        self.requests += 1
+        try:
+            states, predicate, detail, n = self._query(request)
+        except (ValueError, TypeError, FilterError) as exc:
+            return marshal.dumps((protocol.VERSION, "error", str(exc)))
+        source = self.snapshot_fn(detail)
+        if isinstance(source, list | tuple):
+            with _no_gc():
+                return self._encode(self._select(source, states, predicate), n)
+        selected: list[SocketRecord] = []
+        iterator = iter(source)
+        while True:
+            with _no_gc():
+                chunk = list(itertools.islice(iterator, _CHUNK))
+                selected.extend(self._select(chunk, states, predicate))
+            if len(chunk) < _CHUNK:
+                break
+            await asyncio.sleep(0)
+        with _no_gc():
+            return self._encode(selected, n)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Building tens of thousands of tuples triggers needless collections."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def serve_diagnostics(
@@ -181,9 +224,9 @@ def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
     """
     if os.environ.get("USTACK_DIAG", "1") == "0" or not getattr(stack, "has_tcp", True):
         return None
-    from ustack.diag.snapshot import snapshot
+    from ustack.diag.snapshot import iter_snapshot
 
-    server = DiagnosticsServer(lambda detail: snapshot(stack, detail))
+    server = DiagnosticsServer(lambda detail: iter_snapshot(stack, detail))
     try:
         server.start_soon()
     except OSError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from ustack.diag.records import BasicRecord, SocketRecord, listener_record, record_from_info
@@ -82,6 +83,13 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
     only the basic fields (state, addresses, queues, owner), built without
     calling ``info(now)``; that is what the default ``ss`` view asks for.
     """
+    return list(iter_snapshot(stack, detail))
+
+
+def iter_snapshot(stack: Any, detail: bool = True) -> Iterator[SocketRecord]:
+    """:func:`snapshot` one record at a time: the table is listed at the
+    first ``next()``, each connection is read when its record is produced (so
+    the endpoint can let the stack run between chunks of a large table)."""
     table = stack.tcp
     now = table.now()
     pid = os.getpid()
@@ -101,50 +109,42 @@ def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
     local = _ntoa(getattr(table, "local_addr", b"\0\0\0\0"), names)
     # ustack does no path-MTU discovery: the path MTU is the interface's
     mtu = int(getattr(getattr(stack, "device", None), "mtu", 0) or 0)
-    records: list[SocketRecord] = []
     for lst, ino in zip(listeners, inos, strict=False):
-        records.append(
-            listener_record(
-                local, lst.port, len(lst.accept_queue), lst.backlog,
-                pid=pid, comm=comm, uid=uid, ino=ino, sk=id(lst),
-            )
+        yield listener_record(
+            local, lst.port, len(lst.accept_queue), lst.backlog,
+            pid=pid, comm=comm, uid=uid, ino=ino, sk=id(lst),
         )
     if not detail:
         # the default view needs no TcpInfo: ~1 us per connection instead of ~30
         new = tuple.__new__
         for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
             conn = ep.conn
-            records.append(
-                new(
-                    BasicRecord,  # type: ignore[arg-type]
-                    (
-                        conn.state.ss_name,
-                        _ntoa(ep.local_addr, names),
-                        ep.local_port,
-                        _ntoa(ep.remote_addr, names),
-                        ep.remote_port,
-                        conn.readable(),
-                        _send_queue(conn, now),
-                        pid, comm, uid, ino, id(ep),
-                    ),
-                )
+            yield new(  # type: ignore[misc]
+                BasicRecord,
+                (
+                    conn.state.ss_name,
+                    _ntoa(ep.local_addr, names),
+                    ep.local_port,
+                    _ntoa(ep.remote_addr, names),
+                    ep.remote_port,
+                    conn.readable(),
+                    _send_queue(conn, now),
+                    pid, comm, uid, ino, id(ep),
+                ),
             )
-        return records
+        return
     for ep, ino in zip(endpoints, inos[len(listeners) :], strict=False):
         conn = ep.conn
         info = conn.info(now)
         config = getattr(conn, "config", None)
-        records.append(
-            record_from_info(
-                info,
-                _ntoa(ep.local_addr, names),
-                ep.local_port,
-                _ntoa(ep.remote_addr, names),
-                ep.remote_port,
-                pid=pid, comm=comm, uid=uid, ino=ino, sk=id(ep),
-                pmtu=mtu,
-                rcvbuf=getattr(config, "recv_buffer", 0),
-                sndbuf=getattr(config, "send_buffer", 0),
-            )
+        yield record_from_info(
+            info,
+            _ntoa(ep.local_addr, names),
+            ep.local_port,
+            _ntoa(ep.remote_addr, names),
+            ep.remote_port,
+            pid=pid, comm=comm, uid=uid, ino=ino, sk=id(ep),
+            pmtu=mtu,
+            rcvbuf=getattr(config, "recv_buffer", 0),
+            sndbuf=getattr(config, "send_buffer", 0),
         )
-    return records
