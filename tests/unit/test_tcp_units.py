@@ -376,3 +376,20 @@ def test_icmp_fragmentation_needed_lowers_mss_and_resends() -> None:
     # a quote outside SND.UNA..SND.NXT is ignored (RFC 5927 4.1)
     s.conn.icmp_error(errno.EMSGSIZE, ISS + 5000, 0.02, mtu=600)
     assert s.conn.send_mss == 1160
+
+
+def test_cwnd_restart_after_idle() -> None:
+    s = established()
+    cc = s.conn.cc
+    s.conn.send(b"i" * 1460 * 10, 0.0)
+    s.drain()
+    s.now = 0.01
+    s.inject(s.seg(".", 1, 1 + 1460 * 10))
+    assert cc.cwnd > 10 * 1460  # grew in slow start
+    grown = cc.cwnd
+    # idle for more than 4 RTOs: halved per RTO down to the initial window
+    s.now = 0.01 + 5 * s.conn.rtt.rto
+    s.conn.send(b"j" * 100, s.now)
+    s.drain()
+    assert cc.cwnd == max(grown >> 5, 10 * 1460) == 10 * 1460
+    assert cc.ssthresh >= grown * 3 // 4

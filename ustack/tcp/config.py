@@ -44,6 +44,9 @@ class TcpConfig:
     initial_cwnd: int = 10
     #: Duplicate ACKs that trigger fast retransmit (RFC 5681; Linux tcp_reordering 3).
     dupack_threshold: int = 3
+    #: Shrink cwnd after an idle period longer than the RTO (RFC 5681 4.1,
+    #: Linux tcp_slow_start_after_idle 1).
+    slow_start_after_idle: bool = True
 
     # --- retransmission (RFC 6298) --------------------------------------------
     #: Initial RTO (RFC 6298 2.1 and Linux TCP_TIMEOUT_INIT: 1 s).

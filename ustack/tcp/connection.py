@@ -89,7 +89,7 @@ class TcpConnection:
         "_syn_retransmitted", "_passive",
         # timers
         "_rto_at", "_persist_at", "_persist_backoff", "_delack_at", "_ka_at", "_ka_probes",
-        "_close_at", "_force_send", "_snd_sml", "_quickacks", "_rtx_high",
+        "_close_at", "_force_send", "_snd_sml", "_quickacks", "_rtx_high", "_last_data_send",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
@@ -168,6 +168,7 @@ class TcpConnection:
         self._snd_sml = iss
         #: highest sequence retransmitted in the current loss episode
         self._rtx_high = iss
+        self._last_data_send = now
         #: ACKs still to send at once before delayed ACKs start (Linux quickack)
         self._quickacks = cfg.quickack_segments
         self._ts_recent = 0
@@ -1181,6 +1182,10 @@ class TcpConnection:
         fin_queued = self._fin_queued
         if sent > buf_len:  # FIN already sent
             return
+        if (una == self.snd_nxt and buf_len > sent and self.config.slow_start_after_idle
+                and now - self._last_data_send > self.rtt.rto and self.bytes_sent):
+            self.cc.on_idle_restart(now - self._last_data_send, self.rtt.rto,
+                                    self.config.initial_cwnd)
         wnd = self.snd_wnd
         cwnd = self.cc.cwnd
         limit = wnd if wnd < cwnd else cwnd
@@ -1276,8 +1281,10 @@ class TcpConnection:
                 sent += 1
                 break
         self.snd_nxt = snd_max
-        self.bytes_sent += nbytes
-        self.data_segs_out += nsegs
+        if nsegs:
+            self.bytes_sent += nbytes
+            self.data_segs_out += nsegs
+            self._last_data_send = now
         self._force_send = False
         if fin_queued and sent == buf_len and limit - sent > 0:
             seq = (una + sent) & MASK

@@ -52,5 +52,16 @@ class CongestionController:
         """The retransmission timer expired (RFC 5681 3.1, eq. 4)."""
         self.in_recovery = False
 
-    def on_idle_restart(self, now: float) -> None:
-        """Sending restarts after an idle period (RFC 5681 4.1); optional."""
+    def on_idle_restart(self, idle: float, rto: float, initial_cwnd: int) -> None:
+        """Sending restarts after ``idle`` seconds without sending (more than
+        one RTO): RFC 5681 4.1 restart window, Linux tcp_cwnd_restart
+        (tcp_slow_start_after_idle=1): halve cwnd per RTO idle, down to
+        min(IW, cwnd), keeping ssthresh at 3/4 of the old cwnd."""
+        restart = min(initial_cwnd * self.mss, self.cwnd)
+        self.ssthresh = max(self.ssthresh, self.cwnd * 3 // 4)
+        cwnd = self.cwnd
+        periods = int(idle / rto) if rto > 0 else 1
+        while periods > 0 and cwnd > restart:
+            cwnd >>= 1
+            periods -= 1
+        self.cwnd = max(cwnd, restart)
