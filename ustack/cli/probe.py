@@ -1,6 +1,6 @@
 """``ustack probe``: run probe scripts and the conformance catalogue.
 
-    ustack probe run FILE [--peer kernel|ustack] [--tolerance S]
+    ustack probe run FILE [--peer kernel|ustack] [--tolerance S] [-v] [--pcap FILE]
     ustack probe list
     ustack probe table [--run] [--peer kernel,ustack] [--only ID,...] [--write FILE]
 """
@@ -29,6 +29,7 @@ def register(subparsers: Any) -> None:
                      "the kernel, 0.025 against ustack, which answers from Python in this "
                      "process)")
     run.add_argument("-v", "--verbose", action="store_true", help="print the timeline")
+    run.add_argument("--pcap", metavar="FILE", help="write the probe's frames to FILE")
     run.set_defaults(func=_run)
 
     lst = sub.add_parser("list", help="list the conformance scenarios")
@@ -77,10 +78,11 @@ def _run(args: argparse.Namespace) -> int:
         tolerance = args.tolerance
     else:
         tolerance = TOLERANCE_FLOOR if args.peer == "kernel" else USTACK_TOLERANCE_FLOOR
-    return asyncio.run(_run_async(script, args.peer, tolerance, args.verbose))
+    return asyncio.run(_run_async(script, args.peer, tolerance, args.verbose, args.pcap))
 
 
-async def _run_async(script: Any, kind: str, tolerance: float, verbose: bool) -> int:
+async def _run_async(script: Any, kind: str, tolerance: float, verbose: bool,
+                     pcap: str | None = None) -> int:
     from ustack.lab import Lab
     from ustack.probe.conformance import lab_name
     from ustack.probe.script import ScriptError, run_script
@@ -89,7 +91,7 @@ async def _run_async(script: Any, kind: str, tolerance: float, verbose: bool) ->
     lab = Lab.create(lab_name())
     await asyncio.to_thread(lab.up)
     try:
-        async with probe_session(lab, kind) as (peer, probe):
+        async with probe_session(lab, kind, pcap=pcap) as (peer, probe):
             try:
                 await run_script(script, peer, probe, tolerance_floor=tolerance)
             except ScriptError as exc:

@@ -51,9 +51,11 @@ class RawEndpoint:
 
     @classmethod
     def open(cls, iface: str, address: str, peer_address: str, *,
-             mac: bytes | None = None, netns: str | None = None) -> RawEndpoint:
+             mac: bytes | None = None, netns: str | None = None,
+             pcap: str | None = None) -> RawEndpoint:
         """Open ``iface`` (inside network namespace ``netns`` if given) with
-        its own MAC (random unless given)."""
+        its own MAC (random unless given); ``pcap`` records every frame the
+        probe sends and receives."""
         from ustack.link.af_packet import AfPacketDevice
 
         mac = mac or random_mac()
@@ -61,9 +63,13 @@ class RawEndpoint:
             from ustack.lab import enter_netns
 
             with enter_netns(netns):
-                device = AfPacketDevice.open(iface, mac=mac)
+                device: Device = AfPacketDevice.open(iface, mac=mac)
         else:
             device = AfPacketDevice.open(iface, mac=mac)
+        if pcap is not None:
+            from ustack.link.pcap import PcapDevice
+
+            device = PcapDevice(device, pcap)
         return cls(device, address, peer_address)
 
     def close(self) -> None:

@@ -24,10 +24,11 @@ async def start_peer(lab: Lab, kind: str) -> Peer:
 
 
 async def open_probe(peer: Peer, *, local_port: int | None = None,
-                     remote_port: int | None = None) -> Probe:
-    """A probe on the peer's opposite veth end, its peer MAC resolved."""
+                     remote_port: int | None = None, pcap: str | None = None) -> Probe:
+    """A probe on the peer's opposite veth end, its peer MAC resolved;
+    ``pcap`` records the probe's frames."""
     endpoint = RawEndpoint.open(peer.probe_iface, peer.probe_address, peer.address,
-                                netns=peer.probe_netns)
+                                netns=peer.probe_netns, pcap=pcap)
     try:
         await endpoint.resolve()
     except BaseException:
@@ -43,11 +44,12 @@ def close_probe(probe: Probe) -> None:
 
 
 @contextlib.asynccontextmanager
-async def probe_session(lab: Lab, kind: str) -> AsyncIterator[tuple[Peer, Probe]]:
+async def probe_session(lab: Lab, kind: str, *,
+                        pcap: str | None = None) -> AsyncIterator[tuple[Peer, Probe]]:
     """``async with probe_session(lab, "kernel") as (peer, probe): ...``"""
     peer = await start_peer(lab, kind)
     try:
-        probe = await open_probe(peer)
+        probe = await open_probe(peer, pcap=pcap)
         try:
             yield peer, probe
         finally:
