@@ -170,6 +170,14 @@ def _read_filter_file(path: str) -> list[str]:
     return split_words(lines)
 
 
+def _table_count(opts: dict[str, Any]) -> int:
+    """How many of ss's socket tables the options select (none given: all)."""
+    singles = sum(1 for c in "tuwdSM" if opts.get(c))
+    # -x is unix stream/dgram/seqpacket, -0 packet raw/dgram, vsock/tipc/xdp several
+    multiples = sum(2 for c in "x0v" if opts.get(c))
+    return singles + multiples if singles + multiples else 99
+
+
 def _terminal_width() -> int | None:
     """Like ss: spread the columns over the terminal's width, none for a pipe."""
     if not sys.stdout.isatty():
@@ -249,8 +257,8 @@ def run(argv: list[str]) -> int:
         header=not opts.get("H"),
         oneline=bool(opts.get("O")),
         show_state=not single_state(mask),
-        # ss shows Netid unless exactly one protocol table is selected
-        show_netid=not (opts.get("t") and not tables_other),
+        # ss shows Netid unless exactly one socket table is selected
+        show_netid=_table_count(opts) != 1,
         screen_width=_terminal_width(),
     )
     detail = fmt.detail or bool(opts.get("j"))
