@@ -151,7 +151,7 @@ async def run_real(connections: int, repeat: int, batch: int) -> dict[str, Any]:
                 with lab.enter_stack_ns():
                     stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address)
                 try:
-                    writers = []
+                    writers: list[Any] = []
                     t0 = time.perf_counter()
                     for start in range(0, connections, batch):
                         n = min(batch, connections - start)

@@ -73,7 +73,9 @@ def ss(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_endpoint_file_is_private_and_removed_at_close(run_dir: Path, loop_thread: LoopThread):
+def test_endpoint_file_is_private_and_removed_at_close(
+    run_dir: Path, loop_thread: LoopThread
+) -> None:
     server = serve(loop_thread, golden_records())
     path = Path(server.path)
     assert path.parent == run_dir
@@ -85,7 +87,7 @@ def test_endpoint_file_is_private_and_removed_at_close(run_dir: Path, loop_threa
     assert not path.exists()
 
 
-def test_query_returns_every_record_and_basic_rows(run_dir: Path, loop_thread: LoopThread):
+def test_query_returns_every_record_and_basic_rows(run_dir: Path, loop_thread: LoopThread) -> None:
     records = golden_records()
     server = serve(loop_thread, records)
     try:
@@ -103,7 +105,7 @@ def test_query_returns_every_record_and_basic_rows(run_dir: Path, loop_thread: L
         loop_thread.run(server.close())
 
 
-def test_server_side_filter_equals_local_select(run_dir: Path, loop_thread: LoopThread):
+def test_server_side_filter_equals_local_select(run_dir: Path, loop_thread: LoopThread) -> None:
     records = synthetic_records(3000, seed=7)
     server = serve(loop_thread, records)
     try:
@@ -121,7 +123,7 @@ def test_server_side_filter_equals_local_select(run_dir: Path, loop_thread: Loop
         loop_thread.run(server.close())
 
 
-def test_stale_endpoint_of_dead_process_is_removed(run_dir: Path):
+def test_stale_endpoint_of_dead_process_is_removed(run_dir: Path) -> None:
     run_dir.mkdir()
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -136,7 +138,7 @@ def test_stale_endpoint_of_dead_process_is_removed(run_dir: Path):
     assert result.stdout.count("\n") == 1  # header only
 
 
-def test_unanswered_endpoint_of_live_process_is_kept(run_dir: Path):
+def test_unanswered_endpoint_of_live_process_is_kept(run_dir: Path) -> None:
     run_dir.mkdir()
     path = run_dir / protocol.endpoint_name(os.getpid(), 99)
     sock = socket.socket(socket.AF_UNIX)
@@ -150,7 +152,7 @@ def test_unanswered_endpoint_of_live_process_is_kept(run_dir: Path):
         path.unlink()
 
 
-def test_no_running_stack_prints_header_and_exits_zero(run_dir: Path):
+def test_no_running_stack_prints_header_and_exits_zero(run_dir: Path) -> None:
     result = ss("-tan")
     assert result.returncode == 0
     assert result.stdout == "State Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n"
@@ -168,7 +170,7 @@ def test_no_running_stack_prints_header_and_exits_zero(run_dir: Path):
         (["dst", "1.2.3.400"], "1.2.3.400"),
     ],
 )
-def test_bad_filter_is_one_line_and_255(run_dir: Path, argv: list[str], word: str):
+def test_bad_filter_is_one_line_and_255(run_dir: Path, argv: list[str], word: str) -> None:
     result = ss("-tan", *argv)
     assert result.returncode == 255
     assert result.stdout == ""
@@ -176,13 +178,13 @@ def test_bad_filter_is_one_line_and_255(run_dir: Path, argv: list[str], word: st
     assert word in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bad_option_is_255(run_dir: Path):
+def test_bad_option_is_255(run_dir: Path) -> None:
     result = ss("-Z")
     assert result.returncode == 255
     assert result.stderr.count("\n") == 1 and '"Z"' in result.stderr
 
 
-def test_help_explains_kernel_only_concepts(run_dir: Path):
+def test_help_explains_kernel_only_concepts(run_dir: Path) -> None:
     result = ss("--help")
     assert result.returncode == 0
     for words in ("-K -E -D", "ustack has only TCP", "IPv4 only", "fd is the connection"):
@@ -192,7 +194,7 @@ def test_help_explains_kernel_only_concepts(run_dir: Path):
 
 def test_cli_merges_stacks_and_applies_everything(
     run_dir: Path, loop_thread: LoopThread, tmp_path: Path
-):
+) -> None:
     first = serve(loop_thread, golden_records())
     second_records = [
         SocketRecord("ESTAB", "10.88.0.2", 5555, "10.88.0.1", 80, 0, 0, pid=777, comm="other")
@@ -277,7 +279,7 @@ def test_fields_cover_tcpinfo() -> None:
 
 def test_unreadable_endpoints_give_one_warning(
     run_dir: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     from ustack.diag import client
 
     servers = [serve(loop_thread, golden_records()) for _ in range(2)]
@@ -313,7 +315,7 @@ def test_lazy_public_names() -> None:
 
 def test_iterator_snapshot_lets_the_loop_run_between_chunks(
     run_dir: Path, loop_thread: LoopThread
-):
+) -> None:
     records = synthetic_records(9000, seed=3)
     ticks = {"n": 0, "during": 0}
 

@@ -158,8 +158,8 @@ def test_info_order_and_zero_fields_omitted() -> None:
     ]
     positions = [info.index(word) for word in order]
     assert positions == sorted(positions)
-    absent_words = (" backoff:", " bytes_retrans:", " retrans:", " lost:", " notsent:")
-    absent_words += (" ssthresh:",)
+    absent_words = [" backoff:", " bytes_retrans:", " retrans:", " lost:", " notsent:"]
+    absent_words.append(" ssthresh:")
     for absent in absent_words:
         assert absent not in info  # zero (or unset ssthresh): omitted
 

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("ustack.tcp.connection")
 
+from ustack.diag.snapshot import snapshot  # noqa: E402
 from ustack.link.memory import MemoryPair  # noqa: E402
 from ustack.stack import Stack  # noqa: E402
 
@@ -27,7 +28,9 @@ async def ss(*argv: str) -> str:
     return out.decode()
 
 
-async def test_sockets_and_ss_of_two_stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_sockets_and_ss_of_two_stacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("USTACK_RUN_DIR", str(tmp_path))
     a_dev, b_dev = MemoryPair()
     a = await Stack.start(device=a_dev, address="10.9.0.1/24")
@@ -68,6 +71,9 @@ async def test_sockets_and_ss_of_two_stacks(tmp_path: Path, monkeypatch: pytest.
             assert r.pid == os.getpid() and r.comm
             if r.state != "LISTEN":
                 assert r.cwnd >= 1 and r.mss > 0
+        for st in (a, b):  # the cheap view (no TcpInfo) agrees with the full one
+            full = [tuple(r)[:12] for r in snapshot(st)]
+            assert [tuple(r)[:12] for r in snapshot(st, detail=False)] == full
         tw = next(r for r in b.sockets() if r.state == "TIME-WAIT")
         assert tw.timer_name == "timewait" and 0 < tw.timer_expires <= 60
 
