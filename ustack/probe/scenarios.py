@@ -531,6 +531,21 @@ sysctl net.ipv4.tcp_fin_timeout=1
 +0   < . 2:2(0) ack 2 win 65535
 +0   > R 2:2(0)
 """),
+    _s("42d", "SYN with an old seq but a newer TSval in TIME-WAIT", "6191, 7323 5",
+       "reopens: SYN-ACK", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,TS val * ecr 1000,wscale *>
++0   < . 1:1(0) ack 1 win 512 <nop,nop,TS val 1001 ecr *>
++0   peer expect connected
++0.05 peer close
++0   > F. 1:1(0) ack 1 <TS val * ecr 1001>
++0   < . 1:1(0) ack 2 win 512 <nop,nop,TS val 1002 ecr *>
++0   < F. 1:1(0) ack 2 win 512 <nop,nop,TS val 1003 ecr *>
++0   > . 2:2(0) ack 2 <TS val * ecr 1003>
++0.1 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 5000 ecr 0,nop,wscale 7>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,TS val * ecr 5000,wscale *>
+"""),
     # ------------------------------------------------------------ timers
     _s("43", "zero window: persist probes", "9293 3.8.6.1, 1122 4.2.2.17",
        ". SND.UNA-1:SND.UNA-1(0) after >= 200 ms, backing off x2; data on window open", """
@@ -570,6 +585,18 @@ peer keepalive
 +0.05 peer write-urgent 10
 +0   > PU. 1:11(10) ack 1 urg 10
 """),
+    _s("45b", "first data RTO after a retransmitted SYN", "6298 5.7",
+       "3 s (no RTT sample from the handshake: Karn, no timestamps)", """
+peer connect 9090
+*    > S 0:0(0)
++1   > S 0:0(0)
++0   < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0   > . 1:1(0) ack 1
++0   peer expect connected
++0.05 peer write 100
++0   > P. 1:101(100) ack 1
++3   > P. 1:101(100) ack 1
+"""),
     _s("47", "ACK of a small segment comes within 500 ms", "1122 4.2.3.2, 9293 3.8.6.3",
        "ACK (immediate in quickack)", _OPEN + """
 +0.05 < P. 1:11(10) ack 1 win 65535
@@ -605,6 +632,10 @@ USTACK_NOTES: dict[str, str] = {
         "the RTO, so a path with a smaller MTU black-holes the connection. RFC 1191 section "
         "3 / RFC 8201: lower the path MTU (MSS = MTU - 40) and retransmit. The core's "
         "icmp_error(errno, quoted_seq, now) contract carries no MTU to act on."
+    ),
+    "42d": (
+        "BUG (ustack), same cause as 42a: the SYN that legitimately ends TIME-WAIT "
+        "(TcpConnection.reopen_syn) is never handed to the listener by tcp_table.py."
     ),
     "46": (
         "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
