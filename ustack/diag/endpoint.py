@@ -111,7 +111,7 @@ class DiagnosticsServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.read(_MAX_REQUEST), 5.0)
+            request = await asyncio.wait_for(_read_request(reader), 5.0)
             writer.write(await self.respond_async(request))
             await writer.drain()
         except (TimeoutError, OSError):
@@ -192,6 +192,17 @@ class DiagnosticsServer:
             await asyncio.sleep(0)
         with _no_gc():
             return self._encode(selected, n)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """The request: everything up to the client's end of writing (bounded)."""
+    data = b""
+    while len(data) <= _MAX_REQUEST:
+        chunk = await reader.read(_MAX_REQUEST)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 @contextlib.contextmanager
