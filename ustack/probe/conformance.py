@@ -80,14 +80,19 @@ def save_results(results: list[Result], path: Path = RESULTS_PATH) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def _code(text: str) -> str:
+    """A markdown code span (segment lines hold ``<...>`` and ``|``)."""
+    return "`" + " ".join(text.split()).replace("|", "\\|").replace("`", "'") + "`"
+
+
 def _first_problem(detail: str) -> str:
     """The 'expected/actual' lines of a failure, compacted for a table cell."""
-    lines = detail.splitlines()
-    keep = [ln.strip() for ln in lines
-            if ln.strip().startswith(("expected:", "actual:", "the ")) or
+    lines = [ln.strip() for ln in detail.splitlines()]
+    keep = [ln for ln in lines if ln.startswith(("expected:", "actual:", "the ")) or
             "Error" in ln.split(":", 1)[0]]
-    text = "; ".join(keep[:2]) if keep else (lines[1] if len(lines) > 1 else detail)
-    return text.replace("|", "\\|")
+    if not keep:
+        keep = lines[1:2] or [detail]
+    return "; ".join(_code(k) for k in keep[:2])
 
 
 def cell(result: dict[str, object] | None) -> str:
@@ -106,8 +111,9 @@ def render_table(data: dict[str, dict[str, dict[str, object]]] | None = None) ->
             "|---|---|---|---|---|---|---|"]
     for s in SCENARIOS:
         res = data.get(s.id, {})
-        rows.append(f"| {s.id} | {s.title} | {s.rfc} | {s.linux} | {cell(res.get('kernel'))} "
-                    f"| {cell(res.get('ustack'))} | {s.ustack_note} |")
+        rows.append(f"| {s.id} | {s.title} | {s.rfc} | {_code(s.linux)} "
+                    f"| {cell(res.get('kernel'))} | {cell(res.get('ustack'))} "
+                    f"| {s.ustack_note} |")
     return "\n".join(rows)
 
 
