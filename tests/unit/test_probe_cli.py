@@ -42,3 +42,16 @@ def test_run_reports_a_syntax_error_without_traceback(
 def test_run_missing_file() -> None:
     with pytest.raises(SystemExit, match="cannot read"):
         main(["probe", "run", "/nonexistent/x.pkt"])
+
+
+def test_run_without_root_says_why(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import ustack.lab
+
+    monkeypatch.setattr(ustack.lab, "have_netns_support",
+                        lambda: (False, "network namespace labs need root"))
+    script = tmp_path / "ok.pkt"
+    script.write_text("probe to 8081\n0 < S 0:0(0) win 1000\n+0 > R. 0:0(0) ack 1\n")
+    assert main(["probe", "run", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert "need root" in err and "Traceback" not in err
