@@ -58,6 +58,8 @@ SIOCGIFHWADDR = 0x8927
 TPACKET_V2 = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 0x1
+TP_STATUS_COPY = 0x2
+PACKET_COPY_THRESH = 7
 #: tpacket2_hdr (32 bytes) then sockaddr_ll; sll_pkttype sits at 32 + 10
 _SLOT_PKTTYPE = 42
 #: frame data starts at most this far into a slot (TPACKET_ALIGN(52 + 16) + slack)
@@ -301,7 +303,15 @@ class AfPacketDevice(Device):
             budget -= 1
             tp_len, snaplen, mac_off = unpack_from(ring, off + 4)
             if snaplen != tp_len:
-                truncated += 1
+                # a frame bigger than a slot (a GSO/GRO super-frame from a veth
+                # peer with TSO): PACKET_COPY_THRESH queued the whole frame on
+                # the socket too (TP_STATUS_COPY); read it from there
+                full = self._recv_copy() if status & TP_STATUS_COPY else None
+                if full is None:
+                    truncated += 1
+                else:
+                    append((full, bool(status & _TRUSTED_BITS)))
+                    nbytes += len(full)
             elif ring[off + _SLOT_PKTTYPE] == PACKET_OUTGOING:
                 skipped += 1
             else:
@@ -314,6 +324,14 @@ class AfPacketDevice(Device):
                 head = 0
         self._ring_head = head
         self._deliver(frames, nbytes, skipped, truncated)
+
+    def _recv_copy(self) -> bytes | None:
+        """The full copy of a ring frame flagged TP_STATUS_COPY."""
+        try:
+            n = self._sock.recv_into(self._rx_buf)
+        except OSError:
+            return None
+        return self._rx_view[:n].tobytes()
 
     def _on_readable_socket(self) -> None:
         # recvmsg_into a preallocated buffer + one exact-size copy
@@ -596,6 +614,7 @@ def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int) -> tuple[mmap.m
     per_block = block // slot
     blocks = max(1, -(-ring_frames // per_block))
     sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+    sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)  # oversized frames: TP_STATUS_COPY
     req = struct.pack("IIII", block, blocks, slot, per_block * blocks)
     sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
     ring = mmap.mmap(sock.fileno(), block * blocks, mmap.MAP_SHARED,
