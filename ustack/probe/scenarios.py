@@ -626,13 +626,6 @@ USTACK_NOTES: dict[str, str] = {
         ' never hands that SYN to the listener, so it is lost. Expected (RFC 6191, RFC 1122 '
         '4.2.2.13, Linux): a SYN-ACK for the new incarnation.'
     ),
-    "23d": (
-        "DIFFERS (missing feature, should be fixed): ustack sends every packet with DF set "
-        "but ignores ICMP 'fragmentation needed': it re-sends the same 1460-byte segment at "
-        "the RTO, so a path with a smaller MTU black-holes the connection. RFC 1191 section "
-        "3 / RFC 8201: lower the path MTU (MSS = MTU - 40) and retransmit. The core's "
-        "icmp_error(errno, quoted_seq, now) contract carries no MTU to act on."
-    ),
     "42d": (
         "BUG (ustack), same cause as 42a: the SYN that legitimately ends TIME-WAIT "
         "(TcpConnection.reopen_syn) is never handed to the listener by tcp_table.py."
