@@ -43,6 +43,14 @@ peer listen 8080
 +0   peer expect connected
 """
 
+_OPEN_TS = """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 0>
++0   > S. 0:0(0) ack 1 <mss *,sackOK,TS val * ecr 1000,wscale *>
++0   < . 1:1(0) ack 1 win 65535 <nop,nop,TS val 1001 ecr *>
++0   peer expect connected
+"""
+
 # The peer application connects to the probe's port 9090.
 _CONNECT = """
 peer connect 9090
@@ -192,6 +200,16 @@ peer listen 8080
 +0   < . 1:1(0) ack 1 win 65535
 +0   > R 1:1(0)
 """),
+    _s("9b", "out-of-window RST in SYN-RECEIVED", "9293 3.10.7.4, 5961 3",
+       "dropped; the handshake still completes", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < R 1000000:1000000(0) win 0
++0   > nothing for 0.3
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
+""" + _STILL_ALIVE),
     # ------------------------------------------------------------ SYN-SENT
     _s("10", "SYN retransmission schedule", "6298 5.5",
        "SYN at 0, +1, +1 (linear, tcp_syn_linear_timeouts)", _CONNECT + """
@@ -327,6 +345,18 @@ peer listen 8080
 +0.05 < P. 11:21(10) ack 1 win 65535 <nop,nop,TS val 900 ecr *>
 +0   > . 1:1(0) ack 11 <TS val * ecr 1002>
 """),
+    _s("22c", "timestamps on: a RST carries TS", "7323 4.2",
+       "R. (close with unread data) with <TS val * ecr TS.Recent>", _OPEN_TS + """
++0.05 < P. 1:11(10) ack 1 win 65535 <nop,nop,TS val 1002 ecr *>
++0~+0.5 > . 1:1(0) ack 11 <TS val * ecr 1002>
++0.05 peer close
++0   > R. 1:1(0) ack 11 <TS val * ecr 1002>
+"""),
+    _s("22d", "timestamps on: data without TS option", "7323 3.2",
+       "accepted and ACKed (RFC 7323 says SHOULD drop)", _OPEN_TS + """
++0.05 < P. 1:11(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 11
+"""),
     _s("23a", "ICMP port unreachable in SYN-SENT", "5927 5.1, 1122 4.2.3.9",
        "connect fails at once: ECONNREFUSED", _CONNECT + """
 +0.1 < icmp unreachable port [S 0:0(0)]
@@ -351,6 +381,16 @@ peer listen 8080
 +0.05 < icmp unreachable frag_needed mtu 1200 [P. 1:1461(1460) ack 1]
 +0   > * 1:1161(1160) ack 1
 +0   > * 1161:1461(300) ack 1
+"""),
+    _s("23e", "ICMP port unreachable in ESTABLISHED", "1122 4.2.3.9, 5927 4",
+       "soft error: the connection survives", _OPEN + """
++0.05 peer write 10
++0   > P. 1:11(10) ack 1
++0.05 < icmp unreachable port [P. 1:11(10) ack 1]
++0   > nothing for 0.1
++0   < . 1:1(0) ack 11 win 65535
++0.05 < P. 1:11(10) ack 11 win 65535
++0~+0.5 > . 11:11(0) ack 11
 """),
     # ------------------------------------------------------------ ESTABLISHED
     _s("24", "RST with seq = RCV.NXT", "5961 3.2",
@@ -394,6 +434,13 @@ peer listen 8080
        "dup ACK ack RCV.NXT", _OPEN + """
 +0.05 < P. 500000:500010(10) ack 1 win 65535
 +0   > . 1:1(0) ack 1
+"""),
+    _s("31b", "segment overlapping RCV.NXT", "9293 3.10.7.4 (trim)",
+       "old part trimmed, new part ACKed", _OPEN + """
++0.05 < P. 1:11(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 11
++0.05 < P. 6:16(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 16
 """),
     _s("32a", "old duplicate data with SACK", "2883 4",
        "immediate ACK with a D-SACK block", _OPEN_SACK + """
@@ -439,6 +486,17 @@ peer listen 8080
 +0   < . 2:2(0) ack 2 win 65535
 +0.05 < P. 2:12(10) ack 2 win 65535
 +0   > R 2:2(0)
+"""),
+    _s("35b", "FIN retransmitted in LAST-ACK", "9293 3.6, 6298 5",
+       "F. again after RTO; the final ACK closes (nothing more)", _OPEN + """
++0.05 < F. 1:1(0) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 2
++0   peer expect EOF
++0   peer close
++0   > F. 1:1(0) ack 2
++0.15~+0.6 > F. 1:1(0) ack 2
++0   < . 2:2(0) ack 2 win 65535
++0   > nothing for 0.3
 """),
     _s("36", "simultaneous close", "9293 3.6 fig. 13",
        "CLOSING: ACK of our FIN; then TIME-WAIT re-ACKs", _OPEN + """
