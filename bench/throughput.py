@@ -132,11 +132,14 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
 
 
 async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
-                     profile: str | None) -> dict[str, dict[str, Any]]:
+                     profile: str | None, gso: bool) -> dict[str, dict[str, Any]]:
     from ustack.stack import Stack
 
+    from ustack.link.af_packet import AfPacketDevice
+
     with lab.enter_stack_ns():
-        stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address)
+        device = AfPacketDevice.open(lab.stack_if, vnet_hdr=gso)
+        stack = await Stack.start(device=device, address=lab.stack_address)
     results: dict[str, dict[str, Any]] = {}
     prof = None
     if profile:
@@ -165,18 +168,22 @@ def main() -> int:
     parser.add_argument("--only", default="up,down,kk",
                         help="comma list of up (ustack->kernel), down, kk")
     parser.add_argument("--profile", default=None, help="cProfile the ustack runs to FILE")
+    parser.add_argument("--gso", action=argparse.BooleanOptionalAction, default=True,
+                        help="PACKET_VNET_HDR device: TCP segmentation offload on send, "
+                        "coalesced frames on receive (--no-gso: exact wire, RX ring)")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     nbytes = args.mb * 1_000_000
     directions = args.only.split(",")
     lab = Lab.create(f"hxb{os.getpid() % 100000}")
-    results: dict[str, Any] = {"bytes": nbytes}
+    results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso,
+                               "loop": "uvloop" if args.uvloop else "asyncio"}
     lab.up()
     try:
         if "kk" in directions:
             results["kernel_to_kernel"] = {"mbps": kernel_to_kernel(lab, nbytes)}
         if "up" in directions or "down" in directions:
-            coro = run_ustack(lab, nbytes, args.verify, directions, args.profile)
+            coro = run_ustack(lab, nbytes, args.verify, directions, args.profile, args.gso)
             if args.uvloop:
                 import uvloop
 

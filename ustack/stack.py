@@ -77,6 +77,8 @@ class Stack:
             clock=loop.time, defer=loop.call_soon, on_deadline=self._rearm,
             arp_cache=arp_cache, mtu=device.mtu,
         )
+        if getattr(device, "supports_gso", False):
+            self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
         self._tcp: TcpTable | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []

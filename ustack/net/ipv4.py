@@ -105,6 +105,8 @@ class IpLayer:
         self.reply_to_ping = reply_to_ping
         self._transmit = transmit
         self._transmit_many = transmit_many or _one_by_one(transmit)
+        #: ``device.send_gso`` when the device segments TCP for us (else None)
+        self.transmit_gso: Callable[[bytes, int], None] | None = None
         self._clock = clock
         self._defer = defer or (lambda fn: fn())
         self._on_deadline = on_deadline or (lambda _deadline: None)
@@ -169,6 +171,21 @@ class IpLayer:
             self._transmit(entry[0] + hdr + payload)
             return
         self._send_slow(dst, protocol, hdr + payload, now)
+
+    def send_gso(self, dst: bytes, protocol: int, payload: Buffer, gso_size: int) -> bool:
+        """Send one TCP super-segment (up to 64 KiB) that the device cuts into
+        ``gso_size``-byte segments (DESIGN.md trap 3).  False, nothing sent,
+        when the device cannot (``transmit_gso`` unset) or the next hop is not
+        in the fast-path cache: the caller then sends MTU-sized segments."""
+        transmit_gso = self.transmit_gso
+        entry = self._prefix.get(dst)
+        if transmit_gso is None or entry is None or self._clock() >= entry[1]:
+            return False
+        hdr = build_header(self.address, dst, protocol, len(payload), next(self._ident),
+                           ttl=self.ttl)
+        self.frames_out += 1
+        transmit_gso(entry[0] + hdr + payload, gso_size)
+        return True
 
     def send_many(self, dst: bytes, protocol: int, payloads: Iterable[Buffer]) -> None:
         """Several payloads to one destination, handed to the device in one call."""

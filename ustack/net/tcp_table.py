@@ -45,7 +45,8 @@ from ustack.tcp.config import TcpConfig
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.listener import listener_action, reply_to_unmatched
 from ustack.tcp.ports import PortAllocator
-from ustack.wire.tcp import PROTO_TCP, RST, TcpSegment
+from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, TcpSegment
+from ustack.wire.tcp import HEADER as TCP_HEADER
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
@@ -59,6 +60,9 @@ def _connection_class() -> type[TcpConnection]:
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
+
+#: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
+GSO_MAX_PAYLOAD = 65535 - 20 - 60
 
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK = 4
@@ -193,7 +197,19 @@ class TcpTable:
     ) -> None:
         self.stack = stack
         self.loop = loop or asyncio.get_running_loop()
-        self.config = config or TcpConfig()
+        mtu = int(getattr(getattr(stack, "device", None), "mtu", 1500) or 1500)
+        #: IPv4 payload room per frame; and the largest TCP payload that
+        #: always fits (40 bytes of options at most)
+        self._mtu_payload = mtu - 20
+        self._small_payload = mtu - 20 - 60
+        #: the device segments TCP for us (PACKET_VNET_HDR): let the core emit
+        #: super-segments of whole MSS multiples up to 64 KiB
+        self._gso = getattr(stack.ip, "transmit_gso", None) is not None
+        if config is None:
+            config = TcpConfig()
+            if self._gso:
+                config.max_segment = GSO_MAX_PAYLOAD
+        self.config = config
         self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
             stack.ip, "send_many", None) or self._send_each
@@ -217,6 +233,7 @@ class TcpTable:
             "tcp_timer_fires": 0,
             "tcp_active_opens": 0,
             "tcp_passive_opens": 0,
+            "tcp_gso_out": 0,
         }
 
     # ------------------------------------------------------------------ queries
@@ -378,6 +395,31 @@ class TcpTable:
         self.counters["tcp_passive_opens"] += 1
         self.touch(ep)
 
+    def _send_large(self, raddr: bytes, seg: TcpSegment) -> None:
+        """A segment that may exceed the MTU: a GSO super-segment for the device
+        to cut (checksum left to it), else MTU-sized pieces."""
+        opt = seg.options.encode() if not seg.options.is_empty() else b""
+        hlen = HEADER_LEN + len(opt)
+        room = self._mtu_payload - hlen
+        if len(seg.payload) <= room:
+            self._ip_send(raddr, PROTO_TCP, seg.encode(self.local_addr, raddr))
+            return
+        if self._gso:
+            header = TCP_HEADER.pack(
+                seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
+                seg.window, 0, seg.urgent) + opt
+            if self.stack.ip.send_gso(raddr, PROTO_TCP, header + seg.payload, room):
+                self.counters["tcp_gso_out"] += 1
+                return
+        payload = seg.payload
+        last = len(payload) - room
+        for off in range(0, len(payload), room):
+            flags = seg.flags if off >= last else seg.flags & ~(FIN | PSH)
+            piece = TcpSegment(seg.src_port, seg.dst_port, (seg.seq + off) & 0xFFFFFFFF,
+                               seg.ack, flags, seg.window, seg.urgent, seg.options,
+                               payload[off : off + room])
+            self._ip_send(raddr, PROTO_TCP, piece.encode(self.local_addr, raddr))
+
     def _send_each(self, dst: bytes, protocol: int, payloads: list[bytes]) -> None:
         for payload in payloads:
             self._ip_send(dst, protocol, payload)
@@ -410,6 +452,7 @@ class TcpTable:
         now = self.now()
         send = self._ip_send
         send_many = self._ip_send_many
+        small = self._small_payload
         laddr = self.local_addr
         guard = 0
         while dirty:
@@ -428,10 +471,17 @@ class TcpTable:
             if segs:
                 raddr = ep.remote_addr
                 self.counters["tcp_segs_out"] += len(segs)
-                if len(segs) == 1:
+                if len(segs) == 1 and len(segs[0].payload) <= small:
                     send(raddr, PROTO_TCP, segs[0].encode(laddr, raddr))
                 else:
-                    send_many(raddr, PROTO_TCP, [seg.encode(laddr, raddr) for seg in segs])
+                    batch = []
+                    for seg in segs:
+                        if len(seg.payload) > small:
+                            self._send_large(raddr, seg)
+                        else:
+                            batch.append(seg.encode(laddr, raddr))
+                    if batch:
+                        send_many(raddr, PROTO_TCP, batch)
             if closed:
                 self._remove(ep)
             else:
