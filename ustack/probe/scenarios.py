@@ -190,6 +190,16 @@ peer listen 8080
 +0   < . 1:1(0) ack 1 win 65535
 +0   peer expect connected
 """ + _STILL_ALIVE),
+    _s("8b", "data on the handshake's final ACK", "9293 3.10.7.4",
+       "ESTABLISHED and the data ACKed", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < P. 1:11(10) ack 1 win 65535
++0~+0.5 > . 1:1(0) ack 11
++0   peer expect connected
++0   peer read 10
+"""),
     _s("9", "RST in SYN-RECEIVED", "9293 3.10.7.4",
        "request dropped silently; a later ACK gets a RST", """
 peer listen 8080
@@ -300,6 +310,16 @@ peer listen 8080
 +0.05 peer write 1500
 +0   > * 1:1001(1000) ack 1
 +0   > * 1001:1501(500) ack 1
+"""),
+    _s("19c", "peer MSS below the floor (mss 40)", "9293 3.7.1, 6691",
+       "48-byte segments (tcp_min_snd_mss floor, above the offered 40)", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 40>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0.05 peer write 100
++0   > * 1:49(48) ack 1
 """),
     _s("20", "no window scale offered: none in the SYN-ACK", "7323 2.2",
        "S. without wscale", """
@@ -655,6 +675,25 @@ peer connect 9090
 +0   > P. 1:101(100) ack 1
 +3   > P. 1:101(100) ack 1
 """),
+    _s("fast-rtx", "three duplicate ACKs: fast retransmit", "5681 3.2",
+       "the missing segment re-sent at once", """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1000>
++0   > S. 0:0(0) ack 1 <mss *>
++0   < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0.05 peer write 5000
++0   > * 1:1001(1000) ack 1
++0   > * 1001:2001(1000) ack 1
++0   > * 2001:3001(1000) ack 1
++0   > * 3001:4001(1000) ack 1
++0   > * 4001:5001(1000) ack 1
++0   < . 1:1(0) ack 1001 win 65535
++0   < . 1:1(0) ack 1001 win 65535
++0   < . 1:1(0) ack 1001 win 65535
++0   < . 1:1(0) ack 1001 win 65535
++0   > * 1001:2001(1000) ack 1
+"""),
     _s("47", "ACK of a small segment comes within 500 ms", "1122 4.2.3.2, 9293 3.8.6.3",
        "ACK (immediate in quickack)", _OPEN + """
 +0.05 < P. 1:11(10) ack 1 win 65535
@@ -683,6 +722,12 @@ USTACK_NOTES: dict[str, str] = {
         'TcpConnection.reopen_syn (connection.py _receive_time_wait), but ustack/net/tcp_table.py'
         ' never hands that SYN to the listener, so it is lost. Expected (RFC 6191, RFC 1122 '
         '4.2.2.13, Linux): a SYN-ACK for the new incarnation.'
+    ),
+    "19c": (
+        "DIFFERS, neither follows the RFC exactly: ustack sends 64-byte segments to a peer "
+        "that offered MSS 40, Linux 48 (net.ipv4.tcp_min_snd_mss, a CVE-2019-11479 "
+        "mitigation). RFC 9293 3.7.1 says never exceed the peer's MSS; both clamp for "
+        "safety, at different floors."
     ),
     "42d": (
         "BUG (ustack), same cause as 42a: the SYN that legitimately ends TIME-WAIT "
