@@ -324,6 +324,7 @@ USTACK_SYSCTLS = {
     "net.ipv4.tcp_keepalive_intvl": "keepalive_interval",
     "net.ipv4.tcp_keepalive_probes": "keepalive_count",
     "net.ipv4.tcp_fin_timeout": "fin_wait2",
+    "net.ipv4.tcp_retries2": "retries2",
 }
 
 

@@ -675,6 +675,18 @@ peer connect 9090
 +0   > P. 1:101(100) ack 1
 +3   > P. 1:101(100) ack 1
 """),
+    _s("45c", "retransmissions exhausted (tcp_retries2=2)", "1122 4.2.3.5, 9293 3.8.3",
+       "3 retransmissions (time budget 1.4 s), then ETIMEDOUT without RST", """
+sysctl net.ipv4.tcp_retries2=2
+""" + _OPEN + """
++0.05 peer write 100
++0   > P. 1:101(100) ack 1
+*    > P. 1:101(100) ack 1
+*    > P. 1:101(100) ack 1
+*    > P. 1:101(100) ack 1
++0   > nothing for 3
++0   peer expect ETIMEDOUT
+"""),
     _s("fast-rtx", "three duplicate ACKs: fast retransmit", "5681 3.2",
        "the missing segment re-sent at once", """
 peer listen 8080
@@ -732,6 +744,12 @@ USTACK_NOTES: dict[str, str] = {
     "42d": (
         "BUG (ustack), same cause as 42a: the SYN that legitimately ends TIME-WAIT "
         "(TcpConnection.reopen_syn) is never handed to the listener by tcp_table.py."
+    ),
+    "45c": (
+        "DIFFERS, RFC-conformant: ustack counts retries2 as retransmissions (2, then "
+        "ETIMEDOUT without RST); Linux turns tcp_retries2 into a time budget (the "
+        "exponential backoff from 200 ms: 1.4 s), which here allows a third. RFC 1122 "
+        "4.2.3.5 lets R2 be a count or a time."
     ),
     "46": (
         "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
