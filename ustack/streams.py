@@ -116,6 +116,7 @@ class TcpTransport(asyncio.Transport):
         self._low = write_high // 4
         self._writing_paused = False
         self._exception: BaseException | None = None
+        self._lost_when_drained = False
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     # ------------------------------------------------------------ setup
@@ -355,6 +356,8 @@ class TcpTransport(asyncio.Transport):
             keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
             if not keep_open:
                 self.close()
+        if self._lost_when_drained and conn.readable() == 0 and not self._lost:
+            self._connection_lost(None)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         if self._lost:
@@ -405,6 +408,11 @@ class TcpTransport(asyncio.Transport):
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_exception(
                         _os_error(errno_mod.ECONNRESET, self._where()))
+            elif self._ep is not None and self._ep.conn.readable() > 0:
+                # closed gracefully (LAST-ACK done) while a paused reader still
+                # has data in the TCP buffer: deliver it first, then EOF
+                self._lost_when_drained = True
+                self._pull()
             else:
                 self._connection_lost(None)
 

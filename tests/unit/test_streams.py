@@ -330,3 +330,25 @@ def test_errno_mapping() -> None:
     assert isinstance(streams._os_error(errno.ECONNRESET), ConnectionResetError)
     exc = streams._os_error(errno.EHOSTUNREACH)
     assert type(exc) is OSError and exc.errno == errno.EHOSTUNREACH
+
+
+async def test_graceful_close_with_paused_reader_delivers_everything(pair: Any) -> None:
+    """LAST-ACK completes (Closed) while the reader is paused with data still
+    in the TCP buffer: every byte, then EOF, must still reach the reader."""
+    a, b = pair
+    payload = os.urandom(500_000)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(payload)
+        writer.write_eof()
+        await reader.read()
+        writer.close()
+
+    await streams.start_server(handle, port=7008, stack=b)
+    reader, writer = await streams.open_connection(B_IP, 7008, stack=a, limit=1024)
+    await asyncio.sleep(0.2)  # the data and the FIN arrive; our reader pauses
+    writer.write_eof()  # CLOSE-WAIT -> LAST-ACK -> CLOSED
+    await asyncio.sleep(0.2)
+    assert writer.get_extra_info("tcp_info").state in ("UNCONN", "CLOSE")
+    data = await asyncio.wait_for(reader.read(), 5)
+    assert data == payload
