@@ -135,11 +135,9 @@ async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
                      profile: str | None, gso: bool) -> dict[str, dict[str, Any]]:
     from ustack.stack import Stack
 
-    from ustack.link.af_packet import AfPacketDevice
-
     with lab.enter_stack_ns():
-        device = AfPacketDevice.open(lab.stack_if, vnet_hdr=gso)
-        stack = await Stack.start(device=device, address=lab.stack_address)
+        stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, offload=gso,
+                                  diagnostics=False)
     results: dict[str, dict[str, Any]] = {}
     prof = None
     if profile:

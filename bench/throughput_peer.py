@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+_PRINT_LOCK = threading.Lock()
 BLOCK_LEN = 1_000_003  # not a power of two: block edges never align with segments
 
 
@@ -94,7 +95,10 @@ def _serve(conn: socket.socket, args: argparse.Namespace) -> None:
         result = {"mode": args.mode, "bytes": nbytes, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         conn.close()
-    print(json.dumps(result), flush=True)
+    line = json.dumps(result) + "\n"
+    with _PRINT_LOCK:  # one whole line per connection, threads never interleave
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def client_send(args: argparse.Namespace) -> None:

@@ -103,6 +103,7 @@ class Stack:
         arp_requests: int = 3,
         tcp: bool = True,
         diagnostics: bool = True,
+        offload: bool = True,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -110,6 +111,10 @@ class Stack:
 
         With ``diagnostics`` (and TCP) the stack serves its connection table to
         ``ustack ss`` on a Unix socket (``USTACK_DIAG=0`` disables it).
+
+        ``offload`` (with ``iface``) opens the device with PACKET_VNET_HDR: TCP
+        sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
+        peer's coalesced frames; ``offload=False`` keeps the exact wire.
 
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
@@ -129,7 +134,7 @@ class Stack:
                 raise ValueError("Stack.start needs iface= (an interface name) or device=")
             from ustack.link.af_packet import AfPacketDevice
 
-            device = AfPacketDevice.open(iface, mac=mac_bytes)
+            device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload)
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
