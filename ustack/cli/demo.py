@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--mb", type=int, default=32, help="megabytes each way (default 32)")
+    parser.add_argument("--mb", type=int, default=64, help="megabytes each way (default 64)")
     parser.add_argument("--name", default=None, help="lab name (default: demo<pid>)")
     parser.add_argument("--pcap", default=None, metavar="FILE", help="capture the stack's frames")
     parser.set_defaults(func=run)

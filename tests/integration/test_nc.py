@@ -1,0 +1,135 @@
+"""``ustack nc`` against kernel peers in a lab (connect, listen, errors, pcap)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ustack.lab import Lab
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+REPLY_SERVER = r"""
+import socket, struct, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1); print("READY", flush=True)
+c, _ = ls.accept(); c.settimeout(20)
+if sys.argv[2] == "reset":
+    c.recv(100)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close(); raise SystemExit
+data = b""
+while True:
+    d = c.recv(65536)
+    if not d: break
+    data += d
+c.sendall(b"reply to " + data)
+c.close()
+"""
+
+KERNEL_CLIENT = r"""
+import socket, sys, time
+for _ in range(100):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); break
+    except OSError:
+        time.sleep(0.1)
+s.sendall(b"from kernel"); s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+sys.stdout.write(data.decode()); s.close()
+"""
+
+
+def nc(lab: Lab, *args: str, stdin: bytes = b"", timeout: float = 30
+       ) -> subprocess.CompletedProcess[bytes]:
+    return lab.run_in_stack(
+        [sys.executable, "-m", "ustack", "nc", "--iface", lab.stack_if,
+         "--address", lab.stack_address, *args],
+        input=stdin, capture_output=True, timeout=timeout)
+
+
+def start_server(lab: Lab, port: int, mode: str = "reply") -> subprocess.Popen[str]:
+    proc = lab.popen_in_peer([sys.executable, "-c", REPLY_SERVER, str(port), mode],
+                             stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def test_connect_pipes_both_ways_and_exits_zero(lab: Lab, tmp_path: Path) -> None:
+    server = start_server(lab, 6001)
+    try:
+        pcap = tmp_path / "nc.pcap"
+        proc = nc(lab, "--pcap", str(pcap), lab.peer_address, "6001", stdin=b"question")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == b"reply to question"
+        assert pcap.stat().st_size > 24 + 5 * 16  # header + a handshake's worth of frames
+    finally:
+        server.kill()
+
+
+def test_connect_refused_one_line_exit_1(lab: Lab) -> None:
+    proc = nc(lab, lab.peer_address, "6002")
+    assert proc.returncode == 1
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "refused" in lines[0], proc.stderr
+
+
+def test_connect_reset_one_line_exit_1(lab: Lab) -> None:
+    server = start_server(lab, 6003, "reset")
+    try:
+        proc = nc(lab, lab.peer_address, "6003", stdin=b"x" * 10)
+        assert proc.returncode == 1
+        lines = proc.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and "reset" in lines[0], proc.stderr
+    finally:
+        server.kill()
+
+
+def test_connect_timeout_one_line_exit_1(lab: Lab) -> None:
+    host = lab.peer_address.rsplit(".", 1)[0] + ".77"  # nobody answers ARP
+    t0 = time.monotonic()
+    proc = nc(lab, "-w", "2", host, "80")
+    assert proc.returncode == 1
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and ("unreachable" in lines[0] or "timed out" in lines[0])
+    assert time.monotonic() - t0 < 20
+
+
+def test_listen_accepts_one_connection(lab: Lab) -> None:
+    listener = lab.popen_in_stack(
+        [sys.executable, "-m", "ustack", "nc", "--iface", lab.stack_if,
+         "--address", lab.stack_address, "-l", "6004"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        client = lab.popen_in_peer(
+            [sys.executable, "-c", KERNEL_CLIENT, lab.stack_address.split("/")[0], "6004"],
+            stdout=subprocess.PIPE, text=True)
+        assert listener.stdin is not None
+        listener.stdin.write(b"from ustack")
+        listener.stdin.close()
+        out, _ = client.communicate(timeout=30)
+        assert out == "from ustack"
+        assert listener.stdout is not None and listener.stderr is not None
+        listener.wait(timeout=30)
+        stdout, stderr = listener.stdout.read(), listener.stderr.read()
+        assert listener.returncode == 0, stderr
+        assert stdout == b"from kernel"
+    finally:
+        for p in (listener,):
+            if p.poll() is None:
+                p.kill()
+
+
+def test_bad_arguments_exit_2(lab: Lab) -> None:
+    proc = nc(lab, "not-an-ip", "80")
+    assert proc.returncode == 2 and b"IPv4" in proc.stderr
+    proc = nc(lab, "-k", lab.peer_address, "80")
+    assert proc.returncode == 2
