@@ -358,6 +358,10 @@ class UstackPeer(Peer):
             from ustack.link.af_packet import AfPacketDevice
 
             device = AfPacketDevice.open(lab.stack_if)
+        import inspect
+
+        if "offload" in inspect.signature(Stack.start).parameters:
+            stack_kwargs.setdefault("offload", False)  # exact wire: no GSO super-segments
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, device=device,
                                   **stack_kwargs)
         return cls(lab, stack)
