@@ -97,6 +97,7 @@ class TcpTransport(asyncio.Transport):
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
         super().__init__(extra)
+        self._extra: dict[str, Any] = dict(extra or {})
         self._table = table
         self._loop = table.loop
         self._protocol = protocol
@@ -153,11 +154,11 @@ class TcpTransport(asyncio.Transport):
         if not self._pending:
             self._finish_close()
 
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:  # type: ignore[override]
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
-    def get_protocol(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+    def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
 
     # ------------------------------------------------------- ReadTransport
@@ -195,7 +196,7 @@ class TcpTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return self._pending_size
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -359,7 +360,7 @@ class TcpTransport(asyncio.Transport):
         if self._lost_when_drained and conn.readable() == 0 and not self._lost:
             self._connection_lost(None)
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
+    def _connection_lost(self, exc: Exception | None) -> None:
         if self._lost:
             return
         self._lost = True
@@ -457,7 +458,8 @@ async def start_tls(
     waiter: asyncio.Future[None] = loop.create_future()
     ssl_protocol = sslproto.SSLProtocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout, call_connection_made=True,
+        ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
+        call_connection_made=True,
     )
     transport.pause_reading()
     transport.set_protocol(ssl_protocol)
@@ -470,7 +472,7 @@ async def start_tls(
         conmade.cancel()
         resume.cancel()
         raise
-    return ssl_protocol._app_transport  # type: ignore[no-any-return]
+    return ssl_protocol._app_transport
 
 
 def _ssl_context(
