@@ -260,6 +260,21 @@ class Stack:
 
         return await streams.start_server(client_connected_cb, host, port, stack=self, **kwargs)
 
+    async def create_connection(self, protocol_factory: Any, host: str, port: int,
+                                **kwargs: Any) -> Any:
+        """``ustack.streams.create_connection(factory, host, port, stack=self, ...)``."""
+        from ustack import streams
+
+        return await streams.create_connection(protocol_factory, host, port, stack=self,
+                                               **kwargs)
+
+    async def create_server(self, protocol_factory: Any, host: str | None = None,
+                            port: int = 0, **kwargs: Any) -> Any:
+        """``ustack.streams.create_server(factory, host, port, stack=self, ...)``."""
+        from ustack import streams
+
+        return await streams.create_server(protocol_factory, host, port, stack=self, **kwargs)
+
     # ------------------------------------------------------------------ ping
 
     async def ping(self, host: str, *, timeout: float = 2.0, data: bytes = b"ustack-ping") -> float:
