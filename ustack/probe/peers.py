@@ -375,6 +375,10 @@ class UstackPeer(Peer):
         return getattr(self.stack, "tcp_config", None)
 
     async def set_option(self, name: str, value: str) -> None:
+        if name == "net.ipv4.tcp_rmem":  # "min default max": the buffer is the max
+            table = self.stack.tcp
+            table.config = table.config.with_(recv_buffer=int(value.split()[-1]))
+            return
         field = USTACK_SYSCTLS.get(name)
         if field is None:
             raise ValueError(f"{name} has no ustack equivalent (supported: "
