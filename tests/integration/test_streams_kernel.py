@@ -10,6 +10,7 @@ TIME-WAIT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -456,3 +457,74 @@ async def test_tcp_info_after_transfer(lab: Lab, stack: Any) -> None:
         await assert_peer_clean(lab)
     finally:
         sink.kill()
+
+
+TLS_SERVER = r"""
+import socket, ssl, sys
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1); print("READY", flush=True)
+c, _ = ls.accept(); c.settimeout(20)
+t = ctx.wrap_socket(c, server_side=True)
+line = b""
+while not line.endswith(b"\n"):
+    d = t.recv(100)
+    if not d: break
+    line += d
+t.sendall(b"tls says " + line + b"x" * 1_000_000)
+t.close()
+print('{"ok": true}', flush=True)
+"""
+
+
+async def test_tls_client_to_kernel_server(lab: Lab, stack: Any, tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=peer", "-addext", f"subjectAltName=IP:{lab.peer_address}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    peer = inline_peer(lab, TLS_SERVER, "5443", str(cert), str(key))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await stack.open_connection(lab.peer_address, 5443, ssl=ctx,
+                                                     timeout=10)
+        assert writer.get_extra_info("peercert") is not None
+        writer.write(b"hello\n")
+        data = await asyncio.wait_for(reader.readexactly(len(b"tls says hello\n") + 1_000_000),
+                                      20)
+        assert data.startswith(b"tls says hello\n")
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+        await peer.results()
+        await assert_peer_clean(lab)
+    finally:
+        peer.kill()
+
+
+DEFAULT_STACK_CLIENT = r"""
+import asyncio, sys, ustack
+async def main():
+    reader, writer = await ustack.open_connection(sys.argv[1], int(sys.argv[2]), timeout=10)
+    writer.write(b"via the default stack")
+    writer.write_eof()
+    print((await reader.read()).decode(), flush=True)
+    writer.close()
+    await writer.wait_closed()
+asyncio.run(main())
+"""
+
+
+def test_module_level_open_connection_uses_environment(lab: Lab) -> None:
+    peer = inline_peer(lab, HALF_CLOSE_PEER, "5011", "ustack-first")
+    try:
+        env = dict(os.environ, USTACK_IFACE=lab.stack_if, USTACK_ADDRESS=lab.stack_address,
+                   USTACK_DIAG="0")
+        proc = lab.run_in_stack([sys.executable, "-c", DEFAULT_STACK_CLIENT, lab.peer_address,
+                                 "5011"], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "reply to via the default stack"
+    finally:
+        peer.kill()
