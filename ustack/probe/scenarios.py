@@ -377,6 +377,12 @@ peer listen 8080
 +0.05 < P. 1:11(10) ack 1 win 65535
 +0~+0.5 > . 1:1(0) ack 11
 """),
+    _s("22e", "RST with an old TSval (exact seq)", "7323 5.3 R1",
+       "accepted: PAWS does not apply to RSTs", _OPEN_TS + """
++0.05 < R 1:1(0) win 0 <nop,nop,TS val 900 ecr *>
++0   > nothing for 0.3
++0   peer expect ECONNRESET
+"""),
     _s("23a", "ICMP port unreachable in SYN-SENT", "5927 5.1, 1122 4.2.3.9",
        "connect fails at once: ECONNREFUSED", _CONNECT + """
 +0.1 < icmp unreachable port [S 0:0(0)]
@@ -424,6 +430,15 @@ peer listen 8080
 +0.05 < R 1000:1000(0) win 0
 +0   > . 1:1(0) ack 1
 """ + _STILL_ALIVE),
+    _s("25b", "challenge ACKs are rate-limited", "5961 7",
+       "one per 500 ms per socket (tcp_invalid_ratelimit)", _OPEN + """
++0.05 < R 1000:1000(0) win 0
++0   > . 1:1(0) ack 1
++0.1 < R 2000:2000(0) win 0
++0   > nothing for 0.2
++0.3 < R 3000:3000(0) win 0
++0   > . 1:1(0) ack 1
+"""),
     _s("26", "RST out of window", "5961 3.2",
        "dropped silently", _OPEN + """
 +0.05 < R 1000000:1000000(0) win 0
@@ -493,6 +508,13 @@ peer listen 8080
 +0.05 < P. 1:11(10) ack 1 win 65535 badsum
 +0   > nothing for 0.5
 """ + _STILL_ALIVE),
+    _s("ip-ttl", "IP header fields do not matter to TCP (TTL 0/1, no DF, ID 0)",
+       "1122 3.2.1.7", "data accepted and ACKed", _OPEN + """
++0.05 < P. 1:11(10) ack 1 win 65535 ttl 0
++0~+0.5 > . 1:1(0) ack 11
++0.05 < P. 11:21(10) ack 1 win 65535 ttl 1 nodf id 0
++0~+0.5 > . 1:1(0) ack 21
+"""),
     # ------------------------------------------------------------ close
     _s("34", "active close", "9293 3.6",
        "F. → ACK → FIN → ACK (TIME-WAIT)", _ACTIVE_CLOSE),
