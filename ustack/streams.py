@@ -211,8 +211,9 @@ class TcpTransport(asyncio.Transport):
         else:
             ep = self._ep
             assert ep is not None
-            taken = ep.conn.send(bytes(data) if not isinstance(data, bytes) else data,
-                                 self._loop.time())
+            taken = self._core_send(bytes(data) if not isinstance(data, bytes) else data)
+            if taken < 0:
+                return
             ep.touch()
             if taken < len(data):
                 self._queue(memoryview(data)[taken:])
@@ -259,14 +260,14 @@ class TcpTransport(asyncio.Transport):
         ep = self._ep
         if ep is None or not self._connected:
             return
-        conn = ep.conn
         pending = self._pending
-        now = self._loop.time()
         moved = False
         while pending:
             chunk = pending[0]
-            taken = conn.send(chunk, now)
-            if taken <= 0:
+            taken = self._core_send(chunk)
+            if taken < 0:
+                return
+            if taken == 0:
                 break
             moved = True
             self._pending_size -= taken
@@ -282,6 +283,18 @@ class TcpTransport(asyncio.Transport):
             elif self._eof_wanted and not self._eof_sent:
                 self._send_fin()
         self._maybe_resume_protocol()
+
+    def _core_send(self, data: bytes) -> int:
+        """``conn.send``; -1 (and the connection lost) if the core refuses
+        because the connection already failed or closed underneath us."""
+        assert self._ep is not None
+        try:
+            return self._ep.conn.send(data, self._loop.time())
+        except OSError as exc:
+            self._pending.clear()
+            self._pending_size = 0
+            self._connection_lost(exc)
+            return -1
 
     def _send_fin(self) -> None:
         ep = self._ep

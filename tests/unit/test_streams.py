@@ -352,3 +352,28 @@ async def test_graceful_close_with_paused_reader_delivers_everything(pair: Any) 
     assert writer.get_extra_info("tcp_info").state in ("UNCONN", "CLOSE")
     data = await asyncio.wait_for(reader.read(), 5)
     assert data == payload
+
+
+async def test_server_shape_async_with_and_serve_forever(pair: Any) -> None:
+    a, b = pair
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hi")
+        writer.close()
+
+    async with await streams.start_server(handle, port=7009, stack=b,
+                                          start_serving=False) as server:
+        assert server.get_loop() is asyncio.get_running_loop()
+        assert server.addresses == [(B_IP, 7009)]
+        task = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0)
+        assert server.is_serving()
+        reader, _ = await streams.open_connection(B_IP, 7009, stack=a, timeout=5)
+        assert await asyncio.wait_for(reader.read(), 5) == b"hi"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not server.is_serving()
+    # closed: a new SYN is refused
+    with pytest.raises(ConnectionRefusedError):
+        await streams.open_connection(B_IP, 7009, stack=a, timeout=5)

@@ -199,7 +199,7 @@ async def test_one_timer_handle_for_many_connections(
     monkeypatch.setattr(loop, "call_at", counting_call_at)
     base = loop.time() + 100.0
     eps = []
-    for i in range(2000):
+    for i in range(10_000):
         ep = table.connect(PEER, 80, Owner())
         ep.conn.deadline = base + (i % 97)  # type: ignore[attr-defined]
         eps.append(ep)
