@@ -528,3 +528,33 @@ def test_module_level_open_connection_uses_environment(lab: Lab) -> None:
         assert proc.stdout.strip() == "reply to via the default stack"
     finally:
         peer.kill()
+
+
+async def test_slow_reader_closes_window_against_kernel(lab: Lab, stack: Any) -> None:
+    nbytes = 20 * MB
+    source = peer_script(lab, "source", 5012, "--bytes", str(nbytes), "--seed", "12")
+    try:
+        reader, writer = await stack.open_connection(lab.peer_address, 5012, timeout=10,
+                                                     limit=1 << 16)
+        await asyncio.sleep(1.0)  # read nothing: the kernel must stop at our window
+        info = writer.get_extra_info("tcp_info")
+        assert info.rcv_wnd < 2 * info.advmss, info
+        assert info.recv_q >= (1 << 19)  # our receive buffer is (nearly) full
+        kernel = lab.run_in_peer(["ss", "-tnH", "sport", "= :5012"], capture_output=True,
+                                 text=True).stdout.split()
+        assert kernel and kernel[0] == "ESTAB" and int(kernel[2]) > 1 << 20  # Send-Q backs up
+        h = hashlib.sha256()
+        got = 0
+        while True:
+            data = await asyncio.wait_for(reader.read(1 << 20), 30)
+            if not data:
+                break
+            got += len(data)
+            h.update(data)
+        assert got == nbytes and h.hexdigest() == pattern_sha256(nbytes, 12)
+        writer.close()
+        await writer.wait_closed()
+        await source.results()
+        await assert_peer_clean(lab)
+    finally:
+        source.kill()
