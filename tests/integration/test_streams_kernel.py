@@ -115,6 +115,7 @@ async def test_100mb_ustack_to_kernel_sha256(lab: Lab, stack: Any) -> None:
         writer.close()
         await writer.wait_closed()
         assert reply == [str(nbytes), pattern_sha256(nbytes, 3)]
+        assert stack.counters()["tcp_gso_out"] > 0  # offload is the default
         (result,) = await sink.results()
         assert result["bytes"] == nbytes and "error" not in result
         await assert_peer_clean(lab)
@@ -558,3 +559,38 @@ async def test_slow_reader_closes_window_against_kernel(lab: Lab, stack: Any) ->
         await assert_peer_clean(lab)
     finally:
         source.kill()
+
+
+async def test_exact_wire_mode_duplex_echo(lab: Lab) -> None:
+    """offload=False (no GSO, MTU-sized frames out): the same bytes arrive."""
+    from ustack.stack import Stack
+
+    with lab.enter_stack_ns():
+        stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, offload=False)
+    echo = peer_script(lab, "echo", 5013)
+    try:
+        nbytes = 10 * MB
+        reader, writer = await stack.open_connection(lab.peer_address, 5013, timeout=10)
+
+        async def send() -> None:
+            for piece in pattern_chunks(nbytes, seed=13, chunk=300_000):
+                writer.write(piece)
+                await writer.drain()
+            writer.write_eof()
+
+        async def receive() -> bytes:
+            h = hashlib.sha256()
+            while data := await asyncio.wait_for(reader.read(1 << 16), 30):
+                h.update(data)
+            return h.digest()
+
+        _, digest = await asyncio.gather(send(), receive())
+        assert digest.hex() == pattern_sha256(nbytes, 13)
+        assert stack.counters().get("tcp_gso_out", 0) == 0
+        writer.close()
+        await writer.wait_closed()
+        await echo.results()
+        await assert_peer_clean(lab)
+    finally:
+        echo.kill()
+        await stack.close()
