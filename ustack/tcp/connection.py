@@ -731,18 +731,18 @@ class TcpConnection:
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
             return True
-        if seq_gt(ack, self.snd_nxt):
-            # RFC 9293: ACK of something not yet sent -> ACK and drop (catalogue 29)
-            self._oow_ack(now)
-            return False
-        if seq_lt(ack, una):
-            if seq_lt(ack, (una - self.max_snd_wnd) & MASK):
+        acked = (ack - una) & MASK
+        flight = (self.snd_nxt - una) & MASK
+        if acked > flight:
+            if acked < 0x80000000:
+                # RFC 9293: ACK of something not yet sent -> ACK, drop (catalogue 29)
+                self._oow_ack(now)
+                return False
+            if ((una - ack) & MASK) > self.max_snd_wnd:
                 self._challenge_ack(now)  # RFC 5961 5.2 (catalogue 30)
                 return False
             return True  # old duplicate ACK: ignore it, still process the text
-        # ---- new data acknowledged ----
-        acked = seq_sub(ack, una)
-        flight = seq_sub(self.snd_nxt, una)
+        # ---- new data acknowledged: SND.UNA < SEG.ACK =< SND.NXT ----
         data_acked = acked
         if self._fin_queued and not self._fin_acked and seq_gt(ack, self._fin_seq):
             self._fin_acked = True
@@ -751,7 +751,7 @@ class TcpConnection:
             self._sndbuf.acknowledge(data_acked)
             self.bytes_acked += data_acked
         self.snd_una = ack
-        if seq_lt(self._snd_ptr, ack):
+        if ((self._snd_ptr - una) & MASK) < acked:  # go-back-N pointer overtaken
             self._snd_ptr = ack
         self.last_ack = now
         rtt = self.rtt
