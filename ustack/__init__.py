@@ -13,6 +13,8 @@ _LAZY = {
     "Stack": "ustack.stack",
     "open_connection": "ustack.streams",
     "start_server": "ustack.streams",
+    "create_connection": "ustack.streams",
+    "create_server": "ustack.streams",
     "ParseError": "ustack.wire.errors",
 }
 
