@@ -133,3 +133,25 @@ def test_bad_arguments_exit_2(lab: Lab) -> None:
     assert proc.returncode == 2 and b"IPv4" in proc.stderr
     proc = nc(lab, "-k", lab.peer_address, "80")
     assert proc.returncode == 2
+
+
+def test_listen_keep_accepting(lab: Lab) -> None:
+    listener = lab.popen_in_stack(
+        [sys.executable, "-m", "ustack", "nc", "--iface", lab.stack_if,
+         "--address", lab.stack_address, "-l", "6005", "-k"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for word in ("one", "two", "three"):
+            code = KERNEL_CLIENT.replace('b"from kernel"', f'b"{word}"')
+            out = lab.run_in_peer(
+                [sys.executable, "-c", code, lab.stack_address.split("/")[0], "6005"],
+                capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0 and out.stdout == "", out.stderr
+        assert listener.poll() is None  # still listening
+        listener.send_signal(2)
+        listener.wait(timeout=10)
+        assert listener.stdout is not None
+        assert listener.stdout.read() == b"onetwothree"
+    finally:
+        if listener.poll() is None:
+            listener.kill()
