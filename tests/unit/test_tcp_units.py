@@ -393,3 +393,42 @@ def test_cwnd_restart_after_idle() -> None:
     s.drain()
     assert cc.cwnd == max(grown >> 5, 10 * 1460) == 10 * 1460
     assert cc.ssthresh >= grown * 3 // 4
+
+
+def test_cubic_grows_towards_w_max_and_reduces_by_beta() -> None:
+    cc = create("cubic", 1000, 10)
+    cc.ssthresh = 10_000  # start in congestion avoidance
+    cc.on_ack(1000, 10_000, 0.0)
+    cc.enter_recovery(100_000, 1.0)  # at cwnd ~ 10 segments: W_max = 10
+    cc.exit_recovery(1.0)
+    assert cc.cwnd == cc.ssthresh == 7_000  # beta = 0.7
+    now = 1.0
+    sizes = []
+    for _ in range(400):
+        now += 0.01
+        cc.on_ack(1000, cc.cwnd, now)
+        sizes.append(cc.cwnd)
+    assert sizes == sorted(sizes)  # monotone growth
+    assert sizes[-1] > 10_000  # passed the old maximum (convex region)
+    cc.on_timeout(20_000, now)
+    assert cc.cwnd == 1000
+
+
+@pytest.mark.parametrize("ca", ["reno", "cubic"])
+def test_bulk_transfer_with_each_congestion_control(ca: str) -> None:
+    from ustack.tcp.testing import BulkApp, MemoryPair, WireProfile
+
+    cfg = TcpConfig(congestion=ca)
+    pair = MemoryPair(cfg, cfg, seed=2, profile=WireProfile(delay=0.002, loss=0.01))
+    rng = random.Random(3)
+    data = rng.randbytes(500_000)
+    app_a = BulkApp(lambda: pair.client.conn, data, random.Random(4))
+    app_b = BulkApp(lambda: pair.server.conn, b"", random.Random(5))
+
+    def app(now: float) -> float | None:
+        wakes = [w for w in (app_a(now), app_b(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: app_b.eof, app=app, max_time=1000)
+    assert bytes(app_b.received) == data
+    assert pair.a.cc.name == ca

@@ -8,6 +8,7 @@ instantiates one; ``available()`` lists names (Linux's
 from __future__ import annotations
 
 from ustack.tcp.congestion.base import CongestionController
+from ustack.tcp.congestion.cubic import Cubic
 from ustack.tcp.congestion.reno import Reno
 
 _REGISTRY: dict[str, type[CongestionController]] = {}
@@ -34,5 +35,6 @@ def available() -> list[str]:
 
 
 register(Reno)
+register(Cubic)
 
-__all__ = ["CongestionController", "Reno", "available", "create", "register"]
+__all__ = ["CongestionController", "Cubic", "Reno", "available", "create", "register"]
