@@ -505,7 +505,13 @@ class TcpTable:
                 ep.listener = None
         owner = ep.owner
         if owner is not None:
-            owner.tcp_event(event)
+            try:
+                owner.tcp_event(event)
+            except Exception as exc:  # a user callback failed: report, keep draining
+                self.loop.call_exception_handler({
+                    "message": f"ustack: error handling {kind.__name__} on {ep!r}",
+                    "exception": exc,
+                })
         return kind is events.Closed
 
     def _remove(self, ep: TcpEndpoint) -> None:
