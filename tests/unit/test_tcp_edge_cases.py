@@ -231,6 +231,7 @@ def test_16_simultaneous_open() -> None:
     ack_a, = a.segments_to_send(0.02)  # Linux ACKs the crossing SYN-ACK
     assert fmt(ack_a, 1000, 5000) == ". 1:1(0) ack 1 win 8192"
     assert isinstance(a.next_event(), ev.Connected)
+    assert a.snd_wnd == 64240 and a.snd_wscale == 7  # the SYN-ACK window is unscaled
     # and data flows
     a.send(b"hello", 0.03)
     for seg in a.segments_to_send(0.03):

@@ -722,7 +722,8 @@ class TcpConnection:
         ack = seg.ack
         una = self.snd_una
         if ack == una:
-            wnd = seg.window << self.snd_wscale
+            # (windows on SYN segments are never scaled, RFC 7323 2.2)
+            wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
             if (self.snd_nxt != una and not seg.payload and not seg.flags & (SYN | FIN)
                     and wnd == self.snd_wnd):
                 self._on_dup_ack(seg, now)
@@ -896,7 +897,8 @@ class TcpConnection:
         self.snd_una = seg.ack
         if seq_lt(self._snd_ptr, seg.ack):
             self._snd_ptr = seg.ack
-        self.snd_wnd = seg.window << self.snd_wscale
+        # a (simultaneous-open) SYN-ACK carries an unscaled window (RFC 7323 2.2)
+        self.snd_wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = seg.seq
         self.snd_wl2 = seg.ack
