@@ -453,6 +453,8 @@ class TcpTable:
         send = self._ip_send
         send_many = self._ip_send_many
         small = self._small_payload
+        mtu_payload = self._mtu_payload
+        mtu_room = mtu_payload - HEADER_LEN
         laddr = self.local_addr
         guard = 0
         while dirty:
@@ -476,10 +478,17 @@ class TcpTable:
                 else:
                     batch = []
                     for seg in segs:
-                        if len(seg.payload) > small:
-                            self._send_large(raddr, seg)
-                        else:
+                        n = len(seg.payload)
+                        if n <= small:
                             batch.append(seg.encode(laddr, raddr))
+                        elif n > mtu_room:  # a GSO super-segment
+                            self._send_large(raddr, seg)
+                        else:  # MSS-sized: fits unless SACK blocks made the header long
+                            data = seg.encode(laddr, raddr)
+                            if len(data) <= mtu_payload:
+                                batch.append(data)
+                            else:
+                                self._send_large(raddr, seg)
                     if batch:
                         send_many(raddr, PROTO_TCP, batch)
             if closed:
