@@ -432,3 +432,17 @@ def test_bulk_transfer_with_each_congestion_control(ca: str) -> None:
     pair.run(lambda: app_b.eof, app=app, max_time=1000)
     assert bytes(app_b.received) == data
     assert pair.a.cc.name == ca
+
+
+def test_out_of_order_queue_is_bounded_in_blocks() -> None:
+    r = Reassembly()
+    for k in range(10):
+        r.add(10 * k, b"x", max_blocks=4)
+    assert len(r.blocks()) == 4
+    assert r.add(1, b"y", max_blocks=4)  # extending an existing block is fine
+    s = established(TcpConfig(ooo_max_blocks=8))
+    for k in range(100):
+        s.conn.receive(s.seg(".", 3 + 2 * k, 1, payload=b"z"), s.now)
+    assert len(s.conn._ooo.blocks()) == 8
+    s.conn.receive(s.seg(".", 1, 1, payload=b"a" * 300), s.now)
+    assert s.conn.readable() == 300

@@ -28,6 +28,9 @@ class TcpConfig:
     #: Receive buffer in bytes: bounds the advertised window and out-of-order
     #: storage.  (Linux autotunes tcp_rmem up to 6 MB; ustack does not autotune.)
     recv_buffer: int = 1 << 20
+    #: At most this many separate out-of-order ranges are kept; a segment that
+    #: would open another is dropped (bounded per-segment cost, see Reassembly.add).
+    ooo_max_blocks: int = 256
 
     # --- options (RFC 7323, RFC 2018) ----------------------------------------
     window_scaling: bool = True

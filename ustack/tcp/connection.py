@@ -655,7 +655,7 @@ class TcpConnection:
         # out of order: queue, answer at once with a dup ACK + SACK (RFC 5681 4.2)
         start = self._rcv_pos + seq_sub(seq, self.rcv_nxt)
         if plen:
-            self._ooo.add(start, payload)
+            self._ooo.add(start, payload, self.config.ooo_max_blocks)
         if fin:
             self._ooo.fin_pos = start + plen
         self._ack_pending = True

@@ -32,8 +32,14 @@ class Reassembly:
     def __len__(self) -> int:
         return len(self._starts)
 
-    def add(self, start: int, data: bytes) -> bool:
-        """Insert ``data`` at stream position ``start``; True if any byte was new."""
+    def add(self, start: int, data: bytes, max_blocks: int = 0) -> bool:
+        """Insert ``data`` at stream position ``start``; True if any byte was new.
+
+        With ``max_blocks`` set, a segment that would create a new block when
+        that many exist is dropped (the sender will retransmit it): the
+        per-segment cost stays bounded against a peer that sends 1-byte
+        segments into every other hole (Linux prunes its out-of-order queue
+        by memory for the same reason, tcp_prune_ofo_queue)."""
         end = start + len(data)
         if end <= start:
             return False
@@ -62,6 +68,8 @@ class Reassembly:
                 new_end = e
             j += 1
         if j == i:
+            if max_blocks and len(starts) >= max_blocks:
+                return False
             starts.insert(i, start)
             ends.insert(i, end)
             datas.insert(i, data)
