@@ -157,7 +157,8 @@ class Stack:
         except BaseException:
             device.close()
             raise
-        if stack.has_tcp:  # ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
+        # the ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
+        if diagnostics and stack.has_tcp:
             from ustack.diag.endpoint import attach_diagnostics
 
             attach_diagnostics(stack)
