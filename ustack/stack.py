@@ -14,6 +14,7 @@ protocol, payload)``.  See docs/architecture.md, "Stack".
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -275,6 +276,28 @@ class Stack:
         from ustack import streams
 
         return await streams.create_server(protocol_factory, host, port, stack=self, **kwargs)
+
+    # ------------------------------------------------------------------- ARP
+
+    async def resolve(self, host: str, *, timeout: float | None = None) -> str:
+        """The MAC (``"02:..."``) of ``host``'s next hop, resolving it with ARP
+        if needed.  OSError(EHOSTUNREACH) when ARP gives up (about 3 s),
+        OSError(ENETUNREACH) without a route, TimeoutError after ``timeout``."""
+        dst = parse_address(host)
+        fut: asyncio.Future[bytes | None] = self.loop.create_future()
+
+        def done(mac: bytes | None) -> None:
+            if not fut.done():
+                fut.set_result(mac)
+
+        self.ip.resolve(dst, done)
+        async with asyncio.timeout(timeout):
+            mac = await fut
+        if mac is None:
+            if self.ip.routes.next_hop(dst) is None:
+                raise OSError(errno.ENETUNREACH, f"no route to {host}")
+            raise OSError(errno.EHOSTUNREACH, f"no ARP reply from {host}'s next hop")
+        return format_mac(mac)
 
     # ------------------------------------------------------------------ ping
 

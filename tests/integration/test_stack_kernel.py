@@ -87,6 +87,7 @@ def test_stack_pings_kernel(hn_lab: Lab) -> None:
             assert all(0 < r < 2.0 for r in rtts)
             assert stack.ip.arp.lookup(parse_address(hn_lab.peer_address),
                                        stack.loop.time()) == hn_lab.mac("peer")
+            assert await stack.resolve(hn_lab.peer_address) == hn_lab.mac("peer").hex(":")
 
     run_on("uvloop", main)
 

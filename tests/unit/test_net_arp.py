@@ -87,3 +87,11 @@ def test_entries_bounded() -> None:
 def test_invalid_config() -> None:
     with pytest.raises(ValueError):
         ArpCache(requests=0)
+
+
+def test_start_without_queue() -> None:
+    cache: ArpCache[str] = ArpCache(retry_interval=1.0, requests=1)
+    assert cache.start(IP1, 0.0) is True
+    assert cache.start(IP1, 0.5) is False
+    assert cache.enqueue(IP1, "p", 0.6) is False  # joins the resolution under way
+    assert cache.poll(1.0).failed == [(IP1, ["p"])]

@@ -4,6 +4,7 @@ argument checking, counters, close."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from pathlib import Path
 
 import dpkt
@@ -149,3 +150,21 @@ async def test_close_is_idempotent_and_runs_hooks() -> None:
     await s.close()
     await s.close()
     assert called == [1] and s.closed
+
+
+async def test_resolve_cached_fresh_failed_and_no_route() -> None:
+    a_dev, b_dev = MemoryPair(MAC_A, MAC_B)
+    a = await Stack.start(address="10.77.0.1/24", device=a_dev, tcp=False,
+                          arp_retry_interval=0.05, arp_requests=2)
+    b = await Stack.start(address="10.77.0.2/24", device=b_dev, tcp=False)
+    async with a, b:
+        assert await a.resolve("10.77.0.2", timeout=1.0) == "02:00:00:00:00:02"
+        assert await a.resolve("10.77.0.2") == "02:00:00:00:00:02"  # cached
+        two = await asyncio.gather(a.resolve("10.77.0.2"), b.resolve("10.77.0.1"))
+        assert two == ["02:00:00:00:00:02", "02:00:00:00:00:01"]
+        with pytest.raises(OSError) as info:
+            await a.resolve("10.77.0.50", timeout=2.0)
+        assert info.value.errno == errno.EHOSTUNREACH
+        with pytest.raises(OSError) as info:
+            await a.resolve("192.0.2.1")
+        assert info.value.errno == errno.ENETUNREACH

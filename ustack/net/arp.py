@@ -137,6 +137,14 @@ class ArpCache(Generic[T]):
         pending.queue.append(item)
         return False
 
+    def start(self, ip: bytes, now: float) -> bool:
+        """Begin resolving ``ip`` with nothing queued.  True when the caller
+        must send the first request now (no resolution was under way)."""
+        if ip in self._pending:
+            return False
+        self._pending[ip] = _Pending(1, now + self.retry_interval)
+        return True
+
     def next_deadline(self) -> float | None:
         if not self._pending:
             return None

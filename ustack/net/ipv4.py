@@ -113,6 +113,8 @@ class IpLayer:
         self._handlers: dict[int, tuple[IpHandler, bool]] = {}
         self._error_handlers: dict[int, ErrorHandler] = {}
         self._echo_reply_handler: Callable[[bytes, wicmp.IcmpEcho], None] | None = None
+        #: neighbour IP → callbacks waiting for :meth:`resolve`
+        self._resolvers: dict[bytes, list[Callable[[bytes | None], None]]] = {}
         self._ident = itertools.count(1)
         self._icmp_limiter = RateLimiter()
         #: destination IP → (Ethernet header for its next hop, valid until)
@@ -207,6 +209,33 @@ class IpLayer:
         self.frames_out += len(frames)
         self._transmit_many(frames)
 
+    def resolve(self, dst: bytes, callback: Callable[[bytes | None], None]) -> None:
+        """Find the MAC of ``dst``'s next hop: ``callback(mac)`` once known
+        (at once when cached), ``callback(None)`` when ARP gives up or there
+        is no route.  The callback never runs re-entrantly from this call
+        except for a cache hit."""
+        now = self._clock()
+        hop = self.routes.next_hop(dst)
+        if hop is None:
+            self._defer(lambda: callback(None))
+            return
+        mac = self.arp.lookup(hop, now)
+        if mac is not None:
+            callback(mac)
+            return
+        self._resolvers.setdefault(hop, []).append(callback)
+        if self.arp.start(hop, now):
+            self._count("arp_requests")
+            self._send_arp(BROADCAST, warp.request(self.mac, self.address, hop))
+            self._on_deadline(self.arp.next_deadline())
+
+    def _notify_resolvers(self, ip: bytes, mac: bytes | None) -> None:
+        for callback in self._resolvers.pop(ip, ()):
+            try:
+                callback(mac)
+            except Exception:
+                log.exception("ustack: ARP resolution callback failed")
+
     def announce(self) -> None:
         """Gratuitous ARP announcement of our address (RFC 5227 s.2.3)."""
         self._send_arp(BROADCAST, warp.announcement(self.mac, self.address))
@@ -219,7 +248,8 @@ class IpLayer:
         result = self.arp.poll(now)
         for ip in result.retry:
             self._send_arp(BROADCAST, warp.request(self.mac, self.address, ip))
-        for _ip, queued in result.failed:
+        for failed_ip, queued in result.failed:
+            self._notify_resolvers(failed_ip, None)
             self._count("arp_failed")
             self._tx_drop("arp-unresolved", len(queued))
             for item in queued:
@@ -387,6 +417,8 @@ class IpLayer:
                 released = self.arp.update(sender_ip, sender_mac, now)
             if released is not None:
                 self._neighbour_changed(sender_ip)
+                if self._resolvers:
+                    self._notify_resolvers(sender_ip, sender_mac)
         if for_us and pkt.op == warp.OP_REQUEST:
             self._count("arp_replies")
             self._send_arp(sender_mac, warp.reply(self.mac, self.address, pkt))
