@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import dpkt
 import pytest
@@ -47,7 +48,7 @@ def arp_frame(pkt: warp.ArpPacket, dst: bytes = eth.BROADCAST) -> bytes:
 
 
 def ip_frame(payload: bytes, proto: int, src: bytes = PEER, dst: bytes = US, *, pad: bool = True,
-             **kw: int) -> bytes:
+             **kw: Any) -> bytes:
     packet = ipv4.Ipv4Packet(src, dst, proto, payload, **kw).encode()
     return eth.encode_frame(US_MAC, PEER_MAC, eth.ETHERTYPE_IPV4, packet, pad=pad)
 

@@ -11,6 +11,7 @@ import dpkt
 import pytest
 
 from ustack.link.memory import MemoryPair
+from ustack.net.icmp import IpError
 from ustack.stack import Stack, parse_interface
 from ustack.wire import arp as warp
 from ustack.wire import ethernet as eth
@@ -55,7 +56,7 @@ async def test_arp_failure_after_timeout_reported(monkeypatch: pytest.MonkeyPatc
     a_dev, _b_dev = MemoryPair(MAC_A, MAC_B)
     a = await Stack.start(address="10.77.0.1/24", device=a_dev, tcp=False,
                           arp_retry_interval=0.05, arp_requests=2)
-    errors = []
+    errors: list[IpError] = []
     a.ip.register(253, lambda *args: None)
     a.ip.register_error(253, errors.append)
     async with a:
@@ -161,7 +162,7 @@ async def test_resolve_cached_fresh_failed_and_no_route() -> None:
         assert await a.resolve("10.77.0.2", timeout=1.0) == "02:00:00:00:00:02"
         assert await a.resolve("10.77.0.2") == "02:00:00:00:00:02"  # cached
         two = await asyncio.gather(a.resolve("10.77.0.2"), b.resolve("10.77.0.1"))
-        assert two == ["02:00:00:00:00:02", "02:00:00:00:00:01"]
+        assert list(two) == ["02:00:00:00:00:02", "02:00:00:00:00:01"]
         with pytest.raises(OSError) as info:
             await a.resolve("10.77.0.50", timeout=2.0)
         assert info.value.errno == errno.EHOSTUNREACH

@@ -5,6 +5,7 @@ stack still answers ping afterwards (issue 2 acceptance)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ US, PEER, FUZZ = bytes([10, 77, 0, 2]), bytes([10, 77, 0, 1]), bytes([10, 77, 0,
 EXAMPLES = 10_000
 
 
-def _ip(payload: bytes, proto: int, **kw: int) -> bytes:
+def _ip(payload: bytes, proto: int, **kw: Any) -> bytes:
     packet = ipv4.Ipv4Packet(FUZZ, US, proto, payload, **kw).encode()
     return eth.encode_frame(US_MAC, FUZZ_MAC, eth.ETHERTYPE_IPV4, packet)
 
