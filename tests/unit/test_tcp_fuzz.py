@@ -150,3 +150,83 @@ def test_garbage_against_every_state_never_raises(
             conn.receive(TcpSegment(conn.remote_port, conn.local_port, seq, ack, flags, 1000, 0,
                                     TcpOptions(), payload), now)
             _check(conn, conn.segments_to_send(now))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1),
+       loss=st.sampled_from([0.0, 0.02, 0.1]),
+       reorder=st.sampled_from([0.0, 0.05]),
+       duplicate=st.sampled_from([0.0, 0.02]),
+       actions=st.lists(st.tuples(st.sampled_from(["a", "b"]),
+                                  st.sampled_from(["send", "recv", "shutdown", "close", "abort"]),
+                                  st.integers(0, 40_000), st.floats(0.0, 0.5)),
+                        max_size=25))
+def test_two_cores_random_app_calls_and_impairments(
+        seed: int, loss: float, reorder: float, duplicate: float,
+        actions: list[tuple[str, str, int, float]]) -> None:
+    """Two real cores over a lossy wire with random application calls at
+    random times: nothing raises (except documented send errors), what each
+    side reads is a prefix of what the other wrote, and both reach CLOSED."""
+    import random as _random
+
+    from ustack.tcp.testing import MemoryPair, WireProfile
+
+    prof = WireProfile(delay=0.003, loss=loss, reorder=reorder, duplicate=duplicate)
+    cfg = TcpConfig(recv_buffer=32768, send_buffer=65536, time_wait=5.0, fin_wait2=5.0,
+                    keepalive=True, keepalive_idle=30, keepalive_interval=5, keepalive_count=3)
+    pair = MemoryPair(cfg, cfg, seed=seed, profile=prof)
+    rng = _random.Random(seed)
+    written = {"a": bytearray(), "b": bytearray()}
+    read = {"a": bytearray(), "b": bytearray()}
+    plan = sorted(((t, who, what, n) for who, what, n, t in actions), key=lambda x: x[0])
+    idx = 0
+    closers: set[str] = set()
+
+    def app(now: float) -> float | None:
+        nonlocal idx
+        while idx < len(plan) and plan[idx][0] <= now:
+            _, who, what, n = plan[idx]
+            idx += 1
+            conn = pair.client.conn if who == "a" else pair.server.conn
+            if conn is None:
+                continue
+            if what == "send":
+                data = rng.randbytes(n)
+                try:
+                    k = conn.send(data, now)
+                except OSError:
+                    continue
+                written[who] += data[:k]
+            elif what == "recv":
+                read[who] += conn.recv(n, now)
+            elif what == "shutdown":
+                conn.shutdown(now)
+            elif what == "close":
+                read[who] += conn.recv(1 << 30, now)  # drain first half the time
+                if n % 2:
+                    conn.close(now)
+                    closers.add(who)
+            else:
+                conn.abort(now)
+                closers.add(who)
+        for who, ep in (("a", pair.client), ("b", pair.server)):
+            if ep.conn is not None:
+                read[who] += ep.conn.recv(1 << 30, now)
+        return plan[idx][0] if idx < len(plan) else None
+
+    end = (plan[-1][0] if plan else 0.0) + 1200.0  # > every timeout incl. retries2
+
+    try:
+        pair.run(lambda: idx >= len(plan) and pair.now >= end, app=app, max_time=end + 600)
+    except RuntimeError as exc:  # a quiet simulation: nothing left to happen
+        assert "stalled" in str(exc)
+    assert written["a"].startswith(bytes(read["b"]))
+    assert written["b"].startswith(bytes(read["a"]))
+    for who, ep in (("a", pair.client), ("b", pair.server)):
+        conn = ep.conn
+        if conn is not None:
+            assert seq_le(conn.snd_una, conn.snd_nxt)
+            if conn.state is TcpState.CLOSED:
+                assert conn.next_deadline() is None
+            if who in closers:  # the application let go: the core must finish
+                assert conn.state is TcpState.CLOSED, (who, conn)
