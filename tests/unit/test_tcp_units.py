@@ -446,3 +446,19 @@ def test_out_of_order_queue_is_bounded_in_blocks() -> None:
     assert len(s.conn._ooo.blocks()) == 8
     s.conn.receive(s.seg(".", 1, 1, payload=b"a" * 300), s.now)
     assert s.conn.readable() == 300
+
+
+def test_stretch_dup_acks_enter_recovery_by_sacked_bytes() -> None:
+    """RFC 6675: more than 2 * SMSS SACKed enters recovery before the third
+    duplicate ACK (GRO/stretch ACKs); holes are repaired per SACKed segment."""
+    s = _sack_established()
+    s.conn.send(b"g" * 10 * 1460, 0.0)
+    assert len(s.drain()) == 10
+    k = 1460
+    out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 7 * k), (1 + k, 1 + 2 * k))))
+    assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)"]
+    assert s.conn.cc.in_recovery
+    out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 10 * k), (1 + k, 1 + 2 * k))))
+    assert [line.split(" ack")[0] for line in out] == [". 2921:4381(1460)"]
+    s.inject(s.seg(".", 1, 1 + 10 * k))
+    assert not s.conn.cc.in_recovery and s.conn.total_retrans == 2

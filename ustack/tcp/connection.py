@@ -823,30 +823,48 @@ class TcpConnection:
                 self.max_snd_wnd = wnd
 
     def _on_dup_ack(self, seg: TcpSegment, now: float) -> None:
-        """RFC 5681 3.2: three duplicate ACKs -> fast retransmit + fast recovery."""
+        """RFC 5681 3.2 / RFC 6675 5: duplicate ACKs drive fast retransmit and
+        fast recovery."""
+        newly = 0
         if seg.options.sack_blocks and self.sack_ok:
-            self._record_sack(seg.options.sack_blocks)
+            newly = self._record_sack(seg.options.sack_blocks)
         self._dupacks += 1
         cc = self.cc
+        mss = self.send_mss
         if cc.in_recovery:
-            # SACK loss recovery (RFC 6675 NextSeg rule 1, simplified): each
-            # duplicate ACK clocks out the next un-SACKed hole; without one,
+            # SACK loss recovery (RFC 6675 NextSeg rule 1, simplified): every
+            # segment the ACK reports as having left the network clocks out
+            # one un-SACKed hole (packet conservation, so a stretch ACK that
+            # SACKs several segments repairs several holes); without holes,
             # Reno inflation lets new data go (RFC 5681 3.2 step 4)
-            hole = self._next_hole()
-            if hole is not None:
+            budget = newly // mss if newly >= mss else 1
+            while budget > 0:
+                hole = self._next_hole()
+                if hole is None:
+                    break
                 self._retransmit(hole[0], hole[1], now)
-            else:
+                budget -= 1
+            while budget > 0:
                 cc.on_dup_ack(self.flight_size, now)
+                budget -= 1
             return
-        if self._dupacks == self.config.dupack_threshold:
+        thresh = self.config.dupack_threshold
+        # RFC 6675 5 / IsLost(): enter recovery on DupThresh duplicate ACKs,
+        # or as soon as more than (DupThresh - 1) * SMSS bytes are SACKed
+        # (stretch or lost ACKs deliver fewer duplicates than segments)
+        if self._dupacks >= thresh or (
+                self._sacked and self._sacked_bytes() > (thresh - 1) * mss):
             # RFC 6582 3.2 step 2: only if the ACK covers more than the last recovery point
             if seq_lt(self.snd_una, self._recover):
                 return  # still inside the window of an earlier loss episode
             self._recover = self.snd_nxt
             cc.enter_recovery(self.flight_size, now)
             self._rtx_high = self.snd_una
-            self._retransmit(self.snd_una, self.send_mss, now)
+            self._retransmit(self.snd_una, mss, now)
             self._rto_at = now + self.rtt.rto
+
+    def _sacked_bytes(self) -> int:
+        return sum(seq_sub(right, left) for left, right in self._sacked)
 
     def _next_hole(self) -> tuple[int, int] | None:
         """The first range above SND.UNA and the retransmission high-water
@@ -866,16 +884,22 @@ class TcpConnection:
                 start = right
         return None
 
-    def _record_sack(self, blocks: list[tuple[int, int]]) -> None:
-        """Keep the SACK scoreboard (RFC 2018) of ranges above SND.UNA."""
+    def _record_sack(self, blocks: list[tuple[int, int]]) -> int:
+        """Merge SACK blocks (RFC 2018) into the scoreboard of ranges above
+        SND.UNA; return how many bytes were newly SACKed."""
         una, top = self.snd_una, self.snd_nxt
         sacked = self._sacked
+        before = self._sacked_bytes() if sacked else 0
+        added = False
         for left, right in blocks:
             if not (seq_lt(una, right) and seq_le(right, top) and seq_lt(left, right)):
                 continue  # D-SACK or bogus
             if seq_lt(left, una):
                 left = una
             sacked.append((left, right))
+            added = True
+        if not added:
+            return 0
         if len(sacked) > 1:
             sacked.sort(key=lambda b: seq_sub(b[0], una))
             merged: list[tuple[int, int]] = []
@@ -886,6 +910,7 @@ class TcpConnection:
                 else:
                     merged.append((left, right))
             self._sacked = merged[:64]
+        return max(self._sacked_bytes() - before, 0)
 
     def _prune_sacked(self) -> None:
         una = self.snd_una
