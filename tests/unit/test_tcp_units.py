@@ -458,6 +458,8 @@ def test_stretch_dup_acks_enter_recovery_by_sacked_bytes() -> None:
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 7 * k), (1 + k, 1 + 2 * k))))
     assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)"]
     assert s.conn.cc.in_recovery
+    info = s.conn.info(s.now)
+    assert (info.lost, info.sacked) == (2, 5 * k)
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 10 * k), (1 + k, 1 + 2 * k))))
     assert [line.split(" ack")[0] for line in out] == [". 2921:4381(1460)"]
     s.inject(s.seg(".", 1, 1 + 10 * k))

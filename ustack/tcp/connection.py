@@ -863,6 +863,16 @@ class TcpConnection:
             self._retransmit(self.snd_una, mss, now)
             self._rto_at = now + self.rtt.rto
 
+    def _presumed_lost_segments(self) -> int:
+        """Segments in the holes below the highest SACKed byte (RFC 6675
+        IsLost, approximately), or the head after a timeout."""
+        mss = self.send_mss or 1
+        if self._sacked:
+            top = self._sacked[-1][1]
+            holes = seq_sub(top, self.snd_una) - self._sacked_bytes()
+            return (holes + mss - 1) // mss if holes > 0 else 0
+        return 1 if self._retransmits and self.snd_nxt != self.snd_una else 0
+
     def _sacked_bytes(self) -> int:
         return sum(seq_sub(right, left) for left, right in self._sacked)
 
@@ -1538,7 +1548,7 @@ class TcpConnection:
             data_segs_in=self.data_segs_in,
             retransmits=self._retransmits,
             total_retrans=self.total_retrans,
-            lost=1 if self._retransmits else 0,
+            lost=self._presumed_lost_segments(),
             sacked=sacked,
             dsack_dups=self.dsack_dups,
             reordering=self.config.dupack_threshold,
