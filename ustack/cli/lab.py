@@ -86,7 +86,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"{'NAME':<16} {'STATE':<6} {'PEER NS':<22} {'STACK NS':<22} "
           f"{'PEER IF':<15} {'STACK IF':<15} ADDRESSES")
     for info in labs:
-        print(f"{info['name']:<16} {'up' if info['up'] else 'GONE':<6} "
+        state = "stale" if info.get("stale") else "up" if info["up"] else "GONE"
+        print(f"{info['name']:<16} {state:<6} "
               f"{info['peer_ns']:<22} {info['stack_ns']:<22} {info['peer_if']:<15} "
               f"{info['stack_if']:<15} {info['peer_address']} <-> {info['stack_address']}")
     return 0

@@ -279,7 +279,9 @@ def enter_netns(ns: str) -> Iterator[None]:
 
     Sockets created inside the block stay in that namespace after it ends.
     Only the network namespace changes (the mount namespace does not, so
-    ``/sys/class/net`` still shows the original namespace).
+    ``/sys/class/net`` still shows the original namespace).  Do not ``await``
+    inside the block: other tasks on the loop's thread would run in the
+    namespace too.
     """
     try:
         target = os.open(NETNS_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
