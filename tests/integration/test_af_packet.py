@@ -287,3 +287,38 @@ def test_without_cap_net_raw_is_a_clear_permission_error() -> None:
                           timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert "CAP_NET_RAW" in proc.stdout and "root" in proc.stdout
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_link_down_does_not_spin_and_recovers(
+    lab: Lab, loop_kind: str, mode: dict[str, bool]
+) -> None:
+    """ENETDOWN is reported once (rx_errors), not as an endless stream of
+    wakeups; after the link comes back, frames flow again."""
+    dev = open_stack_device(lab, **mode)
+
+    async def main() -> None:
+        got = Collector()
+        dev.attach(asyncio.get_running_loop(), got)
+        await asyncio.sleep(0.02)
+        subprocess.run(["ip", "-n", lab.stack_ns, "link", "set", lab.stack_if, "down"],
+                       check=True)
+        await asyncio.sleep(0.3)
+        c = dev.counters()
+        assert c["rx_wakeups"] <= 3 and c["rx_errors"] == 1
+        subprocess.run(["ip", "-n", lab.stack_ns, "link", "set", lab.stack_if, "up"],
+                       check=True)
+        for _ in range(50):  # the carrier comes back within a few ms
+            dev.send(arp_request(dev.mac, "10.77.0.2", "10.77.0.1"))
+            try:
+                await got.until(lambda f: f[12:14] == b"\x08\x06", timeout=0.2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no ARP reply after the link came back")
+
+    try:
+        run_on(loop_kind, main)
+    finally:
+        dev.close()

@@ -32,7 +32,7 @@ import mmap
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
@@ -270,16 +270,17 @@ class AfPacketDevice(Device):
             self._loop.remove_reader(self._fd)
         self._loop = loop
         self._receiver = receiver
-        handler = {"ring": self._on_readable_ring, "vnet": self._on_readable_vnet,
-                   "socket": self._on_readable_socket}[self.rx_mode]
-        loop.add_reader(self._fd, handler)
+        loop.add_reader(self._fd, self._handler())
         if self._txq:
             self._arm_writer()
 
+    def _handler(self) -> Callable[[], None]:
+        return {"ring": self._on_readable_ring, "vnet": self._on_readable_vnet,
+                "socket": self._on_readable_socket}[self.rx_mode]
+
     def _on_readable(self) -> None:
         """Read every pending frame and hand them to the receiver."""
-        {"ring": self._on_readable_ring, "vnet": self._on_readable_vnet,
-         "socket": self._on_readable_socket}[self.rx_mode]()
+        self._handler()()
 
     def _on_readable_ring(self) -> None:
         ring = self._ring
@@ -323,7 +324,37 @@ class AfPacketDevice(Device):
             if head == nslots:
                 head = 0
         self._ring_head = head
+        if not frames and not skipped and not truncated:
+            # woken with nothing in the ring: a pending socket error (ENETDOWN
+            # when the interface goes down or away) keeps poll() reporting
+            # readiness until read; read it here or the loop would spin
+            self._consume_socket_error()
         self._deliver(frames, nbytes, skipped, truncated)
+
+    def _consume_socket_error(self) -> None:
+        try:
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            err = -1
+        if err:
+            self._stats["rx_errors"] += 1
+            self._rearm_reader()
+
+    def _rearm_reader(self) -> None:
+        """Register the reader again after a socket error: libuv (uvloop)
+        stops a poll handle that reported POLLERR, so without this no frame
+        would be read after the link goes down and up again."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        loop.call_soon(self._reregister)
+
+    def _reregister(self) -> None:
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        loop.remove_reader(self._fd)
+        loop.add_reader(self._fd, self._handler())
 
     def _recv_copy(self) -> bytes | None:
         """The full copy of a ring frame flagged TP_STATUS_COPY."""
@@ -354,6 +385,7 @@ class AfPacketDevice(Device):
                 continue
             except OSError:
                 self._stats["rx_errors"] += 1
+                self._rearm_reader()
                 break
             if addr[2] == PACKET_OUTGOING:
                 skipped += 1
@@ -387,6 +419,7 @@ class AfPacketDevice(Device):
                 continue
             except OSError:
                 self._stats["rx_errors"] += 1
+                self._rearm_reader()
                 break
             if addr[2] == PACKET_OUTGOING:
                 skipped += 1
