@@ -7,6 +7,8 @@
 # NAME-peer  : namespace of the kernel peer; veth NAME-p with PEER_ADDR (10.77.0.1/24)
 # NAME-stack : namespace for ustack; veth NAME-s with NO kernel address, IPv6 off
 # (ustack uses STACK_ADDR, default 10.77.0.2/24, on NAME-s itself.)
+# OFFLOADS=off netns/lab.sh up NAME : exact-wire mode (needs ethtool), like
+# `ustack lab up --no-offloads`: the peer kernel checksums and segments itself.
 # Interface names must fit 15 characters: keep NAME at 13 characters or less
 # here (the Python code shortens longer names with a hash).
 set -eu
@@ -44,6 +46,9 @@ up)
     ip -n "$stack_ns" addr flush dev "$stack_if"
     ip -n "$peer_ns" addr flush dev "$peer_if"
     ip -n "$peer_ns" addr add "$peer_addr" dev "$peer_if"
+    if [ "${OFFLOADS:-on}" = off ]; then
+        ip netns exec "$peer_ns" ethtool -K "$peer_if" tx off tso off gso off >/dev/null
+    fi
     ip -n "$peer_ns" link set lo up
     ip -n "$stack_ns" link set lo up
     ip -n "$peer_ns" link set "$peer_if" up

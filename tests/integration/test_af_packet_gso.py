@@ -125,14 +125,9 @@ def test_send_gso_needs_vnet_mode(lab: Lab) -> None:
         dev.close()
 
 
-@pytest.mark.parametrize("mode", [{}, {"rx_ring": False}, {"vnet_hdr": True}],
-                         ids=["ring", "socket", "vnet"])
-def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -> None:
-    """The peer kernel's TCP hands veth multi-segment (TSO) frames that cross
-    unsegmented: each must reach us whole, in every receive mode (the ring
-    slot is only 2 KiB: those frames come through TP_STATUS_COPY)."""
-    with lab.enter_stack_ns():
-        dev = AfPacketDevice.open(lab.stack_if, **mode)
+def receive_from_kernel(lab: Lab, dev: AfPacketDevice, data: bytes) -> list[ReceivedFrame]:
+    """Handshake by hand with a kernel listener, let it send ``data``, ACK
+    everything in order; return every TCP data frame we received."""
     subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "replace", lab.stack_ip, "lladdr",
                     dev.mac.hex(":"), "dev", lab.peer_if], check=True)
     with lab.enter_peer_ns():
@@ -141,7 +136,7 @@ def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -
     listener.listen()
     listener.settimeout(5)
     eth = lab.mac("peer") + dev.mac + b"\x08\x00"
-    data = bytes(i % 253 for i in range(200_000))
+    frames: list[ReceivedFrame] = []
 
     async def main() -> None:
         queue: asyncio.Queue[ReceivedFrame] = asyncio.Queue()
@@ -157,30 +152,75 @@ def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -
         try:
             sending = asyncio.get_running_loop().run_in_executor(None, conn.sendall, data)
             received = bytearray()
-            biggest = 0
             while len(received) < len(data):
                 frame, trusted = await asyncio.wait_for(queue.get(), 5)
                 if frame[12:14] != b"\x08\x00" or frame[23] != 6:
                     continue
+                frames.append((frame, trusted))
                 total = struct.unpack("!H", frame[16:18])[0]
                 assert len(frame) >= 14 + total  # never cut short
-                assert trusted  # partial checksum from the kernel
                 l4 = 14 + (frame[14] & 0x0F) * 4
                 payload = frame[l4 + (frame[l4 + 12] >> 4) * 4 : 14 + total]
                 seq = struct.unpack("!I", frame[l4 + 4 : l4 + 8])[0] - (irs + 1)
                 if seq == len(received):  # in order (no loss on veth)
                     received += payload
-                    biggest = max(biggest, len(payload))
                 dev.send(eth + ipv4(tcp(1001, irs + 1 + len(received), 0x10), 3))
             await sending
             assert bytes(received) == data
-            assert biggest > 1448  # super-frames did arrive (the kernel used TSO)
-            assert dev.counters()["rx_truncated"] == 0
         finally:
             conn.close()
 
     try:
         asyncio.run(main())
     finally:
-        dev.close()
         listener.close()
+    return frames
+
+
+def _tcp_payload_len(frame: bytes) -> int:
+    total = struct.unpack("!H", frame[16:18])[0]
+    l4 = 14 + (frame[14] & 0x0F) * 4
+    return 14 + total - l4 - (frame[l4 + 12] >> 4) * 4
+
+
+def _tcp_checksum_ok(frame: bytes) -> bool:
+    total = struct.unpack("!H", frame[16:18])[0]
+    l4 = 14 + (frame[14] & 0x0F) * 4
+    seg = frame[l4 : 14 + total]
+    s = pseudo_header_sum(frame[26:30], frame[30:34], 6, len(seg)) + partial_sum(seg)
+    return s % 0xFFFF == 0
+
+
+@pytest.mark.parametrize("mode", [{}, {"rx_ring": False}, {"vnet_hdr": True}],
+                         ids=["ring", "socket", "vnet"])
+def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -> None:
+    """The peer kernel's TCP hands veth multi-segment (TSO) frames that cross
+    unsegmented: each must reach us whole, in every receive mode (the ring
+    slot is only 2 KiB: those frames come through TP_STATUS_COPY)."""
+    with lab.enter_stack_ns():
+        dev = AfPacketDevice.open(lab.stack_if, **mode)
+    try:
+        frames = receive_from_kernel(lab, dev, bytes(i % 253 for i in range(200_000)))
+        assert max(_tcp_payload_len(f) for f, _ in frames) > 1448  # TSO super-frames came
+        assert all(trusted for _, trusted in frames)  # partial checksums
+        assert dev.counters()["rx_truncated"] == 0
+    finally:
+        dev.close()
+
+
+@pytest.mark.parametrize("mode", [{}, {"rx_ring": False}], ids=["ring", "socket"])
+def test_exact_wire_lab_has_mss_segments_and_full_checksums(
+    lab_factory, mode: dict[str, bool]  # type: ignore[no-untyped-def]
+) -> None:
+    """``Lab(offloads=False)``: the kernel segments and checksums itself, so
+    every frame is at most MSS, untrusted, and its checksum verifies."""
+    lab = lab_factory(offloads=False)
+    with lab.enter_stack_ns():
+        dev = AfPacketDevice.open(lab.stack_if, **mode)
+    try:
+        frames = receive_from_kernel(lab, dev, bytes(i % 253 for i in range(100_000)))
+        assert max(_tcp_payload_len(f) for f, _ in frames) <= 1460
+        assert not any(trusted for _, trusted in frames)
+        assert all(_tcp_checksum_ok(f) for f, _ in frames)
+    finally:
+        dev.close()

@@ -31,6 +31,9 @@ def register(subparsers: Any) -> None:
                     help=f"kernel address in the peer namespace (default {DEFAULT_PEER_ADDRESS})")
     up.add_argument("--stack-address", default=DEFAULT_STACK_ADDRESS, metavar="A/P",
                     help=f"address ustack should use (default {DEFAULT_STACK_ADDRESS})")
+    up.add_argument("--no-offloads", dest="offloads", action="store_false",
+                    help="exact-wire mode: the peer kernel does its own checksums and "
+                    "segmentation (no TSO super-frames, no partial checksums)")
     up.add_argument("--json", action="store_true", help="print the lab as one JSON object")
     up.set_defaults(func=_up)
 
@@ -46,7 +49,7 @@ def register(subparsers: Any) -> None:
 def _up(args: argparse.Namespace) -> int:
     try:
         lab = Lab.create(args.name, peer_address=args.peer_address,
-                         stack_address=args.stack_address)
+                         stack_address=args.stack_address, offloads=args.offloads)
         lab.up()
     except (ValueError, LabError) as exc:
         print(f"ustack lab up: {exc}", file=sys.stderr)

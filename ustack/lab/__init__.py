@@ -9,6 +9,7 @@ from ustack.lab.lab import (
     have_netns_support,
     list_netns,
     reap_stale,
+    set_offloads,
     status,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "have_netns_support",
     "list_netns",
     "reap_stale",
+    "set_offloads",
     "status",
 ]

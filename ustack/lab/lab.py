@@ -18,12 +18,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -90,6 +93,9 @@ class Lab:
     peer_address: str
     stack_address: str
     prefixlen: int
+    #: False: the peer veth does no checksum offload and no TSO/GSO, so the
+    #: kernel puts exact wire segments (<= MSS, full checksums) on the link
+    offloads: bool = True
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -99,8 +105,14 @@ class Lab:
         *,
         peer_address: str = DEFAULT_PEER_ADDRESS,
         stack_address: str = DEFAULT_STACK_ADDRESS,
+        offloads: bool = True,
     ) -> Lab:
-        """Describe a lab (nothing is created until :meth:`up`)."""
+        """Describe a lab (nothing is created until :meth:`up`).
+
+        ``offloads=False`` is the exact-wire mode (DESIGN.md trap 3): the peer
+        kernel computes every checksum and segments TCP itself, so ustack sees
+        what a real wire would carry (and verifies every checksum).
+        """
         if not _NAME_RE.match(name):
             raise ValueError(
                 f"invalid lab name {name!r}: use 1-40 letters, digits, '.', '_' or '-'"
@@ -115,6 +127,7 @@ class Lab:
             peer_address=peer_ip,
             stack_address=f"{stack_ip}/{prefixlen}",
             prefixlen=prefixlen,
+            offloads=offloads,
         )
 
     @property
@@ -187,6 +200,8 @@ class Lab:
         _ip(["-n", self.peer_ns, "addr", "flush", "dev", self.peer_if])
         _ip(["-n", self.peer_ns, "addr", "add", f"{self.peer_address}/{self.prefixlen}",
              "dev", self.peer_if])
+        if not self.offloads:
+            set_offloads(self.peer_ns, self.peer_if, tx_checksum=False, tso=False, gso=False)
         for ns, ifname in ((self.peer_ns, "lo"), (self.stack_ns, "lo"),
                            (self.peer_ns, self.peer_if), (self.stack_ns, self.stack_if)):
             _ip(["-n", ns, "link", "set", ifname, "up"])
@@ -299,6 +314,32 @@ def enter_netns(ns: str) -> Iterator[None]:
             os.close(original)
     finally:
         os.close(target)
+
+
+SIOCETHTOOL = 0x8946
+# legacy ethtool commands (linux/ethtool.h), still mapped onto netdev features
+ETHTOOL_STXCSUM = 0x17
+ETHTOOL_STSO = 0x1F
+ETHTOOL_SGSO = 0x24
+
+
+def set_offloads(ns: str, ifname: str, *, tx_checksum: bool | None = None,
+                 tso: bool | None = None, gso: bool | None = None) -> None:
+    """``ethtool -K IF tx on|off tso on|off gso on|off`` inside ``ns``, done
+    with the SIOCETHTOOL ioctl so the ethtool program is not needed."""
+    with enter_netns(ns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        for cmd, value in ((ETHTOOL_STXCSUM, tx_checksum), (ETHTOOL_STSO, tso),
+                           (ETHTOOL_SGSO, gso)):
+            if value is None:
+                continue
+            data = ctypes.create_string_buffer(struct.pack("II", cmd, int(value)), 8)
+            ifr = struct.pack("16sP16x", ifname.encode(), ctypes.addressof(data))
+            try:
+                fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifr)
+            except OSError as exc:
+                raise LabError(f"setting offloads of {ifname} in {ns}: {exc}") from None
 
 
 CLONE_NEWNET = 0x40000000
