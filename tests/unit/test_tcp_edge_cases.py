@@ -742,3 +742,24 @@ def test_abort_sends_rst() -> None:
     assert s.lines(s.drain()) == ["R. 1:1(0) ack 1 win 65535"]
     assert s.event_types() == ["Closed"]
 
+
+
+def test_43_orphan_facing_a_closed_window_gives_up() -> None:
+    s = established()
+    s.inject(s.seg(".", 1, 1, win=0))
+    s.conn.send(b"p" * 100, 0.0)
+    s.conn.close(0.0)
+    assert s.drain() == []
+    sent = s.run_timers(10_000)
+    assert len(sent) == 8 and all(line == ". 0:0(0) ack 1 win 65535" for _, line in sent)
+    assert s.conn.state is TcpState.CLOSED
+    assert s.event_types() == ["Closed"]  # the application already let go: no error event
+
+
+def test_38_orphaned_fin_retransmissions_stop_after_orphan_retries() -> None:
+    s = established()
+    s.conn.close(0.0)
+    assert s.lines(s.drain()) == ["F. 1:1(0) ack 1 win 65535"]
+    sent = s.run_timers(10_000)
+    assert len(sent) == 8
+    assert s.conn.state is TcpState.CLOSED

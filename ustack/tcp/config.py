@@ -75,6 +75,9 @@ class TcpConfig:
     #: Data/FIN retransmissions before ETIMEDOUT (Linux tcp_retries2 15; Linux
     #: converts it into a time budget of ~924 s with 200 ms RTOs, ustack counts).
     retries2: int = 15
+    #: Retransmissions / zero-window probes of a connection the application
+    #: has closed (orphan) before it is dropped (Linux tcp_orphan_retries 0 = 8).
+    orphan_retries: int = 8
 
     # --- close ----------------------------------------------------------------
     #: TIME-WAIT duration (Linux TCP_TIMEWAIT_LEN 60 s; RFC 9293 2*MSL = 4 min).

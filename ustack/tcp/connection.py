@@ -1144,7 +1144,10 @@ class TcpConnection:
             self._retransmit(self.snd_una, self.send_mss, now)
             self._rto_at = now + rtt.rto
             return
-        if self._retransmits >= cfg.retries2:
+        # an orphan (closed by the application) gives up sooner: Linux
+        # tcp_orphan_retries (0 means 8)
+        limit = cfg.orphan_retries if self._app_closed else cfg.retries2
+        if self._retransmits >= limit:
             self._fail(E.ETIMEDOUT)
             return
         self._retransmits += 1
@@ -1169,6 +1172,11 @@ class TcpConnection:
         if self.snd_wnd:
             # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
             self._force_send = True
+            return
+        if self._app_closed and self._persist_backoff >= self.config.orphan_retries:
+            # an orphan facing a window that never opens (Linux tcp_probe_timer):
+            # without this a closed connection could probe forever
+            self._fail(E.ETIMEDOUT)
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._persist_backoff += 1
