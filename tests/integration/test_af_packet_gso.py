@@ -11,6 +11,8 @@ import asyncio
 import socket
 import struct
 import subprocess
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import uvloop
@@ -37,6 +39,11 @@ def tcp(seq: int, ack: int, flags: int, payload: bytes = b"", opts: bytes = b"")
     seg = hdr + payload
     csum = fold(pseudo_header_sum(STACK, PEER, 6, len(seg)) + partial_sum(seg))
     return seg[:16] + csum.to_bytes(2, "big") + seg[18:]
+
+
+def _put_all(queue: asyncio.Queue[ReceivedFrame], frames: Sequence[ReceivedFrame]) -> None:
+    for frame in frames:
+        queue.put_nowait(frame)
 
 
 def test_vnet_header_layout() -> None:
@@ -69,7 +76,7 @@ def test_send_gso_super_segment_reaches_kernel_tcp(lab: Lab, loop_kind: str) -> 
 
     async def main() -> None:
         queue: asyncio.Queue[ReceivedFrame] = asyncio.Queue()
-        dev.attach(asyncio.get_running_loop(), lambda fs: [queue.put_nowait(f) for f in fs])
+        dev.attach(asyncio.get_running_loop(), lambda fs: _put_all(queue, fs))
 
         async def next_tcp() -> tuple[bytes, bool]:
             while True:
@@ -140,7 +147,7 @@ def receive_from_kernel(lab: Lab, dev: AfPacketDevice, data: bytes) -> list[Rece
 
     async def main() -> None:
         queue: asyncio.Queue[ReceivedFrame] = asyncio.Queue()
-        dev.attach(asyncio.get_running_loop(), lambda fs: [queue.put_nowait(f) for f in fs])
+        dev.attach(asyncio.get_running_loop(), lambda fs: _put_all(queue, fs))
         dev.send(eth + ipv4(tcp(1000, 0, 0x02, opts=b"\x02\x04\x05\xb4"), 1))
         while True:
             frame, _ = await asyncio.wait_for(queue.get(), 5)
@@ -178,7 +185,7 @@ def receive_from_kernel(lab: Lab, dev: AfPacketDevice, data: bytes) -> list[Rece
 
 
 def _tcp_payload_len(frame: bytes) -> int:
-    total = struct.unpack("!H", frame[16:18])[0]
+    total: int = struct.unpack("!H", frame[16:18])[0]
     l4 = 14 + (frame[14] & 0x0F) * 4
     return 14 + total - l4 - (frame[l4 + 12] >> 4) * 4
 
@@ -193,7 +200,7 @@ def _tcp_checksum_ok(frame: bytes) -> bool:
 
 @pytest.mark.parametrize("mode", [{}, {"rx_ring": False}, {"vnet_hdr": True}],
                          ids=["ring", "socket", "vnet"])
-def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -> None:
+def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, Any]) -> None:
     """The peer kernel's TCP hands veth multi-segment (TSO) frames that cross
     unsegmented: each must reach us whole, in every receive mode (the ring
     slot is only 2 KiB: those frames come through TP_STATUS_COPY)."""
@@ -210,7 +217,7 @@ def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, bool]) -
 
 @pytest.mark.parametrize("mode", [{}, {"rx_ring": False}], ids=["ring", "socket"])
 def test_exact_wire_lab_has_mss_segments_and_full_checksums(
-    lab_factory, mode: dict[str, bool]  # type: ignore[no-untyped-def]
+    lab_factory: Callable[..., Lab], mode: dict[str, Any]
 ) -> None:
     """``Lab(offloads=False)``: the kernel segments and checksums itself, so
     every frame is at most MSS, untrusted, and its checksum verifies."""

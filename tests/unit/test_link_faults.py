@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def seq(frames: list[ReceivedFrame]) -> list[int]:
     return [int.from_bytes(f[14:18], "big") for f, _ in frames]
 
 
-async def run_tx(seed: int | str, **kw: float) -> tuple[list[ReceivedFrame], dict[str, int]]:
+async def run_tx(seed: int | str, **kw: Any) -> tuple[list[ReceivedFrame], dict[str, int]]:
     pair = MemoryPair()
     dev = FaultDevice(pair.a, seed, **kw)
     got: list[ReceivedFrame] = []
@@ -35,7 +36,7 @@ async def run_tx(seed: int | str, **kw: float) -> tuple[list[ReceivedFrame], dic
     return got, counters
 
 
-async def run_rx(seed: int | str, **kw: float) -> tuple[list[ReceivedFrame], dict[str, int]]:
+async def run_rx(seed: int | str, **kw: Any) -> tuple[list[ReceivedFrame], dict[str, int]]:
     pair = MemoryPair()
     dev = FaultDevice(pair.a, seed, **kw)
     got: list[ReceivedFrame] = []
