@@ -5,7 +5,7 @@ the peer side (a raw socket there), then times how fast the device drains
 them into batches: the per-frame cost of the receive path alone, without a
 sender competing for the CPU.  Measured for each receive mode (``ring``: the
 default PACKET_RX_RING; ``socket``: recvmsg_into + PACKET_AUXDATA; ``vnet``:
-recvmsg_into with a virtio_net_hdr) and, for comparison, bare loops on the
+with a virtio_net_hdr, through the ring or recvmsg_into) and, for comparison, bare loops on the
 socket (recv_into without auxdata = the figure DESIGN.md quotes).  The
 device's receiver keeps each batch alive until it returns, as a stack would;
 the bare loops drop each frame at once (so malloc reuses one buffer), which
@@ -146,7 +146,8 @@ def main() -> None:
     results: dict[str, object] = {"frames": args.frames, "size": args.size}
     try:
         ring_dev = open_device(lab)
-        vnet_dev = open_device(lab, vnet_hdr=True)
+        vnet_dev = open_device(lab, vnet_hdr=True, rx_ring=False)
+        vnet_ring_dev = open_device(lab, vnet_hdr=True)
         dev = open_device(lab, rx_ring=False)
         with lab.enter_peer_ns():
             peer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -155,11 +156,12 @@ def main() -> None:
 
         # every open socket gets its own copy of each frame: after each
         # measurement all of them are emptied
-        devices = [ring_dev, vnet_dev, dev]
+        devices = [ring_dev, vnet_ring_dev, vnet_dev, dev]
         variants: dict[str, Callable[[], tuple[float, int]]] = {
             "device, ring (default)": lambda: drain_device(ring_dev, args.frames),
             "device, socket (recvmsg_into+auxdata)": lambda: drain_device(dev, args.frames),
-            "device, vnet (recvmsg_into+vnet hdr)": lambda: drain_device(vnet_dev, args.frames),
+            "device, vnet + ring": lambda: drain_device(vnet_ring_dev, args.frames),
+            "device, vnet socket (recvmsg_into)": lambda: drain_device(vnet_dev, args.frames),
             "bare recv_into+bytes (no auxdata)": lambda: drain_loop(dev._sock, args.frames,
                                                                    "recv_into"),
             "bare recv(64K)": lambda: drain_loop(dev._sock, args.frames, "recv"),

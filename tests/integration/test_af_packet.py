@@ -22,8 +22,14 @@ from ustack.link.base import ReceivedFrame
 pytestmark = pytest.mark.integration
 
 LOOPS = ["asyncio", "uvloop"]
-#: receive modes: mmap ring (default), recvmsg + PACKET_AUXDATA, virtio_net_hdr
-MODES = {"ring": {}, "socket": {"rx_ring": False}, "vnet": {"vnet_hdr": True}}
+#: receive modes: mmap ring (default), recvmsg + PACKET_AUXDATA, each also with
+#: virtio_net_hdr (offloads)
+MODES: dict[str, dict[str, bool]] = {
+    "ring": {},
+    "socket": {"rx_ring": False},
+    "vnet-ring": {"vnet_hdr": True},
+    "vnet-socket": {"vnet_hdr": True, "rx_ring": False},
+}
 
 
 @pytest.fixture(params=list(MODES))
@@ -82,6 +88,8 @@ def peer_raw_socket(lab: Lab) -> socket.socket:
 @pytest.mark.parametrize("loop_kind", LOOPS)
 def test_arp_request_gets_kernel_reply(lab: Lab, loop_kind: str, mode: dict[str, bool]) -> None:
     dev = open_stack_device(lab, **mode)
+    assert dev.rx_mode == ("ring" if mode.get("rx_ring", True) else
+                           "vnet" if mode.get("vnet_hdr") else "socket")
     assert dev.mac == lab.mac("stack") and dev.mtu == 1500 and dev.name == lab.stack_if
     peer_mac = lab.mac("peer")
 

@@ -58,11 +58,13 @@ def test_vnet_header_layout() -> None:
         gso_tcp_vnet_header(b"\x00" * 12 + b"\x08\x06" + b"\x00" * 60, 1448)
 
 
+@pytest.mark.parametrize("rx_ring", [True, False], ids=["ring", "socket"])
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-def test_send_gso_super_segment_reaches_kernel_tcp(lab: Lab, loop_kind: str) -> None:
+def test_send_gso_super_segment_reaches_kernel_tcp(lab: Lab, loop_kind: str,
+                                                   rx_ring: bool) -> None:
     with lab.enter_stack_ns():
-        dev = AfPacketDevice.open(lab.stack_if, vnet_hdr=True)
-    assert dev.supports_gso and dev.rx_mode == "vnet"
+        dev = AfPacketDevice.open(lab.stack_if, vnet_hdr=True, rx_ring=rx_ring)
+    assert dev.supports_gso and dev.rx_mode == ("ring" if rx_ring else "vnet")
     # the stack does not answer ARP in this test: tell the peer our MAC
     subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "replace", lab.stack_ip, "lladdr",
                     dev.mac.hex(":"), "dev", lab.peer_if], check=True)
@@ -198,8 +200,9 @@ def _tcp_checksum_ok(frame: bytes) -> bool:
     return s % 0xFFFF == 0
 
 
-@pytest.mark.parametrize("mode", [{}, {"rx_ring": False}, {"vnet_hdr": True}],
-                         ids=["ring", "socket", "vnet"])
+@pytest.mark.parametrize(
+    "mode", [{}, {"rx_ring": False}, {"vnet_hdr": True}, {"vnet_hdr": True, "rx_ring": False}],
+    ids=["ring", "socket", "vnet-ring", "vnet-socket"])
 def test_kernel_tso_super_frames_arrive_whole(lab: Lab, mode: dict[str, Any]) -> None:
     """The peer kernel's TCP hands veth multi-segment (TSO) frames that cross
     unsegmented: each must reach us whole, in every receive mode (the ring

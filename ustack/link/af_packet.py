@@ -114,7 +114,7 @@ def interface_info(iface: str) -> tuple[int, bytes, int]:
     """
     try:
         ifindex = socket.if_nametoindex(iface)
-    except OSError:
+    except (OSError, ValueError):
         raise OSError(
             errno.ENODEV, f"no network interface named {iface!r} in this network namespace"
         ) from None
@@ -228,9 +228,11 @@ class AfPacketDevice(Device):
         ``mac`` overrides the interface's own MAC (the filter then accepts
         that MAC and the interface goes promiscuous).  ``filter=False`` skips
         the BPF filter (every frame on the interface reaches Python).
-        ``rx_ring`` receives through an mmap ring of ``ring_frames`` slots;
-        ``vnet_hdr=True`` (offloads, ``send_gso``) always uses the socket
-        path, since a coalesced frame can be 64 KiB.
+        ``rx_ring`` receives through an mmap ring of ``ring_frames`` slots
+        (frames bigger than a slot, such as TSO super-frames from a veth peer,
+        are read from the socket: TP_STATUS_COPY).  ``vnet_hdr=True`` enables
+        offloads (``send_gso``); with ``rx_ring`` too, receiving still uses
+        the ring (``rx_mode == "ring"``), else ``rx_mode == "vnet"``.
         Raises PermissionError without CAP_NET_RAW and OSError(ENODEV) for
         an unknown interface.
         """
@@ -246,11 +248,16 @@ class AfPacketDevice(Device):
             if filter:
                 bpf.attach(sock, bpf.ethernet_filter(our_mac))
             ring = None
-            if vnet_hdr:
+            if vnet_hdr:  # before the ring: the kernel refuses it afterwards
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-            elif rx_ring and sys.byteorder == "little":
-                ring = _setup_ring(sock, mtu, ring_frames)
-            else:
+            if rx_ring and sys.byteorder == "little":
+                try:
+                    ring = _setup_ring(sock, mtu, ring_frames)
+                except OSError:
+                    if not vnet_hdr:
+                        raise
+                    ring = None  # an older kernel without vnet headers in rings
+            if ring is None and not vnet_hdr:
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.bind((iface, ETH_P_ALL))
             if our_mac != if_mac:
@@ -362,7 +369,8 @@ class AfPacketDevice(Device):
             n = self._sock.recv_into(self._rx_buf)
         except OSError:
             return None
-        return self._rx_view[:n].tobytes()
+        skip = self._tx_overhead  # the socket copy starts with the vnet header
+        return self._rx_view[skip:n].tobytes()
 
     def _on_readable_socket(self) -> None:
         # recvmsg_into a preallocated buffer + one exact-size copy
