@@ -1248,6 +1248,8 @@ class TcpConnection:
         opts = _EMPTY_OPTIONS
         lport, rport = self.local_port, self.remote_port
         nbytes = nsegs = 0
+        time_rtt = not self.ts_ok  # without timestamps: one timed segment (Karn)
+        force = self._force_send
         while True:
             cap = seg_max
             if sacked and seq_lt((una + sent) & MASK, snd_max):
@@ -1276,7 +1278,7 @@ class TcpConnection:
             n = avail if avail < room else room
             if n > cap:
                 n = cap
-            if n < mss and not self._force_send and seq_sub(snd_max, una) <= sent:
+            if n < mss and not force and seq_sub(snd_max, una) <= sent:
                 # (both rules apply to new data only, never to retransmissions)
                 if n < avail:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
@@ -1298,12 +1300,11 @@ class TcpConnection:
                 if fin_queued and room > n:
                     flags = ACK | PSH | FIN
             nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
-            if seq_lt(seq, snd_max):
+            if ((seq - snd_max) & MASK) >= 0x80000000:  # seq < SND.NXT: a resend
                 self.bytes_retrans += n
-            else:
-                if self._rtt_seq is None and not self.ts_ok:
-                    self._rtt_seq = nxt
-                    self._rtt_time = now
+            elif time_rtt and self._rtt_seq is None:
+                self._rtt_seq = nxt
+                self._rtt_time = now
             nbytes += n
             nsegs += 1
             if n < mss:
@@ -1320,7 +1321,7 @@ class TcpConnection:
             else:
                 out.append(self._make(flags, seq, payload))
             self._snd_ptr = nxt
-            if seq_gt(nxt, snd_max):
+            if ((snd_max - nxt) & MASK) >= 0x80000000:  # nxt > snd_max
                 snd_max = nxt
             if flags & FIN:
                 sent += 1
