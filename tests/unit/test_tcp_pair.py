@@ -78,7 +78,7 @@ def test_bulk_lossy_reordering_wire(wscale: bool, sack: bool, ts: bool, nodelay:
     prof = WireProfile(delay=0.002, loss=0.01, reorder=0.02, reorder_delay=0.003,
                        duplicate=0.005)
     pair = MemoryPair(cfg, cfg, seed=3, profile=prof)
-    _transfer(pair, 2 * MB, seed=5)
+    _transfer(pair, 10 * MB, seed=5)
     assert pair.dropped > 0
     assert pair.a.total_retrans > 0 or pair.b.total_retrans > 0
 
@@ -141,3 +141,4 @@ def test_slow_reader_closes_window_and_reading_reopens_it() -> None:
         return now + 0.01
 
     pair.run(lambda: total == len(data), app=app, max_time=pair.now + 60)
+
