@@ -464,3 +464,25 @@ def test_stretch_dup_acks_enter_recovery_by_sacked_bytes() -> None:
     assert [line.split(" ack")[0] for line in out] == [". 2921:4381(1460)"]
     s.inject(s.seg(".", 1, 1 + 10 * k))
     assert not s.conn.cc.in_recovery and s.conn.total_retrans == 2
+
+
+def test_data_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:
+    """With holes in what we receive, our data segments carry SACK blocks;
+    the payload shrinks so header + options + payload stays within the MTU."""
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
+                     TcpOptions(mss=1460, sack_permitted=True, timestamp=(1, 0)))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, TcpConfig(max_segment=65_000)), ISS, PEER)
+    s.drain()
+    ts = TcpOptions(timestamp=(2, s.conn._ts_val(0.0)))
+    s.inject(s.seg(".", 1, 1, options=ts))
+    # two holes in the peer's data: our next segments carry two SACK blocks
+    for start in (1001, 3001):
+        s.conn.receive(s.seg(".", start, 1, payload=b"h" * 500, options=ts), s.now)
+    s.drain()
+    s.conn.send(b"d" * 20_000, s.now)
+    out = s.drain()
+    assert out
+    for seg in out:
+        wire = seg.encode(b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")
+        assert len(wire) <= 1480, len(wire)  # TCP header + options + payload <= MTU - 20
+        assert len(seg.options.sack_blocks) == 2

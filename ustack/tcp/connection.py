@@ -1244,6 +1244,13 @@ class TcpConnection:
         # one ACK number, window and option block for the whole batch unless a
         # SACK/D-SACK block must be carried (then _make builds each segment)
         shared = self._dsack is None and not ooo.nbytes and ooo.fin_pos is None
+        if not shared:
+            # SACK blocks ride along: shorten the payload so the segment still
+            # fits the MTU (Linux tcp_current_mss) and send no super-segments
+            extra = self._sack_option_len()
+            if extra:
+                mss = max(mss - extra, 1)
+                seg_max = mss
         ack = win = -1
         opts = _EMPTY_OPTIONS
         lport, rport = self.local_port, self.remote_port
@@ -1357,7 +1364,7 @@ class TcpConnection:
         off = seq_sub(seq, self.snd_una)
         if off < 0:
             return
-        n = min(len(sndbuf) - off, length)
+        n = min(len(sndbuf) - off, length, self.send_mss - self._sack_option_len())
         self._rtt_seq = None  # Karn
         if n > 0:
             flags = ACK
@@ -1426,6 +1433,17 @@ class TcpConnection:
             self._ts_cache = (tsval, recent, opts)
             return opts
         return TcpOptions(timestamp=(tsval, recent), sack_blocks=self._sack_blocks())
+
+    def _sack_option_len(self) -> int:
+        """Bytes the SACK option will add to our next segment (nop, nop,
+        kind, length and 8 per block; RFC 2018 3)."""
+        if not self.sack_ok:
+            return 0
+        n = len(self._ooo) + (1 if self._dsack is not None else 0)
+        if not n:
+            return 0
+        limit = 3 if self.ts_ok else 4
+        return 4 + 8 * (n if n < limit else limit)
 
     def _sack_blocks(self) -> list[tuple[int, int]]:
         if not self.sack_ok:
