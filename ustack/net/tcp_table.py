@@ -366,7 +366,12 @@ class TcpTable:
         if ep is not None:
             ep.conn.receive(seg, self.now())
             self.touch(ep)
-            return
+            if getattr(ep.conn, "reopen_syn", None) is None:
+                return
+            # a SYN ended TIME-WAIT (RFC 6191, catalogue 42): deliver the old
+            # connection's events, forget it, and let the listener take the SYN
+            self._flush()
+            self._remove(ep)
         listener = self._listeners.get(seg.dst_port)
         if listener is not None and not self._closed:
             action = listener_action(seg)
