@@ -377,3 +377,22 @@ async def test_server_shape_async_with_and_serve_forever(pair: Any) -> None:
     # closed: a new SYN is refused
     with pytest.raises(ConnectionRefusedError):
         await streams.open_connection(B_IP, 7009, stack=a, timeout=5)
+
+
+async def test_syn_retries_exhausted_is_timeout_error() -> None:
+    from ustack.tcp.config import TcpConfig
+
+    a = MemoryStack(A_IP)
+    a.tcp = TcpTable(a, config=TcpConfig(syn_retries=2, syn_linear_timeouts=0,  # type: ignore[arg-type]
+                                         rto_initial=0.05))
+    a.ip.drop = lambda payload: True
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        with pytest.raises(TimeoutError) as info:
+            await streams.open_connection(B_IP, 80, stack=a)  # no timeout= of our own  # type: ignore[arg-type]
+        assert info.value.errno == errno.ETIMEDOUT
+        assert loop.time() - t0 < 2.0
+        assert a.ip.sent == 3  # the SYN and two retransmissions
+    finally:
+        a.tcp.close()
