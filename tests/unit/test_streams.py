@@ -390,7 +390,7 @@ async def test_syn_retries_exhausted_is_timeout_error() -> None:
     t0 = loop.time()
     try:
         with pytest.raises(TimeoutError) as info:
-            await streams.open_connection(B_IP, 80, stack=a)  # no timeout= of our own  # type: ignore[arg-type]
+            await streams.open_connection(B_IP, 80, stack=a)  # type: ignore[arg-type]
         assert info.value.errno == errno.ETIMEDOUT
         assert loop.time() - t0 < 2.0
         assert a.ip.sent == 3  # the SYN and two retransmissions
