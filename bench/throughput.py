@@ -68,7 +68,7 @@ def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
              lab.peer_address, "--bytes", str(nbytes)], stdout=subprocess.PIPE, text=True)
         res = _peer_result(sender)
         _peer_result(sink)
-        return nbytes / res["seconds"] / 1e6
+        return nbytes / float(res["seconds"]) / 1e6
     finally:
         subprocess.run(["ip", "-n", lab.stack_ns, "addr", "flush", "dev", lab.stack_if],
                        check=True)

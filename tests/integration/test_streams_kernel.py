@@ -194,7 +194,7 @@ async def test_200_concurrent_connections_1mb_each(lab: Lab, stack: Any) -> None
                 writer.write(piece)
                 await writer.drain()
             writer.write_eof()
-            reply = (await asyncio.wait_for(reader.read(), 120)).decode().split()
+            reply: list[str] = (await asyncio.wait_for(reader.read(), 120)).decode().split()
             writer.close()
             await writer.wait_closed()
             return reply
