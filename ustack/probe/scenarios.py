@@ -751,21 +751,11 @@ def by_id(scenario_id: str) -> Scenario:
 #: ustack's known differences from Linux, with the RFC reasoning (filled from
 #: the recorded runs; BUG = ustack violates the RFC and should be fixed)
 USTACK_NOTES: dict[str, str] = {
-    "42a": (
-        'BUG (ustack): nothing is sent. The TCP core ends TIME-WAIT and sets '
-        'TcpConnection.reopen_syn (connection.py _receive_time_wait), but ustack/net/tcp_table.py'
-        ' never hands that SYN to the listener, so it is lost. Expected (RFC 6191, RFC 1122 '
-        '4.2.2.13, Linux): a SYN-ACK for the new incarnation.'
-    ),
     "19c": (
         "DIFFERS, neither follows the RFC exactly: ustack sends 64-byte segments to a peer "
         "that offered MSS 40, Linux 48 (net.ipv4.tcp_min_snd_mss, a CVE-2019-11479 "
         "mitigation). RFC 9293 3.7.1 says never exceed the peer's MSS; both clamp for "
         "safety, at different floors."
-    ),
-    "42d": (
-        "BUG (ustack), same cause as 42a: the SYN that legitimately ends TIME-WAIT "
-        "(TcpConnection.reopen_syn) is never handed to the listener by tcp_table.py."
     ),
     "45c": (
         "DIFFERS, RFC-conformant: ustack counts retries2 as retransmissions (2, then "
