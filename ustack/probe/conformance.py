@@ -37,7 +37,7 @@ def lab_name() -> str:
 class Result:
     scenario: str
     peer: str
-    status: str  # pass, fail, error
+    status: str  # pass, fail, n/a (the peer has no API for an action), error
     detail: str = ""
     seconds: float = 0.0
 
@@ -54,7 +54,9 @@ async def run_scenario(scenario: Scenario, kind: str, *,
             try:
                 await run_script(script, peer, probe, tolerance_floor=tolerance)
             except ScriptError as exc:
-                return Result(scenario.id, kind, "fail", str(exc),
+                # a peer that cannot perform an action (no API for it) is "n/a"
+                status = "n/a" if "NotImplementedError" in str(exc) else "fail"
+                return Result(scenario.id, kind, status, str(exc),
                               time.monotonic() - started)
         return Result(scenario.id, kind, "pass", "", time.monotonic() - started)
     except Exception as exc:  # a peer that cannot start is an error, not a crash
