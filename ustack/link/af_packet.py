@@ -651,8 +651,8 @@ def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int) -> tuple[mmap.m
     slot = 2048
     while slot < need:
         slot <<= 1
-    block = max(_RING_BLOCK, slot)
-    per_block = block // slot
+    block = max(_RING_BLOCK, slot)  # both powers of two: slots never straddle
+    per_block = block // slot       # blocks, so slot i sits at i * slot
     blocks = max(1, -(-ring_frames // per_block))
     sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
     sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)  # oversized frames: TP_STATUS_COPY
