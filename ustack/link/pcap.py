@@ -4,6 +4,11 @@ The file opens in Wireshark/tshark (link type Ethernet, microsecond
 timestamps).  Frames are recorded as they cross the wrapper: received frames
 before the layers above see them, sent frames before the inner device gets
 them.
+
+Frames the kernel marked ``TP_STATUS_CSUMNOTREADY`` (DESIGN.md trap 2) carry
+only a partial TCP/UDP checksum, exactly as tcpdump would show them;
+``fill_checksums=True`` writes such trusted frames with the checksum computed,
+so Wireshark's checksum validation shows them clean.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, BinaryIO
 import dpkt
 
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
+from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum
 
 SNAPLEN = 262144
 
@@ -24,13 +30,15 @@ SNAPLEN = 262144
 class PcapDevice(Device):
     """``PcapDevice(inner, path)``: ``inner`` with a capture of its traffic."""
 
-    def __init__(self, inner: Device, path: str | os.PathLike[str]) -> None:
+    def __init__(self, inner: Device, path: str | os.PathLike[str], *,
+                 fill_checksums: bool = False) -> None:
         self.inner = inner
         self.path = os.fspath(path)
         self.name = inner.name
         self.mac = inner.mac
         self.mtu = inner.mtu
         self.supports_gso = inner.supports_gso
+        self.fill_checksums = fill_checksums
         self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115
         self._writer: Any = dpkt.pcap.Writer(self._file, snaplen=SNAPLEN)
         self._receiver: Receiver | None = None
@@ -50,8 +58,9 @@ class PcapDevice(Device):
         self.inner.attach(loop, self._on_frames)
 
     def _on_frames(self, frames: Sequence[ReceivedFrame]) -> None:
-        for frame, _trusted in frames:
-            self._write(frame)
+        fill = self.fill_checksums
+        for frame, trusted in frames:
+            self._write(with_l4_checksum(frame) if fill and trusted else frame)
         if self._receiver is not None:
             self._receiver(frames)
 
@@ -87,3 +96,25 @@ class PcapDevice(Device):
         out = self.inner.counters()
         out["pcap_frames"] = self.frames_written
         return out
+
+
+def with_l4_checksum(frame: bytes) -> bytes:
+    """``frame`` with its IPv4 TCP/UDP checksum computed (RFC 9293 3.1,
+    RFC 768); anything else, or anything malformed, comes back unchanged."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
+        return frame
+    ihl = (frame[14] & 0x0F) * 4
+    total = int.from_bytes(frame[16:18], "big")
+    proto = frame[23]
+    offset = {6: 16, 17: 6}.get(proto)
+    end = 14 + total
+    l4 = 14 + ihl
+    if (offset is None or ihl < 20 or end > len(frame) or end < l4 + offset + 2
+            or int.from_bytes(frame[20:22], "big") & 0x3FFF):  # fragments: leave
+        return frame
+    segment = frame[l4:l4 + offset] + b"\x00\x00" + frame[l4 + offset + 2:end]
+    csum = fold(pseudo_header_sum(frame[26:30], frame[30:34], proto, end - l4)
+                + partial_sum(segment))
+    if proto == 17 and csum == 0:
+        csum = 0xFFFF
+    return frame[:l4 + offset] + csum.to_bytes(2, "big") + frame[l4 + offset + 2:]
