@@ -456,6 +456,20 @@ class TcpTransport(asyncio.Transport):
 # ------------------------------------------------------------------- TLS
 
 
+class _SSLProtocol(sslproto.SSLProtocol):
+    """The standard library's SSLProtocol with one fix: a flush (the peer's
+    TCP FIN arrived, the rest of the TLS data waits in the incoming BIO) must
+    not run while the application has paused reading.  Otherwise a resume
+    callback scheduled before the application paused again finishes the TLS
+    shutdown with undelivered data and the application sees EOF early (the
+    flush runs again from ``_resume_reading`` when the application resumes)."""
+
+    def _do_flush(self) -> None:
+        if self._app_reading_paused:  # type: ignore[attr-defined]
+            return
+        super()._do_flush()  # type: ignore[misc]
+
+
 async def start_tls(
     transport: asyncio.Transport,
     protocol: asyncio.BaseProtocol,
@@ -469,7 +483,7 @@ async def start_tls(
     so this runs the standard library's SSLProtocol over ours directly."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    ssl_protocol = sslproto.SSLProtocol(
+    ssl_protocol = _SSLProtocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
         ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
         call_connection_made=True,
