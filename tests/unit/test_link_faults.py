@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ustack.link.base import ReceivedFrame
 from ustack.link.faults import FaultDevice
@@ -162,3 +164,29 @@ def test_rejects_bad_parameters() -> None:
         FaultDevice(pair.a, 0, delay=-1)
     with pytest.raises(ValueError):
         FaultDevice(pair.a, 0, directions="up")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), loss=st.floats(0, 1), duplicate=st.floats(0, 1),
+       reorder=st.floats(0, 1), n=st.integers(0, 60))
+def test_faults_never_invent_frames(seed: int, loss: float, duplicate: float, reorder: float,
+                                    n: int) -> None:
+    """Whatever the probabilities: every frame out is a frame that went in,
+    at most twice, and lost + duplicated counts account for the difference."""
+
+    async def run() -> tuple[list[ReceivedFrame], dict[str, int]]:
+        pair = MemoryPair()
+        dev = FaultDevice(pair.a, seed, loss=loss, duplicate=duplicate, reorder=reorder,
+                          reorder_timeout=0.001)
+        got: list[ReceivedFrame] = []
+        pair.b.attach(asyncio.get_running_loop(), got.extend)
+        dev.send_many([frame(i, pair.b.mac, pair.a.mac) for i in range(n)])
+        await asyncio.sleep(0.01)
+        return got, dev.counters()
+
+    got, c = asyncio.run(run())
+    s = seq(got)
+    assert all(0 <= i < n for i in s)
+    assert all(s.count(i) <= 2 for i in set(s))
+    assert len(s) == n - c["fault_tx_lost"] + c["fault_tx_duplicated"]
+    assert c["fault_rx_lost"] == c["fault_rx_duplicated"] == 0
