@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +174,8 @@ def main() -> int:
     args = parser.parse_args()
     nbytes = args.mb * 1_000_000
     directions = args.only.split(",")
+    # a SIGTERM (e.g. `timeout`) must still run the finally that removes the lab
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = Lab.create(f"hxb{os.getpid() % 100000}")
     results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso,
                                "loop": "uvloop" if args.uvloop else "asyncio"}

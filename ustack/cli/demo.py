@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--mb must be positive")
     from ustack.lab import Lab, LabError
 
+    # a SIGTERM must still run the finally that removes the lab
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = Lab.create(args.name or f"demo{os.getpid()}")
     print(f"building lab {lab.name}: kernel {lab.peer_address} in {lab.peer_ns}, "
           f"ustack {lab.stack_address} on {lab.stack_if} in {lab.stack_ns}")
