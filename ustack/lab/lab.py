@@ -154,7 +154,7 @@ class Lab:
 
     # ------------------------------------------------------------- commands
     def commands_up(self) -> list[list[str]]:
-        """The ``ip`` commands :meth:`up` runs (also what netns/lab.sh does)."""
+        """The commands :meth:`up` amounts to (also what netns/lab.sh does)."""
         sysctl = [
             "sysctl",
             "-qw",
@@ -170,6 +170,9 @@ class Lab:
              "peer", "name", self.stack_if, "netns", self.stack_ns],
             ["ip", "-n", self.peer_ns, "addr", "add",
              f"{self.peer_address}/{self.prefixlen}", "dev", self.peer_if],
+            *([] if self.offloads else [
+                ["ip", "netns", "exec", self.peer_ns, "ethtool", "-K", self.peer_if,
+                 "tx", "off", "tso", "off", "gso", "off"]]),
             ["ip", "-n", self.peer_ns, "link", "set", "lo", "up"],
             ["ip", "-n", self.stack_ns, "link", "set", "lo", "up"],
             ["ip", "-n", self.peer_ns, "link", "set", self.peer_if, "up"],
@@ -200,8 +203,9 @@ class Lab:
         _ip(["-n", self.peer_ns, "addr", "flush", "dev", self.peer_if])
         _ip(["-n", self.peer_ns, "addr", "add", f"{self.peer_address}/{self.prefixlen}",
              "dev", self.peer_if])
-        if not self.offloads:
-            set_offloads(self.peer_ns, self.peer_if, tx_checksum=False, tso=False, gso=False)
+        # both ways, so that up() turns an existing lab into the wanted mode
+        set_offloads(self.peer_ns, self.peer_if, tx_checksum=self.offloads, tso=self.offloads,
+                     gso=self.offloads)
         for ns, ifname in ((self.peer_ns, "lo"), (self.stack_ns, "lo"),
                            (self.peer_ns, self.peer_if), (self.stack_ns, self.stack_if)):
             _ip(["-n", ns, "link", "set", ifname, "up"])
