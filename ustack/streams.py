@@ -438,6 +438,8 @@ class TcpTransport(asyncio.Transport):
         if self._connected:
             return
         self._connected = True
+        if self._ep is not None and self._ep.conn.eof_received:
+            self._peer_eof = True  # the FIN came while the connection waited in the accept queue
         self._protocol.connection_made(self)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

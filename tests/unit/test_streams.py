@@ -396,3 +396,21 @@ async def test_syn_retries_exhausted_is_timeout_error() -> None:
         assert a.ip.sent == 3  # the SYN and two retransmissions
     finally:
         a.tcp.close()
+
+
+async def test_data_and_fin_before_accept_are_delivered(pair: Any) -> None:
+    a, b = pair
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.set_result(await reader.read())  # needs the EOF that came before accept
+        writer.close()
+
+    server = await streams.start_server(handle, port=7010, stack=b, start_serving=False)
+    reader, writer = await streams.open_connection(B_IP, 7010, stack=a, timeout=5)
+    writer.write(b"early bytes")
+    writer.write_eof()
+    await asyncio.sleep(0.1)  # data and FIN wait in the accept queue
+    await server.start_serving()
+    assert await asyncio.wait_for(got, 5) == b"early bytes"
+    server.close()
