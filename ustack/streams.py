@@ -244,7 +244,7 @@ class TcpTransport(asyncio.Transport):
         if ep is not None:
             self._table.abort(ep)
             self._table.detach(ep)
-        self._connection_lost(None)
+        self._loop.call_soon(self._connection_lost, None)  # as asyncio: never re-entrant
 
     # ------------------------------------------------------------ internals
 
