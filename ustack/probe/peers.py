@@ -22,15 +22,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import ctypes
 import errno
-import fcntl
 import socket
-import struct
 import subprocess
 from typing import Any
 
-from ustack.lab import Lab, enter_netns
+from ustack.lab import Lab, enter_netns, set_offloads
 
 #: errno names an application may see
 OUTCOMES = ("connected", "EOF", "data", "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT",
@@ -135,27 +132,6 @@ class Peer(abc.ABC):
 
 
 # ---------------------------------------------------------------- kernel
-SIOCETHTOOL = 0x8946
-ETHTOOL_STSO = 0x1F
-ETHTOOL_SGSO = 0x24
-
-
-def disable_segmentation_offload(netns: str, ifname: str) -> None:
-    """TSO and GSO off on ``ifname`` (``ethtool -K IF tso off gso off``), so
-    the kernel puts real MSS-sized segments on the veth instead of handing
-    64 KB super-segments to the probe's AF_PACKET socket."""
-    with enter_netns(netns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for cmd in (ETHTOOL_STSO, ETHTOOL_SGSO):
-            value = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
-            ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
-            ifreq += b"\x00" * (40 - len(ifreq))
-            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
-    finally:
-        sock.close()
-
-
 class KernelPeer(Peer):
     """Linux in the lab's peer namespace (address 10.77.0.1)."""
 
@@ -175,7 +151,8 @@ class KernelPeer(Peer):
         self._conn_ready = asyncio.Event()
         self._sockets: list[socket.socket] = []
         self.keepalive = False
-        disable_segmentation_offload(lab.peer_ns, lab.peer_if)
+        # real MSS-sized segments on the wire, not 64 KB TSO super-frames
+        set_offloads(lab.peer_ns, lab.peer_if, tso=False, gso=False)
 
     def _socket(self) -> socket.socket:
         with enter_netns(self.lab.peer_ns):
