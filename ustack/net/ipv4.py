@@ -43,7 +43,14 @@ from ustack.wire.checksum import partial_sum, pseudo_header_sum
 from ustack.wire.errors import ParseError
 from ustack.wire.ethernet import BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, MIN_FRAME_LEN
 from ustack.wire.ethernet import header as eth_header
-from ustack.wire.ipv4 import DEFAULT_TTL, PROTO_ICMP, PROTO_TCP, PROTO_UDP, build_header
+from ustack.wire.ipv4 import (
+    DEFAULT_TTL,
+    FLAG_DF,
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    build_header,
+)
 
 log = logging.getLogger("ustack.net")
 
@@ -199,13 +206,23 @@ class IpLayer:
             return
         prefix, src, ttl, ident = entry[0], self.address, self.ttl, self._ident
         limit = self.mtu - 20
+        # The headers differ only in total length and identification: sum the
+        # constant words once, add those two per packet and fold (the header
+        # checksum of RFC 791 3.1 is an RFC 1071 ones' complement sum, i.e. a
+        # sum modulo 0xFFFF); the bytes equal build_header()'s.
+        const = (0x4500 + FLAG_DF + (ttl << 8) + protocol + int.from_bytes(src, "big")
+                 + int.from_bytes(dst, "big") + 20)
+        pack = _IP_HEADER.pack
         frames = []
         for p in payloads:
-            if len(p) > limit:
+            n = len(p)
+            if n > limit:
                 self._tx_drop("too-big")
                 continue
-            frames.append(prefix + build_header(src, dst, protocol, len(p), next(ident), ttl=ttl)
-                          + p)
+            i = next(ident) & 0xFFFF
+            s = (const + n + i) % 0xFFFF
+            frames.append(b"".join((prefix, pack(0x45, 0, 20 + n, i, FLAG_DF, ttl, protocol,
+                                                 0xFFFF - s if s else 0, src, dst), p)))
         self.frames_out += len(frames)
         self._transmit_many(frames)
 

@@ -45,7 +45,7 @@ from ustack.tcp.config import TcpConfig
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.listener import listener_action, reply_to_unmatched
 from ustack.tcp.ports import PortAllocator
-from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, TcpSegment
+from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, SegmentEncoder, TcpSegment
 from ustack.wire.tcp import HEADER as TCP_HEADER
 
 if TYPE_CHECKING:
@@ -478,18 +478,20 @@ class TcpTable:
             if segs:
                 raddr = ep.remote_addr
                 self.counters["tcp_segs_out"] += len(segs)
+                # one encoder per batch: the burst shares its options block
+                encode = SegmentEncoder(laddr, raddr).encode
                 if len(segs) == 1 and len(segs[0].payload) <= small:
-                    send(raddr, PROTO_TCP, segs[0].encode(laddr, raddr))
+                    send(raddr, PROTO_TCP, encode(segs[0]))
                 else:
                     batch = []
                     for seg in segs:
                         n = len(seg.payload)
                         if n <= small:
-                            batch.append(seg.encode(laddr, raddr))
+                            batch.append(encode(seg))
                         elif n > mtu_room:  # a GSO super-segment
                             self._send_large(raddr, seg)
                         else:  # MSS-sized: fits unless SACK blocks made the header long
-                            data = seg.encode(laddr, raddr)
+                            data = encode(seg)
                             if len(data) <= mtu_payload:
                                 batch.append(data)
                             else:

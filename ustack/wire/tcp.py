@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum
 from ustack.wire.errors import ParseError
 
 PROTO_TCP = 6
@@ -159,6 +158,83 @@ def decode_options(data: bytes | memoryview) -> TcpOptions:
 
 _EMPTY_OPTIONS = TcpOptions()
 
+#: the options area of almost every segment on a timestamp connection
+_TS_PREFIX = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
+_TS_HEADER_LEN = HEADER_LEN + 12
+_TS_VALUES = struct.Struct("!II")
+_TS_ORDER = (OPT_TIMESTAMP,)
+
+
+class SegmentEncoder:
+    """Encodes segments from ``src_ip`` to ``dst_ip``: the send fast path.
+
+    The TCP checksum (RFC 9293 section 3.1) is the ones' complement of the
+    ones' complement sum of the pseudo-header, the header and the payload.
+    Ones' complement addition is addition modulo 0xFFFF (RFC 1071), and
+    2**16 is 1 modulo 0xFFFF, so a 32-bit header word can be added whole
+    instead of as two 16-bit halves and every partial sum can be reduced
+    early.  The encoder therefore keeps, once per address pair, the constant
+    part of the pseudo-header sum (both addresses and the protocol) and, per
+    distinct :class:`TcpOptions` object, its encoded bytes and their sum (a
+    connection hands the same options object to a whole burst of segments).
+    Per segment only the variable words (seq, ack, offset/flags/window,
+    urgent, the length) and the payload sum are added, and the header is
+    packed once, with its checksum, by one ``struct.pack``.
+
+    The bytes are identical to the straightforward encoding; one encoder
+    must not outlive a mutation of an options object it has seen (encoders
+    are meant to live for one batch of segments).
+    """
+
+    __slots__ = ("_base", "_opts", "_opt_bytes", "_opt_sum")
+
+    def __init__(self, src_ip: bytes, dst_ip: bytes) -> None:
+        self._base = int.from_bytes(src_ip, "big") + int.from_bytes(dst_ip, "big") + PROTO_TCP
+        self._opts: TcpOptions | None = None
+        self._opt_bytes = b""
+        self._opt_sum = 0
+
+    def encode(self, seg: TcpSegment, *, bad_checksum: bool = False) -> bytes:
+        """The wire bytes of ``seg``, checksum filled in (``bad_checksum``
+        writes a deliberately wrong one, for the probe)."""
+        opts = seg.options
+        if opts is not self._opts:
+            opt = opts.encode() if not opts.is_empty() else b""
+            if len(opt) > 40:
+                raise ValueError(f"TCP options too long ({len(opt)} bytes, at most 40)")
+            self._opts = opts
+            self._opt_bytes = opt
+            self._opt_sum = int.from_bytes(opt, "big") % 0xFFFF
+        opt = self._opt_bytes
+        payload = seg.payload
+        n = len(payload)
+        if n:
+            psum = int.from_bytes(payload, "big")
+            if n & 1:  # an odd last byte is padded with a zero (RFC 1071)
+                psum <<= 8
+            psum %= 0xFFFF
+        else:
+            psum = 0
+        hlen = HEADER_LEN + len(opt)
+        seq = seg.seq & 0xFFFFFFFF
+        ack = seg.ack & 0xFFFFFFFF
+        off_flags = (hlen << 10) | (seg.flags & 0xFF)  # (hlen // 4) << 12 | flags
+        window = seg.window & 0xFFFF
+        urgent = seg.urgent & 0xFFFF
+        total = (self._base + hlen + n + ((seg.src_port << 16) | seg.dst_port) + seq + ack
+                 + ((off_flags << 16) | window) + urgent + self._opt_sum + psum)
+        # fold(): the total is never 0 (it contains the protocol number)
+        s = total % 0xFFFF
+        csum = 0xFFFF - s if s else 0
+        if bad_checksum:
+            csum ^= 0x5A5A
+        header = HEADER.pack(seg.src_port, seg.dst_port, seq, ack, off_flags >> 8,
+                             off_flags & 0xFF, window, csum, urgent)
+        if opt:
+            return b"".join((header, opt, payload))
+        return header + payload
+
+
 
 @dataclass(slots=True)
 class TcpSegment:
@@ -185,20 +261,7 @@ class TcpSegment:
 
         ``bad_checksum`` writes a deliberately wrong checksum (for the probe).
         """
-        opt = self.options.encode() if not self.options.is_empty() else b""
-        hlen = HEADER_LEN + len(opt)
-        if hlen > 60:
-            raise ValueError(f"TCP options too long ({len(opt)} bytes, at most 40)")
-        header = HEADER.pack(
-            self.src_port, self.dst_port, self.seq & 0xFFFFFFFF, self.ack & 0xFFFFFFFF,
-            (hlen // 4) << 4, self.flags & 0xFF, self.window & 0xFFFF, 0, self.urgent & 0xFFFF,
-        ) + opt
-        total = pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, hlen + len(self.payload))
-        total += partial_sum(header) + partial_sum(self.payload)
-        csum = fold(total)
-        if bad_checksum:
-            csum ^= 0x5A5A
-        return header[:16] + csum.to_bytes(2, "big") + header[18:] + self.payload
+        return SegmentEncoder(src_ip, dst_ip).encode(self, bad_checksum=bad_checksum)
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> TcpSegment:
@@ -207,10 +270,18 @@ class TcpSegment:
             raise ParseError("tcp-truncated", f"{len(data)} bytes")
         sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
         hlen = (off >> 4) * 4
-        if hlen < HEADER_LEN or hlen > len(data):
-            raise ParseError("tcp-bad-offset", f"data offset {hlen} for {len(data)} bytes")
-        options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
-        return cls(sport, dport, seq, ack, flags, win, urg, options, bytes(data[hlen:]), csum)
+        if hlen == _TS_HEADER_LEN and len(data) >= hlen and data[20:24] == _TS_PREFIX:
+            # fast path: the options area is exactly Linux's ``nop, nop, TS``
+            # (every segment of a timestamp connection but SYNs and SACKs),
+            # decoded as decode_options() would, without its loop
+            tsval, tsecr = _TS_VALUES.unpack_from(data, 24)
+            options = TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER)
+        else:
+            if hlen < HEADER_LEN or hlen > len(data):
+                raise ParseError("tcp-bad-offset", f"data offset {hlen} for {len(data)} bytes")
+            options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
+        return cls(sport, dport, seq, ack, flags, win, urg, options,
+                   bytes(data[hlen:]) if len(data) > hlen else b"", csum)
 
     def __str__(self) -> str:
         return format_segment(self)
@@ -236,7 +307,8 @@ def format_segment(seg: TcpSegment, seq_base: int = 0, ack_base: int = 0) -> str
     """One tcpdump/packetdrill-like line: ``S. 0:0(0) ack 1 win 65535 <...>``."""
     seq = (seg.seq - seq_base) & 0xFFFFFFFF
     end = (seq + len(seg.payload)) & 0xFFFFFFFF
-    text = f"{seg.src_port} > {seg.dst_port} {flags_to_str(seg.flags)} {seq}:{end}({len(seg.payload)})"
+    text = (f"{seg.src_port} > {seg.dst_port} {flags_to_str(seg.flags)} "
+            f"{seq}:{end}({len(seg.payload)})")
     if seg.flags & ACK:
         text += f" ack {(seg.ack - ack_base) & 0xFFFFFFFF}"
     text += f" win {seg.window}"
