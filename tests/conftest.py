@@ -3,7 +3,8 @@
 ``USTACK_REQUIRE_NETNS=1`` (set by ``.ci/run``): every skipped test is
 reported as a failure, so CI can never pass by skipping the tests that need
 root, namespaces or tools (tshark, ping).  Expected failures (xfail) are left
-alone.  pytest itself exits with code 5 when it collects no test at all.
+alone.  A module skipped at collection time becomes a collection error.
+pytest itself exits with code 5 when it collects no test at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.outcome = "failed"
     report.longrepr = (f"skipped under {REQUIRE_ENV}=1, which turns skips into failures "
                        f"(CI must not pass by skipping): {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    """A module skipped while collected (``pytest.importorskip`` or
+    ``pytest.skip(allow_module_level=True)``) never reaches
+    ``pytest_runtest_makereport``: make it a collection error instead."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if not _required() or not report.skipped:
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"{collector.nodeid} skipped while collected under {REQUIRE_ENV}=1, "
+                       f"which turns skips into failures (CI must not pass by skipping): "
+                       f"{reason}")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -50,3 +50,18 @@ def test_skips_fail_with_flag(tmp_path: Path) -> None:
 def test_no_tests_collected_is_an_error(tmp_path: Path) -> None:
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
     assert _pytest(tmp_path, require=True).returncode == 5
+
+
+def test_module_skipped_at_collection_fails_with_flag(tmp_path: Path) -> None:
+    """pytest.importorskip at module level skips during collection, where
+    pytest_runtest_makereport never runs: it must still fail CI."""
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    (tmp_path / "test_gone.py").write_text(
+        "import pytest\npytest.importorskip('ustack_no_such_module')\n"
+        "def test_never():\n    pass\n")
+    assert _pytest(tmp_path, require=False).returncode == 0
+    proc = _pytest(tmp_path, require=True)
+    assert proc.returncode != 0, proc.stdout
+    assert "test_gone.py" in proc.stdout and "USTACK_REQUIRE_NETNS=1" in proc.stdout
+    assert "ustack_no_such_module" in proc.stdout
