@@ -51,6 +51,7 @@ from ustack.wire.ipv4 import (
     PROTO_UDP,
     build_header,
 )
+from ustack.wire.tcp import SegmentEncoder, TcpSegment
 
 log = logging.getLogger("ustack.net")
 
@@ -223,6 +224,38 @@ class IpLayer:
             s = (const + n + i) % 0xFFFF
             frames.append(b"".join((prefix, pack(0x45, 0, 20 + n, i, FLAG_DF, ttl, protocol,
                                                  0xFFFF - s if s else 0, src, dst), p)))
+        self.frames_out += len(frames)
+        self._transmit_many(frames)
+
+    def tcp_encoder(self, dst: bytes) -> SegmentEncoder:
+        """A TCP segment encoder from our address to ``dst`` with our TTL,
+        for :meth:`send_tcp_many` (one per batch of segments)."""
+        return SegmentEncoder(self.address, dst, ttl=self.ttl)
+
+    def send_tcp_many(self, dst: bytes, segments: Sequence[TcpSegment],
+                      encoder: SegmentEncoder) -> None:
+        """The TCP send fast path: several segments to ``dst``, each framed
+        as Ethernet + IPv4 + TCP with one ``struct.pack`` per segment
+        (:meth:`SegmentEncoder.encode_ipv4`), handed to the device in one
+        call.  Same bytes and the same fallbacks (unresolved next hop, no
+        route, too big) as :meth:`send` with ``encoder.encode(seg)``.
+        ``encoder`` comes from :meth:`tcp_encoder`."""
+        entry = self._prefix.get(dst)
+        now = self._clock()
+        if entry is None or now >= entry[1] or encoder.dst_ip != dst \
+                or encoder.src_ip != self.address or encoder.ttl != self.ttl:
+            for seg in segments:
+                self.send(dst, PROTO_TCP, encoder.encode(seg))
+            return
+        prefix, ident, encode = entry[0], self._ident, encoder.encode_ipv4
+        limit = self.mtu + len(prefix)  # the largest frame: 14 + MTU bytes of IPv4
+        frames = []
+        for seg in segments:
+            frame = encode(seg, next(ident) & 0xFFFF, prefix)
+            if len(frame) > limit:
+                self._tx_drop("too-big")
+                continue
+            frames.append(frame)
         self.frames_out += len(frames)
         self._transmit_many(frames)
 

@@ -214,6 +214,12 @@ class TcpTable:
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
             stack.ip, "send_many", None) or self._send_each
         self.local_addr: bytes = socket.inet_aton(str(stack.address).split("/")[0])
+        # the IP layer's TCP fast path (Ethernet + IPv4 + TCP in one pack),
+        # else encode here and use send_many / send
+        self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = getattr(
+            stack.ip, "send_tcp_many", None) or self._send_tcp_encoded
+        self._new_encoder: Callable[[bytes], SegmentEncoder] = getattr(
+            stack.ip, "tcp_encoder", None) or (lambda dst: SegmentEncoder(self.local_addr, dst))
         self._isn = IsnGenerator(os.urandom(16))
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
@@ -425,6 +431,14 @@ class TcpTable:
                                payload[off : off + room])
             self._ip_send(raddr, PROTO_TCP, piece.encode(self.local_addr, raddr))
 
+    def _send_tcp_encoded(self, dst: bytes, segs: list[TcpSegment],
+                          encoder: SegmentEncoder) -> None:
+        """Fallback for IP layers without ``send_tcp_many``."""
+        if len(segs) == 1:
+            self._ip_send(dst, PROTO_TCP, encoder.encode(segs[0]))
+        else:
+            self._ip_send_many(dst, PROTO_TCP, [encoder.encode(seg) for seg in segs])
+
     def _send_each(self, dst: bytes, protocol: int, payloads: list[bytes]) -> None:
         for payload in payloads:
             self._ip_send(dst, protocol, payload)
@@ -455,12 +469,11 @@ class TcpTable:
         self._flush_handle = None
         dirty = self._dirty
         now = self.now()
-        send = self._ip_send
-        send_many = self._ip_send_many
+        send_tcp = self._ip_send_tcp
+        new_encoder = self._new_encoder
         small = self._small_payload
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
-        laddr = self.local_addr
         guard = 0
         while dirty:
             ep = next(iter(dirty))
@@ -479,25 +492,21 @@ class TcpTable:
                 raddr = ep.remote_addr
                 self.counters["tcp_segs_out"] += len(segs)
                 # one encoder per batch: the burst shares its options block
-                encode = SegmentEncoder(laddr, raddr).encode
-                if len(segs) == 1 and len(segs[0].payload) <= small:
-                    send(raddr, PROTO_TCP, encode(segs[0]))
-                else:
-                    batch = []
-                    for seg in segs:
-                        n = len(seg.payload)
-                        if n <= small:
-                            batch.append(encode(seg))
-                        elif n > mtu_room:  # a GSO super-segment
-                            self._send_large(raddr, seg)
-                        else:  # MSS-sized: fits unless SACK blocks made the header long
-                            data = encode(seg)
-                            if len(data) <= mtu_payload:
-                                batch.append(data)
-                            else:
-                                self._send_large(raddr, seg)
-                    if batch:
-                        send_many(raddr, PROTO_TCP, batch)
+                encoder = new_encoder(raddr)
+                header_len = encoder.header_len
+                batch = []
+                for seg in segs:
+                    n = len(seg.payload)
+                    if n <= small:
+                        batch.append(seg)
+                    elif n > mtu_room:  # a GSO super-segment
+                        self._send_large(raddr, seg)
+                    elif n + header_len(seg) <= mtu_payload:  # MSS-sized
+                        batch.append(seg)
+                    else:  # SACK blocks made the header too long
+                        self._send_large(raddr, seg)
+                if batch:
+                    send_tcp(raddr, batch, encoder)
             if closed:
                 self._remove(ep)
             else:

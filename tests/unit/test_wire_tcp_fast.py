@@ -1,0 +1,141 @@
+"""The exact-wire send/receive fast paths produce the same bytes as the plain
+codecs: SegmentEncoder (incremental checksums, RFC 1071), encode_ipv4 (IPv4 +
+TCP in one pack), the nop-nop-TS decode shortcut, IpLayer.send_tcp_many."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ustack.net.ipv4 import IpLayer
+from ustack.wire.checksum import internet_checksum, partial_sum, pseudo_header_sum, verify
+from ustack.wire.ipv4 import build_header
+from ustack.wire.tcp import (
+    HEADER,
+    SegmentEncoder,
+    TcpOptions,
+    TcpSegment,
+    _reduce,
+    decode_options,
+)
+
+u32 = st.integers(0, 2**32 - 1)
+addr = st.binary(min_size=4, max_size=4)
+options = st.builds(
+    TcpOptions,
+    mss=st.none() | st.integers(0, 0xFFFF),
+    wscale=st.none() | st.integers(0, 14),
+    sack_permitted=st.booleans(),
+    sack_blocks=st.lists(st.tuples(u32, u32), max_size=3),
+    timestamp=st.none() | st.tuples(u32, u32),
+)
+segments = st.builds(
+    TcpSegment,
+    src_port=st.integers(0, 0xFFFF),
+    dst_port=st.integers(0, 0xFFFF),
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, 0xFF),
+    window=st.integers(0, 0xFFFF),
+    urgent=st.integers(0, 0xFFFF),
+    options=options,
+    payload=st.binary(max_size=1500),
+)
+
+
+def reference_encode(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
+    """RFC 9293 3.1 literally: header with a zero checksum, then the checksum
+    over pseudo-header + header + payload."""
+    opt = seg.options.encode() if not seg.options.is_empty() else b""
+    hlen = 20 + len(opt)
+    header = HEADER.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4,
+                         seg.flags, seg.window, 0, seg.urgent) + opt
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, hlen + len(seg.payload))
+    csum = internet_checksum(pseudo + header + seg.payload)
+    return header[:16] + csum.to_bytes(2, "big") + header[18:] + seg.payload
+
+
+@settings(max_examples=400, deadline=None)
+@given(segments, addr, addr)
+def test_encoder_matches_reference(seg: TcpSegment, src: bytes, dst: bytes) -> None:
+    if len(seg.options.encode()) > 40:
+        return
+    expected = reference_encode(seg, src, dst)
+    assert SegmentEncoder(src, dst).encode(seg) == expected
+    assert seg.encode(src, dst) == expected
+    assert seg.encode(src, dst, bad_checksum=True) != expected
+    assert verify(pseudo_header_sum(src, dst, 6, len(expected)) + partial_sum(expected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments, addr, addr, st.integers(0, 0xFFFF), st.integers(1, 255))
+def test_encode_ipv4_matches_layers(seg: TcpSegment, src: bytes, dst: bytes, ident: int,
+                                    ttl: int) -> None:
+    if len(seg.options.encode()) > 40:
+        return
+    tcp = reference_encode(seg, src, dst)
+    ip = build_header(src, dst, 6, len(tcp), ident, ttl=ttl)
+    enc = SegmentEncoder(src, dst, ttl=ttl)
+    assert enc.encode_ipv4(seg, ident, b"ETH") == b"ETH" + ip + tcp
+    assert enc.header_len(seg) == (tcp[12] >> 4) * 4
+
+
+def test_encoder_reuses_options_across_segments() -> None:
+    opts = TcpOptions(timestamp=(5, 6))
+    enc = SegmentEncoder(b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")
+    for i, payload in enumerate((b"", b"a", b"abc" * 500)):
+        seg = TcpSegment(1, 2, i, 3, 0x10, 4, 0, opts, payload)
+        assert enc.encode(seg) == reference_encode(seg, enc.src_ip, enc.dst_ip)
+
+
+@given(st.binary(max_size=70000))
+def test_reduce_is_mod_0xffff(data: bytes) -> None:
+    value = int.from_bytes(data, "big")
+    assert _reduce(value) == value % 0xFFFF
+
+
+@given(segments, st.integers(0, 40))
+def test_timestamp_decode_fast_path(seg: TcpSegment, cut: int) -> None:
+    seg.options = TcpOptions(timestamp=seg.options.timestamp or (1, 2))
+    wire = seg.encode(b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")
+    assert wire[20:24] == b"\x01\x01\x08\x0a"
+    got = TcpSegment.decode(wire)
+    assert got.options == decode_options(wire[20:32])
+    assert (got.seq, got.ack, got.flags, got.window, got.payload) == \
+        (seg.seq, seg.ack, seg.flags, seg.window, seg.payload)
+    # a truncated header still fails as the general path says
+    short = wire[:min(cut, 31)]
+    try:
+        TcpSegment.decode(short)
+    except Exception as exc:  # ParseError
+        assert type(exc).__name__ == "ParseError"
+    else:
+        raise AssertionError("a truncated header decoded")
+
+
+def _layer(sent: list[bytes]) -> IpLayer:
+    ip = IpLayer(address=b"\x0a\x4d\x00\x02", prefixlen=24, mac=b"\x02" * 6,
+                 transmit=sent.append, transmit_many=sent.extend, clock=lambda: 0.0, ttl=61)
+    ip._prefix[b"\x0a\x4d\x00\x01"] = (b"E" * 14, 1e9)
+    ip._ident = itertools.count(0xFFFE)
+    return ip
+
+
+def test_send_tcp_many_equals_send_many() -> None:
+    dst = b"\x0a\x4d\x00\x01"
+    opts = TcpOptions(timestamp=(7, 8))
+    segs = [TcpSegment(40000, 80, i * 1448, 9, 0x18, 10, 0, opts, bytes([i]) * (1448 - i))
+            for i in range(4)]
+    segs.append(TcpSegment(40000, 80, 0, 9, 0x10, 10, 0, opts, b"x" * 1449))  # too big
+    fast: list[bytes] = []
+    ip = _layer(fast)
+    ip.send_tcp_many(dst, segs, ip.tcp_encoder(dst))
+    slow: list[bytes] = []
+    ip2 = _layer(slow)
+    ip2.send_many(dst, 6, [SegmentEncoder(ip2.address, dst).encode(s) for s in segs])
+    assert fast == slow and len(fast) == 4
+    assert ip.frames_out == ip2.frames_out == 4
+    assert ip.tx_drops == ip2.tx_drops == {"too-big": 1}
