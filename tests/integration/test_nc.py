@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,19 @@ sys.stdout.write(data.decode()); s.close()
 """
 
 
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """End a process left running by a failing test: SIGINT first, so a
+    ``ustack nc`` closes its stack (and removes its ``ustack ss`` socket),
+    then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def nc(lab: Lab, *args: str, stdin: bytes = b"", timeout: float = 30
        ) -> subprocess.CompletedProcess[bytes]:
     return lab.run_in_stack(
@@ -59,7 +74,12 @@ def nc(lab: Lab, *args: str, stdin: bytes = b"", timeout: float = 30
 def start_server(lab: Lab, port: int, mode: str = "reply") -> subprocess.Popen[str]:
     proc = lab.popen_in_peer([sys.executable, "-c", REPLY_SERVER, str(port), mode],
                              stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if line != "READY":  # do not leave it running (it would keep the namespace alive)
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"reply server did not start: {line!r}")
     return proc
 
 
@@ -108,6 +128,7 @@ def test_listen_accepts_one_connection(lab: Lab) -> None:
         [sys.executable, "-m", "ustack", "nc", "--iface", lab.stack_if,
          "--address", lab.stack_address, "-l", "6004"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client: subprocess.Popen[str] | None = None
     try:
         client = lab.popen_in_peer(
             [sys.executable, "-c", KERNEL_CLIENT, lab.stack_address.split("/")[0], "6004"],
@@ -123,9 +144,9 @@ def test_listen_accepts_one_connection(lab: Lab) -> None:
         assert listener.returncode == 0, stderr
         assert stdout == b"from kernel"
     finally:
-        for p in (listener,):
-            if p.poll() is None:
-                p.kill()
+        for p in (listener, client):
+            if p is not None:
+                stop(p)
 
 
 def test_bad_arguments_exit_2(lab: Lab) -> None:
@@ -153,5 +174,4 @@ def test_listen_keep_accepting(lab: Lab) -> None:
         assert listener.stdout is not None
         assert listener.stdout.read() == b"onetwothree"
     finally:
-        if listener.poll() is None:
-            listener.kill()
+        stop(listener)
