@@ -1333,6 +1333,34 @@ class TcpConnection:
             if flags & FIN:
                 sent += 1
                 break
+            if (shared and n == mss and seg_max == mss and nxt == snd_max
+                    and not (time_rtt and self._rtt_seq is None)):
+                # Bulk fast path (exact-wire mode, no GSO): the segment just
+                # built was a full-sized one of new data, so are the next ones
+                # while both the buffer and min(SND.WND, cwnd) hold more than
+                # a full segment.  None of them is subject to Nagle or sender
+                # SWS avoidance (both only hold back segments < SMSS, RFC 9293
+                # 3.7.4 and 3.8.6.2.1), none is a resend, none needs timing,
+                # and all share the ACK, window and options: build them in one
+                # go.  The last segment of the buffer (PSH, maybe FIN) is left
+                # to the loop above.
+                avail = buf_len - sent
+                room = limit - sent
+                k = (avail if avail < room else room) // mss
+                if k * mss >= avail:
+                    k -= 1
+                if k > 0:
+                    total = k * mss
+                    blob = sndbuf.peek(sent, total)
+                    base = nxt
+                    out.extend([TcpSegment(lport, rport, (base + i) & MASK, ack, ACK, win, 0,
+                                           opts, blob[i:i + mss])
+                                for i in range(0, total, mss)])
+                    sent += total
+                    nbytes += total
+                    nsegs += k
+                    snd_max = nxt = (base + total) & MASK
+                    self._snd_ptr = nxt
         self.snd_nxt = snd_max
         if nsegs:
             self.bytes_sent += nbytes
