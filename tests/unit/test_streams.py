@@ -346,10 +346,15 @@ async def test_graceful_close_with_paused_reader_delivers_everything(pair: Any) 
 
     await streams.start_server(handle, port=7008, stack=b)
     reader, writer = await streams.open_connection(B_IP, 7008, stack=a, limit=1024)
-    await asyncio.sleep(0.2)  # the data and the FIN arrive; our reader pauses
+
+    async def state_becomes(*states: str) -> None:  # a condition, not a guessed sleep
+        async with asyncio.timeout(10):
+            while writer.get_extra_info("tcp_info").state not in states:
+                await asyncio.sleep(0.01)
+
+    await state_becomes("CLOSE-WAIT")  # the data and the FIN arrived; our reader paused
     writer.write_eof()  # CLOSE-WAIT -> LAST-ACK -> CLOSED
-    await asyncio.sleep(0.2)
-    assert writer.get_extra_info("tcp_info").state in ("UNCONN", "CLOSE")
+    await state_becomes("UNCONN", "CLOSE")
     data = await asyncio.wait_for(reader.read(), 5)
     assert data == payload
 
