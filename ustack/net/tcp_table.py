@@ -363,7 +363,21 @@ class TcpTable:
         except Exception:  # ParseError; counted, never raised out of the receive path
             self.counters["tcp_decode_errors"] = self.counters.get("tcp_decode_errors", 0) + 1
             return
-        self.segment_received(src, dst, seg)
+        # fast path (every segment of a running transfer): the connection
+        # exists, stays, and only needs draining; else the full demultiplexer
+        ep = self._conns.get((seg.dst_port, src, seg.src_port))
+        if ep is None or ep.removed:
+            self.segment_received(src, dst, seg)
+            return
+        self.counters["tcp_segs_in"] += 1
+        conn = ep.conn
+        conn.receive(seg, self.loop.time())
+        if getattr(conn, "reopen_syn", None) is not None:
+            self._reopen(ep, src, dst, seg)
+            return
+        self._dirty[ep] = None
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
         """Demultiplex one decoded segment (RFC 9293 section 3.10.7)."""
@@ -374,10 +388,21 @@ class TcpTable:
             self.touch(ep)
             if getattr(ep.conn, "reopen_syn", None) is None:
                 return
-            # a SYN ended TIME-WAIT (RFC 6191, catalogue 42): deliver the old
-            # connection's events, forget it, and let the listener take the SYN
-            self._flush()
-            self._remove(ep)
+            self._reopen(ep, src, dst, seg)
+            return
+        self._to_listener(src, dst, seg)
+
+    def _reopen(self, ep: TcpEndpoint, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        """A SYN ended TIME-WAIT (RFC 6191, catalogue 42): deliver the old
+        connection's events, forget it, and let the listener take the SYN."""
+        self.touch(ep)
+        self._flush()
+        self._remove(ep)
+        self._to_listener(src, dst, seg)
+
+    def _to_listener(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+        """No connection: the listener on the port, else the reply for a
+        segment with no connection (RFC 9293 3.10.7.1)."""
         listener = self._listeners.get(seg.dst_port)
         if listener is not None and not self._closed:
             action = listener_action(seg)

@@ -35,21 +35,29 @@ class RttEstimator:
             return
         # a 0 ms timestamp echo on a sub-millisecond path: Linux keeps srtt >= 1 us
         # (tcp_rtt_estimator), so ss never shows rtt:0 for a measured path
-        r = max(r, 1e-6)
+        if r < 1e-6:
+            r = 1e-6
         self.latest = r
-        if not self.has_sample or (self.srtt == 0.0 and self.rttvar == 0.0):
-            self.srtt = r
-            self.rttvar = r / 2
+        # (with ``latest`` just set, has_sample is true: the first sample is
+        # the one that finds SRTT and RTTVAR both still zero)
+        srtt = self.srtt
+        rttvar = self.rttvar
+        if srtt == 0.0 and rttvar == 0.0:
+            srtt = r
+            rttvar = r / 2
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
+            rttvar = 0.75 * rttvar + 0.25 * (srtt - r if srtt > r else r - srtt)
+            srtt = 0.875 * srtt + 0.125 * r
+        self.srtt = srtt
+        self.rttvar = rttvar
         if self.min_rtt == 0.0 or r < self.min_rtt:
-            self.min_rtt = r if r > 0.0 else 1e-6
+            self.min_rtt = r
         if self._linux:
-            rto = self.srtt + max(4 * self.rttvar, self._min)
+            var4 = 4 * rttvar
+            rto = srtt + (var4 if var4 > self._min else self._min)
         else:
-            rto = max(self._min, self.srtt + max(0.001, 4 * self.rttvar))
-        self.base_rto = min(rto, self._max)
+            rto = max(self._min, srtt + max(0.001, 4 * rttvar))
+        self.base_rto = rto if rto < self._max else self._max
 
     def set_base(self, rto: float) -> None:
         """Force the base RTO (RFC 6298 5.7: 3 s after a retransmitted SYN)."""
