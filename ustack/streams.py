@@ -235,6 +235,13 @@ class TcpTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """RST the connection (RFC 9293 section 3.10.5) and lose it at once."""
+        self._force_close(None)
+
+    def _force_close(self, exc: Exception | None) -> None:
+        """``abort()`` handing ``exc`` to ``connection_lost``: the private hook
+        of asyncio's transports that the standard library's SSLProtocol calls
+        on a fatal TLS error and when the TLS shutdown times out (without it
+        those raised AttributeError and the connection was never closed)."""
         if self._lost:
             return
         self._closing = True
@@ -244,7 +251,7 @@ class TcpTransport(asyncio.Transport):
         if ep is not None:
             self._table.abort(ep)
             self._table.detach(ep)
-        self._loop.call_soon(self._connection_lost, None)  # as asyncio: never re-entrant
+        self._loop.call_soon(self._connection_lost, exc)  # as asyncio: never re-entrant
 
     # ------------------------------------------------------------ internals
 
@@ -467,8 +474,10 @@ class _SSLProtocol(sslproto.SSLProtocol):
     flush runs again from ``_resume_reading`` when the application resumes)."""
 
     def _do_flush(self) -> None:
-        if self._app_reading_paused:  # type: ignore[attr-defined]
-            return
+        app = self._app_transport
+        closing = app is not None and app._closed  # the application's own close()
+        if self._app_reading_paused and not closing:  # type: ignore[attr-defined]
+            return  # (closing: shut TLS down at once, as the standard library does)
         super()._do_flush()  # type: ignore[misc]
 
 

@@ -9,6 +9,7 @@ abort, errors, TLS) with the real state machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -419,3 +420,64 @@ async def test_data_and_fin_before_accept_are_delivered(pair: Any) -> None:
     await server.start_serving()
     assert await asyncio.wait_for(got, 5) == b"early bytes"
     server.close()
+
+
+async def test_tls_close_while_reader_paused_ends_promptly(
+        pair: Any, certificate: tuple[Path, Path]) -> None:
+    """close() while the TLS reader is paused with data pending sends
+    close_notify at once (not after the 30 s TLS shutdown timeout), and the
+    standard library's fatal-error path (data after close_notify) can abort
+    our transport (TcpTransport._force_close)."""
+    a, b = pair
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    server_saw: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"z" * 2_000_000)
+        try:
+            await writer.drain()
+            server_saw.set_result(await reader.read())
+        except (ConnectionError, ssl.SSLError) as exc:
+            server_saw.set_result(exc)
+
+    await streams.start_server(handle, port=7444, stack=b, ssl=server_ctx)
+    reader, writer = await streams.open_connection(B_IP, 7444, stack=a, ssl=client_ctx,
+                                                   timeout=5, limit=1024)
+    assert await asyncio.wait_for(reader.readexactly(10), 5) == b"z" * 10
+    transport = writer.transport
+    async with asyncio.timeout(10):  # the reader pauses: 2 MB do not fit its buffer
+        while transport.is_reading():  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await asyncio.wait_for(writer.wait_closed(), 5)
+    outcome = await asyncio.wait_for(server_saw, 5)
+    assert isinstance(outcome, (bytes, ConnectionError, ssl.SSLError)), outcome
+
+
+async def test_force_close_aborts_with_the_error(pair: Any) -> None:
+    a, b = pair
+    result: asyncio.Future[BaseException | bytes] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            result.set_result(await reader.read())
+        except ConnectionResetError as exc:
+            result.set_result(exc)
+
+    lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    class Proto(asyncio.Protocol):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    await streams.start_server(handle, port=7445, stack=b)
+    transport, _ = await streams.create_connection(Proto, B_IP, 7445, stack=a)
+    error = TimeoutError("SSL shutdown timed out")
+    transport._force_close(error)  # type: ignore[attr-defined]
+    assert transport.is_closing()
+    assert await asyncio.wait_for(lost, 5) is error
+    assert isinstance(await asyncio.wait_for(result, 5), ConnectionResetError)
