@@ -139,3 +139,16 @@ def test_send_tcp_many_equals_send_many() -> None:
     assert fast == slow and len(fast) == 4
     assert ip.frames_out == ip2.frames_out == 4
     assert ip.tx_drops == ip2.tx_drops == {"too-big": 1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(segments, max_size=6), addr, addr, st.integers(0, 2**20), st.integers(1, 255))
+def test_encode_ipv4_many_matches_one_by_one(segs: list[TcpSegment], src: bytes, dst: bytes,
+                                              first: int, ttl: int) -> None:
+    segs = [s for s in segs if len(s.options.encode()) <= 40]
+    if segs and segs[0].options.timestamp is not None:  # a shared options object too
+        segs.append(TcpSegment(1, 2, 3, 4, 0x10, 5, 0, segs[0].options, b"xyz"))
+    many = SegmentEncoder(src, dst, ttl=ttl).encode_ipv4_many(segs, itertools.count(first),
+                                                              b"L")
+    one = SegmentEncoder(src, dst, ttl=ttl)
+    assert many == [one.encode_ipv4(s, (first + i) & 0xFFFF, b"L") for i, s in enumerate(segs)]

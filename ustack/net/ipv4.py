@@ -247,15 +247,13 @@ class IpLayer:
             for seg in segments:
                 self.send(dst, PROTO_TCP, encoder.encode(seg))
             return
-        prefix, ident, encode = entry[0], self._ident, encoder.encode_ipv4
+        prefix = entry[0]
+        frames = encoder.encode_ipv4_many(segments, self._ident, prefix)
         limit = self.mtu + len(prefix)  # the largest frame: 14 + MTU bytes of IPv4
-        frames = []
-        for seg in segments:
-            frame = encode(seg, next(ident) & 0xFFFF, prefix)
-            if len(frame) > limit:
-                self._tx_drop("too-big")
-                continue
-            frames.append(frame)
+        if any(len(frame) > limit for frame in frames):  # (callers cut to the MTU)
+            fit = [frame for frame in frames if len(frame) <= limit]
+            self._tx_drop("too-big", len(frames) - len(fit))
+            frames = fit
         self.frames_out += len(frames)
         self._transmit_many(frames)
 
