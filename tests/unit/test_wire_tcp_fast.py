@@ -18,6 +18,7 @@ from ustack.wire.tcp import (
     SegmentEncoder,
     TcpOptions,
     TcpSegment,
+    _payload_sum,
     _reduce,
     decode_options,
 )
@@ -152,3 +153,8 @@ def test_encode_ipv4_many_matches_one_by_one(segs: list[TcpSegment], src: bytes,
                                                               b"L")
     one = SegmentEncoder(src, dst, ttl=ttl)
     assert many == [one.encode_ipv4(s, (first + i) & 0xFFFF, b"L") for i, s in enumerate(segs)]
+
+
+@given(st.binary(max_size=3000))
+def test_payload_sum_is_the_big_endian_sum(data: bytes) -> None:
+    assert _payload_sum(data) % 0xFFFF == partial_sum(data) % 0xFFFF

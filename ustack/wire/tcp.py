@@ -190,6 +190,19 @@ def _reduce(value: int) -> int:
     return value % 0xFFFF
 
 
+def _payload_sum(payload: bytes) -> int:
+    """A number congruent modulo 0xFFFF to the RFC 1071 sum of ``payload``
+    (big-endian 16-bit words, an odd last byte padded with a zero).
+
+    The sum does not depend on byte order (RFC 1071 2.B): read as
+    little-endian words it comes out byte-swapped, and swapping the bytes of
+    a 16-bit value is multiplying it by 256 modulo 0xFFFF.  Reading the
+    buffer little-endian is a little faster in CPython and pads an odd
+    length the right way by itself.
+    """
+    return _reduce(int.from_bytes(payload, "little")) << 8
+
+
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
 IPV4_TCP_HEADER = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
 _IPV4_DF = 0x4000
@@ -260,13 +273,7 @@ class SegmentEncoder:
         opt = self._opt_bytes
         payload = seg.payload
         n = len(payload)
-        if n:
-            psum = int.from_bytes(payload, "big")
-            if n & 1:  # an odd last byte is padded with a zero (RFC 1071)
-                psum <<= 8
-            psum = _reduce(psum)
-        else:
-            psum = 0
+        psum = _payload_sum(payload) if n else 0
         hlen = HEADER_LEN + len(opt)
         seq = seg.seq & 0xFFFFFFFF
         ack = seg.ack & 0xFFFFFFFF
@@ -296,13 +303,7 @@ class SegmentEncoder:
         opt = self._opt_bytes
         payload = seg.payload
         n = len(payload)
-        if n:
-            psum = int.from_bytes(payload, "big")
-            if n & 1:  # an odd last byte is padded with a zero (RFC 1071)
-                psum <<= 8
-            psum = _reduce(psum)
-        else:
-            psum = 0
+        psum = _payload_sum(payload) if n else 0
         hlen = HEADER_LEN + len(opt)
         tcp_len = hlen + n
         if tcp_len > 0xFFFF - 20:
@@ -349,14 +350,12 @@ class SegmentEncoder:
             payload = seg.payload
             n = len(payload)
             if n:
-                psum = int.from_bytes(payload, "big")
-                if n & 1:  # an odd last byte is padded with a zero (RFC 1071)
-                    psum <<= 8
-                # _reduce(), inlined
+                # _payload_sum(), inlined
+                psum = int.from_bytes(payload, "little")
                 psum = (psum >> 5792) + (psum & _M5792)
                 psum = (psum >> 2896) + (psum & _M2896)
                 psum = (psum >> 1456) + (psum & _M1456)
-                psum = (psum >> 736) + (psum & _M736)
+                psum = ((psum >> 736) + (psum & _M736)) << 8
             else:
                 psum = 0
             tcp_len = hlen + n
