@@ -75,6 +75,7 @@ def _ms(seconds: float) -> float:
 
 
 def _ms_int(seconds: float) -> int:
+    """Seconds -> whole milliseconds, truncated (ss's lastsnd/lastrcv/busy)."""
     return int(seconds * 1000)
 
 
@@ -159,11 +160,11 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
     if srtt > 0 and mss and cwnd:
         add(f"send {format_rate(cwnd * mss * 8 / srtt, opts.numeric)}bps")
     if r.last_send >= 0.001:
-        add(f"lastsnd:{int(r.last_send * 1000)}")
+        add(f"lastsnd:{_ms_int(r.last_send)}")
     if r.last_recv >= 0.001:
-        add(f"lastrcv:{int(r.last_recv * 1000)}")
+        add(f"lastrcv:{_ms_int(r.last_recv)}")
     if r.last_ack >= 0.001:
-        add(f"lastack:{int(r.last_ack * 1000)}")
+        add(f"lastack:{_ms_int(r.last_ack)}")
     if r.pacing_rate:
         add(f"pacing_rate {format_rate(r.pacing_rate * 8, opts.numeric)}bps")
     if r.delivery_rate:
@@ -173,7 +174,7 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
     if r.app_limited:
         add("app_limited")
     if r.busy_time >= 0.001:
-        add(f"busy:{int(r.busy_time * 1000)}ms")
+        add(f"busy:{_ms_int(r.busy_time)}ms")
     if r.unacked:
         add(f"unacked:{r.unacked}")
     if r.retransmits or r.total_retrans:
