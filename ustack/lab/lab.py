@@ -32,6 +32,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ustack.diag.protocol import process_alive
+from ustack.wire.ethernet import parse_mac
+
 STATE_DIR = Path(os.environ.get("USTACK_LAB_STATE_DIR", "/run/ustack/labs"))
 NETNS_DIR = Path("/run/netns")
 IFNAMSIZ = 15  # usable characters in a Linux interface name
@@ -294,7 +297,7 @@ class Lab:
             (self.stack_ns, self.stack_if) if side == "stack" else (self.peer_ns, self.peer_if)
         )
         out = _ip(["-n", ns, "-j", "link", "show", "dev", ifname])
-        return bytes.fromhex(json.loads(out)[0]["address"].replace(":", ""))
+        return parse_mac(json.loads(out)[0]["address"])
 
 
 @contextlib.contextmanager
@@ -391,7 +394,7 @@ def status() -> list[dict[str, Any]]:
         owner = _owner_pid(path)
         if owner is not None:
             info["owner_pid"] = owner
-            info["stale"] = not _pid_alive(owner)
+            info["stale"] = not process_alive(owner)
         out.append(info)
     return out
 
@@ -405,7 +408,7 @@ def reap_stale() -> list[str]:
     removed = []
     for path in sorted(STATE_DIR.glob("*.json")):
         owner = _owner_pid(path)
-        if owner is None or _pid_alive(owner):
+        if owner is None or process_alive(owner):
             continue
         lab = Lab.load(path.stem)
         if lab is None:
@@ -422,16 +425,6 @@ def _owner_pid(path: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def have_netns_support() -> tuple[bool, str]:
