@@ -57,6 +57,14 @@ def _peer_result(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str,
     return json.loads(lines[-1]) if lines else {}
 
 
+def _stop_peer(proc: subprocess.Popen[str]) -> None:
+    """Let a peer finish (30 s at most), then kill it if it is still running."""
+    with contextlib.suppress(Exception):
+        _peer_result(proc, timeout=30)
+    if proc.poll() is None:
+        proc.kill()
+
+
 def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
     """Give the stack-side veth a kernel address for this run only."""
     addr = lab.stack_address
@@ -97,10 +105,7 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
                 "retrans": getattr(info, "total_retrans", None)}
     finally:
-        with contextlib.suppress(Exception):
-            _peer_result(sink, timeout=30)
-        if sink.poll() is None:
-            sink.kill()
+        _stop_peer(sink)
 
 
 async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> dict[str, Any]:
@@ -126,10 +131,7 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
                 "retrans": getattr(info, "total_retrans", None)}
     finally:
-        with contextlib.suppress(Exception):
-            _peer_result(source, timeout=30)
-        if source.poll() is None:
-            source.kill()
+        _stop_peer(source)
 
 
 async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
