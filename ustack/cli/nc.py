@@ -76,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
         host, port = "", args.listen
     if args.keep_listening and args.listen is None:
         return _fail("-k needs -l PORT", 2)
+    from ustack.stack import parse_interface
+
     try:
-        ipaddress.IPv4Interface(args.address)
-    except ValueError:
-        return _fail(f"invalid --address {args.address!r} (expected A/PLEN like 10.77.0.2/24)", 2)
+        parse_interface(args.address)
+    except ValueError as exc:
+        return _fail(f"--address: {exc}", 2)
     try:
         import uvloop
 
