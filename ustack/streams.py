@@ -325,28 +325,25 @@ class TcpTransport(asyncio.Transport):
     def _maybe_pause_protocol(self) -> None:
         if self._pending_size > self._high and not self._writing_paused:
             self._writing_paused = True
-            try:
-                self._protocol.pause_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - asyncio's policy
-                self._loop.call_exception_handler({
-                    "message": "protocol.pause_writing() failed",
-                    "exception": exc, "transport": self, "protocol": self._protocol,
-                })
+            self._flow_control("pause_writing")
 
     def _maybe_resume_protocol(self) -> None:
         if self._writing_paused and self._pending_size <= self._low:
             self._writing_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # noqa: BLE001
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc, "transport": self, "protocol": self._protocol,
-                })
+            self._flow_control("resume_writing")
+
+    def _flow_control(self, method: str) -> None:
+        """Call ``protocol.pause_writing()``/``resume_writing()``; a failure goes
+        to the loop's exception handler, as asyncio's own transports do."""
+        try:
+            getattr(self._protocol, method)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's policy
+            self._loop.call_exception_handler({
+                "message": f"protocol.{method}() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
 
     def _pull(self) -> None:
         """Deliver in-order data to the protocol while it is not paused."""
