@@ -59,6 +59,15 @@ def _read(path: str) -> tuple[str, str]:
         raise SystemExit(f"ustack probe run: cannot read {path}: {exc.strerror}") from None
 
 
+def _require_lab_support() -> None:
+    """PermissionError (shown without a traceback) when labs cannot be built."""
+    from ustack.lab import have_netns_support
+
+    ok, reason = have_netns_support()
+    if not ok:
+        raise PermissionError(reason)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ustack.probe.packet import ScriptSyntaxError
     from ustack.probe.script import TOLERANCE_FLOOR, USTACK_TOLERANCE_FLOOR, parse_script
@@ -69,11 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     except ScriptSyntaxError as exc:
         print(f"ustack probe run: {exc}", file=sys.stderr)
         return 2
-    from ustack.lab import have_netns_support
-
-    ok, reason = have_netns_support()
-    if not ok:
-        raise PermissionError(reason)
+    _require_lab_support()
     if args.tolerance is not None:
         tolerance = args.tolerance
     else:
@@ -137,11 +142,7 @@ def _table(args: argparse.Namespace) -> int:
             print(f"ustack probe table: unknown scenario(s) {', '.join(sorted(unknown))}",
                   file=sys.stderr)
             return 2
-        from ustack.lab import have_netns_support
-
-        ok, reason = have_netns_support()
-        if not ok:
-            raise PermissionError(reason)
+        _require_lab_support()
         chosen = [s for s in SCENARIOS if not ids or s.id in ids]
         results = asyncio.run(_run_all(chosen, kinds))
         conformance.save_results(results)
