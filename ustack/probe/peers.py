@@ -42,6 +42,14 @@ def _errname(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has finished."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
 class Peer(abc.ABC):
     """The application side of the TCP under test (see the module docstring)."""
 
@@ -243,14 +251,8 @@ class KernelPeer(Peer):
         conn.close()
 
     async def aclose(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._accept_task
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.connect_task
+        await _cancel(self._accept_task)
+        await _cancel(self.connect_task)
         for sock in self._sockets:
             sock.close()
 
@@ -447,10 +449,7 @@ class UstackPeer(Peer):
         app.transport.close()
 
     async def aclose(self) -> None:
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.connect_task
+        await _cancel(self.connect_task)
         for server in self.servers:
             server.close()
         with contextlib.suppress(Exception):
