@@ -171,14 +171,17 @@ def main() -> int:
     parser.add_argument("--profile", default=None, help="cProfile the ustack runs to FILE")
     parser.add_argument("--gso", action=argparse.BooleanOptionalAction, default=True,
                         help="PACKET_VNET_HDR device: TCP segmentation offload on send, "
-                        "coalesced frames on receive (--no-gso: exact wire, RX ring)")
+                        "coalesced frames on receive (--no-gso: exact wire both ways, RX ring, "
+                        "peer veth without offloads)")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     nbytes = args.mb * 1_000_000
     directions = args.only.split(",")
     # a SIGTERM (e.g. `timeout`) must still run the finally that removes the lab
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    lab = Lab.create(f"hxb{os.getpid() % 100000}")
+    # --no-gso is the exact wire both ways: the peer veth gets no TSO/GSO or
+    # checksum offload either, so the kernel sends MSS-sized, checksummed frames
+    lab = Lab.create(f"hxb{os.getpid() % 100000}", offloads=args.gso)
     results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso,
                                "loop": "uvloop" if args.uvloop else "asyncio"}
     lab.up()
