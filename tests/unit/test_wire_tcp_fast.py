@@ -10,16 +10,21 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustack.net.ipv4 import IpLayer
-from ustack.wire.checksum import internet_checksum, partial_sum, pseudo_header_sum, verify
+from ustack.net.ipv4 import IpLayer, _transport_sum_ok
+from ustack.wire.checksum import (
+    internet_checksum,
+    partial_sum,
+    payload_sum,
+    pseudo_header_sum,
+    reduce_sum,
+    verify,
+)
 from ustack.wire.ipv4 import build_header
 from ustack.wire.tcp import (
     HEADER,
     SegmentEncoder,
     TcpOptions,
     TcpSegment,
-    _payload_sum,
-    _reduce,
     decode_options,
 )
 
@@ -95,7 +100,7 @@ def test_encoder_reuses_options_across_segments() -> None:
 @given(st.binary(max_size=70000))
 def test_reduce_is_mod_0xffff(data: bytes) -> None:
     value = int.from_bytes(data, "big")
-    assert _reduce(value) == value % 0xFFFF
+    assert reduce_sum(value) == value % 0xFFFF
 
 
 @given(segments, st.integers(0, 40))
@@ -157,4 +162,22 @@ def test_encode_ipv4_many_matches_one_by_one(segs: list[TcpSegment], src: bytes,
 
 @given(st.binary(max_size=3000))
 def test_payload_sum_is_the_big_endian_sum(data: bytes) -> None:
-    assert _payload_sum(data) % 0xFFFF == partial_sum(data) % 0xFFFF
+    assert payload_sum(data) % 0xFFFF == partial_sum(data) % 0xFFFF
+
+
+@given(addr, addr, st.sampled_from([6, 17]), st.binary(max_size=3000), st.booleans())
+def test_transport_sum_check_matches_rfc1071(src: bytes, dst: bytes, proto: int, data: bytes,
+                                             fix: bool) -> None:
+    """The receive-path check accepts exactly the segments whose pseudo-header
+    plus segment sum is 0 modulo 0xFFFF (RFC 1071), odd lengths included."""
+    if fix and len(data) >= 2:  # make it valid by adjusting the first word
+        body = bytearray(data)
+        body[0:2] = b"\0\0"
+        total = pseudo_header_sum(src, dst, proto, len(body)) + partial_sum(body)
+        c = (~(total % 0xFFFF)) & 0xFFFF
+        body[0:2] = c.to_bytes(2, "big")
+        data = bytes(body)
+    expected = verify(pseudo_header_sum(src, dst, proto, len(data)) + partial_sum(data))
+    assert _transport_sum_ok(src, dst, proto, memoryview(data)) == expected
+    if fix and len(data) >= 2:
+        assert expected

@@ -39,7 +39,7 @@ from ustack.net.icmp import (
 from ustack.net.routing import LIMITED_BROADCAST, Routes
 from ustack.wire import arp as warp
 from ustack.wire import icmp as wicmp
-from ustack.wire.checksum import partial_sum, pseudo_header_sum
+from ustack.wire.checksum import payload_sum
 from ustack.wire.errors import ParseError
 from ustack.wire.ethernet import BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, MIN_FRAME_LEN
 from ustack.wire.ethernet import header as eth_header
@@ -67,6 +67,20 @@ _ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
 _ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
 _ZERO_IP = b"\x00\x00\x00\x00"
 _PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
+
+
+def _transport_sum_ok(src: bytes, dst: bytes, proto: int, segment: memoryview) -> bool:
+    """The TCP/UDP checksum check (RFC 9293 3.1, RFC 768) of a received segment.
+
+    The ones' complement sum of the pseudo-header and the whole segment, its
+    checksum field included, must be 0 modulo 0xFFFF (RFC 1071 4.1).  The fast
+    path: the segment is summed in place (no copy), read little-endian and
+    folded before the one modulo (:func:`payload_sum`), and the pseudo-header
+    is added as small integers.
+    """
+    s = (int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + len(segment)
+         + payload_sum(segment))
+    return not s % 0xFFFF
 
 
 def _one_by_one(transmit: Callable[[bytes], None]) -> Callable[[Sequence[bytes]], None]:
@@ -386,11 +400,8 @@ class IpLayer:
                                       frame[14:14 + total])
             return
         handler, verify = entry
-        if verify and not trusted:
-            plen = total - hlen
-            s = pseudo_header_sum(src, dst, proto, plen) + partial_sum(payload)
-            if s % 0xFFFF and s:
-                raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
+        if verify and not trusted and not _transport_sum_ok(src, dst, proto, payload):
+            raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
         handler(src, dst, payload, trusted)
 
     # -------------------------------------------------------------------- ICMP

@@ -12,6 +12,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ustack.wire.checksum import _M736, _M1456, _M2896, _M5792
+from ustack.wire.checksum import payload_sum as _payload_sum
 from ustack.wire.errors import ParseError
 
 PROTO_TCP = 6
@@ -164,43 +166,6 @@ _TS_PREFIX = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 _TS_HEADER_LEN = HEADER_LEN + 12
 _TS_VALUES = struct.Struct("!II")
 _TS_ORDER = (OPT_TIMESTAMP,)
-
-
-_M5792 = (1 << 5792) - 1
-_M2896 = (1 << 2896) - 1
-_M1456 = (1 << 1456) - 1
-_M736 = (1 << 736) - 1
-
-
-def _reduce(value: int) -> int:
-    """``value % 0xFFFF`` for a payload read as one big integer, faster.
-
-    CPython divides a big integer digit by digit, which costs about 2 us for
-    a 1448-byte payload.  Since 2**16 is 1 modulo 0xFFFF, ``hi * 2**(16*k) +
-    lo`` is congruent to ``hi + lo``: splitting at a multiple of 16 bits and
-    adding the halves keeps the ones' complement sum (RFC 1071 "deferred
-    carries") while shrinking the number.  Four such folds (cheap shifts,
-    masks and additions; no-ops for small values) take an MTU-sized payload
-    below 800 bits before the one division.
-    """
-    value = (value >> 5792) + (value & _M5792)
-    value = (value >> 2896) + (value & _M2896)
-    value = (value >> 1456) + (value & _M1456)
-    value = (value >> 736) + (value & _M736)
-    return value % 0xFFFF
-
-
-def _payload_sum(payload: bytes) -> int:
-    """A number congruent modulo 0xFFFF to the RFC 1071 sum of ``payload``
-    (big-endian 16-bit words, an odd last byte padded with a zero).
-
-    The sum does not depend on byte order (RFC 1071 2.B): read as
-    little-endian words it comes out byte-swapped, and swapping the bytes of
-    a 16-bit value is multiplying it by 256 modulo 0xFFFF.  Reading the
-    buffer little-endian is a little faster in CPython and pads an odd
-    length the right way by itself.
-    """
-    return _reduce(int.from_bytes(payload, "little")) << 8
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
