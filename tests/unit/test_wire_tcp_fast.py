@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,19 @@ def test_transport_sum_check_matches_rfc1071(src: bytes, dst: bytes, proto: int,
     assert _transport_sum_ok(src, dst, proto, memoryview(data)) == expected
     if fix and len(data) >= 2:
         assert expected
+
+
+@given(st.binary(min_size=12, max_size=12), st.binary(max_size=64))
+def test_decode_32_byte_header_agrees_with_decode_options(opts: bytes, payload: bytes) -> None:
+    """A 32-byte header whose options are not Linux's ``nop, nop, TS`` leaves
+    the fast path for the general decoder, with the same outcome."""
+    head = HEADER.pack(1, 2, 3, 4, 8 << 4, 0x10, 5, 0, 0)
+    try:
+        want = decode_options(opts)
+    except Exception as exc:  # ParseError
+        with pytest.raises(type(exc)):
+            TcpSegment.decode(head + opts + payload)
+        return
+    got = TcpSegment.decode(memoryview(head + opts + payload))
+    assert got.options == want
+    assert got.payload == payload

@@ -164,7 +164,8 @@ _EMPTY_OPTIONS = TcpOptions()
 #: the options area of almost every segment on a timestamp connection
 _TS_PREFIX = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 _TS_HEADER_LEN = HEADER_LEN + 12
-_TS_VALUES = struct.Struct("!II")
+#: a TCP header followed by exactly that options area (the decode fast path)
+_TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
 _TS_ORDER = (OPT_TIMESTAMP,)
 
 
@@ -375,20 +376,25 @@ class TcpSegment:
     @classmethod
     def decode(cls, data: bytes | memoryview) -> TcpSegment:
         """Decode a TCP segment (the IPv4 payload).  Raises :class:`ParseError`."""
-        if len(data) < HEADER_LEN:
-            raise ParseError("tcp-truncated", f"{len(data)} bytes")
-        sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
-        hlen = (off >> 4) * 4
-        if hlen == _TS_HEADER_LEN and len(data) >= hlen and data[20:24] == _TS_PREFIX:
+        n = len(data)
+        if n >= _TS_HEADER_LEN:
             # fast path: the options area is exactly Linux's ``nop, nop, TS``
             # (every segment of a timestamp connection but SYNs and SACKs),
-            # decoded as decode_options() would, without its loop
-            tsval, tsecr = _TS_VALUES.unpack_from(data, 24)
-            options = TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER)
-        else:
-            if hlen < HEADER_LEN or hlen > len(data):
-                raise ParseError("tcp-bad-offset", f"data offset {hlen} for {len(data)} bytes")
-            options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
+            # decoded as decode_options() would, without its loop; header,
+            # options prefix and timestamps come out of one unpack
+            sport, dport, seq, ack, off, flags, win, csum, urg, prefix, tsval, tsecr = \
+                _TS_SEGMENT.unpack_from(data)
+            if off >> 4 == _TS_HEADER_LEN >> 2 and prefix == _TS_PREFIX:
+                options = TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER)
+                return cls(sport, dport, seq, ack, flags, win, urg, options,
+                           bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"", csum)
+        elif n < HEADER_LEN:
+            raise ParseError("tcp-truncated", f"{n} bytes")
+        sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
+        hlen = (off >> 4) * 4
+        if hlen < HEADER_LEN or hlen > n:
+            raise ParseError("tcp-bad-offset", f"data offset {hlen} for {n} bytes")
+        options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
         return cls(sport, dport, seq, ack, flags, win, urg, options,
                    bytes(data[hlen:]) if len(data) > hlen else b"", csum)
 
