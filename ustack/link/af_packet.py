@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
+from ustack.wire.ethernet import parse_mac
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -92,18 +93,13 @@ _SLOT_HDR = struct.Struct("<IIH")
 _ZERO4 = bytes(4)
 
 
-def parse_mac(mac: bytes | str) -> bytes:
-    """``b"\\x02..."`` or ``"02:00:00:00:00:01"`` → 6 bytes (ValueError otherwise)."""
+def as_mac(mac: bytes | str) -> bytes:
+    """A MAC given as 6 bytes or as text (``wire.ethernet.parse_mac``) → 6 bytes."""
     if isinstance(mac, str):
-        try:
-            raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
-        except ValueError:
-            raise ValueError(f"invalid MAC address {mac!r}") from None
-    else:
-        raw = bytes(mac)
-    if len(raw) != 6:
+        return parse_mac(mac)
+    if len(mac) != 6:
         raise ValueError(f"invalid MAC address {mac!r}: need 6 bytes")
-    return raw
+    return bytes(mac)
 
 
 def interface_info(iface: str) -> tuple[int, bytes, int]:
@@ -239,7 +235,7 @@ class AfPacketDevice(Device):
         sock = _open_packet_socket()
         try:
             ifindex, if_mac, mtu = interface_info(iface)
-            our_mac = if_mac if mac is None else parse_mac(mac)
+            our_mac = if_mac if mac is None else as_mac(mac)
             sock.setblocking(False)
             with contextlib.suppress(OSError):  # Linux >= 4.20; the filter does it too
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
