@@ -385,7 +385,10 @@ class TcpSegment:
             sport, dport, seq, ack, off, flags, win, csum, urg, prefix, tsval, tsecr = \
                 _TS_SEGMENT.unpack_from(data)
             if off >> 4 == _TS_HEADER_LEN >> 2 and prefix == _TS_PREFIX:
-                options = TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER)
+                # TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER), spelled
+                # positionally: keyword arguments and the sack_blocks default
+                # factory cost half the construction
+                options = TcpOptions(None, None, False, [], (tsval, tsecr), None, _TS_ORDER)
                 return cls(sport, dport, seq, ack, flags, win, urg, options,
                            bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"", csum)
         elif n < HEADER_LEN:
