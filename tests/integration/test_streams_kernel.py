@@ -148,14 +148,16 @@ async def test_100mb_kernel_to_ustack_sha256(lab: Lab, stack: Any) -> None:
         source.kill()
 
 
-async def test_10mb_full_duplex_echo(lab: Lab, stack: Any) -> None:
-    echo = peer_script(lab, "echo", 5003)
+async def duplex_echo(lab: Lab, stack: Any, port: int, seed: int, chunk: int) -> None:
+    """10 MB through the kernel echo server on ``port``: concurrent writes and
+    reads, the echoed bytes' SHA-256 equal, and the peer left clean."""
+    echo = peer_script(lab, "echo", port)
     try:
         nbytes = 10 * MB
-        reader, writer = await stack.open_connection(lab.peer_address, 5003, timeout=10)
+        reader, writer = await stack.open_connection(lab.peer_address, port, timeout=10)
 
         async def send() -> None:
-            for piece in pattern_chunks(nbytes, seed=11, chunk=100_000):
+            for piece in pattern_chunks(nbytes, seed=seed, chunk=chunk):
                 writer.write(piece)
                 await writer.drain()
             writer.write_eof()
@@ -163,23 +165,24 @@ async def test_10mb_full_duplex_echo(lab: Lab, stack: Any) -> None:
         async def receive() -> str:
             h = hashlib.sha256()
             got = 0
-            while True:
-                data = await asyncio.wait_for(reader.read(65536), 30)
-                if not data:
-                    break
+            while data := await asyncio.wait_for(reader.read(65536), 30):
                 got += len(data)
                 h.update(data)
             assert got == nbytes
             return h.hexdigest()
 
         _, digest = await asyncio.gather(send(), receive())
-        assert digest == pattern_sha256(nbytes, 11)
+        assert digest == pattern_sha256(nbytes, seed)
         writer.close()
         await writer.wait_closed()
         await echo.results()
         await assert_peer_clean(lab)
     finally:
         echo.kill()
+
+
+async def test_10mb_full_duplex_echo(lab: Lab, stack: Any) -> None:
+    await duplex_echo(lab, stack, 5003, seed=11, chunk=100_000)
 
 
 async def test_200_concurrent_connections_1mb_each(lab: Lab, stack: Any) -> None:
@@ -578,30 +581,8 @@ async def test_exact_wire_mode_duplex_echo(lab: Lab) -> None:
 
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, offload=False)
-    echo = peer_script(lab, "echo", 5013)
     try:
-        nbytes = 10 * MB
-        reader, writer = await stack.open_connection(lab.peer_address, 5013, timeout=10)
-
-        async def send() -> None:
-            for piece in pattern_chunks(nbytes, seed=13, chunk=300_000):
-                writer.write(piece)
-                await writer.drain()
-            writer.write_eof()
-
-        async def receive() -> bytes:
-            h = hashlib.sha256()
-            while data := await asyncio.wait_for(reader.read(1 << 16), 30):
-                h.update(data)
-            return h.digest()
-
-        _, digest = await asyncio.gather(send(), receive())
-        assert digest.hex() == pattern_sha256(nbytes, 13)
+        await duplex_echo(lab, stack, 5013, seed=13, chunk=300_000)
         assert stack.counters().get("tcp_gso_out", 0) == 0
-        writer.close()
-        await writer.wait_closed()
-        await echo.results()
-        await assert_peer_clean(lab)
     finally:
-        echo.kill()
         await stack.close()
