@@ -150,15 +150,19 @@ def test_send_tcp_many_equals_send_many() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(segments, max_size=6), addr, addr, st.integers(0, 2**20), st.integers(1, 255))
-def test_encode_ipv4_many_matches_one_by_one(segs: list[TcpSegment], src: bytes, dst: bytes,
+def test_encode_ipv4_many_matches_layers(segs: list[TcpSegment], src: bytes, dst: bytes,
                                               first: int, ttl: int) -> None:
     segs = [s for s in segs if len(s.options.encode()) <= 40]
     if segs and segs[0].options.timestamp is not None:  # a shared options object too
         segs.append(TcpSegment(1, 2, 3, 4, 0x10, 5, 0, segs[0].options, b"xyz"))
     many = SegmentEncoder(src, dst, ttl=ttl).encode_ipv4_many(segs, itertools.count(first),
                                                               b"L")
-    one = SegmentEncoder(src, dst, ttl=ttl)
-    assert many == [one.encode_ipv4(s, (first + i) & 0xFFFF, b"L") for i, s in enumerate(segs)]
+    expected = []
+    for i, s in enumerate(segs):
+        tcp = reference_encode(s, src, dst)
+        ip = build_header(src, dst, 6, len(tcp), (first + i) & 0xFFFF, ttl=ttl)
+        expected.append(b"L" + ip + tcp)
+    assert many == expected
 
 
 @given(st.binary(max_size=3000))

@@ -263,33 +263,9 @@ class SegmentEncoder:
         """``lead`` (e.g. the Ethernet header), then the IPv4 packet carrying
         ``seg``: the same bytes as ``lead + build_header(...) + encode(seg)``
         with identification ``ident`` (0..0xFFFF).  Raises ValueError when
-        the packet would exceed 65535 bytes."""
-        if seg.options is not self._opts:
-            self._load_options(seg.options)
-        opt = self._opt_bytes
-        payload = seg.payload
-        n = len(payload)
-        psum = _payload_sum(payload) if n else 0
-        hlen = HEADER_LEN + len(opt)
-        tcp_len = hlen + n
-        if tcp_len > 0xFFFF - 20:
-            raise ValueError(f"IPv4 packet too long ({tcp_len + 20} bytes)")
-        seq = seg.seq & 0xFFFFFFFF
-        ack = seg.ack & 0xFFFFFFFF
-        off_flags = (hlen << 10) | (seg.flags & 0xFF)  # (hlen // 4) << 12 | flags
-        window = seg.window & 0xFFFF
-        urgent = seg.urgent & 0xFFFF
-        total = (self._base + tcp_len + ((seg.src_port << 16) | seg.dst_port) + seq + ack
-                 + ((off_flags << 16) | window) + urgent + self._opt_sum + psum)
-        s = total % 0xFFFF  # never 0 in total: it contains the protocol number
-        ip_s = (self._ip_base + tcp_len + ident) % 0xFFFF
-        header = IPV4_TCP_HEADER.pack(
-            0x45, 0, 20 + tcp_len, ident, _IPV4_DF, self.ttl, PROTO_TCP,
-            0xFFFF - ip_s if ip_s else 0, self.src_ip, self.dst_ip,
-            seg.src_port, seg.dst_port, seq, ack, off_flags >> 8, off_flags & 0xFF, window,
-            0xFFFF - s if s else 0, urgent)
-        return b"".join((lead, header, opt, payload))
-
+        the packet would exceed 65535 bytes.  One segment of
+        :meth:`encode_ipv4_many`, which holds the only copy of the fused code."""
+        return self.encode_ipv4_many((seg,), iter((ident,)), lead)[0]
 
     def encode_ipv4_many(self, segs: Iterable[TcpSegment], idents: Iterator[int],
                          lead: bytes = b"") -> list[bytes]:
