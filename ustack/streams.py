@@ -649,7 +649,7 @@ class Server(asyncio.AbstractServer):
     def addresses(self) -> list[tuple[str, int]]:
         if self._listener is None:
             return []
-        return [(str(self._stack.address).split("/")[0], self._listener.port)]
+        return [(self._stack.address, self._listener.port)]
 
     @property
     def backlog(self) -> int:
@@ -744,7 +744,7 @@ async def create_server(
     if stack is None:
         stack = await default_stack()
     if host not in (None, "", "0.0.0.0"):
-        ours = str(stack.address).split("/")[0]
+        ours = stack.address
         if _parse_ipv4(str(host)) != socket.inet_aton(ours):
             raise OSError(errno_mod.EADDRNOTAVAIL,
                           f"{os.strerror(errno_mod.EADDRNOTAVAIL)}: {host} is not this "

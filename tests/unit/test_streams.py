@@ -48,7 +48,7 @@ class MemoryIp:
 
 class MemoryStack:
     def __init__(self, address: str) -> None:
-        self.address = address + "/24"
+        self.address = address  # as Stack.address: no prefix
         self.ip = MemoryIp(address)
         self.tcp: TcpTable = None  # type: ignore[assignment]
 

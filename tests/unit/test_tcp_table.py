@@ -31,7 +31,7 @@ class FakeIp:
 class FakeStack:
     def __init__(self) -> None:
         self.ip = FakeIp()
-        self.address = "10.77.0.2/24"
+        self.address = "10.77.0.2"  # as Stack.address: no prefix
 
 
 class FakeConn:

@@ -213,7 +213,7 @@ class TcpTable:
         self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
             stack.ip, "send_many", None) or self._send_each
-        self.local_addr: bytes = socket.inet_aton(str(stack.address).split("/")[0])
+        self.local_addr: bytes = socket.inet_aton(stack.address)
         # the IP layer's TCP fast path (Ethernet + IPv4 + TCP in one pack),
         # else encode here and use send_many / send
         self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = getattr(
