@@ -1,4 +1,4 @@
-"""Test-suite policy.
+"""Test-suite policy, and helpers shared by several test modules.
 
 ``USTACK_REQUIRE_NETNS=1`` (set by ``.ci/run``): every skipped test is
 reported as a failure, so CI can never pass by skipping the tests that need
@@ -9,8 +9,10 @@ pytest itself exits with code 5 when it collects no test at all.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Generator
+import sys
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
@@ -57,3 +59,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if _required():
         return f"{REQUIRE_ENV}=1: skipped tests count as failures"
     return None
+
+
+async def _run_ss(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ustack", "ss", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.fixture
+def run_ss() -> Callable[..., Awaitable[str]]:
+    """``ustack ss ARGV...`` as a separate process, the way a user runs it
+    from another shell; returns its stdout (exit status 0 asserted)."""
+    return _run_ss

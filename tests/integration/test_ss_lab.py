@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +86,6 @@ async def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 1
         await asyncio.sleep(0.05)
 
 
-async def run_ss(*argv: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ustack", "ss", *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 def _rows(text: str) -> list[tuple[str, str]]:
     """(socket line, its tab-indented -i/-m line) pairs."""
     lines = text.splitlines()[1:]
@@ -107,7 +97,9 @@ def _rows(text: str) -> list[tuple[str, str]]:
     return rows
 
 
-async def test_ss_shows_every_state_with_sane_figures(hs_lab: Lab, stack: Any) -> None:
+async def test_ss_shows_every_state_with_sane_figures(
+    hs_lab: Lab, stack: Any, run_ss: Callable[..., Awaitable[str]]
+) -> None:
     peer_ip = hs_lab.peer_address
     accepted: list[Any] = []
 

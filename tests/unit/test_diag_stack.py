@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,18 +18,8 @@ from ustack.link.memory import MemoryPair  # noqa: E402
 from ustack.stack import Stack  # noqa: E402
 
 
-async def ss(*argv: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ustack", "ss", *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 async def test_sockets_and_ss_of_two_stacks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_ss: Callable[..., Awaitable[str]]
 ) -> None:
     monkeypatch.setenv("USTACK_RUN_DIR", str(tmp_path))
     a_dev, b_dev = MemoryPair()
@@ -77,7 +67,7 @@ async def test_sockets_and_ss_of_two_stacks(
         tw = next(r for r in b.sockets() if r.state == "TIME-WAIT")
         assert tw.timer_name == "timewait" and 0 < tw.timer_expires <= 60
 
-        text = await ss("-tanoiem")
+        text = await run_ss("-tanoiem")
         lines = text.splitlines()
         rows = [ln for ln in lines if not ln.startswith("\t")][1:]
         assert sorted(ln.split()[0] for ln in rows) == sorted(states_a + states_b)
@@ -87,7 +77,7 @@ async def test_sockets_and_ss_of_two_stacks(
         assert cw_line.rstrip().endswith("-->")
         fw_line = next(ln for ln in rows if ln.startswith("FIN-WAIT-2"))
         assert fw_line.rstrip().endswith("<--")
-        est = await ss("-tn", "state", "established", "dport", "=", ":8080")
+        est = await run_ss("-tn", "state", "established", "dport", "=", ":8080")
         assert len(est.splitlines()) == 2 and "10.9.0.2:" in est
     finally:
         await a.close()
