@@ -275,7 +275,7 @@ def test_new_directory_is_private(tmp_path: Path) -> None:
 # ------------------------------------------------------ garbage replies
 
 
-def _reply(names: object, rows: object, version: object = protocol.VERSION) -> bytes:
+def _reply(names: Any, rows: Any, version: Any = protocol.VERSION) -> bytes:
     return marshal.dumps((version, names, rows))
 
 
