@@ -102,7 +102,8 @@ class Result:
     link: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
+        out: dict[str, Any] = _rounded(asdict(self))
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -334,6 +334,18 @@ class _Side:
             self._scheduled = True
             self.loop.call_soon(self._flush)
 
+    def arrive(self, frames: list[Frame]) -> None:
+        """Frames off a link, delivered at once (a link emits from its own
+        timer callback, never from inside a ``send``)."""
+        devices = self.devices
+        if len(frames) == 1:
+            frame = frames[0]
+            dev = devices.get(frame[:6])
+            if dev is not None:
+                dev.deliver([(frame, dev.trusted)])
+                return
+        self.receive(frames)
+
     def _flush(self) -> None:
         self._scheduled = False
         inbox, self._inbox = self._inbox, {}
@@ -353,8 +365,8 @@ class Dumbbell:
         if reverse is None:
             reverse = LinkSpec(rate=forward.rate, delay=forward.delay,
                                queue=max(forward.queue, 1000))
-        self.forward = SimLink(loop, forward, seed, self.right.receive, name="forward")
-        self.reverse = SimLink(loop, reverse, seed, self.left.receive, name="reverse")
+        self.forward = SimLink(loop, forward, seed, self.right.arrive, name="forward")
+        self.reverse = SimLink(loop, reverse, seed, self.left.arrive, name="reverse")
         self._hosts = 0
         #: devices in creation order
         self.devices: list[SimDevice] = []
