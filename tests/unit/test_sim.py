@@ -274,3 +274,21 @@ def test_cli_errors_are_one_line() -> None:
         r = _sim_cli(*argv, "--seconds", "1")
         assert r.returncode == 1
         assert r.stderr.startswith("ustack sim: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_pcap_of_a_run_is_identical_for_one_seed(tmp_path: Path) -> None:
+    import dpkt
+
+    paths = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    for path in paths:
+        run_experiment(Experiment(flows=[Flow("reno")], link=LinkSpec(rate=10e6, delay=0.005),
+                                  seconds=1, pcap=str(path)))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with paths[0].open("rb") as f:
+        records = list(dpkt.pcap.Reader(f))
+    tcp = [dpkt.ethernet.Ethernet(buf) for _, buf in records]
+    syns = [e for e in tcp if isinstance(e.data, dpkt.ip.IP)
+            and isinstance(e.data.data, dpkt.tcp.TCP) and e.data.data.flags & dpkt.tcp.TH_SYN]
+    assert len(syns) == 2  # SYN and SYN-ACK
+    times = [ts for ts, _ in records]
+    assert times == sorted(times) and times[-1] - times[0] <= 1.0 + 1e-6

@@ -230,13 +230,20 @@ def _seed_stack(stack: Stack, seed: int, name: str) -> None:
     stack.tcp._isn = IsnGenerator(secret)
 
 
+def _attach_trace(stack: Stack, directory: str) -> None:
+    try:
+        from ustack.trace import trace_stack
+    except ImportError:
+        raise ValueError("tracing is not available in this ustack (ustack.trace)") from None
+    trace_stack(stack, directory)
+
+
 async def _start_stack(net: Dumbbell, side: str, name: str, address: str, exp: Experiment,
                        cc: str | None) -> Stack:
     dev = net.add_host(side, name=name)
-    kwargs: dict[str, Any] = {}
+    stack = await Stack.start(address=address, device=dev, diagnostics=False)
     if exp.trace_dir is not None:
-        kwargs["trace_dir"] = os.path.join(exp.trace_dir, name)
-    stack = await Stack.start(address=address, device=dev, diagnostics=False, **kwargs)
+        _attach_trace(stack, os.path.join(exp.trace_dir, name))
     _seed_stack(stack, exp.seed, name)
     config = exp.tcp if exp.tcp is not None else stack.tcp.config
     if cc is not None:
