@@ -197,9 +197,19 @@ class CongestionController:
 
     # --- transitional adapters for the first connection ---------------------
     def _legacy_rs(self, acked: int, flight: int) -> RateSample:
-        """A rate sample without rate or RTT (the old hooks carry neither)."""
+        """A rate sample without rate or RTT (the old hooks carry neither).
+
+        In slow start the old connection's behaviour is kept: RFC 3465 L = 2
+        SMSS per ACK.  (Growing by the whole stretch ACK, as the new hooks
+        do, makes the first connection fill the peer's window, where its
+        receiver shrinks the right edge by window-scale rounding and trims
+        in-flight data: tests/unit/test_tcp_pair.py clean-wire runs then
+        retransmit.  The rebuilt connection gets Linux's growth.)
+        """
         total = self._hk_delivered + acked
         self._hk_delivered = total
+        if self.cwnd < self.ssthresh and acked > 2 * self.mss:
+            acked = 2 * self.mss
         return RateSample(delivered=acked, acked_sacked=acked, prior_in_flight=flight,
                           in_flight=max(flight - acked, 0), ca_state=self.ca_state,
                           prior_delivered=total - acked, delivered_total=total)
