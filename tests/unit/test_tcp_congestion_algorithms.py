@@ -240,6 +240,8 @@ def test_bbr_finds_the_bottleneck_bandwidth_in_a_toy_path() -> None:
     assert cc.max_bw == pytest.approx(rate, rel=0.05)
     assert cc.min_rtt == pytest.approx(0.020 + MSS / rate, rel=0.05)
     assert 0.6 * rate <= cc.pacing_rate <= 1.3 * rate
+    info = cc.info()
+    assert info["bw"] == cc.max_bw and info["mrtt"] == cc.min_rtt and info["cwnd_gain"] == 2
     # goodput over the last second is the link rate, the queue stays bounded
     before = path.delivered
     path.run(5.0)
