@@ -288,3 +288,65 @@ async def test_request_socks_are_cheap() -> None:
     print(f"bytes per request sock: {per_request:.0f}")
     assert per_request < 1000, per_request
     table.close()
+
+
+# ----------------------------------------------- the flood fast path, differential
+
+class RawIp(FakeIp):
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
+        self.raw.append(bytes(payload))
+        super().send(dst, protocol, payload)
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_flood_fast_path_sends_the_general_paths_bytes(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    rnd = random.Random(seed)
+    results = []
+    seg = TcpSegment(rnd.randrange(1, 65536), 80, rnd.getrandbits(32), 0, SYN, 64240, 0,
+                     TcpOptions(mss=rnd.choice([536, 1200, 1300, 1440, 1460, 9000]),
+                                sack_permitted=True, wscale=rnd.randrange(16),
+                                timestamp=(rnd.getrandbits(32), 0)))
+    src = bytes([198, 18, rnd.randrange(256), rnd.randrange(256)])
+    wire = seg.encode(src, LOCAL)
+    assert len(wire) == 40  # Linux's SYN layout
+    now = rnd.uniform(0, 1e6)
+    for fast in (True, False):
+        stack = FakeStack()
+        stack.ip = RawIp()
+        table = tt.TcpTable(stack, config=TcpConfig(syncookies=2))  # type: ignore[arg-type]
+        table._cookies = sc.CookieJar(b"s" * 32)
+        monkeypatch.setattr(table.loop, "time", lambda: now)
+        table.listen(80, 16, lambda ep: None)
+        if fast:
+            assert table._syn_flood_path(src, LOCAL, wire)
+        else:
+            assert table._accept_syn(table._listeners[80], src, LOCAL, seg) is None
+        results.append((stack.ip.raw, table.mib.nonzero(), table.counters["tcp_segs_out"]))
+        monkeypatch.undo()
+        table.close()
+    assert results[0][0] == results[1][0] and len(results[0][0]) == 1
+    assert results[0][1] == results[1][1]
+    assert results[0][2] == results[1][2]
+
+
+async def test_flood_fast_path_leaves_unusual_syns_to_the_general_path() -> None:
+    table, ip, _ = make_table(syncookies=1)
+    wire = syn().encode(PEER, LOCAL)
+    assert not table._syn_flood_path(PEER, LOCAL, wire)  # the SYN queue is not full
+    other = TcpSegment(40000, 80, 1, 0, SYN, 100, 0, TcpOptions(mss=1460, wscale=7,
+                                                               sack_permitted=True))
+    table2, ip2, _ = make_table(syncookies=2)
+    assert table2.ip_input(PEER, LOCAL, other.encode(PEER, LOCAL)) is None  # no TS: general
+    (reply,) = ip2.take()
+    assert reply.flags == SYN | ACK and reply.options.timestamp is None
+    assert reply.options.wscale is None  # a cookie without timestamps carries no wscale
+    assert not table2._syn_flood_path(PEER, LOCAL, syn(opts=FULL).encode(PEER, LOCAL)
+                                      [:36] + b"\x01" * 4)  # not nop, wscale
+    table.close()
+    table2.close()

@@ -68,6 +68,8 @@ _IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
 _ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
 _ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
 _ZERO_IP = b"\x00\x00\x00\x00"
+#: routed destinations with their own Ethernet-header cache entry, at most
+_PREFIX_CACHE_MAX = 4096
 _PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
 
 
@@ -229,6 +231,10 @@ class IpLayer:
         network conditions (unresolved → queued; no route or ARP failure →
         the protocol's error handler)."""
         entry = self._prefix.get(dst)
+        if entry is None:  # a routed destination without its own entry
+            gateway = self.routes.gateway
+            if gateway is not None and not self.routes.on_link(dst):
+                entry = self._prefix.get(gateway)
         now = self._clock()
         n = len(payload)
         if n > self.mtu - 20:
@@ -579,8 +585,18 @@ class IpLayer:
             return
         mac = self.arp.lookup(hop, now)
         if mac is not None:
-            prefix = eth_header(mac, self.mac, ETHERTYPE_IPV4)
-            self._prefix[dst] = (prefix, self.arp.valid_until(hop))
+            cached = self._prefix.get(hop)
+            if cached is not None and now < cached[1]:
+                prefix = cached[0]
+            else:
+                prefix = eth_header(mac, self.mac, ETHERTYPE_IPV4)
+            until = self.arp.valid_until(hop)
+            if hop != dst:
+                self._prefix[hop] = (prefix, until)  # what every routed destination shares
+            # bounded: a flood of SYNs from random routed sources must not grow
+            # one entry per source (on-link ones are bounded by the subnet)
+            if hop == dst or len(self._prefix) < _PREFIX_CACHE_MAX:
+                self._prefix[dst] = (prefix, until)
             if self.arp.needs_refresh(hop, now):
                 self._send_arp(mac, warp.request(self.mac, self.address, hop))
             self.frames_out += 1

@@ -42,6 +42,7 @@ import heapq
 import itertools
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +57,7 @@ from ustack.tcp.listener import (
     promote,
     reply_to_unmatched,
     request_synack,
+    syn_window,
     synack,
     ts_val,
 )
@@ -95,6 +97,15 @@ GSO_MAX_PAYLOAD = 65535 - 20 - 60
 
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK = 4
+
+#: A SYN as Linux sends it: 20-byte header plus ``mss, sackOK, TS, nop,
+#: wscale`` (20 bytes); our cookie SYN-ACK to it has the same layout.
+_LINUX_SYN = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
+_LINUX_SYN_LEN = 40
+#: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
+_PSEUDO_TCP_SYNACK = 6 + 40
+#: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
+_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
 
 
 class EndpointOwner(Protocol):
@@ -261,6 +272,7 @@ class TcpTable:
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
             stack.ip, "send_many", None) or self._send_each
         self.local_addr: bytes = socket.inet_aton(stack.address)
+        self._local_sum = int.from_bytes(self.local_addr, "big")
         # the IP layer's TCP fast path (Ethernet + IPv4 + TCP in one pack),
         # else encode here and use send_many / send
         self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = getattr(
@@ -419,6 +431,9 @@ class TcpTable:
         """IP protocol handler for protocol 6: decode and demultiplex.  Returns
         the reason when the segment is dropped (the IP layer counts it under
         ``drops``), None when a connection or listener took it."""
+        if len(payload) == _LINUX_SYN_LEN and payload[13] == SYN and self._syn_flood_path(
+                src, dst, payload):
+            return None
         try:
             seg = TcpSegment.decode(payload)
         except ParseError as exc:  # never raised out of the receive path
@@ -529,6 +544,58 @@ class TcpTable:
         self._send_reply(src, request_synack(cfg, req, now))
         self._schedule_request(req, now + cfg.rto_initial)
         return None
+
+    def _syn_flood_path(self, src: bytes, dst: bytes, payload: bytes | memoryview) -> bool:
+        """The cookie answer to a SYN in Linux's option layout, straight from
+        and to bytes (no TcpSegment, no TcpOptions): under a SYN flood every
+        SYN takes this path, so it must cost as little as possible.  Same
+        checks, counters and bytes as :meth:`_accept_syn` + :meth:`_send_cookie`
+        (tests/unit/test_net_syn_queue.py compares them); anything unusual
+        returns False and takes the general path."""
+        (sport, dport, seq, _ack, off, _flags, _win, _csum, _urg, k_mss, l_mss, mss,
+         k_sack, l_sack, k_ts, l_ts, tsval, _tsecr, nop, k_ws, l_ws, wscale) = \
+            _LINUX_SYN.unpack_from(payload)
+        if off != 0xA0 or (k_mss, l_mss, k_sack, l_sack, k_ts, l_ts, nop, k_ws, l_ws) != (
+                2, 4, 4, 2, 8, 10, 1, 3, 3):
+            return False
+        listener = self._listeners.get(dport)
+        cfg = self.config
+        mode = cfg.syncookies
+        if listener is None or self._closed or not mode or not (
+                cfg.timestamps and cfg.sack and cfg.window_scaling):
+            return False
+        key = (dport, src, sport)
+        if key in self._conns or key in listener.requests or listener.accept_queue_full:
+            return False
+        if mode != 2 and not listener.syn_queue_full:
+            return False
+        now = self.loop.time()
+        reachable = getattr(self.stack.ip, "reachable", None)
+        if reachable is not None and not reachable(src, now):
+            return False
+        counters = self.counters
+        counters["tcp_segs_in"] += 1
+        mib = self.mib
+        mib["TcpExtTCPReqQFullDoCookies"] += 1
+        cookie, our_mss = self._cookies.make(src, dst, sport, dport, seq, mss, now)
+        ts = encode_timestamp(ts_val(cookie, now), wscale, True)
+        window = syn_window(cfg)
+        ack = (seq + 1) & 0xFFFFFFFF
+        ws = cfg.offered_wscale
+        # RFC 9293 3.1 checksum over pseudo-header + header + options, the
+        # header read as one big number (2**16 is 1 modulo 0xFFFF)
+        total = (self._local_sum + int.from_bytes(src, "big") + _PSEUDO_TCP_SYNACK
+                 + (dport << 16 | sport) + cookie + ack + (0xA012 << 16 | window)
+                 + _SYNACK_OPT_CONST + (cfg.mss << 0) + ts + tsval + ws)
+        s = total % 0xFFFF
+        segment = _LINUX_SYN.pack(dport, sport, cookie, ack, 0xA0, SYN | ACK, window,
+                                  0xFFFF - s if s else 0, 0, 2, 4, cfg.mss, 4, 2, 8, 10, ts,
+                                  tsval, 1, 3, 3, ws)
+        listener.cookie_sent_at = now
+        mib["TcpExtSyncookiesSent"] += 1
+        counters["tcp_segs_out"] += 1
+        self._ip_send(src, PROTO_TCP, segment)
+        return True
 
     def _listen_drop(self, listener: Listener, reason: str) -> str:
         listener.syn_dropped += 1
