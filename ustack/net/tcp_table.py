@@ -36,6 +36,7 @@ import heapq
 import itertools
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -255,7 +256,13 @@ class TcpTable:
         return len(self._conns)
 
     def now(self) -> float:
-        return self.loop.time()
+        """The connections' clock: ``time.monotonic`` (ns resolution), not
+        ``loop.time()`` (uvloop's has 1 ms resolution, which made every
+        sub-millisecond RTT 0 or 1 ms).  Deadlines still go to
+        ``loop.call_at`` unchanged: asyncio's ``loop.time()`` is
+        ``time.monotonic()`` and uvloop's is the same clock in whole
+        milliseconds, so a timer fires on time or < 1 ms late, never early."""
+        return time.monotonic()
 
     # ------------------------------------------------------------- opening
 
@@ -371,7 +378,7 @@ class TcpTable:
             return
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
-        conn.receive(seg, self.loop.time())
+        conn.receive(seg, time.monotonic())
         if getattr(conn, "reopen_syn", None) is not None:
             self._reopen(ep, src, dst, seg)
             return
