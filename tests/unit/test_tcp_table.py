@@ -52,11 +52,12 @@ class FakeConn:
 
     @classmethod
     def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
-                config: Any) -> FakeConn:
+                config: Any, *, mib: Any = None) -> FakeConn:
         return cls(local_port, remote_port)
 
     @classmethod
-    def accept(cls, syn: TcpSegment, iss: int, now: float, config: Any) -> FakeConn:
+    def accept(cls, syn: TcpSegment, iss: int, now: float, config: Any, *,
+               mib: Any = None) -> FakeConn:
         conn = cls(syn.dst_port, syn.src_port)
         conn.out.append(TcpSegment(syn.dst_port, syn.src_port, iss, syn.seq + 1, SYN | ACK, 100))
         return conn

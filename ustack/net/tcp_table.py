@@ -45,6 +45,7 @@ from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.listener import listener_action, reply_to_unmatched
+from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, SegmentEncoder, TcpSegment
 from ustack.wire.tcp import HEADER as TCP_HEADER
@@ -222,6 +223,8 @@ class TcpTable:
         self._new_encoder: Callable[[bytes], SegmentEncoder] = getattr(
             stack.ip, "tcp_encoder", None) or (lambda dst: SegmentEncoder(self.local_addr, dst))
         self._isn = IsnGenerator(os.urandom(16))
+        #: the stack-wide TCP MIB (nstat names), shared by every connection
+        self.mib = TcpMib()
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
@@ -289,7 +292,8 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config)
+        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config,
+                                           mib=self.mib)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -430,7 +434,7 @@ class TcpTable:
             return
         now = self.now()
         iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
-        conn = _connection_class().accept(seg, iss, now, self.config)
+        conn = _connection_class().accept(seg, iss, now, self.config, mib=self.mib)
         ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
         ep.listener = listener
         listener.half_open.add(ep)
