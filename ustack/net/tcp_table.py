@@ -55,6 +55,18 @@ if TYPE_CHECKING:
     from ustack.tcp.connection import TcpConnection
 
 
+def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The connections' clock: ``loop.time``, except on uvloop, whose
+    ``loop.time()`` has 1 ms resolution (every sub-millisecond RTT came out
+    as 0 or 1 ms): there ``time.monotonic``, the same clock at ns resolution.
+    Deadlines still go to ``loop.call_at`` unchanged: uvloop's time is the
+    monotonic clock in whole milliseconds, so a timer fires on time or < 1 ms
+    late, never early.  (A simulated loop keeps its own ``loop.time``.)"""
+    if type(loop).__module__.split(".")[0] == "uvloop":
+        return time.monotonic
+    return loop.time
+
+
 def _connection_class() -> type[TcpConnection]:
     from ustack.tcp.connection import TcpConnection
 
@@ -199,6 +211,7 @@ class TcpTable:
     ) -> None:
         self.stack = stack
         self.loop = loop or asyncio.get_running_loop()
+        self._clock = _fine_clock(self.loop)
         mtu = int(getattr(getattr(stack, "device", None), "mtu", 1500) or 1500)
         #: IPv4 payload room per frame; and the largest TCP payload that
         #: always fits (40 bytes of options at most)
@@ -259,13 +272,8 @@ class TcpTable:
         return len(self._conns)
 
     def now(self) -> float:
-        """The connections' clock: ``time.monotonic`` (ns resolution), not
-        ``loop.time()`` (uvloop's has 1 ms resolution, which made every
-        sub-millisecond RTT 0 or 1 ms).  Deadlines still go to
-        ``loop.call_at`` unchanged: asyncio's ``loop.time()`` is
-        ``time.monotonic()`` and uvloop's is the same clock in whole
-        milliseconds, so a timer fires on time or < 1 ms late, never early."""
-        return time.monotonic()
+        """The connections' clock (see :func:`_fine_clock`)."""
+        return self._clock()
 
     # ------------------------------------------------------------- opening
 
@@ -382,7 +390,7 @@ class TcpTable:
             return
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
-        conn.receive(seg, time.monotonic())
+        conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
             self._reopen(ep, src, dst, seg)
             return
