@@ -321,7 +321,7 @@ async def test_flood_fast_path_sends_the_general_paths_bytes(
         stack.ip = RawIp()
         table = tt.TcpTable(stack, config=TcpConfig(syncookies=2))  # type: ignore[arg-type]
         table._cookies = sc.CookieJar(b"s" * 32)
-        monkeypatch.setattr(table.loop, "time", lambda: now)
+        monkeypatch.setattr(table, "_clock", lambda: now)
         table.listen(80, 16, lambda ep: None)
         if fast:
             assert table._syn_flood_path(src, LOCAL, wire)

@@ -43,6 +43,7 @@ import itertools
 import os
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -82,6 +83,18 @@ from ustack.wire.tcp import HEADER as TCP_HEADER
 if TYPE_CHECKING:
     from ustack.stack import Stack
     from ustack.tcp.connection import TcpConnection
+
+
+def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The connections' clock: ``loop.time``, except on uvloop, whose
+    ``loop.time()`` has 1 ms resolution (every sub-millisecond RTT came out
+    as 0 or 1 ms): there ``time.monotonic``, the same clock at ns resolution.
+    Deadlines still go to ``loop.call_at`` unchanged: uvloop's time is the
+    monotonic clock in whole milliseconds, so a timer fires on time or < 1 ms
+    late, never early.  (A simulated loop keeps its own ``loop.time``.)"""
+    if type(loop).__module__.split(".")[0] == "uvloop":
+        return time.monotonic
+    return loop.time
 
 
 def _connection_class() -> type[TcpConnection]:
@@ -255,6 +268,7 @@ class TcpTable:
     ) -> None:
         self.stack = stack
         self.loop = loop or asyncio.get_running_loop()
+        self._clock = _fine_clock(self.loop)
         mtu = int(getattr(getattr(stack, "device", None), "mtu", 1500) or 1500)
         #: IPv4 payload room per frame; and the largest TCP payload that
         #: always fits (40 bytes of options at most)
@@ -282,7 +296,7 @@ class TcpTable:
         self._isn = IsnGenerator(os.urandom(16))
         #: the per-stack SYN cookie secret (RFC 4987 3.6)
         self._cookies = CookieJar(os.urandom(32))
-        #: stack-wide TCP counters under Linux nstat names
+        #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: request socks of every listener by SYN-ACK deadline (lazy: removed
         #: or rescheduled ones are skipped), with their own timer handle
@@ -324,7 +338,8 @@ class TcpTable:
         return len(self._conns)
 
     def now(self) -> float:
-        return self.loop.time()
+        """The connections' clock (see :func:`_fine_clock`)."""
+        return self._clock()
 
     # ------------------------------------------------------------- opening
 
@@ -351,13 +366,13 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config)
+        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config,
+                                           mib=self.mib)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
         self._conns[key] = ep
         self.counters["tcp_active_opens"] += 1
-        self.mib["TcpActiveOpens"] += 1
         self.touch(ep)
         return ep
 
@@ -447,7 +462,7 @@ class TcpTable:
             return self.segment_received(src, dst, seg)
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
-        conn.receive(seg, self.loop.time())
+        conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
@@ -569,7 +584,7 @@ class TcpTable:
             return False
         if mode != 2 and not listener.syn_queue_full:
             return False
-        now = self.loop.time()
+        now = self._clock()
         reachable = getattr(self.stack.ip, "reachable", None)
         if reachable is not None and not reachable(src, now):
             return False
@@ -702,7 +717,8 @@ class TcpTable:
 
     def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
                          created: float, ack: TcpSegment, now: float) -> None:
-        conn = promote(_connection_class(), self.config, syn, iss, created, ack, now)
+        conn = promote(_connection_class(), self.config, syn, iss, created, ack, now,
+                       mib=self.mib)
         ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
         # queued now, so the next ACK of the same receive batch sees a full
@@ -710,8 +726,7 @@ class TcpTable:
         ep.queued = True
         listener.accept_queue.append(ep)
         self._conns[ep.key] = ep
-        self.counters["tcp_passive_opens"] += 1
-        self.mib["TcpPassiveOpens"] += 1
+        self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
 
     def _drop_request(self, listener: Listener, req: RequestSock) -> None:
