@@ -188,7 +188,7 @@ async def test_handshake_ack_moves_request_to_accept_queue(table: tt.TcpTable) -
     child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
     await settle()
     assert accepted == [child]
-    assert listener.pending == 0 and table.mib["TcpPassiveOpens"] == 1
+    assert listener.pending == 0 and table.counters["tcp_passive_opens"] == 1
 
 
 async def test_listener_not_accepting_queues_until_resumed(table: tt.TcpTable) -> None:
