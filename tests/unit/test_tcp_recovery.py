@@ -746,3 +746,20 @@ def test_apply_timers_arms_one_slot() -> None:
     rec.on_rto(3.0)
     rec.apply_timers(t)
     assert t.rto is not None and t.tlp is None
+
+
+def test_simple_retransmit_after_pmtu_shrink() -> None:
+    """Linux tcp_simple_retransmit: larger segments lost, LOSS without a
+    congestion response, then retransmitted at the new size."""
+    rec = make(cwnd=10)
+    warm(rec)
+    send(rec, 1, 3, 1.0)
+    ssthresh = rec.cc.ssthresh
+    cwnd = rec.cc.cwnd
+    assert rec.simple_retransmit(600, 1.05)
+    assert rec.state == CaState.LOSS and rec.undo_marker is None
+    assert rec.cc.cwnd == cwnd and rec.cc.ssthresh == max(ssthresh, cwnd * 3 // 4)
+    assert rec.next_to_retransmit() == (seg(1), MSS)
+    rec.on_sent(seg(1), 600, 1.05)  # the sender resends 600 bytes of it
+    assert rec.next_to_retransmit() == (seg(1) + 600, 400)
+    assert rec.rack_enabled

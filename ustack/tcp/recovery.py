@@ -30,6 +30,7 @@ from the connection's clock, all amounts bytes)::
     rec.check_app_limited(unsent, cwnd)               # sender ran out of data
     rec.enter_cwr(now)                                # ECN / local congestion
     rec.set_mss(mss)
+    rec.simple_retransmit(mss, now)                   # PMTU shrank (RFC 1191)
     rec.apply_timers(conn.timers)                     # xmit timer -> rto/tlp/reorder
     rec.info() -> RecoveryInfo                        # ss -i counters
     rec.cc = new_controller                           # after TCP_CONGESTION
@@ -843,6 +844,33 @@ class Recovery:
 
     def _rack_on(self) -> bool:
         return bool(self.cfg.tcp_recovery & RACK_LOSS_DETECTION) and self.sack_ok
+
+    @property
+    def rack_enabled(self) -> bool:
+        """RACK loss detection is in use (tcp_recovery bit 1 and a SACK peer)."""
+        return self._rack_on()
+
+    def simple_retransmit(self, mss: int, now: float) -> bool:
+        """The path MTU shrank (Linux ``tcp_simple_retransmit``, RFC 1191 /
+        RFC 4821): segments larger than the new MSS are lost and go out again
+        at the new size, without a congestion response -- LOSS state keeps
+        ssthresh at ``tcp_current_ssthresh`` and forbids undo.  Returns
+        whether anything was marked."""
+        self._now = now
+        self.set_mss(mss)
+        sb = self.sb
+        for r in list(sb):
+            if r.end - r.start > mss:
+                sb.mark_lost(r)
+        if not sb.lost_out:
+            return False
+        if self.state != CaState.LOSS:
+            self.high_seq = sb.nxt
+            self.cc.ssthresh = self._current_ssthresh()
+            self.prior_ssthresh = 0
+            self.undo_marker = None
+            self._set_state(CaState.LOSS)
+        return True
 
     def _force_fast_retransmit(self) -> bool:
         """Linux ``tcp_force_fast_retransmit``: SACKs reach DupThresh segments
