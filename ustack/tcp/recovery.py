@@ -44,7 +44,10 @@ is the sequence space it uses, payload + FIN; a GSO super-segment may be one
 call; whether it is a retransmission is known from ``seq``).  For every
 acceptable ACK (``SND.UNA <= SEG.ACK <= SND.NXT``) call :meth:`Recovery.on_ack`
 with the segment's SACK blocks (wire order, D-SACK first as received), its
-TSecr, and whether it carried data or changed the window; it removes what is
+TSecr, and whether it carried data or changed the window -- also when nothing
+is outstanding if it carries SACK blocks (a D-SACK arriving after the last
+ACK still undoes a spurious reduction: Linux ``tcp_ack``'s ``no_queue``
+path), and for an old ACK (below SND.UNA) that carries SACK blocks; it removes what is
 acknowledged, marks SACKs and losses, feeds the RTT estimator (Karn-safe, from
 per-segment send times, microsecond resolution; the connection must not feed
 it again), resets the RTO backoff on a valid sample, moves the state machine,
