@@ -444,6 +444,11 @@ class IpLayer:
         handler(IpError(meaning[0], meaning[1], ORIGIN_ICMP, quoted.protocol, quoted.src,
                         quoted.dst, quoted.transport, err.type, err.code, reporter, err.mtu))
 
+    def send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
+        """An ICMP error about ``original`` (its IPv4 header + at least 8
+        bytes), rate-limited: for transports (UDP's port unreachable)."""
+        self._send_icmp_error(dst, typ, code, original)
+
     def _send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
         """An ICMP error about ``original`` (never about ICMP errors or
         broadcasts, RFC 1122 s.3.2.2), rate-limited."""
