@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-VERBS = ("demo", "lab", "run", "nc", "ss", "probe")
+VERBS = ("demo", "lab", "run", "nc", "ss", "probe", "exec")
 
 
 def build_parser() -> argparse.ArgumentParser:
