@@ -46,7 +46,7 @@ def parse_command(argv: list[str]) -> Program:
     if first.endswith(".py"):
         return Program("script", argv[0], argv[1:])
     if not (first.startswith("python") or os.path.realpath(argv[0]) == sys.executable):
-        raise LaunchError(f"ustack exec runs Python programs (python app.py ...), "
+        raise LaunchError(f"only Python programs run on ustack (python app.py ...), "
                           f"not {argv[0]!r}")
     i = 1
     while i < len(argv):
