@@ -595,10 +595,15 @@ async def start_tls(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    call_connection_made: bool = True,
 ) -> asyncio.Transport:
     """``loop.start_tls`` for any loop: uvloop's refuses foreign transports,
     so this runs the standard library's SSLProtocol (TLS over
-    ``ssl.MemoryBIO``/``SSLObject``) over ours directly."""
+    ``ssl.MemoryBIO``/``SSLObject``) over ours directly.
+
+    ``call_connection_made=False`` is ``loop.start_tls``'s contract (the
+    protocol already has its connection, e.g. ``StreamWriter.start_tls``);
+    True gives a fresh protocol its ``connection_made`` after the handshake."""
     if not isinstance(sslcontext, ssl_mod.SSLContext):
         raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
                         f"got {sslcontext!r}")
@@ -608,7 +613,7 @@ async def start_tls(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
         ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
         ssl_shutdown_timeout=ssl_shutdown_timeout,
-        call_connection_made=True,
+        call_connection_made=call_connection_made,
     )
     transport.pause_reading()
     transport.set_protocol(ssl_protocol)

@@ -401,7 +401,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 transport, protocol, sslcontext,  # type: ignore[arg-type]
                 server_side=server_side, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
+                ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
         return await self._kernel().start_tls(
             cast(asyncio.WriteTransport, transport), protocol, sslcontext, server_side=server_side,
             server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,

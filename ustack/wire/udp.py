@@ -35,7 +35,7 @@ def encode(src_ip: bytes, dst_ip: bytes, src_port: int, dst_port: int, payload: 
     header = HEADER.pack(src_port, dst_port, length, 0)
     total = pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length) + partial_sum(header) \
         + partial_sum(payload)
-    csum = fold(total)  # fold() never returns 0: a zero result is sent as 0xFFFF
+    csum = fold(total) or 0xFFFF  # a computed zero is sent as all ones (RFC 768)
     return HEADER.pack(src_port, dst_port, length, csum) + bytes(payload)
 
 
