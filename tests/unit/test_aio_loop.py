@@ -181,9 +181,17 @@ def test_sock_connect_on_a_kernel_socket_lands_on_ustack(kind: str, tmp_path: Pa
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         await loop.sock_connect(sock, (B, 7000))
-        transport, protocol = await loop.create_connection(asyncio.Protocol, sock=sock)
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Client(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                got.set_result(data)
+
+        transport, protocol = await loop.create_connection(Client, sock=sock)
         assert sock.fileno() == -1  # the kernel socket was closed unused
         assert transport.get_extra_info("peername") == (B, 7000)
+        transport.write(b"through ustack")
+        assert await got == b"through ustack"  # B's echo server answered
         assert [ep.remote_port for ep in b.tcp.endpoints()] == [
             transport.get_extra_info("sockname")[1]]
         transport.close()
