@@ -718,3 +718,31 @@ def test_drives_the_controller_hooks_in_linux_order() -> None:
     # Open -> Recovery directly; the ACK ending recovery already grows (Linux)
     assert calls == ["ack:1000", "ssthresh", "RECOVERY", "OPEN", "ack:1000"]
     assert cc.cwnd == cc.ssthresh == 5 * MSS
+
+
+def test_config_from_tcp_config_and_info() -> None:
+    from ustack.tcp.config import TcpConfig
+
+    cfg = RecoveryConfig.from_tcp_config(TcpConfig().with_(dupack_threshold=5, rto_min=0.3))
+    assert cfg.tcp_reordering == 5 and cfg.rto_min == 0.3 and cfg.tcp_recovery == 1
+    rec = make(config=cfg)
+    warm(rec)
+    send(rec, 1, 8, 1.0)
+    rec.on_ack(seg(1), [blk(3, 9)], 1.1)
+    info = rec.info()
+    assert info.ca_state == CaState.RECOVERY and info.sacked == 6 and info.lost == 2
+    assert info.reordering == 5 and info.in_flight == 0
+
+
+def test_apply_timers_arms_one_slot() -> None:
+    from ustack.tcp.timers import Timers
+
+    rec = make()
+    warm(rec)
+    t = Timers()
+    send(rec, 1, 2, 1.0)
+    rec.apply_timers(t)
+    assert t.tlp is not None and t.rto is None and t.reorder is None
+    rec.on_rto(3.0)
+    rec.apply_timers(t)
+    assert t.rto is not None and t.tlp is None

@@ -30,6 +30,9 @@ from the connection's clock, all amounts bytes)::
     rec.check_app_limited(unsent, cwnd)               # sender ran out of data
     rec.enter_cwr(now)                                # ECN / local congestion
     rec.set_mss(mss)
+    rec.apply_timers(conn.timers)                     # xmit timer -> rto/tlp/reorder
+    rec.info() -> RecoveryInfo                        # ss -i counters
+    rec.cc = new_controller                           # after TCP_CONGESTION
 
 How the connection drives it.  Create it when the connection becomes
 synchronised (``una`` = ISS+1 after the SYN is acknowledged, ``sack`` = the
@@ -73,7 +76,8 @@ from ustack.tcp.scoreboard import Scoreboard, Segment
 from ustack.tcp.timers import Timers
 from ustack.wire.seq import MASK, seq_lt, seq_sub
 
-__all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "TimerAction", "Undo"]
+__all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "RecoveryInfo",
+           "TimerAction", "Undo"]
 
 #: Linux tcp_recovery bits
 RACK_LOSS_DETECTION = 0x1
@@ -105,6 +109,22 @@ class RecoveryConfig:
     rto_min: float = 0.2
     #: probe timeout without an RTT sample (Linux TCP_TIMEOUT_INIT, 1 s)
     probe_initial: float = 1.0
+
+    @classmethod
+    def from_tcp_config(cls, cfg: object) -> RecoveryConfig:
+        """The knobs from a ``TcpConfig`` (same sysctl names; ``dupack_threshold``
+        is tcp_reordering, ``rto_min`` tcp_rto_min); missing ones keep Linux's
+        defaults."""
+        d = cls()
+        return cls(
+            tcp_recovery=int(getattr(cfg, "tcp_recovery", d.tcp_recovery)),
+            tcp_early_retrans=int(getattr(cfg, "tcp_early_retrans", d.tcp_early_retrans)),
+            tcp_frto=int(getattr(cfg, "tcp_frto", d.tcp_frto)),
+            tcp_dsack=bool(getattr(cfg, "tcp_dsack", d.tcp_dsack)),
+            tcp_reordering=int(getattr(cfg, "dupack_threshold", d.tcp_reordering)),
+            tcp_max_reordering=int(getattr(cfg, "tcp_max_reordering", d.tcp_max_reordering)),
+            rto_min=float(getattr(cfg, "rto_min", d.rto_min)),
+            probe_initial=float(getattr(cfg, "rto_initial", d.probe_initial)))
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,6 +172,27 @@ class AckOutcome:
     tlp_recovered: bool = False
     #: the receiver discarded SACKed data (RFC 2018 8): the RTO was shortened
     reneging: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveryInfo:
+    """Recovery counters in Linux ``tcp_info`` terms (segments unless bytes)."""
+
+    ca_state: CaState
+    sacked: int  #: tcpi_sacked
+    lost: int  #: tcpi_lost
+    retrans: int  #: tcpi_retrans (retransmissions in flight)
+    total_retrans: int  #: tcpi_total_retrans
+    reordering: int  #: tcpi_reordering
+    reord_seen: int  #: tcpi_reord_seen
+    dsack_dups: int  #: tcpi_dsack_dups
+    delivered: int  #: bytes delivered (tcpi_delivered is in segments)
+    delivery_rate: float  #: bytes/s of the best recent sample (tcpi_delivery_rate)
+    app_limited: bool  #: tcpi_delivery_rate_app_limited
+    in_flight: int  #: bytes, RFC 6675 pipe
+    tlp_probes: int  #: TcpExtTCPLossProbes
+    tlp_recoveries: int  #: TcpExtTCPLossProbeRecovery
+    undos: int  #: undone reductions (TcpExtTCPFullUndo + PartialUndo + DSACKUndo + LossUndo)
 
 
 @dataclass(slots=True)
@@ -226,6 +267,7 @@ class Recovery:
                  config: RecoveryConfig | None = None,
                  ts_clock: Callable[[float], int] | None = None) -> None:
         self.cfg = config if config is not None else RecoveryConfig()
+        self._tlp_on = self.cfg.tcp_early_retrans in (3, 4)
         self.sb = Scoreboard(una, mss)
         self.sb.lost_log = []
         self.rate = RateSampler()
@@ -300,6 +342,21 @@ class Recovery:
         """SACKed segments (duplicate ACKs without SACK; Linux tp->sacked_out)."""
         return self.sb.sacked_out + self.reno_sacked
 
+    def info(self) -> RecoveryInfo:
+        """What ``ss -i`` / ``tcp_info`` show of the sender's recovery state."""
+        sb = self.sb
+        rate = self.rate
+        return RecoveryInfo(
+            ca_state=self.state, sacked=sb.sacked_out + self.reno_sacked,
+            lost=sb.lost_out, retrans=sb.retrans_out, total_retrans=self.total_retrans,
+            reordering=self.reordering, reord_seen=self.reord_seen,
+            dsack_dups=self.dsack_dups, delivered=rate.delivered,
+            delivery_rate=(rate.rate_delivered / rate.rate_interval
+                           if rate.rate_interval > 0 else 0.0),
+            app_limited=rate.rate_app_limited, in_flight=self.in_flight(),
+            tlp_probes=self.tlp_probes, tlp_recoveries=self.tlp_recoveries,
+            undos=self.undos)
+
     def timer(self) -> tuple[str, float] | None:
         """The xmit timer: ("rto" | "probe" | "reorder", deadline) or None."""
         if self._timer_kind is None:
@@ -373,12 +430,12 @@ class Recovery:
             self._timer_kind = None
             self._rearm_rto(now)
             return
-        if new_data:
-            # Linux tcp_event_new_data_sent + tcp_schedule_loss_probe at the end
-            # of tcp_write_xmit
-            if nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None:
-                self._rearm_rto(now)
-            self._schedule_loss_probe(now, advancing=False)
+        # Linux tcp_event_new_data_sent (RTO armed when the flight starts or a
+        # probe was pending) + tcp_schedule_loss_probe at the end of
+        # tcp_write_xmit; the probe, when armed, replaces the RTO in the slot
+        if new_data and not self._schedule_loss_probe(now, advancing=False) and (
+                nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None):
+            self._rearm_rto(now)
 
     def _sent_again(self, start: int, end: int, now: float, tsval: int | None) -> None:
         sb = self.sb
@@ -474,7 +531,7 @@ class Recovery:
         reneg = False
         dubious = (not not_dup or st.newly_sacked > 0 or ece or st.dsack
                    or self.state != CaState.OPEN)
-        if st.una_advanced and sb.head is not None and sb.head.sacked:
+        if st.una_advanced and sb.sacked_out and sb.head is not None and sb.head.sacked:
             # RFC 2018 8: the receiver dropped SACKed data; wait a little for
             # the ACK that would fix it, then the RTO clears all SACK marks
             reneg = True
@@ -1157,13 +1214,15 @@ class Recovery:
         """RFC 8985 7.2 (Linux ``tcp_schedule_loss_probe``): arm the probe
         timer at PTO, never later than the RTO would fire."""
         sb = self.sb
-        if (self.cfg.tcp_early_retrans not in (3, 4) or sb.packets_out == 0
-                or not self.sack_ok
-                or self.state not in (CaState.OPEN, CaState.CWR)):
+        state = self.state
+        if (not self.sack_ok or not sb.packets_out
+                or (state != CaState.OPEN and state != CaState.CWR)
+                or not self._tlp_on):
             return False
-        pto = probe_timeout(self.rtt.srtt, sb.packets_out, self.cfg.rto_min,
+        rtt = self.rtt
+        pto = probe_timeout(rtt.srtt, sb.packets_out, self.cfg.rto_min,
                             self.cfg.probe_initial)
-        rto = self.rtt.rto
+        rto = rtt.rto
         if advancing:
             rto_delta = rto
         else:
