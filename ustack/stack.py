@@ -263,12 +263,15 @@ class Stack:
         out = self.ip.counters()
         for key, value in self.device.counters().items():
             out["dev." + key] = value
+        out.update(self.udp.counters)
         if self._tcp is not None:
             out.update(self._tcp.counters)
             mib = getattr(self._tcp, "mib", None)
             if mib is not None:
                 out.update(mib)  # TcpMib: Linux nstat names (TcpExtSyncookiesSent, ...)
-        out.update(self.udp.counters)
+            memory = getattr(self._tcp, "memory", None)
+            if memory is not None:
+                out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
         return out
 
     def sockets(self) -> list[Any]:
