@@ -21,7 +21,7 @@ import asyncio
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ustack.probe.packet import (
@@ -113,6 +113,11 @@ class Probe:
         self.snd_nxt = 0
         self.rcv_nxt = 0
         self.peer_tsval = 0
+        #: frames sent (segments and ICMP): the peer settles on this count
+        self.frames_sent = 0
+        #: packetdrill TS mapping: script TS val -> actual, and the first pair
+        self.ts_map: dict[int, int] = {}
+        self.ts_first: tuple[int, int] | None = None
         self.new_connection(local_port=local_port, remote_port=remote_port, isn=isn)
         endpoint.set_tcp_handler(self._on_segment)
 
@@ -125,6 +130,8 @@ class Probe:
         if remote_port is not None:
             self.remote_port = remote_port
         self.isn = isn if isn is not None else secrets.randbits(32)
+        self.ts_map = {}
+        self.ts_first = None
         self.peer_isn = 0
         self.snd_nxt = 0
         self.rcv_nxt = 0
@@ -144,6 +151,34 @@ class Probe:
     def format_timeline(self) -> str:
         return "\n".join(
             f"  {e.when - self.start_time:8.3f} {e.direction} {e.text}" for e in self.timeline)
+
+    def map_ts(self, script_val: int, actual: int) -> None:
+        """Remember that the script's TS val ``script_val`` is ``actual``
+        on the wire (packetdrill's outbound TS val mapping)."""
+        self.ts_map[script_val] = actual
+        if self.ts_first is None:
+            self.ts_first = (script_val, actual)
+
+    def map_ecr(self, spec: PacketSpec) -> PacketSpec:
+        """``spec`` with its TS ecr turned from the script's number into the
+        peer's: the exact TS val mapped, else interpolated from the first
+        mapping (packetdrill), else left as written."""
+        if not spec.options:
+            return spec
+        opts = []
+        changed = False
+        for o in spec.options:
+            if o.kind == "TS" and o.b is not None and o.b != 0:
+                ecr = self.ts_map.get(o.b)
+                if ecr is None and self.ts_first is not None:
+                    ecr = (o.b - self.ts_first[0] + self.ts_first[1]) & MASK32
+                if ecr is not None:
+                    o = Opt("TS", o.a, ecr)
+                    changed = True
+            opts.append(o)
+        if not changed:
+            return spec
+        return replace(spec, options=opts)
 
     # ------------------------------------------------------------ receive
     def _on_segment(self, when: float, seg: TcpSegment) -> None:
@@ -230,6 +265,7 @@ class Probe:
         wire = seg.encode(self.endpoint.address, self.endpoint.peer_address,
                           bad_checksum=spec.bad_checksum)
         self.endpoint.send_ip(PROTO_TCP, wire, spec.ip)
+        self.frames_sent += 1
         end = (seq + seg.seg_len) & MASK32
         if seq_gt(end, self.snd_nxt):
             self.snd_nxt = end
@@ -268,6 +304,7 @@ class Probe:
                               protocol=PROTO_TCP, payload=tcp_bytes).encode()
         message = wire_icmp.build_error(type, code, original, mtu=mtu, quote_payload=20)
         self.endpoint.send_ip(PROTO_ICMP, message, IpFields())
+        self.frames_sent += 1
         now = self.loop.time()
         self.last_event = now
         self.timeline.append(TimelineEntry(
