@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
 import socket
 import struct
@@ -221,5 +222,59 @@ class KernelSocketApi(SocketApi):
     def close_all(self) -> None:
         for entry in list(self.fds.values()):
             with contextlib.suppress(Exception):
-                entry.obj.close()
+                if isinstance(entry.obj, int):
+                    os.close(entry.obj)
+                else:
+                    entry.obj.close()
         self.fds.clear()
+
+    def os_pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        return r, w
+
+    def os_splice(self, obj: Any, pipe_fd: int, n: int) -> int:
+        try:
+            return os.splice(obj.fileno(), pipe_fd, n)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    async def splice_blocking(self, obj: Any, pipe_fd: int, n: int) -> int:
+        """A blocking splice(2) (its end-of-data rules, the urgent mark, are
+        the kernel's): the socket is blocking while a thread runs it."""
+        obj.setblocking(True)
+        try:
+            return await asyncio.to_thread(self.os_splice, obj, pipe_fd, n)
+        finally:
+            obj.setblocking(False)
+
+    def os_sendfile(self, obj: Any, file_fd: int, offset: int, n: int) -> int:
+        try:
+            return os.sendfile(obj.fileno(), file_fd, offset, n)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
+        fut: asyncio.Future[None] = self.loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        fds = [o.fileno() for o in objs if hasattr(o, "fileno")]
+        for fd in fds:
+            self.loop.add_reader(fd, ready)
+            self.loop.add_writer(fd, ready)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            for fd in fds:
+                self.loop.remove_reader(fd)
+                self.loop.remove_writer(fd)

@@ -196,6 +196,13 @@ class UstackSocketApi(SocketApi):
             raise BlockingIOError
         return n
 
+    async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), min(0.05, timeout or 0.05))
+        except TimeoutError:
+            pass
+
     async def wait(self, obj: Any, what: str) -> None:
         self._wake.clear()
         try:

@@ -47,6 +47,8 @@ class RawEndpoint:
         self.counters: dict[str, int] = {"bad_checksum": 0, "parse_errors": 0,
                                          "arp_replies_sent": 0, "other": 0}
         self.icmp_received: list[tuple[float, bytes]] = []
+        #: payload per segment of a GSO super-segment (None: what fits the MTU)
+        self.gso_size: int | None = None
         device.attach(self._loop, self._receive)
 
     @classmethod
@@ -142,7 +144,7 @@ class RawEndpoint:
                 raise ValueError(f"a {len(frame) - ethernet.HEADER_LEN}-byte packet does not "
                                  f"fit the {mtu}-byte link and the device cannot do GSO")
             header = (payload[12] >> 4) * 4
-            send_gso(frame, mtu - 20 - header)
+            send_gso(frame, self.gso_size or mtu - 20 - header)
             return
         self.device.send(frame)
 

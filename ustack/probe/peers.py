@@ -217,6 +217,26 @@ class KernelPeer(Peer):
             raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: "
                              f"{proc.stderr.strip()}")
 
+    async def set_route(self, dest: str, options: list[str]) -> None:
+        """``ip route change REMOTE ... advmss N mtu lock M``: a host route to
+        the probe through the peer veth with those attributes."""
+        target = self.probe_address if dest in ("192.0.2.1", self.probe_address) else None
+        if target is None:
+            from ustack.probe.syscalls import Unsupported
+
+            raise Unsupported(f"unsupported: a route to {dest} (only to the remote, 192.0.2.1)")
+        proc = await asyncio.to_thread(
+            self.lab.run_in_peer, ["ip", "route", "replace", f"{target}/32", "dev",
+                                   self.lab.peer_if, *options], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ValueError(f"ip route replace {target} {' '.join(options)}: "
+                             f"{proc.stderr.strip()}")
+
+    async def set_segment_offload(self, *, tso: bool | None, gso: bool | None) -> None:
+        """``ethtool -K tun0 tso off gso off`` of a packetdrill script."""
+        await asyncio.to_thread(set_offloads, self.lab.peer_ns, self.lab.peer_if,
+                                tso=tso, gso=gso)
+
     def socket_api(self) -> Any:
         if self._api is None:
             from ustack.probe.api_kernel import KernelSocketApi
@@ -470,6 +490,13 @@ class UstackPeer(Peer):
         table = self.stack.tcp
         table.flush_now()
         await asyncio.sleep(0)
+
+    async def set_segment_offload(self, *, tso: bool | None, gso: bool | None) -> None:
+        """``ethtool -K tun0 tso off gso off``: exact MSS-sized segments from
+        new connections (TcpConfig.max_segment 0)."""
+        if tso is False or gso is False:
+            table = self.stack.tcp
+            table.config = table.config.with_(max_segment=0)
 
     def socket_api(self) -> Any:
         if self._api is None:

@@ -333,7 +333,11 @@ class Probe:
         return await self.expect_spec(spec, within=within, timeout=timeout)
 
     async def expect_spec(self, spec: PacketSpec, *, within: tuple[float, float] | None = None,
-                          timeout: float | None = None) -> Received:
+                          timeout: float | None = None, aggregate: bool = False) -> Received:
+        """:meth:`expect` for a :class:`PacketSpec`.  ``aggregate``: like
+        packetdrill without ``--strict_segments``, consecutive equal-sized
+        segments (TSO/GSO pieces) may together make up the expected length;
+        they are checked as one (headers of the last, seq of the first)."""
         ref = self.last_event
         lo, hi = within if within is not None else (0.0, timeout or DEFAULT_TIMEOUT)
         got = await self._next(ref + hi)
@@ -341,6 +345,9 @@ class Probe:
         if got is None:
             self._fail(spec, None, f"nothing arrived {window}")
         assert got is not None
+        if aggregate and spec.length and 0 < len(got.payload) < spec.length and \
+                (spec.seq is None or (spec.seq & MASK32) == got.seq):
+            got = await self._aggregate(got, spec.length, ref + hi)
         delay = got.when - ref
         problem = self._mismatch(spec, got)
         if problem is None and delay < lo:
@@ -349,6 +356,33 @@ class Probe:
             self._fail(spec, got, problem, window=window, delay=delay)
         self.last_event = got.when
         return got
+
+    async def _aggregate(self, first: Received, length: int, deadline: float) -> Received:
+        parts = [first]
+        total = len(first.payload)
+        while total < length:
+            nxt = self._queue[0] if self._queue else None
+            if nxt is None:
+                nxt = await self._next(max(deadline, first.when + 0.05))
+                if nxt is None:
+                    break
+                self._queue.appendleft(nxt)
+            prev = parts[-1]
+            n = len(nxt.payload)
+            if nxt.seq != (prev.seq + len(prev.payload)) & MASK32 or n == 0 or \
+                    (n < length - total and n != len(prev.payload)):
+                break
+            self._queue.popleft()
+            parts.append(nxt)
+            total += n
+        if len(parts) == 1:
+            return first
+        last = parts[-1]
+        seg = replace(last.segment, seq=first.segment.seq,
+                      payload=b"".join(p.payload for p in parts))
+        line = format_relative(seg.flags, first.seq, len(seg.payload), last.ack, seg.window,
+                               seg.urgent, last.options) + f"   ({len(parts)} segments)"
+        return Received(first.when, seg, first.seq, last.ack, last.options, line)
 
     async def expect_nothing(self, for_s: float) -> None:
         """Assert that the peer sends nothing for ``for_s`` seconds (segments

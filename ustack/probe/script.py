@@ -341,13 +341,29 @@ class _Runner:
         self.settled = 0
         self._api: SocketApi | None = None
         self._shell: Any = None
+        self.files: dict[str, str] = {}
+        self._scratch: Path | None = None
+        mss = script.options.get("mss")
+        if mss and hasattr(probe.endpoint, "gso_size"):
+            probe.endpoint.gso_size = int(mss)  # packetdrill --mss: inbound GSO size
+        #: packetdrill without --strict_segments: TSO pieces add up to one line
+        self.aggregate = self.pkt and "strict_segments" not in script.options
         tick = script.options.get("tcp_ts_tick_usecs")
         self.ts_tick = int(tick) / 1e6 if tick else 0.0
+
+    def scratch(self) -> Path:
+        """A private directory for files the script creates (removed after)."""
+        if self._scratch is None:
+            import tempfile
+
+            self._scratch = Path(tempfile.mkdtemp(prefix="hp-probe-"))
+        return self._scratch
 
     @property
     def api(self) -> SocketApi:
         if self._api is None:
             self._api = self.peer.socket_api()
+            self._api.files = self.files
             probe = self.probe
 
             def on_listen(port: int) -> None:
@@ -453,8 +469,12 @@ class _Runner:
             else:
                 tol_lo = self.tolerance(lo - prev)
                 tol_hi = self.tolerance(hi - prev)
-                within = (max(0.0, lo - tol_lo - prev), hi + tol_hi - prev)
-            got = await probe.expect_spec(ev.spec, within=within)
+                # packetdrill's window is symmetric (a segment the previous
+                # call sent may precede the call's start); ours starts at the
+                # previous event unless the script is packetdrill's
+                low = lo - tol_lo - prev
+                within = (low if self.pkt else max(0.0, low), hi + tol_hi - prev)
+            got = await probe.expect_spec(ev.spec, within=within, aggregate=self.aggregate)
             if ev.ts_val is not None and got.segment.options.timestamp is not None:
                 actual = got.segment.options.timestamp[0]
                 if self.ts_tick and probe.ts_first is not None:
@@ -556,7 +576,8 @@ class _Runner:
             from ustack.probe.shell import Shell
 
             path = self.script.path
-            self._shell = Shell(self.peer, path.parent if path is not None else None)
+            self._shell = Shell(self.peer, path.parent if path is not None else None,
+                                self.files, self.scratch())
         await self._shell.run(ev.body)
 
     async def code(self, ev: Event) -> None:
@@ -571,7 +592,7 @@ class _Runner:
         env = code_namespace(tcpi)
         out: list[str] = []
         env["print"] = lambda *a, **_k: out.append(" ".join(str(x) for x in a))
-        body = textwrap.dedent(ev.body).strip()
+        body = textwrap.dedent(ev.body).strip().rstrip("\\").rstrip()
         try:
             exec(compile(body, f"{self.script.name}:{ev.lineno}", "exec"), env)  # noqa: S102
         except AssertionError as exc:
@@ -603,6 +624,10 @@ async def run_script(script: Script, peer: Peer, probe: Probe, *,
             b.task.cancel()
         if runner._api is not None:
             runner._api.close_all()
+        if runner._scratch is not None:
+            import shutil
+
+            shutil.rmtree(runner._scratch, ignore_errors=True)
 
 
 def _target(t: TimeSpec, value: float | None, start: float, prev: float) -> float | None:

@@ -83,13 +83,19 @@ def _assignments(words: list[str]) -> list[tuple[str, str]]:
 class Shell:
     """Runs the commands against ``peer`` (a :class:`~ustack.probe.peers.Peer`)."""
 
-    def __init__(self, peer: Any, script_dir: Path | None) -> None:
+    def __init__(self, peer: Any, script_dir: Path | None,
+                 files: dict[str, str] | None = None, scratch: Path | None = None) -> None:
         self.peer = peer
         self.script_dir = script_dir
+        #: files the script creates (``dd ... of=PATH``): script path -> real
+        #: path in ``scratch`` (never the host's /tmp)
+        self.files = files if files is not None else {}
+        self.scratch = scratch
         #: (command, why) of defaults.sh lines a peer could not take
         self.skipped: list[tuple[str, str]] = []
 
     async def run(self, text: str) -> None:
+        text = text.replace("\\\n", " ")
         for raw in re.split(r"[\n;]|&&", text):
             line = raw.strip()
             line = re.sub(r"\s*(?:[12]?>\s*/dev/null|2>&1)\s*", " ", line).strip()
@@ -121,16 +127,46 @@ class Shell:
                         raise Unsupported(f"unsupported sysctl {name}: {exc}") from None
         elif re.match(r"^/tmp/sysctl_restore_", cmd):
             return
+        elif base == "rm" and all(w.startswith("-") or w in self.files or w.startswith("/tmp/")
+                                  for w in words[1:]):
+            for w in words[1:]:
+                real = self.files.pop(w, None)
+                if real is not None:
+                    Path(real).unlink(missing_ok=True)
+        elif base == "dd":
+            self._dd(words[1:], line)
+        elif base == "ip" and words[1:2] == ["route"] and len(words) > 3 and \
+                words[2] in ("change", "add", "replace"):
+            route = getattr(self.peer, "set_route", None)
+            if route is None:
+                raise Unsupported(f"unsupported on {self.peer.kind}: routes ({line!r})")
+            await route(words[3], _route_options(words[4:]))
         elif base == "ip" and words[1:3] == ["tcp_metrics", "flush"]:
             flush = getattr(self.peer, "flush_tcp_metrics", None)
             if flush is not None:
                 await flush()
+        elif base == "ethtool" and len(words) >= 3 and words[1] == "-K":
+            offloads = getattr(self.peer, "set_segment_offload", None)
+            settings = dict(zip(words[3::2], words[4::2], strict=False))
+            if offloads is None or not set(settings) <= {"tso", "gso", "gro"}:
+                raise Unsupported(f"unsupported shell command {line!r}")
+            await offloads(tso=settings.get("tso") != "off" if "tso" in settings else None,
+                           gso=settings.get("gso") != "off" if "gso" in settings else None)
         elif base == "tc":
             if lenient and words[1:3] == ["qdisc", "add"] and words[-1] == "pfifo":
                 return  # defaults.sh: no pacing qdisc; the lab's veth has none either
             raise Unsupported("unsupported: tc qdiscs")
         else:
             raise Unsupported(f"unsupported shell command {line!r}")
+
+    def _dd(self, args: list[str], line: str) -> None:
+        opts = dict(a.split("=", 1) for a in args if "=" in a)
+        if opts.get("if") != "/dev/zero" or "of" not in opts or self.scratch is None:
+            raise Unsupported(f"unsupported shell command {line!r}")
+        size = int(opts.get("bs", "512")) * int(opts.get("count", "0"))
+        real = self.scratch / f"file{len(self.files)}"
+        real.write_bytes(bytes(size))
+        self.files[opts["of"]] = str(real)
 
     async def _defaults(self, cmd: str) -> None:
         path = None
@@ -148,3 +184,20 @@ class Shell:
             line = re.sub(r"\s*(?:[12]?>\s*/dev/null|2>&1)\s*", " ", line).strip()
             if line:
                 await self._one(line, lenient=True)
+
+
+def _route_options(words: list[str]) -> list[str]:
+    """``via X dev tun0 advmss 600 mtu lock 640`` without ``via``/``dev``
+    (the lab's route is on-link through the peer's veth)."""
+    out = []
+    skip = 0
+    for i, w in enumerate(words):
+        if skip:
+            skip -= 1
+            continue
+        if w in ("via", "dev"):
+            skip = 1
+            continue
+        out.append(w)
+        del i
+    return out

@@ -34,14 +34,12 @@ _STATIC: list[tuple[str, str]] = [
     (r"\btc\s+qdisc\s+(replace|change|del)|\btc\s+qdisc\s+add(?!\s+dev\s+tun0\s+root\s+"
      r"pfifo\s*$)", "tc qdiscs"),
     (r"SO_TIMESTAMPING|SCM_TIMESTAMPING", "SO_TIMESTAMPING"),
-    (r"\b(pipe|open|splice|sendfile)\(", "file descriptors other than sockets "
-     "(pipe/open/splice/sendfile)"),
     (r"\bgetsockopt\([^)]*TCP_INFO", "getsockopt(TCP_INFO) with a struct (use %{ }%)"),
 ]
 
 #: packetdrill options the runner honours (others make a script unsupported)
 SUPPORTED_OPTIONS = {"tolerance_usecs", "tolerance_percent", "tcp_ts_tick_usecs",
-                     "strict_segments"}
+                     "strict_segments", "mss"}
 
 
 def _without_comments(text: str) -> str:

@@ -43,12 +43,15 @@ _EXTRA = {
     "IP_FREEBIND": 15, "IP_MTU_DISCOVER": 10, "IP_TOS": 1, "O_RDWR": os.O_RDWR,
     "O_NONBLOCK": os.O_NONBLOCK, "F_GETFL": fcntl.F_GETFL, "F_SETFL": fcntl.F_SETFL,
     "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2, "SOCK_NONBLOCK": 0o4000,
-    "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3, "EPOLLET": 1 << 31,
+    "IP_PMTUDISC_DONT": 0, "IP_PMTUDISC_WANT": 1, "IP_PMTUDISC_DO": 2,
+    "IP_PMTUDISC_PROBE": 3, "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3, "EPOLLET": 1 << 31,
 }
 
 
 def symbol_value(name: str) -> int:
     """The number a packetdrill symbol stands for (Linux values)."""
+    if name == "NULL":
+        raise Unsupported("unsupported: invalid buffer pointers (NULL)")
     if name in _EXTRA:
         return _EXTRA[name]
     for module in (socket, select, os, fcntl):
@@ -172,6 +175,10 @@ class SocketApi(abc.ABC):
     @abc.abstractmethod
     def tcp_info(self, obj: Any) -> dict[str, int]: ...
 
+    async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
+        """Until one of ``objs`` may have changed (default: a short sleep)."""
+        await asyncio.sleep(min(0.001, timeout) if timeout is not None else 0.001)
+
     def recvmsg_control(self, obj: Any, n: int, flags: int,
                         control: list[Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
         raise Unsupported(f"unsupported on {self.kind}: recvmsg with msg_control")
@@ -190,6 +197,8 @@ class SocketApi(abc.ABC):
             try:
                 if entry.kind == "socket":
                     self.close(entry.obj)
+                elif entry.kind in ("pipe", "file"):
+                    os.close(entry.obj)
                 else:
                     entry.obj.close()
             except Exception:
@@ -197,10 +206,17 @@ class SocketApi(abc.ABC):
         self.fds.clear()
 
     # ---------------------------------------------------------- fd table
+    #: the fd number the script expects the current call to return (its
+    #: numbers are names: packetdrill's own process may hold fd 3 already)
+    _want_fd: int | None = None
+
     def _new_fd(self, obj: Any, kind: str = "socket", nonblocking: bool = False) -> int:
         fd = 3
         while fd in self.fds:
             fd += 1
+        want, self._want_fd = self._want_fd, None
+        if want is not None and want >= 3 and want not in self.fds:
+            fd = want
         self.fds[fd] = FdEntry(obj, kind, nonblocking)
         return fd
 
@@ -225,6 +241,9 @@ class SocketApi(abc.ABC):
         handler = getattr(self, "sys_" + spec.name, None)
         if handler is None:
             raise Unsupported(f"unsupported system call {spec.name}()")
+        self._want_fd = spec.result if isinstance(spec.result, int) and \
+            spec.name in ("socket", "accept", "accept4", "epoll_create", "epoll_create1",
+                          "open") else None
         result: tuple[int, Any] = await handler(*spec.args)
         return result
 
@@ -300,9 +319,11 @@ class SocketApi(abc.ABC):
             raise SysError(E.EAGAIN) from None
 
     async def sys_read(self, fd: Any, _buf: Any, n: Any) -> tuple[int, Any]:
+        _check_buffer(_buf)
         return await self._recv(fd, n, 0)
 
     async def sys_recv(self, fd: Any, _buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
+        _check_buffer(_buf)
         return await self._recv(fd, n, flags)
 
     async def sys_recvfrom(self, fd: Any, _buf: Any, n: Any, flags: Any = 0, *_: Any
@@ -333,9 +354,11 @@ class SocketApi(abc.ABC):
             await self.wait(entry.obj, "w")
 
     async def sys_write(self, fd: Any, _buf: Any, n: Any) -> tuple[int, Any]:
+        _check_buffer(_buf)
         return await self._send(fd, to_int(n), 0)
 
     async def sys_send(self, fd: Any, _buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
+        _check_buffer(_buf)
         return await self._send(fd, to_int(n), flags)
 
     async def sys_sendto(self, fd: Any, _buf: Any, n: Any, flags: Any = 0, *_: Any
@@ -373,6 +396,8 @@ class SocketApi(abc.ABC):
             raise SysError(E.EBADF)
         if entry.kind == "socket":
             self.close(entry.obj)
+        elif entry.kind in ("pipe", "file"):
+            os.close(entry.obj)
         else:
             entry.obj.close()
         return 0, None
@@ -445,7 +470,8 @@ class SocketApi(abc.ABC):
             ready = sum(1 for m in masks if m)
             if ready or (deadline is not None and self.loop.time() >= deadline):
                 break
-            await asyncio.sleep(0.001)
+            await self.wait_any([e.obj for e, _, _ in specs],
+                                None if deadline is None else deadline - self.loop.time())
         for (_, _, want), got in zip(specs, masks, strict=True):
             if not isinstance(want, Ellipsis_) and to_int(want) != got:
                 raise SyscallFailed(f"poll revents: expected {_mask_names(to_int(want))}, "
@@ -485,17 +511,70 @@ class SocketApi(abc.ABC):
                                             f"got {_mask_names(mask)}")
         return len(got), None
 
-    async def sys_pipe(self, *_: Any) -> tuple[int, Any]:
-        raise Unsupported("unsupported: pipe()")
+    # ---------------------------------------------------------- other fds
+    #: files the script's shell lines created: script path -> real path
+    files: dict[str, str]
 
-    async def sys_open(self, *_: Any) -> tuple[int, Any]:
-        raise Unsupported("unsupported: open() of files")
+    def os_pipe(self) -> tuple[int, int]:
+        raise Unsupported(f"unsupported on {self.kind}: pipe() (no splice)")
 
-    async def sys_splice(self, *_: Any) -> tuple[int, Any]:
-        raise Unsupported("unsupported: splice()")
+    def os_splice(self, obj: Any, pipe_fd: int, n: int) -> int:
+        raise Unsupported(f"unsupported on {self.kind}: splice()")
 
-    async def sys_sendfile(self, *_: Any) -> tuple[int, Any]:
-        raise Unsupported("unsupported: sendfile()")
+    def os_sendfile(self, obj: Any, file_fd: int, offset: int, n: int) -> int:
+        data = os.pread(file_fd, n, offset)
+        return self.try_send(obj, data, 0)
+
+    async def sys_pipe(self, fds: Any) -> tuple[int, Any]:
+        r, w = self.os_pipe()
+        fd_r = self._new_fd(r, "pipe")
+        fd_w = self._new_fd(w, "pipe")
+        if isinstance(fds, list) and len(fds) == 2 and \
+                [to_int(fds[0]), to_int(fds[1])] != [fd_r, fd_w]:
+            raise SyscallFailed(f"pipe() fds: expected {fds}, got [{fd_r}, {fd_w}]")
+        return 0, None
+
+    async def sys_open(self, path: Any, flags: Any = 0, *_: Any) -> tuple[int, Any]:
+        files = getattr(self, "files", {})
+        real = files.get(str(path))
+        if real is None:
+            raise Unsupported(f"unsupported: open() of {path!r}, a file the script's shell "
+                              "lines did not create")
+        return self._new_fd(os.open(real, os.O_RDONLY), "file"), None
+
+    async def sys_splice(self, fd_in: Any, _off_in: Any, fd_out: Any, _off_out: Any,
+                         n: Any, _flags: Any = 0) -> tuple[int, Any]:
+        src = self.fds.get(to_int(fd_in))
+        dst = self.fds.get(to_int(fd_out))
+        if src is None or dst is None:
+            raise SysError(E.EBADF)
+        if src.kind != "socket" or dst.kind != "pipe":
+            raise Unsupported("unsupported: splice() other than socket to pipe")
+        if not src.nonblocking:
+            return await self.splice_blocking(src.obj, dst.obj, to_int(n)), None
+        try:
+            return self.os_splice(src.obj, dst.obj, to_int(n)), None
+        except BlockingIOError:
+            raise SysError(E.EAGAIN) from None
+
+    async def splice_blocking(self, obj: Any, pipe_fd: int, n: int) -> int:
+        raise Unsupported(f"unsupported on {self.kind}: splice()")
+
+    async def sys_sendfile(self, out_fd: Any, in_fd: Any, offset: Any, n: Any
+                           ) -> tuple[int, Any]:
+        out = self._entry(out_fd)
+        src = self.fds.get(to_int(in_fd))
+        if src is None or src.kind != "file":
+            raise SysError(E.EBADF)
+        off = 0 if isinstance(offset, Ellipsis_) else to_int(offset)
+        sent = await self._blocking(out, "w", lambda: self.os_sendfile(out.obj, src.obj, off,
+                                                                        to_int(n)))
+        return int(sent), None
+
+
+def _check_buffer(buf: Any) -> None:
+    if isinstance(buf, Symbol) and buf == "NULL":
+        raise Unsupported("unsupported: invalid buffer pointers (NULL)")
 
 
 def _port_of(addr: Any) -> int:

@@ -127,5 +127,8 @@ def code_namespace(tcpi: dict[str, int]) -> dict[str, Any]:
     """Globals for a ``%{ }%`` block: the tcpi values and the TCPI_OPT_* bits."""
     env: dict[str, Any] = dict(tcpi)
     env.update(TCPI_OPT_TIMESTAMPS=TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK=TCPI_OPT_SACK,
-               TCPI_OPT_WSCALE=TCPI_OPT_WSCALE, TCPI_OPT_ECN=TCPI_OPT_ECN)
+               TCPI_OPT_WSCALE=TCPI_OPT_WSCALE, TCPI_OPT_ECN=TCPI_OPT_ECN,
+               # include/net/tcp.h enum tcp_ca_state
+               TCP_CA_Open=0, TCP_CA_Disorder=1, TCP_CA_CWR=2, TCP_CA_Recovery=3,
+               TCP_CA_Loss=4)
     return env
