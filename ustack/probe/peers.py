@@ -264,6 +264,13 @@ class KernelPeer(Peer):
                                     strict=False))
         return tables["Tcp"]["InSegs"], tables["Icmp"]["InMsgs"]
 
+    def learn_probe_mac(self, mac: bytes) -> None:
+        """A permanent neighbour entry for the probe, so that no ARP round
+        trip (answered from Python) delays the kernel's first segment."""
+        self.lab.run_in_peer(["ip", "neigh", "replace", self.probe_address, "lladdr",
+                              mac.hex(":"), "dev", self.lab.peer_if, "nud", "permanent"],
+                             capture_output=True)
+
     def mark_baseline(self, probe: Any) -> None:
         """Counters as they stand when the probe has sent nothing (yet)."""
         segs, msgs = self._counts()

@@ -636,11 +636,19 @@ def _target(t: TimeSpec, value: float | None, start: float, prev: float) -> floa
     return (prev if t.relative else start) + value
 
 
+#: the last stretch of a wait is spent yielding instead of sleeping: the
+#: selector's millisecond timeouts overshoot (several ms on a loaded machine)
+_SPIN = 0.002
+
+
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float | None) -> None:
-    if when is not None:
-        delay = when - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    if when is None:
+        return
+    delay = when - loop.time()
+    if delay > _SPIN:
+        await asyncio.sleep(delay - _SPIN)
+    while loop.time() < when:
+        await asyncio.sleep(0)
 
 
 async def _peer_action(args: list[str], peer: Peer, probe: Probe) -> None:

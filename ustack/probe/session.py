@@ -40,6 +40,7 @@ async def open_probe(peer: Peer, *, local_port: int | None = None,
         raise
     probe = Probe(endpoint, local_port=local_port, remote_port=remote_port)
     if isinstance(peer, KernelPeer):
+        peer.learn_probe_mac(bytes(endpoint.mac))
         peer.mark_baseline(probe)
     return probe
 
