@@ -465,7 +465,7 @@ class UstackPeer(Peer):
         self._count_frames()
 
     def _count_frames(self) -> None:
-        """Count every frame the device hands to the stack's IP layer, by
+        """Count every IPv4 frame the device hands to the stack's IP layer, by
         source MAC, so that :meth:`settle` knows when the probe's have been
         processed (the receive path runs synchronously in that call)."""
         ip = self.stack.ip
@@ -476,8 +476,9 @@ class UstackPeer(Peer):
             result = inner(frames)
             for item in frames:
                 frame = item[0] if isinstance(item, tuple) else getattr(item, "frame", item)
-                mac = bytes(frame[6:12])
-                counts[mac] = counts.get(mac, 0) + 1
+                if frame[12:14] == b"\x08\x00":  # IPv4 only: the probe's ARP is not counted
+                    mac = bytes(frame[6:12])
+                    counts[mac] = counts.get(mac, 0) + 1
             return result
 
         ip.receive = receive
