@@ -159,7 +159,7 @@ def _check_output_dir(path: str | None, what: str) -> None:
 
 
 def _tolerances(args: argparse.Namespace, kind: str, script: Any) -> tuple[float, float]:
-    from ustack.probe.script import TOLERANCE_FRACTION, TOLERANCE_FLOOR, USTACK_TOLERANCE_FLOOR
+    from ustack.probe.script import TOLERANCE_FLOOR, TOLERANCE_FRACTION, USTACK_TOLERANCE_FLOOR
 
     floor = TOLERANCE_FLOOR if kind == "kernel" else USTACK_TOLERANCE_FLOOR
     fraction = TOLERANCE_FRACTION

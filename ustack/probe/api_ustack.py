@@ -19,6 +19,7 @@ core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno as E
 import select
 import socket
@@ -198,17 +199,13 @@ class UstackSocketApi(SocketApi):
 
     async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), min(0.05, timeout or 0.05))
-        except TimeoutError:
-            pass
 
     async def wait(self, obj: Any, what: str) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), 0.05)
-        except TimeoutError:
-            pass
 
     def shutdown(self, obj: Any, how: int) -> None:
         ep = obj.ep
@@ -339,10 +336,8 @@ class UstackSocketApi(SocketApi):
 
     def close_all(self) -> None:
         for entry in list(self.fds.values()):
-            try:
+            with contextlib.suppress(Exception):
                 self.close(entry.obj)
-            except Exception:
-                pass
         self.fds.clear()
 
 

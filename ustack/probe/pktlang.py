@@ -174,6 +174,17 @@ class _Parser:
             self.take(close)
             return items
 
+    def list_until_end(self) -> list[Any]:
+        """Comma-separated values up to the end of the text (call arguments)."""
+        items: list[Any] = []
+        if self.peek() is None:
+            return items
+        while True:
+            items.append(self.expr())
+            if self.peek() is None:
+                return items
+            self.take(",")
+
     def struct(self) -> Struct:
         fields: dict[str | int, Any] = {}
         n = 0
@@ -257,20 +268,6 @@ def parse_syscall(text: str) -> SyscallSpec:
     if errno is not None and not re.match(r"^E[A-Z0-9]+$", errno):
         raise ScriptSyntaxError(f"bad errno {errno!r}")
     return SyscallSpec(name, args, result, errno, note)
-
-
-def _list_until_end(self: _Parser) -> list[Any]:
-    items: list[Any] = []
-    if self.peek() is None:
-        return items
-    while True:
-        items.append(self.expr())
-        if self.peek() is None:
-            return items
-        self.take(",")
-
-
-_Parser.list_until_end = _list_until_end  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- statements

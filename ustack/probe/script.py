@@ -56,11 +56,11 @@ import asyncio
 import re
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from ustack.probe.packet import Opt, PacketSpec, ScriptSyntaxError, parse_segment
+from ustack.probe.peers import Peer
 from ustack.probe.pktlang import (
     Statement,
     SyscallSpec,
@@ -69,7 +69,6 @@ from ustack.probe.pktlang import (
     split_statements,
     split_time,
 )
-from ustack.probe.peers import Peer
 from ustack.probe.probe import DEFAULT_TIMEOUT, ExpectationFailed, Probe
 from ustack.probe.syscalls import (
     NONBLOCKING_GRACE,
@@ -276,9 +275,8 @@ def _check_peer_args(args: list[str]) -> None:
         raise ScriptSyntaxError(f"'peer {args[0]}' takes {_PEER_ARITY[args[0]]} argument(s)")
     if args[0] in ("listen", "connect"):
         _port(args[1])
-    elif args[0] in ("write", "read", "write-urgent"):
-        if int(args[1]) < 0:
-            raise ScriptSyntaxError(f"'peer {args[0]}' needs a byte count >= 0")
+    elif args[0] in ("write", "read", "write-urgent") and int(args[1]) < 0:
+        raise ScriptSyntaxError(f"'peer {args[0]}' needs a byte count >= 0")
 
 
 def _parse_icmp(lineno: int, line: str, time: TimeSpec, words: list[str]) -> Event:
@@ -464,8 +462,8 @@ class _Runner:
         if ev.kind == "expect":
             assert ev.spec is not None
             probe.last_event = prev
-            if lo is None or hi is None:
-                within = (0.0, DEFAULT_TIMEOUT)
+            if lo is None or hi is None:  # '*': any time, also before the last event
+                within = (float("-inf"), DEFAULT_TIMEOUT)
             else:
                 tol_lo = self.tolerance(lo - prev)
                 tol_hi = self.tolerance(hi - prev)
