@@ -292,7 +292,7 @@ def test_20_window_scale_only_when_both_and_capped_at_14() -> None:
     assert s2.conn.snd_wnd == 3 << 14
     # our windows after the handshake are scaled by our shift
     s2.conn.send(b"", s2.now)
-    s2.conn._ack_pending = True
+    s2.conn.rcv.ack_now = True
     seg = s2.drain()[0]
     assert seg.window == (1 << 20) >> 7
 

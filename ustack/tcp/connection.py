@@ -22,12 +22,14 @@ from __future__ import annotations
 import errno as E
 from collections import deque
 from copy import copy
+from typing import Any, ClassVar
 
 from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.congestion import CongestionController, create
 from ustack.tcp.info import TcpInfo
 from ustack.tcp.listener import reply_to_unmatched
+from ustack.tcp.mib import TcpMib
 from ustack.tcp.options import (
     TIMESTAMP_OPTION_LEN,
     Negotiated,
@@ -36,12 +38,15 @@ from ustack.tcp.options import (
     synack_options,
 )
 from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.receiver import Receiver
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
-from ustack.tcp.state import TcpState
-from ustack.tcp.timers import DELACK, KEEPALIVE, PERSIST, RETRANSMIT, TIMEWAIT
+from ustack.tcp.sender import Sender
+from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
+from ustack.tcp.timers import Timers
+from ustack.tcp.trace import TraceHook
 from ustack.wire.seq import seq_ge, seq_gt, seq_le, seq_lt, seq_sub
-from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions, TcpSegment
+from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
 MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
@@ -67,65 +72,82 @@ _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
+def _seg_data(seg: TcpSegment) -> dict[str, Any]:
+    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace)."""
+    return {"seq": seg.seq, "ack": seg.ack, "len": len(seg.payload),
+            "flags": flags_to_str(seg.flags), "win": seg.window,
+            "sack": [list(b) for b in seg.options.sack_blocks]}
+
+
 class TcpConnection:
     """A TCP control block plus its state machine.  Build with :meth:`connect`
     or :meth:`accept`."""
 
     __slots__ = (
         "config", "state", "local_port", "remote_port",
-        # send sequence space (RFC 9293 3.3.1)
-        "iss", "snd_una", "snd_nxt", "_snd_ptr", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
-        # receive sequence space
-        "irs", "rcv_nxt", "rcv_adv", "_rcv_acked", "_rcv_pos",
+        # the rooms: send side, receive side, timer table
+        "snd", "rcv", "timers",
+        # send sequence space (RFC 9293 3.3.1); the receive side's is in rcv
+        "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd", "irs",
         # negotiated options
         "snd_wscale", "rcv_wscale", "wscale_ok", "sack_ok", "ts_ok", "send_mss", "advmss",
-        "rcv_mss", "_seg_max", "_syn_window",
-        # buffers
-        "_sndbuf", "_rcvbuf", "_ooo", "_sacked",
+        "_syn_window",
+        # SACK scoreboard (ranges)
+        "_sacked",
         # close bookkeeping
-        "_fin_queued", "_fin_seq", "_fin_acked", "_app_closed", "eof_received", "_rst_on_data",
+        "_app_closed", "eof_received", "_rst_on_data",
         # loss recovery, RTT, congestion
-        "rtt", "cc", "_rtt_seq", "_rtt_time", "_dupacks", "_recover", "_retransmits",
+        "rtt", "cc", "_dupacks", "_recover", "_retransmits",
         "_syn_retransmitted", "_passive",
-        # timers
-        "_rto_at", "_persist_at", "_persist_backoff", "_delack_at", "_ka_at", "_ka_probes",
-        "_close_at", "_force_send", "_snd_sml", "_quickacks", "_rtx_high", "_last_data_send",
+        # timer counts
+        "_persist_backoff", "_ka_probes", "_rtx_high",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
-        "_out", "_ack_pending", "_dsack", "_events", "_data_event_sent", "_send_blocked",
+        "_out", "_events", "_data_event_sent", "_send_blocked",
         "_last_oow", "_closed_emitted", "error", "reopen_syn", "soft_error",
+        # observation: trace hook (ustack.tcp.trace) and MIB counters (ustack.tcp.mib)
+        "trace", "mib",
         # counters (tcp_info)
-        "bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received", "segs_out", "segs_in",
+        "bytes_sent", "bytes_retrans", "bytes_acked", "segs_out", "segs_in",
         "data_segs_out", "data_segs_in", "total_retrans", "dsack_dups", "last_send",
         "last_recv", "last_ack", "_created", "_now",
     )
 
+    #: take the receive fast path and the sender's bulk path (a subclass in
+    #: the differential test turns both off to drive the general paths)
+    fast_path: ClassVar[bool] = True
+
     # ------------------------------------------------------------------ OPEN
     def __init__(self, local_port: int, remote_port: int, iss: int, now: float,
-                 config: TcpConfig | None = None) -> None:
+                 config: TcpConfig | None = None, *, mib: TcpMib | None = None,
+                 trace: TraceHook | None = None) -> None:
         """Internal: use :meth:`connect` or :meth:`accept`."""
         # a private copy: per-connection options (set_nodelay, set_keepalive)
         # must not leak into other connections sharing the same config
         cfg = copy(config) if config is not None else TcpConfig()
         self.config = cfg
+        #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
+        self.trace: TraceHook | None = trace
+        #: MIB counters (nstat names); the table passes its stack-wide one
+        self.mib: TcpMib = mib if mib is not None else TcpMib()
         self.state = _CLOSED
+        self._now = now
         self.local_port = local_port
         self.remote_port = remote_port
         iss &= MASK
         self.iss = iss
+        self.timers = timers = Timers()
+        self.snd = Sender(iss, cfg.send_buffer, now)
+        self.rcv = Receiver(timers, cfg.recv_buffer, cfg.mss, cfg.delack,
+                            cfg.quickack_segments, cfg.ooo_max_blocks)
         self.snd_una = iss
-        self._snd_ptr = iss
         self.snd_nxt = iss
         self.snd_wnd = 0
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_snd_wnd = 0
         self.irs = 0
-        self.rcv_nxt = 0
-        self.rcv_adv = 0
-        self._rcv_acked = 0
-        self._rcv_pos = 0
         self.snd_wscale = 0
         self.rcv_wscale = 0
         self.wscale_ok = False
@@ -133,52 +155,29 @@ class TcpConnection:
         self.ts_ok = False
         self.advmss = cfg.mss
         self.send_mss = 536
-        self.rcv_mss = min(cfg.mss, 536)
-        self._seg_max = 536
         # SYN windows are never scaled (RFC 7323 2.2); Linux offers 64240
         self._syn_window = min(cfg.recv_buffer, 65535 // cfg.mss * cfg.mss if cfg.mss else 65535)
-        self._sndbuf = SendBuffer(cfg.send_buffer)
-        self._rcvbuf = bytearray()
-        self._ooo = Reassembly()
         self._sacked: list[tuple[int, int]] = []
-        self._fin_queued = False
-        self._fin_seq = 0
-        self._fin_acked = False
         self._app_closed = False
         self.eof_received = False
         self._rst_on_data = False
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self.cc: CongestionController = create(cfg.congestion, 536, cfg.initial_cwnd)
-        self._rtt_seq: int | None = None
-        self._rtt_time = 0.0
         self._dupacks = 0
         self._recover = iss
         self._retransmits = 0
         self._syn_retransmitted = False
         self._passive = False
-        self._rto_at: float | None = None
-        self._persist_at: float | None = None
         self._persist_backoff = 0
-        self._delack_at: float | None = None
-        self._ka_at: float | None = None
         self._ka_probes = 0
-        self._close_at: float | None = None
-        self._force_send = False
-        #: end of the last small segment sent (Minshall's Nagle)
-        self._snd_sml = iss
         #: highest sequence retransmitted in the current loss episode
         self._rtx_high = iss
-        self._last_data_send = now
-        #: ACKs still to send at once before delayed ACKs start (Linux quickack)
-        self._quickacks = cfg.quickack_segments
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
         self._ts_offset = (iss * 2654435761) & MASK
         self._ts_cache: tuple[int, int, TcpOptions] = (-1, -1, _EMPTY_OPTIONS)
         self._out: list[TcpSegment] = []
-        self._ack_pending = False
-        self._dsack: tuple[int, int] | None = None
         self._events: deque[ev.Event] = deque()
         self._data_event_sent = False
         self._send_blocked = False
@@ -194,7 +193,6 @@ class TcpConnection:
         self.bytes_sent = 0
         self.bytes_retrans = 0
         self.bytes_acked = 0
-        self.bytes_received = 0
         self.segs_out = 0
         self.segs_in = 0
         self.data_segs_out = 0
@@ -205,51 +203,106 @@ class TcpConnection:
         self.last_recv = now
         self.last_ack = now
         self._created = now
-        self._now = now
+
+    # ------------------------------------------------------------ state
+    def _set_state(self, new: TcpState) -> None:
+        """The one place the state changes: checked against the allowed
+        transitions (RFC 9293 figure 5 + Linux, ustack.tcp.state.TRANSITIONS)
+        at test time, reported to the trace hook."""
+        old = self.state
+        if new is old:
+            return
+        if CHECK_TRANSITIONS:
+            check_transition(old, new)
+        self.state = new
+        # RFC 4022 tcpCurrEstab / tcpEstabResets / tcpAttemptFails
+        mib = self.mib
+        if new is _ESTABLISHED or new is _CLOSE_WAIT:
+            if old is not _ESTABLISHED and old is not _CLOSE_WAIT:
+                mib["TcpCurrEstab"] += 1
+        elif old is _ESTABLISHED or old is _CLOSE_WAIT:
+            mib["TcpCurrEstab"] -= 1
+            if new is _CLOSED:
+                mib["TcpEstabResets"] += 1
+        elif new is _CLOSED and (old is _SYN_SENT or old is _SYN_RECEIVED):
+            mib["TcpAttemptFails"] += 1
+        if self.trace is not None:
+            self.trace(self._now, "state", {"old": old.ss_name, "new": new.ss_name})
+
+    # ------------------------------------------------------------ views
+    @property
+    def rcv_nxt(self) -> int:
+        """RCV.NXT (RFC 9293 3.3.1)."""
+        return self.rcv.nxt
+
+    @property
+    def rcv_adv(self) -> int:
+        """The right edge of the window last advertised (RCV.NXT + RCV.WND)."""
+        return self.rcv.adv
+
+    @property
+    def rcv_mss(self) -> int:
+        return self.rcv.mss
+
+    @property
+    def bytes_received(self) -> int:
+        return self.rcv.bytes_received
+
+    @property
+    def _sndbuf(self) -> SendBuffer:
+        # (read by ustack.diag.snapshot)
+        return self.snd.buf
+
+    @property
+    def _ooo(self) -> Reassembly:
+        return self.rcv.ooo
 
     @classmethod
     def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
-                config: TcpConfig | None = None) -> TcpConnection:
+                config: TcpConfig | None = None, *, mib: TcpMib | None = None,
+                trace: TraceHook | None = None) -> TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
-        c = cls(local_port, remote_port, iss, now, config)
-        c.state = _SYN_SENT
-        c._snd_ptr = c.snd_nxt = (c.iss + 1) & MASK
+        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace)
+        c._set_state(_SYN_SENT)
+        c.mib["TcpActiveOpens"] += 1
+        c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
         c._out.append(c._syn_segment(now))
-        c._rto_at = now + c.rtt.rto
+        c.timers.rto = now + c.rtt.rto
         return c
 
     @classmethod
     def accept(cls, syn: TcpSegment, iss: int, now: float,
-               config: TcpConfig | None = None) -> TcpConnection:
+               config: TcpConfig | None = None, *, mib: TcpMib | None = None,
+               trace: TraceHook | None = None) -> TcpConnection:
         """Passive OPEN from a listener that got ``syn`` (RFC 9293 3.10.7.2):
         queue a SYN-ACK echoing only the options the SYN offered, enter
         SYN-RECEIVED.  Data on the SYN is discarded (no Fast Open, as Linux)."""
-        c = cls(syn.dst_port, syn.src_port, iss, now, config)
+        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace)
         c._passive = True
-        c.state = _SYN_RECEIVED
+        c._set_state(_SYN_RECEIVED)
         c.segs_in = 1
         c._take_syn(syn, now)
-        c._snd_ptr = c.snd_nxt = (c.iss + 1) & MASK
-        c.rcv_adv = (c.rcv_nxt + c._syn_window) & MASK
+        c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
+        c.rcv.adv = (c.rcv.nxt + c._syn_window) & MASK
         c._out.append(c._synack_segment(now))
-        c._rto_at = now + c.rtt.rto
+        c.timers.rto = now + c.rtt.rto
         return c
 
     def _take_syn(self, syn: TcpSegment, now: float) -> None:
         """Record the peer's SYN: IRS, RCV.NXT and the negotiated options."""
         self.irs = syn.seq
-        self.rcv_nxt = self._rcv_acked = (syn.seq + 1) & MASK
+        self.rcv.nxt = self.rcv.acked = (syn.seq + 1) & MASK
         n: Negotiated = negotiate(self.config, syn.options)
         self.wscale_ok = n.wscale_ok
         self.snd_wscale = n.snd_wscale
-        self.rcv_wscale = n.rcv_wscale
-        self.sack_ok = n.sack_ok
+        self.rcv_wscale = self.rcv.wscale = n.rcv_wscale
+        self.sack_ok = self.rcv.sack_ok = n.sack_ok
         self.ts_ok = n.ts_ok
         mss = n.send_mss - (TIMESTAMP_OPTION_LEN if n.ts_ok else 0)
         self.send_mss = mss
-        self.rcv_mss = min(self.advmss, n.send_mss)
+        self.rcv.mss = min(self.advmss, n.send_mss)
         cfg = self.config
-        self._seg_max = max(mss, cfg.max_segment // mss * mss) if cfg.max_segment else mss
+        self.snd.set_mss(mss, cfg.max_segment)
         self.cc.set_mss(mss, cfg.initial_cwnd)
         if n.ts_ok and syn.options.timestamp is not None:
             self._ts_recent = syn.options.timestamp[0]
@@ -262,13 +315,13 @@ class TcpConnection:
         closed the connection."""
         self._now = now
         st = self.state
-        if self._fin_queued or self._app_closed:
+        if self.snd.fin_queued or self._app_closed:
             raise BrokenPipeError(E.EPIPE, "TCP send side already shut down")
         if st is _CLOSED or st is _TIME_WAIT or st is _FIN_WAIT_2:
             if self.error is not None:
                 raise ev.ConnectionFailed(self.error).exception()
             raise BrokenPipeError(E.EPIPE, "TCP connection is closed")
-        n = self._sndbuf.write(data)
+        n = self.snd.buf.write(data)
         if n < len(data):
             self._send_blocked = True
         return n
@@ -278,18 +331,11 @@ class TcpConnection:
         Returns b"" when nothing is buffered (see :attr:`eof_received`).
         Reading may reopen the window; a window update is then due."""
         self._now = now
-        buf = self._rcvbuf
         self._data_event_sent = False
-        n = len(buf)
-        if n == 0 or max_bytes <= 0:
-            return b""
-        if max_bytes >= n:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:max_bytes])
-            del buf[:max_bytes]
-        self._maybe_window_update()
+        rcv = self.rcv
+        data = rcv.read(max_bytes)
+        if data and self.state.synchronized:
+            rcv.maybe_window_update()
         return data
 
     def shutdown(self, now: float) -> None:
@@ -297,17 +343,17 @@ class TcpConnection:
         (RFC 9293 3.10.4).  In SYN-SENT/SYN-RECEIVED the FIN waits for
         ESTABLISHED (Linux sends it once the handshake completes)."""
         self._now = now
-        if self._fin_queued:
+        if self.snd.fin_queued:
             return
         st = self.state
         if st is _CLOSED or st not in (_ESTABLISHED, _CLOSE_WAIT, _SYN_SENT, _SYN_RECEIVED):
             return
-        self._fin_queued = True
-        self._fin_seq = (self.snd_una + len(self._sndbuf)) & MASK
+        self.snd.fin_queued = True
+        self.snd.fin_seq = (self.snd_una + len(self.snd.buf)) & MASK
         if st is _ESTABLISHED:
-            self.state = _FIN_WAIT_1
+            self._set_state(_FIN_WAIT_1)
         elif st is _CLOSE_WAIT:
-            self.state = _LAST_ACK
+            self._set_state(_LAST_ACK)
 
     def close(self, now: float) -> None:
         """Full close (close(2)): like :meth:`shutdown`, and the connection is
@@ -323,14 +369,15 @@ class TcpConnection:
         if st is _SYN_SENT:
             self._become_closed()
             return
-        if self._rcvbuf and st.synchronized and st is not _TIME_WAIT:
-            self._out.append(self._make(RST | ACK, self.snd_nxt))
+        if self.rcv.buf and st.synchronized and st is not _TIME_WAIT:
+            self.mib["TcpExtTCPAbortOnClose"] += 1
+            self._emit(self._make(RST | ACK, self.snd_nxt), now)
             self._become_closed()
             return
         self._rst_on_data = True
         self.shutdown(now)
-        if self.state is _FIN_WAIT_2 and self._close_at is None:
-            self._close_at = now + self.config.fin_wait2
+        if self.state is _FIN_WAIT_2 and self.timers.timewait is None:
+            self.timers.timewait = now + self.config.fin_wait2
 
     def abort(self, now: float) -> None:
         """ABORT (RFC 9293 3.10.5): RST if synchronized, then CLOSED."""
@@ -339,7 +386,7 @@ class TcpConnection:
         if st is _CLOSED:
             return
         if st.synchronized and st is not _TIME_WAIT:
-            self._out.append(self._make(RST | ACK, self.snd_nxt))
+            self._emit(self._make(RST | ACK, self.snd_nxt), now)
         self._app_closed = True
         self._become_closed()
 
@@ -378,13 +425,13 @@ class TcpConnection:
             return
         self.send_mss = mss
         cfg = self.config
-        self._seg_max = max(mss, cfg.max_segment // mss * mss) if cfg.max_segment else mss
+        self.snd.set_mss(mss, cfg.max_segment)
         self.cc.mss = mss
         if self.state.synchronized and self.snd_nxt != self.snd_una:
-            self._snd_ptr = self.snd_una  # resend everything outstanding, re-cut
+            self.snd.ptr = self.snd_una  # resend everything outstanding, re-cut
             self._rtx_high = self.snd_una
-            self._rtt_seq = None  # Karn
-            self._rto_at = now + self.rtt.rto
+            self.snd.retransmitted(self.snd_nxt)  # Karn
+            self.timers.rto = now + self.rtt.rto
 
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
@@ -403,24 +450,25 @@ class TcpConnection:
         cfg.keepalive = enabled
         self._ka_probes = 0
         if enabled and self.state in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
-            self._ka_at = max(self.last_recv, now - cfg.keepalive_idle) + cfg.keepalive_idle
+            self.timers.keepalive = (max(self.last_recv, now - cfg.keepalive_idle)
+                                     + cfg.keepalive_idle)
         elif not enabled:
-            self._ka_at = None
+            self.timers.keepalive = None
 
     # --------------------------------------------------------------- queries
     def send_space(self) -> int:
         """Bytes :meth:`send` would accept now."""
-        if self._fin_queued or self._app_closed or self.state is _CLOSED:
+        if self.snd.fin_queued or self._app_closed or self.state is _CLOSED:
             return 0
-        return self._sndbuf.space
+        return self.snd.buf.space
 
     def readable(self) -> int:
         """In-order bytes waiting for :meth:`recv`."""
-        return len(self._rcvbuf)
+        return len(self.rcv.buf)
 
     @property
     def shut_wr(self) -> bool:
-        return self._fin_queued
+        return self.snd.fin_queued
 
     @property
     def shut_rd(self) -> bool:
@@ -428,7 +476,7 @@ class TcpConnection:
 
     @property
     def send_queue(self) -> int:
-        return len(self._sndbuf)
+        return len(self.snd.buf)
 
     @property
     def flight_size(self) -> int:
@@ -440,11 +488,7 @@ class TcpConnection:
 
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
-        best = self._rto_at
-        for d in (self._persist_at, self._delack_at, self._ka_at, self._close_at):
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+        return self.timers.earliest()
 
     # -------------------------------------------------------- segment arrival
     def receive(self, seg: TcpSegment, now: float) -> None:
@@ -452,28 +496,32 @@ class TcpConnection:
         self._now = now
         self.segs_in += 1
         self.last_recv = now
+        if self.trace is not None:
+            self.trace(now, "seg_recv", _seg_data(seg))
         st = self.state
         flags = seg.flags
         payload = seg.payload
         plen = len(payload)
         if plen:
             self.data_segs_in += 1
-        if self._ka_at is not None:
-            self._ka_at = now + self.config.keepalive_idle
+        if self.timers.keepalive is not None:
+            self.timers.keepalive = now + self.config.keepalive_idle
             self._ka_probes = 0
 
         # ---- fast path: ESTABLISHED, in order, plain ACK (+ data) ----------
+        # (the same checks as the general path in its order, minus the ones
+        # that cannot apply; tests/unit/test_tcp_fastpath.py drives both)
         if (st is _ESTABLISHED and (flags & (SYN | FIN | RST | ACK)) == ACK
-                and seg.seq == self.rcv_nxt):
+                and seg.seq == self.rcv.nxt and self.fast_path):
             ts = seg.options.timestamp
             if self.ts_ok and ts is not None:
                 if seq_lt(ts[0], self._ts_recent) and now - self._ts_recent_stamp < _PAWS_IDLE:
                     self._paws_reject(plen, now)
                     return
-                if seq_le(seg.seq, self._rcv_acked):
+                if seq_le(seg.seq, self.rcv.acked):
                     self._ts_recent = ts[0]
                     self._ts_recent_stamp = now
-            if plen > seq_sub(self.rcv_adv, self.rcv_nxt):
+            if plen > seq_sub(self.rcv.adv, self.rcv.nxt):
                 self._receive_general(seg, now)  # beyond the window: trim
                 return
             if not self._process_ack(seg, now):
@@ -514,11 +562,11 @@ class TcpConnection:
                 return
             # simultaneous open: the peer's SYN-ACK acknowledges our SYN-ACK's SYN
             if (flags & (SYN | ACK | RST)) == (SYN | ACK) \
-                    and ((seq + 1) & MASK) == self.rcv_nxt and seg.ack == self.snd_nxt:
+                    and ((seq + 1) & MASK) == self.rcv.nxt and seg.ack == self.snd_nxt:
                 flags &= ~SYN
-                seq = self.rcv_nxt
+                seq = self.rcv.nxt
                 payload = b""
-                self._ack_pending = True  # Linux ACKs the crossing SYN-ACK
+                self.rcv.ack_now = True  # Linux ACKs the crossing SYN-ACK
 
         ts = seg.options.timestamp
         # ---- PAWS (RFC 7323 5.3), never for RSTs ----
@@ -531,8 +579,8 @@ class TcpConnection:
         # ---- first: sequence number check (3.10.7.4) ----
         plen = len(payload)
         seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        rcv_nxt = self.rcv_nxt
-        wnd = seq_sub(self.rcv_adv, rcv_nxt)
+        rcv_nxt = self.rcv.nxt
+        wnd = seq_sub(self.rcv.adv, rcv_nxt)
         if wnd < 0:
             wnd = 0
         off = seq_sub(seq, rcv_nxt)  # where the segment starts relative to RCV.NXT
@@ -550,10 +598,10 @@ class TcpConnection:
                 return
             if plen and off < 0 and self.sack_ok:
                 # old duplicate data: D-SACK it (RFC 2883)
-                self._dsack = (seq, (seq + plen) & MASK)
+                self.rcv.dsack = (seq, (seq + plen) & MASK)
                 self.dsack_dups += 1
             if seg_len:
-                self._ack_pending = True  # data/FIN: dup ACK at once, never rate-limited
+                self.rcv.ack_now = True  # data/FIN: dup ACK at once, never rate-limited
             else:
                 self._oow_ack(now)
             return
@@ -588,7 +636,7 @@ class TcpConnection:
         if not flags & ACK:
             return  # RFC 9293: drop segments without ACK (catalogue 33)
 
-        if ts is not None and self.ts_ok and seq_le(seq, self._rcv_acked):
+        if ts is not None and self.ts_ok and seq_le(seq, self.rcv.acked):
             self._ts_recent = ts[0]
             self._ts_recent_stamp = now
 
@@ -604,7 +652,7 @@ class TcpConnection:
         st = self.state
         if st is _CLOSED or st is _TIME_WAIT:
             if st is _TIME_WAIT and flags & FIN:
-                self._ack_pending = True
+                self.rcv.ack_now = True
             return
 
         # ---- trim to the window (3.10.7.4 "first", trimming) ----
@@ -613,14 +661,14 @@ class TcpConnection:
             if skip > plen:
                 skip = plen
             if self.sack_ok and skip:
-                self._dsack = (seq, (seq + skip) & MASK)
+                self.rcv.dsack = (seq, (seq + skip) & MASK)
                 self.dsack_dups += 1
             payload = payload[skip:]
             seq = (seq + skip) & MASK
             plen -= skip
-            self._ack_pending = True
+            self.rcv.ack_now = True
         fin = bool(flags & FIN)
-        room = seq_sub(self.rcv_adv, seq)
+        room = seq_sub(self.rcv.adv, seq)
         if plen > room:
             payload = payload[:max(room, 0)]
             plen = len(payload)
@@ -644,56 +692,23 @@ class TcpConnection:
                 rst = TcpSegment(self.local_port, self.remote_port, 0,
                                  (seg.seq + seg.seg_len) & MASK, RST | ACK, 0)
             self._emit(rst, now)
+            self.mib["TcpExtTCPAbortOnData"] += 1
             self._fail(E.ECONNRESET, quiet=True)
             return
-        if seq == self.rcv_nxt:
+        if seq == self.rcv.nxt:
             if plen:
                 self._accept_in_order(payload, now)
-            if fin or self._ooo.fin_pos == self._rcv_pos:
+            if fin or self.rcv.ooo.fin_pos == self.rcv.pos:
                 self._receive_fin(now)
             return
         # out of order: queue, answer at once with a dup ACK + SACK (RFC 5681 4.2)
-        start = self._rcv_pos + seq_sub(seq, self.rcv_nxt)
-        if plen:
-            self._ooo.add(start, payload, self.config.ooo_max_blocks)
-        if fin:
-            self._ooo.fin_pos = start + plen
-        self._ack_pending = True
+        self.rcv.queue(seq, payload, fin)
 
     def _accept_in_order(self, payload: bytes, now: float) -> None:
-        """In-order text: append, pull what reassembly now completes, schedule the ACK."""
-        plen = len(payload)
-        self._rcvbuf += payload
-        self.rcv_nxt = (self.rcv_nxt + plen) & MASK
-        self._rcv_pos += plen
-        self.bytes_received += plen
-        if plen > self.rcv_mss:
-            self.rcv_mss = plen if plen < self.advmss else self.advmss
-        ooo = self._ooo
-        if ooo.nbytes or ooo.fin_pos is not None:
-            # filling a hole: ACK immediately (RFC 5681 4.2)
-            self._ack_pending = True
-            while True:
-                more = ooo.pop_ready(self._rcv_pos)
-                if more is None:
-                    break
-                n = len(more)
-                self._rcvbuf += more
-                self.rcv_nxt = (self.rcv_nxt + n) & MASK
-                self._rcv_pos += n
-                self.bytes_received += n
-            if ooo.fin_pos is not None and ooo.fin_pos == self._rcv_pos:
-                self._receive_fin(now)
-        elif seq_sub(self.rcv_nxt, self._rcv_acked) > self.rcv_mss:
-            # at least every second full-sized segment (RFC 9293 3.8.6.3, Linux)
-            self._ack_pending = True
-        elif self._quickacks > 0:
-            # Linux quickack mode: the first segments of a connection are
-            # ACKed at once (tcp_incr_quickack, TCP_MAX_QUICKACKS 16)
-            self._quickacks -= 1
-            self._ack_pending = True
-        elif self._delack_at is None:
-            self._delack_at = now + self.config.delack
+        """In-order text: the receiver appends it (and what reassembly now
+        completes) and schedules the ACK; the application hears of it once."""
+        if self.rcv.accept(payload, now):
+            self._receive_fin(now)
         if not self._data_event_sent:
             self._data_event_sent = True
             self._events.append(ev.DATA_AVAILABLE)
@@ -703,17 +718,14 @@ class TcpConnection:
         if self.eof_received:
             return
         self.eof_received = True
-        self._ooo.clear()
-        self.rcv_nxt = (self.rcv_nxt + 1) & MASK
-        self._rcv_pos += 1
-        self._ack_pending = True
+        self.rcv.take_fin()
         self._events.append(ev.EOF_RECEIVED)
         st = self.state
         if st is _ESTABLISHED:
-            self.state = _CLOSE_WAIT
+            self._set_state(_CLOSE_WAIT)
         elif st is _FIN_WAIT_1:
             # our FIN not yet acknowledged (else _process_ack moved us on)
-            self.state = _CLOSING
+            self._set_state(_CLOSING)
         elif st is _FIN_WAIT_2:
             self._enter_time_wait(now)
 
@@ -727,8 +739,8 @@ class TcpConnection:
             if (self.snd_nxt != una and not seg.payload and not seg.flags & (SYN | FIN)
                     and wnd == self.snd_wnd):
                 self._on_dup_ack(seg, now)
-            elif self._persist_at is not None and wnd:
-                self._persist_at = None
+            elif self.timers.persist is not None and wnd:
+                self.timers.persist = None
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
             return True
@@ -745,26 +757,30 @@ class TcpConnection:
             return True  # old duplicate ACK: ignore it, still process the text
         # ---- new data acknowledged: SND.UNA < SEG.ACK =< SND.NXT ----
         data_acked = acked
-        if self._fin_queued and not self._fin_acked and seq_gt(ack, self._fin_seq):
-            self._fin_acked = True
+        if self.snd.fin_queued and not self.snd.fin_acked and seq_gt(ack, self.snd.fin_seq):
+            self.snd.fin_acked = True
             data_acked -= 1
         if data_acked:
-            self._sndbuf.acknowledge(data_acked)
+            self.snd.buf.acknowledge(data_acked)
             self.bytes_acked += data_acked
         self.snd_una = ack
-        if ((self._snd_ptr - una) & MASK) < acked:  # go-back-N pointer overtaken
-            self._snd_ptr = ack
+        if ((self.snd.ptr - una) & MASK) < acked:  # go-back-N pointer overtaken
+            self.snd.ptr = ack
         self.last_ack = now
         rtt = self.rtt
-        # RTT: timestamps when on (RFC 7323 4.1), else one timed segment (Karn)
-        ts = seg.options.timestamp
-        if self.ts_ok and ts is not None and ts[1]:
-            r = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
-            if r < 0x7FFFFFFF:
-                rtt.sample(r / 1000.0)
-        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
-            rtt.sample(now - self._rtt_time)
-            self._rtt_seq = None
+        # RTT (RFC 6298 3): from the send times of the acknowledged segments
+        # (microseconds, Karn: none if any of them was retransmitted), else
+        # from the timestamp echo (RFC 7323 4.1, 1 ms ticks), as Linux
+        # tcp_clean_rtx_queue / tcp_ack_update_rtt
+        times = self.snd.acked(una, ack)
+        if times is not None:
+            rtt.update(now - times[0], now - times[1], now)
+        else:
+            ts = seg.options.timestamp
+            if self.ts_ok and ts is not None and ts[1]:
+                r = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
+                if r < 0x7FFFFFFF:
+                    rtt.update(r / 1000.0, r / 1000.0, now)
         rtt.backoff = 0
         self._retransmits = 0
         if self._sacked:
@@ -787,20 +803,20 @@ class TcpConnection:
         else:
             cc.on_ack(acked, flight, now)
         self._dupacks = 0
-        self._rto_at = now + rtt.rto if self.snd_nxt != ack else None
-        if self._persist_at is not None:
-            self._persist_at = None
+        self.timers.rto = now + rtt.rto if self.snd_nxt != ack else None
+        if self.timers.persist is not None:
+            self.timers.persist = None
             self._persist_backoff = 0
         self._update_window(seg, seg.window << self.snd_wscale)
-        if self._send_blocked and self._sndbuf.space:
+        if self._send_blocked and self.snd.buf.space:
             self._send_blocked = False
             self._events.append(ev.SEND_SPACE_AVAILABLE)
-        if self._fin_acked:
+        if self.snd.fin_acked:
             st = self.state
             if st is _FIN_WAIT_1:
-                self.state = _FIN_WAIT_2
+                self._set_state(_FIN_WAIT_2)
                 if self._app_closed:
-                    self._close_at = now + self.config.fin_wait2
+                    self.timers.timewait = now + self.config.fin_wait2
             elif st is _CLOSING:
                 self._enter_time_wait(now)
                 return False
@@ -861,7 +877,7 @@ class TcpConnection:
             cc.enter_recovery(self.flight_size, now)
             self._rtx_high = self.snd_una
             self._retransmit(self.snd_una, mss, now)
-            self._rto_at = now + self.rtt.rto
+            self.timers.rto = now + self.rtt.rto
 
     def _presumed_lost_segments(self) -> int:
         """Segments in the holes below the highest SACKed byte (RFC 6675
@@ -930,33 +946,37 @@ class TcpConnection:
     def _establish(self, seg: TcpSegment, now: float) -> None:
         """SYN-RECEIVED -> ESTABLISHED on the ACK of our SYN (3.10.7.4)."""
         self.snd_una = seg.ack
-        if seq_lt(self._snd_ptr, seg.ack):
-            self._snd_ptr = seg.ack
+        if seq_lt(self.snd.ptr, seg.ack):
+            self.snd.ptr = seg.ack
         # a (simultaneous-open) SYN-ACK carries an unscaled window (RFC 7323 2.2)
         self.snd_wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = seg.seq
         self.snd_wl2 = seg.ack
         self._handshake_rtt(seg, now)
-        self.state = _ESTABLISHED
-        self._rto_at = None
+        self._set_state(_ESTABLISHED)
+        if self._passive:
+            self.mib["TcpPassiveOpens"] += 1  # Linux: when the child is created
+        self.timers.rto = None
         self._events.append(ev.CONNECTED)
         if self.config.keepalive:
-            self._ka_at = now + self.config.keepalive_idle
-        if self._fin_queued:
-            self.state = _FIN_WAIT_1
+            self.timers.keepalive = now + self.config.keepalive_idle
+        if self.snd.fin_queued:
+            self._set_state(_FIN_WAIT_1)
 
     def _handshake_rtt(self, seg: TcpSegment, now: float) -> None:
-        """RTT from the handshake: Karn unless timestamps; RFC 6298 5.7 fallback."""
+        """RTT from the handshake: the SYN's send time unless it was
+        retransmitted (Karn), then the timestamp echo; RFC 6298 5.7 fallback."""
         ts = seg.options.timestamp
         rtt = self.rtt
         rtt.backoff = 0
-        if self.ts_ok and ts is not None and ts[1]:
-            r = (int(now * 1000) + self._ts_offset - ts[1]) & MASK
+        if not self._syn_retransmitted:
+            r = now - self._created
+            rtt.update(r, r, now)
+        elif self.ts_ok and ts is not None and ts[1]:
+            r = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
             if r < 0x7FFFFFFF:
-                rtt.sample(r / 1000.0)
-        elif not self._syn_retransmitted:
-            rtt.sample(now - self._created)
+                rtt.update(r / 1000.0, r / 1000.0, now)
         if not rtt.has_sample and self._syn_retransmitted:
             rtt.set_base(self.config.rto_fallback)
         self._retransmits = 0
@@ -974,7 +994,7 @@ class TcpConnection:
                 # RST/ACK might be ignored", so before any retransmission the
                 # SYN timer is cut to TCP_TIMEOUT_MIN and the SYN goes out again
                 if self._retransmits == 0:
-                    self._rto_at = now + _TIMEOUT_MIN
+                    self.timers.rto = now + _TIMEOUT_MIN
                 return  # catalogue 15: never answer a RST
         if flags & RST:
             if flags & ACK:
@@ -989,16 +1009,16 @@ class TcpConnection:
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
-            self.rcv_adv = (self.rcv_nxt + self._syn_window) & MASK
+            self.rcv.adv = (self.rcv.nxt + self._syn_window) & MASK
             self._handshake_rtt(seg, now)
-            self.state = _ESTABLISHED
-            self._rto_at = None
+            self._set_state(_ESTABLISHED)
+            self.timers.rto = None
             self._events.append(ev.CONNECTED)
             if self.config.keepalive:
-                self._ka_at = now + self.config.keepalive_idle
-            if self._fin_queued:
-                self.state = _FIN_WAIT_1
-            self._ack_pending = True
+                self.timers.keepalive = now + self.config.keepalive_idle
+            if self.snd.fin_queued:
+                self._set_state(_FIN_WAIT_1)
+            self.rcv.ack_now = True
             # catalogue 17: text (and FIN) on a SYN-ACK.  RFC 9293 3.10.7.3 says
             # continue at the sixth step and queue it; Linux frees the segment
             # after the handshake (tcp_rcv_state_process, no Fast Open) and
@@ -1006,7 +1026,7 @@ class TcpConnection:
             # default; TcpConfig.accept_synack_data=True gives the RFC's.
             if self.config.accept_synack_data:
                 payload = seg.payload
-                room = seq_sub(self.rcv_adv, self.rcv_nxt)
+                room = seq_sub(self.rcv.adv, self.rcv.nxt)
                 fin = bool(flags & FIN)
                 if len(payload) > room:
                     payload = payload[:room]
@@ -1015,11 +1035,11 @@ class TcpConnection:
                     self._accept_in_order(payload, now)
                 if fin:
                     self._receive_fin(now)
-                self._ack_pending = True
+                self.rcv.ack_now = True
         else:
             # simultaneous open (catalogue 16): SYN-RECEIVED, send SYN-ACK with our ISS
-            self.state = _SYN_RECEIVED
-            self.rcv_adv = (self.rcv_nxt + self._syn_window) & MASK
+            self._set_state(_SYN_RECEIVED)
+            self.rcv.adv = (self.rcv.nxt + self._syn_window) & MASK
             self._emit(self._synack_segment(now), now)
 
     def _receive_time_wait(self, seg: TcpSegment, now: float) -> None:
@@ -1028,34 +1048,35 @@ class TcpConnection:
         ts = seg.options.timestamp
         if flags & SYN and not flags & (RST | ACK):
             newer_ts = (self.ts_ok and ts is not None and seq_gt(ts[0], self._ts_recent))
-            if seq_gt(seg.seq, self.rcv_nxt) or newer_ts:
+            if seq_gt(seg.seq, self.rcv.nxt) or newer_ts:
                 # catalogue 42: a new incarnation may reuse the 4-tuple
                 self.reopen_syn = seg
                 self._become_closed()
                 return
-            self._ack_pending = True  # the TIME-WAIT ACK
+            self.rcv.ack_now = True  # the TIME-WAIT ACK
             return
         if flags & RST:
-            off = seq_sub(seg.seq, self.rcv_nxt)
-            if off == 0 or 0 <= off < max(seq_sub(self.rcv_adv, self.rcv_nxt), 1):
+            off = seq_sub(seg.seq, self.rcv.nxt)
+            if off == 0 or 0 <= off < max(seq_sub(self.rcv.adv, self.rcv.nxt), 1):
                 self._become_closed()  # Linux kills TIME-WAIT (RFC 1337 would ignore)
             return
-        if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv_nxt:
+        if flags & FIN and ((seg.seq + len(seg.payload) + 1) & MASK) == self.rcv.nxt:
             # retransmitted FIN: ACK again, restart the 2MSL wait (3.10.7.4 "eighth")
-            self._ack_pending = True
-            self._close_at = now + self.config.time_wait
+            self.rcv.ack_now = True
+            self.timers.timewait = now + self.config.time_wait
             return
         if (self.ts_ok and ts is not None and seq_lt(ts[0], self._ts_recent)) or seg.payload \
                 or flags & SYN:
-            self._ack_pending = True
+            self.rcv.ack_now = True
             return
-        if seg.seq != self.rcv_nxt:
+        if seg.seq != self.rcv.nxt:
             self._oow_ack(now)
 
     def _paws_reject(self, plen: int, now: float) -> None:
         """RFC 7323 5.3: drop, answer with a (rate-limited when no data) dup ACK."""
+        self.mib["TcpExtPAWSEstab"] += 1
         if plen:
-            self._ack_pending = True
+            self.rcv.ack_now = True
         else:
             self._oow_ack(now)
 
@@ -1064,12 +1085,13 @@ class TcpConnection:
         (Linux tcp_oow_rate_limited; data segments are never limited)."""
         if now - self._last_oow >= self.config.challenge_ack_interval:
             self._last_oow = now
-            self._ack_pending = True
+            self.rcv.ack_now = True
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited."""
         if now - self._last_oow >= self.config.challenge_ack_interval:
             self._last_oow = now
+            self.mib["TcpExtTCPChallengeACK"] += 1
             self._emit(self._make(ACK, self.snd_nxt), now)
 
     # ----------------------------------------------------------------- timers
@@ -1079,26 +1101,28 @@ class TcpConnection:
         st = self.state
         if st is _CLOSED:
             return
-        at = self._close_at
+        at = self.timers.timewait
         if at is not None and now >= at:
-            self._close_at = None
+            self.timers.timewait = None
             if st is _TIME_WAIT or st is _FIN_WAIT_2:
+                if st is _TIME_WAIT:
+                    self.mib["TcpExtTW"] += 1
                 self._become_closed()  # TIME-WAIT over / orphaned FIN-WAIT-2 timeout
                 return
-        at = self._rto_at
+        at = self.timers.rto
         if at is not None and now >= at:
             self._on_retransmit_timeout(now)
             if self.state is _CLOSED:
                 return
-        at = self._persist_at
+        at = self.timers.persist
         if at is not None and now >= at:
             self._on_persist_timeout(now)
-        at = self._delack_at
+        at = self.timers.delack
         if at is not None and now >= at:
-            self._delack_at = None
-            if self._rcv_acked != self.rcv_nxt:
-                self._ack_pending = True
-        at = self._ka_at
+            self.rcv.delack_expired()
+            if self.rcv.ack_now:
+                self.mib["TcpExtDelayedACKs"] += 1
+        at = self.timers.keepalive
         if at is not None and now >= at:
             self._on_keepalive_timeout(now)
 
@@ -1107,18 +1131,19 @@ class TcpConnection:
         cfg = self.config
         st = self.state
         rtt = self.rtt
-        self._rto_at = None
+        self.timers.rto = None
         if st is _SYN_SENT:
             if self._retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts:
                 self._fail(E.ETIMEDOUT)
                 return
             self._retransmits += 1
             self.total_retrans += 1
+            self.mib["TcpRetransSegs"] += 1
             self._syn_retransmitted = True
             if self._retransmits > cfg.syn_linear_timeouts:
                 rtt.backoff += 1
             self._emit(self._syn_segment(now), now)
-            self._rto_at = now + rtt.rto
+            self.timers.rto = now + rtt.rto
             return
         if st is _SYN_RECEIVED:
             if self._retransmits >= cfg.synack_retries:
@@ -1129,10 +1154,11 @@ class TcpConnection:
                 return
             self._retransmits += 1
             self.total_retrans += 1
+            self.mib["TcpRetransSegs"] += 1
             self._syn_retransmitted = True
             rtt.backoff += 1
             self._emit(self._synack_segment(now), now)
-            self._rto_at = now + rtt.rto
+            self.timers.rto = now + rtt.rto
             return
         if self.snd_nxt == self.snd_una:
             return
@@ -1142,7 +1168,7 @@ class TcpConnection:
             # connection out while the peer answers (Linux tcp_retransmit_timer)
             rtt.backoff += 1
             self._retransmit(self.snd_una, self.send_mss, now)
-            self._rto_at = now + rtt.rto
+            self.timers.rto = now + rtt.rto
             return
         # an orphan (closed by the application) gives up sooner: Linux
         # tcp_orphan_retries (0 means 8)
@@ -1152,26 +1178,27 @@ class TcpConnection:
             return
         self._retransmits += 1
         self.total_retrans += 1
+        self.mib["TcpExtTCPTimeouts"] += 1
         rtt.backoff += 1
         self.cc.on_timeout(self.flight_size, now)
         self._dupacks = 0
         self._recover = self.snd_nxt
-        self._rtt_seq = None  # Karn
+        self.snd.retransmitted(self.snd_nxt)  # Karn: all outstanding is resent
         self._rtx_high = self.snd_una
         # go back N: output resends from SND.UNA, skipping what the peer SACKed
         # (kept across the timeout as Linux does, tcp_enter_loss)
-        self._snd_ptr = self.snd_una
-        self._rto_at = now + rtt.rto
+        self.snd.ptr = self.snd_una
+        self.timers.rto = now + rtt.rto
 
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
-        self._persist_at = None
+        self.timers.persist = None
         if self.state not in _SENDING_STATES or self.snd_nxt != self.snd_una:
             self._persist_backoff = 0
             return
         if self.snd_wnd:
             # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
-            self._force_send = True
+            self.snd.force = True
             return
         if self._app_closed and self._persist_backoff >= self.config.orphan_retries:
             # an orphan facing a window that never opens (Linux tcp_probe_timer):
@@ -1180,15 +1207,16 @@ class TcpConnection:
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._persist_backoff += 1
+        self.mib["TcpExtTCPWinProbe"] += 1
         rto = self.rtt.base_rto * (1 << min(self._persist_backoff, 20))
-        self._persist_at = now + min(rto, self.config.rto_max)
+        self.timers.persist = now + min(rto, self.config.rto_max)
 
     def _on_keepalive_timeout(self, now: float) -> None:
         """RFC 1122 4.2.3.6 keepalive, Linux tcp_keepalive_timer timing."""
         cfg = self.config
         if self.state not in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2) \
                 or self.snd_nxt != self.snd_una or self._unsent():
-            self._ka_at = now + cfg.keepalive_idle
+            self.timers.keepalive = now + cfg.keepalive_idle
             return
         if self._ka_probes >= cfg.keepalive_count:
             self._emit(self._make(RST | ACK, self.snd_nxt), now)
@@ -1196,16 +1224,18 @@ class TcpConnection:
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._ka_probes += 1
-        self._ka_at = now + cfg.keepalive_interval
+        self.mib["TcpExtTCPKeepAlive"] += 1
+        self.timers.keepalive = now + cfg.keepalive_interval
 
     # ----------------------------------------------------------------- output
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""
         self._now = now
+        prior_nxt = self.snd_nxt
         if self.state in _SENDING_STATES:
-            self._push(now)
-        if self._ack_pending:
+            self.snd.push(self, now)
+        if self.rcv.ack_now:
             self._out.append(self._make(ACK, self.snd_nxt))
         out = self._out
         if not out:
@@ -1213,295 +1243,64 @@ class TcpConnection:
         self._out = []
         self.segs_out += len(out)
         self.last_send = now
+        if self.trace is not None:
+            for seg in out:
+                d = _seg_data(seg)
+                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
+                                                                                  prior_nxt)
+                self.trace(now, "seg_sent", d)
         return out
 
     def _unsent(self) -> int:
-        return len(self._sndbuf) - seq_sub(self._snd_ptr, self.snd_una)
-
-    def _push(self, now: float) -> None:
-        """Send data and FIN (RFC 9293 3.8.6.2.1 sender SWS, 3.7.4 Nagle)."""
-        sndbuf = self._sndbuf
-        buf_len = len(sndbuf)
-        una = self.snd_una
-        sent = seq_sub(self._snd_ptr, una)
-        fin_queued = self._fin_queued
-        if sent > buf_len:  # FIN already sent
-            return
-        if (una == self.snd_nxt and buf_len > sent and self.config.slow_start_after_idle
-                and now - self._last_data_send > self.rtt.rto and self.bytes_sent):
-            self.cc.on_idle_restart(now - self._last_data_send, self.rtt.rto,
-                                    self.config.initial_cwnd)
-        wnd = self.snd_wnd
-        cwnd = self.cc.cwnd
-        limit = wnd if wnd < cwnd else cwnd
-        mss = self.send_mss
-        seg_max = self._seg_max
-        nodelay = self.config.nodelay
-        out = self._out
-        snd_max = self.snd_nxt
-        sacked = self._sacked
-        ooo = self._ooo
-        # one ACK number, window and option block for the whole batch unless a
-        # SACK/D-SACK block must be carried (then _make builds each segment)
-        shared = self._dsack is None and not ooo.nbytes and ooo.fin_pos is None
-        if not shared:
-            # SACK blocks ride along: shorten the payload so the segment still
-            # fits the MTU (Linux tcp_current_mss) and send no super-segments
-            extra = self._sack_option_len()
-            if extra:
-                mss = max(mss - extra, 1)
-                seg_max = mss
-        ack = win = -1
-        opts = _EMPTY_OPTIONS
-        lport, rport = self.local_port, self.remote_port
-        nbytes = nsegs = 0
-        time_rtt = not self.ts_ok  # without timestamps: one timed segment (Karn)
-        force = self._force_send
-        while True:
-            cap = seg_max
-            if sacked and seq_lt((una + sent) & MASK, snd_max):
-                # retransmitting after a timeout: skip SACKed ranges (RFC 6675)
-                seq = (una + sent) & MASK
-                for left, right in sacked:
-                    if seq_le(left, seq) and seq_lt(seq, right):
-                        skip = seq_sub(right, seq)
-                        sent += skip
-                        seq = right
-                        # SACKed bytes left the network: they do not count
-                        # against cwnd (RFC 6675 "pipe"), only the peer window
-                        cwnd += skip
-                        limit = wnd if wnd < cwnd else cwnd
-                    elif seq_lt(seq, left):
-                        gap = seq_sub(left, seq)
-                        if gap < cap:
-                            cap = gap
-                        break
-            avail = buf_len - sent
-            if avail <= 0:
-                break
-            room = limit - sent
-            if room <= 0:
-                break
-            n = avail if avail < room else room
-            if n > cap:
-                n = cap
-            if n < mss and not force and seq_sub(snd_max, una) <= sent:
-                # (both rules apply to new data only, never to retransmissions)
-                if n < avail:
-                    # window-limited runt: sender SWS avoidance (3.8.6.2.1)
-                    if n < (self.max_snd_wnd >> 1) or n < 1:
-                        break
-                elif not nodelay and not fin_queued and seq_gt(self._snd_sml, una):
-                    # Nagle, Minshall's variant as Linux (tcp_minshall_check):
-                    # a small *new* segment waits while an earlier small
-                    # segment is unacknowledged (RFC 896, RFC 1122 4.2.3.4)
-                    break
-            elif n > mss:
-                n -= n % mss
-            seq = (una + sent) & MASK
-            payload = sndbuf.peek(sent, n)
-            sent += n
-            flags = ACK
-            if sent == buf_len:
-                flags = ACK | PSH
-                if fin_queued and room > n:
-                    flags = ACK | PSH | FIN
-            nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
-            if ((seq - snd_max) & MASK) >= 0x80000000:  # seq < SND.NXT: a resend
-                self.bytes_retrans += n
-            elif time_rtt and self._rtt_seq is None:
-                self._rtt_seq = nxt
-                self._rtt_time = now
-            nbytes += n
-            nsegs += 1
-            if n < mss:
-                self._snd_sml = (seq + n) & MASK
-            if shared:
-                if win < 0:
-                    self._ack_pending = False
-                    self._delack_at = None
-                    ack = self._rcv_acked = self.rcv_nxt
-                    win = self._window()
-                    if self.ts_ok or self.sack_ok:
-                        opts = self._options()
-                out.append(TcpSegment(lport, rport, seq, ack, flags, win, 0, opts, payload))
-            else:
-                out.append(self._make(flags, seq, payload))
-            self._snd_ptr = nxt
-            if ((snd_max - nxt) & MASK) >= 0x80000000:  # nxt > snd_max
-                snd_max = nxt
-            if flags & FIN:
-                sent += 1
-                break
-            if (shared and n == mss and seg_max == mss and nxt == snd_max
-                    and not (time_rtt and self._rtt_seq is None)):
-                # Bulk fast path (exact-wire mode, no GSO): the segment just
-                # built was a full-sized one of new data, so are the next ones
-                # while both the buffer and min(SND.WND, cwnd) hold more than
-                # a full segment.  None of them is subject to Nagle or sender
-                # SWS avoidance (both only hold back segments < SMSS, RFC 9293
-                # 3.7.4 and 3.8.6.2.1), none is a resend, none needs timing,
-                # and all share the ACK, window and options: build them in one
-                # go.  The last segment of the buffer (PSH, maybe FIN) is left
-                # to the loop above.
-                avail = buf_len - sent
-                room = limit - sent
-                k = (avail if avail < room else room) // mss
-                if k * mss >= avail:
-                    k -= 1
-                if k > 0:
-                    total = k * mss
-                    blob = sndbuf.peek(sent, total)
-                    base = nxt
-                    out.extend([TcpSegment(lport, rport, (base + i) & MASK, ack, ACK, win, 0,
-                                           opts, blob[i:i + mss])
-                                for i in range(0, total, mss)])
-                    sent += total
-                    nbytes += total
-                    nsegs += k
-                    snd_max = nxt = (base + total) & MASK
-                    self._snd_ptr = nxt
-        self.snd_nxt = snd_max
-        if nsegs:
-            self.bytes_sent += nbytes
-            self.data_segs_out += nsegs
-            self._last_data_send = now
-        self._force_send = False
-        if fin_queued and sent == buf_len and limit - sent > 0:
-            seq = (una + sent) & MASK
-            out.append(self._make(ACK | FIN, seq))
-            self._snd_ptr = nxt = (seq + 1) & MASK
-            if seq_gt(nxt, snd_max):
-                self.snd_nxt = nxt
-            sent += 1
-        if self.snd_nxt != una:
-            if self._rto_at is None:
-                self._rto_at = now + self.rtt.rto
-            self._persist_at = None
-        elif ((buf_len > sent or (fin_queued and sent == buf_len))
-              and self._persist_at is None):
-            # nothing in flight, data waiting but held back (window closed, or
-            # too small for SWS avoidance): the persist timer (3.8.6.1) probes
-            # or, with an open window, forces the override send (3.8.6.2.1)
-            self._persist_at = now + self.rtt.rto
+        return self.snd.unsent(self.snd_una)
 
     def _retransmit(self, seq: int, length: int, now: float) -> None:
         """Retransmit up to ``length`` bytes at ``seq`` (fast retransmit,
         partial ACK, SACK hole), with the FIN if the range reaches it."""
-        sndbuf = self._sndbuf
-        off = seq_sub(seq, self.snd_una)
-        if off < 0:
-            return
-        n = min(len(sndbuf) - off, length, self.send_mss - self._sack_option_len())
-        self._rtt_seq = None  # Karn
-        if n > 0:
-            flags = ACK
-            if off + n == len(sndbuf):
-                flags |= PSH
-                if self._fin_queued and seq_gt(self.snd_nxt, self._fin_seq):
-                    flags |= FIN
-            self._out.append(self._make(flags, seq, sndbuf.peek(off, n)))
-            self.bytes_retrans += n
-            self.data_segs_out += 1
-        elif self._fin_queued and not self._fin_acked and off == len(sndbuf):
-            self._out.append(self._make(ACK | FIN, seq))
-            n = 1
-        else:
+        n = self.snd.retransmit(self, seq, length)
+        if not n:
             return
         end = (seq + n) & MASK
         if seq_gt(end, self._rtx_high):
             self._rtx_high = end
         self.total_retrans += 1
-
-    def _maybe_window_update(self) -> None:
-        """After the application read: send a window update when the window
-        can grow substantially (Linux tcp_cleanup_rbuf: at least doubles,
-        and RFC 9293 3.8.6.2.2: by at least min(RCV.BUFF/2, MSS))."""
-        if not self.state.synchronized:
-            return
-        cur = seq_sub(self.rcv_adv, self.rcv_nxt)
-        free = self.config.recv_buffer - len(self._rcvbuf) - self._ooo.nbytes
-        if free - cur >= min(self.config.recv_buffer >> 1, self.advmss) and free >= 2 * cur:
-            self._ack_pending = True
-
-    def _window(self) -> int:
-        """The window field to send, moving the right edge per receiver SWS
-        avoidance (RFC 9293 3.8.6.2.2) and never shrinking it (3.8.6)."""
-        ws = self.rcv_wscale
-        rcv_nxt = self.rcv_nxt
-        cur = seq_sub(self.rcv_adv, rcv_nxt)
-        if cur < 0:
-            cur = 0
-        free = self.config.recv_buffer - len(self._rcvbuf) - self._ooo.nbytes
-        if free > cur:
-            step = self.config.recv_buffer >> 1
-            if step > self.advmss:
-                step = self.advmss
-            if free - cur >= step:
-                cur = free
-                self.rcv_adv = (rcv_nxt + free) & MASK
-        field = (cur + (1 << ws) - 1) >> ws if ws else cur
-        if field > 0xFFFF:
-            field = 0xFFFF
-        return field
+        self.mib["TcpRetransSegs"] += 1
 
     def _options(self) -> TcpOptions:
-        ooo = self._ooo
+        """Timestamps (RFC 7323 3) and SACK blocks (RFC 2018) for our next segment."""
+        rcv = self.rcv
         if not self.ts_ok:
-            if self._dsack is None and not ooo.nbytes and ooo.fin_pos is None:
+            if not rcv.has_blocks():
                 return _EMPTY_OPTIONS
-            return TcpOptions(sack_blocks=self._sack_blocks())
+            return TcpOptions(sack_blocks=rcv.sack_blocks())
         tsval = (int(self._now * 1000) + self._ts_offset) & MASK
         recent = self._ts_recent
-        if self._dsack is None and not ooo.nbytes and ooo.fin_pos is None:
+        if not rcv.has_blocks():
             cache = self._ts_cache
             if cache[0] == tsval and cache[1] == recent:
                 return cache[2]
             opts = TcpOptions(timestamp=(tsval, recent))
             self._ts_cache = (tsval, recent, opts)
             return opts
-        return TcpOptions(timestamp=(tsval, recent), sack_blocks=self._sack_blocks())
-
-    def _sack_option_len(self) -> int:
-        """Bytes the SACK option will add to our next segment (nop, nop,
-        kind, length and 8 per block; RFC 2018 3)."""
-        if not self.sack_ok:
-            return 0
-        n = len(self._ooo) + (1 if self._dsack is not None else 0)
-        if not n:
-            return 0
-        limit = 3 if self.ts_ok else 4
-        return 4 + 8 * (n if n < limit else limit)
-
-    def _sack_blocks(self) -> list[tuple[int, int]]:
-        if not self.sack_ok:
-            self._dsack = None
-            return []
-        blocks: list[tuple[int, int]] = []
-        if self._dsack is not None:
-            blocks.append(self._dsack)  # D-SACK first (RFC 2883)
-            self._dsack = None
-        base_pos, base_seq = self._rcv_pos, self.rcv_nxt
-        for start, end in self._ooo.blocks():
-            blocks.append(((base_seq + start - base_pos) & MASK,
-                           (base_seq + end - base_pos) & MASK))
-        return blocks[:4]
+        return TcpOptions(timestamp=(tsval, recent), sack_blocks=rcv.sack_blocks())
 
     def _make(self, flags: int, seq: int, payload: bytes = b"") -> TcpSegment:
         """Build a segment with the current ACK, window and options."""
+        rcv = self.rcv
         if flags & ACK:
-            self._ack_pending = False
-            self._delack_at = None
-            self._rcv_acked = self.rcv_nxt
-            ack = self.rcv_nxt
+            rcv.sent_ack()
+            ack = rcv.nxt
         else:
             ack = 0
-        win = self._window()
+        win = rcv.window()
         opts = self._options() if (self.ts_ok or self.sack_ok) else _EMPTY_OPTIONS
         return TcpSegment(self.local_port, self.remote_port, seq, ack, flags, win, 0, opts,
                           payload)
 
     def _emit(self, seg: TcpSegment, now: float) -> None:
+        """Queue a control segment (data goes out through the sender)."""
+        if seg.flags & RST:
+            self.mib["TcpOutRsts"] += 1
         self._out.append(seg)
 
     def _ts_val(self, now: float) -> int:
@@ -1515,35 +1314,29 @@ class TcpConnection:
         n = Negotiated(self.send_mss, self.wscale_ok, self.snd_wscale, self.rcv_wscale,
                        self.sack_ok, self.ts_ok)
         opts = synack_options(self.config, n, self._ts_val(now), self._ts_recent)
-        self._rcv_acked = self.rcv_nxt
-        return TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv_nxt, SYN | ACK,
+        self.rcv.acked = self.rcv.nxt
+        return TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv.nxt, SYN | ACK,
                           self._syn_window, 0, opts)
 
     # -------------------------------------------------------------- closing
     def _enter_time_wait(self, now: float) -> None:
-        self.state = _TIME_WAIT
-        self._rto_at = None
-        self._persist_at = None
-        self._ka_at = None
-        self._delack_at = None
-        self._close_at = now + self.config.time_wait
+        self._set_state(_TIME_WAIT)
+        self.timers.stop_transmission()
+        self.timers.timewait = now + self.config.time_wait
 
     def _fail(self, errno: int, quiet: bool = False) -> None:
         """Abort with an error (reported unless the app already closed)."""
         self.error = errno
+        if errno == E.ETIMEDOUT:
+            self.mib["TcpExtTCPAbortOnTimeout"] += 1
         if not quiet and not self._app_closed:
             self._events.append(ev.ConnectionFailed(errno))
         self._become_closed()
 
     def _become_closed(self) -> None:
-        self.state = _CLOSED
-        self._rto_at = None
-        self._persist_at = None
-        self._delack_at = None
-        self._ka_at = None
-        self._close_at = None
-        self._ack_pending = False
-        self._ooo.clear()
+        self._set_state(_CLOSED)
+        self.timers.stop_all()
+        self.rcv.clear()
         if not self._closed_emitted:
             self._closed_emitted = True
             self._events.append(ev.CLOSED)
@@ -1553,17 +1346,12 @@ class TcpConnection:
         """A :class:`TcpInfo` snapshot for ss."""
         timer: tuple[str, float, int] | None = None
         rtt = self.rtt
-        candidates = [
-            (self._rto_at, RETRANSMIT, self._retransmits),
-            (self._persist_at, PERSIST, self._persist_backoff),
-            (self._ka_at, KEEPALIVE, self._ka_probes),
-            (self._close_at, TIMEWAIT, 0),
-            (self._delack_at, DELACK, 0),
-        ]
-        for at, name, count in candidates:
-            if at is not None:
-                timer = (name, max(at - now, 0.0), count)
-                break
+        pending = self.timers.pending()
+        if pending is not None:
+            attr, name, at = pending
+            count = (self._retransmits if attr == "rto" else self._persist_backoff
+                     if attr == "persist" else self._ka_probes if attr == "keepalive" else 0)
+            timer = (name, max(at - now, 0.0), count)
         mss = self.send_mss
         unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
@@ -1572,18 +1360,18 @@ class TcpConnection:
             state=self.state.ss_name,
             local_port=self.local_port,
             remote_port=self.remote_port,
-            recv_q=len(self._rcvbuf),
-            send_q=len(self._sndbuf),
+            recv_q=len(self.rcv.buf),
+            send_q=len(self.snd.buf),
             snd_una=self.snd_una,
             snd_nxt=self.snd_nxt,
-            rcv_nxt=self.rcv_nxt,
+            rcv_nxt=self.rcv.nxt,
             snd_wnd=self.snd_wnd,
-            rcv_wnd=max(seq_sub(self.rcv_adv, self.rcv_nxt), 0),
+            rcv_wnd=max(seq_sub(self.rcv.adv, self.rcv.nxt), 0),
             snd_wscale=self.snd_wscale,
             rcv_wscale=self.rcv_wscale,
             mss=mss,
             advmss=self.advmss,
-            rcvmss=self.rcv_mss,
+            rcvmss=self.rcv.mss,
             srtt=rtt.srtt,
             rttvar=rtt.rttvar,
             rto=rtt.rto,
@@ -1617,7 +1405,7 @@ class TcpConnection:
             sack_enabled=self.sack_ok,
             wscale_enabled=self.wscale_ok,
             shut_rd=self._app_closed,
-            shut_wr=self._fin_queued,
+            shut_wr=self.snd.fin_queued,
             nodelay=self.config.nodelay,
             delivery_rate=(mss / rtt.srtt) * (self.cc.cwnd // mss) if rtt.srtt > 0 and mss
             else 0.0,
@@ -1625,4 +1413,4 @@ class TcpConnection:
 
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}->{self.remote_port} {self.state.ss_name} "
-                f"una={self.snd_una} nxt={self.snd_nxt} rcv_nxt={self.rcv_nxt}>")
+                f"una={self.snd_una} nxt={self.snd_nxt} rcv_nxt={self.rcv.nxt}>")

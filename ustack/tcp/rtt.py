@@ -1,5 +1,13 @@
 """Round-trip time estimation and the retransmission timeout (RFC 6298).
 
+Samples are floats in seconds taken from the caller's clock (microsecond
+resolution or better with ``time.monotonic``), so SRTT, RTTVAR, min_rtt and
+the RTO are right below 1 ms.  Like Linux ``tcp_ack_update_rtt`` an ACK
+gives two samples: the RTT of the oldest acknowledged segment feeds
+SRTT/RTTVAR (RFC 6298 2), the newest one feeds min_rtt, a windowed minimum
+over ``min_rtt_window`` seconds (Linux ``tcp_min_rtt_wlen`` 300 s, kept with
+Kathleen Nichols' three-sample running minimum as Linux ``lib/win_minmax.c``).
+
 Linux differs from RFC 6298 in the lower bound: the RFC clamps the RTO to at
 least 1 s, Linux computes ``SRTT + max(4*RTTVAR, 200 ms)``.  Both are
 available (``TcpConfig.rto_linux``); Linux's is the default.
@@ -7,14 +15,69 @@ available (``TcpConfig.rto_linux``); Linux's is the default.
 
 from __future__ import annotations
 
+#: a 0 ms timestamp echo or a 0 s clock delta: Linux keeps rtt >= 1 us
+_MIN_SAMPLE = 1e-6
+
+
+class WindowedMin:
+    """Running minimum over a sliding time window (Linux ``minmax``): the
+    best, second best and third best samples of the last window."""
+
+    __slots__ = ("window", "_t", "_v")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._t = [0.0, 0.0, 0.0]
+        self._v = [0.0, 0.0, 0.0]  # 0 = empty
+
+    @property
+    def value(self) -> float:
+        return self._v[0]
+
+    def reset(self, now: float, v: float) -> float:
+        self._t = [now, now, now]
+        self._v = [v, v, v]
+        return v
+
+    def update(self, now: float, v: float) -> float:
+        """Feed sample ``v`` taken at ``now``; return the windowed minimum."""
+        t, s = self._t, self._v
+        if s[0] == 0.0 or v <= s[0] or now - t[2] > self.window:
+            return self.reset(now, v)  # new minimum, or nothing left in the window
+        if v <= s[1]:
+            t[1] = t[2] = now
+            s[1] = s[2] = v
+        elif v <= s[2]:
+            t[2] = now
+            s[2] = v
+        # expire the best samples as they leave the window (win_minmax.c subwin)
+        dt = now - t[0]
+        win = self.window
+        if dt > win:
+            t[0], t[1] = t[1], t[2]
+            s[0], s[1] = s[1], s[2]
+            t[2], s[2] = now, v
+            if now - t[0] > win:
+                t[0], t[1] = t[1], t[2]
+                s[0], s[1] = s[1], s[2]
+                t[2], s[2] = now, v
+        elif t[1] == t[0] and dt > win / 4:
+            t[1] = t[2] = now
+            s[1] = s[2] = v
+        elif t[2] == t[1] and dt > win / 2:
+            t[2] = now
+            s[2] = v
+        return s[0]
+
 
 class RttEstimator:
     """SRTT/RTTVAR/RTO per RFC 6298 section 2, with exponential backoff (5.5)."""
 
     __slots__ = ("srtt", "rttvar", "base_rto", "min_rtt", "latest", "backoff",
-                 "_min", "_max", "_linux")
+                 "_min", "_max", "_linux", "_minwin")
 
-    def __init__(self, initial: float, rto_min: float, rto_max: float, linux: bool) -> None:
+    def __init__(self, initial: float, rto_min: float, rto_max: float, linux: bool,
+                 min_rtt_window: float = 300.0) -> None:
         self.srtt = 0.0
         self.rttvar = 0.0
         self.base_rto = initial
@@ -24,22 +87,37 @@ class RttEstimator:
         self._min = rto_min
         self._max = rto_max
         self._linux = linux
+        self._minwin = WindowedMin(min_rtt_window)
 
     @property
     def has_sample(self) -> bool:
         return self.min_rtt > 0.0 or self.latest > 0.0 or self.srtt > 0.0
 
+    def update(self, seq_rtt: float, ca_rtt: float, now: float) -> None:
+        """One ACK's samples: ``seq_rtt`` (oldest acknowledged segment) for
+        SRTT/RTTVAR/RTO, ``ca_rtt`` (newest) for the windowed min_rtt."""
+        if ca_rtt >= 0.0:
+            self.min_rtt = self._minwin.update(now, ca_rtt if ca_rtt > _MIN_SAMPLE
+                                               else _MIN_SAMPLE)
+        self._estimate(seq_rtt)
+
     def sample(self, r: float) -> None:
-        """Feed one RTT measurement in seconds (RFC 6298 2.2/2.3; alpha 1/8, beta 1/4)."""
+        """Feed one RTT measurement in seconds (RFC 6298 2.2/2.3; alpha 1/8,
+        beta 1/4); min_rtt is then the all-time minimum."""
+        if r < 0.0:
+            return
+        if self.min_rtt == 0.0 or r < self.min_rtt:
+            self.min_rtt = r if r > _MIN_SAMPLE else _MIN_SAMPLE
+        self._estimate(r)
+
+    def _estimate(self, r: float) -> None:
         if r < 0.0:
             return
         # a 0 ms timestamp echo on a sub-millisecond path: Linux keeps srtt >= 1 us
         # (tcp_rtt_estimator), so ss never shows rtt:0 for a measured path
-        if r < 1e-6:
-            r = 1e-6
+        if r < _MIN_SAMPLE:
+            r = _MIN_SAMPLE
         self.latest = r
-        # (with ``latest`` just set, has_sample is true: the first sample is
-        # the one that finds SRTT and RTTVAR both still zero)
         srtt = self.srtt
         rttvar = self.rttvar
         if srtt == 0.0 and rttvar == 0.0:
@@ -50,8 +128,6 @@ class RttEstimator:
             srtt = 0.875 * srtt + 0.125 * r
         self.srtt = srtt
         self.rttvar = rttvar
-        if self.min_rtt == 0.0 or r < self.min_rtt:
-            self.min_rtt = r
         if self._linux:
             var4 = 4 * rttvar
             rto = srtt + (var4 if var4 > self._min else self._min)

@@ -1,12 +1,19 @@
-"""TCP connection states (RFC 9293 section 3.3.2).
+"""TCP connection states (RFC 9293 section 3.3.2) and the allowed transitions.
 
 Values are Linux's ``TCP_*`` state numbers (``include/net/tcp_states.h``) so
 the ss filter language and ``inet_diag``-style snapshots can use them as is;
 :attr:`TcpState.ss_name` is the name ``ss`` prints.
+
+:data:`TRANSITIONS` is RFC 9293 figure 5 plus the edges Linux (and so ustack)
+takes beyond it; ``TcpConnection._set_state`` is the only place a state
+changes and checks every change against it when :data:`CHECK_TRANSITIONS` is
+on (under pytest, or with ``USTACK_CHECK_STATES=1``).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import Enum
 
 
@@ -52,3 +59,69 @@ _SS_NAMES = {
     TcpState.LISTEN: "LISTEN",
     TcpState.CLOSING: "CLOSING",
 }
+
+
+_S = TcpState
+
+#: old state -> states it may move to.  RFC 9293 figure 5 edges first, then
+#: the Linux ones (each commented).
+TRANSITIONS: dict[TcpState, frozenset[TcpState]] = {
+    # a TcpConnection is born CLOSED and becomes SYN-SENT (active OPEN) or,
+    # built by a listener from a SYN, SYN-RECEIVED (passive OPEN, 3.10.7.2)
+    _S.CLOSED: frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.LISTEN}),
+    _S.LISTEN: frozenset({_S.SYN_RECEIVED, _S.SYN_SENT, _S.CLOSED}),
+    _S.SYN_SENT: frozenset({
+        _S.ESTABLISHED,   # rcv SYN,ACK
+        _S.SYN_RECEIVED,  # simultaneous open: rcv SYN
+        _S.CLOSED,        # CLOSE, RST, timeout, ICMP error (Linux: tcp_v4_err)
+    }),
+    _S.SYN_RECEIVED: frozenset({
+        _S.ESTABLISHED,   # rcv ACK of SYN
+        _S.FIN_WAIT_1,    # CLOSE
+        _S.LISTEN,        # RST of a passive open (RFC); Linux drops the request instead:
+        _S.CLOSED,        # RST, SYN-ACK retries exhausted, in-window SYN (tcp_check_req)
+    }),
+    _S.ESTABLISHED: frozenset({
+        _S.FIN_WAIT_1,    # CLOSE
+        _S.CLOSE_WAIT,    # rcv FIN
+        _S.CLOSED,        # RST, ABORT, retransmission / keepalive timeout (3.10.5, 3.10.8)
+    }),
+    _S.FIN_WAIT_1: frozenset({
+        _S.FIN_WAIT_2,    # rcv ACK of FIN
+        _S.CLOSING,       # rcv FIN
+        _S.TIME_WAIT,     # rcv FIN,ACK (both at once)
+        _S.CLOSED,        # RST, ABORT, timeout
+    }),
+    _S.FIN_WAIT_2: frozenset({
+        _S.TIME_WAIT,     # rcv FIN
+        _S.CLOSED,        # RST, ABORT, orphan timeout (Linux tcp_fin_timeout)
+    }),
+    _S.CLOSE_WAIT: frozenset({
+        _S.LAST_ACK,      # CLOSE
+        _S.CLOSED,        # RST, ABORT, timeout
+    }),
+    _S.CLOSING: frozenset({
+        _S.TIME_WAIT,     # rcv ACK of FIN
+        _S.CLOSED,        # RST, ABORT, timeout
+    }),
+    _S.LAST_ACK: frozenset({
+        _S.CLOSED,        # rcv ACK of FIN, RST, timeout
+    }),
+    _S.TIME_WAIT: frozenset({
+        _S.CLOSED,        # 2MSL timeout; RST (Linux kills TIME-WAIT); a new SYN (RFC 6191)
+    }),
+}
+
+#: check every state change against :data:`TRANSITIONS` (test time)
+CHECK_TRANSITIONS: bool = "pytest" in sys.modules or os.environ.get("USTACK_CHECK_STATES") == "1"
+
+
+class TransitionError(AssertionError):
+    """A state change outside :data:`TRANSITIONS` (a bug in the core)."""
+
+
+def check_transition(old: TcpState, new: TcpState) -> None:
+    """Raise :class:`TransitionError` unless ``old -> new`` is allowed."""
+    if new not in TRANSITIONS[old]:
+        raise TransitionError(f"TCP state change {old.rfc_name} -> {new.rfc_name} "
+                              "is not in ustack.tcp.state.TRANSITIONS")

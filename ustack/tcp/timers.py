@@ -1,9 +1,16 @@
-"""Timer names (as ``ss -o`` prints them) and the rule for the earliest deadline.
+"""The timer table of one connection: named deadlines and the earliest of them.
 
-A connection keeps one deadline per timer as a float attribute (``None`` =
-not armed); re-arming is one assignment, so restarting the retransmission
-timer on every ACK is O(1).  The stack keeps the connections' earliest
-deadlines in its own heap and calls ``handle_timer(now)`` when one is due.
+Every timer is one float attribute of :class:`Timers` (``None`` = not armed),
+so re-arming the retransmission timer on every ACK is one assignment (O(1));
+there is no timer object per event and no callback.  The connection reports
+:meth:`Timers.earliest` as its ``next_deadline``; the stack keeps those in its
+own heap and calls ``handle_timer(now)`` when one is due (DESIGN "Timers at
+scale").
+
+The names are the ``ss -o`` names (Linux ``inet_diag`` ``idiag_timer``: the
+retransmission, loss-probe and RACK reordering timers all show as ``on``,
+Linux arms them in one slot, ``icsk_retransmit_timer``).  ``delack`` and
+``pacing`` have no ss name in Linux; ustack shows them under their own names.
 """
 
 from __future__ import annotations
@@ -12,14 +19,77 @@ from __future__ import annotations
 RETRANSMIT = "on"
 #: zero-window probing (RFC 9293 3.8.6.1)
 PERSIST = "persist"
-#: keepalive (RFC 1122 4.2.3.6), also orphaned FIN-WAIT-2 (Linux shows "timewait")
+#: keepalive (RFC 1122 4.2.3.6)
 KEEPALIVE = "keepalive"
-#: TIME-WAIT expiry
+#: TIME-WAIT expiry, also orphaned FIN-WAIT-2 (Linux shows "timewait" for both)
 TIMEWAIT = "timewait"
-#: delayed ACK (RFC 1122 4.2.3.2)
+#: delayed ACK (RFC 1122 4.2.3.2, RFC 9293 3.8.6.3)
 DELACK = "delack"
+#: pacing release time (the sender holds the next segment until then)
+PACING = "pacing"
 
-TIMER_NAMES = (RETRANSMIT, PERSIST, KEEPALIVE, TIMEWAIT, DELACK)
+TIMER_NAMES = (RETRANSMIT, PERSIST, KEEPALIVE, TIMEWAIT, DELACK, PACING)
+
+#: attribute -> ss name, in the order ``ss -o`` / :meth:`Timers.pending` reports them
+SS_NAMES: dict[str, str] = {
+    "rto": RETRANSMIT,        # RFC 6298 retransmission timeout
+    "tlp": RETRANSMIT,        # RFC 8985 7: tail loss probe (PTO)
+    "reorder": RETRANSMIT,    # RFC 8985 6.2: RACK reordering window
+    "persist": PERSIST,
+    "keepalive": KEEPALIVE,
+    "timewait": TIMEWAIT,
+    "delack": DELACK,
+    "pacing": PACING,
+}
+
+
+class Timers:
+    """One deadline per named timer (seconds on the caller's clock, or None)."""
+
+    __slots__ = ("rto", "tlp", "reorder", "persist", "keepalive", "delack", "timewait",
+                 "pacing")
+
+    def __init__(self) -> None:
+        self.rto: float | None = None
+        self.tlp: float | None = None
+        self.reorder: float | None = None
+        self.persist: float | None = None
+        self.keepalive: float | None = None
+        self.delack: float | None = None
+        self.timewait: float | None = None
+        self.pacing: float | None = None
+
+    def earliest(self) -> float | None:
+        """The smallest armed deadline (the connection's ``next_deadline``)."""
+        best = self.rto
+        for d in (self.tlp, self.reorder, self.persist, self.delack, self.keepalive,
+                  self.timewait, self.pacing):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def pending(self) -> tuple[str, str, float] | None:
+        """(attribute, ss name, deadline) of the timer ``ss -o`` shows: the
+        first armed one in :data:`SS_NAMES` order."""
+        for attr, name in SS_NAMES.items():
+            at: float | None = getattr(self, attr)
+            if at is not None:
+                return attr, name, at
+        return None
+
+    def stop_all(self) -> None:
+        """Disarm everything (CLOSED)."""
+        self.rto = self.tlp = self.reorder = self.persist = None
+        self.keepalive = self.delack = self.timewait = self.pacing = None
+
+    def stop_transmission(self) -> None:
+        """Disarm the timers that belong to sending and probing (TIME-WAIT)."""
+        self.rto = self.tlp = self.reorder = self.persist = None
+        self.keepalive = self.delack = self.pacing = None
+
+    def as_dict(self) -> dict[str, float]:
+        """The armed timers by attribute name (tests, diagnostics)."""
+        return {a: at for a in SS_NAMES if (at := getattr(self, a)) is not None}
 
 
 def earliest(*deadlines: float | None) -> float | None:

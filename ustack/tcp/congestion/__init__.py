@@ -7,7 +7,8 @@ instantiates one; ``available()`` lists names (Linux's
 
 from __future__ import annotations
 
-from ustack.tcp.congestion.base import CongestionController
+from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
+from ustack.tcp.congestion.bbr import Bbr
 from ustack.tcp.congestion.cubic import Cubic
 from ustack.tcp.congestion.reno import Reno
 
@@ -21,6 +22,8 @@ def register(cls: type[CongestionController]) -> type[CongestionController]:
 
 
 def create(name: str, mss: int, initial_cwnd: int) -> CongestionController:
+    """A new controller of the algorithm registered as ``name`` (built in or
+    registered by the user)."""
     try:
         cls = _REGISTRY[name]
     except KeyError:
@@ -36,5 +39,7 @@ def available() -> list[str]:
 
 register(Reno)
 register(Cubic)
+register(Bbr)
 
-__all__ = ["CongestionController", "Cubic", "Reno", "available", "create", "register"]
+__all__ = ["Bbr", "CaState", "CongestionController", "Cubic", "RateSample", "Reno", "available",
+           "create", "register"]

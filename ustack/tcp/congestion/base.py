@@ -1,56 +1,160 @@
-"""The congestion controller interface (RFC 5681 vocabulary).
+"""The congestion controller interface, shaped like Linux ``tcp_congestion_ops``.
 
-The state machine owns loss *detection* (duplicate ACKs, RTO) and decides what
-to retransmit; a controller only owns ``cwnd`` and ``ssthresh`` (in bytes) and
-reacts to these calls.  New algorithms subclass :class:`CongestionController`,
-set ``name`` and register with :func:`ustack.tcp.congestion.register`.
+The connection owns loss *detection* and recovery (scoreboard, RACK, PRR) and
+decides what to send; a controller owns ``cwnd`` and ``ssthresh`` (bytes) and,
+if it wants pacing, ``pacing_rate`` (bytes/s).  It is fed one
+:class:`RateSample` per ACK (Linux ``struct rate_sample``, tcp_rate.c) and the
+congestion-avoidance state changes (Linux ``enum tcp_ca_state``).  The hook
+names map onto Linux's ops:
+
+=====================  ==========================================
+``on_ack``             ``.cong_avoid`` (+ ``.pkts_acked``), or
+                       ``.cong_control`` when ``controls_cwnd``
+``ssthresh_on_loss``   ``.ssthresh``
+``on_state``           ``.set_state``
+``undo_cwnd``          ``.undo_cwnd``
+``on_tx_start``        ``.cwnd_event(CA_EVENT_TX_START)``
+=====================  ==========================================
+
+New algorithms subclass :class:`CongestionController`, set ``name`` and
+register with :func:`ustack.tcp.congestion.register`; see docs/congestion.md.
+
+Transitional: the RFC 5681 event hooks of the first connection
+(``on_ack(acked, flight, now)``, ``on_dup_ack``, ``enter_recovery``,
+``on_partial_ack``, ``exit_recovery``, ``on_timeout``) are kept as adapters
+that translate into the new hooks, until the connection calls the new ones.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar
+
+
+class CaState(IntEnum):
+    """Congestion-avoidance state of the sender (Linux ``enum tcp_ca_state``)."""
+
+    OPEN = 0  #: nothing suspicious
+    DISORDER = 1  #: duplicate ACKs / SACKs seen, no loss inferred yet
+    CWR = 2  #: window reduced for ECN or a local congestion signal
+    RECOVERY = 3  #: fast recovery after a loss (RFC 6675 / RFC 6937)
+    LOSS = 4  #: retransmission timeout (RFC 5681 3.1, RFC 6298 5.5)
+
+
+@dataclass(slots=True)
+class RateSample:
+    """What one ACK tells the controller (Linux ``struct rate_sample``).
+
+    All amounts are in bytes, times in seconds.  ``delivered`` bytes were
+    delivered over ``interval`` seconds (the delivery-rate estimate of
+    draft-cheng-iccrg-delivery-rate-estimation; ``interval < 0`` means no
+    valid sample on this ACK).
+    """
+
+    #: bytes newly delivered (cumulatively ACKed or SACKed) over ``interval``
+    delivered: int = 0
+    #: length of the sampling interval; < 0: invalid (no rate on this ACK)
+    interval: float = -1.0
+    #: ``delivered / interval`` in bytes/s, 0 if invalid
+    delivery_rate: float = 0.0
+    #: bytes this ACK newly ACKed or SACKed (Linux ``acked_sacked``)
+    acked_sacked: int = 0
+    #: bytes in flight before this ACK was processed
+    prior_in_flight: int = 0
+    #: bytes in flight after it
+    in_flight: int = 0
+    #: bytes this ACK marked lost
+    losses: int = 0
+    #: RTT of the newest segment this ACK acknowledged; < 0: none
+    rtt: float = -1.0
+    #: the connection's windowed minimum RTT; < 0: none yet
+    min_rtt: float = -1.0
+    #: the sample was taken while the application had nothing to send
+    is_app_limited: bool = False
+    #: the sample's interval started at a retransmitted segment
+    is_retrans: bool = False
+    #: connection's delivered count when the sampled segment was sent
+    prior_delivered: int = 0
+    #: connection's delivered count after this ACK (Linux ``tp->delivered``)
+    delivered_total: int = 0
+    #: state of the connection when the ACK was processed
+    ca_state: CaState = CaState.OPEN
+    #: the window limited sending during the last RTT (Linux tcp_is_cwnd_limited)
+    is_cwnd_limited: bool = True
 
 
 class CongestionController:
-    """Base class; the default hooks implement nothing but bookkeeping."""
+    """Base class.  The defaults are a fixed window that halves on loss
+    (Linux ``tcp_reno_ssthresh``/``tcp_reno_undo_cwnd``); subclasses override
+    what they need.  ``slow_start`` and ``cong_avoid_ai`` are the helpers Linux
+    exports to its modules (``tcp_slow_start``, ``tcp_cong_avoid_ai``).
+
+    What the connection guarantees (docs/congestion.md): ``set_mss`` once
+    the send MSS is known; ``on_ack`` once per ACK that acknowledges or SACKs
+    new data, only in OPEN/DISORDER/LOSS unless ``controls_cwnd`` (then on
+    every ACK in every state and the connection applies no PRR);
+    ``ssthresh_on_loss`` once per loss episode, before ``on_state`` announces
+    RECOVERY/CWR/LOSS; ``undo_cwnd`` when a reduction proved spurious (the
+    connection restores its own copy of the prior ssthresh).
+    """
 
     name: ClassVar[str] = "base"
+    #: True: the controller sets cwnd on every ACK itself (Linux .cong_control)
+    controls_cwnd: ClassVar[bool] = False
+    #: True: the sender must pace at ``pacing_rate`` (BBR)
+    needs_pacing: ClassVar[bool] = False
 
-    __slots__ = ("mss", "cwnd", "ssthresh", "in_recovery")
+    __slots__ = ("mss", "cwnd", "ssthresh", "pacing_rate", "prior_cwnd", "ca_state",
+                 "cwnd_cnt", "in_recovery", "_hk_delivered")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         self.mss = mss
         self.cwnd = initial_cwnd * mss
         self.ssthresh = 0x7FFFFFFF  # "arbitrarily high" (RFC 5681 3.1)
-        self.in_recovery = False
+        self.pacing_rate = 0.0  # bytes/s; 0 = the controller asks for no pacing
+        self.prior_cwnd = 0  # cwnd before the last reduction (for undo_cwnd)
+        self.ca_state = CaState.OPEN
+        self.cwnd_cnt = 0  # bytes acknowledged towards the next +1 MSS
+        self.in_recovery = False  # transitional (read by the first connection)
+        self._hk_delivered = 0  # transitional: delivered count of the old hooks
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
         """The send MSS became known (after the handshake)."""
         self.mss = mss
         self.cwnd = initial_cwnd * mss
 
-    # --- hooks the state machine calls ---------------------------------------
-    def on_ack(self, acked: int, flight: int, now: float) -> None:
-        """``acked`` new bytes were acknowledged outside recovery; ``flight``
-        is the bytes outstanding before this ACK."""
+    # --- the hooks --------------------------------------------------------
+    def on_ack(self, *args: Any, **kwargs: Any) -> None:
+        """``on_ack(rs: RateSample, now: float)``: one ACK delivered data.
 
-    def on_dup_ack(self, flight: int, now: float) -> None:
-        """A duplicate ACK arrived during fast recovery."""
+        Subclasses override it with exactly ``(self, rs, now)``.  Without
+        ``controls_cwnd`` it may grow cwnd only if ``rs.is_cwnd_limited``.
+        (The variadic signature here only lets the transitional adapter accept
+        the old ``on_ack(acked, flight, now)`` as well.)
+        """
+        if len(args) + len(kwargs) == 3:
+            self._legacy_on_ack(*args, **kwargs)
 
-    def enter_recovery(self, flight: int, now: float) -> None:
-        """Fast retransmit was triggered (RFC 5681 3.2 step 2)."""
-        self.in_recovery = True
+    def ssthresh_on_loss(self, now: float, in_flight: int) -> int:
+        """The new ssthresh on entering RECOVERY/CWR/LOSS (Linux .ssthresh;
+        ``tcp_reno_ssthresh``: half the window, at least 2 segments, where
+        RFC 5681 eq. 4 says half the FlightSize).  Records ``prior_cwnd``."""
+        self.prior_cwnd = self.cwnd
+        return max(self.cwnd >> 1, 2 * self.mss)
 
-    def on_partial_ack(self, acked: int, now: float) -> None:
-        """An ACK advanced SND.UNA during recovery but below the recovery point."""
+    def on_state(self, new: CaState, now: float) -> None:
+        """The connection entered ``new`` (Linux .set_state)."""
+        self.ca_state = new
 
-    def exit_recovery(self, now: float) -> None:
-        """The recovery point was acknowledged (full ACK)."""
-        self.in_recovery = False
+    def undo_cwnd(self) -> int:
+        """cwnd to restore after a spurious reduction (Linux
+        ``tcp_reno_undo_cwnd``: max(cwnd, prior_cwnd))."""
+        return max(self.cwnd, self.prior_cwnd)
 
-    def on_timeout(self, flight: int, now: float) -> None:
-        """The retransmission timer expired (RFC 5681 3.1, eq. 4)."""
-        self.in_recovery = False
+    def on_tx_start(self, now: float, idle: float) -> None:
+        """Sending starts with nothing in flight after ``idle`` seconds
+        (Linux CA_EVENT_TX_START)."""
 
     def on_idle_restart(self, idle: float, rto: float, initial_cwnd: int) -> None:
         """Sending restarts after ``idle`` seconds without sending (more than
@@ -65,3 +169,114 @@ class CongestionController:
             cwnd >>= 1
             periods -= 1
         self.cwnd = max(cwnd, restart)
+
+    def info(self) -> dict[str, float]:
+        """Algorithm-specific state for ``ss -i`` (Linux .get_info; e.g. bbr's
+        ``bbr:(bw:...,mrtt:...,pacing_gain:...,cwnd_gain:...)``)."""
+        return {}
+
+    # --- helpers for subclasses (Linux tcp_cong.c) ---------------------------
+    def slow_start(self, acked: int) -> int:
+        """Grow cwnd by ``acked`` bytes up to ssthresh; return the bytes left
+        over for congestion avoidance (Linux ``tcp_slow_start``: growth by
+        what was acknowledged, not RFC 3465's L = 2 SMSS)."""
+        cwnd = self.cwnd + acked
+        if cwnd > self.ssthresh:
+            cwnd = max(self.ssthresh, self.cwnd)
+        acked -= cwnd - self.cwnd
+        self.cwnd = cwnd
+        return acked
+
+    def cong_avoid_ai(self, w: int, acked: int) -> None:
+        """Additive increase: one MSS per ``w`` bytes acknowledged (Linux
+        ``tcp_cong_avoid_ai`` in bytes; RFC 5681 3.1 with ``w = cwnd``)."""
+        w = max(w, 1)
+        if self.cwnd_cnt >= w:  # credit earned at a larger w: apply it gently
+            self.cwnd_cnt = 0
+            self.cwnd += self.mss
+        self.cwnd_cnt += acked
+        if self.cwnd_cnt >= w:
+            delta = self.cwnd_cnt // w
+            self.cwnd_cnt -= delta * w
+            self.cwnd += delta * self.mss
+
+    # --- transitional adapters for the first connection ---------------------
+    def _legacy_rs(self, acked: int, flight: int) -> RateSample:
+        """A rate sample without rate or RTT (the old hooks carry neither).
+
+        In slow start the old connection's behaviour is kept: RFC 3465 L = 2
+        SMSS per ACK.  (Growing by the whole stretch ACK, as the new hooks
+        do, makes the first connection fill the peer's window, where its
+        receiver shrinks the right edge by window-scale rounding and trims
+        in-flight data: tests/unit/test_tcp_pair.py clean-wire runs then
+        retransmit.  The rebuilt connection gets Linux's growth.)
+        """
+        total = self._hk_delivered + acked
+        self._hk_delivered = total
+        if self.cwnd < self.ssthresh and acked > 2 * self.mss:
+            acked = 2 * self.mss
+        return RateSample(delivered=acked, acked_sacked=acked, prior_in_flight=flight,
+                          in_flight=max(flight - acked, 0), ca_state=self.ca_state,
+                          prior_delivered=total - acked, delivered_total=total)
+
+    def _legacy_on_ack(self, acked: int, flight: int, now: float) -> None:
+        """Old ``on_ack(acked, flight, now)``: an ACK outside recovery."""
+        type(self).on_ack(self, self._legacy_rs(acked, flight), now)
+
+    def on_dup_ack(self, flight: int, now: float) -> None:
+        """Old hook: a duplicate ACK during fast recovery (RFC 5681 3.2 step 4
+        inflation; a controls_cwnd controller sees one segment delivered)."""
+        if self.controls_cwnd:
+            self.on_ack(self._legacy_rs(self.mss, flight), now)
+        else:
+            self.cwnd += self.mss
+
+    def enter_recovery(self, flight: int, now: float) -> None:
+        """Old hook: fast retransmit (RFC 5681 3.2 steps 2-3)."""
+        self.in_recovery = True
+        self.ssthresh = self.ssthresh_on_loss(now, flight)
+        if not self.controls_cwnd:
+            self.cwnd = self.ssthresh + 3 * self.mss
+        self.on_state(CaState.RECOVERY, now)
+
+    def on_partial_ack(self, acked: int, now: float) -> None:
+        """Old hook: a partial ACK in recovery (RFC 6582 3.2 step 3 deflation)."""
+        if self.controls_cwnd:
+            self.on_ack(self._legacy_rs(acked, self.cwnd), now)
+        else:
+            self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
+
+    def exit_recovery(self, now: float) -> None:
+        """Old hook: the recovery point was acknowledged (RFC 5681 3.2 step 6)."""
+        self.in_recovery = False
+        if not self.controls_cwnd:
+            self.cwnd = self.ssthresh
+        self.on_state(CaState.OPEN, now)
+
+    def on_timeout(self, flight: int, now: float) -> None:
+        """Old hook: the retransmission timer expired (RFC 5681 3.1 eq. 4,
+        loss window of one segment)."""
+        self.in_recovery = False
+        self.ssthresh = self.ssthresh_on_loss(now, flight)
+        self.cwnd = self.mss
+        self.on_state(CaState.LOSS, now)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Transitional: let a subclass's new-style ``on_ack(self, rs, now)``
+        also take the old three-argument call."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("on_ack")
+        if own is None or getattr(own, "_hk_dispatch", False):
+            return
+        if getattr(getattr(own, "__code__", None), "co_argcount", 0) != 3:
+            return  # an old-style on_ack(self, acked, flight, now): leave it
+
+        def on_ack(self: CongestionController, *args: Any) -> None:
+            if len(args) == 3:
+                own(self, self._legacy_rs(args[0], args[1]), args[2])
+            else:
+                own(self, *args)
+
+        on_ack._hk_dispatch = True  # type: ignore[attr-defined]
+        on_ack.__doc__ = own.__doc__
+        cls.on_ack = on_ack  # type: ignore[method-assign]

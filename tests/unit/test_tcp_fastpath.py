@@ -1,0 +1,161 @@
+"""Differential test of the core's fast paths (COMMON.md: "Fast paths need a
+differential test"): the receive fast path (ESTABLISHED, in order, plain
+ACK) and the sender's bulk path must behave exactly like the general paths.
+
+Two connections start from the same handshake; one is a subclass with
+``fast_path = False``.  Hypothesis drives both with the same random stream
+of peer segments (in order, out of order, old, beyond the window, duplicate
+ACKs, SACK blocks, timestamps), application calls and clock steps, and after
+every step the output segments, the events, the next deadline and the
+sequence variables must be identical."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ustack.tcp import TcpConfig, TcpConnection
+from ustack.tcp import events as ev
+from ustack.wire.tcp import ACK, FIN, PSH, SYN, TcpOptions, TcpSegment
+
+ISS = 0xFFFFF000  # near the wrap on purpose
+PEER = 0xFFFFFF00
+MASK = 0xFFFFFFFF
+
+
+class GeneralPathConnection(TcpConnection):
+    __slots__ = ()
+    fast_path = False
+
+
+def _pair(cfg: TcpConfig, ts: bool, sack: bool) -> tuple[TcpConnection, TcpConnection]:
+    opts = TcpOptions(mss=1000, wscale=2, sack_permitted=sack,
+                      timestamp=(100, 0) if ts else None)
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, opts)
+    conns = []
+    for cls in (TcpConnection, GeneralPathConnection):
+        c = cls.accept(syn, ISS, 0.0, cfg)
+        c.segments_to_send(0.0)
+        c.receive(TcpSegment(40000, 80, (PEER + 1) & MASK, (ISS + 1) & MASK, ACK, 16000, 0,
+                             TcpOptions(timestamp=(101, 1) if ts else None)), 0.001)
+        c.segments_to_send(0.001)
+        conns.append(c)
+    return conns[0], conns[1]
+
+
+def _key(seg: TcpSegment) -> tuple[object, ...]:
+    o = seg.options
+    return (seg.seq, seg.ack, seg.flags, seg.window, bytes(seg.payload), o.timestamp,
+            tuple(o.sack_blocks), o.mss)
+
+
+def _state(c: TcpConnection) -> tuple[object, ...]:
+    return (c.state, c.snd_una, c.snd_nxt, c.snd_wnd, c.rcv_nxt, c.rcv_adv, c.cc.cwnd,
+            c.cc.ssthresh, c.rtt.srtt, c.rtt.rto, c.readable(), c.send_queue, c.eof_received)
+
+
+step = st.one_of(
+    # peer segment: seq offset from RCV.NXT (mostly 0), ack offset from SND.UNA,
+    # payload length, window, flags choice, SACK choice
+    st.tuples(st.just("seg"), st.sampled_from([0, 0, 0, 0, 1000, 2000, -500, -1000, 70000]),
+              st.integers(-2000, 12000), st.sampled_from([0, 0, 1, 500, 1000, 1000, 3000]),
+              st.sampled_from([16000, 16000, 16000, 8000, 0, 100]),
+              st.sampled_from([ACK, ACK, ACK | PSH, ACK | FIN]), st.integers(0, 3)),
+    st.tuples(st.just("send"), st.sampled_from([1, 100, 1000, 5000, 20000])),
+    st.tuples(st.just("recv"), st.sampled_from([10, 1000, 100000])),
+    st.tuples(st.just("time"), st.sampled_from([0.0001, 0.001, 0.01, 0.04, 0.3, 1.5])),
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=80), ts=st.booleans(), sack=st.booleans(),
+       nodelay=st.booleans())
+def test_fast_paths_match_general_paths(steps: list[tuple[object, ...]], ts: bool, sack: bool,
+                                        nodelay: bool) -> None:
+    cfg = TcpConfig(recv_buffer=32768, send_buffer=65536, nodelay=nodelay)
+    fast, ref = _pair(cfg, ts, sack)
+    now = 0.002
+    tsval = 200
+    for s in steps:
+        kind = s[0]
+        if kind == "seg":
+            _, dseq, dack, plen, win, flags, nsack = s
+            assert isinstance(dseq, int) and isinstance(dack, int) and isinstance(plen, int)
+            assert isinstance(win, int) and isinstance(flags, int) and isinstance(nsack, int)
+            seq = (fast.rcv_nxt + dseq) & MASK
+            flight = (fast.snd_nxt - fast.snd_una) & MASK
+            ack = (fast.snd_una + min(max(dack, -1), flight)) & MASK if dack >= 0 else \
+                (fast.snd_una + dack) & MASK
+            blocks = []
+            if nsack and flight > 2000:
+                for i in range(nsack):
+                    left = (fast.snd_una + 1000 * (2 * i + 1)) & MASK
+                    blocks.append((left, (left + 1000) & MASK))
+            tsval += 1
+            opts = TcpOptions(timestamp=(tsval, (int(now * 1000) + fast._ts_offset) & MASK)
+                              if ts else None, sack_blocks=blocks)
+            seg = TcpSegment(40000, 80, seq, ack, flags, win, 0, opts, bytes([seq & 0xFF]) * plen)
+            fast.receive(seg, now)
+            ref.receive(seg, now)
+        elif kind == "send":
+            n = s[1]
+            assert isinstance(n, int)
+            data = bytes(range(256)) * (n // 256 + 1)
+            for c in (fast, ref):
+                try:
+                    r: object = c.send(data[:n], now)
+                except OSError as exc:
+                    r = type(exc)
+                if c is fast:
+                    got = r
+                else:
+                    assert r == got
+        elif kind == "recv":
+            n = s[1]
+            assert isinstance(n, int)
+            assert fast.recv(n, now) == ref.recv(n, now)
+        else:
+            dt = s[1]
+            assert isinstance(dt, float)
+            now += dt
+            for c in (fast, ref):
+                d = c.next_deadline()
+                if d is not None and d <= now:
+                    c.handle_timer(now)
+        out_f = [_key(x) for x in fast.segments_to_send(now)]
+        out_r = [_key(x) for x in ref.segments_to_send(now)]
+        assert out_f == out_r
+        assert fast.next_deadline() == ref.next_deadline()
+        assert _state(fast) == _state(ref)
+        ev_f: list[ev.Event] = []
+        ev_r: list[ev.Event] = []
+        while (e := fast.next_event()) is not None:
+            ev_f.append(e)
+        while (e := ref.next_event()) is not None:
+            ev_r.append(e)
+        assert ev_f == ev_r
+
+
+def test_general_path_subclass_really_takes_the_general_path() -> None:
+    """The reference connection must not take the fast path (else the test
+    above compares a path with itself): a bulk send builds the same segments
+    one by one, and an in-order segment goes through _receive_general."""
+    cfg = TcpConfig()
+    fast, ref = _pair(cfg, True, True)
+    calls: list[str] = []
+    orig = GeneralPathConnection._receive_general
+
+    def spy(self: TcpConnection, seg: TcpSegment, now: float) -> None:
+        calls.append("general")
+        orig(self, seg, now)
+
+    GeneralPathConnection._receive_general = spy  # type: ignore[method-assign]
+    try:
+        seg = TcpSegment(40000, 80, ref.rcv_nxt, ref.snd_una, ACK, 16000, 0,
+                         TcpOptions(timestamp=(300, 1)), b"x" * 100)
+        ref.receive(seg, 0.01)
+        fast.receive(seg, 0.01)
+    finally:
+        GeneralPathConnection._receive_general = orig  # type: ignore[method-assign]
+    assert calls == ["general"]
+    assert fast.rcv_nxt == ref.rcv_nxt

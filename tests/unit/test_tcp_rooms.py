@@ -1,0 +1,208 @@
+"""The rooms of the TCP core one by one: the state-transition table, the
+timer table, microsecond RTT from send times, the windowed min_rtt, the
+trace hook and the MIB counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ustack.tcp import TcpConfig, TcpConnection, TcpState
+from ustack.tcp.mib import TcpMib
+from ustack.tcp.rtt import RttEstimator, WindowedMin
+from ustack.tcp.state import CHECK_TRANSITIONS, TRANSITIONS, TransitionError, check_transition
+from ustack.tcp.testing import BulkApp, MemoryPair, Script, WireProfile
+from ustack.tcp.timers import Timers
+from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
+
+ISS = 10_000
+PEER = 0
+
+
+def established(cfg: TcpConfig | None = None, ts: bool = True, **kw: Any) -> Script:
+    opts = TcpOptions(mss=1460, timestamp=(1, 0) if ts else None, sack_permitted=True)
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, opts)
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg, **kw), ISS, PEER)
+    s.drain()
+    s.now = 0.000250
+    s.inject(s.seg(".", 1, 1, options=TcpOptions(timestamp=(2, s.conn._ts_val(0.0)))
+                   if ts else None))
+    s.events.clear()
+    return s
+
+
+# ------------------------------------------------------------ states
+def test_transition_table_is_checked_under_pytest() -> None:
+    assert CHECK_TRANSITIONS
+    check_transition(TcpState.ESTABLISHED, TcpState.FIN_WAIT_1)
+    with pytest.raises(TransitionError):
+        check_transition(TcpState.TIME_WAIT, TcpState.ESTABLISHED)
+    with pytest.raises(TransitionError):
+        check_transition(TcpState.LAST_ACK, TcpState.FIN_WAIT_2)
+    # every state has an entry, and every state can reach CLOSED
+    for st in TcpState:
+        assert st in TRANSITIONS
+        if st is not TcpState.CLOSED:
+            assert TcpState.CLOSED in TRANSITIONS[st]
+
+
+def test_set_state_rejects_an_edge_outside_the_table() -> None:
+    s = established()
+    with pytest.raises(TransitionError):
+        s.conn._set_state(TcpState.SYN_SENT)
+    assert s.conn.state is TcpState.ESTABLISHED
+
+
+def test_trace_hook_sees_every_state_change_of_a_whole_connection() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def hook(now: float, event: str, data: dict[str, Any]) -> None:
+        if event == "state":
+            seen.append((data["old"], data["new"]))
+
+    pair = MemoryPair(seed=3)
+    pair.a.trace = hook
+    pair.handshake()
+    pair.a.close(pair.now)
+    pair.b.close(pair.now)
+    pair.run(lambda: pair.a.state is TcpState.TIME_WAIT, max_time=pair.now + 5)
+    # both close at once: the FINs cross (RFC 9293 figure 13)
+    assert seen == [("SYN-SENT", "ESTAB"), ("ESTAB", "FIN-WAIT-1"), ("FIN-WAIT-1", "CLOSING"),
+                    ("CLOSING", "TIME-WAIT")]
+
+
+# ------------------------------------------------------------ timers
+def test_timer_table_earliest_and_ss_names() -> None:
+    t = Timers()
+    assert t.earliest() is None and t.pending() is None
+    t.delack = 5.0
+    t.pacing = 4.0
+    t.keepalive = 9.0
+    assert t.earliest() == 4.0
+    assert t.pending() == ("keepalive", "keepalive", 9.0)  # ss shows keepalive before delack
+    t.tlp = 7.0
+    assert t.pending() == ("tlp", "on", 7.0)
+    assert t.as_dict() == {"tlp": 7.0, "keepalive": 9.0, "delack": 5.0, "pacing": 4.0}
+    t.stop_all()
+    assert t.earliest() is None
+
+
+# ------------------------------------------------------------ RTT
+def test_windowed_min_forgets_old_minimum_after_the_window() -> None:
+    m = WindowedMin(10.0)
+    assert m.update(0.0, 0.005) == 0.005
+    assert m.update(1.0, 0.007) == 0.005
+    assert m.update(5.0, 0.004) == 0.004
+    assert m.update(8.0, 0.006) == 0.004
+    assert m.update(14.0, 0.006) == 0.004  # 0.004 taken at t=5 is still in the window
+    assert m.update(16.0, 0.009) == 0.006  # ... and gone 10 s later
+    assert m.update(40.0, 0.010) == 0.010
+
+
+def test_rtt_estimator_update_uses_oldest_for_srtt_newest_for_min() -> None:
+    r = RttEstimator(1.0, 0.2, 120.0, True)
+    r.update(0.000800, 0.000300, 0.0)
+    assert r.srtt == pytest.approx(0.0008) and r.min_rtt == pytest.approx(0.0003)
+    assert r.rto == pytest.approx(0.0008 + 0.2)  # Linux floor 200 ms on 4*RTTVAR
+
+
+@pytest.mark.parametrize("ts", [True, False])
+def test_rtt_is_microseconds_from_send_times_not_the_1ms_timestamp(ts: bool) -> None:
+    s = established(ts=ts)
+    # the handshake: SYN-ACK sent at 0, ACK at 250 us
+    assert s.conn.rtt.srtt == pytest.approx(0.000250)
+    s.conn.send(b"x" * 1000, s.now)
+    assert len(s.drain()) == 1
+    s.now += 0.000180
+    # the echo is the 1 ms tick of the send time: 0 ms apart from now
+    tsecr = s.conn._ts_val(s.now)
+    s.inject(s.seg(".", 1, 1001, options=TcpOptions(timestamp=(3, tsecr)) if ts else None))
+    assert s.conn.rtt.latest == pytest.approx(0.000180)
+    assert s.conn.rtt.min_rtt == pytest.approx(0.000180)
+    info = s.conn.info(s.now)
+    assert 0 < info.min_rtt < 0.001 and 0 < info.srtt < 0.001
+
+
+def test_karn_no_sample_from_a_retransmitted_segment_without_timestamps() -> None:
+    s = established(ts=False)
+    s.conn.send(b"x" * 1000, s.now)
+    s.drain()
+    before = s.conn.rtt.latest
+    rto = s.conn.next_deadline()
+    assert rto is not None
+    assert s.at(rto)  # the retransmission
+    s.now = rto + 0.000100
+    s.inject(s.seg(".", 1, 1001))
+    assert s.conn.rtt.latest == before  # ambiguous: no sample (RFC 6298 3, Karn)
+
+
+def test_timestamp_echo_gives_the_sample_after_a_retransmission() -> None:
+    s = established(ts=True)
+    s.conn.send(b"x" * 1000, s.now)
+    s.drain()
+    rto = s.conn.next_deadline()
+    assert rto is not None
+    s.at(rto)
+    s.now = rto + 0.003
+    # the echo names the retransmission: RTT 3 ms in 1 ms ticks (RFC 7323 4)
+    s.inject(s.seg(".", 1, 1001, options=TcpOptions(timestamp=(9, s.conn._ts_val(rto)))))
+    assert s.conn.rtt.latest == pytest.approx(0.003, abs=0.0011)
+
+
+def test_pair_rtt_on_a_sub_millisecond_wire() -> None:
+    pair = MemoryPair(seed=1, profile=WireProfile(delay=0.0002))
+    pair.handshake()
+    app = BulkApp(lambda: pair.client.conn, b"a" * 200_000, pair.rng)
+    pair.run(lambda: app.sent == len(app.data) and pair.a.snd_una == pair.a.snd_nxt,
+             app=app, max_time=pair.now + 30)
+    rtt = pair.a.rtt
+    assert 0.00039 <= rtt.min_rtt < 0.001  # 2 x 200 us
+    assert 0.00039 <= rtt.srtt < 0.05
+
+
+# ------------------------------------------------------------ counters
+def test_private_mib_by_default_shared_when_passed() -> None:
+    shared = TcpMib()
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1460))
+    a = TcpConnection.accept(syn, ISS, 0.0, None, mib=shared)
+    b = TcpConnection.accept(syn, ISS, 0.0, None)
+    assert a.mib is shared and b.mib is not shared
+
+
+def test_mib_counts_opens_retransmissions_and_current_established() -> None:
+    mib = TcpMib()
+    pair = MemoryPair(seed=5, profile=WireProfile(loss=0.05), mib=mib)
+    pair.handshake()
+    assert (mib["TcpActiveOpens"], mib["TcpPassiveOpens"], mib["TcpCurrEstab"]) == (1, 1, 2)
+    app = BulkApp(lambda: pair.client.conn, b"z" * 300_000, pair.rng)
+    srv = BulkApp(lambda: pair.server.conn, b"", pair.rng)
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and len(srv.received) == 300_000 and pair.a.state is
+             TcpState.TIME_WAIT and pair.server.conn is not None
+             and pair.b.state is TcpState.CLOSED, app=both, max_time=pair.now + 300)
+    assert bytes(srv.received) == app.data
+    assert mib["TcpRetransSegs"] >= pair.a.total_retrans > 0
+    assert mib["TcpCurrEstab"] == 0 and mib["TcpEstabResets"] == 0
+    assert mib["TcpAttemptFails"] == 0 and mib["TcpOutRsts"] == 0
+
+
+def test_trace_seg_sent_and_recv_with_rtx_flag() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    s = established(ts=False)
+    s.conn.trace = lambda now, name, data: events.append((name, data))
+    s.conn.send(b"x" * 100, s.now)
+    s.drain()
+    rto = s.conn.next_deadline()
+    assert rto is not None
+    s.at(rto)
+    s.inject(s.seg(".", 1, 101))
+    sent = [d for n, d in events if n == "seg_sent"]
+    assert [(d["len"], d["rtx"], d["flags"]) for d in sent] == [(100, False, "P."),
+                                                                (100, True, "P.")]
+    recv = [d for n, d in events if n == "seg_recv"]
+    assert recv[-1]["ack"] == (ISS + 101) and recv[-1]["len"] == 0

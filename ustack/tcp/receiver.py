@@ -1,0 +1,228 @@
+"""The receive side of one connection: the receive sequence space, in-order
+buffer and reassembly, the ACK policy, the advertised window and the SACK
+blocks to send (RFC 9293 3.8.6.2.2 / 3.8.6.3 / 3.10.7.4 "seventh", RFC 2018,
+RFC 2883, RFC 5681 4.2).
+
+The connection (the RFC 9293 dispatcher) decides whether a segment is
+acceptable and trims it to the window; it then hands the text here:
+:meth:`Receiver.accept` for in-order text, :meth:`Receiver.queue` for text
+above RCV.NXT, :meth:`Receiver.take_fin` for an in-order FIN.  Whether an ACK
+is due is the flag :attr:`Receiver.ack_now` (send one at the next output) or
+the ``delack`` deadline in the shared :class:`~ustack.tcp.timers.Timers`.
+"""
+
+from __future__ import annotations
+
+from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.timers import Timers
+
+MASK = 0xFFFFFFFF
+
+
+class Receiver:
+    """RCV.NXT, RCV.ADV (the right edge we advertised), the last ACK sent,
+    the buffers and the ACK policy."""
+
+    __slots__ = ("nxt", "adv", "acked", "pos", "buf", "ooo", "dsack", "quickacks", "ack_now",
+                 "mss", "advmss", "wscale", "sack_ok", "size", "delack", "ooo_max", "timers",
+                 "bytes_received", "quickack_mode")
+
+    def __init__(self, timers: Timers, size: int, advmss: int, delack: float,
+                 quickacks: int, ooo_max: int) -> None:
+        self.timers = timers
+        #: RCV.NXT
+        self.nxt = 0
+        #: right edge of the window we advertised (RCV.NXT + RCV.WND when sent)
+        self.adv = 0
+        #: RCV.NXT as of the last ACK we sent
+        self.acked = 0
+        #: stream position of RCV.NXT (bytes since the peer's SYN, no wrap)
+        self.pos = 0
+        #: in-order bytes the application has not read
+        self.buf = bytearray()
+        self.ooo = Reassembly()
+        #: a D-SACK block to report once (RFC 2883)
+        self.dsack: tuple[int, int] | None = None
+        #: ACKs still to send at once before delayed ACKs start (Linux quickack)
+        self.quickacks = quickacks
+        #: TCP_QUICKACK: every data segment is ACKed at once
+        self.quickack_mode = False
+        #: an ACK is due at the next output
+        self.ack_now = False
+        #: largest segment payload seen from the peer (Linux rcv_mss)
+        self.mss = min(advmss, 536)
+        self.advmss = advmss
+        self.wscale = 0
+        self.sack_ok = False
+        #: receive buffer bound (bytes): the window and out-of-order storage
+        self.size = size
+        self.delack = delack
+        self.ooo_max = ooo_max
+        self.bytes_received = 0
+
+    # ------------------------------------------------------------ text
+    def accept(self, payload: bytes, now: float) -> bool:
+        """In-order text (3.10.7.4 "seventh"): append it and whatever
+        reassembly now completes, and decide the ACK.  True when an
+        out-of-order FIN became in order (the caller processes it)."""
+        plen = len(payload)
+        self.buf += payload
+        self.nxt = (self.nxt + plen) & MASK
+        self.pos += plen
+        self.bytes_received += plen
+        if plen > self.mss:
+            self.mss = plen if plen < self.advmss else self.advmss
+        ooo = self.ooo
+        if ooo.nbytes or ooo.fin_pos is not None:
+            # filling a hole: ACK immediately (RFC 5681 4.2)
+            self.ack_now = True
+            while True:
+                more = ooo.pop_ready(self.pos)
+                if more is None:
+                    break
+                n = len(more)
+                self.buf += more
+                self.nxt = (self.nxt + n) & MASK
+                self.pos += n
+                self.bytes_received += n
+            return ooo.fin_pos is not None and ooo.fin_pos == self.pos
+        if ((self.nxt - self.acked) & MASK) > self.mss:
+            # at least every second full-sized segment (RFC 9293 3.8.6.3, Linux)
+            self.ack_now = True
+        elif self.quickacks > 0:
+            # Linux quickack mode: the first segments of a connection are
+            # ACKed at once (tcp_incr_quickack, TCP_MAX_QUICKACKS 16)
+            self.quickacks -= 1
+            self.ack_now = True
+        elif self.quickack_mode:
+            self.ack_now = True
+        elif self.timers.delack is None:
+            self.timers.delack = now + self.delack
+        return False
+
+    def queue(self, seq: int, payload: bytes, fin: bool) -> None:
+        """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly and
+        answer at once with a duplicate ACK carrying SACK (RFC 5681 4.2)."""
+        start = self.pos + ((seq - self.nxt) & MASK)
+        if payload:
+            self.ooo.add(start, payload, self.ooo_max)
+        if fin:
+            self.ooo.fin_pos = start + len(payload)
+        self.ack_now = True
+
+    def take_fin(self) -> None:
+        """The peer's FIN is in order: it occupies one sequence number."""
+        self.ooo.clear()
+        self.nxt = (self.nxt + 1) & MASK
+        self.pos += 1
+        self.ack_now = True
+
+    def duplicate(self, seq: int, length: int) -> None:
+        """Old duplicate text arrived: report it as a D-SACK (RFC 2883)."""
+        if self.sack_ok and length:
+            self.dsack = (seq, (seq + length) & MASK)
+
+    def read(self, max_bytes: int) -> bytes:
+        """RECEIVE (3.10.3): up to ``max_bytes`` in-order bytes (the caller
+        then checks :meth:`maybe_window_update`)."""
+        buf = self.buf
+        n = len(buf)
+        if n == 0 or max_bytes <= 0:
+            return b""
+        if max_bytes >= n:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:max_bytes])
+            del buf[:max_bytes]
+        return data
+
+    # ------------------------------------------------------------ ACK policy
+    def sent_ack(self) -> None:
+        """A segment carrying ACK = RCV.NXT left: nothing more is due."""
+        self.ack_now = False
+        self.timers.delack = None
+        self.acked = self.nxt
+
+    def delack_expired(self) -> None:
+        """The delayed-ACK timer ran out (RFC 1122 4.2.3.2)."""
+        self.timers.delack = None
+        if self.acked != self.nxt:
+            self.ack_now = True
+
+    def maybe_window_update(self) -> None:
+        """After the application read: a window update is due when the window
+        can grow substantially (Linux tcp_cleanup_rbuf: at least doubles, and
+        RFC 9293 3.8.6.2.2: by at least min(RCV.BUFF/2, MSS))."""
+        cur = (self.adv - self.nxt) & MASK
+        if cur >= 0x80000000:
+            cur -= 1 << 32
+        free = self.size - len(self.buf) - self.ooo.nbytes
+        if free - cur >= min(self.size >> 1, self.advmss) and free >= 2 * cur:
+            self.ack_now = True
+
+    # ------------------------------------------------------------ window
+    def window(self) -> int:
+        """The window field to send, moving the right edge per receiver SWS
+        avoidance (RFC 9293 3.8.6.2.2) and never shrinking it (3.8.6)."""
+        ws = self.wscale
+        nxt = self.nxt
+        cur = (self.adv - nxt) & MASK
+        if cur >= 0x80000000:
+            cur = 0
+        free = self.size - len(self.buf) - self.ooo.nbytes
+        if free > cur:
+            step = self.size >> 1
+            if step > self.advmss:
+                step = self.advmss
+            if free - cur >= step:
+                cur = free
+                self.adv = (nxt + free) & MASK
+        field = (cur + (1 << ws) - 1) >> ws if ws else cur
+        if field > 0xFFFF:
+            field = 0xFFFF
+        return field
+
+    @property
+    def wnd(self) -> int:
+        """RCV.WND as last advertised (bytes, >= 0)."""
+        cur = (self.adv - self.nxt) & MASK
+        return 0 if cur >= 0x80000000 else cur
+
+    # ------------------------------------------------------------ SACK
+    def has_blocks(self) -> bool:
+        """True when the next segment carries SACK or D-SACK blocks."""
+        ooo = self.ooo
+        return self.dsack is not None or bool(ooo.nbytes) or ooo.fin_pos is not None
+
+    def sack_option_len(self, ts_ok: bool) -> int:
+        """Bytes the SACK option adds to our next segment (nop, nop, kind,
+        length and 8 per block, at most 3 blocks beside timestamps, else 4;
+        RFC 2018 3)."""
+        if not self.sack_ok:
+            return 0
+        n = len(self.ooo) + (1 if self.dsack is not None else 0)
+        if not n:
+            return 0
+        limit = 3 if ts_ok else 4
+        return 4 + 8 * (n if n < limit else limit)
+
+    def sack_blocks(self) -> list[tuple[int, int]]:
+        """The blocks for our next segment: a D-SACK first (RFC 2883), then
+        the most recently changed block and the others (RFC 2018 4)."""
+        if not self.sack_ok:
+            self.dsack = None
+            return []
+        blocks: list[tuple[int, int]] = []
+        if self.dsack is not None:
+            blocks.append(self.dsack)
+            self.dsack = None
+        base_pos, base_seq = self.pos, self.nxt
+        for start, end in self.ooo.blocks():
+            blocks.append(((base_seq + start - base_pos) & MASK,
+                           (base_seq + end - base_pos) & MASK))
+        return blocks[:4]
+
+    def clear(self) -> None:
+        self.ack_now = False
+        self.ooo.clear()
