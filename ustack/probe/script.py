@@ -154,7 +154,7 @@ _PKT_HINT = re.compile(r"(^|\n)\s*[-+0-9.~*]*\s*(\.\.\.\S*\s+)?[a-z_]+\(|//|/\*|
 def parse_script(text: str, name: str = "<script>", path: Path | None = None) -> Script:
     """Parse a whole script, the probe's own format or packetdrill's (see
     :mod:`.pktlang`); :class:`ScriptSyntaxError` names the bad line."""
-    pkt = name.endswith(".pkt") or bool(_PKT_HINT.search(text))
+    pkt = bool(_PKT_HINT.search(text))
     try:
         statements = split_statements(text)
     except ScriptSyntaxError as exc:
