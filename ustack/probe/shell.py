@@ -153,7 +153,7 @@ class Shell:
             await offloads(tso=settings.get("tso") != "off" if "tso" in settings else None,
                            gso=settings.get("gso") != "off" if "gso" in settings else None)
         elif base == "tc":
-            if lenient and words[1:3] == ["qdisc", "add"] and words[-1] == "pfifo":
+            if words[1:3] == ["qdisc", "add"] and words[-1] == "pfifo":
                 return  # defaults.sh: no pacing qdisc; the lab's veth has none either
             raise Unsupported("unsupported: tc qdiscs")
         else:

@@ -32,7 +32,7 @@ _STATIC: list[tuple[str, str]] = [
     (r"\[(ect0|ect1|ce|noecn|ect01)\]|\btcp_ecn=[1-9]|\b[SFPR.]*[EW]+[SFPR.]*\s+\d+:\d+\(", "ECN"),
     (r"--ip_version=ipv6|AF_INET6|\bipv6\b|--local_ip=[0-9a-f]*:", "IPv6"),
     (r"\btc\s+qdisc\s+(replace|change|del)|\btc\s+qdisc\s+add(?!\s+dev\s+tun0\s+root\s+"
-     r"pfifo\s*$)", "tc qdiscs"),
+     r"pfifo\b(?!\s+limit))", "tc qdiscs"),
     (r"SO_TIMESTAMPING|SCM_TIMESTAMPING", "SO_TIMESTAMPING"),
     (r"\bgetsockopt\([^)]*TCP_INFO", "getsockopt(TCP_INFO) with a struct (use %{ }%)"),
 ]
