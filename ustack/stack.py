@@ -239,6 +239,9 @@ class Stack:
             mib = getattr(self._tcp, "mib", None)
             if mib is not None:
                 out.update(mib)  # TcpMib: Linux nstat names (TcpExtSyncookiesSent, ...)
+            memory = getattr(self._tcp, "memory", None)
+            if memory is not None:
+                out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
         return out
 
     def sockets(self) -> list[Any]:
