@@ -31,6 +31,7 @@ from ustack.wire.icmp import IcmpEcho
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, format_address, parse_address
 
 if TYPE_CHECKING:
+    from ustack.link.af_packet import AfPacketDevice
     from ustack.net.tcp_table import TcpTable
 
 log = logging.getLogger("ustack.stack")
@@ -59,6 +60,11 @@ def parse_interface(address: str) -> ipaddress.IPv4Interface:
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
+    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``):
+    #: more answers more of a flood's SYNs (legitimate ones among them), less
+    #: leaves more of the loop to established connections
+    SYN_BUDGET = 64
+
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
                  arp_cache: ArpCache[Any] | None = None) -> None:
@@ -81,6 +87,8 @@ class Stack:
         if getattr(device, "supports_gso", False):
             self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
         self._tcp: TcpTable | None = None
+        #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
+        self.syn_device: Device | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
         self._ping_waiters: dict[tuple[int, int], asyncio.Future[float]] = {}
@@ -105,6 +113,7 @@ class Stack:
         tcp: bool = True,
         diagnostics: bool = True,
         offload: bool = True,
+        syn_channel: bool = False,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -117,10 +126,16 @@ class Stack:
         sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
         peer's coalesced frames; ``offload=False`` keeps the exact wire.
 
+        ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
+        SYNs on a second packet socket with a small per-wakeup budget, so a
+        SYN flood fills only that socket's queue and established traffic and
+        handshake ACKs keep theirs (issue 13; the kernel's BPF splits them).
+
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
         """
         loop = asyncio.get_running_loop()
+        syn_device: AfPacketDevice | None = None
         interface = parse_interface(address)
         gw = parse_address(gateway) if gateway else None
         if gw is not None and ipaddress.IPv4Address(gw) not in interface.network:
@@ -135,7 +150,15 @@ class Stack:
                 raise ValueError("Stack.start needs iface= (an interface name) or device=")
             from ustack.link.af_packet import AfPacketDevice
 
-            device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload)
+            split = "exclude" if syn_channel and pcap is None and tcp else "all"
+            device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload, tcp_syn=split)
+            if split != "all":
+                try:
+                    syn_device = AfPacketDevice.open(
+                        iface, mac=device.mac, tcp_syn="only", ring_frames=1024)
+                except BaseException:
+                    device.close()
+                    raise
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
@@ -154,9 +177,16 @@ class Stack:
                 stack._attach_tcp()
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
+            if syn_device is not None:
+                # a few SYNs per wakeup: the main device is read every loop turn
+                syn_device.rx_budget = cls.SYN_BUDGET
+                syn_device.attach(loop, stack._receive)
+                stack.syn_device = syn_device
             stack.ip.announce()
         except BaseException:
             device.close()
+            if syn_device is not None:
+                syn_device.close()
             raise
         # the ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
         if diagnostics and stack.has_tcp:
@@ -234,6 +264,9 @@ class Stack:
         out = self.ip.counters()
         for key, value in self.device.counters().items():
             out["dev." + key] = value
+        if self.syn_device is not None:
+            for key, value in self.syn_device.counters().items():
+                out["syn_dev." + key] = value
         if self._tcp is not None:
             out.update(self._tcp.counters)
             mib = getattr(self._tcp, "mib", None)
@@ -355,6 +388,8 @@ class Stack:
             self._timer.cancel()
             self._timer = None
         await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        if self.syn_device is not None:
+            self.syn_device.close()
         self.device.close()
 
     @property
