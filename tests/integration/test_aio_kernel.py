@@ -361,3 +361,40 @@ def test_exit_status_is_the_programs(env: Env) -> None:
          "    sys.exit(7)\nasyncio.run(main())"],
         env=env.env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 7, proc.stderr
+
+
+def test_ss_names_the_stack_of_each_row(env: Env) -> None:
+    """``ustack ss -tanp``: one "# stack" line per stack (pid, namespace,
+    interface, address) and the pid in each row; --stack/--iface select."""
+    lab = env.lab
+    hold = ("import asyncio\n"
+            "async def main():\n"
+            f"    r, w = await asyncio.open_connection({lab.peer_address!r}, 8000)\n"
+            "    print('READY', flush=True)\n"
+            "    await asyncio.sleep(30)\n"
+            "asyncio.run(main())\n")
+    proc = lab.popen_in_stack(
+        [PY, "-m", "ustack", "exec", "--iface", lab.stack_if, "--address", lab.stack_address,
+         "--", "python", "-c", hold], env=env.env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "READY" in proc.stdout.readline()
+        pid = proc.pid  # ip netns exec execs the command: the stack's pid
+
+        def ss(*args: str) -> str:
+            out = subprocess.run([PY, "-m", "ustack", "ss", *args], capture_output=True,
+                                 text=True, env=env.env(), timeout=30, check=True)
+            return out.stdout
+
+        text = ss("-tanp", "--stack", str(pid))
+        header = f"# stack pid={pid} netns={lab.stack_ns} iface={lab.stack_if} " \
+                 f"address={lab.stack_address}"
+        assert text.splitlines()[0] == header, text
+        rows = [ln for ln in text.splitlines()[2:] if ln.strip()]
+        assert rows and all(f"pid={pid}," in ln for ln in rows), text
+        assert any(f"{lab.peer_address}:8000" in ln for ln in rows), text
+        assert header in ss("-tanp", "--iface", lab.stack_if)
+        assert ss("-tan", "--iface", "no-such-if").splitlines()[1:] == []
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -26,7 +26,10 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    -o, --options       show timer information
    -e, --extended      show detailed socket information (implies -o)
    -m, --memory        show socket memory usage
-   -p, --processes     show the process (stack) owning the socket
+   -p, --processes     show the process (stack) owning the socket, and one
+                       "# stack pid= netns= iface= address=" line per stack
+       --stack=PID     only the stack of process PID
+       --iface=IF      only stacks on interface IF
    -i, --info          show internal TCP information
    -s, --summary       show socket usage summary
    -4, --ipv4          display only IP version 4 sockets (all ustack sockets)
@@ -111,6 +114,16 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             break
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
+            if name in ("--stack", "--iface"):  # ustack's: which stack(s) to ask
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f'option "{name}" requires an argument')
+                    value = argv[i]
+                    i += 1
+                if name == "--stack" and not value.isdigit():
+                    raise UsageError(f'--stack wants a pid, not "{value}"')
+                opts[name[2:]] = value
+                continue
             letter = _LONG.get(name)
             if letter is None:
                 raise UsageError(f'unrecognized option "{arg}"')
@@ -247,6 +260,7 @@ def run(argv: list[str]) -> int:
     )
     from ustack.diag.records import ALL_STATES, TABLE_FIELD_COUNT
 
+    paths, identities = _select_stacks(opts)
     tables_other = any(opts.get(c) for c in _OTHER_TABLES)
     table_selected = opts.get("t") or tables_other
     # ustack holds only IPv4 TCP sockets: other tables / IPv6 alone select nothing
@@ -255,7 +269,7 @@ def run(argv: list[str]) -> int:
 
     if opts.get("s"):
         records = [] if nothing else query_stacks(
-            states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT
+            states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT, paths=paths
         )
         if opts.get("j"):  # stdout stays one JSON value
             from ustack.diag.format import format_summary_json
@@ -288,15 +302,47 @@ def run(argv: list[str]) -> int:
         records = []
     else:
         records = query_stacks(
-            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields
+            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
+            paths=paths,
         )
     if opts.get("j"):
         from ustack.diag.format import format_json
 
         out.append(format_json(records, fmt))
     else:
+        if fmt.processes and fmt.header:
+            out.extend(ident.describe() + "\n" for ident in identities)
         out.append(format_table(records, fmt))
     return _write("".join(out))
+
+
+def _select_stacks(opts: dict[str, Any]) -> tuple[list[str] | None, list[Any]]:
+    """The endpoints to ask (None: all) and, for -p, each one's identity
+    (pid, namespace, interface, address; ``ustack.stack_identity``)."""
+    if not (opts.get("p") or opts.get("stack") or opts.get("iface")):
+        return None, []
+    import os
+
+    from ustack import stack_identity
+    from ustack.diag import protocol
+    from ustack.diag.client import endpoint_paths
+
+    paths: list[str] = []
+    identities: list[Any] = []
+    for path in endpoint_paths():
+        pid = protocol.pid_of(os.path.basename(path))
+        ident = stack_identity.read(path)
+        if ident is None:
+            ident = stack_identity.StackIdentity(pid or 0, 0, "", "?", "?")
+        if opts.get("stack") and str(pid) != opts["stack"]:
+            continue
+        if opts.get("iface") and ident.iface != opts["iface"]:
+            continue
+        if pid is not None and not protocol.process_alive(pid):
+            continue
+        paths.append(path)
+        identities.append(ident)
+    return paths, identities
 
 
 def _write(text: str) -> int:

@@ -172,13 +172,14 @@ def query_stacks(
     timeout: float = 5.0,
     directory: str | None = None,
     warn: Callable[[str], None] | None = None,
+    paths: list[str] | None = None,
 ) -> list[SocketRecord]:
-    """Merged records of every running stack (the state mask and filter are
-    applied by each stack)."""
+    """Merged records of every running stack, or of the endpoints in
+    ``paths`` (the state mask and filter are applied by each stack)."""
     warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     merged: list[SocketRecord] = []
     denied = 0
-    for path in endpoint_paths(directory, warn):
+    for path in endpoint_paths(directory, warn) if paths is None else paths:
         try:
             records = query_endpoint(
                 path, states=states, filter_text=filter_text, detail=detail, fields=fields,
