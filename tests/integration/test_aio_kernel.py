@@ -363,6 +363,19 @@ def test_exit_status_is_the_programs(env: Env) -> None:
     assert proc.returncode == 7, proc.stderr
 
 
+class _AnyPort:
+    """Equal to any ``ADDR:PORT`` of the stack (the ephemeral UDP port)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.rsplit(":", 1)[-1].isdigit()
+
+    def __repr__(self) -> str:
+        return "<stack:any port>"
+
+
+ANY_PORT: Any = _AnyPort()
+
+
 def test_ss_names_the_stack_of_each_row(env: Env) -> None:
     """``ustack ss -tanp``: one "# stack" line per stack (pid, namespace,
     interface, address) and the pid in each row; --stack/--iface select."""
@@ -370,6 +383,11 @@ def test_ss_names_the_stack_of_each_row(env: Env) -> None:
     hold = ("import asyncio\n"
             "async def main():\n"
             f"    r, w = await asyncio.open_connection({lab.peer_address!r}, 8000)\n"
+            "    loop = asyncio.get_running_loop()\n"
+            "    await loop.create_datagram_endpoint(asyncio.DatagramProtocol,\n"
+            "                                        local_addr=('0.0.0.0', 5353))\n"
+            "    await loop.create_datagram_endpoint(asyncio.DatagramProtocol,\n"
+            f"                                        remote_addr=({lab.peer_address!r}, 53))\n"
             "    print('READY', flush=True)\n"
             "    await asyncio.sleep(30)\n"
             "asyncio.run(main())\n")
@@ -395,6 +413,17 @@ def test_ss_names_the_stack_of_each_row(env: Env) -> None:
         assert any(f"{lab.peer_address}:8000" in ln for ln in rows), text
         assert header in ss("-tanp", "--iface", lab.stack_if)
         assert ss("-tan", "--iface", "no-such-if").splitlines()[1:] == []
+        # UDP in ss's shapes: -u connected only, without a State column ...
+        udp = ss("-un", "--stack", str(pid)).splitlines()
+        assert udp[0].split()[:2] == ["Recv-Q", "Send-Q"]
+        assert [tuple(ln.split()[2:4]) for ln in udp[1:]] == [(ANY_PORT, f"{lab.peer_address}:53")]
+        # ... -ua adds the UNCONN ones; -a shows both tables with a Netid column
+        urows = [ln.split() for ln in ss("-uan", "--stack", str(pid)).splitlines()[1:]]
+        assert sorted((r[0], r[3], r[4]) for r in urows) == [
+            ("ESTAB", ANY_PORT, f"{lab.peer_address}:53"),
+            ("UNCONN", f"{lab.stack_ip}:5353", "0.0.0.0:*")]
+        netids = {ln.split()[0] for ln in ss("-an", "--stack", str(pid)).splitlines()[1:]}
+        assert netids == {"tcp", "udp"}
     finally:
         proc.kill()
         proc.communicate()

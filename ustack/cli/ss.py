@@ -34,7 +34,8 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    -s, --summary       show socket usage summary
    -4, --ipv4          display only IP version 4 sockets (all ustack sockets)
    -6, --ipv6          display only IP version 6 sockets (ustack has none)
-   -t, --tcp           display only TCP sockets (all ustack sockets)
+   -t, --tcp           display only TCP sockets
+   -u, --udp           display only UDP sockets (UNCONN ones with -a or -l)
    -H, --no-header     suppress header line
    -O, --oneline       socket's data printed on a single line
    -j, --json          one JSON array of socket objects (iproute2's ss has no
@@ -65,7 +66,7 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    listening (and closed).
 
 What differs from ss, because the concept is the kernel's:
-   -u -w -x -d -S -M -0 --vsock --tipc --xdp  ustack has only TCP: empty output
+   -w -x -d -S -M -0 --vsock --tipc --xdp  ustack has only TCP and UDP: empty output
    -6                  ustack is IPv4 only: empty output
    -K -E -D -T -b -Z -z -N --tos --cgroup --inet-sockopt  not supported
    -p                  users:(("NAME",pid=PID,fd=ID)): fd is the connection's
@@ -258,13 +259,16 @@ def run(argv: list[str]) -> int:
         format_table,
         single_state,
     )
-    from ustack.diag.records import ALL_STATES, TABLE_FIELD_COUNT
+    from ustack.diag.records import ALL_STATES, STATE_BITS, TABLE_FIELD_COUNT
 
     paths, identities = _select_stacks(opts)
     tables_other = any(opts.get(c) for c in _OTHER_TABLES)
     table_selected = opts.get("t") or tables_other
-    # ustack holds only IPv4 TCP sockets: other tables / IPv6 alone select nothing
-    nothing = (tables_other and not opts.get("t")) or (opts.get("6") and not opts.get("4"))
+    # ustack holds IPv4 TCP and UDP sockets: other tables / IPv6 alone select nothing;
+    # no table option means every table, as in ss
+    want_tcp = bool(opts.get("t")) or not tables_other
+    want_udp = bool(opts.get("u")) or not table_selected
+    nothing = not (want_tcp or want_udp) or (opts.get("6") and not opts.get("4"))
     out: list[str] = []
 
     if opts.get("s"):
@@ -280,6 +284,8 @@ def run(argv: list[str]) -> int:
             return _write("".join(out))
 
     mask = flt.state_mask(all=bool(opts.get("a")), listening=bool(opts.get("l")))
+    if want_udp and not want_tcp and flt.states is None and not (opts.get("a") or opts.get("l")):
+        mask = STATE_BITS["ESTAB"]  # ss -u: connected UDP sockets only (no State column)
     fmt = FormatOptions(
         numeric=bool(opts.get("n")),
         resolve=bool(opts.get("r")),
@@ -298,13 +304,20 @@ def run(argv: list[str]) -> int:
     detail = fmt.detail
     # the plain table needs only state, addresses and queues
     fields = None if detail or fmt.processes else TABLE_FIELD_COUNT
-    if nothing:
-        records = []
-    else:
+    records = []
+    if not nothing and want_tcp:
         records = query_stacks(
             states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
             paths=paths,
         )
+    if not nothing and want_udp:
+        udp = query_stacks(
+            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
+            paths=paths, netid="udp",
+        )
+        if udp:
+            fmt = fmt._replace(netids=("tcp",) * len(records) + ("udp",) * len(udp))
+            records = records + udp
     if opts.get("j"):
         from ustack.diag.format import format_json
 
