@@ -481,3 +481,44 @@ def test_row_wise_check_agrees_with_column_check(data: st.DataObject) -> None:
     except TypeError:  # min() over mixed types: the type check rejects it first
         columns_ok = False
     assert _rows_look_valid(FIELDS, rows) == columns_ok
+
+
+@needs_root
+def test_default_per_user_directory_as_a_real_non_root_user() -> None:
+    """The default ``/tmp/ustack-<uid>`` of a non-root user (no
+    USTACK_RUN_DIR): created 0700 and the user's own when absent; refused when
+    another user created it first."""
+    victim = 54321  # a uid nobody on this machine uses
+    d = f"/tmp/ustack-{victim}"
+    shutil.rmtree(d, ignore_errors=True)
+
+    def victim_env() -> None:
+        for var in ("USTACK_RUN_DIR", "XDG_RUNTIME_DIR"):
+            os.environ.pop(var, None)
+        assert protocol.run_dir() == d
+
+    def listen_ok() -> None:
+        victim_env()
+        server = DiagnosticsServer(lambda detail: [])
+        server.listen()
+        st_dir = os.lstat(d)
+        assert st_dir.st_uid == victim and st_dir.st_mode & 0o777 == 0o700
+        assert os.stat(server.path).st_mode & 0o777 == 0o600
+
+    def listen_refused() -> None:
+        victim_env()
+        with pytest.raises(protocol.UnsafeDirectory, match=f"owned by uid {NOBODY}"):
+            DiagnosticsServer(lambda detail: []).listen()
+        assert os.listdir(d) == []
+
+    try:
+        as_uid(victim, listen_ok)
+        shutil.rmtree(d)
+        def attacker() -> None:
+            os.mkdir(d)
+            os.chmod(d, 0o777)
+
+        as_uid(NOBODY, attacker)
+        as_uid(victim, listen_refused)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
