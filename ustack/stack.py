@@ -306,6 +306,7 @@ class Stack:
             memory = getattr(self._tcp, "memory", None)
             if memory is not None:
                 out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
+            out["tcp_orphans"] = getattr(self._tcp, "orphans", 0)
         return out
 
     def sockets(self) -> list[Any]:
