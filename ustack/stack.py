@@ -32,6 +32,7 @@ from ustack.wire.icmp import IcmpEcho
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, format_address, parse_address
 
 if TYPE_CHECKING:
+    from ustack.link.af_packet import AfPacketDevice
     from ustack.net.tcp_table import TcpTable
     from ustack.streams import ClientConnectedCallback, Server
     from ustack.tcp.config import TcpConfig
@@ -62,6 +63,11 @@ def parse_interface(address: str) -> ipaddress.IPv4Interface:
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
+    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``):
+    #: more answers more of a flood's SYNs (legitimate ones among them), less
+    #: leaves more of the loop to established connections
+    SYN_BUDGET = 64
+
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
                  arp_cache: ArpCache[Any] | None = None) -> None:
@@ -84,6 +90,8 @@ class Stack:
         if getattr(device, "supports_gso", False):
             self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
         self._tcp: TcpTable | None = None
+        #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
+        self.syn_device: Device | None = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
         self._lock: Any = None
@@ -111,6 +119,7 @@ class Stack:
         tcp: bool = True,
         diagnostics: bool = True,
         offload: bool = True,
+        syn_channel: bool = False,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
@@ -124,6 +133,10 @@ class Stack:
         sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
         peer's coalesced frames; ``offload=False`` keeps the exact wire.
 
+        ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
+        SYNs on a second packet socket with a small per-wakeup budget, so a
+        SYN flood fills only that socket's queue and established traffic and
+        handshake ACKs keep theirs (issue 13; the kernel's BPF splits them).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -136,6 +149,7 @@ class Stack:
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
         """
         loop = asyncio.get_running_loop()
+        syn_device: AfPacketDevice | None = None
         interface = parse_interface(address)
         gw = parse_address(gateway) if gateway else None
         if gw is not None and ipaddress.IPv4Address(gw) not in interface.network:
@@ -153,11 +167,21 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
+            split = "exclude" if syn_channel and pcap is None and tcp else "all"
             try:
-                device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload)
+                device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
+                                             tcp_syn=split)
             except BaseException:
                 lock.release()
                 raise
+            if split != "all":
+                try:
+                    syn_device = AfPacketDevice.open(
+                        iface, mac=device.mac, tcp_syn="only", ring_frames=1024)
+                except BaseException:
+                    device.close()
+                    lock.release()
+                    raise
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
@@ -181,9 +205,16 @@ class Stack:
             stack.ip.register_error(PROTO_UDP, stack.udp.ip_error)
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
+            if syn_device is not None:
+                # a few SYNs per wakeup: the main device is read every loop turn
+                syn_device.rx_budget = cls.SYN_BUDGET
+                syn_device.attach(loop, stack._receive)
+                stack.syn_device = syn_device
             stack.ip.announce()
         except BaseException:
             device.close()
+            if syn_device is not None:
+                syn_device.close()
             if lock is not None:
                 lock.release()
             raise
@@ -277,6 +308,9 @@ class Stack:
         out = self.ip.counters()
         for key, value in self.device.counters().items():
             out["dev." + key] = value
+        if self.syn_device is not None:
+            for key, value in self.syn_device.counters().items():
+                out["syn_dev." + key] = value
         out.update(self.udp.counters)
         if self._tcp is not None:
             out.update(self._tcp.counters)
@@ -286,6 +320,7 @@ class Stack:
             memory = getattr(self._tcp, "memory", None)
             if memory is not None:
                 out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
+            out["tcp_orphans"] = getattr(self._tcp, "orphans", 0)
         return out
 
     def sockets(self) -> list[Any]:
@@ -404,6 +439,8 @@ class Stack:
             self._timer = None
         self.udp.close()
         await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        if self.syn_device is not None:
+            self.syn_device.close()
         self.device.close()
         if self._lock is not None:
             self._lock.release()
