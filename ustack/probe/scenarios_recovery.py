@@ -100,6 +100,20 @@ RECOVERY_SCENARIOS: list[Entry] = [
 """ + _segs(11, 1) + """+0.01 < . 1:1(0) ack 1 win 65535
 +0   > * 1:1001(1000) ack 1
 """),
+    _s("rec-newreno", "NewReno: a partial ACK retransmits the next hole at once",
+       "6582 3.2 step 3", "fast retransmit of 1:1001 on the third duplicate ACK, "
+       "2001:3001 on the partial ACK (no SACK)", _OPEN_NOSACK + """
++0   peer write 5000
+""" + _segs(0, 5) + """
++0.05 < . 1:1(0) ack 1 win 65535
++0.01 < . 1:1(0) ack 1 win 65535
++0.01 < . 1:1(0) ack 1 win 65535
++0   > * 1:1001(1000) ack 1
++0.05 < . 1:1(0) ack 2001 win 65535
++0   > * 2001:3001(1000) ack 1
++0.05 < . 1:1(0) ack 5001 win 65535
++0   > nothing for 0.1
+"""),
     _s("rec-prr", "PRR: three segments after a partial ACK",
        "6937 3 (PRR-SSRB)", "3 retransmissions on entering recovery (SACK of 3 "
        "above 7 holes), 3 more on the partial ACK of 2 segments", _OPEN_SACK_100MS + """
