@@ -342,7 +342,8 @@ class Recovery:
         """RFC 6675 ``pipe`` in bytes (Linux ``tcp_packets_in_flight``): sent,
         minus SACKed (or, without SACK, duplicate-ACKed) and lost, plus
         retransmitted."""
-        f = self.sb.in_flight()
+        sb = self.sb  # (Scoreboard.in_flight inlined: the sender asks per push)
+        f = sb.nxt - sb.una - sb.sacked_bytes - sb.lost_bytes + sb.retrans_bytes
         if self.reno_sacked:
             f -= self.reno_sacked * self.sb.mss
             if f < 0:
