@@ -656,6 +656,9 @@ class Recovery:
         if self.reord_seen and not st.dsack_tlp:
             self.rack.dsack_seen = True
         st.dsack = True
+        # Linux tcp_dsack_seen: "a spurious retransmission is delivered" (it
+        # counts for the rate sample and the window growth of this ACK)
+        self.rate.delivered += n
         um = self.undo_marker
         if um is None or self.undo_retrans <= 0:
             return
