@@ -263,7 +263,7 @@ def test_info_fields_for_ss() -> None:
     assert info.send_q == 3000 and info.unacked == 3 and info.notsent == 0
     assert info.snd_nxt - info.snd_una == 3000
     assert info.timer is not None and info.timer[0] == "on"
-    assert info.ca_name == "reno" and info.cwnd == 10 and info.mss == 1460
+    assert info.ca_name == "cubic" and info.cwnd == 10 and info.mss == 1460  # Linux default
     assert info.bytes_sent == 3000 and info.data_segs_out == 3
 
 

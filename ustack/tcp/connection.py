@@ -433,6 +433,20 @@ class TcpConnection:
             self.snd.retransmitted(self.snd_nxt)  # Karn
             self.timers.rto = now + self.rtt.rto
 
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch this connection's algorithm (a registered
+        name; ValueError names the available ones).  As Linux
+        ``tcp_reinit_congestion_control``, the window and ssthresh carry over
+        and the new controller starts its own state from them."""
+        new = create(name, self.send_mss, self.config.initial_cwnd)
+        old = self.cc
+        if self.state.synchronized:
+            new.set_mss(self.send_mss, self.config.initial_cwnd)
+            new.cwnd = old.cwnd
+            new.ssthresh = old.ssthresh
+        self.config.congestion = name
+        self.cc = new
+
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
         self.config.nodelay = enabled
@@ -1125,6 +1139,9 @@ class TcpConnection:
         at = self.timers.keepalive
         if at is not None and now >= at:
             self._on_keepalive_timeout(now)
+        at = self.timers.pacing
+        if at is not None and now >= at:
+            self.timers.pacing = None  # the sender may release the next burst
 
     def _on_retransmit_timeout(self, now: float) -> None:
         """RFC 6298 5.4-5.7; SYN timeline as Linux >= 6.5 (catalogue 10)."""
@@ -1409,6 +1426,7 @@ class TcpConnection:
             nodelay=self.config.nodelay,
             delivery_rate=(mss / rtt.srtt) * (self.cc.cwnd // mss) if rtt.srtt > 0 and mss
             else 0.0,
+            pacing_rate=self.snd.pacing_rate,
         )
 
     def __repr__(self) -> str:

@@ -41,7 +41,8 @@ class Sender:
     """Send buffer, output pointer, FIN state, Nagle/cork and send times."""
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
-                 "fin_seq", "fin_acked", "cork", "_tx_end", "_tx_time", "karn_high")
+                 "fin_seq", "fin_acked", "cork", "_tx_end", "_tx_time", "karn_high", "release",
+                 "pacing_rate")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -63,6 +64,10 @@ class Sender:
         self._tx_time: deque[float] = deque()
         #: end of the highest range ever retransmitted (Karn)
         self.karn_high = iss
+        #: pacing: earliest time the next segment may leave (Linux tcp_wstamp_ns)
+        self.release = 0.0
+        #: pacing rate in use (bytes/s, 0 = not paced), for TcpInfo
+        self.pacing_rate = 0.0
 
     def set_mss(self, mss: int, max_segment: int) -> None:
         self.seg_max = max(mss, max_segment // mss * mss) if max_segment else mss
@@ -130,13 +135,33 @@ class Sender:
             return
         cfg = c.config
         rtt = c.rtt
+        cc = c.cc
         if (una == c.snd_nxt and buf_len > sent and cfg.slow_start_after_idle
-                and now - self.last_data_send > rtt.rto and c.bytes_sent):
-            c.cc.on_idle_restart(now - self.last_data_send, rtt.rto, cfg.initial_cwnd)
+                and now - self.last_data_send > rtt.rto and c.bytes_sent
+                and not cc.controls_cwnd):
+            cc.on_idle_restart(now - self.last_data_send, rtt.rto, cfg.initial_cwnd)
         wnd = c.snd_wnd
-        cwnd = c.cc.cwnd
+        cwnd = cc.cwnd
         limit = wnd if wnd < cwnd else cwnd
         mss = c.send_mss
+        rate = 0.0
+        paced_limit = False
+        if cfg.pacing or cc.needs_pacing:
+            rate = self._pacing_rate(c)
+            if rate > 0.0 and buf_len > sent:
+                if self.release > now:
+                    # held back: the pacing timer releases the next burst
+                    # (one deadline in the timer table, no timer per segment)
+                    c.timers.pacing = self.release
+                    return
+                # a burst of about 1 ms at the pacing rate, at least 2
+                # segments (Linux tcp_tso_autosize, sk_pacing_shift 10)
+                burst = int(rate * 0.001) // mss * mss
+                if burst < 2 * mss:
+                    burst = 2 * mss
+                if sent + burst < limit:
+                    limit = sent + burst
+                    paced_limit = True
         seg_max = self.seg_max
         nodelay = cfg.nodelay
         cork = self.cork
@@ -272,6 +297,13 @@ class Sender:
             c.bytes_sent += nbytes
             c.data_segs_out += nsegs
             self.last_data_send = now
+            if rate > 0.0:
+                # the next burst leaves once this one has at the pacing rate
+                # (Linux tcp_update_skb_after_send: EDT, wstamp += len / rate)
+                start = self.release if self.release > now else now
+                self.release = start + nbytes / rate
+                if paced_limit and buf_len > sent:
+                    c.timers.pacing = self.release
         self.force = False
         if fin_queued and sent == buf_len and limit - sent > 0:
             seq = (una + sent) & MASK
@@ -296,6 +328,26 @@ class Sender:
             # too small for SWS avoidance): the persist timer (3.8.6.1) probes
             # or, with an open window, forces the override send (3.8.6.2.1)
             timers.persist = now + rtt.rto
+
+    def _pacing_rate(self, c: TcpConnection) -> float:
+        """The controller's pacing rate, else Linux's default
+        (tcp_update_pacing_rate): cwnd/SRTT at tcp_pacing_ss_ratio % while
+        cwnd < ssthresh/2 (slow start that is not about to end), else at
+        tcp_pacing_ca_ratio %.  0 = no pacing (no RTT sample yet)."""
+        cc = c.cc
+        rate = cc.pacing_rate
+        if rate <= 0.0:
+            srtt = c.rtt.srtt
+            if srtt <= 0.0:
+                rate = 0.0
+            else:
+                cfg = c.config
+                ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
+                         else cfg.tcp_pacing_ca_ratio)
+                flight = (c.snd_nxt - c.snd_una) & MASK
+                rate = (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+        self.pacing_rate = rate
+        return rate
 
     def retransmit(self, c: TcpConnection, seq: int, length: int) -> int:
         """Resend up to ``length`` bytes at ``seq`` (fast retransmit, partial
