@@ -170,6 +170,11 @@ class CongestionController:
             periods -= 1
         self.cwnd = max(cwnd, restart)
 
+    def info(self) -> dict[str, float]:
+        """Algorithm-specific state for ``ss -i`` (Linux .get_info; e.g. bbr's
+        ``bbr:(bw:...,mrtt:...,pacing_gain:...,cwnd_gain:...)``)."""
+        return {}
+
     # --- helpers for subclasses (Linux tcp_cong.c) ---------------------------
     def slow_start(self, acked: int) -> int:
         """Grow cwnd by ``acked`` bytes up to ssthresh; return the bytes left
