@@ -157,3 +157,27 @@ async def _run(loop: asyncio.AbstractEventLoop) -> None:
     server.close()
     await us.close()
     await peer.close()
+
+
+def test_bench_fuzz_10000_frames_nothing_escapes_every_frame_counted() -> None:
+    """bench/fuzz.py (issue 13 item 7) with the CI budget: 10,000 generated
+    and mutated frames (TCP with options to a listener and to established
+    connections, IP options, ARP, ICMP errors quoting segments)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("ustack_bench_fuzz", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = asyncio.run(module.fuzz(10_000, seed=7))
+    assert report["escapes"] == 0, report["escape_samples"]
+    assert report["miscounted_batches"] == 0
+    assert report["accepted"] + report["dropped"] == report["frames_in"] >= 10_000
+    assert report["ping_after"]
+    reasons = report["drop_reasons"]
+    assert len(reasons) >= 25, reasons  # the generator reaches many different checks
+    for reason in ("tcp-not-unicast", "ip-bad-options", "tcp-bad-offset", "tcp-listen-syn-fin"):
+        assert reasons.get(reason, 0) > 0, reason
+    assert report["tcp"]["TcpExtSyncookiesSent"] > 0

@@ -78,6 +78,10 @@ What differs from ss, because the concept is the kernel's:
    -o                  timer names as ss: on keepalive timewait persist, and
                        delack (the kernel never reports that one)
    filter words autobound, dev, fwmark, cgroup: not supported
+   filter nesting      at most 100 levels of ( and not (ss: its parser's stack)
+   endpoints           a run directory that is a symlink, not yours or root's,
+                       or group/world-writable is skipped with a warning, as
+                       is a stack of another uid or one answering garbage
 """
 
 _LONG = {

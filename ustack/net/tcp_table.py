@@ -62,6 +62,7 @@ from ustack.tcp.listener import (
     synack,
     ts_val,
 )
+from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
@@ -95,6 +96,17 @@ def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     if type(loop).__module__.split(".")[0] == "uvloop":
         return time.monotonic
     return loop.time
+
+
+def _buffered(conn: TcpConnection) -> int:
+    """Bytes a connection holds or has promised to take: send queue, unread
+    and out-of-order data, and the receive window it advertised (data the
+    peer may send without asking; Linux charges it ahead too, sk_forward_alloc)."""
+    try:
+        rcv = conn.rcv
+        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
+    except AttributeError:  # a connection class without the rooms (tests)
+        return 0
 
 
 def _connection_class() -> type[TcpConnection]:
@@ -133,6 +145,7 @@ class TcpEndpoint:
     __slots__ = (
         "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
         "owner", "listener", "heap_deadline", "removed", "accepted", "queued",
+        "mem", "mem_epoch",
     )
 
     def __init__(
@@ -159,6 +172,10 @@ class TcpEndpoint:
         self.accepted = False
         #: in its listener's accept queue (from the handshake's ACK on)
         self.queued = False
+        #: bytes charged to the stack's memory budget, and the budget epoch
+        #: whose clamp the connection has
+        self.mem = 0
+        self.mem_epoch = 0
 
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
@@ -298,6 +315,8 @@ class TcpTable:
         self._cookies = CookieJar(os.urandom(32))
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
+        #: the stack-wide buffer budget (Linux tcp_mem)
+        self.memory = MemoryBudget(config.tcp_mem, self.mib)
         #: request socks of every listener by SYN-ACK deadline (lazy: removed
         #: or rescheduled ones are skipped), with their own timer handle
         self._req_heap: list[tuple[float, int, RequestSock]] = []
@@ -307,6 +326,8 @@ class TcpTable:
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
         self._dirty: dict[TcpEndpoint, None] = {}
+        #: connections whose owner let go (Linux orphans), for tcp_max_orphans
+        self._orphans: set[TcpEndpoint] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
         self._heap_counter = itertools.count()
@@ -334,8 +355,18 @@ class TcpTable:
     def listeners(self) -> Iterator[Listener]:
         return iter(list(self._listeners.values()))
 
+    def requests(self) -> Iterator[RequestSock]:
+        """Every request sock (SYN-RECEIVED, ss's SYN-RECV rows) of every
+        listener; SYN cookies leave none."""
+        return iter([req for lst in self._listeners.values() for req in lst.requests.values()])
+
     def __len__(self) -> int:
         return len(self._conns)
+
+    @property
+    def orphans(self) -> int:
+        """Connections still finishing after their owner let go."""
+        return len(self._orphans)
 
     def now(self) -> float:
         """The connections' clock (see :func:`_fine_clock`)."""
@@ -421,8 +452,17 @@ class TcpTable:
         self.touch(ep)
 
     def detach(self, ep: TcpEndpoint) -> None:
-        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT) orphaned."""
+        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT)
+        orphaned.  Beyond ``TcpConfig.max_orphans`` orphans it is reset at
+        once instead (Linux tcp_too_many_orphans: TcpExtTCPAbortOnMemory)."""
         ep.owner = None
+        if ep.removed or ep in self._orphans:
+            return
+        if len(self._orphans) >= self.config.max_orphans:
+            self.mib["TcpExtTCPAbortOnMemory"] += 1
+            self.abort(ep)
+            return
+        self._orphans.add(ep)
 
     def touch(self, ep: TcpEndpoint) -> None:
         """Drain ``ep`` (events, segments, deadline) later in this loop iteration."""
@@ -858,6 +898,7 @@ class TcpTable:
         small = self._small_payload
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
+        memory = self.memory
         guard = 0
         while dirty:
             ep = next(iter(dirty))
@@ -865,6 +906,8 @@ class TcpTable:
             if ep.removed:
                 continue
             conn = ep.conn
+            if ep.mem_epoch != memory.epoch:
+                self._clamp(ep, conn)  # before this drain's window goes out
             closed = False
             event = conn.next_event()
             while event is not None:
@@ -891,6 +934,12 @@ class TcpTable:
                         self._send_large(raddr, seg)
                 if batch:
                     send_tcp(raddr, batch, encoder)
+            used = _buffered(conn)
+            if used != ep.mem:
+                memory.charge(used - ep.mem, now)
+                ep.mem = used
+            if ep.mem_epoch != memory.epoch:
+                self._clamp(ep, conn)  # the next window and send space obey it
             if closed:
                 self._remove(ep)
             else:
@@ -923,10 +972,30 @@ class TcpTable:
                 })
         return kind is events.Closed
 
+    def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
+        """Give the connection the limits of the budget's state
+        (ustack.tcp.memory): under pressure its receive window shrinks to a
+        few segments and its sends block; back to the configured sizes after."""
+        memory = self.memory
+        ep.mem_epoch = memory.epoch
+        cfg = conn.config
+        try:
+            snd_buf, rcv = conn.snd.buf, conn.rcv
+            clamp = memory.clamp(cfg.send_buffer, cfg.recv_buffer, len(snd_buf),
+                                 len(rcv.buf) + rcv.ooo.nbytes, conn.advmss)
+            snd_buf.limit = clamp.send_limit
+            rcv.size = clamp.recv_size
+        except AttributeError:  # a connection class without the rooms (tests)
+            pass
+
     def _remove(self, ep: TcpEndpoint) -> None:
+        if ep.mem:
+            self.memory.charge(-ep.mem, self.now())
+            ep.mem = 0
         ep.removed = True
         ep.heap_deadline = None
         self._dirty.pop(ep, None)
+        self._orphans.discard(ep)
         if self._conns.get(ep.key) is ep:
             del self._conns[ep.key]
         if ep.listener is not None:

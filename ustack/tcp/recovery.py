@@ -30,6 +30,10 @@ from the connection's clock, all amounts bytes)::
     rec.check_app_limited(unsent, cwnd)               # sender ran out of data
     rec.enter_cwr(now)                                # ECN / local congestion
     rec.set_mss(mss)
+    rec.simple_retransmit(mss, now)                   # PMTU shrank (RFC 1191)
+    rec.apply_timers(conn.timers)                     # xmit timer -> rto/tlp/reorder
+    rec.info() -> RecoveryInfo                        # ss -i counters
+    rec.cc = new_controller                           # after TCP_CONGESTION
 
 How the connection drives it.  Create it when the connection becomes
 synchronised (``una`` = ISS+1 after the SYN is acknowledged, ``sack`` = the
@@ -40,7 +44,10 @@ is the sequence space it uses, payload + FIN; a GSO super-segment may be one
 call; whether it is a retransmission is known from ``seq``).  For every
 acceptable ACK (``SND.UNA <= SEG.ACK <= SND.NXT``) call :meth:`Recovery.on_ack`
 with the segment's SACK blocks (wire order, D-SACK first as received), its
-TSecr, and whether it carried data or changed the window; it removes what is
+TSecr, and whether it carried data or changed the window -- also when nothing
+is outstanding if it carries SACK blocks (a D-SACK arriving after the last
+ACK still undoes a spurious reduction: Linux ``tcp_ack``'s ``no_queue``
+path), and for an old ACK (below SND.UNA) that carries SACK blocks; it removes what is
 acknowledged, marks SACKs and losses, feeds the RTT estimator (Karn-safe, from
 per-segment send times, microsecond resolution; the connection must not feed
 it again), resets the RTO backoff on a valid sample, moves the state machine,
@@ -73,7 +80,15 @@ from ustack.tcp.scoreboard import Scoreboard, Segment
 from ustack.tcp.timers import Timers
 from ustack.wire.seq import MASK, seq_lt, seq_sub
 
-__all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "TimerAction", "Undo"]
+__all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "RecoveryInfo",
+           "TimerAction", "Undo"]
+
+#: the states as module constants (enum member lookups are slow on 3.11)
+_OPEN = CaState.OPEN
+_DISORDER = CaState.DISORDER
+_CWR = CaState.CWR
+_RECOVERY = CaState.RECOVERY
+_LOSS = CaState.LOSS
 
 #: Linux tcp_recovery bits
 RACK_LOSS_DETECTION = 0x1
@@ -105,6 +120,22 @@ class RecoveryConfig:
     rto_min: float = 0.2
     #: probe timeout without an RTT sample (Linux TCP_TIMEOUT_INIT, 1 s)
     probe_initial: float = 1.0
+
+    @classmethod
+    def from_tcp_config(cls, cfg: object) -> RecoveryConfig:
+        """The knobs from a ``TcpConfig`` (same sysctl names; ``dupack_threshold``
+        is tcp_reordering, ``rto_min`` tcp_rto_min); missing ones keep Linux's
+        defaults."""
+        d = cls()
+        return cls(
+            tcp_recovery=int(getattr(cfg, "tcp_recovery", d.tcp_recovery)),
+            tcp_early_retrans=int(getattr(cfg, "tcp_early_retrans", d.tcp_early_retrans)),
+            tcp_frto=int(getattr(cfg, "tcp_frto", d.tcp_frto)),
+            tcp_dsack=bool(getattr(cfg, "tcp_dsack", d.tcp_dsack)),
+            tcp_reordering=int(getattr(cfg, "dupack_threshold", d.tcp_reordering)),
+            tcp_max_reordering=int(getattr(cfg, "tcp_max_reordering", d.tcp_max_reordering)),
+            rto_min=float(getattr(cfg, "rto_min", d.rto_min)),
+            probe_initial=float(getattr(cfg, "rto_initial", d.probe_initial)))
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,8 +173,8 @@ class AckOutcome:
     dupack: bool = False
     #: a reduction was undone
     undo: Undo | None = None
-    prior_state: CaState = CaState.OPEN
-    state: CaState = CaState.OPEN
+    prior_state: CaState = _OPEN
+    state: CaState = _OPEN
     #: the ACK is below SND.UNA (only its SACK information was used)
     old: bool = False
     #: F-RTO step 2b: send new data (not retransmissions) now if possible
@@ -152,6 +183,27 @@ class AckOutcome:
     tlp_recovered: bool = False
     #: the receiver discarded SACKed data (RFC 2018 8): the RTO was shortened
     reneging: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveryInfo:
+    """Recovery counters in Linux ``tcp_info`` terms (segments unless bytes)."""
+
+    ca_state: CaState
+    sacked: int  #: tcpi_sacked
+    lost: int  #: tcpi_lost
+    retrans: int  #: tcpi_retrans (retransmissions in flight)
+    total_retrans: int  #: tcpi_total_retrans
+    reordering: int  #: tcpi_reordering
+    reord_seen: int  #: tcpi_reord_seen
+    dsack_dups: int  #: tcpi_dsack_dups
+    delivered: int  #: bytes delivered (tcpi_delivered is in segments)
+    delivery_rate: float  #: bytes/s of the best recent sample (tcpi_delivery_rate)
+    app_limited: bool  #: tcpi_delivery_rate_app_limited
+    in_flight: int  #: bytes, RFC 6675 pipe
+    tlp_probes: int  #: TcpExtTCPLossProbes
+    tlp_recoveries: int  #: TcpExtTCPLossProbeRecovery
+    undos: int  #: undone reductions (TcpExtTCPFullUndo + PartialUndo + DSACKUndo + LossUndo)
 
 
 @dataclass(slots=True)
@@ -226,6 +278,7 @@ class Recovery:
                  config: RecoveryConfig | None = None,
                  ts_clock: Callable[[float], int] | None = None) -> None:
         self.cfg = config if config is not None else RecoveryConfig()
+        self._tlp_on = self.cfg.tcp_early_retrans in (3, 4)
         self.sb = Scoreboard(una, mss)
         self.sb.lost_log = []
         self.rate = RateSampler()
@@ -234,7 +287,7 @@ class Recovery:
         self.cc: CongestionController | _Window = cc if cc is not None else _Window(mss)
         self.sack_ok = sack
         self.ts_clock = ts_clock
-        self.state = CaState.OPEN
+        self.state = _OPEN
         #: Linux tp->high_seq: SND.NXT when the current episode began (RFC 6582 "recover")
         self.high_seq = self.sb.una
         self.undo_marker: int | None = None
@@ -300,6 +353,21 @@ class Recovery:
         """SACKed segments (duplicate ACKs without SACK; Linux tp->sacked_out)."""
         return self.sb.sacked_out + self.reno_sacked
 
+    def info(self) -> RecoveryInfo:
+        """What ``ss -i`` / ``tcp_info`` show of the sender's recovery state."""
+        sb = self.sb
+        rate = self.rate
+        return RecoveryInfo(
+            ca_state=self.state, sacked=sb.sacked_out + self.reno_sacked,
+            lost=sb.lost_out, retrans=sb.retrans_out, total_retrans=self.total_retrans,
+            reordering=self.reordering, reord_seen=self.reord_seen,
+            dsack_dups=self.dsack_dups, delivered=rate.delivered,
+            delivery_rate=(rate.rate_delivered / rate.rate_interval
+                           if rate.rate_interval > 0 else 0.0),
+            app_limited=rate.rate_app_limited, in_flight=self.in_flight(),
+            tlp_probes=self.tlp_probes, tlp_recoveries=self.tlp_recoveries,
+            undos=self.undos)
+
     def timer(self) -> tuple[str, float] | None:
         """The xmit timer: ("rto" | "probe" | "reorder", deadline) or None."""
         if self._timer_kind is None:
@@ -353,7 +421,7 @@ class Recovery:
         if end <= sb.una:
             return  # entirely acknowledged already
         nothing_in_flight = sb.packets_out == 0
-        in_reduction = self.state == CaState.CWR or self.state == CaState.RECOVERY
+        in_reduction = self.state is _CWR or self.state is _RECOVERY
         new_data = False
         rtx_end = end if end < sb.nxt else sb.nxt
         if start < rtx_end:
@@ -373,12 +441,12 @@ class Recovery:
             self._timer_kind = None
             self._rearm_rto(now)
             return
-        if new_data:
-            # Linux tcp_event_new_data_sent + tcp_schedule_loss_probe at the end
-            # of tcp_write_xmit
-            if nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None:
-                self._rearm_rto(now)
-            self._schedule_loss_probe(now, advancing=False)
+        # Linux tcp_event_new_data_sent (RTO armed when the flight starts or a
+        # probe was pending) + tcp_schedule_loss_probe at the end of
+        # tcp_write_xmit; the probe, when armed, replaces the RTO in the slot
+        if new_data and not self._schedule_loss_probe(now, advancing=False) and (
+                nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None):
+            self._rearm_rto(now)
 
     def _sent_again(self, start: int, end: int, now: float, tsval: int | None) -> None:
         sb = self.sb
@@ -417,7 +485,7 @@ class Recovery:
     def on_ack(self, ack: int, sack_blocks: Sequence[tuple[int, int]], now: float, *,
                ts_ecr: int | None = None, window_update: bool = False,
                has_data: bool = False, ece: bool = False,
-               is_cwnd_limited: bool = True, can_send_new: bool = True) -> AckOutcome:
+               is_cwnd_limited: bool = True, can_send_new: bool = False) -> AckOutcome:
         """Process one ACK (Linux ``tcp_ack``: ``tcp_sacktag_write_queue``,
         ``tcp_clean_rtx_queue``, ``tcp_process_tlp_ack``,
         ``tcp_fastretrans_alert``, ``tcp_rate_gen``, ``tcp_cong_control``)."""
@@ -473,8 +541,8 @@ class Recovery:
 
         reneg = False
         dubious = (not not_dup or st.newly_sacked > 0 or ece or st.dsack
-                   or self.state != CaState.OPEN)
-        if st.una_advanced and sb.head is not None and sb.head.sacked:
+                   or self.state is not _OPEN)
+        if st.una_advanced and sb.sacked_out and sb.head is not None and sb.head.sacked:
             # RFC 2018 8: the receiver dropped SACKed data; wait a little for
             # the ACK that would fix it, then the RTO clears all SACK marks
             reneg = True
@@ -497,17 +565,15 @@ class Recovery:
         d, interval, app_limited = self.rate.generate(acc, delivered_now, now, min_rtt,
                                                       self.is_sack_reneg)
         cur_rtt = self.rtt.min_rtt
+        ca_rtt = self._ca_rtt
+        # positional, in RateSample's field order (half the cost of keywords;
+        # test_rate_sample_field_order guards the order)
         rs = RateSample(
-            delivered=d, interval=interval,
-            delivery_rate=d / interval if interval > 0 else 0.0,
-            acked_sacked=delivered_now, prior_in_flight=prior_in_flight,
-            in_flight=self.in_flight(), losses=lost_now,
-            rtt=self._ca_rtt if self._ca_rtt is not None else -1.0,
-            min_rtt=cur_rtt if cur_rtt > 0 else -1.0,
-            is_app_limited=app_limited, is_retrans=acc.is_retrans,
-            prior_delivered=acc.prior_delivered if acc.have else 0,
-            delivered_total=self.rate.delivered, ca_state=self.state,
-            is_cwnd_limited=is_cwnd_limited)
+            d, interval, d / interval if interval > 0 else 0.0,
+            delivered_now, prior_in_flight, self.in_flight(), lost_now,
+            ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
+            app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
+            self.rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
         if not old:
             self._cong_control(delivered_now, lost_now, st, rs, now)
@@ -710,7 +776,7 @@ class Recovery:
         elif a > th:
             # RFC 8985 7.4.2: the probe repaired a loss: one reduction
             self._init_cwnd_reduction()
-            self._set_state(CaState.CWR)
+            self._set_state(_CWR)
             self._end_cwnd_reduction()
             self._try_keep_open()
             self.tlp_recoveries += 1
@@ -728,15 +794,15 @@ class Recovery:
         fast_rexmit = False
         if ece:
             self.prior_ssthresh = 0
-        if self.state == CaState.OPEN:
+        if self.state is _OPEN:
             self.retrans_stamp = None
             self._retrans_any = bool(sb.retrans_out)
         elif sb.una >= self.high_seq:
-            if self.state == CaState.CWR:
+            if self.state is _CWR:
                 if sb.una != self.high_seq:
                     self._end_cwnd_reduction()
-                    self._set_state(CaState.OPEN)
-            elif self.state == CaState.RECOVERY:
+                    self._set_state(_OPEN)
+            elif self.state is _RECOVERY:
                 if not self.sack_ok:
                     self.reno_sacked = 0
                 if self._try_undo_recovery(out):
@@ -744,7 +810,7 @@ class Recovery:
                 self._end_cwnd_reduction()
 
         state = self.state
-        if state == CaState.RECOVERY:
+        if state is _RECOVERY:
             if not st.una_advanced:
                 if not self.sack_ok:
                     self._add_reno_sack(num_dupack)
@@ -755,24 +821,24 @@ class Recovery:
             if self._try_undo_dsack(out):
                 self._try_to_open(ece)
             self._identify_packet_loss(st)
-            if self.state != CaState.RECOVERY:
+            if self.state is not _RECOVERY:
                 if not self._time_to_recover():
                     return False
                 self._enter_recovery(ece)
         else:
-            if state == CaState.LOSS:
+            if state is _LOSS:
                 rexmit_new = self._process_loss(st, num_dupack, out)
                 if rexmit_new:
                     return True
                 self._identify_packet_loss(st)
-                if not (self.state == CaState.OPEN or st.lost_retrans):
+                if not (self.state is _OPEN or st.lost_retrans):
                     return False
             # Open, Disorder, CWR (and Loss falling through)
             if not self.sack_ok:
                 if st.una_advanced:
                     self.reno_sacked = 0
                 self._add_reno_sack(num_dupack)
-            if self.state <= CaState.DISORDER:
+            if self.state <= _DISORDER:
                 self._try_undo_dsack(out)
             self._identify_packet_loss(st)
             if not self._time_to_recover():
@@ -786,6 +852,33 @@ class Recovery:
 
     def _rack_on(self) -> bool:
         return bool(self.cfg.tcp_recovery & RACK_LOSS_DETECTION) and self.sack_ok
+
+    @property
+    def rack_enabled(self) -> bool:
+        """RACK loss detection is in use (tcp_recovery bit 1 and a SACK peer)."""
+        return self._rack_on()
+
+    def simple_retransmit(self, mss: int, now: float) -> bool:
+        """The path MTU shrank (Linux ``tcp_simple_retransmit``, RFC 1191 /
+        RFC 4821): segments larger than the new MSS are lost and go out again
+        at the new size, without a congestion response -- LOSS state keeps
+        ssthresh at ``tcp_current_ssthresh`` and forbids undo.  Returns
+        whether anything was marked."""
+        self._now = now
+        self.set_mss(mss)
+        sb = self.sb
+        for r in list(sb):
+            if r.end - r.start > mss:
+                sb.mark_lost(r)
+        if not sb.lost_out:
+            return False
+        if self.state is not _LOSS:
+            self.high_seq = sb.nxt
+            self.cc.ssthresh = self._current_ssthresh()
+            self.prior_ssthresh = 0
+            self.undo_marker = None
+            self._set_state(_LOSS)
+        return True
 
     def _force_fast_retransmit(self) -> bool:
         """Linux ``tcp_force_fast_retransmit``: SACKs reach DupThresh segments
@@ -816,7 +909,7 @@ class Recovery:
 
     def _reo_wnd(self) -> float:
         return self.rack.reo_wnd(
-            reord_seen=bool(self.reord_seen), in_recovery=self.state >= CaState.RECOVERY,
+            reord_seen=bool(self.reord_seen), in_recovery=self.state >= _RECOVERY,
             sacked_out=self.sb.sacked_out, reordering=self.reordering,
             min_rtt=self.rtt.min_rtt, srtt=self.rtt.srtt,
             dupthresh=not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH),
@@ -842,8 +935,8 @@ class Recovery:
         first unacknowledged segment is lost after DupThresh duplicate ACKs, and
         again after each partial ACK during recovery."""
         sb = self.sb
-        if ((self.state < CaState.RECOVERY and self.reno_sacked >= self.reordering)
-                or (self.state == CaState.RECOVERY and una_advanced)):
+        if ((self.state < _RECOVERY and self.reno_sacked >= self.reordering)
+                or (self.state is _RECOVERY and una_advanced)):
             head = sb.head
             if head is None or head.lost:
                 return
@@ -936,7 +1029,7 @@ class Recovery:
         ``tcp_try_undo_recovery``).  True: hold the state (NewReno waits for an
         ACK above the recovery point, RFC 6582 3.2 step 5)."""
         if self._may_undo():
-            self._undo_cwnd_reduction(False, "loss" if self.state == CaState.LOSS
+            self._undo_cwnd_reduction(False, "loss" if self.state is _LOSS
                                       else "recovery", out)
         elif self.rack.reo_wnd_persist:
             self.rack.reo_wnd_persist -= 1
@@ -945,7 +1038,7 @@ class Recovery:
                 self.retrans_stamp = None
                 self._retrans_any = False
             return True
-        self._set_state(CaState.OPEN)
+        self._set_state(_OPEN)
         self.is_sack_reneg = False
         return False
 
@@ -980,7 +1073,7 @@ class Recovery:
             self._undo_cwnd_reduction(True, "frto" if frto_undo else "loss", out)
             self.rto_count = 0
             if frto_undo or self.sack_ok:
-                self._set_state(CaState.OPEN)
+                self._set_state(_OPEN)
                 self.is_sack_reneg = False
             return True
         return False
@@ -1019,9 +1112,9 @@ class Recovery:
     def _try_keep_open(self) -> None:
         """Linux ``tcp_try_keep_open``: OPEN, or DISORDER while SACKs, losses or
         retransmissions are outstanding."""
-        state = CaState.OPEN
+        state = _OPEN
         if self.sb.sacked_out + self.reno_sacked + self.sb.lost_out or self._any_retrans_done():
-            state = CaState.DISORDER
+            state = _DISORDER
         if self.state != state:
             self._set_state(state)
             self.high_seq = self.sb.nxt
@@ -1032,7 +1125,7 @@ class Recovery:
             self._retrans_any = False
         if ece:
             self.enter_cwr(self._now)
-        if self.state != CaState.CWR:
+        if self.state is not _CWR:
             self._try_keep_open()
 
     def _set_state(self, new: CaState) -> None:
@@ -1044,7 +1137,7 @@ class Recovery:
         """Linux ``tcp_current_ssthresh``: in a reduction ssthresh, else at least
         3/4 of cwnd (what undo restores)."""
         cc = self.cc
-        if self.state == CaState.CWR or self.state == CaState.RECOVERY:
+        if self.state is _CWR or self.state is _RECOVERY:
             return cc.ssthresh
         return max(cc.ssthresh, (cc.cwnd >> 1) + (cc.cwnd >> 2))
 
@@ -1068,28 +1161,28 @@ class Recovery:
         if cc.controls_cwnd:
             return
         if cc.ssthresh < INFINITE_SSTHRESH and (
-                self.state == CaState.CWR or self.undo_marker is not None):
+                self.state is _CWR or self.undo_marker is not None):
             cc.cwnd = cc.ssthresh
 
     def _enter_recovery(self, ece: bool) -> None:
         """RFC 6675 5 step 4 / RFC 5681 3.2 (Linux ``tcp_enter_recovery``)."""
         self.prior_ssthresh = 0
         self._init_undo()
-        if self.state != CaState.CWR and self.state != CaState.RECOVERY:
+        if self.state is not _CWR and self.state is not _RECOVERY:
             if not ece:
                 self.prior_ssthresh = self._current_ssthresh()
             self._init_cwnd_reduction()
-        self._set_state(CaState.RECOVERY)
+        self._set_state(_RECOVERY)
 
     def enter_cwr(self, now: float) -> None:
         """RFC 3168 6.1.2 / local congestion (Linux ``tcp_enter_cwr``): one
         reduction, no retransmission."""
         self._now = now
         self.prior_ssthresh = 0
-        if self.state < CaState.CWR:
+        if self.state < _CWR:
             self.undo_marker = None
             self._init_cwnd_reduction()
-            self._set_state(CaState.CWR)
+            self._set_state(_CWR)
 
     def prr_quota(self, newly_delivered: int, newly_lost: int, una_advanced: bool) -> int:
         """RFC 6937 3 PRR with slow-start reduction bound (Linux
@@ -1124,7 +1217,7 @@ class Recovery:
         if cc.controls_cwnd:
             cc.on_ack(rs, now)
             return
-        if self.state == CaState.CWR or self.state == CaState.RECOVERY:
+        if self.state is _CWR or self.state is _RECOVERY:
             if delivered > 0 and self.prior_cwnd:
                 quota = self.prr_quota(delivered, lost, st.una_advanced)
                 cc.cwnd = self.in_flight() + quota
@@ -1157,13 +1250,15 @@ class Recovery:
         """RFC 8985 7.2 (Linux ``tcp_schedule_loss_probe``): arm the probe
         timer at PTO, never later than the RTO would fire."""
         sb = self.sb
-        if (self.cfg.tcp_early_retrans not in (3, 4) or sb.packets_out == 0
-                or not self.sack_ok
-                or self.state not in (CaState.OPEN, CaState.CWR)):
+        state = self.state
+        if (not self.sack_ok or not sb.packets_out
+                or (state is not _OPEN and state is not _CWR)
+                or not self._tlp_on):
             return False
-        pto = probe_timeout(self.rtt.srtt, sb.packets_out, self.cfg.rto_min,
+        rtt = self.rtt
+        pto = probe_timeout(rtt.srtt, sb.packets_out, self.cfg.rto_min,
                             self.cfg.probe_initial)
-        rto = self.rtt.rto
+        rto = rtt.rto
         if advancing:
             rto_delta = rto
         else:
@@ -1198,7 +1293,7 @@ class Recovery:
         self.rack.detect_loss(sb, now, self._reo_wnd())
         action = TimerAction("reorder")
         if self.in_flight() != prior:
-            if self.state != CaState.RECOVERY:
+            if self.state is not _RECOVERY:
                 self._enter_recovery(False)
                 if not self.cc.controls_cwnd:
                     quota = self.prr_quota(sb.mss, sb.lost_total - prior_lost, False)
@@ -1256,7 +1351,7 @@ class Recovery:
         """Linux ``tcp_enter_loss`` / ``tcp_timeout_mark_lost``."""
         sb = self.sb
         cc = self.cc
-        new_recovery = self.state < CaState.RECOVERY
+        new_recovery = self.state < _RECOVERY
         if sb.lost_log is not None:
             sb.lost_log.clear()
         # mark lost: everything but what was sent within the last RACK.rtt
@@ -1271,17 +1366,17 @@ class Recovery:
             if not is_reneg and r is not head and self.rack.skb_timeout(r, now, 0.0) > 0:
                 continue  # sent within the last RACK.rtt: not yet presumed lost
             sb.mark_lost(r)
-        if (self.state <= CaState.DISORDER or self.high_seq <= sb.una
-                or (self.state == CaState.LOSS and not self.rto_count)):
+        if (self.state <= _DISORDER or self.high_seq <= sb.una
+                or (self.state is _LOSS and not self.rto_count)):
             self.prior_ssthresh = self._current_ssthresh()
             self.prior_cwnd = cc.cwnd
             cc.ssthresh = cc.ssthresh_on_loss(now, self.in_flight())
             self._init_undo()
         if not cc.controls_cwnd:
             cc.cwnd = self.in_flight() + sb.mss
-        if self.state <= CaState.DISORDER and self.sacked_out() >= self.cfg.tcp_reordering:
+        if self.state <= _DISORDER and self.sacked_out() >= self.cfg.tcp_reordering:
             self.reordering = min(self.reordering, self.cfg.tcp_reordering)
-        self._set_state(CaState.LOSS)
+        self._set_state(_LOSS)
         self.high_seq = sb.nxt
         self.tlp_high_seq = None
         self._probe_pending = None
