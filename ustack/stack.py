@@ -105,6 +105,7 @@ class Stack:
         tcp: bool = True,
         diagnostics: bool = True,
         offload: bool = True,
+        pcap_side: str = "wire",
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -116,6 +117,10 @@ class Stack:
         ``offload`` (with ``iface``) opens the device with PACKET_VNET_HDR: TCP
         sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
         peer's coalesced frames; ``offload=False`` keeps the exact wire.
+
+        ``pcap_side`` (with ``pcap`` and a FaultDevice as ``device``):
+        ``"wire"`` records what crossed the link, below the fault injector;
+        ``"stack"`` what the stack sent and received (``ustack.link.pcap.wrap_pcap``).
 
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
@@ -139,10 +144,10 @@ class Stack:
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
-            from ustack.link.pcap import PcapDevice
+            from ustack.link.pcap import wrap_pcap
 
             try:
-                device = PcapDevice(device, pcap)
+                device = wrap_pcap(device, pcap, side=pcap_side)
             except BaseException:
                 device.close()
                 raise
