@@ -220,6 +220,9 @@ class TcpTable:
             stack.ip, "send_tcp_many", None) or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = getattr(
             stack.ip, "tcp_encoder", None) or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: trace every new connection (ustack.trace.StackTracer, a path or a
+        #: hook; ``Stack.start(trace_dir=...)``); None = off
+        self.tracer: Any = None
         self._isn = IsnGenerator(os.urandom(16))
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
@@ -266,8 +269,10 @@ class TcpTable:
         owner: EndpointOwner,
         *,
         local_port: int | None = None,
+        trace: Any = None,
     ) -> TcpEndpoint:
-        """Active open (RFC 9293 section 3.10.1): queue a SYN, return the entry."""
+        """Active open (RFC 9293 section 3.10.1): queue a SYN, return the entry.
+        ``trace``: a path or hook for this connection (ustack.trace)."""
         self._check_open()
         if not 0 < remote_port < 65536:
             raise ValueError(f"port must be 1..65535, not {remote_port}")
@@ -282,7 +287,9 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config)
+        conn = _connection_class().connect(
+            local_port, remote_port, iss, now, self.config,
+            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port))
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -423,7 +430,9 @@ class TcpTable:
             return
         now = self.now()
         iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
-        conn = _connection_class().accept(seg, iss, now, self.config)
+        conn = _connection_class().accept(
+            seg, iss, now, self.config,
+            trace=self._trace_hook(None, now, seg.dst_port, src, seg.src_port))
         ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
         ep.listener = listener
         listener.half_open.add(ep)
@@ -564,7 +573,21 @@ class TcpTable:
                 })
         return kind is events.Closed
 
+    def _trace_hook(self, trace: Any, now: float, lport: int, raddr: bytes,
+                    rport: int) -> Any:
+        spec = trace if trace is not None else self.tracer
+        if spec is None:
+            return None
+        from ustack.trace.attach import connection_hook
+
+        return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
+
     def _remove(self, ep: TcpEndpoint) -> None:
+        hook = ep.conn.trace
+        if hook is not None and not ep.removed:
+            (la, lp), (ra, rp) = ep.sockname, ep.peername
+            hook(self.now(), "close", {"local": f"{la}:{lp}", "remote": f"{ra}:{rp}",
+                                       "errno": ep.conn.error})
         ep.removed = True
         ep.heap_deadline = None
         self._dirty.pop(ep, None)
