@@ -538,8 +538,11 @@ async def create_connection(
     ssl: ssl_mod.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
+    trace: Any = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-    """Like ``loop.create_connection`` over ustack: active open to host:port."""
+    """Like ``loop.create_connection`` over ustack: active open to host:port.
+    ``trace``: a file path or a hook(now, event, data) tracing this connection
+    (docs/trace.md)."""
     raddr = _parse_ipv4(host)
     if stack is None:
         stack = await default_stack()
@@ -559,7 +562,7 @@ async def create_connection(
         transport._reading_paused = True  # nothing may reach the placeholder
     waiter: asyncio.Future[None] = loop.create_future()
     transport._waiter = waiter
-    ep = table.connect(raddr, port, transport, local_port=local_port)
+    ep = table.connect(raddr, port, transport, local_port=local_port, trace=trace)
     transport._bind(ep)
     try:
         if timeout is None:
@@ -595,14 +598,17 @@ async def open_connection(
     ssl: ssl_mod.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
+    trace: Any = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Like :func:`asyncio.open_connection` over ustack."""
+    """Like :func:`asyncio.open_connection` over ustack (``trace``: see
+    :func:`create_connection`)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        trace=trace,
     )
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer
