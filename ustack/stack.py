@@ -106,6 +106,7 @@ class Stack:
         diagnostics: bool = True,
         offload: bool = True,
         pcap_side: str = "wire",
+        trace_dir: str | os.PathLike[str] | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -121,6 +122,9 @@ class Stack:
         ``pcap_side`` (with ``pcap`` and a FaultDevice as ``device``):
         ``"wire"`` records what crossed the link, below the fault injector;
         ``"stack"`` what the stack sent and received (``ustack.link.pcap.wrap_pcap``).
+
+        ``trace_dir``: a JSON Lines trace of every TCP connection in that
+        directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
 
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
@@ -157,6 +161,10 @@ class Stack:
                                            requests=arp_requests))
             if tcp:
                 stack._attach_tcp()
+                if stack.has_tcp:
+                    from ustack.trace.attach import attach_tracing
+
+                    attach_tracing(stack, trace_dir)
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
             stack.ip.announce()
