@@ -23,6 +23,8 @@ def register(subparsers: Any) -> None:
                         help="our IPv4 address and prefix length, e.g. 10.77.0.2/24")
     parser.add_argument("--gateway", metavar="G", help="default gateway (on-link)")
     parser.add_argument("--pcap", metavar="FILE", help="record every frame in and out")
+    parser.add_argument("--trace", metavar="DIR", help="write a JSON Lines trace of every "
+                        "TCP connection into DIR (docs/trace.md)")
     parser.add_argument("--mac", help="use this MAC instead of the interface's")
     parser.add_argument("--no-uvloop", action="store_true",
                         help="use the stock asyncio event loop")
@@ -58,7 +60,7 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         stack = await Stack.start(iface=args.iface, address=args.address, gateway=args.gateway,
-                                  mac=args.mac, pcap=args.pcap)
+                                  mac=args.mac, pcap=args.pcap, trace_dir=args.trace)
         try:
             gw = f" via {stack.gateway}" if stack.gateway else ""
             print(f"ustack: {stack.address}/{stack.prefixlen}{gw} on {args.iface} "
