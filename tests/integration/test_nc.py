@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,3 +176,91 @@ def test_listen_keep_accepting(lab: Lab) -> None:
         assert listener.stdout.read() == b"onetwothree"
     finally:
         stop(listener)
+
+
+def test_bad_timeout_pcap_and_capability_are_one_line(lab: Lab) -> None:
+    """Issue 13: ``-w -1`` was accepted, ``--pcap`` into a missing directory
+    was a traceback, and the CAP_NET_RAW error showed ``[Errno 1]``."""
+    for args, message in (
+        (["-w", "-1", lab.peer_address, "80"], "positive number of seconds"),
+        (["-w", "nan", lab.peer_address, "80"], "positive number of seconds"),
+        (["-w", "inf", lab.peer_address, "80"], "positive number of seconds"),
+        (["--pcap", "/nonexistent-hd/x.pcap", lab.peer_address, "80"], "does not exist"),
+    ):
+        proc = nc(lab, *args)
+        lines = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_NET_RAW")
+    proc = lab.run_in_stack(
+        [setpriv, "--inh-caps=-net_raw", "--bounding-set=-net_raw", sys.executable, "-m",
+         "ustack", "nc", "--iface", lab.stack_if, "--address", lab.stack_address,
+         lab.peer_address, "80"], capture_output=True, timeout=60, input=b"")
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "CAP_NET_RAW" in lines[0] and "Errno" not in lines[0], lines
+
+
+def test_stdout_reader_leaving_is_quiet(lab: Lab) -> None:
+    """``ustack nc ... | head -c 10``: once head exits, nc ends without a
+    word on stderr (status 141, as a tool killed by SIGPIPE)."""
+    server = lab.popen_in_peer([sys.executable, "-c", BULK_SERVER, "6007"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "READY"
+        cmd = (f"{sys.executable} -m ustack nc --iface {lab.stack_if} --address "
+               f"{lab.stack_address} {lab.peer_address} 6007 </dev/null | head -c 10 >/dev/null; "
+               "echo ${PIPESTATUS[0]} >&2")
+        proc = lab.run_in_stack(["bash", "-c", cmd], capture_output=True, timeout=60)
+        assert proc.stderr.decode().strip() == "141", proc.stderr
+    finally:
+        server.kill()
+        server.wait()
+
+
+BULK_SERVER = r"""
+import socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1); print("READY", flush=True)
+c, _ = ls.accept()
+try:
+    while True:
+        c.sendall(b"y" * 65536)
+except OSError:
+    pass
+"""
+
+
+def test_pcap_fill_checksums_gives_a_clean_capture(lab: Lab, tmp_path: Path) -> None:
+    """Issue 12: with --pcap-fill-checksums tshark's checksum validation
+    reports no bad TCP checksum (the kernel peer's offloaded partial sums
+    and ustack's GSO super-segments are written computed); without it the
+    capture shows them as the wire had them."""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark not installed (.ci/install installs it)")
+    bad: dict[str, int] = {}
+    for mode in ("plain", "fill"):
+        server = start_server(lab, 6008 if mode == "plain" else 6009)
+        try:
+            pcap = tmp_path / f"{mode}.pcap"
+            extra = ["--pcap-fill-checksums"] if mode == "fill" else []
+            proc = nc(lab, "--pcap", str(pcap), *extra, lab.peer_address,
+                      "6008" if mode == "plain" else "6009", stdin=b"q" * 500_000)
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout == b"reply to " + b"q" * 500_000
+        finally:
+            server.kill()
+            server.wait()
+        out = subprocess.run(
+            [tshark, "-r", str(pcap), "-o", "tcp.check_checksum:TRUE", "-o",
+             "ip.check_checksum:TRUE", "-Y",
+             'tcp.checksum.status == "Bad" || ip.checksum.status == "Bad" || _ws.malformed'],
+            capture_output=True, text=True, timeout=60)
+        total = subprocess.run([tshark, "-r", str(pcap), "-Y", "tcp"], capture_output=True,
+                               text=True, timeout=60)
+        assert len(total.stdout.splitlines()) > 20
+        bad[mode] = len(out.stdout.splitlines())
+    assert bad["fill"] == 0, bad
+    assert bad["plain"] > 0, bad  # the lab offloads: the option has something to fix

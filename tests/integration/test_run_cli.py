@@ -133,3 +133,16 @@ def test_run_without_cap_net_raw_says_so() -> None:
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1
     assert "CAP_NET_RAW" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("pcap", "message"), [
+    ("/nonexistent-hd/x.pcap", "directory /nonexistent-hd does not exist"),
+    ("/", "is a directory"),
+])
+def test_run_pcap_into_missing_directory_is_one_line(pcap: str, message: str) -> None:
+    proc = subprocess.run([*USTACK, "run", "--iface", "lo", "--address", "10.77.0.2/24",
+                           "--pcap", pcap], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ustack run: "), lines

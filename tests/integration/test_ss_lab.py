@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -190,8 +191,75 @@ async def test_ss_shows_every_state_with_sane_figures(
         assert len(listening.splitlines()) == 2 and ":8080" in listening
         procs = await run_ss("-tnp", "sport", "=", ":8080")
         assert f"pid={os.getpid()}," in procs
+
+        # -j: one JSON array a parser reads, exactly as the issue's acceptance runs it
+        pipeline = await asyncio.create_subprocess_shell(
+            f"{sys.executable} -m ustack ss -tanoi -j | "
+            f"{sys.executable} -c 'import json,sys; print(len(json.load(sys.stdin)))'",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(pipeline.communicate(), 60)
+        assert pipeline.returncode == 0 and out.strip() == b"6", (out, err)
+        objs = json.loads(await run_ss("-tanoiemp", "-j"))
+        assert sorted(o["state"] for o in objs) == want
+        for o in objs:
+            assert o["local_address"] == local and "skmem" in o and "users" in o
+            if o["state"] not in ("LISTEN", "TIME-WAIT"):
+                assert o["rtt"] > 0 and o["cwnd"] >= 1 and o["mss"] > 0, o
+                assert isinstance(o["bytes_acked"], int)
+        tw = next(o for o in objs if o["state"] == "TIME-WAIT")
+        assert tw["timer"]["name"] == "timewait" and tw["timer"]["expire_ms"] > 0
+        # -s counts as the kernel's ss: TIME-WAIT in closed, CLOSE-WAIT in estab
+        summary = await run_ss("-s")
+        assert "TCP:   6 (estab 3, closed 1, orphaned 0, timewait 1)" in summary, summary
+        assert json.loads(await run_ss("-s", "-j"))["tcp"]["timewait"] == 1
     finally:
         if peer.poll() is None:
             peer.kill()
         peer.wait()
         server.close()
+
+
+SLOW_READER = r"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window that closes soon
+srv.bind(("0.0.0.0", 5002)); srv.listen(1)
+print("READY", flush=True)
+c, _ = srv.accept()
+sys.stdin.readline()  # never read until told
+"""
+
+
+async def test_zero_window_shows_persist_timer_and_backoff(
+    hs_lab: Lab, stack: Any, run_ss: Callable[..., Awaitable[str]]
+) -> None:
+    """A peer that stops reading: ss -o shows ``timer:(persist,EXPIRE,N)`` as
+    iproute2 names IDIAG_TIMER_PROBE0, and -i ``backoff:N`` (Linux backs off
+    icsk_backoff with each zero-window probe)."""
+    peer = hs_lab.popen_in_peer([sys.executable, "-c", SLOW_READER],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None and peer.stdin is not None
+        assert peer.stdout.readline().startswith("READY")
+        _reader, writer = await stack.open_connection(hs_lab.peer_address, 5002, timeout=10)
+        writer.write(b"z" * 2_000_000)
+
+        def probing() -> bool:
+            return any(r.timer_name == "persist" and r.timer_count >= 2
+                       for r in stack.sockets() if r.remote_port == 5002)
+
+        await _wait_for(probing, "zero-window probes", timeout=30)
+        text = await run_ss("-tnoi", "dport", "=", ":5002")
+        (line, info), = _rows(text)
+        timer = re.search(r"timer:\(persist,([^,]*),(\d+)\)", line)
+        assert timer and int(timer.group(2)) >= 2, text
+        backoff = re.search(r" backoff:(\d+)", info)
+        assert backoff and int(backoff.group(1)) >= 2, text
+        obj, = json.loads(await run_ss("-tnoi", "-j", "dport", "=", ":5002"))
+        assert obj["timer"]["name"] == "persist" and obj["backoff"] >= 2
+        assert obj["snd_wnd"] == 0
+        writer.transport.abort()
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+        peer.wait()

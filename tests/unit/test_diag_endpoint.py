@@ -5,6 +5,7 @@ exit statuses and option parsing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import stat
@@ -231,10 +232,14 @@ def test_cli_merges_stacks_and_applies_everything(
         assert "skmem:(r5,rb131072," in ss("-tanm", "state", "close-wait").stdout
         one = ss("-tanoiO", "state", "established").stdout.splitlines()
         assert len(one) == 3 and "rtt:0.412/0.206" in one[1]
-        js = ss("-tj", "state", "time-wait").stdout.splitlines()
-        assert len(js) == 1 and '"timer_name":"timewait"' in js[0]
+        js = json.loads(ss("-tjo", "state", "time-wait").stdout)
+        assert len(js) == 1 and js[0]["timer"]["name"] == "timewait"
+        assert js[0]["timer"]["expire_ms"] == 59400
+        # as the kernel's ss: TIME-WAIT inside closed, CLOSE-WAIT inside estab
         summary = ss("-s").stdout
-        assert summary.startswith("Total: 7\nTCP:   7 (estab 2, closed 0, orphaned 0, timewait 1)")
+        assert summary.startswith("Total: 7\nTCP:   7 (estab 3, closed 1, orphaned 0, timewait 1)")
+        assert json.loads(ss("-sj").stdout)["tcp"] == {
+            "total": 7, "estab": 3, "closed": 1, "orphaned": 0, "timewait": 1}
         assert "State" not in summary
         assert "Total: 7" in ss("-s", "-t").stdout and "State" in ss("-s", "-t").stdout
         ffile = tmp_path / "filter"

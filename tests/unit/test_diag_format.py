@@ -22,8 +22,10 @@ from ustack.diag.format import (
     format_ms_timer,
     format_rate,
     format_summary,
+    format_summary_json,
     format_table,
     single_state,
+    summary_counts,
 )
 from ustack.diag.records import STATE_BITS, SocketRecord
 
@@ -79,17 +81,63 @@ def test_empty_table_is_header_only() -> None:
 def test_summary_golden() -> None:
     text = format_summary(golden_records())
     _check("s", text)
-    assert text.startswith("Total: 6\nTCP:   6 (estab 1, closed 0, orphaned 0, timewait 1)\n")
+    # as iproute2 ss computes it from /proc/net/sockstat: closed = alloc -
+    # (inuse - tw), so the TIME-WAIT socket counts as closed; estab is the
+    # kernel's CurrEstab (ESTABLISHED and CLOSE-WAIT)
+    assert text.startswith("Total: 6\nTCP:   6 (estab 2, closed 1, orphaned 0, timewait 1)\n")
+    assert "TCP\t  5         5         0" in text
 
 
-def test_json_one_object_per_socket() -> None:
-    text = format_json(golden_records())
-    _check("j", text)
-    lines = text.splitlines()
-    assert len(lines) == 6
-    objs = [json.loads(line) for line in lines]
-    assert objs[1]["state"] == "ESTAB" and objs[1]["cwnd"] == 10
-    assert objs[2]["timer_name"] == "timewait"
+def test_summary_counts_unconnected_and_timewait_as_closed() -> None:
+    records = [
+        SocketRecord("UNCONN", "10.77.0.2", 1, "0.0.0.0", 0, 0, 0),
+        SocketRecord("TIME-WAIT", "10.77.0.2", 2, "10.77.0.1", 80, 0, 0),
+        SocketRecord("TIME-WAIT", "10.77.0.2", 3, "10.77.0.1", 80, 0, 0),
+        SocketRecord("ESTAB", "10.77.0.2", 4, "10.77.0.1", 80, 0, 0),
+    ]
+    counts = summary_counts(records)
+    assert (counts["total"], counts["closed"], counts["timewait"], counts["inuse"]) == (4, 3, 2, 1)
+    assert json.loads(format_summary_json(records))["tcp"]["closed"] == 3
+
+
+JSON_VIEWS = {"j": FormatOptions(), "tanoiempj": VIEWS["tanoiem"]._replace(processes=True)}
+
+
+@pytest.mark.parametrize("view", sorted(JSON_VIEWS))
+def test_json_is_one_array_of_socket_objects(view: str) -> None:
+    text = format_json(golden_records(), JSON_VIEWS[view])
+    _check(view, text)
+    objs = json.loads(text)
+    assert isinstance(objs, list) and len(objs) == 6
+    assert objs[1]["state"] == "ESTAB" and objs[1]["peer_port"] == 5001
+    keys = set(objs[0])
+    assert all(set(o) == keys for o in objs)  # the keys do not depend on the values
+    if view == "j":
+        assert keys == {"netid", "state", "recv_q", "send_q", "local_address", "local_port",
+                        "peer_address", "peer_port"}
+        return
+    est, tw, syn = objs[1], objs[2], objs[5]
+    # the text output's labels and units: ms, bit/s
+    assert est["rtt"] == 0.412 and est["rttvar"] == 0.206 and est["rto"] == 204
+    assert est["cwnd"] == 10 and est["ssthresh"] is None  # "infinite", as text omits it
+    assert est["snd_wscale"] == 7 and est["lastsnd"] == 4 and est["minrtt"] == 0.301
+    assert est["delivery_rate"] == 28_000_000 and est["send"] == 10 * 1448 * 8 / 0.000412
+    assert est["ts"] is True and est["ecn"] is False and est["cong_alg"] == "reno"
+    assert est["timer"] == {"name": "on", "expire_ms": 200, "retrans": 0}
+    assert est["skmem"]["rb"] == 131072 and est["skmem"]["t"] == 1448
+    assert est["users"] == [{"name": "python3", "pid": 4242, "fd": 2}]
+    assert est["sk"] == "7f02" and est["shutdown"] == "<->"
+    assert tw["timer"]["name"] == "timewait" and tw["shutdown"] is None
+    assert objs[0]["timer"] is None
+    assert syn["backoff"] == 2 and syn["timer"]["retrans"] == 2
+
+
+def test_json_empty_and_non_finite() -> None:
+    assert json.loads(format_json([])) == []
+    odd = SocketRecord("ESTAB", "10.77.0.2", 1, "10.77.0.1", 2, 0, 0, srtt=float("inf"),
+                       min_rtt=float("nan"))
+    obj = json.loads(format_json([odd], FormatOptions(info=True)))[0]
+    assert obj["rtt"] is None and obj["minrtt"] is None and obj["send"] == 0
 
 
 def test_layout_matches_kernel_ss() -> None:

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+from ustack.cli.errors import check_output_file, describe, raise_if_stdout_gone
+
 #: The kernel side: stdlib only, run with ``python3 -c`` in the peer namespace.
 #: Protocol: the client sends 16 bytes (upload length, download length, big
 #: endian) and the upload; the server answers the upload's SHA-256 (64 hex
@@ -69,6 +71,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--mb", type=int, default=64, help="megabytes each way (default 64)")
     parser.add_argument("--name", default=None, help="lab name (default: demo<pid>)")
     parser.add_argument("--pcap", default=None, metavar="FILE", help="capture the stack's frames")
+    parser.add_argument("--pcap-fill-checksums", action="store_true",
+                        help="write offloaded (partial) checksums as computed in the capture")
     parser.set_defaults(func=run)
 
 
@@ -121,11 +125,20 @@ def run(args: argparse.Namespace) -> int:
                      "(CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW); run it with sudo")
     if args.mb <= 0:
         return _fail("--mb must be positive")
+    if args.mb > 1_000_000:
+        return _fail("--mb must be at most 1000000 (1 TB each way)")
+    if args.pcap is not None:
+        problem = check_output_file(args.pcap, "--pcap")
+        if problem:
+            return _fail(problem)
     from ustack.lab import Lab, LabError
 
     # a SIGTERM must still run the finally that removes the lab
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    lab = Lab.create(args.name or f"demo{os.getpid()}")
+    try:
+        lab = Lab.create(args.name or f"demo{os.getpid()}")
+    except ValueError as exc:  # a bad --name
+        return _fail(describe(exc))
     print(f"building lab {lab.name}: kernel {lab.peer_address} in {lab.peer_ns}, "
           f"ustack {lab.stack_address} on {lab.stack_if} in {lab.stack_ns}")
     try:
@@ -146,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
 
         try:
-            return uvloop.run(_exchange(lab, args.mb * 1_000_000, args.pcap))
+            return uvloop.run(_exchange(lab, args.mb * 1_000_000, args.pcap,
+                                        args.pcap_fill_checksums))
         except (ConnectionError, TimeoutError, OSError) as exc:
-            return _fail(f"{type(exc).__name__}: {exc}")
+            raise_if_stdout_gone(exc)
+            return _fail(f"{type(exc).__name__}: {describe(exc)}")
     finally:
         if server is not None and server.poll() is None:
             server.kill()
@@ -157,12 +172,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"lab {lab.name} removed")
 
 
-async def _exchange(lab: Any, nbytes: int, pcap: str | None) -> int:
+async def _exchange(lab: Any, nbytes: int, pcap: str | None, fill: bool = False) -> int:
     from ustack.stack import Stack
     from ustack.streams import open_connection
 
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, pcap=pcap)
+    if fill:
+        from ustack.cli.nc import fill_pcap_checksums
+
+        fill_pcap_checksums(stack)
     try:
         t0 = time.perf_counter()
         reader, writer = await open_connection(lab.peer_address, PORT, stack=stack,

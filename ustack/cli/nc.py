@@ -20,6 +20,13 @@ import sys
 import threading
 from typing import Any
 
+from ustack.cli.errors import (
+    check_output_file,
+    describe,
+    positive_seconds,
+    raise_if_stdout_gone,
+)
+
 _READ_SIZE = 64 * 1024
 
 
@@ -39,12 +46,16 @@ def register(subparsers: Any) -> None:
                         "trace of every TCP connection into DIR (docs/trace.md)")
     parser.add_argument("--pcap", default=None, metavar="FILE",
                         help="record every frame in and out to FILE")
+    parser.add_argument("--pcap-fill-checksums", action="store_true",
+                        help="write checksums the kernel or the NIC fills in (offloaded: "
+                        "partial on the wire of a veth) as computed, so that tshark -o "
+                        "tcp.check_checksum:TRUE reports none bad")
     parser.add_argument("-l", "--listen", type=int, default=None, metavar="PORT",
                         help="listen on PORT and accept one connection")
     parser.add_argument("-k", "--keep-listening", action="store_true",
                         help="with -l: accept connections one after another until interrupted")
-    parser.add_argument("-w", "--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="connect timeout (default 10 s)")
+    parser.add_argument("-w", "--timeout", type=positive_seconds, default=10.0,
+                        metavar="SECONDS", help="connect timeout (default 10 s)")
     parser.add_argument("target", nargs="*", metavar="HOST PORT",
                         help="where to connect (connect mode)")
     parser.set_defaults(func=run)
@@ -78,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         host, port = "", args.listen
     if args.keep_listening and args.listen is None:
         return _fail("-k needs -l PORT", 2)
+    if args.pcap is not None:
+        problem = check_output_file(args.pcap, "--pcap")
+        if problem:
+            return _fail(problem, 2)
     from ustack.stack import parse_interface
 
     try:
@@ -94,14 +109,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"connection to {host}:{port} timed out")
     except ConnectionResetError:
         return _fail("connection reset by peer")
-    except PermissionError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
+    except OSError as exc:  # PermissionError names CAP_NET_RAW
+        raise_if_stdout_gone(exc)  # our reader left: the dispatcher ends quietly
         if exc.errno == errno.EHOSTUNREACH:
             return _fail(f"{host}: host unreachable (no ARP reply)")
-        return _fail(f"{exc.strerror or exc}")
+        return _fail(describe(exc))
     except ValueError as exc:
-        return _fail(str(exc), 2)
+        return _fail(describe(exc), 2)
 
 
 class _Stdin:
@@ -170,6 +184,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stdi
             await writer.wait_closed()
 
 
+def fill_pcap_checksums(stack: Any) -> None:
+    """Make the stack's capture (a PcapDevice somewhere in its device chain)
+    write offloaded checksums computed (``--pcap-fill-checksums``)."""
+    from ustack.link.pcap import PcapDevice
+
+    device = getattr(stack, "device", None)
+    while device is not None:
+        if isinstance(device, PcapDevice):
+            device.fill_checksums = True
+            return
+        device = getattr(device, "inner", None)
+
+
 async def _main(args: argparse.Namespace, host: str, port: int) -> int:
     from ustack.stack import Stack
     from ustack.streams import open_connection, start_server
@@ -177,6 +204,8 @@ async def _main(args: argparse.Namespace, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     stack = await Stack.start(iface=args.iface, address=args.address, gateway=args.gateway,
                               pcap=args.pcap, trace_dir=args.trace)
+    if args.pcap_fill_checksums:
+        fill_pcap_checksums(stack)
     try:
         stdin = _Stdin(loop)
         if args.listen is None:

@@ -9,6 +9,8 @@ import signal
 import sys
 from typing import Any
 
+from ustack.cli.errors import check_output_file, describe, raise_if_stdout_gone
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -25,6 +27,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--pcap", metavar="FILE", help="record every frame in and out")
     parser.add_argument("--trace", metavar="DIR", help="write a JSON Lines trace of every "
                         "TCP connection into DIR (docs/trace.md)")
+    parser.add_argument("--pcap-fill-checksums", action="store_true",
+                        help="write offloaded (partial) TCP/UDP checksums as computed, so "
+                        "that tshark -o tcp.check_checksum:TRUE reports none bad")
     parser.add_argument("--mac", help="use this MAC instead of the interface's")
     parser.add_argument("--no-uvloop", action="store_true",
                         help="use the stock asyncio event loop")
@@ -32,6 +37,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pcap is not None:
+        problem = check_output_file(args.pcap, "--pcap")
+        if problem:
+            print(f"ustack run: {problem}", file=sys.stderr)
+            return 2
     try:
         if args.no_uvloop:
             return asyncio.run(_serve(args))
@@ -40,15 +50,9 @@ def run(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(_serve(args))
     except (ValueError, OSError) as exc:  # PermissionError (CAP_NET_RAW), ENODEV, bad input
+        raise_if_stdout_gone(exc)
         print(f"ustack run: {describe(exc)}", file=sys.stderr)
         return 1
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a user: an OSError without the ``[Errno N]`` noise."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -61,6 +65,10 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         stack = await Stack.start(iface=args.iface, address=args.address, gateway=args.gateway,
                                   mac=args.mac, pcap=args.pcap, trace_dir=args.trace)
+        if args.pcap_fill_checksums:
+            from ustack.cli.nc import fill_pcap_checksums
+
+            fill_pcap_checksums(stack)
         try:
             gw = f" via {stack.gateway}" if stack.gateway else ""
             print(f"ustack: {stack.address}/{stack.prefixlen}{gw} on {args.iface} "

@@ -34,7 +34,16 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    -t, --tcp           display only TCP sockets (all ustack sockets)
    -H, --no-header     suppress header line
    -O, --oneline       socket's data printed on a single line
-   -j, --json          one JSON object per socket (ustack's, not in ss)
+   -j, --json          one JSON array of socket objects (iproute2's ss has no
+                       -j; ip -j's shape): keys are the text output's labels
+                       (recv_q, local_address, local_port, peer_address, ...),
+                       times in ms, rates in bit/s, -o -e -m -i -p add their
+                       groups (timer:{name,expire_ms,retrans}, uid ino sk
+                       shutdown, skmem:{r,rb,...}, the -i figures with pairs
+                       split as ss.c names them: snd_wscale rcv_wscale, rtt
+                       rttvar, retrans retrans_total), every key present;
+                       ports and addresses always numeric; with -s: one
+                       summary object instead
    -F, --filter=FILE   read filter information from FILE ("-" = stdin)
 
    FILTER := [ state STATE-FILTER ] [ EXPRESSION ]
@@ -62,7 +71,12 @@ What differs from ss, because the concept is the kernel's:
                        uid: the stack process's uid
    -m                  skmem:(r=unread bytes, rb=receive buffer, t=w=unacked
                        and unsent bytes, tb=send buffer, f o bl = 0, d=drops)
-   -s                  counts ustack's sockets only; RAW/UDP/FRAG/IPv6 are 0
+   -s                  counts ustack's sockets only; RAW/UDP/FRAG/IPv6 are 0;
+                       as ss computes it from /proc/net/sockstat, closed
+                       includes TIME-WAIT and estab includes CLOSE-WAIT
+                       (kernel CurrEstab); orphaned is always 0
+   -o                  timer names as ss: on keepalive timewait persist, and
+                       delack (the kernel never reports that one)
    filter words autobound, dev, fwmark, cgroup: not supported
 """
 
@@ -240,10 +254,13 @@ def run(argv: list[str]) -> int:
         records = [] if nothing else query_stacks(
             states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT
         )
+        if opts.get("j"):  # stdout stays one JSON value
+            from ustack.diag.format import format_summary_json
+
+            return _write(format_summary_json(records))
         out.append(format_summary(records))
         if not table_selected and not words:
-            sys.stdout.write("".join(out))
-            return 0
+            return _write("".join(out))
 
     mask = flt.state_mask(all=bool(opts.get("a")), listening=bool(opts.get("l")))
     fmt = FormatOptions(
@@ -261,7 +278,7 @@ def run(argv: list[str]) -> int:
         show_netid=_table_count(opts) != 1,
         screen_width=_terminal_width(),
     )
-    detail = fmt.detail or bool(opts.get("j"))
+    detail = fmt.detail
     # the plain table needs only state, addresses and queues
     fields = None if detail or fmt.processes else TABLE_FIELD_COUNT
     if nothing:
@@ -273,11 +290,17 @@ def run(argv: list[str]) -> int:
     if opts.get("j"):
         from ustack.diag.format import format_json
 
-        out.append(format_json(records))
+        out.append(format_json(records, fmt))
     else:
         out.append(format_table(records, fmt))
+    return _write("".join(out))
+
+
+def _write(text: str) -> int:
+    """Write the output; a reader that went away (``| head -1``) is not an
+    error (the dispatcher's SIGPIPE rule covers the other verbs)."""
     try:
-        sys.stdout.write("".join(out))
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         import os

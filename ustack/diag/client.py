@@ -3,6 +3,14 @@
 Blocking sockets only (no asyncio), so ``ustack ss`` starts fast.  An endpoint
 file whose process is gone is removed; one whose process is alive but does not
 answer within the timeout is skipped with a warning.
+
+Nothing from an endpoint is believed unchecked: a run directory another user
+could tamper with is skipped (:func:`protocol.check_dir`), the server must run
+as this user or root (``SO_PEERCRED``), and the reply is validated field by
+field (:func:`ustack.diag.records.validate_rows`); an endpoint failing any of
+these is reported in one line and skipped, the other stacks' rows are shown.
+(The reply is ``marshal``: safe to load only from a process of a trusted uid,
+which is why the uid is checked first.)
 """
 
 from __future__ import annotations
@@ -14,22 +22,45 @@ import marshal
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 from ustack.diag import protocol
-from ustack.diag.records import ALL_STATES, SocketRecord, records_from_rows
+from ustack.diag.records import (
+    ALL_STATES,
+    BASIC_FIELD_COUNT,
+    FIELDS,
+    TABLE_FIELD_COUNT,
+    RowError,
+    SocketRecord,
+    records_from_rows,
+    validate_rows,
+)
 
 
 class EndpointError(Exception):
     """A stack answered with an error or garbage."""
 
 
-def endpoint_paths(directory: str | None = None) -> list[str]:
-    """Endpoint sockets in ``directory`` (default: every search directory)."""
+#: largest reply read from one endpoint (50,000 detailed rows are ~30 MB)
+MAX_REPLY = 1 << 30
+
+
+def endpoint_paths(
+    directory: str | None = None, warn: Callable[[str], None] | None = None
+) -> list[str]:
+    """Endpoint sockets in ``directory`` (default: every search directory);
+    a directory that fails :func:`protocol.check_dir` is skipped (``warn``)."""
     paths: list[str] = []
+    trusted = protocol.client_trusted_uids()
     for d in [directory] if directory else protocol.search_dirs():
         try:
+            protocol.check_dir(d, trusted=trusted)
             names = os.listdir(d)
+        except protocol.UnsafeDirectory as exc:
+            if warn is not None:
+                warn(f"{exc}; its stacks are not shown")
+            continue
         except OSError:
             continue
         paths.extend(os.path.join(d, n) for n in names if protocol.pid_of(n) is not None)
@@ -74,27 +105,62 @@ def query_endpoint(
                 _remove_if_stale(path)
                 return None
             raise
+        uid = protocol.peer_uid(sock)
+        if uid not in protocol.client_trusted_uids():
+            raise EndpointError(
+                f"{path}: served by uid {uid}, neither you nor root: not believed, skipped"
+            )
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)
         chunks: list[bytes] = []
         recv = sock.recv
+        size = 0
+        deadline = time.monotonic() + max(timeout, 1.0) * 4
         while True:
             chunk = recv(4 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REPLY:
+                raise EndpointError(f"{path}: reply larger than {MAX_REPLY >> 20} MB, skipped")
+            if time.monotonic() > deadline:
+                raise TimeoutError
     finally:
         sock.close()
+    wanted = fields or (len(FIELDS) if detail else BASIC_FIELD_COUNT)
+    required = FIELDS[:wanted]
+    return decode_reply(path, b"".join(chunks), required)
+
+
+def decode_reply(
+    path: str, data: bytes, required: tuple[str, ...] = FIELDS[:TABLE_FIELD_COUNT]
+) -> list[SocketRecord]:
+    """The records in one reply; EndpointError (one line) for an error reply
+    or for anything not shaped as the protocol says."""
     try:
-        reply = marshal.loads(b"".join(chunks))
-        version, names, rows = reply
-    except (EOFError, ValueError, TypeError) as exc:
-        raise EndpointError(f"{path}: unreadable reply") from exc
+        reply = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - marshal raises several types on garbage
+        raise EndpointError(f"{path}: unreadable reply ({len(data)} bytes)") from None
+    if type(reply) is not tuple or len(reply) != 3:
+        raise EndpointError(f"{path}: reply is not a (version, names, rows) triple")
+    version, names, rows = reply
+    if type(version) is not int or version != protocol.VERSION:
+        raise EndpointError(f"{path}: unsupported protocol version {_short(version)}")
     if names == "error":
-        raise EndpointError(str(rows))
-    if version != protocol.VERSION:
-        raise EndpointError(f"{path}: protocol version {version}")
-    return records_from_rows(names, rows)
+        raise EndpointError(f"{path}: {_short(rows, 200, str_plain=True)}")
+    try:
+        names_t, checked = validate_rows(names, rows, required)
+    except RowError as exc:
+        raise EndpointError(f"{path}: malformed reply: {exc}") from None
+    return records_from_rows(names_t, checked)
+
+
+def _short(value: object, limit: int = 40, *, str_plain: bool = False) -> str:
+    """A printable, bounded rendering of a value from an untrusted reply."""
+    text = value if str_plain and isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def query_stacks(
@@ -112,7 +178,7 @@ def query_stacks(
     warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     merged: list[SocketRecord] = []
     denied = 0
-    for path in endpoint_paths(directory):
+    for path in endpoint_paths(directory, warn):
         try:
             records = query_endpoint(
                 path, states=states, filter_text=filter_text, detail=detail, fields=fields,

@@ -50,14 +50,15 @@ class DiagnosticsServer:
         self._task: asyncio.Task[None] | None = None
         self._filters: dict[str, Filter] = {}
         self.requests = 0
+        self.failures = 0
 
     def listen(self) -> None:
         """Create, bind (mode 0600) and listen on the socket; synchronous, so a
         caller can start serving without yielding to the event loop."""
         if self._sock is not None:
             return
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        directory = os.path.dirname(self.path) or "."
+        protocol.prepare_dir(directory)  # UnsafeDirectory: another user could swap us
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -116,6 +117,14 @@ class DiagnosticsServer:
             await writer.drain()
         except (TimeoutError, OSError):
             pass
+        except Exception as exc:  # noqa: BLE001 - a client must never crash or flood the stack
+            self.failures += 1
+            if self.failures <= 3:
+                log.warning("ustack: diagnostics request failed: %s: %s",
+                            type(exc).__name__, exc)
+            with contextlib.suppress(Exception):
+                writer.write(_error(f"internal error: {type(exc).__name__}"))
+                await writer.drain()
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -131,13 +140,39 @@ class DiagnosticsServer:
         return flt
 
     def _query(self, request: bytes) -> tuple[int, Predicate | None, bool, int]:
-        query: dict[str, Any] = json.loads(request or b"{}")
-        states = int(query.get("states", ALL_STATES))
-        text = query.get("filter") or ""
-        detail = bool(query.get("detail", True))
-        predicate = self._filter(text).predicate if text else None
+        """Validate one request (see :mod:`ustack.diag.protocol`) field by
+        field; anything else raises :class:`RequestError`."""
+        if len(request) > _MAX_REQUEST:
+            raise RequestError(f"request longer than {_MAX_REQUEST} bytes")
+        try:
+            query = json.loads(request or b"{}")
+        except RecursionError:
+            raise RequestError("request nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise RequestError(f"request is not JSON: {exc}") from None
+        if not isinstance(query, dict):
+            raise RequestError(f"request must be a JSON object, not {type(query).__name__}")
+        version = query.get("v", protocol.VERSION)
+        if type(version) is not int or version != protocol.VERSION:
+            raise RequestError(f"unsupported protocol version {version!r}")
+        states = query.get("states", ALL_STATES)
+        if type(states) is not int or not 0 <= states <= ALL_STATES:
+            raise RequestError(f'"states" must be a state bit mask, not {states!r:.40}')
+        text = query.get("filter")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise RequestError(f'"filter" must be a string or null, not {type(text).__name__}')
+        detail = query.get("detail", True)
+        if not isinstance(detail, bool):
+            raise RequestError(f'"detail" must be true or false, not {detail!r:.40}')
         n = len(FIELDS) if detail else BASIC_FIELD_COUNT
-        n = max(1, min(n, int(query.get("fields") or n)))
+        fields = query.get("fields")
+        if fields is not None:
+            if type(fields) is not int or fields < 0:
+                raise RequestError(f'"fields" must be a count, not {fields!r:.40}')
+            n = max(1, min(n, fields or n))
+        predicate = self._filter(text).predicate if text else None
         return states, predicate, detail, n
 
     @staticmethod
@@ -162,8 +197,8 @@ class DiagnosticsServer:
         self.requests += 1
         try:
             states, predicate, detail, n = self._query(request)
-        except (ValueError, TypeError, FilterError) as exc:
-            return marshal.dumps((protocol.VERSION, "error", str(exc)))
+        except (RequestError, FilterError) as exc:
+            return _error(str(exc))
         with _no_gc():
             selected = self._select(self.snapshot_fn(detail), states, predicate)
             return self._encode(selected, n)
@@ -175,8 +210,8 @@ class DiagnosticsServer:
         self.requests += 1
         try:
             states, predicate, detail, n = self._query(request)
-        except (ValueError, TypeError, FilterError) as exc:
-            return marshal.dumps((protocol.VERSION, "error", str(exc)))
+        except (RequestError, FilterError) as exc:
+            return _error(str(exc))
         source = self.snapshot_fn(detail)
         if isinstance(source, list | tuple):
             with _no_gc():
@@ -192,6 +227,14 @@ class DiagnosticsServer:
             await asyncio.sleep(0)
         with _no_gc():
             return self._encode(selected, n)
+
+
+class RequestError(ValueError):
+    """A malformed request: answered with an error reply."""
+
+
+def _error(message: str) -> bytes:
+    return marshal.dumps((protocol.VERSION, "error", message[:500]))
 
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:

@@ -286,10 +286,22 @@ class Node(NamedTuple):
         return " ".join(str(a) for a in self.args).join((f"{self.op} ", ""))
 
 
+#: deepest nesting of "(" and "not" accepted: the parser, the compiler and
+#: the predicate recurse once per level, and must stay far from Python's
+#: recursion limit (iproute2's bison parser stops at its own stack depth too)
+MAX_DEPTH = 100
+
+
 class _Parser:
     def __init__(self, words: Sequence[str]) -> None:
         self.words = list(words)
         self.pos = 0
+        self.depth = 0
+
+    def enter(self, word: str) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(f'filter nested deeper than {MAX_DEPTH} levels at "{word}"', word)
 
     def peek(self) -> str | None:
         return self.words[self.pos] if self.pos < len(self.words) else None
@@ -322,13 +334,16 @@ class _Parser:
 
     def parse_unary(self) -> Node:
         if self.peek() in _NOT:
-            self.take()
-            return Node("not", (self.parse_unary(),))
+            self.enter(self.take())
+            node = Node("not", (self.parse_unary(),))
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> Node:
         word = self.take()
         if word == "(":
+            self.enter(word)
             node = self.parse_or()
             if self.peek() != ")":
                 bad = self.peek()
@@ -336,6 +351,7 @@ class _Parser:
                     raise FilterError('missing ")" to close "("', "(")
                 raise FilterError(f'unexpected word "{bad}" where ")" was expected', bad)
             self.take()
+            self.depth -= 1
             return node
         if word in ("src", "dst"):
             value = self.take()

@@ -11,10 +11,11 @@ unless ``-n``), zero-valued figures omitted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from ustack.diag.records import FIELDS, SocketRecord
+from ustack.diag.records import SocketRecord
 from ustack.diag.services import service_table
 
 
@@ -71,18 +72,24 @@ def format_rate(bps: float, numeric: bool) -> str:
 
 def _ms(seconds: float) -> float:
     """Seconds -> milliseconds with microsecond resolution (tcp_info's unit)."""
+    if not math.isfinite(seconds):
+        return seconds * 1000  # inf / nan stay so (text "inf", JSON null)
     return round(seconds * 1_000_000) / 1000
 
 
 def _ms_int(seconds: float) -> int:
     """Seconds -> whole milliseconds, truncated (ss's lastsnd/lastrcv/busy)."""
-    return int(seconds * 1000)
+    return int(seconds * 1000) if math.isfinite(seconds) else 0
+
+
+def _timer_ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000))) if math.isfinite(seconds) else 0
 
 
 def timer_text(r: SocketRecord) -> str:
     if not r.timer_name:
         return ""
-    ms = max(0, int(round(r.timer_expires * 1000)))
+    ms = _timer_ms(r.timer_expires)
     return f" timer:({r.timer_name},{format_ms_timer(ms)},{r.timer_count})"
 
 
@@ -380,34 +387,141 @@ class _Memo(dict[Any, str]):
         return text
 
 
-def format_json(records: Iterable[SocketRecord]) -> str:
-    """One JSON object per socket per line (ours, beyond ss)."""
+def _finite(x: float) -> float | None:
+    """JSON has no NaN or infinity: such a figure becomes null."""
+    return x if math.isfinite(x) else None
+
+
+def json_object(r: SocketRecord, opts: FormatOptions) -> dict[str, Any]:
+    """One socket as ``-j`` prints it: the text output's labels and units
+    (milliseconds, bits per second), every field of each selected group
+    present (zeros included, so the keys do not depend on the values)."""
+    listen = r.state == "LISTEN"
+    obj: dict[str, Any] = {
+        "netid": "tcp", "state": r.state, "recv_q": r.recv_q, "send_q": r.send_q,
+        "local_address": r.local_addr, "local_port": r.local_port,
+        "peer_address": r.remote_addr, "peer_port": r.remote_port,
+    }
+    if opts.processes:
+        obj["users"] = [{"name": r.comm, "pid": r.pid, "fd": r.ino}] if r.pid else []
+    if opts.options or opts.extended:
+        obj["timer"] = {
+            "name": r.timer_name,
+            "expire_ms": _timer_ms(r.timer_expires),
+            "retrans": r.timer_count,
+        } if r.timer_name else None
+    if opts.extended:
+        obj["uid"] = r.uid
+        obj["ino"] = r.ino
+        obj["sk"] = f"{r.sk:x}"
+        obj["shutdown"] = None if r.state == "TIME-WAIT" else (
+            f"{'-' if r.shut_rd else '<'}-{'-' if r.shut_wr else '>'}")
+    if opts.memory:
+        queued = 0 if listen else r.send_q
+        obj["skmem"] = {
+            "r": 0 if listen else r.recv_q, "rb": r.rcvbuf, "t": queued, "tb": r.sndbuf,
+            "f": 0, "w": queued, "o": 0, "bl": 0, "d": r.drops,
+        }
+    if opts.info:
+        srtt, mss, cwnd = r.srtt, r.mss, r.cwnd
+        obj.update({
+            "ts": bool(r.ts_enabled), "sack": bool(r.sack_enabled),
+            "ecn": bool(r.ecn_enabled), "cong_alg": r.ca_name,
+            "snd_wscale": r.snd_wscale if r.wscale_enabled else None,
+            "rcv_wscale": r.rcv_wscale if r.wscale_enabled else None,
+            "rto": _finite(_ms(r.rto)), "backoff": r.backoff,
+            "rtt": _finite(_ms(srtt)), "rttvar": _finite(_ms(r.rttvar)),
+            "ato": _finite(_ms(r.ato)), "mss": mss, "pmtu": r.pmtu,
+            "rcvmss": r.rcvmss, "advmss": r.advmss, "cwnd": cwnd,
+            "ssthresh": r.ssthresh if r.ssthresh < 0xFFFF else None,
+            "bytes_sent": r.bytes_sent, "bytes_retrans": r.bytes_retrans,
+            "bytes_acked": r.bytes_acked, "bytes_received": r.bytes_received,
+            "segs_out": r.segs_out, "segs_in": r.segs_in,
+            "data_segs_out": r.data_segs_out, "data_segs_in": r.data_segs_in,
+            "send": _finite(cwnd * mss * 8 / srtt) if srtt > 0 and mss and cwnd else 0,
+            "lastsnd": _ms_int(r.last_send), "lastrcv": _ms_int(r.last_recv),
+            "lastack": _ms_int(r.last_ack),
+            "pacing_rate": _finite(r.pacing_rate * 8),
+            "delivery_rate": _finite(r.delivery_rate * 8),
+            "delivered": r.delivered, "app_limited": bool(r.app_limited),
+            "busy": _ms_int(r.busy_time),
+            "unacked": r.unacked, "retrans": r.retransmits,
+            "retrans_total": r.total_retrans, "lost": r.lost,
+            "sacked": 0 if listen else r.sacked, "dsack_dups": r.dsack_dups,
+            "reordering": r.reordering, "rcv_rtt": _finite(_ms(r.rcv_rtt)),
+            "rcv_space": r.rcv_space, "rcv_ssthresh": r.rcv_ssthresh,
+            "notsent": r.notsent, "minrtt": _finite(_ms(r.min_rtt)),
+            "snd_wnd": r.snd_wnd, "rcv_wnd": r.rcv_wnd,
+        })
+    return obj
+
+
+def format_json(records: Iterable[SocketRecord], opts: FormatOptions | None = None) -> str:
+    """``-j``: one JSON array of socket objects (see :func:`json_object`), as
+    iproute2's ``-j`` prints one array; ``[]`` when there is none."""
     import json
 
-    dumps = json.dumps
-    out = [dumps(dict(zip(FIELDS, r, strict=False)), separators=(",", ":")) for r in records]
-    return "\n".join(out) + "\n" if out else ""
+    opts = opts or FormatOptions()
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    items = [dumps(json_object(r, opts)) for r in records]
+    return "[" + ",\n".join(items) + "]\n"
 
 
-def format_summary(records: Sequence[SocketRecord]) -> str:
-    """``ss -s`` for ustack's sockets (no RAW/UDP/FRAG/IPv6 in ustack: zeros)."""
+def summary_counts(records: Sequence[SocketRecord]) -> dict[str, int]:
+    """The figures of ``ss -s`` computed as ss does from /proc/net/sockstat
+    (misc/ss.c print_summary): ``alloc`` = full sockets (all but TIME-WAIT),
+    ``inuse`` = hashed ones (neither TIME-WAIT nor closed), and
+    closed = alloc - (inuse - tw), so TIME-WAIT counts inside ``closed``.
+    ``estab`` is the kernel's CurrEstab: ESTABLISHED and CLOSE-WAIT (RFC 1213
+    tcpCurrEstab; Linux counts CLOSE-WAIT since 6.10)."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
     total = len(records)
-    timewait = counts.get("TIME-WAIT", 0)
-    hashed = total - timewait - counts.get("UNCONN", 0)
-    orphaned = 0  # ustack keeps no orphan accounting yet
+    tw = counts.get("TIME-WAIT", 0)
+    alloc = total - tw
+    inuse = alloc - counts.get("UNCONN", 0)
+    return {
+        "total": alloc + tw,
+        "estab": counts.get("ESTAB", 0) + counts.get("CLOSE-WAIT", 0),
+        "closed": alloc - (inuse - tw),
+        "orphaned": 0,  # ustack keeps no orphan accounting yet
+        "timewait": tw,
+        "inuse": inuse,
+    }
+
+
+def format_summary_json(records: Sequence[SocketRecord]) -> str:
+    """``-s -j``: the summary as one JSON object."""
+    import json
+
+    c = summary_counts(records)
+    zero = {"total": 0, "ip": 0, "ipv6": 0}
+    obj = {
+        "total": c["total"],
+        "tcp": {k: c[k] for k in ("total", "estab", "closed", "orphaned", "timewait")},
+        "transport": {
+            "raw": zero, "udp": zero, "tcp": {"total": c["inuse"], "ip": c["inuse"], "ipv6": 0},
+            "inet": {"total": c["inuse"], "ip": c["inuse"], "ipv6": 0}, "frag": zero,
+        },
+    }
+    return json.dumps(obj) + "\n"
+
+
+def format_summary(records: Sequence[SocketRecord]) -> str:
+    """``ss -s`` for ustack's sockets (no RAW/UDP/FRAG/IPv6 in ustack: zeros)."""
+    c = summary_counts(records)
+    inuse = c["inuse"]
     lines = [
-        f"Total: {total}",
-        f"TCP:   {total} (estab {counts.get('ESTAB', 0)}, closed {counts.get('UNCONN', 0)}, "
-        f"orphaned {orphaned}, timewait {timewait})",
+        f"Total: {c['total']}",
+        f"TCP:   {c['total']} (estab {c['estab']}, closed {c['closed']}, "
+        f"orphaned {c['orphaned']}, timewait {c['timewait']})",
         "",
         "Transport Total     IP        IPv6",
         f"RAW\t  {0:<9d} {0:<9d} {0:<9d}",
         f"UDP\t  {0:<9d} {0:<9d} {0:<9d}",
-        f"TCP\t  {hashed:<9d} {hashed:<9d} {0:<9d}",
-        f"INET\t  {hashed:<9d} {hashed:<9d} {0:<9d}",
+        f"TCP\t  {inuse:<9d} {inuse:<9d} {0:<9d}",
+        f"INET\t  {inuse:<9d} {inuse:<9d} {0:<9d}",
         f"FRAG\t  {0:<9d} {0:<9d} {0:<9d}",
         "",
     ]

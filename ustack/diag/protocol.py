@@ -5,6 +5,13 @@ Every running stack listens on a Unix stream socket
 ``$USTACK_RUN_DIR`` if set, else ``/run/ustack`` when writable (root), else
 ``$XDG_RUNTIME_DIR/ustack`` or ``/tmp/ustack-<uid>``.
 
+Trust: a stack creates its run directory with mode 0700 (``/run/ustack``:
+0755, so that other users learn that root's stacks exist) and refuses one
+that is a symbolic link, is not its own, or is group/world-writable
+(:func:`check_dir`): another user could otherwise swap the socket.  The client
+applies the same test (accepting root's directories too) and checks the
+server's uid with ``SO_PEERCRED`` before it reads a reply.
+
 One request per connection: the client sends a JSON object and shuts down its
 sending side::
 
@@ -25,8 +32,16 @@ both ends run the same Python (the stack and ``ustack ss`` share an install).
 from __future__ import annotations
 
 import os
+import socket
+import stat
+import struct
 
 VERSION = 1
+ROOT_RUN_DIR = "/run/ustack"
+
+
+class UnsafeDirectory(PermissionError):
+    """A run directory another user could tamper with."""
 SOCKET_PREFIX = "stack-"
 SOCKET_SUFFIX = ".sock"
 
@@ -36,8 +51,8 @@ def run_dir() -> str:
     explicit = os.environ.get("USTACK_RUN_DIR")
     if explicit:
         return explicit
-    if os.geteuid() == 0 or os.access("/run/ustack", os.W_OK):
-        return "/run/ustack"
+    if os.geteuid() == 0 or os.access(ROOT_RUN_DIR, os.W_OK):
+        return ROOT_RUN_DIR
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return os.path.join(runtime, "ustack")
@@ -50,7 +65,7 @@ def search_dirs() -> list[str]:
     explicit = os.environ.get("USTACK_RUN_DIR")
     if explicit:
         return [explicit]
-    dirs = ["/run/ustack", run_dir()]
+    dirs = [ROOT_RUN_DIR, run_dir()]
     return list(dict.fromkeys(dirs))
 
 
@@ -75,3 +90,56 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_dir(directory: str, *, trusted: frozenset[int] | None = None) -> None:
+    """Raise :class:`UnsafeDirectory` unless ``directory`` is a real directory
+    (not a symbolic link) owned by a ``trusted`` uid (default: this process's
+    effective uid) and writable by its owner alone.  FileNotFoundError when
+    it does not exist."""
+    trusted = frozenset({os.geteuid()}) if trusted is None else trusted
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeDirectory(f"{directory} is a symbolic link: refusing it (remove it)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDirectory(f"{directory} is not a directory: refusing it (remove it)")
+    if st.st_uid not in trusted:
+        raise UnsafeDirectory(
+            f"{directory} is owned by uid {st.st_uid}, not by uid {os.geteuid()}: "
+            "refusing it (another user created it; remove it)"
+        )
+    if st.st_mode & 0o022:
+        raise UnsafeDirectory(
+            f"{directory} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o}): "
+            "refusing it (chmod 0700 it or remove it)"
+        )
+
+
+def client_trusted_uids() -> frozenset[int]:
+    """Whose directories and servers a client believes: its own and root's."""
+    return frozenset({os.geteuid(), 0})
+
+
+def prepare_dir(directory: str) -> None:
+    """Create the run directory (mode 0700; 0755 for ``/run/ustack``) unless
+    it exists, then :func:`check_dir` it: raises UnsafeDirectory for one
+    another user could tamper with."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    mode = 0o755 if os.path.abspath(directory) == ROOT_RUN_DIR else 0o700
+    try:
+        os.mkdir(directory, mode)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(directory, mode)  # the umask must not widen or narrow it
+    check_dir(directory)
+
+
+_UCRED = struct.Struct("3i")
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(data)[1])

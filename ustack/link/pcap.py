@@ -6,8 +6,9 @@ before the layers above see them, sent frames before the inner device gets
 them.
 
 Frames the kernel marked ``TP_STATUS_CSUMNOTREADY`` (DESIGN.md trap 2) carry
-only a partial TCP/UDP checksum, exactly as tcpdump would show them;
-``fill_checksums=True`` writes such trusted frames with the checksum computed,
+only a partial TCP/UDP checksum, exactly as tcpdump would show them, and so do
+the GSO super-segments ustack hands the kernel to cut (the kernel fills the
+checksum in); ``fill_checksums=True`` writes both with the checksum computed,
 so Wireshark's checksum validation shows them clean.
 """
 
@@ -75,7 +76,7 @@ class PcapDevice(Device):
 
     def send_gso(self, frame: Frame, gso_size: int) -> None:
         """Record the super-segment as one frame, then hand it to ``inner``."""
-        self._write(frame)
+        self._write(with_l4_checksum(frame) if self.fill_checksums else frame)
         self.inner.send_gso(frame, gso_size)  # type: ignore[attr-defined]
 
     def flush(self) -> None:
