@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,24 @@ def _stop_peer(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
-    """Give the stack-side veth a kernel address for this run only."""
+@contextlib.contextmanager
+def kernel_address(lab: Lab) -> Iterator[None]:
+    """Give the stack-side veth a kernel address for the block only (no
+    ustack may run on it meanwhile: DESIGN.md trap 1)."""
     addr = lab.stack_address
     subprocess.run(["ip", "-n", lab.stack_ns, "addr", "add", addr, "dev", lab.stack_if],
                    check=True)
     try:
+        yield
+    finally:
+        subprocess.run(["ip", "-n", lab.stack_ns, "addr", "flush", "dev", lab.stack_if],
+                       check=True)
+        subprocess.run(["ip", "-n", lab.stack_ns, "neigh", "flush", "all"], check=False)
+        subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "flush", "all"], check=False)
+
+
+def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
+    with kernel_address(lab):
         sink = _start_peer(lab, "sink", 5101, "--no-hash")
         sender = lab.popen_in_stack(
             [sys.executable, str(PEER), "send", "--port", "5101", "--connect",
@@ -78,11 +91,6 @@ def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
         res = _peer_result(sender)
         _peer_result(sink)
         return nbytes / float(res["seconds"]) / 1e6
-    finally:
-        subprocess.run(["ip", "-n", lab.stack_ns, "addr", "flush", "dev", lab.stack_if],
-                       check=True)
-        subprocess.run(["ip", "-n", lab.stack_ns, "neigh", "flush", "all"], check=False)
-        subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "flush", "all"], check=False)
 
 
 async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Modes:
   source  send ``--bytes`` of the deterministic pattern, close
   echo    send back everything received until EOF, then close
   send    (client) connect to ``--connect HOST``, send ``--bytes``, shutdown,
-          read the reply, print a JSON line with the time taken
+          read the reply, print a JSON line with the time taken (and the
+          socket's TCP_CONGESTION, set with ``--congestion NAME``)
 
 Every mode accepts ``--count K`` connections, served concurrently by threads.
 """
@@ -102,7 +103,12 @@ def _serve(conn: socket.socket, args: argparse.Namespace) -> None:
 
 
 def client_send(args: argparse.Namespace) -> None:
-    sock = socket.create_connection((args.connect, args.port), timeout=60)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if args.congestion:  # Linux TCP_CONGESTION, before connect (root for cubic)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, args.congestion.encode())
+    sock.settimeout(60)
+    sock.connect((args.connect, args.port))
+    algo = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
     t0 = time.perf_counter()
     for piece in pattern_chunks(args.bytes, args.seed):
         sock.sendall(piece)
@@ -116,7 +122,8 @@ def client_send(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - t0
     sock.close()
     print(json.dumps({"mode": "send", "bytes": args.bytes, "seconds": elapsed,
-                      "reply": reply.decode(errors="replace").strip()}), flush=True)
+                      "reply": reply.decode(errors="replace").strip(),
+                      "congestion": algo.split(b"\0", 1)[0].decode()}), flush=True)
 
 
 def main() -> int:
@@ -128,6 +135,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--connect", default=None)
     parser.add_argument("--no-hash", action="store_true")
+    parser.add_argument("--congestion", default=None,
+                        help="send: TCP_CONGESTION for the socket (reno, cubic, bbr)")
     args = parser.parse_args()
     if args.mode == "send":
         client_send(args)

@@ -70,8 +70,9 @@ def test_new_style_controller_takes_old_hooks_through_adapters() -> None:
     cc = old
     assert isinstance(cc, _Counting) and "hk-counting" in available()
     cc.on_ack(RateSample(acked_sacked=1000), 1.5)  # the new one
-    assert [s.acked_sacked for s in cc.samples] == [3000, 1000]
-    assert cc.samples[0].prior_in_flight == 9000 and cc.samples[0].in_flight == 6000
+    # the old call keeps the old connection's slow start (L = 2 SMSS per ACK)
+    assert [s.acked_sacked for s in cc.samples] == [2000, 1000]
+    assert cc.samples[0].prior_in_flight == 9000 and cc.samples[0].delivered_total == 3000
     cc.enter_recovery(10_000, 2.0)
     assert cc.in_recovery and cc.ssthresh == 5000 and cc.prior_cwnd == 10_000
     assert cc.cwnd == 8000  # RFC 5681 3.2 step 3 inflation

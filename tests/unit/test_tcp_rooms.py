@@ -168,3 +168,41 @@ def test_private_mib_by_default_shared_when_passed() -> None:
     a = TcpConnection.accept(syn, ISS, 0.0, None, mib=shared)
     b = TcpConnection.accept(syn, ISS, 0.0, None)
     assert a.mib is shared and b.mib is not shared
+
+
+def test_mib_counts_opens_retransmissions_and_current_established() -> None:
+    mib = TcpMib()
+    pair = MemoryPair(seed=5, profile=WireProfile(loss=0.05), mib=mib)
+    pair.handshake()
+    assert (mib["TcpActiveOpens"], mib["TcpPassiveOpens"], mib["TcpCurrEstab"]) == (1, 1, 2)
+    app = BulkApp(lambda: pair.client.conn, b"z" * 300_000, pair.rng)
+    srv = BulkApp(lambda: pair.server.conn, b"", pair.rng)
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and len(srv.received) == 300_000 and pair.a.state is
+             TcpState.TIME_WAIT and pair.server.conn is not None
+             and pair.b.state is TcpState.CLOSED, app=both, max_time=pair.now + 300)
+    assert bytes(srv.received) == app.data
+    assert mib["TcpRetransSegs"] >= pair.a.total_retrans > 0
+    assert mib["TcpCurrEstab"] == 0 and mib["TcpEstabResets"] == 0
+    assert mib["TcpAttemptFails"] == 0 and mib["TcpOutRsts"] == 0
+
+
+def test_trace_seg_sent_and_recv_with_rtx_flag() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    s = established(ts=False)
+    s.conn.trace = lambda now, name, data: events.append((name, data))
+    s.conn.send(b"x" * 100, s.now)
+    s.drain()
+    rto = s.conn.next_deadline()
+    assert rto is not None
+    s.at(rto)
+    s.inject(s.seg(".", 1, 101))
+    sent = [d for n, d in events if n == "seg_sent"]
+    assert [(d["len"], d["rtx"], d["flags"]) for d in sent] == [(100, False, "P."),
+                                                                (100, True, "P.")]
+    recv = [d for n, d in events if n == "seg_recv"]
+    assert recv[-1]["ack"] == (ISS + 101) and recv[-1]["len"] == 0

@@ -280,3 +280,21 @@ async def test_close_resets_everything(table: tt.TcpTable) -> None:
     assert len(table) == 0 and list(table.listeners()) == []
     with pytest.raises(RuntimeError):
         table.connect(PEER, 80, Owner())
+
+
+def test_connections_clock_is_fine_grained_on_uvloop_and_the_loop_clock_elsewhere() -> None:
+    import time
+
+    import uvloop
+
+    from ustack.net.tcp_table import _fine_clock
+
+    uv = uvloop.new_event_loop()
+    plain = asyncio.new_event_loop()
+    try:
+        assert _fine_clock(uv) is time.monotonic  # uvloop's loop.time() is whole ms
+        assert abs(uv.time() - time.monotonic()) < 0.1  # ... of the same clock
+        assert _fine_clock(plain) == plain.time  # a simulated loop keeps its own clock
+    finally:
+        uv.close()
+        plain.close()

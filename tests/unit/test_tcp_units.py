@@ -134,16 +134,17 @@ def test_reno_slow_start_avoidance_recovery_timeout() -> None:
     cc.on_ack(5000, 10_000, 0.0)
     assert cc.cwnd == 13_000  # ABC: at most 2 SMSS per ACK
     cc.enter_recovery(20_000, 0.0)
-    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (10_000, 13_000, True)
+    # Linux tcp_reno_ssthresh: half of cwnd; + 3 SMSS (RFC 5681 3.2 step 3)
+    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (6500, 9500, True)
     cc.on_dup_ack(20_000, 0.0)
-    assert cc.cwnd == 14_000
+    assert cc.cwnd == 10_500
     cc.exit_recovery(0.0)
-    assert cc.cwnd == 10_000 and not cc.in_recovery
-    for _ in range(10):
-        cc.on_ack(1000, 10_000, 0.0)
-    assert cc.cwnd == 11_000  # congestion avoidance: +1 SMSS per cwnd acked
+    assert cc.cwnd == 6500 and not cc.in_recovery
+    for _ in range(7):
+        cc.on_ack(1000, 6500, 0.0)
+    assert cc.cwnd == 7500  # congestion avoidance: +1 SMSS per cwnd acked
     cc.on_timeout(8000, 0.0)
-    assert (cc.cwnd, cc.ssthresh) == (1000, 4000)
+    assert (cc.cwnd, cc.ssthresh) == (1000, 3750)
 
 
 def test_congestion_registry() -> None:

@@ -36,6 +36,7 @@ import heapq
 import itertools
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,6 +45,7 @@ from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.listener import listener_action, reply_to_unmatched
+from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, SegmentEncoder, TcpSegment
 from ustack.wire.tcp import HEADER as TCP_HEADER
@@ -51,6 +53,18 @@ from ustack.wire.tcp import HEADER as TCP_HEADER
 if TYPE_CHECKING:
     from ustack.stack import Stack
     from ustack.tcp.connection import TcpConnection
+
+
+def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The connections' clock: ``loop.time``, except on uvloop, whose
+    ``loop.time()`` has 1 ms resolution (every sub-millisecond RTT came out
+    as 0 or 1 ms): there ``time.monotonic``, the same clock at ns resolution.
+    Deadlines still go to ``loop.call_at`` unchanged: uvloop's time is the
+    monotonic clock in whole milliseconds, so a timer fires on time or < 1 ms
+    late, never early.  (A simulated loop keeps its own ``loop.time``.)"""
+    if type(loop).__module__.split(".")[0] == "uvloop":
+        return time.monotonic
+    return loop.time
 
 
 def _connection_class() -> type[TcpConnection]:
@@ -197,6 +211,7 @@ class TcpTable:
     ) -> None:
         self.stack = stack
         self.loop = loop or asyncio.get_running_loop()
+        self._clock = _fine_clock(self.loop)
         mtu = int(getattr(getattr(stack, "device", None), "mtu", 1500) or 1500)
         #: IPv4 payload room per frame; and the largest TCP payload that
         #: always fits (40 bytes of options at most)
@@ -224,6 +239,8 @@ class TcpTable:
         #: hook; ``Stack.start(trace_dir=...)``); None = off
         self.tracer: Any = None
         self._isn = IsnGenerator(os.urandom(16))
+        #: the stack-wide TCP MIB (nstat names), shared by every connection
+        self.mib = TcpMib()
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
@@ -258,7 +275,8 @@ class TcpTable:
         return len(self._conns)
 
     def now(self) -> float:
-        return self.loop.time()
+        """The connections' clock (see :func:`_fine_clock`)."""
+        return self._clock()
 
     # ------------------------------------------------------------- opening
 
@@ -288,7 +306,7 @@ class TcpTable:
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
         conn = _connection_class().connect(
-            local_port, remote_port, iss, now, self.config,
+            local_port, remote_port, iss, now, self.config, mib=self.mib,
             trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port))
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
@@ -378,7 +396,7 @@ class TcpTable:
             return
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
-        conn.receive(seg, self.loop.time())
+        conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
             self._reopen(ep, src, dst, seg)
             return
@@ -431,7 +449,7 @@ class TcpTable:
         now = self.now()
         iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
         conn = _connection_class().accept(
-            seg, iss, now, self.config,
+            seg, iss, now, self.config, mib=self.mib,
             trace=self._trace_hook(None, now, seg.dst_port, src, seg.src_port))
         ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
         ep.listener = listener

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno as E
 from collections import deque
 from copy import copy
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
@@ -46,7 +46,7 @@ from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
 from ustack.wire.seq import seq_ge, seq_gt, seq_le, seq_lt, seq_sub
-from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
+from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
 MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
@@ -70,6 +70,13 @@ _CLOSING = TcpState.CLOSING
 _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
+
+
+def _seg_data(seg: TcpSegment) -> dict[str, Any]:
+    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace)."""
+    return {"seq": seg.seq, "ack": seg.ack, "len": len(seg.payload),
+            "flags": flags_to_str(seg.flags), "win": seg.window,
+            "sack": [list(b) for b in seg.options.sack_blocks]}
 
 
 class TcpConnection:
@@ -208,6 +215,17 @@ class TcpConnection:
         if CHECK_TRANSITIONS:
             check_transition(old, new)
         self.state = new
+        # RFC 4022 tcpCurrEstab / tcpEstabResets / tcpAttemptFails
+        mib = self.mib
+        if new is _ESTABLISHED or new is _CLOSE_WAIT:
+            if old is not _ESTABLISHED and old is not _CLOSE_WAIT:
+                mib["TcpCurrEstab"] += 1
+        elif old is _ESTABLISHED or old is _CLOSE_WAIT:
+            mib["TcpCurrEstab"] -= 1
+            if new is _CLOSED:
+                mib["TcpEstabResets"] += 1
+        elif new is _CLOSED and (old is _SYN_SENT or old is _SYN_RECEIVED):
+            mib["TcpAttemptFails"] += 1
         if self.trace is not None:
             self.trace(self._now, "state", {"old": old.ss_name, "new": new.ss_name})
 
@@ -246,6 +264,7 @@ class TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
         c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace)
         c._set_state(_SYN_SENT)
+        c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
         c._out.append(c._syn_segment(now))
         c.timers.rto = now + c.rtt.rto
@@ -351,7 +370,8 @@ class TcpConnection:
             self._become_closed()
             return
         if self.rcv.buf and st.synchronized and st is not _TIME_WAIT:
-            self._out.append(self._make(RST | ACK, self.snd_nxt))
+            self.mib["TcpExtTCPAbortOnClose"] += 1
+            self._emit(self._make(RST | ACK, self.snd_nxt), now)
             self._become_closed()
             return
         self._rst_on_data = True
@@ -366,7 +386,7 @@ class TcpConnection:
         if st is _CLOSED:
             return
         if st.synchronized and st is not _TIME_WAIT:
-            self._out.append(self._make(RST | ACK, self.snd_nxt))
+            self._emit(self._make(RST | ACK, self.snd_nxt), now)
         self._app_closed = True
         self._become_closed()
 
@@ -476,6 +496,8 @@ class TcpConnection:
         self._now = now
         self.segs_in += 1
         self.last_recv = now
+        if self.trace is not None:
+            self.trace(now, "seg_recv", _seg_data(seg))
         st = self.state
         flags = seg.flags
         payload = seg.payload
@@ -670,6 +692,7 @@ class TcpConnection:
                 rst = TcpSegment(self.local_port, self.remote_port, 0,
                                  (seg.seq + seg.seg_len) & MASK, RST | ACK, 0)
             self._emit(rst, now)
+            self.mib["TcpExtTCPAbortOnData"] += 1
             self._fail(E.ECONNRESET, quiet=True)
             return
         if seq == self.rcv.nxt:
@@ -932,6 +955,8 @@ class TcpConnection:
         self.snd_wl2 = seg.ack
         self._handshake_rtt(seg, now)
         self._set_state(_ESTABLISHED)
+        if self._passive:
+            self.mib["TcpPassiveOpens"] += 1  # Linux: when the child is created
         self.timers.rto = None
         self._events.append(ev.CONNECTED)
         if self.config.keepalive:
@@ -1049,6 +1074,7 @@ class TcpConnection:
 
     def _paws_reject(self, plen: int, now: float) -> None:
         """RFC 7323 5.3: drop, answer with a (rate-limited when no data) dup ACK."""
+        self.mib["TcpExtPAWSEstab"] += 1
         if plen:
             self.rcv.ack_now = True
         else:
@@ -1065,6 +1091,7 @@ class TcpConnection:
         """RFC 5961 challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited."""
         if now - self._last_oow >= self.config.challenge_ack_interval:
             self._last_oow = now
+            self.mib["TcpExtTCPChallengeACK"] += 1
             self._emit(self._make(ACK, self.snd_nxt), now)
 
     # ----------------------------------------------------------------- timers
@@ -1078,6 +1105,8 @@ class TcpConnection:
         if at is not None and now >= at:
             self.timers.timewait = None
             if st is _TIME_WAIT or st is _FIN_WAIT_2:
+                if st is _TIME_WAIT:
+                    self.mib["TcpExtTW"] += 1
                 self._become_closed()  # TIME-WAIT over / orphaned FIN-WAIT-2 timeout
                 return
         at = self.timers.rto
@@ -1091,6 +1120,8 @@ class TcpConnection:
         at = self.timers.delack
         if at is not None and now >= at:
             self.rcv.delack_expired()
+            if self.rcv.ack_now:
+                self.mib["TcpExtDelayedACKs"] += 1
         at = self.timers.keepalive
         if at is not None and now >= at:
             self._on_keepalive_timeout(now)
@@ -1107,6 +1138,7 @@ class TcpConnection:
                 return
             self._retransmits += 1
             self.total_retrans += 1
+            self.mib["TcpRetransSegs"] += 1
             self._syn_retransmitted = True
             if self._retransmits > cfg.syn_linear_timeouts:
                 rtt.backoff += 1
@@ -1122,6 +1154,7 @@ class TcpConnection:
                 return
             self._retransmits += 1
             self.total_retrans += 1
+            self.mib["TcpRetransSegs"] += 1
             self._syn_retransmitted = True
             rtt.backoff += 1
             self._emit(self._synack_segment(now), now)
@@ -1145,6 +1178,7 @@ class TcpConnection:
             return
         self._retransmits += 1
         self.total_retrans += 1
+        self.mib["TcpExtTCPTimeouts"] += 1
         rtt.backoff += 1
         self.cc.on_timeout(self.flight_size, now)
         self._dupacks = 0
@@ -1173,6 +1207,7 @@ class TcpConnection:
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._persist_backoff += 1
+        self.mib["TcpExtTCPWinProbe"] += 1
         rto = self.rtt.base_rto * (1 << min(self._persist_backoff, 20))
         self.timers.persist = now + min(rto, self.config.rto_max)
 
@@ -1189,6 +1224,7 @@ class TcpConnection:
             return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._ka_probes += 1
+        self.mib["TcpExtTCPKeepAlive"] += 1
         self.timers.keepalive = now + cfg.keepalive_interval
 
     # ----------------------------------------------------------------- output
@@ -1196,6 +1232,7 @@ class TcpConnection:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""
         self._now = now
+        prior_nxt = self.snd_nxt
         if self.state in _SENDING_STATES:
             self.snd.push(self, now)
         if self.rcv.ack_now:
@@ -1206,6 +1243,12 @@ class TcpConnection:
         self._out = []
         self.segs_out += len(out)
         self.last_send = now
+        if self.trace is not None:
+            for seg in out:
+                d = _seg_data(seg)
+                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
+                                                                                  prior_nxt)
+                self.trace(now, "seg_sent", d)
         return out
 
     def _unsent(self) -> int:
@@ -1221,6 +1264,7 @@ class TcpConnection:
         if seq_gt(end, self._rtx_high):
             self._rtx_high = end
         self.total_retrans += 1
+        self.mib["TcpRetransSegs"] += 1
 
     def _options(self) -> TcpOptions:
         """Timestamps (RFC 7323 3) and SACK blocks (RFC 2018) for our next segment."""
@@ -1254,6 +1298,9 @@ class TcpConnection:
                           payload)
 
     def _emit(self, seg: TcpSegment, now: float) -> None:
+        """Queue a control segment (data goes out through the sender)."""
+        if seg.flags & RST:
+            self.mib["TcpOutRsts"] += 1
         self._out.append(seg)
 
     def _ts_val(self, now: float) -> int:
@@ -1280,6 +1327,8 @@ class TcpConnection:
     def _fail(self, errno: int, quiet: bool = False) -> None:
         """Abort with an error (reported unless the app already closed)."""
         self.error = errno
+        if errno == E.ETIMEDOUT:
+            self.mib["TcpExtTCPAbortOnTimeout"] += 1
         if not quiet and not self._app_closed:
             self._events.append(ev.ConnectionFailed(errno))
         self._become_closed()

@@ -217,6 +217,7 @@ class Sender:
             nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
             if ((seq - snd_max) & MASK) >= 0x80000000:  # seq < SND.NXT: a resend
                 c.bytes_retrans += n
+                c.mib["TcpRetransSegs"] += 1
                 self.retransmitted(nxt)
             else:
                 new_end = nxt

@@ -17,6 +17,7 @@ from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.listener import listener_action
+from ustack.tcp.mib import TcpMib
 from ustack.wire.tcp import TcpSegment
 
 SRC_IP = b"\x0a\x00\x00\x01"
@@ -52,7 +53,8 @@ class MemoryPair:
                  client_port: int = 40000, server_port: int = 80,
                  profile: WireProfile | None = None,
                  reverse_profile: WireProfile | None = None,
-                 keep_log: bool = False, start: float = 0.0) -> None:
+                 keep_log: bool = False, start: float = 0.0,
+                 mib: TcpMib | None = None) -> None:
         self.now = start
         self.rng = random.Random(seed)
         self.to_server = profile or WireProfile()
@@ -60,11 +62,13 @@ class MemoryPair:
         self.server_config = server_config
         self.iss_server = iss_server
         self.keep_log = keep_log
+        #: one MIB for both ends when given (like one stack), else private ones
+        self.mib = mib
         self._heap: list[tuple[float, int, int, TcpSegment]] = []
         self._counter = 0
         self.dropped = 0
         self.client = Endpoint(TcpConnection.connect(client_port, server_port, iss_client,
-                                                     start, client_config))
+                                                     start, client_config, mib=mib))
         self.server = Endpoint(None)
 
     @property
@@ -115,7 +119,7 @@ class MemoryPair:
             action = listener_action(seg)
             if action == "syn":
                 ep.conn = TcpConnection.accept(seg, self.iss_server, self.now,
-                                               self.server_config)
+                                               self.server_config, mib=self.mib)
             return
         ep.conn.receive(seg, self.now)
 

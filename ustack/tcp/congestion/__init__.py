@@ -8,6 +8,7 @@ instantiates one; ``available()`` lists names (Linux's
 from __future__ import annotations
 
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
+from ustack.tcp.congestion.bbr import Bbr
 from ustack.tcp.congestion.cubic import Cubic
 from ustack.tcp.congestion.reno import Reno
 
@@ -38,6 +39,7 @@ def available() -> list[str]:
 
 register(Reno)
 register(Cubic)
+register(Bbr)
 
-__all__ = ["CaState", "CongestionController", "Cubic", "RateSample", "Reno", "available",
+__all__ = ["Bbr", "CaState", "CongestionController", "Cubic", "RateSample", "Reno", "available",
            "create", "register"]

@@ -106,7 +106,7 @@ class CongestionController:
     needs_pacing: ClassVar[bool] = False
 
     __slots__ = ("mss", "cwnd", "ssthresh", "pacing_rate", "prior_cwnd", "ca_state",
-                 "cwnd_cnt", "in_recovery")
+                 "cwnd_cnt", "in_recovery", "_hk_delivered")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         self.mss = mss
@@ -117,6 +117,7 @@ class CongestionController:
         self.ca_state = CaState.OPEN
         self.cwnd_cnt = 0  # bytes acknowledged towards the next +1 MSS
         self.in_recovery = False  # transitional (read by the first connection)
+        self._hk_delivered = 0  # transitional: delivered count of the old hooks
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
         """The send MSS became known (after the handshake)."""
@@ -196,8 +197,22 @@ class CongestionController:
 
     # --- transitional adapters for the first connection ---------------------
     def _legacy_rs(self, acked: int, flight: int) -> RateSample:
+        """A rate sample without rate or RTT (the old hooks carry neither).
+
+        In slow start the old connection's behaviour is kept: RFC 3465 L = 2
+        SMSS per ACK.  (Growing by the whole stretch ACK, as the new hooks
+        do, makes the first connection fill the peer's window, where its
+        receiver shrinks the right edge by window-scale rounding and trims
+        in-flight data: tests/unit/test_tcp_pair.py clean-wire runs then
+        retransmit.  The rebuilt connection gets Linux's growth.)
+        """
+        total = self._hk_delivered + acked
+        self._hk_delivered = total
+        if self.cwnd < self.ssthresh and acked > 2 * self.mss:
+            acked = 2 * self.mss
         return RateSample(delivered=acked, acked_sacked=acked, prior_in_flight=flight,
-                          in_flight=max(flight - acked, 0), ca_state=self.ca_state)
+                          in_flight=max(flight - acked, 0), ca_state=self.ca_state,
+                          prior_delivered=total - acked, delivered_total=total)
 
     def _legacy_on_ack(self, acked: int, flight: int, now: float) -> None:
         """Old ``on_ack(acked, flight, now)``: an ACK outside recovery."""

@@ -1,99 +1,236 @@
-"""CUBIC (RFC 9438), Linux's default congestion control, as a controller.
+"""CUBIC (RFC 9438) with HyStart++ (RFC 9406) slow start.
 
-The window grows as ``W(t) = C (t - K)^3 + W_max`` (segments, t in seconds
-since the last reduction) with C = 0.4 and multiplicative decrease beta = 0.7,
-fast convergence (4.7) and the Reno-friendly region (4.3).  Slow start, fast
-recovery inflation and the timeout response are Reno's (the state machine
-drives them through the same hooks).  Simplification: W(t) is evaluated at
-``t`` rather than ``t + RTT`` because the hooks carry no RTT.
+Congestion avoidance follows RFC 9438 section 4: the window follows
+``W_cubic(t) = C (t - K)^3 + W_max`` (segments, t in seconds since the epoch
+began, C = 0.4, beta = 0.7).  Each ACK moves cwnd towards
+``target = W_cubic(t + RTT)`` clamped to [cwnd, 1.5 cwnd] by
+``(target - cwnd) / cwnd`` per acknowledged segment (4.2, 4.4, 4.5); the
+Reno-friendly estimate ``W_est`` takes over while it is larger (4.3); fast
+convergence lowers W_max when a loss comes below the previous one (4.7); a
+timeout forgets W_max so the next epoch starts with K = 0 (4.8, Linux
+``bictcp_reset`` on TCP_CA_Loss); a spurious reduction is undone with the
+saved state (4.9).  RTT is a smoothed RTT of the rate samples (the RFC's
+SRTT; Linux uses its minimum ``delay_min``).
+
+Slow start grows by the bytes acknowledged (Linux ``tcp_slow_start``) and
+HyStart++ (RFC 9406) ends the *initial* slow start when a round's minimum RTT
+rises by ``clamp(lastRoundMinRTT / 8, 4 ms, 16 ms)``: the sender enters
+Conservative Slow Start (growth / 4) and, unless the RTT falls back to the
+baseline, congestion avoidance after 5 CSS rounds.  Rounds are counted by
+delivered bytes (a round ends when a segment sent after the previous round's
+end is delivered), as Linux BBR counts them.
+
+Differences from Linux's ``tcp_cubic.c``: Linux runs the older HyStart
+(Ha and Rhee 2008): ACK-train length plus delay increase over the global
+``delay_min``, compared only once cwnd >= 16 segments, and it exits straight
+to congestion avoidance (ssthresh = cwnd) without CSS; it re-arms after every
+RTO.  Linux also caps the growth at 1 segment per 20 ACKed while W_max is
+unknown (``cnt = 20``) and evaluates W at ``t + delay_min``.  HyStart++'s
+L (RFC 9406 4.3: at most 8 SMSS per ACK unless paced) is not applied: like
+Linux, slow start takes the whole stretch ACK.
 """
 
 from __future__ import annotations
 
-from ustack.tcp.congestion.base import CongestionController
+import math
+from typing import ClassVar
 
-C = 0.4
-BETA = 0.7
+from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
+
+C = 0.4  # RFC 9438 4.1 (Linux bic_scale 41/1024 * 10)
+BETA = 0.7  # RFC 9438 4.6 (Linux beta 717/1024)
 ALPHA = 3 * (1 - BETA) / (1 + BETA)  # Reno-friendly additive increase (RFC 9438 4.3)
+
+# HyStart++ constants (RFC 9406 4.3)
+MIN_RTT_THRESH = 0.004
+MAX_RTT_THRESH = 0.016
+MIN_RTT_DIVISOR = 8
+N_RTT_SAMPLE = 8
+CSS_GROWTH_DIVISOR = 4
+CSS_ROUNDS = 5
+
+_INF = math.inf
 
 
 class Cubic(CongestionController):
     name = "cubic"
+    #: RFC 9438 4.7 fast convergence (Linux module parameter fast_convergence=1)
+    fast_convergence: ClassVar[bool] = True
+    #: RFC 9406 HyStart++ in the initial slow start (Linux: hystart=1, HyStart)
+    hystart: ClassVar[bool] = True
 
-    __slots__ = ("_w_max", "_w_last_max", "_k", "_epoch", "_origin", "_w_est", "_acc")
+    __slots__ = ("w_max", "k", "_epoch", "_origin", "_cwnd_epoch", "_cwnd_prior",
+                 "_w_est", "_acc", "_srtt", "_undo",
+                 "_hs_done", "_css", "_css_acc", "_css_rounds", "_css_baseline",
+                 "_round_end", "_last_min", "_cur_min", "_samples")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         super().__init__(mss, initial_cwnd)
-        self._w_max = 0.0  # segments
-        self._w_last_max = 0.0
-        self._k = 0.0
-        self._epoch: float | None = None
-        self._origin = 0.0
+        self.w_max = 0.0  # segments; 0 = unknown
+        self.k = 0.0  # seconds
+        self._epoch: float | None = None  # start of the current CA epoch
+        self._origin = 0.0  # the W_max the current epoch's curve uses
+        self._cwnd_epoch = 0.0
+        self._cwnd_prior = 0.0  # cwnd (segments) when ssthresh was last set
         self._w_est = 0.0
-        self._acc = 0.0
+        self._acc = 0.0  # fractional cwnd growth in bytes
+        self._srtt = -1.0
+        self._undo: tuple[float, float, float | None, float, float, float, float] | None = None
+        # HyStart++ (RFC 9406)
+        self._hs_done = not self.hystart
+        self._css = False
+        self._css_acc = 0
+        self._css_rounds = 0
+        self._css_baseline = _INF
+        self._round_end = 0
+        self._last_min = _INF
+        self._cur_min = _INF
+        self._samples = 0
 
-    def on_ack(self, acked: int, flight: int, now: float) -> None:
-        mss = self.mss
+    # --- the curve -------------------------------------------------------
+    def w_cubic(self, t: float) -> float:
+        """RFC 9438 eq. 1: the window (segments) ``t`` seconds into the epoch."""
+        return C * (t - self.k) ** 3 + self._origin
+
+    @property
+    def in_css(self) -> bool:
+        """In HyStart++ Conservative Slow Start (RFC 9406 4.2)."""
+        return self._css
+
+    # --- hooks -------------------------------------------------------------
+    def on_ack(self, rs: RateSample, now: float) -> None:
+        """RFC 9438 4.2-4.5 in congestion avoidance, RFC 9406 in slow start."""
+        if rs.rtt > 0:
+            self._srtt = rs.rtt if self._srtt < 0 else self._srtt + (rs.rtt - self._srtt) / 8
+        if not self._hs_done and self.cwnd < self.ssthresh:
+            self._hystart(rs)
+        if not rs.is_cwnd_limited:
+            return  # RFC 9438 4.2 / Linux tcp_is_cwnd_limited: no growth
+        acked = rs.acked_sacked
         if self.cwnd < self.ssthresh:
-            self.cwnd += acked if acked < 2 * mss else 2 * mss  # slow start (ABC)
-            return
+            if self._css:
+                self._css_acc += acked
+                grow = self._css_acc // CSS_GROWTH_DIVISOR
+                self._css_acc -= grow * CSS_GROWTH_DIVISOR
+                self.cwnd += grow
+                return
+            acked = self.slow_start(acked)
+            if acked <= 0:
+                return
+        self._avoid(acked, rs, now)
+
+    def _avoid(self, acked: int, rs: RateSample, now: float) -> None:
+        mss = self.mss
         cwnd_seg = self.cwnd / mss
         if self._epoch is None:
+            # a new epoch (RFC 9438 4.2; K = 0 when W_max is unknown, i.e.
+            # after HyStart++ or an RTO, or when cwnd is already above it)
             self._epoch = now
-            if cwnd_seg < self._w_max:
-                self._k = ((self._w_max - cwnd_seg) / C) ** (1.0 / 3.0)
-                self._origin = self._w_max
-            else:
-                self._k = 0.0
-                self._origin = cwnd_seg
+            self._cwnd_epoch = cwnd_seg
             self._w_est = cwnd_seg
+            if self.w_max > cwnd_seg:
+                self.k = ((self.w_max - cwnd_seg) / C) ** (1.0 / 3.0)
+                self._origin = self.w_max
+            else:
+                self.k = 0.0
+                self._origin = cwnd_seg
+                if self.w_max <= 0:
+                    self.w_max = cwnd_seg
+                    self._cwnd_prior = cwnd_seg
         t = now - self._epoch
-        target = self._origin + C * (t - self._k) ** 3
+        rtt = self._srtt if self._srtt > 0 else (rs.min_rtt if rs.min_rtt > 0 else 0.0)
         acked_seg = acked / mss
-        self._w_est += ALPHA * acked_seg / cwnd_seg
-        if self._w_est > target:
-            target = self._w_est  # Reno-friendly region
-        if target > cwnd_seg:
-            # grow by (target - cwnd) / cwnd per acknowledged segment (RFC 9438 4.4)
-            self._acc += (target - cwnd_seg) / cwnd_seg * acked_seg
-        else:
-            self._acc += acked_seg / (100 * cwnd_seg)  # plateau: very slow growth
-        if self._acc >= 1.0:
-            whole = int(self._acc)
-            self._acc -= whole
+        # Reno-friendly region (4.3): alpha becomes 1 once W_est reaches cwnd_prior
+        alpha = 1.0 if self._w_est >= self._cwnd_prior else ALPHA
+        self._w_est += alpha * acked_seg / cwnd_seg
+        if self.w_cubic(t) < self._w_est:
+            want = int(self._w_est) * mss
+            if want > self.cwnd:
+                self.cwnd = want
+                self._acc = 0.0
+            return
+        # concave (4.4) and convex (4.5) regions: towards W_cubic(t + RTT)
+        target = self.w_cubic(t + rtt)
+        if target > 1.5 * cwnd_seg:
+            target = 1.5 * cwnd_seg
+        if target <= cwnd_seg:
+            return
+        self._acc += (target - cwnd_seg) / cwnd_seg * acked
+        if self._acc >= mss:
+            whole = int(self._acc // mss)
+            self._acc -= whole * mss
             self.cwnd += whole * mss
 
-    def _reduce(self) -> None:
-        cwnd_seg = self.cwnd / self.mss
-        if cwnd_seg < self._w_last_max:
-            # fast convergence (RFC 9438 4.7)
-            self._w_last_max = cwnd_seg
-            self._w_max = cwnd_seg * (1 + BETA) / 2
+    def ssthresh_on_loss(self, now: float, in_flight: int) -> int:
+        """RFC 9438 4.6 multiplicative decrease with 4.7 fast convergence
+        (Linux ``cubictcp_recalc_ssthresh``)."""
+        mss = self.mss
+        self.prior_cwnd = self.cwnd
+        self._undo = (self.w_max, self.k, self._epoch, self._origin, self._w_est,
+                      self._cwnd_prior, self._cwnd_epoch)
+        cwnd_seg = self.cwnd / mss
+        if self.fast_convergence and cwnd_seg < self.w_max:
+            self.w_max = cwnd_seg * (1 + BETA) / 2
         else:
-            self._w_last_max = cwnd_seg
-            self._w_max = cwnd_seg
+            self.w_max = cwnd_seg
+        self._cwnd_prior = cwnd_seg
         self._epoch = None
         self._acc = 0.0
+        self._css = False
+        self._hs_done = True  # HyStart++ only in the initial slow start (RFC 9406 4.3)
+        return max(int(self.cwnd * BETA) // mss * mss, 2 * mss)
 
-    def enter_recovery(self, flight: int, now: float) -> None:
-        self.in_recovery = True
-        self._reduce()
-        mss = self.mss
-        self.ssthresh = max(int(self.cwnd * BETA), 2 * mss)
-        self.cwnd = self.ssthresh + 3 * mss
+    def on_state(self, new: CaState, now: float) -> None:
+        """RTO: forget W_max (RFC 9438 4.8; Linux ``cubictcp_state``)."""
+        super().on_state(new, now)
+        if new is CaState.LOSS:
+            self.w_max = 0.0
+            self.k = 0.0
+            self._epoch = None
+            self._acc = 0.0
 
-    def on_dup_ack(self, flight: int, now: float) -> None:
-        self.cwnd += self.mss
+    def undo_cwnd(self) -> int:
+        """RFC 9438 4.9: restore the curve saved before the spurious reduction."""
+        if self._undo is not None:
+            (self.w_max, self.k, self._epoch, self._origin, self._w_est,
+             self._cwnd_prior, self._cwnd_epoch) = self._undo
+            self._undo = None
+        return max(self.cwnd, self.prior_cwnd)
 
-    def on_partial_ack(self, acked: int, now: float) -> None:
-        self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
+    def on_tx_start(self, now: float, idle: float) -> None:
+        """Shift the epoch by the idle time so an application-limited pause
+        does not count as growth time (Linux ``cubictcp_cwnd_event``)."""
+        if self._epoch is not None and idle > 0:
+            self._epoch = min(self._epoch + idle, now)
 
-    def exit_recovery(self, now: float) -> None:
-        self.in_recovery = False
-        self.cwnd = self.ssthresh
-
-    def on_timeout(self, flight: int, now: float) -> None:
-        self.in_recovery = False
-        self._reduce()
-        self.ssthresh = max(int(self.cwnd * BETA), 2 * self.mss)
-        self.cwnd = self.mss
+    # --- HyStart++ (RFC 9406 4.2) ----------------------------------------------
+    def _hystart(self, rs: RateSample) -> None:
+        if rs.prior_delivered >= self._round_end:  # a new round starts
+            self._round_end = rs.delivered_total
+            self._last_min = self._cur_min
+            self._cur_min = _INF
+            self._samples = 0
+            if self._css:
+                self._css_rounds += 1
+                if self._css_rounds >= CSS_ROUNDS:  # enter congestion avoidance
+                    self.ssthresh = self.cwnd
+                    self._css = False
+                    self._hs_done = True
+                    return
+        if rs.rtt <= 0:
+            return
+        if rs.rtt < self._cur_min:
+            self._cur_min = rs.rtt
+        self._samples += 1
+        if self._samples < N_RTT_SAMPLE or self._last_min == _INF:
+            return
+        if not self._css:
+            thresh = max(MIN_RTT_THRESH, min(self._last_min / MIN_RTT_DIVISOR, MAX_RTT_THRESH))
+            if self._cur_min >= self._last_min + thresh:
+                self._css = True  # the delay rose: conservative slow start
+                self._css_baseline = self._cur_min
+                self._css_rounds = 0
+                self._css_acc = 0
+        elif self._cur_min < self._css_baseline:
+            self._css = False  # spurious: resume slow start
+            self._css_baseline = _INF

@@ -1,56 +1,35 @@
-"""Reno/NewReno window arithmetic (RFC 5681 section 3, RFC 6582 3.2).
+"""Reno (RFC 5681 section 3; Linux ``tcp_reno_cong_avoid``/``tcp_reno_ssthresh``).
 
-Slow start with appropriate byte counting (RFC 3465, L = 2 SMSS per ACK),
-congestion avoidance of about one SMSS per RTT, halving on loss, window
-inflation during fast recovery and deflation on exit.
+Slow start grows cwnd by the bytes each ACK newly acknowledges (Linux
+``tcp_slow_start``; RFC 3465 would cap a stretch ACK at L = 2 SMSS), up to
+ssthresh, and what is left over goes to congestion avoidance: one SMSS per
+cwnd of acknowledged bytes (RFC 5681 3.1, Linux ``tcp_cong_avoid_ai``).  A
+loss halves the window (Linux takes half of cwnd where RFC 5681 eq. 4 takes
+half of FlightSize; they agree whenever the sender is cwnd-limited).  Fast
+recovery itself (PRR, RFC 6937) and the loss window after an RTO belong to
+the connection.
 """
 
 from __future__ import annotations
 
-from ustack.tcp.congestion.base import CongestionController
+from ustack.tcp.congestion.base import CongestionController, RateSample
 
 
 class Reno(CongestionController):
     name = "reno"
 
-    __slots__ = ("_ca_acc",)
+    __slots__ = ()
 
-    def __init__(self, mss: int, initial_cwnd: int) -> None:
-        super().__init__(mss, initial_cwnd)
-        self._ca_acc = 0
-
-    def on_ack(self, acked: int, flight: int, now: float) -> None:
-        mss = self.mss
-        if self.cwnd < self.ssthresh:
-            # slow start, RFC 5681 eq. 2 with ABC limit L = 2*SMSS per ACK
-            self.cwnd += acked if acked < 2 * mss else 2 * mss
+    def on_ack(self, rs: RateSample, now: float) -> None:
+        """Linux ``tcp_reno_cong_avoid``: grow only when cwnd limited."""
+        if not rs.is_cwnd_limited:
             return
-        # congestion avoidance: +SMSS per cwnd bytes acknowledged (RFC 5681 3.1)
-        self._ca_acc += acked
-        if self._ca_acc >= self.cwnd:
-            self._ca_acc -= self.cwnd
-            self.cwnd += mss
+        acked = rs.acked_sacked
+        if self.cwnd < self.ssthresh:
+            acked = self.slow_start(acked)
+            if acked <= 0:
+                return
+        self.cong_avoid_ai(self.cwnd, acked)
 
-    def enter_recovery(self, flight: int, now: float) -> None:
-        self.in_recovery = True
-        mss = self.mss
-        self.ssthresh = max(flight // 2, 2 * mss)  # eq. 4
-        self.cwnd = self.ssthresh + 3 * mss  # step 3: inflate by the 3 dupacks
-
-    def on_dup_ack(self, flight: int, now: float) -> None:
-        self.cwnd += self.mss  # step 4
-
-    def on_partial_ack(self, acked: int, now: float) -> None:
-        # RFC 6582 3.2 step 3: deflate by the amount acked, add back one SMSS
-        self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
-
-    def exit_recovery(self, now: float) -> None:
-        self.in_recovery = False
-        self.cwnd = self.ssthresh  # step 6 (deflate)
-        self._ca_acc = 0
-
-    def on_timeout(self, flight: int, now: float) -> None:
-        self.in_recovery = False
-        self.ssthresh = max(flight // 2, 2 * self.mss)
-        self.cwnd = self.mss  # loss window, RFC 5681 3.1
-        self._ca_acc = 0
+    # ssthresh_on_loss and undo_cwnd: the base class's (tcp_reno_ssthresh,
+    # tcp_reno_undo_cwnd)

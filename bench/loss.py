@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Bulk sending over a lossy link: the kernel's TCP vs ustack, per algorithm.
+
+One lab (:class:`ustack.lab.Lab`), one link, one receiver: the kernel sink of
+``bench/throughput_peer.py`` in the peer namespace.  An nftables rule on the
+peer's input drops a random fraction of the *data* segments to the sink port
+(``numgen random mod 1000 < N``; pure ACKs, SYNs and FINs pass) and TSO/GSO
+are off on the sending veth, so a drop takes one MSS-sized frame (ustack's GSO
+super-segments are cut by the kernel before the veth).  For every loss rate
+and algorithm the kernel sender (``TCP_CONGESTION`` set on its socket; this
+host's default is bbr) and the ustack sender (``TcpConfig.congestion``) send
+the same SHA-256-checked stream, side by side in the same run.
+
+    sudo python3 bench/loss.py [--mb 20] [--loss 0,0.1,1,2,5] [--cc reno,cubic,bbr]
+                               [--json] [--timeout 90]
+
+Needs root (namespaces, AF_PACKET, nft).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from throughput import (  # noqa: E402
+    PEER,
+    _peer_result,
+    _start_peer,
+    _stop_peer,
+    kernel_address,
+    ustack_to_kernel,
+)
+from throughput_peer import pattern_sha256  # noqa: E402
+
+from ustack.lab import Lab, set_offloads  # noqa: E402
+
+PORT = 5102  # throughput.ustack_to_kernel's sink port; the kernel sender uses it too
+TABLE = "hkloss"
+KERNEL_SEED = 1  # throughput_peer.py send's default pattern seed
+
+
+# ---------------------------------------------------------------- loss rule
+def _nft(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return lab.run_in_peer(["nft", *args], capture_output=True, text=True, check=check)
+
+
+def set_loss(lab: Lab, percent: float) -> None:
+    """Drop ``percent`` % of the data segments (IP length > 100) to PORT on
+    the peer's input; count all of them and the dropped ones."""
+    _nft(lab, "delete", "table", "inet", TABLE, check=False)
+    _nft(lab, "add", "table", "inet", TABLE)
+    _nft(lab, "add", "chain", "inet", TABLE, "input",
+         "{ type filter hook input priority -10 ; policy accept ; }")
+    data = ["tcp", "dport", str(PORT), "ip", "length", "gt", "100"]
+    _nft(lab, "add", "rule", "inet", TABLE, "input", *data, "counter")
+    permille = round(percent * 10)
+    if permille > 0:
+        _nft(lab, "add", "rule", "inet", TABLE, "input", *data,
+             "numgen", "random", "mod", "1000", "lt", str(permille), "counter", "drop")
+
+
+def loss_counters(lab: Lab) -> tuple[int, int]:
+    """(data segments seen, dropped) since the last :func:`set_loss`/reset."""
+    out = _nft(lab, "-j", "list", "table", "inet", TABLE).stdout
+    counts = []
+    for item in json.loads(out).get("nftables", []):
+        rule = item.get("rule")
+        if rule:
+            for expr in rule.get("expr", []):
+                if "counter" in expr:
+                    counts.append(int(expr["counter"]["packets"]))
+    seen = counts[0] if counts else 0
+    dropped = counts[1] if len(counts) > 1 else 0
+    return seen, dropped
+
+
+def reset_counters(lab: Lab) -> None:
+    _nft(lab, "reset", "counters", "table", "inet", TABLE, check=False)
+
+
+# ---------------------------------------------------------------- senders
+def kernel_send(lab: Lab, nbytes: int, cc: str, timeout: float) -> dict[str, Any]:
+    """The kernel sends (from the stack namespace, with a kernel address)."""
+    sink = _start_peer(lab, "sink", PORT)
+    try:
+        sender = lab.popen_in_stack(
+            [sys.executable, str(PEER), "send", "--port", str(PORT), "--connect",
+             lab.peer_address, "--bytes", str(nbytes), "--congestion", cc],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            res = _peer_result(sender, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            sender.kill()
+            sender.communicate()
+            return {"mbps": None, "ok": False, "timeout": True}
+    finally:
+        _stop_peer(sink)
+    if "seconds" not in res:
+        return {"mbps": None, "ok": False, "error": "kernel sender failed"}
+    got, _, sha = str(res.get("reply", "")).partition(" ")
+    ok = (got == str(nbytes) and sha == pattern_sha256(nbytes, KERNEL_SEED)
+          and res.get("congestion") == cc)
+    return {"mbps": nbytes / float(res["seconds"]) / 1e6, "ok": ok,
+            "seconds": res["seconds"], "congestion": res.get("congestion")}
+
+
+def _use_congestion(stack: Any, cc: str) -> None:
+    """The next connection of ``stack`` uses ``cc`` (the connection table's
+    TcpConfig, what ``TcpConfig(congestion=...)`` sets for a stack)."""
+    stack.tcp.config.congestion = cc
+
+
+async def ustack_send(stack: Any, lab: Lab, nbytes: int, cc: str,
+                      timeout: float) -> dict[str, Any]:
+    _use_congestion(stack, cc)
+    try:
+        res = await asyncio.wait_for(ustack_to_kernel(stack, lab, nbytes, True), timeout)
+    except TimeoutError:
+        return {"mbps": None, "ok": False, "timeout": True}
+    res["congestion"] = stack.tcp.config.congestion
+    return res
+
+
+async def ustack_round(lab: Lab, nbytes: int, ccs: list[str], timeout: float,
+                       percent: float) -> dict[str, dict[str, Any]]:
+    from ustack.stack import Stack
+
+    with lab.enter_stack_ns():
+        stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
+                                  offload=True, diagnostics=False)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for cc in ccs:
+            reset_counters(lab)
+            out[cc] = await ustack_send(stack, lab, nbytes, cc, timeout)
+            out[cc]["segments"], out[cc]["dropped"] = loss_counters(lab)
+            _progress(f"  ustack {cc:5s} {percent:4g}%: {_fmt(out[cc])}")
+    finally:
+        await stack.close()
+    return out
+
+
+# ---------------------------------------------------------------- driver
+def _fmt(r: dict[str, Any]) -> str:
+    if r.get("mbps") is None:
+        return "timeout"
+    return f"{r['mbps']:.1f} MB/s ok={r['ok']}"
+
+
+_QUIET = False
+
+
+def _progress(msg: str) -> None:
+    if not _QUIET:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run(nbytes: int, losses: list[float], ccs: list[str], timeout: float,
+        uvloop_on: bool, name: str | None = None) -> dict[str, Any]:
+    lab = Lab.create(name or f"hkl{os.getpid() % 100000}")
+    results: dict[str, Any] = {"bytes": nbytes, "losses": losses, "algorithms": ccs,
+                               "runs": []}
+    lab.up()
+    try:
+        # drops must hit single MSS-sized frames: no TSO/GSO on the sending veth
+        set_offloads(lab.stack_ns, lab.stack_if, tso=False, gso=False)
+        for percent in losses:
+            set_loss(lab, percent)
+            kernel: dict[str, dict[str, Any]] = {}
+            with kernel_address(lab):
+                for cc in ccs:
+                    reset_counters(lab)
+                    kernel[cc] = kernel_send(lab, nbytes, cc, timeout)
+                    kernel[cc]["segments"], kernel[cc]["dropped"] = loss_counters(lab)
+                    _progress(f"  kernel {cc:5s} {percent:4g}%: {_fmt(kernel[cc])}")
+            coro = ustack_round(lab, nbytes, ccs, timeout, percent)
+            if uvloop_on:
+                import uvloop
+
+                ours = uvloop.run(coro)
+            else:
+                ours = asyncio.run(coro)
+            for cc in ccs:
+                k, u = kernel[cc], ours[cc]
+                ratio = (u["mbps"] / k["mbps"]) if u.get("mbps") and k.get("mbps") else None
+                results["runs"].append({"loss_percent": percent, "congestion": cc,
+                                        "kernel": k, "ustack": u, "ratio": ratio})
+    finally:
+        with contextlib.suppress(Exception):
+            _nft(lab, "delete", "table", "inet", TABLE, check=False)
+        lab.down()
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| loss | cc | kernel MB/s | ustack MB/s | ratio | drops k/u |",
+             "|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        k, u = r["kernel"], r["ustack"]
+
+        def mb(x: dict[str, Any]) -> str:
+            if x.get("mbps") is None:
+                return "timeout"
+            return f"{x['mbps']:.1f}" + ("" if x.get("ok") else " (BAD)")
+
+        def drops(x: dict[str, Any]) -> str:
+            seen, dropped = x.get("segments", 0), x.get("dropped", 0)
+            return f"{100 * dropped / seen:.2f}%" if seen else "-"
+
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        lines.append(f"| {r['loss_percent']:g}% | {r['congestion']} | {mb(k)} | {mb(u)} | "
+                     f"{ratio} | {drops(k)}/{drops(u)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _QUIET
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=float, default=20, help="megabytes per transfer")
+    parser.add_argument("--loss", default="0,0.1,1,2,5",
+                        help="comma list of random data-segment loss rates in percent")
+    parser.add_argument("--cc", default="reno,cubic,bbr",
+                        help="comma list of algorithms, set on both sides")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds per transfer")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--name", default=None, help="lab name (default hkl<pid>)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/loss.py: needs root (namespaces, AF_PACKET, nft)", file=sys.stderr)
+        return 2
+    if shutil.which("nft") is None:
+        print("bench/loss.py: needs nft (apt-get install nftables)", file=sys.stderr)
+        return 2
+    _QUIET = args.json
+    nbytes = int(args.mb * 1_000_000)
+    losses = [float(x) for x in args.loss.split(",") if x]
+    ccs = [x for x in args.cc.split(",") if x]
+    # a SIGTERM (e.g. `timeout`) must still run the finally that removes the lab
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = run(nbytes, losses, ccs, args.timeout, args.uvloop, args.name)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(table(results))
+    bad = [r for r in results["runs"]
+           for side in ("kernel", "ustack") if r[side].get("ok") is False
+           and not r[side].get("timeout")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
