@@ -113,7 +113,8 @@ def kernel_send(lab: Lab, nbytes: int, cc: str, timeout: float) -> dict[str, Any
     ok = (got == str(nbytes) and sha == pattern_sha256(nbytes, KERNEL_SEED)
           and res.get("congestion") == cc)
     return {"mbps": nbytes / float(res["seconds"]) / 1e6, "ok": ok,
-            "seconds": res["seconds"], "congestion": res.get("congestion")}
+            "seconds": res["seconds"], "congestion": res.get("congestion"),
+            "retrans": res.get("total_retrans")}
 
 
 def _use_congestion(stack: Any, cc: str) -> None:
@@ -205,8 +206,8 @@ def run(nbytes: int, losses: list[float], ccs: list[str], timeout: float,
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| loss | cc | kernel MB/s | ustack MB/s | ratio | drops k/u |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| loss | cc | kernel MB/s | ustack MB/s | ratio | drops k/u | retrans k/u |",
+             "|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         k, u = r["kernel"], r["ustack"]
 
@@ -221,7 +222,8 @@ def table(results: dict[str, Any]) -> str:
 
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
         lines.append(f"| {r['loss_percent']:g}% | {r['congestion']} | {mb(k)} | {mb(u)} | "
-                     f"{ratio} | {drops(k)}/{drops(u)} |")
+                     f"{ratio} | {drops(k)}/{drops(u)} | {k.get('retrans', '-')}/"
+                     f"{u.get('retrans', '-')} |")
     return "\n".join(lines)
 
 

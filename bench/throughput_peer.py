@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -120,8 +121,12 @@ def client_send(args: argparse.Namespace) -> None:
             break
         reply += data
     elapsed = time.perf_counter() - t0
+    # struct tcp_info: 8 bytes of u8 fields, then u32s; tcpi_total_retrans at 100
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    total_retrans = struct.unpack_from("I", info, 100)[0] if len(info) >= 104 else None
     sock.close()
     print(json.dumps({"mode": "send", "bytes": args.bytes, "seconds": elapsed,
+                      "total_retrans": total_retrans,
                       "reply": reply.decode(errors="replace").strip(),
                       "congestion": algo.split(b"\0", 1)[0].decode()}), flush=True)
 

@@ -242,12 +242,19 @@ class Stack:
 
     def counters(self) -> dict[str, int]:
         """Frames in/out, drops (total and ``drop.<reason>``), ARP, ICMP, the
-        device's counters (``dev.``) and TCP's (if attached)."""
+        device's counters (``dev.``) and TCP's (if attached): the table's
+        ``tcp_*`` keys and its TcpMib under Linux nstat names."""
         out = self.ip.counters()
         for key, value in self.device.counters().items():
             out["dev." + key] = value
         if self._tcp is not None:
             out.update(self._tcp.counters)
+            mib = getattr(self._tcp, "mib", None)
+            if mib is not None:
+                out.update(mib)  # TcpMib: Linux nstat names (TcpExtSyncookiesSent, ...)
+            memory = getattr(self._tcp, "memory", None)
+            if memory is not None:
+                out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
         return out
 
     def sockets(self) -> list[Any]:

@@ -288,3 +288,90 @@ def test_handler_exception_is_counted_not_raised() -> None:
 def test_register_icmp_is_refused() -> None:
     with pytest.raises(ValueError):
         Harness().ip.register(1, lambda *a: None)
+
+
+# ------------------------------------------- input rules as Linux (issue 13)
+
+BCAST = bytes([10, 77, 0, 255])
+
+
+def _tcp_handler(h: Harness) -> list[bytes]:
+    got: list[bytes] = []
+    h.ip.register(6, lambda s, d, p, t: got.append(bytes(p)))
+    return got
+
+
+@pytest.mark.parametrize(("dst", "dst_mac"), [
+    (BCAST, eth.BROADCAST),  # the subnet broadcast
+    (bytes([255] * 4), eth.BROADCAST),  # the limited broadcast
+    (US, eth.BROADCAST),  # our address in a broadcast frame (pkt_type != PACKET_HOST)
+    (BCAST, US_MAC),
+])
+def test_tcp_to_broadcast_is_dropped_and_counted(dst: bytes, dst_mac: bytes) -> None:
+    h = Harness()
+    got = _tcp_handler(h)
+    packet = ipv4.Ipv4Packet(PEER, dst, 6, tcp_payload(dst=dst)).encode()
+    h.feed(eth.encode_frame(dst_mac, PEER_MAC, eth.ETHERTYPE_IPV4, packet))
+    assert got == [] and h.take() == []
+    c = h.ip.counters()
+    assert c["drop.tcp-not-unicast"] == 1 and c["drops"] == 1
+
+
+def test_tcp_to_multicast_or_other_host_is_dropped() -> None:
+    h = Harness()
+    got = _tcp_handler(h)
+    for dst in (bytes([224, 0, 0, 1]), bytes([10, 77, 0, 9])):
+        h.feed(ip_frame(tcp_payload(dst=dst), 6, dst=dst))
+    assert got == [] and h.ip.counters()["drop.ip-not-ours"] == 2
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    (b"\x07\x02\x04\x00", "ip-bad-options"),  # record route with length 2 (no pointer)
+    (b"\x07\x07\x03\x00\x00\x00\x00\x00", "ip-bad-options"),  # pointer 3 < 4
+    (b"\x44\x08\x04\x00\x00\x00\x00\x00", "ip-bad-options"),  # timestamp pointer 4 < 5
+    (b"\x94\x01\x00\x00", "ip-bad-options"),  # length 1
+    (b"\x94\x09\x00\x00", "ip-bad-options"),  # runs past the header
+    (b"\x01\x01\x01\x94", "ip-bad-options"),  # a type with no length octet
+    (b"\x83\x07\x04\x0a\x4d\x00\x09\x00", "ip-source-route"),  # LSRR: Linux drops
+])
+def test_malformed_ip_options_are_dropped_not_answered(options: bytes, reason: str) -> None:
+    h = Harness()
+    h.learn_peer()
+    got = _tcp_handler(h)
+    h.feed(ip_frame(tcp_payload(), 6, options=options))
+    h.feed(ip_frame(tcp_payload(), 99, options=options))  # no protocol-unreachable either
+    assert got == [] and h.take() == []
+    assert h.ip.counters()["drop." + reason] == 2
+
+
+def test_valid_ip_options_pass() -> None:
+    h = Harness()
+    got = _tcp_handler(h)
+    for options in (b"\x94\x04\x00\x00", b"\x01\x00\x00\x00",
+                    b"\x07\x07\x04\x00\x00\x00\x00\x00", b"\x44\x0c\x05\x00" + b"\x00" * 8):
+        h.feed(ip_frame(tcp_payload(), 6, options=options))
+    assert len(got) == 4 and h.ip.counters()["frames_accepted"] == 4
+
+
+def test_handler_drop_reason_is_counted_once() -> None:
+    h = Harness()
+    h.ip.register(6, lambda s, d, p, t: "tcp-test-reason")
+    h.feed(_good_ip())
+    c = h.ip.counters()
+    assert c["drop.tcp-test-reason"] == 1 and c["drops"] == 1 and c["frames_accepted"] == 0
+
+
+def test_arp_failure_is_remembered_for_a_while() -> None:
+    h = Harness()
+    assert h.ip.reachable(PEER, h.now)
+    h.ip.send(PEER, 6, tcp_payload(src=US, dst=PEER))
+    for _ in range(4):
+        h.now += 1.0
+        h.ip.handle_timer(h.now)
+    assert not h.ip.reachable(PEER, h.now)  # NUD_FAILED
+    assert h.ip.reachable(bytes([10, 77, 0, 7]), h.now)
+    h.now += 10.0
+    assert h.ip.reachable(PEER, h.now)  # forgotten after the ARP timeout
+    assert not h.ip.reachable(bytes([192, 0, 2, 1]), h.now)  # no route (no gateway)
+    h.learn_peer()
+    assert h.ip.reachable(PEER, h.now)

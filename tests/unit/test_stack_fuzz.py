@@ -126,8 +126,10 @@ async def _run(loop: asyncio.AbstractEventLoop) -> None:
         seen["frames"] += 1
         assert after["frames_in"] == before["frames_in"] + 1
         dropped = after["drops"] - before["drops"]
+        accepted = after["frames_accepted"] - before["frames_accepted"]
         changed = {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
         assert dropped in (0, 1), (item, changed)
+        assert dropped + accepted == 1, (item, changed)  # counted exactly once
         assert after.get("drop.internal-error", 0) == 0, item
         if dropped == 0:
             seen["handled"] += 1
@@ -144,7 +146,9 @@ async def _run(loop: asyncio.AbstractEventLoop) -> None:
     assert counters["frames_in"] - base["frames_in"] == seen["frames"]
     assert counters["drops"] - base["drops"] + seen["handled"] == seen["frames"]
     assert len(reasons) >= 10, reasons  # the mutations reached many different checks
-    assert counters["tcp_segs_in"] > 100 and counters["tcp_passive_opens"] >= 1, counters
+    assert counters["tcp_segs_in"] > 100, counters
+    # SYNs reached the listener: request socks (or cookies once its queue was full)
+    assert counters["tcp_syn_requests"] + counters["TcpExtSyncookiesSent"] >= 1, counters
     await asyncio.sleep(0.05)  # let TCP's batched output and the peer's input run
     peer.ip.announce()  # repair our ARP cache if a mutation poisoned it
     await asyncio.sleep(0)
@@ -153,3 +157,27 @@ async def _run(loop: asyncio.AbstractEventLoop) -> None:
     server.close()
     await us.close()
     await peer.close()
+
+
+def test_bench_fuzz_10000_frames_nothing_escapes_every_frame_counted() -> None:
+    """bench/fuzz.py (issue 13 item 7) with the CI budget: 10,000 generated
+    and mutated frames (TCP with options to a listener and to established
+    connections, IP options, ARP, ICMP errors quoting segments)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("ustack_bench_fuzz", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = asyncio.run(module.fuzz(10_000, seed=7))
+    assert report["escapes"] == 0, report["escape_samples"]
+    assert report["miscounted_batches"] == 0
+    assert report["accepted"] + report["dropped"] == report["frames_in"] >= 10_000
+    assert report["ping_after"]
+    reasons = report["drop_reasons"]
+    assert len(reasons) >= 25, reasons  # the generator reaches many different checks
+    for reason in ("tcp-not-unicast", "ip-bad-options", "tcp-bad-offset", "tcp-listen-syn-fin"):
+        assert reasons.get(reason, 0) > 0, reason
+    assert report["tcp"]["TcpExtSyncookiesSent"] > 0

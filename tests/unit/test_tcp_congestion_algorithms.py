@@ -162,6 +162,35 @@ def test_cubic_window_follows_w_cubic_over_time() -> None:
         assert abs(seen - want) <= max(3.0, 0.01 * want), (t, seen, want)
 
 
+def test_cubic_reno_friendly_region_on_a_short_rtt() -> None:
+    """RFC 9438 4.3: at 1 ms RTT the cubic curve is nearly flat for seconds,
+    so cwnd follows W_est: alpha_cubic = 3(1-beta)/(1+beta) segments per RTT
+    up to cwnd_prior, then 1 per RTT."""
+    rtt = 0.001
+    cc = _cubic_after_loss(20)
+    now = 0.0
+    for _ in range(50):
+        per_rtt = cc.cwnd // MSS
+        for _ in range(per_rtt):
+            cc.on_ack(RateSample(acked_sacked=MSS, rtt=rtt, min_rtt=rtt), now)
+            now += rtt / per_rtt
+    alpha = 3 * (1 - BETA) / (1 + BETA)
+    rtts_to_prior = (20 - 14) / alpha
+    want = 20 + (50 - rtts_to_prior)
+    assert abs(cc.cwnd / MSS - want) <= 3, (cc.cwnd / MSS, want)
+    assert cc.w_cubic(now) < 15  # the curve alone would still be at ~W_epoch
+
+
+def test_cubic_idle_time_does_not_count_as_growth_time() -> None:
+    cc = _cubic_after_loss(100)
+    cc.on_ack(RateSample(acked_sacked=MSS, rtt=0.1), 1.0)  # epoch starts at 1.0
+    cc.on_tx_start(31.0, 30.0)  # 30 s idle, nothing in flight (Linux TX_START)
+    before = cc.cwnd
+    for i in range(10):
+        cc.on_ack(RateSample(acked_sacked=MSS, rtt=0.1), 31.0 + i * 0.01)
+    assert cc.cwnd - before <= MSS  # still at the start of the curve, not 30 s in
+
+
 def test_cubic_fast_convergence_lowers_w_max() -> None:
     cc = _cubic_after_loss(100)
     assert cc.w_max == pytest.approx(100)
@@ -240,6 +269,8 @@ def test_bbr_finds_the_bottleneck_bandwidth_in_a_toy_path() -> None:
     assert cc.max_bw == pytest.approx(rate, rel=0.05)
     assert cc.min_rtt == pytest.approx(0.020 + MSS / rate, rel=0.05)
     assert 0.6 * rate <= cc.pacing_rate <= 1.3 * rate
+    info = cc.info()
+    assert info["bw"] == cc.max_bw and info["mrtt"] == cc.min_rtt and info["cwnd_gain"] == 2
     # goodput over the last second is the link rate, the queue stays bounded
     before = path.delivered
     path.run(5.0)

@@ -11,6 +11,7 @@ import pytest
 
 from ustack.net import tcp_table as tt
 from ustack.tcp import events
+from ustack.tcp.config import TcpConfig
 from ustack.wire.tcp import ACK, RST, SYN, TcpSegment
 
 LOCAL = socket.inet_aton("10.77.0.2")
@@ -145,23 +146,53 @@ async def test_ephemeral_ports_are_distinct(table: tt.TcpTable) -> None:
     assert all(32768 <= p <= 60999 for p in ports)
 
 
-async def test_listener_backlog_drops_extra_syns(table: tt.TcpTable) -> None:
-    accepted: list[tt.TcpEndpoint] = []
-    listener = table.listen(8080, 2, accepted.append)
+def _complete(table: tt.TcpTable, port: int, sport: int) -> tt.TcpEndpoint:
+    """Send the handshake's ACK for the request sock of ``sport``."""
+    listener = next(lst for lst in table.listeners() if lst.port == port)
+    req = listener.requests[(port, PEER, sport)]
+    table.segment_received(PEER, LOCAL, TcpSegment(sport, port, req.irs + 1, req.iss + 1,
+                                                   ACK, 100))
+    return table._conns[(port, PEER, sport)]
+
+
+async def test_syn_queue_full_answers_with_cookies(table: tt.TcpTable) -> None:
+    listener = table.listen(8080, 2, lambda ep: None)
     for i in range(4):
         table.segment_received(PEER, LOCAL, TcpSegment(40000 + i, 8080, 7, 0, SYN, 100))
-    assert len(listener.half_open) == 2
-    assert listener.syn_dropped == 2
-    await settle()
+    assert len(listener.requests) == 2  # the SYN queue stops at the backlog
+    synacks = [s for s in table.stack.ip.segments() if s.flags == SYN | ACK]  # type: ignore[attr-defined]
+    assert len(synacks) == 4  # two request socks, two cookies (tcp_syncookies 1)
+    assert table.mib["TcpExtSyncookiesSent"] == 2
+    assert table.mib["TcpExtTCPReqQFullDoCookies"] == 2
+    assert listener.syn_dropped == 0 and FakeConn.instances == []  # no connection yet
+
+
+async def test_syn_queue_full_without_cookies_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeConn.instances = []
+    monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
+    table = tt.TcpTable(FakeStack(), config=TcpConfig(syncookies=0))  # type: ignore[arg-type]
+    listener = table.listen(8080, 2, lambda ep: None)
+    for i in range(4):
+        assert (table.segment_received(PEER, LOCAL, TcpSegment(40000 + i, 8080, 7, 0, SYN, 100))
+                == (None if i < 2 else "tcp-syn-queue-full"))
+    assert len(listener.requests) == 2 and listener.syn_dropped == 2
     synacks = [s for s in table.stack.ip.segments() if s.flags == SYN | ACK]  # type: ignore[attr-defined]
     assert len(synacks) == 2  # the dropped SYNs got nothing (Linux: the peer retries)
-    # one child completes the handshake: it moves to the accept queue and out
-    child = next(iter(listener.half_open))
+    assert table.mib["TcpExtTCPReqQFullDrop"] == 2 and table.mib["TcpExtListenDrops"] == 2
+    table.close()
+
+
+async def test_handshake_ack_moves_request_to_accept_queue(table: tt.TcpTable) -> None:
+    accepted: list[tt.TcpEndpoint] = []
+    listener = table.listen(8080, 2, accepted.append)
+    table.segment_received(PEER, LOCAL, TcpSegment(40000, 8080, 7, 0, SYN, 100))
+    child = _complete(table, 8080, 40000)
+    assert listener.requests == {}
+    assert [s.flags for s in child.conn.received] == [ACK]  # type: ignore[attr-defined]
     child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
-    table.touch(child)
     await settle()
     assert accepted == [child]
-    assert listener.pending == 1
+    assert listener.pending == 0 and table.counters["tcp_passive_opens"] == 1
 
 
 async def test_listener_not_accepting_queues_until_resumed(table: tt.TcpTable) -> None:
@@ -169,7 +200,7 @@ async def test_listener_not_accepting_queues_until_resumed(table: tt.TcpTable) -
     listener = table.listen(8080, 8, accepted.append)
     listener.set_accepting(False)
     table.segment_received(PEER, LOCAL, TcpSegment(40000, 8080, 7, 0, SYN, 100))
-    child = next(iter(listener.half_open))
+    child = _complete(table, 8080, 40000)
     child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
     await settle()
     assert accepted == [] and list(listener.accept_queue) == [child]

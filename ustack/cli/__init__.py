@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = argv[0] if argv and not argv[0].startswith("-") else ""
     try:
-        code = _dispatch(argv)
+        try:
+            code = _dispatch(argv)
+        except SystemExit:  # argparse's --help / errors: what it printed must get out
+            sys.stdout.flush()
+            raise
         sys.stdout.flush()
         return code
     except KeyboardInterrupt:

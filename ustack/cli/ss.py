@@ -172,14 +172,17 @@ def _set_arg(opts: dict[str, Any], letter: str, value: str) -> None:
 def _read_filter_file(path: str) -> list[str]:
     from ustack.diag.filter import split_words
 
-    if path == "-":
-        text = sys.stdin.read()
-    else:
-        try:
+    try:
+        if path == "-":
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read filter file {path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read filter file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"filter file {path} is not UTF-8 text: {exc.reason} "
+                         f"at byte {exc.start}") from None
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
     return split_words(lines)
 
@@ -297,15 +300,10 @@ def run(argv: list[str]) -> int:
 
 
 def _write(text: str) -> int:
-    """Write the output; a reader that went away (``| head -1``) is not an
-    error (the dispatcher's SIGPIPE rule covers the other verbs)."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    """Write the output.  A reader that went away (``| head -1``) raises
+    BrokenPipeError, which the dispatcher turns into a quiet exit (141)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
     return 0
 
 

@@ -63,6 +63,9 @@ class ArpCache(Generic[T]):
         self.max_entries = max_entries
         self._entries: dict[bytes, _Entry] = {}
         self._pending: dict[bytes, _Pending[T]] = {}
+        #: neighbours whose last resolution failed -> until when we remember it
+        #: (Linux's NUD_FAILED); bounded like the entries
+        self._failed: dict[bytes, float] = {}
         #: packets dropped because a destination's queue was full
         self.queue_drops = 0
 
@@ -106,6 +109,8 @@ class ArpCache(Generic[T]):
         if ip not in self._entries and len(self._entries) >= self.max_entries:
             self._evict(now)
         self._entries[ip] = _Entry(mac, now + self.ttl, now + self.ttl - self.refresh_before)
+        if self._failed:
+            self._failed.pop(ip, None)
         pending = self._pending.pop(ip, None)
         return list(pending.queue) if pending is not None else []
 
@@ -121,6 +126,18 @@ class ArpCache(Generic[T]):
 
     def is_pending(self, ip: bytes) -> bool:
         return ip in self._pending
+
+    def recently_failed(self, ip: bytes, now: float) -> bool:
+        """True while ``ip``'s last resolution failed less than :attr:`timeout`
+        ago and nothing was learned since (Linux NUD_FAILED): callers need not
+        keep state for such a neighbour (a SYN from it gets no request sock)."""
+        until = self._failed.get(ip)
+        if until is None:
+            return False
+        if until <= now:
+            del self._failed[ip]
+            return False
+        return True
 
     def enqueue(self, ip: bytes, item: T, now: float) -> bool:
         """Queue ``item`` until ``ip`` resolves.  Returns True when the caller
@@ -160,6 +177,9 @@ class ArpCache(Generic[T]):
             if pending.requests_sent >= self.requests:
                 del self._pending[ip]
                 failed.append((ip, list(pending.queue)))
+                if len(self._failed) >= self.max_entries:
+                    del self._failed[next(iter(self._failed))]
+                self._failed[ip] = now + self.timeout
             else:
                 pending.requests_sent += 1
                 pending.next_retry = now + self.retry_interval

@@ -58,14 +58,18 @@ log = logging.getLogger("ustack.net")
 Buffer = bytes | memoryview
 #: ``handler(src_ip, dst_ip, payload, trusted)``: ``payload`` is the transport
 #: segment (a memoryview into the frame, valid only during the call: copy what
-#: you keep); its checksum has been verified unless ``trusted`` is True.
-IpHandler = Callable[[bytes, bytes, Buffer, bool], None]
+#: you keep); its checksum has been verified unless ``trusted`` is True.  A
+#: handler that drops the payload returns the reason (counted under ``drops``,
+#: e.g. ``"tcp-bad-offset"``); None means accepted.
+IpHandler = Callable[[bytes, bytes, Buffer, bool], str | None]
 ErrorHandler = Callable[[IpError], None]
 
 _IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
 _ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
 _ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
 _ZERO_IP = b"\x00\x00\x00\x00"
+#: routed destinations with their own Ethernet-header cache entry, at most
+_PREFIX_CACHE_MAX = 4096
 _PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
 
 
@@ -81,6 +85,46 @@ def _transport_sum_ok(src: bytes, dst: bytes, proto: int, segment: memoryview) -
     s = (int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + len(segment)
          + payload_sum(segment))
     return not s % 0xFFFF
+
+
+#: IP option types with a pointer octet, and the smallest valid pointer
+#: (RFC 791 3.1: record route 7, loose/strict source route 131/137: 4;
+#: Internet timestamp 68: 5)
+_POINTER_OPTIONS = {7: 4, 131: 4, 137: 4, 68: 5}
+#: source routing: Linux drops it (accept_source_route 0, RFC 7126 4.3/4.4)
+_SOURCE_ROUTE = (131, 137)
+
+
+def ip_options_error(options: bytes | memoryview) -> str | None:
+    """The drop reason for a malformed IPv4 options area, else None.
+
+    As Linux ``ip_options_compile``: walk the type-length-value list (RFC
+    791 3.1); end-of-list (0) stops, no-operation (1) is one octet; any other
+    option needs a length octet of at least 2 that stays inside the header;
+    record route, source routes and timestamps need a sane pointer.  A
+    source-routed packet is dropped too (Linux ``accept_source_route`` 0).
+    Unknown option types are skipped, as Linux does.
+    """
+    i, n = 0, len(options)
+    while i < n:
+        kind = options[i]
+        if kind == 0:
+            return None
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return "ip-bad-options"
+        length = options[i + 1]
+        if length < 2 or i + length > n:
+            return "ip-bad-options"
+        least = _POINTER_OPTIONS.get(kind)
+        if least is not None and (length < least - 1 or options[i + 2] < least):
+            return "ip-bad-options"
+        if kind in _SOURCE_ROUTE:
+            return "ip-source-route"
+        i += length
+    return None
 
 
 def _one_by_one(transmit: Callable[[bytes], None]) -> Callable[[Sequence[bytes]], None]:
@@ -147,6 +191,9 @@ class IpLayer:
             self._ours.add(self.routes.broadcast)
         self.frames_in = 0
         self.frames_out = 0
+        #: received frames fully handled (delivered to a protocol, ARP or ICMP
+        #: processed): every frame is counted once, here or in ``drops``
+        self.accepted = 0
         #: received frames dropped, by reason
         self.drops: dict[str, int] = {}
         #: packets we could not send, by reason
@@ -184,6 +231,10 @@ class IpLayer:
         network conditions (unresolved → queued; no route or ARP failure →
         the protocol's error handler)."""
         entry = self._prefix.get(dst)
+        if entry is None:  # a routed destination without its own entry
+            gateway = self.routes.gateway
+            if gateway is not None and not self.routes.on_link(dst):
+                entry = self._prefix.get(gateway)
         now = self._clock()
         n = len(payload)
         if n > self.mtu - 20:
@@ -324,7 +375,8 @@ class IpLayer:
         with ``drop.<reason>`` each, ``tx_drops`` with ``tx_drop.<reason>``,
         ARP and ICMP event counts."""
         out = {"frames_in": self.frames_in, "frames_out": self.frames_out,
-               "drops": sum(self.drops.values()), "tx_drops": sum(self.tx_drops.values()),
+               "frames_accepted": self.accepted, "drops": sum(self.drops.values()),
+               "tx_drops": sum(self.tx_drops.values()),
                "arp_entries": len(self.arp), "arp_queue_drops": self.arp.queue_drops}
         out.update(self.stats)
         for reason, n in self.drops.items():
@@ -384,6 +436,14 @@ class IpLayer:
             raise ParseError("ip-bad-checksum")
         if dst not in self._ours:
             raise ParseError("ip-not-ours")
+        if hlen > 20:
+            bad = ip_options_error(frame[34:14 + hlen])
+            if bad is not None:
+                raise ParseError(bad)  # dropped, never answered (Linux ip_rcv_options)
+        if proto == PROTO_TCP and (dst != self.address or frame[:6] == BROADCAST):
+            # TCP is unicast only: Linux tcp_v4_rcv discards pkt_type != PACKET_HOST
+            # and ip_route_input refuses broadcast/multicast for TCP (RFC 1122 4.2.3.10)
+            raise ParseError("tcp-not-unicast")
         if frag & 0x3FFF:
             raise ParseError("ip-fragment")  # no reassembly (yet)
         if src[0] >= 224 or src in self._ours or src == _ZERO_IP and proto != PROTO_UDP:
@@ -402,7 +462,11 @@ class IpLayer:
         handler, verify = entry
         if verify and not trusted and not _transport_sum_ok(src, dst, proto, payload):
             raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
-        handler(src, dst, payload, trusted)
+        dropped = handler(src, dst, payload, trusted)
+        if dropped is None:
+            self.accepted += 1
+        else:  # the protocol dropped it: one reason, like the checks above
+            self._drop(dropped)
 
     # -------------------------------------------------------------------- ICMP
 
@@ -413,14 +477,17 @@ class IpLayer:
         if typ == wicmp.TYPE_ECHO_REQUEST:
             if dst != self.address:
                 self._drop("icmp-echo-broadcast")  # as Linux, icmp_echo_ignore_broadcasts
-            elif self.reply_to_ping:
+                return
+            if self.reply_to_ping:
                 self._count("icmp_echo_replies")
                 self.send(src, PROTO_ICMP, wicmp.echo_reply_for(msg))
+            self.accepted += 1
             return
         if typ == wicmp.TYPE_ECHO_REPLY:
             self._count("icmp_echo_replies_in")
             if self._echo_reply_handler is not None:
                 self._echo_reply_handler(src, wicmp.IcmpEcho.from_message(msg))
+            self.accepted += 1
             return
         if typ in wicmp.ERROR_TYPES:
             self._icmp_error_input(src, msg)
@@ -443,6 +510,7 @@ class IpLayer:
         self._count("icmp_errors_in")
         handler(IpError(meaning[0], meaning[1], ORIGIN_ICMP, quoted.protocol, quoted.src,
                         quoted.dst, quoted.transport, err.type, err.code, reporter, err.mtu))
+        self.accepted += 1
 
     def _send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
         """An ICMP error about ``original`` (never about ICMP errors or
@@ -481,8 +549,10 @@ class IpLayer:
         if for_us and pkt.op == warp.OP_REQUEST:
             self._count("arp_replies")
             self._send_arp(sender_mac, warp.reply(self.mac, self.address, pkt))
-        elif not for_us and released is None:
+        if not for_us and released is None:
             self._drop("arp-not-ours")
+        else:
+            self.accepted += 1
         if released:
             prefix = eth_header(sender_mac, self.mac, ETHERTYPE_IPV4)
             self.frames_out += len(released)
@@ -515,8 +585,18 @@ class IpLayer:
             return
         mac = self.arp.lookup(hop, now)
         if mac is not None:
-            prefix = eth_header(mac, self.mac, ETHERTYPE_IPV4)
-            self._prefix[dst] = (prefix, self.arp.valid_until(hop))
+            cached = self._prefix.get(hop)
+            if cached is not None and now < cached[1]:
+                prefix = cached[0]
+            else:
+                prefix = eth_header(mac, self.mac, ETHERTYPE_IPV4)
+            until = self.arp.valid_until(hop)
+            if hop != dst:
+                self._prefix[hop] = (prefix, until)  # what every routed destination shares
+            # bounded: a flood of SYNs from random routed sources must not grow
+            # one entry per source (on-link ones are bounded by the subnet)
+            if hop == dst or len(self._prefix) < _PREFIX_CACHE_MAX:
+                self._prefix[dst] = (prefix, until)
             if self.arp.needs_refresh(hop, now):
                 self._send_arp(mac, warp.request(self.mac, self.address, hop))
             self.frames_out += 1
@@ -540,6 +620,12 @@ class IpLayer:
             log.exception("ustack: error handler for protocol %d failed", item.protocol)
 
     # --------------------------------------------------------------- counters
+
+    def reachable(self, dst: bytes, now: float) -> bool:
+        """Whether ``dst`` has a route and its next hop did not just fail ARP
+        (a listener keeps no request state for a source it cannot answer)."""
+        hop = self.routes.next_hop(dst)
+        return hop is not None and not self.arp.recently_failed(hop, now)
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n

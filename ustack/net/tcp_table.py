@@ -8,9 +8,15 @@ place where they meet the asyncio loop:
   connection with its 4-tuple, else to the listener on its port, else it gets
   the reply the TCP core prescribes for a segment with no connection
   (:func:`ustack.tcp.reply_to_unmatched`, usually a RST).
-* **Listeners** keep a backlog: connections still in SYN-RECEIVED plus the
-  established ones nobody has accepted yet.  A SYN that would exceed it is
-  dropped, as Linux drops it when the accept queue is full.
+* **Listeners** keep two queues, as Linux: the SYN queue of request socks
+  (:class:`~ustack.tcp.listener.RequestSock`, a few hundred bytes each, no
+  connection yet) and the accept queue of established connections nobody
+  has accepted.  When the SYN queue holds ``backlog`` requests, SYNs are
+  answered with SYN cookies (RFC 4987, ``TcpConfig.syncookies``) and cost
+  no memory; a full accept queue drops SYNs and completing ACKs
+  (ListenOverflows).  A SYN from a source we have no route to, or whose
+  neighbour just failed ARP, gets no request sock.  Counters under Linux
+  nstat names in :attr:`TcpTable.mib`.
 * **Ports and ISNs**: ephemeral ports per RFC 6056 and initial sequence
   numbers per RFC 6528, both computed by the TCP core's helpers.
 * **Output batching**: anything that may make a connection produce output
@@ -36,6 +42,7 @@ import heapq
 import itertools
 import os
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,10 +51,34 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.isn import IsnGenerator
-from ustack.tcp.listener import listener_action, reply_to_unmatched
+from ustack.tcp.listener import (
+    RequestSock,
+    cookie_syn_options,
+    listener_action,
+    promote,
+    reply_to_unmatched,
+    request_synack,
+    syn_window,
+    synack,
+    ts_val,
+)
+from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
-from ustack.wire.tcp import FIN, HEADER_LEN, PROTO_TCP, PSH, RST, SegmentEncoder, TcpSegment
+from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
+from ustack.wire.errors import ParseError
+from ustack.wire.tcp import (
+    ACK,
+    FIN,
+    HEADER_LEN,
+    PROTO_TCP,
+    PSH,
+    RST,
+    SYN,
+    SegmentEncoder,
+    TcpOptions,
+    TcpSegment,
+)
 from ustack.wire.tcp import HEADER as TCP_HEADER
 
 if TYPE_CHECKING:
@@ -67,6 +98,17 @@ def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return loop.time
 
 
+def _buffered(conn: TcpConnection) -> int:
+    """Bytes a connection holds or has promised to take: send queue, unread
+    and out-of-order data, and the receive window it advertised (data the
+    peer may send without asking; Linux charges it ahead too, sk_forward_alloc)."""
+    try:
+        rcv = conn.rcv
+        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
+    except AttributeError:  # a connection class without the rooms (tests)
+        return 0
+
+
 def _connection_class() -> type[TcpConnection]:
     from ustack.tcp.connection import TcpConnection
 
@@ -81,6 +123,15 @@ GSO_MAX_PAYLOAD = 65535 - 20 - 60
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK = 4
 
+#: A SYN as Linux sends it: 20-byte header plus ``mss, sackOK, TS, nop,
+#: wscale`` (20 bytes); our cookie SYN-ACK to it has the same layout.
+_LINUX_SYN = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
+_LINUX_SYN_LEN = 40
+#: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
+_PSEUDO_TCP_SYNACK = 6 + 40
+#: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
+_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
+
 
 class EndpointOwner(Protocol):
     """Who consumes a connection's events (the streams transport)."""
@@ -93,7 +144,8 @@ class TcpEndpoint:
 
     __slots__ = (
         "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
-        "owner", "listener", "heap_deadline", "removed", "accepted",
+        "owner", "listener", "heap_deadline", "removed", "accepted", "queued",
+        "mem", "mem_epoch",
     )
 
     def __init__(
@@ -118,6 +170,12 @@ class TcpEndpoint:
         self.heap_deadline: float | None = None
         self.removed = False
         self.accepted = False
+        #: in its listener's accept queue (from the handshake's ACK on)
+        self.queued = False
+        #: bytes charged to the stack's memory budget, and the budget epoch
+        #: whose clamp the connection has
+        self.mem = 0
+        self.mem_epoch = 0
 
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
@@ -150,17 +208,31 @@ class Listener:
         self.port = port
         self.backlog = max(1, backlog)
         self.on_connection = on_connection
-        #: children still in SYN-RECEIVED
-        self.half_open: set[TcpEndpoint] = set()
+        #: the SYN queue: request socks (SYN-RECEIVED) by 4-tuple key
+        self.requests: dict[ConnKey, RequestSock] = {}
         #: established children not yet handed to ``on_connection``
         self.accept_queue: deque[TcpEndpoint] = deque()
         self.accepting = True
         self.closed = False
+        #: SYNs dropped (accept queue full, SYN queue full without cookies, no route)
         self.syn_dropped = 0
+        #: when this listener last answered with a cookie (ACKs are checked
+        #: as cookies for VALID_PERIOD afterwards: tcp_synq_no_recent_overflow)
+        self.cookie_sent_at: float | None = None
 
     @property
     def pending(self) -> int:
-        return len(self.half_open) + len(self.accept_queue)
+        return len(self.requests) + len(self.accept_queue)
+
+    @property
+    def syn_queue_full(self) -> bool:
+        """Linux inet_csk_reqsk_queue_is_full: as many requests as the backlog."""
+        return len(self.requests) >= self.backlog
+
+    @property
+    def accept_queue_full(self) -> bool:
+        """Linux sk_acceptq_is_full (one more than the backlog fits)."""
+        return len(self.accept_queue) > self.backlog
 
     def set_accepting(self, accepting: bool) -> None:
         """Hand established connections to the server (True) or queue them."""
@@ -169,12 +241,12 @@ class Listener:
             self._drain_accept_queue()
 
     def _established(self, ep: TcpEndpoint) -> None:
-        self.half_open.discard(ep)
-        self.accept_queue.append(ep)
+        if not ep.queued:
+            ep.queued = True
+            self.accept_queue.append(ep)
         self._drain_accept_queue()
 
     def _child_gone(self, ep: TcpEndpoint) -> None:
-        self.half_open.discard(ep)
         with contextlib.suppress(ValueError):
             self.accept_queue.remove(ep)
 
@@ -191,9 +263,11 @@ class Listener:
             return
         self.closed = True
         self.table._listeners.pop(self.port, None)
-        for ep in list(self.half_open) + list(self.accept_queue):
+        for req in self.requests.values():
+            req.removed = True  # freed silently, as Linux inet_csk_listen_stop
+        self.requests.clear()
+        for ep in list(self.accept_queue):
             self.table.abort(ep)
-        self.half_open.clear()
         self.accept_queue.clear()
 
 
@@ -229,6 +303,7 @@ class TcpTable:
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
             stack.ip, "send_many", None) or self._send_each
         self.local_addr: bytes = socket.inet_aton(stack.address)
+        self._local_sum = int.from_bytes(self.local_addr, "big")
         # the IP layer's TCP fast path (Ethernet + IPv4 + TCP in one pack),
         # else encode here and use send_many / send
         self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = getattr(
@@ -239,8 +314,17 @@ class TcpTable:
         #: hook; ``Stack.start(trace_dir=...)``); None = off
         self.tracer: Any = None
         self._isn = IsnGenerator(os.urandom(16))
+        #: the per-stack SYN cookie secret (RFC 4987 3.6)
+        self._cookies = CookieJar(os.urandom(32))
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
+        #: the stack-wide buffer budget (Linux tcp_mem)
+        self.memory = MemoryBudget(config.tcp_mem, self.mib)
+        #: request socks of every listener by SYN-ACK deadline (lazy: removed
+        #: or rescheduled ones are skipped), with their own timer handle
+        self._req_heap: list[tuple[float, int, RequestSock]] = []
+        self._req_timer: asyncio.TimerHandle | None = None
+        self._req_timer_when = 0.0
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
@@ -259,6 +343,7 @@ class TcpTable:
             "tcp_timer_fires": 0,
             "tcp_active_opens": 0,
             "tcp_passive_opens": 0,
+            "tcp_syn_requests": 0,
             "tcp_gso_out": 0,
         }
 
@@ -381,82 +466,346 @@ class TcpTable:
 
     # ----------------------------------------------------------------- input
 
-    def ip_input(self, src: bytes, dst: bytes, payload: bytes | memoryview, *_: Any) -> None:
-        """IP protocol handler for protocol 6: decode and demultiplex."""
+    def ip_input(self, src: bytes, dst: bytes, payload: bytes | memoryview,
+                 *_: Any) -> str | None:
+        """IP protocol handler for protocol 6: decode and demultiplex.  Returns
+        the reason when the segment is dropped (the IP layer counts it under
+        ``drops``), None when a connection or listener took it."""
+        if len(payload) == _LINUX_SYN_LEN and payload[13] == SYN and self._syn_flood_path(
+                src, dst, payload):
+            return None
         try:
             seg = TcpSegment.decode(payload)
-        except Exception:  # ParseError; counted, never raised out of the receive path
+        except ParseError as exc:  # never raised out of the receive path
             self.counters["tcp_decode_errors"] = self.counters.get("tcp_decode_errors", 0) + 1
-            return
+            self.mib["TcpInErrs"] += 1
+            return exc.reason if exc.reason.startswith("tcp-") else "tcp-" + exc.reason
         # fast path (every segment of a running transfer): the connection
         # exists, stays, and only needs draining; else the full demultiplexer
         ep = self._conns.get((seg.dst_port, src, seg.src_port))
         if ep is None or ep.removed:
-            self.segment_received(src, dst, seg)
-            return
+            return self.segment_received(src, dst, seg)
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
         conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
-            self._reopen(ep, src, dst, seg)
-            return
+            return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
+        return None
 
-    def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
-        """Demultiplex one decoded segment (RFC 9293 section 3.10.7)."""
+    def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment) -> str | None:
+        """Demultiplex one decoded segment (RFC 9293 section 3.10.7).  Returns
+        the drop reason when the segment was dropped without any effect."""
         self.counters["tcp_segs_in"] += 1
         ep = self._conns.get((seg.dst_port, src, seg.src_port))
         if ep is not None:
             ep.conn.receive(seg, self.now())
             self.touch(ep)
             if getattr(ep.conn, "reopen_syn", None) is None:
-                return
-            self._reopen(ep, src, dst, seg)
-            return
-        self._to_listener(src, dst, seg)
+                return None
+            return self._reopen(ep, src, dst, seg)
+        return self._to_listener(src, dst, seg)
 
-    def _reopen(self, ep: TcpEndpoint, src: bytes, dst: bytes, seg: TcpSegment) -> None:
+    def _reopen(self, ep: TcpEndpoint, src: bytes, dst: bytes, seg: TcpSegment) -> str | None:
         """A SYN ended TIME-WAIT (RFC 6191, catalogue 42): deliver the old
         connection's events, forget it, and let the listener take the SYN."""
         self.touch(ep)
         self._flush()
         self._remove(ep)
-        self._to_listener(src, dst, seg)
+        return self._to_listener(src, dst, seg)
 
-    def _to_listener(self, src: bytes, dst: bytes, seg: TcpSegment) -> None:
-        """No connection: the listener on the port, else the reply for a
-        segment with no connection (RFC 9293 3.10.7.1)."""
+    def _to_listener(self, src: bytes, dst: bytes, seg: TcpSegment) -> str | None:
+        """No connection: the listener on the port (its SYN queue first),
+        else the reply for a segment with no connection (RFC 9293 3.10.7.1)."""
         listener = self._listeners.get(seg.dst_port)
         if listener is not None and not self._closed:
+            req = listener.requests.get((seg.dst_port, src, seg.src_port))
+            if req is not None:
+                return self._request_input(listener, req, src, seg)
+            flags = seg.flags
+            if flags & (ACK | SYN | RST) == ACK and self._cookies_active(listener):
+                return self._cookie_ack(listener, src, dst, seg)
             action = listener_action(seg)
             if action == "syn":
-                self._accept_syn(listener, src, dst, seg)
-            elif isinstance(action, TcpSegment):
+                return self._accept_syn(listener, src, dst, seg)
+            if isinstance(action, TcpSegment):
                 self._send_reply(src, action)
-            return
+                return None
+            if flags & RST:
+                return "tcp-listen-rst"
+            if flags & SYN:
+                return "tcp-listen-syn-fin"  # Linux drops SYN+FIN (catalogue 5)
+            return "tcp-listen-no-syn"
         reply = reply_to_unmatched(seg)
-        if reply is not None:
-            self.counters["tcp_rst_sent_unmatched"] += 1
-            self._send_reply(src, reply)
+        if reply is None:
+            return "tcp-rst-no-connection"  # never answer a RST
+        self.counters["tcp_rst_sent_unmatched"] += 1
+        self._send_reply(src, reply)
+        return None
 
-    def _accept_syn(self, listener: Listener, src: bytes, dst: bytes, seg: TcpSegment) -> None:
-        if listener.pending >= listener.backlog:
-            listener.syn_dropped += 1
-            self.counters["tcp_syn_dropped_backlog"] += 1
-            return
+    # ------------------------------------------------------ the SYN queue
+
+    def _accept_syn(self, listener: Listener, src: bytes, dst: bytes,
+                    seg: TcpSegment) -> str | None:
+        """A SYN to a listener, as Linux ``tcp_conn_request``: a cookie when
+        the SYN queue is full (or always, syncookies 2), a drop when the
+        accept queue is full, else a request sock and its SYN-ACK."""
+        mib = self.mib
+        cfg = self.config
+        mode = cfg.syncookies
+        want_cookie = False
+        if mode == 2 or listener.syn_queue_full:
+            if mode:
+                want_cookie = True
+                mib["TcpExtTCPReqQFullDoCookies"] += 1
+            else:
+                mib["TcpExtTCPReqQFullDrop"] += 1
+                return self._listen_drop(listener, "tcp-syn-queue-full")
+        if listener.accept_queue_full:
+            mib["TcpExtListenOverflows"] += 1
+            return self._listen_drop(listener, "tcp-accept-queue-full")
         now = self.now()
+        if not want_cookie and not mode and \
+                cfg.max_syn_backlog - len(listener.requests) < cfg.max_syn_backlog >> 2:
+            return self._listen_drop(listener, "tcp-syn-backlog")
+        ip = self.stack.ip
+        reachable = getattr(ip, "reachable", None)
+        if reachable is not None and not reachable(src, now):
+            return self._listen_drop(listener, "tcp-syn-unreachable")
+        if want_cookie:
+            self._send_cookie(listener, src, dst, seg, now)
+            return None
         iss = self._isn.isn(self.local_addr, seg.dst_port, src, seg.src_port, now)
-        conn = _connection_class().accept(
-            seg, iss, now, self.config, mib=self.mib,
-            trace=self._trace_hook(None, now, seg.dst_port, src, seg.src_port))
-        ep = TcpEndpoint(self, conn, self.local_addr, seg.dst_port, src, seg.src_port)
+        req = RequestSock(seg, src, iss, now)
+        listener.requests[req.key] = req
+        self.counters["tcp_syn_requests"] += 1
+        self._send_reply(src, request_synack(cfg, req, now))
+        self._schedule_request(req, now + cfg.rto_initial)
+        return None
+
+    def _syn_flood_path(self, src: bytes, dst: bytes, payload: bytes | memoryview) -> bool:
+        """The cookie answer to a SYN in Linux's option layout, straight from
+        and to bytes (no TcpSegment, no TcpOptions): under a SYN flood every
+        SYN takes this path, so it must cost as little as possible.  Same
+        checks, counters and bytes as :meth:`_accept_syn` + :meth:`_send_cookie`
+        (tests/unit/test_net_syn_queue.py compares them); anything unusual
+        returns False and takes the general path."""
+        (sport, dport, seq, _ack, off, _flags, _win, _csum, _urg, k_mss, l_mss, mss,
+         k_sack, l_sack, k_ts, l_ts, tsval, _tsecr, nop, k_ws, l_ws, wscale) = \
+            _LINUX_SYN.unpack_from(payload)
+        if off != 0xA0 or (k_mss, l_mss, k_sack, l_sack, k_ts, l_ts, nop, k_ws, l_ws) != (
+                2, 4, 4, 2, 8, 10, 1, 3, 3):
+            return False
+        listener = self._listeners.get(dport)
+        cfg = self.config
+        mode = cfg.syncookies
+        if listener is None or self._closed or not mode or not (
+                cfg.timestamps and cfg.sack and cfg.window_scaling):
+            return False
+        key = (dport, src, sport)
+        if key in self._conns or key in listener.requests or listener.accept_queue_full:
+            return False
+        if mode != 2 and not listener.syn_queue_full:
+            return False
+        now = self._clock()
+        reachable = getattr(self.stack.ip, "reachable", None)
+        if reachable is not None and not reachable(src, now):
+            return False
+        counters = self.counters
+        counters["tcp_segs_in"] += 1
+        mib = self.mib
+        mib["TcpExtTCPReqQFullDoCookies"] += 1
+        cookie, our_mss = self._cookies.make(src, dst, sport, dport, seq, mss, now)
+        ts = encode_timestamp(ts_val(cookie, now), wscale, True)
+        window = syn_window(cfg)
+        ack = (seq + 1) & 0xFFFFFFFF
+        ws = cfg.offered_wscale
+        # RFC 9293 3.1 checksum over pseudo-header + header + options, the
+        # header read as one big number (2**16 is 1 modulo 0xFFFF)
+        total = (self._local_sum + int.from_bytes(src, "big") + _PSEUDO_TCP_SYNACK
+                 + (dport << 16 | sport) + cookie + ack + (0xA012 << 16 | window)
+                 + _SYNACK_OPT_CONST + (cfg.mss << 0) + ts + tsval + ws)
+        s = total % 0xFFFF
+        segment = _LINUX_SYN.pack(dport, sport, cookie, ack, 0xA0, SYN | ACK, window,
+                                  0xFFFF - s if s else 0, 0, 2, 4, cfg.mss, 4, 2, 8, 10, ts,
+                                  tsval, 1, 3, 3, ws)
+        listener.cookie_sent_at = now
+        mib["TcpExtSyncookiesSent"] += 1
+        counters["tcp_segs_out"] += 1
+        self._ip_send(src, PROTO_TCP, segment)
+        return True
+
+    def _listen_drop(self, listener: Listener, reason: str) -> str:
+        listener.syn_dropped += 1
+        self.counters["tcp_syn_dropped_backlog"] += 1
+        self.mib["TcpExtListenDrops"] += 1
+        return reason
+
+    def _cookies_active(self, listener: Listener) -> bool:
+        mode = self.config.syncookies
+        if mode == 2:
+            return True
+        sent = listener.cookie_sent_at
+        return bool(mode) and sent is not None and self.now() - sent < VALID_PERIOD
+
+    def _send_cookie(self, listener: Listener, src: bytes, dst: bytes, seg: TcpSegment,
+                     now: float) -> None:
+        """A SYN-ACK whose ISS is the cookie; options that do not fit it ride
+        in the TSval (Linux cookie_v4_init_sequence, cookie_init_timestamp)."""
+        cfg = self.config
+        opts = seg.options
+        cookie, mss = self._cookies.make(src, dst, seg.src_port, seg.dst_port, seg.seq,
+                                         opts.mss or 536, now)
+        timestamps = cfg.timestamps and opts.timestamp is not None
+        tsval = 0
+        if timestamps:
+            wscale = opts.wscale if cfg.window_scaling else None
+            tsval = encode_timestamp(ts_val(cookie, now), wscale, cfg.sack and opts.sack_permitted)
+        reply = synack(cfg, cookie_syn_options(seg, cfg.mss, timestamps), seg.dst_port,
+                       seg.src_port, cookie, seg.seq, tsval)
+        listener.cookie_sent_at = now
+        self.mib["TcpExtSyncookiesSent"] += 1
+        self._send_reply(src, reply)
+
+    def _cookie_ack(self, listener: Listener, src: bytes, dst: bytes,
+                    seg: TcpSegment) -> str | None:
+        """An ACK with no request sock while cookies are in use: a valid
+        cookie builds the connection (Linux cookie_v4_check), anything else
+        gets the listener's RST."""
+        now = self.now()
+        seq = (seg.seq - 1) & 0xFFFFFFFF
+        iss = (seg.ack - 1) & 0xFFFFFFFF
+        mss = self._cookies.check(src, dst, seg.src_port, seg.dst_port, seq, iss, now)
+        cfg = self.config
+        ts = seg.options.timestamp if cfg.timestamps else None
+        wscale: int | None = None
+        sack = False
+        if mss is not None and ts is not None and ts[1]:
+            wscale, sack, _ecn = decode_timestamp(ts[1])
+            if wscale is not None and not cfg.window_scaling or sack and not cfg.sack:
+                mss = None  # options we never offered: not our cookie
+        else:
+            ts = None
+        if mss is None:
+            self.mib["TcpExtSyncookiesFailed"] += 1
+            self._send_reply(src, TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0))
+            return None
+        self.mib["TcpExtSyncookiesRecv"] += 1
+        if listener.accept_queue_full:
+            self.mib["TcpExtListenOverflows"] += 1
+            return self._listen_drop(listener, "tcp-accept-queue-full")
+        syn = TcpSegment(seg.src_port, seg.dst_port, seq, 0, SYN, 0, 0, TcpOptions(
+            mss=mss, wscale=wscale, sack_permitted=sack,
+            timestamp=(ts[0], 0) if ts is not None else None))
+        self._establish_child(listener, src, syn, iss, now, seg, now)
+        return None
+
+    def _request_input(self, listener: Listener, req: RequestSock, src: bytes,
+                       seg: TcpSegment) -> str | None:
+        """A segment for a request sock (RFC 9293 3.10.7.4 in SYN-RECEIVED, as
+        Linux tcp_check_req; catalogue 7-9)."""
+        flags = seg.flags
+        cfg = self.config
+        now = self.now()
+        if flags & RST:
+            if req.in_window(seg.seq, cfg):
+                self._drop_request(listener, req)  # catalogue 9
+                return None
+            return "tcp-req-rst-out-of-window"
+        if flags & ACK and seg.ack != (req.iss + 1) & 0xFFFFFFFF:
+            # catalogue 8: reset the bad ACK, the request survives
+            self._send_reply(src, TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0))
+            return None
+        if flags & SYN:
+            if seg.seq == req.irs and not flags & ACK:
+                self._send_reply(src, request_synack(cfg, req, now))  # a retransmitted SYN
+                return None
+            if req.in_window(seg.seq, cfg):  # catalogue 7: another SYN resets it
+                self._drop_request(listener, req)
+                reply = reply_to_unmatched(seg)
+                if reply is not None:
+                    self._send_reply(src, reply)
+                return None
+            return "tcp-req-syn-out-of-window"
+        if not flags & ACK:
+            return "tcp-req-no-ack"
+        if not req.in_window(seg.seq, cfg):
+            return "tcp-req-out-of-window"
+        if listener.accept_queue_full:
+            self.mib["TcpExtListenOverflows"] += 1
+            return self._listen_drop(listener, "tcp-accept-queue-full")  # the peer retries
+        self._drop_request(listener, req)
+        self._establish_child(listener, src, req.syn(), req.iss, req.created, seg, now)
+        return None
+
+    def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
+                         created: float, ack: TcpSegment, now: float) -> None:
+        conn = promote(_connection_class(), self.config, syn, iss, created, ack, now,
+                       mib=self.mib,
+                       trace=self._trace_hook(None, created, syn.dst_port, src, syn.src_port))
+        ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
-        listener.half_open.add(ep)
+        # queued now, so the next ACK of the same receive batch sees a full
+        # queue; handed to on_connection when its Connected event is drained
+        ep.queued = True
+        listener.accept_queue.append(ep)
         self._conns[ep.key] = ep
-        self.counters["tcp_passive_opens"] += 1
+        self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
+
+    def _drop_request(self, listener: Listener, req: RequestSock) -> None:
+        req.removed = True
+        if listener.requests.get(req.key) is req:
+            del listener.requests[req.key]
+
+    def _schedule_request(self, req: RequestSock, deadline: float) -> None:
+        req.deadline = deadline
+        heap = self._req_heap
+        heapq.heappush(heap, (deadline, next(self._heap_counter), req))
+        if len(heap) > _HEAP_SLACK * (self.syn_queue_len() + 16):
+            self._req_heap = heap = [e for e in heap if not e[2].removed]
+            heapq.heapify(heap)
+        if self._req_timer is None or deadline < self._req_timer_when:
+            if self._req_timer is not None:
+                self._req_timer.cancel()
+            self._req_timer_when = deadline
+            self._req_timer = self.loop.call_at(deadline, self._on_request_timer)
+
+    def _on_request_timer(self) -> None:
+        """SYN-ACK retransmissions at 1, 2, 4, 8, 16 s (synack_retries), then
+        the request is forgotten (Linux reqsk_timer_handler)."""
+        self._req_timer = None
+        now = self.now()
+        heap = self._req_heap
+        cfg = self.config
+        due: list[RequestSock] = []
+        while heap and heap[0][0] <= now:
+            _, _, req = heapq.heappop(heap)
+            if not req.removed and req.deadline <= now:
+                due.append(req)
+        for req in due:
+            listener = self._listeners.get(req.local_port)
+            if listener is None or listener.requests.get(req.key) is not req:
+                req.removed = True
+                continue
+            if req.retries >= cfg.synack_retries:
+                self._drop_request(listener, req)
+                continue
+            req.retries += 1
+            self.mib["TcpRetransSegs"] += 1
+            self._send_reply(req.remote_addr, request_synack(cfg, req, now))
+            self._schedule_request(req, now + cfg.rto_initial * (1 << req.retries))
+        while heap and heap[0][2].removed:
+            heapq.heappop(heap)
+        if heap and self._req_timer is None:
+            self._req_timer_when = heap[0][0]
+            self._req_timer = self.loop.call_at(heap[0][0], self._on_request_timer)
+
+    def syn_queue_len(self) -> int:
+        """Request socks of every listener."""
+        return sum(len(lst.requests) for lst in self._listeners.values())
 
     def _send_large(self, raddr: bytes, seg: TcpSegment) -> None:
         """A segment that may exceed the MTU: a GSO super-segment for the device
@@ -497,6 +846,8 @@ class TcpTable:
 
     def _send_reply(self, dst: bytes, seg: TcpSegment) -> None:
         self.counters["tcp_segs_out"] += 1
+        if seg.flags & RST:
+            self.mib["TcpOutRsts"] += 1
         self._ip_send(dst, PROTO_TCP, seg.encode(self.local_addr, dst))
 
     def ip_error(self, error: Any) -> None:
@@ -506,9 +857,16 @@ class TcpTable:
         still opening fails with the errno (EHOSTUNREACH for ARP failure)."""
         key = (error.local_port, error.remote_addr, error.remote_port)
         ep = self._conns.get(key)
-        if ep is None:
-            return
         quoted = error.transport
+        if ep is None:
+            # a request sock's SYN-ACK that cannot arrive: forget the request
+            # (Linux tcp_req_err; ARP failure: the neighbour is unreachable)
+            listener = self._listeners.get(error.local_port)
+            req = listener.requests.get(key) if listener is not None else None
+            if req is not None and listener is not None and error.fatal and len(quoted) >= 8 \
+                    and int.from_bytes(quoted[4:8], "big") == req.iss:
+                self._drop_request(listener, req)
+            return
         if len(quoted) < 8:
             return
         ep.conn.icmp_error(error.errno, int.from_bytes(quoted[4:8], "big"), self.now(),
@@ -526,6 +884,7 @@ class TcpTable:
         small = self._small_payload
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
+        memory = self.memory
         guard = 0
         while dirty:
             ep = next(iter(dirty))
@@ -533,6 +892,8 @@ class TcpTable:
             if ep.removed:
                 continue
             conn = ep.conn
+            if ep.mem_epoch != memory.epoch:
+                self._clamp(ep, conn)  # before this drain's window goes out
             closed = False
             event = conn.next_event()
             while event is not None:
@@ -559,6 +920,12 @@ class TcpTable:
                         self._send_large(raddr, seg)
                 if batch:
                     send_tcp(raddr, batch, encoder)
+            used = _buffered(conn)
+            if used != ep.mem:
+                memory.charge(used - ep.mem, now)
+                ep.mem = used
+            if ep.mem_epoch != memory.epoch:
+                self._clamp(ep, conn)  # the next window and send space obey it
             if closed:
                 self._remove(ep)
             else:
@@ -600,12 +967,31 @@ class TcpTable:
 
         return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
 
+    def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
+        """Give the connection the limits of the budget's state
+        (ustack.tcp.memory): under pressure its receive window shrinks to a
+        few segments and its sends block; back to the configured sizes after."""
+        memory = self.memory
+        ep.mem_epoch = memory.epoch
+        cfg = conn.config
+        try:
+            snd_buf, rcv = conn.snd.buf, conn.rcv
+            clamp = memory.clamp(cfg.send_buffer, cfg.recv_buffer, len(snd_buf),
+                                 len(rcv.buf) + rcv.ooo.nbytes, conn.advmss)
+            snd_buf.limit = clamp.send_limit
+            rcv.size = clamp.recv_size
+        except AttributeError:  # a connection class without the rooms (tests)
+            pass
+
     def _remove(self, ep: TcpEndpoint) -> None:
-        hook = ep.conn.trace
+        hook = getattr(ep.conn, "trace", None)
         if hook is not None and not ep.removed:
             (la, lp), (ra, rp) = ep.sockname, ep.peername
             hook(self.now(), "close", {"local": f"{la}:{lp}", "remote": f"{ra}:{rp}",
                                        "errno": ep.conn.error})
+        if ep.mem:
+            self.memory.charge(-ep.mem, self.now())
+            ep.mem = 0
         ep.removed = True
         ep.heap_deadline = None
         self._dirty.pop(ep, None)
@@ -699,10 +1085,14 @@ class TcpTable:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._req_timer is not None:
+            self._req_timer.cancel()
+            self._req_timer = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._heap.clear()
+        self._req_heap.clear()
 
 
 class _PortsInUse:

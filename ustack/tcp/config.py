@@ -101,6 +101,17 @@ class TcpConfig:
     #: Queue text carried by a SYN-ACK (RFC 9293 3.10.7.3).  Linux discards it
     #: without Fast Open and ACKs only the SYN; so does ustack by default.
     accept_synack_data: bool = False
+    #: SYN cookies (RFC 4987 3.6), Linux tcp_syncookies: 0 never, 1 when a
+    #: listener's SYN queue is full, 2 always.  Read by the connection table.
+    syncookies: int = 1
+    #: Linux tcp_max_syn_backlog: without cookies, a listener keeps no more
+    #: than 3/4 of this many request socks (the SYN queue also stops at the
+    #: listen backlog, as Linux's inet_csk_reqsk_queue_is_full).
+    max_syn_backlog: int = 4096
+    #: Stack-wide TCP buffer budget in pages of 4096 bytes, Linux tcp_mem
+    #: (min, pressure, max); None sizes it from the machine's memory as Linux
+    #: tcp_init_mem does.  Read by the connection table.
+    tcp_mem: tuple[int, int, int] | None = None
 
     # --- keepalive (RFC 1122 4.2.3.6, Linux SO_KEEPALIVE off) ------------------
     keepalive: bool = False

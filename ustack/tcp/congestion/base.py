@@ -170,6 +170,11 @@ class CongestionController:
             periods -= 1
         self.cwnd = max(cwnd, restart)
 
+    def info(self) -> dict[str, float]:
+        """Algorithm-specific state for ``ss -i`` (Linux .get_info; e.g. bbr's
+        ``bbr:(bw:...,mrtt:...,pacing_gain:...,cwnd_gain:...)``)."""
+        return {}
+
     # --- helpers for subclasses (Linux tcp_cong.c) ---------------------------
     def slow_start(self, acked: int) -> int:
         """Grow cwnd by ``acked`` bytes up to ssthresh; return the bytes left
@@ -196,6 +201,9 @@ class CongestionController:
             self.cwnd += delta * self.mss
 
     # --- transitional adapters for the first connection ---------------------
+    # Delete, once no caller uses the old hooks: everything from here to the
+    # end of the class, the ``in_recovery`` and ``_hk_delivered`` slots, and
+    # the variadic body of ``on_ack`` (it becomes ``on_ack(self, rs, now)``).
     def _legacy_rs(self, acked: int, flight: int) -> RateSample:
         """A rate sample without rate or RTT (the old hooks carry neither).
 

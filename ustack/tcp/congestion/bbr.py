@@ -77,7 +77,8 @@ class Bbr(CongestionController):
                  "cycle_idx", "_cycle_stamp", "pacing_gain", "cwnd_gain", "full_bw",
                  "full_bw_cnt", "full_bw_reached", "_prev_ca_state", "_conservation",
                  "_idle_restart", "_has_seen_rtt", "_ack_epoch_stamp", "_ack_epoch_acked",
-                 "_extra_acked", "_extra_win_rtts", "_extra_win_idx", "_app_limited_until")
+                 "_extra_acked", "_extra_win_rtts", "_extra_win_idx", "_app_limited_until",
+                 "_tso_rate", "_tso_goal", "_target_key", "_target")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         super().__init__(mss, initial_cwnd)
@@ -107,6 +108,10 @@ class Bbr(CongestionController):
         self._extra_win_rtts = 0
         self._extra_win_idx = 0
         self._app_limited_until = 0
+        self._tso_rate = -1.0
+        self._tso_goal = 2
+        self._target_key: tuple[object, ...] = ()
+        self._target = 0
         self._init_pacing(DEFAULT_RTT)
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
@@ -130,8 +135,13 @@ class Bbr(CongestionController):
         return math.ceil(bw * self.min_rtt * gain / self.mss)
 
     def _tso_segs_goal(self) -> int:
-        burst = min(int(self.pacing_rate) >> PACING_SHIFT, GSO_MAX)
-        return max(burst // self.mss, 1 if self.pacing_rate < MIN_TSO_RATE else 2)
+        """Segments per GSO burst at the pacing rate (bbr_tso_segs_goal)."""
+        rate = self.pacing_rate
+        if rate != self._tso_rate:
+            burst = min(int(rate) >> PACING_SHIFT, GSO_MAX)
+            self._tso_rate = rate
+            self._tso_goal = max(burst // self.mss, 1 if rate < MIN_TSO_RATE else 2)
+        return self._tso_goal
 
     def _quantization_budget(self, cwnd: int) -> int:
         """Segments for full-sized bursts at both ends (bbr_quantization_budget)."""
@@ -182,11 +192,6 @@ class Bbr(CongestionController):
         extra = min(int(self._ack_epoch_acked - expected), self.cwnd)
         if extra > self._extra_acked[self._extra_win_idx]:
             self._extra_acked[self._extra_win_idx] = extra
-
-    def _ack_aggregation_cwnd(self) -> int:
-        if not self.full_bw_reached:
-            return 0
-        return min(max(self._extra_acked), int(self.bw.best * EXTRA_ACKED_MAX))
 
     def _advance_cycle_phase(self, now: float) -> None:
         self.cycle_idx = (self.cycle_idx + 1) % CYCLE_LEN
@@ -290,14 +295,6 @@ class Bbr(CongestionController):
         else:
             self.pacing_gain = self.cwnd_gain = 1.0
 
-    def _set_pacing_rate(self, bw: float, gain: float, rs: RateSample) -> None:
-        if not self._has_seen_rtt and rs.rtt > 0:
-            self._has_seen_rtt = True
-            self._init_pacing(rs.rtt)
-        rate = bw * gain * PACING_MARGIN
-        if self.full_bw_reached or rate > self.pacing_rate:
-            self.pacing_rate = rate
-
     def _recover_or_restore(self, rs: RateSample, acked: int) -> tuple[int, bool]:
         """Packet conservation in the first round of recovery; restore the
         pre-recovery cwnd when recovery ends (bbr_set_cwnd_to_recover_or_restore)."""
@@ -318,19 +315,45 @@ class Bbr(CongestionController):
             return max(cwnd, rs.in_flight + acked), True
         return cwnd, False
 
+    def _target_cwnd(self, bw: float, gain: float) -> int:
+        """cwnd target in bytes: gain * BDP + ACK-aggregation allowance +
+        quantization budget (bbr_set_cwnd); cached while its inputs stay."""
+        extra = self._extra_acked
+        key = (bw, gain, self.min_rtt, extra[0], extra[1], self.pacing_rate, self.cycle_idx,
+               self.mode, self.full_bw_reached, self.mss)
+        if key == self._target_key:
+            return self._target
+        self._target_key = key
+        self._target = self._compute_target(bw, gain)
+        return self._target
+
+    def _compute_target(self, bw: float, gain: float) -> int:
+        mss = self.mss
+        if self.min_rtt == math.inf:
+            target = INIT_CWND * mss
+        else:
+            target = math.ceil(bw * self.min_rtt * gain / mss) * mss
+        if self.full_bw_reached:
+            target += min(max(self._extra_acked), int(bw * EXTRA_ACKED_MAX))
+        return self._quantization_budget(-(-target // mss)) * mss
+
     def _set_cwnd(self, rs: RateSample, bw: float, gain: float) -> None:
         acked = rs.acked_sacked
         cwnd = self.cwnd
         if acked > 0:
-            cwnd, conserving = self._recover_or_restore(rs, acked)
+            if (rs.losses > 0 or self._conservation
+                    or self.ca_state is not self._prev_ca_state):
+                cwnd, conserving = self._recover_or_restore(rs, acked)
+            else:
+                conserving = False
             if not conserving:
-                target = self._bdp(bw, gain) * self.mss + self._ack_aggregation_cwnd()
-                target = self._quantization_budget(-(-target // self.mss)) * self.mss
+                target = self._target_cwnd(bw, gain)
                 if self.full_bw_reached:  # only cut cwnd once the pipe was filled
                     cwnd = min(cwnd + acked, target)
                 elif cwnd < target or rs.delivered_total < INIT_CWND * self.mss:
                     cwnd += acked
-                cwnd = max(cwnd, CWND_MIN_TARGET * self.mss)
+                if cwnd < CWND_MIN_TARGET * self.mss:
+                    cwnd = CWND_MIN_TARGET * self.mss
         if self.mode is BbrMode.PROBE_RTT:
             cwnd = min(cwnd, CWND_MIN_TARGET * self.mss)
         self.cwnd = cwnd
@@ -339,15 +362,36 @@ class Bbr(CongestionController):
     def on_ack(self, rs: RateSample, now: float) -> None:
         """bbr_main: update the model, then pacing rate and cwnd."""
         self._update_bw(rs)
-        self._update_ack_aggregation(rs, now)
-        self._update_cycle_phase(rs, now)
-        self._check_full_bw_reached(rs)
-        self._check_drain(rs, now)
-        self._update_min_rtt(rs, now)
+        if rs.acked_sacked > 0 and rs.interval > 0:
+            self._update_ack_aggregation(rs, now)
+        if self.mode is BbrMode.PROBE_BW:
+            self._update_cycle_phase(rs, now)
+        if self.round_start and not self.full_bw_reached:
+            self._check_full_bw_reached(rs)
+        if self.mode <= BbrMode.DRAIN:
+            self._check_drain(rs, now)
+        stamp = self._min_rtt_stamp
+        if (stamp is None or now > stamp + MIN_RTT_WIN or self.mode is BbrMode.PROBE_RTT
+                or self._idle_restart):
+            self._update_min_rtt(rs, now)
+        elif 0 <= rs.rtt < self.min_rtt:  # the common case of _update_min_rtt
+            self.min_rtt = rs.rtt
+            self._min_rtt_stamp = now
         self._update_gains()
         bw = self.bw.best
-        self._set_pacing_rate(bw, self.pacing_gain, rs)
+        # bbr_set_pacing_rate
+        if not self._has_seen_rtt and rs.rtt > 0:
+            self._has_seen_rtt = True
+            self._init_pacing(rs.rtt)
+        rate = bw * self.pacing_gain * PACING_MARGIN
+        if self.full_bw_reached or rate > self.pacing_rate:
+            self.pacing_rate = rate
         self._set_cwnd(rs, bw, self.cwnd_gain)
+
+    def info(self) -> dict[str, float]:
+        """Linux bbr_get_info: bw in bytes/s, min RTT in seconds, the gains."""
+        return {"bw": self.bw.best, "mrtt": self.min_rtt if self.min_rtt != math.inf else 0.0,
+                "pacing_gain": self.pacing_gain, "cwnd_gain": self.cwnd_gain}
 
     def ssthresh_on_loss(self, now: float, in_flight: int) -> int:
         """BBR keeps ssthresh; it only saves cwnd for the end of recovery."""

@@ -1,0 +1,116 @@
+"""The stack-wide TCP memory budget (Linux tcp_mem, issue 13 item 3): the
+budget's states, and a stack whose peers never read staying bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ustack.link.memory import MemoryPair
+from ustack.stack import Stack
+from ustack.tcp.memory import NORMAL, OVER_LIMIT, PAGE, PRESSURE, MemoryBudget, default_tcp_mem
+from ustack.tcp.mib import TcpMib
+
+US_MAC, PEER_MAC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
+
+
+def test_default_is_linux_tcp_init_mem() -> None:
+    assert default_tcp_mem(1 << 20) == (49152, 65536, 98304)  # 4 GiB of 4 KiB pages
+    assert default_tcp_mem(100) == (96, 128, 192)  # at least 128 pages
+    low, pressure, high = default_tcp_mem()
+    assert 0 < low < pressure < high
+
+
+def test_states_with_hysteresis_and_counters() -> None:
+    mib = TcpMib()
+    b = MemoryBudget((4, 8, 16), mib)
+    b.charge(8 * PAGE, 0.0)
+    assert b.state == NORMAL and b.pages == 8
+    b.charge(1, 1.0)  # 9 pages > pressure
+    assert b.state == PRESSURE and mib["TcpExtTCPMemoryPressures"] == 1
+    b.charge(-3 * PAGE, 2.0)  # 6 pages: still above min, pressure stays
+    assert b.state == PRESSURE
+    b.charge(11 * PAGE, 3.0)  # 17 pages > max
+    assert b.state == OVER_LIMIT
+    b.charge(-16 * PAGE, 4.0)  # below min: pressure over
+    assert b.state == NORMAL and mib["TcpExtTCPMemoryPressures"] == 1
+    assert mib["TcpExtTCPMemoryPressuresChrono"] == 3000  # ms under pressure
+    b.charge(9 * PAGE, 5.0)
+    assert mib["TcpExtTCPMemoryPressures"] == 2
+
+
+def test_clamps() -> None:
+    b = MemoryBudget((1, 2, 3))
+    assert b.clamp(1 << 20, 1 << 20, 500, 700, 1460) == (1 << 20, 1 << 20)
+    b.charge(3 * PAGE, 0.0)
+    assert b.state == PRESSURE
+    assert b.clamp(1 << 20, 1 << 20, 500, 700, 1460) == (500, 700 + 4 * 1460)
+    b.charge(PAGE, 0.0)
+    assert b.state == OVER_LIMIT
+    assert b.clamp(1 << 20, 1 << 20, 500, 700, 1460) == (500, 700)
+
+
+async def test_peers_that_never_read_stay_within_the_budget() -> None:
+    peer_dev, us_dev = MemoryPair(PEER_MAC, US_MAC)
+    peer = await Stack.start(address="10.77.0.1/24", device=peer_dev, diagnostics=False)
+    us = await Stack.start(address="10.77.0.2/24", device=us_dev, diagnostics=False)
+    # 64 / 128 / 256 KiB for the whole stack; each connection may buffer 1 MiB
+    us.tcp.memory = budget = MemoryBudget((16, 32, 64), us.tcp.mib)
+    readers: list[asyncio.StreamReader] = []
+    go = asyncio.Event()
+
+    async def lazy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        readers.append(reader)
+        await go.wait()  # does not read until told
+        while await reader.read(1 << 16):
+            pass
+        writer.close()
+
+    server = await us.start_server(lazy, port=80)
+    writers = []
+    for _ in range(8):
+        _r, w = await peer.open_connection("10.77.0.2", 80)
+        writers.append(w)
+    blob = b"x" * (256 << 10)
+
+    async def push(w: asyncio.StreamWriter) -> None:
+        w.write(blob)
+        await w.drain()
+
+    pushes = [asyncio.ensure_future(push(w)) for w in writers]
+    def held() -> int:  # bytes really buffered by the server's connections
+        return sum(len(ep.conn.snd.buf) + len(ep.conn.rcv.buf) + ep.conn.rcv.ooo.nbytes
+                   for ep in us.tcp.endpoints())
+
+    def stalled() -> bool:  # data queued on the peers' side and a zero window seen
+        eps = list(peer.tcp.endpoints())
+        return (sum(ep.conn.send_queue for ep in eps) > 0
+                and any(ep.conn.snd_wnd == 0 for ep in eps))
+
+    peak = 0
+    for i in range(1000):  # until every sender is stuck, then a little longer
+        await asyncio.sleep(0.01)
+        peak = max(peak, held())
+        if i >= 50 and budget.state != NORMAL and stalled():
+            break
+    c = us.counters()
+    assert c["TcpExtTCPMemoryPressures"] >= 1
+    assert budget.state != NORMAL
+    # bounded: the budget (which counts advertised windows ahead) plus at most
+    # one connection's first window and 4 segments per connection
+    bound = budget.max_pages * PAGE + (1 << 20) + 8 * 4 * 1460
+    print(f"peak held {peak} bytes, bound {bound}, budget max {budget.max_pages * PAGE}")
+    assert peak <= bound, (peak, bound, c)
+    assert peak < 8 * len(blob) // 2  # far below what the peers tried to send
+    assert stalled()
+    go.set()
+    await asyncio.wait_for(asyncio.gather(*pushes), 30)
+    for w in writers:
+        w.close()
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if budget.state == NORMAL:
+            break
+    assert budget.state == NORMAL and us.counters()["tcp_mem_state"] == NORMAL
+    server.close()
+    await us.close()
+    await peer.close()

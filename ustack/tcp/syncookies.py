@@ -1,0 +1,131 @@
+"""SYN cookies (RFC 4987 section 3.6), encoded as Linux ``net/ipv4/syncookies.c``.
+
+When a listener's SYN queue is full the SYN-ACK's initial sequence number
+carries the connection instead of a request sock:
+
+    ISS = H1(4-tuple) + SEG.SEQ + (minute << 24) + ((H2(4-tuple, minute) + data) mod 2**24)
+
+``data`` is the index of the peer's MSS in :data:`MSS_TABLE` (the largest
+entry not above it).  ``H1`` and ``H2`` are keyed hashes (BLAKE2s with a
+per-stack secret, as Linux uses SipHash with ``syncookie_secret``); the
+minute counter lets the ACK prove the cookie is at most :data:`MAX_AGE`
+minutes old.  The returning ACK has ``SEG.ACK - 1 = ISS`` and ``SEG.SEQ - 1``
+= the SYN's sequence number, so the listener recomputes both hashes and
+recovers ``data`` without having kept anything.
+
+With timestamps on, the options the ISS has no room for ride in the low
+:data:`TS_BITS` bits of our SYN-ACK's TSval (Linux ``cookie_init_timestamp``):
+bits 0-3 the peer's window-scale shift (0xF = none), bit 4 SACK-permitted,
+bit 5 ECN.  The peer echoes the TSval in TSecr.  Without timestamps a cookie
+connection has neither window scaling nor SACK (as Linux).
+
+Pure functions of their arguments plus the secret: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+#: Linux ``msstab``: the MSS values a cookie can carry (index = 2 bits)
+MSS_TABLE = (536, 1300, 1440, 1460)
+COOKIE_BITS = 24
+COOKIE_MASK = (1 << COOKIE_BITS) - 1
+#: Linux MAX_SYNCOOKIE_AGE: a cookie is good for the minute it was made and one more
+MAX_AGE = 2
+#: Linux TCP_SYNCOOKIE_VALID: ACKs are checked as cookies this long after the
+#: listener last sent one (``tcp_synq_no_recent_overflow``)
+VALID_PERIOD = 120.0
+
+TS_BITS = 6
+TS_MASK = (1 << TS_BITS) - 1
+TS_WSCALE_MASK = 0x0F
+TS_SACK = 1 << 4
+TS_ECN = 1 << 5
+
+MASK32 = 0xFFFFFFFF
+_TUPLE = struct.Struct("!4s4sHHI")
+
+
+def minute(now: float) -> int:
+    """Linux ``tcp_cookie_time``: the minute counter (32 bits)."""
+    return int(now // 60) & MASK32
+
+
+class CookieJar:
+    """The per-stack secret and the cookie arithmetic."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("a SYN cookie secret needs at least 16 bytes")
+        # two independent keys, like Linux's syncookie_secret[2]
+        self._keys = (hashlib.blake2s(secret + b"\x00").digest(),
+                      hashlib.blake2s(secret + b"\x01").digest())
+
+    def _hash(self, saddr: bytes, daddr: bytes, sport: int, dport: int, count: int,
+              c: int) -> int:
+        digest = hashlib.blake2s(_TUPLE.pack(saddr, daddr, sport, dport, count),
+                                 key=self._keys[c], digest_size=4).digest()
+        return int.from_bytes(digest, "big")
+
+    def make(self, saddr: bytes, daddr: bytes, sport: int, dport: int, seq: int, mss: int,
+             now: float) -> tuple[int, int]:
+        """The cookie ISS for a SYN with sequence number ``seq`` and MSS
+        option ``mss`` from ``saddr:sport`` to ``daddr:dport``, and the MSS
+        the cookie encodes (Linux ``__cookie_v4_init_sequence``)."""
+        index = mss_index(mss)
+        count = minute(now)
+        cookie = (self._hash(saddr, daddr, sport, dport, 0, 0) + seq + (count << COOKIE_BITS)
+                  + ((self._hash(saddr, daddr, sport, dport, count, 1) + index) & COOKIE_MASK))
+        return cookie & MASK32, MSS_TABLE[index]
+
+    def check(self, saddr: bytes, daddr: bytes, sport: int, dport: int, seq: int,
+              cookie: int, now: float) -> int | None:
+        """The MSS a returning ACK's cookie carries, or None when it is not
+        one of ours or older than :data:`MAX_AGE` minutes (Linux
+        ``__cookie_v4_check``).  ``seq`` is SEG.SEQ - 1 and ``cookie`` is
+        SEG.ACK - 1 of the ACK."""
+        count = minute(now)
+        rest = (cookie - self._hash(saddr, daddr, sport, dport, 0, 0) - seq) & MASK32
+        diff = (count - (rest >> COOKIE_BITS)) & (MASK32 >> COOKIE_BITS)
+        if diff >= MAX_AGE:
+            return None
+        index = (rest - self._hash(saddr, daddr, sport, dport, (count - diff) & MASK32, 1)) \
+            & COOKIE_MASK
+        if index >= len(MSS_TABLE):
+            return None
+        return MSS_TABLE[index]
+
+
+def mss_index(mss: int) -> int:
+    """Index of the largest :data:`MSS_TABLE` entry not above ``mss`` (0 below 536)."""
+    for i in range(len(MSS_TABLE) - 1, 0, -1):
+        if mss >= MSS_TABLE[i]:
+            return i
+    return 0
+
+
+def encode_timestamp(ts_now: int, wscale: int | None, sack: bool, ecn: bool = False) -> int:
+    """Our SYN-ACK TSval carrying the options (Linux ``cookie_init_timestamp``):
+    ``ts_now`` with its low bits replaced, never above ``ts_now`` (so later
+    TSvals stay monotonic for the peer's PAWS)."""
+    options = (TS_WSCALE_MASK if wscale is None else min(wscale, 14)) \
+        | (TS_SACK if sack else 0) | (TS_ECN if ecn else 0)
+    ts = (ts_now & ~TS_MASK & MASK32) | options
+    if ts > ts_now:
+        ts = (ts - (1 << TS_BITS)) & MASK32
+    return ts
+
+
+def decode_timestamp(tsecr: int) -> tuple[int | None, bool, bool]:
+    """(window-scale shift or None, SACK, ECN) from an ACK's TSecr
+    (Linux ``cookie_timestamp_decode``)."""
+    wscale = tsecr & TS_WSCALE_MASK
+    return (None if wscale == TS_WSCALE_MASK else wscale, bool(tsecr & TS_SACK),
+            bool(tsecr & TS_ECN))
+
+
+__all__ = ["CookieJar", "MSS_TABLE", "MAX_AGE", "VALID_PERIOD",
+           "encode_timestamp", "decode_timestamp", "mss_index", "minute"]
