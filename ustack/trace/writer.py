@@ -31,7 +31,25 @@ _SEG_FMT = ('{"t":%.6f,"ev":"%s","seq":%d,"ack":%d,"len":%d,"flags":"%s","win":%
             '"sack":%s,"rtx":%s}\n')
 _SEG_RECV_FMT = ('{"t":%.6f,"ev":"seg_recv","seq":%d,"ack":%d,"len":%d,"flags":"%s",'
                  '"win":%d,"sack":%s}\n')
+#: the cc keys in the order the writer lays them out (docs/trace.md)
+CC_KEYS = ("cwnd", "ssthresh", "in_flight", "pacing_rate", "delivery_rate", "srtt", "rttvar",
+           "min_rtt", "rto", "ca_state")
+_CC_FMT = ('{"t":%.6f,"ev":"cc","cwnd":%s,"ssthresh":%s,"in_flight":%s,"pacing_rate":%s,'
+           '"delivery_rate":%s,"srtt":%s,"rttvar":%s,"min_rtt":%s,"rto":%s,"ca_state":"%s"}\n')
 _open_writers: weakref.WeakSet[TraceWriter] = weakref.WeakSet()
+
+
+def _num(value: Any) -> str:
+    """A JSON number (or null for None, inf and nan)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        raise TypeError("bool is not a number here")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "null"
+    raise TypeError(f"not a number: {value!r}")
 
 
 def _clean(value: Any) -> Any:
@@ -91,6 +109,16 @@ class TraceWriter:
                                          data["flags"], data["win"],
                                          _encode(sack) if sack else "[]"))
             return
+        if event == "cc" and len(data) == 10:
+            try:
+                self._write(_CC_FMT % (t, _num(data["cwnd"]), _num(data["ssthresh"]),
+                                       _num(data["in_flight"]), _num(data["pacing_rate"]),
+                                       _num(data["delivery_rate"]), _num(data["srtt"]),
+                                       _num(data["rttvar"]), _num(data["min_rtt"]),
+                                       _num(data["rto"]), data["ca_state"]))
+                return
+            except (KeyError, TypeError):
+                pass  # another shape: the general encoder below
         if event == "close":
             self.close(now, data.get("errno"), _data=data)
             return
