@@ -746,3 +746,39 @@ def test_apply_timers_arms_one_slot() -> None:
     rec.on_rto(3.0)
     rec.apply_timers(t)
     assert t.rto is not None and t.tlp is None
+
+
+def test_simple_retransmit_after_pmtu_shrink() -> None:
+    """Linux tcp_simple_retransmit: larger segments lost, LOSS without a
+    congestion response, then retransmitted at the new size."""
+    rec = make(cwnd=10)
+    warm(rec)
+    send(rec, 1, 3, 1.0)
+    ssthresh = rec.cc.ssthresh
+    cwnd = rec.cc.cwnd
+    assert rec.simple_retransmit(600, 1.05)
+    assert rec.state == CaState.LOSS and rec.undo_marker is None
+    assert rec.cc.cwnd == cwnd and rec.cc.ssthresh == max(ssthresh, cwnd * 3 // 4)
+    assert rec.next_to_retransmit() == (seg(1), MSS)
+    rec.on_sent(seg(1), 600, 1.05)  # the sender resends 600 bytes of it
+    assert rec.next_to_retransmit() == (seg(1) + 600, 400)
+    assert rec.rack_enabled
+
+
+def test_rate_sample_field_order() -> None:
+    """on_ack builds RateSample positionally: the field order is part of the contract."""
+    from dataclasses import fields
+
+    from ustack.tcp.congestion.base import RateSample
+
+    assert [f.name for f in fields(RateSample)] == [
+        "delivered", "interval", "delivery_rate", "acked_sacked", "prior_in_flight",
+        "in_flight", "losses", "rtt", "min_rtt", "is_app_limited", "is_retrans",
+        "prior_delivered", "delivered_total", "ca_state", "is_cwnd_limited"]
+    rec = make()
+    send(rec, 0, 4, 1.0)
+    rs = rec.on_ack(seg(2), [], 1.1).rate
+    assert rs is not None
+    assert (rs.acked_sacked, rs.prior_in_flight, rs.in_flight) == (2 * MSS, 4 * MSS, 2 * MSS)
+    assert rs.delivered_total == 2 * MSS and rs.ca_state == CaState.OPEN
+    assert rs.rtt == pytest.approx(0.1) and rs.min_rtt == pytest.approx(0.1)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ustack.lab import Lab
+from ustack.probe.peers import DEFAULT_KERNEL_CC
 from ustack.probe.scenarios import SCENARIOS, Scenario
 from ustack.probe.script import ScriptError, parse_script, run_script
 from ustack.probe.session import probe_session
@@ -29,8 +30,11 @@ SUITE_TOLERANCE = 0.025
 _counter = itertools.count(1)
 
 
-def lab_name() -> str:
-    return f"hp{os.getpid() % 0xFFFF:x}c{next(_counter)}"
+def lab_name(prefix: str | None = None) -> str:
+    """A short unique lab name (namespaces ``NAME-peer``/``NAME-stack``; the
+    veth names must stay within 15 characters)."""
+    base = prefix or f"hp{os.getpid() % 0xFFFF:x}"
+    return f"{base}c{next(_counter)}"
 
 
 @dataclass(slots=True)
@@ -43,14 +47,15 @@ class Result:
 
 
 async def run_scenario(scenario: Scenario, kind: str, *,
-                       tolerance: float = SUITE_TOLERANCE) -> Result:
+                       tolerance: float = SUITE_TOLERANCE,
+                       kernel_cc: str = DEFAULT_KERNEL_CC) -> Result:
     """Run one scenario against a fresh lab; never raises for a failure."""
     started = time.monotonic()
     lab = Lab.create(lab_name())
     await asyncio.to_thread(lab.up)
     try:
         script = parse_script(scenario.script, f"scenario {scenario.id}")
-        async with probe_session(lab, kind) as (peer, probe):
+        async with probe_session(lab, kind, kernel_cc=kernel_cc) as (peer, probe):
             try:
                 await run_script(script, peer, probe, tolerance_floor=tolerance)
             except ScriptError as exc:
@@ -75,10 +80,17 @@ def load_results(path: Path = RESULTS_PATH) -> dict[str, dict[str, dict[str, obj
         return {}
 
 
-def save_results(results: list[Result], path: Path = RESULTS_PATH) -> None:
+#: key of the run metadata in the results file (not a scenario id)
+META = "_meta"
+
+
+def save_results(results: list[Result], path: Path = RESULTS_PATH, *,
+                 kernel_cc: str = DEFAULT_KERNEL_CC) -> None:
     data = load_results(path)
     for r in results:
         data.setdefault(r.scenario, {})[r.peer] = asdict(r)
+    if any(r.peer == "kernel" for r in results):
+        data.setdefault(META, {})["kernel"] = {"congestion": kernel_cc}
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -106,12 +118,22 @@ def cell(result: dict[str, object] | None) -> str:
     return f"**{status.upper()}**: {_first_problem(str(result.get('detail', '')))}"
 
 
-def render_table(data: dict[str, dict[str, dict[str, object]]] | None = None) -> str:
+def kernel_cc(data: dict[str, dict[str, dict[str, object]]] | None = None) -> str:
+    """The congestion control the kernel results were recorded with."""
+    data = load_results() if data is None else data
+    return str(data.get(META, {}).get("kernel", {}).get("congestion", "not recorded (bbr)"))
+
+
+def render_table(data: dict[str, dict[str, dict[str, object]]] | None = None, *,
+                 only: set[str] | None = None) -> str:
     """The markdown table: scenario, RFC, Linux behaviour + result, ustack."""
     data = load_results() if data is None else data
-    rows = ["| # | scenario | RFC | Linux (expected) | kernel | ustack | notes |",
+    cc = kernel_cc(data)
+    rows = [f"| # | scenario | RFC | Linux (expected) | kernel ({cc}) | ustack | notes |",
             "|---|---|---|---|---|---|---|"]
     for s in SCENARIOS:
+        if only and s.id not in only:
+            continue
         res = data.get(s.id, {})
         rows.append(f"| {s.id} | {s.title} | {s.rfc} | {_code(s.linux)} "
                     f"| {cell(res.get('kernel'))} | {cell(res.get('ustack'))} "

@@ -47,6 +47,8 @@ class RawEndpoint:
         self.counters: dict[str, int] = {"bad_checksum": 0, "parse_errors": 0,
                                          "arp_replies_sent": 0, "other": 0}
         self.icmp_received: list[tuple[float, bytes]] = []
+        #: payload per segment of a GSO super-segment (None: what fits the MTU)
+        self.gso_size: int | None = None
         device.attach(self._loop, self._receive)
 
     @classmethod
@@ -63,9 +65,10 @@ class RawEndpoint:
             from ustack.lab import enter_netns
 
             with enter_netns(netns):
-                device: Device = AfPacketDevice.open(iface, mac=mac)
+                device: Device = AfPacketDevice.open(iface, mac=mac, vnet_hdr=True,
+                                                    rx_ring=False)
         else:
-            device = AfPacketDevice.open(iface, mac=mac)
+            device = AfPacketDevice.open(iface, mac=mac, vnet_hdr=True, rx_ring=False)
         if pcap is not None:
             from ustack.link.pcap import PcapDevice
 
@@ -129,8 +132,21 @@ class RawEndpoint:
             ttl=64 if fields.ttl is None else fields.ttl, tos=fields.tos or 0,
             ident=self._ident if fields.ident is None else fields.ident,
             flags_fragment=0x4000 if df else 0)
-        self.device.send(ethernet.encode_frame(self.peer_mac, self.mac,
-                                               ethernet.ETHERTYPE_IPV4, packet.encode()))
+        frame = ethernet.encode_frame(self.peer_mac, self.mac, ethernet.ETHERTYPE_IPV4,
+                                      packet.encode())
+        mtu = int(getattr(self.device, "mtu", 1500) or 1500)
+        if len(frame) - ethernet.HEADER_LEN > mtu and protocol == PROTO_TCP:
+            # larger than the link: one GSO super-segment, which crosses the
+            # veth whole, so the peer's TCP sees one segment of that length,
+            # as packetdrill's TUN device delivers it (PACKET_VNET_HDR)
+            send_gso = getattr(self.device, "send_gso", None)
+            if send_gso is None or not getattr(self.device, "supports_gso", False):
+                raise ValueError(f"a {len(frame) - ethernet.HEADER_LEN}-byte packet does not "
+                                 f"fit the {mtu}-byte link and the device cannot do GSO")
+            header = (payload[12] >> 4) * 4
+            send_gso(frame, self.gso_size or mtu - 20 - header)
+            return
+        self.device.send(frame)
 
     def _receive(self, frames: Sequence[tuple[bytes, bool]]) -> None:
         now = self._loop.time()

@@ -240,7 +240,8 @@ def format_spec(spec: PacketSpec) -> str:
         rng = f"{spec.seq}:{(spec.seq + length) & MASK32}({length})"
     else:
         rng = f"{n(spec.seq)}:*({n(length)})"
-    text = f"{spec.flags or '*'} {rng}"
+    shown = "*" if spec.flags is None else (spec.flags or "-")
+    text = f"{shown} {rng}"
     flags = str_to_flags(spec.flags) if spec.flags and spec.flags != "*" else 0
     if spec.ack is not None or flags & ACK:
         text += f" ack {n(spec.ack)}"
@@ -273,7 +274,7 @@ def format_relative(flags: int, seq: int, length: int, ack: int | None, win: int
 _RANGE = re.compile(r"^(\*|-?\d+):(\*|-?\d+)\((\*|\d+)\)$")
 
 
-def parse_segment(text: str, *, expectation: bool) -> PacketSpec:
+def parse_segment(text: str, *, expectation: bool, require_ack: bool = True) -> PacketSpec:
     """Parse ``FLAGS SEQ:END(LEN) [ack N] [win N] [urg N] [<opts>] [extras]``.
 
     Extras (probe only, for sent segments): ``badsum``, ``ttl N``, ``df``,
@@ -291,6 +292,8 @@ def parse_segment(text: str, *, expectation: bool) -> PacketSpec:
         raise ScriptSyntaxError(f"expected 'FLAGS SEQ:END(LEN) ...', got {text.strip()!r}")
     spec = PacketSpec(options=opts)
     flags = words[0]
+    if flags == "-":  # packetdrill: no flags at all
+        flags = ""
     if flags != "*":
         try:
             str_to_flags(flags)
@@ -346,6 +349,6 @@ def parse_segment(text: str, *, expectation: bool) -> PacketSpec:
             raise ScriptSyntaxError("a sent segment needs explicit flags and SEQ:END(LEN)")
         if spec.payload is not None and len(spec.payload) != spec.length:
             raise ScriptSyntaxError("payload length differs from LEN")
-        if spec.ack is None and str_to_flags(spec.flags) & ACK:
+        if spec.ack is None and require_ack and str_to_flags(spec.flags) & ACK:
             raise ScriptSyntaxError(f"flags {spec.flags!r} carry ACK: give 'ack N'")
     return spec

@@ -23,11 +23,16 @@ import abc
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import subprocess
 from typing import Any
 
 from ustack.lab import Lab, enter_netns, set_offloads
+
+#: the kernel peer's congestion control unless a script or --kernel-cc says otherwise
+DEFAULT_KERNEL_CC = "cubic"
+TCP_CONGESTION = 13
 
 #: errno names an application may see
 OUTCOMES = ("connected", "EOF", "data", "ECONNRESET", "ECONNREFUSED", "ETIMEDOUT",
@@ -101,6 +106,15 @@ class Peer(abc.ABC):
     @abc.abstractmethod
     async def has_connection(self, timeout: float) -> bool: ...
 
+    @abc.abstractmethod
+    def socket_api(self) -> Any:
+        """A :class:`~ustack.probe.syscalls.SocketApi` for packetdrill's system calls."""
+
+    @abc.abstractmethod
+    async def settle(self, probe: Any, timeout: float = 1.0) -> None:
+        """Return once the peer has processed every frame ``probe`` sent so
+        far (an application action after a ``<`` line must follow it)."""
+
     async def outcome(self, timeout: float = 3.0, *, want: str = "") -> str:
         """What the application sees next: the connect result if a connect is
         pending; else ``connected`` when asked for it and a connection exists;
@@ -145,9 +159,17 @@ class KernelPeer(Peer):
 
     kind = "kernel"
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, congestion: str = DEFAULT_KERNEL_CC, *,
+                 segment_offload: bool = False) -> None:
         super().__init__()
         self.lab = lab
+        #: congestion control pinned on every socket (TCP_CONGESTION; the host
+        #: default here is bbr, DESIGN.md trap 7); a script's
+        #: ``net.ipv4.tcp_congestion_control`` sysctl changes it
+        self.congestion = congestion
+        self._api: Any = None
+        self._snmp: Any = None
+        self._baseline: tuple[int, int] | None = None
         self.address = lab.peer_address
         self.probe_netns = lab.stack_ns
         self.probe_iface = lab.stack_if
@@ -159,13 +181,18 @@ class KernelPeer(Peer):
         self._conn_ready = asyncio.Event()
         self._sockets: list[socket.socket] = []
         self.keepalive = False
-        # real MSS-sized segments on the wire, not 64 KB TSO super-frames
-        set_offloads(lab.peer_ns, lab.peer_if, tso=False, gso=False)
+        # real MSS-sized segments on the wire, not 64 KB TSO super-frames;
+        # packetdrill scripts expect TSO super-segments (its TUN device has
+        # TSO): segment_offload keeps them (the probe receives them whole)
+        self.segment_offload = segment_offload
+        set_offloads(lab.peer_ns, lab.peer_if, tso=segment_offload, gso=segment_offload)
 
     def _socket(self) -> socket.socket:
         with enter_netns(self.lab.peer_ns):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        if self.congestion:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, self.congestion.encode())
         if self.keepalive:  # accepted sockets inherit it from the listener
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._sockets.append(sock)
@@ -179,12 +206,94 @@ class KernelPeer(Peer):
         conn.send(data, socket.MSG_OOB)
 
     async def set_option(self, name: str, value: str) -> None:
+        if name == "net.ipv4.tcp_congestion_control":
+            self.congestion = value.strip()
+            if self._api is not None:
+                self._api.congestion = self.congestion
         proc = await asyncio.to_thread(
             self.lab.run_in_peer, ["sysctl", "-qw", f"{name}={value}"],
             capture_output=True, text=True)
         if proc.returncode != 0:
             raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: "
                              f"{proc.stderr.strip()}")
+
+    async def set_route(self, dest: str, options: list[str]) -> None:
+        """``ip route change REMOTE ... advmss N mtu lock M``: a host route to
+        the probe through the peer veth with those attributes."""
+        target = self.probe_address if dest in ("192.0.2.1", self.probe_address) else None
+        if target is None:
+            from ustack.probe.syscalls import Unsupported
+
+            raise Unsupported(f"unsupported: a route to {dest} (only to the remote, 192.0.2.1)")
+        proc = await asyncio.to_thread(
+            self.lab.run_in_peer, ["ip", "route", "replace", f"{target}/32", "dev",
+                                   self.lab.peer_if, *options], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ValueError(f"ip route replace {target} {' '.join(options)}: "
+                             f"{proc.stderr.strip()}")
+
+    async def set_segment_offload(self, *, tso: bool | None, gso: bool | None) -> None:
+        """``ethtool -K tun0 tso off gso off`` of a packetdrill script."""
+        await asyncio.to_thread(set_offloads, self.lab.peer_ns, self.lab.peer_if,
+                                tso=tso, gso=gso)
+
+    def socket_api(self) -> Any:
+        if self._api is None:
+            from ustack.probe.api_kernel import KernelSocketApi
+
+            self._api = KernelSocketApi(self.lab.peer_ns, self.address, self.probe_address,
+                                        self.congestion)
+        return self._api
+
+    async def flush_tcp_metrics(self) -> None:
+        await asyncio.to_thread(self.lab.run_in_peer, ["ip", "tcp_metrics", "flush", "all"],
+                                capture_output=True)
+
+    def _counts(self) -> tuple[int, int]:
+        """Tcp InSegs and Icmp InMsgs of the peer namespace (/proc/net/snmp,
+        opened inside it: the file shows the opener's namespace)."""
+        if self._snmp is None:
+            with enter_netns(self.lab.peer_ns):
+                self._snmp = open("/proc/thread-self/net/snmp", "rb", buffering=0)  # noqa: SIM115
+        text = os.pread(self._snmp.fileno(), 65536, 0).decode()
+        tables: dict[str, dict[str, int]] = {}
+        lines = text.splitlines()
+        for head, values in zip(lines[::2], lines[1::2], strict=False):
+            name, _, keys = head.partition(":")
+            tables[name] = dict(zip(keys.split(), map(int, values.split(":")[1].split()),
+                                    strict=False))
+        return tables["Tcp"]["InSegs"], tables["Icmp"]["InMsgs"]
+
+    def learn_probe_mac(self, mac: bytes) -> None:
+        """A permanent neighbour entry for the probe, so that no ARP round
+        trip (answered from Python) delays the kernel's first segment."""
+        self.lab.run_in_peer(["ip", "neigh", "replace", self.probe_address, "lladdr",
+                              mac.hex(":"), "dev", self.lab.peer_if, "nud", "permanent"],
+                             capture_output=True)
+
+    def mark_baseline(self, probe: Any) -> None:
+        """Counters as they stand when the probe has sent nothing (yet)."""
+        segs, msgs = self._counts()
+        self._baseline = (segs, msgs)
+        self._baseline_sent = probe.frames_sent
+
+    async def settle(self, probe: Any, timeout: float = 1.0) -> None:
+        """Until the namespace's TCP and ICMP input counters have grown by the
+        number of frames the probe sent (the kernel usually processes a frame
+        within the probe's send(); under load softirq work may be deferred)."""
+        if self._baseline is None:
+            return
+        want = probe.frames_sent - self._baseline_sent
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            segs, msgs = self._counts()
+            if (segs - self._baseline[0]) + (msgs - self._baseline[1]) >= want:
+                break
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.0005)
+        await asyncio.sleep(0)  # readiness callbacks of the loop
 
     async def listen(self, port: int, backlog: int = 8) -> None:
         sock = self._socket()
@@ -255,6 +364,10 @@ class KernelPeer(Peer):
         await _cancel(self.connect_task)
         for sock in self._sockets:
             sock.close()
+        if self._api is not None:
+            self._api.close_all()
+        if self._snmp is not None:
+            self._snmp.close()
 
 
 # ---------------------------------------------------------------- ustack
@@ -304,6 +417,28 @@ USTACK_SYSCTLS = {
     "net.ipv4.tcp_keepalive_probes": "keepalive_count",
     "net.ipv4.tcp_fin_timeout": "fin_wait2",
     "net.ipv4.tcp_retries2": "retries2",
+    "net.ipv4.tcp_reordering": "dupack_threshold",
+    "net.ipv4.tcp_slow_start_after_idle": "slow_start_after_idle",
+    "net.ipv4.tcp_orphan_retries": "orphan_retries",
+}
+
+#: sysctls packetdrill's defaults.sh sets that name mechanisms ustack does not
+#: have (TSO autosizing, pacing, Fast Open, ECN, syncookies, metrics, F-RTO,
+#: FACK, the RACK/early-retransmit switches, DSACK generation is always on):
+#: accepted without effect; docs/conformance.md lists them
+USTACK_NO_EFFECT: dict[str, frozenset[str] | None] = {
+    # any value: mechanisms ustack does not have
+    "net.ipv4.tcp_frto": None, "net.ipv4.tcp_fack": None,
+    "net.ipv4.tcp_early_retrans": None, "net.ipv4.tcp_recovery": None,
+    "net.ipv4.tcp_tso_win_divisor": None, "net.ipv4.tcp_min_tso_segs": None,
+    "net.ipv4.tcp_pacing_ss_ratio": None, "net.ipv4.tcp_pacing_ca_ratio": None,
+    "net.ipv4.tcp_fastopen_key": None,
+    # only the value that matches what ustack does
+    "net.ipv4.tcp_dsack": frozenset({"1"}), "net.ipv4.tcp_ecn": frozenset({"0"}),
+    "net.ipv4.tcp_ecn_option": frozenset({"0", "1", "2"}),
+    "net.ipv4.tcp_notsent_lowat": frozenset({"4294967295", "-1"}),
+    "net.ipv4.tcp_fastopen": frozenset({"0", "0x70403", "1"}),
+    "net.ipv4.tcp_syncookies": frozenset({"0", "1"}),
 }
 
 
@@ -324,11 +459,66 @@ class UstackPeer(Peer):
         self.servers: list[Any] = []
         self.app: _AppProtocol | None = None
         self._conn_ready = asyncio.Event()
+        self._api: Any = None
+        #: frames delivered to the stack's receive path, by source MAC
+        self.rx_by_mac: dict[bytes, int] = {}
+        self._count_frames()
+
+    def _count_frames(self) -> None:
+        """Count every IPv4 frame the device hands to the stack's IP layer, by
+        source MAC, so that :meth:`settle` knows when the probe's have been
+        processed (the receive path runs synchronously in that call)."""
+        ip = self.stack.ip
+        inner = ip.receive
+        counts = self.rx_by_mac
+
+        def receive(frames: Any) -> Any:
+            result = inner(frames)
+            for item in frames:
+                frame = item[0] if isinstance(item, tuple) else getattr(item, "frame", item)
+                if frame[12:14] == b"\x08\x00":  # IPv4 only: the probe's ARP is not counted
+                    mac = bytes(frame[6:12])
+                    counts[mac] = counts.get(mac, 0) + 1
+            return result
+
+        ip.receive = receive
+
+    async def settle(self, probe: Any, timeout: float = 1.0) -> None:
+        """Until the stack's receive path has taken every frame the probe sent
+        (both share this event loop: yield until the device's reader ran),
+        then drain the TCP table's pending output and events now."""
+        mac = bytes(probe.endpoint.mac)
+        want = probe.frames_sent
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.rx_by_mac.get(mac, 0) < want and loop.time() < deadline:
+            await asyncio.sleep(0)
+            if self.rx_by_mac.get(mac, 0) < want:
+                await asyncio.sleep(0.0005)
+        table = self.stack.tcp
+        table.flush_now()
+        await asyncio.sleep(0)
+
+    async def set_segment_offload(self, *, tso: bool | None, gso: bool | None) -> None:
+        """``ethtool -K tun0 tso off gso off``: exact MSS-sized segments from
+        new connections (TcpConfig.max_segment 0)."""
+        if tso is False or gso is False:
+            table = self.stack.tcp
+            table.config = table.config.with_(max_segment=0)
+
+    def socket_api(self) -> Any:
+        if self._api is None:
+            from ustack.probe.api_ustack import UstackSocketApi
+
+            self._api = UstackSocketApi(self.stack, self.probe_address)
+        return self._api
 
     @classmethod
-    async def start(cls, lab: Lab, **stack_kwargs: Any) -> UstackPeer:
+    async def start(cls, lab: Lab, *, offload: bool = False, **stack_kwargs: Any
+                    ) -> UstackPeer:
         """Remove the kernel address from the peer veth (the probe takes it
-        over), then start a Stack on the stack-side veth."""
+        over), then start a Stack on the stack-side veth: exact wire by
+        default, GSO super-segments (like Linux TSO) with ``offload``."""
         from ustack.stack import Stack
 
         await asyncio.to_thread(subprocess.run, ["ip", "-n", lab.peer_ns, "addr", "flush",
@@ -336,11 +526,14 @@ class UstackPeer(Peer):
         with enter_netns(lab.stack_ns):
             from ustack.link.af_packet import AfPacketDevice
 
-            device = AfPacketDevice.open(lab.stack_if)
+            if offload:  # socket reads: a ring slot could not hold a GSO frame
+                device = AfPacketDevice.open(lab.stack_if, vnet_hdr=True, rx_ring=False)
+            else:
+                device = AfPacketDevice.open(lab.stack_if)
         import inspect
 
         if "offload" in inspect.signature(Stack.start).parameters:
-            stack_kwargs.setdefault("offload", False)  # exact wire: no GSO super-segments
+            stack_kwargs.setdefault("offload", offload)
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, device=device,
                                   **stack_kwargs)
         return cls(lab, stack)
@@ -354,22 +547,53 @@ class UstackPeer(Peer):
         return getattr(self.stack, "tcp_config", None)
 
     async def set_option(self, name: str, value: str) -> None:
-        if name == "net.ipv4.tcp_rmem":  # "min default max": the buffer is the max
-            table = self.stack.tcp
-            table.config = table.config.with_(recv_buffer=int(value.split()[-1]))
-            return
-        field = USTACK_SYSCTLS.get(name)
-        if field is None:
-            raise ValueError(f"{name} has no ustack equivalent (supported: "
-                             f"{', '.join(USTACK_SYSCTLS)})")
+        """Map a Linux sysctl onto the TcpConfig new connections are made with
+        (:data:`USTACK_SYSCTLS`, plus tcp_rmem/tcp_wmem and
+        tcp_congestion_control); sysctls in :data:`USTACK_NO_EFFECT` have no
+        mechanism in ustack and are accepted; others raise Unsupported."""
+        from ustack.probe.syscalls import Unsupported
+
         table = self.stack.tcp
         config = table.config
+        if name == "net.ipv4.tcp_rmem":  # "min default max"
+            parts = [int(v) for v in value.split()]
+            # Linux: the initial window from the default, the window scale from
+            # the largest buffer (tcp_select_initial_window)
+            space, wscale = parts[-1], 0
+            while space > 65535 and wscale < 14:
+                space >>= 1
+                wscale += 1
+            table.config = config.with_(recv_buffer=parts[1] if len(parts) > 1 else parts[0],
+                                        window_scale=wscale)
+            return
+        if name == "net.ipv4.tcp_wmem":
+            parts = [int(v) for v in value.split()]
+            table.config = config.with_(send_buffer=parts[1] if len(parts) > 1 else parts[0])
+            return
+        if name == "net.ipv4.tcp_congestion_control":
+            from ustack.tcp import congestion
+
+            names = getattr(congestion, "_REGISTRY", {})
+            if value.strip() not in names:
+                raise Unsupported(f"unsupported on ustack: congestion control {value!r} "
+                                  f"(has {', '.join(sorted(names)) or 'none'})")
+            table.config = config.with_(congestion=value.strip())
+            return
+        if name in USTACK_NO_EFFECT:
+            allowed = USTACK_NO_EFFECT[name]
+            if allowed is None or value.strip() in allowed:
+                return
+            raise Unsupported(f"unsupported on ustack: sysctl {name}={value}")
+        field = USTACK_SYSCTLS.get(name)
+        if field is None:
+            raise Unsupported(f"unsupported on ustack: sysctl {name} (no TcpConfig "
+                              "equivalent)")
         current = getattr(config, field)
         converted: object
         if isinstance(current, bool):
             converted = value.strip() not in ("0", "false")
         elif isinstance(current, int):
-            converted = int(value)
+            converted = int(value, 0)
         else:
             converted = float(value)
         table.config = config.with_(**{field: converted})
@@ -450,6 +674,8 @@ class UstackPeer(Peer):
 
     async def aclose(self) -> None:
         await _cancel(self.connect_task)
+        if self._api is not None:
+            self._api.close_all()
         for server in self.servers:
             server.close()
         with contextlib.suppress(Exception):

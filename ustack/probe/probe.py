@@ -21,7 +21,7 @@ import asyncio
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ustack.probe.packet import (
@@ -113,6 +113,11 @@ class Probe:
         self.snd_nxt = 0
         self.rcv_nxt = 0
         self.peer_tsval = 0
+        #: frames sent (segments and ICMP): the peer settles on this count
+        self.frames_sent = 0
+        #: packetdrill TS mapping: script TS val -> actual, and the first pair
+        self.ts_map: dict[int, int] = {}
+        self.ts_first: tuple[int, int] | None = None
         self.new_connection(local_port=local_port, remote_port=remote_port, isn=isn)
         endpoint.set_tcp_handler(self._on_segment)
 
@@ -125,6 +130,8 @@ class Probe:
         if remote_port is not None:
             self.remote_port = remote_port
         self.isn = isn if isn is not None else secrets.randbits(32)
+        self.ts_map = {}
+        self.ts_first = None
         self.peer_isn = 0
         self.snd_nxt = 0
         self.rcv_nxt = 0
@@ -144,6 +151,34 @@ class Probe:
     def format_timeline(self) -> str:
         return "\n".join(
             f"  {e.when - self.start_time:8.3f} {e.direction} {e.text}" for e in self.timeline)
+
+    def map_ts(self, script_val: int, actual: int) -> None:
+        """Remember that the script's TS val ``script_val`` is ``actual``
+        on the wire (packetdrill's outbound TS val mapping)."""
+        self.ts_map[script_val] = actual
+        if self.ts_first is None:
+            self.ts_first = (script_val, actual)
+
+    def map_ecr(self, spec: PacketSpec) -> PacketSpec:
+        """``spec`` with its TS ecr turned from the script's number into the
+        peer's: the exact TS val mapped, else interpolated from the first
+        mapping (packetdrill), else left as written."""
+        if not spec.options:
+            return spec
+        opts = []
+        changed = False
+        for o in spec.options:
+            if o.kind == "TS" and o.b is not None and o.b != 0:
+                ecr = self.ts_map.get(o.b)
+                if ecr is None and self.ts_first is not None:
+                    ecr = (o.b - self.ts_first[0] + self.ts_first[1]) & MASK32
+                if ecr is not None:
+                    o = Opt("TS", o.a, ecr)
+                    changed = True
+            opts.append(o)
+        if not changed:
+            return spec
+        return replace(spec, options=opts)
 
     # ------------------------------------------------------------ receive
     def _on_segment(self, when: float, seg: TcpSegment) -> None:
@@ -230,6 +265,7 @@ class Probe:
         wire = seg.encode(self.endpoint.address, self.endpoint.peer_address,
                           bad_checksum=spec.bad_checksum)
         self.endpoint.send_ip(PROTO_TCP, wire, spec.ip)
+        self.frames_sent += 1
         end = (seq + seg.seg_len) & MASK32
         if seq_gt(end, self.snd_nxt):
             self.snd_nxt = end
@@ -268,6 +304,7 @@ class Probe:
                               protocol=PROTO_TCP, payload=tcp_bytes).encode()
         message = wire_icmp.build_error(type, code, original, mtu=mtu, quote_payload=20)
         self.endpoint.send_ip(PROTO_ICMP, message, IpFields())
+        self.frames_sent += 1
         now = self.loop.time()
         self.last_event = now
         self.timeline.append(TimelineEntry(
@@ -296,7 +333,11 @@ class Probe:
         return await self.expect_spec(spec, within=within, timeout=timeout)
 
     async def expect_spec(self, spec: PacketSpec, *, within: tuple[float, float] | None = None,
-                          timeout: float | None = None) -> Received:
+                          timeout: float | None = None, aggregate: bool = False) -> Received:
+        """:meth:`expect` for a :class:`PacketSpec`.  ``aggregate``: like
+        packetdrill without ``--strict_segments``, consecutive equal-sized
+        segments (TSO/GSO pieces) may together make up the expected length;
+        they are checked as one (headers of the last, seq of the first)."""
         ref = self.last_event
         lo, hi = within if within is not None else (0.0, timeout or DEFAULT_TIMEOUT)
         got = await self._next(ref + hi)
@@ -304,6 +345,9 @@ class Probe:
         if got is None:
             self._fail(spec, None, f"nothing arrived {window}")
         assert got is not None
+        if aggregate and spec.length and 0 < len(got.payload) < spec.length and \
+                (spec.seq is None or (spec.seq & MASK32) == got.seq):
+            got = await self._aggregate(got, spec.length, ref + hi)
         delay = got.when - ref
         problem = self._mismatch(spec, got)
         if problem is None and delay < lo:
@@ -312,6 +356,33 @@ class Probe:
             self._fail(spec, got, problem, window=window, delay=delay)
         self.last_event = got.when
         return got
+
+    async def _aggregate(self, first: Received, length: int, deadline: float) -> Received:
+        parts = [first]
+        total = len(first.payload)
+        while total < length:
+            nxt = self._queue[0] if self._queue else None
+            if nxt is None:
+                nxt = await self._next(max(deadline, first.when + 0.05))
+                if nxt is None:
+                    break
+                self._queue.appendleft(nxt)
+            prev = parts[-1]
+            n = len(nxt.payload)
+            if nxt.seq != (prev.seq + len(prev.payload)) & MASK32 or n == 0 or \
+                    (n < length - total and n != len(prev.payload)):
+                break
+            self._queue.popleft()
+            parts.append(nxt)
+            total += n
+        if len(parts) == 1:
+            return first
+        last = parts[-1]
+        seg = replace(last.segment, seq=first.segment.seq,
+                      payload=b"".join(p.payload for p in parts))
+        line = format_relative(seg.flags, first.seq, len(seg.payload), last.ack, seg.window,
+                               seg.urgent, last.options) + f"   ({len(parts)} segments)"
+        return Received(first.when, seg, first.seq, last.ack, last.options, line)
 
     async def expect_nothing(self, for_s: float) -> None:
         """Assert that the peer sends nothing for ``for_s`` seconds (segments

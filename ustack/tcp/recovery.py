@@ -30,6 +30,7 @@ from the connection's clock, all amounts bytes)::
     rec.check_app_limited(unsent, cwnd)               # sender ran out of data
     rec.enter_cwr(now)                                # ECN / local congestion
     rec.set_mss(mss)
+    rec.simple_retransmit(mss, now)                   # PMTU shrank (RFC 1191)
     rec.apply_timers(conn.timers)                     # xmit timer -> rto/tlp/reorder
     rec.info() -> RecoveryInfo                        # ss -i counters
     rec.cc = new_controller                           # after TCP_CONGESTION
@@ -43,7 +44,10 @@ is the sequence space it uses, payload + FIN; a GSO super-segment may be one
 call; whether it is a retransmission is known from ``seq``).  For every
 acceptable ACK (``SND.UNA <= SEG.ACK <= SND.NXT``) call :meth:`Recovery.on_ack`
 with the segment's SACK blocks (wire order, D-SACK first as received), its
-TSecr, and whether it carried data or changed the window; it removes what is
+TSecr, and whether it carried data or changed the window -- also when nothing
+is outstanding if it carries SACK blocks (a D-SACK arriving after the last
+ACK still undoes a spurious reduction: Linux ``tcp_ack``'s ``no_queue``
+path), and for an old ACK (below SND.UNA) that carries SACK blocks; it removes what is
 acknowledged, marks SACKs and losses, feeds the RTT estimator (Karn-safe, from
 per-segment send times, microsecond resolution; the connection must not feed
 it again), resets the RTO backoff on a valid sample, moves the state machine,
@@ -78,6 +82,13 @@ from ustack.wire.seq import MASK, seq_lt, seq_sub
 
 __all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "RecoveryInfo",
            "TimerAction", "Undo"]
+
+#: the states as module constants (enum member lookups are slow on 3.11)
+_OPEN = CaState.OPEN
+_DISORDER = CaState.DISORDER
+_CWR = CaState.CWR
+_RECOVERY = CaState.RECOVERY
+_LOSS = CaState.LOSS
 
 #: Linux tcp_recovery bits
 RACK_LOSS_DETECTION = 0x1
@@ -162,8 +173,8 @@ class AckOutcome:
     dupack: bool = False
     #: a reduction was undone
     undo: Undo | None = None
-    prior_state: CaState = CaState.OPEN
-    state: CaState = CaState.OPEN
+    prior_state: CaState = _OPEN
+    state: CaState = _OPEN
     #: the ACK is below SND.UNA (only its SACK information was used)
     old: bool = False
     #: F-RTO step 2b: send new data (not retransmissions) now if possible
@@ -276,7 +287,7 @@ class Recovery:
         self.cc: CongestionController | _Window = cc if cc is not None else _Window(mss)
         self.sack_ok = sack
         self.ts_clock = ts_clock
-        self.state = CaState.OPEN
+        self.state = _OPEN
         #: Linux tp->high_seq: SND.NXT when the current episode began (RFC 6582 "recover")
         self.high_seq = self.sb.una
         self.undo_marker: int | None = None
@@ -410,7 +421,7 @@ class Recovery:
         if end <= sb.una:
             return  # entirely acknowledged already
         nothing_in_flight = sb.packets_out == 0
-        in_reduction = self.state == CaState.CWR or self.state == CaState.RECOVERY
+        in_reduction = self.state is _CWR or self.state is _RECOVERY
         new_data = False
         rtx_end = end if end < sb.nxt else sb.nxt
         if start < rtx_end:
@@ -530,7 +541,7 @@ class Recovery:
 
         reneg = False
         dubious = (not not_dup or st.newly_sacked > 0 or ece or st.dsack
-                   or self.state != CaState.OPEN)
+                   or self.state is not _OPEN)
         if st.una_advanced and sb.sacked_out and sb.head is not None and sb.head.sacked:
             # RFC 2018 8: the receiver dropped SACKed data; wait a little for
             # the ACK that would fix it, then the RTO clears all SACK marks
@@ -554,17 +565,15 @@ class Recovery:
         d, interval, app_limited = self.rate.generate(acc, delivered_now, now, min_rtt,
                                                       self.is_sack_reneg)
         cur_rtt = self.rtt.min_rtt
+        ca_rtt = self._ca_rtt
+        # positional, in RateSample's field order (half the cost of keywords;
+        # test_rate_sample_field_order guards the order)
         rs = RateSample(
-            delivered=d, interval=interval,
-            delivery_rate=d / interval if interval > 0 else 0.0,
-            acked_sacked=delivered_now, prior_in_flight=prior_in_flight,
-            in_flight=self.in_flight(), losses=lost_now,
-            rtt=self._ca_rtt if self._ca_rtt is not None else -1.0,
-            min_rtt=cur_rtt if cur_rtt > 0 else -1.0,
-            is_app_limited=app_limited, is_retrans=acc.is_retrans,
-            prior_delivered=acc.prior_delivered if acc.have else 0,
-            delivered_total=self.rate.delivered, ca_state=self.state,
-            is_cwnd_limited=is_cwnd_limited)
+            d, interval, d / interval if interval > 0 else 0.0,
+            delivered_now, prior_in_flight, self.in_flight(), lost_now,
+            ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
+            app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
+            self.rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
         if not old:
             self._cong_control(delivered_now, lost_now, st, rs, now)
@@ -767,7 +776,7 @@ class Recovery:
         elif a > th:
             # RFC 8985 7.4.2: the probe repaired a loss: one reduction
             self._init_cwnd_reduction()
-            self._set_state(CaState.CWR)
+            self._set_state(_CWR)
             self._end_cwnd_reduction()
             self._try_keep_open()
             self.tlp_recoveries += 1
@@ -785,15 +794,15 @@ class Recovery:
         fast_rexmit = False
         if ece:
             self.prior_ssthresh = 0
-        if self.state == CaState.OPEN:
+        if self.state is _OPEN:
             self.retrans_stamp = None
             self._retrans_any = bool(sb.retrans_out)
         elif sb.una >= self.high_seq:
-            if self.state == CaState.CWR:
+            if self.state is _CWR:
                 if sb.una != self.high_seq:
                     self._end_cwnd_reduction()
-                    self._set_state(CaState.OPEN)
-            elif self.state == CaState.RECOVERY:
+                    self._set_state(_OPEN)
+            elif self.state is _RECOVERY:
                 if not self.sack_ok:
                     self.reno_sacked = 0
                 if self._try_undo_recovery(out):
@@ -801,7 +810,7 @@ class Recovery:
                 self._end_cwnd_reduction()
 
         state = self.state
-        if state == CaState.RECOVERY:
+        if state is _RECOVERY:
             if not st.una_advanced:
                 if not self.sack_ok:
                     self._add_reno_sack(num_dupack)
@@ -812,24 +821,24 @@ class Recovery:
             if self._try_undo_dsack(out):
                 self._try_to_open(ece)
             self._identify_packet_loss(st)
-            if self.state != CaState.RECOVERY:
+            if self.state is not _RECOVERY:
                 if not self._time_to_recover():
                     return False
                 self._enter_recovery(ece)
         else:
-            if state == CaState.LOSS:
+            if state is _LOSS:
                 rexmit_new = self._process_loss(st, num_dupack, out)
                 if rexmit_new:
                     return True
                 self._identify_packet_loss(st)
-                if not (self.state == CaState.OPEN or st.lost_retrans):
+                if not (self.state is _OPEN or st.lost_retrans):
                     return False
             # Open, Disorder, CWR (and Loss falling through)
             if not self.sack_ok:
                 if st.una_advanced:
                     self.reno_sacked = 0
                 self._add_reno_sack(num_dupack)
-            if self.state <= CaState.DISORDER:
+            if self.state <= _DISORDER:
                 self._try_undo_dsack(out)
             self._identify_packet_loss(st)
             if not self._time_to_recover():
@@ -843,6 +852,33 @@ class Recovery:
 
     def _rack_on(self) -> bool:
         return bool(self.cfg.tcp_recovery & RACK_LOSS_DETECTION) and self.sack_ok
+
+    @property
+    def rack_enabled(self) -> bool:
+        """RACK loss detection is in use (tcp_recovery bit 1 and a SACK peer)."""
+        return self._rack_on()
+
+    def simple_retransmit(self, mss: int, now: float) -> bool:
+        """The path MTU shrank (Linux ``tcp_simple_retransmit``, RFC 1191 /
+        RFC 4821): segments larger than the new MSS are lost and go out again
+        at the new size, without a congestion response -- LOSS state keeps
+        ssthresh at ``tcp_current_ssthresh`` and forbids undo.  Returns
+        whether anything was marked."""
+        self._now = now
+        self.set_mss(mss)
+        sb = self.sb
+        for r in list(sb):
+            if r.end - r.start > mss:
+                sb.mark_lost(r)
+        if not sb.lost_out:
+            return False
+        if self.state is not _LOSS:
+            self.high_seq = sb.nxt
+            self.cc.ssthresh = self._current_ssthresh()
+            self.prior_ssthresh = 0
+            self.undo_marker = None
+            self._set_state(_LOSS)
+        return True
 
     def _force_fast_retransmit(self) -> bool:
         """Linux ``tcp_force_fast_retransmit``: SACKs reach DupThresh segments
@@ -873,7 +909,7 @@ class Recovery:
 
     def _reo_wnd(self) -> float:
         return self.rack.reo_wnd(
-            reord_seen=bool(self.reord_seen), in_recovery=self.state >= CaState.RECOVERY,
+            reord_seen=bool(self.reord_seen), in_recovery=self.state >= _RECOVERY,
             sacked_out=self.sb.sacked_out, reordering=self.reordering,
             min_rtt=self.rtt.min_rtt, srtt=self.rtt.srtt,
             dupthresh=not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH),
@@ -899,8 +935,8 @@ class Recovery:
         first unacknowledged segment is lost after DupThresh duplicate ACKs, and
         again after each partial ACK during recovery."""
         sb = self.sb
-        if ((self.state < CaState.RECOVERY and self.reno_sacked >= self.reordering)
-                or (self.state == CaState.RECOVERY and una_advanced)):
+        if ((self.state < _RECOVERY and self.reno_sacked >= self.reordering)
+                or (self.state is _RECOVERY and una_advanced)):
             head = sb.head
             if head is None or head.lost:
                 return
@@ -993,7 +1029,7 @@ class Recovery:
         ``tcp_try_undo_recovery``).  True: hold the state (NewReno waits for an
         ACK above the recovery point, RFC 6582 3.2 step 5)."""
         if self._may_undo():
-            self._undo_cwnd_reduction(False, "loss" if self.state == CaState.LOSS
+            self._undo_cwnd_reduction(False, "loss" if self.state is _LOSS
                                       else "recovery", out)
         elif self.rack.reo_wnd_persist:
             self.rack.reo_wnd_persist -= 1
@@ -1002,7 +1038,7 @@ class Recovery:
                 self.retrans_stamp = None
                 self._retrans_any = False
             return True
-        self._set_state(CaState.OPEN)
+        self._set_state(_OPEN)
         self.is_sack_reneg = False
         return False
 
@@ -1037,7 +1073,7 @@ class Recovery:
             self._undo_cwnd_reduction(True, "frto" if frto_undo else "loss", out)
             self.rto_count = 0
             if frto_undo or self.sack_ok:
-                self._set_state(CaState.OPEN)
+                self._set_state(_OPEN)
                 self.is_sack_reneg = False
             return True
         return False
@@ -1076,9 +1112,9 @@ class Recovery:
     def _try_keep_open(self) -> None:
         """Linux ``tcp_try_keep_open``: OPEN, or DISORDER while SACKs, losses or
         retransmissions are outstanding."""
-        state = CaState.OPEN
+        state = _OPEN
         if self.sb.sacked_out + self.reno_sacked + self.sb.lost_out or self._any_retrans_done():
-            state = CaState.DISORDER
+            state = _DISORDER
         if self.state != state:
             self._set_state(state)
             self.high_seq = self.sb.nxt
@@ -1089,7 +1125,7 @@ class Recovery:
             self._retrans_any = False
         if ece:
             self.enter_cwr(self._now)
-        if self.state != CaState.CWR:
+        if self.state is not _CWR:
             self._try_keep_open()
 
     def _set_state(self, new: CaState) -> None:
@@ -1101,7 +1137,7 @@ class Recovery:
         """Linux ``tcp_current_ssthresh``: in a reduction ssthresh, else at least
         3/4 of cwnd (what undo restores)."""
         cc = self.cc
-        if self.state == CaState.CWR or self.state == CaState.RECOVERY:
+        if self.state is _CWR or self.state is _RECOVERY:
             return cc.ssthresh
         return max(cc.ssthresh, (cc.cwnd >> 1) + (cc.cwnd >> 2))
 
@@ -1125,28 +1161,28 @@ class Recovery:
         if cc.controls_cwnd:
             return
         if cc.ssthresh < INFINITE_SSTHRESH and (
-                self.state == CaState.CWR or self.undo_marker is not None):
+                self.state is _CWR or self.undo_marker is not None):
             cc.cwnd = cc.ssthresh
 
     def _enter_recovery(self, ece: bool) -> None:
         """RFC 6675 5 step 4 / RFC 5681 3.2 (Linux ``tcp_enter_recovery``)."""
         self.prior_ssthresh = 0
         self._init_undo()
-        if self.state != CaState.CWR and self.state != CaState.RECOVERY:
+        if self.state is not _CWR and self.state is not _RECOVERY:
             if not ece:
                 self.prior_ssthresh = self._current_ssthresh()
             self._init_cwnd_reduction()
-        self._set_state(CaState.RECOVERY)
+        self._set_state(_RECOVERY)
 
     def enter_cwr(self, now: float) -> None:
         """RFC 3168 6.1.2 / local congestion (Linux ``tcp_enter_cwr``): one
         reduction, no retransmission."""
         self._now = now
         self.prior_ssthresh = 0
-        if self.state < CaState.CWR:
+        if self.state < _CWR:
             self.undo_marker = None
             self._init_cwnd_reduction()
-            self._set_state(CaState.CWR)
+            self._set_state(_CWR)
 
     def prr_quota(self, newly_delivered: int, newly_lost: int, una_advanced: bool) -> int:
         """RFC 6937 3 PRR with slow-start reduction bound (Linux
@@ -1181,7 +1217,7 @@ class Recovery:
         if cc.controls_cwnd:
             cc.on_ack(rs, now)
             return
-        if self.state == CaState.CWR or self.state == CaState.RECOVERY:
+        if self.state is _CWR or self.state is _RECOVERY:
             if delivered > 0 and self.prior_cwnd:
                 quota = self.prr_quota(delivered, lost, st.una_advanced)
                 cc.cwnd = self.in_flight() + quota
@@ -1216,7 +1252,7 @@ class Recovery:
         sb = self.sb
         state = self.state
         if (not self.sack_ok or not sb.packets_out
-                or (state != CaState.OPEN and state != CaState.CWR)
+                or (state is not _OPEN and state is not _CWR)
                 or not self._tlp_on):
             return False
         rtt = self.rtt
@@ -1257,7 +1293,7 @@ class Recovery:
         self.rack.detect_loss(sb, now, self._reo_wnd())
         action = TimerAction("reorder")
         if self.in_flight() != prior:
-            if self.state != CaState.RECOVERY:
+            if self.state is not _RECOVERY:
                 self._enter_recovery(False)
                 if not self.cc.controls_cwnd:
                     quota = self.prr_quota(sb.mss, sb.lost_total - prior_lost, False)
@@ -1315,7 +1351,7 @@ class Recovery:
         """Linux ``tcp_enter_loss`` / ``tcp_timeout_mark_lost``."""
         sb = self.sb
         cc = self.cc
-        new_recovery = self.state < CaState.RECOVERY
+        new_recovery = self.state < _RECOVERY
         if sb.lost_log is not None:
             sb.lost_log.clear()
         # mark lost: everything but what was sent within the last RACK.rtt
@@ -1330,17 +1366,17 @@ class Recovery:
             if not is_reneg and r is not head and self.rack.skb_timeout(r, now, 0.0) > 0:
                 continue  # sent within the last RACK.rtt: not yet presumed lost
             sb.mark_lost(r)
-        if (self.state <= CaState.DISORDER or self.high_seq <= sb.una
-                or (self.state == CaState.LOSS and not self.rto_count)):
+        if (self.state <= _DISORDER or self.high_seq <= sb.una
+                or (self.state is _LOSS and not self.rto_count)):
             self.prior_ssthresh = self._current_ssthresh()
             self.prior_cwnd = cc.cwnd
             cc.ssthresh = cc.ssthresh_on_loss(now, self.in_flight())
             self._init_undo()
         if not cc.controls_cwnd:
             cc.cwnd = self.in_flight() + sb.mss
-        if self.state <= CaState.DISORDER and self.sacked_out() >= self.cfg.tcp_reordering:
+        if self.state <= _DISORDER and self.sacked_out() >= self.cfg.tcp_reordering:
             self.reordering = min(self.reordering, self.cfg.tcp_reordering)
-        self._set_state(CaState.LOSS)
+        self._set_state(_LOSS)
         self.high_seq = sb.nxt
         self.tlp_high_seq = None
         self._probe_pending = None

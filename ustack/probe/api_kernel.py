@@ -1,0 +1,280 @@
+"""packetdrill system calls on real Linux sockets in the kernel peer's namespace.
+
+Every socket is created inside the lab's peer namespace (setns on this
+thread) and used non-blocking from the asyncio loop; blocking calls wait with
+``add_reader``/``add_writer``.  Each new socket gets the pinned congestion
+control (``TCP_CONGESTION``, cubic unless the script or ``--kernel-cc`` says
+otherwise; the host default here is bbr, DESIGN.md trap 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import socket
+import struct
+from typing import Any
+
+from ustack.lab import enter_netns
+from ustack.probe.pktlang import Struct
+from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
+from ustack.probe.tcpinfo import TCP_INFO_LEN, decode_tcp_info
+
+SOL_TCP = socket.IPPROTO_TCP
+TCP_CONGESTION = 13
+TCP_INQ = 36
+SIOCINQ = 0x541B
+SIOCOUTQ = 0x5411
+
+
+class KernelSocketApi(SocketApi):
+    kind = "kernel"
+
+    def __init__(self, netns: str, address: str, probe_address: str,
+                 congestion: str = "cubic") -> None:
+        super().__init__()
+        self.netns = netns
+        self.address = address
+        self.probe_address = probe_address
+        self.congestion = congestion
+        self.ports: dict[Any, int] = {}
+
+    def bound_port(self, obj: Any) -> int:
+        return self.ports.get(obj, 8080)
+
+    def new_socket(self, nonblocking: bool) -> Any:
+        with enter_netns(self.netns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        if self.congestion:
+            sock.setsockopt(SOL_TCP, TCP_CONGESTION, self.congestion.encode())
+        return sock
+
+    def bind(self, obj: Any, port: int) -> None:
+        try:
+            obj.bind((self.address, port))
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        self.ports[obj] = port
+
+    def listen(self, obj: Any, backlog: int) -> None:
+        obj.listen(backlog)
+
+    def try_accept(self, obj: Any) -> Any:
+        try:
+            conn, _ = obj.accept()
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        conn.setblocking(False)
+        return conn
+
+    async def connect(self, obj: Any, port: int, nonblocking: bool) -> None:
+        err = obj.connect_ex((self.probe_address, port))
+        if err == 0:
+            return
+        if err not in (115, 114):  # EINPROGRESS, EALREADY
+            raise SysError(err)
+        if nonblocking:
+            raise SysError(err)
+        while True:
+            await self.wait(obj, "w")
+            err = obj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise SysError(err)
+            try:
+                obj.getpeername()
+                return
+            except OSError:
+                continue
+
+    def try_recv(self, obj: Any, n: int, flags: int) -> bytes:
+        try:
+            data: bytes = obj.recv(n, flags)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        return data
+
+    def try_send(self, obj: Any, data: bytes, flags: int) -> int:
+        try:
+            sent: int = obj.send(data, flags | socket.MSG_NOSIGNAL)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        return sent
+
+    async def wait(self, obj: Any, what: str) -> None:
+        fut: asyncio.Future[None] = self.loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        fd = obj.fileno()
+        if what == "r":
+            self.loop.add_reader(fd, ready)
+        else:
+            self.loop.add_writer(fd, ready)
+        try:
+            await fut
+        finally:
+            if what == "r":
+                self.loop.remove_reader(fd)
+            else:
+                self.loop.remove_writer(fd)
+
+    def shutdown(self, obj: Any, how: int) -> None:
+        try:
+            obj.shutdown(how)
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    def close(self, obj: Any) -> None:
+        obj.close()
+
+    def setsockopt(self, obj: Any, level: int, name: int, value: Any) -> None:
+        if isinstance(value, Struct):
+            if "l_onoff" in value.fields:
+                raw = struct.pack("ii", to_int(value.fields["l_onoff"]),
+                                  to_int(value.fields.get("l_linger", 0)))
+            else:
+                raise Unsupported(f"unsupported setsockopt value {value}")
+            arg: Any = raw
+        elif type(value) is str:  # a "string" (TCP_CONGESTION); Symbols are numbers
+            arg = value.encode()
+        else:
+            arg = to_int(value) & 0xFFFFFFFF
+            if arg >= 1 << 31:
+                arg = struct.pack("I", arg)
+        try:
+            obj.setsockopt(level, name, arg)
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    def getsockopt(self, obj: Any, level: int, name: int, size: int) -> Any:
+        try:
+            if level == SOL_TCP and name == TCP_CONGESTION:
+                raw = obj.getsockopt(level, name, 16)
+                return raw.split(b"\0", 1)[0].decode()
+            if level == socket.SOL_SOCKET and name == socket.SO_LINGER:
+                onoff, linger = struct.unpack("ii", obj.getsockopt(level, name, 8))
+                return {"l_onoff": onoff, "l_linger": linger}
+            return struct.unpack("I", obj.getsockopt(level, name, 4))[0]
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    def ioctl(self, obj: Any, request: int) -> int:
+        import fcntl
+
+        try:
+            raw = fcntl.ioctl(obj.fileno(), request, b"\0\0\0\0")
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        return int(struct.unpack("i", raw)[0])
+
+    def poll_mask(self, obj: Any) -> int:
+        p = select.poll()
+        p.register(obj.fileno(), select.POLLIN | select.POLLOUT | select.POLLPRI
+                   | getattr(select, "POLLRDHUP", 0x2000))
+        events = p.poll(0)
+        return events[0][1] if events else 0
+
+    def tcp_info(self, obj: Any) -> dict[str, int]:
+        return decode_tcp_info(obj.getsockopt(SOL_TCP, socket.TCP_INFO, TCP_INFO_LEN))
+
+    def recvmsg_control(self, obj: Any, n: int, flags: int,
+                        control: list[Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
+        try:
+            data, anc, _flags, _addr = obj.recvmsg(n, socket.CMSG_SPACE(16) * 4, flags)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        out = []
+        for level, kind, raw in anc:
+            value = struct.unpack("i", raw[:4])[0] if len(raw) >= 4 else 0
+            out.append((level, kind, value))
+        return data, out
+
+    def epoll_create(self) -> Any:
+        return select.epoll()
+
+    def epoll_ctl(self, ep: Any, op: int, obj: Any, events: int) -> None:
+        try:
+            if op == 1:
+                ep.register(obj.fileno(), events)
+            elif op == 3:
+                ep.modify(obj.fileno(), events)
+            else:
+                ep.unregister(obj.fileno())
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    def epoll_wait(self, ep: Any, maxevents: int) -> list[tuple[int, Any]]:
+        return [(mask, fd) for fd, mask in ep.poll(0, maxevents)]
+
+    def close_all(self) -> None:
+        for entry in list(self.fds.values()):
+            with contextlib.suppress(Exception):
+                if isinstance(entry.obj, int):
+                    os.close(entry.obj)
+                else:
+                    entry.obj.close()
+        self.fds.clear()
+
+    def os_pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        return r, w
+
+    def os_splice(self, obj: Any, pipe_fd: int, n: int) -> int:
+        try:
+            return os.splice(obj.fileno(), pipe_fd, n)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    async def splice_blocking(self, obj: Any, pipe_fd: int, n: int) -> int:
+        """A blocking splice(2) (its end-of-data rules, the urgent mark, are
+        the kernel's): the socket is blocking while a thread runs it."""
+        obj.setblocking(True)
+        try:
+            return await asyncio.to_thread(self.os_splice, obj, pipe_fd, n)
+        finally:
+            obj.setblocking(False)
+
+    def os_sendfile(self, obj: Any, file_fd: int, offset: int, n: int) -> int:
+        try:
+            return os.sendfile(obj.fileno(), file_fd, offset, n)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+
+    async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
+        fut: asyncio.Future[None] = self.loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        fds = [o.fileno() for o in objs if hasattr(o, "fileno")]
+        for fd in fds:
+            self.loop.add_reader(fd, ready)
+            self.loop.add_writer(fd, ready)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            for fd in fds:
+                self.loop.remove_reader(fd)
+                self.loop.remove_writer(fd)

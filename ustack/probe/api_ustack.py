@@ -1,0 +1,354 @@
+"""packetdrill system calls on ustack: sockets made of TcpTable entries.
+
+A :class:`UstackSocket` is what a socket descriptor is in the kernel, built
+on :class:`~ustack.net.tcp_table.TcpTable` (``listen``/``connect``) and the
+sans-I/O :class:`~ustack.tcp.connection.TcpConnection` (``send``, ``recv``,
+``shutdown``, ``close``).  Readiness is read from the connection itself;
+the table's events only wake waiters.
+
+Socket options: set before the connection exists, they go into the
+``TcpConfig`` the connection is created with (the table's config; a lab runs
+one script, so this is per socket in effect); on a connection they use the
+connection's setters (``set_nodelay``, ``set_keepalive`` and, when the TCP
+core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
+``set_notsent_lowat``, ``set_send_buffer``, ``set_recv_buffer``,
+``set_quickack``, ``set_congestion``).  Anything else raises
+:class:`~ustack.probe.syscalls.Unsupported` naming the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno as E
+import select
+import socket
+from collections import deque
+from typing import Any
+
+from ustack.probe.pktlang import Struct
+from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
+from ustack.probe.tcpinfo import tcpi_from_ustack
+from ustack.tcp import events
+
+SOL_TCP = socket.IPPROTO_TCP
+SOL_SOCKET = socket.SOL_SOCKET
+
+#: (level, option) -> (name, TcpConfig field, TcpConnection setter, converter)
+_OPTIONS: dict[tuple[int, int], tuple[str, str | None, str | None, Any]] = {
+    (SOL_TCP, 1): ("TCP_NODELAY", "nodelay", "set_nodelay", bool),
+    (SOL_TCP, 3): ("TCP_CORK", "cork", "set_cork", bool),
+    (SOL_TCP, 18): ("TCP_USER_TIMEOUT", "user_timeout", "set_user_timeout",
+                    lambda v: v / 1000),
+    (SOL_TCP, 2): ("TCP_MAXSEG", "mss", "set_maxseg", int),
+    (SOL_TCP, 25): ("TCP_NOTSENT_LOWAT", "notsent_lowat", "set_notsent_lowat", int),
+    (SOL_TCP, 12): ("TCP_QUICKACK", None, "set_quickack", bool),
+    (SOL_TCP, 4): ("TCP_KEEPIDLE", "keepalive_idle", None, float),
+    (SOL_TCP, 5): ("TCP_KEEPINTVL", "keepalive_interval", None, float),
+    (SOL_TCP, 6): ("TCP_KEEPCNT", "keepalive_count", None, int),
+    (SOL_TCP, 13): ("TCP_CONGESTION", "congestion", "set_congestion", str),
+    (SOL_SOCKET, socket.SO_KEEPALIVE): ("SO_KEEPALIVE", "keepalive", None, bool),
+    (SOL_SOCKET, socket.SO_SNDBUF): ("SO_SNDBUF", "send_buffer", "set_send_buffer",
+                                     lambda v: 2 * v),
+    (SOL_SOCKET, socket.SO_RCVBUF): ("SO_RCVBUF", "recv_buffer", "set_recv_buffer",
+                                     lambda v: 2 * v),
+}
+
+
+class UstackSocket:
+    """One descriptor: unbound, listening, or one connection."""
+
+    def __init__(self, api: UstackSocketApi) -> None:
+        self.api = api
+        self.hp_port = 0
+        self.listener: Any = None
+        self.backlog: deque[Any] = deque()
+        self.ep: Any = None
+        self.error: int | None = None
+        self.connected = False
+        self.shut_rd = False
+        self.changed = asyncio.Event()
+        #: options set before a connection exists: TcpConfig field -> value
+        self.pending: dict[str, Any] = {}
+
+    # the table calls this for every event of our connection
+    def tcp_event(self, event: events.Event) -> None:
+        if isinstance(event, events.ConnectionFailed):
+            self.error = event.errno
+        elif isinstance(event, events.Connected):
+            self.connected = True
+        self.changed.set()
+        self.api.activity()
+
+    def on_child(self, ep: Any) -> None:
+        child = UstackSocket(self.api)
+        child.ep = ep
+        child.connected = True
+        ep.owner = child
+        self.backlog.append(child)
+        self.changed.set()
+        self.api.activity()
+
+
+class UstackSocketApi(SocketApi):
+    kind = "ustack"
+
+    def __init__(self, stack: Any, probe_address: str) -> None:
+        super().__init__()
+        self.stack = stack
+        self.table = stack.tcp
+        self.probe_address = socket.inet_aton(probe_address)
+        self._wake = asyncio.Event()
+
+    def activity(self) -> None:
+        self._wake.set()
+
+    def _now(self) -> float:
+        return float(self.loop.time())
+
+    # ---------------------------------------------------------- basics
+    def new_socket(self, nonblocking: bool) -> Any:
+        return UstackSocket(self)
+
+    def bind(self, obj: Any, port: int) -> None:
+        if obj.hp_port:
+            raise SysError(E.EINVAL)
+        obj.hp_port = port
+
+    def _config_with(self, obj: UstackSocket) -> Any:
+        config = self.table.config
+        if obj.pending:
+            known = {k: v for k, v in obj.pending.items() if hasattr(config, k)}
+            config = config.with_(**known)
+        return config
+
+    def listen(self, obj: Any, backlog: int) -> None:
+        self.table.config = self._config_with(obj)
+        try:
+            obj.listener = self.table.listen(obj.hp_port or 8080, max(1, backlog),
+                                             obj.on_child)
+        except OSError as exc:
+            raise SysError(exc.errno or E.EADDRINUSE) from None
+
+    def try_accept(self, obj: Any) -> Any:
+        if obj.listener is None:
+            raise SysError(E.EINVAL)
+        if not obj.backlog:
+            raise BlockingIOError
+        return obj.backlog.popleft()
+
+    async def connect(self, obj: Any, port: int, nonblocking: bool) -> None:
+        if obj.ep is not None:
+            raise SysError(E.EISCONN if obj.connected else E.EALREADY)
+        saved = self.table.config
+        self.table.config = self._config_with(obj)
+        try:
+            obj.ep = self.table.connect(self.probe_address, port, obj,
+                                        local_port=obj.hp_port or None)
+        finally:
+            self.table.config = saved
+        if nonblocking:
+            raise SysError(E.EINPROGRESS)
+        while not obj.connected:
+            if obj.error is not None:
+                raise SysError(obj.error)
+            await self.wait(obj, "w")
+
+    # ---------------------------------------------------------- data
+    def try_recv(self, obj: Any, n: int, flags: int) -> bytes:
+        ep = obj.ep
+        if ep is None:
+            raise SysError(E.ENOTCONN)
+        conn = ep.conn
+        if flags & socket.MSG_PEEK:
+            raise Unsupported("unsupported on ustack: MSG_PEEK")
+        if flags & socket.MSG_OOB:
+            raise Unsupported("unsupported on ustack: MSG_OOB")
+        data: bytes = conn.recv(n, self._now())
+        if data:
+            ep.touch()
+            return data
+        if obj.error is not None:
+            err, obj.error = obj.error, None
+            raise SysError(err)
+        if getattr(conn, "eof_received", False) or obj.shut_rd or ep.removed:
+            return b""
+        raise BlockingIOError
+
+    def try_send(self, obj: Any, data: bytes, flags: int) -> int:
+        ep = obj.ep
+        if ep is None:
+            raise SysError(E.EPIPE)
+        if flags & socket.MSG_OOB:
+            raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
+        if flags & (socket.MSG_MORE | getattr(socket, "MSG_EOR", 0x80)):
+            name = "MSG_MORE" if flags & socket.MSG_MORE else "MSG_EOR"
+            raise Unsupported(f"unsupported on ustack: {name} (TcpConnection.send has no "
+                              "flags)")
+        if obj.error is not None:
+            err, obj.error = obj.error, None
+            raise SysError(err)
+        try:
+            n: int = ep.conn.send(data, self._now())
+        except OSError as exc:
+            raise SysError(exc.errno or E.EPIPE) from None
+        ep.touch()
+        if n == 0 and data:
+            raise BlockingIOError
+        return n
+
+    async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), min(0.05, timeout or 0.05))
+
+    async def wait(self, obj: Any, what: str) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), 0.05)
+
+    def shutdown(self, obj: Any, how: int) -> None:
+        ep = obj.ep
+        if ep is None:
+            raise SysError(E.ENOTCONN)
+        if how in (0, 2):
+            obj.shut_rd = True
+        if how in (1, 2):
+            ep.conn.shutdown(self._now())
+            ep.touch()
+
+    def close(self, obj: Any) -> None:
+        if obj.listener is not None:
+            obj.listener.close()
+            for child in obj.backlog:  # accepted by TCP, never by the application
+                self.table.abort(child.ep)
+            obj.backlog.clear()
+            return
+        ep = obj.ep
+        if ep is None or ep.removed:
+            return
+        ep.conn.close(self._now())
+        ep.touch()
+        self.table.detach(ep)
+
+    # ---------------------------------------------------------- options
+    def setsockopt(self, obj: Any, level: int, name: int, value: Any) -> None:
+        if (level, name) == (SOL_SOCKET, socket.SO_REUSEADDR):
+            return  # ports are free as soon as the table says so
+        entry = _OPTIONS.get((level, name))
+        if entry is None:
+            raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
+                              f"{name} ({_option_name(level, name)})")
+        label, field, setter, convert = entry
+        if isinstance(value, Struct):
+            raise Unsupported(f"unsupported on ustack: {label} with a struct")
+        raw = value if type(value) is str else to_int(value)
+        converted = convert(raw)
+        ep = obj.ep
+        if ep is None or ep.removed:
+            if field is None or not hasattr(self.table.config, field):
+                raise Unsupported(f"unsupported on ustack: {label} (TcpConfig has no "
+                                  f"{field or label.lower()})")
+            obj.pending[field] = converted
+            if obj.listener is not None:  # new children take the table's config
+                self.table.config = self.table.config.with_(**{field: converted})
+            return
+        conn = ep.conn
+        if label == "SO_KEEPALIVE":
+            conn.set_keepalive(bool(converted), self._now())
+        elif label in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
+            keyword = {"TCP_KEEPIDLE": "idle", "TCP_KEEPINTVL": "interval",
+                       "TCP_KEEPCNT": "count"}[label]
+            conn.set_keepalive(conn.config.keepalive, self._now(), **{keyword: converted})
+        elif setter is not None and hasattr(conn, setter):
+            method = getattr(conn, setter)
+            try:
+                method(converted, self._now())
+            except TypeError:
+                method(converted)
+        else:
+            raise Unsupported(f"unsupported on ustack: {label} on a connection "
+                              f"(TcpConnection has no {setter})")
+        ep.touch()
+
+    def getsockopt(self, obj: Any, level: int, name: int, size: int) -> Any:
+        if (level, name) == (SOL_SOCKET, socket.SO_ERROR):
+            err, obj.error = obj.error, None
+            return err or 0
+        ep = obj.ep
+        if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
+            if ep is None:
+                return int(obj.pending.get("mss", self.table.config.mss))
+            return int(ep.conn.send_mss)
+        entry = _OPTIONS.get((level, name))
+        if entry is None:
+            raise Unsupported(f"unsupported on ustack: getsockopt "
+                              f"{_option_name(level, name)}")
+        label, field, _setter, _convert = entry
+        config = ep.conn.config if ep is not None else self._config_with(obj)
+        if field is None or not hasattr(config, field):
+            raise Unsupported(f"unsupported on ustack: getsockopt {label}")
+        value = getattr(config, field)
+        if isinstance(value, bool):
+            return int(value)
+        if label == "TCP_USER_TIMEOUT":
+            return int(round(value * 1000))
+        if isinstance(value, float):
+            return int(value)
+        return value
+
+    def ioctl(self, obj: Any, request: int) -> int:
+        ep = obj.ep
+        if ep is None:
+            raise SysError(E.EINVAL)
+        if request == 0x541B:  # SIOCINQ
+            return int(ep.conn.readable())
+        if request == 0x5411:  # SIOCOUTQ
+            return int(ep.conn.send_queue)
+        raise Unsupported(f"unsupported on ustack: ioctl {request:#x}")
+
+    def poll_mask(self, obj: Any) -> int:
+        if obj.listener is not None:
+            return select.POLLIN if obj.backlog else 0
+        ep = obj.ep
+        if ep is None:
+            return select.POLLOUT | select.POLLHUP
+        conn = ep.conn
+        mask = 0
+        eof = bool(getattr(conn, "eof_received", False))
+        if conn.readable() or eof or obj.error is not None:
+            mask |= select.POLLIN
+        if eof:
+            mask |= getattr(select, "POLLRDHUP", 0x2000)
+        if obj.connected and conn.send_space() > 0:
+            mask |= select.POLLOUT
+        if obj.error is not None:
+            mask |= select.POLLERR
+        if ep.removed or (eof and conn.shut_wr):
+            mask |= select.POLLHUP
+        return mask
+
+    def tcp_info(self, obj: Any) -> dict[str, int]:
+        ep = obj.ep
+        if ep is None:
+            raise Unsupported("unsupported on ustack: TCP_INFO of a socket with no connection")
+        return tcpi_from_ustack(ep.conn.info(self._now()))
+
+    def close_all(self) -> None:
+        for entry in list(self.fds.values()):
+            with contextlib.suppress(Exception):
+                self.close(entry.obj)
+        self.fds.clear()
+
+
+def _option_name(level: int, name: int) -> str:
+    from ustack.probe.syscalls import _EXTRA
+
+    prefix = {SOL_TCP: "TCP_", SOL_SOCKET: "SO_", 0: "IP_"}.get(level, "")
+    for key, value in _EXTRA.items():
+        if value == name and key.startswith(prefix):
+            return key
+    for key in dir(socket):
+        if key.startswith(prefix) and getattr(socket, key) == name:
+            return key
+    return f"{level}/{name}"
