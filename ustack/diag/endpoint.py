@@ -304,7 +304,7 @@ def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
     from ustack.diag.snapshot import iter_snapshot
 
     server = DiagnosticsServer(lambda detail: iter_snapshot(stack, detail),
-                               counters_fn=stack.counters)
+                               counters_fn=getattr(stack, "counters", None))
     try:
         server.start_soon()
     except OSError as exc:
