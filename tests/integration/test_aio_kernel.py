@@ -434,3 +434,19 @@ def test_ss_names_the_stack_of_each_row(env: Env) -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_exec_takes_the_stack_from_the_environment(env: Env) -> None:
+    """USTACK_IFACE / USTACK_ADDRESS instead of --iface / --address."""
+    proc = env.lab.run_in_stack(
+        [PY, "-m", "ustack", "exec", "--", "python", str(PROGRAMS / "resolve.py"), "name.test"],
+        env=env.env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert _json_lines(proc.stdout) == [{"name": "name.test",
+                                         "addresses": [env.lab.peer_address]}]
+    bare = dict(env.env())
+    del bare["USTACK_IFACE"]
+    proc = env.lab.run_in_stack([PY, "-m", "ustack", "exec", "--", "python", "-c", "pass"],
+                                env=bare, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ustack exec: ") and "USTACK_IFACE" in proc.stderr
