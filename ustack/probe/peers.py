@@ -210,12 +210,16 @@ class KernelPeer(Peer):
             self.congestion = value.strip()
             if self._api is not None:
                 self._api.congestion = self.congestion
-        proc = await asyncio.to_thread(
-            self.lab.run_in_peer, ["sysctl", "-qw", f"{name}={value}"],
-            capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: "
-                             f"{proc.stderr.strip()}")
+        # /proc/sys/net shows the namespace of the thread that opens it: write
+        # it from inside the peer namespace (no sysctl process per value)
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            with enter_netns(self.lab.peer_ns), open(path, "w") as f:  # noqa: PTH123
+                f.write(" ".join(value.split()) + "\n")
+        except OSError as exc:
+            reason = "no such sysctl in a network namespace" if isinstance(
+                exc, FileNotFoundError) else (exc.strerror or str(exc))
+            raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: {reason}") from None
 
     async def set_route(self, dest: str, options: list[str]) -> None:
         """``ip route change REMOTE ... advmss N mtu lock M``: a host route to
