@@ -149,10 +149,11 @@ class KernelSocketApi(SocketApi):
         try:
             await fut
         finally:
-            if what == "r":
-                self.loop.remove_reader(fd)
-            else:
-                self.loop.remove_writer(fd)
+            with contextlib.suppress(Exception):  # the fd may be closed already
+                if what == "r":
+                    self.loop.remove_reader(fd)
+                else:
+                    self.loop.remove_writer(fd)
 
     def shutdown(self, obj: Any, how: int) -> None:
         try:
@@ -304,5 +305,6 @@ class KernelSocketApi(SocketApi):
             pass
         finally:
             for fd in fds:
-                self.loop.remove_reader(fd)
-                self.loop.remove_writer(fd)
+                with contextlib.suppress(Exception):
+                    self.loop.remove_reader(fd)
+                    self.loop.remove_writer(fd)

@@ -583,6 +583,15 @@ class UstackPeer(Peer):
                                   f"(has {', '.join(sorted(names)) or 'none'})")
             table.config = config.with_(congestion=value.strip())
             return
+        short = name.rsplit(".", 1)[-1]
+        if name not in USTACK_SYSCTLS and hasattr(config, short):
+            field_ = short  # TcpConfig knobs named after the sysctl (tcp_recovery, ...)
+            current_ = getattr(config, field_)
+            value_: object = (value.strip() not in ("0", "false")) if isinstance(
+                current_, bool) else int(value, 0) if isinstance(current_, int) else (
+                float(value) if isinstance(current_, float) else value.strip())
+            table.config = config.with_(**{field_: value_})
+            return
         if name in USTACK_NO_EFFECT:
             allowed = USTACK_NO_EFFECT[name]
             if allowed is None or value.strip() in allowed:
