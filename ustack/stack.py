@@ -26,12 +26,16 @@ from ustack.link.base import Device, ReceivedFrame
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import IpError
 from ustack.net.ipv4 import IpLayer
+from ustack.net.udp import UdpLayer
 from ustack.wire.ethernet import format_mac, parse_mac
 from ustack.wire.icmp import IcmpEcho
-from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, format_address, parse_address
+from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, format_address, parse_address
 
 if TYPE_CHECKING:
+    from ustack.link.af_packet import AfPacketDevice
     from ustack.net.tcp_table import TcpTable
+    from ustack.streams import ClientConnectedCallback, Server
+    from ustack.tcp.config import TcpConfig
 
 log = logging.getLogger("ustack.stack")
 
@@ -59,6 +63,11 @@ def parse_interface(address: str) -> ipaddress.IPv4Interface:
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
+    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``):
+    #: more answers more of a flood's SYNs (legitimate ones among them), less
+    #: leaves more of the loop to established connections
+    SYN_BUDGET = 64
+
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
                  arp_cache: ArpCache[Any] | None = None) -> None:
@@ -81,6 +90,11 @@ class Stack:
         if getattr(device, "supports_gso", False):
             self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
         self._tcp: TcpTable | None = None
+        #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
+        self.syn_device: Device | None = None
+        #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
+        self.udp = UdpLayer(self.ip)
+        self._lock: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
         self._ping_waiters: dict[tuple[int, int], asyncio.Future[float]] = {}
@@ -105,6 +119,8 @@ class Stack:
         tcp: bool = True,
         diagnostics: bool = True,
         offload: bool = True,
+        syn_channel: bool = False,
+        tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -117,10 +133,23 @@ class Stack:
         sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
         peer's coalesced frames; ``offload=False`` keeps the exact wire.
 
+        ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
+        SYNs on a second packet socket with a small per-wakeup budget, so a
+        SYN flood fills only that socket's queue and established traffic and
+        handshake ACKs keep theirs (issue 13; the kernel's BPF splits them).
+        ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
+        connection's starting configuration (each gets its own copy).
+
+        With ``iface`` the stack claims (namespace, interface, address):
+        a second stack on the same interface and address, in any process,
+        fails with :class:`ustack.instance_lock.StackInUseError` (an
+        OSError, EADDRINUSE) naming the running stack's pid.
+
         Raises ValueError for a bad address, gateway or MAC, PermissionError
         without CAP_NET_RAW, OSError(ENODEV) naming an unknown interface.
         """
         loop = asyncio.get_running_loop()
+        syn_device: AfPacketDevice | None = None
         interface = parse_interface(address)
         gw = parse_address(gateway) if gateway else None
         if gw is not None and ipaddress.IPv4Address(gw) not in interface.network:
@@ -130,12 +159,29 @@ class Stack:
         mac_bytes = parse_mac(mac) if isinstance(mac, str) else mac
         if mac_bytes is not None and (len(mac_bytes) != 6 or mac_bytes[0] & 1):
             raise ValueError(f"invalid MAC address {mac!r}: need a 6-byte unicast address")
+        lock = None
         if device is None:
             if not iface:
                 raise ValueError("Stack.start needs iface= (an interface name) or device=")
+            from ustack.instance_lock import acquire
             from ustack.link.af_packet import AfPacketDevice
 
-            device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload)
+            lock = acquire(iface, str(interface.ip))
+            split = "exclude" if syn_channel and pcap is None and tcp else "all"
+            try:
+                device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
+                                             tcp_syn=split)
+            except BaseException:
+                lock.release()
+                raise
+            if split != "all":
+                try:
+                    syn_device = AfPacketDevice.open(
+                        iface, mac=device.mac, tcp_syn="only", ring_frames=1024)
+                except BaseException:
+                    device.close()
+                    lock.release()
+                    raise
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
@@ -145,18 +191,32 @@ class Stack:
                 device = PcapDevice(device, pcap)
             except BaseException:
                 device.close()
+                if lock is not None:
+                    lock.release()
                 raise
         try:
             stack = cls(device, interface, gw, loop,
                         arp_cache=ArpCache(retry_interval=arp_retry_interval,
                                            requests=arp_requests))
+            stack._lock = lock
             if tcp:
-                stack._attach_tcp()
+                stack._attach_tcp(tcp_config)
+            stack.ip.register(PROTO_UDP, stack.udp.ip_input, verify_checksum=False)
+            stack.ip.register_error(PROTO_UDP, stack.udp.ip_error)
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
+            if syn_device is not None:
+                # a few SYNs per wakeup: the main device is read every loop turn
+                syn_device.rx_budget = cls.SYN_BUDGET
+                syn_device.attach(loop, stack._receive)
+                stack.syn_device = syn_device
             stack.ip.announce()
         except BaseException:
             device.close()
+            if syn_device is not None:
+                syn_device.close()
+            if lock is not None:
+                lock.release()
             raise
         # the ``ustack ss`` endpoint, removed by a close hook (ustack.diag)
         if diagnostics and stack.has_tcp:
@@ -165,13 +225,13 @@ class Stack:
             attach_diagnostics(stack)
         return stack
 
-    def _attach_tcp(self) -> None:
+    def _attach_tcp(self, config: TcpConfig | None = None) -> None:
         try:
             from ustack.net.tcp_table import TcpTable
         except ImportError as exc:
             log.warning("ustack: TCP layer not available (%s); running without TCP", exc)
             return
-        self._tcp = TcpTable(self, loop=self.loop)
+        self._tcp = TcpTable(self, loop=self.loop, config=config)
         self.ip.register(PROTO_TCP, self._tcp.ip_input)
         self.ip.register_error(PROTO_TCP, self._tcp_error)
 
@@ -234,6 +294,10 @@ class Stack:
         out = self.ip.counters()
         for key, value in self.device.counters().items():
             out["dev." + key] = value
+        if self.syn_device is not None:
+            for key, value in self.syn_device.counters().items():
+                out["syn_dev." + key] = value
+        out.update(self.udp.counters)
         if self._tcp is not None:
             out.update(self._tcp.counters)
             mib = getattr(self._tcp, "mib", None)
@@ -242,6 +306,7 @@ class Stack:
             memory = getattr(self._tcp, "memory", None)
             if memory is not None:
                 out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
+            out["tcp_orphans"] = getattr(self._tcp, "orphans", 0)
         return out
 
     def sockets(self) -> list[Any]:
@@ -256,29 +321,33 @@ class Stack:
 
     # --------------------------------------------------------------- streams
 
-    async def open_connection(self, host: str, port: int, **kwargs: Any) -> Any:
+    async def open_connection(
+        self, host: str, port: int, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """``ustack.streams.open_connection(host, port, stack=self, ...)``."""
         from ustack import streams
 
         return await streams.open_connection(host, port, stack=self, **kwargs)
 
-    async def start_server(self, client_connected_cb: Any, host: str | None = None,
-                           port: int = 0, **kwargs: Any) -> Any:
+    async def start_server(self, client_connected_cb: ClientConnectedCallback,
+                           host: str | None = None, port: int = 0, **kwargs: Any) -> Server:
         """``ustack.streams.start_server(cb, host, port, stack=self, ...)``."""
         from ustack import streams
 
         return await streams.start_server(client_connected_cb, host, port, stack=self, **kwargs)
 
-    async def create_connection(self, protocol_factory: Any, host: str, port: int,
-                                **kwargs: Any) -> Any:
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """``ustack.streams.create_connection(factory, host, port, stack=self, ...)``."""
         from ustack import streams
 
         return await streams.create_connection(protocol_factory, host, port, stack=self,
                                                **kwargs)
 
-    async def create_server(self, protocol_factory: Any, host: str | None = None,
-                            port: int = 0, **kwargs: Any) -> Any:
+    async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                            host: str | None = None, port: int = 0, **kwargs: Any) -> Server:
         """``ustack.streams.create_server(factory, host, port, stack=self, ...)``."""
         from ustack import streams
 
@@ -354,8 +423,14 @@ class Stack:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.udp.close()
         await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        if self.syn_device is not None:
+            self.syn_device.close()
         self.device.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def closed(self) -> bool:

@@ -35,11 +35,15 @@ import ipaddress
 import os
 import socket
 import ssl as ssl_mod
+import weakref
 from asyncio import sslproto
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ustack.names import KernelResolverNeeded, Resolver
+from ustack.reach import is_ipv4_literal
+from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
 
 if TYPE_CHECKING:
@@ -78,9 +82,41 @@ def _parse_ipv4(host: str) -> bytes:
         return ipaddress.IPv4Address(host).packed
     except ValueError:
         pass
-    if host == "localhost":
-        raise ValueError("ustack has no loopback; give the peer's IPv4 address")
-    raise ValueError(f"ustack connects to IPv4 addresses only (no DNS): {host!r}")
+    raise ValueError(f"not an IPv4 address: {host!r}")
+
+
+_resolvers: dict[int, tuple[Stack, Resolver]] = {}
+
+
+def resolver_for(stack: Stack) -> Resolver:
+    """The stack's :class:`~ustack.names.Resolver` (hosts file + DNS over
+    its UDP), made on first use; the event loop installs its own."""
+    entry = _resolvers.get(id(stack))
+    if entry is None or entry[0] is not stack:
+        set_resolver(stack, Resolver(stack))
+        entry = _resolvers[id(stack)]
+    return entry[1]
+
+
+def set_resolver(stack: Stack, resolver: Resolver) -> None:
+    """Resolve names for ``stack`` with ``resolver`` (e.g. other ``dns=`` servers)."""
+    key = id(stack)
+    _resolvers[key] = (stack, resolver)
+    stack.add_close_hook(lambda: _resolvers.pop(key, None))
+
+
+async def resolve(stack: Stack, host: str) -> list[str]:
+    """IPv4 addresses of ``host`` for ``stack`` (socket.gaierror on failure;
+    names only the kernel's resolver knows fall back to it)."""
+    if is_ipv4_literal(host):
+        return [host]
+    try:
+        return await resolver_for(stack).resolve(host)
+    except KernelResolverNeeded:
+        loop = asyncio.get_running_loop()
+        infos = await loop.run_in_executor(
+            None, socket.getaddrinfo, host, None, socket.AF_INET, socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class TcpTransport(asyncio.Transport):
@@ -138,7 +174,79 @@ class TcpTransport(asyncio.Transport):
             return self._ep.conn if self._ep is not None else default
         if name == "stack":
             return self._table.stack
+        if name == "socket":
+            if self._ep is None:
+                return default
+            sock = self._extra.get("socket")
+            if sock is None:
+                sock = self._extra["socket"] = TransportSocket(
+                    self, self._ep.sockname, self._ep.peername)
+            return sock
         return self._extra.get(name, default)
+
+    # ------------------------------------------ per-connection options (setsockopt)
+
+    def _core(self) -> Any:
+        if self._ep is None:
+            raise OSError(errno_mod.ENOTCONN, os.strerror(errno_mod.ENOTCONN))
+        return self._ep.conn
+
+    def _core_setter(self, method: str, option: str, *args: Any, **kwargs: Any) -> None:
+        conn = self._core()
+        setter = getattr(conn, method, None)
+        if setter is None:
+            raise OSError(errno_mod.ENOPROTOOPT,
+                          f"{option}: the TCP core has no {method}() yet")
+        setter(*args, **kwargs)
+        assert self._ep is not None
+        self._ep.touch()  # the option may release (or hold) output
+
+    def set_nodelay(self, enabled: bool = True) -> None:
+        """TCP_NODELAY: True sends small segments at once (no Nagle, RFC 9293 3.7.4)."""
+        self._core_setter("set_nodelay", "TCP_NODELAY", bool(enabled))
+
+    def set_keepalive(self, enabled: bool = True, *, idle: float | None = None,
+                      interval: float | None = None, count: int | None = None) -> None:
+        """SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT (RFC 9293 3.8.4)."""
+        self._core_setter("set_keepalive", "SO_KEEPALIVE", bool(enabled), self._loop.time(),
+                          idle=idle, interval=interval, count=count)
+
+    def set_cork(self, enabled: bool = True) -> None:
+        """TCP_CORK: hold partial segments until uncorked (Linux)."""
+        self._core_setter("set_cork", "TCP_CORK", bool(enabled))
+
+    def set_user_timeout(self, seconds: float) -> None:
+        """TCP_USER_TIMEOUT (RFC 5482): give up when data stays unacknowledged this long."""
+        self._core_setter("set_user_timeout", "TCP_USER_TIMEOUT", float(seconds))
+
+    def set_send_buffer(self, nbytes: int) -> None:
+        """SO_SNDBUF: bound of unacknowledged + unsent bytes in the core."""
+        self._core_setter("set_send_buffer", "SO_SNDBUF", int(nbytes))
+
+    def set_recv_buffer(self, nbytes: int) -> None:
+        """SO_RCVBUF: bound of the advertised window and out-of-order data."""
+        self._core_setter("set_recv_buffer", "SO_RCVBUF", int(nbytes))
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch the congestion controller (``reno``, ``cubic``, ...)."""
+        self._core_setter("set_congestion", "TCP_CONGESTION", str(name))
+
+    def set_quickack(self, enabled: bool = True) -> None:
+        """TCP_QUICKACK: ACK at once instead of delaying (Linux)."""
+        self._core_setter("set_quickack", "TCP_QUICKACK", bool(enabled))
+
+    def tcp_option(self, name: str) -> Any:
+        """The current value of an option by name (``nodelay``, ``keepalive``,
+        ``keepalive_idle``, ``keepalive_interval``, ``keepalive_count``,
+        ``cork``, ``user_timeout``, ``send_buffer``, ``recv_buffer``,
+        ``congestion``, ``quickack``), read from the connection's config."""
+        conn = self._core()
+        if name == "congestion":
+            return conn.cc.name
+        value = getattr(conn.config, name, None)
+        if value is None:
+            raise OSError(errno_mod.ENOPROTOOPT, f"{name}: not an option of this TCP core")
+        return value
 
     def is_closing(self) -> bool:
         return self._closing or self._lost
@@ -486,15 +594,26 @@ async def start_tls(
     server_side: bool = False,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    call_connection_made: bool = True,
 ) -> asyncio.Transport:
     """``loop.start_tls`` for any loop: uvloop's refuses foreign transports,
-    so this runs the standard library's SSLProtocol over ours directly."""
+    so this runs the standard library's SSLProtocol (TLS over
+    ``ssl.MemoryBIO``/``SSLObject``) over ours directly.
+
+    ``call_connection_made=False`` is ``loop.start_tls``'s contract (the
+    protocol already has its connection, e.g. ``StreamWriter.start_tls``);
+    True gives a fresh protocol its ``connection_made`` after the handshake."""
+    if not isinstance(sslcontext, ssl_mod.SSLContext):
+        raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                        f"got {sslcontext!r}")
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
     ssl_protocol = _SSLProtocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
         ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
-        call_connection_made=True,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+        call_connection_made=call_connection_made,
     )
     transport.pause_reading()
     transport.set_protocol(ssl_protocol)
@@ -527,36 +646,21 @@ def _ssl_context(
 # ------------------------------------------------------------ connecting
 
 
-async def create_connection(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
-    host: str,
+async def connect_transport(
+    stack: Stack,
+    raddr: bytes,
     port: int,
     *,
-    stack: Stack | None = None,
     local_port: int | None = None,
     timeout: float | None = None,
-    ssl: ssl_mod.SSLContext | bool | None = None,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-    """Like ``loop.create_connection`` over ustack: active open to host:port."""
-    raddr = _parse_ipv4(host)
-    if stack is None:
-        stack = await default_stack()
+) -> TcpTransport:
+    """Active open to ``raddr:port``: a connected TcpTransport with a
+    placeholder protocol and reading paused (data waits in the TCP receive
+    buffer) until :func:`attach` gives it the application's protocol."""
     table = stack.tcp
     loop = table.loop
-    sslcontext = _ssl_context(ssl, server_side=False)
-    app_protocol = protocol_factory()
-    if sslcontext is not None:
-        if server_hostname is None:
-            server_hostname = host
-        # the TCP transport starts with a placeholder; TLS takes over below
-        first: asyncio.BaseProtocol = asyncio.Protocol()
-    else:
-        first = app_protocol
-    transport = TcpTransport(table, first)
-    if sslcontext is not None:
-        transport._reading_paused = True  # nothing may reach the placeholder
+    transport = TcpTransport(table, asyncio.Protocol())
+    transport._reading_paused = True  # nothing may reach the placeholder
     waiter: asyncio.Future[None] = loop.create_future()
     transport._waiter = waiter
     ep = table.connect(raddr, port, transport, local_port=local_port)
@@ -570,18 +674,94 @@ async def create_connection(
     except TimeoutError:
         transport.abort()
         raise TimeoutError(errno_mod.ETIMEDOUT,
-                           f"connect to {host}:{port} timed out after {timeout} s") from None
+                           f"connect to {socket.inet_ntoa(raddr)}:{port} timed out after "
+                           f"{timeout} s") from None
     except BaseException:
         if not transport._lost:
             transport.abort()
         raise
     finally:
         transport._waiter = None
-    if sslcontext is None:
-        return transport, app_protocol
-    tls = await start_tls(transport, app_protocol, sslcontext, server_hostname=server_hostname,
-                          ssl_handshake_timeout=ssl_handshake_timeout)
-    return tls, app_protocol
+    return transport
+
+
+async def attach(
+    transport: TcpTransport,
+    protocol: asyncio.BaseProtocol,
+    *,
+    ssl: ssl_mod.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> asyncio.Transport:
+    """Hand a transport from :func:`connect_transport` to ``protocol``
+    (``connection_made`` is called), through TLS when ``ssl`` is given."""
+    sslcontext = _ssl_context(ssl, server_side=False)
+    if transport._lost:
+        raise ConnectionResetError(errno_mod.ECONNRESET,
+                                   f"connection to {transport._where()} lost before use")
+    if sslcontext is not None:
+        try:
+            return await start_tls(transport, protocol, sslcontext,
+                                   server_hostname=server_hostname,
+                                   ssl_handshake_timeout=ssl_handshake_timeout,
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout)
+        except BaseException:
+            transport.abort()
+            raise
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    transport.resume_reading()
+    return transport
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    *,
+    stack: Stack | None = None,
+    local_port: int | None = None,
+    timeout: float | None = None,
+    ssl: ssl_mod.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """Like ``loop.create_connection`` over ustack: active open to host:port.
+
+    ``host`` is an IPv4 address or a name (hosts file, then DNS over the
+    stack's UDP; socket.gaierror when it does not resolve); the addresses
+    are tried in order, as asyncio does."""
+    if stack is None:
+        stack = await default_stack()
+    addresses = await resolve(stack, host)
+    if ssl and server_hostname is None:
+        server_hostname = host
+    errors: list[OSError] = []
+    for address in addresses:
+        try:
+            transport = await connect_transport(stack, _parse_ipv4(address), port,
+                                                local_port=local_port, timeout=timeout)
+        except OSError as exc:
+            errors.append(exc)
+            continue
+        protocol = protocol_factory()
+        tr = await attach(transport, protocol, ssl=ssl, server_hostname=server_hostname,
+                          ssl_handshake_timeout=ssl_handshake_timeout,
+                          ssl_shutdown_timeout=ssl_shutdown_timeout)
+        return tr, protocol
+    raise connect_errors(errors)
+
+
+def connect_errors(errors: list[OSError]) -> OSError:
+    """asyncio's rule: one error, or errors that all read the same, raise the
+    first; else one OSError listing them all."""
+    if not errors:
+        return OSError(errno_mod.EHOSTUNREACH, "no address to connect to")
+    if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
+        return errors[0]
+    return OSError("Multiple exceptions: " + ", ".join(str(e) for e in errors))
 
 
 async def open_connection(
@@ -595,6 +775,7 @@ async def open_connection(
     ssl: ssl_mod.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Like :func:`asyncio.open_connection` over ustack."""
     loop = asyncio.get_running_loop()
@@ -603,6 +784,7 @@ async def open_connection(
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
     )
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer
@@ -634,16 +816,19 @@ class Server(asyncio.AbstractServer):
         self._serving = False
         self._serving_forever: asyncio.Future[None] | None = None
         self._closed = self._loop.create_future()
-        self._transports: set[asyncio.Transport] = set()
+        self._transports: weakref.WeakSet[TcpTransport] = weakref.WeakSet()
 
     @property
     def port(self) -> int:
         return self._listener.port if self._listener is not None else 0
 
     @property
-    def sockets(self) -> tuple[Any, ...]:
-        """No OS sockets exist; see :attr:`addresses`."""
-        return ()
+    def sockets(self) -> tuple[ServerSocket, ...]:
+        """Socket-like objects (no OS socket exists) whose ``getsockname()``
+        is the listening address, as asyncio.Server's."""
+        if self._listener is None:
+            return ()
+        return (ServerSocket((self._stack.address, self._listener.port)),)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -659,12 +844,14 @@ class Server(asyncio.AbstractServer):
         protocol = self._factory()
         if self._ssl is not None:
             transport = TcpTransport(self._table, asyncio.Protocol())
+            self._transports.add(transport)
             transport._reading_paused = True  # the ClientHello waits for start_tls
             transport._bind(ep)
             transport._connected = True
             self._loop.create_task(self._tls_accept(transport, protocol))
         else:
             transport = TcpTransport(self._table, protocol)
+            self._transports.add(transport)
             transport._bind(ep)
             transport._on_connected()
 
@@ -678,6 +865,16 @@ class Server(asyncio.AbstractServer):
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
+
+    def close_clients(self) -> None:
+        """Close every accepted connection (asyncio.Server, Python 3.13)."""
+        for transport in list(self._transports):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        """Reset every accepted connection (asyncio.Server, Python 3.13)."""
+        for transport in list(self._transports):
+            transport.abort()
 
     def is_serving(self) -> bool:
         return self._serving
@@ -788,6 +985,15 @@ class NoDefaultStackError(RuntimeError):
 
 
 _default: dict[asyncio.AbstractEventLoop, Stack] = {}
+_loop_stacks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, Callable[[], Awaitable[Stack]]] = weakref.WeakKeyDictionary()
+
+
+def register_loop_stack(loop: asyncio.AbstractEventLoop,
+                        starter: Callable[[], Awaitable[Stack]]) -> None:
+    """Make ``starter()`` (which starts or returns the loop's stack) what
+    :func:`default_stack` answers on ``loop`` (the ustack event loop does this)."""
+    _loop_stacks[loop] = starter
 _default_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
@@ -798,6 +1004,9 @@ async def default_stack() -> Stack:
     stack = _default.get(loop)
     if stack is not None:
         return stack
+    starter = _loop_stacks.get(loop)
+    if starter is not None:  # a ustack event loop: its own stack
+        return await starter()
     lock = _default_lock.setdefault(loop, asyncio.Lock())
     async with lock:
         stack = _default.get(loop)
@@ -822,5 +1031,6 @@ async def default_stack() -> Stack:
 
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
-    "start_server", "start_tls", "default_stack", "NoDefaultStackError",
+    "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
+    "attach", "resolve", "register_loop_stack",
 ]

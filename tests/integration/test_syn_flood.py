@@ -12,12 +12,15 @@ the peer (its gateway), so every SYN is one it could answer.  Meanwhile:
   second ustack listener; its throughput before and during the flood is
   compared.
 
-Asserted (robust on a loaded 2-core machine): at least 95% of the legitimate
-connects succeed, the stack's RSS grows by less than 20 MB, and the counters
-show the cookies (sent, and received for legitimate handshakes).  Measured
+Asserted (robust on a loaded 2-core machine): with the SYN channel at least
+95% of the legitimate connects succeed; in both modes the stack's RSS grows
+by less than 20 MB, the counters show the cookies (sent, and received for
+legitimate handshakes) and the bulk transfer survives.  Measured
 and printed (``-s`` shows them): the flood rate reached, the success ratio,
 the median and 90th percentile connect times, the bulk ratio and the RSS
-growth.  ``USTACK_FLOOD_REPORT=path`` also writes them as JSON.
+growth.  ``USTACK_FLOOD_REPORT=path`` also appends them as JSON lines.  Run twice:
+with the stack's SYN channel (pure SYNs on their own packet socket, split by
+BPF) and with one socket for everything.
 """
 
 from __future__ import annotations
@@ -121,16 +124,20 @@ def _compile(tmp_path: Path) -> Path:
     return binary
 
 
+@pytest.mark.parametrize("syn_channel", [True, False], ids=["syn-channel", "one-socket"])
 def test_syn_flood_cookies_keep_the_listener_usable(lab_factory: Callable[..., Lab],
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, syn_channel: bool) -> None:
     binary = _compile(tmp_path)
     lab = lab_factory()
-    report = asyncio.run(asyncio.wait_for(_flood(lab, binary), 90))
+    report = asyncio.run(asyncio.wait_for(_flood(lab, binary, syn_channel), 90))
+    report["syn_channel"] = syn_channel
     print("\nSYN flood:", json.dumps(report, indent=1))
     out = os.environ.get("USTACK_FLOOD_REPORT")
     if out:
-        Path(out).write_text(json.dumps(report, indent=1))
-    assert report["success_ratio"] >= 0.95, report
+        with open(out, "a") as f:
+            f.write(json.dumps(report) + "\n")
+    if syn_channel:  # one socket for everything: measured, not asserted (see the note)
+        assert report["success_ratio"] >= 0.95, report
     assert report["rss_growth_mb"] < 20, report
     assert report["counters"]["TcpExtSyncookiesSent"] > 1000, report
     assert report["counters"]["TcpExtSyncookiesRecv"] >= 1, report
@@ -143,10 +150,10 @@ async def _peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
-async def _flood(lab: Lab, binary: Path) -> dict[str, Any]:
+async def _flood(lab: Lab, binary: Path, syn_channel: bool) -> dict[str, Any]:
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
-                                  gateway=lab.peer_address)
+                                  gateway=lab.peer_address, syn_channel=syn_channel)
     try:
         accepted = 0
         received = 0
@@ -219,7 +226,7 @@ async def _flood(lab: Lab, binary: Path) -> dict[str, Any]:
         keys = ("TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
                 "TcpExtTCPReqQFullDoCookies", "TcpExtListenOverflows", "TcpExtListenDrops",
                 "TcpPassiveOpens", "frames_in", "drops", "dev.rx_kernel_drops",
-                "dev.tx_drops_queue_full")
+                "dev.tx_drops_queue_full", "syn_dev.rx_frames", "syn_dev.rx_kernel_drops")
         return {
             "flood_frames": frames,
             "flood_rate": round(frames / seconds) if seconds else 0,

@@ -323,9 +323,18 @@ async def test_module_level_without_environment(monkeypatch: pytest.MonkeyPatch)
         await ustack.start_server(lambda r, w: None, port=80)
 
 
-async def test_bad_host_is_value_error(pair: Any) -> None:
+class _NoNames:
+    async def resolve(self, host: str) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def test_unknown_name_is_gaierror(pair: Any) -> None:
+    """A name goes through the stack's resolver; its failure reaches the
+    caller as socket.gaierror (was: ValueError "IPv4 addresses only")."""
     a, _ = pair
-    with pytest.raises(ValueError, match="IPv4"):
+    a.add_close_hook = lambda hook: None
+    streams.set_resolver(a, _NoNames())  # type: ignore[arg-type]
+    with pytest.raises(socket.gaierror):
         await streams.open_connection("example.com", 80, stack=a)
 
 

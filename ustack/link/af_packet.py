@@ -218,6 +218,7 @@ class AfPacketDevice(Device):
         rcvbuf: int = 8 << 20,
         sndbuf: int = 4 << 20,
         max_send_queue: int = 8192,
+        tcp_syn: str = "all",
     ) -> AfPacketDevice:
         """Open ``iface`` in the calling thread's network namespace.
 
@@ -229,9 +230,14 @@ class AfPacketDevice(Device):
         are read from the socket: TP_STATUS_COPY).  ``vnet_hdr=True`` enables
         offloads (``send_gso``); with ``rx_ring`` too, receiving still uses
         the ring (``rx_mode == "ring"``), else ``rx_mode == "vnet"``.
+        ``tcp_syn`` splits the traffic between two devices on one interface
+        (:func:`bpf.split_tcp_syn`): ``"exclude"`` receives everything but
+        pure TCP SYNs, ``"only"`` nothing else (the stack's SYN channel).
         Raises PermissionError without CAP_NET_RAW and OSError(ENODEV) for
         an unknown interface.
         """
+        if tcp_syn not in ("all", "exclude", "only"):
+            raise ValueError(f"tcp_syn must be 'all', 'exclude' or 'only', not {tcp_syn!r}")
         sock = _open_packet_socket()
         try:
             ifindex, if_mac, mtu = interface_info(iface)
@@ -242,7 +248,8 @@ class AfPacketDevice(Device):
             _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, rcvbuf)
             _set_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, sndbuf)
             if filter:
-                bpf.attach(sock, bpf.ethernet_filter(our_mac))
+                bpf.attach(sock, bpf.ethernet_filter(our_mac) if tcp_syn == "all"
+                           else bpf.split_tcp_syn(our_mac, syn_only=tcp_syn == "only"))
             ring = None
             if vnet_hdr:  # before the ring: the kernel refuses it afterwards
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)

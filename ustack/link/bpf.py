@@ -110,6 +110,46 @@ def ethernet_filter(mac: bytes, ethertypes: tuple[int, ...] = (ETH_P_IP, ETH_P_A
     return prog
 
 
+BPF_AND = 0x50
+#: TCP flags that make a segment a pure SYN when only SYN of them is set
+_SYN_MASK = 0x17  # FIN | SYN | RST | ACK
+_SYN = 0x02
+
+
+def split_tcp_syn(mac: bytes, *, syn_only: bool) -> list[Insn]:
+    """:func:`ethernet_filter` for one of two sockets that split a stack's
+    traffic: ``syn_only`` accepts only pure TCP SYNs (no ACK, RST or FIN;
+    unfragmented IPv4), the other socket everything else.  A SYN flood then
+    fills only the SYN socket's queue: established traffic and handshake
+    ACKs keep their own (issue 13, SYN flood)."""
+    tail = ethernet_filter(mac)
+    # prefix: "is this an unfragmented IPv4 TCP segment with only SYN set?"
+    #   0 ldh [12]; 1 jeq IPv4; 2 ldb [23]; 3 jeq TCP; 4 ldh [20]; 5 jset 0x1fff
+    #   6 ldxb 4*([14]&0xf); 7 ldb [x+27]; 8 and 0x17; 9 jeq SYN
+    # then the ethernet filter (its jumps stay inside it), then "drop"
+    n_prefix = 10
+    drop = n_prefix + len(tail)  # index of the final ret 0
+
+    def to(target: int, at: int) -> int:  # a relative jump from instruction ``at``
+        return target - at - 1
+
+    other, syn = (drop, n_prefix) if syn_only else (n_prefix, drop)
+    prog = [
+        ld_abs(BPF_H, 12),
+        jeq(ETH_P_IP, 0, to(other, 1)),
+        ld_abs(BPF_B, 23),
+        jeq(socket.IPPROTO_TCP, 0, to(other, 3)),
+        ld_abs(BPF_H, 20),
+        Insn(BPF_JMP | BPF_JSET | BPF_K, to(other, 5), 0, 0x1FFF),
+        Insn(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 14),
+        Insn(BPF_LD | BPF_B | BPF_IND, 0, 0, 14 + 13),
+        Insn(BPF_ALU | BPF_AND | BPF_K, 0, 0, _SYN_MASK),
+        jeq(_SYN, to(syn, 9), to(other, 9)),
+    ]
+    assert len(prog) == n_prefix
+    return prog + tail + [ret(0)]
+
+
 def pack(prog: list[Insn]) -> bytes:
     """The program as an array of ``struct sock_filter``."""
     return b"".join(struct.pack("=HBBI", *insn) for insn in prog)

@@ -512,6 +512,11 @@ class IpLayer:
                         quoted.dst, quoted.transport, err.type, err.code, reporter, err.mtu))
         self.accepted += 1
 
+    def send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
+        """An ICMP error about ``original`` (its IPv4 header + at least 8
+        bytes), rate-limited: for transports (UDP's port unreachable)."""
+        self._send_icmp_error(dst, typ, code, original)
+
     def _send_icmp_error(self, dst: bytes, typ: int, code: int, original: Buffer) -> None:
         """An ICMP error about ``original`` (never about ICMP errors or
         broadcasts, RFC 1122 s.3.2.2), rate-limited."""

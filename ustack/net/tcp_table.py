@@ -326,6 +326,8 @@ class TcpTable:
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
         self._dirty: dict[TcpEndpoint, None] = {}
+        #: connections whose owner let go (Linux orphans), for tcp_max_orphans
+        self._orphans: set[TcpEndpoint] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
         self._heap_counter = itertools.count()
@@ -355,6 +357,11 @@ class TcpTable:
 
     def __len__(self) -> int:
         return len(self._conns)
+
+    @property
+    def orphans(self) -> int:
+        """Connections still finishing after their owner let go."""
+        return len(self._orphans)
 
     def now(self) -> float:
         """The connections' clock (see :func:`_fine_clock`)."""
@@ -440,8 +447,17 @@ class TcpTable:
         self.touch(ep)
 
     def detach(self, ep: TcpEndpoint) -> None:
-        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT) orphaned."""
+        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT)
+        orphaned.  Beyond ``TcpConfig.max_orphans`` orphans it is reset at
+        once instead (Linux tcp_too_many_orphans: TcpExtTCPAbortOnMemory)."""
         ep.owner = None
+        if ep.removed or ep in self._orphans:
+            return
+        if len(self._orphans) >= self.config.max_orphans:
+            self.mib["TcpExtTCPAbortOnMemory"] += 1
+            self.abort(ep)
+            return
+        self._orphans.add(ep)
 
     def touch(self, ep: TcpEndpoint) -> None:
         """Drain ``ep`` (events, segments, deadline) later in this loop iteration."""
@@ -974,6 +990,7 @@ class TcpTable:
         ep.removed = True
         ep.heap_deadline = None
         self._dirty.pop(ep, None)
+        self._orphans.discard(ep)
         if self._conns.get(ep.key) is ep:
             del self._conns[ep.key]
         if ep.listener is not None:

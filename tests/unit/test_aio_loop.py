@@ -1,0 +1,319 @@
+"""The ustack event loop (ustack.aio.loop), uvloop and stock asyncio, with
+its stack on one end of an in-memory link and a second stack (the "remote
+host") on the other end, both on the same loop: asyncio's own calls
+(open_connection, start_server, getaddrinfo, sock_connect + create_connection
+(sock=), start_tls both directions, create_datagram_endpoint) must land on
+the loop's stack; loopback must stay the kernel's."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ustack.aio.loop import StackOptions, UstackLoopMixin, new_loop
+from ustack.link.memory import MemoryPair
+from ustack.stack import Stack
+from ustack.wire import dns
+
+A, B = "10.77.0.1", "10.77.0.2"
+LOOPS = ["uvloop", "asyncio"]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=bee.test", "-addext", f"subjectAltName=IP:{B},IP:{A},DNS:bee.test",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl cannot make a test certificate: {exc}")
+    return cert, key
+
+
+def run_on_ustack(kind: str, tmp_path: Path,
+                  main: Callable[[UstackLoopMixin, Stack], Awaitable[None]]) -> None:
+    """Build the loop (stack A on one end of a MemoryPair), start stack B on
+    the other end with an echo server on 7000 and a DNS server on 53, run
+    ``main(loop, b)``."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:1\n")
+    a_dev, b_dev = MemoryPair()
+    options = StackOptions(iface="mem0", address=f"{A}/24", diagnostics=False,
+                           hosts=str(hosts), resolv_conf=str(resolv),
+                           extra={"device": a_dev})
+    loop = new_loop(options, use_uvloop=kind == "uvloop")
+    try:
+        async def wrapper() -> None:
+            b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+            try:
+                await b.start_server(_echo, port=7000)
+                dns_sock = b.udp.bind(53)
+
+                def answer() -> None:
+                    while (item := dns_sock.recv()) is not None:
+                        query, (host, port) = item
+                        name = dns.parse_response(_as_response(query)).question
+                        found = {"dns.test": [socket.inet_aton(B)]}.get(name)
+                        reply = dns.build_response(query, found or [],
+                                                   rcode=0 if found else dns.RCODE_NXDOMAIN)
+                        dns_sock.sendto(reply, socket.inet_aton(host), port)
+
+                def readable() -> None:
+                    asyncio.get_running_loop().call_soon(answer)
+
+                dns_sock.on_readable = readable
+                await asyncio.wait_for(main(loop, b), 30)
+            finally:
+                await b.close()
+
+        loop.run_until_complete(wrapper())
+    finally:
+        loop.close()
+    assert loop.is_closed()
+
+
+def _as_response(query: bytes) -> bytes:
+    """parse_response wants QR set; flip it to read a query's question."""
+    return query[:2] + bytes([query[2] | 0x80]) + query[3:]
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> None:
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        assert asyncio.get_running_loop() is loop
+        for host in (B, "bee.test", "dns.test"):  # literal, hosts file, DNS over ustack UDP
+            reader, writer = await asyncio.open_connection(host, 7000)
+            writer.write(b"x" * 100_000)
+            assert await reader.readexactly(100_000) == b"x" * 100_000
+            assert writer.get_extra_info("peername") == (B, 7000)
+            local = writer.get_extra_info("sockname")
+            assert local[0] == A
+            sock = writer.get_extra_info("socket")
+            assert sock.getsockname() == local and sock.getpeername() == (B, 7000)
+            assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+            assert writer.get_extra_info("tcp_info").state == "ESTAB"
+            writer.close()
+            await writer.wait_closed()
+        assert b.counters()["udp_in_datagrams"] >= 1  # the DNS query reached B
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_getaddrinfo_hosts_dns_and_failures(kind: str, tmp_path: Path) -> None:
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        infos = await loop.getaddrinfo("dns.test", "http", type=socket.SOCK_STREAM)
+        assert infos == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                          (B, 80))]
+        infos = await loop.getaddrinfo("bee", 53)
+        assert {(i[1], i[4]) for i in infos} == {
+            (socket.SOCK_STREAM, (B, 53)), (socket.SOCK_DGRAM, (B, 53)),
+            (socket.SOCK_RAW, (B, 53))}
+        with pytest.raises(socket.gaierror) as info:
+            await loop.getaddrinfo("nx.test", 80)
+        assert info.value.errno == socket.EAI_NONAME
+        with pytest.raises(socket.gaierror):
+            await loop.getaddrinfo("dns.test", 80, flags=socket.AI_NUMERICHOST)
+        with pytest.raises(socket.gaierror):
+            await asyncio.open_connection("nx.test", 7000)
+        assert (await loop.getaddrinfo("localhost", 1))[0][4] == ("127.0.0.1", 1)
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_start_server_sockets_and_asyncio_keywords(kind: str, tmp_path: Path) -> None:
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        got: list[bytes] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.read())
+            writer.close()
+
+        server = await asyncio.start_server(handle, None, 8000, reuse_address=True,
+                                            reuse_port=False, backlog=10)
+        assert [s.getsockname() for s in server.sockets] == [(A, 8000)]
+        reader, writer = await b.open_connection(A, 8000)
+        writer.write(b"to the loop's stack")
+        writer.write_eof()
+        assert await reader.read() == b""
+        assert got == [b"to the loop's stack"]
+        server.close()
+        await server.wait_closed()
+        # local_addr, happy_eyeballs_delay, interleave: accepted as asyncio does
+        reader, writer = await asyncio.open_connection(
+            B, 7000, local_addr=("0.0.0.0", 40001), happy_eyeballs_delay=0.25, interleave=1)
+        assert writer.get_extra_info("sockname") == (A, 40001)
+        writer.close()
+        with pytest.raises(OSError) as info:
+            await asyncio.open_connection(B, 7000, local_addr=("10.77.0.99", 0))
+        assert info.value.errno == errno.EADDRNOTAVAIL
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_sock_connect_on_a_kernel_socket_lands_on_ustack(kind: str, tmp_path: Path) -> None:
+    """What aiohttp (aiohappyeyeballs) does: make a socket.socket, sock_connect
+    it, hand it to create_connection(sock=...)."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (B, 7000))
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Client(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                got.set_result(data)
+
+        transport, protocol = await loop.create_connection(Client, sock=sock)
+        assert sock.fileno() == -1  # the kernel socket was closed unused
+        assert transport.get_extra_info("peername") == (B, 7000)
+        transport.write(b"through ustack")
+        assert await got == b"through ustack"  # B's echo server answered
+        assert [ep.remote_port for ep in b.tcp.endpoints()] == [
+            transport.get_extra_info("sockname")[1]]
+        transport.close()
+        # a connected socket that is dropped without create_connection: reset
+        loser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(loser, (B, 7000))
+        loser.close()
+        del loser
+        await asyncio.sleep(0.05)
+        assert not loop._ustack_claims
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_start_tls_both_directions(kind: str, tmp_path: Path,
+                                   certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        # client side: StreamWriter.start_tls -> loop.start_tls on a ustack transport
+        tls_server = await b.start_server(_echo, port=7443, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(B, 7443)
+        await writer.start_tls(client_ctx, server_hostname="bee.test")
+        assert writer.get_extra_info("ssl_object") is not None
+        assert writer.get_extra_info("sslcontext") is client_ctx
+        assert writer.get_extra_info("peercert")["subject"][0][0][1] == "bee.test"
+        assert writer.get_extra_info("peername") == (B, 7443)
+        writer.write(b"secret" * 1000)
+        assert await reader.readexactly(6000) == b"secret" * 1000
+        writer.close()
+        tls_server.close()
+        # ssl= on create_connection, server_hostname defaulting to the host
+        tls_server = await b.start_server(_echo, port=7444, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection("bee.test", 7444, ssl=client_ctx)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        tls_server.close()
+
+        # server side: loop.start_tls(server_side=True) on an accepted transport
+        done: asyncio.Future[bytes] = loop.create_future()
+
+        async def upgrade(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            assert await r.readexactly(8) == b"STARTTLS"
+            await w.start_tls(server_ctx)
+            done.set_result(await r.readexactly(4))
+            w.close()
+
+        server = await asyncio.start_server(upgrade, A, 8443)
+        r2, w2 = await b.open_connection(A, 8443)
+        w2.write(b"STARTTLS")
+        await w2.drain()
+        await w2.start_tls(client_ctx, server_hostname=A)  # B's transport: ustack too
+        w2.write(b"ping")
+        assert await done == b"ping"
+        w2.close()
+        server.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_datagram_endpoint_and_loopback_stays_kernel(kind: str, tmp_path: Path) -> None:
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                got.set_result(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(B, 53))
+        transport.sendto(dns.build_query(7, "dns.test"))
+        answer = dns.parse_response(await got)
+        assert answer.addresses == [socket.inet_aton(B)]
+        assert transport.get_extra_info("sockname")[0] == A
+        transport.close()
+        # loopback: a kernel server and a kernel connection on the same loop
+        kernel = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        port = kernel.sockets[0].getsockname()[1]
+        assert kernel.sockets[0].fileno() >= 0  # a kernel listener
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert writer.get_extra_info("socket").fileno() >= 0  # a real kernel socket
+        writer.write(b"kernel")
+        assert await reader.readexactly(6) == b"kernel"
+        writer.close()
+        kernel.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_transport_options_reach_tcp_info(kind: str, tmp_path: Path) -> None:
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        _reader, writer = await asyncio.open_connection(B, 7000)
+        transport: Any = writer.transport
+        sock = writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert writer.get_extra_info("tcp_info").nodelay is True
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        transport.set_keepalive(True, interval=5.0, count=4)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert (transport.tcp_option("keepalive_interval"),
+                transport.tcp_option("keepalive_count")) == (5.0, 4)
+        assert writer.get_extra_info("tcp_info").timer[0] == "keepalive"
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") \
+            == transport.tcp_option("congestion").encode()
+        with pytest.raises(OSError) as info:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+        assert info.value.errno == errno.ENOPROTOOPT
+        writer.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+def test_bad_address_fails_before_any_loop_exists() -> None:
+    with pytest.raises(ValueError, match="PREFIXLEN"):
+        StackOptions.from_env("mem0", "10.77.0.1")  # no /PLEN
+    with pytest.raises(ValueError, match="USTACK_ADDRESS"):
+        StackOptions.from_env("mem0", None)

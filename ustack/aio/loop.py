@@ -1,0 +1,526 @@
+"""An asyncio event loop whose network calls go through a ustack Stack.
+
+:func:`loop_factory` builds loops for :class:`asyncio.Runner` (and
+:func:`ustack.run`, and ``ustack exec`` through a loop policy).  The loop is
+uvloop's (or, with ``use_uvloop=False``, the standard library's selector
+loop) with the network entry points overridden:
+
+* ``create_connection``, ``asyncio.open_connection``: IPv4 destinations
+  the stack can route (its subnet, or anything with a gateway; see
+  :mod:`ustack.reach`) connect over ustack TCP; names resolve through
+  :meth:`getaddrinfo` first.  Loopback, IPv6 and Unix sockets stay the
+  kernel's.
+* ``sock_connect`` on a kernel ``socket.socket`` (what aiohttp's
+  aiohappyeyeballs does) connects over ustack instead and remembers the
+  connection under that socket; ``create_connection(sock=that_socket)``
+  then hands it to the protocol (the kernel socket is closed unused).
+* ``create_server``, ``asyncio.start_server``: host None, ``""``,
+  ``"0.0.0.0"`` or the stack's address listen on the stack.
+* ``getaddrinfo``: /etc/hosts, then DNS over ustack's UDP
+  (:mod:`ustack.names`), else the kernel's resolver (loopback nameserver).
+* ``start_tls``: on ustack transports TLS runs over ``ssl.MemoryBIO`` in
+  the standard library's SSLProtocol (uvloop's refuses foreign transports).
+* ``create_datagram_endpoint``: ustack UDP (:mod:`ustack.aio.datagram`).
+
+The stack starts when the factory builds the loop and closes in
+``loop.close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import ssl as ssl_mod
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ustack import streams
+from ustack.aio.datagram import UdpTransport
+from ustack.names import KernelResolverNeeded, Resolver, gaierror
+from ustack.reach import is_ipv4_literal, via_stack
+from ustack.stack import Stack, parse_interface
+from ustack.tcp.config import TcpConfig
+
+log = logging.getLogger("ustack.aio")
+
+_ANY_HOSTS = (None, "", "0.0.0.0")
+
+
+@dataclass(slots=True)
+class StackOptions:
+    """How the loop's stack is started (``Stack.start`` arguments) and
+    how it resolves names."""
+
+    iface: str
+    address: str
+    gateway: str | None = None
+    pcap: str | None = None
+    mac: str | None = None
+    offload: bool = True
+    diagnostics: bool = True
+    tcp_config: TcpConfig | None = None
+    #: nameservers (``"A.B.C.D"`` or ``"A.B.C.D:PORT"``) instead of resolv.conf's
+    dns: list[str] | None = None
+    hosts: str = "/etc/hosts"
+    resolv_conf: str = "/etc/resolv.conf"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, iface: str | None = None, address: str | None = None,
+                 gateway: str | None = None, **kwargs: Any) -> StackOptions:
+        """Arguments win over USTACK_IFACE / USTACK_ADDRESS / USTACK_GATEWAY."""
+        iface = iface or os.environ.get("USTACK_IFACE")
+        address = address or os.environ.get("USTACK_ADDRESS")
+        gateway = gateway or os.environ.get("USTACK_GATEWAY") or None
+        if not iface or not address:
+            missing = " and ".join(n for n, v in (("iface (USTACK_IFACE)", iface),
+                                                  ("address (USTACK_ADDRESS)", address)) if not v)
+            raise ValueError(f"ustack needs {missing}, e.g. iface='veth-us', "
+                             "address='10.77.0.2/24'")
+        parse_interface(address)  # ValueError naming a bad address, early
+        return cls(iface=iface, address=address, gateway=gateway, **kwargs)
+
+
+def _kwargs(**values: Any) -> dict[str, Any]:
+    """Keyword arguments that differ from asyncio's defaults (so a loop that
+    lacks a newer keyword, e.g. ``all_errors`` before 3.12, is not given it)."""
+    return {k: v for k, v in values.items() if v is not None and v is not False}
+
+
+class UstackLoopMixin(asyncio.AbstractEventLoop):
+    """The overrides; mixed in front of a concrete loop class."""
+
+    _ustack_options: StackOptions
+    _ustack: Stack | None
+    _ustack_starting: asyncio.Future[Stack] | None
+    _ustack_claims: dict[int, tuple[streams.TcpTransport, weakref.finalize[Any, Any]]]
+
+    def _ustack_setup(self, options: StackOptions) -> None:
+        self._ustack_options = options
+        self._ustack_interface = parse_interface(options.address)
+        self._ustack = None
+        self._ustack_starting = None
+        self._ustack_claims = {}
+        streams.register_loop_stack(self, self.ustack_stack)
+
+    # ---------------------------------------------------------------- stack
+
+    @property
+    def ustack_options(self) -> StackOptions:
+        return self._ustack_options
+
+    async def ustack_stack(self) -> Stack:
+        """The loop's stack, started on first use."""
+        if self._ustack is not None:
+            return self._ustack
+        if self._ustack_starting is None:
+            self._ustack_starting = self.create_future()
+            o = self._ustack_options
+            try:
+                stack = await Stack.start(iface=o.iface, address=o.address, gateway=o.gateway,
+                                          pcap=o.pcap, mac=o.mac, offload=o.offload,
+                                          diagnostics=o.diagnostics, tcp_config=o.tcp_config,
+                                          **o.extra)
+            except BaseException as exc:
+                fut, self._ustack_starting = self._ustack_starting, None
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: the caller raises it
+                raise
+            streams.set_resolver(stack, Resolver(stack, dns_servers=o.dns, hosts_path=o.hosts,
+                                                 resolv_conf=o.resolv_conf))
+            self._ustack = stack
+            self._ustack_starting.set_result(stack)
+            return stack
+        return await asyncio.shield(self._ustack_starting)
+
+    def ustack_routes(self, host: str) -> bool:
+        """True when connections to ``host`` (an address literal) use the stack."""
+        return via_stack(self._ustack_interface, self._ustack_options.gateway, host)
+
+    def _kernel(self) -> asyncio.AbstractEventLoop:
+        """The concrete loop's own (kernel) implementation of the overrides."""
+        return cast(asyncio.AbstractEventLoop, super())
+
+    def _ours(self, host: str | None) -> bool:
+        return host in _ANY_HOSTS or host == str(self._ustack_interface.ip)
+
+    def close(self) -> None:
+        stack = self._ustack
+        if stack is not None and not stack.closed and not self.is_closed() \
+                and not self.is_running():
+            try:
+                self.run_until_complete(stack.close())
+            except Exception:
+                log.exception("ustack: closing the loop's stack failed")
+        for transport, finalizer in self._ustack_claims.values():
+            finalizer.detach()
+            transport.abort()
+        self._ustack_claims.clear()
+        super().close()
+
+    # ---------------------------------------------------------- getaddrinfo
+
+    async def getaddrinfo(
+        self, host: bytes | str | None, port: bytes | str | int | None, *,
+        family: int = 0, type: int = 0, proto: int = 0, flags: int = 0,
+    ) -> list[Any]:
+        """IPv4 lookups through the stack's resolver (hosts, then DNS over
+        ustack UDP); socket.gaierror as the kernel's.  IPv6-only requests,
+        ``host=None`` and names with only a loopback nameserver go to the
+        kernel's getaddrinfo."""
+        if isinstance(host, bytes):
+            host = host.decode("idna")
+        if host is None or family not in (0, socket.AF_INET):
+            return await self._kernel().getaddrinfo(host, port, family=family, type=type,
+                                              proto=proto, flags=flags)
+        if is_ipv4_literal(host):
+            addresses = [host]
+        elif flags & socket.AI_NUMERICHOST:
+            raise gaierror(socket.EAI_NONAME)
+        else:
+            stack = await self.ustack_stack()
+            try:
+                addresses = await streams.resolver_for(stack).resolve(host)
+            except KernelResolverNeeded:
+                return await self._kernel().getaddrinfo(host, port, family=family, type=type,
+                                                 proto=proto, flags=flags)
+        portnum = _service_port(port, type, flags)
+        kinds: list[tuple[socket.SocketKind, int]]
+        if type == 0:
+            kinds = [(socket.SOCK_STREAM, socket.IPPROTO_TCP),
+                     (socket.SOCK_DGRAM, socket.IPPROTO_UDP), (socket.SOCK_RAW, 0)]
+        else:
+            default = {socket.SOCK_STREAM: socket.IPPROTO_TCP,
+                       socket.SOCK_DGRAM: socket.IPPROTO_UDP}.get(socket.SocketKind(type), 0)
+            kinds = [(socket.SocketKind(type), proto or default)]
+        canon = host if flags & socket.AI_CANONNAME else ""
+        out: list[tuple[socket.AddressFamily, socket.SocketKind, int, str,
+                        tuple[str, int] | tuple[str, int, int, int]]] = []
+        for i, addr in enumerate(addresses):
+            for kind, pr in kinds:
+                out.append((socket.AF_INET, kind, pr, canon if i == 0 else "", (addr, portnum)))
+        return out
+
+    # --------------------------------------------------------------- connect
+
+    async def create_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        ssl: ssl_mod.SSLContext | bool | None = None,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        sock: socket.socket | None = None,
+        local_addr: tuple[str, int] | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        happy_eyeballs_delay: float | None = None,
+        interleave: int | None = None,
+        all_errors: bool = False,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """asyncio's ``create_connection``; IPv4 destinations the stack routes
+        (and sockets :meth:`sock_connect` connected over ustack) use ustack TCP.
+        ``happy_eyeballs_delay``/``interleave`` are accepted: ustack speaks
+        IPv4 only, so the addresses are tried one after the other."""
+        kernel = _kwargs(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
+                         local_addr=local_addr, server_hostname=server_hostname,
+                         ssl_handshake_timeout=ssl_handshake_timeout,
+                         ssl_shutdown_timeout=ssl_shutdown_timeout,
+                         happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
+                         all_errors=all_errors)
+        if sock is not None:
+            claimed = self._take_claim(sock)
+            if claimed is None:
+                return await self._kernel().create_connection(
+                    protocol_factory, cast(str, host), cast(int, port), **kernel)
+            if host is not None or port is not None:
+                claimed.abort()
+                raise ValueError("host/port and sock can not be specified at the same time")
+            if ssl and server_hostname is None:
+                claimed.abort()
+                raise ValueError("You must set server_hostname when using ssl without a host")
+            protocol = protocol_factory()
+            transport = await streams.attach(
+                claimed, protocol, ssl=ssl, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+            return transport, protocol
+        if host is None or family not in (0, socket.AF_INET) or port is None:
+            return await self._kernel().create_connection(
+                    protocol_factory, cast(str, host), cast(int, port), **kernel)
+        if server_hostname is not None and not ssl:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        infos = await self.getaddrinfo(host, port, family=socket.AF_INET,
+                                       type=socket.SOCK_STREAM, proto=proto, flags=flags)
+        addresses = [str(info[4][0]) for info in infos]
+        if not any(self.ustack_routes(a) for a in addresses):
+            return await self._kernel().create_connection(protocol_factory, host, port, **kernel)
+        local_port = self._local_port(local_addr)
+        stack = await self.ustack_stack()
+        if ssl and server_hostname is None:
+            server_hostname = host
+        errors: list[OSError] = []
+        for address in dict.fromkeys(addresses):
+            if not self.ustack_routes(address):
+                continue
+            try:
+                transport = await streams.connect_transport(
+                    stack, socket.inet_aton(address), int(port), local_port=local_port)
+            except OSError as exc:
+                errors.append(exc)
+                continue
+            protocol = protocol_factory()
+            tls = await streams.attach(transport, protocol, ssl=ssl,
+                                       server_hostname=server_hostname,
+                                       ssl_handshake_timeout=ssl_handshake_timeout,
+                                       ssl_shutdown_timeout=ssl_shutdown_timeout)
+            return tls, protocol
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", errors)
+        raise streams.connect_errors(errors)
+
+    def _local_port(self, local_addr: tuple[str, int] | None) -> int | None:
+        if local_addr is None:
+            return None
+        lhost, lport = local_addr[0], int(local_addr[1])
+        if not self._ours(lhost):
+            raise OSError(errno.EADDRNOTAVAIL,
+                          f"error while attempting to bind on address {local_addr!r}: "
+                          "cannot assign requested address")
+        return lport or None
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        """A kernel TCP socket connecting to a destination the stack routes is
+        connected over ustack instead; ``create_connection(sock=sock)``
+        then adopts that connection (aiohttp/aiohappyeyeballs does exactly
+        this).  Other sockets (Unix, loopback, UDP) connect in the kernel."""
+        if (sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+                and isinstance(address, tuple) and len(address) == 2):
+            host, port = str(address[0]), int(address[1])
+            if not is_ipv4_literal(host):
+                infos = await self.getaddrinfo(host, port, family=socket.AF_INET,
+                                               type=socket.SOCK_STREAM)
+                host = str(infos[0][4][0])
+            if self.ustack_routes(host):
+                try:
+                    bound = sock.getsockname()
+                except OSError:
+                    bound = ("0.0.0.0", 0)
+                local_port = self._local_port((bound[0], bound[1])) if bound[1] else None
+                stack = await self.ustack_stack()
+                transport = await streams.connect_transport(
+                    stack, socket.inet_aton(host), port, local_port=local_port)
+                key = id(sock)
+                finalizer = weakref.finalize(sock, self._drop_claim, key)
+                self._ustack_claims[key] = (transport, finalizer)
+                return
+        await super().sock_connect(sock, address)
+
+    def _take_claim(self, sock: socket.socket) -> streams.TcpTransport | None:
+        entry = self._ustack_claims.pop(id(sock), None)
+        if entry is None:
+            return None
+        transport, finalizer = entry
+        finalizer.detach()
+        sock.close()  # the kernel socket was never used
+        return transport
+
+    def _drop_claim(self, key: int) -> None:
+        """A socket connected over ustack died without being handed to
+        create_connection (a happy-eyeballs loser): reset its connection."""
+        entry = self._ustack_claims.pop(key, None)
+        if entry is not None:
+            entry[0].abort()
+
+    # ---------------------------------------------------------------- serve
+
+    async def create_server(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        family: int = socket.AF_UNSPEC,
+        flags: int = socket.AI_PASSIVE,
+        sock: socket.socket | None = None,
+        backlog: int = 100,
+        ssl: ssl_mod.SSLContext | None = None,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+        keep_alive: bool | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+    ) -> asyncio.AbstractServer:
+        """asyncio's ``create_server``; host None, ``""``, ``"0.0.0.0"`` or the
+        stack's address listen on ustack (the returned server's ``sockets``
+        give the stack's address).  ``reuse_address``/``reuse_port`` are
+        accepted: the stack has one listener per port."""
+        hosts: list[str | None] = [host] if host is None or isinstance(host, str) \
+            else list(host)
+        if sock is None and family in (socket.AF_UNSPEC, socket.AF_INET) \
+                and any(self._ours(h) for h in hosts):
+            stack = await self.ustack_stack()
+            return await streams.create_server(
+                protocol_factory, None, int(port or 0), stack=stack, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, start_serving=start_serving)
+        kernel = _kwargs(family=family, flags=flags, sock=sock, backlog=backlog, ssl=ssl,
+                         reuse_address=reuse_address, reuse_port=reuse_port,
+                         keep_alive=keep_alive, ssl_handshake_timeout=ssl_handshake_timeout,
+                         ssl_shutdown_timeout=ssl_shutdown_timeout)
+        kernel["start_serving"] = start_serving
+        return await self._kernel().create_server(protocol_factory, host, port, **kernel)
+
+    # ------------------------------------------------------------------ TLS
+
+    async def start_tls(
+        self,
+        transport: asyncio.BaseTransport,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl_mod.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> asyncio.Transport | None:
+        """TLS over a ustack transport (``StreamWriter.start_tls`` too),
+        client or server side, on uvloop as on asyncio; other transports
+        go to the loop's own start_tls."""
+        if transport.get_extra_info("stack") is not None:
+            return await streams.start_tls(
+                transport, protocol, sslcontext,  # type: ignore[arg-type]
+                server_side=server_side, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
+        return await self._kernel().start_tls(
+            cast(asyncio.WriteTransport, transport), protocol, sslcontext, server_side=server_side,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+            **_kwargs(ssl_shutdown_timeout=ssl_shutdown_timeout))
+
+    # ------------------------------------------------------------------ UDP
+
+    async def create_datagram_endpoint(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.DatagramProtocol],
+        local_addr: tuple[str, int] | str | None = None,
+        remote_addr: tuple[str, int] | str | None = None,
+        *,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+        allow_broadcast: bool | None = None,
+        sock: socket.socket | None = None,
+    ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+        """UDP on the stack for a remote address it routes, or a local
+        address that is the stack's (``0.0.0.0`` included); else the kernel's."""
+        kernel = _kwargs(family=family, proto=proto, flags=flags, reuse_port=reuse_port,
+                         allow_broadcast=allow_broadcast, sock=sock)
+        if reuse_address is not None:
+            kernel["reuse_address"] = reuse_address  # asyncio raises its own ValueError
+        if sock is not None or family not in (0, socket.AF_INET) \
+                or isinstance(local_addr, str) or isinstance(remote_addr, str):
+            return await self._kernel().create_datagram_endpoint(
+                protocol_factory, local_addr, remote_addr, **kernel)
+        remote: tuple[str, int] | None = None
+        if remote_addr is not None:
+            infos = await self.getaddrinfo(remote_addr[0], remote_addr[1],
+                                           family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            remote = (str(infos[0][4][0]), int(remote_addr[1]))
+        use_stack = (remote is not None and self.ustack_routes(remote[0])) or (
+            remote is None and local_addr is not None and self._ours(local_addr[0]))
+        if not use_stack:
+            return await self._kernel().create_datagram_endpoint(
+                protocol_factory, local_addr, remote_addr, **kernel)
+        if local_addr is not None and not self._ours(local_addr[0]):
+            raise OSError(errno.EADDRNOTAVAIL, f"cannot bind to {local_addr!r}: not the "
+                          f"stack's address ({self._ustack_interface.ip})")
+        stack = await self.ustack_stack()
+        udp = stack.udp.bind(int(local_addr[1]) if local_addr is not None else 0)
+        try:
+            if remote is not None:
+                udp.connect(socket.inet_aton(remote[0]), remote[1])
+        except BaseException:
+            udp.close()
+            raise
+        protocol = protocol_factory()
+        transport = UdpTransport(self, udp, protocol, stack)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+
+def _service_port(port: bytes | str | int | None, type: int, flags: int) -> int:
+    if port is None:
+        return 0
+    if isinstance(port, bytes):
+        port = port.decode()
+    if isinstance(port, int):
+        return port
+    if port.isdigit():
+        return int(port)
+    if flags & socket.AI_NUMERICSERV:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    try:
+        return socket.getservbyname(port, "udp" if type == socket.SOCK_DGRAM else "tcp")
+    except OSError:
+        raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype") \
+            from None
+
+
+class AsyncioUstackLoop(UstackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
+    """The standard library's selector loop with ustack networking."""
+
+    def __init__(self, options: StackOptions) -> None:
+        super().__init__()
+        self._ustack_setup(options)
+
+
+def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
+    import uvloop
+
+    class UvloopUstackLoop(UstackLoopMixin, uvloop.Loop):  # type: ignore[misc]
+        """uvloop with ustack networking."""
+
+        def __init__(self, options: StackOptions) -> None:
+            super().__init__()
+            self._ustack_setup(options)
+
+    return UvloopUstackLoop
+
+
+_UVLOOP: type[asyncio.AbstractEventLoop] | None = None
+
+
+def new_loop(options: StackOptions, *, use_uvloop: bool = True,
+             start: bool = True) -> UstackLoopMixin:
+    """A new ustack loop; with ``start`` its stack is started at once (so
+    a bad interface or a second stack on the same address fails here)."""
+    global _UVLOOP
+    loop: UstackLoopMixin
+    if use_uvloop:
+        if _UVLOOP is None:
+            _UVLOOP = _uvloop_class()
+        loop = _UVLOOP(options)  # type: ignore[call-arg, assignment]
+    else:
+        loop = AsyncioUstackLoop(options)
+    if start:
+        try:
+            loop.run_until_complete(loop.ustack_stack())
+        except BaseException:
+            loop.close()
+            raise
+    return loop
+
+
+__all__ = ["StackOptions", "UstackLoopMixin", "AsyncioUstackLoop", "new_loop"]

@@ -1,0 +1,243 @@
+"""Host names for a stack: /etc/hosts, then DNS over the stack's own UDP.
+
+:class:`Resolver` answers IPv4 lookups the way glibc's stub resolver does
+for ``getaddrinfo``: the hosts file first (the network namespace's: ``ip
+netns exec NS`` bind-mounts /etc/netns/NS/hosts over /etc/hosts), then the
+nameservers of /etc/resolv.conf (or the ``dns=`` list) with its ``search``
+list, ``ndots``, ``timeout`` and ``attempts`` options (RFC 1035 s.7.2:
+retransmit, rotate through the servers).  The queries leave through ustack's
+UDP, so a namespace whose only network is the stack can resolve names.
+
+Failures raise :class:`socket.gaierror` with glibc's codes: EAI_NONAME for a
+name that does not exist (NXDOMAIN, or no A record), EAI_AGAIN when no
+server answered in time, EAI_FAIL for a server failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ustack.reach import is_ipv4_literal, via_stack
+from ustack.wire import dns
+from ustack.wire.errors import ParseError
+
+if TYPE_CHECKING:
+    from ustack.stack import Stack
+
+HOSTS = "/etc/hosts"
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+@dataclass(slots=True)
+class ResolverConfig:
+    """What /etc/resolv.conf says (resolv.conf(5) defaults)."""
+
+    nameservers: list[tuple[str, int]] = field(default_factory=list)
+    search: list[str] = field(default_factory=list)
+    ndots: int = 1
+    timeout: float = 5.0
+    attempts: int = 2
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``"10.0.0.53"`` or ``"10.0.0.53:5353"`` → (address, port)."""
+    host, _, port = text.partition(":") if text.count(":") == 1 else (text, "", "")
+    return host, int(port) if port else 53
+
+
+def read_resolv_conf(path: str = RESOLV_CONF) -> ResolverConfig:
+    cfg = ResolverConfig()
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return cfg
+    for line in lines:
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if not words:
+            continue
+        key, args = words[0], words[1:]
+        if key == "nameserver" and args:
+            cfg.nameservers.append(parse_nameserver(args[0]))
+        elif key in ("search", "domain"):
+            cfg.search = [d.rstrip(".") for d in args]
+        elif key == "options":
+            for opt in args:
+                name, _, value = opt.partition(":")
+                try:
+                    if name == "ndots":
+                        cfg.ndots = min(int(value), 15)
+                    elif name == "timeout":
+                        cfg.timeout = float(max(1, min(int(value), 30)))
+                    elif name == "attempts":
+                        cfg.attempts = max(1, min(int(value), 5))
+                except ValueError:
+                    continue
+    return cfg
+
+
+def read_hosts(path: str = HOSTS) -> dict[str, list[str]]:
+    """Lower-cased name → IPv4 addresses, in file order (hosts(5))."""
+    table: dict[str, list[str]] = {}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return table
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or not is_ipv4_literal(words[0]):
+            continue
+        for name in words[1:]:
+            addrs = table.setdefault(name.lower().rstrip("."), [])
+            if words[0] not in addrs:
+                addrs.append(words[0])
+    return table
+
+
+def gaierror(code: int) -> socket.gaierror:
+    messages = {
+        socket.EAI_NONAME: "Name or service not known",
+        socket.EAI_AGAIN: "Temporary failure in name resolution",
+        socket.EAI_FAIL: "Non-recoverable failure in name resolution",
+    }
+    return socket.gaierror(code, messages.get(code, "Name resolution failed"))
+
+
+class KernelResolverNeeded(Exception):
+    """No nameserver the stack can reach (e.g. 127.0.0.53): use the kernel's."""
+
+
+class Resolver:
+    """IPv4 name lookups for one stack."""
+
+    def __init__(self, stack: Stack, *, dns_servers: list[str] | None = None,
+                 hosts_path: str = HOSTS, resolv_conf: str = RESOLV_CONF) -> None:
+        self.stack = stack
+        self.hosts_path = hosts_path
+        self.resolv_conf = resolv_conf
+        self.dns_servers = dns_servers
+        self._hosts: tuple[float, dict[str, list[str]]] = (-1.0, {})
+
+    def config(self) -> ResolverConfig:
+        cfg = read_resolv_conf(self.resolv_conf)
+        if self.dns_servers is not None:
+            cfg.nameservers = [parse_nameserver(s) for s in self.dns_servers]
+        return cfg
+
+    def hosts(self) -> dict[str, list[str]]:
+        """The hosts file, re-read when it changes."""
+        try:
+            mtime = os.stat(self.hosts_path).st_mtime
+        except OSError:
+            return {}
+        if mtime != self._hosts[0]:
+            self._hosts = (mtime, read_hosts(self.hosts_path))
+        return self._hosts[1]
+
+    async def resolve(self, host: str) -> list[str]:
+        """IPv4 addresses for ``host`` (a literal comes back as itself).
+
+        Raises socket.gaierror, or KernelResolverNeeded when every
+        nameserver is one the stack cannot reach (loopback)."""
+        if is_ipv4_literal(host):
+            return [host]
+        name = host.rstrip(".").lower()
+        if not name:
+            raise gaierror(socket.EAI_NONAME)
+        found = self.hosts().get(name)
+        if found:
+            return list(found)
+        if name == "localhost" or name.endswith(".localhost"):
+            return ["127.0.0.1"]  # RFC 6761 s.6.3
+        cfg = self.config()
+        servers = [s for s in cfg.nameservers
+                   if via_stack(self.stack.interface, self.stack.gateway, s[0])]
+        if not servers:
+            raise KernelResolverNeeded(host)
+        candidates = _candidates(name, host.endswith("."), cfg)
+        last: socket.gaierror = gaierror(socket.EAI_NONAME)
+        for candidate in candidates:
+            try:
+                addresses = await self._query_all(candidate, servers, cfg)
+            except socket.gaierror as exc:
+                last = exc
+                if exc.errno != socket.EAI_NONAME:
+                    raise
+                continue
+            return [socket.inet_ntoa(a) for a in addresses]
+        raise last
+
+    async def _query_all(self, name: str, servers: list[tuple[str, int]],
+                         cfg: ResolverConfig) -> list[bytes]:
+        """Each attempt asks every server in turn (resolv.conf(5))."""
+        failure = socket.EAI_AGAIN
+        for _attempt in range(cfg.attempts):
+            for server in servers:
+                try:
+                    answer = await self._query(name, server, cfg.timeout)
+                except (TimeoutError, OSError):
+                    continue
+                if answer.rcode == dns.RCODE_NXDOMAIN:
+                    raise gaierror(socket.EAI_NONAME)
+                if answer.rcode == dns.RCODE_OK:
+                    if answer.addresses:
+                        return answer.addresses
+                    raise gaierror(socket.EAI_NONAME)  # the name exists, no A record
+                failure = socket.EAI_FAIL if answer.rcode == dns.RCODE_SERVFAIL else failure
+        raise gaierror(failure)
+
+    async def _query(self, name: str, server: tuple[str, int], timeout: float) -> dns.Answer:
+        loop = asyncio.get_running_loop()
+        sock = self.stack.udp.bind(0)
+        ident = int.from_bytes(os.urandom(2), "big")
+        done: asyncio.Future[dns.Answer] = loop.create_future()
+
+        def readable() -> None:
+            while True:
+                item = sock.recv()
+                if item is None:
+                    return
+                try:
+                    answer = dns.parse_response(item[0])
+                except ParseError:
+                    continue
+                if answer.ident == ident and answer.question.lower() == name.lower() \
+                        and not done.done():
+                    done.set_result(answer)
+
+        def error(exc: OSError) -> None:
+            if not done.done():
+                done.set_exception(exc)
+
+        def on_readable() -> None:
+            loop.call_soon(readable)
+
+        sock.on_readable = on_readable
+        sock.on_error = error
+        try:
+            sock.connect(ipaddress.IPv4Address(server[0]).packed, server[1])
+            sock.sendto(dns.build_query(ident, name))
+            async with asyncio.timeout(timeout):
+                return await done
+        finally:
+            sock.close()
+
+
+def _candidates(name: str, absolute: bool, cfg: ResolverConfig) -> list[str]:
+    """The names to try, in resolv.conf(5) order (search list and ndots)."""
+    if absolute or not cfg.search:
+        return [name]
+    with_search = [f"{name}.{d}" for d in cfg.search]
+    if name.count(".") >= cfg.ndots:
+        return [name, *with_search]
+    return [*with_search, name]
+
+
+__all__ = ["Resolver", "ResolverConfig", "KernelResolverNeeded", "read_hosts",
+           "read_resolv_conf", "gaierror", "parse_nameserver"]
