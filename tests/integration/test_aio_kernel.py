@@ -361,3 +361,69 @@ def test_exit_status_is_the_programs(env: Env) -> None:
          "    sys.exit(7)\nasyncio.run(main())"],
         env=env.env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 7, proc.stderr
+
+
+class _AnyPort:
+    """Equal to any ``ADDR:PORT`` of the stack (the ephemeral UDP port)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.rsplit(":", 1)[-1].isdigit()
+
+    def __repr__(self) -> str:
+        return "<stack:any port>"
+
+
+ANY_PORT: Any = _AnyPort()
+
+
+def test_ss_names_the_stack_of_each_row(env: Env) -> None:
+    """``ustack ss -tanp``: one "# stack" line per stack (pid, namespace,
+    interface, address) and the pid in each row; --stack/--iface select."""
+    lab = env.lab
+    hold = ("import asyncio\n"
+            "async def main():\n"
+            f"    r, w = await asyncio.open_connection({lab.peer_address!r}, 8000)\n"
+            "    loop = asyncio.get_running_loop()\n"
+            "    await loop.create_datagram_endpoint(asyncio.DatagramProtocol,\n"
+            "                                        local_addr=('0.0.0.0', 5353))\n"
+            "    await loop.create_datagram_endpoint(asyncio.DatagramProtocol,\n"
+            f"                                        remote_addr=({lab.peer_address!r}, 53))\n"
+            "    print('READY', flush=True)\n"
+            "    await asyncio.sleep(30)\n"
+            "asyncio.run(main())\n")
+    proc = lab.popen_in_stack(
+        [PY, "-m", "ustack", "exec", "--iface", lab.stack_if, "--address", lab.stack_address,
+         "--", "python", "-c", hold], env=env.env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "READY" in proc.stdout.readline()
+        pid = proc.pid  # ip netns exec execs the command: the stack's pid
+
+        def ss(*args: str) -> str:
+            out = subprocess.run([PY, "-m", "ustack", "ss", *args], capture_output=True,
+                                 text=True, env=env.env(), timeout=30, check=True)
+            return out.stdout
+
+        text = ss("-tanp", "--stack", str(pid))
+        header = f"# stack pid={pid} netns={lab.stack_ns} iface={lab.stack_if} " \
+                 f"address={lab.stack_address}"
+        assert text.splitlines()[0] == header, text
+        rows = [ln for ln in text.splitlines()[2:] if ln.strip()]
+        assert rows and all(f"pid={pid}," in ln for ln in rows), text
+        assert any(f"{lab.peer_address}:8000" in ln for ln in rows), text
+        assert header in ss("-tanp", "--iface", lab.stack_if)
+        assert ss("-tan", "--iface", "no-such-if").splitlines()[1:] == []
+        # UDP in ss's shapes: -u connected only, without a State column ...
+        udp = ss("-un", "--stack", str(pid)).splitlines()
+        assert udp[0].split()[:2] == ["Recv-Q", "Send-Q"]
+        assert [tuple(ln.split()[2:4]) for ln in udp[1:]] == [(ANY_PORT, f"{lab.peer_address}:53")]
+        # ... -ua adds the UNCONN ones; -a shows both tables with a Netid column
+        urows = [ln.split() for ln in ss("-uan", "--stack", str(pid)).splitlines()[1:]]
+        assert sorted((r[0], r[3], r[4]) for r in urows) == [
+            ("ESTAB", ANY_PORT, f"{lab.peer_address}:53"),
+            ("UNCONN", f"{lab.stack_ip}:5353", "0.0.0.0:*")]
+        netids = {ln.split()[0] for ln in ss("-an", "--stack", str(pid)).splitlines()[1:]}
+        assert netids == {"tcp", "udp"}
+    finally:
+        proc.kill()
+        proc.communicate()

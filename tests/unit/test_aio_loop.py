@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import ustack
 from ustack.aio.loop import StackOptions, UstackLoopMixin, new_loop
 from ustack.link.memory import MemoryPair
 from ustack.stack import Stack
@@ -116,6 +117,10 @@ def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> No
             writer.close()
             await writer.wait_closed()
         assert b.counters()["udp_in_datagrams"] >= 1  # the DNS query reached B
+        # ustack.open_connection without stack=: the loop's stack
+        reader, writer = await ustack.open_connection("bee.test", 7000)
+        assert writer.get_extra_info("stack") is await loop.ustack_stack()
+        writer.close()
 
     run_on_ustack(kind, tmp_path, main)
 

@@ -355,6 +355,11 @@ class TcpTable:
     def listeners(self) -> Iterator[Listener]:
         return iter(list(self._listeners.values()))
 
+    def requests(self) -> Iterator[RequestSock]:
+        """Every request sock (SYN-RECEIVED, ss's SYN-RECV rows) of every
+        listener; SYN cookies leave none."""
+        return iter([req for lst in self._listeners.values() for req in lst.requests.values()])
+
     def __len__(self) -> int:
         return len(self._conns)
 
