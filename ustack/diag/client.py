@@ -162,7 +162,15 @@ def decode_reply(
 
 def _short(value: object, limit: int = 40, *, str_plain: bool = False) -> str:
     """A printable, bounded rendering of a value from an untrusted reply."""
-    text = value if str_plain and isinstance(value, str) else repr(value)
+    if str_plain and isinstance(value, str):
+        text = value
+    elif isinstance(value, str | bytes):
+        text = repr(value[: limit + 1])
+    elif value is None or isinstance(value, float) or (
+            isinstance(value, int) and abs(value) < 10 ** limit):
+        text = repr(value)  # (a huge int has no repr: int_max_str_digits)
+    else:  # (a container could be nested deeper than repr can go)
+        text = f"a {type(value).__name__}"
     text = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -196,8 +204,11 @@ def query_stacks(
         except PermissionError:
             denied += 1
             continue
-        except (OSError, EndpointError) as exc:
-            warn(f"{path}: {exc}")
+        except EndpointError as exc:  # its message names the endpoint
+            warn(str(exc))
+            continue
+        except OSError as exc:
+            warn(f"{path}: {exc.strerror or exc}")
             continue
         if records:
             merged.extend(records)
