@@ -234,8 +234,22 @@ class Stack:
         if diagnostics and stack.has_tcp:
             from ustack.diag.endpoint import attach_diagnostics
 
-            attach_diagnostics(stack)
+            server = attach_diagnostics(stack)
+            if server is not None:
+                stack._publish_identity(server.path, iface or device.name, address)
         return stack
+
+    def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
+        """Say next to the ``ss`` endpoint which stack this is (pid, netns,
+        interface, address: ``ustack ss -p``, ``--stack``, ``--iface``)."""
+        from ustack import stack_identity
+
+        try:
+            stack_identity.write(endpoint_path, stack_identity.current(iface, address))
+        except OSError as exc:
+            log.warning("ustack: cannot write the stack identity: %s", exc)
+            return
+        self.add_close_hook(lambda: stack_identity.remove(endpoint_path))
 
     def _attach_tcp(self, config: TcpConfig | None = None) -> None:
         try:
@@ -318,6 +332,7 @@ class Stack:
             memory = getattr(self._tcp, "memory", None)
             if memory is not None:
                 out.update(memory.counters())  # tcp_mem_pages, tcp_mem_state, ...
+            out["tcp_orphans"] = getattr(self._tcp, "orphans", 0)
         return out
 
     def sockets(self) -> list[Any]:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ustack.diag import protocol
 from ustack.diag.client import decode_reply, query_endpoint, query_stacks
@@ -279,6 +281,13 @@ def _reply(names: Any, rows: Any, version: Any = protocol.VERSION) -> bytes:
     return marshal.dumps((version, names, rows))
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 GOOD = tuple(golden_records()[1])
 T = TABLE_FIELD_COUNT
 GARBAGE_REPLIES: dict[str, bytes] = {
@@ -300,7 +309,19 @@ GARBAGE_REPLIES: dict[str, bytes] = {
     "bad address": _reply(list(FIELDS[:T]), [("ESTAB", "1.2.3.4\n", 1, "x", 1, 0, 0)]),
     "nan float": _reply(list(FIELDS), [GOOD[:13] + (float("nan"),) + GOOD[14:]]),
     "newline in comm": _reply(list(FIELDS), [GOOD[:8] + ("a\nb",) + GOOD[9:]]),
+    "negative detail field": _reply(list(FIELDS), [GOOD[:24] + (-0.5,) + GOOD[25:]]),
+    "bool field of 2": _reply(list(FIELDS), [GOOD[:15] + (2,) + GOOD[16:]]),
+    "bool field huge": _reply(list(FIELDS[:16]), [GOOD[:15] + (10 ** 5000,)]),
+    "queue huge": _reply(list(FIELDS[:T]), [("ESTAB", "1.2.3.4", 1, "1.2.3.5", 1, 2 ** 70, 0)]),
+    "wide row, huge counter": _reply(list(FIELDS), [GOOD[:40] + (10 ** 5000,) + GOOD[41:]]),
+    "port huge": _reply(list(FIELDS[:T]), [("ESTAB", "1.2.3.4", 10 ** 5000, "1.2.3.5", 1, 0, 0)]),
+    "wide row, port too big": _reply(list(FIELDS), [GOOD[:2] + (70000,) + GOOD[3:]]),
+    "wide row, str in a float": _reply(list(FIELDS), [GOOD[:24] + ("1",) + GOOD[25:]]),
+    "wide row, list value": _reply(list(FIELDS), [GOOD[:30] + ([1],) + GOOD[31:]]),
+    "wide row, bad timer name": _reply(list(FIELDS), [GOOD[:12] + ("evil",) + GOOD[13:]]),
     "error not str": _reply("error", ["x" * 5000]),
+    "deeply nested version": marshal.dumps((_nested(1500), [], [])),
+    "huge int version": marshal.dumps((10 ** 5000, [], [])),
     "error reply": _reply("error", "bad filter"),
 }
 
@@ -334,6 +355,7 @@ def test_malformed_reply_no_longer_crashes_ss(
         got = query_stacks(warn=warnings.append, detail=True)
         assert got == golden_records()
         assert len(warnings) == 3 and all("\n" not in w for w in warnings)
+        assert all(w.count(str(run)) == 1 for w in warnings), warnings  # named once
         for argv in (["-tan"], ["-tanoiem"], ["-tanoi", "-j"], ["-s"]):
             result = subprocess.run([sys.executable, "-m", "ustack", "ss", *argv],
                                     capture_output=True, text=True, timeout=30)
@@ -446,3 +468,72 @@ def test_snapshot_failure_is_an_error_reply_and_one_warning(
         assert 1 <= len(warned) <= 3 and not any(r.exc_info for r in warned)
     finally:
         loop_thread.run(server.close())
+
+
+CELL = st.one_of(st.integers(-3, 70000), st.integers(2**63, 2**65), st.floats(allow_nan=True),
+                 st.booleans(),
+                 st.text(max_size=5), st.none(), st.just([1]), st.sampled_from(
+                     ["ESTAB", "10.0.0.1", "on", "reno", "a\nb"]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_row_wise_check_agrees_with_column_check(data: st.DataObject) -> None:
+    """The fast row-wise test of wide replies accepts exactly what the
+    column-by-column test accepts (one cell of a good reply changed)."""
+    from ustack.diag.records import RowError, _check_column, _rows_look_valid
+
+    rows = [tuple(r) for r in golden_records()]
+    row = data.draw(st.integers(0, len(rows) - 1))
+    col = data.draw(st.integers(0, len(FIELDS) - 1))
+    rows[row] = rows[row][:col] + (data.draw(CELL),) + rows[row][col + 1:]
+    try:
+        for i, name in enumerate(FIELDS):
+            _check_column(name, [r[i] for r in rows])
+        columns_ok = True
+    except RowError:
+        columns_ok = False
+    except TypeError:  # min() over mixed types: the type check rejects it first
+        columns_ok = False
+    assert _rows_look_valid(FIELDS, rows) == columns_ok
+
+
+@needs_root
+def test_default_per_user_directory_as_a_real_non_root_user() -> None:
+    """The default ``/tmp/ustack-<uid>`` of a non-root user (no
+    USTACK_RUN_DIR): created 0700 and the user's own when absent; refused when
+    another user created it first."""
+    victim = 54321  # a uid nobody on this machine uses
+    d = f"/tmp/ustack-{victim}"
+    shutil.rmtree(d, ignore_errors=True)
+
+    def victim_env() -> None:
+        for var in ("USTACK_RUN_DIR", "XDG_RUNTIME_DIR"):
+            os.environ.pop(var, None)
+        assert protocol.run_dir() == d
+
+    def listen_ok() -> None:
+        victim_env()
+        server = DiagnosticsServer(lambda detail: [])
+        server.listen()
+        st_dir = os.lstat(d)
+        assert st_dir.st_uid == victim and st_dir.st_mode & 0o777 == 0o700
+        assert os.stat(server.path).st_mode & 0o777 == 0o600
+
+    def listen_refused() -> None:
+        victim_env()
+        with pytest.raises(protocol.UnsafeDirectory, match=f"owned by uid {NOBODY}"):
+            DiagnosticsServer(lambda detail: []).listen()
+        assert os.listdir(d) == []
+
+    try:
+        as_uid(victim, listen_ok)
+        shutil.rmtree(d)
+        def attacker() -> None:
+            os.mkdir(d)
+            os.chmod(d, 0o777)
+
+        as_uid(NOBODY, attacker)
+        as_uid(victim, listen_refused)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

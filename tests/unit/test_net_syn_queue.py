@@ -122,6 +122,8 @@ async def test_request_then_ack_establishes_a_real_connection() -> None:
     (synack,) = ip.take()
     assert synack.flags == SYN | ACK and synack.ack == 5001
     assert table.syn_queue_len() == 1 and len(table) == 0  # no connection yet
+    (req,) = table.requests()
+    assert (req.remote_addr, req.remote_port, req.local_port) == (PEER, 40000, 80)
     table.segment_received(PEER, LOCAL, ack_for(synack, payload=b"hello"))
     await settle()
     (ep,) = accepted

@@ -19,7 +19,8 @@ MSS = 100
 op = st.one_of(
     st.tuples(st.just("send"), st.integers(1, 4), st.booleans()),
     st.tuples(st.just("ack"), st.integers(0, 100), st.lists(
-        st.tuples(st.integers(0, 100), st.integers(1, 40)), max_size=4), st.booleans()),
+        st.tuples(st.integers(0, 100), st.integers(1, 40)), max_size=4), st.booleans(),
+        st.booleans()),
     st.tuples(st.just("rtx"), st.integers(1, 3), st.booleans()),
     st.tuples(st.just("timer"), st.booleans(), st.booleans()),
     st.tuples(st.just("wait"), st.integers(1, 400), st.booleans()),
@@ -68,7 +69,8 @@ def test_random_sequences_keep_the_invariants(una: int, sack: bool, rack: bool, 
                 if e > s:
                     blocks.append(((base + s) & MASK, (base + e) & MASK))
             out = rec.on_ack((base + a) & MASK, blocks, now,
-                             ts_ecr=int((now - 0.05) * 1000) & MASK if ts else None)
+                             ts_ecr=int((now - 0.05) * 1000) & MASK if ts else None,
+                             can_send_new=bool(o[4]))
             for s, e in out.lost_ranges:
                 lo = rec.sb.unwrap(s) - base
                 hi = lo + ((e - s) & MASK)
@@ -76,6 +78,9 @@ def test_random_sequences_keep_the_invariants(una: int, sack: bool, rack: bool, 
                 # (an undo forgets every loss mark first)
                 assert out.undo is not None or not (set(range(lo, hi)) & lost_pending)
             acked = a
+            if out.frto_new_data:  # F-RTO 2b: the sender sends new data now
+                rec.on_sent((base + sent_hi) & MASK, MSS, now)
+                sent_hi += MSS
             rs = out.rate
             assert rs is not None
             assert rs.acked_sacked >= 0 and rs.losses >= 0

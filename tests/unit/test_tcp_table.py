@@ -329,3 +329,19 @@ def test_connections_clock_is_fine_grained_on_uvloop_and_the_loop_clock_elsewher
     finally:
         uv.close()
         plain.close()
+
+
+async def test_orphans_beyond_max_orphans_are_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeConn.instances = []
+    monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
+    table = tt.TcpTable(FakeStack(), config=TcpConfig(max_orphans=2))  # type: ignore[arg-type]
+    eps = [table.connect(PEER, 80, Owner()) for _ in range(3)]
+    for ep in eps:
+        table.detach(ep)
+    assert table.orphans == 2
+    assert [ep.conn.aborted for ep in eps] == [False, False, True]  # type: ignore[attr-defined]
+    assert table.mib["TcpExtTCPAbortOnMemory"] == 1
+    await settle()
+    assert table.orphans == 2  # the reset one is gone, the two others finish
+    table.close()
+    assert table.orphans == 0

@@ -329,6 +329,8 @@ class TcpTable:
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
         self._dirty: dict[TcpEndpoint, None] = {}
+        #: connections whose owner let go (Linux orphans), for tcp_max_orphans
+        self._orphans: set[TcpEndpoint] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
         self._heap_counter = itertools.count()
@@ -356,8 +358,18 @@ class TcpTable:
     def listeners(self) -> Iterator[Listener]:
         return iter(list(self._listeners.values()))
 
+    def requests(self) -> Iterator[RequestSock]:
+        """Every request sock (SYN-RECEIVED, ss's SYN-RECV rows) of every
+        listener; SYN cookies leave none."""
+        return iter([req for lst in self._listeners.values() for req in lst.requests.values()])
+
     def __len__(self) -> int:
         return len(self._conns)
+
+    @property
+    def orphans(self) -> int:
+        """Connections still finishing after their owner let go."""
+        return len(self._orphans)
 
     def now(self) -> float:
         """The connections' clock (see :func:`_fine_clock`)."""
@@ -446,8 +458,17 @@ class TcpTable:
         self.touch(ep)
 
     def detach(self, ep: TcpEndpoint) -> None:
-        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT) orphaned."""
+        """The owner is gone; the connection finishes (FIN-WAIT, TIME-WAIT)
+        orphaned.  Beyond ``TcpConfig.max_orphans`` orphans it is reset at
+        once instead (Linux tcp_too_many_orphans: TcpExtTCPAbortOnMemory)."""
         ep.owner = None
+        if ep.removed or ep in self._orphans:
+            return
+        if len(self._orphans) >= self.config.max_orphans:
+            self.mib["TcpExtTCPAbortOnMemory"] += 1
+            self.abort(ep)
+            return
+        self._orphans.add(ep)
 
     def touch(self, ep: TcpEndpoint) -> None:
         """Drain ``ep`` (events, segments, deadline) later in this loop iteration."""
@@ -995,6 +1016,7 @@ class TcpTable:
         ep.removed = True
         ep.heap_deadline = None
         self._dirty.pop(ep, None)
+        self._orphans.discard(ep)
         if self._conns.get(ep.key) is ep:
             del self._conns[ep.key]
         if ep.listener is not None:

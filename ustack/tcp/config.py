@@ -78,6 +78,14 @@ class TcpConfig:
     #: Retransmissions / zero-window probes of a connection the application
     #: has closed (orphan) before it is dropped (Linux tcp_orphan_retries 0 = 8).
     orphan_retries: int = 8
+    #: TCP_USER_TIMEOUT (RFC 5482) in seconds, 0 = off: how long sent data or
+    #: unanswered zero-window probes may stay unacknowledged before the
+    #: connection fails with ETIMEDOUT; when set it replaces retries2 (Linux).
+    user_timeout: float = 0.0
+    #: Linux tcp_max_orphans: orphaned connections (closed by the application,
+    #: still finishing) beyond this many are reset at once (TCPAbortOnMemory).
+    #: Read by the connection table.
+    max_orphans: int = 65536
 
     # --- close ----------------------------------------------------------------
     #: TIME-WAIT duration (Linux TCP_TIMEWAIT_LEN 60 s; RFC 9293 2*MSL = 4 min).

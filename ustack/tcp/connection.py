@@ -101,6 +101,9 @@ class TcpConnection:
         "_syn_retransmitted", "_passive",
         # timer counts
         "_persist_backoff", "_ka_probes", "_rtx_high",
+        # unanswered zero-window probes and when that run began; when the
+        # last probe went out; when the retransmitted head was first sent
+        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
@@ -170,6 +173,10 @@ class TcpConnection:
         self._passive = False
         self._persist_backoff = 0
         self._ka_probes = 0
+        self._probes_out = 0
+        self._probe_since = now
+        self._probe_last = now
+        self._rtx_stamp = now
         #: highest sequence retransmitted in the current loss episode
         self._rtx_high = iss
         self._ts_recent = 0
@@ -436,6 +443,13 @@ class TcpConnection:
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
         self.config.nodelay = enabled
+
+    def set_user_timeout(self, seconds: float) -> None:
+        """TCP_USER_TIMEOUT (RFC 5482): fail with ETIMEDOUT when sent data or
+        zero-window probes stay unacknowledged this long (0 = off, retries2)."""
+        if seconds < 0:
+            raise ValueError(f"user timeout must be >= 0 seconds, not {seconds}")
+        self.config.user_timeout = seconds
 
     def set_keepalive(self, enabled: bool, now: float, *, idle: float | None = None,
                       interval: float | None = None, count: int | None = None) -> None:
@@ -1162,6 +1176,12 @@ class TcpConnection:
             return
         if self.snd_nxt == self.snd_una:
             return
+        if self._retransmits == 0 and rtt.backoff == 0:
+            self._rtx_stamp = now - rtt.rto  # about when the head was sent (retrans_stamp)
+        uto = cfg.user_timeout
+        if uto and now - self._rtx_stamp >= uto:
+            self._fail(E.ETIMEDOUT)  # RFC 5482: unacknowledged for user_timeout
+            return
         if self.snd_wnd == 0 and now - self.last_recv < cfg.rto_max:
             # the peer shrank its window to zero under in-flight data: our
             # retransmissions are window probes and must not time the
@@ -1173,7 +1193,7 @@ class TcpConnection:
         # an orphan (closed by the application) gives up sooner: Linux
         # tcp_orphan_retries (0 means 8)
         limit = cfg.orphan_retries if self._app_closed else cfg.retries2
-        if self._retransmits >= limit:
+        if self._retransmits >= limit and not uto:  # user_timeout replaces retries2
             self._fail(E.ETIMEDOUT)
             return
         self._retransmits += 1
@@ -1189,6 +1209,8 @@ class TcpConnection:
         # (kept across the timeout as Linux does, tcp_enter_loss)
         self.snd.ptr = self.snd_una
         self.timers.rto = now + rtt.rto
+        if uto and self.timers.rto > self._rtx_stamp + uto:
+            self.timers.rto = self._rtx_stamp + uto  # Linux tcp_clamp_rto_to_user_timeout
 
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
@@ -1205,11 +1227,29 @@ class TcpConnection:
             # without this a closed connection could probe forever
             self._fail(E.ETIMEDOUT)
             return
+        # Linux tcp_probe_timer: a peer that answers probes keeps the connection
+        # (RFC 1122 4.2.2.17); retries2 unanswered probes, or user_timeout
+        # (RFC 5482) since the first of them, abort it
+        cfg = self.config
+        if self._probes_out == 0 or self.last_recv >= self._probe_last:
+            self._probes_out = 0
+            self._probe_since = now
+        if cfg.user_timeout:
+            if now - self._probe_since >= cfg.user_timeout:
+                self._fail(E.ETIMEDOUT)
+                return
+        elif self._probes_out >= cfg.retries2:
+            self._fail(E.ETIMEDOUT)
+            return
         self._emit(self._make(ACK, (self.snd_una - 1) & MASK), now)
         self._persist_backoff += 1
+        self._probes_out += 1
+        self._probe_last = now
         self.mib["TcpExtTCPWinProbe"] += 1
         rto = self.rtt.base_rto * (1 << min(self._persist_backoff, 20))
-        self.timers.persist = now + min(rto, self.config.rto_max)
+        self.timers.persist = now + min(rto, cfg.rto_max)
+        if cfg.user_timeout and self.timers.persist > self._probe_since + cfg.user_timeout:
+            self.timers.persist = self._probe_since + cfg.user_timeout
 
     def _on_keepalive_timeout(self, now: float) -> None:
         """RFC 1122 4.2.3.6 keepalive, Linux tcp_keepalive_timer timing."""

@@ -18,19 +18,21 @@ RECOVERY_THRESH = 16
 TIMEOUT_MIN = 0.002
 
 
-def sent_after(t1: float, t2: float, end1: int, end2: int) -> bool:
-    """RFC 8985 6.2 ``RACK_sent_after``: sent later, ties broken by sequence."""
-    return t1 > t2 or (t1 == t2 and end1 > end2)
+def sent_after(t1: float, x1: int, end1: int, t2: float, x2: int, end2: int) -> bool:
+    """RFC 8985 6.2 ``RACK_sent_after``: sent later; ties broken by the
+    transmission number, then (parts of one transmission) by sequence."""
+    return t1 > t2 or (t1 == t2 and (x1 > x2 or (x1 == x2 and end1 > end2)))
 
 
 class Rack:
     """RFC 8985 6.1 per-connection state (Linux ``tp->rack``)."""
 
-    __slots__ = ("xmit_ts", "end_seq", "rtt", "advanced", "reo_wnd_steps", "reo_wnd_persist",
-                 "dsack_seen", "last_delivered")
+    __slots__ = ("xmit_ts", "xmit_id", "end_seq", "rtt", "advanced", "reo_wnd_steps",
+                 "reo_wnd_persist", "dsack_seen", "last_delivered")
 
     def __init__(self) -> None:
         self.xmit_ts = 0.0  #: RACK.xmit_ts: send time of the newest delivered segment
+        self.xmit_id = 0  #: transmission number of that segment (tie-break)
         self.end_seq = 0  #: RACK.end_seq (unwrapped)
         self.rtt = 0.0  #: RACK.rtt: RTT of that delivery
         self.advanced = False  #: RACK state moved forward since the last detection
@@ -45,12 +47,15 @@ class Rack:
         probably delivered by its original transmission: ignore it (step 2's
         ambiguity rule, without timestamps)."""
         rtt = now - r.sent
-        if r.retrans and min_rtt > 0.0 and rtt < min_rtt:
+        # (1 ns of slack: Linux compares whole microseconds, floats differ in
+        # the last bit for equal delays)
+        if r.retrans and min_rtt > 0.0 and rtt < min_rtt - 1e-9:
             return
         self.advanced = True
         self.rtt = rtt
-        if sent_after(r.sent, self.xmit_ts, r.end, self.end_seq):
+        if sent_after(r.sent, r.xid, r.end, self.xmit_ts, self.xmit_id, self.end_seq):
             self.xmit_ts = r.sent
+            self.xmit_id = r.xid
             self.end_seq = r.end
 
     def reo_wnd(self, *, reord_seen: bool, in_recovery: bool, sacked_out: int,
@@ -90,11 +95,11 @@ class Rack:
         the longest wait of a segment still within the window (0: none)."""
         lost = 0
         timeout = 0.0
-        xmit_ts, end_seq, rtt = self.xmit_ts, self.end_seq, self.rtt
+        xmit_ts, xmit_id, end_seq, rtt = self.xmit_ts, self.xmit_id, self.end_seq, self.rtt
         for r in sb.ts_order():
             if r.lost and not r.rtx:
                 continue  # waiting for its retransmission (marked by an RTO)
-            if not sent_after(xmit_ts, r.sent, end_seq, r.end):
+            if not sent_after(xmit_ts, xmit_id, end_seq, r.sent, r.xid, r.end):
                 break
             remaining = rtt + reo_wnd - (now - r.sent)
             if remaining <= 0.0:

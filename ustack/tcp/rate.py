@@ -22,7 +22,7 @@ class RateAccumulator:
     filled by ``tcp_rate_skb_delivered``)."""
 
     __slots__ = ("have", "prior_delivered", "prior_time", "snd_interval", "is_app_limited",
-                 "is_retrans", "last_sent", "last_end")
+                 "is_retrans", "last_sent", "last_xid", "last_end")
 
     def __init__(self) -> None:
         self.have = False
@@ -32,6 +32,7 @@ class RateAccumulator:
         self.is_app_limited = False
         self.is_retrans = False
         self.last_sent = 0.0
+        self.last_xid = 0
         self.last_end = 0
 
 
@@ -68,13 +69,15 @@ class RateSampler:
         """``r`` was newly ACKed or SACKed (``tcp_rate_skb_delivered``): the most
         recently sent delivered record starts the sample."""
         if not acc.have or r.sent > self.first_tx_time or (
-                r.sent == self.first_tx_time and r.end > acc.last_end):
+                r.sent == self.first_tx_time and (r.xid > acc.last_xid or (
+                    r.xid == acc.last_xid and r.end > acc.last_end))):
             acc.have = True
             acc.prior_delivered = r.tx_delivered
             acc.prior_time = r.tx_delivered_time
             acc.is_app_limited = r.app_limited
             acc.is_retrans = r.retrans > 0
             acc.last_end = r.end
+            acc.last_xid = r.xid
             acc.last_sent = r.sent
             self.first_tx_time = r.sent
             # the send-side interval: from the send of the record that was the

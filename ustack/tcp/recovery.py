@@ -485,7 +485,7 @@ class Recovery:
     def on_ack(self, ack: int, sack_blocks: Sequence[tuple[int, int]], now: float, *,
                ts_ecr: int | None = None, window_update: bool = False,
                has_data: bool = False, ece: bool = False,
-               is_cwnd_limited: bool = True, can_send_new: bool = True) -> AckOutcome:
+               is_cwnd_limited: bool = True, can_send_new: bool = False) -> AckOutcome:
         """Process one ACK (Linux ``tcp_ack``: ``tcp_sacktag_write_queue``,
         ``tcp_clean_rtx_queue``, ``tcp_process_tlp_ack``,
         ``tcp_fastretrans_alert``, ``tcp_rate_gen``, ``tcp_cong_control``)."""
@@ -689,7 +689,7 @@ class Recovery:
         for r, n in sb.pop_acked(a):
             acked += n
             acked_pkts += sb.pcount(n)
-            if r.start < a and n < mss:
+            if r.start == a and n < mss:
                 # less than a segment of a record acked (Linux acks whole
                 # segments of a record only): bytes, but no evidence
                 if not r.sacked and sack_ok:

@@ -31,15 +31,20 @@ from ustack.wire.seq import MASK, seq_sub
 class Segment:
     """One transmitted segment (or GSO super-segment) and what is known of it."""
 
-    __slots__ = ("start", "end", "pcount", "sent", "first_sent", "tsval",
+    __slots__ = ("start", "end", "pcount", "sent", "xid", "first_sent", "tsval",
                  "tx_delivered", "tx_delivered_time", "tx_first_tx_time", "app_limited",
                  "retrans", "sacked", "lost", "rtx", "ts_prev", "ts_next", "linked")
 
-    def __init__(self, start: int, end: int, pcount: int, now: float, tsval: int | None) -> None:
+    def __init__(self, start: int, end: int, pcount: int, now: float, tsval: int | None,
+                 xid: int) -> None:
         self.start = start  #: first sequence number (unwrapped)
         self.end = end  #: one past the last (unwrapped)
         self.pcount = pcount  #: segments it counts as (ceil(len / mss))
         self.sent = now  #: last transmission time, seconds (Linux skb_mstamp)
+        #: transmission number of the last transmission: orders transmissions
+        #: that share a timestamp (RFC 8985 RACK_sent_after breaks such ties by
+        #: sequence number, which misorders a retransmission sent after new data)
+        self.xid = xid
         self.first_sent = now  #: first transmission time
         self.tsval = tsval  #: TSval of the last transmission (RFC 7323), if any
         # delivery-rate state at (last) send, Linux tcp_skb_cb.tx (tcp_rate.c)
@@ -70,7 +75,7 @@ class Scoreboard:
 
     __slots__ = ("mss", "una", "nxt", "fack", "packets_out", "sacked_out", "lost_out",
                  "retrans_out", "sacked_bytes", "lost_bytes", "retrans_bytes",
-                 "lost_total", "lost_log", "_q", "_h", "_ts_head", "_ts_tail", "_sacked",
+                 "lost_total", "lost_log", "xid", "_q", "_h", "_ts_head", "_ts_tail", "_sacked",
                  "rtx_hint")
 
     def __init__(self, una: int, mss: int) -> None:
@@ -89,6 +94,8 @@ class Scoreboard:
         self.lost_total = 0
         #: when a list, every newly lost range (unwrapped) is appended to it
         self.lost_log: list[tuple[int, int]] | None = None
+        #: transmissions so far (each send or resend of a record takes the next)
+        self.xid = 0
         self._q: list[Segment] = []
         self._h = 0
         self._ts_head: Segment | None = None
@@ -197,7 +204,8 @@ class Scoreboard:
     def append(self, end: int, now: float, tsval: int | None) -> Segment:
         """New data ``[nxt, end)`` was sent: one record at the tail, O(1)."""
         start = self.nxt
-        r = Segment(start, end, self.pcount(end - start), now, tsval)
+        self.xid += 1
+        r = Segment(start, end, self.pcount(end - start), now, tsval, self.xid)
         self._q.append(r)
         self.nxt = end
         self.packets_out += r.pcount
@@ -210,7 +218,7 @@ class Scoreboard:
         q = self._q
         r = q[i]
         new = Segment.__new__(Segment)
-        for name in ("sent", "first_sent", "tsval", "tx_delivered", "tx_delivered_time",
+        for name in ("sent", "xid", "first_sent", "tsval", "tx_delivered", "tx_delivered_time",
                      "tx_first_tx_time", "app_limited", "retrans", "sacked", "lost", "rtx"):
             setattr(new, name, getattr(r, name))
         new.start = at
@@ -257,6 +265,8 @@ class Scoreboard:
         """Record ``r`` was sent again (Linux ``__tcp_retransmit_skb``)."""
         r.retrans += 1
         r.sent = now
+        self.xid += 1
+        r.xid = self.xid
         if tsval is not None:
             r.tsval = tsval
         if not r.rtx and not r.sacked:
@@ -315,7 +325,7 @@ class Scoreboard:
     def _ts_rebuild(self) -> None:
         """Relink every unSACKed record in transmission-time order (rare: after
         an undo brought records marked lost back into RACK's view)."""
-        live = sorted((r for r in self if not r.sacked), key=lambda r: (r.sent, r.end))
+        live = sorted((r for r in self if not r.sacked), key=lambda r: (r.sent, r.xid, r.end))
         self._ts_head = self._ts_tail = None
         for r in self:
             r.linked = False
@@ -500,7 +510,7 @@ class Scoreboard:
         assert sum(1 for r in q if r.linked) == len(linked)
         assert all(not r.sacked for r in linked)
         for a, b in zip(linked, linked[1:], strict=False):
-            assert (a.sent, a.end) <= (b.sent, b.end) or a.sent <= b.sent, (a, b)
+            assert (a.sent, a.xid, a.end) < (b.sent, b.xid, b.end), (a, b)
         assert self.in_flight() >= 0
         for s, e in self._sacked:
             assert self.una <= s < e <= self.nxt
