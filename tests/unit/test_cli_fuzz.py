@@ -253,8 +253,15 @@ def test_ss_fuzz(data: st.DataObject, stack_dir: Path, scratch: Path) -> None:
     depth = data.draw(st.sampled_from([0, 0, 0, 3, 99, 101, 2000, 20000]))
     if depth:
         words = ["("] * depth + words + [")"] * data.draw(st.sampled_from([0, depth]))
+    generated = scratch / "generated-filter"  # a filter file of hypothesis's making
+    generated.write_bytes(data.draw(st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.one_of(SS_WORDS, WORD, st.just("\n# comment\n")), max_size=20).map(
+            lambda ws: " ".join(ws).encode()),
+    )))
     argv = ["ss", *data.draw(argv_of(SS_OPTS, opt("-F", paths(scratch)),
-                                     opt("-F", st.just(str(scratch / "binary"))))), *words]
+                                     opt("-F", st.just(str(scratch / "binary"))),
+                                     opt("-F", st.just(str(generated))))), *words]
     stdin = data.draw(st.binary(max_size=200) | SAFE_TEXT.map(str.encode))
     out = run_cli(argv, stdin, env={"USTACK_RUN_DIR": str(stack_dir)})
     check(argv, out)
