@@ -71,8 +71,9 @@ def _drop_capabilities() -> None:
 
 
 def run_cli(argv: list[str], stdin: bytes = b"", timeout: int = 20,
-            env: dict[str, str] | None = None) -> Outcome:
-    """``ustack ARGV`` in a capability-less forked child; its status and output."""
+            env: dict[str, str] | None = None, as_user: int | None = None) -> Outcome:
+    """``ustack ARGV`` in a capability-less forked child (or one running as
+    the uid ``as_user``); its status and output."""
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
             tempfile.TemporaryFile() as ferr:
         fin.write(stdin)
@@ -90,7 +91,12 @@ def run_cli(argv: list[str], stdin: bytes = b"", timeout: int = 20,
                 os.environ.update(env or {})
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                _drop_capabilities()
+                if as_user is None:
+                    _drop_capabilities()
+                else:
+                    os.setgroups([])
+                    os.setgid(as_user)
+                    os.setuid(as_user)
                 signal.alarm(timeout)
                 try:
                     code = ustack.cli.main(list(argv))
@@ -253,8 +259,15 @@ def test_ss_fuzz(data: st.DataObject, stack_dir: Path, scratch: Path) -> None:
     depth = data.draw(st.sampled_from([0, 0, 0, 3, 99, 101, 2000, 20000]))
     if depth:
         words = ["("] * depth + words + [")"] * data.draw(st.sampled_from([0, depth]))
+    generated = scratch / "generated-filter"  # a filter file of hypothesis's making
+    generated.write_bytes(data.draw(st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.one_of(SS_WORDS, WORD, st.just("\n# comment\n")), max_size=20).map(
+            lambda ws: " ".join(ws).encode()),
+    )))
     argv = ["ss", *data.draw(argv_of(SS_OPTS, opt("-F", paths(scratch)),
-                                     opt("-F", st.just(str(scratch / "binary"))))), *words]
+                                     opt("-F", st.just(str(scratch / "binary"))),
+                                     opt("-F", st.just(str(generated))))), *words]
     stdin = data.draw(st.binary(max_size=200) | SAFE_TEXT.map(str.encode))
     out = run_cli(argv, stdin, env={"USTACK_RUN_DIR": str(stack_dir)})
     check(argv, out)
@@ -362,3 +375,23 @@ def test_stdout_closed_early_is_quiet(stack_dir: Path, monkeypatch: pytest.Monke
             assert proc.returncode in expected and proc.stderr == "", (args, proc.stderr)
     finally:
         os.close(w)
+
+
+def test_nc_and_run_as_nobody_are_one_line() -> None:
+    """Issue 13: "a nobody error from nc still shows [Errno 1]".  As the real
+    user nobody (forked, modules loaded first: nobody cannot read this
+    interpreter's library directory), nc and run name CAP_NET_RAW in one line."""
+    import uvloop
+
+    import ustack.link.af_packet
+    import ustack.stack
+    import ustack.streams
+
+    assert uvloop and ustack.stack and ustack.streams and ustack.link.af_packet
+    ustack.cli.build_parser()
+    for argv in (["nc", "--iface", "lo", "--address", "10.9.9.2/24", "10.9.9.1", "80"],
+                 ["nc", "--iface", "lo", "--address", "10.9.9.2/24", "-l", "80"],
+                 ["run", "--iface", "lo", "--address", "10.9.9.2/24"]):
+        out = run_cli(argv, as_user=65534)
+        check(argv, out)
+        assert out.code == 1 and "CAP_NET_RAW" in out.stderr and "Errno" not in out.stderr, out
