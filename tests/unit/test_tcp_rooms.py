@@ -253,3 +253,29 @@ def test_set_congestion_switches_a_live_connection_keeping_the_window() -> None:
     with pytest.raises(ValueError, match="available"):
         s.conn.set_congestion("nope")
     assert s.conn.cc.name == "reno"
+
+
+def test_every_trace_event_of_a_lossy_transfer_follows_the_trace_schema() -> None:
+    from ustack.trace.schema import validate_event
+
+    seen: dict[str, int] = {}
+
+    def hook(now: float, event: str, data: dict[str, Any]) -> None:
+        validate_event({"t": now, "ev": event, **data})
+        seen[event] = seen.get(event, 0) + 1
+
+    cfg = TcpConfig(window_scale=5)
+    pair = MemoryPair(cfg, cfg, seed=9, profile=WireProfile(loss=0.03, reorder=0.05))
+    pair.a.trace = hook
+    pair.handshake()
+    pair.b.trace = hook
+    app = BulkApp(lambda: pair.client.conn, bytes(200_000), pair.rng)
+    srv = BulkApp(lambda: pair.server.conn, b"", pair.rng)
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and len(srv.received) == 200_000, app=both,
+             max_time=pair.now + 300)
+    assert {"state", "seg_sent", "seg_recv", "cc", "recovery"} <= set(seen)

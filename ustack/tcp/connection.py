@@ -79,10 +79,12 @@ _UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "frto": "TcpExtTCPSpuriousRTOs"}
 
 
-def _seg_data(seg: TcpSegment) -> dict[str, Any]:
-    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace)."""
+def _seg_data(seg: TcpSegment, wscale: int) -> dict[str, Any]:
+    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace); ``win``
+    in bytes (the field shifted by ``wscale``, never on a SYN: RFC 7323 2.2)."""
     return {"seq": seg.seq, "ack": seg.ack, "len": len(seg.payload),
-            "flags": flags_to_str(seg.flags), "win": seg.window,
+            "flags": flags_to_str(seg.flags),
+            "win": seg.window if seg.flags & SYN else seg.window << wscale,
             "sack": [list(b) for b in seg.options.sack_blocks]}
 
 
@@ -544,7 +546,7 @@ class TcpConnection:
         self.segs_in += 1
         self.last_recv = now
         if self.trace is not None:
-            self.trace(now, "seg_recv", _seg_data(seg))
+            self.trace(now, "seg_recv", _seg_data(seg, self.snd_wscale))
         st = self.state
         flags = seg.flags
         payload = seg.payload
@@ -1340,7 +1342,7 @@ class TcpConnection:
         self.last_send = now
         if self.trace is not None:
             for seg in out:
-                d = _seg_data(seg)
+                d = _seg_data(seg, self.rcv_wscale)
                 d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
                                                                                   prior_nxt)
                 self.trace(now, "seg_sent", d)
