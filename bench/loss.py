@@ -130,7 +130,8 @@ async def ustack_send(stack: Any, lab: Lab, nbytes: int, cc: str,
         res = await asyncio.wait_for(ustack_to_kernel(stack, lab, nbytes, True), timeout)
     except TimeoutError:
         return {"mbps": None, "ok": False, "timeout": True}
-    res["congestion"] = stack.tcp.config.congestion
+    # the algorithm the connection reported (tcp_info ca_name) must be ours
+    res["ok"] = bool(res.get("ok")) and res.get("congestion") == cc
     return res
 
 

@@ -111,7 +111,8 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         got, _, sha = reply.decode().strip().partition(" ")
         ok = int(got) == nbytes and (not verify or sha == pattern_sha256(nbytes, 7))
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
-                "retrans": getattr(info, "total_retrans", None)}
+                "retrans": getattr(info, "total_retrans", None),
+                "congestion": getattr(info, "ca_name", None)}
     finally:
         _stop_peer(sink)
 

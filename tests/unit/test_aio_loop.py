@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import ustack
 from ustack.aio.loop import StackOptions, UstackLoopMixin, new_loop
 from ustack.link.memory import MemoryPair
 from ustack.stack import Stack
@@ -116,6 +117,10 @@ def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> No
             writer.close()
             await writer.wait_closed()
         assert b.counters()["udp_in_datagrams"] >= 1  # the DNS query reached B
+        # ustack.open_connection without stack=: the loop's stack
+        reader, writer = await ustack.open_connection("bee.test", 7000)
+        assert writer.get_extra_info("stack") is await loop.ustack_stack()
+        writer.close()
 
     run_on_ustack(kind, tmp_path, main)
 
@@ -304,9 +309,20 @@ def test_transport_options_reach_tcp_info(kind: str, tmp_path: Path) -> None:
         assert writer.get_extra_info("tcp_info").timer[0] == "keepalive"
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") \
             == transport.tcp_option("congestion").encode()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)  # ms
+        assert transport.tcp_option("user_timeout") == 5.0
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 5000
         with pytest.raises(OSError) as info:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
         assert info.value.errno == errno.ENOPROTOOPT
+        # options whose core setter is still missing say so (or work, once added)
+        for method, value in (("set_cork", True), ("set_send_buffer", 1 << 16),
+                              ("set_recv_buffer", 1 << 16), ("set_congestion", "cubic"),
+                              ("set_quickack", True)):
+            try:
+                getattr(transport, method)(value)
+            except OSError as exc:
+                assert exc.errno == errno.ENOPROTOOPT and method in str(exc)
         writer.close()
 
     run_on_ustack(kind, tmp_path, main)

@@ -281,6 +281,13 @@ def _reply(names: Any, rows: Any, version: Any = protocol.VERSION) -> bytes:
     return marshal.dumps((version, names, rows))
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 GOOD = tuple(golden_records()[1])
 T = TABLE_FIELD_COUNT
 GARBAGE_REPLIES: dict[str, bytes] = {
@@ -304,11 +311,17 @@ GARBAGE_REPLIES: dict[str, bytes] = {
     "newline in comm": _reply(list(FIELDS), [GOOD[:8] + ("a\nb",) + GOOD[9:]]),
     "negative detail field": _reply(list(FIELDS), [GOOD[:24] + (-0.5,) + GOOD[25:]]),
     "bool field of 2": _reply(list(FIELDS), [GOOD[:15] + (2,) + GOOD[16:]]),
+    "bool field huge": _reply(list(FIELDS[:16]), [GOOD[:15] + (10 ** 5000,)]),
+    "queue huge": _reply(list(FIELDS[:T]), [("ESTAB", "1.2.3.4", 1, "1.2.3.5", 1, 2 ** 70, 0)]),
+    "wide row, huge counter": _reply(list(FIELDS), [GOOD[:40] + (10 ** 5000,) + GOOD[41:]]),
+    "port huge": _reply(list(FIELDS[:T]), [("ESTAB", "1.2.3.4", 10 ** 5000, "1.2.3.5", 1, 0, 0)]),
     "wide row, port too big": _reply(list(FIELDS), [GOOD[:2] + (70000,) + GOOD[3:]]),
     "wide row, str in a float": _reply(list(FIELDS), [GOOD[:24] + ("1",) + GOOD[25:]]),
     "wide row, list value": _reply(list(FIELDS), [GOOD[:30] + ([1],) + GOOD[31:]]),
     "wide row, bad timer name": _reply(list(FIELDS), [GOOD[:12] + ("evil",) + GOOD[13:]]),
     "error not str": _reply("error", ["x" * 5000]),
+    "deeply nested version": marshal.dumps((_nested(1500), [], [])),
+    "huge int version": marshal.dumps((10 ** 5000, [], [])),
     "error reply": _reply("error", "bad filter"),
 }
 
@@ -342,6 +355,7 @@ def test_malformed_reply_no_longer_crashes_ss(
         got = query_stacks(warn=warnings.append, detail=True)
         assert got == golden_records()
         assert len(warnings) == 3 and all("\n" not in w for w in warnings)
+        assert all(w.count(str(run)) == 1 for w in warnings), warnings  # named once
         for argv in (["-tan"], ["-tanoiem"], ["-tanoi", "-j"], ["-s"]):
             result = subprocess.run([sys.executable, "-m", "ustack", "ss", *argv],
                                     capture_output=True, text=True, timeout=30)
@@ -456,7 +470,8 @@ def test_snapshot_failure_is_an_error_reply_and_one_warning(
         loop_thread.run(server.close())
 
 
-CELL = st.one_of(st.integers(-3, 70000), st.floats(allow_nan=True), st.booleans(),
+CELL = st.one_of(st.integers(-3, 70000), st.integers(2**63, 2**65), st.floats(allow_nan=True),
+                 st.booleans(),
                  st.text(max_size=5), st.none(), st.just([1]), st.sampled_from(
                      ["ESTAB", "10.0.0.1", "on", "reno", "a\nb"]))
 

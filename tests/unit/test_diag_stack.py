@@ -26,7 +26,11 @@ async def test_sockets_and_ss_of_two_stacks(
     a = await Stack.start(device=a_dev, address="10.9.0.1/24")
     b = await Stack.start(device=b_dev, address="10.9.0.2/24")
     try:
-        assert len(os.listdir(tmp_path)) == 2
+        names = os.listdir(tmp_path)
+        endpoints = sorted(n for n in names if n.endswith(".sock"))
+        assert len(endpoints) == 2
+        # each with its identity file (ustack.stack_identity), nothing else
+        assert sorted(names) == sorted(endpoints + [n + ".json" for n in endpoints])
         accepted: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
         async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:

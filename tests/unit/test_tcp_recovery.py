@@ -782,3 +782,16 @@ def test_rate_sample_field_order() -> None:
     assert (rs.acked_sacked, rs.prior_in_flight, rs.in_flight) == (2 * MSS, 4 * MSS, 2 * MSS)
     assert rs.delivered_total == 2 * MSS and rs.ca_state == CaState.OPEN
     assert rs.rtt == pytest.approx(0.1) and rs.min_rtt == pytest.approx(0.1)
+
+
+def test_short_segments_give_rtt_and_rate_samples() -> None:
+    """A fully acknowledged segment shorter than the MSS is evidence like any
+    other (only a sub-MSS part of a record that stays is not)."""
+    rec = make()
+    rec.on_sent(seg(0), 300, 1.0)
+    out = rec.on_ack((seg(0) + 300) & MASK, [], 1.0002)
+    assert out.rtt == pytest.approx(0.0002) and out.acked == 300
+    assert out.rate is not None and out.rate.prior_delivered == 0
+    rec.on_sent((seg(0) + 300) & MASK, 2 * MSS, 2.0)
+    out = rec.on_ack((seg(0) + 600) & MASK, [], 2.1)  # 300 bytes of a 2000-byte record
+    assert out.rtt is None and out.acked == 300

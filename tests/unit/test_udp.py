@@ -210,3 +210,28 @@ async def test_datagram_transport(stacks: Any) -> None:
     await asyncio.sleep(0.05)
     assert [type(e) for e in cp.errors] == [ConnectionRefusedError]
     client.close()
+
+
+async def test_diag_endpoint_serves_udp_sockets(stacks: Any) -> None:
+    """``{"netid": "udp"}`` asks a stack's endpoint for its UDP sockets
+    (``ustack ss -u``); anything but tcp/udp is an error reply."""
+    import marshal
+
+    from ustack.diag.endpoint import DiagnosticsServer
+    from ustack.diag.snapshot import iter_snapshot, iter_udp_snapshot
+
+    a, _ = stacks
+    bound = a.udp.bind(5353)
+    connected = a.udp.bind(0)
+    connected.connect(socket.inet_aton(B), 53)
+    server = DiagnosticsServer(lambda d: iter_snapshot(a, d), "/nonexistent/x.sock",
+                               udp_snapshot_fn=lambda d: iter_udp_snapshot(a, d))
+    _v, names, rows = marshal.loads(server.respond(b'{"netid": "udp", "detail": false}'))
+    got = sorted((r[0], r[1], r[2], r[3], r[4]) for r in rows)
+    assert got == sorted([("UNCONN", A, 5353, "0.0.0.0", 0),
+                          ("ESTAB", A, connected.local_port, B, 53)])
+    _v, names, rows = marshal.loads(server.respond(b'{"detail": false}'))
+    assert rows == []  # the TCP table: no connections
+    _v, kind, message = marshal.loads(server.respond(b'{"netid": "sctp"}'))
+    assert kind == "error" and "netid" in message
+    bound.close()

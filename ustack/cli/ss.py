@@ -26,12 +26,16 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    -o, --options       show timer information
    -e, --extended      show detailed socket information (implies -o)
    -m, --memory        show socket memory usage
-   -p, --processes     show the process (stack) owning the socket
+   -p, --processes     show the process (stack) owning the socket, and one
+                       "# stack pid= netns= iface= address=" line per stack
+       --stack=PID     only the stack of process PID
+       --iface=IF      only stacks on interface IF
    -i, --info          show internal TCP information
    -s, --summary       show socket usage summary
    -4, --ipv4          display only IP version 4 sockets (all ustack sockets)
    -6, --ipv6          display only IP version 6 sockets (ustack has none)
-   -t, --tcp           display only TCP sockets (all ustack sockets)
+   -t, --tcp           display only TCP sockets
+   -u, --udp           display only UDP sockets (UNCONN ones with -a or -l)
    -H, --no-header     suppress header line
    -O, --oneline       socket's data printed on a single line
    -j, --json          one JSON array of socket objects (iproute2's ss has no
@@ -62,7 +66,7 @@ from each stack's diagnostics endpoint (see docs/architecture.md, "diag").
    listening (and closed).
 
 What differs from ss, because the concept is the kernel's:
-   -u -w -x -d -S -M -0 --vsock --tipc --xdp  ustack has only TCP: empty output
+   -w -x -d -S -M -0 --vsock --tipc --xdp  ustack has only TCP and UDP: empty output
    -6                  ustack is IPv4 only: empty output
    -K -E -D -T -b -Z -z -N --tos --cgroup --inet-sockopt  not supported
    -p                  users:(("NAME",pid=PID,fd=ID)): fd is the connection's
@@ -115,6 +119,16 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             break
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
+            if name in ("--stack", "--iface"):  # ustack's: which stack(s) to ask
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f'option "{name}" requires an argument')
+                    value = argv[i]
+                    i += 1
+                if name == "--stack" and not value.isdigit():
+                    raise UsageError(f'--stack wants a pid, not "{value}"')
+                opts[name[2:]] = value
+                continue
             letter = _LONG.get(name)
             if letter is None:
                 raise UsageError(f'unrecognized option "{arg}"')
@@ -249,17 +263,21 @@ def run(argv: list[str]) -> int:
         format_table,
         single_state,
     )
-    from ustack.diag.records import ALL_STATES, TABLE_FIELD_COUNT
+    from ustack.diag.records import ALL_STATES, STATE_BITS, TABLE_FIELD_COUNT
 
+    paths, identities = _select_stacks(opts)
     tables_other = any(opts.get(c) for c in _OTHER_TABLES)
     table_selected = opts.get("t") or tables_other
-    # ustack holds only IPv4 TCP sockets: other tables / IPv6 alone select nothing
-    nothing = (tables_other and not opts.get("t")) or (opts.get("6") and not opts.get("4"))
+    # ustack holds IPv4 TCP and UDP sockets: other tables / IPv6 alone select nothing;
+    # no table option means every table, as in ss
+    want_tcp = bool(opts.get("t")) or not tables_other
+    want_udp = bool(opts.get("u")) or not table_selected
+    nothing = not (want_tcp or want_udp) or (opts.get("6") and not opts.get("4"))
     out: list[str] = []
 
     if opts.get("s"):
         records = [] if nothing else query_stacks(
-            states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT
+            states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT, paths=paths
         )
         if opts.get("j"):  # stdout stays one JSON value
             from ustack.diag.format import format_summary_json
@@ -270,6 +288,8 @@ def run(argv: list[str]) -> int:
             return _write("".join(out))
 
     mask = flt.state_mask(all=bool(opts.get("a")), listening=bool(opts.get("l")))
+    if want_udp and not want_tcp and flt.states is None and not (opts.get("a") or opts.get("l")):
+        mask = STATE_BITS["ESTAB"]  # ss -u: connected UDP sockets only (no State column)
     fmt = FormatOptions(
         numeric=bool(opts.get("n")),
         resolve=bool(opts.get("r")),
@@ -288,19 +308,58 @@ def run(argv: list[str]) -> int:
     detail = fmt.detail
     # the plain table needs only state, addresses and queues
     fields = None if detail or fmt.processes else TABLE_FIELD_COUNT
-    if nothing:
-        records = []
-    else:
+    records = []
+    if not nothing and want_tcp:
         records = query_stacks(
-            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields
+            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
+            paths=paths,
         )
+    if not nothing and want_udp:
+        udp = query_stacks(
+            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
+            paths=paths, netid="udp",
+        )
+        if udp:
+            fmt = fmt._replace(netids=("tcp",) * len(records) + ("udp",) * len(udp))
+            records = records + udp
     if opts.get("j"):
         from ustack.diag.format import format_json
 
         out.append(format_json(records, fmt))
     else:
+        if fmt.processes and fmt.header:
+            out.extend(ident.describe() + "\n" for ident in identities)
         out.append(format_table(records, fmt))
     return _write("".join(out))
+
+
+def _select_stacks(opts: dict[str, Any]) -> tuple[list[str] | None, list[Any]]:
+    """The endpoints to ask (None: all) and, for -p, each one's identity
+    (pid, namespace, interface, address; ``ustack.stack_identity``)."""
+    if not (opts.get("p") or opts.get("stack") or opts.get("iface")):
+        return None, []
+    import os
+
+    from ustack import stack_identity
+    from ustack.diag import protocol
+    from ustack.diag.client import endpoint_paths
+
+    paths: list[str] = []
+    identities: list[Any] = []
+    for path in endpoint_paths():
+        pid = protocol.pid_of(os.path.basename(path))
+        ident = stack_identity.read(path)
+        if ident is None:
+            ident = stack_identity.StackIdentity(pid or 0, 0, "", "?", "?")
+        if opts.get("stack") and str(pid) != opts["stack"]:
+            continue
+        if opts.get("iface") and ident.iface != opts["iface"]:
+            continue
+        if pid is not None and not protocol.process_alive(pid):
+            continue
+        paths.append(path)
+        identities.append(ident)
+    return paths, identities
 
 
 def _write(text: str) -> int:

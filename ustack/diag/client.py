@@ -84,13 +84,17 @@ def query_endpoint(
     detail: bool = True,
     fields: int | None = None,
     timeout: float = 5.0,
+    netid: str = "tcp",
 ) -> list[SocketRecord] | None:
     """Records from one endpoint; None when it is stale (and then removed).
-    ``fields``: only the first N fields of each record (see records.FIELDS)."""
+    ``fields``: only the first N fields of each record (see records.FIELDS);
+    ``netid="udp"``: the stack's UDP sockets instead of TCP's."""
     query = {"v": protocol.VERSION, "states": states, "filter": filter_text or None,
              "detail": detail}
     if fields:
         query["fields"] = fields
+    if netid != "tcp":
+        query["netid"] = netid
     request = json.dumps(query).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -158,7 +162,15 @@ def decode_reply(
 
 def _short(value: object, limit: int = 40, *, str_plain: bool = False) -> str:
     """A printable, bounded rendering of a value from an untrusted reply."""
-    text = value if str_plain and isinstance(value, str) else repr(value)
+    if str_plain and isinstance(value, str):
+        text = value
+    elif isinstance(value, str | bytes):
+        text = repr(value[: limit + 1])
+    elif value is None or isinstance(value, float) or (
+            isinstance(value, int) and abs(value) < 10 ** limit):
+        text = repr(value)  # (a huge int has no repr: int_max_str_digits)
+    else:  # (a container could be nested deeper than repr can go)
+        text = f"a {type(value).__name__}"
     text = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -172,17 +184,19 @@ def query_stacks(
     timeout: float = 5.0,
     directory: str | None = None,
     warn: Callable[[str], None] | None = None,
+    paths: list[str] | None = None,
+    netid: str = "tcp",
 ) -> list[SocketRecord]:
-    """Merged records of every running stack (the state mask and filter are
-    applied by each stack)."""
+    """Merged records of every running stack, or of the endpoints in
+    ``paths`` (the state mask and filter are applied by each stack)."""
     warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     merged: list[SocketRecord] = []
     denied = 0
-    for path in endpoint_paths(directory, warn):
+    for path in endpoint_paths(directory, warn) if paths is None else paths:
         try:
             records = query_endpoint(
                 path, states=states, filter_text=filter_text, detail=detail, fields=fields,
-                timeout=timeout,
+                timeout=timeout, netid=netid,
             )
         except TimeoutError:
             warn(f"{path}: no answer within {timeout:g} s, skipped")
@@ -190,8 +204,11 @@ def query_stacks(
         except PermissionError:
             denied += 1
             continue
-        except (OSError, EndpointError) as exc:
-            warn(f"{path}: {exc}")
+        except EndpointError as exc:  # its message names the endpoint
+            warn(str(exc))
+            continue
+        except OSError as exc:
+            warn(f"{path}: {exc.strerror or exc}")
             continue
         if records:
             merged.extend(records)

@@ -34,6 +34,9 @@ class FormatOptions(NamedTuple):
     show_state: bool = True  # False when exactly one state is selected
     show_netid: bool = False  # True when more than one protocol table is selected
     screen_width: int | None = None  # a terminal's width: spread columns as ss does
+    #: each record's socket table ("tcp", "udp"), aligned with the records;
+    #: None: all TCP.  UDP rows get no TCP details (-o -e -i), as in ss.
+    netids: tuple[str, ...] | None = None
 
     @property
     def detail(self) -> bool:
@@ -272,7 +275,7 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
         states = laddrs = lports = raddrs = rports = recvqs = sendqs = ()
     queue_memo = _Memo("{:<6d}".format)
     raw: list[tuple[Sequence[Any], _Memo | None]] = [
-        (("tcp",) * n if opts.show_netid else (), None),
+        ((opts.netids or ("tcp",) * n) if opts.show_netid else (), None),
         (states if opts.show_state else (), None),
         (recvqs, queue_memo),
         (sendqs, queue_memo),
@@ -280,7 +283,9 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
         (lports, names.ports),
         (raddrs, names.hosts),
         (rports, names.ports),
-        ([_tail_text(r, opts) for r in records] if want_tail else ("",) * n, None),
+        ([_tail_text(r, opts if nid == "tcp" else _udp_opts(opts))
+          for r, nid in zip(records, opts.netids or ("tcp",) * n, strict=False)]
+         if want_tail else ("",) * n, None),
     ]
     enabled = [opts.show_netid, opts.show_state] + [True] * (_NCOLS - 2)
 
@@ -392,13 +397,18 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def json_object(r: SocketRecord, opts: FormatOptions) -> dict[str, Any]:
+def _udp_opts(opts: FormatOptions) -> FormatOptions:
+    """A UDP row shows -p and -m (skmem), not the TCP figures of -o -e -i."""
+    return opts._replace(options=False, extended=False, info=False)
+
+
+def json_object(r: SocketRecord, opts: FormatOptions, netid: str = "tcp") -> dict[str, Any]:
     """One socket as ``-j`` prints it: the text output's labels and units
     (milliseconds, bits per second), every field of each selected group
     present (zeros included, so the keys do not depend on the values)."""
     listen = r.state == "LISTEN"
     obj: dict[str, Any] = {
-        "netid": "tcp", "state": r.state, "recv_q": r.recv_q, "send_q": r.send_q,
+        "netid": netid, "state": r.state, "recv_q": r.recv_q, "send_q": r.send_q,
         "local_address": r.local_addr, "local_port": r.local_port,
         "peer_address": r.remote_addr, "peer_port": r.remote_port,
     }
@@ -463,7 +473,10 @@ def format_json(records: Iterable[SocketRecord], opts: FormatOptions | None = No
 
     opts = opts or FormatOptions()
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-    items = [dumps(json_object(r, opts)) for r in records]
+    records = list(records)
+    netids = opts.netids or ("tcp",) * len(records)
+    items = [dumps(json_object(r, opts if nid == "tcp" else _udp_opts(opts), nid))
+             for r, nid in zip(records, netids, strict=False)]
     return "[" + ",\n".join(items) + "]\n"
 
 

@@ -309,6 +309,9 @@ _TIMER_NAMES = frozenset({"", "on", "keepalive", "timewait", "persist", "delack"
 _PORT_FIELDS = frozenset({"local_port", "remote_port"})
 _ADDR_FIELDS = frozenset({"local_addr", "remote_addr"})
 _MAX_TEXT = 64
+#: kernel counters are u64; a bigger int could not even be printed
+#: (sys.int_info.default_max_str_digits)
+_MAX_NUMBER = 2**64
 
 
 def _is_dotted_quad(text: str) -> bool:
@@ -341,10 +344,12 @@ def _check_column(name: str, column: list[Any]) -> None:
         raise RowError(f"field {name} holds a value that is not finite")
     if column and min(column) < 0:
         raise RowError(f"field {name} holds a negative value")
+    if column and max(column) > _MAX_NUMBER:
+        raise RowError(f"field {name} holds a number above 2**64")
     if name in _PORT_FIELDS and column and max(column) > 0xFFFF:
         raise RowError(f"field {name} holds a port above 65535")
     if kind == "bool" and column and max(column) > 1:
-        raise RowError(f"field {name} holds {max(column)}, not a boolean")
+        raise RowError(f"field {name} holds a number other than 0 and 1, not a boolean")
 
 
 def validate_rows(
@@ -354,7 +359,7 @@ def validate_rows(
     ``names`` distinct record field names including ``required`` (default:
     the table fields),
     ``rows`` a list of tuples of that width, every column of its field's type
-    (an ``int`` for an int, finite and non-negative numbers, ports up to
+    (an ``int`` for an int, finite numbers from 0 to 2**64, ports up to
     65535, known state and timer names, dotted-quad addresses, short printable
     names).  Returns (names, rows) as tuples; raises :class:`RowError`.
     Works column by column at C speed (50,000 rows: a few ms per field)."""
@@ -414,7 +419,8 @@ def _rows_look_valid(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> boo
             if kind == "bool" and t is not bool:
                 int_in_bool.add(i)
     numeric = [i for i, k in enumerate(kinds) if k != "str"]
-    if numeric and min(map(min, map(_getter(numeric), rows))) < 0:
+    if numeric and (min(map(min, map(_getter(numeric), rows))) < 0
+                    or max(map(max, map(_getter(numeric), rows))) > _MAX_NUMBER):
         return False
     floats = [i for i, k in enumerate(kinds) if k == "float"]
     if floats and not math.isfinite(sum(map(sum, map(_getter(floats), rows)))):

@@ -76,6 +76,24 @@ def _send_queue(conn: Any, now: float) -> int:
         return int(conn.info(now).send_q)
 
 
+def iter_udp_snapshot(stack: Any, detail: bool = True) -> Iterator[SocketRecord]:
+    """One record per UDP socket of ``stack`` (``stack.udp``), as ss shows UDP:
+    UNCONN (or ESTAB when connected), Recv-Q = queued bytes, Send-Q 0 (UDP
+    sends at once), peer ``0.0.0.0:*`` unless connected; ``-m``: the receive
+    buffer and the drops of a full queue."""
+    udp = getattr(stack, "udp", None)
+    if udp is None:
+        return
+    pid, comm, uid = os.getpid(), process_name(), os.getuid()
+    for sock in udp.sockets():
+        local, lport = sock.sockname
+        peer = sock.peername
+        yield SocketRecord(
+            "ESTAB" if peer else "UNCONN", local, lport, peer[0] if peer else "0.0.0.0",
+            peer[1] if peer else 0, sock.queued_bytes, 0, pid, comm, uid, sock.local_port,
+            id(sock), rcvbuf=sock.rcvbuf, drops=sock.drops)
+
+
 def snapshot(stack: Any, detail: bool = True) -> list[SocketRecord]:
     """Records for every listener and connection of ``stack`` (``stack.tcp``).
 

@@ -689,7 +689,7 @@ class Recovery:
         for r, n in sb.pop_acked(a):
             acked += n
             acked_pkts += sb.pcount(n)
-            if r.start < a and n < mss:
+            if r.start == a and n < mss:
                 # less than a segment of a record acked (Linux acks whole
                 # segments of a record only): bytes, but no evidence
                 if not r.sacked and sack_ok:
