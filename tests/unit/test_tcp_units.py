@@ -20,7 +20,7 @@ from ustack.tcp import (
     choose_ephemeral_port,
 )
 from ustack.tcp import events as ev
-from ustack.tcp.congestion import CongestionController, available, create, register
+from ustack.tcp.congestion import CaState, CongestionController, available, create, register
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
@@ -231,11 +231,17 @@ def test_fast_retransmit_on_three_dup_acks() -> None:
     assert s.inject(s.seg(".", 1, 1461)) == []
     assert s.inject(s.seg(".", 1, 1461)) == []
     assert s.inject(s.seg(".", 1, 1461)) == [". 1461:2921(1460) ack 1 win 65535"]
-    assert s.conn.cc.in_recovery
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
     # partial ACK: NewReno retransmits the next hole
     assert s.inject(s.seg(".", 1, 2921)) == [". 2921:4381(1460) ack 1 win 65535"]
     s.inject(s.seg(".", 1, 7301))
-    assert not s.conn.cc.in_recovery
+    # NewReno holds the state until an ACK above the recovery point (RFC 6582
+    # 3.2 step 5, Linux tcp_try_undo_recovery), then opens
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
+    s.conn.send(b"b" * 100, s.now)
+    assert len(s.drain()) == 1
+    s.inject(s.seg(".", 1, 7401))
+    assert s.conn.rec.state is CaState.OPEN
 
 
 def test_time_wait_expiry_after_configured_duration() -> None:
@@ -263,7 +269,7 @@ def test_info_fields_for_ss() -> None:
     assert info.send_q == 3000 and info.unacked == 3 and info.notsent == 0
     assert info.snd_nxt - info.snd_una == 3000
     assert info.timer is not None and info.timer[0] == "on"
-    assert info.ca_name == "reno" and info.cwnd == 10 and info.mss == 1460
+    assert info.ca_name == "cubic" and info.cwnd == 10 and info.mss == 1460  # Linux default
     assert info.bytes_sent == 3000 and info.data_segs_out == 3
 
 
@@ -305,23 +311,63 @@ def test_sack_recovery_repairs_several_holes_in_one_round_trip() -> None:
     assert [line.split(" ack")[0] for line in out] == [". 8761:10221(1460)"]
     # the retransmissions arrive: one cumulative ACK ends recovery, no RTO needed
     s.inject(s.seg(".", 1, 1 + 10 * k))
-    assert not s.conn.cc.in_recovery and s.conn.snd_una == s.conn.snd_nxt
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.OPEN
+    assert s.conn.snd_una == s.conn.snd_nxt
     assert s.conn.total_retrans == 3 and s.conn.rtt.backoff == 0
 
 
+def _sack_at(cfg: TcpConfig) -> Script:
+    """An established SACK connection whose handshake RTT was 10 ms."""
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1460, sack_permitted=True))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, PEER)
+    s.drain()
+    s.now = 0.010
+    s.inject(s.seg(".", 1, 1))
+    return s
+
+
 def test_timeout_retransmission_skips_sacked_ranges() -> None:
-    s = _sack_established()
-    s.conn.send(b"t" * 4 * 1460, 0.0)
+    """RTO recovery (RACK and TLP off: tcp_recovery=0, tcp_early_retrans=0):
+    the timeout resends the head only (cwnd = pipe + 1 MSS, Linux
+    tcp_enter_loss); once it is acknowledged the SACKed middle is skipped and
+    the tail goes (RFC 6675 5.1)."""
+    s = _sack_at(TcpConfig(tcp_recovery=0, tcp_early_retrans=0))
+    s.conn.send(b"t" * 4 * 1460, s.now)
     assert len(s.drain()) == 4
     k = 1460
+    s.now = 0.020
     assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
-    # the timeout resends the head only (cwnd = 1 segment)
+    assert s.conn.timers.as_dict() == {"rto": pytest.approx(0.010 + s.conn.rtt.rto)}
     assert s.at(s.conn.next_deadline() or 0.0) == [". 1:1461(1460) ack 1 win 65535"]
-    # head acknowledged: go-back-N skips the SACKed middle and resends the tail
-    out = s.inject(s.seg(".", 1, 1 + k, options=_sack((1 + k, 1 + 3 * k))))
-    assert out == ["P. 4381:5841(1460) ack 1 win 65535"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.LOSS
+    # the head arrives: the receiver ACKs through the SACKed middle, the tail goes
+    s.now += 0.010
+    assert s.inject(s.seg(".", 1, 1 + 3 * k)) == ["P. 4381:5841(1460) ack 1 win 65535"]
     s.inject(s.seg(".", 1, 1 + 4 * k))
     assert s.conn.snd_una == s.conn.snd_nxt and s.conn.send_queue == 0
+
+
+def test_rack_reorder_timer_repairs_a_hole_below_sacks_without_rto() -> None:
+    """RFC 8985 6.2-6.3 (default tcp_recovery=1): a hole below SACKed
+    segments sent at the same time is lost once RACK.rtt + reo_wnd
+    (min_rtt / 4) have passed; the reorder timer fires then, long before the
+    RTO, and the tail is repaired by RACK too."""
+    s = _sack_at(TcpConfig())
+    s.conn.send(b"t" * 4 * 1460, s.now)
+    assert len(s.drain()) == 4
+    k = 1460
+    s.now = 0.020
+    assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
+    reorder = s.conn.timers.reorder
+    assert reorder is not None and s.conn.timers.rto is None
+    # RACK.rtt 10 ms + reo_wnd 10/4 ms - 10 ms elapsed, + 2 ms timer slack
+    assert reorder == pytest.approx(0.020 + 0.0025 + 0.002, abs=1e-4)
+    assert s.at(reorder) == [". 1:1461(1460) ack 1 win 65535"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
+    s.now += 0.010
+    assert s.inject(s.seg(".", 1, 1 + 3 * k)) == ["P. 4381:5841(1460) ack 1 win 65535"]
+    s.inject(s.seg(".", 1, 1 + 4 * k))
+    assert s.conn.snd_una == s.conn.snd_nxt and s.conn.rec.state is CaState.OPEN
 
 
 def test_send_buffer_against_a_model() -> None:
@@ -453,21 +499,26 @@ def test_out_of_order_queue_is_bounded_in_blocks() -> None:
 
 
 def test_stretch_dup_acks_enter_recovery_by_sacked_bytes() -> None:
-    """RFC 6675: more than 2 * SMSS SACKed enters recovery before the third
-    duplicate ACK (GRO/stretch ACKs); holes are repaired per SACKed segment."""
+    """One stretch ACK SACKing five segments above two holes enters recovery
+    at once (the first duplicate ACK; Linux RACK with DupThresh: reordering
+    window 0 once >= 3 segments are SACKed), and PRR's slow-start reduction
+    bound (RFC 6937) lets both holes go in the same round trip."""
     s = _sack_established()
     s.conn.send(b"g" * 10 * 1460, 0.0)
     assert len(s.drain()) == 10
     k = 1460
+    s.now = 0.010  # one round trip later
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 7 * k), (1 + k, 1 + 2 * k))))
-    assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)"]
-    assert s.conn.cc.in_recovery
+    assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)", ". 2921:4381(1460)"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
     info = s.conn.info(s.now)
     assert (info.lost, info.sacked) == (2, 5 * k)
+    # more SACKs: both holes already resent, nothing new to send
+    s.now = 0.011
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 10 * k), (1 + k, 1 + 2 * k))))
-    assert [line.split(" ack")[0] for line in out] == [". 2921:4381(1460)"]
+    assert out == []
     s.inject(s.seg(".", 1, 1 + 10 * k))
-    assert not s.conn.cc.in_recovery and s.conn.total_retrans == 2
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.OPEN and s.conn.total_retrans == 2
 
 
 def test_data_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:

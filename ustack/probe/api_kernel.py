@@ -23,14 +23,26 @@ from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import TCP_INFO_LEN, decode_tcp_info
 
 SOL_TCP = socket.IPPROTO_TCP
+
+
+def _limit_blocking(sock: socket.socket) -> None:
+    timeval = struct.pack("ll", BLOCKING_LIMIT, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 TCP_CONGESTION = 13
 TCP_INQ = 36
 SIOCINQ = 0x541B
 SIOCOUTQ = 0x5411
 
 
+#: safety net for calls blocking in a thread (SO_RCVTIMEO/SO_SNDTIMEO):
+#: no script waits this long, and a stuck thread would keep the process alive
+BLOCKING_LIMIT = 20
+
+
 class KernelSocketApi(SocketApi):
     kind = "kernel"
+    real_blocking = True
 
     def __init__(self, netns: str, address: str, probe_address: str,
                  congestion: str = "cubic") -> None:
@@ -41,6 +53,15 @@ class KernelSocketApi(SocketApi):
         self.congestion = congestion
         self.ports: dict[Any, int] = {}
 
+    async def in_thread(self, obj: Any, call: Any) -> Any:
+        """``call()`` with ``obj`` in blocking mode, in a worker thread (the
+        loop keeps running the probe); the socket is non-blocking again after."""
+        obj.setblocking(True)
+        try:
+            return await asyncio.to_thread(call)
+        finally:
+            obj.setblocking(False)
+
     def bound_port(self, obj: Any) -> int:
         return self.ports.get(obj, 8080)
 
@@ -50,6 +71,7 @@ class KernelSocketApi(SocketApi):
         sock.setblocking(False)
         if self.congestion:
             sock.setsockopt(SOL_TCP, TCP_CONGESTION, self.congestion.encode())
+        _limit_blocking(sock)
         return sock
 
     def bind(self, obj: Any, port: int) -> None:
@@ -70,9 +92,12 @@ class KernelSocketApi(SocketApi):
         except OSError as exc:
             raise SysError(exc.errno or 0) from None
         conn.setblocking(False)
+        _limit_blocking(conn)
         return conn
 
     async def connect(self, obj: Any, port: int, nonblocking: bool) -> None:
+        # the SYN leaves at once; a blocking connect's wait is then the same
+        # as waiting for writability (no chrono or wakeup rule differs)
         err = obj.connect_ex((self.probe_address, port))
         if err == 0:
             return
@@ -124,10 +149,11 @@ class KernelSocketApi(SocketApi):
         try:
             await fut
         finally:
-            if what == "r":
-                self.loop.remove_reader(fd)
-            else:
-                self.loop.remove_writer(fd)
+            with contextlib.suppress(Exception):  # the fd may be closed already
+                if what == "r":
+                    self.loop.remove_reader(fd)
+                else:
+                    self.loop.remove_writer(fd)
 
     def shutdown(self, obj: Any, how: int) -> None:
         try:
@@ -225,6 +251,9 @@ class KernelSocketApi(SocketApi):
                 if isinstance(entry.obj, int):
                     os.close(entry.obj)
                 else:
+                    # wakes a call still blocked in a thread (close() would not)
+                    with contextlib.suppress(OSError):
+                        entry.obj.shutdown(socket.SHUT_RDWR)
                     entry.obj.close()
         self.fds.clear()
 
@@ -276,5 +305,6 @@ class KernelSocketApi(SocketApi):
             pass
         finally:
             for fd in fds:
-                self.loop.remove_reader(fd)
-                self.loop.remove_writer(fd)
+                with contextlib.suppress(Exception):
+                    self.loop.remove_reader(fd)
+                    self.loop.remove_writer(fd)

@@ -246,6 +246,8 @@ class UstackSocketApi(SocketApi):
         converted = convert(raw)
         ep = obj.ep
         if ep is None or ep.removed:
+            if label == "TCP_CONGESTION":
+                _check_congestion(str(converted))
             if field is None or not hasattr(self.table.config, field):
                 raise Unsupported(f"unsupported on ustack: {label} (TcpConfig has no "
                                   f"{field or label.lower()})")
@@ -263,9 +265,13 @@ class UstackSocketApi(SocketApi):
         elif setter is not None and hasattr(conn, setter):
             method = getattr(conn, setter)
             try:
-                method(converted, self._now())
-            except TypeError:
-                method(converted)
+                try:
+                    method(converted, self._now())
+                except TypeError:
+                    method(converted)
+            except ValueError as exc:  # e.g. an unknown congestion control
+                raise SysError(E.ENOENT if label == "TCP_CONGESTION" else E.EINVAL,
+                               str(exc)) from None
         else:
             raise Unsupported(f"unsupported on ustack: {label} on a connection "
                               f"(TcpConnection has no {setter})")
@@ -352,3 +358,11 @@ def _option_name(level: int, name: int) -> str:
         if key.startswith(prefix) and getattr(socket, key) == name:
             return key
     return f"{level}/{name}"
+
+
+def _check_congestion(name: str) -> None:
+    from ustack.tcp import congestion
+
+    names = getattr(congestion, "_REGISTRY", None)
+    if names is not None and name not in names:
+        raise SysError(E.ENOENT, f"no congestion control {name!r}")

@@ -210,12 +210,16 @@ class KernelPeer(Peer):
             self.congestion = value.strip()
             if self._api is not None:
                 self._api.congestion = self.congestion
-        proc = await asyncio.to_thread(
-            self.lab.run_in_peer, ["sysctl", "-qw", f"{name}={value}"],
-            capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: "
-                             f"{proc.stderr.strip()}")
+        # /proc/sys/net shows the namespace of the thread that opens it: write
+        # it from inside the peer namespace (no sysctl process per value)
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            with enter_netns(self.lab.peer_ns), open(path, "w") as f:  # noqa: PTH123
+                f.write(" ".join(value.split()) + "\n")
+        except OSError as exc:
+            reason = "no such sysctl in a network namespace" if isinstance(
+                exc, FileNotFoundError) else (exc.strerror or str(exc))
+            raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: {reason}") from None
 
     async def set_route(self, dest: str, options: list[str]) -> None:
         """``ip route change REMOTE ... advmss N mtu lock M``: a host route to
@@ -578,6 +582,15 @@ class UstackPeer(Peer):
                 raise Unsupported(f"unsupported on ustack: congestion control {value!r} "
                                   f"(has {', '.join(sorted(names)) or 'none'})")
             table.config = config.with_(congestion=value.strip())
+            return
+        short = name.rsplit(".", 1)[-1]
+        if name not in USTACK_SYSCTLS and hasattr(config, short):
+            field_ = short  # TcpConfig knobs named after the sysctl (tcp_recovery, ...)
+            current_ = getattr(config, field_)
+            value_: object = (value.strip() not in ("0", "false")) if isinstance(
+                current_, bool) else int(value, 0) if isinstance(current_, int) else (
+                float(value) if isinstance(current_, float) else value.strip())
+            table.config = config.with_(**{field_: value_})
             return
         if name in USTACK_NO_EFFECT:
             allowed = USTACK_NO_EFFECT[name]

@@ -248,7 +248,20 @@ class SocketApi(abc.ABC):
         result: tuple[int, Any] = await handler(*spec.args)
         return result
 
+    #: the backend runs calls on blocking descriptors as real blocking calls
+    #: (in a thread), so wakeup rules and TCP_INFO's chrono counters are the
+    #: peer's own; otherwise blocking is emulated by waiting for readiness
+    real_blocking = False
+
+    async def in_thread(self, obj: Any, call: Any) -> Any:
+        raise NotImplementedError
+
     async def _blocking(self, entry: FdEntry, what: str, attempt: Any) -> Any:
+        if self.real_blocking and not entry.nonblocking:
+            try:  # at once when it would not block (no thread hand-off latency)
+                return attempt()
+            except BlockingIOError:
+                return await self.in_thread(entry.obj, attempt)
         while True:
             try:
                 return attempt()
@@ -341,6 +354,16 @@ class SocketApi(abc.ABC):
         nonblock = entry.nonblocking or bool(fl & socket.MSG_DONTWAIT)
         fl &= ~socket.MSG_DONTWAIT
         data = bytes(n)
+        if self.real_blocking and not nonblock:
+            try:
+                sent = self.try_send(entry.obj, data, fl)
+            except BlockingIOError:
+                sent = 0
+            if sent < n:  # the rest as one blocking send, as write(2) would
+                rest = data[sent:]
+                sent += int(await self.in_thread(entry.obj,
+                                                 lambda: self.try_send(entry.obj, rest, fl)))
+            return sent, None
         sent = 0
         while True:
             try:
