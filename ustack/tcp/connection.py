@@ -190,7 +190,7 @@ class TcpConnection:
         self._probes_out = 0
         self._probe_since = now
         self._probe_last = now
-        self._rtx_stamp = now
+        self._rtx_stamp = -1e18  # no loss episode yet
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -1279,11 +1279,13 @@ class TcpConnection:
         mib = self.mib
         trace = self.trace
         uto = cfg.user_timeout
+        if kind != "reorder" and self._rtx_stamp < self.last_ack:
+            # the first RTO or tail loss probe since the last ACK of new data:
+            # when the head was sent (Linux retrans_stamp), before the probe
+            # or the retransmission resends it
+            head = rec.sb.head
+            self._rtx_stamp = head.sent if head is not None else now - self.rtt.rto
         if kind == "rto":
-            if self._retransmits == 0 and self.rtt.backoff == 0:
-                # when the head was first sent (Linux retrans_stamp)
-                head = rec.sb.head
-                self._rtx_stamp = head.sent if head is not None else now - self.rtt.rto
             if uto and now - self._rtx_stamp >= uto:
                 self._fail(E.ETIMEDOUT)  # RFC 5482: unacknowledged for user_timeout
                 return
