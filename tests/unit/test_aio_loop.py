@@ -309,9 +309,20 @@ def test_transport_options_reach_tcp_info(kind: str, tmp_path: Path) -> None:
         assert writer.get_extra_info("tcp_info").timer[0] == "keepalive"
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") \
             == transport.tcp_option("congestion").encode()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)  # ms
+        assert transport.tcp_option("user_timeout") == 5.0
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 5000
         with pytest.raises(OSError) as info:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
         assert info.value.errno == errno.ENOPROTOOPT
+        # options whose core setter is still missing say so (or work, once added)
+        for method, value in (("set_cork", True), ("set_send_buffer", 1 << 16),
+                              ("set_recv_buffer", 1 << 16), ("set_congestion", "cubic"),
+                              ("set_quickack", True)):
+            try:
+                getattr(transport, method)(value)
+            except OSError as exc:
+                assert exc.errno == errno.ENOPROTOOPT and method in str(exc)
         writer.close()
 
     run_on_ustack(kind, tmp_path, main)

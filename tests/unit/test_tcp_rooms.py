@@ -206,3 +206,76 @@ def test_trace_seg_sent_and_recv_with_rtx_flag() -> None:
                                                                 (100, True, "P.")]
     recv = [d for n, d in events if n == "seg_recv"]
     assert recv[-1]["ack"] == (ISS + 101) and recv[-1]["len"] == 0
+
+
+# ------------------------------------------------------------ pacing
+def test_pacing_spaces_bursts_through_next_deadline() -> None:
+    cfg = TcpConfig(pacing=True, initial_cwnd=40, send_buffer=1 << 20)
+    s = established(cfg)
+    s.conn.rtt.srtt = 0.010
+    mss = s.conn.send_mss
+    s.conn.send(b"p" * 100_000, s.now)
+    first = s.drain()
+    # cwnd 40 MSS per 10 ms at 200 % (slow start, Linux tcp_pacing_ss_ratio):
+    # 1 ms of it is 8 segments
+    assert len(first) == 8
+    rate = s.conn.snd.pacing_rate
+    assert rate == pytest.approx(40 * mss * 2 / 0.010)
+    release = s.conn.next_deadline()
+    assert release == pytest.approx(s.now + 8 * mss / rate)
+    assert s.conn.timers.pacing == release
+    assert s.drain() == []  # nothing before the release time
+    times = s.run_timers(s.now + 0.0035)
+    stamps = sorted({t for t, _ in times})
+    assert len(stamps) == 3 and len(times) == 3 * 8  # 3 more bursts of 8, 1 ms apart
+    for a, b in zip(stamps, stamps[1:], strict=False):
+        assert b - a == pytest.approx(8 * mss / rate, rel=0.01)
+
+
+def test_no_pacing_by_default_one_window_at_once() -> None:
+    s = established(TcpConfig(initial_cwnd=40))
+    s.conn.rtt.srtt = 0.010
+    s.conn.send(b"p" * 100_000, s.now)
+    assert len(s.drain()) == 40
+    assert s.conn.timers.pacing is None
+
+
+# ------------------------------------------------------------ congestion choice
+def test_set_congestion_switches_a_live_connection_keeping_the_window() -> None:
+    s = established()
+    assert s.conn.cc.name == "cubic"  # Linux's default
+    s.conn.cc.cwnd = 17 * s.conn.send_mss
+    s.conn.cc.ssthresh = 9 * s.conn.send_mss
+    s.conn.set_congestion("reno")
+    assert s.conn.cc.name == "reno" and s.conn.info(s.now).ca_name == "reno"
+    assert s.conn.cc.cwnd == 17 * s.conn.send_mss and s.conn.cc.ssthresh == 9 * s.conn.send_mss
+    assert s.conn.cc.mss == s.conn.send_mss
+    with pytest.raises(ValueError, match="available"):
+        s.conn.set_congestion("nope")
+    assert s.conn.cc.name == "reno"
+
+
+def test_every_trace_event_of_a_lossy_transfer_follows_the_trace_schema() -> None:
+    from ustack.trace.schema import validate_event
+
+    seen: dict[str, int] = {}
+
+    def hook(now: float, event: str, data: dict[str, Any]) -> None:
+        validate_event({"t": now, "ev": event, **data})
+        seen[event] = seen.get(event, 0) + 1
+
+    cfg = TcpConfig(window_scale=5)
+    pair = MemoryPair(cfg, cfg, seed=9, profile=WireProfile(loss=0.03, reorder=0.05))
+    pair.a.trace = hook
+    pair.handshake()
+    pair.b.trace = hook
+    app = BulkApp(lambda: pair.client.conn, bytes(200_000), pair.rng)
+    srv = BulkApp(lambda: pair.server.conn, b"", pair.rng)
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and len(srv.received) == 200_000, app=both,
+             max_time=pair.now + 300)
+    assert {"state", "seg_sent", "seg_recv", "cc", "recovery"} <= set(seen)

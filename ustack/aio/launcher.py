@@ -14,6 +14,7 @@ import os
 import runpy
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,8 @@ def launch(program: Program, factory: Callable[[], UstackLoopMixin]) -> int:
         try:
             return factory()
         except (OSError, ValueError) as exc:  # no CAP_NET_RAW, ENODEV, stack in use
+            # the program's main() coroutine will never run: no warning about it
+            warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
             raise SystemExit(f"ustack exec: {exc}") from None
 
     install(starting_factory)
