@@ -65,3 +65,4 @@ def test_a_loop_starts_the_stack_and_its_failure_is_one_line() -> None:
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ustack exec: "), proc.stderr
     assert "no-such-if0" in lines[0] or "CAP_NET_RAW" in lines[0]
+    assert "[Errno" not in lines[0]
