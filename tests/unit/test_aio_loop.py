@@ -333,3 +333,37 @@ def test_bad_address_fails_before_any_loop_exists() -> None:
         StackOptions.from_env("mem0", "10.77.0.1")  # no /PLEN
     with pytest.raises(ValueError, match="USTACK_ADDRESS"):
         StackOptions.from_env("mem0", None)
+
+
+def test_streamwriter_start_tls_on_plain_uvloop(tmp_path: Path,
+                                                certificate: tuple[Path, Path]) -> None:
+    """Without the ustack loop: ``stack.open_connection`` on uvloop, then
+    ``writer.start_tls`` (uvloop's own start_tls refuses our transport)."""
+    import uvloop
+
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> None:
+        a_dev, b_dev = MemoryPair()
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+        try:
+            await b.start_server(_echo, port=7443, ssl=server_ctx)
+            reader, writer = await a.open_connection(B, 7443)
+            await writer.start_tls(client_ctx, server_hostname="bee.test")
+            assert writer.get_extra_info("ssl_object") is not None
+            writer.write(b"over uvloop")
+            assert await reader.readexactly(11) == b"over uvloop"
+            writer.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        loop.close()
