@@ -51,7 +51,7 @@ def run_on_ustack(kind: str, tmp_path: Path,
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n")
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:1\n")
+    resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:2\n")
     a_dev, b_dev = MemoryPair()
     options = StackOptions(iface="mem0", address=f"{A}/24", diagnostics=False,
                            hosts=str(hosts), resolv_conf=str(resolv),
@@ -64,10 +64,17 @@ def run_on_ustack(kind: str, tmp_path: Path,
                 await b.start_server(_echo, port=7000)
                 dns_sock = b.udp.bind(53)
 
+                seen: dict[str, int] = {}
+
                 def answer() -> None:
                     while (item := dns_sock.recv()) is not None:
                         query, (host, port) = item
                         name = dns.parse_response(_as_response(query)).question
+                        seen[name] = seen.get(name, 0) + 1
+                        if name == "dead.test" or (name == "slow.test" and seen[name] == 1):
+                            continue  # lost: the resolver must retransmit / give up
+                        if name == "slow.test":
+                            name = "dns.test"
                         found = {"dns.test": [socket.inet_aton(B)]}.get(name)
                         reply = dns.build_response(query, found or [],
                                                    rcode=0 if found else dns.RCODE_NXDOMAIN)
@@ -143,6 +150,12 @@ def test_getaddrinfo_hosts_dns_and_failures(kind: str, tmp_path: Path) -> None:
         with pytest.raises(socket.gaierror):
             await asyncio.open_connection("nx.test", 7000)
         assert (await loop.getaddrinfo("localhost", 1))[0][4] == ("127.0.0.1", 1)
+        # a lost query is retransmitted after timeout:1; no answer at all is EAI_AGAIN
+        infos = await loop.getaddrinfo("slow.test", 80, type=socket.SOCK_STREAM)
+        assert infos[0][4] == (B, 80)
+        with pytest.raises(socket.gaierror) as info:
+            await loop.getaddrinfo("dead.test", 80)
+        assert info.value.errno == socket.EAI_AGAIN
 
     run_on_ustack(kind, tmp_path, main)
 
