@@ -2,7 +2,7 @@
 
 :class:`TcpTransport` is an :class:`asyncio.Transport` whose other side is a
 sans-I/O :class:`~ustack.tcp.TcpConnection` held in the stack's
-:class:`~ustack.net.tcp_table.TcpTable`.  On top of it the usual asyncio
+:class:`~ustack.driver.tcp_table.TcpTable`.  On top of it the usual asyncio
 machinery works unchanged: :class:`asyncio.StreamReaderProtocol`,
 :class:`asyncio.StreamReader`/:class:`asyncio.StreamWriter`, user protocols,
 and TLS through the standard library's :class:`asyncio.sslproto.SSLProtocol`.
@@ -47,7 +47,7 @@ from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
 
 if TYPE_CHECKING:
-    from ustack.net.tcp_table import Listener, TcpEndpoint, TcpTable
+    from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
     from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2**16
