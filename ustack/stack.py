@@ -120,6 +120,8 @@ class Stack:
         tcp: bool = True,
         diagnostics: bool = True,
         offload: bool = True,
+        pcap_side: str = "wire",
+        trace_dir: str | os.PathLike[str] | None = None,
         syn_channel: bool = False,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
@@ -134,6 +136,12 @@ class Stack:
         sends 64 KiB super-segments the kernel cuts (GSO) and receives the veth
         peer's coalesced frames; ``offload=False`` keeps the exact wire.
 
+        ``pcap_side`` (with ``pcap`` and a FaultDevice as ``device``):
+        ``"wire"`` records what crossed the link, below the fault injector;
+        ``"stack"`` what the stack sent and received (``ustack.link.pcap.wrap_pcap``).
+
+        ``trace_dir``: a JSON Lines trace of every TCP connection in that
+        directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
         ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
         SYNs on a second packet socket with a small per-wakeup budget, so a
         SYN flood fills only that socket's queue and established traffic and
@@ -186,10 +194,10 @@ class Stack:
         elif mac_bytes is not None and mac_bytes != device.mac:
             device.mac = mac_bytes
         if pcap is not None:
-            from ustack.link.pcap import PcapDevice
+            from ustack.link.pcap import wrap_pcap
 
             try:
-                device = PcapDevice(device, pcap)
+                device = wrap_pcap(device, pcap, side=pcap_side)
             except BaseException:
                 device.close()
                 if lock is not None:
@@ -202,6 +210,10 @@ class Stack:
             stack._lock = lock
             if tcp:
                 stack._attach_tcp(tcp_config)
+                if stack.has_tcp:
+                    from ustack.trace.attach import attach_tracing
+
+                    attach_tracing(stack, trace_dir)
             stack.ip.register(PROTO_UDP, stack.udp.ip_input, verify_checksum=False)
             stack.ip.register_error(PROTO_UDP, stack.udp.ip_error)
             stack.ip.on_echo_reply(stack._echo_reply)

@@ -653,17 +653,20 @@ async def connect_transport(
     *,
     local_port: int | None = None,
     timeout: float | None = None,
+    trace: Any = None,
 ) -> TcpTransport:
     """Active open to ``raddr:port``: a connected TcpTransport with a
     placeholder protocol and reading paused (data waits in the TCP receive
-    buffer) until :func:`attach` gives it the application's protocol."""
+    buffer) until :func:`attach` gives it the application's protocol.
+    ``trace``: a file path or a hook(now, event, data) tracing this
+    connection (docs/trace.md)."""
     table = stack.tcp
     loop = table.loop
     transport = TcpTransport(table, asyncio.Protocol())
     transport._reading_paused = True  # nothing may reach the placeholder
     waiter: asyncio.Future[None] = loop.create_future()
     transport._waiter = waiter
-    ep = table.connect(raddr, port, transport, local_port=local_port)
+    ep = table.connect(raddr, port, transport, local_port=local_port, trace=trace)
     transport._bind(ep)
     try:
         if timeout is None:
@@ -727,8 +730,10 @@ async def create_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    trace: Any = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-    """Like ``loop.create_connection`` over ustack: active open to host:port.
+    """Like ``loop.create_connection`` over ustack: active open to host:port
+    (``trace``: see :func:`connect_transport`).
 
     ``host`` is an IPv4 address or a name (hosts file, then DNS over the
     stack's UDP; socket.gaierror when it does not resolve); the addresses
@@ -742,7 +747,8 @@ async def create_connection(
     for address in addresses:
         try:
             transport = await connect_transport(stack, _parse_ipv4(address), port,
-                                                local_port=local_port, timeout=timeout)
+                                                local_port=local_port, timeout=timeout,
+                                                trace=trace)
         except OSError as exc:
             errors.append(exc)
             continue
@@ -776,15 +782,17 @@ async def open_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    trace: Any = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Like :func:`asyncio.open_connection` over ustack."""
+    """Like :func:`asyncio.open_connection` over ustack (``trace``: see
+    :func:`connect_transport`)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout, trace=trace,
     )
     writer = StreamWriter(transport, protocol, reader, loop)
     return reader, writer

@@ -7,32 +7,28 @@ capability dropped (bounding set too, so nothing it executes regains them):
 arguments that happen to be valid then fail on CAP_NET_RAW / CAP_SYS_ADMIN
 (one line, again) instead of opening sockets or building namespaces, and lab
 names are either invalid or carry this file's ``hdfz`` prefix, so no other
-lab is ever touched.  ``ss`` reads a stack serving the golden records.
+lab is ever touched.  ``ss`` reads a fake stack serving synthetic records.
 (``probe`` is fuzzed by its own tests.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
 import signal
 import sys
 import tempfile
-import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ustack.cli
-from ustack.diag.endpoint import DiagnosticsServer
-from ustack.diag.fake import golden_records
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not hasattr(os, "fork"),
@@ -71,8 +67,9 @@ def _drop_capabilities() -> None:
 
 
 def run_cli(argv: list[str], stdin: bytes = b"", timeout: int = 20,
-            env: dict[str, str] | None = None) -> Outcome:
-    """``ustack ARGV`` in a capability-less forked child; its status and output."""
+            env: dict[str, str] | None = None, as_user: int | None = None) -> Outcome:
+    """``ustack ARGV`` in a capability-less forked child (or one running as
+    the uid ``as_user``); its status and output."""
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
             tempfile.TemporaryFile() as ferr:
         fin.write(stdin)
@@ -90,7 +87,12 @@ def run_cli(argv: list[str], stdin: bytes = b"", timeout: int = 20,
                 os.environ.update(env or {})
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                _drop_capabilities()
+                if as_user is None:
+                    _drop_capabilities()
+                else:
+                    os.setgroups([])
+                    os.setgid(as_user)
+                    os.setuid(as_user)
                 signal.alarm(timeout)
                 try:
                     code = ustack.cli.main(list(argv))
@@ -128,21 +130,6 @@ def check(argv: list[str], out: Outcome) -> None:
 # ------------------------------------------------------------ fixtures
 
 
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="hdfz-"))
@@ -158,18 +145,27 @@ def scratch() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def stack_dir(scratch: Path) -> Iterator[Path]:
-    """A run directory with one stack serving the golden records."""
+    """A run directory with one stack (a separate process: this one forks,
+    and must hold no event-loop thread then) serving synthetic records."""
+    import subprocess
+
     run = scratch / "run"
-    lt = LoopThread()
-    server = DiagnosticsServer(lambda detail: golden_records(),
-                               path=str(run / "stack-1-1.sock"))
-    lt.run(server.start())
+    path = run / f"stack-{os.getpid()}-1.sock"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ustack.diag.fake", "--count", "40", "--path", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline().strip() == str(path)
     ustack.cli.build_parser()  # import every verb once, not in each child
     try:
         yield run
     finally:
-        lt.run(server.close())
-        lt.stop()
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -369,3 +365,29 @@ def test_stdout_closed_early_is_quiet(stack_dir: Path, monkeypatch: pytest.Monke
             assert proc.returncode in expected and proc.stderr == "", (args, proc.stderr)
     finally:
         os.close(w)
+
+
+def test_nc_and_run_as_nobody_are_one_line() -> None:
+    """Issue 13: "a nobody error from nc still shows [Errno 1]".  As the real
+    user nobody (forked, modules loaded first: nobody cannot read this
+    interpreter's library directory), nc and run name CAP_NET_RAW in one line."""
+    import uvloop
+
+    import ustack.link.af_packet
+    import ustack.stack
+    import ustack.streams
+
+    assert uvloop and ustack.stack and ustack.streams and ustack.link.af_packet
+    ustack.cli.build_parser()
+    for argv in (["nc", "--iface", "lo", "--address", "10.9.9.2/24", "10.9.9.1", "80"],
+                 ["nc", "--iface", "lo", "--address", "10.9.9.2/24", "-l", "80"],
+                 ["run", "--iface", "lo", "--address", "10.9.9.2/24"]):
+        out = run_cli(argv, as_user=65534)
+        check(argv, out)
+        assert out.code == 1 and "CAP_NET_RAW" in out.stderr and "Errno" not in out.stderr, out
+
+
+def test_ss_children_see_the_fake_stack(stack_dir: Path) -> None:
+    """The harness: ss in a child reads the 40 records (the fuzz has data)."""
+    out = run_cli(["ss", "-tan"], env={"USTACK_RUN_DIR": str(stack_dir)})
+    assert out.code == 0 and len(out.stdout.splitlines()) == 41, out

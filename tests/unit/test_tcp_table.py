@@ -49,17 +49,21 @@ class FakeConn:
         self.pending_events: list[events.Event] = []
         self.out: list[TcpSegment] = []
         self.aborted = False
+        self.trace: Any = None
         FakeConn.instances.append(self)
 
     @classmethod
     def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
-                config: Any, *, mib: Any = None) -> FakeConn:
-        return cls(local_port, remote_port)
+                config: Any, **observers: Any) -> FakeConn:
+        conn = cls(local_port, remote_port)
+        conn.trace = observers.get("trace")
+        return conn
 
     @classmethod
-    def accept(cls, syn: TcpSegment, iss: int, now: float, config: Any, *,
-               mib: Any = None) -> FakeConn:
+    def accept(cls, syn: TcpSegment, iss: int, now: float, config: Any,
+               **observers: Any) -> FakeConn:
         conn = cls(syn.dst_port, syn.src_port)
+        conn.trace = observers.get("trace")
         conn.out.append(TcpSegment(syn.dst_port, syn.src_port, iss, syn.seq + 1, SYN | ACK, 100))
         return conn
 

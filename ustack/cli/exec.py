@@ -21,13 +21,15 @@ def register(subparsers: Any) -> None:
         "uvloop.run, new_event_loop) put TCP, UDP, DNS and TLS on a ustack stack on "
         "IFACE. The exit status is the program's.",
         usage="ustack exec [--iface IF] [--address A/PLEN] [--gateway G] [--pcap FILE] "
-              "[--dns SERVER] [--no-uvloop] -- python app.py [ARGS...]",
+              "[--trace DIR] [--dns SERVER] [--no-uvloop] -- python app.py [ARGS...]",
     )
     parser.add_argument("--iface", help="interface (default: $USTACK_IFACE)")
     parser.add_argument("--address", metavar="A/PLEN",
                         help="our IPv4 address and prefix length (default: $USTACK_ADDRESS)")
     parser.add_argument("--gateway", metavar="G", help="default gateway ($USTACK_GATEWAY)")
     parser.add_argument("--pcap", metavar="FILE", help="record every frame in and out")
+    parser.add_argument("--trace", metavar="DIR", help="write a JSON Lines trace of every "
+                        "TCP connection into DIR (sets $USTACK_TRACE; docs/trace.md)")
     parser.add_argument("--dns", action="append", metavar="SERVER",
                         help="nameserver (A.B.C.D[:PORT]) instead of /etc/resolv.conf's; "
                              "repeatable")
@@ -44,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from ustack.aio.launcher import LaunchError, launch, parse_command
     from ustack.aio.runner import loop_factory
 
+    if args.trace:  # the program's stacks start in this process and read it
+        import os
+
+        os.environ["USTACK_TRACE"] = os.path.abspath(args.trace)
     try:
         program = parse_command(list(args.command))
         factory = loop_factory(args.iface, args.address, args.gateway, pcap=args.pcap,

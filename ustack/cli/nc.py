@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--address", required=True, metavar="A/PLEN",
                         help="ustack's IPv4 address with prefix, e.g. 10.77.0.2/24")
     parser.add_argument("--gateway", default=None, help="default gateway for off-link hosts")
+    parser.add_argument("--trace", metavar="DIR", default=None, help="write a JSON Lines "
+                        "trace of every TCP connection into DIR (docs/trace.md)")
     parser.add_argument("--pcap", default=None, metavar="FILE",
                         help="record every frame in and out to FILE")
     parser.add_argument("--pcap-fill-checksums", action="store_true",
@@ -201,7 +203,7 @@ async def _main(args: argparse.Namespace, host: str, port: int) -> int:
 
     loop = asyncio.get_running_loop()
     stack = await Stack.start(iface=args.iface, address=args.address, gateway=args.gateway,
-                              pcap=args.pcap)
+                              pcap=args.pcap, trace_dir=args.trace)
     if args.pcap_fill_checksums:
         fill_pcap_checksums(stack)
     try:

@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
                         help="our IPv4 address and prefix length, e.g. 10.77.0.2/24")
     parser.add_argument("--gateway", metavar="G", help="default gateway (on-link)")
     parser.add_argument("--pcap", metavar="FILE", help="record every frame in and out")
+    parser.add_argument("--trace", metavar="DIR", help="write a JSON Lines trace of every "
+                        "TCP connection into DIR (docs/trace.md)")
     parser.add_argument("--pcap-fill-checksums", action="store_true",
                         help="write offloaded (partial) TCP/UDP checksums as computed, so "
                         "that tshark -o tcp.check_checksum:TRUE reports none bad")
@@ -62,7 +64,7 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         stack = await Stack.start(iface=args.iface, address=args.address, gateway=args.gateway,
-                                  mac=args.mac, pcap=args.pcap)
+                                  mac=args.mac, pcap=args.pcap, trace_dir=args.trace)
         if args.pcap_fill_checksums:
             from ustack.cli.nc import fill_pcap_checksums
 

@@ -39,11 +39,14 @@ class DiagnosticsServer:
     """Serves ``snapshot_fn``'s records on one Unix socket."""
 
     def __init__(self, snapshot_fn: SnapshotFn, path: str | None = None, mode: int = 0o600,
-                 udp_snapshot_fn: SnapshotFn | None = None):
+                 udp_snapshot_fn: SnapshotFn | None = None, *,
+                 counters_fn: Callable[[], dict[str, int]] | None = None):
         self.snapshot_fn = snapshot_fn
         #: the UDP sockets, for requests with ``"netid": "udp"`` (none: no rows)
         self.udp_snapshot_fn = udp_snapshot_fn
         self._netid = "tcp"  # of the request being answered (set by _query)
+        #: answers ``{"v": 1, "type": "counters"}`` (``ustack nstat``)
+        self.counters_fn = counters_fn
         if path is None:
             directory = protocol.run_dir()
             path = os.path.join(directory, protocol.endpoint_name(os.getpid(), next(_serials)))
@@ -206,9 +209,26 @@ class DiagnosticsServer:
             return marshal.dumps((protocol.VERSION, list(FIELDS), [tuple(r) for r in selected]))
         return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), [r[:n] for r in selected]))
 
+    def _counters(self, request: bytes) -> bytes | None:
+        """The reply to a counters request (``ustack nstat``), else None:
+        ``(1, "counters", {name: int})``."""
+        if self.counters_fn is None or b'"counters"' not in request[:256]:
+            return None
+        try:
+            query = json.loads(request)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(query, dict) or query.get("type") != "counters":
+            return None
+        values = {str(k): int(v) for k, v in self.counters_fn().items()}
+        return marshal.dumps((protocol.VERSION, "counters", values))
+
     def respond(self, request: bytes) -> bytes:
         """Answer one request (see :mod:`ustack.diag.protocol`) in one go."""
         self.requests += 1
+        counters = self._counters(request)
+        if counters is not None:
+            return counters
         try:
             states, predicate, detail, n = self._query(request)
         except (RequestError, FilterError) as exc:
@@ -222,6 +242,9 @@ class DiagnosticsServer:
         in chunks with the loop running in between, so a stack with tens of
         thousands of connections keeps moving traffic while ss reads it."""
         self.requests += 1
+        counters = self._counters(request)
+        if counters is not None:
+            return counters
         try:
             states, predicate, detail, n = self._query(request)
         except (RequestError, FilterError) as exc:
@@ -295,7 +318,8 @@ def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
     from ustack.diag.snapshot import iter_snapshot, iter_udp_snapshot
 
     server = DiagnosticsServer(lambda detail: iter_snapshot(stack, detail),
-                               udp_snapshot_fn=lambda detail: iter_udp_snapshot(stack, detail))
+                               udp_snapshot_fn=lambda detail: iter_udp_snapshot(stack, detail),
+                               counters_fn=getattr(stack, "counters", None))
     try:
         server.start_soon()
     except OSError as exc:

@@ -18,6 +18,9 @@ sending side::
     {"v": 1, "states": <bit mask of STATE_BITS>, "filter": "<ss expression>" | null,
      "detail": true | false, "fields": <n> (optional: only the first n fields)}
 
+or ``{"v": 1, "type": "counters"}`` for the stack's counters (``ustack nstat``),
+answered ``(1, "counters", {name: int})``.
+
 The server answers with one ``marshal`` blob and closes::
 
     (1, [field names], [row tuples])        or        (1, "error", "message")

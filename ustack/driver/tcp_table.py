@@ -320,6 +320,9 @@ class TcpTable:
             port.send_tcp_many or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = \
             port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: trace every new connection (ustack.trace.StackTracer, a path or a
+        #: hook; ``Stack.start(trace_dir=...)``); None = off
+        self.tracer: Any = None
         self._isn = IsnGenerator(os.urandom(16))
         #: the per-stack SYN cookie secret (RFC 4987 3.6)
         self._cookies = CookieJar(os.urandom(32))
@@ -391,8 +394,10 @@ class TcpTable:
         owner: EndpointOwner,
         *,
         local_port: int | None = None,
+        trace: Any = None,
     ) -> TcpEndpoint:
-        """Active open (RFC 9293 section 3.10.1): queue a SYN, return the entry."""
+        """Active open (RFC 9293 section 3.10.1): queue a SYN, return the entry.
+        ``trace``: a path or hook for this connection (ustack.trace)."""
         self._check_open()
         if not 0 < remote_port < 65536:
             raise ValueError(f"port must be 1..65535, not {remote_port}")
@@ -407,8 +412,9 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = _connection_class().connect(local_port, remote_port, iss, now, self.config,
-                                           mib=self.mib)
+        conn = _connection_class().connect(
+            local_port, remote_port, iss, now, self.config, mib=self.mib,
+            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port))
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -767,7 +773,8 @@ class TcpTable:
     def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
                          created: float, ack: TcpSegment, now: float) -> None:
         conn = promote(_connection_class(), self.config, syn, iss, created, ack, now,
-                       mib=self.mib)
+                       mib=self.mib,
+                       trace=self._trace_hook(None, created, syn.dst_port, src, syn.src_port))
         ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
         # queued now, so the next ACK of the same receive batch sees a full
@@ -982,6 +989,15 @@ class TcpTable:
                 })
         return kind is events.Closed
 
+    def _trace_hook(self, trace: Any, now: float, lport: int, raddr: bytes,
+                    rport: int) -> Any:
+        spec = trace if trace is not None else self.tracer
+        if spec is None:
+            return None
+        from ustack.trace.attach import connection_hook
+
+        return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
+
     def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
         """Give the connection the limits of the budget's state
         (ustack.tcp.memory): under pressure its receive window shrinks to a
@@ -999,6 +1015,11 @@ class TcpTable:
             pass
 
     def _remove(self, ep: TcpEndpoint) -> None:
+        hook = getattr(ep.conn, "trace", None)
+        if hook is not None and not ep.removed:
+            (la, lp), (ra, rp) = ep.sockname, ep.peername
+            hook(self.now(), "close", {"local": f"{la}:{lp}", "remote": f"{ra}:{rp}",
+                                       "errno": ep.conn.error})
         if ep.mem:
             self.memory.charge(-ep.mem, self.now())
             ep.mem = 0

@@ -119,3 +119,32 @@ def with_l4_checksum(frame: bytes) -> bytes:
     if proto == 17 and csum == 0:
         csum = 0xFFFF
     return frame[:l4 + offset] + csum.to_bytes(2, "big") + frame[l4 + offset + 2:]
+
+
+#: where ``Stack.start(pcap=..., pcap_side=...)`` records (issue 11 item 5)
+PCAP_SIDES = ("wire", "stack")
+
+
+def wrap_pcap(device: Device, path: str | os.PathLike[str], *, side: str = "wire",
+              **options: Any) -> Device:
+    """Put a :class:`PcapDevice` on ``device``'s ``side``.
+
+    ``"stack"``: around the whole device, so the capture shows what the stack
+    sent and was given.  ``"wire"``: below every fault injector
+    (:class:`~ustack.link.faults.FaultDevice`, descending through ``inner``),
+    so it shows what actually crossed the link: no frame the injector lost
+    on the way out, each duplicate, corruption and delay as it happened, and
+    incoming frames before the injector touched them.  Without an injector
+    both sides are the same place.  Returns the device the stack should use.
+    """
+    from ustack.link.faults import FaultDevice
+
+    if side not in PCAP_SIDES:
+        raise ValueError(f"pcap_side must be 'wire' or 'stack', not {side!r}")
+    if side == "stack" or not isinstance(device, FaultDevice):
+        return PcapDevice(device, path, **options)
+    parent = device
+    while isinstance(parent.inner, FaultDevice):
+        parent = parent.inner
+    parent.inner = PcapDevice(parent.inner, path, **options)
+    return device

@@ -235,7 +235,8 @@ def _attach_trace(stack: Stack, directory: str) -> None:
         from ustack.trace import trace_stack
     except ImportError:
         raise ValueError("tracing is not available in this ustack (ustack.trace)") from None
-    trace_stack(stack, directory)
+    # simulated wall clock and no pid: one seed, one set of trace files
+    trace_stack(stack, directory, header={"wall": 0.0, "pid": 0, "sim": True})
 
 
 async def _start_stack(net: Dumbbell, side: str, name: str, address: str, exp: Experiment,

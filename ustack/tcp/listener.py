@@ -15,6 +15,7 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 if TYPE_CHECKING:
     from ustack.tcp.connection import TcpConnection
     from ustack.tcp.mib import TcpMib
+    from ustack.tcp.trace import TraceHook
 
 _NO_OPTIONS_SEGMENT_WINDOW = 0
 
@@ -150,12 +151,12 @@ def cookie_syn_options(syn: TcpSegment, mss: int, timestamps: bool) -> TcpOption
 
 def promote(conn_class: type[TcpConnection], config: TcpConfig, syn: TcpSegment, iss: int,
             created: float, ack: TcpSegment, now: float, *,
-            mib: TcpMib | None = None) -> TcpConnection:
+            mib: TcpMib | None = None, trace: TraceHook | None = None) -> TcpConnection:
     """The connection for a completed handshake: what ``accept`` would have
     built at ``created`` (its SYN-ACK already sent, so discarded), then the
     ACK (RFC 9293 3.10.7.4: SYN-RECEIVED -> ESTABLISHED; data or FIN on
     the ACK are processed as usual)."""
-    conn = conn_class.accept(syn, iss, created, config, mib=mib)
+    conn = conn_class.accept(syn, iss, created, config, mib=mib, trace=trace)
     conn.segments_to_send(created)
     conn.receive(ack, now)
     return conn

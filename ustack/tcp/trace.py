@@ -10,7 +10,9 @@ Event names (qlog's vocabulary where it fits) and their ``data`` keys:
 
 ``state``       ``old``, ``new`` (``TcpState`` ss names, e.g. ``"SYN-SENT"``)
 ``seg_sent``    ``seq``, ``ack``, ``len``, ``flags`` (e.g. ``"SA"``), ``win``, ``sack`` (list of
-                ``[start, end]``), ``rtx`` (bool: a retransmission)
+                ``[start, end]``), ``rtx`` (bool: a retransmission); ``win`` is the window
+                in bytes, i.e. the header field shifted by the window scale that applies
+                to it (RFC 7323 2.2; unshifted on SYNs), so plots need no handshake state
 ``seg_recv``    same keys as ``seg_sent`` but ``rtx``
 ``cc``          ``cwnd``, ``ssthresh``, ``in_flight``, ``pacing_rate``, ``delivery_rate``,
                 ``srtt``, ``rttvar``, ``min_rtt``, ``rto`` (bytes, bytes/s, seconds), ``ca_state``
