@@ -6,8 +6,8 @@ namespace, at ``FLOOD_RATE`` frames/s; ustack routes those sources through
 the peer (its gateway), so every SYN is one it could answer.  Meanwhile:
 
 * a kernel client in the peer namespace connects to the same listener ten
-  times a second (each attempt with a 5 s timeout: the kernel resends its
-  SYN after 1 and 3 s);
+  times a second during the first 4 s (each attempt with a 5 s timeout: the
+  kernel resends its SYN after 1 and 3 s, all while the flood lasts);
 * a kernel client that connected before the flood streams bulk data into a
   second ustack listener; its throughput before and during the flood is
   compared.
@@ -45,7 +45,12 @@ from ustack.stack import Stack
 pytestmark = pytest.mark.integration
 
 FLOOD_RATE = 120_000
-FLOOD_SECONDS = 6.0
+FLOOD_SECONDS = 10.0
+#: connects start during the first CONNECT_WINDOW seconds of the flood; each
+#: may take CONNECT_TIMEOUT: every attempt (the kernel resends its SYN after
+#: 1 and 3 s) happens while the flood still runs
+CONNECT_WINDOW = 4.0
+CONNECT_TIMEOUT = 5.0
 LISTEN_PORT = 8080
 BULK_PORT = 9090
 SOURCE = Path(__file__).parent / "data" / "synflood.c"
@@ -57,7 +62,7 @@ CONNECTER = textwrap.dedent('''
     def one(i):
         t0 = time.perf_counter()
         try:
-            s = socket.create_connection((host, port), timeout=5.0)
+            s = socket.create_connection((host, port), timeout=float(sys.argv[5]))
         except OSError as exc:
             results[i] = {"ok": False, "error": type(exc).__name__,
                           "ms": (time.perf_counter() - t0) * 1e3}
@@ -194,9 +199,9 @@ async def _flood(lab: Lab, binary: Path, syn_channel: bool) -> dict[str, Any]:
         flood = await _peer(lab, str(binary), lab.peer_if, stack.mac, lab.stack_ip,
                             str(LISTEN_PORT), str(FLOOD_RATE), str(FLOOD_SECONDS))
         await asyncio.sleep(0.5)  # let the SYN queue fill: every later SYN gets a cookie
-        count = int((FLOOD_SECONDS - 1.5) / 0.1)
+        count = int(CONNECT_WINDOW / 0.1)
         connecter = await _peer(lab, py, "-c", CONNECTER, lab.stack_ip, str(LISTEN_PORT),
-                                str(count), "0.1")
+                                str(count), "0.1", str(CONNECT_TIMEOUT))
         rss_max = rss_before
 
         async def watch_rss() -> None:

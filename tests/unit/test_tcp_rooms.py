@@ -206,3 +206,135 @@ def test_trace_seg_sent_and_recv_with_rtx_flag() -> None:
                                                                 (100, True, "P.")]
     recv = [d for n, d in events if n == "seg_recv"]
     assert recv[-1]["ack"] == (ISS + 101) and recv[-1]["len"] == 0
+
+
+# ------------------------------------------------------------ pacing
+def test_pacing_spaces_bursts_through_next_deadline() -> None:
+    cfg = TcpConfig(pacing=True, initial_cwnd=40, send_buffer=1 << 20)
+    s = established(cfg)
+    s.conn.rtt.srtt = 0.010
+    mss = s.conn.send_mss
+    s.conn.send(b"p" * 100_000, s.now)
+    first = s.drain()
+    # cwnd 40 MSS per 10 ms at 200 % (slow start, Linux tcp_pacing_ss_ratio):
+    # 1 ms of it is 8 segments
+    assert len(first) == 8
+    rate = s.conn.snd.pacing_rate
+    assert rate == pytest.approx(40 * mss * 2 / 0.010)
+    release = s.conn.next_deadline()
+    assert release == pytest.approx(s.now + 8 * mss / rate)
+    assert s.conn.timers.pacing == release
+    assert s.drain() == []  # nothing before the release time
+    times = s.run_timers(s.now + 0.0035)
+    stamps = sorted({t for t, _ in times})
+    assert len(stamps) == 3 and len(times) == 3 * 8  # 3 more bursts of 8, 1 ms apart
+    for a, b in zip(stamps, stamps[1:], strict=False):
+        assert b - a == pytest.approx(8 * mss / rate, rel=0.01)
+
+
+def test_no_pacing_by_default_one_window_at_once() -> None:
+    s = established(TcpConfig(initial_cwnd=40))
+    s.conn.rtt.srtt = 0.010
+    s.conn.send(b"p" * 100_000, s.now)
+    assert len(s.drain()) == 40
+    assert s.conn.timers.pacing is None
+
+
+# ------------------------------------------------------------ congestion choice
+def test_set_congestion_switches_a_live_connection_keeping_the_window() -> None:
+    s = established()
+    assert s.conn.cc.name == "cubic"  # Linux's default
+    s.conn.cc.cwnd = 17 * s.conn.send_mss
+    s.conn.cc.ssthresh = 9 * s.conn.send_mss
+    s.conn.set_congestion("reno")
+    assert s.conn.cc.name == "reno" and s.conn.info(s.now).ca_name == "reno"
+    assert s.conn.cc.cwnd == 17 * s.conn.send_mss and s.conn.cc.ssthresh == 9 * s.conn.send_mss
+    assert s.conn.cc.mss == s.conn.send_mss
+    with pytest.raises(ValueError, match="available"):
+        s.conn.set_congestion("nope")
+    assert s.conn.cc.name == "reno"
+
+
+def test_every_trace_event_of_a_lossy_transfer_follows_the_trace_schema() -> None:
+    from ustack.trace.schema import validate_event
+
+    seen: dict[str, int] = {}
+
+    def hook(now: float, event: str, data: dict[str, Any]) -> None:
+        validate_event({"t": now, "ev": event, **data})
+        seen[event] = seen.get(event, 0) + 1
+
+    cfg = TcpConfig(window_scale=5)
+    pair = MemoryPair(cfg, cfg, seed=9, profile=WireProfile(loss=0.03, reorder=0.05))
+    pair.a.trace = hook
+    pair.handshake()
+    pair.b.trace = hook
+    app = BulkApp(lambda: pair.client.conn, bytes(200_000), pair.rng)
+    srv = BulkApp(lambda: pair.server.conn, b"", pair.rng)
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and len(srv.received) == 200_000, app=both,
+             max_time=pair.now + 300)
+    assert {"state", "seg_sent", "seg_recv", "cc", "recovery"} <= set(seen)
+
+
+# ------------------------------------------------------------ socket options
+def test_cork_holds_partial_segments_until_uncorked() -> None:
+    s = established(TcpConfig(nodelay=True))
+    s.conn.set_cork(True)
+    s.conn.send(b"c" * 3000, s.now)
+    out = s.drain()
+    assert [len(x.payload) for x in out] == [s.conn.send_mss, s.conn.send_mss]  # full ones go
+    s.conn.send(b"c" * 10, s.now)
+    assert s.drain() == []
+    s.conn.set_cork(False)
+    assert [len(x.payload) for x in s.drain()] == [3000 - 2 * s.conn.send_mss + 10]
+
+
+def test_quickack_acks_every_segment_and_flushes_a_delayed_ack() -> None:
+    s = established(TcpConfig(quickack_segments=0))
+    s.inject(s.seg(".", 1, 1, payload=b"a" * 100))
+    assert s.conn.timers.delack is not None  # delayed
+    s.conn.set_quickack(True)
+    assert len(s.drain()) == 1 and s.conn.timers.delack is None
+    assert len(s.inject(s.seg(".", 101, 1, payload=b"b" * 100))) == 1  # at once
+
+
+def test_maxseg_clamps_advertised_and_send_mss() -> None:
+    c = TcpConnection.connect(1, 2, 3, 0.0, TcpConfig(maxseg=1000))
+    syn = c.segments_to_send(0.0)[0]
+    assert syn.options.mss == 1000
+    s = established()
+    s.conn.set_maxseg(700)
+    assert s.conn.send_mss == 700
+    s.conn.send(b"m" * 1500, s.now)
+    assert [len(x.payload) for x in s.drain()] == [700, 700, 100]
+    with pytest.raises(ValueError):
+        s.conn.set_maxseg(10)
+
+
+def test_notsent_lowat_bounds_unsent_bytes_and_reports_space() -> None:
+    from ustack.tcp import events as ev
+
+    s = established(TcpConfig(initial_cwnd=2))
+    s.conn.set_notsent_lowat(4000)
+    n = s.conn.send(b"w" * 20_000, s.now)
+    assert n == 4000  # nothing sent yet: at most lowat unsent
+    assert s.conn.send_space() == 0
+    s.drain()  # two segments leave: unsent drops below the mark
+    assert s.conn.send_space() == 2 * s.conn.send_mss
+    assert any(isinstance(e, ev.SendSpaceAvailable) for e in s.events)
+
+
+def test_send_and_recv_buffer_setters() -> None:
+    s = established()
+    s.conn.set_send_buffer(5000)
+    assert s.conn.send(b"x" * 9000, s.now) == 5000
+    s.conn.set_recv_buffer(1 << 21)
+    s.inject(s.seg(".", 1, 1, payload=b"r" * 10))
+    assert s.conn.config.recv_buffer == 1 << 21 and s.conn.rcv.size == 1 << 21
+    with pytest.raises(ValueError):
+        s.conn.set_send_buffer(0)

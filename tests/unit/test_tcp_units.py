@@ -20,7 +20,14 @@ from ustack.tcp import (
     choose_ephemeral_port,
 )
 from ustack.tcp import events as ev
-from ustack.tcp.congestion import CongestionController, available, create, register
+from ustack.tcp.congestion import (
+    CaState,
+    CongestionController,
+    RateSample,
+    available,
+    create,
+    register,
+)
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
@@ -126,25 +133,26 @@ def test_rtt_estimator_rfc6298_and_linux_floor() -> None:
 
 
 # ---------------------------------------------------------------- congestion
-def test_reno_slow_start_avoidance_recovery_timeout() -> None:
+def test_reno_slow_start_avoidance_and_loss_response() -> None:
+    """Reno on the rate-sample hooks: slow start grows by the bytes
+    acknowledged (Linux tcp_slow_start, not RFC 3465's L = 2 SMSS), up to
+    ssthresh, then one SMSS per cwnd acknowledged; a loss halves cwnd
+    (Linux tcp_reno_ssthresh) and undo restores it."""
     cc = create("reno", 1000, 10)
     assert cc.cwnd == 10_000
-    cc.on_ack(1000, 10_000, 0.0)
+    cc.on_ack(RateSample(acked_sacked=1000), 0.0)
     assert cc.cwnd == 11_000  # slow start
-    cc.on_ack(5000, 10_000, 0.0)
-    assert cc.cwnd == 13_000  # ABC: at most 2 SMSS per ACK
-    cc.enter_recovery(20_000, 0.0)
-    # Linux tcp_reno_ssthresh: half of cwnd; + 3 SMSS (RFC 5681 3.2 step 3)
-    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (6500, 9500, True)
-    cc.on_dup_ack(20_000, 0.0)
-    assert cc.cwnd == 10_500
-    cc.exit_recovery(0.0)
-    assert cc.cwnd == 6500 and not cc.in_recovery
-    for _ in range(7):
-        cc.on_ack(1000, 6500, 0.0)
-    assert cc.cwnd == 7500  # congestion avoidance: +1 SMSS per cwnd acked
-    cc.on_timeout(8000, 0.0)
-    assert (cc.cwnd, cc.ssthresh) == (1000, 3750)
+    cc.on_ack(RateSample(acked_sacked=5000), 0.0)
+    assert cc.cwnd == 16_000  # a stretch ACK counts whole
+    cc.on_ack(RateSample(acked_sacked=5000, is_cwnd_limited=False), 0.0)
+    assert cc.cwnd == 16_000  # not cwnd-limited: no growth
+    cc.ssthresh = cc.ssthresh_on_loss(0.0, 16_000)
+    assert cc.ssthresh == 8000 and cc.prior_cwnd == 16_000
+    cc.cwnd = cc.ssthresh  # the connection ends the PRR reduction at ssthresh
+    for _ in range(8):
+        cc.on_ack(RateSample(acked_sacked=1000), 0.0)
+    assert cc.cwnd == 9000  # congestion avoidance: +1 SMSS per cwnd acked
+    assert cc.undo_cwnd() == 16_000  # max(cwnd, prior_cwnd)
 
 
 def test_congestion_registry() -> None:
@@ -231,11 +239,17 @@ def test_fast_retransmit_on_three_dup_acks() -> None:
     assert s.inject(s.seg(".", 1, 1461)) == []
     assert s.inject(s.seg(".", 1, 1461)) == []
     assert s.inject(s.seg(".", 1, 1461)) == [". 1461:2921(1460) ack 1 win 65535"]
-    assert s.conn.cc.in_recovery
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
     # partial ACK: NewReno retransmits the next hole
     assert s.inject(s.seg(".", 1, 2921)) == [". 2921:4381(1460) ack 1 win 65535"]
     s.inject(s.seg(".", 1, 7301))
-    assert not s.conn.cc.in_recovery
+    # NewReno holds the state until an ACK above the recovery point (RFC 6582
+    # 3.2 step 5, Linux tcp_try_undo_recovery), then opens
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
+    s.conn.send(b"b" * 100, s.now)
+    assert len(s.drain()) == 1
+    s.inject(s.seg(".", 1, 7401))
+    assert s.conn.rec.state is CaState.OPEN
 
 
 def test_time_wait_expiry_after_configured_duration() -> None:
@@ -263,7 +277,7 @@ def test_info_fields_for_ss() -> None:
     assert info.send_q == 3000 and info.unacked == 3 and info.notsent == 0
     assert info.snd_nxt - info.snd_una == 3000
     assert info.timer is not None and info.timer[0] == "on"
-    assert info.ca_name == "reno" and info.cwnd == 10 and info.mss == 1460
+    assert info.ca_name == "cubic" and info.cwnd == 10 and info.mss == 1460  # Linux default
     assert info.bytes_sent == 3000 and info.data_segs_out == 3
 
 
@@ -305,23 +319,63 @@ def test_sack_recovery_repairs_several_holes_in_one_round_trip() -> None:
     assert [line.split(" ack")[0] for line in out] == [". 8761:10221(1460)"]
     # the retransmissions arrive: one cumulative ACK ends recovery, no RTO needed
     s.inject(s.seg(".", 1, 1 + 10 * k))
-    assert not s.conn.cc.in_recovery and s.conn.snd_una == s.conn.snd_nxt
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.OPEN
+    assert s.conn.snd_una == s.conn.snd_nxt
     assert s.conn.total_retrans == 3 and s.conn.rtt.backoff == 0
 
 
+def _sack_at(cfg: TcpConfig) -> Script:
+    """An established SACK connection whose handshake RTT was 10 ms."""
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1460, sack_permitted=True))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, PEER)
+    s.drain()
+    s.now = 0.010
+    s.inject(s.seg(".", 1, 1))
+    return s
+
+
 def test_timeout_retransmission_skips_sacked_ranges() -> None:
-    s = _sack_established()
-    s.conn.send(b"t" * 4 * 1460, 0.0)
+    """RTO recovery (RACK and TLP off: tcp_recovery=0, tcp_early_retrans=0):
+    the timeout resends the head only (cwnd = pipe + 1 MSS, Linux
+    tcp_enter_loss); once it is acknowledged the SACKed middle is skipped and
+    the tail goes (RFC 6675 5.1)."""
+    s = _sack_at(TcpConfig(tcp_recovery=0, tcp_early_retrans=0))
+    s.conn.send(b"t" * 4 * 1460, s.now)
     assert len(s.drain()) == 4
     k = 1460
+    s.now = 0.020
     assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
-    # the timeout resends the head only (cwnd = 1 segment)
+    assert s.conn.timers.as_dict() == {"rto": pytest.approx(0.010 + s.conn.rtt.rto)}
     assert s.at(s.conn.next_deadline() or 0.0) == [". 1:1461(1460) ack 1 win 65535"]
-    # head acknowledged: go-back-N skips the SACKed middle and resends the tail
-    out = s.inject(s.seg(".", 1, 1 + k, options=_sack((1 + k, 1 + 3 * k))))
-    assert out == ["P. 4381:5841(1460) ack 1 win 65535"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.LOSS
+    # the head arrives: the receiver ACKs through the SACKed middle, the tail goes
+    s.now += 0.010
+    assert s.inject(s.seg(".", 1, 1 + 3 * k)) == ["P. 4381:5841(1460) ack 1 win 65535"]
     s.inject(s.seg(".", 1, 1 + 4 * k))
     assert s.conn.snd_una == s.conn.snd_nxt and s.conn.send_queue == 0
+
+
+def test_rack_reorder_timer_repairs_a_hole_below_sacks_without_rto() -> None:
+    """RFC 8985 6.2-6.3 (default tcp_recovery=1): a hole below SACKed
+    segments sent at the same time is lost once RACK.rtt + reo_wnd
+    (min_rtt / 4) have passed; the reorder timer fires then, long before the
+    RTO, and the tail is repaired by RACK too."""
+    s = _sack_at(TcpConfig())
+    s.conn.send(b"t" * 4 * 1460, s.now)
+    assert len(s.drain()) == 4
+    k = 1460
+    s.now = 0.020
+    assert s.inject(s.seg(".", 1, 1, options=_sack((1 + k, 1 + 3 * k)))) == []
+    reorder = s.conn.timers.reorder
+    assert reorder is not None and s.conn.timers.rto is None
+    # RACK.rtt 10 ms + reo_wnd 10/4 ms - 10 ms elapsed, + 2 ms timer slack
+    assert reorder == pytest.approx(0.020 + 0.0025 + 0.002, abs=1e-4)
+    assert s.at(reorder) == [". 1:1461(1460) ack 1 win 65535"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
+    s.now += 0.010
+    assert s.inject(s.seg(".", 1, 1 + 3 * k)) == ["P. 4381:5841(1460) ack 1 win 65535"]
+    s.inject(s.seg(".", 1, 1 + 4 * k))
+    assert s.conn.snd_una == s.conn.snd_nxt and s.conn.rec.state is CaState.OPEN
 
 
 def test_send_buffer_against_a_model() -> None:
@@ -400,22 +454,26 @@ def test_cwnd_restart_after_idle() -> None:
 
 
 def test_cubic_grows_towards_w_max_and_reduces_by_beta() -> None:
+    """CUBIC on the rate-sample hooks, driven as the connection drives it:
+    ssthresh_on_loss and on_state at a loss, cwnd = ssthresh when PRR ends."""
     cc = create("cubic", 1000, 10)
     cc.ssthresh = 10_000  # start in congestion avoidance
-    cc.on_ack(1000, 10_000, 0.0)
-    cc.enter_recovery(100_000, 1.0)  # at cwnd ~ 10 segments: W_max = 10
-    cc.exit_recovery(1.0)
+    cc.on_ack(RateSample(acked_sacked=1000, rtt=0.01, min_rtt=0.01), 0.0)
+    cc.ssthresh = cc.ssthresh_on_loss(1.0, cc.cwnd)  # at cwnd ~ 10 segments: W_max = 10
+    cc.on_state(CaState.RECOVERY, 1.0)
+    cc.cwnd = cc.ssthresh
+    cc.on_state(CaState.OPEN, 1.0)
     assert cc.cwnd == cc.ssthresh == 7_000  # beta = 0.7
     now = 1.0
     sizes = []
     for _ in range(400):
         now += 0.01
-        cc.on_ack(1000, cc.cwnd, now)
+        cc.on_ack(RateSample(acked_sacked=1000, rtt=0.01, min_rtt=0.01), now)
         sizes.append(cc.cwnd)
     assert sizes == sorted(sizes)  # monotone growth
     assert sizes[-1] > 10_000  # passed the old maximum (convex region)
-    cc.on_timeout(20_000, now)
-    assert cc.cwnd == 1000
+    grown = cc.cwnd
+    assert cc.ssthresh_on_loss(now, grown) == int(grown // 1000 * 0.7) * 1000  # in segments
 
 
 @pytest.mark.parametrize("ca", ["reno", "cubic"])
@@ -453,21 +511,26 @@ def test_out_of_order_queue_is_bounded_in_blocks() -> None:
 
 
 def test_stretch_dup_acks_enter_recovery_by_sacked_bytes() -> None:
-    """RFC 6675: more than 2 * SMSS SACKed enters recovery before the third
-    duplicate ACK (GRO/stretch ACKs); holes are repaired per SACKed segment."""
+    """One stretch ACK SACKing five segments above two holes enters recovery
+    at once (the first duplicate ACK; Linux RACK with DupThresh: reordering
+    window 0 once >= 3 segments are SACKed), and PRR's slow-start reduction
+    bound (RFC 6937) lets both holes go in the same round trip."""
     s = _sack_established()
     s.conn.send(b"g" * 10 * 1460, 0.0)
     assert len(s.drain()) == 10
     k = 1460
+    s.now = 0.010  # one round trip later
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 7 * k), (1 + k, 1 + 2 * k))))
-    assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)"]
-    assert s.conn.cc.in_recovery
+    assert [line.split(" ack")[0] for line in out] == [". 1:1461(1460)", ". 2921:4381(1460)"]
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.RECOVERY
     info = s.conn.info(s.now)
     assert (info.lost, info.sacked) == (2, 5 * k)
+    # more SACKs: both holes already resent, nothing new to send
+    s.now = 0.011
     out = s.inject(s.seg(".", 1, 1, options=_sack((1 + 3 * k, 1 + 10 * k), (1 + k, 1 + 2 * k))))
-    assert [line.split(" ack")[0] for line in out] == [". 2921:4381(1460)"]
+    assert out == []
     s.inject(s.seg(".", 1, 1 + 10 * k))
-    assert not s.conn.cc.in_recovery and s.conn.total_retrans == 2
+    assert s.conn.rec is not None and s.conn.rec.state is CaState.OPEN and s.conn.total_retrans == 2
 
 
 def test_data_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:

@@ -36,13 +36,25 @@ class TcpConfig:
     window_scaling: bool = True
     #: Shift we offer (Linux offers 7 for its 6 MB tcp_rmem max); capped at 14.
     window_scale: int = 7
+    #: SACK-permitted offered (RFC 2018; Linux tcp_sack 1; also ``tcp_sack``)
     sack: bool = True
     timestamps: bool = True
     #: TCP_NODELAY: False = Nagle on (RFC 9293 3.7.4, Linux default).
     nodelay: bool = False
+    #: TCP_CORK: hold partial segments until uncorked (Linux; 200 ms cap not modelled).
+    cork: bool = False
+    #: TCP_QUICKACK: ACK every data segment at once instead of delaying.
+    quickack: bool = False
+    #: TCP_MAXSEG: clamp of the MSS (0 = none).
+    maxseg: int = 0
+    #: TCP_NOTSENT_LOWAT: ``send`` queues at most this many not-yet-sent bytes
+    #: (0 = no limit beyond the send buffer; Linux tcp_notsent_lowat UINT_MAX).
+    notsent_lowat: int = 0
 
     # --- congestion control ---------------------------------------------------
-    congestion: str = "reno"
+    #: Algorithm by registry name (Linux tcp_congestion_control; the kernel's
+    #: built-in default is cubic).  Per connection: ``conn.set_congestion``.
+    congestion: str = "cubic"
     #: Initial window in segments (RFC 6928, Linux TCP_INIT_CWND = 10).
     initial_cwnd: int = 10
     #: Duplicate ACKs that trigger fast retransmit (RFC 5681; Linux tcp_reordering 3).
@@ -50,6 +62,26 @@ class TcpConfig:
     #: Shrink cwnd after an idle period longer than the RTO (RFC 5681 4.1,
     #: Linux tcp_slow_start_after_idle 1).
     slow_start_after_idle: bool = True
+    #: Pace every connection (Linux: the fq qdisc or SO_MAX_PACING_RATE; off by
+    #: default as on a Linux host without fq).  A controller with
+    #: ``needs_pacing`` (bbr) is paced regardless.
+    pacing: bool = False
+    #: Pacing rate in percent of cwnd/SRTT while cwnd < ssthresh / after it,
+    #: when the controller sets none (Linux tcp_pacing_ss_ratio 200,
+    #: tcp_pacing_ca_ratio 120).
+    tcp_pacing_ss_ratio: int = 200
+    tcp_pacing_ca_ratio: int = 120
+
+    # --- loss recovery (Linux net.ipv4 sysctls) -------------------------------
+    #: Bit mask: 0x1 = RACK loss detection (RFC 8985), 0x4 = no RACK
+    #: reordering-window adaptation (Linux tcp_recovery 1).
+    tcp_recovery: int = 1
+    #: Tail loss probes (RFC 8985 7): 3 = TLP on, 0 = off (Linux tcp_early_retrans 3).
+    tcp_early_retrans: int = 3
+    #: F-RTO spurious-RTO detection (RFC 5682; Linux tcp_frto 2 = SACK-enhanced).
+    tcp_frto: int = 2
+    #: Act on D-SACK (RFC 2883, RFC 3708 undo; Linux tcp_dsack 1).
+    tcp_dsack: bool = True
 
     # --- retransmission (RFC 6298) --------------------------------------------
     #: Initial RTO (RFC 6298 2.1 and Linux TCP_TIMEOUT_INIT: 1 s).
@@ -126,6 +158,15 @@ class TcpConfig:
     keepalive_idle: float = 7200.0  # tcp_keepalive_time
     keepalive_interval: float = 75.0  # tcp_keepalive_intvl
     keepalive_count: int = 9  # tcp_keepalive_probes
+
+    @property
+    def tcp_sack(self) -> bool:
+        """Linux's sysctl name for :attr:`sack`."""
+        return self.sack
+
+    @tcp_sack.setter
+    def tcp_sack(self, on: bool) -> None:
+        self.sack = on
 
     def with_(self, **changes: object) -> TcpConfig:
         """A copy with some fields changed."""

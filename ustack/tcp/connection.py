@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
-from ustack.tcp.congestion import CongestionController, create
+from ustack.tcp.congestion import CaState, CongestionController, create
 from ustack.tcp.info import TcpInfo
 from ustack.tcp.listener import reply_to_unmatched
 from ustack.tcp.mib import TcpMib
@@ -39,13 +39,14 @@ from ustack.tcp.options import (
 )
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.receiver import Receiver
+from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
 from ustack.tcp.sender import Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
-from ustack.wire.seq import seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
 MASK = 0xFFFFFFFF
@@ -72,10 +73,18 @@ _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
-def _seg_data(seg: TcpSegment) -> dict[str, Any]:
-    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace)."""
+#: Undo.reason -> the Linux counter it increments
+_UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
+             "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
+             "frto": "TcpExtTCPSpuriousRTOs"}
+
+
+def _seg_data(seg: TcpSegment, wscale: int) -> dict[str, Any]:
+    """The ``seg_sent``/``seg_recv`` trace keys (ustack.tcp.trace); ``win``
+    in bytes (the field shifted by ``wscale``, never on a SYN: RFC 7323 2.2)."""
     return {"seq": seg.seq, "ack": seg.ack, "len": len(seg.payload),
-            "flags": flags_to_str(seg.flags), "win": seg.window,
+            "flags": flags_to_str(seg.flags),
+            "win": seg.window if seg.flags & SYN else seg.window << wscale,
             "sack": [list(b) for b in seg.options.sack_blocks]}
 
 
@@ -92,15 +101,15 @@ class TcpConnection:
         # negotiated options
         "snd_wscale", "rcv_wscale", "wscale_ok", "sack_ok", "ts_ok", "send_mss", "advmss",
         "_syn_window",
-        # SACK scoreboard (ranges)
-        "_sacked",
+        # the recovery room: scoreboard, RACK-TLP, PRR, undo, rate samples
+        "rec", "_rate",
         # close bookkeeping
         "_app_closed", "eof_received", "_rst_on_data",
         # loss recovery, RTT, congestion
-        "rtt", "cc", "_dupacks", "_recover", "_retransmits",
+        "rtt", "cc", "_retransmits",
         "_syn_retransmitted", "_passive",
         # timer counts
-        "_persist_backoff", "_ka_probes", "_rtx_high",
+        "_persist_backoff", "_ka_probes",
         # unanswered zero-window probes and when that run began; when the
         # last probe went out; when the retransmitted head was first sent
         "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
@@ -129,6 +138,8 @@ class TcpConnection:
         # a private copy: per-connection options (set_nodelay, set_keepalive)
         # must not leak into other connections sharing the same config
         cfg = copy(config) if config is not None else TcpConfig()
+        if cfg.maxseg and cfg.maxseg < cfg.mss:
+            cfg.mss = cfg.maxseg  # TCP_MAXSEG clamps what we advertise
         self.config = cfg
         #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
         self.trace: TraceHook | None = trace
@@ -144,6 +155,8 @@ class TcpConnection:
         self.snd = Sender(iss, cfg.send_buffer, now)
         self.rcv = Receiver(timers, cfg.recv_buffer, cfg.mss, cfg.delack,
                             cfg.quickack_segments, cfg.ooo_max_blocks)
+        self.snd.cork = cfg.cork
+        self.rcv.quickack_mode = cfg.quickack
         self.snd_una = iss
         self.snd_nxt = iss
         self.snd_wnd = 0
@@ -160,14 +173,15 @@ class TcpConnection:
         self.send_mss = 536
         # SYN windows are never scaled (RFC 7323 2.2); Linux offers 64240
         self._syn_window = min(cfg.recv_buffer, 65535 // cfg.mss * cfg.mss if cfg.mss else 65535)
-        self._sacked: list[tuple[int, int]] = []
+        #: created when the connection becomes synchronized (_start_recovery)
+        self.rec: Recovery | None = None
+        #: the latest valid delivery-rate sample, bytes/s
+        self._rate = 0.0
         self._app_closed = False
         self.eof_received = False
         self._rst_on_data = False
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self.cc: CongestionController = create(cfg.congestion, 536, cfg.initial_cwnd)
-        self._dupacks = 0
-        self._recover = iss
         self._retransmits = 0
         self._syn_retransmitted = False
         self._passive = False
@@ -176,9 +190,7 @@ class TcpConnection:
         self._probes_out = 0
         self._probe_since = now
         self._probe_last = now
-        self._rtx_stamp = now
-        #: highest sequence retransmitted in the current loss episode
-        self._rtx_high = iss
+        self._rtx_stamp = -1e18  # no loss episode yet
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -328,6 +340,14 @@ class TcpConnection:
             if self.error is not None:
                 raise ev.ConnectionFailed(self.error).exception()
             raise BrokenPipeError(E.EPIPE, "TCP connection is closed")
+        lowat = self.config.notsent_lowat
+        if lowat:
+            # TCP_NOTSENT_LOWAT: at most ``lowat`` bytes wait unsent (Linux
+            # tcp_stream_memory_free)
+            room = lowat - self.snd.unsent(self.snd_una)
+            if room < len(data):
+                data = data[:room if room > 0 else 0]
+                self._send_blocked = True
         n = self.snd.buf.write(data)
         if n < len(data):
             self._send_blocked = True
@@ -434,11 +454,96 @@ class TcpConnection:
         cfg = self.config
         self.snd.set_mss(mss, cfg.max_segment)
         self.cc.mss = mss
-        if self.state.synchronized and self.snd_nxt != self.snd_una:
-            self.snd.ptr = self.snd_una  # resend everything outstanding, re-cut
-            self._rtx_high = self.snd_una
-            self.snd.retransmitted(self.snd_nxt)  # Karn
-            self.timers.rto = now + self.rtt.rto
+        rec = self.rec
+        if rec is not None:
+            rec.set_mss(mss)
+            if self.snd_nxt != self.snd_una:
+                # everything outstanding is resent at the new size, without a
+                # congestion response (Linux tcp_simple_retransmit: larger
+                # segments marked lost, TCP_CA_Loss without ssthresh change)
+                sb = rec.sb
+                for r in list(sb):
+                    if not r.sacked and not r.lost:
+                        sb.mark_lost(r)
+                if rec.state is not CaState.LOSS:
+                    rec.high_seq = sb.nxt
+                    rec.undo_marker = None
+                    rec.prior_ssthresh = 0
+                    rec._set_state(CaState.LOSS)
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch this connection's algorithm (a registered
+        name; ValueError names the available ones).  As Linux
+        ``tcp_reinit_congestion_control``, the window and ssthresh carry over
+        and the new controller starts its own state from them."""
+        new = create(name, self.send_mss, self.config.initial_cwnd)
+        old = self.cc
+        if self.state.synchronized:
+            new.set_mss(self.send_mss, self.config.initial_cwnd)
+            new.cwnd = old.cwnd
+            new.ssthresh = old.ssthresh
+        self.config.congestion = name
+        self.cc = new
+        if self.rec is not None:
+            self.rec.cc = new
+
+    def set_cork(self, enabled: bool) -> None:
+        """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
+        self.config.cork = enabled
+        self.snd.cork = enabled
+        if not enabled:
+            self.snd.force = True  # Linux: push pending frames on uncork
+
+    def set_quickack(self, enabled: bool) -> None:
+        """TCP_QUICKACK: ACK every data segment at once (a delayed ACK goes now)."""
+        self.config.quickack = enabled
+        self.rcv.quickack_mode = enabled
+        if enabled and self.timers.delack is not None:
+            self.rcv.ack_now = True
+
+    def set_maxseg(self, nbytes: int) -> None:
+        """TCP_MAXSEG: clamp the MSS (before the handshake also the MSS we
+        advertise; after it the send MSS, with no retransmission)."""
+        if nbytes < 88 and nbytes != 0:
+            raise ValueError(f"TCP_MAXSEG must be 0 or >= 88 bytes, not {nbytes}")
+        cfg = self.config
+        cfg.maxseg = nbytes
+        if not nbytes:
+            return
+        if not self.state.synchronized:
+            cfg.mss = min(cfg.mss, nbytes)
+            self.advmss = cfg.mss
+            self.rcv.advmss = min(self.rcv.advmss, nbytes)
+            return
+        if nbytes < self.send_mss:
+            self.send_mss = nbytes
+            self.snd.set_mss(nbytes, cfg.max_segment)
+            self.cc.mss = nbytes
+            if self.rec is not None:
+                self.rec.set_mss(nbytes)
+
+    def set_notsent_lowat(self, nbytes: int) -> None:
+        """TCP_NOTSENT_LOWAT: ``send`` queues at most ``nbytes`` unsent bytes (0 = off)."""
+        if nbytes < 0:
+            raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
+        self.config.notsent_lowat = nbytes
+
+    def set_send_buffer(self, nbytes: int) -> None:
+        """SO_SNDBUF: the bound of unacknowledged + unsent bytes."""
+        if nbytes <= 0:
+            raise ValueError(f"SO_SNDBUF must be > 0, not {nbytes}")
+        self.config.send_buffer = nbytes
+        self.snd.buf.limit = nbytes
+
+    def set_recv_buffer(self, nbytes: int) -> None:
+        """SO_RCVBUF: the bound of the window we advertise (never shrunk below
+        what was already advertised, RFC 9293 3.8.6) and of out-of-order data."""
+        if nbytes <= 0:
+            raise ValueError(f"SO_RCVBUF must be > 0, not {nbytes}")
+        self.config.recv_buffer = nbytes
+        self.rcv.size = nbytes
+        if self.state.synchronized:
+            self.rcv.maybe_window_update()
 
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
@@ -474,7 +579,13 @@ class TcpConnection:
         """Bytes :meth:`send` would accept now."""
         if self.snd.fin_queued or self._app_closed or self.state is _CLOSED:
             return 0
-        return self.snd.buf.space
+        space = self.snd.buf.space
+        lowat = self.config.notsent_lowat
+        if lowat:
+            room = lowat - self.snd.unsent(self.snd_una)
+            if room < space:
+                return room if room > 0 else 0
+        return space
 
     def readable(self) -> int:
         """In-order bytes waiting for :meth:`recv`."""
@@ -511,7 +622,7 @@ class TcpConnection:
         self.segs_in += 1
         self.last_recv = now
         if self.trace is not None:
-            self.trace(now, "seg_recv", _seg_data(seg))
+            self.trace(now, "seg_recv", _seg_data(seg, self.snd_wscale))
         st = self.state
         flags = seg.flags
         payload = seg.payload
@@ -525,23 +636,40 @@ class TcpConnection:
         # ---- fast path: ESTABLISHED, in order, plain ACK (+ data) ----------
         # (the same checks as the general path in its order, minus the ones
         # that cannot apply; tests/unit/test_tcp_fastpath.py drives both)
+        rcv = self.rcv
+        seq = seg.seq
         if (st is _ESTABLISHED and (flags & (SYN | FIN | RST | ACK)) == ACK
-                and seg.seq == self.rcv.nxt and self.fast_path):
+                and seq == rcv.nxt and self.fast_path):
             ts = seg.options.timestamp
-            if self.ts_ok and ts is not None:
-                if seq_lt(ts[0], self._ts_recent) and now - self._ts_recent_stamp < _PAWS_IDLE:
+            if ts is not None and self.ts_ok:
+                if (((ts[0] - self._ts_recent) & MASK) >= 0x80000000
+                        and now - self._ts_recent_stamp < _PAWS_IDLE):  # PAWS (RFC 7323 5)
                     self._paws_reject(plen, now)
                     return
-                if seq_le(seg.seq, self.rcv.acked):
+                if seq == rcv.acked or ((seq - rcv.acked) & MASK) >= 0x80000000:
+                    # seq <= the last ACK sent: record TS.Recent (RFC 7323 4.3)
                     self._ts_recent = ts[0]
                     self._ts_recent_stamp = now
-            if plen > seq_sub(self.rcv.adv, self.rcv.nxt):
+            room = (rcv.adv - seq) & MASK
+            if plen > room or room >= 0x80000000:
                 self._receive_general(seg, now)  # beyond the window: trim
                 return
-            if not self._process_ack(seg, now):
+            if seg.ack == self.snd_una and self.snd_nxt == seg.ack:
+                # nothing in flight, nothing acknowledged: only the window
+                # (the _process_ack branch for SEG.ACK = SND.UNA, inlined)
+                wnd = seg.window << self.snd_wscale
+                if self.timers.persist is not None and wnd:
+                    self.timers.persist = None
+                    self._persist_backoff = 0
+                self._update_window(seg, wnd)
+            elif not self._process_ack(seg, now):
                 return
             if plen:
-                self._accept_in_order(payload, now)
+                if rcv.accept(payload, now):
+                    self._receive_fin(now)
+                if not self._data_event_sent:
+                    self._data_event_sent = True
+                    self._events.append(ev.DATA_AVAILABLE)
             return
 
         if st is _CLOSED or st is TcpState.LISTEN:
@@ -744,16 +872,20 @@ class TcpConnection:
             self._enter_time_wait(now)
 
     def _process_ack(self, seg: TcpSegment, now: float) -> bool:
-        """Fifth step, ESTABLISHED and later (3.10.7.4).  False = stop processing."""
+        """Fifth step, ESTABLISHED and later (3.10.7.4).  False = stop processing.
+
+        Every acceptable ACK (and an old one carrying SACK blocks, as Linux)
+        goes to the recovery room, which updates the scoreboard, RTT, rate
+        sample, loss state and cwnd (RFC 6675, RFC 8985, RFC 6937)."""
         ack = seg.ack
         una = self.snd_una
+        rec = self.rec
         if ack == una:
             # (windows on SYN segments are never scaled, RFC 7323 2.2)
             wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
-            if (self.snd_nxt != una and not seg.payload and not seg.flags & (SYN | FIN)
-                    and wnd == self.snd_wnd):
-                self._on_dup_ack(seg, now)
-            elif self.timers.persist is not None and wnd:
+            if self.snd_nxt != una and rec is not None:
+                self._recovery_ack(rec, seg, now, wnd > self.snd_wnd)
+            if self.timers.persist is not None and wnd:
                 self.timers.persist = None
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
@@ -768,64 +900,36 @@ class TcpConnection:
             if ((una - ack) & MASK) > self.max_snd_wnd:
                 self._challenge_ack(now)  # RFC 5961 5.2 (catalogue 30)
                 return False
-            return True  # old duplicate ACK: ignore it, still process the text
+            # old duplicate ACK: only its SACK blocks count (Linux tcp_ack),
+            # then process the text
+            if rec is not None and seg.options.sack_blocks and self.sack_ok \
+                    and self.snd_nxt != una:
+                self._recovery_ack(rec, seg, now, False)
+            return True
         # ---- new data acknowledged: SND.UNA < SEG.ACK =< SND.NXT ----
         data_acked = acked
-        if self.snd.fin_queued and not self.snd.fin_acked and seq_gt(ack, self.snd.fin_seq):
-            self.snd.fin_acked = True
+        snd = self.snd
+        if snd.fin_queued and not snd.fin_acked and seq_gt(ack, snd.fin_seq):
+            snd.fin_acked = True
             data_acked -= 1
         if data_acked:
-            self.snd.buf.acknowledge(data_acked)
+            snd.buf.acknowledge(data_acked)
             self.bytes_acked += data_acked
         self.snd_una = ack
-        if ((self.snd.ptr - una) & MASK) < acked:  # go-back-N pointer overtaken
-            self.snd.ptr = ack
         self.last_ack = now
-        rtt = self.rtt
-        # RTT (RFC 6298 3): from the send times of the acknowledged segments
-        # (microseconds, Karn: none if any of them was retransmitted), else
-        # from the timestamp echo (RFC 7323 4.1, 1 ms ticks), as Linux
-        # tcp_clean_rtx_queue / tcp_ack_update_rtt
-        times = self.snd.acked(una, ack)
-        if times is not None:
-            rtt.update(now - times[0], now - times[1], now)
-        else:
-            ts = seg.options.timestamp
-            if self.ts_ok and ts is not None and ts[1]:
-                r = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
-                if r < 0x7FFFFFFF:
-                    rtt.update(r / 1000.0, r / 1000.0, now)
-        rtt.backoff = 0
+        self.rtt.backoff = 0
         self._retransmits = 0
-        if self._sacked:
-            self._prune_sacked()
-        if seg.options.sack_blocks and self.sack_ok:
-            self._record_sack(seg.options.sack_blocks)
-        cc = self.cc
-        if cc.in_recovery:
-            if seq_ge(ack, self._recover):
-                cc.exit_recovery(now)
-            else:
-                # partial ACK: NewReno (RFC 6582 3.2 step 3) retransmits the new
-                # head; with SACK information the next un-SACKed hole instead
-                cc.on_partial_ack(acked, now)
-                hole = self._next_hole()
-                if hole is not None:
-                    self._retransmit(hole[0], hole[1], now)
-                elif not seq_lt(ack, self._rtx_high):
-                    self._retransmit(ack, self.send_mss, now)
-        else:
-            cc.on_ack(acked, flight, now)
-        self._dupacks = 0
-        self.timers.rto = now + rtt.rto if self.snd_nxt != ack else None
+        wnd = seg.window << self.snd_wscale
+        if rec is not None:
+            self._recovery_ack(rec, seg, now, wnd != self.snd_wnd)
         if self.timers.persist is not None:
             self.timers.persist = None
             self._persist_backoff = 0
-        self._update_window(seg, seg.window << self.snd_wscale)
-        if self._send_blocked and self.snd.buf.space:
+        self._update_window(seg, wnd)
+        if self._send_blocked and self.send_space():
             self._send_blocked = False
             self._events.append(ev.SEND_SPACE_AVAILABLE)
-        if self.snd.fin_acked:
+        if snd.fin_acked:
             st = self.state
             if st is _FIN_WAIT_1:
                 self._set_state(_FIN_WAIT_2)
@@ -838,6 +942,76 @@ class TcpConnection:
                 self._become_closed()
                 return False
         return True
+
+    def _recovery_ack(self, rec: Recovery, seg: TcpSegment, now: float,
+                      window_update: bool) -> None:
+        """Hand one ACK to the recovery room and act on what it found."""
+        cc = self.cc
+        cwnd, ssthresh = cc.cwnd, cc.ssthresh
+        ts = seg.options.timestamp
+        snd = self.snd
+        out = rec.on_ack(
+            seg.ack, seg.options.sack_blocks if self.sack_ok else (), now,
+            ts_ecr=ts[1] if ts is not None and self.ts_ok else None,
+            window_update=window_update,
+            has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
+            is_cwnd_limited=snd.is_cwnd_limited(self),
+            can_send_new=self._can_send_new())
+        rec.apply_timers(self.timers)
+        rs = out.rate
+        if rs is not None and rs.interval > 0:
+            self._rate = rs.delivery_rate
+        if out.frto_new_data:
+            snd.frto_new = True
+        if out.state is not out.prior_state or out.dsack or out.undo is not None \
+                or out.tlp_recovered or out.reneging:
+            self._recovery_event(rec, out, now)
+        if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
+            self._trace_cc(now)
+
+    def _recovery_event(self, rec: Recovery, out: AckOutcome, now: float) -> None:
+        """MIB counters and trace of what an ACK did to the loss state."""
+        mib = self.mib
+        trace = self.trace
+        if out.dsack:
+            mib["TcpExtTCPDSACKRecv"] += 1
+        if out.reneging:
+            mib["TcpExtTCPSACKReneging"] += 1
+        if out.tlp_recovered:
+            mib["TcpExtTCPLossProbeRecovery"] += 1
+        st, prior = out.state, out.prior_state
+        if st is CaState.RECOVERY and prior is not CaState.RECOVERY:
+            mib["TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery"] += 1
+            if trace is not None:
+                trace(now, "recovery", {"reason": "rack" if rec._rack_on() else "dupthresh",
+                                        "lost": out.lost, "seq": rec.una})
+        if out.undo is not None:
+            reason = out.undo.reason
+            mib[_UNDO_MIB[reason]] += 1
+            if trace is not None:
+                trace(now, "recovery", {"reason": "undo", "undo": reason,
+                                        "cwnd": out.undo.cwnd, "ssthresh": out.undo.ssthresh})
+        if (prior is CaState.RECOVERY or prior is CaState.LOSS) and st <= CaState.DISORDER \
+                and trace is not None:
+            trace(now, "recovery", {"reason": "exit", "from": prior.name.lower()})
+
+    def _trace_cc(self, now: float) -> None:
+        assert self.trace is not None
+        cc = self.cc
+        rtt = self.rtt
+        rec = self.rec
+        self.trace(now, "cc", {
+            "cwnd": cc.cwnd, "ssthresh": cc.ssthresh,
+            "in_flight": rec.in_flight() if rec is not None else 0,
+            "pacing_rate": self.snd.pacing_rate or cc.pacing_rate,
+            "delivery_rate": self._delivery_rate(), "srtt": rtt.srtt, "rttvar": rtt.rttvar,
+            "min_rtt": rtt.min_rtt, "rto": rtt.rto,
+            "ca_state": rec.state.name.lower() if rec is not None else "open"})
+
+    def _can_send_new(self) -> bool:
+        """Unsent data that fits the peer window (RFC 8985 7.3, RFC 5682 2b)."""
+        flight = (self.snd_nxt - self.snd_una) & MASK
+        return self.snd.unsent(self.snd_una) > 0 and self.snd_wnd > flight
 
     def _update_window(self, seg: TcpSegment, wnd: int) -> None:
         """SND.WND update rule (RFC 9293 3.10.7.4, SND.WL1/SND.WL2)."""
@@ -852,111 +1026,6 @@ class TcpConnection:
             if wnd > self.max_snd_wnd:
                 self.max_snd_wnd = wnd
 
-    def _on_dup_ack(self, seg: TcpSegment, now: float) -> None:
-        """RFC 5681 3.2 / RFC 6675 5: duplicate ACKs drive fast retransmit and
-        fast recovery."""
-        newly = 0
-        if seg.options.sack_blocks and self.sack_ok:
-            newly = self._record_sack(seg.options.sack_blocks)
-        self._dupacks += 1
-        cc = self.cc
-        mss = self.send_mss
-        if cc.in_recovery:
-            # SACK loss recovery (RFC 6675 NextSeg rule 1, simplified): every
-            # segment the ACK reports as having left the network clocks out
-            # one un-SACKed hole (packet conservation, so a stretch ACK that
-            # SACKs several segments repairs several holes); without holes,
-            # Reno inflation lets new data go (RFC 5681 3.2 step 4)
-            budget = newly // mss if newly >= mss else 1
-            while budget > 0:
-                hole = self._next_hole()
-                if hole is None:
-                    break
-                self._retransmit(hole[0], hole[1], now)
-                budget -= 1
-            while budget > 0:
-                cc.on_dup_ack(self.flight_size, now)
-                budget -= 1
-            return
-        thresh = self.config.dupack_threshold
-        # RFC 6675 5 / IsLost(): enter recovery on DupThresh duplicate ACKs,
-        # or as soon as more than (DupThresh - 1) * SMSS bytes are SACKed
-        # (stretch or lost ACKs deliver fewer duplicates than segments)
-        if self._dupacks >= thresh or (
-                self._sacked and self._sacked_bytes() > (thresh - 1) * mss):
-            # RFC 6582 3.2 step 2: only if the ACK covers more than the last recovery point
-            if seq_lt(self.snd_una, self._recover):
-                return  # still inside the window of an earlier loss episode
-            self._recover = self.snd_nxt
-            cc.enter_recovery(self.flight_size, now)
-            self._rtx_high = self.snd_una
-            self._retransmit(self.snd_una, mss, now)
-            self.timers.rto = now + self.rtt.rto
-
-    def _presumed_lost_segments(self) -> int:
-        """Segments in the holes below the highest SACKed byte (RFC 6675
-        IsLost, approximately), or the head after a timeout."""
-        mss = self.send_mss or 1
-        if self._sacked:
-            top = self._sacked[-1][1]
-            holes = seq_sub(top, self.snd_una) - self._sacked_bytes()
-            return (holes + mss - 1) // mss if holes > 0 else 0
-        return 1 if self._retransmits and self.snd_nxt != self.snd_una else 0
-
-    def _sacked_bytes(self) -> int:
-        return sum(seq_sub(right, left) for left, right in self._sacked)
-
-    def _next_hole(self) -> tuple[int, int] | None:
-        """The first range above SND.UNA and the retransmission high-water
-        mark that the peer has not SACKed and that lies below a SACKed block
-        (so it is presumed lost), at most one MSS: (seq, length)."""
-        sacked = self._sacked
-        if not sacked or not self.sack_ok:
-            return None
-        start = self.snd_una
-        if seq_gt(self._rtx_high, start):
-            start = self._rtx_high
-        for left, right in sacked:
-            if seq_lt(start, left):
-                n = seq_sub(left, start)
-                return start, n if n < self.send_mss else self.send_mss
-            if seq_lt(start, right):
-                start = right
-        return None
-
-    def _record_sack(self, blocks: list[tuple[int, int]]) -> int:
-        """Merge SACK blocks (RFC 2018) into the scoreboard of ranges above
-        SND.UNA; return how many bytes were newly SACKed."""
-        una, top = self.snd_una, self.snd_nxt
-        sacked = self._sacked
-        before = self._sacked_bytes() if sacked else 0
-        added = False
-        for left, right in blocks:
-            if not (seq_lt(una, right) and seq_le(right, top) and seq_lt(left, right)):
-                continue  # D-SACK or bogus
-            if seq_lt(left, una):
-                left = una
-            sacked.append((left, right))
-            added = True
-        if not added:
-            return 0
-        if len(sacked) > 1:
-            sacked.sort(key=lambda b: seq_sub(b[0], una))
-            merged: list[tuple[int, int]] = []
-            for left, right in sacked:
-                if merged and seq_le(left, merged[-1][1]):
-                    if seq_gt(right, merged[-1][1]):
-                        merged[-1] = (merged[-1][0], right)
-                else:
-                    merged.append((left, right))
-            self._sacked = merged[:64]
-        return max(self._sacked_bytes() - before, 0)
-
-    def _prune_sacked(self) -> None:
-        una = self.snd_una
-        self._sacked = [(left if seq_gt(left, una) else una, right)
-                        for left, right in self._sacked if seq_gt(right, una)]
-
     def _establish(self, seg: TcpSegment, now: float) -> None:
         """SYN-RECEIVED -> ESTABLISHED on the ACK of our SYN (3.10.7.4)."""
         self.snd_una = seg.ack
@@ -968,6 +1037,7 @@ class TcpConnection:
         self.snd_wl1 = seg.seq
         self.snd_wl2 = seg.ack
         self._handshake_rtt(seg, now)
+        self._start_recovery()
         self._set_state(_ESTABLISHED)
         if self._passive:
             self.mib["TcpPassiveOpens"] += 1  # Linux: when the child is created
@@ -977,6 +1047,19 @@ class TcpConnection:
             self.timers.keepalive = now + self.config.keepalive_idle
         if self.snd.fin_queued:
             self._set_state(_FIN_WAIT_1)
+
+    def _start_recovery(self) -> None:
+        """The connection is synchronized: the recovery room starts at SND.UNA
+        with the negotiated MSS and SACK, the RTT estimator and the
+        controller (ustack.tcp.recovery)."""
+        cfg = self.config
+        rcfg = RecoveryConfig(tcp_recovery=cfg.tcp_recovery,
+                              tcp_early_retrans=cfg.tcp_early_retrans, tcp_frto=cfg.tcp_frto,
+                              tcp_dsack=cfg.tcp_dsack, tcp_reordering=cfg.dupack_threshold,
+                              rto_min=cfg.rto_min, probe_initial=cfg.rto_initial)
+        self.rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc, sack=self.sack_ok,
+                            config=rcfg, ts_clock=self._ts_val if self.ts_ok else None)
+        self.snd.cwnd_usage_seq = self.snd_una
 
     def _handshake_rtt(self, seg: TcpSegment, now: float) -> None:
         """RTT from the handshake: the SYN's send time unless it was
@@ -1025,6 +1108,7 @@ class TcpConnection:
             self.snd_wl2 = seg.ack
             self.rcv.adv = (self.rcv.nxt + self._syn_window) & MASK
             self._handshake_rtt(seg, now)
+            self._start_recovery()
             self._set_state(_ESTABLISHED)
             self.timers.rto = None
             self._events.append(ev.CONNECTED)
@@ -1123,11 +1207,19 @@ class TcpConnection:
                     self.mib["TcpExtTW"] += 1
                 self._become_closed()  # TIME-WAIT over / orphaned FIN-WAIT-2 timeout
                 return
-        at = self.timers.rto
-        if at is not None and now >= at:
-            self._on_retransmit_timeout(now)
-            if self.state is _CLOSED:
-                return
+        rec = self.rec
+        if rec is None:
+            at = self.timers.rto
+            if at is not None and now >= at:
+                self._on_retransmit_timeout(now)  # SYN / SYN-ACK
+                if self.state is _CLOSED:
+                    return
+        else:
+            xmit = rec.timer()
+            if xmit is not None and now >= xmit[1]:
+                self._on_xmit_timer(rec, xmit[0], now)
+                if self.state is _CLOSED:
+                    return
         at = self.timers.persist
         if at is not None and now >= at:
             self._on_persist_timeout(now)
@@ -1139,9 +1231,14 @@ class TcpConnection:
         at = self.timers.keepalive
         if at is not None and now >= at:
             self._on_keepalive_timeout(now)
+        at = self.timers.pacing
+        if at is not None and now >= at:
+            self.timers.pacing = None  # the sender may release the next burst
 
     def _on_retransmit_timeout(self, now: float) -> None:
-        """RFC 6298 5.4-5.7; SYN timeline as Linux >= 6.5 (catalogue 10)."""
+        """SYN / SYN-ACK retransmission (RFC 6298 5.4-5.7, RFC 9293 3.8.1);
+        the SYN timeline as Linux >= 6.5 (catalogue 10).  After the handshake
+        the recovery room owns the timer (:meth:`_on_xmit_timer`)."""
         cfg = self.config
         st = self.state
         rtt = self.rtt
@@ -1174,43 +1271,81 @@ class TcpConnection:
             self._emit(self._synack_segment(now), now)
             self.timers.rto = now + rtt.rto
             return
-        if self.snd_nxt == self.snd_una:
-            return
-        if self._retransmits == 0 and rtt.backoff == 0:
-            self._rtx_stamp = now - rtt.rto  # about when the head was sent (retrans_stamp)
+
+    def _on_xmit_timer(self, rec: Recovery, kind: str, now: float) -> None:
+        """The recovery room's timer (one slot as Linux: RTO, tail loss probe
+        or RACK reordering timeout) expired."""
+        cfg = self.config
+        mib = self.mib
+        trace = self.trace
         uto = cfg.user_timeout
-        if uto and now - self._rtx_stamp >= uto:
-            self._fail(E.ETIMEDOUT)  # RFC 5482: unacknowledged for user_timeout
-            return
-        if self.snd_wnd == 0 and now - self.last_recv < cfg.rto_max:
-            # the peer shrank its window to zero under in-flight data: our
-            # retransmissions are window probes and must not time the
-            # connection out while the peer answers (Linux tcp_retransmit_timer)
-            rtt.backoff += 1
-            self._retransmit(self.snd_una, self.send_mss, now)
-            self.timers.rto = now + rtt.rto
-            return
-        # an orphan (closed by the application) gives up sooner: Linux
-        # tcp_orphan_retries (0 means 8)
-        limit = cfg.orphan_retries if self._app_closed else cfg.retries2
-        if self._retransmits >= limit and not uto:  # user_timeout replaces retries2
-            self._fail(E.ETIMEDOUT)
-            return
-        self._retransmits += 1
-        self.total_retrans += 1
-        self.mib["TcpExtTCPTimeouts"] += 1
-        rtt.backoff += 1
-        self.cc.on_timeout(self.flight_size, now)
-        self._dupacks = 0
-        self._recover = self.snd_nxt
-        self.snd.retransmitted(self.snd_nxt)  # Karn: all outstanding is resent
-        self._rtx_high = self.snd_una
-        # go back N: output resends from SND.UNA, skipping what the peer SACKed
-        # (kept across the timeout as Linux does, tcp_enter_loss)
-        self.snd.ptr = self.snd_una
-        self.timers.rto = now + rtt.rto
-        if uto and self.timers.rto > self._rtx_stamp + uto:
-            self.timers.rto = self._rtx_stamp + uto  # Linux tcp_clamp_rto_to_user_timeout
+        if kind != "reorder" and self._rtx_stamp < self.last_ack:
+            # the first RTO or tail loss probe since the last ACK of new data:
+            # when the head was sent (Linux retrans_stamp), before the probe
+            # or the retransmission resends it
+            head = rec.sb.head
+            self._rtx_stamp = head.sent if head is not None else now - self.rtt.rto
+        if kind == "rto":
+            if uto and now - self._rtx_stamp >= uto:
+                self._fail(E.ETIMEDOUT)  # RFC 5482: unacknowledged for user_timeout
+                return
+            if self.snd_wnd == 0 and now - self.last_recv < cfg.rto_max:
+                # the peer shrank its window to zero under in-flight data: our
+                # retransmissions are window probes and must not time the
+                # connection out while the peer answers (Linux tcp_retransmit_timer)
+                pass
+            else:
+                # an orphan (closed by the application) gives up sooner: Linux
+                # tcp_orphan_retries (0 means 8)
+                limit = cfg.orphan_retries if self._app_closed else cfg.retries2
+                if self._retransmits >= limit and not uto:  # user_timeout replaces retries2
+                    self._fail(E.ETIMEDOUT)
+                    return
+                self._retransmits += 1
+            mib["TcpExtTCPTimeouts"] += 1
+            # RFC 6298 5.4-5.6 / RFC 5681 3.1: back off, everything presumed
+            # lost, cwnd = pipe + 1 MSS, resend the head whatever the window
+            # (Linux tcp_enter_loss + tcp_retransmit_skb)
+            action = rec.on_timer(now)
+            if trace is not None:
+                trace(now, "recovery", {"reason": "rto", "seq": rec.una,
+                                        "backoff": self.rtt.backoff})
+            if action.retransmit is not None:
+                self._send_range(rec, action.retransmit[0], action.retransmit[1], now)
+                mib["TcpExtTCPSlowStartRetrans"] += 1
+        elif kind == "probe":
+            action = rec.on_timer(now, can_send_new=self._can_send_new())
+            if action.probe_new:
+                self.snd.probe = True  # the sender sends it at the next output
+            elif action.retransmit is not None:
+                self._send_range(rec, action.retransmit[0], action.retransmit[1], now)
+            if action.probe_new or action.retransmit is not None:
+                mib["TcpExtTCPLossProbes"] += 1
+                if trace is not None:
+                    trace(now, "recovery", {"reason": "tlp", "new": action.probe_new,
+                                            "seq": action.retransmit[0]
+                                            if action.retransmit else self.snd_nxt})
+        else:
+            prior = rec.state
+            rec.on_timer(now)
+            if rec.state is CaState.RECOVERY and prior is not CaState.RECOVERY:
+                mib["TcpExtTCPSackRecovery"] += 1
+                if trace is not None:
+                    trace(now, "recovery", {"reason": "rack", "seq": rec.una,
+                                            "lost": rec.sb.lost_out})
+        xmit = rec.timer()
+        if uto and xmit is not None and xmit[0] == "rto" and xmit[1] > self._rtx_stamp + uto:
+            # Linux tcp_clamp_rto_to_user_timeout (the room's one timer slot)
+            rec._timer_at = self._rtx_stamp + uto
+        rec.apply_timers(self.timers)
+
+    def _send_range(self, rec: Recovery, seq: int, length: int, now: float) -> int:
+        """Resend up to one MSS at ``seq`` and tell the scoreboard."""
+        n = self.snd.retransmit(self, seq, length)
+        if n > 0:
+            rec.on_sent(seq, n, now, tsval=self._ts_val(now) if self.ts_ok else None)
+            self.total_retrans += 1
+        return n
 
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
@@ -1275,6 +1410,10 @@ class TcpConnection:
         prior_nxt = self.snd_nxt
         if self.state in _SENDING_STATES:
             self.snd.push(self, now)
+            if (self._send_blocked and self.config.notsent_lowat
+                    and self.snd_nxt != prior_nxt and self.send_space()):
+                self._send_blocked = False  # sending made room under the low mark
+                self._events.append(ev.SEND_SPACE_AVAILABLE)
         if self.rcv.ack_now:
             self._out.append(self._make(ACK, self.snd_nxt))
         out = self._out
@@ -1285,7 +1424,7 @@ class TcpConnection:
         self.last_send = now
         if self.trace is not None:
             for seg in out:
-                d = _seg_data(seg)
+                d = _seg_data(seg, self.rcv_wscale)
                 d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
                                                                                   prior_nxt)
                 self.trace(now, "seg_sent", d)
@@ -1293,18 +1432,6 @@ class TcpConnection:
 
     def _unsent(self) -> int:
         return self.snd.unsent(self.snd_una)
-
-    def _retransmit(self, seq: int, length: int, now: float) -> None:
-        """Retransmit up to ``length`` bytes at ``seq`` (fast retransmit,
-        partial ACK, SACK hole), with the FIN if the range reaches it."""
-        n = self.snd.retransmit(self, seq, length)
-        if not n:
-            return
-        end = (seq + n) & MASK
-        if seq_gt(end, self._rtx_high):
-            self._rtx_high = end
-        self.total_retrans += 1
-        self.mib["TcpRetransSegs"] += 1
 
     def _options(self) -> TcpOptions:
         """Timestamps (RFC 7323 3) and SACK blocks (RFC 2018) for our next segment."""
@@ -1395,7 +1522,7 @@ class TcpConnection:
         mss = self.send_mss
         unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
-        sacked = sum(seq_sub(r, left) for left, r in self._sacked)
+        rec = self.rec
         return TcpInfo(
             state=self.state.ss_name,
             local_port=self.local_port,
@@ -1431,10 +1558,10 @@ class TcpConnection:
             data_segs_in=self.data_segs_in,
             retransmits=self._retransmits,
             total_retrans=self.total_retrans,
-            lost=self._presumed_lost_segments(),
-            sacked=sacked,
+            lost=rec.sb.lost_out if rec is not None else 0,
+            sacked=rec.sb.sacked_bytes if rec is not None else 0,
             dsack_dups=self.dsack_dups,
-            reordering=self.config.dupack_threshold,
+            reordering=rec.reordering if rec is not None else self.config.dupack_threshold,
             unacked=(unacked_bytes + mss - 1) // mss if mss else 0,
             notsent=notsent,
             last_send=max(now - self.last_send, 0.0),
@@ -1447,9 +1574,13 @@ class TcpConnection:
             shut_rd=self._app_closed,
             shut_wr=self.snd.fin_queued,
             nodelay=self.config.nodelay,
-            delivery_rate=(mss / rtt.srtt) * (self.cc.cwnd // mss) if rtt.srtt > 0 and mss
-            else 0.0,
+            delivery_rate=self._delivery_rate(),
+            pacing_rate=self.snd.pacing_rate,
         )
+
+    def _delivery_rate(self) -> float:
+        """The latest delivery-rate sample (bytes/s; Linux tcpi_delivery_rate)."""
+        return self._rate
 
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}->{self.remote_port} {self.state.ss_name} "

@@ -59,3 +59,4 @@ class TcpInfo:
     shut_wr: bool
     nodelay: bool
     delivery_rate: float  # bytes/s over the last RTT sample window (approximate)
+    pacing_rate: float = 0.0  # bytes/s the sender paces at, 0 = not paced

@@ -176,6 +176,14 @@ class Receiver:
             if step > self.advmss:
                 step = self.advmss
             if free - cur >= step:
+                # with window scaling the field rounds up (so a free space
+                # below 1 << wscale is not announced as zero); the edge we
+                # accept data to is the one announced (Linux __tcp_select_window
+                # ALIGN, rcv_wnd = the rounded window)
+                if ws:
+                    free = ((free + (1 << ws) - 1) >> ws) << ws
+                    if free > 0xFFFF << ws:
+                        free = 0xFFFF << ws
                 cur = free
                 self.adv = (nxt + free) & MASK
         field = (cur + (1 << ws) - 1) >> ws if ws else cur

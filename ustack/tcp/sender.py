@@ -1,51 +1,46 @@
 """The send side of one connection: what to send next.
 
 :class:`Sender` owns the send buffer (bytes from SND.UNA on), the output
-pointer (the next byte to put on the wire, below SND.NXT after a timeout:
-go-back-N), the FIN bookkeeping, Nagle/cork and sender SWS avoidance
-(RFC 9293 3.7.4, 3.8.6.2.1), segmentation (MSS or GSO super-segments of
-whole MSS multiples) and the send-time records RTT samples come from.
+pointer (the next new byte, = SND.NXT), the FIN bookkeeping, Nagle/cork and
+sender SWS avoidance (RFC 9293 3.7.4, 3.8.6.2.1), segmentation (MSS or GSO
+super-segments of whole MSS multiples), pacing (a release time in the
+timer table) and Linux's cwnd-validation state (``tcp_cwnd_validate``).
 
-:meth:`Sender.push` is the output routine (Linux ``tcp_write_xmit``): it
-reads the connection's sequence variables, the peer window, the congestion
-window and the SACK scoreboard, and appends segments to the connection's
-output list.  The connection (RFC 9293 dispatcher) calls it from
-``segments_to_send``.
-
-Send times (RFC 6298 3, Karn): every push that sends new data appends one
-record ``(end sequence, time)`` (segments sent in one push share the time,
-so one record per push); an ACK pops the records it covers and yields the
-RTT of the oldest (``seq_rtt``, for SRTT) and the newest (``ca_rtt``, for
-min_rtt and congestion control) acknowledged segment, as Linux's
-``tcp_clean_rtx_queue``.  Bytes ever retransmitted below ``karn_high`` give
-no sample (Karn's algorithm); the connection then falls back to the
-timestamp echo (RFC 7323 4).
+:meth:`Sender.push` is the output routine (Linux ``tcp_xmit_retransmit_queue``
++ ``tcp_write_xmit``): it reads the connection's sequence variables, the peer
+window, the congestion window and the recovery room's scoreboard (what is
+lost, the RFC 6675 pipe), appends segments to the connection's output list
+and reports every transmission to the scoreboard (``Recovery.on_sent``),
+which keeps the per-segment send times RTT and rate samples come from.
+The connection (RFC 9293 dispatcher) calls it from ``segments_to_send``.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
+from ustack.tcp.congestion.base import CaState
 from ustack.tcp.send_buffer import SendBuffer
 from ustack.wire.tcp import ACK, FIN, PSH, TcpOptions, TcpSegment
 
 if TYPE_CHECKING:
     from ustack.tcp.connection import TcpConnection
+    from ustack.tcp.recovery import Recovery
 
 MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
 
 
 class Sender:
-    """Send buffer, output pointer, FIN state, Nagle/cork and send times."""
+    """Send buffer, output pointer, FIN state, Nagle/cork, pacing."""
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
-                 "fin_seq", "fin_acked", "cork", "_tx_end", "_tx_time", "karn_high")
+                 "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
-        #: next sequence number to put on the wire (< SND.NXT after an RTO)
+        #: next new sequence number to put on the wire (SND.NXT)
         self.ptr = iss
         #: end of the last small segment sent (Minshall's Nagle)
         self.sml = iss
@@ -59,10 +54,19 @@ class Sender:
         self.fin_acked = False
         #: TCP_CORK: hold partial segments until uncorked (Linux)
         self.cork = False
-        self._tx_end: deque[int] = deque()
-        self._tx_time: deque[float] = deque()
-        #: end of the highest range ever retransmitted (Karn)
-        self.karn_high = iss
+        #: send one new segment whatever cwnd and Nagle (RFC 8985 7.3 loss probe)
+        self.probe = False
+        #: F-RTO step 2b (RFC 5682): new data before retransmissions
+        self.frto_new = False
+        #: Linux tcp_cwnd_validate state: is_cwnd_limited, max_packets_out
+        #: (bytes here), cwnd_usage_seq
+        self.cwnd_limited = False
+        self.max_flight = 0
+        self.cwnd_usage_seq = iss
+        #: pacing: earliest time the next segment may leave (Linux tcp_wstamp_ns)
+        self.release = 0.0
+        #: pacing rate in use (bytes/s, 0 = not paced), for TcpInfo
+        self.pacing_rate = 0.0
 
     def set_mss(self, mss: int, max_segment: int) -> None:
         self.seg_max = max(mss, max_segment // mss * mss) if max_segment else mss
@@ -71,78 +75,70 @@ class Sender:
         """Bytes queued at or above the output pointer."""
         return len(self.buf) - ((self.ptr - una) & MASK)
 
-    # ------------------------------------------------------------ send times
-    def record(self, end: int, now: float) -> None:
-        """New data up to ``end`` left at ``now``."""
-        times = self._tx_time
-        if times and times[-1] == now:
-            self._tx_end[-1] = end
-        else:
-            self._tx_end.append(end)
-            times.append(now)
-
-    def retransmitted(self, end: int) -> None:
-        """Bytes below ``end`` were (or will be) sent again: no RTT from them."""
-        if 0 < ((end - self.karn_high) & MASK) < 0x80000000:  # end > karn_high
-            self.karn_high = end
-
-    def acked(self, prior_una: int, ack: int) -> tuple[float, float] | None:
-        """SND.UNA moved from ``prior_una`` to ``ack``: (send time of the
-        oldest, send time of the newest acknowledged byte), or None when
-        none can be timed (nothing recorded, or Karn)."""
-        ends = self._tx_end
-        if not ends:
-            return None
-        times = self._tx_time
-        first = -1.0
-        last = -1.0
-        boundary = prior_una
-        while ends and ((ack - ends[0]) & MASK) < 0x80000000:  # end <= ack
-            boundary = ends.popleft()
-            last = times.popleft()
-            if first < 0.0:
-                first = last
-        if ends and boundary != ack:  # partly acknowledged record
-            last = times[0]
-            if first < 0.0:
-                first = last
-        if first < 0.0:
-            return None
-        if 0 < ((self.karn_high - prior_una) & MASK) < 0x80000000:  # karn_high > prior_una
-            return None
-        return first, last
-
-    def forget_times(self) -> None:
-        self._tx_end.clear()
-        self._tx_time.clear()
-
     # ------------------------------------------------------------ output
     def push(self, c: TcpConnection, now: float) -> None:
-        """Send data and FIN within min(SND.WND, cwnd) (RFC 9293 3.8.6.2.1
-        sender SWS avoidance, 3.7.4 Nagle; RFC 5681 cwnd; RFC 6675 skips
-        SACKed ranges when resending after a timeout)."""
+        """Transmit what is due (Linux ``tcp_write_xmit`` after
+        ``tcp_xmit_retransmit_queue``): first the segments the scoreboard
+        holds lost (RFC 6675 4 NextSeg rule 1) while the pipe is below cwnd,
+        then new data and FIN while the pipe and the peer window allow
+        (RFC 6675 5 rule 2 / RFC 3042 limited transmit fall out of the pipe),
+        with sender SWS avoidance (RFC 9293 3.8.6.2.1), Nagle (3.7.4) or cork,
+        MSS or GSO segmentation and pacing."""
+        rec = c.rec
+        if rec is None:
+            return
         sndbuf = self.buf
         buf_len = len(sndbuf)
         una = c.snd_una
+        snd_max = c.snd_nxt
+        flight = (snd_max - una) & MASK
         sent = (self.ptr - una) & MASK
-        fin_queued = self.fin_queued
-        if sent > buf_len:  # FIN already sent
-            return
         cfg = c.config
         rtt = c.rtt
-        if (una == c.snd_nxt and buf_len > sent and cfg.slow_start_after_idle
-                and now - self.last_data_send > rtt.rto and c.bytes_sent):
-            c.cc.on_idle_restart(now - self.last_data_send, rtt.rto, cfg.initial_cwnd)
+        cc = c.cc
+        probe = self.probe
+        if rec.sb.lost_out and not self.frto_new and not probe:
+            self._retransmit_lost(c, rec, now)
+        if sent > buf_len:  # FIN already sent
+            self._after_push(c, rec, now, buf_len, sent, 0)
+            return
+        fin_queued = self.fin_queued
+        if una == snd_max and buf_len > sent:
+            # sending starts with nothing in flight (Linux CA_EVENT_TX_START,
+            # after tcp_cwnd_restart: RFC 5681 4.1 restart window)
+            idle = now - self.last_data_send
+            if (cfg.slow_start_after_idle and idle > rtt.rto and c.bytes_sent
+                    and not cc.controls_cwnd):
+                cc.on_idle_restart(idle, rtt.rto, cfg.initial_cwnd)
+            cc.on_tx_start(now, idle)
         wnd = c.snd_wnd
-        cwnd = c.cc.cwnd
-        limit = wnd if wnd < cwnd else cwnd
         mss = c.send_mss
+        # (RFC 8985 7.3: the loss probe is one new segment whatever cwnd,
+        # Nagle off; Linux tcp_write_xmit push_one = 2)
+        cwnd_room = flight + mss if probe else flight + cc.cwnd - rec.in_flight()
+        limit = wnd if wnd < cwnd_room else cwnd_room
+        rate = 0.0
+        paced_limit = False
+        if (cfg.pacing or cc.needs_pacing) and not probe:
+            rate = self._pacing_rate(c)
+            if rate > 0.0 and buf_len > sent:
+                if self.release > now:
+                    # held back: the pacing timer releases the next burst
+                    # (one deadline in the timer table, no timer per segment)
+                    c.timers.pacing = self.release
+                    return
+                # a burst of about 1 ms at the pacing rate, at least 2
+                # segments (Linux tcp_tso_autosize, sk_pacing_shift 10)
+                burst = int(rate * 0.001) // mss * mss
+                if burst < 2 * mss:
+                    burst = 2 * mss
+                if sent + burst < limit:
+                    limit = sent + burst
+                    paced_limit = True
         seg_max = self.seg_max
         nodelay = cfg.nodelay
         cork = self.cork
         out = c._out
-        snd_max = c.snd_nxt
-        sacked = c._sacked
         rcv = c.rcv
         # one ACK number, window and option block for the whole batch unless a
         # SACK/D-SACK block must be carried (then _make builds each segment)
@@ -154,33 +150,16 @@ class Sender:
             if extra:
                 mss = max(mss - extra, 1)
                 seg_max = mss
+        if probe:
+            seg_max = mss
         ack = win = -1
         opts = _EMPTY_OPTIONS
         lport, rport = c.local_port, c.remote_port
         nbytes = nsegs = 0
-        new_end = -1
-        force = self.force
+        first_new = self.ptr
+        force = self.force or probe
         nxt = self.ptr
         while True:
-            cap = seg_max
-            if sacked and (((una + sent) - snd_max) & MASK) >= 0x80000000:
-                # retransmitting after a timeout: skip SACKed ranges (RFC 6675)
-                seq = (una + sent) & MASK
-                for left, right in sacked:
-                    if (((seq - left) & MASK) < 0x80000000
-                            and ((seq - right) & MASK) >= 0x80000000):  # left <= seq < right
-                        skip = (right - seq) & MASK
-                        sent += skip
-                        seq = right
-                        # SACKed bytes left the network: they do not count
-                        # against cwnd (RFC 6675 "pipe"), only the peer window
-                        cwnd += skip
-                        limit = wnd if wnd < cwnd else cwnd
-                    elif ((seq - left) & MASK) >= 0x80000000:  # seq < left
-                        gap = (left - seq) & MASK
-                        if gap < cap:
-                            cap = gap
-                        break
             avail = buf_len - sent
             if avail <= 0:
                 break
@@ -188,10 +167,9 @@ class Sender:
             if room <= 0:
                 break
             n = avail if avail < room else room
-            if n > cap:
-                n = cap
-            if n < mss and not force and ((snd_max - una) & MASK) <= sent:
-                # (both rules apply to new data only, never to retransmissions)
+            if n > seg_max:
+                n = seg_max
+            if n < mss and not force:
                 if n < avail:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (c.max_snd_wnd >> 1) or n < 1:
@@ -201,8 +179,8 @@ class Sender:
                 elif (not nodelay and not fin_queued
                       and 0 < ((self.sml - una) & MASK) < 0x80000000):  # sml > una
                     # Nagle, Minshall's variant as Linux (tcp_minshall_check):
-                    # a small *new* segment waits while an earlier small
-                    # segment is unacknowledged (RFC 896, RFC 1122 4.2.3.4)
+                    # a small segment waits while an earlier small segment is
+                    # unacknowledged (RFC 896, RFC 1122 4.2.3.4)
                     break
             elif n > mss:
                 n -= n % mss
@@ -215,12 +193,6 @@ class Sender:
                 if fin_queued and room > n:
                     flags = ACK | PSH | FIN
             nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
-            if ((seq - snd_max) & MASK) >= 0x80000000:  # seq < SND.NXT: a resend
-                c.bytes_retrans += n
-                c.mib["TcpRetransSegs"] += 1
-                self.retransmitted(nxt)
-            else:
-                new_end = nxt
             nbytes += n
             nsegs += 1
             if n < mss:
@@ -236,20 +208,20 @@ class Sender:
             else:
                 out.append(c._make(flags, seq, payload))
             self.ptr = nxt
-            if ((snd_max - nxt) & MASK) >= 0x80000000:  # nxt > snd_max
-                snd_max = nxt
             if flags & FIN:
                 sent += 1
                 break
-            if shared and n == mss and seg_max == mss and nxt == snd_max and c.fast_path:
+            if probe:
+                break
+            if shared and n == mss and seg_max == mss and c.fast_path:
                 # Bulk fast path (exact-wire mode, no GSO): the segment just
-                # built was a full-sized one of new data, so are the next ones
-                # while both the buffer and min(SND.WND, cwnd) hold more than
-                # a full segment.  None of them is subject to Nagle or sender
-                # SWS avoidance (both only hold back segments < SMSS, RFC 9293
-                # 3.7.4 and 3.8.6.2.1), none is a resend, and all share the
-                # ACK, window and options: build them in one go.  The last
-                # segment of the buffer (PSH, maybe FIN) is left to the loop.
+                # built was a full-sized one, so are the next ones while both
+                # the buffer and the room hold more than a full segment.
+                # None of them is subject to Nagle or sender SWS avoidance
+                # (both only hold back segments < SMSS, RFC 9293 3.7.4 and
+                # 3.8.6.2.1) and all share the ACK, window and options: build
+                # them in one go.  The last segment of the buffer (PSH, maybe
+                # FIN) is left to the loop.
                 avail = buf_len - sent
                 room = limit - sent
                 k = (avail if avail < room else room) // mss
@@ -265,42 +237,122 @@ class Sender:
                     sent += total
                     nbytes += total
                     nsegs += k
-                    snd_max = nxt = new_end = (base + total) & MASK
+                    nxt = (base + total) & MASK
                     self.ptr = nxt
-        c.snd_nxt = snd_max
-        if nsegs:
-            c.bytes_sent += nbytes
-            c.data_segs_out += nsegs
-            self.last_data_send = now
         self.force = False
+        self.probe = False
         if fin_queued and sent == buf_len and limit - sent > 0:
             seq = (una + sent) & MASK
             out.append(c._make(ACK | FIN, seq))
             self.ptr = nxt = (seq + 1) & MASK
-            if 0 < ((nxt - c.snd_nxt) & MASK) < 0x80000000:  # nxt > SND.NXT
-                c.snd_nxt = nxt
-                new_end = nxt
-            else:
-                self.retransmitted(nxt)
             sent += 1
-        if new_end >= 0:
-            self.record(new_end, now)
+        if nxt != first_new:
+            c.snd_nxt = nxt
+            length = (nxt - first_new) & MASK
+            rec.on_sent(first_new, length, now, tsval=c._ts_val(now) if c.ts_ok else None)
+            c.mib["TcpExtTCPOrigDataSent"] += nsegs
+            if self.frto_new:
+                self.frto_new = False  # F-RTO 2b: new data went first (RFC 5682)
+        elif self.frto_new:
+            # F-RTO 2b without new data to send: conventional recovery
+            # (Linux tcp_xmit_recovery falls through to the retransmit queue)
+            self.frto_new = False
+            rec.frto = False
+            if rec.sb.lost_out:
+                self._retransmit_lost(c, rec, now)
+        if nsegs:
+            c.bytes_sent += nbytes
+            c.data_segs_out += nsegs
+            self.last_data_send = now
+            if rate > 0.0:
+                # the next burst leaves once this one has at the pacing rate
+                # (Linux tcp_update_skb_after_send: EDT, wstamp += len / rate)
+                start = self.release if self.release > now else now
+                self.release = start + nbytes / rate
+                if paced_limit and buf_len > sent:
+                    c.timers.pacing = self.release
+        self._after_push(c, rec, now, buf_len, sent, nsegs)
+
+    def _after_push(self, c: TcpConnection, rec: Recovery, now: float, buf_len: int,
+                    sent: int, nsegs: int) -> None:
+        """Timers and cwnd validation after a transmission round."""
+        una = c.snd_una
         timers = c.timers
         if c.snd_nxt != una:
-            if timers.rto is None:
-                timers.rto = now + rtt.rto
+            rec.apply_timers(timers)
             timers.persist = None
-        elif ((buf_len > sent or (fin_queued and sent == buf_len))
+            # Linux tcp_cwnd_validate: was the window the limit during this flight?
+            # (in whole segments, as Linux counts packets: no room for one more)
+            pipe = rec.in_flight()
+            limited = pipe + c.send_mss > c.cc.cwnd
+            if (((una - self.cwnd_usage_seq) & MASK) < 0x80000000 or limited
+                    or (not self.cwnd_limited and pipe > self.max_flight)):
+                self.cwnd_limited = limited
+                self.max_flight = pipe
+                self.cwnd_usage_seq = c.snd_nxt
+            if buf_len <= sent:
+                # the application has nothing more queued (Linux
+                # tcp_rate_check_app_limited)
+                rec.check_app_limited(0)
+        elif ((buf_len > sent or (self.fin_queued and sent == buf_len))
               and timers.persist is None):
             # nothing in flight, data waiting but held back (window closed, or
             # too small for SWS avoidance): the persist timer (3.8.6.1) probes
             # or, with an open window, forces the override send (3.8.6.2.1)
-            timers.persist = now + rtt.rto
+            timers.persist = now + c.rtt.rto
+
+    def is_cwnd_limited(self, c: TcpConnection) -> bool:
+        """Linux ``tcp_is_cwnd_limited``: in slow start, cwnd below twice the
+        largest recent flight; else the window limited the last flight."""
+        cc = c.cc
+        if cc.cwnd < cc.ssthresh:
+            return cc.cwnd < 2 * self.max_flight
+        return self.cwnd_limited
+
+    def _retransmit_lost(self, c: TcpConnection, rec: Recovery, now: float) -> None:
+        """RFC 6675 4 NextSeg rule 1 (Linux ``tcp_xmit_retransmit_queue``):
+        resend the lowest lost ranges, one MSS at a time, while the pipe is
+        below cwnd."""
+        cc = c.cc
+        mib = c.mib
+        recovering = rec.state == CaState.RECOVERY
+        for _ in range(1024):
+            r = rec.next_to_retransmit()
+            if r is None or rec.in_flight() >= cc.cwnd:
+                return
+            seq, length = r
+            n = self.retransmit(c, seq, length)
+            if n <= 0:
+                return
+            rec.on_sent(seq, n, now, tsval=c._ts_val(now) if c.ts_ok else None)
+            c.total_retrans += 1
+            mib["TcpExtTCPFastRetrans" if recovering else "TcpExtTCPSlowStartRetrans"] += 1
+
+    def _pacing_rate(self, c: TcpConnection) -> float:
+        """The controller's pacing rate, else Linux's default
+        (tcp_update_pacing_rate): cwnd/SRTT at tcp_pacing_ss_ratio % while
+        cwnd < ssthresh/2 (slow start that is not about to end), else at
+        tcp_pacing_ca_ratio %.  0 = no pacing (no RTT sample yet)."""
+        cc = c.cc
+        rate = cc.pacing_rate
+        if rate <= 0.0:
+            srtt = c.rtt.srtt
+            if srtt <= 0.0:
+                rate = 0.0
+            else:
+                cfg = c.config
+                ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
+                         else cfg.tcp_pacing_ca_ratio)
+                flight = (c.snd_nxt - c.snd_una) & MASK
+                rate = (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+        self.pacing_rate = rate
+        return rate
 
     def retransmit(self, c: TcpConnection, seq: int, length: int) -> int:
-        """Resend up to ``length`` bytes at ``seq`` (fast retransmit, partial
-        ACK, SACK hole, probe), with the FIN if the range reaches it.
-        Returns the sequence space resent (0: nothing to resend there)."""
+        """Resend up to ``length`` bytes at ``seq`` (at most one MSS: a lost
+        range, the RTO head, a probe), with the FIN if the range reaches it.
+        Returns the sequence space resent, FIN included (0: nothing there);
+        the caller reports it to the scoreboard."""
         sndbuf = self.buf
         off = (seq - c.snd_una) & MASK
         if off >= 0x80000000:
@@ -315,10 +367,12 @@ class Sender:
             c._out.append(c._make(flags, seq, sndbuf.peek(off, n)))
             c.bytes_retrans += n
             c.data_segs_out += 1
+            if flags & FIN:
+                n += 1
         elif self.fin_queued and not self.fin_acked and off == len(sndbuf):
             c._out.append(c._make(ACK | FIN, seq))
             n = 1
         else:
             return 0
-        self.retransmitted((seq + n) & MASK)
+        c.mib["TcpRetransSegs"] += 1
         return n
