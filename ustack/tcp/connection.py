@@ -654,7 +654,8 @@ class TcpConnection:
             if plen > room or room >= 0x80000000:
                 self._receive_general(seg, now)  # beyond the window: trim
                 return
-            if seg.ack == self.snd_una and self.snd_nxt == seg.ack:
+            if (seg.ack == self.snd_una and self.snd_nxt == seg.ack
+                    and not seg.options.sack_blocks):
                 # nothing in flight, nothing acknowledged: only the window
                 # (the _process_ack branch for SEG.ACK = SND.UNA, inlined)
                 wnd = seg.window << self.snd_wscale
@@ -883,7 +884,10 @@ class TcpConnection:
         if ack == una:
             # (windows on SYN segments are never scaled, RFC 7323 2.2)
             wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
-            if self.snd_nxt != una and rec is not None:
+            # with nothing outstanding only a SACK-carrying ACK matters: a late
+            # D-SACK still undoes a spurious reduction (Linux tcp_ack no_queue)
+            if rec is not None and (self.snd_nxt != una
+                                    or (seg.options.sack_blocks and self.sack_ok)):
                 self._recovery_ack(rec, seg, now, wnd > self.snd_wnd)
             if self.timers.persist is not None and wnd:
                 self.timers.persist = None
