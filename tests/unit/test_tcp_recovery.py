@@ -795,3 +795,17 @@ def test_short_segments_give_rtt_and_rate_samples() -> None:
     rec.on_sent((seg(0) + 300) & MASK, 2 * MSS, 2.0)
     out = rec.on_ack((seg(0) + 600) & MASK, [], 2.1)  # 300 bytes of a 2000-byte record
     assert out.rtt is None and out.acked == 300
+
+
+def test_dsacked_retransmission_counts_as_delivered() -> None:
+    """Linux tcp_dsack_seen: the duplicate was delivered (rate sample and
+    window growth of the ACK carrying the D-SACK)."""
+    rec = make(cwnd=10)
+    warm(rec, 0.1)
+    send(rec, 1, 8, 1.0)
+    rec.on_ack(seg(1), [blk(2, 6)], 1.1)
+    rec.on_sent(seg(1), MSS, 1.1)
+    out = rec.on_ack(seg(7), [blk(1, 2), blk(8, 9)], 1.15)
+    # newly: 1 and 6 acked, 8 SACKed, and the D-SACKed duplicate of 1
+    assert out.dsack and not out.reneging and out.delivered == 4 * MSS
+    assert out.rate is not None and out.rate.acked_sacked == 4 * MSS
