@@ -1017,6 +1017,17 @@ _loop_stacks: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, Callable[[], Awaitable[Stack]]] = weakref.WeakKeyDictionary()
 
 
+#: ``Stack.start``, registered by ``ustack.stack`` when it is imported (streams
+#: never imports the Stack: the stack depends on streams, not the reverse)
+_stack_starter: Callable[..., Awaitable[Stack]] | None = None
+
+
+def set_stack_starter(starter: Callable[..., Awaitable[Stack]]) -> None:
+    """What :func:`default_stack` calls to start the USTACK_IFACE stack."""
+    global _stack_starter
+    _stack_starter = starter
+
+
 def register_loop_stack(loop: asyncio.AbstractEventLoop,
                         starter: Callable[[], Awaitable[Stack]]) -> None:
     """Make ``starter()`` (which starts or returns the loop's stack) what
@@ -1049,10 +1060,11 @@ async def default_stack() -> Stack:
                 f"no default ustack stack: set {missing} (e.g. USTACK_IFACE=veth-us "
                 "USTACK_ADDRESS=10.77.0.2/24, optional USTACK_GATEWAY), or pass a "
                 "Stack: await stack.open_connection(...)")
-        from ustack.stack import Stack
-
-        stack = await Stack.start(iface=iface, address=address,
-                                  gateway=os.environ.get("USTACK_GATEWAY") or None)
+        if _stack_starter is None:
+            raise NoDefaultStackError("no default ustack stack: ustack.stack is not imported "
+                                      "(import ustack.stack, or use ustack.open_connection)")
+        stack = await _stack_starter(iface=iface, address=address,
+                                     gateway=os.environ.get("USTACK_GATEWAY") or None)
         _default[loop] = stack
         return stack
 
