@@ -9,7 +9,8 @@ What works is what libraries do with such a socket: ``family``/``type``,
 TCP options ustack implements (TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE,
 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_CORK, TCP_USER_TIMEOUT, SO_SNDBUF,
 SO_RCVBUF, TCP_CONGESTION, TCP_QUICKACK, TCP_MAXSEG, TCP_NOTSENT_LOWAT),
-each mapped to the transport's typed setter.  Unknown options raise ``OSError(ENOPROTOOPT)`` like a socket.
+each mapped to the transport's typed setter.  Unknown options raise
+``OSError(ENOPROTOOPT)`` like a socket.
 """
 
 from __future__ import annotations
