@@ -235,11 +235,20 @@ class TcpTransport(asyncio.Transport):
         """TCP_QUICKACK: ACK at once instead of delaying (Linux)."""
         self._core_setter("set_quickack", "TCP_QUICKACK", bool(enabled))
 
+    def set_maxseg(self, nbytes: int) -> None:
+        """TCP_MAXSEG: the MSS (advertised before the handshake, sent after)."""
+        self._core_setter("set_maxseg", "TCP_MAXSEG", int(nbytes))
+
+    def set_notsent_lowat(self, nbytes: int) -> None:
+        """TCP_NOTSENT_LOWAT: keep at most this many unsent bytes in the core."""
+        self._core_setter("set_notsent_lowat", "TCP_NOTSENT_LOWAT", int(nbytes))
+
     def tcp_option(self, name: str) -> Any:
         """The current value of an option by name (``nodelay``, ``keepalive``,
         ``keepalive_idle``, ``keepalive_interval``, ``keepalive_count``,
         ``cork``, ``user_timeout``, ``send_buffer``, ``recv_buffer``,
-        ``congestion``, ``quickack``), read from the connection's config."""
+        ``congestion``, ``quickack``, ``maxseg``, ``notsent_lowat``), read
+        from the connection's config."""
         conn = self._core()
         if name == "congestion":
             return conn.cc.name
