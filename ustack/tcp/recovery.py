@@ -275,6 +275,11 @@ class _AckState:
 class Recovery:
     """Scoreboard + RACK-TLP + PRR + undo + rate samples for one sender."""
 
+    #: take the fast paths of :meth:`on_ack` / :meth:`on_sent` for the common
+    #: case (tests set it False on an instance to force the general path;
+    #: tests/unit/test_tcp_recovery_fastpath.py proves both give the same)
+    fast_path = True
+
     def __init__(self, una: int, mss: int, rtt: RttEstimator,
                  cc: CongestionController | None = None, *, sack: bool = True,
                  config: RecoveryConfig | None = None,
@@ -417,6 +422,9 @@ class Recovery:
             return
         sb = self.sb
         self._now = now
+        if seq == sb.nxt & MASK and self._probe_pending is None and self.fast_path:
+            self._sent_new(sb, length, now, tsval)
+            return
         start = sb.unwrap(seq)
         end = start + length
         if start > sb.nxt:
@@ -448,6 +456,20 @@ class Recovery:
         # probe was pending) + tcp_schedule_loss_probe at the end of
         # tcp_write_xmit; the probe, when armed, replaces the RTO in the slot
         if new_data and not self._schedule_loss_probe(now, advancing=False) and (
+                nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None):
+            self._rearm_rto(now)
+
+    def _sent_new(self, sb: Scoreboard, length: int, now: float, tsval: int | None) -> None:
+        """:meth:`on_sent` fast path: new data appended in order at SND.NXT, no
+        probe pending (the general path with nothing to resend; same results,
+        tests/unit/test_tcp_recovery_fastpath.py)."""
+        nothing_in_flight = sb.packets_out == 0
+        r = sb.append(sb.nxt + length, now, tsval)
+        self.rate.on_sent(r, now, nothing_in_flight)
+        state = self.state
+        if state is _CWR or state is _RECOVERY:
+            self.prr_out += length
+        if not self._schedule_loss_probe(now, advancing=False) and (
                 nothing_in_flight or self._timer_kind == "probe" or self._timer_kind is None):
             self._rearm_rto(now)
 
@@ -494,6 +516,13 @@ class Recovery:
         ``tcp_fastretrans_alert``, ``tcp_rate_gen``, ``tcp_cong_control``)."""
         sb = self.sb
         self._now = now
+        if (not sack_blocks and self.state is _OPEN and not ece
+                and self.tlp_high_seq is None and self.undo_marker is None
+                and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
+                and self.sack_ok and not self.is_sack_reneg and self.fast_path):
+            d = (ack - sb.una) & MASK
+            if 0 < d <= sb.nxt - sb.una:
+                return self._on_ack_fast(sb.una + d, now, ts_ecr, is_cwnd_limited)
         self._ts_ecr = ts_ecr
         out = AckOutcome(prior_state=self.state, state=self.state)
         a = sb.unwrap(ack)
@@ -589,6 +618,99 @@ class Recovery:
             self._rearm_rto(now)
         out.state = self.state
         self._ts_ecr = None
+        return out
+
+    def _on_ack_fast(self, a: int, now: float, ts_ecr: int | None,
+                     is_cwnd_limited: bool) -> AckOutcome:
+        """:meth:`on_ack` for the common case: the cumulative ACK advances to
+        ``a`` (unwrapped), no SACK blocks, nothing SACKed, lost or being
+        retransmitted on the scoreboard, a SACK peer, state OPEN, no probe
+        episode, no undo pending, no ECE.  The general path then takes no
+        SACK, D-SACK, dupACK, loss, undo or state-machine branch; what is
+        left is inlined here (``_clean`` without marks, ``_rtt_update``,
+        ``_cong_control`` in OPEN).  Same results, state and calls as the
+        general path (tests/unit/test_tcp_recovery_fastpath.py)."""
+        sb = self.sb
+        rate = self.rate
+        rack = self.rack
+        log = sb.lost_log
+        if log:
+            log.clear()
+        prior_fack = sb.fack
+        prior_in_flight = sb.nxt - sb.una - sb.sacked_bytes - sb.lost_bytes + sb.retrans_bytes
+        prior_delivered = rate.delivered
+        prior_lost = sb.lost_total
+        reord = sb.nxt
+        acc = RateAccumulator()
+        min_rtt = self.rtt.min_rtt
+        self.rto_count = 0
+        # Linux tcp_clean_rtx_queue with no SACK/lost/retrans marks (see _clean)
+        acked = 0
+        mss = sb.mss
+        first_ackt: float | None = None
+        last_ackt = 0.0
+        retrans_acked = False
+        for r, n in sb.pop_acked(a):
+            acked += n
+            if r.start == a and n < mss:
+                rate.delivered += n
+                continue
+            if r.retrans:
+                retrans_acked = True
+            else:
+                if first_ackt is None:
+                    first_ackt = r.sent
+                last_ackt = r.sent
+                if r.start < reord:
+                    reord = r.start
+            rate.delivered += n
+            if not (r.retrans and ts_ecr is not None and r.tsval is not None
+                    and seq_lt(ts_ecr, r.tsval)):
+                rack.advance(r, now, min_rtt)
+            rate.on_delivered(acc, r)
+        if reord < prior_fack:
+            self._check_sack_reordering(reord, max(prior_fack, sb.fack))
+        # _rtt_update without SACK samples
+        seq_rtt: float | None = None
+        ca_rtt: float | None = None
+        if first_ackt is not None and not retrans_acked:
+            seq_rtt = now - first_ackt
+            ca_rtt = now - last_ackt
+        if seq_rtt is None and ts_ecr is not None and self.ts_clock is not None:
+            delta = seq_sub(self.ts_clock(now), ts_ecr)
+            if 0 <= delta < 0x7FFFFFFF // 1000:
+                seq_rtt = max(delta, 1) / 1000.0
+                ca_rtt = seq_rtt
+        self._ca_rtt = ca_rtt
+        if seq_rtt is not None:
+            self.rtt.update(seq_rtt, ca_rtt if ca_rtt is not None else seq_rtt, now)
+            self.rtt.backoff = 0
+        rack.update_reo_wnd(acc.prior_delivered if acc.have else None, rate.delivered,
+                            bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
+        out = AckOutcome(acked)
+        out.rtt = seq_rtt
+        delivered_now = rate.delivered - prior_delivered
+        lost_now = sb.lost_total - prior_lost
+        out.delivered = delivered_now
+        out.lost = lost_now
+        d, interval, app_limited = rate.generate(acc, delivered_now, now, min_rtt, False)
+        cur_rtt = self.rtt.min_rtt
+        rs = RateSample(
+            d, interval, d / interval if interval > 0 else 0.0,
+            delivered_now, prior_in_flight, self.in_flight(), lost_now,
+            ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
+            app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
+            rate.delivered, self.state, is_cwnd_limited)
+        out.rate = rs
+        cc = self.cc
+        # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
+        if cc.controls_cwnd or delivered_now > 0:
+            cc.on_ack(rs, now)
+        if sb.packets_out == 0:
+            self._timer_kind = None
+            self._probe_pending = None
+        elif not self._schedule_loss_probe(now, advancing=True):
+            self._rearm_rto(now)
         return out
 
     def _sacktag(self, blocks: Sequence[tuple[int, int]], a: int, prior_una: int,
