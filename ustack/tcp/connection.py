@@ -950,7 +950,8 @@ class TcpConnection:
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
             is_cwnd_limited=snd.is_cwnd_limited(self),
-            can_send_new=self._can_send_new())
+            # (only F-RTO in the LOSS state reads it: Recovery._process_loss)
+            can_send_new=rec.state is CaState.LOSS and self._can_send_new())
         rec.apply_timers(self.timers)
         rs = out.rate
         if rs is not None and rs.interval > 0:

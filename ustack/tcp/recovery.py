@@ -706,10 +706,21 @@ class Recovery:
         # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
         if cc.controls_cwnd or delivered_now > 0:
             cc.on_ack(rs, now)
-        if sb.packets_out == 0:
+        packets_out = sb.packets_out
+        if packets_out == 0:
             self._timer_kind = None
             self._probe_pending = None
-        elif not self._schedule_loss_probe(now, advancing=True):
+        elif self._tlp_on:
+            # _schedule_loss_probe(advancing=True) for a SACK peer in OPEN
+            rtt = self.rtt
+            cfg = self.cfg
+            pto = probe_timeout(rtt.srtt, packets_out, cfg.rto_min, cfg.probe_initial)
+            rto = rtt.rto
+            if 0 < rto < pto:
+                pto = rto
+            self._timer_kind = "probe"
+            self._timer_at = now + pto
+        else:
             self._rearm_rto(now)
         return out
 
