@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ustack.driver.port import TcpPort, port_of
+from ustack.driver.tcp_table import TcpTable
 from ustack.link.base import Device, ReceivedFrame
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import IpError
@@ -33,7 +35,6 @@ from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, format_address, p
 
 if TYPE_CHECKING:
     from ustack.link.af_packet import AfPacketDevice
-    from ustack.net.tcp_table import TcpTable
     from ustack.streams import ClientConnectedCallback, Server
     from ustack.tcp.config import TcpConfig
 
@@ -252,22 +253,21 @@ class Stack:
         self.add_close_hook(lambda: stack_identity.remove(endpoint_path))
 
     def _attach_tcp(self, config: TcpConfig | None = None) -> None:
-        try:
-            from ustack.net.tcp_table import TcpTable
-        except ImportError as exc:
-            log.warning("ustack: TCP layer not available (%s); running without TCP", exc)
-            return
-        self._tcp = TcpTable(self, loop=self.loop, config=config)
+        self._tcp = TcpTable(self.tcp_port(), config=config)
         self.ip.register(PROTO_TCP, self._tcp.ip_input)
         self.ip.register_error(PROTO_TCP, self._tcp_error)
 
+    def tcp_port(self) -> TcpPort:
+        """The typed port the TCP driver gets (DESIGN.md "Transport driver"):
+        our address, the MTU, the IP layer's send paths, the loop."""
+        return port_of(self, self.loop)
+
     @property
     def tcp(self) -> TcpTable:
-        """The TCP connection table (``ustack.net.tcp_table.TcpTable``);
+        """The TCP connection table (``ustack.driver.tcp_table.TcpTable``);
         RuntimeError when the stack runs without TCP."""
         if self._tcp is None:
-            raise RuntimeError("this stack runs without TCP (Stack.start(tcp=False) or the "
-                               "TCP layer failed to import)")
+            raise RuntimeError("this stack runs without TCP (Stack.start(tcp=False))")
         return self._tcp
 
     @property

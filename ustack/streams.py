@@ -2,7 +2,7 @@
 
 :class:`TcpTransport` is an :class:`asyncio.Transport` whose other side is a
 sans-I/O :class:`~ustack.tcp.TcpConnection` held in the stack's
-:class:`~ustack.net.tcp_table.TcpTable`.  On top of it the usual asyncio
+:class:`~ustack.driver.tcp_table.TcpTable`.  On top of it the usual asyncio
 machinery works unchanged: :class:`asyncio.StreamReaderProtocol`,
 :class:`asyncio.StreamReader`/:class:`asyncio.StreamWriter`, user protocols,
 and TLS through the standard library's :class:`asyncio.sslproto.SSLProtocol`.
@@ -47,7 +47,7 @@ from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
 
 if TYPE_CHECKING:
-    from ustack.net.tcp_table import Listener, TcpEndpoint, TcpTable
+    from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
     from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2**16
@@ -794,8 +794,28 @@ async def open_connection(
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout, trace=trace,
     )
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    writer = StreamWriter(transport, protocol, reader, loop)
     return reader, writer
+
+
+class StreamWriter(asyncio.StreamWriter):
+    """asyncio's StreamWriter whose ``start_tls`` works on any loop: it runs
+    :func:`start_tls` on the ustack transport instead of ``loop.start_tls``
+    (uvloop's refuses transports it did not make)."""
+
+    async def start_tls(self, sslcontext: ssl_mod.SSLContext, *,
+                        server_hostname: str | None = None,
+                        ssl_handshake_timeout: float | None = None,
+                        ssl_shutdown_timeout: float | None = None) -> None:
+        protocol: Any = self._protocol  # type: ignore[attr-defined]
+        server_side = protocol._client_connected_cb is not None
+        await self.drain()
+        new_transport = await start_tls(
+            self.transport, protocol, sslcontext, server_side=server_side,  # type: ignore[arg-type]
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
+        self._transport = new_transport
+        protocol._replace_writer(self)
 
 
 # --------------------------------------------------------------- serving
@@ -1040,5 +1060,5 @@ async def default_stack() -> Stack:
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
-    "attach", "resolve", "register_loop_stack",
+    "attach", "resolve", "register_loop_stack", "StreamWriter",
 ]

@@ -15,6 +15,7 @@ ETIMEDOUT, before a generous deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -123,7 +124,8 @@ async def _ustack_sender(lab: Lab, user_timeout: float) -> dict[str, Any]:
                 "probes": stack.counters().get("TcpExtTCPWinProbe", 0)}
     finally:
         await _unsilence(lab)
-        receiver.kill()
+        with contextlib.suppress(ProcessLookupError):  # it may have ended already
+            receiver.kill()
         await receiver.wait()
         await stack.close()
 
@@ -157,7 +159,8 @@ async def _kernel_sender(lab: Lab) -> dict[str, Any]:
                 "seconds": round(float(parts[2]) - t0, 2)}
     finally:
         await _unsilence(lab)
-        sender.kill()
+        with contextlib.suppress(ProcessLookupError):  # it ends after the error
+            sender.kill()
         await sender.wait()
         server.close()
         await stack.close()

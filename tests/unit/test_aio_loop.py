@@ -51,7 +51,7 @@ def run_on_ustack(kind: str, tmp_path: Path,
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n")
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:1\n")
+    resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:2\n")
     a_dev, b_dev = MemoryPair()
     options = StackOptions(iface="mem0", address=f"{A}/24", diagnostics=False,
                            hosts=str(hosts), resolv_conf=str(resolv),
@@ -64,10 +64,17 @@ def run_on_ustack(kind: str, tmp_path: Path,
                 await b.start_server(_echo, port=7000)
                 dns_sock = b.udp.bind(53)
 
+                seen: dict[str, int] = {}
+
                 def answer() -> None:
                     while (item := dns_sock.recv()) is not None:
                         query, (host, port) = item
                         name = dns.parse_response(_as_response(query)).question
+                        seen[name] = seen.get(name, 0) + 1
+                        if name == "dead.test" or (name == "slow.test" and seen[name] == 1):
+                            continue  # lost: the resolver must retransmit / give up
+                        if name == "slow.test":
+                            name = "dns.test"
                         found = {"dns.test": [socket.inet_aton(B)]}.get(name)
                         reply = dns.build_response(query, found or [],
                                                    rcode=0 if found else dns.RCODE_NXDOMAIN)
@@ -143,6 +150,12 @@ def test_getaddrinfo_hosts_dns_and_failures(kind: str, tmp_path: Path) -> None:
         with pytest.raises(socket.gaierror):
             await asyncio.open_connection("nx.test", 7000)
         assert (await loop.getaddrinfo("localhost", 1))[0][4] == ("127.0.0.1", 1)
+        # a lost query is retransmitted after timeout:1; no answer at all is EAI_AGAIN
+        infos = await loop.getaddrinfo("slow.test", 80, type=socket.SOCK_STREAM)
+        assert infos[0][4] == (B, 80)
+        with pytest.raises(socket.gaierror) as info:
+            await loop.getaddrinfo("dead.test", 80)
+        assert info.value.errno == socket.EAI_AGAIN
 
     run_on_ustack(kind, tmp_path, main)
 
@@ -333,3 +346,37 @@ def test_bad_address_fails_before_any_loop_exists() -> None:
         StackOptions.from_env("mem0", "10.77.0.1")  # no /PLEN
     with pytest.raises(ValueError, match="USTACK_ADDRESS"):
         StackOptions.from_env("mem0", None)
+
+
+def test_streamwriter_start_tls_on_plain_uvloop(tmp_path: Path,
+                                                certificate: tuple[Path, Path]) -> None:
+    """Without the ustack loop: ``stack.open_connection`` on uvloop, then
+    ``writer.start_tls`` (uvloop's own start_tls refuses our transport)."""
+    import uvloop
+
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> None:
+        a_dev, b_dev = MemoryPair()
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+        try:
+            await b.start_server(_echo, port=7443, ssl=server_ctx)
+            reader, writer = await a.open_connection(B, 7443)
+            await writer.start_tls(client_ctx, server_hostname="bee.test")
+            assert writer.get_extra_info("ssl_object") is not None
+            writer.write(b"over uvloop")
+            assert await reader.readexactly(11) == b"over uvloop"
+            writer.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        loop.close()

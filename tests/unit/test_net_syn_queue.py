@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from ustack.net import tcp_table as tt
+from ustack.driver import tcp_table as tt
 from ustack.tcp import syncookies as sc
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.connection import TcpConnection

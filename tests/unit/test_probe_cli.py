@@ -144,3 +144,11 @@ def test_suite_needs_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "not a directory" in _one_line_error(capsys)
     assert main(["probe", "suite", str(tmp_path), "--peer", "bsd"]) == 2
     assert "unknown peer" in _one_line_error(capsys)
+
+
+def test_run_deeply_nested_brackets(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    script = tmp_path / "deep.pkt"
+    script.write_text("0 write(3, " + "[" * 5000 + "]" * 5000 + ", 1) = 1\n")
+    assert main(["probe", "run", str(script)]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deeply" in err and "Traceback" not in err

@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("ustack.tcp.connection")
 
 from ustack import streams  # noqa: E402
-from ustack.net.tcp_table import TcpTable  # noqa: E402
+from ustack.driver.tcp_table import TcpTable  # noqa: E402
 
 A_IP, B_IP = "10.9.0.1", "10.9.0.2"
 

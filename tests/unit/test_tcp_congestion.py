@@ -9,7 +9,6 @@ from ustack.tcp.congestion import (
     CongestionController,
     RateSample,
     available,
-    create,
     register,
 )
 
@@ -63,23 +62,38 @@ class _Counting(CongestionController):
         self.states.append(new)
 
 
-def test_new_style_controller_takes_old_hooks_through_adapters() -> None:
+def test_connection_drives_a_controller_through_the_new_hooks_only() -> None:
+    """(Replaces the test of the removed RFC 5681 adapters.)  A lossy
+    in-memory transfer: the controller sees rate samples with RTT and
+    delivery counts, and the loss states the connection's recovery enters."""
+    import random
+
+    from ustack.tcp import TcpConfig, TcpState
+    from ustack.tcp.testing import BulkApp, MemoryPair, WireProfile
+
     register(_Counting)
-    old = create("hk-counting", 1000, 10)
-    old.on_ack(3000, 9000, 1.0)  # the old three-argument call
-    cc = old
-    assert isinstance(cc, _Counting) and "hk-counting" in available()
-    cc.on_ack(RateSample(acked_sacked=1000), 1.5)  # the new one
-    # the old call keeps the old connection's slow start (L = 2 SMSS per ACK)
-    assert [s.acked_sacked for s in cc.samples] == [2000, 1000]
-    assert cc.samples[0].prior_in_flight == 9000 and cc.samples[0].delivered_total == 3000
-    cc.enter_recovery(10_000, 2.0)
-    assert cc.in_recovery and cc.ssthresh == 5000 and cc.prior_cwnd == 10_000
-    assert cc.cwnd == 8000  # RFC 5681 3.2 step 3 inflation
-    cc.exit_recovery(2.5)
-    assert cc.cwnd == 5000 and not cc.in_recovery
-    cc.on_timeout(5000, 3.0)
-    assert cc.cwnd == 1000 and cc.ssthresh == 2500
-    assert cc.states == [CaState.RECOVERY, CaState.OPEN, CaState.LOSS]
-    assert cc.ca_state is CaState.LOSS
-    assert cc.undo_cwnd() == 5000  # max(cwnd, prior_cwnd)
+    assert "hk-counting" in available()
+    cfg = TcpConfig(congestion="hk-counting")
+    pair = MemoryPair(cfg, cfg, seed=4, profile=WireProfile(loss=0.04))
+    pair.handshake()
+    app = BulkApp(lambda: pair.client.conn, bytes(300_000), random.Random(1))
+    srv = BulkApp(lambda: pair.server.conn, b"", random.Random(2))
+
+    def both(now: float) -> float | None:
+        wakes = [w for w in (app(now), srv(now)) if w is not None]
+        return min(wakes) if wakes else None
+
+    pair.run(lambda: srv.eof and pair.a.state is not TcpState.ESTABLISHED, app=both,
+             max_time=pair.now + 300)
+    assert len(srv.received) == 300_000
+    cc = pair.a.cc
+    assert isinstance(cc, _Counting) and cc.samples
+    assert all(s.acked_sacked > 0 for s in cc.samples)
+    assert any(s.rtt > 0 for s in cc.samples) and all(s.min_rtt > 0 for s in cc.samples)
+    totals = [s.delivered_total for s in cc.samples]
+    assert totals == sorted(totals)
+    # controls_cwnd is False: no samples during PRR (Linux tcp_cong_control)
+    assert all(s.ca_state in (CaState.OPEN, CaState.DISORDER, CaState.LOSS)
+               for s in cc.samples)
+    assert CaState.RECOVERY in cc.states and cc.states[-1] is CaState.OPEN
+    assert not hasattr(cc, "enter_recovery") and not hasattr(cc, "on_dup_ack")

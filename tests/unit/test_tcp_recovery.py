@@ -795,3 +795,72 @@ def test_short_segments_give_rtt_and_rate_samples() -> None:
     rec.on_sent((seg(0) + 300) & MASK, 2 * MSS, 2.0)
     out = rec.on_ack((seg(0) + 600) & MASK, [], 2.1)  # 300 bytes of a 2000-byte record
     assert out.rtt is None and out.acked == 300
+
+
+def test_dsacked_retransmission_counts_as_delivered() -> None:
+    """Linux tcp_dsack_seen: the duplicate was delivered (rate sample and
+    window growth of the ACK carrying the D-SACK)."""
+    rec = make(cwnd=10)
+    warm(rec, 0.1)
+    send(rec, 1, 8, 1.0)
+    rec.on_ack(seg(1), [blk(2, 6)], 1.1)
+    rec.on_sent(seg(1), MSS, 1.1)
+    out = rec.on_ack(seg(7), [blk(1, 2), blk(8, 9)], 1.15)
+    # newly: 1 and 6 acked, 8 SACKed, and the D-SACKed duplicate of 1
+    assert out.dsack and not out.reneging and out.delivered == 4 * MSS
+    assert out.rate is not None and out.rate.acked_sacked == 4 * MSS
+
+
+def test_no_dupthresh_bit_waits_the_reordering_window() -> None:
+    """tcp_recovery=5 (RACK | NO_DUPTHRESH): three SACKs do not shortcut the
+    reordering window (RFC 8985 without the RFC 6675 trigger)."""
+    rec = make(config=RecoveryConfig(tcp_recovery=5))
+    warm(rec, 0.1)
+    send(rec, 1, 5, 1.0)
+    out = rec.on_ack(seg(1), [blk(2, 6)], 1.1)
+    assert out.lost == 0 and rec.rack_deadline() == pytest.approx(1.1 + 0.025 + TIMEOUT_MIN)
+
+
+def test_static_reo_wnd_bit_ignores_dsack() -> None:
+    rec = make(config=RecoveryConfig(tcp_recovery=3))
+    warm(rec, 0.1)
+    rec.reord_seen = 1
+    send(rec, 1, 3, 1.0)
+    rec.on_ack(seg(1), [blk(2, 4)], 1.1)
+    rec.on_timer(rec.rack_deadline() or 0.0)
+    rec.on_sent(seg(1), MSS, 1.2)
+    rec.on_ack(seg(4), [blk(1, 2)], 1.25)
+    send(rec, 4, 2, 1.3)
+    rec.on_ack(seg(5), [], 1.4)
+    assert rec.rack.reo_wnd_steps == 1
+
+
+def test_tlp_off() -> None:
+    rec = make(config=RecoveryConfig(tcp_early_retrans=0))
+    warm(rec)
+    send(rec, 1, 3, 1.0)
+    assert rec.timer() is not None and rec.timer()[0] == "rto"  # type: ignore[index]
+
+
+def test_enter_cwr_reduces_once_without_retransmission() -> None:
+    """RFC 3168 6.1.2 (Linux tcp_enter_cwr): ssthresh from the controller, PRR
+    down to it, no undo, OPEN again once SND.NXT at entry is acknowledged."""
+    rec = make(cwnd=10)
+    warm(rec)
+    send(rec, 1, 10, 1.0)
+    rec.enter_cwr(1.05)
+    assert rec.state == CaState.CWR and rec.cc.ssthresh == 5 * MSS
+    for k in range(2, 12):
+        rec.on_ack(seg(k), [], 1.1 + k * 0.001)
+    assert rec.next_to_retransmit() is None and rec.total_retrans == 0
+    send(rec, 11, 1, 1.2)
+    rec.on_ack(seg(12), [], 1.3)
+    assert rec.state == CaState.OPEN and rec.cc.cwnd == 5 * MSS
+
+
+def test_ece_on_an_ack_prevents_undo() -> None:
+    rec = make(cwnd=10)
+    warm(rec, 0.1)
+    send(rec, 1, 6, 1.0)
+    rec.on_ack(seg(1), [blk(2, 7)], 1.1, ece=True)
+    assert rec.state == CaState.RECOVERY and rec.prior_ssthresh == 0

@@ -88,6 +88,12 @@ def test_random_sequences_keep_the_invariants(una: int, sack: bool, rack: bool, 
             assert rs.interval < 0 or rs.interval > 0
             assert rs.delivery_rate >= 0.0
             assert rs.in_flight >= 0 and rs.prior_in_flight >= 0
+            assert rs.prior_delivered <= rs.delivered_total
+            assert rs.delivered <= rs.delivered_total
+            assert out.frto_new_data or rs.in_flight == rec.in_flight()
+            if rs.interval > 0:
+                assert rs.min_rtt < 0 or rs.interval >= rs.min_rtt
+                assert rs.delivery_rate == rs.delivered / rs.interval
             assert out.acked == adv or out.old
         elif kind == "rtx":
             for _ in range(int(o[1])):

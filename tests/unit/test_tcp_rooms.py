@@ -279,3 +279,62 @@ def test_every_trace_event_of_a_lossy_transfer_follows_the_trace_schema() -> Non
     pair.run(lambda: srv.eof and len(srv.received) == 200_000, app=both,
              max_time=pair.now + 300)
     assert {"state", "seg_sent", "seg_recv", "cc", "recovery"} <= set(seen)
+
+
+# ------------------------------------------------------------ socket options
+def test_cork_holds_partial_segments_until_uncorked() -> None:
+    s = established(TcpConfig(nodelay=True))
+    s.conn.set_cork(True)
+    s.conn.send(b"c" * 3000, s.now)
+    out = s.drain()
+    assert [len(x.payload) for x in out] == [s.conn.send_mss, s.conn.send_mss]  # full ones go
+    s.conn.send(b"c" * 10, s.now)
+    assert s.drain() == []
+    s.conn.set_cork(False)
+    assert [len(x.payload) for x in s.drain()] == [3000 - 2 * s.conn.send_mss + 10]
+
+
+def test_quickack_acks_every_segment_and_flushes_a_delayed_ack() -> None:
+    s = established(TcpConfig(quickack_segments=0))
+    s.inject(s.seg(".", 1, 1, payload=b"a" * 100))
+    assert s.conn.timers.delack is not None  # delayed
+    s.conn.set_quickack(True)
+    assert len(s.drain()) == 1 and s.conn.timers.delack is None
+    assert len(s.inject(s.seg(".", 101, 1, payload=b"b" * 100))) == 1  # at once
+
+
+def test_maxseg_clamps_advertised_and_send_mss() -> None:
+    c = TcpConnection.connect(1, 2, 3, 0.0, TcpConfig(maxseg=1000))
+    syn = c.segments_to_send(0.0)[0]
+    assert syn.options.mss == 1000
+    s = established()
+    s.conn.set_maxseg(700)
+    assert s.conn.send_mss == 700
+    s.conn.send(b"m" * 1500, s.now)
+    assert [len(x.payload) for x in s.drain()] == [700, 700, 100]
+    with pytest.raises(ValueError):
+        s.conn.set_maxseg(10)
+
+
+def test_notsent_lowat_bounds_unsent_bytes_and_reports_space() -> None:
+    from ustack.tcp import events as ev
+
+    s = established(TcpConfig(initial_cwnd=2))
+    s.conn.set_notsent_lowat(4000)
+    n = s.conn.send(b"w" * 20_000, s.now)
+    assert n == 4000  # nothing sent yet: at most lowat unsent
+    assert s.conn.send_space() == 0
+    s.drain()  # two segments leave: unsent drops below the mark
+    assert s.conn.send_space() == 2 * s.conn.send_mss
+    assert any(isinstance(e, ev.SendSpaceAvailable) for e in s.events)
+
+
+def test_send_and_recv_buffer_setters() -> None:
+    s = established()
+    s.conn.set_send_buffer(5000)
+    assert s.conn.send(b"x" * 9000, s.now) == 5000
+    s.conn.set_recv_buffer(1 << 21)
+    s.inject(s.seg(".", 1, 1, payload=b"r" * 10))
+    assert s.conn.config.recv_buffer == 1 << 21 and s.conn.rcv.size == 1 << 21
+    with pytest.raises(ValueError):
+        s.conn.set_send_buffer(0)

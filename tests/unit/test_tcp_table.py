@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ustack.net import tcp_table as tt
+from ustack.driver import tcp_table as tt
 from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.wire.tcp import ACK, RST, SYN, TcpSegment
@@ -318,7 +318,7 @@ def test_connections_clock_is_fine_grained_on_uvloop_and_the_loop_clock_elsewher
 
     import uvloop
 
-    from ustack.net.tcp_table import _fine_clock
+    from ustack.driver.tcp_table import _fine_clock
 
     uv = uvloop.new_event_loop()
     plain = asyncio.new_event_loop()

@@ -20,7 +20,14 @@ from ustack.tcp import (
     choose_ephemeral_port,
 )
 from ustack.tcp import events as ev
-from ustack.tcp.congestion import CaState, CongestionController, available, create, register
+from ustack.tcp.congestion import (
+    CaState,
+    CongestionController,
+    RateSample,
+    available,
+    create,
+    register,
+)
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
@@ -126,25 +133,26 @@ def test_rtt_estimator_rfc6298_and_linux_floor() -> None:
 
 
 # ---------------------------------------------------------------- congestion
-def test_reno_slow_start_avoidance_recovery_timeout() -> None:
+def test_reno_slow_start_avoidance_and_loss_response() -> None:
+    """Reno on the rate-sample hooks: slow start grows by the bytes
+    acknowledged (Linux tcp_slow_start, not RFC 3465's L = 2 SMSS), up to
+    ssthresh, then one SMSS per cwnd acknowledged; a loss halves cwnd
+    (Linux tcp_reno_ssthresh) and undo restores it."""
     cc = create("reno", 1000, 10)
     assert cc.cwnd == 10_000
-    cc.on_ack(1000, 10_000, 0.0)
+    cc.on_ack(RateSample(acked_sacked=1000), 0.0)
     assert cc.cwnd == 11_000  # slow start
-    cc.on_ack(5000, 10_000, 0.0)
-    assert cc.cwnd == 13_000  # ABC: at most 2 SMSS per ACK
-    cc.enter_recovery(20_000, 0.0)
-    # Linux tcp_reno_ssthresh: half of cwnd; + 3 SMSS (RFC 5681 3.2 step 3)
-    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (6500, 9500, True)
-    cc.on_dup_ack(20_000, 0.0)
-    assert cc.cwnd == 10_500
-    cc.exit_recovery(0.0)
-    assert cc.cwnd == 6500 and not cc.in_recovery
-    for _ in range(7):
-        cc.on_ack(1000, 6500, 0.0)
-    assert cc.cwnd == 7500  # congestion avoidance: +1 SMSS per cwnd acked
-    cc.on_timeout(8000, 0.0)
-    assert (cc.cwnd, cc.ssthresh) == (1000, 3750)
+    cc.on_ack(RateSample(acked_sacked=5000), 0.0)
+    assert cc.cwnd == 16_000  # a stretch ACK counts whole
+    cc.on_ack(RateSample(acked_sacked=5000, is_cwnd_limited=False), 0.0)
+    assert cc.cwnd == 16_000  # not cwnd-limited: no growth
+    cc.ssthresh = cc.ssthresh_on_loss(0.0, 16_000)
+    assert cc.ssthresh == 8000 and cc.prior_cwnd == 16_000
+    cc.cwnd = cc.ssthresh  # the connection ends the PRR reduction at ssthresh
+    for _ in range(8):
+        cc.on_ack(RateSample(acked_sacked=1000), 0.0)
+    assert cc.cwnd == 9000  # congestion avoidance: +1 SMSS per cwnd acked
+    assert cc.undo_cwnd() == 16_000  # max(cwnd, prior_cwnd)
 
 
 def test_congestion_registry() -> None:
@@ -446,22 +454,26 @@ def test_cwnd_restart_after_idle() -> None:
 
 
 def test_cubic_grows_towards_w_max_and_reduces_by_beta() -> None:
+    """CUBIC on the rate-sample hooks, driven as the connection drives it:
+    ssthresh_on_loss and on_state at a loss, cwnd = ssthresh when PRR ends."""
     cc = create("cubic", 1000, 10)
     cc.ssthresh = 10_000  # start in congestion avoidance
-    cc.on_ack(1000, 10_000, 0.0)
-    cc.enter_recovery(100_000, 1.0)  # at cwnd ~ 10 segments: W_max = 10
-    cc.exit_recovery(1.0)
+    cc.on_ack(RateSample(acked_sacked=1000, rtt=0.01, min_rtt=0.01), 0.0)
+    cc.ssthresh = cc.ssthresh_on_loss(1.0, cc.cwnd)  # at cwnd ~ 10 segments: W_max = 10
+    cc.on_state(CaState.RECOVERY, 1.0)
+    cc.cwnd = cc.ssthresh
+    cc.on_state(CaState.OPEN, 1.0)
     assert cc.cwnd == cc.ssthresh == 7_000  # beta = 0.7
     now = 1.0
     sizes = []
     for _ in range(400):
         now += 0.01
-        cc.on_ack(1000, cc.cwnd, now)
+        cc.on_ack(RateSample(acked_sacked=1000, rtt=0.01, min_rtt=0.01), now)
         sizes.append(cc.cwnd)
     assert sizes == sorted(sizes)  # monotone growth
     assert sizes[-1] > 10_000  # passed the old maximum (convex region)
-    cc.on_timeout(20_000, now)
-    assert cc.cwnd == 1000
+    grown = cc.cwnd
+    assert cc.ssthresh_on_loss(now, grown) == int(grown // 1000 * 0.7) * 1000  # in segments
 
 
 @pytest.mark.parametrize("ca", ["reno", "cubic"])

@@ -88,7 +88,8 @@ def launch(program: Program, factory: Callable[[], UstackLoopMixin]) -> int:
         except (OSError, ValueError) as exc:  # no CAP_NET_RAW, ENODEV, stack in use
             # the program's main() coroutine will never run: no warning about it
             warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
-            raise SystemExit(f"ustack exec: {exc}") from None
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SystemExit(f"ustack exec: {text}") from None  # one line, no [Errno N]
 
     install(starting_factory)
     try:

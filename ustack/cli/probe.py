@@ -163,17 +163,21 @@ def _tolerances(args: argparse.Namespace, kind: str, script: Any) -> tuple[float
 
     floor = TOLERANCE_FLOOR if kind == "kernel" else USTACK_TOLERANCE_FLOOR
     fraction = TOLERANCE_FRACTION
-    opts = script.options if script is not None else {}
-    if "tolerance_usecs" in opts:
-        floor = max(floor, int(opts["tolerance_usecs"]) / 1e6)
-    if "tolerance_percent" in opts:
-        fraction = float(opts["tolerance_percent"]) / 100
     if args.tolerance is not None:
         floor = args.tolerance
     if args.tolerance_usecs is not None:
         floor = args.tolerance_usecs / 1e6
     if args.tolerance_percent is not None:
         fraction = args.tolerance_percent / 100
+    # a script's own --options lines come last, as in packetdrill (against
+    # ustack the floor stays at least its default)
+    opts = script.options if script is not None else {}
+    if "tolerance_usecs" in opts:
+        floor = int(opts["tolerance_usecs"]) / 1e6
+        if kind == "ustack":
+            floor = max(floor, USTACK_TOLERANCE_FLOOR)
+    if "tolerance_percent" in opts:
+        fraction = float(opts["tolerance_percent"]) / 100
     return floor, fraction
 
 

@@ -1,7 +1,7 @@
 """Snapshots of a live stack: one record per connection and listener.
 
 Reads the stack's connection table ``stack.tcp`` (a
-:class:`~ustack.net.tcp_table.TcpTable`): ``endpoints()`` (each with ``conn``,
+:class:`~ustack.driver.tcp_table.TcpTable`): ``endpoints()`` (each with ``conn``,
 ``local_addr``/``remote_addr`` as 4-byte ``bytes``, ``local_port``,
 ``remote_port``), ``listeners()`` (``port``, ``backlog``, ``accept_queue``),
 ``local_addr`` and ``now()``; per connection ``conn.info(now)`` (TcpInfo,

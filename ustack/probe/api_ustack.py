@@ -1,7 +1,7 @@
 """packetdrill system calls on ustack: sockets made of TcpTable entries.
 
 A :class:`UstackSocket` is what a socket descriptor is in the kernel, built
-on :class:`~ustack.net.tcp_table.TcpTable` (``listen``/``connect``) and the
+on :class:`~ustack.driver.tcp_table.TcpTable` (``listen``/``connect``) and the
 sans-I/O :class:`~ustack.tcp.connection.TcpConnection` (``send``, ``recv``,
 ``shutdown``, ``close``).  Readiness is read from the connection itself;
 the table's events only wake waiters.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ustack.probe.scenarios_recovery import RECOVERY_NOTES, RECOVERY_SCENARIOS
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -739,6 +741,8 @@ peer listen 8080
 +0   > . 1:1(0) ack 11
 """),
 ]
+# the sender's loss recovery (issue 9), kept in their own module
+SCENARIOS += [_s(*entry) for entry in RECOVERY_SCENARIOS]
 
 
 def by_id(scenario_id: str) -> Scenario:
@@ -769,3 +773,4 @@ USTACK_NOTES: dict[str, str] = {
         "applications not use urgent data; the TCP core's handling of URG is not reached."
     ),
 }
+USTACK_NOTES.update(RECOVERY_NOTES)

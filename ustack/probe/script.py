@@ -173,6 +173,8 @@ def parse_script(text: str, name: str = "<script>", path: Path | None = None) ->
             events.append(_parse_statement(st, pkt))
         except (ScriptSyntaxError, ValueError) as exc:
             raise ScriptSyntaxError(f"{name}:{st.lineno}: {exc}\n    {raw.strip()}") from None
+        except RecursionError:
+            raise ScriptSyntaxError(f"{name}:{st.lineno}: brackets nested too deeply") from None
     return Script(name, events, options, "packetdrill" if pkt else "probe", path)
 
 

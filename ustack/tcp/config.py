@@ -41,6 +41,15 @@ class TcpConfig:
     timestamps: bool = True
     #: TCP_NODELAY: False = Nagle on (RFC 9293 3.7.4, Linux default).
     nodelay: bool = False
+    #: TCP_CORK: hold partial segments until uncorked (Linux; 200 ms cap not modelled).
+    cork: bool = False
+    #: TCP_QUICKACK: ACK every data segment at once instead of delaying.
+    quickack: bool = False
+    #: TCP_MAXSEG: clamp of the MSS (0 = none).
+    maxseg: int = 0
+    #: TCP_NOTSENT_LOWAT: ``send`` queues at most this many not-yet-sent bytes
+    #: (0 = no limit beyond the send buffer; Linux tcp_notsent_lowat UINT_MAX).
+    notsent_lowat: int = 0
 
     # --- congestion control ---------------------------------------------------
     #: Algorithm by registry name (Linux tcp_congestion_control; the kernel's

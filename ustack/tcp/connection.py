@@ -138,6 +138,8 @@ class TcpConnection:
         # a private copy: per-connection options (set_nodelay, set_keepalive)
         # must not leak into other connections sharing the same config
         cfg = copy(config) if config is not None else TcpConfig()
+        if cfg.maxseg and cfg.maxseg < cfg.mss:
+            cfg.mss = cfg.maxseg  # TCP_MAXSEG clamps what we advertise
         self.config = cfg
         #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
         self.trace: TraceHook | None = trace
@@ -153,6 +155,8 @@ class TcpConnection:
         self.snd = Sender(iss, cfg.send_buffer, now)
         self.rcv = Receiver(timers, cfg.recv_buffer, cfg.mss, cfg.delack,
                             cfg.quickack_segments, cfg.ooo_max_blocks)
+        self.snd.cork = cfg.cork
+        self.rcv.quickack_mode = cfg.quickack
         self.snd_una = iss
         self.snd_nxt = iss
         self.snd_wnd = 0
@@ -186,7 +190,7 @@ class TcpConnection:
         self._probes_out = 0
         self._probe_since = now
         self._probe_last = now
-        self._rtx_stamp = now
+        self._rtx_stamp = -1e18  # no loss episode yet
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -336,6 +340,14 @@ class TcpConnection:
             if self.error is not None:
                 raise ev.ConnectionFailed(self.error).exception()
             raise BrokenPipeError(E.EPIPE, "TCP connection is closed")
+        lowat = self.config.notsent_lowat
+        if lowat:
+            # TCP_NOTSENT_LOWAT: at most ``lowat`` bytes wait unsent (Linux
+            # tcp_stream_memory_free)
+            room = lowat - self.snd.unsent(self.snd_una)
+            if room < len(data):
+                data = data[:room if room > 0 else 0]
+                self._send_blocked = True
         n = self.snd.buf.write(data)
         if n < len(data):
             self._send_blocked = True
@@ -475,6 +487,64 @@ class TcpConnection:
         if self.rec is not None:
             self.rec.cc = new
 
+    def set_cork(self, enabled: bool) -> None:
+        """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
+        self.config.cork = enabled
+        self.snd.cork = enabled
+        if not enabled:
+            self.snd.force = True  # Linux: push pending frames on uncork
+
+    def set_quickack(self, enabled: bool) -> None:
+        """TCP_QUICKACK: ACK every data segment at once (a delayed ACK goes now)."""
+        self.config.quickack = enabled
+        self.rcv.quickack_mode = enabled
+        if enabled and self.timers.delack is not None:
+            self.rcv.ack_now = True
+
+    def set_maxseg(self, nbytes: int) -> None:
+        """TCP_MAXSEG: clamp the MSS (before the handshake also the MSS we
+        advertise; after it the send MSS, with no retransmission)."""
+        if nbytes < 88 and nbytes != 0:
+            raise ValueError(f"TCP_MAXSEG must be 0 or >= 88 bytes, not {nbytes}")
+        cfg = self.config
+        cfg.maxseg = nbytes
+        if not nbytes:
+            return
+        if not self.state.synchronized:
+            cfg.mss = min(cfg.mss, nbytes)
+            self.advmss = cfg.mss
+            self.rcv.advmss = min(self.rcv.advmss, nbytes)
+            return
+        if nbytes < self.send_mss:
+            self.send_mss = nbytes
+            self.snd.set_mss(nbytes, cfg.max_segment)
+            self.cc.mss = nbytes
+            if self.rec is not None:
+                self.rec.set_mss(nbytes)
+
+    def set_notsent_lowat(self, nbytes: int) -> None:
+        """TCP_NOTSENT_LOWAT: ``send`` queues at most ``nbytes`` unsent bytes (0 = off)."""
+        if nbytes < 0:
+            raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
+        self.config.notsent_lowat = nbytes
+
+    def set_send_buffer(self, nbytes: int) -> None:
+        """SO_SNDBUF: the bound of unacknowledged + unsent bytes."""
+        if nbytes <= 0:
+            raise ValueError(f"SO_SNDBUF must be > 0, not {nbytes}")
+        self.config.send_buffer = nbytes
+        self.snd.buf.limit = nbytes
+
+    def set_recv_buffer(self, nbytes: int) -> None:
+        """SO_RCVBUF: the bound of the window we advertise (never shrunk below
+        what was already advertised, RFC 9293 3.8.6) and of out-of-order data."""
+        if nbytes <= 0:
+            raise ValueError(f"SO_RCVBUF must be > 0, not {nbytes}")
+        self.config.recv_buffer = nbytes
+        self.rcv.size = nbytes
+        if self.state.synchronized:
+            self.rcv.maybe_window_update()
+
     def set_nodelay(self, enabled: bool) -> None:
         """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
         self.config.nodelay = enabled
@@ -509,7 +579,13 @@ class TcpConnection:
         """Bytes :meth:`send` would accept now."""
         if self.snd.fin_queued or self._app_closed or self.state is _CLOSED:
             return 0
-        return self.snd.buf.space
+        space = self.snd.buf.space
+        lowat = self.config.notsent_lowat
+        if lowat:
+            room = lowat - self.snd.unsent(self.snd_una)
+            if room < space:
+                return room if room > 0 else 0
+        return space
 
     def readable(self) -> int:
         """In-order bytes waiting for :meth:`recv`."""
@@ -850,7 +926,7 @@ class TcpConnection:
             self.timers.persist = None
             self._persist_backoff = 0
         self._update_window(seg, wnd)
-        if self._send_blocked and snd.buf.space:
+        if self._send_blocked and self.send_space():
             self._send_blocked = False
             self._events.append(ev.SEND_SPACE_AVAILABLE)
         if snd.fin_acked:
@@ -1203,11 +1279,13 @@ class TcpConnection:
         mib = self.mib
         trace = self.trace
         uto = cfg.user_timeout
+        if kind != "reorder" and self._rtx_stamp < self.last_ack:
+            # the first RTO or tail loss probe since the last ACK of new data:
+            # when the head was sent (Linux retrans_stamp), before the probe
+            # or the retransmission resends it
+            head = rec.sb.head
+            self._rtx_stamp = head.sent if head is not None else now - self.rtt.rto
         if kind == "rto":
-            if self._retransmits == 0 and self.rtt.backoff == 0:
-                # when the head was first sent (Linux retrans_stamp)
-                head = rec.sb.head
-                self._rtx_stamp = head.sent if head is not None else now - self.rtt.rto
             if uto and now - self._rtx_stamp >= uto:
                 self._fail(E.ETIMEDOUT)  # RFC 5482: unacknowledged for user_timeout
                 return
@@ -1332,6 +1410,10 @@ class TcpConnection:
         prior_nxt = self.snd_nxt
         if self.state in _SENDING_STATES:
             self.snd.push(self, now)
+            if (self._send_blocked and self.config.notsent_lowat
+                    and self.snd_nxt != prior_nxt and self.send_space()):
+                self._send_blocked = False  # sending made room under the low mark
+                self._events.append(ev.SEND_SPACE_AVAILABLE)
         if self.rcv.ack_now:
             self._out.append(self._make(ACK, self.snd_nxt))
         out = self._out

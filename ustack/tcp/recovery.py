@@ -342,7 +342,8 @@ class Recovery:
         """RFC 6675 ``pipe`` in bytes (Linux ``tcp_packets_in_flight``): sent,
         minus SACKed (or, without SACK, duplicate-ACKed) and lost, plus
         retransmitted."""
-        f = self.sb.in_flight()
+        sb = self.sb  # (Scoreboard.in_flight inlined: the sender asks per push)
+        f = sb.nxt - sb.una - sb.sacked_bytes - sb.lost_bytes + sb.retrans_bytes
         if self.reno_sacked:
             f -= self.reno_sacked * self.sb.mss
             if f < 0:
@@ -655,6 +656,9 @@ class Recovery:
         if self.reord_seen and not st.dsack_tlp:
             self.rack.dsack_seen = True
         st.dsack = True
+        # Linux tcp_dsack_seen: "a spurious retransmission is delivered" (it
+        # counts for the rate sample and the window growth of this ACK)
+        self.rate.delivered += n
         um = self.undo_marker
         if um is None or self.undo_retrans <= 0:
             return

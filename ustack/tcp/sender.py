@@ -103,10 +103,14 @@ class Sender:
             self._after_push(c, rec, now, buf_len, sent, 0)
             return
         fin_queued = self.fin_queued
-        if (una == snd_max and buf_len > sent and cfg.slow_start_after_idle
-                and now - self.last_data_send > rtt.rto and c.bytes_sent
-                and not cc.controls_cwnd):
-            cc.on_idle_restart(now - self.last_data_send, rtt.rto, cfg.initial_cwnd)
+        if una == snd_max and buf_len > sent:
+            # sending starts with nothing in flight (Linux CA_EVENT_TX_START,
+            # after tcp_cwnd_restart: RFC 5681 4.1 restart window)
+            idle = now - self.last_data_send
+            if (cfg.slow_start_after_idle and idle > rtt.rto and c.bytes_sent
+                    and not cc.controls_cwnd):
+                cc.on_idle_restart(idle, rtt.rto, cfg.initial_cwnd)
+            cc.on_tx_start(now, idle)
         wnd = c.snd_wnd
         mss = c.send_mss
         # (RFC 8985 7.3: the loss probe is one new segment whatever cwnd,

@@ -18,18 +18,13 @@ names map onto Linux's ops:
 
 New algorithms subclass :class:`CongestionController`, set ``name`` and
 register with :func:`ustack.tcp.congestion.register`; see docs/congestion.md.
-
-Transitional: the RFC 5681 event hooks of the first connection
-(``on_ack(acked, flight, now)``, ``on_dup_ack``, ``enter_recovery``,
-``on_partial_ack``, ``exit_recovery``, ``on_timeout``) are kept as adapters
-that translate into the new hooks, until the connection calls the new ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 
 class CaState(IntEnum):
@@ -106,7 +101,7 @@ class CongestionController:
     needs_pacing: ClassVar[bool] = False
 
     __slots__ = ("mss", "cwnd", "ssthresh", "pacing_rate", "prior_cwnd", "ca_state",
-                 "cwnd_cnt", "in_recovery", "_hk_delivered")
+                 "cwnd_cnt")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         self.mss = mss
@@ -116,8 +111,6 @@ class CongestionController:
         self.prior_cwnd = 0  # cwnd before the last reduction (for undo_cwnd)
         self.ca_state = CaState.OPEN
         self.cwnd_cnt = 0  # bytes acknowledged towards the next +1 MSS
-        self.in_recovery = False  # transitional (read by the first connection)
-        self._hk_delivered = 0  # transitional: delivered count of the old hooks
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
         """The send MSS became known (after the handshake)."""
@@ -125,16 +118,10 @@ class CongestionController:
         self.cwnd = initial_cwnd * mss
 
     # --- the hooks --------------------------------------------------------
-    def on_ack(self, *args: Any, **kwargs: Any) -> None:
-        """``on_ack(rs: RateSample, now: float)``: one ACK delivered data.
-
-        Subclasses override it with exactly ``(self, rs, now)``.  Without
-        ``controls_cwnd`` it may grow cwnd only if ``rs.is_cwnd_limited``.
-        (The variadic signature here only lets the transitional adapter accept
-        the old ``on_ack(acked, flight, now)`` as well.)
-        """
-        if len(args) + len(kwargs) == 3:
-            self._legacy_on_ack(*args, **kwargs)
+    def on_ack(self, rs: RateSample, now: float) -> None:
+        """One ACK delivered data (Linux .cong_avoid, or .cong_control when
+        ``controls_cwnd``).  Without ``controls_cwnd`` it may grow cwnd only
+        if ``rs.is_cwnd_limited``.  The base class keeps a fixed window."""
 
     def ssthresh_on_loss(self, now: float, in_flight: int) -> int:
         """The new ssthresh on entering RECOVERY/CWR/LOSS (Linux .ssthresh;
@@ -199,87 +186,3 @@ class CongestionController:
             delta = self.cwnd_cnt // w
             self.cwnd_cnt -= delta * w
             self.cwnd += delta * self.mss
-
-    # --- transitional adapters for the first connection ---------------------
-    # Delete, once no caller uses the old hooks: everything from here to the
-    # end of the class, the ``in_recovery`` and ``_hk_delivered`` slots, and
-    # the variadic body of ``on_ack`` (it becomes ``on_ack(self, rs, now)``).
-    def _legacy_rs(self, acked: int, flight: int) -> RateSample:
-        """A rate sample without rate or RTT (the old hooks carry neither).
-
-        In slow start the old connection's behaviour is kept: RFC 3465 L = 2
-        SMSS per ACK.  (Growing by the whole stretch ACK, as the new hooks
-        do, makes the first connection fill the peer's window, where its
-        receiver shrinks the right edge by window-scale rounding and trims
-        in-flight data: tests/unit/test_tcp_pair.py clean-wire runs then
-        retransmit.  The rebuilt connection gets Linux's growth.)
-        """
-        total = self._hk_delivered + acked
-        self._hk_delivered = total
-        if self.cwnd < self.ssthresh and acked > 2 * self.mss:
-            acked = 2 * self.mss
-        return RateSample(delivered=acked, acked_sacked=acked, prior_in_flight=flight,
-                          in_flight=max(flight - acked, 0), ca_state=self.ca_state,
-                          prior_delivered=total - acked, delivered_total=total)
-
-    def _legacy_on_ack(self, acked: int, flight: int, now: float) -> None:
-        """Old ``on_ack(acked, flight, now)``: an ACK outside recovery."""
-        type(self).on_ack(self, self._legacy_rs(acked, flight), now)
-
-    def on_dup_ack(self, flight: int, now: float) -> None:
-        """Old hook: a duplicate ACK during fast recovery (RFC 5681 3.2 step 4
-        inflation; a controls_cwnd controller sees one segment delivered)."""
-        if self.controls_cwnd:
-            self.on_ack(self._legacy_rs(self.mss, flight), now)
-        else:
-            self.cwnd += self.mss
-
-    def enter_recovery(self, flight: int, now: float) -> None:
-        """Old hook: fast retransmit (RFC 5681 3.2 steps 2-3)."""
-        self.in_recovery = True
-        self.ssthresh = self.ssthresh_on_loss(now, flight)
-        if not self.controls_cwnd:
-            self.cwnd = self.ssthresh + 3 * self.mss
-        self.on_state(CaState.RECOVERY, now)
-
-    def on_partial_ack(self, acked: int, now: float) -> None:
-        """Old hook: a partial ACK in recovery (RFC 6582 3.2 step 3 deflation)."""
-        if self.controls_cwnd:
-            self.on_ack(self._legacy_rs(acked, self.cwnd), now)
-        else:
-            self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
-
-    def exit_recovery(self, now: float) -> None:
-        """Old hook: the recovery point was acknowledged (RFC 5681 3.2 step 6)."""
-        self.in_recovery = False
-        if not self.controls_cwnd:
-            self.cwnd = self.ssthresh
-        self.on_state(CaState.OPEN, now)
-
-    def on_timeout(self, flight: int, now: float) -> None:
-        """Old hook: the retransmission timer expired (RFC 5681 3.1 eq. 4,
-        loss window of one segment)."""
-        self.in_recovery = False
-        self.ssthresh = self.ssthresh_on_loss(now, flight)
-        self.cwnd = self.mss
-        self.on_state(CaState.LOSS, now)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Transitional: let a subclass's new-style ``on_ack(self, rs, now)``
-        also take the old three-argument call."""
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("on_ack")
-        if own is None or getattr(own, "_hk_dispatch", False):
-            return
-        if getattr(getattr(own, "__code__", None), "co_argcount", 0) != 3:
-            return  # an old-style on_ack(self, acked, flight, now): leave it
-
-        def on_ack(self: CongestionController, *args: Any) -> None:
-            if len(args) == 3:
-                own(self, self._legacy_rs(args[0], args[1]), args[2])
-            else:
-                own(self, *args)
-
-        on_ack._hk_dispatch = True  # type: ignore[attr-defined]
-        on_ack.__doc__ = own.__doc__
-        cls.on_ack = on_ack  # type: ignore[method-assign]

@@ -1,6 +1,9 @@
 """The TCP connection table: demultiplexing, listeners, ports, ISNs, timers.
 
-One :class:`TcpTable` per :class:`~ustack.stack.Stack`.  It owns every
+The TCP transport driver (DESIGN.md, "Transport driver"): one
+:class:`TcpTable` per stack, built on a typed
+:class:`~ustack.driver.port.TcpPort` (local address, MTU, the IP layer's
+send paths, clock, scheduler) rather than the whole Stack.  It owns every
 sans-I/O :class:`~ustack.tcp.TcpConnection` of the stack and is the only
 place where they meet the asyncio loop:
 
@@ -48,8 +51,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ustack.driver.port import TcpPort, port_of
 from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
+from ustack.tcp.connection import TcpConnection as _TcpConnection
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.listener import (
     RequestSock,
@@ -82,7 +87,6 @@ from ustack.wire.tcp import (
 from ustack.wire.tcp import HEADER as TCP_HEADER
 
 if TYPE_CHECKING:
-    from ustack.stack import Stack
     from ustack.tcp.connection import TcpConnection
 
 
@@ -110,9 +114,8 @@ def _buffered(conn: TcpConnection) -> int:
 
 
 def _connection_class() -> type[TcpConnection]:
-    from ustack.tcp.connection import TcpConnection
-
-    return TcpConnection
+    """The connection class (the unit tests put a fake here)."""
+    return _TcpConnection
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
@@ -278,38 +281,45 @@ class TcpTable:
 
     def __init__(
         self,
-        stack: Stack,
+        port: TcpPort,
         *,
         config: TcpConfig | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.stack = stack
-        self.loop = loop or asyncio.get_running_loop()
+        """``port``: what the table may use of the layers under it
+        (``Stack.tcp_port()``).  An object shaped like a Stack (the unit
+        tests' fakes) is made into a port (:func:`~ustack.driver.port.port_of`)."""
+        if not isinstance(port, TcpPort):
+            port = port_of(port, loop)
+        self.port = port
+        #: the port's owner (the Stack): what transports report as "stack"
+        self.stack: object = port.owner
+        self.loop = port.loop
         self._clock = _fine_clock(self.loop)
-        mtu = int(getattr(getattr(stack, "device", None), "mtu", 1500) or 1500)
+        mtu = port.mtu
         #: IPv4 payload room per frame; and the largest TCP payload that
         #: always fits (40 bytes of options at most)
         self._mtu_payload = mtu - 20
         self._small_payload = mtu - 20 - 60
         #: the device segments TCP for us (PACKET_VNET_HDR): let the core emit
         #: super-segments of whole MSS multiples up to 64 KiB
-        self._gso = getattr(stack.ip, "transmit_gso", None) is not None
+        self._gso = port.send_gso is not None
         if config is None:
             config = TcpConfig()
             if self._gso:
                 config.max_segment = GSO_MAX_PAYLOAD
         self.config = config
-        self._ip_send: Callable[[bytes, int, bytes], Any] = stack.ip.send
-        self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = getattr(
-            stack.ip, "send_many", None) or self._send_each
-        self.local_addr: bytes = socket.inet_aton(stack.address)
+        self._ip_send: Callable[[bytes, int, bytes], Any] = port.send
+        self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
+            port.send_many or self._send_each
+        self.local_addr: bytes = port.local_addr
         self._local_sum = int.from_bytes(self.local_addr, "big")
         # the IP layer's TCP fast path (Ethernet + IPv4 + TCP in one pack),
         # else encode here and use send_many / send
-        self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = getattr(
-            stack.ip, "send_tcp_many", None) or self._send_tcp_encoded
-        self._new_encoder: Callable[[bytes], SegmentEncoder] = getattr(
-            stack.ip, "tcp_encoder", None) or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        self._ip_send_tcp: Callable[[bytes, list[TcpSegment], SegmentEncoder], Any] = \
+            port.send_tcp_many or self._send_tcp_encoded
+        self._new_encoder: Callable[[bytes], SegmentEncoder] = \
+            port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
         #: trace every new connection (ustack.trace.StackTracer, a path or a
         #: hook; ``Stack.start(trace_dir=...)``); None = off
         self.tracer: Any = None
@@ -591,8 +601,7 @@ class TcpTable:
         if not want_cookie and not mode and \
                 cfg.max_syn_backlog - len(listener.requests) < cfg.max_syn_backlog >> 2:
             return self._listen_drop(listener, "tcp-syn-backlog")
-        ip = self.stack.ip
-        reachable = getattr(ip, "reachable", None)
+        reachable = self.port.reachable
         if reachable is not None and not reachable(src, now):
             return self._listen_drop(listener, "tcp-syn-unreachable")
         if want_cookie:
@@ -631,7 +640,7 @@ class TcpTable:
         if mode != 2 and not listener.syn_queue_full:
             return False
         now = self._clock()
-        reachable = getattr(self.stack.ip, "reachable", None)
+        reachable = self.port.reachable
         if reachable is not None and not reachable(src, now):
             return False
         counters = self.counters
@@ -841,7 +850,8 @@ class TcpTable:
             header = TCP_HEADER.pack(
                 seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
                 seg.window, 0, seg.urgent) + opt
-            if self.stack.ip.send_gso(raddr, PROTO_TCP, header + seg.payload, room):
+            send_gso = self.port.send_gso
+            if send_gso is not None and send_gso(raddr, PROTO_TCP, header + seg.payload, room):
                 self.counters["tcp_gso_out"] += 1
                 return
         payload = seg.payload
