@@ -66,6 +66,8 @@ if not TYPE_CHECKING:  # checkers see only the typed names above: a typo is an e
             raise AttributeError(f"module 'ustack' has no attribute {name!r}")
         import importlib
 
+        if module_name == "ustack.streams":
+            importlib.import_module("ustack.stack")  # registers the default-stack starter
         value = getattr(importlib.import_module(module_name), name)
         globals()[name] = value  # later lookups skip __getattr__
         return value

@@ -8,8 +8,9 @@ What works is what libraries do with such a socket: ``family``/``type``,
 ``getsockname``/``getpeername``, and ``setsockopt``/``getsockopt`` for the
 TCP options ustack implements (TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE,
 TCP_KEEPINTVL, TCP_KEEPCNT, TCP_CORK, TCP_USER_TIMEOUT, SO_SNDBUF,
-SO_RCVBUF, TCP_CONGESTION, TCP_QUICKACK), each mapped to the transport's
-typed setter.  Unknown options raise ``OSError(ENOPROTOOPT)`` like a socket.
+SO_RCVBUF, TCP_CONGESTION, TCP_QUICKACK, TCP_MAXSEG, TCP_NOTSENT_LOWAT),
+each mapped to the transport's typed setter.  Unknown options raise
+``OSError(ENOPROTOOPT)`` like a socket.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class TcpOptionTarget(Protocol):
     def set_recv_buffer(self, nbytes: int) -> None: ...
     def set_congestion(self, name: str) -> None: ...
     def set_quickack(self, enabled: bool) -> None: ...
+    def set_maxseg(self, nbytes: int) -> None: ...
+    def set_notsent_lowat(self, nbytes: int) -> None: ...
     def tcp_option(self, name: str) -> Any: ...
 
 
@@ -58,6 +61,8 @@ _OPTION_NAMES: dict[tuple[int, int], str] = {
     (_SOL, socket.SO_RCVBUF): "recv_buffer",
     (_TCP, socket.TCP_CONGESTION): "congestion",
     (_TCP, socket.TCP_QUICKACK): "quickack",
+    (_TCP, socket.TCP_MAXSEG): "maxseg",
+    (_TCP, socket.TCP_NOTSENT_LOWAT): "notsent_lowat",
 }
 
 
@@ -152,6 +157,10 @@ class TransportSocket(_SocketBase):
             t.set_congestion(text)
         elif name == "quickack":
             t.set_quickack(bool(value))
+        elif name == "maxseg":
+            t.set_maxseg(int(value))
+        elif name == "notsent_lowat":
+            t.set_notsent_lowat(int(value))
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int | bytes:
         if (level, optname) == (_SOL, socket.SO_TYPE):

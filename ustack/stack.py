@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ustack import stack_identity, streams
 from ustack.driver.port import TcpPort, port_of
 from ustack.driver.tcp_table import TcpTable
+from ustack.instance_lock import acquire
 from ustack.link.base import Device, ReceivedFrame
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import IpError
@@ -172,7 +174,6 @@ class Stack:
         if device is None:
             if not iface:
                 raise ValueError("Stack.start needs iface= (an interface name) or device=")
-            from ustack.instance_lock import acquire
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
@@ -243,8 +244,6 @@ class Stack:
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,
         interface, address: ``ustack ss -p``, ``--stack``, ``--iface``)."""
-        from ustack import stack_identity
-
         try:
             stack_identity.write(endpoint_path, stack_identity.current(iface, address))
         except OSError as exc:
@@ -351,15 +350,11 @@ class Stack:
         self, host: str, port: int, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """``ustack.streams.open_connection(host, port, stack=self, ...)``."""
-        from ustack import streams
-
         return await streams.open_connection(host, port, stack=self, **kwargs)
 
     async def start_server(self, client_connected_cb: ClientConnectedCallback,
                            host: str | None = None, port: int = 0, **kwargs: Any) -> Server:
         """``ustack.streams.start_server(cb, host, port, stack=self, ...)``."""
-        from ustack import streams
-
         return await streams.start_server(client_connected_cb, host, port, stack=self, **kwargs)
 
     async def create_connection(
@@ -367,16 +362,12 @@ class Stack:
         **kwargs: Any,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """``ustack.streams.create_connection(factory, host, port, stack=self, ...)``."""
-        from ustack import streams
-
         return await streams.create_connection(protocol_factory, host, port, stack=self,
                                                **kwargs)
 
     async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
                             host: str | None = None, port: int = 0, **kwargs: Any) -> Server:
         """``ustack.streams.create_server(factory, host, port, stack=self, ...)``."""
-        from ustack import streams
-
         return await streams.create_server(protocol_factory, host, port, stack=self, **kwargs)
 
     # ------------------------------------------------------------------- ARP
@@ -470,3 +461,7 @@ class Stack:
 
     def __repr__(self) -> str:
         return f"<Stack {self.address}/{self.prefixlen} on {self.device.name} ({self.mac})>"
+
+
+# the default stack of ustack.open_connection(...) without stack= (USTACK_IFACE)
+streams.set_stack_starter(Stack.start)

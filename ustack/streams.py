@@ -235,11 +235,20 @@ class TcpTransport(asyncio.Transport):
         """TCP_QUICKACK: ACK at once instead of delaying (Linux)."""
         self._core_setter("set_quickack", "TCP_QUICKACK", bool(enabled))
 
+    def set_maxseg(self, nbytes: int) -> None:
+        """TCP_MAXSEG: the MSS (advertised before the handshake, sent after)."""
+        self._core_setter("set_maxseg", "TCP_MAXSEG", int(nbytes))
+
+    def set_notsent_lowat(self, nbytes: int) -> None:
+        """TCP_NOTSENT_LOWAT: keep at most this many unsent bytes in the core."""
+        self._core_setter("set_notsent_lowat", "TCP_NOTSENT_LOWAT", int(nbytes))
+
     def tcp_option(self, name: str) -> Any:
         """The current value of an option by name (``nodelay``, ``keepalive``,
         ``keepalive_idle``, ``keepalive_interval``, ``keepalive_count``,
         ``cork``, ``user_timeout``, ``send_buffer``, ``recv_buffer``,
-        ``congestion``, ``quickack``), read from the connection's config."""
+        ``congestion``, ``quickack``, ``maxseg``, ``notsent_lowat``), read
+        from the connection's config."""
         conn = self._core()
         if name == "congestion":
             return conn.cc.name
@@ -1017,6 +1026,17 @@ _loop_stacks: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, Callable[[], Awaitable[Stack]]] = weakref.WeakKeyDictionary()
 
 
+#: ``Stack.start``, registered by ``ustack.stack`` when it is imported (streams
+#: never imports the Stack: the stack depends on streams, not the reverse)
+_stack_starter: Callable[..., Awaitable[Stack]] | None = None
+
+
+def set_stack_starter(starter: Callable[..., Awaitable[Stack]]) -> None:
+    """What :func:`default_stack` calls to start the USTACK_IFACE stack."""
+    global _stack_starter
+    _stack_starter = starter
+
+
 def register_loop_stack(loop: asyncio.AbstractEventLoop,
                         starter: Callable[[], Awaitable[Stack]]) -> None:
     """Make ``starter()`` (which starts or returns the loop's stack) what
@@ -1049,10 +1069,11 @@ async def default_stack() -> Stack:
                 f"no default ustack stack: set {missing} (e.g. USTACK_IFACE=veth-us "
                 "USTACK_ADDRESS=10.77.0.2/24, optional USTACK_GATEWAY), or pass a "
                 "Stack: await stack.open_connection(...)")
-        from ustack.stack import Stack
-
-        stack = await Stack.start(iface=iface, address=address,
-                                  gateway=os.environ.get("USTACK_GATEWAY") or None)
+        if _stack_starter is None:
+            raise NoDefaultStackError("no default ustack stack: ustack.stack is not imported "
+                                      "(import ustack.stack, or use ustack.open_connection)")
+        stack = await _stack_starter(iface=iface, address=address,
+                                     gateway=os.environ.get("USTACK_GATEWAY") or None)
         _default[loop] = stack
         return stack
 

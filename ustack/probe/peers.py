@@ -574,6 +574,11 @@ class UstackPeer(Peer):
             parts = [int(v) for v in value.split()]
             table.config = config.with_(send_buffer=parts[1] if len(parts) > 1 else parts[0])
             return
+        if name == "net.ipv4.tcp_notsent_lowat" and hasattr(config, "notsent_lowat"):
+            lowat = int(value, 0)
+            # Linux's "unlimited" (UINT_MAX) is ustack's 0 (off)
+            table.config = config.with_(notsent_lowat=0 if lowat >= 1 << 31 else lowat)
+            return
         if name == "net.ipv4.tcp_congestion_control":
             from ustack.tcp import congestion
 

@@ -170,14 +170,4 @@ RECOVERY_SCENARIOS: list[Entry] = [
 #: ustack's known differences in these scenarios (merged into
 #: ``ustack.probe.scenarios.USTACK_NOTES``; a note makes the ustack run a
 #: strict xfail, so a fix shows up as XPASS and asks for the note to go)
-RECOVERY_NOTES: dict[str, str] = {
-    "rec-dsack-undo": (
-        "BUG (connection, not the recovery room): an ACK whose only news is a D-SACK "
-        "arriving when nothing is outstanding is not handed to Recovery.on_ack "
-        "(TcpConnection._process_ack gates on SND.NXT != SND.UNA), so the RFC 3708 undo "
-        "never happens and the next burst is 7 segments, not 10. Linux runs "
-        "tcp_fastretrans_alert for DSACKing ACKs on its no_queue path; the room undoes "
-        "when given the ACK (tests/unit/test_tcp_recovery.py "
-        "test_dsack_undo_restores_cwnd_and_ssthresh)."
-    ),
-}
+RECOVERY_NOTES: dict[str, str] = {}

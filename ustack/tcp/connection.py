@@ -456,20 +456,10 @@ class TcpConnection:
         self.cc.mss = mss
         rec = self.rec
         if rec is not None:
-            rec.set_mss(mss)
-            if self.snd_nxt != self.snd_una:
-                # everything outstanding is resent at the new size, without a
-                # congestion response (Linux tcp_simple_retransmit: larger
-                # segments marked lost, TCP_CA_Loss without ssthresh change)
-                sb = rec.sb
-                for r in list(sb):
-                    if not r.sacked and not r.lost:
-                        sb.mark_lost(r)
-                if rec.state is not CaState.LOSS:
-                    rec.high_seq = sb.nxt
-                    rec.undo_marker = None
-                    rec.prior_ssthresh = 0
-                    rec._set_state(CaState.LOSS)
+            # what is outstanding at the old size is resent at the new one,
+            # without a congestion response (Linux tcp_simple_retransmit)
+            rec.simple_retransmit(mss, now)
+            rec.apply_timers(self.timers)
 
     def set_congestion(self, name: str) -> None:
         """TCP_CONGESTION: switch this connection's algorithm (a registered
@@ -654,7 +644,8 @@ class TcpConnection:
             if plen > room or room >= 0x80000000:
                 self._receive_general(seg, now)  # beyond the window: trim
                 return
-            if seg.ack == self.snd_una and self.snd_nxt == seg.ack:
+            if (seg.ack == self.snd_una and self.snd_nxt == seg.ack
+                    and not seg.options.sack_blocks):
                 # nothing in flight, nothing acknowledged: only the window
                 # (the _process_ack branch for SEG.ACK = SND.UNA, inlined)
                 wnd = seg.window << self.snd_wscale
@@ -883,7 +874,10 @@ class TcpConnection:
         if ack == una:
             # (windows on SYN segments are never scaled, RFC 7323 2.2)
             wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
-            if self.snd_nxt != una and rec is not None:
+            # with nothing outstanding only a SACK-carrying ACK matters: a late
+            # D-SACK still undoes a spurious reduction (Linux tcp_ack no_queue)
+            if rec is not None and (self.snd_nxt != una
+                                    or (seg.options.sack_blocks and self.sack_ok)):
                 self._recovery_ack(rec, seg, now, wnd > self.snd_wnd)
             if self.timers.persist is not None and wnd:
                 self.timers.persist = None
@@ -983,7 +977,7 @@ class TcpConnection:
         if st is CaState.RECOVERY and prior is not CaState.RECOVERY:
             mib["TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery"] += 1
             if trace is not None:
-                trace(now, "recovery", {"reason": "rack" if rec._rack_on() else "dupthresh",
+                trace(now, "recovery", {"reason": "rack" if rec.rack_enabled else "dupthresh",
                                         "lost": out.lost, "seq": rec.una})
         if out.undo is not None:
             reason = out.undo.reason

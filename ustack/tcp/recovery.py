@@ -58,11 +58,13 @@ re-arms the xmit timer.  Then the sender sends: first retransmissions, one
 the hole), then new data while ``in_flight() < cc.cwnd`` and the peer window
 allows (limited transmit, RFC 3042, falls out of the pipe: SACKed or, without
 SACK, duplicate-ACKed segments leave the pipe).  ``out.frto_new_data`` asks
-for new data before retransmissions (F-RTO step 2b).  The xmit timer
+for new data before retransmissions (F-RTO step 2b; only offered when
+``on_ack(can_send_new=True)`` said unsent data fits the peer window).  The xmit timer
 :meth:`timer` is one entry of the connection's timer table (``ss -o`` shows it
-as ``on``); when it expires call :meth:`on_timer`: after an RTO the connection
-does its own retries2/ETIMEDOUT bookkeeping and sends ``action.retransmit``
-whatever the window (Linux sends the head), after a probe it sends one new
+as ``on``); when it expires call :meth:`on_timer`: after an RTO (the room backs the
+RTO off itself, ``rtt.backoff += 1``, and resets it on the next valid RTT
+sample) the connection does its own retries2/ETIMEDOUT bookkeeping and sends
+``action.retransmit`` whatever the window (Linux sends the head), after a probe it sends one new
 segment (``action.probe_new``, Nagle off) or ``action.retransmit``.  When
 the application has nothing left to send, call :meth:`check_app_limited`.
 """

@@ -1,0 +1,55 @@
+# mypy: disable-error-code="comparison-overlap"
+# (mypy narrows rec.state after one assert and cannot see the next call change it)
+"""The recovery room as the connection drives it (ustack.tcp.connection +
+ustack.tcp.recovery), on hand-made segments: what reaches the room."""
+
+from __future__ import annotations
+
+from ustack.tcp import TcpConnection
+from ustack.tcp.congestion.base import CaState
+from ustack.tcp.testing import Script
+from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
+
+ISS = 10_000
+PEER = 0
+MSS = 1000
+
+
+def established() -> Script:
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
+                     TcpOptions(mss=MSS, sack_permitted=True))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0), ISS, PEER)
+    s.drain()
+    s.now = 0.1  # handshake RTT 100 ms
+    s.inject(s.seg(".", 1, 1))
+    return s
+
+
+def sack(s: Script, ack: int, *blocks: tuple[int, int]) -> list[str]:
+    base = ISS
+    opts = TcpOptions(sack_blocks=[((base + a) & 0xFFFFFFFF, (base + b) & 0xFFFFFFFF)
+                                   for a, b in blocks])
+    return s.inject(s.seg(".", 1, ack, options=opts))
+
+
+def test_late_dsack_with_nothing_outstanding_undoes_the_reduction() -> None:
+    """RFC 3708 / Linux tcp_ack's no_queue path: the D-SACK of the only
+    retransmission arrives after everything is acknowledged; the window
+    reduction is undone (the next flight is 10 segments, not 7)."""
+    s = established()
+    conn = s.conn
+    assert conn.rec is not None
+    conn.send(b"x" * 5 * MSS, s.now)
+    assert len(s.drain()) == 5
+    s.now += 0.1
+    out = sack(s, 1, (1001, 5001))  # four segments SACKed: 1:1001 lost
+    assert any(line.startswith(". 1:1001") or " 1:1001(" in line for line in out), out
+    assert conn.rec.state == CaState.RECOVERY
+    s.now += 0.01
+    s.inject(s.seg(".", 1, 5001))
+    assert conn.rec.state == CaState.OPEN and conn.cc.cwnd == 7 * MSS
+    s.now += 0.01
+    sack(s, 5001, (1, 1001))  # the D-SACK: the retransmission was a duplicate
+    assert conn.cc.cwnd == 10 * MSS
+    conn.send(b"y" * 15 * MSS, s.now)
+    assert len(s.drain()) == 10
