@@ -292,3 +292,18 @@ def test_pcap_of_a_run_is_identical_for_one_seed(tmp_path: Path) -> None:
     assert len(syns) == 2  # SYN and SYN-ACK
     times = [ts for ts, _ in records]
     assert times == sorted(times) and times[-1] - times[0] <= 1.0 + 1e-6
+
+
+def test_traces_of_a_run_are_identical_for_one_seed(tmp_path: Path) -> None:
+    from ustack.trace import validate_file
+
+    for name in ("a", "b"):
+        run_experiment(Experiment(flows=[Flow("reno")],
+                                  link=LinkSpec(rate=10e6, delay=0.005, loss=0.01),
+                                  seconds=1, trace_dir=str(tmp_path / name)))
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.jsonl"))
+    assert [str(f.parent) for f in files] == ["flow0", "server"]
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+        counts = validate_file(tmp_path / "a" / f)
+        assert counts["seg_sent"] > 0 and counts["seg_recv"] > 0
