@@ -107,3 +107,16 @@ def test_one_gigabyte_trace_is_decimated(tmp_path: Path) -> None:
           f"took {took:.1f} s")
     assert info.decimated and info.counts["data"] > 680_000
     assert out.read_bytes()[:8] == PNG
+
+
+def test_plot_of_a_simulated_connection_trace(tmp_path: Path) -> None:
+    """A trace the real core wrote (ustack sim --trace) plots with its panels."""
+    run_experiment(Experiment(flows=[Flow("reno")],
+                              link=LinkSpec(rate=10e6, delay=0.01, queue=30, loss=0.01),
+                              seconds=2, trace_dir=str(tmp_path / "tr")))
+    out = tmp_path / "flow.png"
+    info = plot_path(tmp_path / "tr" / "flow0", out)
+    assert out.read_bytes()[:8] == PNG
+    assert info.panels == list(PANELS)
+    assert info.counts["data"] > 500 and info.counts["retransmissions"] > 0
+    assert info.counts["acks"] > 100
