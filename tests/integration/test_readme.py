@@ -10,6 +10,7 @@ place of ``/tmp/``, runs each block, and checks what it prints.  The
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -83,10 +84,8 @@ def _run_sh(body: str, env: dict[str, str], timeout: float = 180) -> str:
         raise AssertionError(f"README block timed out:\n{body}\n--- output:\n{out}") from None
     finally:
         # background jobs a block forgot (it should not) die with its session
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, f"README block failed ({proc.returncode}):\n{body}\n---\n{out}"
     return out
 
