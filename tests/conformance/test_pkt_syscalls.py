@@ -299,11 +299,21 @@ async def test_so_rcvbuf_is_doubled(lab: Lab, kind: str) -> None:
 
 @both
 async def test_so_linger_zero_resets_on_close(lab: Lab, kind: str) -> None:
-    await run_or_unsupported(lab, kind, """
+    await run(lab, kind, """
    +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=0}, 8) = 0
+   +0 getsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=0}, [8]) = 0
    +0 close(4) = 0
    +0 > R. 1:1(0) ack 1
-""", "SO_LINGER")
+""")
+
+
+@both
+async def test_so_linger_nonzero_closes_with_fin(lab: Lab, kind: str) -> None:
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8) = 0
+   +0 close(4) = 0
+   +0 > F. 1:1(0) ack 1
+""")
 
 
 @both

@@ -70,6 +70,8 @@ class UstackSocket:
         self.changed = asyncio.Event()
         #: options set before a connection exists: TcpConfig field -> value
         self.pending: dict[str, Any] = {}
+        #: SO_LINGER as (l_onoff, l_linger); (0, 0) is the default
+        self.linger: tuple[int, int] = (0, 0)
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
@@ -227,6 +229,13 @@ class UstackSocketApi(SocketApi):
         ep = obj.ep
         if ep is None or ep.removed:
             return
+        if obj.linger[0] and obj.linger[1] == 0:
+            # SO_LINGER on with a zero timeout: close() aborts, RST instead of
+            # FIN (Linux tcp_close -> tcp_disconnect, RFC 9293 3.10.5 ABORT)
+            self.table.abort(ep)
+            return
+        # a non-zero linger closes gracefully like the default; close() does
+        # not block for the linger time here (documented in docs/conformance.md)
         ep.conn.close(self._now())
         ep.touch()
         self.table.detach(ep)
@@ -235,6 +244,13 @@ class UstackSocketApi(SocketApi):
     def setsockopt(self, obj: Any, level: int, name: int, value: Any) -> None:
         if (level, name) == (SOL_SOCKET, socket.SO_REUSEADDR):
             return  # ports are free as soon as the table says so
+        if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
+            if not isinstance(value, Struct):
+                raise SysError(E.EINVAL, "SO_LINGER takes {l_onoff=N, l_linger=N}")
+            fields = value.fields
+            obj.linger = (int(bool(to_int(fields.get("l_onoff", fields.get(0, 0))))),
+                          max(0, to_int(fields.get("l_linger", fields.get(1, 0)))))
+            return
         entry = _OPTIONS.get((level, name))
         if entry is None:
             raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
@@ -281,6 +297,8 @@ class UstackSocketApi(SocketApi):
         if (level, name) == (SOL_SOCKET, socket.SO_ERROR):
             err, obj.error = obj.error, None
             return err or 0
+        if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
+            return {"l_onoff": obj.linger[0], "l_linger": obj.linger[1]}
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:
