@@ -43,12 +43,15 @@ VERBS = (
 
 
 def verb_modules() -> list[str]:
-    """The verbs: modules of this package (not starting with ``_``), the
-    ones in :data:`VERBS` first, in that order."""
+    """The verbs: every name in :data:`VERBS`, in that order, then any other
+    module of this package (not starting with ``_``).  The listed verbs never
+    depend on listing the package directory, which a user who may import the
+    modules but not read the directory (a checkout under a 0700 directory,
+    run as nobody after the imports) cannot do."""
     import pkgutil
 
     found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
-    return [v for v in VERBS if v in found] + sorted(found - set(VERBS))
+    return list(VERBS) + sorted(found - set(VERBS))
 
 
 def build_parser() -> OneLineParser:
