@@ -38,7 +38,7 @@ from ustack.stack import Stack
 from ustack.wire import arp as warp
 from ustack.wire import ethernet as eth
 from ustack.wire import icmp, ipv4
-from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum
+from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum, refresh_frame_checksums
 from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, URG
 
 US_MAC, PEER_MAC, FUZZ_MAC = (bytes.fromhex(h) for h in ("020000000002", "020000000001",
@@ -192,7 +192,7 @@ class Fuzzer:
             i = r.randrange(6 if r.random() < 0.9 else 0, len(buf))
             buf[i] = r.randrange(256)
         if r.random() < 0.6:
-            fix_checksums(buf)
+            refresh_frame_checksums(buf)
         roll = r.random()
         if roll < 0.15:
             buf = buf[:r.randrange(len(buf) + 1)]
@@ -214,27 +214,6 @@ class Fuzzer:
         return frame, r.random() < 0.1
 
 
-def fix_checksums(frame: bytearray) -> None:
-    """Recompute the IPv4 header and TCP/ICMP checksums after a mutation."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
-        return
-    hlen = (frame[14] & 0x0F) * 4
-    if hlen < 20 or 14 + hlen > len(frame):
-        return
-    frame[24:26] = b"\0\0"
-    frame[24:26] = fold(partial_sum(bytes(frame[14:14 + hlen]))).to_bytes(2, "big")
-    total = int.from_bytes(frame[16:18], "big")
-    end = min(len(frame), 14 + total)
-    start = 14 + hlen
-    proto = frame[23]
-    if proto == 6 and end - start >= 18:
-        frame[start + 16:start + 18] = b"\0\0"
-        s = pseudo_header_sum(bytes(frame[26:30]), bytes(frame[30:34]), 6, end - start)
-        frame[start + 16:start + 18] = fold(s + partial_sum(bytes(frame[start:end]))).to_bytes(
-            2, "big")
-    elif proto == 1 and end - start >= 4:
-        frame[start + 2:start + 4] = b"\0\0"
-        frame[start + 2:start + 4] = fold(partial_sum(bytes(frame[start:end]))).to_bytes(2, "big")
 
 
 async def fuzz(frames: int, seed: int = 1, progress: bool = False) -> dict[str, Any]:
