@@ -9,25 +9,23 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import sys
 import time
 from collections import deque
+from pathlib import Path
 
-from ustack.tcp import TcpConfig, TcpConnection
-from ustack.tcp.listener import listener_action
-from ustack.wire.tcp import TcpSegment
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tcp_core import connected_pair  # noqa: E402
+
+from ustack.tcp import TcpConfig  # noqa: E402
+from ustack.wire.tcp import TcpSegment  # noqa: E402
 
 
 def run(total: int) -> tuple[float, int]:
     cfg = TcpConfig(sack=True, timestamps=True, send_buffer=4 << 20, recv_buffer=4 << 20)
     now = 0.0
-    a = TcpConnection.connect(40000, 5001, 0xFFFF0000, now, cfg)
-    syn = a.segments_to_send(now)[0]
-    assert listener_action(syn) == "syn"
-    b = TcpConnection.accept(syn, 12345, now, cfg)
-    for seg in b.segments_to_send(now):
-        a.receive(seg, now)
-    for seg in a.segments_to_send(now):
-        b.receive(seg, now)
+    a, b = connected_pair(cfg, now)
     chunk = bytes(range(256)) * 256
     sent = received = acks = 0
     wire: deque[TcpSegment] = deque()

@@ -25,10 +25,8 @@ SRC = b"\x0a\x00\x00\x01"
 DST = b"\x0a\x00\x00\x02"
 
 
-def run(total: int, max_segment: int, encode: bool, sack: bool, ts: bool) -> tuple[float, int]:
-    cfg = TcpConfig(max_segment=max_segment, sack=sack, timestamps=ts,
-                    send_buffer=4 << 20, recv_buffer=4 << 20)
-    now = 0.0
+def connected_pair(cfg: TcpConfig, now: float) -> tuple[TcpConnection, TcpConnection]:
+    """An active and a passive core after a three-way handshake in memory."""
     a = TcpConnection.connect(40000, 5001, 0xFFFF0000, now, cfg)
     syn = a.segments_to_send(now)[0]
     assert listener_action(syn) == "syn"
@@ -37,6 +35,14 @@ def run(total: int, max_segment: int, encode: bool, sack: bool, ts: bool) -> tup
         a.receive(seg, now)
     for seg in a.segments_to_send(now):
         b.receive(seg, now)
+    return a, b
+
+
+def run(total: int, max_segment: int, encode: bool, sack: bool, ts: bool) -> tuple[float, int]:
+    cfg = TcpConfig(max_segment=max_segment, sack=sack, timestamps=ts,
+                    send_buffer=4 << 20, recv_buffer=4 << 20)
+    now = 0.0
+    a, b = connected_pair(cfg, now)
     chunk = bytes(range(256)) * 256  # 64 KiB
     sent = received = 0
     segments = 0
