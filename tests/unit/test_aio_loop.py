@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import subprocess
@@ -26,6 +27,7 @@ from ustack.stack import Stack
 from ustack.wire import dns
 
 A, B = "10.77.0.1", "10.77.0.2"
+SILENT = "10.77.0.99"  # in the subnet, nobody answers (ARP gives up after ~3 s)
 LOOPS = ["uvloop", "asyncio"]
 
 
@@ -50,7 +52,8 @@ def run_on_ustack(kind: str, tmp_path: Path,
     the other end with an echo server on 7000 and a DNS server on 53, run
     ``main(loop, b)``."""
     hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n")
+    hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n"
+                     f"{SILENT} two.test\n{B} two.test\n")
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:2\n")
     a_dev, b_dev = MemoryPair()
@@ -129,6 +132,77 @@ def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> No
         reader, writer = await ustack.open_connection("bee.test", 7000)
         assert writer.get_extra_info("stack") is await loop.ustack_stack()
         writer.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+def _record_connects(stack: Any) -> list[str]:
+    """The destinations of the TCP driver's active opens, in order."""
+    calls: list[str] = []
+    table = stack.tcp
+    connect = table.connect
+
+    def recording(raddr: bytes, *args: Any, **kwargs: Any) -> Any:
+        calls.append(socket.inet_ntoa(raddr))
+        return connect(raddr, *args, **kwargs)
+
+    table.connect = recording
+    return calls
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_happy_eyeballs_races_past_a_silent_address(kind: str, tmp_path: Path) -> None:
+    """``happy_eyeballs_delay``: a name with two addresses, the first silent:
+    the second attempt starts after the delay (not after the first one's
+    ~3 s failure), wins, and the first attempt is dropped from the table."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        calls = _record_connects(stack)
+        reader, writer = await asyncio.open_connection("two.test", 7000,
+                                                       happy_eyeballs_delay=0.1, interleave=1)
+        assert calls == [SILENT, B]
+        assert writer.get_extra_info("peername") == (B, 7000)
+        # B won while the attempt to SILENT was still waiting (one after the
+        # other, B would have waited for SILENT's ARP to give up)
+        assert stack.counters().get("arp_failed", 0) == 0
+        payload = os.urandom(200_000)
+        writer.write(payload)
+        assert await reader.readexactly(len(payload)) == payload
+        await asyncio.sleep(0)
+        remotes = {socket.inet_ntoa(ep.remote_addr) for ep in stack.tcp.endpoints()}
+        assert remotes == {B}, remotes  # the SYN-SENT attempt to SILENT is gone
+        writer.close()
+        await writer.wait_closed()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_happy_eyeballs_every_attempt_fails(kind: str, tmp_path: Path) -> None:
+    """Both attempts fail (RST from B at once, ARP failure for SILENT later):
+    one OSError naming both, or with all_errors an ExceptionGroup in attempt
+    order; a name without the delay tries one address after the other."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack = await loop.ustack_stack()
+        calls = _record_connects(stack)
+        with pytest.raises(OSError, match="Multiple exceptions") as info:
+            await loop.create_connection(asyncio.Protocol, "two.test", 7999,
+                                         happy_eyeballs_delay=0.1)
+        assert f"{SILENT}:7999" in str(info.value) and f"refused ({B}:7999)" in str(info.value)
+        assert calls == [SILENT, B]
+        with pytest.raises(ExceptionGroup) as group:
+            await loop.create_connection(asyncio.Protocol, "two.test", 7999,
+                                         happy_eyeballs_delay=5.0, all_errors=True)
+        first, second = group.value.exceptions
+        assert isinstance(first, OSError) and first.errno == errno.EHOSTUNREACH
+        assert isinstance(second, ConnectionRefusedError)
+        del calls[:]
+        # without the delay: sequential, B only after SILENT's failure
+        reader, writer = await asyncio.open_connection("two.test", 7000)
+        assert calls == [SILENT, B] and writer.get_extra_info("peername") == (B, 7000)
+        writer.close()
+        assert not [ep for ep in stack.tcp.endpoints()
+                    if socket.inet_ntoa(ep.remote_addr) == SILENT]
 
     run_on_ustack(kind, tmp_path, main)
 
