@@ -580,9 +580,12 @@ class TcpTransport(asyncio.Transport):
         self._pull()
 
     def __repr__(self) -> str:
+        # uvloop's loop.start_tls raises "transport <repr> is not supported by
+        # start_tls()" for transports it did not make: the repr says what works
         state = "lost" if self._lost else "closing" if self._closing else "open"
         local, peer = self._extra.get("sockname"), self._extra.get("peername")
-        return f"<TcpTransport {local} -> {peer} {state}>"
+        return (f"<ustack TcpTransport {local} -> {peer} {state} (TLS: writer.start_tls, "
+                "ustack.streams.start_tls or the ustack loop)>")
 
 
 # ------------------------------------------------------------------- TLS
@@ -1093,9 +1096,19 @@ async def start_server(
     """Like :func:`asyncio.start_server` over ustack."""
     loop = asyncio.get_running_loop()
 
+    def connected(reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> Awaitable[None] | None:
+        # asyncio's StreamReaderProtocol made a plain StreamWriter, whose
+        # start_tls asks loop.start_tls (uvloop's refuses our transport):
+        # make the same object ours (no new state) so server-side
+        # ``writer.start_tls`` works on every loop
+        if type(writer) is asyncio.StreamWriter:
+            writer.__class__ = StreamWriter
+        return client_connected_cb(reader, writer)
+
     def factory() -> asyncio.BaseProtocol:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
 
     return await create_server(factory, host, port, stack=stack, backlog=backlog, ssl=ssl,
                                ssl_handshake_timeout=ssl_handshake_timeout,

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import pytest
 
 import ustack
 from ustack.lab import Lab
+from ustack.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -184,3 +186,99 @@ def test_aiohttp_happy_eyeballs_through_sock_connect(env: Env) -> None:
     assert got["sha"] == want
     assert lab.peer_address not in got["remotes"], got["remotes"]
     assert _dropped(lab) > before
+
+
+# ------------------------------------------------------ server-side STARTTLS
+
+#: a kernel client: plain hello, STARTTLS, then TLS (CA verified) with 1 MB up
+#: and the server's sha256 of it back
+STARTTLS_CLIENT = r'''
+import hashlib, socket, ssl, sys
+host, port, ca, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+data = hashlib.shake_256(b"starttls").digest(size)
+s = socket.create_connection((host, port), timeout=20)
+s.sendall(b"STARTTLS\n")
+assert s.recv(3) == b"GO\n"
+ctx = ssl.create_default_context(cafile=ca)
+t = ctx.wrap_socket(s, server_hostname=host)
+t.sendall(data)
+got = b""
+while len(got) < 64:
+    chunk = t.recv(64 - len(got))
+    if not chunk:
+        break
+    got += chunk
+print(got.decode(), hashlib.sha256(data).hexdigest(), t.version(), flush=True)
+'''
+
+
+def _certificate(where: Path, ip: str) -> tuple[Path, Path]:
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={ip}", "-addext", f"subjectAltName=IP:{ip}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("via", ["writer", "ustack_loop"])
+def test_server_side_starttls_from_a_kernel_client(env: Env, tmp_path: Path, via: str) -> None:
+    """A ``start_server`` handler on ustack upgrades to TLS with
+    ``writer.start_tls(ctx)`` after a plain STARTTLS exchange, on a plain
+    uvloop loop (``stack.start_server``) and on the ustack loop
+    (``asyncio.start_server``); the kernel client verifies the certificate
+    and 1 MB goes up byte-exact (the server's sha256 matches)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    import uvloop
+
+    lab = env.lab
+    cert, key = _certificate(tmp_path, lab.stack_ip)
+    os.chmod(tmp_path, 0o755)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    size, port = 1_000_000, 7443
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        assert await r.readline() == b"STARTTLS\n"
+        w.write(b"GO\n")
+        await w.drain()
+        await w.start_tls(server_ctx)
+        data = await r.readexactly(size)
+        w.write(hashlib.sha256(data).hexdigest().encode())
+        await w.drain()
+        w.close()
+
+    async def serve(start: Any) -> str:
+        server = await start(handle, port=port)
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(None, lambda: lab.run_in_peer(
+            [PY, "-c", STARTTLS_CLIENT, lab.stack_ip, str(port), str(cert), str(size)],
+            capture_output=True, text=True, timeout=60))
+        server.close()
+        assert out.returncode == 0, out.stderr
+        return str(out.stdout)
+
+    if via == "writer":
+        async def plain() -> str:
+            with lab.enter_stack_ns():
+                stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
+                                          diagnostics=False)
+            try:
+                assert "uvloop" in type(asyncio.get_running_loop()).__module__
+                return await serve(stack.start_server)
+            finally:
+                await stack.close()
+
+        loop = uvloop.new_event_loop()
+        try:
+            line = loop.run_until_complete(asyncio.wait_for(plain(), 90))
+        finally:
+            loop.close()
+    else:
+        async def on_loop() -> str:
+            return await serve(lambda cb, port: asyncio.start_server(cb, None, port))
+
+        line = env.run(on_loop)
+    server_sha, client_sha, version = line.split()
+    assert server_sha == client_sha
+    assert version.startswith("TLSv1.")

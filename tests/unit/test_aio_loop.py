@@ -465,3 +465,75 @@ def test_streamwriter_start_tls_on_plain_uvloop(tmp_path: Path,
         loop.run_until_complete(asyncio.wait_for(main(), 30))
     finally:
         loop.close()
+
+
+def test_server_side_start_tls_on_plain_uvloop(certificate: tuple[Path, Path]) -> None:
+    """Without the ustack loop: a ``stack.start_server`` handler upgrades with
+    ``writer.start_tls(ctx)`` (STARTTLS); ``loop.start_tls`` called directly
+    on uvloop cannot be intercepted and its TypeError says what works."""
+    import uvloop
+
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    payload = os.urandom(300_000)
+
+    async def main() -> None:
+        a_dev, b_dev = MemoryPair()
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+        errors: list[BaseException] = []
+
+        async def upgrade(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                assert await r.readexactly(9) == b"STARTTLS\n"
+                w.write(b"GO\n")
+                await w.start_tls(server_ctx)
+                assert w.get_extra_info("ssl_object").server_side
+                data = await r.readexactly(len(payload))
+                w.write(data[::-1])
+                await w.drain()
+                w.close()
+            except BaseException as exc:  # reported by the client side's assert
+                errors.append(exc)
+                raise
+
+        raw: list[Any] = []
+
+        async def direct(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                await asyncio.get_running_loop().start_tls(
+                    w.transport, w.transport.get_protocol(), server_ctx, server_side=True)
+            except TypeError as exc:
+                raw.append(exc)
+            w.close()
+
+        try:
+            await b.start_server(upgrade, port=7443)
+            reader, writer = await a.open_connection(B, 7443)
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"GO\n"
+            await writer.start_tls(client_ctx, server_hostname="bee.test")
+            writer.write(payload)
+            assert await reader.readexactly(len(payload)) == payload[::-1]
+            writer.close()
+            assert not errors, errors
+            await b.start_server(direct, port=7444)
+            _r, w2 = await a.open_connection(B, 7444)
+            for _ in range(100):
+                if raw:
+                    break
+                await asyncio.sleep(0.01)
+            (exc,) = raw
+            assert "ustack loop" in str(exc) and "writer.start_tls" in str(exc), exc
+            w2.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        loop.close()
