@@ -942,10 +942,25 @@ class TcpConnection:
         """Hand one ACK to the recovery room and act on what it found."""
         cc = self.cc
         cwnd, ssthresh = cc.cwnd, cc.ssthresh
-        ts = seg.options.timestamp
+        opts = seg.options
+        ts = opts.timestamp
         snd = self.snd
+        if not opts.sack_blocks or not self.sack_ok:
+            # a plain ACK: the recovery room's fast path if it applies (its
+            # outcome has no state change, D-SACK, undo, F-RTO or reneging)
+            clean = rec.on_clean_ack(seg.ack, now,
+                                     ts[1] if ts is not None and self.ts_ok else None,
+                                     snd.is_cwnd_limited(self))
+            if clean is not None:
+                rec.apply_timers(self.timers)
+                rs = clean.rate
+                if rs is not None and rs.interval > 0:
+                    self._rate = rs.delivery_rate
+                if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
+                    self._trace_cc(now)
+                return
         out = rec.on_ack(
-            seg.ack, seg.options.sack_blocks if self.sack_ok else (), now,
+            seg.ack, opts.sack_blocks if self.sack_ok else (), now,
             ts_ecr=ts[1] if ts is not None and self.ts_ok else None,
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
