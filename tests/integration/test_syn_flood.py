@@ -238,7 +238,8 @@ async def _flood(lab: Lab, binary: Path, syn_channel: bool) -> dict[str, Any]:
         keys = ("TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
                 "TcpExtTCPReqQFullDoCookies", "TcpExtListenOverflows", "TcpExtListenDrops",
                 "TcpPassiveOpens", "frames_in", "drops", "dev.rx_kernel_drops",
-                "dev.tx_drops_queue_full", "syn_dev.rx_frames", "syn_dev.rx_kernel_drops")
+                "dev.tx_drops_queue_full", "syn_dev.rx_frames", "syn_dev.rx_kernel_drops",
+                "syn_dev.tx_frames")
         return {
             "flood_frames": frames,
             "flood_rate": round(frames / seconds) if seconds else 0,
@@ -256,6 +257,9 @@ async def _flood(lab: Lab, binary: Path, syn_channel: bool) -> dict[str, Any]:
                 (n for t, n in samples if t >= flood_t0), 0) if samples else 0,
             "rss_growth_mb": round((rss_max - rss_before) / 1e6, 2),
             "counters": {k: counters.get(k, 0) for k in keys},
+            "syn_batch_answered": getattr(stack.syn_batch, "answered", None),
+            "syn_batch_handed_back": getattr(stack.syn_batch, "handed_back", None),
+            "syn_dev_wakeups": counters.get("syn_dev.rx_wakeups", 0),
         }
     finally:
         await stack.close()
