@@ -266,6 +266,30 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
         rss_max = rss_before
         load = _load()
         cpu0 = time.process_time()
+        # process CPU seconds in SYN-channel wakeups, the main-device reads
+        # they start with, and the number of wakeups
+        syn_cpu = [0.0, 0.0, 0]
+        syn_dev: Any = stack.syn_device
+        if stack.syn_batch is not None and syn_dev is not None:
+            handler = stack._on_syn_readable
+            device: Any = stack.device
+            poll = device.poll
+
+            def timed_poll() -> None:
+                t = time.process_time()
+                poll()
+                syn_cpu[1] += time.process_time() - t
+
+            device.poll = timed_poll
+
+            def timed() -> None:
+                t = time.process_time()
+                handler()
+                syn_cpu[0] += time.process_time() - t
+                syn_cpu[2] += 1
+
+            stack.loop.remove_reader(syn_dev.fileno())
+            stack.loop.add_reader(syn_dev.fileno(), timed)
 
         def sample() -> None:
             nonlocal rss_max
@@ -297,6 +321,10 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "syns_seen": syn_in,
             "kernel_drops": dropped,
             "stack_cpu_s": round(cpu, 2),
+            "syn_wakeup_cpu_s": round(syn_cpu[0] - syn_cpu[1], 3),
+            "syn_wakeup_main_poll_cpu_s": round(syn_cpu[1], 3),
+            "syn_cpu_us_per_synack": round((syn_cpu[0] - syn_cpu[1]) / max(1, counters.get(
+                "TcpExtSyncookiesSent", 0)) * 1e6, 2),
             "load_before": load,
             "load_after": _load(),
             "counters": {k: counters.get(k, 0) for k in keys},

@@ -73,7 +73,7 @@ class Stack:
     #: SYNs read per wakeup by the batch path (numpy present): answered by
     #: array arithmetic (ustack.driver.syn_batch), so a batch costs about
     #: one hash call and one send per SYN; the main device is read first
-    SYN_BATCH = 512
+    SYN_BATCH = 1024
     #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
     #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
     #: data, shallow enough that a SYN waits < 50 ms behind a full ring

@@ -67,6 +67,8 @@ def siphash24(k0: int, k1: int, words: Sequence[_W], last: int) -> _W:
     message ``words`` followed by the final block ``last`` (message length
     << 56 | the tail bytes).  Elementwise when the words are numpy uint64
     arrays: one Python pass answers a whole batch."""
+    if words and not isinstance(words[0], int):
+        return _siphash24_arrays(k0, k1, words, last)
     v0: Any = k0 ^ 0x736F6D6570736575
     v1: Any = k1 ^ 0x646F72616E646F6D
     v2: Any = k0 ^ 0x6C7967656E657261
@@ -100,6 +102,59 @@ def siphash24(k0: int, k1: int, words: Sequence[_W], last: int) -> _W:
         v2 = _rotl(v2, 32)
     result: _W = v0 ^ v1 ^ v2 ^ v3
     return result
+
+
+def _siphash24_arrays(k0: int, k1: int, words: Sequence[Any], last: int) -> Any:
+    """:func:`siphash24` over numpy uint64 arrays, in place (uint64
+    arithmetic wraps modulo 2**64 by itself, so no masks)."""
+    import numpy as np  # the words are numpy arrays, so numpy is there
+
+    first = words[0]
+    v0 = first.copy()
+    v0.fill(k0 ^ 0x736F6D6570736575)
+    v1 = v0.copy()
+    v1.fill(k1 ^ 0x646F72616E646F6D)
+    v2 = v0.copy()
+    v2.fill(k0 ^ 0x6C7967656E657261)
+    v3 = v0.copy()
+    v3.fill(k1 ^ 0x7465646279746573)
+    t = v0.copy()
+
+    shl, shr, bor = np.left_shift, np.right_shift, np.bitwise_or
+
+    def rotl(x: Any, b: int) -> None:
+        shl(x, b, out=t)
+        shr(x, 64 - b, out=x)
+        bor(x, t, out=x)
+
+    def rounds(n: int) -> None:
+        nonlocal v0, v1, v2, v3  # (in place: the names keep their arrays)
+        for _ in range(n):
+            v0 += v1
+            rotl(v1, 13)
+            v1 ^= v0
+            rotl(v0, 32)
+            v2 += v3
+            rotl(v3, 16)
+            v3 ^= v2
+            v0 += v3
+            rotl(v3, 21)
+            v3 ^= v0
+            v2 += v1
+            rotl(v1, 17)
+            v1 ^= v2
+            rotl(v2, 32)
+
+    for m in (*words, last):
+        v3 ^= m
+        rounds(2)
+        v0 ^= m
+    v2 ^= 0xFF
+    rounds(4)
+    v0 ^= v1
+    v0 ^= v2
+    v0 ^= v3
+    return v0
 
 
 def minute(now: float) -> int:
