@@ -282,3 +282,47 @@ def test_server_side_starttls_from_a_kernel_client(env: Env, tmp_path: Path, via
     server_sha, client_sha, version = line.split()
     assert server_sha == client_sha
     assert version.startswith("TLSv1.")
+
+
+# --------------------------------------------------- sock_* on claimed sockets
+
+
+def test_sock_calls_after_sock_connect_talk_to_the_kernel(env: Env) -> None:
+    """A kernel socket ``sock_connect`` put on ustack, then used the way
+    aiohappyeyeballs-style code does without create_connection:
+    ``sock_sendall`` 1 MB to the kernel echo server while ``sock_recv`` /
+    ``sock_recv_into`` read it back byte-exact; closing the socket ends the
+    ustack connection with a FIN (the kernel side closes too)."""
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (SECOND, ECHO_PORT))
+        payload = os.urandom(1_000_000)
+        sender = asyncio.ensure_future(loop.sock_sendall(sock, payload))
+        got = bytearray()
+        buf = bytearray(65536)
+        while len(got) < len(payload):
+            if len(got) % 2:
+                got += await loop.sock_recv(sock, 40_000)
+            else:
+                n = await loop.sock_recv_into(sock, buf)
+                assert n > 0
+                got += buf[:n]
+        await sender
+        stack: Any = await loop.ustack_stack()  # type: ignore[attr-defined]
+        (ep,) = [e for e in stack.tcp.endpoints()
+                 if socket.inet_ntoa(e.remote_addr) == SECOND and e.remote_port == ECHO_PORT
+                 and e.conn.state.name == "ESTABLISHED"]
+        sock.close()
+        del sock
+        for _ in range(100):  # the kernel echo server answers our FIN with its own
+            if ep.conn.state.name == "TIME_WAIT":
+                break
+            await asyncio.sleep(0.02)
+        return {"same": bytes(got) == payload, "state": ep.conn.state.name}
+
+    got = env.run(main)
+    assert got["same"]
+    assert got["state"] == "TIME_WAIT", got  # FIN both ways, no reset

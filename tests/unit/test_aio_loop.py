@@ -300,6 +300,89 @@ def test_sock_connect_on_a_kernel_socket_lands_on_ustack(kind: str, tmp_path: Pa
 
 
 @pytest.mark.parametrize("kind", LOOPS)
+def test_sock_calls_on_a_socket_sock_connect_put_on_ustack(kind: str, tmp_path: Path) -> None:
+    """aiohappyeyeballs-style code that keeps using the socket: sock_sendall,
+    sock_recv, sock_recv_into go over the ustack connection (byte-exact, more
+    than the buffer limit, so reading pauses and resumes); a reset is
+    ConnectionResetError, the peer's FIN b""; a closed kernel socket raises
+    EBADF and its connection is closed with a FIN (not reset)."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (B, 7000))
+        payload = os.urandom(1_000_000)
+        sender = asyncio.ensure_future(loop.sock_sendall(sock, payload))
+        got = bytearray()
+        buf = bytearray(70_000)
+        while len(got) < len(payload):
+            if len(got) % 2:
+                n = await loop.sock_recv_into(sock, buf)
+                got += buf[:n]
+            else:
+                got += await loop.sock_recv(sock, 50_000)
+        await sender
+        assert bytes(got) == payload
+        # create_connection(sock=) still adopts it, with what was buffered
+        await loop.sock_sendall(sock, b"early")
+        for _ in range(100):
+            claim = loop._ustack_claims.get(sock)
+            assert claim is not None and claim.protocol is not None
+            if claim.protocol.buffer:
+                break
+            await asyncio.sleep(0.01)
+        seen: list[bytes] = []
+
+        class Client(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                seen.append(data)
+
+        transport, _ = await loop.create_connection(Client, sock=sock)
+        assert seen == [b"early"]
+        transport.close()
+
+        # the kernel socket closed: EBADF, and the connection gets a FIN
+        s2 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s2, (B, 7000))
+        await loop.sock_sendall(s2, b"x")
+        assert await loop.sock_recv(s2, 10) == b"x"
+        (ep,) = [e for e in stack.tcp.endpoints() if e.conn.state.name == "ESTABLISHED"]
+        s2.close()
+        with pytest.raises(OSError) as info:
+            await loop.sock_recv(s2, 10)
+        assert info.value.errno == errno.EBADF
+        await asyncio.sleep(0.05)
+        assert ep.conn.state.name in ("FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT")  # not reset
+
+        # the peer's FIN: b""; a reset: ConnectionResetError
+        closing = await b.start_server(_close_at_once, port=7001)
+        s3 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s3, (B, 7001))
+        assert await loop.sock_recv(s3, 10) == b""
+        closing.close()
+        resetting = await b.start_server(_reset_at_once, port=7002)
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s4, (B, 7002))
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_recv(s4, 10)
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_sendall(s4, b"late")
+        resetting.close()
+        s3.close()
+        s4.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def _reset_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("kind", LOOPS)
 def test_start_tls_both_directions(kind: str, tmp_path: Path,
                                    certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
