@@ -102,19 +102,17 @@ def _batch(c: TcpConnection, draws: list[tuple[str, int, int, int]], ts: bool,
     for kind, pct, win, step in draws:
         tsval = (tsval + step) & MASK
         opts_ts = (tsval, (int(t * 1000) - 5) & MASK) if ts else None
-        sack: tuple[tuple[int, int], ...] = ()
+        sack: list[tuple[int, int]] = []
         payload = b""
         flags = ACK
         if kind == "ack":
             acked = max(acked, flight * pct // 100)
         elif kind == "sack" and acked + 2 * MSS < flight:
             s = (una + acked + MSS) & MASK
-            sack = ((s, (s + MSS) & MASK),)
+            sack = [(s, (s + MSS) & MASK)]
         elif kind == "data":
             payload = b"x" * (1 + pct)
             flags = ACK | PSH
-        elif kind == "old":
-            ack = (una - 1 - pct) & MASK
         elif kind == "fin":
             flags = ACK | FIN
         ack = (una + acked) & MASK if kind != "old" else (una - 1 - pct) & MASK
