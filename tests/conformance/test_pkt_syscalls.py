@@ -308,10 +308,40 @@ async def test_so_linger_zero_resets_on_close(lab: Lab, kind: str) -> None:
 
 
 @both
-async def test_so_linger_nonzero_closes_with_fin(lab: Lab, kind: str) -> None:
+async def test_so_linger_nonzero_close_blocks_until_the_fin_is_acked(lab: Lab,
+                                                                     kind: str) -> None:
+    # Linux tcp_close -> sk_stream_wait_close: close() returns when the state
+    # leaves FIN-WAIT-1, here when the probe ACKs the FIN 0.2 s later
     await run(lab, kind, """
    +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8) = 0
-   +0 close(4) = 0
+   +0...0.2 close(4) = 0
+   +0 > F. 1:1(0) ack 1
+  +.2 < . 1:1(0) ack 2 win 257
+""")
+
+
+@both
+async def test_so_linger_close_waits_for_the_send_queue(lab: Lab, kind: str) -> None:
+    # the data goes first, the FIN after it; an ACK of the data alone does not
+    # end the wait, the ACK of the FIN does
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8) = 0
+   +0 write(4, ..., 1000) = 1000
+   +0 > P. 1:1001(1000) ack 1
+   +0...0.3 close(4) = 0
+   +0 > F. 1001:1001(0) ack 1
+  +.1 < . 1:1(0) ack 1001 win 257
+  +.2 < . 1:1(0) ack 1002 win 257
+""")
+
+
+@both
+async def test_so_linger_close_returns_when_the_time_is_up(lab: Lab, kind: str) -> None:
+    # nothing ACKs the FIN: close() returns 0 after l_linger seconds (the FIN
+    # retransmissions meanwhile are the orphan's business, not checked here)
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=1}, 8) = 0
+   +0...1 close(4) = 0
    +0 > F. 1:1(0) ack 1
 """)
 

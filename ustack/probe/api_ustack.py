@@ -30,9 +30,13 @@ from ustack.probe.pktlang import Struct
 from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import tcpi_from_ustack
 from ustack.tcp import events
+from ustack.tcp.state import TcpState
 
 SOL_TCP = socket.IPPROTO_TCP
 SOL_SOCKET = socket.SOL_SOCKET
+
+#: Linux sk_stream_closing(): a lingering close() waits while in these states
+_CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
 
 #: (level, option) -> (name, TcpConfig field, TcpConnection setter, converter)
 _OPTIONS: dict[tuple[int, int], tuple[str, str | None, str | None, Any]] = {
@@ -234,10 +238,32 @@ class UstackSocketApi(SocketApi):
             # FIN (Linux tcp_close -> tcp_disconnect, RFC 9293 3.10.5 ABORT)
             self.table.abort(ep)
             return
-        # a non-zero linger closes gracefully like the default; close() does
-        # not block for the linger time here (documented in docs/conformance.md)
         ep.conn.close(self._now())
         ep.touch()
+        self.table.detach(ep)
+
+    async def close_socket(self, obj: Any) -> None:
+        """close(2); with SO_LINGER on and a non-zero time it returns once the
+        FIN is acknowledged (the state leaves FIN-WAIT-1/CLOSING/LAST-ACK), the
+        connection is reset, or the linger time is over, as Linux's tcp_close
+        (sk_stream_wait_close).  The connection is orphaned after the wait."""
+        ep = obj.ep
+        onoff, seconds = obj.linger
+        if (obj.listener is not None or ep is None or ep.removed or not onoff
+                or not seconds):
+            self.close(obj)
+            return
+        ep.conn.close(self._now())
+        ep.touch()
+        deadline = self._now() + seconds
+        while not ep.removed and ep.conn.state in _CLOSING_STATES:
+            left = deadline - self._now()
+            if left <= 0:
+                break
+            # no event marks the FIN's ACK: look again every few ms
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(0.005, left))
         self.table.detach(ep)
 
     # ---------------------------------------------------------- options
