@@ -187,7 +187,12 @@ class Sender:
             seq = (una + sent) & MASK
             payload = sndbuf.peek(sent, n)
             sent += n
-            flags = ACK
+            # PSH on the end of the queued data (Linux tcp_push/tcp_mark_push
+            # at the end of a write) and on every super-segment: Linux
+            # __tcp_transmit_skb forces PSH on any packet of more than one
+            # segment (tcp_skb_pcount > 1, since 5.4: "tcp: force a PSH flag
+            # on TSO packets"), never on a lone full-sized one
+            flags = ACK | PSH if n > mss else ACK
             if sent == buf_len:
                 flags = ACK | PSH
                 if fin_queued and room > n:
