@@ -636,8 +636,13 @@ class TcpConnection:
                         and now - self._ts_recent_stamp < _PAWS_IDLE):  # PAWS (RFC 7323 5)
                     self._paws_reject(plen, now)
                     return
-                if seq == rcv.acked or ((seq - rcv.acked) & MASK) >= 0x80000000:
-                    # seq <= the last ACK sent: record TS.Recent (RFC 7323 4.3)
+                if ((seq == rcv.acked or ((seq - rcv.acked) & MASK) >= 0x80000000)
+                        and ((seg.ack - self.snd_una) & MASK)
+                        <= ((self.snd_nxt - self.snd_una) & MASK)):
+                    # seq <= the last ACK sent and an acceptable ACK
+                    # (SND.UNA =< SEG.ACK =< SND.NXT): record TS.Recent
+                    # (RFC 7323 4.3; Linux tcp_ack updates it only once the
+                    # ACK is known good)
                     self._ts_recent = ts[0]
                     self._ts_recent_stamp = now
             room = (rcv.adv - seq) & MASK
@@ -769,7 +774,12 @@ class TcpConnection:
         if not flags & ACK:
             return  # RFC 9293: drop segments without ACK (catalogue 33)
 
-        if ts is not None and self.ts_ok and seq_le(seq, self.rcv.acked):
+        if (ts is not None and self.ts_ok and seq_le(seq, self.rcv.acked)
+                and ((seg.ack - self.snd_una) & MASK) <= ((self.snd_nxt - self.snd_una) & MASK)):
+            # TS.Recent only from a segment whose ACK is acceptable (SND.UNA
+            # =< SEG.ACK =< SND.NXT): one acking unsent data (or an old ACK)
+            # must not move it (RFC 7323 4.3; Linux tcp_ack calls
+            # tcp_replace_ts_recent after its ACK checks)
             self._ts_recent = ts[0]
             self._ts_recent_stamp = now
 
