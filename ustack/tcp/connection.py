@@ -536,8 +536,13 @@ class TcpConnection:
             self.rcv.maybe_window_update()
 
     def set_nodelay(self, enabled: bool) -> None:
-        """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
+        """TCP_NODELAY: True turns Nagle off and pushes what is pending at the
+        next output, held back by Nagle or TCP_CORK alike (Linux
+        tcp_sock_set_nodelay: TCP_NAGLE_OFF|TCP_NAGLE_PUSH, then
+        tcp_push_pending_frames; the cork itself stays on)."""
         self.config.nodelay = enabled
+        if enabled and self.snd.unsent(self.snd_una):
+            self.snd.force = True
 
     def set_user_timeout(self, seconds: float) -> None:
         """TCP_USER_TIMEOUT (RFC 5482): fail with ETIMEDOUT when sent data or
