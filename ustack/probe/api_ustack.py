@@ -76,6 +76,9 @@ class UstackSocket:
         self.pending: dict[str, Any] = {}
         #: SO_LINGER as (l_onoff, l_linger); (0, 0) is the default
         self.linger: tuple[int, int] = (0, 0)
+        #: TCP_NOTSENT_LOWAT as set on this socket (Linux tp->notsent_lowat:
+        #: getsockopt reads it, 0 = the sysctl applies); children inherit it
+        self.notsent_lowat = 0
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
@@ -88,6 +91,7 @@ class UstackSocket:
 
     def on_child(self, ep: Any) -> None:
         child = UstackSocket(self.api)
+        child.notsent_lowat = self.notsent_lowat
         child.ep = ep
         child.connected = True
         ep.owner = child
@@ -286,6 +290,8 @@ class UstackSocketApi(SocketApi):
             raise Unsupported(f"unsupported on ustack: {label} with a struct")
         raw = value if type(value) is str else to_int(value)
         converted = convert(raw)
+        if label == "TCP_NOTSENT_LOWAT":
+            obj.notsent_lowat = int(converted)
         ep = obj.ep
         if ep is None or ep.removed:
             if label == "TCP_CONGESTION":
@@ -325,6 +331,8 @@ class UstackSocketApi(SocketApi):
             return err or 0
         if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
             return {"l_onoff": obj.linger[0], "l_linger": obj.linger[1]}
+        if (level, name) == (SOL_TCP, 25):  # TCP_NOTSENT_LOWAT: the socket's own value
+            return obj.notsent_lowat
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:

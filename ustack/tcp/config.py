@@ -47,8 +47,10 @@ class TcpConfig:
     quickack: bool = False
     #: TCP_MAXSEG: clamp of the MSS (0 = none).
     maxseg: int = 0
-    #: TCP_NOTSENT_LOWAT: ``send`` queues at most this many not-yet-sent bytes
-    #: (0 = no limit beyond the send buffer; Linux tcp_notsent_lowat UINT_MAX).
+    #: TCP_NOTSENT_LOWAT: ``send`` starts no new size-goal chunk while this many
+    #: bytes wait unsent, writable below half of it (Linux's rule, see
+    #: TcpConnection._notsent_room; 0 = no limit beyond the send buffer, Linux
+    #: tcp_notsent_lowat UINT_MAX).
     notsent_lowat: int = 0
 
     # --- congestion control ---------------------------------------------------

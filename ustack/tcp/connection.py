@@ -69,6 +69,8 @@ _CLOSING = TcpState.CLOSING
 
 #: states in which the send side may still transmit data or a FIN
 _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+#: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
+_GSO_MAX_PAYLOAD = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
@@ -342,9 +344,7 @@ class TcpConnection:
             raise BrokenPipeError(E.EPIPE, "TCP connection is closed")
         lowat = self.config.notsent_lowat
         if lowat:
-            # TCP_NOTSENT_LOWAT: at most ``lowat`` bytes wait unsent (Linux
-            # tcp_stream_memory_free)
-            room = lowat - self.snd.unsent(self.snd_una)
+            room = self._notsent_room(lowat)
             if room < len(data):
                 data = data[:room if room > 0 else 0]
                 self._send_blocked = True
@@ -352,6 +352,31 @@ class TcpConnection:
         if n < len(data):
             self._send_blocked = True
         return n
+
+    def _notsent_room(self, lowat: int) -> int:
+        """What one write may queue under TCP_NOTSENT_LOWAT, as Linux's
+        tcp_sendmsg_locked: the bytes the window and cwnd let out at once
+        leave during the write (tcp_push_one), the rest fills skbs of the
+        size goal (tcp_xmit_size_goal: half the peer's largest window, at
+        most a GSO packet, whole MSS), and a new skb is only started while
+        fewer than ``lowat`` bytes wait unsent (tcp_stream_memory_free)."""
+        snd = self.snd
+        una = self.snd_una
+        queued = len(snd.buf)
+        wire = (snd.ptr - una) & MASK
+        rec = self.rec
+        if rec is not None and self.state in _SENDING_STATES:
+            flight = (self.snd_nxt - una) & MASK
+            cwnd_room = flight + self.cc.cwnd - rec.in_flight()
+            limit = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
+            if limit > wire:
+                wire = limit
+        mss = self.send_mss
+        goal = min(_GSO_MAX_PAYLOAD, self.max_snd_wnd >> 1) // mss * mss
+        if goal < mss:
+            goal = mss
+        target = goal * max(1, -(-lowat // goal))  # unsent once the last skb is full
+        return wire + target - queued
 
     def recv(self, max_bytes: int, now: float) -> bytes:
         """RECEIVE (RFC 9293 3.10.3): take up to ``max_bytes`` in-order bytes.
@@ -513,7 +538,8 @@ class TcpConnection:
                 self.rec.set_mss(nbytes)
 
     def set_notsent_lowat(self, nbytes: int) -> None:
-        """TCP_NOTSENT_LOWAT: ``send`` queues at most ``nbytes`` unsent bytes (0 = off)."""
+        """TCP_NOTSENT_LOWAT: ``send`` starts no new size-goal chunk once ``nbytes``
+        wait unsent, and the socket is writable below half of it (0 = off)."""
         if nbytes < 0:
             raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
         self.config.notsent_lowat = nbytes
@@ -577,7 +603,11 @@ class TcpConnection:
         space = self.snd.buf.space
         lowat = self.config.notsent_lowat
         if lowat:
-            room = lowat - self.snd.unsent(self.snd_una)
+            # writable while twice the unsent bytes stay below the mark
+            # (Linux tcp_poll -> __sk_stream_memory_free(sk, wake=1))
+            if 2 * self.snd.unsent(self.snd_una) >= lowat:
+                return 0
+            room = self._notsent_room(lowat)
             if room < space:
                 return room if room > 0 else 0
         return space
