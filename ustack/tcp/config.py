@@ -73,6 +73,9 @@ class TcpConfig:
     #: tcp_pacing_ca_ratio 120).
     tcp_pacing_ss_ratio: int = 200
     tcp_pacing_ca_ratio: int = 120
+    #: fewest MSS in a super-segment (Linux tcp_min_tso_segs 2; see
+    #: Sender._tso_cap for the rest of tcp_tso_autosize)
+    tcp_min_tso_segs: int = 2
 
     # --- loss recovery (Linux net.ipv4 sysctls) -------------------------------
     #: Bit mask: 0x1 = RACK loss detection (RFC 8985), 0x4 = no RACK

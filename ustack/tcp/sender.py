@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ustack.tcp.recovery import Recovery
 
 MASK = 0xFFFFFFFF
+#: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
+_GSO_MAX = 65536 - 321
 _EMPTY_OPTIONS = TcpOptions()
 
 
@@ -103,9 +105,12 @@ class Sender:
             self._after_push(c, rec, now, buf_len, sent, 0)
             return
         fin_queued = self.fin_queued
-        if una == snd_max and buf_len > sent:
+        if una == snd_max and buf_len > sent and c.snd_wnd:
             # sending starts with nothing in flight (Linux CA_EVENT_TX_START,
-            # after tcp_cwnd_restart: RFC 5681 4.1 restart window)
+            # after tcp_cwnd_restart: RFC 5681 4.1 restart window).  Not while
+            # the peer's window is closed: zero-window probes carry no data
+            # and keep the cwnd (Linux restarts it when the window opens,
+            # tcp_ack_update_window -> tcp_slow_start_after_idle_check)
             idle = now - self.last_data_send
             if (cfg.slow_start_after_idle and idle > rtt.rto and c.bytes_sent
                     and not cc.controls_cwnd):
@@ -136,6 +141,8 @@ class Sender:
                     limit = sent + burst
                     paced_limit = True
         seg_max = self.seg_max
+        if seg_max > mss:
+            seg_max = self._tso_cap(c, mss, seg_max)
         nodelay = cfg.nodelay
         cork = self.cork
         out = c._out
@@ -333,23 +340,54 @@ class Sender:
             c.total_retrans += 1
             mib["TcpExtTCPFastRetrans" if recovering else "TcpExtTCPSlowStartRetrans"] += 1
 
+    def _tso_cap(self, c: TcpConnection, mss: int, seg_max: int) -> int:
+        """The largest super-segment now (whole MSS): Linux tcp_tso_autosize
+        (about 1 ms at the pacing rate, plus gso_max_size >> (min_rtt in us >>
+        tcp_tso_rtt_log 9) on short paths, at least tcp_min_tso_segs; no cap
+        before an RTT sample, when Linux's pacing rate is still unlimited) and
+        tcp_cwnd_test (at most half the cwnd, "at least 2 GSO packets in
+        flight")."""
+        cc = c.cc
+        rtt = c.rtt
+        if rtt.srtt > 0.0:
+            rate = cc.pacing_rate
+            if rate <= 0.0:
+                rate = self._default_rate(c)
+            nbytes = int(rate) >> 10  # sk_pacing_shift 10
+            if rtt.min_rtt > 0.0:
+                r = int(rtt.min_rtt * 1e6) >> 9
+                if r < 32:
+                    nbytes += _GSO_MAX >> r
+            segs = (nbytes if nbytes < _GSO_MAX else _GSO_MAX) // mss
+            min_segs = c.config.tcp_min_tso_segs
+            cap = (segs if segs > min_segs else min_segs) * mss
+            if cap < seg_max:
+                seg_max = cap
+        half = (cc.cwnd // mss >> 1) * mss
+        if half < seg_max:
+            seg_max = half if half > mss else mss
+        return seg_max
+
+    def _default_rate(self, c: TcpConnection) -> float:
+        """Linux's default pacing rate (tcp_update_pacing_rate), bytes/s."""
+        cc = c.cc
+        srtt = c.rtt.srtt
+        if srtt <= 0.0:
+            return 0.0
+        cfg = c.config
+        ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
+                 else cfg.tcp_pacing_ca_ratio)
+        flight = (c.snd_nxt - c.snd_una) & MASK
+        return (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+
     def _pacing_rate(self, c: TcpConnection) -> float:
         """The controller's pacing rate, else Linux's default
         (tcp_update_pacing_rate): cwnd/SRTT at tcp_pacing_ss_ratio % while
         cwnd < ssthresh/2 (slow start that is not about to end), else at
         tcp_pacing_ca_ratio %.  0 = no pacing (no RTT sample yet)."""
-        cc = c.cc
-        rate = cc.pacing_rate
+        rate = c.cc.pacing_rate
         if rate <= 0.0:
-            srtt = c.rtt.srtt
-            if srtt <= 0.0:
-                rate = 0.0
-            else:
-                cfg = c.config
-                ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
-                         else cfg.tcp_pacing_ca_ratio)
-                flight = (c.snd_nxt - c.snd_una) & MASK
-                rate = (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+            rate = self._default_rate(c)
         self.pacing_rate = rate
         return rate
 
