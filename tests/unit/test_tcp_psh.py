@@ -43,9 +43,10 @@ def test_full_sized_segments_before_the_end_carry_no_psh() -> None:
 
 
 def test_a_window_limited_super_segment_still_carries_psh() -> None:
-    # cwnd 3 cuts a 10000-byte write to 3 MSS: one super-segment, not the
-    # end of the data, PSH all the same (pcount 3)
-    s = established(TcpConfig(max_segment=64000, initial_cwnd=3))
+    # the peer's 3000-byte window cuts a 10000-byte write to 3 MSS: one
+    # super-segment, not the end of the data, PSH all the same (pcount 3)
+    s = established(TcpConfig(max_segment=64000, initial_cwnd=10))
+    s.inject(s.seg(".", 1, 1, win=3000))
     s.conn.send(b"x" * 10000, s.now)
     out = s.drain()
     assert [len(seg.payload) for seg in out] == [3000]
