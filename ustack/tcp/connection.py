@@ -25,6 +25,8 @@ from copy import copy
 from typing import Any, ClassVar
 
 from ustack.tcp import events as ev
+from ustack.tcp.chrono import BUSY as _CHRONO_BUSY
+from ustack.tcp.chrono import SNDBUF_LIMITED as _CHRONO_SNDBUF
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.congestion import CaState, CongestionController, create
 from ustack.tcp.info import TcpInfo
@@ -348,7 +350,10 @@ class TcpConnection:
             if room < len(data):
                 data = data[:room if room > 0 else 0]
                 self._send_blocked = True
+        idle = not self.snd.unsent(self.snd_una)
         n = self.snd.buf.write(data)
+        if n and idle:
+            self.snd.chrono.start(_CHRONO_BUSY, now)  # Linux tcp_add_write_queue_tail
         if n < len(data):
             self._send_blocked = True
         return n
@@ -965,9 +970,14 @@ class TcpConnection:
             self.timers.persist = None
             self._persist_backoff = 0
         self._update_window(seg, wnd)
+        if ack == self.snd_nxt:
+            # all acknowledged (Linux tcp_clean_rtx_queue: tcp_chrono_stop BUSY)
+            snd.chrono.stop(_CHRONO_BUSY, now, not snd.unsent(ack))
         if self._send_blocked and self.send_space():
             self._send_blocked = False
             self._events.append(ev.SEND_SPACE_AVAILABLE)
+            # Linux tcp_check_space: SOCK_NOSPACE cleared
+            snd.chrono.stop(_CHRONO_SNDBUF, now, ack == self.snd_nxt and not snd.unsent(ack))
         if snd.fin_acked:
             st = self.state
             if st is _FIN_WAIT_1:
@@ -1563,6 +1573,7 @@ class TcpConnection:
         unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
         rec = self.rec
+        busy, rwnd_limited, sndbuf_limited = self.snd.chrono.totals(now)
         return TcpInfo(
             state=self.state.ss_name,
             local_port=self.local_port,
@@ -1616,6 +1627,10 @@ class TcpConnection:
             nodelay=self.config.nodelay,
             delivery_rate=self._delivery_rate(),
             pacing_rate=self.snd.pacing_rate,
+            ca_state=int(rec.state) if rec is not None else 0,
+            busy_time=busy,
+            rwnd_limited=rwnd_limited,
+            sndbuf_limited=sndbuf_limited,
         )
 
     def _delivery_rate(self) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ustack.tcp.chrono import RWND_LIMITED, SNDBUF_LIMITED, Chrono
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.send_buffer import SendBuffer
 from ustack.wire.tcp import ACK, FIN, PSH, TcpOptions, TcpSegment
@@ -38,7 +39,7 @@ class Sender:
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
-                 "cwnd_limited", "max_flight", "cwnd_usage_seq")
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -69,6 +70,8 @@ class Sender:
         self.release = 0.0
         #: pacing rate in use (bytes/s, 0 = not paced), for TcpInfo
         self.pacing_rate = 0.0
+        #: busy / rwnd-limited / sndbuf-limited time (Linux tcp_chrono_*)
+        self.chrono = Chrono()
 
     def set_mss(self, mss: int, max_segment: int) -> None:
         self.seg_max = max(mss, max_segment // mss * mss) if max_segment else mss
@@ -272,6 +275,14 @@ class Sender:
             rec.frto = False
             if rec.sb.lost_out:
                 self._retransmit_lost(c, rec, now)
+        # Linux tcp_write_xmit: the peer's window (tcp_snd_wnd_test), not
+        # cwnd, stopped the next segment -> the rwnd-limited chronograph
+        rest = buf_len - sent
+        chrono = self.chrono
+        if rest > 0 and wnd - sent < (mss if rest > mss else rest) and wnd <= cwnd_room:
+            chrono.start(RWND_LIMITED, now)
+        elif chrono.kind == RWND_LIMITED:
+            chrono.stop(RWND_LIMITED, now, False)
         if nsegs:
             c.bytes_sent += nbytes
             c.data_segs_out += nsegs
@@ -306,6 +317,12 @@ class Sender:
                 # the application has nothing more queued (Linux
                 # tcp_rate_check_app_limited)
                 rec.check_app_limited(0)
+                if (nsegs and c._send_blocked and c.state.value in (1, 8)
+                        and not self.is_cwnd_limited(c)):
+                    # everything sent, not cwnd-limited, the application
+                    # blocked on a full buffer, ESTABLISHED/CLOSE-WAIT:
+                    # send-buffer limited (Linux tcp_cwnd_validate)
+                    self.chrono.start(SNDBUF_LIMITED, now)
         elif ((buf_len > sent or (self.fin_queued and sent == buf_len))
               and timers.persist is None):
             # nothing in flight, data waiting but held back (window closed, or
