@@ -248,8 +248,10 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """asyncio's ``create_connection``; IPv4 destinations the stack routes
         (and sockets :meth:`sock_connect` connected over ustack) use ustack TCP.
-        ``happy_eyeballs_delay``/``interleave`` are accepted: ustack speaks
-        IPv4 only, so the addresses are tried one after the other."""
+        With ``happy_eyeballs_delay`` the addresses are raced as asyncio
+        does (RFC 8305 staggered attempts, :func:`ustack.streams.connect_any`);
+        ``interleave`` reorders by address family, a no-op for ustack's
+        IPv4-only results."""
         kernel = _kwargs(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
                          local_addr=local_addr, server_hostname=server_hostname,
                          ssl_handshake_timeout=ssl_handshake_timeout,
@@ -287,18 +289,13 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         stack = await self.ustack_stack()
         if ssl and server_hostname is None:
             server_hostname = host
-        errors: list[OSError] = []
-        for address in dict.fromkeys(addresses):
-            if not self.ustack_routes(address):
-                continue
-            try:
-                transport = await streams.connect_transport(
-                    stack.tcp, socket.inet_aton(address), int(port), local_port=local_port)
-            except OSError as exc:
-                errors.append(exc)
-                continue
+        routed = [a for a in dict.fromkeys(addresses) if self.ustack_routes(a)]
+        connected, errors = await streams.connect_any(
+            stack.tcp, routed, int(port), happy_eyeballs_delay=happy_eyeballs_delay,
+            local_port=local_port)
+        if connected is not None:
             protocol = protocol_factory()
-            tls = await streams.attach(transport, protocol, ssl=ssl,
+            tls = await streams.attach(connected, protocol, ssl=ssl,
                                        server_hostname=server_hostname,
                                        ssl_handshake_timeout=ssl_handshake_timeout,
                                        ssl_shutdown_timeout=ssl_shutdown_timeout)
