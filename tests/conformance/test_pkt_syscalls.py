@@ -281,6 +281,26 @@ async def test_tcp_notsent_lowat_is_read_back(lab: Lab, kind: str) -> None:
 
 
 @both
+async def test_tcp_inq_reports_the_bytes_left_to_read(lab: Lab, kind: str) -> None:
+    # Linux tcp_inq_hint: what is still queued after this read; 1 once the
+    # peer's FIN is in and nothing is left ("keep reading: EOF next")
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_TCP, TCP_INQ, [1], 4) = 0
+   +0 getsockopt(4, SOL_TCP, TCP_INQ, [1], [4]) = 0
+   +0 < P. 1:3001(3000) ack 1 win 257
+   +0 > . 1:1(0) ack 3001
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 1000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=2000}]}, 0) = 1000
+   +0 < F. 3001:4001(1000) ack 1 win 257
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 5000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=1}]}, 0) = 3000
+   +0 read(4, ..., 100) = 0
+""")
+
+
+@both
 async def test_tcp_quickack_acks_at_once(lab: Lab, kind: str) -> None:
     await run_or_unsupported(lab, kind, """
    +0 setsockopt(4, SOL_TCP, TCP_QUICKACK, [1], 4) = 0

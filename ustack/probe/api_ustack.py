@@ -12,7 +12,8 @@ one script, so this is per socket in effect); on a connection they use the
 connection's setters (``set_nodelay``, ``set_keepalive`` and, when the TCP
 core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
 ``set_notsent_lowat``, ``set_send_buffer``, ``set_recv_buffer``,
-``set_quickack``, ``set_congestion``).  Anything else raises
+``set_quickack``, ``set_congestion``); TCP_INQ is the socket's (recvmsg's
+TCP_CM_INQ control message).  Anything else raises
 :class:`~ustack.probe.syscalls.Unsupported` naming the reason.
 """
 
@@ -34,6 +35,9 @@ from ustack.tcp.state import TcpState
 
 SOL_TCP = socket.IPPROTO_TCP
 SOL_SOCKET = socket.SOL_SOCKET
+
+#: TCP_INQ and its control message type TCP_CM_INQ (include/uapi/linux/tcp.h)
+_TCP_INQ = _TCP_CM_INQ = 36
 
 #: Linux sk_stream_closing(): a lingering close() waits while in these states
 _CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
@@ -79,6 +83,8 @@ class UstackSocket:
         #: TCP_NOTSENT_LOWAT as set on this socket (Linux tp->notsent_lowat:
         #: getsockopt reads it, 0 = the sysctl applies); children inherit it
         self.notsent_lowat = 0
+        #: TCP_INQ: recvmsg reports the bytes left to read (TCP_CM_INQ)
+        self.inq = False
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
@@ -207,6 +213,20 @@ class UstackSocketApi(SocketApi):
             raise BlockingIOError
         return n
 
+    def recvmsg_control(self, obj: Any, n: int, flags: int,
+                        control: list[Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """recvmsg with a control buffer: with TCP_INQ on, one TCP_CM_INQ
+        message, the in-order bytes still to read, 1 after the peer's FIN
+        when none are left ("continue reading", Linux tcp_inq_hint)."""
+        data = self.try_recv(obj, n, flags)
+        if not obj.inq:
+            return data, []
+        conn = obj.ep.conn
+        inq = int(conn.readable())
+        if inq == 0 and getattr(conn, "eof_received", False):
+            inq = 1
+        return data, [(SOL_TCP, _TCP_CM_INQ, inq)]
+
     async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -281,6 +301,9 @@ class UstackSocketApi(SocketApi):
             obj.linger = (int(bool(to_int(fields.get("l_onoff", fields.get(0, 0))))),
                           max(0, to_int(fields.get("l_linger", fields.get(1, 0)))))
             return
+        if (level, name) == (SOL_TCP, _TCP_INQ):
+            obj.inq = bool(to_int(value))
+            return
         entry = _OPTIONS.get((level, name))
         if entry is None:
             raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
@@ -333,6 +356,8 @@ class UstackSocketApi(SocketApi):
             return {"l_onoff": obj.linger[0], "l_linger": obj.linger[1]}
         if (level, name) == (SOL_TCP, 25):  # TCP_NOTSENT_LOWAT: the socket's own value
             return obj.notsent_lowat
+        if (level, name) == (SOL_TCP, _TCP_INQ):
+            return int(obj.inq)
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:
