@@ -301,6 +301,40 @@ async def test_tcp_inq_reports_the_bytes_left_to_read(lab: Lab, kind: str) -> No
 
 
 @both
+async def test_epoll_edge_triggered_reports_each_arrival_once(lab: Lab, kind: str) -> None:
+    # EPOLLET: a report per wakeup (new data each time), with the whole mask
+    await run(lab, kind, """
+   +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+   +0 epoll_create(1) = 5
+   +0 epoll_ctl(5, EPOLL_CTL_ADD, 4, {events=EPOLLOUT|EPOLLIN|EPOLLET, fd=4}) = 0
+   +0 epoll_wait(5, {events=EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:1001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN|EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1001:2001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN|EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 read(4, ..., 500) = 500
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+""")
+
+
+@both
+async def test_epoll_level_triggered_reports_while_readable(lab: Lab, kind: str) -> None:
+    await run(lab, kind, """
+   +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+   +0 epoll_create(1) = 5
+   +0 epoll_ctl(5, EPOLL_CTL_ADD, 4, {events=EPOLLIN, fd=4}) = 0
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:1001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=EPOLLIN, fd=4}, 1, 0) = 1
+   +0 read(4, ..., 1000) = 1000
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+""")
+
+
+@both
 async def test_tcp_quickack_acks_at_once(lab: Lab, kind: str) -> None:
     await run_or_unsupported(lab, kind, """
    +0 setsockopt(4, SOL_TCP, TCP_QUICKACK, [1], 4) = 0

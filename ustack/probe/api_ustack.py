@@ -85,9 +85,12 @@ class UstackSocket:
         self.notsent_lowat = 0
         #: TCP_INQ: recvmsg reports the bytes left to read (TCP_CM_INQ)
         self.inq = False
+        #: events of the connection so far (epoll's edge-triggered wakeups)
+        self.wakeups = 0
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
+        self.wakeups += 1
         if isinstance(event, events.ConnectionFailed):
             self.error = event.errno
         elif isinstance(event, events.Connected):
@@ -102,6 +105,7 @@ class UstackSocket:
         child.connected = True
         ep.owner = child
         self.backlog.append(child)
+        self.wakeups += 1
         self.changed.set()
         self.api.activity()
 
@@ -411,6 +415,45 @@ class UstackSocketApi(SocketApi):
             mask |= select.POLLHUP
         return mask
 
+    # ---------------------------------------------------------- epoll
+    def epoll_create(self) -> Any:
+        return _Epoll()
+
+    def epoll_ctl(self, ep: Any, op: int, obj: Any, events: int) -> None:
+        items = ep.items
+        if op == 1:  # EPOLL_CTL_ADD
+            if obj in items:
+                raise SysError(E.EEXIST)
+            items[obj] = _EpItem(events)  # pending: ep_insert polls at once
+        elif op == 3:  # EPOLL_CTL_MOD
+            if obj not in items:
+                raise SysError(E.ENOENT)
+            items[obj] = _EpItem(events)
+        elif items.pop(obj, None) is None:  # EPOLL_CTL_DEL
+            raise SysError(E.ENOENT)
+
+    def epoll_wait(self, ep: Any, maxevents: int) -> list[tuple[int, Any]]:
+        """Level-triggered items report while ready; EPOLLET ones once per
+        wakeup (Linux ep_poll_callback: any event of the socket, new data
+        each time some arrives), with the socket's whole current mask."""
+        out: list[tuple[int, Any]] = []
+        for obj, item in list(ep.items.items()):
+            if len(out) >= maxevents:
+                break
+            rx = int(getattr(obj.ep.conn, "bytes_received", 0)) if obj.ep is not None else 0
+            if (obj.wakeups, rx) != item.seen:
+                item.seen = (obj.wakeups, rx)
+                item.pending = True
+            mask = self.poll_mask(obj) & (item.events | select.POLLERR | select.POLLHUP)
+            if not mask:
+                continue
+            if item.events & _EPOLLET:
+                if not item.pending:
+                    continue
+                item.pending = False
+            out.append((mask, obj))
+        return out
+
     def tcp_info(self, obj: Any) -> dict[str, int]:
         ep = obj.ep
         if ep is None:
@@ -422,6 +465,31 @@ class UstackSocketApi(SocketApi):
             with contextlib.suppress(Exception):
                 self.close(entry.obj)
         self.fds.clear()
+
+
+_EPOLLET = 1 << 31
+
+
+class _EpItem:
+    """One registered socket: its events, whether a wakeup is unreported,
+    and the (wakeups, bytes received) it was last seen at."""
+
+    __slots__ = ("events", "pending", "seen")
+
+    def __init__(self, events: int) -> None:
+        self.events = events
+        self.pending = True
+        self.seen: tuple[int, int] | None = None
+
+
+class _Epoll:
+    """An epoll instance over ustack sockets (no fd of its own)."""
+
+    def __init__(self) -> None:
+        self.items: dict[Any, _EpItem] = {}
+
+    def close(self) -> None:
+        self.items.clear()
 
 
 def _option_name(level: int, name: int) -> str:
