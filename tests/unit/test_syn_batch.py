@@ -228,11 +228,11 @@ async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goe
     second = [flood_syn(rnd, *macs) for _ in range(50)] + [legit] + [
         flood_syn(rnd, *macs) for _ in range(49)]
     batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 1.0, budget=10)
-    assert len(out) == 10 and batch.resent_answered == 1
+    assert len(out) == 10 and batch.resent_kept == 1
     assert sum(f[30:34] == legit[26:30] and f[36:38] == legit[34:36] for f in out) == 1
     # four seconds on the filter has forgotten it (two 2 s generations)
     out.clear()
     batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 5.5, budget=10)
-    assert batch.resent_answered == 1
+    assert batch.resent_kept == 1
     await stack.close()
     await peer.close()
