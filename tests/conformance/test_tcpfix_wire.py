@@ -51,3 +51,38 @@ async def test_window_right_edge_never_moves_left(peer: Peer, probe: Probe) -> N
             last = edge
             edges.append((r.ack, r.segment.window))
     assert len(edges) >= 10, edges
+
+
+# Passive open without SACK or timestamps (so an ACK of a retransmission gives
+# no RTT sample, RFC 6298 3 / Karn); the handshake ACK 20 ms after the
+# SYN-ACK gives SRTT ~20 ms, RTO = SRTT + max(4 * RTTVAR, 200 ms) ~ 220 ms
+# (the 200 ms floor dominates, so the probe's own lag hardly moves it).
+RTO_BACKOFF_KEPT = """
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1000>
++0   > S. 0:0(0) ack 1 <mss *>
++0.02 < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0   peer write 2000
++0   > * 1:1001(1000) ack 1
++0   > * 1001:2001(1000) ack 1
++0.2~+0.27 > * 1:1001(1000) ack 1
++0.05 < . 1:1(0) ack 1001 win 65535
++0   > * 1001:2001(1000) ack 1
++0.4~+0.54 > * 1001:2001(1000) ack 1
++0   < . 1:1(0) ack 2001 win 65535
++0   > nothing for 0.2
+"""
+
+
+@both
+async def test_rto_backoff_survives_an_ack_without_rtt_sample(peer: Peer, probe: Probe) -> None:
+    """RFC 6298 5.5 + Karn (3), Linux tcp_ack_update_rtt: the RTO doubles
+    (~220 -> ~440 ms) at the timeout; the ACK of the retransmitted head gives
+    no RTT sample, so the next timeout (for 1001:2001, re-sent at that ACK)
+    still comes after ~440 ms, not after the ~220 ms base RTO."""
+    from ustack.probe.conformance import SUITE_TOLERANCE
+    from ustack.probe.script import parse_script, run_script
+
+    script = parse_script(RTO_BACKOFF_KEPT, "rto backoff kept")
+    await run_script(script, peer, probe, tolerance_floor=SUITE_TOLERANCE)

@@ -911,7 +911,9 @@ class TcpConnection:
             self.bytes_acked += data_acked
         self.snd_una = ack
         self.last_ack = now
-        self.rtt.backoff = 0
+        # no rtt.backoff = 0 here: the backoff ends with a valid RTT sample
+        # (RFC 6298 5 / Karn; Linux tcp_ack_update_rtt), which the recovery
+        # room takes; an ACK of retransmitted data alone keeps it
         self._retransmits = 0
         wnd = seg.window << self.snd_wscale
         if rec is not None:
