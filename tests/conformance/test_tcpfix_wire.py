@@ -86,3 +86,47 @@ async def test_rto_backoff_survives_an_ack_without_rtt_sample(peer: Peer, probe:
 
     script = parse_script(RTO_BACKOFF_KEPT, "rto backoff kept")
     await run_script(script, peer, probe, tolerance_floor=SUITE_TOLERANCE)
+
+
+# BBR pinned on both peers, no SACK (so no tail loss probe, RFC 8985 7.2 needs
+# SACK), SRTT ~100 ms.  The RTO retransmits one segment (cwnd = in flight 0 +
+# 1, tcp_enter_loss); the ACK of it lets BBR raise cwnd to its floor of 4
+# segments (bbr_set_cwnd: cwnd + acked, at least bbr_cwnd_min_target).
+BBR_AFTER_RTO = """
+sysctl net.ipv4.tcp_congestion_control=bbr
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1000>
++0   > S. 0:0(0) ack 1 <mss *>
++0.1 < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0   peer write 10000
++0   > * 1:1001(1000) ack 1
++0   > * 1001:2001(1000) ack 1
++0   > * 2001:3001(1000) ack 1
++0   > * 3001:4001(1000) ack 1
++0   > * 4001:5001(1000) ack 1
++0   > * 5001:6001(1000) ack 1
++0   > * 6001:7001(1000) ack 1
++0   > * 7001:8001(1000) ack 1
++0   > * 8001:9001(1000) ack 1
++0   > * 9001:10001(1000) ack 1
++0.25~+0.45 > * 1:1001(1000) ack 1
++0   > nothing for 0.1
++0   < . 1:1(0) ack 1001 win 65535
++0   > * 1001:2001(1000) ack 1
++0   > * 2001:3001(1000) ack 1
++0   > * 3001:4001(1000) ack 1
++0   > * 4001:5001(1000) ack 1
++0   > nothing for 0.05
+"""
+
+
+@both
+async def test_bbr_after_rto_sends_in_flight_plus_one(peer: Peer, probe: Probe) -> None:
+    """Linux tcp_enter_loss sets cwnd = in flight + 1 for every algorithm;
+    ustack's bbr kept its cwnd and resent the whole window at the RTO."""
+    from ustack.probe.conformance import SUITE_TOLERANCE
+    from ustack.probe.script import parse_script, run_script
+
+    script = parse_script(BBR_AFTER_RTO, "bbr after rto")
+    await run_script(script, peer, probe, tolerance_floor=SUITE_TOLERANCE)

@@ -399,6 +399,12 @@ class Bbr(CongestionController):
         return self.ssthresh
 
     def on_state(self, new: CaState, now: float) -> None:
+        """Linux bbr_set_state.  On an RTO the connection has already set
+        cwnd = in-flight + 1 MSS (tcp_enter_loss, for every controller); BBR
+        then forgets full_bw and treats the RTO as the end of a round, and
+        its next ACKs grow cwnd from there (bbr_set_cwnd: + acked, at least
+        4 segments), restoring prior_cwnd when the state leaves LOSS
+        (bbr_set_cwnd_to_recover_or_restore)."""
         super().on_state(new, now)
         if new is CaState.LOSS:
             self._prev_ca_state = CaState.LOSS
