@@ -130,3 +130,41 @@ async def test_bbr_after_rto_sends_in_flight_plus_one(peer: Peer, probe: Probe) 
 
     script = parse_script(BBR_AFTER_RTO, "bbr after rto")
     await run_script(script, peer, probe, tolerance_floor=SUITE_TOLERANCE)
+
+
+# tcp_recovery = 5 (0x1 RACK | 0x4 TCP_RACK_NO_DUPTHRESH) on both peers: three
+# segments SACKed above two holes with no reordering seen.  With the default
+# 1 both holes are lost at once (reo_wnd 0, the rec-dupthresh scenario); with
+# 0x4 RACK keeps its min_rtt/4 = 25 ms window and the first hole goes out at
+# the reorder timeout (one segment: PRR's forced first retransmission).
+RACK_NO_DUPTHRESH = """
+sysctl net.ipv4.tcp_recovery=5
+peer listen 8080
+0    < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
++0   > S. 0:0(0) ack 1 <mss *,sackOK>
++0.1 < . 1:1(0) ack 1 win 65535
++0   peer expect connected
++0   peer write 5000
++0   > * 1:1001(1000) ack 1
++0   > * 1001:2001(1000) ack 1
++0   > * 2001:3001(1000) ack 1
++0   > * 3001:4001(1000) ack 1
++0   > * 4001:5001(1000) ack 1
++0.1 < . 1:1(0) ack 1 win 65535 <nop,nop,sack 2001:5001>
++0.015~+0.05 > * 1:1001(1000) ack 1
++0.01 < . 1:1(0) ack 1001 win 65535 <nop,nop,sack 2001:5001>
++0   > * 1001:2001(1000) ack 1
++0   < . 1:1(0) ack 5001 win 65535
+"""
+
+
+@both
+async def test_tcp_recovery_0x4_keeps_the_rack_window_past_dupthresh(
+        peer: Peer, probe: Probe) -> None:
+    """Linux tcp_rack_reo_wnd with TCP_RACK_NO_DUPTHRESH (ip-sysctl.rst:
+    "0x4 disables RACK's DUPACK threshold heuristic")."""
+    from ustack.probe.conformance import SUITE_TOLERANCE
+    from ustack.probe.script import parse_script, run_script
+
+    script = parse_script(RACK_NO_DUPTHRESH, "tcp_recovery 5")
+    await run_script(script, peer, probe, tolerance_floor=SUITE_TOLERANCE)

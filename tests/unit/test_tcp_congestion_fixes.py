@@ -52,3 +52,75 @@ def test_rto_sets_cwnd_to_in_flight_plus_one_for_every_controller(name: str) -> 
     assert rec.state is CaState.LOSS
     assert cc.cwnd == rec.in_flight() + MSS
     assert cc.cwnd < cwnd_before
+
+
+# ------------------------------------------------------------ bug 5: tcp_recovery bits
+def _rec(tcp_recovery: int) -> Recovery:
+    from ustack.tcp.recovery import RecoveryConfig
+
+    rtt = RttEstimator(1.0, 0.2, 120.0, True)
+    rec = Recovery(UNA, MSS, rtt, None, sack=True,
+                   config=RecoveryConfig(tcp_recovery=tcp_recovery))
+    rec.cc.cwnd = 20 * MSS
+    rec.on_sent(UNA, MSS, 0.0)
+    rec.on_ack(_seg(1), [], 0.1)  # SRTT = min_rtt = 100 ms
+    return rec
+
+
+def _three_sacked_above_a_hole(rec: Recovery) -> int:
+    for k in range(1, 6):
+        rec.on_sent(_seg(k), MSS, 1.0)
+    lost = 0
+    for end in (4, 5, 6):  # segments 3, 4, 5 SACKed, 1-2 outstanding
+        lost += rec.on_ack(_seg(1), [(_seg(3), _seg(end))], 1.1).lost
+    return lost
+
+
+@pytest.mark.parametrize("bits,lost_at_once", [(1, True), (3, True), (5, False), (0, True)])
+def test_tcp_recovery_dupthresh_bit(bits: int, lost_at_once: bool) -> None:
+    """0x1 without 0x4: with no reordering seen, DupThresh SACKed segments zero
+    RACK's window and the holes are lost at once (Linux tcp_rack_reo_wnd);
+    0x4 (TCP_RACK_NO_DUPTHRESH) keeps min_rtt/4; 0 is RFC 6675 IsLost."""
+    rec = _rec(bits)
+    lost = _three_sacked_above_a_hole(rec)
+    assert (lost == 2 * MSS) is lost_at_once, lost
+    if not lost_at_once:
+        timer = rec.timer()
+        assert timer is not None and timer[0] == "reorder"
+
+
+def _dsack_round(rec: Recovery) -> None:
+    rec.reord_seen = 1
+    for k in range(1, 4):
+        rec.on_sent(_seg(k), MSS, 1.0)
+    rec.on_ack(_seg(1), [(_seg(2), _seg(4))], 1.1)
+    rec.on_timer(rec.rack_deadline() or 0.0)
+    rec.on_sent(_seg(1), MSS, 1.2)
+    assert rec.on_ack(_seg(4), [(_seg(1), _seg(2))], 1.25).dsack
+    for k in range(4, 6):
+        rec.on_sent(_seg(k), MSS, 1.3)
+    rec.on_ack(_seg(6), [], 1.4)  # a later round: the D-SACK takes effect
+
+
+@pytest.mark.parametrize("bits,steps", [(1, 2), (3, 1)])
+def test_tcp_recovery_static_window_bit(bits: int, steps: int) -> None:
+    """0x2 (TCP_RACK_STATIC_REO_WND): a D-SACK does not widen the reordering
+    window (Linux tcp_rack_update_reo_wnd returns at once)."""
+    rec = _rec(bits)
+    _dsack_round(rec)
+    assert rec.rack.reo_wnd_steps == steps
+
+
+def test_tcp_config_documents_the_three_linux_bits() -> None:
+    """The TcpConfig comment names each bit as Linux ip-sysctl.rst does."""
+    import inspect
+
+    from ustack.tcp import config
+    from ustack.tcp.recovery import RACK_LOSS_DETECTION, RACK_NO_DUPTHRESH, RACK_STATIC_REO_WND
+
+    src = inspect.getsource(config)
+    block = src[:src.index("tcp_recovery: int")].rsplit("\n\n", 1)[-1]
+    assert (RACK_LOSS_DETECTION, RACK_STATIC_REO_WND, RACK_NO_DUPTHRESH) == (1, 2, 4)
+    assert "0x1 = RACK loss detection" in block
+    assert "0x2 = static RACK" in block
+    assert "0x4 = no DupThresh" in block
