@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ustack.tcp.congestion import create
+from ustack.tcp.congestion import CongestionController, RateSample, create
 from ustack.tcp.congestion.base import CaState
+from ustack.tcp.congestion.cubic import Cubic
 from ustack.tcp.recovery import Recovery
 from ustack.tcp.rtt import RttEstimator
 from ustack.wire.seq import MASK
@@ -124,3 +125,77 @@ def test_tcp_config_documents_the_three_linux_bits() -> None:
     assert "0x1 = RACK loss detection" in block
     assert "0x2 = static RACK" in block
     assert "0x4 = no DupThresh" in block
+
+
+# ------------------------------------------------------------ bug 4: HyStart++
+def _round(cc: CongestionController, delivered: int, rtt: float, acks: int) -> int:
+    """One round of ``acks`` one-segment ACKs at ``rtt``."""
+    start = delivered
+    for _ in range(acks):
+        delivered += MSS
+        cc.on_ack(RateSample(acked_sacked=MSS, rtt=rtt, prior_delivered=start,
+                             delivered_total=delivered), 0.0)
+    return delivered
+
+
+def _into_css(cc: Cubic) -> tuple[int, int]:
+    d = _round(cc, 0, 0.020, 10)  # round 1: the baseline, 20 ms
+    start = d
+    d = _round(cc, d, 0.040, 8)  # round 2: +20 ms > 4 ms threshold: CSS
+    assert cc.in_css
+    return start, d
+
+
+@pytest.mark.parametrize("paced,grow", [(False, 8 * MSS // 4), (True, 20 * MSS // 4)])
+def test_css_growth_is_min_n_l_smss_over_the_divisor(paced: bool, grow: int) -> None:
+    """RFC 9406 4.2: in CSS, cwnd += min(N, L * SMSS) / CSS_GROWTH_DIVISOR
+    with L = 8 unpaced, infinity paced (4.3)."""
+    cc = Cubic(MSS, 10)
+    cc.paced = paced
+    start, d = _into_css(cc)
+    before = cc.cwnd
+    d += 20 * MSS  # one stretch ACK of 20 segments, same round, same RTT
+    cc.on_ack(RateSample(acked_sacked=20 * MSS, rtt=0.040, prior_delivered=start,
+                         delivered_total=d), 0.0)
+    assert cc.in_css
+    assert cc.cwnd - before == grow
+
+
+def test_standard_slow_start_takes_the_whole_stretch_ack_by_default() -> None:
+    """Issue 9 / Linux tcp_slow_start (checked on the wire by rec-stretch)."""
+    cc = Cubic(MSS, 10)
+    cc.on_ack(RateSample(acked_sacked=20 * MSS, rtt=0.02, prior_delivered=0,
+                         delivered_total=20 * MSS), 0.0)
+    assert cc.cwnd == 30 * MSS
+
+
+def test_hystart_ss_limit_knob_caps_standard_slow_start_per_ack() -> None:
+    """RFC 9406 4.2 cwnd += min(N, L * SMSS), when asked for (not paced)."""
+
+    class CubicL8(Cubic):
+        name = "cubic-l8"
+        hystart_ss_limit = 8
+
+    cc = CubicL8(MSS, 10)
+    cc.on_ack(RateSample(acked_sacked=20 * MSS, rtt=0.02, prior_delivered=0,
+                         delivered_total=20 * MSS), 0.0)
+    assert cc.cwnd == 18 * MSS
+    paced = CubicL8(MSS, 10)
+    paced.paced = True
+    paced.on_ack(RateSample(acked_sacked=20 * MSS, rtt=0.02, prior_delivered=0,
+                            delivered_total=20 * MSS), 0.0)
+    assert paced.cwnd == 30 * MSS
+
+
+def test_connection_tells_the_controller_whether_it_paces() -> None:
+    from ustack.tcp import TcpConfig, TcpConnection
+
+    def conn(cfg: TcpConfig) -> TcpConnection:
+        return TcpConnection(40000, 80, 1000, 0.0, cfg)
+
+    assert not conn(TcpConfig()).cc.paced
+    assert conn(TcpConfig(pacing=True)).cc.paced
+    assert conn(TcpConfig(congestion="bbr")).cc.paced
+    c = conn(TcpConfig(pacing=True))
+    c.set_congestion("reno")
+    assert c.cc.paced
