@@ -39,8 +39,9 @@ SHOULD).  Its delay test (``hystart_update``) compares the round's minimum RTT,
 once 8 samples are in, with the connection's all-time ``delay_min`` +
 clamp(delay_min/8, 4 ms, 16 ms) (HyStart++ compares with the previous
 round's minimum), and its ACK-train test (ACKs spaced <= 2 ms spanning
-about delay_min/2 when not paced) has no counterpart in HyStart++.  Neither caps the growth per ACK (Linux
-``tcp_slow_start`` takes the whole stretch ACK).  Linux also caps the growth
+about delay_min/2 when not paced) has no counterpart in HyStart++.
+Neither caps the growth per ACK (Linux ``tcp_slow_start`` takes the whole
+stretch ACK).  Linux also caps the growth
 at 1 segment per 20 ACKed while W_max is unknown (``cnt = 20``) and evaluates
 W at ``t + delay_min``.
 """
