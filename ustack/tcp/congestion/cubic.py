@@ -163,8 +163,14 @@ class Cubic(CongestionController):
                 self.k = 0.0
                 self._origin = cwnd_seg
                 if self.w_max <= 0:
+                    # after an RTO (4.8) or a loss-free HyStart++ exit (4.10):
+                    # W_max = cwnd_epoch.  cwnd_prior stays the cwnd of the last
+                    # reduction (4.6; an RTO sets it too), so W_est grows with
+                    # alpha_cubic until it reaches it (4.3); only without any
+                    # reduction yet (4.10) is it cwnd
                     self.w_max = cwnd_seg
-                    self._cwnd_prior = cwnd_seg
+                    if self._cwnd_prior <= 0:
+                        self._cwnd_prior = cwnd_seg
         t = now - self._epoch
         rtt = self._srtt if self._srtt > 0 else (rs.min_rtt if rs.min_rtt > 0 else 0.0)
         acked_seg = acked / mss
