@@ -227,3 +227,25 @@ def test_cubic_loss_free_hystart_exit_sets_cwnd_prior_to_cwnd() -> None:
     for _ in range(70):
         cc.on_ack(RateSample(acked_sacked=MSS, rtt=0.001, min_rtt=0.001), 1.0)
     assert cc.cwnd == 71 * MSS
+
+
+# ------------------------------------------------------------ 6: BBR min_rtt filter
+def test_bbr_a_sample_equal_to_min_rtt_refreshes_the_filter() -> None:
+    """Linux bbr_update_min_rtt: ``rs->rtt_us <= bbr->min_rtt_us`` takes the
+    sample and its time, so a path whose RTT stays at its minimum (e.g. 1 ms
+    timestamp-echo samples) never enters PROBE_RTT; with ``<`` the 10 s
+    filter expired although every sample matched it."""
+    from ustack.tcp.congestion.bbr import Bbr, BbrMode
+
+    cc = Bbr(MSS, 10)
+    delivered = 0
+    now = 0.0
+    while now < 25.0:
+        delivered += MSS
+        cc.on_ack(RateSample(delivered=10 * MSS, interval=0.01, acked_sacked=MSS,
+                             prior_in_flight=21 * MSS, in_flight=20 * MSS, rtt=0.001,
+                             prior_delivered=delivered - 10 * MSS,
+                             delivered_total=delivered), now)
+        assert cc.mode is not BbrMode.PROBE_RTT, f"PROBE_RTT at {now:.2f} s"
+        now += 0.01
+

@@ -262,7 +262,8 @@ class Bbr(CongestionController):
         if self._min_rtt_stamp is None:
             self._min_rtt_stamp = now
         expired = now > self._min_rtt_stamp + MIN_RTT_WIN
-        if rs.rtt >= 0 and (rs.rtt < self.min_rtt or expired):
+        # an equal sample refreshes the stamp too (Linux rtt_us <= min_rtt_us)
+        if rs.rtt >= 0 and (rs.rtt <= self.min_rtt or expired):
             self.min_rtt = rs.rtt
             self._min_rtt_stamp = now
         if expired and not self._idle_restart and self.mode is not BbrMode.PROBE_RTT:
@@ -374,7 +375,7 @@ class Bbr(CongestionController):
         if (stamp is None or now > stamp + MIN_RTT_WIN or self.mode is BbrMode.PROBE_RTT
                 or self._idle_restart):
             self._update_min_rtt(rs, now)
-        elif 0 <= rs.rtt < self.min_rtt:  # the common case of _update_min_rtt
+        elif 0 <= rs.rtt <= self.min_rtt:  # the common case of _update_min_rtt
             self.min_rtt = rs.rtt
             self._min_rtt_stamp = now
         self._update_gains()
