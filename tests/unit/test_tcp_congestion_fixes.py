@@ -249,3 +249,17 @@ def test_bbr_a_sample_equal_to_min_rtt_refreshes_the_filter() -> None:
         assert cc.mode is not BbrMode.PROBE_RTT, f"PROBE_RTT at {now:.2f} s"
         now += 0.01
 
+
+def test_bbr_gains_and_tso_goal_are_linux_values() -> None:
+    """tcp_bbr.c: bbr_high_gain = BBR_UNIT * 2885 / 1000 + 1 (739/256),
+    bbr_drain_gain = BBR_UNIT * 1000 / 2885 (88/256), bbr_cwnd_gain 2, the
+    PROBE_BW cycle 5/4, 3/4, 1 x 6; bbr_tso_segs_goal at most 0x7F."""
+    from ustack.tcp.congestion import bbr
+
+    assert bbr.HIGH_GAIN == (256 * 2885 // 1000 + 1) / 256
+    assert bbr.DRAIN_GAIN == (256 * 1000 // 2885) / 256
+    assert bbr.CWND_GAIN == 2.0
+    assert bbr.PACING_GAIN == (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    cc = bbr.Bbr(100, 10)  # a small MSS: 1 ms of a fast rate is > 127 segments
+    cc.pacing_rate = 1e9
+    assert cc._tso_segs_goal() == 0x7F

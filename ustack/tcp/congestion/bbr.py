@@ -36,8 +36,9 @@ from typing import ClassVar
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 from ustack.tcp.congestion.windowed import WindowedMax
 
-HIGH_GAIN = 2 / math.log(2)  # 2.885 (Linux bbr_high_gain, 739/256)
-DRAIN_GAIN = 1 / HIGH_GAIN  # Linux bbr_drain_gain (88/256)
+# Linux's gains are BBR_UNIT (256) fixed point; ustack uses the same values
+HIGH_GAIN = 739 / 256  # 2/ln 2 = 2.8854 as Linux rounds it (bbr_high_gain 2.8867)
+DRAIN_GAIN = 88 / 256  # ~ 1/high_gain (bbr_drain_gain = 256 * 1000 / 2885)
 CWND_GAIN = 2.0  # Linux bbr_cwnd_gain
 PACING_GAIN = (5 / 4, 3 / 4, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # bbr_pacing_gain[]
 CYCLE_LEN = len(PACING_GAIN)
@@ -140,7 +141,8 @@ class Bbr(CongestionController):
         if rate != self._tso_rate:
             burst = min(int(rate) >> PACING_SHIFT, GSO_MAX)
             self._tso_rate = rate
-            self._tso_goal = max(burst // self.mss, 1 if rate < MIN_TSO_RATE else 2)
+            goal = max(burst // self.mss, 1 if rate < MIN_TSO_RATE else 2)
+            self._tso_goal = goal if goal < 0x7F else 0x7F  # Linux: min(segs, 0x7F)
         return self._tso_goal
 
     def _quantization_budget(self, cwnd: int) -> int:
