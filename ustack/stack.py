@@ -23,14 +23,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ustack import stack_identity, streams
+from ustack.addressing import parse_interface as parse_interface  # re-exported
 from ustack.driver.port import TcpPort, port_of
 from ustack.driver.tcp_table import TcpTable
 from ustack.instance_lock import acquire
 from ustack.link.base import Device, ReceivedFrame
+from ustack.names import Resolver
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import IpError
 from ustack.net.ipv4 import IpLayer
 from ustack.net.udp import UdpLayer
+from ustack.reach import via_stack
 from ustack.wire.ethernet import format_mac, parse_mac
 from ustack.wire.icmp import IcmpEcho
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, format_address, parse_address
@@ -41,26 +44,6 @@ if TYPE_CHECKING:
     from ustack.tcp.config import TcpConfig
 
 log = logging.getLogger("ustack.stack")
-
-
-def parse_interface(address: str) -> ipaddress.IPv4Interface:
-    """``"10.77.0.2/24"`` → IPv4Interface; ValueError naming the input otherwise."""
-    if not isinstance(address, str) or "/" not in address:
-        raise ValueError(f"invalid address {address!r}: expected A.B.C.D/PREFIXLEN, "
-                         "e.g. 10.77.0.2/24")
-    try:
-        iface = ipaddress.IPv4Interface(address)
-    except ValueError as exc:
-        raise ValueError(f"invalid address {address!r}: {exc}") from None
-    ip = iface.ip
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip == ipaddress.IPv4Address(
-            "255.255.255.255"):
-        raise ValueError(f"invalid address {address!r}: not a unicast host address")
-    net = iface.network
-    if net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
-        raise ValueError(f"invalid address {address!r}: that is the subnet's "
-                         f"{'network' if ip == net.network_address else 'broadcast'} address")
-    return iface
 
 
 class Stack:
@@ -97,6 +80,9 @@ class Stack:
         self.syn_device: Device | None = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
+        #: host names for this stack's streams and loop (hosts file, then DNS
+        #: over ``udp``); the event loop replaces it with its ``dns=`` options
+        self.resolver = Resolver(self.udp, self.reaches)
         self._lock: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
@@ -272,6 +258,11 @@ class Stack:
     @property
     def has_tcp(self) -> bool:
         return self._tcp is not None
+
+    def reaches(self, host: str) -> bool:
+        """True when ``host`` (an IPv4 literal) is one this stack routes to:
+        its subnet, or anything with a gateway (:func:`ustack.reach.via_stack`)."""
+        return via_stack(self.interface, self.gateway, host)
 
     def _tcp_error(self, err: IpError) -> None:
         table: Any = self._tcp

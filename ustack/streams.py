@@ -39,16 +39,13 @@ import weakref
 from asyncio import sslproto
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ustack.names import KernelResolverNeeded, Resolver
+from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
+from ustack.names import KernelResolverNeeded
 from ustack.reach import is_ipv4_literal
 from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
-
-if TYPE_CHECKING:
-    from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
-    from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2**16
 #: the largest single ``recv`` pulled from the core per ``data_received``
@@ -85,33 +82,32 @@ def _parse_ipv4(host: str) -> bytes:
     raise ValueError(f"not an IPv4 address: {host!r}")
 
 
-_resolvers: dict[int, tuple[Stack, Resolver]] = {}
+class NameResolver(Protocol):
+    """Host name → IPv4 addresses (:class:`ustack.names.Resolver`)."""
+
+    async def resolve(self, host: str) -> list[str]: ...
 
 
-def resolver_for(stack: Stack) -> Resolver:
-    """The stack's :class:`~ustack.names.Resolver` (hosts file + DNS over
-    its UDP), made on first use; the event loop installs its own."""
-    entry = _resolvers.get(id(stack))
-    if entry is None or entry[0] is not stack:
-        set_resolver(stack, Resolver(stack))
-        entry = _resolvers[id(stack)]
-    return entry[1]
+class StreamHost(Protocol):
+    """What the stream functions use of the ``stack=`` they are given: its
+    TCP driver (the connection table, and through it the typed port: our
+    address, the loop) and its name resolver.  :class:`ustack.Stack` is
+    one; streams never see the Stack itself (DESIGN.md "Transport driver")."""
+
+    @property
+    def tcp(self) -> TcpTable: ...
+
+    @property
+    def resolver(self) -> NameResolver: ...
 
 
-def set_resolver(stack: Stack, resolver: Resolver) -> None:
-    """Resolve names for ``stack`` with ``resolver`` (e.g. other ``dns=`` servers)."""
-    key = id(stack)
-    _resolvers[key] = (stack, resolver)
-    stack.add_close_hook(lambda: _resolvers.pop(key, None))
-
-
-async def resolve(stack: Stack, host: str) -> list[str]:
+async def resolve(stack: StreamHost, host: str) -> list[str]:
     """IPv4 addresses of ``host`` for ``stack`` (socket.gaierror on failure;
     names only the kernel's resolver knows fall back to it)."""
     if is_ipv4_literal(host):
         return [host]
     try:
-        return await resolver_for(stack).resolve(host)
+        return await stack.resolver.resolve(host)
     except KernelResolverNeeded:
         loop = asyncio.get_running_loop()
         infos = await loop.run_in_executor(
@@ -656,7 +652,7 @@ def _ssl_context(
 
 
 async def connect_transport(
-    stack: Stack,
+    table: TcpTable,
     raddr: bytes,
     port: int,
     *,
@@ -669,7 +665,6 @@ async def connect_transport(
     buffer) until :func:`attach` gives it the application's protocol.
     ``trace``: a file path or a hook(now, event, data) tracing this
     connection (docs/trace.md)."""
-    table = stack.tcp
     loop = table.loop
     transport = TcpTransport(table, asyncio.Protocol())
     transport._reading_paused = True  # nothing may reach the placeholder
@@ -732,7 +727,7 @@ async def create_connection(
     host: str,
     port: int,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     local_port: int | None = None,
     timeout: float | None = None,
     ssl: ssl_mod.SSLContext | bool | None = None,
@@ -755,7 +750,7 @@ async def create_connection(
     errors: list[OSError] = []
     for address in addresses:
         try:
-            transport = await connect_transport(stack, _parse_ipv4(address), port,
+            transport = await connect_transport(stack.tcp, _parse_ipv4(address), port,
                                                 local_port=local_port, timeout=timeout,
                                                 trace=trace)
         except OSError as exc:
@@ -783,7 +778,7 @@ async def open_connection(
     host: str,
     port: int,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     limit: int = DEFAULT_LIMIT,
     local_port: int | None = None,
     timeout: float | None = None,
@@ -835,15 +830,15 @@ class Server(asyncio.AbstractServer):
 
     def __init__(
         self,
-        stack: Stack,
+        table: TcpTable,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         port: int,
         backlog: int,
         sslcontext: ssl_mod.SSLContext | None,
         ssl_handshake_timeout: float | None,
     ) -> None:
-        self._stack = stack
-        self._table = stack.tcp
+        self._table = table
+        self._address = socket.inet_ntoa(table.local_addr)
         self._loop = self._table.loop
         self._factory = protocol_factory
         self._ssl = sslcontext
@@ -865,13 +860,13 @@ class Server(asyncio.AbstractServer):
         is the listening address, as asyncio.Server's."""
         if self._listener is None:
             return ()
-        return (ServerSocket((self._stack.address, self._listener.port)),)
+        return (ServerSocket((self._address, self._listener.port)),)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         if self._listener is None:
             return []
-        return [(self._stack.address, self._listener.port)]
+        return [(self._address, self._listener.port)]
 
     @property
     def backlog(self) -> int:
@@ -968,7 +963,7 @@ async def create_server(
     host: str | None = None,
     port: int = 0,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     backlog: int = 128,
     ssl: ssl_mod.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
@@ -978,12 +973,12 @@ async def create_server(
     if stack is None:
         stack = await default_stack()
     if host not in (None, "", "0.0.0.0"):
-        ours = stack.address
-        if _parse_ipv4(str(host)) != socket.inet_aton(ours):
+        ours = socket.inet_ntoa(stack.tcp.local_addr)
+        if _parse_ipv4(str(host)) != stack.tcp.local_addr:
             raise OSError(errno_mod.EADDRNOTAVAIL,
                           f"{os.strerror(errno_mod.EADDRNOTAVAIL)}: {host} is not this "
                           f"stack's address ({ours})")
-    server = Server(stack, protocol_factory, port, backlog,
+    server = Server(stack.tcp, protocol_factory, port, backlog,
                     _ssl_context(ssl, server_side=True), ssl_handshake_timeout)
     if start_serving:
         await server.start_serving()
@@ -995,7 +990,7 @@ async def start_server(
     host: str | None = None,
     port: int = 0,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     limit: int = DEFAULT_LIMIT,
     backlog: int = 128,
     ssl: ssl_mod.SSLContext | None = None,
@@ -1021,31 +1016,32 @@ class NoDefaultStackError(RuntimeError):
     """``ustack.open_connection``/``start_server`` without a configured stack."""
 
 
-_default: dict[asyncio.AbstractEventLoop, Stack] = {}
+_default: dict[asyncio.AbstractEventLoop, StreamHost] = {}
 _loop_stacks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, Callable[[], Awaitable[Stack]]] = weakref.WeakKeyDictionary()
+    asyncio.AbstractEventLoop, Callable[[], Awaitable[StreamHost]]] = \
+    weakref.WeakKeyDictionary()
 
 
 #: ``Stack.start``, registered by ``ustack.stack`` when it is imported (streams
-#: never imports the Stack: the stack depends on streams, not the reverse)
-_stack_starter: Callable[..., Awaitable[Stack]] | None = None
+#: never imports the Stack: the stack composes streams, not the reverse)
+_stack_starter: Callable[..., Awaitable[StreamHost]] | None = None
 
 
-def set_stack_starter(starter: Callable[..., Awaitable[Stack]]) -> None:
+def set_stack_starter(starter: Callable[..., Awaitable[StreamHost]]) -> None:
     """What :func:`default_stack` calls to start the USTACK_IFACE stack."""
     global _stack_starter
     _stack_starter = starter
 
 
 def register_loop_stack(loop: asyncio.AbstractEventLoop,
-                        starter: Callable[[], Awaitable[Stack]]) -> None:
+                        starter: Callable[[], Awaitable[StreamHost]]) -> None:
     """Make ``starter()`` (which starts or returns the loop's stack) what
     :func:`default_stack` answers on ``loop`` (the ustack event loop does this)."""
     _loop_stacks[loop] = starter
 _default_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
-async def default_stack() -> Stack:
+async def default_stack() -> StreamHost:
     """The stack configured by USTACK_IFACE, USTACK_ADDRESS (and optional
     USTACK_GATEWAY), started on first use, one per event loop."""
     loop = asyncio.get_running_loop()
@@ -1081,5 +1077,5 @@ async def default_stack() -> Stack:
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
-    "attach", "resolve", "register_loop_stack", "StreamWriter",
+    "attach", "resolve", "register_loop_stack", "StreamWriter", "StreamHost", "NameResolver",
 ]

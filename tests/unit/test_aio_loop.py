@@ -21,6 +21,7 @@ import pytest
 import ustack
 from ustack.aio.loop import StackOptions, UstackLoopMixin, new_loop
 from ustack.link.memory import MemoryPair
+from ustack.runtime import start_stack
 from ustack.stack import Stack
 from ustack.wire import dns
 
@@ -56,7 +57,7 @@ def run_on_ustack(kind: str, tmp_path: Path,
     options = StackOptions(iface="mem0", address=f"{A}/24", diagnostics=False,
                            hosts=str(hosts), resolv_conf=str(resolv),
                            extra={"device": a_dev})
-    loop = new_loop(options, use_uvloop=kind == "uvloop")
+    loop = new_loop(options, start_stack, use_uvloop=kind == "uvloop")
     try:
         async def wrapper() -> None:
             b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)

@@ -332,8 +332,7 @@ async def test_unknown_name_is_gaierror(pair: Any) -> None:
     """A name goes through the stack's resolver; its failure reaches the
     caller as socket.gaierror (was: ValueError "IPv4 addresses only")."""
     a, _ = pair
-    a.add_close_hook = lambda hook: None
-    streams.set_resolver(a, _NoNames())  # type: ignore[arg-type]
+    a.resolver = _NoNames()
     with pytest.raises(socket.gaierror):
         await streams.open_connection("example.com", 80, stack=a)
 

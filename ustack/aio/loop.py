@@ -23,7 +23,10 @@ loop) with the network entry points overridden:
 * ``create_datagram_endpoint``: ustack UDP (:mod:`ustack.aio.datagram`).
 
 The stack starts when the factory builds the loop and closes in
-``loop.close()``.
+``loop.close()``.  The loop never sees :class:`ustack.Stack` itself: it is
+given a *starter* (``ustack.runtime.start_stack`` composes the Stack) and
+uses what :class:`LoopStack` names of the result: the TCP driver, the UDP
+layer, the resolver (DESIGN.md "Transport driver").
 """
 
 from __future__ import annotations
@@ -35,15 +38,18 @@ import os
 import socket
 import ssl as ssl_mod
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
+
+import uvloop
 
 from ustack import streams
+from ustack.addressing import parse_interface
 from ustack.aio.datagram import UdpTransport
-from ustack.names import KernelResolverNeeded, Resolver, gaierror
+from ustack.names import KernelResolverNeeded, gaierror
+from ustack.net.udp import UdpLayer
 from ustack.reach import is_ipv4_literal, via_stack
-from ustack.stack import Stack, parse_interface
 from ustack.tcp.config import TcpConfig
 
 log = logging.getLogger("ustack.aio")
@@ -86,6 +92,23 @@ class StackOptions:
         return cls(iface=iface, address=address, gateway=gateway, **kwargs)
 
 
+class LoopStack(streams.StreamHost, Protocol):
+    """What the loop uses of its stack: the TCP driver and the resolver
+    (:class:`~ustack.streams.StreamHost`), the UDP layer, and closing it."""
+
+    @property
+    def udp(self) -> UdpLayer: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+#: starts the loop's stack from its options (``ustack.runtime.start_stack``)
+StackStarter = Callable[[StackOptions], Awaitable[LoopStack]]
+
+
 def _kwargs(**values: Any) -> dict[str, Any]:
     """Keyword arguments that differ from asyncio's defaults (so a loop that
     lacks a newer keyword, e.g. ``all_errors`` before 3.12, is not given it)."""
@@ -96,12 +119,14 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     """The overrides; mixed in front of a concrete loop class."""
 
     _ustack_options: StackOptions
-    _ustack: Stack | None
-    _ustack_starting: asyncio.Future[Stack] | None
+    _ustack_starter: StackStarter
+    _ustack: LoopStack | None
+    _ustack_starting: asyncio.Future[LoopStack] | None
     _ustack_claims: dict[int, tuple[streams.TcpTransport, weakref.finalize[Any, Any]]]
 
-    def _ustack_setup(self, options: StackOptions) -> None:
+    def _ustack_setup(self, options: StackOptions, starter: StackStarter) -> None:
         self._ustack_options = options
+        self._ustack_starter = starter
         self._ustack_interface = parse_interface(options.address)
         self._ustack = None
         self._ustack_starting = None
@@ -114,25 +139,19 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     def ustack_options(self) -> StackOptions:
         return self._ustack_options
 
-    async def ustack_stack(self) -> Stack:
+    async def ustack_stack(self) -> LoopStack:
         """The loop's stack, started on first use."""
         if self._ustack is not None:
             return self._ustack
         if self._ustack_starting is None:
             self._ustack_starting = self.create_future()
-            o = self._ustack_options
             try:
-                stack = await Stack.start(iface=o.iface, address=o.address, gateway=o.gateway,
-                                          pcap=o.pcap, mac=o.mac, offload=o.offload,
-                                          diagnostics=o.diagnostics, tcp_config=o.tcp_config,
-                                          **o.extra)
+                stack = await self._ustack_starter(self._ustack_options)
             except BaseException as exc:
                 fut, self._ustack_starting = self._ustack_starting, None
                 fut.set_exception(exc)
                 fut.exception()  # retrieved: the caller raises it
                 raise
-            streams.set_resolver(stack, Resolver(stack, dns_servers=o.dns, hosts_path=o.hosts,
-                                                 resolv_conf=o.resolv_conf))
             self._ustack = stack
             self._ustack_starting.set_result(stack)
             return stack
@@ -185,7 +204,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         else:
             stack = await self.ustack_stack()
             try:
-                addresses = await streams.resolver_for(stack).resolve(host)
+                addresses = await stack.resolver.resolve(host)
             except KernelResolverNeeded:
                 return await self._kernel().getaddrinfo(host, port, family=family, type=type,
                                                  proto=proto, flags=flags)
@@ -274,7 +293,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 continue
             try:
                 transport = await streams.connect_transport(
-                    stack, socket.inet_aton(address), int(port), local_port=local_port)
+                    stack.tcp, socket.inet_aton(address), int(port), local_port=local_port)
             except OSError as exc:
                 errors.append(exc)
                 continue
@@ -318,7 +337,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 local_port = self._local_port((bound[0], bound[1])) if bound[1] else None
                 stack = await self.ustack_stack()
                 transport = await streams.connect_transport(
-                    stack, socket.inet_aton(host), port, local_port=local_port)
+                    stack.tcp, socket.inet_aton(host), port, local_port=local_port)
                 key = id(sock)
                 finalizer = weakref.finalize(sock, self._drop_claim, key)
                 self._ustack_claims[key] = (transport, finalizer)
@@ -481,39 +500,26 @@ def _service_port(port: bytes | str | int | None, type: int, flags: int) -> int:
 class AsyncioUstackLoop(UstackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """The standard library's selector loop with ustack networking."""
 
-    def __init__(self, options: StackOptions) -> None:
+    def __init__(self, options: StackOptions, starter: StackStarter) -> None:
         super().__init__()
-        self._ustack_setup(options)
+        self._ustack_setup(options, starter)
 
 
-def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
-    import uvloop
+class UvloopUstackLoop(UstackLoopMixin, uvloop.Loop):  # type: ignore[misc]
+    """uvloop with ustack networking."""
 
-    class UvloopUstackLoop(UstackLoopMixin, uvloop.Loop):  # type: ignore[misc]
-        """uvloop with ustack networking."""
-
-        def __init__(self, options: StackOptions) -> None:
-            super().__init__()
-            self._ustack_setup(options)
-
-    return UvloopUstackLoop
+    def __init__(self, options: StackOptions, starter: StackStarter) -> None:
+        super().__init__()
+        self._ustack_setup(options, starter)
 
 
-_UVLOOP: type[asyncio.AbstractEventLoop] | None = None
-
-
-def new_loop(options: StackOptions, *, use_uvloop: bool = True,
+def new_loop(options: StackOptions, starter: StackStarter, *, use_uvloop: bool = True,
              start: bool = True) -> UstackLoopMixin:
-    """A new ustack loop; with ``start`` its stack is started at once (so
-    a bad interface or a second stack on the same address fails here)."""
-    global _UVLOOP
-    loop: UstackLoopMixin
-    if use_uvloop:
-        if _UVLOOP is None:
-            _UVLOOP = _uvloop_class()
-        loop = _UVLOOP(options)  # type: ignore[call-arg, assignment]
-    else:
-        loop = AsyncioUstackLoop(options)
+    """A new ustack loop whose stack ``starter(options)`` starts; with
+    ``start`` at once (so a bad interface or a second stack on the same
+    address fails here)."""
+    kind = UvloopUstackLoop if use_uvloop else AsyncioUstackLoop
+    loop: UstackLoopMixin = kind(options, starter)
     if start:
         try:
             loop.run_until_complete(loop.ustack_stack())
@@ -523,4 +529,5 @@ def new_loop(options: StackOptions, *, use_uvloop: bool = True,
     return loop
 
 
-__all__ = ["StackOptions", "UstackLoopMixin", "AsyncioUstackLoop", "new_loop"]
+__all__ = ["StackOptions", "StackStarter", "LoopStack", "UstackLoopMixin", "AsyncioUstackLoop",
+           "UvloopUstackLoop", "new_loop"]

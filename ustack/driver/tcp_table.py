@@ -71,6 +71,7 @@ from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
+from ustack.trace.attach import connection_hook
 from ustack.wire.errors import ParseError
 from ustack.wire.tcp import (
     ACK,
@@ -994,8 +995,6 @@ class TcpTable:
         spec = trace if trace is not None else self.tracer
         if spec is None:
             return None
-        from ustack.trace.attach import connection_hook
-
         return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
 
     def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
