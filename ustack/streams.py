@@ -137,6 +137,7 @@ class TcpTransport(asyncio.Transport):
         self._waiter: asyncio.Future[None] | None = None
         self._connected = False
         self._reading_paused = False
+        self._resume_scheduled = False
         self._peer_eof = False
         self._eof_delivered = False
         self._lost = False
@@ -283,13 +284,25 @@ class TcpTransport(asyncio.Transport):
         self._reading_paused = True
 
     def resume_reading(self) -> None:
+        """Deliver again, from the next loop iteration: never from inside
+        this call, as asyncio's transports.  (StreamReader resumes reading
+        *before* it makes the future it then awaits; data fed from inside
+        ``resume_reading`` finds no waiter, pauses the reader again above
+        its limit, and the read waits for data that already came.)"""
         if self._closing or self._lost or not self._reading_paused:
             return
         self._reading_paused = False
-        if self._connected:
-            self._pull()
-            if self._ep is not None:
-                self._ep.touch()  # the window update, if the core queued one
+        if self._connected and not self._resume_scheduled:
+            self._resume_scheduled = True
+            self._loop.call_soon(self._resumed)
+
+    def _resumed(self) -> None:
+        self._resume_scheduled = False
+        if self._reading_paused or self._lost:
+            return
+        self._pull()
+        if self._ep is not None:
+            self._ep.touch()  # the window update, if the core queued one
 
     # ------------------------------------------------------ WriteTransport
 
@@ -567,9 +580,12 @@ class TcpTransport(asyncio.Transport):
         self._pull()
 
     def __repr__(self) -> str:
+        # uvloop's loop.start_tls raises "transport <repr> is not supported by
+        # start_tls()" for transports it did not make: the repr says what works
         state = "lost" if self._lost else "closing" if self._closing else "open"
         local, peer = self._extra.get("sockname"), self._extra.get("peername")
-        return f"<TcpTransport {local} -> {peer} {state}>"
+        return (f"<ustack TcpTransport {local} -> {peer} {state} (TLS: writer.start_tls, "
+                "ustack.streams.start_tls or the ustack loop)>")
 
 
 # ------------------------------------------------------------------- TLS
@@ -692,6 +708,87 @@ async def connect_transport(
     return transport
 
 
+async def connect_any(
+    table: TcpTable,
+    addresses: list[str],
+    port: int,
+    *,
+    happy_eyeballs_delay: float | None = None,
+    local_port: int | None = None,
+    timeout: float | None = None,
+    trace: Any = None,
+) -> tuple[TcpTransport | None, list[OSError]]:
+    """Connect to the first of ``addresses`` (IPv4 literals) that answers,
+    as ``loop.create_connection`` does: without ``happy_eyeballs_delay`` one
+    after the other; with it, staggered (RFC 8305 s.5): the next attempt
+    starts when the previous one fails or after ``happy_eyeballs_delay``
+    seconds, whichever is first, and the first to connect wins.  The
+    others are cancelled: those still in SYN-SENT are dropped, those that
+    connected meanwhile are reset (RFC 9293 s.3.10.5, ABORT).
+
+    Returns the winner (None if every attempt failed) and the errors of
+    the attempts that failed, in attempt order."""
+    if happy_eyeballs_delay is None:
+        errors: list[OSError] = []
+        for address in addresses:
+            try:
+                return await connect_transport(table, _parse_ipv4(address), port,
+                                               local_port=local_port, timeout=timeout,
+                                               trace=trace), errors
+            except OSError as exc:
+                errors.append(exc)
+        return None, errors
+    return await _staggered(table, addresses, port, max(0.0, happy_eyeballs_delay),
+                            local_port=local_port, timeout=timeout, trace=trace)
+
+
+async def _staggered(table: TcpTable, addresses: list[str], port: int, delay: float, *,
+                     local_port: int | None, timeout: float | None,
+                     trace: Any) -> tuple[TcpTransport | None, list[OSError]]:
+    loop = asyncio.get_running_loop()
+    order: dict[asyncio.Task[TcpTransport], int] = {}
+    pending: set[asyncio.Task[TcpTransport]] = set()
+    failed: list[tuple[int, OSError]] = []
+    winner: TcpTransport | None = None
+    started = 0
+    try:
+        while winner is None:
+            if started < len(addresses):
+                task = loop.create_task(connect_transport(
+                    table, _parse_ipv4(addresses[started]), port, local_port=local_port,
+                    timeout=timeout, trace=trace))
+                order[task] = started
+                pending.add(task)
+                started += 1
+            if not pending:
+                break
+            wait = delay if started < len(addresses) else None
+            done, pending = await asyncio.wait(pending, timeout=wait,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=order.__getitem__):
+                exc = task.exception()
+                if exc is None:
+                    if winner is None:
+                        winner = task.result()
+                    else:
+                        task.result().abort()  # connected too, but second
+                elif isinstance(exc, OSError):
+                    failed.append((order[task], exc))
+                else:
+                    raise exc
+            # a failure (or the delay) starts the next attempt at once
+    finally:
+        for task in pending:
+            task.cancel()  # connect_transport aborts its connection when cancelled
+        if pending:
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for result in results:
+                if isinstance(result, TcpTransport):
+                    result.abort()
+    failed.sort(key=lambda item: item[0])
+    return winner, [exc for _i, exc in failed]
+
+
 async def attach(
     transport: TcpTransport,
     protocol: asyncio.BaseProtocol,
@@ -734,6 +831,7 @@ async def create_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
     trace: Any = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Like ``loop.create_connection`` over ustack: active open to host:port
@@ -741,27 +839,23 @@ async def create_connection(
 
     ``host`` is an IPv4 address or a name (hosts file, then DNS over the
     stack's UDP; socket.gaierror when it does not resolve); the addresses
-    are tried in order, as asyncio does."""
+    are tried in order, or staggered with ``happy_eyeballs_delay``, as
+    asyncio does (:func:`connect_any`)."""
     if stack is None:
         stack = await default_stack()
     addresses = await resolve(stack, host)
     if ssl and server_hostname is None:
         server_hostname = host
-    errors: list[OSError] = []
-    for address in addresses:
-        try:
-            transport = await connect_transport(stack.tcp, _parse_ipv4(address), port,
-                                                local_port=local_port, timeout=timeout,
-                                                trace=trace)
-        except OSError as exc:
-            errors.append(exc)
-            continue
-        protocol = protocol_factory()
-        tr = await attach(transport, protocol, ssl=ssl, server_hostname=server_hostname,
-                          ssl_handshake_timeout=ssl_handshake_timeout,
-                          ssl_shutdown_timeout=ssl_shutdown_timeout)
-        return tr, protocol
-    raise connect_errors(errors)
+    transport, errors = await connect_any(stack.tcp, addresses, port,
+                                          happy_eyeballs_delay=happy_eyeballs_delay,
+                                          local_port=local_port, timeout=timeout, trace=trace)
+    if transport is None:
+        raise connect_errors(errors)
+    protocol = protocol_factory()
+    tr = await attach(transport, protocol, ssl=ssl, server_hostname=server_hostname,
+                      ssl_handshake_timeout=ssl_handshake_timeout,
+                      ssl_shutdown_timeout=ssl_shutdown_timeout)
+    return tr, protocol
 
 
 def connect_errors(errors: list[OSError]) -> OSError:
@@ -786,6 +880,7 @@ async def open_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
     trace: Any = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Like :func:`asyncio.open_connection` over ustack (``trace``: see
@@ -796,7 +891,8 @@ async def open_connection(
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout, trace=trace,
+        ssl_shutdown_timeout=ssl_shutdown_timeout, happy_eyeballs_delay=happy_eyeballs_delay,
+        trace=trace,
     )
     writer = StreamWriter(transport, protocol, reader, loop)
     return reader, writer
@@ -1000,9 +1096,19 @@ async def start_server(
     """Like :func:`asyncio.start_server` over ustack."""
     loop = asyncio.get_running_loop()
 
+    def connected(reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> Awaitable[None] | None:
+        # asyncio's StreamReaderProtocol made a plain StreamWriter, whose
+        # start_tls asks loop.start_tls (uvloop's refuses our transport):
+        # make the same object ours (no new state) so server-side
+        # ``writer.start_tls`` works on every loop
+        if type(writer) is asyncio.StreamWriter:
+            writer.__class__ = StreamWriter
+        return client_connected_cb(reader, writer)
+
     def factory() -> asyncio.BaseProtocol:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
 
     return await create_server(factory, host, port, stack=stack, backlog=backlog, ssl=ssl,
                                ssl_handshake_timeout=ssl_handshake_timeout,
@@ -1077,5 +1183,6 @@ async def default_stack() -> StreamHost:
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
-    "attach", "resolve", "register_loop_stack", "StreamWriter", "StreamHost", "NameResolver",
+    "connect_any", "attach", "resolve", "register_loop_stack", "StreamWriter", "StreamHost",
+    "NameResolver",
 ]
