@@ -28,6 +28,10 @@ from ustack.wire import dns
 
 A, B = "10.77.0.1", "10.77.0.2"
 SILENT = "10.77.0.99"  # in the subnet, nobody answers (ARP gives up after ~3 s)
+#: what B's DNS server answers over TCP for big.test (its UDP answer is truncated)
+BIG = [socket.inet_aton(f"10.77.1.{i}") for i in range(1, 41)]
+#: queries B's DNS server saw in the current test, by name ("tcp": over TCP)
+DNS_SEEN: dict[str, int] = {}
 LOOPS = ["uvloop", "asyncio"]
 
 
@@ -68,7 +72,8 @@ def run_on_ustack(kind: str, tmp_path: Path,
                 await b.start_server(_echo, port=7000)
                 dns_sock = b.udp.bind(53)
 
-                seen: dict[str, int] = {}
+                seen = DNS_SEEN
+                seen.clear()
 
                 def answer() -> None:
                     while (item := dns_sock.recv()) is not None:
@@ -77,12 +82,28 @@ def run_on_ustack(kind: str, tmp_path: Path,
                         seen[name] = seen.get(name, 0) + 1
                         if name == "dead.test" or (name == "slow.test" and seen[name] == 1):
                             continue  # lost: the resolver must retransmit / give up
-                        if name == "slow.test":
-                            name = "dns.test"
-                        found = {"dns.test": [socket.inet_aton(B)]}.get(name)
-                        reply = dns.build_response(query, found or [],
-                                                   rcode=0 if found else dns.RCODE_NXDOMAIN)
+                        if name == "big.test":  # does not fit: TC, ask over TCP
+                            reply = dns.build_response(query, [], truncated=True)
+                        else:
+                            ttl = {"short.test": 1, "zero.test": 0}.get(name, 60)
+                            if name in ("slow.test", "short.test", "zero.test"):
+                                name = "dns.test"
+                            found = {"dns.test": [socket.inet_aton(B)]}.get(name)
+                            reply = dns.build_response(
+                                query, found or [], ttl=ttl,
+                                rcode=0 if found else dns.RCODE_NXDOMAIN)
                         dns_sock.sendto(reply, socket.inet_aton(host), port)
+
+                async def tcp_dns(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    size = int.from_bytes(await r.readexactly(2), "big")
+                    query = await r.readexactly(size)
+                    seen["tcp"] = seen.get("tcp", 0) + 1
+                    reply = dns.build_response(query, BIG)
+                    w.write(len(reply).to_bytes(2, "big") + reply)
+                    await w.drain()
+                    w.close()
+
+                await b.start_server(tcp_dns, port=53)
 
                 def readable() -> None:
                     asyncio.get_running_loop().call_soon(answer)
@@ -236,6 +257,40 @@ def test_getaddrinfo_hosts_dns_and_failures(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", LOOPS)
+def test_dns_cache_honours_ttl_and_truncated_answers_go_tcp(kind: str, tmp_path: Path) -> None:
+    """A positive answer is kept for its TTL (not asked again), a TTL of 0 is
+    not kept, an expired one is asked again; a truncated UDP answer (TC) is
+    asked again over TCP and its 40 addresses all come back."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        resolver = stack.resolver
+        now = [1000.0]
+        resolver.clock = lambda: now[0]
+        for _ in range(3):
+            infos = await loop.getaddrinfo("dns.test", 80, type=socket.SOCK_STREAM)
+            assert infos[0][4] == (B, 80)
+        assert DNS_SEEN["dns.test"] == 1
+        for _ in range(2):
+            await loop.getaddrinfo("zero.test", 80)
+        assert DNS_SEEN["zero.test"] == 2  # TTL 0: this transaction only
+        await loop.getaddrinfo("short.test", 80)
+        now[0] += 0.5
+        await loop.getaddrinfo("short.test", 80)
+        assert DNS_SEEN["short.test"] == 1
+        now[0] += 0.6  # past its 1 s TTL
+        await loop.getaddrinfo("short.test", 80)
+        assert DNS_SEEN["short.test"] == 2
+        infos = await loop.getaddrinfo("big.test", 80, type=socket.SOCK_STREAM)
+        assert [i[4][0] for i in infos] == [socket.inet_ntoa(a) for a in BIG]
+        assert DNS_SEEN["big.test"] == 1 and DNS_SEEN["tcp"] == 1
+        assert resolver.queries["tcp"] == 1
+        await loop.getaddrinfo("big.test", 80)  # cached: neither UDP nor TCP again
+        assert DNS_SEEN["big.test"] == 1 and DNS_SEEN["tcp"] == 1
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
 def test_start_server_sockets_and_asyncio_keywords(kind: str, tmp_path: Path) -> None:
     async def main(loop: UstackLoopMixin, b: Stack) -> None:
         got: list[bytes] = []
@@ -297,6 +352,89 @@ def test_sock_connect_on_a_kernel_socket_lands_on_ustack(kind: str, tmp_path: Pa
         assert not loop._ustack_claims
 
     run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_sock_calls_on_a_socket_sock_connect_put_on_ustack(kind: str, tmp_path: Path) -> None:
+    """aiohappyeyeballs-style code that keeps using the socket: sock_sendall,
+    sock_recv, sock_recv_into go over the ustack connection (byte-exact, more
+    than the buffer limit, so reading pauses and resumes); a reset is
+    ConnectionResetError, the peer's FIN b""; a closed kernel socket raises
+    EBADF and its connection is closed with a FIN (not reset)."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (B, 7000))
+        payload = os.urandom(1_000_000)
+        sender = asyncio.ensure_future(loop.sock_sendall(sock, payload))
+        got = bytearray()
+        buf = bytearray(70_000)
+        while len(got) < len(payload):
+            if len(got) % 2:
+                n = await loop.sock_recv_into(sock, buf)
+                got += buf[:n]
+            else:
+                got += await loop.sock_recv(sock, 50_000)
+        await sender
+        assert bytes(got) == payload
+        # create_connection(sock=) still adopts it, with what was buffered
+        await loop.sock_sendall(sock, b"early")
+        for _ in range(100):
+            claim = loop._ustack_claims.get(sock)
+            assert claim is not None and claim.protocol is not None
+            if claim.protocol.buffer:
+                break
+            await asyncio.sleep(0.01)
+        seen: list[bytes] = []
+
+        class Client(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                seen.append(data)
+
+        transport, _ = await loop.create_connection(Client, sock=sock)
+        assert seen == [b"early"]
+        transport.close()
+
+        # the kernel socket closed: EBADF, and the connection gets a FIN
+        s2 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s2, (B, 7000))
+        await loop.sock_sendall(s2, b"x")
+        assert await loop.sock_recv(s2, 10) == b"x"
+        (ep,) = [e for e in stack.tcp.endpoints() if e.conn.state.name == "ESTABLISHED"]
+        s2.close()
+        with pytest.raises(OSError) as info:
+            await loop.sock_recv(s2, 10)
+        assert info.value.errno == errno.EBADF
+        await asyncio.sleep(0.05)
+        assert ep.conn.state.name in ("FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT")  # not reset
+
+        # the peer's FIN: b""; a reset: ConnectionResetError
+        closing = await b.start_server(_close_at_once, port=7001)
+        s3 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s3, (B, 7001))
+        assert await loop.sock_recv(s3, 10) == b""
+        closing.close()
+        resetting = await b.start_server(_reset_at_once, port=7002)
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s4, (B, 7002))
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_recv(s4, 10)
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_sendall(s4, b"late")
+        resetting.close()
+        s3.close()
+        s4.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def _reset_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.transport.abort()
 
 
 @pytest.mark.parametrize("kind", LOOPS)

@@ -12,8 +12,10 @@ loop) with the network entry points overridden:
   kernel's.
 * ``sock_connect`` on a kernel ``socket.socket`` (what aiohttp's
   aiohappyeyeballs does) connects over ustack instead and remembers the
-  connection under that socket; ``create_connection(sock=that_socket)``
-  then hands it to the protocol (the kernel socket is closed unused).
+  connection under that socket (:mod:`ustack.aio.claims`);
+  ``create_connection(sock=that_socket)`` then hands it to the protocol
+  (the kernel socket is closed unused), and ``sock_sendall``/``sock_recv``/
+  ``sock_recv_into`` on it use the ustack connection.
 * ``create_server``, ``asyncio.start_server``: host None, ``""``,
   ``"0.0.0.0"`` or the stack's address listen on the stack.
 * ``getaddrinfo``: /etc/hosts, then DNS over ustack's UDP
@@ -37,7 +39,6 @@ import logging
 import os
 import socket
 import ssl as ssl_mod
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -46,6 +47,7 @@ import uvloop
 
 from ustack import streams
 from ustack.addressing import parse_interface
+from ustack.aio.claims import Claims, deliver, leftover
 from ustack.aio.datagram import UdpTransport
 from ustack.names import KernelResolverNeeded, gaierror
 from ustack.net.udp import UdpLayer
@@ -122,7 +124,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     _ustack_starter: StackStarter
     _ustack: LoopStack | None
     _ustack_starting: asyncio.Future[LoopStack] | None
-    _ustack_claims: dict[int, tuple[streams.TcpTransport, weakref.finalize[Any, Any]]]
+    _ustack_claims: Claims
 
     def _ustack_setup(self, options: StackOptions, starter: StackStarter) -> None:
         self._ustack_options = options
@@ -130,7 +132,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         self._ustack_interface = parse_interface(options.address)
         self._ustack = None
         self._ustack_starting = None
-        self._ustack_claims = {}
+        self._ustack_claims = Claims()
         streams.register_loop_stack(self, self.ustack_stack)
 
     # ---------------------------------------------------------------- stack
@@ -176,10 +178,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 self.run_until_complete(stack.close())
             except Exception:
                 log.exception("ustack: closing the loop's stack failed")
-        for transport, finalizer in self._ustack_claims.values():
-            finalizer.detach()
-            transport.abort()
-        self._ustack_claims.clear()
+        self._ustack_claims.close()
         super().close()
 
     # ---------------------------------------------------------- getaddrinfo
@@ -259,21 +258,24 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                          happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
                          all_errors=all_errors)
         if sock is not None:
-            claimed = self._take_claim(sock)
-            if claimed is None:
+            claim = self._ustack_claims.take(sock)
+            if claim is None:
                 return await self._kernel().create_connection(
                     protocol_factory, cast(str, host), cast(int, port), **kernel)
+            claimed = claim.transport
             if host is not None or port is not None:
                 claimed.abort()
                 raise ValueError("host/port and sock can not be specified at the same time")
             if ssl and server_hostname is None:
                 claimed.abort()
                 raise ValueError("You must set server_hostname when using ssl without a host")
+            early = leftover(claim)  # what a sock_recv buffered and did not return
             protocol = protocol_factory()
             transport = await streams.attach(
                 claimed, protocol, ssl=ssl, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout)
+            deliver(claimed, early)
             return transport, protocol
         if host is None or family not in (0, socket.AF_INET) or port is None:
             return await self._kernel().create_connection(
@@ -335,27 +337,36 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 stack = await self.ustack_stack()
                 transport = await streams.connect_transport(
                     stack.tcp, socket.inet_aton(host), port, local_port=local_port)
-                key = id(sock)
-                finalizer = weakref.finalize(sock, self._drop_claim, key)
-                self._ustack_claims[key] = (transport, finalizer)
+                self._ustack_claims.add(sock, transport)
                 return
         await super().sock_connect(sock, address)
 
-    def _take_claim(self, sock: socket.socket) -> streams.TcpTransport | None:
-        entry = self._ustack_claims.pop(id(sock), None)
-        if entry is None:
-            return None
-        transport, finalizer = entry
-        finalizer.detach()
-        sock.close()  # the kernel socket was never used
-        return transport
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        """On a socket :meth:`sock_connect` put on ustack: send over its ustack
+        connection (returns once the transport is below its high-water
+        mark); else the kernel's."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_sendall(sock, data)
+        await proto.sendall(data)
 
-    def _drop_claim(self, key: int) -> None:
-        """A socket connected over ustack died without being handed to
-        create_connection (a happy-eyeballs loser): reset its connection."""
-        entry = self._ustack_claims.pop(key, None)
-        if entry is not None:
-            entry[0].abort()
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """On a socket :meth:`sock_connect` put on ustack: up to ``n`` bytes
+        of its ustack connection, ``b""`` after the peer's FIN; else the kernel's."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_recv(sock, n)
+        return await proto.recv(n)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        """:meth:`sock_recv` into ``buf``; the number of bytes."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_recv_into(sock, buf)
+        view = memoryview(buf).cast("B")
+        data = await proto.recv(len(view))
+        view[:len(data)] = data
+        return len(data)
 
     # ---------------------------------------------------------------- serve
 

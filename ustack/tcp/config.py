@@ -78,8 +78,14 @@ class TcpConfig:
     tcp_min_tso_segs: int = 2
 
     # --- loss recovery (Linux net.ipv4 sysctls) -------------------------------
-    #: Bit mask: 0x1 = RACK loss detection (RFC 8985), 0x4 = no RACK
-    #: reordering-window adaptation (Linux tcp_recovery 1).
+    #: Bit mask, Linux net.ipv4.tcp_recovery (default 1; ip-sysctl.rst,
+    #: tcp_recovery.c): 0x1 = RACK loss detection (RFC 8985; for SACK peers
+    #: it replaces RFC 6675's DupThresh loss marking); 0x2 = static RACK
+    #: reordering window (min_rtt/4, never grown by D-SACKs: Linux
+    #: TCP_RACK_STATIC_REO_WND, tcp_rack_update_reo_wnd); 0x4 = no DupThresh
+    #: heuristic inside RACK (the window is not zeroed once DupThresh segments
+    #: are SACKed with no reordering seen: TCP_RACK_NO_DUPTHRESH,
+    #: tcp_rack_reo_wnd).  0 = RFC 6675 IsLost / DupThresh only.
     tcp_recovery: int = 1
     #: Tail loss probes (RFC 8985 7): 3 = TLP on, 0 = off (Linux tcp_early_retrans 3).
     tcp_early_retrans: int = 3

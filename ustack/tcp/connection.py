@@ -186,6 +186,7 @@ class TcpConnection:
         self._rst_on_data = False
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self.cc: CongestionController = create(cfg.congestion, 536, cfg.initial_cwnd)
+        self.cc.paced = cfg.pacing or self.cc.needs_pacing
         self._retransmits = 0
         self._syn_retransmitted = False
         self._passive = False
@@ -497,6 +498,7 @@ class TcpConnection:
         ``tcp_reinit_congestion_control``, the window and ssthresh carry over
         and the new controller starts its own state from them."""
         new = create(name, self.send_mss, self.config.initial_cwnd)
+        new.paced = self.config.pacing or new.needs_pacing
         old = self.cc
         if self.state.synchronized:
             new.set_mss(self.send_mss, self.config.initial_cwnd)
@@ -1019,7 +1021,9 @@ class TcpConnection:
             self.bytes_acked += data_acked
         self.snd_una = ack
         self.last_ack = now
-        self.rtt.backoff = 0
+        # no rtt.backoff = 0 here: the backoff ends with a valid RTT sample
+        # (RFC 6298 5 / Karn; Linux tcp_ack_update_rtt), which the recovery
+        # room takes; an ACK of retransmitted data alone keeps it
         self._retransmits = 0
         wnd = seg.window << self.snd_wscale
         if rec is not None:
