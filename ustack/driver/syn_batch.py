@@ -298,16 +298,16 @@ class SynBatch:
         cfg = table.config
         m = len(rows)
         count = minute(now)
-        # the cookie: SipHash of hash_input(saddr, daddr, sport, dport, count),
-        # one pass over the whole array
+        # the cookie: H of hash_input(saddr, daddr, sport, dport, count), one
+        # hashlib call per SYN (CookieJar.digests), the arithmetic over the array
         inputs = np.empty((m, 16), dtype=np.uint8)
         inputs[:, 0:4] = rows[:, 26:30]
         inputs[:, 4:8] = rows[:, 30:34]
         inputs[:, 8:10] = rows[:, 34:36]
         inputs[:, 10:12] = rows[:, 36:38]
         inputs[:, 12:16] = np.frombuffer(count.to_bytes(4, "big"), dtype=np.uint8)
-        words = inputs.view("<u8")
-        hashes = table._cookies.hash(words[:, 0], words[:, 1])
+        hashes = np.frombuffer(table._cookies.digests(inputs.tobytes()),
+                               dtype=">u8").astype(np.uint64)
         h1 = hashes >> np.uint64(32)
         h2 = hashes & np.uint64(_U32)
         seq = _be32(rows, 38)
