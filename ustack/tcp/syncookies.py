@@ -81,7 +81,7 @@ class CookieJar:
         """:meth:`digest` of each 16-byte piece of ``data``, concatenated
         (the batch path: one call for a whole array of SYNs)."""
         base = self._base
-        out = []
+        out: list[bytes] = []
         append = out.append
         for i in range(0, len(data), 16):
             h = base.copy()
