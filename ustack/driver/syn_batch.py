@@ -218,6 +218,26 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
+    def limit(self, frames: list[tuple[bytes, bool]],
+              budget: int) -> list[tuple[bytes, bool]]:
+        """The first ``budget`` of ``frames`` (those bound for the plain
+        path, ~100 us each); the others are dropped and counted as
+        :meth:`process` drops over-budget rows, so SYNs of another shape
+        or from on-link sources cannot buy a long plain-path wakeup."""
+        if len(frames) <= budget:
+            return frames
+        self._count_shed(len(frames) - budget)
+        return frames[:budget]
+
+    def _count_shed(self, n: int) -> None:
+        ip = self.ip
+        table = self.table
+        ip.frames_in += n
+        ip._drop("tcp-syn-overload", n)
+        table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
+        table.mib["TcpExtListenDrops"] += n
+        self.shed += n
+
     def _shed(self, rows: Any, trusted: Any, budget: int, now: float) -> tuple[Any, Any]:
         """``budget`` of the rows to go on (retransmissions first, then the
         newest); the others are dropped unexamined, counted and remembered
@@ -229,14 +249,7 @@ class SynBatch:
         keep = np.sort(order[:budget])
         shed = order[budget:]
         self.retransmits.add(keys[shed], now)
-        n = len(shed)
-        ip = self.ip
-        table = self.table
-        ip.frames_in += n
-        ip._drop("tcp-syn-overload", n)
-        table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
-        table.mib["TcpExtListenDrops"] += n
-        self.shed += n
+        self._count_shed(len(shed))
         self.resent_kept += int(resent[keep].sum())
         return rows[keep], trusted[keep]
 
