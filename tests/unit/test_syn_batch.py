@@ -236,3 +236,16 @@ async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goe
     assert batch.resent_kept == 1
     await stack.close()
     await peer.close()
+
+
+async def test_plain_path_frames_over_budget_are_dropped_and_counted() -> None:
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+    batch = SynBatch(stack.ip, stack.tcp, lambda rows: None)
+    frames = [(bytes(60), False)] * 10
+    assert batch.limit(frames, 64) is frames
+    before = stack.ip.frames_in
+    assert batch.limit(frames, 3) == frames[:3]
+    assert stack.ip.frames_in - before == 7 and stack.ip.drops["tcp-syn-overload"] == 7
+    assert stack.tcp.mib["TcpExtListenDrops"] == 7 and batch.shed == 7
+    await stack.close()
+    await peer.close()

@@ -218,6 +218,26 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
+    def limit(self, frames: list[tuple[bytes, bool]],
+              budget: int) -> list[tuple[bytes, bool]]:
+        """The first ``budget`` of ``frames`` (those bound for the plain
+        path, ~100 us each); the others are dropped and counted as
+        :meth:`process` drops over-budget rows, so SYNs of another shape
+        or from on-link sources cannot buy a long plain-path wakeup."""
+        if len(frames) <= budget:
+            return frames
+        self._count_shed(len(frames) - budget)
+        return frames[:budget]
+
+    def _count_shed(self, n: int) -> None:
+        ip = self.ip
+        table = self.table
+        ip.frames_in += n
+        ip._drop("tcp-syn-overload", n)
+        table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
+        table.mib["TcpExtListenDrops"] += n
+        self.shed += n
+
     def _shed(self, rows: Any, trusted: Any, budget: int, now: float) -> tuple[Any, Any]:
         """``budget`` of the rows to go on (retransmissions first, then the
         newest); the others are dropped unexamined, counted and remembered
@@ -229,14 +249,7 @@ class SynBatch:
         keep = np.sort(order[:budget])
         shed = order[budget:]
         self.retransmits.add(keys[shed], now)
-        n = len(shed)
-        ip = self.ip
-        table = self.table
-        ip.frames_in += n
-        ip._drop("tcp-syn-overload", n)
-        table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
-        table.mib["TcpExtListenDrops"] += n
-        self.shed += n
+        self._count_shed(len(shed))
         self.resent_kept += int(resent[keep].sum())
         return rows[keep], trusted[keep]
 
@@ -298,16 +311,16 @@ class SynBatch:
         cfg = table.config
         m = len(rows)
         count = minute(now)
-        # the cookie: SipHash of hash_input(saddr, daddr, sport, dport, count),
-        # one pass over the whole array
+        # the cookie: H of hash_input(saddr, daddr, sport, dport, count), one
+        # hashlib call per SYN (CookieJar.digests), the arithmetic over the array
         inputs = np.empty((m, 16), dtype=np.uint8)
         inputs[:, 0:4] = rows[:, 26:30]
         inputs[:, 4:8] = rows[:, 30:34]
         inputs[:, 8:10] = rows[:, 34:36]
         inputs[:, 10:12] = rows[:, 36:38]
         inputs[:, 12:16] = np.frombuffer(count.to_bytes(4, "big"), dtype=np.uint8)
-        words = inputs.view("<u8")
-        hashes = table._cookies.hash(words[:, 0], words[:, 1])
+        hashes = np.frombuffer(table._cookies.digests(inputs.tobytes()),
+                               dtype=">u8").astype(np.uint64)
         h1 = hashes >> np.uint64(32)
         h2 = hashes & np.uint64(_U32)
         seq = _be32(rows, 38)
