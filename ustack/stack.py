@@ -96,7 +96,7 @@ class Stack:
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
         #: over ``udp``); the event loop replaces it with its ``dns=`` options
-        self.resolver = Resolver(self.udp, self.reaches)
+        self.resolver = Resolver(self.udp, self.reaches, open_tcp=self.open_connection)
         self._lock: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
