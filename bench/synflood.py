@@ -323,7 +323,8 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "TcpExtTCPReqQFullDoCookies", "TcpExtListenOverflows", "TcpExtListenDrops",
                 "TcpPassiveOpens", "frames_in", "drops", "dev.rx_kernel_drops",
                 "dev.tx_drops_queue_full", "syn_dev.rx_frames", "syn_dev.rx_kernel_drops",
-                "syn_dev.tx_frames", "syn_dev.rx_wakeups")
+                "syn_dev.tx_frames", "syn_dev.rx_wakeups", "dev.rx_truncated", "dev.rx_frames",
+                "dev.tx_frames", "dev.tx_errors", "dev.rx_wakeups")
         report.update({
             "target": "ustack",
             "syn_channel": syn_channel,

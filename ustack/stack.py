@@ -49,9 +49,11 @@ log = logging.getLogger("ustack.stack")
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
-    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``):
-    #: more answers more of a flood's SYNs (legitimate ones among them), less
-    #: leaves more of the loop to established connections
+    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``)
+    #: without the batch path, and SYNs of the batch path's wakeup that take
+    #: the plain path (another shape, an on-link source): more answers more
+    #: of a flood's SYNs, less leaves more of the loop to established
+    #: connections
     SYN_BUDGET = 64
     #: SYNs answered per wakeup by the batch path (numpy present), by array
     #: arithmetic (ustack.driver.syn_batch, about 5 us of CPU per SYN with
@@ -280,8 +282,8 @@ class Stack:
             if len(rows) else []
         if others:
             rest.extend(others)
-        if rest:
-            self.ip.receive(rest)
+        if rest:  # the plain path costs ~100 us a frame: SYN_BUDGET of them at most
+            self.ip.receive(batch.limit(rest, self.SYN_BUDGET))
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,

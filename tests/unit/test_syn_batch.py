@@ -228,11 +228,24 @@ async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goe
     second = [flood_syn(rnd, *macs) for _ in range(50)] + [legit] + [
         flood_syn(rnd, *macs) for _ in range(49)]
     batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 1.0, budget=10)
-    assert len(out) == 10 and batch.resent_answered == 1
+    assert len(out) == 10 and batch.resent_kept == 1
     assert sum(f[30:34] == legit[26:30] and f[36:38] == legit[34:36] for f in out) == 1
     # four seconds on the filter has forgotten it (two 2 s generations)
     out.clear()
     batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 5.5, budget=10)
-    assert batch.resent_answered == 1
+    assert batch.resent_kept == 1
+    await stack.close()
+    await peer.close()
+
+
+async def test_plain_path_frames_over_budget_are_dropped_and_counted() -> None:
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+    batch = SynBatch(stack.ip, stack.tcp, lambda rows: None)
+    frames = [(bytes(60), False)] * 10
+    assert batch.limit(frames, 64) is frames
+    before = stack.ip.frames_in
+    assert batch.limit(frames, 3) == frames[:3]
+    assert stack.ip.frames_in - before == 7 and stack.ip.drops["tcp-syn-overload"] == 7
+    assert stack.tcp.mib["TcpExtListenDrops"] == 7 and batch.shed == 7
     await stack.close()
     await peer.close()

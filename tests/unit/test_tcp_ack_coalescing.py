@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from table_fakes import FakeStack
 
 from ustack.driver import tcp_table as tt
 from ustack.tcp import TcpConfig, TcpConnection
@@ -280,8 +281,6 @@ class _Recording(TcpConnection):
 
 def test_driver_holds_supersedes_and_releases_before_anything_else() -> None:
     import asyncio
-
-    from tests.unit.test_tcp_table import FakeStack
 
     loop = asyncio.new_event_loop()
     try:

@@ -152,9 +152,9 @@ class SynBatch:
         self._template: tuple[Any, Any, Any] | None = None
         #: the SYNs dropped over budget, to tell their retransmissions
         self.retransmits = RetransmitFilter()
-        #: rows dropped over budget; answered rows that were retransmissions
+        #: rows dropped over budget; rows kept because they were retransmissions
         self.shed = 0
-        self.resent_answered = 0
+        self.resent_kept = 0
         #: rows answered here, and rows handed back to the plain path
         self.answered = 0
         self.handed_back = 0
@@ -165,15 +165,19 @@ class SynBatch:
         their checksum flags) that is a flood SYN; return the others as
         ReceivedFrames for ``IpLayer.receive``.
 
-        ``budget``: answer at most that many; the rest are dropped and
-        counted (``tcp-syn-overload``, TcpExtListenDrops).  Which ones are
-        answered: first those that repeat a SYN dropped here in the last
-        few seconds (same source, ports and sequence number: a client's
-        retransmission, :class:`RetransmitFilter`; spoofed flood SYNs are
-        never resent), then the newest of the others."""
+        ``budget``: go on with at most that many rows; the rest are dropped
+        before any check and counted (``tcp-syn-overload``,
+        TcpExtListenDrops).  Which ones go on: first those that repeat a
+        SYN dropped here in the last few seconds (same source, ports and
+        sequence number: a client's retransmission,
+        :class:`RetransmitFilter`; spoofed flood SYNs are never resent),
+        then the newest of the others."""
         n = len(rows)
         if n == 0:
             return []
+        if budget is not None and n > budget:
+            rows, trusted = self._shed(rows, trusted, budget, now)
+            n = len(rows)
         ip = self.ip
         table = self.table
         ok = self._shape_ok(rows, trusted)
@@ -203,9 +207,6 @@ class SynBatch:
         if len(fast):
             fast = self._not_in_tables(rows, fast, src, sport, dport)
         back = np.ones(n, dtype=bool)
-        if budget is not None and len(fast) > budget:
-            back[fast] = False  # answered or dropped here
-            fast = self._shed(rows, fast, src, sport, dport, budget, now)
         if len(fast):
             back[fast] = False
             assert entry is not None
@@ -217,18 +218,18 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
-    def _shed(self, rows: Any, fast: Any, src: Any, sport: Any, dport: Any, budget: int,
-              now: float) -> Any:
-        """``budget`` rows of ``fast`` to answer (retransmissions first, then
-        the newest); the others are dropped, counted and remembered."""
-        seq = _be32(rows[fast], 38)
-        keys = self.retransmits.keys(src[fast], sport[fast], dport[fast], seq)
-        resent = self.retransmits.seen(keys, now)
-        order = np.concatenate((np.flatnonzero(resent)[::-1], np.flatnonzero(~resent)[::-1]))
-        keep = np.sort(order[:budget])
-        shed = order[budget:]
-        self.retransmits.add(keys[shed], now)
-        n = len(shed)
+    def limit(self, frames: list[tuple[bytes, bool]],
+              budget: int) -> list[tuple[bytes, bool]]:
+        """The first ``budget`` of ``frames`` (those bound for the plain
+        path, ~100 us each); the others are dropped and counted as
+        :meth:`process` drops over-budget rows, so SYNs of another shape
+        or from on-link sources cannot buy a long plain-path wakeup."""
+        if len(frames) <= budget:
+            return frames
+        self._count_shed(len(frames) - budget)
+        return frames[:budget]
+
+    def _count_shed(self, n: int) -> None:
         ip = self.ip
         table = self.table
         ip.frames_in += n
@@ -236,9 +237,21 @@ class SynBatch:
         table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
         table.mib["TcpExtListenDrops"] += n
         self.shed += n
-        self.resent_answered += int(resent[keep].sum())
-        result: Any = fast[keep]
-        return result
+
+    def _shed(self, rows: Any, trusted: Any, budget: int, now: float) -> tuple[Any, Any]:
+        """``budget`` of the rows to go on (retransmissions first, then the
+        newest); the others are dropped unexamined, counted and remembered
+        (load shedding: checking a row costs about what answering it does)."""
+        keys = self.retransmits.keys(_be32(rows, 26), _be16(rows, 34), _be16(rows, 36),
+                                     _be32(rows, 38))
+        resent = self.retransmits.seen(keys, now)
+        order = np.concatenate((np.flatnonzero(resent)[::-1], np.flatnonzero(~resent)[::-1]))
+        keep = np.sort(order[:budget])
+        shed = order[budget:]
+        self.retransmits.add(keys[shed], now)
+        self._count_shed(len(shed))
+        self.resent_kept += int(resent[keep].sum())
+        return rows[keep], trusted[keep]
 
     def _shape_ok(self, rows: Any, trusted: Any) -> Any:
         """The checks of ``IpLayer.receive``/``_ip_input`` and of
@@ -298,16 +311,16 @@ class SynBatch:
         cfg = table.config
         m = len(rows)
         count = minute(now)
-        # the cookie: SipHash of hash_input(saddr, daddr, sport, dport, count),
-        # one pass over the whole array
+        # the cookie: H of hash_input(saddr, daddr, sport, dport, count), one
+        # hashlib call per SYN (CookieJar.digests), the arithmetic over the array
         inputs = np.empty((m, 16), dtype=np.uint8)
         inputs[:, 0:4] = rows[:, 26:30]
         inputs[:, 4:8] = rows[:, 30:34]
         inputs[:, 8:10] = rows[:, 34:36]
         inputs[:, 10:12] = rows[:, 36:38]
         inputs[:, 12:16] = np.frombuffer(count.to_bytes(4, "big"), dtype=np.uint8)
-        words = inputs.view("<u8")
-        hashes = table._cookies.hash(words[:, 0], words[:, 1])
+        hashes = np.frombuffer(table._cookies.digests(inputs.tobytes()),
+                               dtype=">u8").astype(np.uint64)
         h1 = hashes >> np.uint64(32)
         h2 = hashes & np.uint64(_U32)
         seq = _be32(rows, 38)
