@@ -1554,10 +1554,13 @@ class TcpConnection:
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
+            # a retransmission starts below what was sent before this batch;
+            # in the first batch nothing was (the SYN or SYN-ACK was queued
+            # with SND.NXT already past it, so it would look resent)
+            high = prior_nxt if self.segs_out > len(out) else self.iss
             for seg in out:
                 d = _seg_data(seg, self.rcv_wscale)
-                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
-                                                                                  prior_nxt)
+                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq, high)
                 self.trace(now, "seg_sent", d)
         return out
 
