@@ -516,8 +516,11 @@ class Recovery:
         ``tcp_fastretrans_alert``, ``tcp_rate_gen``, ``tcp_cong_control``)."""
         sb = self.sb
         self._now = now
+        # (undo_marker may stay set after a recovery, as in Linux: only
+        # _fastretrans_alert and D-SACKs read it, and an advancing ACK without
+        # SACK blocks in OPEN is not dubious, so the general path never does)
         if (not sack_blocks and self.state is _OPEN and not ece
-                and self.tlp_high_seq is None and self.undo_marker is None
+                and self.tlp_high_seq is None
                 and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
                 and self.sack_ok and not self.is_sack_reneg and self.fast_path):
             d = (ack - sb.una) & MASK
@@ -625,8 +628,9 @@ class Recovery:
         """:meth:`on_ack` for the common case: the cumulative ACK advances to
         ``a`` (unwrapped), no SACK blocks, nothing SACKed, lost or being
         retransmitted on the scoreboard, a SACK peer, state OPEN, no probe
-        episode, no undo pending, no ECE.  The general path then takes no
-        SACK, D-SACK, dupACK, loss, undo or state-machine branch; what is
+        episode, no ECE (an undo marker left by an earlier recovery is
+        fine).  The general path then takes no SACK, D-SACK, dupACK, loss,
+        undo or state-machine branch; what is
         left is inlined here (``_clean`` without marks, ``_rtt_update``,
         ``_cong_control`` in OPEN).  Same results, state and calls as the
         general path (tests/unit/test_tcp_recovery_fastpath.py)."""
