@@ -7,7 +7,8 @@ segment first, at most 3) as Linux does for out-of-order data.  Only the
 calls into the room are timed (process CPU time): ``on_sent``, ``on_ack``,
 ``next_to_retransmit``, ``in_flight``, ``on_timer``.
 
-    python bench/recovery_core.py [--segments 20000] [--loss 1] [--cc cubic] [--profile]
+    python bench/recovery_core.py [--segments 20000] [--loss 1] [--cc cubic] [--gso 1]
+                                  [--profile] [--replay N]
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Receiver:
 
 
 def run(segments: int, loss: float, cc: str, seed: int, delay: float,
-        log: list[tuple[Any, ...]] | None = None) -> dict[str, float]:
+        log: list[tuple[Any, ...]] | None = None, gso: int = 1) -> dict[str, float]:
     rng = random.Random(seed)
     rtt = RttEstimator(1.0, 0.2, 120.0, True)
     ctl = create(cc, MSS, 10)
@@ -91,10 +92,11 @@ def run(segments: int, loss: float, cc: str, seed: int, delay: float,
         nonlocal counter
         rec.on_sent(seq, n, now)
         stats["sent"] += 1
-        if rng.random() < loss:
-            return
-        counter += 1
-        heapq.heappush(events, (now + delay, counter, "data", seq, seq + n, []))
+        for s in range(seq, seq + n, MSS):  # a GSO burst is cut into MSS frames
+            if rng.random() < loss:
+                continue
+            counter += 1
+            heapq.heappush(events, (now + delay, counter, "data", s, min(s + MSS, seq + n), []))
 
     def pump() -> None:
         nonlocal nxt
@@ -105,7 +107,8 @@ def run(segments: int, loss: float, cc: str, seed: int, delay: float,
                 continue
             if nxt >= total:
                 break
-            n = min(MSS, total - nxt)
+            room = max(ctl.cwnd - rec.in_flight(), MSS)
+            n = min(MSS * max(min(gso, room // MSS), 1), total - nxt)
             emit(nxt, n)
             nxt += n
 
@@ -136,7 +139,9 @@ def run(segments: int, loss: float, cc: str, seed: int, delay: float,
                 n = min(MSS, total - nxt)
                 emit(nxt, n)
                 nxt += n
-            pump()
+            # with GSO, ACKs arriving together are one receive batch: one push
+            if gso == 1 or not (events and events[0][0] <= now and events[0][2] == "ack"):
+                pump()
             cpu += clock() - t0
         elif t is not None:
             now = max(now, t[1])
@@ -207,6 +212,8 @@ def main() -> None:
     p.add_argument("--cc", default="cubic")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--delay", type=float, default=0.0001, help="one-way, seconds")
+    p.add_argument("--gso", type=int, default=1,
+                   help="new data goes out in records of up to N segments (GSO bursts)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--replay", type=int, default=0, metavar="N",
                    help="record the room's calls, replay them N times on fresh rooms and "
@@ -214,7 +221,7 @@ def main() -> None:
     args = p.parse_args()
     if args.replay:
         log: list[tuple[Any, ...]] = []
-        run(args.segments, args.loss / 100, args.cc, args.seed, args.delay, log)
+        run(args.segments, args.loss / 100, args.cc, args.seed, args.delay, log, args.gso)
         best, digest = replay(log, args.cc, args.replay)
         n_acks = sum(1 for c in log if c[0] == "on_ack")
         print(f"recovery_core replay: {args.segments} segs {args.cc} loss {args.loss:g}%: "
@@ -224,7 +231,7 @@ def main() -> None:
     prof = cProfile.Profile() if args.profile else None
     if prof:
         prof.enable()
-    r = run(args.segments, args.loss / 100, args.cc, args.seed, args.delay)
+    r = run(args.segments, args.loss / 100, args.cc, args.seed, args.delay, gso=args.gso)
     if prof:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)

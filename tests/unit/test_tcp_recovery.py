@@ -338,6 +338,49 @@ def test_prr_sends_three_segments_after_a_partial_ack() -> None:
     assert rec.cc.cwnd - rec.in_flight() == 3 * MSS
 
 
+def _dupacks_into_recovery(*, sends_between: bool) -> Recovery:
+    """cwnd 4, segment 1 of 1..4 lost, then three ACKs SACKing 2, 2-3, 2-4."""
+    rec = make(cwnd=4)
+    warm(rec)
+    send(rec, 1, 4, 1.0)
+    nxt = 5
+    for k in (3, 4, 5):
+        rec.on_ack(seg(1), [blk(2, k)], 1.1)
+        if sends_between and rec.state != CaState.RECOVERY:
+            room = max(rec.cc.cwnd - rec.in_flight(), 0) // MSS
+            send(rec, nxt, room, 1.1)  # limited transmit (RFC 3042)
+            nxt += room
+    assert rec.state == CaState.RECOVERY and rec.cc.ssthresh == 2 * MSS
+    return rec
+
+
+def test_prr_counts_the_dupacks_of_one_receive_batch_like_a_stretch_ack() -> None:
+    """Three dupACKs processed back to back (one receive batch, the sender
+    runs after the last): the one that starts recovery counts what the first
+    two delivered, as Linux's tcp_cwnd_reduction does for one stretch ACK
+    SACKing the same segments; per ACK, the batch would leave cwnd at one
+    retransmission (lost again = an RTO, nothing sent after it for RACK)."""
+    batch = _dupacks_into_recovery(sends_between=False)
+    assert batch.in_flight() == 0
+    # pipe 0 < ssthresh 2: sndcnt = min(2 - 0, max(3 delivered, 3)) = 2
+    assert batch.cc.cwnd - batch.in_flight() == 2 * MSS
+    stretch = make(cwnd=4)
+    warm(stretch)
+    send(stretch, 1, 4, 1.0)
+    stretch.on_ack(seg(1), [blk(2, 5)], 1.1)
+    assert stretch.cc.cwnd == batch.cc.cwnd and stretch.prr_delivered == batch.prr_delivered
+
+
+def test_prr_per_ack_when_the_sender_ran_between_the_dupacks() -> None:
+    """With a transmission after each dupACK (limited transmit filled the
+    pipe) the ACK that starts recovery counts only its own delivery."""
+    rec = _dupacks_into_recovery(sends_between=True)
+    assert rec.prr_delivered == 1 * MSS
+    # pipe 2 (the limited-transmit segments) = ssthresh: only the forced
+    # fast retransmit (RFC 6937 3)
+    assert rec.cc.cwnd - rec.in_flight() == 1 * MSS
+
+
 def test_prr_proportional_rate_reduction() -> None:
     """RFC 6937 3: with the pipe above ssthresh, one segment out per two in
     when ssthresh = RecoverFS / 2."""

@@ -303,6 +303,14 @@ class Recovery:
         self.prior_cwnd = 0
         self.prr_delivered = 0
         self.prr_out = 0
+        #: bytes delivered by ACKs since the last transmission while OPEN or
+        #: DISORDER: ACKs of one receive batch are processed before the sender
+        #: runs, so the ACK that starts recovery adds them to PRR's delivered
+        #: count, as Linux does for one stretch ACK covering them all (without
+        #: it the limited-transmit room of the batch's first dupACKs is lost:
+        #: cwnd 1 at the start of recovery, and an RTO if that one
+        #: retransmission is lost)
+        self.batch_delivered = 0
         #: DupThresh in segments, adapted to observed reordering (Linux tp->reordering)
         self.reordering = self.cfg.tcp_reordering
         self.reord_seen = 0
@@ -422,6 +430,7 @@ class Recovery:
             return
         sb = self.sb
         self._now = now
+        self.batch_delivered = 0
         if seq == sb.nxt & MASK and self._probe_pending is None and self.fast_path:
             self._sent_new(sb, length, now, tsval)
             return
@@ -610,8 +619,18 @@ class Recovery:
             app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
             self.rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
+        state = self.state
         if not old:
-            self._cong_control(delivered_now, lost_now, st, rs, now)
+            prr_delivered = delivered_now
+            if state is _RECOVERY and out.prior_state < _CWR:
+                # the earlier ACKs of this receive batch were delivered with no
+                # send in between: PRR counts them as one stretch ACK would be
+                prr_delivered += self.batch_delivered
+            self._cong_control(prr_delivered, lost_now, st, rs, now)
+        if state is _OPEN or state is _DISORDER:
+            self.batch_delivered += delivered_now
+        else:
+            self.batch_delivered = 0
         # Linux tcp_set_xmit_timer (FLAG_SET_XMIT_TIMER): after newly acked data
         if sb.packets_out == 0:
             self._timer_kind = None
@@ -706,6 +725,7 @@ class Recovery:
             app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
             rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
+        self.batch_delivered += delivered_now
         cc = self.cc
         # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
         if cc.controls_cwnd or delivered_now > 0:
