@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     # mypy (and other type checkers) see the real objects; at run time they
     # are imported on first access (below) so that ``import ustack`` stays
     # cheap: ``ustack ss`` must start fast.
-    from ustack.aio.runner import loop_factory as loop_factory
-    from ustack.aio.runner import run as run
     from ustack.instance_lock import StackInUseError as StackInUseError
+    from ustack.runtime import loop_factory as loop_factory
+    from ustack.runtime import run as run
     from ustack.stack import Stack as Stack
     from ustack.streams import Server as Server
     from ustack.streams import TcpTransport as TcpTransport
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Stack": "ustack.stack",
-    "run": "ustack.aio.runner",
-    "loop_factory": "ustack.aio.runner",
+    "run": "ustack.runtime",
+    "loop_factory": "ustack.runtime",
     "open_connection": "ustack.streams",
     "start_server": "ustack.streams",
     "create_connection": "ustack.streams",

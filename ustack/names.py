@@ -19,15 +19,13 @@ import asyncio
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ustack.reach import is_ipv4_literal, via_stack
+from ustack.net.udp import UdpLayer
+from ustack.reach import is_ipv4_literal
 from ustack.wire import dns
 from ustack.wire.errors import ParseError
-
-if TYPE_CHECKING:
-    from ustack.stack import Stack
 
 HOSTS = "/etc/hosts"
 RESOLV_CONF = "/etc/resolv.conf"
@@ -114,11 +112,15 @@ class KernelResolverNeeded(Exception):
 
 
 class Resolver:
-    """IPv4 name lookups for one stack."""
+    """IPv4 name lookups for one stack: its UDP layer carries the queries,
+    ``reachable(address)`` says which nameservers the stack can route to
+    (:func:`ustack.reach.via_stack`); the others are the kernel's."""
 
-    def __init__(self, stack: Stack, *, dns_servers: list[str] | None = None,
+    def __init__(self, udp: UdpLayer, reachable: Callable[[str], bool], *,
+                 dns_servers: list[str] | None = None,
                  hosts_path: str = HOSTS, resolv_conf: str = RESOLV_CONF) -> None:
-        self.stack = stack
+        self.udp = udp
+        self.reachable = reachable
         self.hosts_path = hosts_path
         self.resolv_conf = resolv_conf
         self.dns_servers = dns_servers
@@ -156,8 +158,7 @@ class Resolver:
         if name == "localhost" or name.endswith(".localhost"):
             return ["127.0.0.1"]  # RFC 6761 s.6.3
         cfg = self.config()
-        servers = [s for s in cfg.nameservers
-                   if via_stack(self.stack.interface, self.stack.gateway, s[0])]
+        servers = [s for s in cfg.nameservers if self.reachable(s[0])]
         if not servers:
             raise KernelResolverNeeded(host)
         candidates = _candidates(name, host.endswith("."), cfg)
@@ -194,7 +195,7 @@ class Resolver:
 
     async def _query(self, name: str, server: tuple[str, int], timeout: float) -> dns.Answer:
         loop = asyncio.get_running_loop()
-        sock = self.stack.udp.bind(0)
+        sock = self.udp.bind(0)
         ident = int.from_bytes(os.urandom(2), "big")
         done: asyncio.Future[dns.Answer] = loop.create_future()
 

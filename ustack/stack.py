@@ -23,14 +23,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ustack import stack_identity, streams
+from ustack.addressing import parse_interface as parse_interface  # re-exported
 from ustack.driver.port import TcpPort, port_of
 from ustack.driver.tcp_table import TcpTable
 from ustack.instance_lock import acquire
 from ustack.link.base import Device, ReceivedFrame
+from ustack.names import Resolver
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import IpError
 from ustack.net.ipv4 import IpLayer
 from ustack.net.udp import UdpLayer
+from ustack.reach import via_stack
 from ustack.wire.ethernet import format_mac, parse_mac
 from ustack.wire.icmp import IcmpEcho
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, format_address, parse_address
@@ -43,26 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ustack.stack")
 
 
-def parse_interface(address: str) -> ipaddress.IPv4Interface:
-    """``"10.77.0.2/24"`` → IPv4Interface; ValueError naming the input otherwise."""
-    if not isinstance(address, str) or "/" not in address:
-        raise ValueError(f"invalid address {address!r}: expected A.B.C.D/PREFIXLEN, "
-                         "e.g. 10.77.0.2/24")
-    try:
-        iface = ipaddress.IPv4Interface(address)
-    except ValueError as exc:
-        raise ValueError(f"invalid address {address!r}: {exc}") from None
-    ip = iface.ip
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip == ipaddress.IPv4Address(
-            "255.255.255.255"):
-        raise ValueError(f"invalid address {address!r}: not a unicast host address")
-    net = iface.network
-    if net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
-        raise ValueError(f"invalid address {address!r}: that is the subnet's "
-                         f"{'network' if ip == net.network_address else 'broadcast'} address")
-    return iface
-
-
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
@@ -70,6 +53,14 @@ class Stack:
     #: more answers more of a flood's SYNs (legitimate ones among them), less
     #: leaves more of the loop to established connections
     SYN_BUDGET = 64
+    #: SYNs read per wakeup by the batch path (numpy present): answered by
+    #: array arithmetic (ustack.driver.syn_batch), so a batch costs about
+    #: one hash call and one send per SYN; the main device is read first
+    SYN_BATCH = 1024
+    #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
+    #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
+    #: data, shallow enough that a SYN waits < 50 ms behind a full ring
+    SYN_RING_FRAMES = 4096
 
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
@@ -95,8 +86,13 @@ class Stack:
         self._tcp: TcpTable | None = None
         #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
         self.syn_device: Device | None = None
+        #: its batch path (ustack.driver.syn_batch.SynBatch), when in use
+        self.syn_batch: Any = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
+        #: host names for this stack's streams and loop (hosts file, then DNS
+        #: over ``udp``); the event loop replaces it with its ``dns=`` options
+        self.resolver = Resolver(self.udp, self.reaches)
         self._lock: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
@@ -187,7 +183,9 @@ class Stack:
             if split != "all":
                 try:
                     syn_device = AfPacketDevice.open(
-                        iface, mac=device.mac, tcp_syn="only", ring_frames=1024)
+                        iface, mac=device.mac, tcp_syn="only",
+                        ring_frames=cls.SYN_RING_FRAMES, ring_slot=256,
+                        tx_ring_frames=cls.SYN_RING_FRAMES)
                 except BaseException:
                     device.close()
                     lock.release()
@@ -220,10 +218,7 @@ class Stack:
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
             if syn_device is not None:
-                # a few SYNs per wakeup: the main device is read every loop turn
-                syn_device.rx_budget = cls.SYN_BUDGET
-                syn_device.attach(loop, stack._receive)
-                stack.syn_device = syn_device
+                stack._attach_syn_channel(syn_device)
             stack.ip.announce()
         except BaseException:
             device.close()
@@ -240,6 +235,48 @@ class Stack:
             if server is not None:
                 stack._publish_identity(server.path, iface or device.name, address)
         return stack
+
+    def _attach_syn_channel(self, syn_device: AfPacketDevice) -> None:
+        """Read the SYN channel: in batches (ustack.driver.syn_batch) when
+        numpy is there and the device has its ring, else a few SYNs per
+        wakeup through the plain receive path."""
+        self.syn_device = syn_device
+        batch = None
+        if self._tcp is not None and syn_device.rx_mode == "ring":
+            try:
+                from ustack.driver.syn_batch import SynBatch
+            except ImportError:  # numpy missing: the plain path below
+                pass
+            else:
+                batch = SynBatch(self.ip, self._tcp, syn_device.send_fixed)
+        self.syn_batch = batch
+        if batch is None:
+            # a few SYNs per wakeup: the main device is read every loop turn
+            syn_device.rx_budget = self.SYN_BUDGET
+            syn_device.attach(self.loop, self._receive)
+            return
+        syn_device.attach_polled(self.loop, self._on_syn_readable)
+
+    def _on_syn_readable(self) -> None:
+        """A wakeup of the SYN channel: first whatever waits on the main
+        device (handshake-completing ACKs, data of established connections),
+        so a flood cannot starve them, then one bounded batch of SYNs."""
+        syn_device = self.syn_device
+        batch = self.syn_batch
+        if syn_device is None or batch is None or self._closed:
+            return
+        poll = getattr(self.device, "poll", None)
+        if poll is not None:
+            poll()
+        from ustack.driver.syn_batch import FRAME_LEN
+
+        rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
+            FRAME_LEN, self.SYN_BATCH)
+        rest = batch.process(rows, trusted, self.tcp.now()) if len(rows) else []
+        if others:
+            rest.extend(others)
+        if rest:
+            self.ip.receive(rest)
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,
@@ -272,6 +309,11 @@ class Stack:
     @property
     def has_tcp(self) -> bool:
         return self._tcp is not None
+
+    def reaches(self, host: str) -> bool:
+        """True when ``host`` (an IPv4 literal) is one this stack routes to:
+        its subnet, or anything with a gateway (:func:`ustack.reach.via_stack`)."""
+        return via_stack(self.interface, self.gateway, host)
 
     def _tcp_error(self, err: IpError) -> None:
         table: Any = self._tcp

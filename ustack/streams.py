@@ -39,16 +39,13 @@ import weakref
 from asyncio import sslproto
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ustack.names import KernelResolverNeeded, Resolver
+from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
+from ustack.names import KernelResolverNeeded
 from ustack.reach import is_ipv4_literal
 from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
-
-if TYPE_CHECKING:
-    from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
-    from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2**16
 #: the largest single ``recv`` pulled from the core per ``data_received``
@@ -85,33 +82,32 @@ def _parse_ipv4(host: str) -> bytes:
     raise ValueError(f"not an IPv4 address: {host!r}")
 
 
-_resolvers: dict[int, tuple[Stack, Resolver]] = {}
+class NameResolver(Protocol):
+    """Host name → IPv4 addresses (:class:`ustack.names.Resolver`)."""
+
+    async def resolve(self, host: str) -> list[str]: ...
 
 
-def resolver_for(stack: Stack) -> Resolver:
-    """The stack's :class:`~ustack.names.Resolver` (hosts file + DNS over
-    its UDP), made on first use; the event loop installs its own."""
-    entry = _resolvers.get(id(stack))
-    if entry is None or entry[0] is not stack:
-        set_resolver(stack, Resolver(stack))
-        entry = _resolvers[id(stack)]
-    return entry[1]
+class StreamHost(Protocol):
+    """What the stream functions use of the ``stack=`` they are given: its
+    TCP driver (the connection table, and through it the typed port: our
+    address, the loop) and its name resolver.  :class:`ustack.Stack` is
+    one; streams never see the Stack itself (DESIGN.md "Transport driver")."""
+
+    @property
+    def tcp(self) -> TcpTable: ...
+
+    @property
+    def resolver(self) -> NameResolver: ...
 
 
-def set_resolver(stack: Stack, resolver: Resolver) -> None:
-    """Resolve names for ``stack`` with ``resolver`` (e.g. other ``dns=`` servers)."""
-    key = id(stack)
-    _resolvers[key] = (stack, resolver)
-    stack.add_close_hook(lambda: _resolvers.pop(key, None))
-
-
-async def resolve(stack: Stack, host: str) -> list[str]:
+async def resolve(stack: StreamHost, host: str) -> list[str]:
     """IPv4 addresses of ``host`` for ``stack`` (socket.gaierror on failure;
     names only the kernel's resolver knows fall back to it)."""
     if is_ipv4_literal(host):
         return [host]
     try:
-        return await resolver_for(stack).resolve(host)
+        return await stack.resolver.resolve(host)
     except KernelResolverNeeded:
         loop = asyncio.get_running_loop()
         infos = await loop.run_in_executor(
@@ -141,6 +137,7 @@ class TcpTransport(asyncio.Transport):
         self._waiter: asyncio.Future[None] | None = None
         self._connected = False
         self._reading_paused = False
+        self._resume_scheduled = False
         self._peer_eof = False
         self._eof_delivered = False
         self._lost = False
@@ -287,13 +284,25 @@ class TcpTransport(asyncio.Transport):
         self._reading_paused = True
 
     def resume_reading(self) -> None:
+        """Deliver again, from the next loop iteration: never from inside
+        this call, as asyncio's transports.  (StreamReader resumes reading
+        *before* it makes the future it then awaits; data fed from inside
+        ``resume_reading`` finds no waiter, pauses the reader again above
+        its limit, and the read waits for data that already came.)"""
         if self._closing or self._lost or not self._reading_paused:
             return
         self._reading_paused = False
-        if self._connected:
-            self._pull()
-            if self._ep is not None:
-                self._ep.touch()  # the window update, if the core queued one
+        if self._connected and not self._resume_scheduled:
+            self._resume_scheduled = True
+            self._loop.call_soon(self._resumed)
+
+    def _resumed(self) -> None:
+        self._resume_scheduled = False
+        if self._reading_paused or self._lost:
+            return
+        self._pull()
+        if self._ep is not None:
+            self._ep.touch()  # the window update, if the core queued one
 
     # ------------------------------------------------------ WriteTransport
 
@@ -571,9 +580,12 @@ class TcpTransport(asyncio.Transport):
         self._pull()
 
     def __repr__(self) -> str:
+        # uvloop's loop.start_tls raises "transport <repr> is not supported by
+        # start_tls()" for transports it did not make: the repr says what works
         state = "lost" if self._lost else "closing" if self._closing else "open"
         local, peer = self._extra.get("sockname"), self._extra.get("peername")
-        return f"<TcpTransport {local} -> {peer} {state}>"
+        return (f"<ustack TcpTransport {local} -> {peer} {state} (TLS: writer.start_tls, "
+                "ustack.streams.start_tls or the ustack loop)>")
 
 
 # ------------------------------------------------------------------- TLS
@@ -656,7 +668,7 @@ def _ssl_context(
 
 
 async def connect_transport(
-    stack: Stack,
+    table: TcpTable,
     raddr: bytes,
     port: int,
     *,
@@ -669,7 +681,6 @@ async def connect_transport(
     buffer) until :func:`attach` gives it the application's protocol.
     ``trace``: a file path or a hook(now, event, data) tracing this
     connection (docs/trace.md)."""
-    table = stack.tcp
     loop = table.loop
     transport = TcpTransport(table, asyncio.Protocol())
     transport._reading_paused = True  # nothing may reach the placeholder
@@ -695,6 +706,87 @@ async def connect_transport(
     finally:
         transport._waiter = None
     return transport
+
+
+async def connect_any(
+    table: TcpTable,
+    addresses: list[str],
+    port: int,
+    *,
+    happy_eyeballs_delay: float | None = None,
+    local_port: int | None = None,
+    timeout: float | None = None,
+    trace: Any = None,
+) -> tuple[TcpTransport | None, list[OSError]]:
+    """Connect to the first of ``addresses`` (IPv4 literals) that answers,
+    as ``loop.create_connection`` does: without ``happy_eyeballs_delay`` one
+    after the other; with it, staggered (RFC 8305 s.5): the next attempt
+    starts when the previous one fails or after ``happy_eyeballs_delay``
+    seconds, whichever is first, and the first to connect wins.  The
+    others are cancelled: those still in SYN-SENT are dropped, those that
+    connected meanwhile are reset (RFC 9293 s.3.10.5, ABORT).
+
+    Returns the winner (None if every attempt failed) and the errors of
+    the attempts that failed, in attempt order."""
+    if happy_eyeballs_delay is None:
+        errors: list[OSError] = []
+        for address in addresses:
+            try:
+                return await connect_transport(table, _parse_ipv4(address), port,
+                                               local_port=local_port, timeout=timeout,
+                                               trace=trace), errors
+            except OSError as exc:
+                errors.append(exc)
+        return None, errors
+    return await _staggered(table, addresses, port, max(0.0, happy_eyeballs_delay),
+                            local_port=local_port, timeout=timeout, trace=trace)
+
+
+async def _staggered(table: TcpTable, addresses: list[str], port: int, delay: float, *,
+                     local_port: int | None, timeout: float | None,
+                     trace: Any) -> tuple[TcpTransport | None, list[OSError]]:
+    loop = asyncio.get_running_loop()
+    order: dict[asyncio.Task[TcpTransport], int] = {}
+    pending: set[asyncio.Task[TcpTransport]] = set()
+    failed: list[tuple[int, OSError]] = []
+    winner: TcpTransport | None = None
+    started = 0
+    try:
+        while winner is None:
+            if started < len(addresses):
+                task = loop.create_task(connect_transport(
+                    table, _parse_ipv4(addresses[started]), port, local_port=local_port,
+                    timeout=timeout, trace=trace))
+                order[task] = started
+                pending.add(task)
+                started += 1
+            if not pending:
+                break
+            wait = delay if started < len(addresses) else None
+            done, pending = await asyncio.wait(pending, timeout=wait,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=order.__getitem__):
+                exc = task.exception()
+                if exc is None:
+                    if winner is None:
+                        winner = task.result()
+                    else:
+                        task.result().abort()  # connected too, but second
+                elif isinstance(exc, OSError):
+                    failed.append((order[task], exc))
+                else:
+                    raise exc
+            # a failure (or the delay) starts the next attempt at once
+    finally:
+        for task in pending:
+            task.cancel()  # connect_transport aborts its connection when cancelled
+        if pending:
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for result in results:
+                if isinstance(result, TcpTransport):
+                    result.abort()
+    failed.sort(key=lambda item: item[0])
+    return winner, [exc for _i, exc in failed]
 
 
 async def attach(
@@ -732,13 +824,14 @@ async def create_connection(
     host: str,
     port: int,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     local_port: int | None = None,
     timeout: float | None = None,
     ssl: ssl_mod.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
     trace: Any = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Like ``loop.create_connection`` over ustack: active open to host:port
@@ -746,27 +839,23 @@ async def create_connection(
 
     ``host`` is an IPv4 address or a name (hosts file, then DNS over the
     stack's UDP; socket.gaierror when it does not resolve); the addresses
-    are tried in order, as asyncio does."""
+    are tried in order, or staggered with ``happy_eyeballs_delay``, as
+    asyncio does (:func:`connect_any`)."""
     if stack is None:
         stack = await default_stack()
     addresses = await resolve(stack, host)
     if ssl and server_hostname is None:
         server_hostname = host
-    errors: list[OSError] = []
-    for address in addresses:
-        try:
-            transport = await connect_transport(stack, _parse_ipv4(address), port,
-                                                local_port=local_port, timeout=timeout,
-                                                trace=trace)
-        except OSError as exc:
-            errors.append(exc)
-            continue
-        protocol = protocol_factory()
-        tr = await attach(transport, protocol, ssl=ssl, server_hostname=server_hostname,
-                          ssl_handshake_timeout=ssl_handshake_timeout,
-                          ssl_shutdown_timeout=ssl_shutdown_timeout)
-        return tr, protocol
-    raise connect_errors(errors)
+    transport, errors = await connect_any(stack.tcp, addresses, port,
+                                          happy_eyeballs_delay=happy_eyeballs_delay,
+                                          local_port=local_port, timeout=timeout, trace=trace)
+    if transport is None:
+        raise connect_errors(errors)
+    protocol = protocol_factory()
+    tr = await attach(transport, protocol, ssl=ssl, server_hostname=server_hostname,
+                      ssl_handshake_timeout=ssl_handshake_timeout,
+                      ssl_shutdown_timeout=ssl_shutdown_timeout)
+    return tr, protocol
 
 
 def connect_errors(errors: list[OSError]) -> OSError:
@@ -783,7 +872,7 @@ async def open_connection(
     host: str,
     port: int,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     limit: int = DEFAULT_LIMIT,
     local_port: int | None = None,
     timeout: float | None = None,
@@ -791,6 +880,7 @@ async def open_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
     trace: Any = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Like :func:`asyncio.open_connection` over ustack (``trace``: see
@@ -801,7 +891,8 @@ async def open_connection(
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout, trace=trace,
+        ssl_shutdown_timeout=ssl_shutdown_timeout, happy_eyeballs_delay=happy_eyeballs_delay,
+        trace=trace,
     )
     writer = StreamWriter(transport, protocol, reader, loop)
     return reader, writer
@@ -835,15 +926,15 @@ class Server(asyncio.AbstractServer):
 
     def __init__(
         self,
-        stack: Stack,
+        table: TcpTable,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         port: int,
         backlog: int,
         sslcontext: ssl_mod.SSLContext | None,
         ssl_handshake_timeout: float | None,
     ) -> None:
-        self._stack = stack
-        self._table = stack.tcp
+        self._table = table
+        self._address = socket.inet_ntoa(table.local_addr)
         self._loop = self._table.loop
         self._factory = protocol_factory
         self._ssl = sslcontext
@@ -865,13 +956,13 @@ class Server(asyncio.AbstractServer):
         is the listening address, as asyncio.Server's."""
         if self._listener is None:
             return ()
-        return (ServerSocket((self._stack.address, self._listener.port)),)
+        return (ServerSocket((self._address, self._listener.port)),)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         if self._listener is None:
             return []
-        return [(self._stack.address, self._listener.port)]
+        return [(self._address, self._listener.port)]
 
     @property
     def backlog(self) -> int:
@@ -968,7 +1059,7 @@ async def create_server(
     host: str | None = None,
     port: int = 0,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     backlog: int = 128,
     ssl: ssl_mod.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
@@ -978,12 +1069,12 @@ async def create_server(
     if stack is None:
         stack = await default_stack()
     if host not in (None, "", "0.0.0.0"):
-        ours = stack.address
-        if _parse_ipv4(str(host)) != socket.inet_aton(ours):
+        ours = socket.inet_ntoa(stack.tcp.local_addr)
+        if _parse_ipv4(str(host)) != stack.tcp.local_addr:
             raise OSError(errno_mod.EADDRNOTAVAIL,
                           f"{os.strerror(errno_mod.EADDRNOTAVAIL)}: {host} is not this "
                           f"stack's address ({ours})")
-    server = Server(stack, protocol_factory, port, backlog,
+    server = Server(stack.tcp, protocol_factory, port, backlog,
                     _ssl_context(ssl, server_side=True), ssl_handshake_timeout)
     if start_serving:
         await server.start_serving()
@@ -995,7 +1086,7 @@ async def start_server(
     host: str | None = None,
     port: int = 0,
     *,
-    stack: Stack | None = None,
+    stack: StreamHost | None = None,
     limit: int = DEFAULT_LIMIT,
     backlog: int = 128,
     ssl: ssl_mod.SSLContext | None = None,
@@ -1005,9 +1096,19 @@ async def start_server(
     """Like :func:`asyncio.start_server` over ustack."""
     loop = asyncio.get_running_loop()
 
+    def connected(reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> Awaitable[None] | None:
+        # asyncio's StreamReaderProtocol made a plain StreamWriter, whose
+        # start_tls asks loop.start_tls (uvloop's refuses our transport):
+        # make the same object ours (no new state) so server-side
+        # ``writer.start_tls`` works on every loop
+        if type(writer) is asyncio.StreamWriter:
+            writer.__class__ = StreamWriter
+        return client_connected_cb(reader, writer)
+
     def factory() -> asyncio.BaseProtocol:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
 
     return await create_server(factory, host, port, stack=stack, backlog=backlog, ssl=ssl,
                                ssl_handshake_timeout=ssl_handshake_timeout,
@@ -1021,31 +1122,32 @@ class NoDefaultStackError(RuntimeError):
     """``ustack.open_connection``/``start_server`` without a configured stack."""
 
 
-_default: dict[asyncio.AbstractEventLoop, Stack] = {}
+_default: dict[asyncio.AbstractEventLoop, StreamHost] = {}
 _loop_stacks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, Callable[[], Awaitable[Stack]]] = weakref.WeakKeyDictionary()
+    asyncio.AbstractEventLoop, Callable[[], Awaitable[StreamHost]]] = \
+    weakref.WeakKeyDictionary()
 
 
 #: ``Stack.start``, registered by ``ustack.stack`` when it is imported (streams
-#: never imports the Stack: the stack depends on streams, not the reverse)
-_stack_starter: Callable[..., Awaitable[Stack]] | None = None
+#: never imports the Stack: the stack composes streams, not the reverse)
+_stack_starter: Callable[..., Awaitable[StreamHost]] | None = None
 
 
-def set_stack_starter(starter: Callable[..., Awaitable[Stack]]) -> None:
+def set_stack_starter(starter: Callable[..., Awaitable[StreamHost]]) -> None:
     """What :func:`default_stack` calls to start the USTACK_IFACE stack."""
     global _stack_starter
     _stack_starter = starter
 
 
 def register_loop_stack(loop: asyncio.AbstractEventLoop,
-                        starter: Callable[[], Awaitable[Stack]]) -> None:
+                        starter: Callable[[], Awaitable[StreamHost]]) -> None:
     """Make ``starter()`` (which starts or returns the loop's stack) what
     :func:`default_stack` answers on ``loop`` (the ustack event loop does this)."""
     _loop_stacks[loop] = starter
 _default_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
-async def default_stack() -> Stack:
+async def default_stack() -> StreamHost:
     """The stack configured by USTACK_IFACE, USTACK_ADDRESS (and optional
     USTACK_GATEWAY), started on first use, one per event loop."""
     loop = asyncio.get_running_loop()
@@ -1081,5 +1183,6 @@ async def default_stack() -> Stack:
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
-    "attach", "resolve", "register_loop_stack", "StreamWriter",
+    "connect_any", "attach", "resolve", "register_loop_stack", "StreamWriter", "StreamHost",
+    "NameResolver",
 ]

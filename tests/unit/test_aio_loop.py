@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import subprocess
@@ -21,10 +22,12 @@ import pytest
 import ustack
 from ustack.aio.loop import StackOptions, UstackLoopMixin, new_loop
 from ustack.link.memory import MemoryPair
+from ustack.runtime import start_stack
 from ustack.stack import Stack
 from ustack.wire import dns
 
 A, B = "10.77.0.1", "10.77.0.2"
+SILENT = "10.77.0.99"  # in the subnet, nobody answers (ARP gives up after ~3 s)
 LOOPS = ["uvloop", "asyncio"]
 
 
@@ -49,14 +52,15 @@ def run_on_ustack(kind: str, tmp_path: Path,
     the other end with an echo server on 7000 and a DNS server on 53, run
     ``main(loop, b)``."""
     hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n")
+    hosts.write_text(f"127.0.0.1 localhost\n{B} bee.test bee\n"
+                     f"{SILENT} two.test\n{B} two.test\n")
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"nameserver {B}\noptions timeout:1 attempts:2\n")
     a_dev, b_dev = MemoryPair()
     options = StackOptions(iface="mem0", address=f"{A}/24", diagnostics=False,
                            hosts=str(hosts), resolv_conf=str(resolv),
                            extra={"device": a_dev})
-    loop = new_loop(options, use_uvloop=kind == "uvloop")
+    loop = new_loop(options, start_stack, use_uvloop=kind == "uvloop")
     try:
         async def wrapper() -> None:
             b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
@@ -128,6 +132,77 @@ def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> No
         reader, writer = await ustack.open_connection("bee.test", 7000)
         assert writer.get_extra_info("stack") is await loop.ustack_stack()
         writer.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+def _record_connects(stack: Any) -> list[str]:
+    """The destinations of the TCP driver's active opens, in order."""
+    calls: list[str] = []
+    table = stack.tcp
+    connect = table.connect
+
+    def recording(raddr: bytes, *args: Any, **kwargs: Any) -> Any:
+        calls.append(socket.inet_ntoa(raddr))
+        return connect(raddr, *args, **kwargs)
+
+    table.connect = recording
+    return calls
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_happy_eyeballs_races_past_a_silent_address(kind: str, tmp_path: Path) -> None:
+    """``happy_eyeballs_delay``: a name with two addresses, the first silent:
+    the second attempt starts after the delay (not after the first one's
+    ~3 s failure), wins, and the first attempt is dropped from the table."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        calls = _record_connects(stack)
+        reader, writer = await asyncio.open_connection("two.test", 7000,
+                                                       happy_eyeballs_delay=0.1, interleave=1)
+        assert calls == [SILENT, B]
+        assert writer.get_extra_info("peername") == (B, 7000)
+        # B won while the attempt to SILENT was still waiting (one after the
+        # other, B would have waited for SILENT's ARP to give up)
+        assert stack.counters().get("arp_failed", 0) == 0
+        payload = os.urandom(200_000)
+        writer.write(payload)
+        assert await reader.readexactly(len(payload)) == payload
+        await asyncio.sleep(0)
+        remotes = {socket.inet_ntoa(ep.remote_addr) for ep in stack.tcp.endpoints()}
+        assert remotes == {B}, remotes  # the SYN-SENT attempt to SILENT is gone
+        writer.close()
+        await writer.wait_closed()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_happy_eyeballs_every_attempt_fails(kind: str, tmp_path: Path) -> None:
+    """Both attempts fail (RST from B at once, ARP failure for SILENT later):
+    one OSError naming both, or with all_errors an ExceptionGroup in attempt
+    order; a name without the delay tries one address after the other."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack = await loop.ustack_stack()
+        calls = _record_connects(stack)
+        with pytest.raises(OSError, match="Multiple exceptions") as info:
+            await loop.create_connection(asyncio.Protocol, "two.test", 7999,
+                                         happy_eyeballs_delay=0.1)
+        assert f"{SILENT}:7999" in str(info.value) and f"refused ({B}:7999)" in str(info.value)
+        assert calls == [SILENT, B]
+        with pytest.raises(ExceptionGroup) as group:
+            await loop.create_connection(asyncio.Protocol, "two.test", 7999,
+                                         happy_eyeballs_delay=5.0, all_errors=True)
+        first, second = group.value.exceptions
+        assert isinstance(first, OSError) and first.errno == errno.EHOSTUNREACH
+        assert isinstance(second, ConnectionRefusedError)
+        del calls[:]
+        # without the delay: sequential, B only after SILENT's failure
+        reader, writer = await asyncio.open_connection("two.test", 7000)
+        assert calls == [SILENT, B] and writer.get_extra_info("peername") == (B, 7000)
+        writer.close()
+        assert not [ep for ep in stack.tcp.endpoints()
+                    if socket.inet_ntoa(ep.remote_addr) == SILENT]
 
     run_on_ustack(kind, tmp_path, main)
 
@@ -222,6 +297,89 @@ def test_sock_connect_on_a_kernel_socket_lands_on_ustack(kind: str, tmp_path: Pa
         assert not loop._ustack_claims
 
     run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_sock_calls_on_a_socket_sock_connect_put_on_ustack(kind: str, tmp_path: Path) -> None:
+    """aiohappyeyeballs-style code that keeps using the socket: sock_sendall,
+    sock_recv, sock_recv_into go over the ustack connection (byte-exact, more
+    than the buffer limit, so reading pauses and resumes); a reset is
+    ConnectionResetError, the peer's FIN b""; a closed kernel socket raises
+    EBADF and its connection is closed with a FIN (not reset)."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (B, 7000))
+        payload = os.urandom(1_000_000)
+        sender = asyncio.ensure_future(loop.sock_sendall(sock, payload))
+        got = bytearray()
+        buf = bytearray(70_000)
+        while len(got) < len(payload):
+            if len(got) % 2:
+                n = await loop.sock_recv_into(sock, buf)
+                got += buf[:n]
+            else:
+                got += await loop.sock_recv(sock, 50_000)
+        await sender
+        assert bytes(got) == payload
+        # create_connection(sock=) still adopts it, with what was buffered
+        await loop.sock_sendall(sock, b"early")
+        for _ in range(100):
+            claim = loop._ustack_claims.get(sock)
+            assert claim is not None and claim.protocol is not None
+            if claim.protocol.buffer:
+                break
+            await asyncio.sleep(0.01)
+        seen: list[bytes] = []
+
+        class Client(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                seen.append(data)
+
+        transport, _ = await loop.create_connection(Client, sock=sock)
+        assert seen == [b"early"]
+        transport.close()
+
+        # the kernel socket closed: EBADF, and the connection gets a FIN
+        s2 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s2, (B, 7000))
+        await loop.sock_sendall(s2, b"x")
+        assert await loop.sock_recv(s2, 10) == b"x"
+        (ep,) = [e for e in stack.tcp.endpoints() if e.conn.state.name == "ESTABLISHED"]
+        s2.close()
+        with pytest.raises(OSError) as info:
+            await loop.sock_recv(s2, 10)
+        assert info.value.errno == errno.EBADF
+        await asyncio.sleep(0.05)
+        assert ep.conn.state.name in ("FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT")  # not reset
+
+        # the peer's FIN: b""; a reset: ConnectionResetError
+        closing = await b.start_server(_close_at_once, port=7001)
+        s3 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s3, (B, 7001))
+        assert await loop.sock_recv(s3, 10) == b""
+        closing.close()
+        resetting = await b.start_server(_reset_at_once, port=7002)
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        await loop.sock_connect(s4, (B, 7002))
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_recv(s4, 10)
+        with pytest.raises(ConnectionResetError):
+            await loop.sock_sendall(s4, b"late")
+        resetting.close()
+        s3.close()
+        s4.close()
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def _reset_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.transport.abort()
 
 
 @pytest.mark.parametrize("kind", LOOPS)
@@ -381,6 +539,78 @@ def test_streamwriter_start_tls_on_plain_uvloop(tmp_path: Path,
             writer.write(b"over uvloop")
             assert await reader.readexactly(11) == b"over uvloop"
             writer.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        loop.close()
+
+
+def test_server_side_start_tls_on_plain_uvloop(certificate: tuple[Path, Path]) -> None:
+    """Without the ustack loop: a ``stack.start_server`` handler upgrades with
+    ``writer.start_tls(ctx)`` (STARTTLS); ``loop.start_tls`` called directly
+    on uvloop cannot be intercepted and its TypeError says what works."""
+    import uvloop
+
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    payload = os.urandom(300_000)
+
+    async def main() -> None:
+        a_dev, b_dev = MemoryPair()
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+        errors: list[BaseException] = []
+
+        async def upgrade(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                assert await r.readexactly(9) == b"STARTTLS\n"
+                w.write(b"GO\n")
+                await w.start_tls(server_ctx)
+                assert w.get_extra_info("ssl_object").server_side
+                data = await r.readexactly(len(payload))
+                w.write(data[::-1])
+                await w.drain()
+                w.close()
+            except BaseException as exc:  # reported by the client side's assert
+                errors.append(exc)
+                raise
+
+        raw: list[Any] = []
+
+        async def direct(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                await asyncio.get_running_loop().start_tls(
+                    w.transport, w.transport.get_protocol(), server_ctx, server_side=True)
+            except TypeError as exc:
+                raw.append(exc)
+            w.close()
+
+        try:
+            await b.start_server(upgrade, port=7443)
+            reader, writer = await a.open_connection(B, 7443)
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"GO\n"
+            await writer.start_tls(client_ctx, server_hostname="bee.test")
+            writer.write(payload)
+            assert await reader.readexactly(len(payload)) == payload[::-1]
+            writer.close()
+            assert not errors, errors
+            await b.start_server(direct, port=7444)
+            _r, w2 = await a.open_connection(B, 7444)
+            for _ in range(100):
+                if raw:
+                    break
+                await asyncio.sleep(0.01)
+            (exc,) = raw
+            assert "ustack loop" in str(exc) and "writer.start_tls" in str(exc), exc
+            w2.close()
         finally:
             await a.close()
             await b.close()

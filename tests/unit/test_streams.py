@@ -332,8 +332,7 @@ async def test_unknown_name_is_gaierror(pair: Any) -> None:
     """A name goes through the stack's resolver; its failure reaches the
     caller as socket.gaierror (was: ValueError "IPv4 addresses only")."""
     a, _ = pair
-    a.add_close_hook = lambda hook: None
-    streams.set_resolver(a, _NoNames())  # type: ignore[arg-type]
+    a.resolver = _NoNames()
     with pytest.raises(socket.gaierror):
         await streams.open_connection("example.com", 80, stack=a)
 
@@ -494,3 +493,32 @@ async def test_force_close_aborts_with_the_error(pair: Any) -> None:
     assert transport.is_closing()
     assert await asyncio.wait_for(lost, 5) is error
     assert isinstance(await asyncio.wait_for(result, 5), ConnectionResetError)
+
+
+async def test_readexactly_larger_than_the_buffer_after_the_data_came(pair: Any) -> None:
+    """The whole reply waits (reader paused above 2*limit, the rest in the TCP
+    receive buffer) before ``readexactly(everything)``: StreamReader resumes
+    the transport and only then makes the future it awaits, so resume_reading
+    must deliver on a later loop iteration (data fed from inside it found no
+    waiter and the read hung; seen in the happy-eyeballs test)."""
+    a, b = pair
+    payload = os.urandom(300_000)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(payload)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await streams.start_server(handle, port=7010, stack=b)
+    reader, writer = await streams.open_connection(B_IP, 7010, stack=a, limit=16_384)
+    for _ in range(200):  # until B has nothing left to send: all of it is here
+        await asyncio.sleep(0.005)
+        sides = list(b.tcp.endpoints())
+        if sides and all(ep.conn.info(0.0).send_q == 0 for ep in sides):
+            break
+    transport: Any = writer.transport
+    assert transport.is_reading() is False  # paused: the reader is full
+    assert await asyncio.wait_for(reader.readexactly(len(payload)), 5) == payload
+    writer.close()
+    server.close()

@@ -70,6 +70,15 @@ class FakeConn:
     def receive(self, seg: TcpSegment, now: float) -> None:
         self.received.append(seg)
 
+    def coalescible_ack(self, seg: TcpSegment) -> bool:
+        return False
+
+    def ack_supersedes(self, older: TcpSegment, newer: TcpSegment) -> bool:
+        return False
+
+    def absorb_ack(self, older: TcpSegment) -> None:
+        pass
+
     def handle_timer(self, now: float) -> None:
         self.timer_calls.append(now)
         self.deadline = None

@@ -12,8 +12,10 @@ loop) with the network entry points overridden:
   kernel's.
 * ``sock_connect`` on a kernel ``socket.socket`` (what aiohttp's
   aiohappyeyeballs does) connects over ustack instead and remembers the
-  connection under that socket; ``create_connection(sock=that_socket)``
-  then hands it to the protocol (the kernel socket is closed unused).
+  connection under that socket (:mod:`ustack.aio.claims`);
+  ``create_connection(sock=that_socket)`` then hands it to the protocol
+  (the kernel socket is closed unused), and ``sock_sendall``/``sock_recv``/
+  ``sock_recv_into`` on it use the ustack connection.
 * ``create_server``, ``asyncio.start_server``: host None, ``""``,
   ``"0.0.0.0"`` or the stack's address listen on the stack.
 * ``getaddrinfo``: /etc/hosts, then DNS over ustack's UDP
@@ -23,7 +25,10 @@ loop) with the network entry points overridden:
 * ``create_datagram_endpoint``: ustack UDP (:mod:`ustack.aio.datagram`).
 
 The stack starts when the factory builds the loop and closes in
-``loop.close()``.
+``loop.close()``.  The loop never sees :class:`ustack.Stack` itself: it is
+given a *starter* (``ustack.runtime.start_stack`` composes the Stack) and
+uses what :class:`LoopStack` names of the result: the TCP driver, the UDP
+layer, the resolver (DESIGN.md "Transport driver").
 """
 
 from __future__ import annotations
@@ -34,16 +39,19 @@ import logging
 import os
 import socket
 import ssl as ssl_mod
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
+
+import uvloop
 
 from ustack import streams
+from ustack.addressing import parse_interface
+from ustack.aio.claims import Claims, deliver, leftover
 from ustack.aio.datagram import UdpTransport
-from ustack.names import KernelResolverNeeded, Resolver, gaierror
+from ustack.names import KernelResolverNeeded, gaierror
+from ustack.net.udp import UdpLayer
 from ustack.reach import is_ipv4_literal, via_stack
-from ustack.stack import Stack, parse_interface
 from ustack.tcp.config import TcpConfig
 
 log = logging.getLogger("ustack.aio")
@@ -86,6 +94,23 @@ class StackOptions:
         return cls(iface=iface, address=address, gateway=gateway, **kwargs)
 
 
+class LoopStack(streams.StreamHost, Protocol):
+    """What the loop uses of its stack: the TCP driver and the resolver
+    (:class:`~ustack.streams.StreamHost`), the UDP layer, and closing it."""
+
+    @property
+    def udp(self) -> UdpLayer: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+#: starts the loop's stack from its options (``ustack.runtime.start_stack``)
+StackStarter = Callable[[StackOptions], Awaitable[LoopStack]]
+
+
 def _kwargs(**values: Any) -> dict[str, Any]:
     """Keyword arguments that differ from asyncio's defaults (so a loop that
     lacks a newer keyword, e.g. ``all_errors`` before 3.12, is not given it)."""
@@ -96,16 +121,18 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     """The overrides; mixed in front of a concrete loop class."""
 
     _ustack_options: StackOptions
-    _ustack: Stack | None
-    _ustack_starting: asyncio.Future[Stack] | None
-    _ustack_claims: dict[int, tuple[streams.TcpTransport, weakref.finalize[Any, Any]]]
+    _ustack_starter: StackStarter
+    _ustack: LoopStack | None
+    _ustack_starting: asyncio.Future[LoopStack] | None
+    _ustack_claims: Claims
 
-    def _ustack_setup(self, options: StackOptions) -> None:
+    def _ustack_setup(self, options: StackOptions, starter: StackStarter) -> None:
         self._ustack_options = options
+        self._ustack_starter = starter
         self._ustack_interface = parse_interface(options.address)
         self._ustack = None
         self._ustack_starting = None
-        self._ustack_claims = {}
+        self._ustack_claims = Claims()
         streams.register_loop_stack(self, self.ustack_stack)
 
     # ---------------------------------------------------------------- stack
@@ -114,25 +141,19 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     def ustack_options(self) -> StackOptions:
         return self._ustack_options
 
-    async def ustack_stack(self) -> Stack:
+    async def ustack_stack(self) -> LoopStack:
         """The loop's stack, started on first use."""
         if self._ustack is not None:
             return self._ustack
         if self._ustack_starting is None:
             self._ustack_starting = self.create_future()
-            o = self._ustack_options
             try:
-                stack = await Stack.start(iface=o.iface, address=o.address, gateway=o.gateway,
-                                          pcap=o.pcap, mac=o.mac, offload=o.offload,
-                                          diagnostics=o.diagnostics, tcp_config=o.tcp_config,
-                                          **o.extra)
+                stack = await self._ustack_starter(self._ustack_options)
             except BaseException as exc:
                 fut, self._ustack_starting = self._ustack_starting, None
                 fut.set_exception(exc)
                 fut.exception()  # retrieved: the caller raises it
                 raise
-            streams.set_resolver(stack, Resolver(stack, dns_servers=o.dns, hosts_path=o.hosts,
-                                                 resolv_conf=o.resolv_conf))
             self._ustack = stack
             self._ustack_starting.set_result(stack)
             return stack
@@ -157,10 +178,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 self.run_until_complete(stack.close())
             except Exception:
                 log.exception("ustack: closing the loop's stack failed")
-        for transport, finalizer in self._ustack_claims.values():
-            finalizer.detach()
-            transport.abort()
-        self._ustack_claims.clear()
+        self._ustack_claims.close()
         super().close()
 
     # ---------------------------------------------------------- getaddrinfo
@@ -185,7 +203,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         else:
             stack = await self.ustack_stack()
             try:
-                addresses = await streams.resolver_for(stack).resolve(host)
+                addresses = await stack.resolver.resolve(host)
             except KernelResolverNeeded:
                 return await self._kernel().getaddrinfo(host, port, family=family, type=type,
                                                  proto=proto, flags=flags)
@@ -229,8 +247,10 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """asyncio's ``create_connection``; IPv4 destinations the stack routes
         (and sockets :meth:`sock_connect` connected over ustack) use ustack TCP.
-        ``happy_eyeballs_delay``/``interleave`` are accepted: ustack speaks
-        IPv4 only, so the addresses are tried one after the other."""
+        With ``happy_eyeballs_delay`` the addresses are raced as asyncio
+        does (RFC 8305 staggered attempts, :func:`ustack.streams.connect_any`);
+        ``interleave`` reorders by address family, a no-op for ustack's
+        IPv4-only results."""
         kernel = _kwargs(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
                          local_addr=local_addr, server_hostname=server_hostname,
                          ssl_handshake_timeout=ssl_handshake_timeout,
@@ -238,21 +258,24 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                          happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
                          all_errors=all_errors)
         if sock is not None:
-            claimed = self._take_claim(sock)
-            if claimed is None:
+            claim = self._ustack_claims.take(sock)
+            if claim is None:
                 return await self._kernel().create_connection(
                     protocol_factory, cast(str, host), cast(int, port), **kernel)
+            claimed = claim.transport
             if host is not None or port is not None:
                 claimed.abort()
                 raise ValueError("host/port and sock can not be specified at the same time")
             if ssl and server_hostname is None:
                 claimed.abort()
                 raise ValueError("You must set server_hostname when using ssl without a host")
+            early = leftover(claim)  # what a sock_recv buffered and did not return
             protocol = protocol_factory()
             transport = await streams.attach(
                 claimed, protocol, ssl=ssl, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout)
+            deliver(claimed, early)
             return transport, protocol
         if host is None or family not in (0, socket.AF_INET) or port is None:
             return await self._kernel().create_connection(
@@ -268,18 +291,13 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         stack = await self.ustack_stack()
         if ssl and server_hostname is None:
             server_hostname = host
-        errors: list[OSError] = []
-        for address in dict.fromkeys(addresses):
-            if not self.ustack_routes(address):
-                continue
-            try:
-                transport = await streams.connect_transport(
-                    stack, socket.inet_aton(address), int(port), local_port=local_port)
-            except OSError as exc:
-                errors.append(exc)
-                continue
+        routed = [a for a in dict.fromkeys(addresses) if self.ustack_routes(a)]
+        connected, errors = await streams.connect_any(
+            stack.tcp, routed, int(port), happy_eyeballs_delay=happy_eyeballs_delay,
+            local_port=local_port)
+        if connected is not None:
             protocol = protocol_factory()
-            tls = await streams.attach(transport, protocol, ssl=ssl,
+            tls = await streams.attach(connected, protocol, ssl=ssl,
                                        server_hostname=server_hostname,
                                        ssl_handshake_timeout=ssl_handshake_timeout,
                                        ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -318,28 +336,37 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 local_port = self._local_port((bound[0], bound[1])) if bound[1] else None
                 stack = await self.ustack_stack()
                 transport = await streams.connect_transport(
-                    stack, socket.inet_aton(host), port, local_port=local_port)
-                key = id(sock)
-                finalizer = weakref.finalize(sock, self._drop_claim, key)
-                self._ustack_claims[key] = (transport, finalizer)
+                    stack.tcp, socket.inet_aton(host), port, local_port=local_port)
+                self._ustack_claims.add(sock, transport)
                 return
         await super().sock_connect(sock, address)
 
-    def _take_claim(self, sock: socket.socket) -> streams.TcpTransport | None:
-        entry = self._ustack_claims.pop(id(sock), None)
-        if entry is None:
-            return None
-        transport, finalizer = entry
-        finalizer.detach()
-        sock.close()  # the kernel socket was never used
-        return transport
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        """On a socket :meth:`sock_connect` put on ustack: send over its ustack
+        connection (returns once the transport is below its high-water
+        mark); else the kernel's."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_sendall(sock, data)
+        await proto.sendall(data)
 
-    def _drop_claim(self, key: int) -> None:
-        """A socket connected over ustack died without being handed to
-        create_connection (a happy-eyeballs loser): reset its connection."""
-        entry = self._ustack_claims.pop(key, None)
-        if entry is not None:
-            entry[0].abort()
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """On a socket :meth:`sock_connect` put on ustack: up to ``n`` bytes
+        of its ustack connection, ``b""`` after the peer's FIN; else the kernel's."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_recv(sock, n)
+        return await proto.recv(n)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        """:meth:`sock_recv` into ``buf``; the number of bytes."""
+        proto = await self._ustack_claims.socket_protocol(sock)
+        if proto is None:
+            return await super().sock_recv_into(sock, buf)
+        view = memoryview(buf).cast("B")
+        data = await proto.recv(len(view))
+        view[:len(data)] = data
+        return len(data)
 
     # ---------------------------------------------------------------- serve
 
@@ -481,39 +508,26 @@ def _service_port(port: bytes | str | int | None, type: int, flags: int) -> int:
 class AsyncioUstackLoop(UstackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """The standard library's selector loop with ustack networking."""
 
-    def __init__(self, options: StackOptions) -> None:
+    def __init__(self, options: StackOptions, starter: StackStarter) -> None:
         super().__init__()
-        self._ustack_setup(options)
+        self._ustack_setup(options, starter)
 
 
-def _uvloop_class() -> type[asyncio.AbstractEventLoop]:
-    import uvloop
+class UvloopUstackLoop(UstackLoopMixin, uvloop.Loop):  # type: ignore[misc]
+    """uvloop with ustack networking."""
 
-    class UvloopUstackLoop(UstackLoopMixin, uvloop.Loop):  # type: ignore[misc]
-        """uvloop with ustack networking."""
-
-        def __init__(self, options: StackOptions) -> None:
-            super().__init__()
-            self._ustack_setup(options)
-
-    return UvloopUstackLoop
+    def __init__(self, options: StackOptions, starter: StackStarter) -> None:
+        super().__init__()
+        self._ustack_setup(options, starter)
 
 
-_UVLOOP: type[asyncio.AbstractEventLoop] | None = None
-
-
-def new_loop(options: StackOptions, *, use_uvloop: bool = True,
+def new_loop(options: StackOptions, starter: StackStarter, *, use_uvloop: bool = True,
              start: bool = True) -> UstackLoopMixin:
-    """A new ustack loop; with ``start`` its stack is started at once (so
-    a bad interface or a second stack on the same address fails here)."""
-    global _UVLOOP
-    loop: UstackLoopMixin
-    if use_uvloop:
-        if _UVLOOP is None:
-            _UVLOOP = _uvloop_class()
-        loop = _UVLOOP(options)  # type: ignore[call-arg, assignment]
-    else:
-        loop = AsyncioUstackLoop(options)
+    """A new ustack loop whose stack ``starter(options)`` starts; with
+    ``start`` at once (so a bad interface or a second stack on the same
+    address fails here)."""
+    kind = UvloopUstackLoop if use_uvloop else AsyncioUstackLoop
+    loop: UstackLoopMixin = kind(options, starter)
     if start:
         try:
             loop.run_until_complete(loop.ustack_stack())
@@ -523,4 +537,5 @@ def new_loop(options: StackOptions, *, use_uvloop: bool = True,
     return loop
 
 
-__all__ = ["StackOptions", "UstackLoopMixin", "AsyncioUstackLoop", "new_loop"]
+__all__ = ["StackOptions", "StackStarter", "LoopStack", "UstackLoopMixin", "AsyncioUstackLoop",
+           "UvloopUstackLoop", "new_loop"]

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ustack.aio.launcher import LaunchError, launch, parse_command
-    from ustack.aio.runner import loop_factory
+    from ustack.runtime import loop_factory
 
     if args.trace:  # the program's stacks start in this process and read it
         import os

@@ -256,7 +256,7 @@ def run(argv: list[str]) -> int:
         print(f"ustack ss: {exc}", file=sys.stderr)
         return 255
 
-    from ustack.diag.client import query_stacks
+    from ustack.diag.client import query_stacks, query_stacks_both
     from ustack.diag.format import (
         FormatOptions,
         format_summary,
@@ -276,14 +276,14 @@ def run(argv: list[str]) -> int:
     out: list[str] = []
 
     if opts.get("s"):
-        records = [] if nothing else query_stacks(
+        records, udp = ([], []) if nothing else query_stacks_both(
             states=ALL_STATES, detail=False, fields=TABLE_FIELD_COUNT, paths=paths
         )
         if opts.get("j"):  # stdout stays one JSON value
             from ustack.diag.format import format_summary_json
 
-            return _write(format_summary_json(records))
-        out.append(format_summary(records))
+            return _write(format_summary_json(records, udp))
+        out.append(format_summary(records, udp))
         if not table_selected and not words:
             return _write("".join(out))
 
@@ -309,19 +309,22 @@ def run(argv: list[str]) -> int:
     # the plain table needs only state, addresses and queues
     fields = None if detail or fmt.processes else TABLE_FIELD_COUNT
     records = []
-    if not nothing and want_tcp:
-        records = query_stacks(
-            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
-            paths=paths,
-        )
-    if not nothing and want_udp:
-        udp = query_stacks(
-            states=mask, filter_text=flt.text if flt.expr else "", detail=detail, fields=fields,
-            paths=paths, netid="udp",
-        )
-        if udp:
-            fmt = fmt._replace(netids=("tcp",) * len(records) + ("udp",) * len(udp))
-            records = records + udp
+    udp = []  # (the -s branch above used these names too)
+    text = flt.text if flt.expr else ""
+    if nothing:
+        pass
+    elif want_tcp and want_udp:  # one request per stack for both tables
+        records, udp = query_stacks_both(states=mask, filter_text=text, detail=detail,
+                                         fields=fields, paths=paths)
+    elif want_tcp:
+        records = query_stacks(states=mask, filter_text=text, detail=detail, fields=fields,
+                               paths=paths)
+    else:
+        udp = query_stacks(states=mask, filter_text=text, detail=detail, fields=fields,
+                           paths=paths, netid="udp")
+    if udp:
+        fmt = fmt._replace(netids=("tcp",) * len(records) + ("udp",) * len(udp))
+        records = records + udp
     if opts.get("j"):
         from ustack.diag.format import format_json
 

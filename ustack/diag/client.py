@@ -89,13 +89,55 @@ def query_endpoint(
     """Records from one endpoint; None when it is stale (and then removed).
     ``fields``: only the first N fields of each record (see records.FIELDS);
     ``netid="udp"``: the stack's UDP sockets instead of TCP's."""
-    query = {"v": protocol.VERSION, "states": states, "filter": filter_text or None,
-             "detail": detail}
+    data = _ask(path, _request(states, filter_text, detail, fields, netid), timeout)
+    if data is None:
+        return None
+    return decode_reply(path, data, _required(detail, fields))
+
+
+def query_endpoint_both(
+    path: str,
+    *,
+    states: int = ALL_STATES,
+    filter_text: str = "",
+    detail: bool = True,
+    fields: int | None = None,
+    timeout: float = 5.0,
+) -> tuple[list[SocketRecord], list[SocketRecord]] | None:
+    """TCP and UDP records of one endpoint in one request (``"netid":
+    "all"``); a stack too old to know it is asked twice."""
+    data = _ask(path, _request(states, filter_text, detail, fields, "all"), timeout)
+    if data is None:
+        return None
+    required = _required(detail, fields)
+    try:
+        return decode_reply_both(path, data, required)
+    except _NetidUnknown:
+        tcp = query_endpoint(path, states=states, filter_text=filter_text, detail=detail,
+                             fields=fields, timeout=timeout)
+        udp = query_endpoint(path, states=states, filter_text=filter_text, detail=detail,
+                             fields=fields, timeout=timeout, netid="udp")
+        return None if tcp is None else (tcp, udp or [])
+
+
+def _request(states: int, filter_text: str, detail: bool, fields: int | None,
+             netid: str) -> bytes:
+    query: dict[str, object] = {"v": protocol.VERSION, "states": states,
+                                "filter": filter_text or None, "detail": detail}
     if fields:
         query["fields"] = fields
     if netid != "tcp":
         query["netid"] = netid
-    request = json.dumps(query).encode()
+    return json.dumps(query).encode()
+
+
+def _required(detail: bool, fields: int | None) -> tuple[str, ...]:
+    wanted = fields or (len(FIELDS) if detail else BASIC_FIELD_COUNT)
+    return FIELDS[:wanted]
+
+
+def _ask(path: str, request: bytes, timeout: float) -> bytes | None:
+    """One request, the whole reply; None when the endpoint is stale."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -132,9 +174,31 @@ def query_endpoint(
                 raise TimeoutError
     finally:
         sock.close()
-    wanted = fields or (len(FIELDS) if detail else BASIC_FIELD_COUNT)
-    required = FIELDS[:wanted]
-    return decode_reply(path, b"".join(chunks), required)
+    return b"".join(chunks)
+
+
+class _NetidUnknown(EndpointError):
+    """The stack answered an error about ``"netid": "all"`` (an older stack)."""
+
+
+def decode_reply_both(
+    path: str, data: bytes, required: tuple[str, ...] = FIELDS[:TABLE_FIELD_COUNT]
+) -> tuple[list[SocketRecord], list[SocketRecord]]:
+    """The TCP and UDP records of a ``"netid": "all"`` reply,
+    ``(version, names, tcp_rows, udp_rows)``."""
+    try:
+        reply = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - marshal raises several types on garbage
+        raise EndpointError(f"{path}: unreadable reply ({len(data)} bytes)") from None
+    if type(reply) is tuple and len(reply) == 3 and reply[1] == "error" \
+            and isinstance(reply[2], str) and '"netid"' in reply[2]:
+        raise _NetidUnknown(f"{path}: {reply[2]}")
+    if type(reply) is not tuple or len(reply) != 4:
+        return decode_reply(path, data, required), []  # an error reply raises here
+    version, names, tcp_rows, udp_rows = reply
+    tcp = decode_reply(path, marshal.dumps((version, names, tcp_rows)), required)
+    udp = decode_reply(path, marshal.dumps((version, names, udp_rows)), required)
+    return tcp, udp
 
 
 def decode_reply(
@@ -189,15 +253,55 @@ def query_stacks(
 ) -> list[SocketRecord]:
     """Merged records of every running stack, or of the endpoints in
     ``paths`` (the state mask and filter are applied by each stack)."""
-    warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     merged: list[SocketRecord] = []
+
+    def ask(path: str) -> bool:
+        records = query_endpoint(path, states=states, filter_text=filter_text, detail=detail,
+                                 fields=fields, timeout=timeout, netid=netid)
+        if records:
+            merged.extend(records)
+        return records is not None
+
+    _each_endpoint(ask, timeout, directory, warn, paths)
+    return merged
+
+
+def query_stacks_both(
+    *,
+    states: int = ALL_STATES,
+    filter_text: str = "",
+    detail: bool = True,
+    fields: int | None = None,
+    timeout: float = 5.0,
+    directory: str | None = None,
+    warn: Callable[[str], None] | None = None,
+    paths: list[str] | None = None,
+) -> tuple[list[SocketRecord], list[SocketRecord]]:
+    """:func:`query_stacks` for TCP and UDP at once: one request per stack."""
+    tcp: list[SocketRecord] = []
+    udp: list[SocketRecord] = []
+
+    def ask(path: str) -> bool:
+        both = query_endpoint_both(path, states=states, filter_text=filter_text,
+                                   detail=detail, fields=fields, timeout=timeout)
+        if both is None:
+            return False
+        tcp.extend(both[0])
+        udp.extend(both[1])
+        return True
+
+    _each_endpoint(ask, timeout, directory, warn, paths)
+    return tcp, udp
+
+
+def _each_endpoint(ask: Callable[[str], bool], timeout: float, directory: str | None,
+                   warn: Callable[[str], None] | None, paths: list[str] | None) -> None:
+    """``ask(path)`` for every endpoint; failures reported in one line each."""
+    warn = warn or (lambda msg: print(f"ustack ss: {msg}", file=sys.stderr))
     denied = 0
     for path in endpoint_paths(directory, warn) if paths is None else paths:
         try:
-            records = query_endpoint(
-                path, states=states, filter_text=filter_text, detail=detail, fields=fields,
-                timeout=timeout, netid=netid,
-            )
+            ask(path)
         except TimeoutError:
             warn(f"{path}: no answer within {timeout:g} s, skipped")
             continue
@@ -210,11 +314,8 @@ def query_stacks(
         except OSError as exc:
             warn(f"{path}: {exc.strerror or exc}")
             continue
-        if records:
-            merged.extend(records)
     if denied:
         warn(
             f"{denied} stack(s) not shown: their endpoints are mode 0600 "
             "(run ustack ss as the stacks' user, e.g. root)"
         )
-    return merged

@@ -181,16 +181,22 @@ class DiagnosticsServer:
             n = max(1, min(n, fields or n))
         predicate = self._filter(text).predicate if text else None
         netid = query.get("netid", "tcp")
-        if netid not in ("tcp", "udp"):
-            raise RequestError(f'"netid" must be "tcp" or "udp", not {netid!r:.40}')
+        if netid not in ("tcp", "udp", "all"):
+            raise RequestError(f'"netid" must be "tcp", "udp" or "all", not {netid!r:.40}')
         self._netid = netid
         return states, predicate, detail, n
 
-    def _source(self, detail: bool) -> Iterable[SocketRecord]:
+    def _source(self, detail: bool, netid: str | None = None) -> Iterable[SocketRecord]:
         """The snapshot the last validated request asked for (TCP or UDP)."""
-        if self._netid == "udp":
+        if (netid or self._netid) == "udp":
             return self.udp_snapshot_fn(detail) if self.udp_snapshot_fn is not None else []
         return self.snapshot_fn(detail)
+
+    @staticmethod
+    def _encode_both(tcp: list[SocketRecord], udp: list[SocketRecord], n: int) -> bytes:
+        """The reply to ``"netid": "all"``: ``(1, names, tcp_rows, udp_rows)``."""
+        return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), [r[:n] for r in tcp],
+                              [r[:n] for r in udp]))
 
     @staticmethod
     def _select(
@@ -234,6 +240,10 @@ class DiagnosticsServer:
         except (RequestError, FilterError) as exc:
             return _error(str(exc))
         with _no_gc():
+            if self._netid == "all":
+                return self._encode_both(
+                    self._select(self._source(detail, "tcp"), states, predicate),
+                    self._select(self._source(detail, "udp"), states, predicate), n)
             selected = self._select(self._source(detail), states, predicate)
             return self._encode(selected, n)
 
@@ -249,10 +259,22 @@ class DiagnosticsServer:
             states, predicate, detail, n = self._query(request)
         except (RequestError, FilterError) as exc:
             return _error(str(exc))
-        source = self._source(detail)
+        if self._netid == "all":
+            tcp = await self._gather(self._source(detail, "tcp"), states, predicate)
+            udp = await self._gather(self._source(detail, "udp"), states, predicate)
+            with _no_gc():
+                return self._encode_both(tcp, udp, n)
+        selected = await self._gather(self._source(detail), states, predicate)
+        with _no_gc():
+            return self._encode(selected, n)
+
+    async def _gather(self, source: Iterable[SocketRecord], states: int,
+                      predicate: Predicate | None) -> list[SocketRecord]:
+        """The selected records of a snapshot; an iterator is read in chunks
+        with the loop running in between."""
         if isinstance(source, list | tuple):
             with _no_gc():
-                return self._encode(self._select(source, states, predicate), n)
+                return self._select(source, states, predicate)
         selected: list[SocketRecord] = []
         iterator = iter(source)
         while True:
@@ -262,8 +284,7 @@ class DiagnosticsServer:
             if len(chunk) < _CHUNK:
                 break
             await asyncio.sleep(0)
-        with _no_gc():
-            return self._encode(selected, n)
+        return selected
 
 
 class RequestError(ValueError):

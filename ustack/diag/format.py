@@ -504,37 +504,44 @@ def summary_counts(records: Sequence[SocketRecord]) -> dict[str, int]:
     }
 
 
-def format_summary_json(records: Sequence[SocketRecord]) -> str:
+def format_summary_json(records: Sequence[SocketRecord],
+                        udp: Sequence[SocketRecord] = ()) -> str:
     """``-s -j``: the summary as one JSON object."""
     import json
 
     c = summary_counts(records)
+    nudp = len(udp)
     zero = {"total": 0, "ip": 0, "ipv6": 0}
+    inet = c["inuse"] + nudp
     obj = {
-        "total": c["total"],
+        "total": c["total"] + nudp,
         "tcp": {k: c[k] for k in ("total", "estab", "closed", "orphaned", "timewait")},
         "transport": {
-            "raw": zero, "udp": zero, "tcp": {"total": c["inuse"], "ip": c["inuse"], "ipv6": 0},
-            "inet": {"total": c["inuse"], "ip": c["inuse"], "ipv6": 0}, "frag": zero,
+            "raw": zero, "udp": {"total": nudp, "ip": nudp, "ipv6": 0},
+            "tcp": {"total": c["inuse"], "ip": c["inuse"], "ipv6": 0},
+            "inet": {"total": inet, "ip": inet, "ipv6": 0}, "frag": zero,
         },
     }
     return json.dumps(obj) + "\n"
 
 
-def format_summary(records: Sequence[SocketRecord]) -> str:
-    """``ss -s`` for ustack's sockets (no RAW/UDP/FRAG/IPv6 in ustack: zeros)."""
+def format_summary(records: Sequence[SocketRecord], udp: Sequence[SocketRecord] = ()) -> str:
+    """``ss -s`` for ustack's sockets: TCP ``records`` and ``udp`` sockets
+    (no RAW/FRAG/IPv6 in ustack: zeros); INET is TCP + UDP, as in ss."""
     c = summary_counts(records)
     inuse = c["inuse"]
+    nudp = len(udp)
+    inet = inuse + nudp
     lines = [
-        f"Total: {c['total']}",
+        f"Total: {c['total'] + nudp}",
         f"TCP:   {c['total']} (estab {c['estab']}, closed {c['closed']}, "
         f"orphaned {c['orphaned']}, timewait {c['timewait']})",
         "",
         "Transport Total     IP        IPv6",
         f"RAW\t  {0:<9d} {0:<9d} {0:<9d}",
-        f"UDP\t  {0:<9d} {0:<9d} {0:<9d}",
+        f"UDP\t  {nudp:<9d} {nudp:<9d} {0:<9d}",
         f"TCP\t  {inuse:<9d} {inuse:<9d} {0:<9d}",
-        f"INET\t  {inuse:<9d} {inuse:<9d} {0:<9d}",
+        f"INET\t  {inet:<9d} {inet:<9d} {0:<9d}",
         f"FRAG\t  {0:<9d} {0:<9d} {0:<9d}",
         "",
     ]

@@ -18,7 +18,9 @@ sending side::
     {"v": 1, "states": <bit mask of STATE_BITS>, "filter": "<ss expression>" | null,
      "detail": true | false, "fields": <n> (optional: only the first n fields)}
 
-or ``{"v": 1, "type": "counters"}`` for the stack's counters (``ustack nstat``),
+with optional ``"netid": "tcp" | "udp" | "all"`` (default tcp; ``"all"`` is
+answered ``(1, [field names], [tcp rows], [udp rows])``: one request for
+both tables), or ``{"v": 1, "type": "counters"}`` for the stack's counters (``ustack nstat``),
 answered ``(1, "counters", {name: int})``.
 
 The server answers with one ``marshal`` blob and closes::

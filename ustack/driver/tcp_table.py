@@ -49,7 +49,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.tcp import events
@@ -71,6 +71,7 @@ from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
+from ustack.trace.attach import connection_hook
 from ustack.wire.errors import ParseError
 from ustack.wire.tcp import (
     ACK,
@@ -148,7 +149,7 @@ class TcpEndpoint:
     __slots__ = (
         "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
         "owner", "listener", "heap_deadline", "removed", "accepted", "queued",
-        "mem", "mem_epoch",
+        "mem", "mem_epoch", "held", "held_at",
     )
 
     def __init__(
@@ -179,6 +180,10 @@ class TcpEndpoint:
         #: whose clamp the connection has
         self.mem = 0
         self.mem_epoch = 0
+        #: a plain ACK of the current receive batch not yet given to the
+        #: connection (a later one may supersede it), and when it arrived
+        self.held: TcpSegment | None = None
+        self.held_at = 0.0
 
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
@@ -278,6 +283,9 @@ class TcpTable:
     """All TCP connections and listeners of one stack, on one asyncio loop."""
 
     EPHEMERAL_RANGE = (32768, 60999)  # Linux's net.ipv4.ip_local_port_range
+    #: coalesce the plain ACKs of one receive batch per connection
+    #: (TcpConnection.ack_supersedes; docs/tcp-core.md "ACK coalescing")
+    coalesce_acks: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -339,6 +347,8 @@ class TcpTable:
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
         self._dirty: dict[TcpEndpoint, None] = {}
+        #: endpoints holding a plain ACK of the current receive batch
+        self._holding: dict[TcpEndpoint, None] = {}
         #: connections whose owner let go (Linux orphans), for tcp_max_orphans
         self._orphans: set[TcpEndpoint] = set()
         self._flush_handle: asyncio.Handle | None = None
@@ -357,6 +367,7 @@ class TcpTable:
             "tcp_passive_opens": 0,
             "tcp_syn_requests": 0,
             "tcp_gso_out": 0,
+            "tcp_acks_coalesced": 0,
         }
 
     # ------------------------------------------------------------------ queries
@@ -464,6 +475,8 @@ class TcpTable:
         """RST the connection now (RFC 9293 section 3.10.5, ABORT)."""
         if ep.removed:
             return
+        if ep.held is not None:
+            self._release(ep)
         ep.conn.abort(self.now())
         self.touch(ep)
 
@@ -518,6 +531,27 @@ class TcpTable:
             return self.segment_received(src, dst, seg)
         self.counters["tcp_segs_in"] += 1
         conn = ep.conn
+        held = ep.held
+        if held is not None:
+            if conn.ack_supersedes(held, seg):
+                # a later plain ACK of the same batch covers the held one
+                conn.absorb_ack(held)
+                ep.held = seg
+                ep.held_at = self._clock()
+                self.counters["tcp_acks_coalesced"] += 1
+                return None
+            ep.held = None
+            conn.receive(held, ep.held_at)
+        if self.coalesce_acks and conn.coalescible_ack(seg):
+            # hold it until the batch ends (_flush) or another segment for
+            # this connection arrives: the next plain ACK may supersede it
+            ep.held = seg
+            ep.held_at = self._clock()
+            self._holding[ep] = None
+            self._dirty[ep] = None
+            if self._flush_handle is None:
+                self._flush_handle = self.loop.call_soon(self._flush)
+            return None
         conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
@@ -532,6 +566,8 @@ class TcpTable:
         self.counters["tcp_segs_in"] += 1
         ep = self._conns.get((seg.dst_port, src, seg.src_port))
         if ep is not None:
+            if ep.held is not None:
+                self._release(ep)
             ep.conn.receive(seg, self.now())
             self.touch(ep)
             if getattr(ep.conn, "reopen_syn", None) is None:
@@ -906,8 +942,28 @@ class TcpTable:
 
     # ----------------------------------------------------------------- drain
 
+    def _release(self, ep: TcpEndpoint) -> None:
+        """Give ``ep`` its held ACK (at the time it arrived)."""
+        seg = ep.held
+        if seg is not None:
+            ep.held = None
+            if not ep.removed:
+                ep.conn.receive(seg, ep.held_at)
+                self._dirty[ep] = None
+
+    def release_held(self) -> None:
+        """The receive batch is over: every held ACK goes to its connection
+        (before anything else reads or drives those connections)."""
+        holding = self._holding
+        if holding:
+            for ep in holding:
+                self._release(ep)
+            holding.clear()
+
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._holding:
+            self.release_held()
         dirty = self._dirty
         now = self.now()
         send_tcp = self._ip_send_tcp
@@ -994,8 +1050,6 @@ class TcpTable:
         spec = trace if trace is not None else self.tracer
         if spec is None:
             return None
-        from ustack.trace.attach import connection_hook
-
         return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
 
     def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
@@ -1070,6 +1124,8 @@ class TcpTable:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._holding:
+            self.release_held()
         now = self.now()
         heap = self._heap
         self.counters["tcp_timer_fires"] += 1
@@ -1103,6 +1159,7 @@ class TcpTable:
             return
         for listener in list(self._listeners.values()):
             listener.close()
+        self.release_held()
         now = self.now()
         for ep in list(self._conns.values()):
             with contextlib.suppress(Exception):  # closing must not fail half-way

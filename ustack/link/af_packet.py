@@ -33,10 +33,15 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.wire.ethernet import parse_mac
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -44,6 +49,14 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_STATISTICS = 6
 PACKET_RX_RING = 5
+PACKET_TX_RING = 13
+#: a TX ring slot: tpacket2_hdr, then the frame at TX_DATA (TPACKET2_HDRLEN -
+#: sizeof(sockaddr_ll)), up to TX_SLOT - TX_DATA bytes
+TX_SLOT = 256
+TX_DATA = 32
+TP_STATUS_AVAILABLE = 0
+TP_STATUS_SEND_REQUEST = 1
+TP_STATUS_WRONG_FORMAT = 4
 PACKET_AUXDATA = 8
 PACKET_VERSION = 10
 PACKET_VNET_HDR = 15
@@ -158,6 +171,7 @@ class AfPacketDevice(Device):
         max_send_queue: int = 8192,
         ring: tuple[mmap.mmap, int, int] | None = None,
         vnet_hdr: bool = False,
+        tx_ring_slots: int = 0,
     ) -> None:
         self.name = name
         self.ifindex = ifindex
@@ -180,6 +194,13 @@ class AfPacketDevice(Device):
         self._ring_head = 0
         if ring is not None:
             self._ring, self._ring_slot, self._ring_slots = ring
+        #: PACKET_TX_RING slots (after the receive ring in the same mmap)
+        self._tx_slots = tx_ring_slots
+        self._tx_head = 0
+        #: numpy views of the rings for :meth:`read_fixed` / :meth:`send_fixed`
+        self._np: _RingArrays | None = None
+        #: the owner's callback when attached with :meth:`attach_polled`
+        self._polled: Callable[[], None] | None = None
         self.rx_mode = "ring" if ring is not None else "vnet" if vnet_hdr else "socket"
         self._txq: collections.deque[Frame] = collections.deque()
         self._max_send_queue = max_send_queue
@@ -197,6 +218,8 @@ class AfPacketDevice(Device):
                 "tx_frames",
                 "tx_bytes",
                 "tx_gso_frames",
+                "tx_ring_frames",
+                "tx_ring_busy",
                 "tx_queued",
                 "tx_drops_queue_full",
                 "tx_errors",
@@ -219,6 +242,8 @@ class AfPacketDevice(Device):
         sndbuf: int = 4 << 20,
         max_send_queue: int = 8192,
         tcp_syn: str = "all",
+        ring_slot: int | None = None,
+        tx_ring_frames: int = 0,
     ) -> AfPacketDevice:
         """Open ``iface`` in the calling thread's network namespace.
 
@@ -233,6 +258,11 @@ class AfPacketDevice(Device):
         ``tcp_syn`` splits the traffic between two devices on one interface
         (:func:`bpf.split_tcp_syn`): ``"exclude"`` receives everything but
         pure TCP SYNs, ``"only"`` nothing else (the stack's SYN channel).
+        ``ring_slot`` sets the ring's slot size (a power of two; default:
+        room for an MTU-sized frame): the SYN channel uses small slots, so a
+        deep ring costs little memory.  ``tx_ring_frames`` (with ``rx_ring``)
+        adds a PACKET_TX_RING of that many 256-byte slots for
+        :meth:`send_fixed`: many small frames, one system call.
         Raises PermissionError without CAP_NET_RAW and OSError(ENODEV) for
         an unknown interface.
         """
@@ -255,7 +285,8 @@ class AfPacketDevice(Device):
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             if rx_ring and sys.byteorder == "little":
                 try:
-                    ring = _setup_ring(sock, mtu, ring_frames)
+                    ring = _setup_ring(sock, mtu, ring_frames, ring_slot,
+                                       0 if vnet_hdr else tx_ring_frames)
                 except OSError:
                     if not vnet_hdr:
                         raise
@@ -270,7 +301,8 @@ class AfPacketDevice(Device):
             sock.close()
             raise
         return cls(sock, iface, ifindex, our_mac, mtu, max_send_queue=max_send_queue,
-                   ring=ring, vnet_hdr=vnet_hdr)
+                   ring=ring[:3] if ring is not None else None, vnet_hdr=vnet_hdr,
+                   tx_ring_slots=ring[3] if ring is not None else 0)
 
     # --------------------------------------------------------------- receive
     def attach(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
@@ -284,7 +316,23 @@ class AfPacketDevice(Device):
         if self._txq:
             self._arm_writer()
 
+    def attach_polled(self, loop: asyncio.AbstractEventLoop,
+                      on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable()`` whenever the socket is readable; it reads
+        the frames itself (:meth:`read_fixed`, :meth:`poll`)."""
+        self._polled = on_readable
+        self.attach(loop, lambda frames: None)
+
+    def poll(self) -> None:
+        """Read pending frames now and hand them to the receiver, as a
+        readable wakeup would (a no-op when none are pending)."""
+        if not self._closed and self._receiver is not None:
+            self._handler()()
+
     def _handler(self) -> Callable[[], None]:
+        polled = self._polled
+        if polled is not None:
+            return polled
         return {"ring": self._on_readable_ring, "vnet": self._on_readable_vnet,
                 "socket": self._on_readable_socket}[self.rx_mode]
 
@@ -340,6 +388,75 @@ class AfPacketDevice(Device):
             # readiness until read; read it here or the loop would spin
             self._consume_socket_error()
         self._deliver(frames, nbytes, skipped, truncated)
+
+    def read_fixed(self, width: int, budget: int) -> tuple[
+            NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame]]:
+        """Up to ``budget`` ring frames in one go, without Python work per
+        frame (needs numpy and ``rx_mode == "ring"``): those exactly
+        ``width`` bytes long as the rows of an ``(n, width)`` array with
+        their trusted flags, every other frame as a ReceivedFrame (in ring
+        order among themselves).  Counts like the ring's reader; the caller
+        hands the frames on itself (nothing goes to the attached receiver).
+        """
+        import numpy as np
+
+        arrays = self._np
+        if arrays is None:
+            if self._ring is None:
+                raise RuntimeError("read_fixed needs the receive ring (rx_mode 'ring')")
+            arrays = self._np = _RingArrays(self._ring, self._ring_slot, self._ring_slots,
+                                            self._tx_slots)
+        nslots = self._ring_slots
+        budget = min(budget, nslots)
+        head = self._ring_head
+        idx = np.arange(head, head + budget) % nslots
+        ready = arrays.status[idx] & TP_STATUS_USER != 0
+        n = budget if ready.all() else int(ready.argmin())
+        stats = self._stats
+        stats["rx_wakeups"] += 1
+        if n == 0:
+            self._consume_socket_error()
+            return arrays.empty(width), np.zeros(0, dtype=bool), []
+        idx = idx[:n]
+        hdr = arrays.header[idx]  # tp_status, tp_len, tp_snaplen, tp_mac | tp_net << 16
+        status = hdr[:, 0]
+        pkttype = arrays.flat[idx * self._ring_slot + _SLOT_PKTTYPE]
+        outgoing = pkttype == PACKET_OUTGOING
+        whole = hdr[:, 1] == hdr[:, 2]
+        fixed = whole & (hdr[:, 1] == width) & ~outgoing
+        starts = idx[fixed] * self._ring_slot + (hdr[fixed, 3] & 0xFFFF)
+        rows = arrays.flat[starts[:, None] + np.arange(width)]
+        trusted = status[fixed] & _TRUSTED_BITS != 0
+        others: list[ReceivedFrame] = []
+        truncated = 0
+        nbytes = len(rows) * width
+        ring = self._ring
+        assert ring is not None
+        for i in np.flatnonzero(~fixed & ~outgoing).tolist():
+            slot = int(idx[i])
+            off = slot * self._ring_slot
+            st, tp_len, snaplen, mac = (int(v) for v in hdr[i])
+            if snaplen != tp_len:
+                full = self._recv_copy() if st & TP_STATUS_COPY else None
+                if full is None:
+                    truncated += 1
+                    continue
+                others.append((full, bool(st & _TRUSTED_BITS)))
+                nbytes += len(full)
+            else:
+                start = off + (mac & 0xFFFF)
+                others.append((ring[start:start + snaplen], bool(st & _TRUSTED_BITS)))
+                nbytes += snaplen
+        arrays.status[idx] = TP_STATUS_KERNEL  # hand the slots back
+        self._ring_head = (head + n) % nslots
+        skipped = int(outgoing.sum())
+        if skipped:
+            stats["rx_outgoing_ignored"] += skipped
+        if truncated:
+            stats["rx_truncated"] += truncated
+        stats["rx_frames"] += len(rows) + len(others)
+        stats["rx_bytes"] += nbytes
+        return rows, trusted, others
 
     def _consume_socket_error(self) -> None:
         try:
@@ -459,7 +576,18 @@ class AfPacketDevice(Device):
                 receiver(frames)
 
     # ------------------------------------------------------------------ send
+    def _send_via_ring(self, frame: Frame) -> None:
+        import numpy as np
+
+        if len(frame) > TX_SLOT - TX_DATA:
+            self._stats["tx_errors"] += 1
+            return
+        self.send_fixed(np.frombuffer(bytes(frame), dtype=np.uint8).reshape(1, -1))
+
     def send(self, frame: Frame) -> None:
+        if self._tx_slots:
+            self._send_via_ring(frame)
+            return
         if self.vnet_hdr:
             frame = _VNET_NONE + frame
         if self._txq:
@@ -478,6 +606,10 @@ class AfPacketDevice(Device):
             stats["tx_bytes"] += len(frame) - self._tx_overhead
 
     def send_many(self, frames: Sequence[Frame]) -> None:
+        if self._tx_slots:  # every send of a TX-ring socket goes through the ring
+            for frame in frames:
+                self._send_via_ring(frame)
+            return
         if self.vnet_hdr:
             frames = [_VNET_NONE + f for f in frames]
         if self._txq:
@@ -506,6 +638,51 @@ class AfPacketDevice(Device):
                 nbytes += len(frame)
         self._stats["tx_frames"] += sent
         self._stats["tx_bytes"] += nbytes - sent * self._tx_overhead
+
+    def send_fixed(self, rows: NDArray[np.uint8]) -> None:
+        """Send the rows of an ``(n, width)`` array as ``n`` frames of
+        ``width`` bytes: through the TX ring in one system call when the
+        device has one (``tx_ring_frames``), else with :meth:`send_many`.
+        Rows the ring has no free slot for are dropped and counted
+        (``tx_ring_busy``), as a full queue would drop them."""
+        n, width = rows.shape
+        arrays = self._np
+        if arrays is None and self._tx_slots and self._ring is not None:
+            arrays = self._np = _RingArrays(self._ring, self._ring_slot, self._ring_slots,
+                                            self._tx_slots)
+        if (arrays is None or arrays.tx is None or self._txq or self.vnet_hdr
+                or width > TX_SLOT - TX_DATA or n == 0):
+            data = rows.tobytes()
+            self.send_many([data[i:i + width] for i in range(0, n * width, width)])
+            return
+        import numpy as np
+
+        nslots = self._tx_slots
+        head = self._tx_head
+        idx = np.arange(head, head + min(n, nslots)) % nslots
+        status = arrays.tx_words[idx, 0]
+        wrong = status == TP_STATUS_WRONG_FORMAT
+        if wrong.any():  # a frame the kernel refused: count it, free its slot
+            self._stats["tx_errors"] += int(wrong.sum())
+            arrays.tx_words[idx[wrong], 0] = TP_STATUS_AVAILABLE
+            status = arrays.tx_words[idx, 0]
+        free = status == TP_STATUS_AVAILABLE
+        k = len(idx) if free.all() else int(free.argmin())
+        if k:
+            use = idx[:k]
+            arrays.tx[use, TX_DATA:TX_DATA + width] = rows[:k]
+            arrays.tx_words[use, 1] = width  # tp_len
+            arrays.tx_words[use, 0] = TP_STATUS_SEND_REQUEST  # last: the kernel may go
+            self._tx_head = (head + k) % nslots
+            # on an error the frames stay requested: the next send_fixed flushes them
+            with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
+                self._sock.send(b"")
+            stats = self._stats
+            stats["tx_frames"] += k
+            stats["tx_ring_frames"] += k
+            stats["tx_bytes"] += k * width
+        if k < n:  # the ring is full (a socket with a TX ring sends only through it)
+            self._stats["tx_ring_busy"] += n - k
 
     def send_gso(self, frame: Frame, gso_size: int) -> None:
         """Send an Ethernet+IPv4+TCP frame of any size up to 64 KiB; the kernel
@@ -612,6 +789,7 @@ class AfPacketDevice(Device):
             return
         self._closed = True
         ring, self._ring = self._ring, None
+        self._np = None  # numpy views export the mmap's buffer: drop them first
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self._fd)
@@ -648,12 +826,52 @@ class AfPacketDevice(Device):
         return f"AfPacketDevice({self.name!r}, mac={self.mac.hex(':')}, mtu={self.mtu})"
 
 
-def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int) -> tuple[mmap.mmap, int, int]:
-    """PACKET_RX_RING (TPACKET_V2) sized for ``mtu``: (mmap, slot size, slots)."""
-    need = _SLOT_OVERHEAD + 14 + 4 + mtu  # + Ethernet + one VLAN tag
-    slot = 2048
-    while slot < need:
-        slot <<= 1
+class _RingArrays:
+    """numpy views of a TPACKET_V2 ring: the whole ring as bytes, each slot's
+    tp_status, and each slot's first four header words."""
+
+    __slots__ = ("flat", "status", "header", "tx", "tx_words")
+
+    def __init__(self, ring: mmap.mmap, slot: int, nslots: int, tx_slots: int = 0) -> None:
+        import numpy as np
+
+        self.flat: Any = np.frombuffer(ring, dtype=np.uint8, count=slot * nslots)
+        words = np.frombuffer(ring, dtype="<u4", count=slot * nslots // 4).reshape(
+            nslots, slot // 4)
+        self.status: Any = words[:, 0]
+        self.header: Any = words[:, :4]
+        self.tx: Any = None
+        self.tx_words: Any = None
+        if tx_slots:
+            size = TX_SLOT * tx_slots
+            self.tx = np.frombuffer(ring, dtype=np.uint8, count=size,
+                                    offset=slot * nslots).reshape(tx_slots, TX_SLOT)
+            self.tx_words = np.frombuffer(ring, dtype="<u4", count=size // 4,
+                                          offset=slot * nslots).reshape(tx_slots, TX_SLOT // 4)
+
+    @staticmethod
+    def empty(width: int) -> Any:
+        import numpy as np
+
+        return np.zeros((0, width), dtype=np.uint8)
+
+
+def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int,
+                slot_size: int | None = None,
+                tx_frames: int = 0) -> tuple[mmap.mmap, int, int, int]:
+    """PACKET_RX_RING (TPACKET_V2) sized for ``mtu`` (or with ``slot_size``-byte
+    slots; bigger frames then arrive TP_STATUS_COPY), and ``tx_frames``
+    PACKET_TX_RING slots of TX_SLOT bytes mapped after it: (mmap, slot size,
+    slots, TX slots)."""
+    if slot_size is not None:
+        if slot_size < 128 or slot_size & (slot_size - 1):
+            raise ValueError(f"ring_slot must be a power of two >= 128, not {slot_size}")
+        slot = slot_size
+    else:
+        need = _SLOT_OVERHEAD + 14 + 4 + mtu  # + Ethernet + one VLAN tag
+        slot = 2048
+        while slot < need:
+            slot <<= 1
     block = max(_RING_BLOCK, slot)  # both powers of two: slots never straddle
     per_block = block // slot       # blocks, so slot i sits at i * slot
     blocks = max(1, -(-ring_frames // per_block))
@@ -661,9 +879,17 @@ def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int) -> tuple[mmap.m
     sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)  # oversized frames: TP_STATUS_COPY
     req = struct.pack("IIII", block, blocks, slot, per_block * blocks)
     sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-    ring = mmap.mmap(sock.fileno(), block * blocks, mmap.MAP_SHARED,
-                     mmap.PROT_READ | mmap.PROT_WRITE)
-    return ring, slot, per_block * blocks
+    size = block * blocks
+    tx_slots = 0
+    if tx_frames:
+        tx_per_block = _RING_BLOCK // TX_SLOT
+        tx_blocks = max(1, -(-tx_frames // tx_per_block))
+        tx_slots = tx_per_block * tx_blocks
+        sock.setsockopt(SOL_PACKET, PACKET_TX_RING,
+                        struct.pack("IIII", _RING_BLOCK, tx_blocks, TX_SLOT, tx_slots))
+        size += _RING_BLOCK * tx_blocks
+    ring = mmap.mmap(sock.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    return ring, slot, per_block * blocks, tx_slots
 
 
 def gso_tcp_vnet_header(frame: bytes, gso_size: int) -> bytes:

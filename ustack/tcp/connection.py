@@ -676,6 +676,64 @@ class TcpConnection:
             return
         self._receive_general(seg, now)
 
+    # ---------------------------------------------- ACK coalescing (driver)
+    def coalescible_ack(self, seg: TcpSegment) -> bool:
+        """``seg`` is a plain cumulative ACK this connection would take
+        through its ACK fast path right now: ESTABLISHED, flags exactly ACK,
+        no text, no SACK information it would use, in sequence, SND.UNA <
+        SEG.ACK =< SND.NXT, the recovery room OPEN, no trace hook.  A driver
+        that read several segments for this connection in one receive batch
+        may hold such an ACK and let a later one supersede it
+        (:meth:`ack_supersedes`); docs/tcp-core.md "ACK coalescing"."""
+        if (seg.flags != ACK or seg.payload or self.state is not _ESTABLISHED
+                or self.trace is not None or not self.fast_path):
+            return False
+        rec = self.rec
+        if rec is None or seg.seq != self.rcv.nxt or (self.sack_ok and seg.options.sack_blocks):
+            return False
+        # the recovery room is quiet: nothing SACKed, lost or retransmitted,
+        # no loss-probe episode, no undo pending (then an ACK only moves
+        # SND.UNA, RTT, RACK, the rate sample and cwnd: Recovery.on_clean_ack)
+        sb = rec.sb
+        if (rec.state is not CaState.OPEN or rec.tlp_high_seq is not None
+                or rec.undo_marker is not None or rec.is_sack_reneg or rec.reno_sacked
+                or sb.sacked_out or sb.lost_out or sb.retrans_out):
+            return False
+        una = self.snd_una
+        d = (seg.ack - una) & MASK
+        return 0 < d <= ((self.snd_nxt - una) & MASK)
+
+    def ack_supersedes(self, older: TcpSegment, newer: TcpSegment) -> bool:
+        """Receiving only ``newer`` may stand for receiving ``older`` then
+        ``newer`` (both read in one batch, nothing processed in between):
+        ``newer`` is coalescible, has the same sequence number and a higher
+        cumulative ACK (so ``older`` is no duplicate ACK and ``newer``'s
+        window passes the SND.WL1/SND.WL2 test), and with timestamps its
+        TSval is not older than ``older``'s, which passes PAWS (so TS.Recent
+        ends where it would, RFC 7323 4.3/5.3, and no PAWS reply is lost).
+        What the pair then does is what one stretch ACK does (RFC 5681 4.2
+        allows those): the bytes acknowledged, cwnd growth, delivered count,
+        RACK and the rate sample are those of ``newer``; the SRTT gets one
+        sample (from the oldest segment acknowledged) instead of two."""
+        if newer.seq != older.seq or not self.coalescible_ack(newer):
+            return False
+        if not 0 < ((newer.ack - older.ack) & MASK) < 0x80000000:
+            return False
+        if self.ts_ok:
+            t_old = older.options.timestamp
+            t_new = newer.options.timestamp
+            if t_old is None or t_new is None:
+                return t_old is None and t_new is None
+            if (((t_new[0] - t_old[0]) & MASK) >= 0x80000000
+                    or ((t_old[0] - self._ts_recent) & MASK) >= 0x80000000):
+                return False
+        return True
+
+    def absorb_ack(self, older: TcpSegment) -> None:
+        """``older`` was superseded (:meth:`ack_supersedes`) and will not be
+        received: count it as a segment in (tcpi_segs_in) all the same."""
+        self.segs_in += 1
+
     def _receive_general(self, seg: TcpSegment, now: float) -> None:
         """3.10.7.4 "Other states": SYN-RECEIVED through LAST-ACK."""
         st = self.state
@@ -942,10 +1000,25 @@ class TcpConnection:
         """Hand one ACK to the recovery room and act on what it found."""
         cc = self.cc
         cwnd, ssthresh = cc.cwnd, cc.ssthresh
-        ts = seg.options.timestamp
+        opts = seg.options
+        ts = opts.timestamp
         snd = self.snd
+        if not opts.sack_blocks or not self.sack_ok:
+            # a plain ACK: the recovery room's fast path if it applies (its
+            # outcome has no state change, D-SACK, undo, F-RTO or reneging)
+            clean = rec.on_clean_ack(seg.ack, now,
+                                     ts[1] if ts is not None and self.ts_ok else None,
+                                     snd.is_cwnd_limited(self))
+            if clean is not None:
+                rec.apply_timers(self.timers)
+                rs = clean.rate
+                if rs is not None and rs.interval > 0:
+                    self._rate = rs.delivery_rate
+                if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
+                    self._trace_cc(now)
+                return
         out = rec.on_ack(
-            seg.ack, seg.options.sack_blocks if self.sack_ok else (), now,
+            seg.ack, opts.sack_blocks if self.sack_ok else (), now,
             ts_ecr=ts[1] if ts is not None and self.ts_ok else None,
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),

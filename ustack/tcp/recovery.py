@@ -525,16 +525,10 @@ class Recovery:
         ``tcp_fastretrans_alert``, ``tcp_rate_gen``, ``tcp_cong_control``)."""
         sb = self.sb
         self._now = now
-        # (undo_marker may stay set after a recovery, as in Linux: only
-        # _fastretrans_alert and D-SACKs read it, and an advancing ACK without
-        # SACK blocks in OPEN is not dubious, so the general path never does)
-        if (not sack_blocks and self.state is _OPEN and not ece
-                and self.tlp_high_seq is None
-                and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
-                and self.sack_ok and not self.is_sack_reneg and self.fast_path):
-            d = (ack - sb.una) & MASK
-            if 0 < d <= sb.nxt - sb.una:
-                return self._on_ack_fast(sb.una + d, now, ts_ecr, is_cwnd_limited)
+        if not sack_blocks and not ece:
+            fast = self.on_clean_ack(ack, now, ts_ecr, is_cwnd_limited)
+            if fast is not None:
+                return fast
         self._ts_ecr = ts_ecr
         out = AckOutcome(prior_state=self.state, state=self.state)
         a = sb.unwrap(ack)
@@ -642,17 +636,42 @@ class Recovery:
         self._ts_ecr = None
         return out
 
+    def on_clean_ack(self, ack: int, now: float, ts_ecr: int | None,
+                     is_cwnd_limited: bool) -> AckOutcome | None:
+        """:meth:`on_ack` of an ACK without SACK blocks and without ECE when
+        it takes the fast path (:meth:`_on_ack_fast`: the cumulative ACK
+        advances, nothing SACKed/lost/retransmitted, OPEN, no probe
+        episode); None when it does not (then call :meth:`on_ack`).  The
+        connection calls this first for plain ACKs (no keyword arguments,
+        no flags it would only compute for the general path)."""
+        sb = self.sb
+        # (undo_marker may stay set after a recovery, as in Linux: only
+        # _fastretrans_alert and D-SACKs read it, and an advancing ACK without
+        # SACK blocks in OPEN is not dubious, so the general path never does)
+        if (self.state is _OPEN and self.tlp_high_seq is None
+                and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
+                and self.sack_ok and not self.is_sack_reneg and self.fast_path):
+            d = (ack - sb.una) & MASK
+            if 0 < d <= sb.nxt - sb.una:
+                self._now = now
+                return self._on_ack_fast(sb.una + d, now, ts_ecr, is_cwnd_limited)
+        return None
+
     def _on_ack_fast(self, a: int, now: float, ts_ecr: int | None,
                      is_cwnd_limited: bool) -> AckOutcome:
         """:meth:`on_ack` for the common case: the cumulative ACK advances to
         ``a`` (unwrapped), no SACK blocks, nothing SACKed, lost or being
         retransmitted on the scoreboard, a SACK peer, state OPEN, no probe
         episode, no ECE (an undo marker left by an earlier recovery is
-        fine).  The general path then takes no SACK, D-SACK, dupACK, loss,
-        undo or state-machine branch; what is
-        left is inlined here (``_clean`` without marks, ``_rtt_update``,
-        ``_cong_control`` in OPEN).  Same results, state and calls as the
-        general path (tests/unit/test_tcp_recovery_fastpath.py)."""
+        fine: the general path reads it only for dubious ACKs and D-SACKs).
+        The general path then takes no
+        SACK, D-SACK, dupACK, loss, undo or state-machine branch; what is
+        left is inlined here (``_clean`` without marks, the rate sampler's
+        ``on_delivered``/``generate``, ``_rtt_update``, RACK's window update,
+        ``_cong_control`` in OPEN, the probe timer).  With no SACKed, lost or
+        retransmitted bytes the pipe is SND.NXT - SND.UNA and nothing is
+        newly lost.  Same results, state and calls as the general path
+        (tests/unit/test_tcp_recovery_fastpath.py)."""
         sb = self.sb
         rate = self.rate
         rack = self.rack
@@ -660,37 +679,63 @@ class Recovery:
         if log:
             log.clear()
         prior_fack = sb.fack
-        prior_in_flight = sb.nxt - sb.una - sb.sacked_bytes - sb.lost_bytes + sb.retrans_bytes
-        prior_delivered = rate.delivered
-        prior_lost = sb.lost_total
+        # (in_flight() with no SACKed, lost, retransmitted or dupACKed bytes)
+        prior_in_flight = sb.nxt - sb.una
+        delivered = rate.delivered
+        prior_delivered = delivered
         reord = sb.nxt
-        acc = RateAccumulator()
-        min_rtt = self.rtt.min_rtt
+        rtt = self.rtt
+        min_rtt = rtt.min_rtt
         self.rto_count = 0
-        # Linux tcp_clean_rtx_queue with no SACK/lost/retrans marks (see _clean)
+        # Linux tcp_clean_rtx_queue with no SACK/lost/retrans marks (see
+        # _clean); the rate sample's starting record (RateSampler.on_delivered)
+        # kept in locals instead of a RateAccumulator
         acked = 0
         mss = sb.mss
         first_ackt: float | None = None
         last_ackt = 0.0
         retrans_acked = False
+        have = False
+        s_delivered = 0
+        s_time = 0.0
+        s_interval = -1.0
+        s_app_limited = False
+        s_retrans = False
+        s_xid = 0
+        s_end = 0
+        first_tx = rate.first_tx_time
         for r, n in sb.pop_acked(a):
             acked += n
+            delivered += n
             if r.start == a and n < mss:
-                rate.delivered += n
                 continue
+            sent = r.sent
             if r.retrans:
                 retrans_acked = True
+                if not (ts_ecr is not None and r.tsval is not None
+                        and seq_lt(ts_ecr, r.tsval)):
+                    rack.advance(r, now, min_rtt)
             else:
                 if first_ackt is None:
-                    first_ackt = r.sent
-                last_ackt = r.sent
+                    first_ackt = sent
+                last_ackt = sent
                 if r.start < reord:
                     reord = r.start
-            rate.delivered += n
-            if not (r.retrans and ts_ecr is not None and r.tsval is not None
-                    and seq_lt(ts_ecr, r.tsval)):
                 rack.advance(r, now, min_rtt)
-            rate.on_delivered(acc, r)
+            # RateSampler.on_delivered
+            if not have or sent > first_tx or (
+                    sent == first_tx and (r.xid > s_xid or (r.xid == s_xid and r.end > s_end))):
+                have = True
+                s_delivered = r.tx_delivered
+                s_time = r.tx_delivered_time
+                s_app_limited = r.app_limited
+                s_retrans = r.retrans > 0
+                s_end = r.end
+                s_xid = r.xid
+                first_tx = sent
+                s_interval = sent - r.tx_first_tx_time
+        rate.first_tx_time = first_tx
+        rate.delivered = delivered
         if reord < prior_fack:
             self._check_sack_reordering(reord, max(prior_fack, sb.fack))
         # _rtt_update without SACK samples
@@ -699,31 +744,51 @@ class Recovery:
         if first_ackt is not None and not retrans_acked:
             seq_rtt = now - first_ackt
             ca_rtt = now - last_ackt
-        if seq_rtt is None and ts_ecr is not None and self.ts_clock is not None:
+        elif ts_ecr is not None and self.ts_clock is not None:
             delta = seq_sub(self.ts_clock(now), ts_ecr)
             if 0 <= delta < 0x7FFFFFFF // 1000:
                 seq_rtt = max(delta, 1) / 1000.0
                 ca_rtt = seq_rtt
         self._ca_rtt = ca_rtt
         if seq_rtt is not None:
-            self.rtt.update(seq_rtt, ca_rtt if ca_rtt is not None else seq_rtt, now)
-            self.rtt.backoff = 0
-        rack.update_reo_wnd(acc.prior_delivered if acc.have else None, rate.delivered,
-                            bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
+            rtt.update(seq_rtt, ca_rtt if ca_rtt is not None else seq_rtt, now)
+            rtt.backoff = 0
+        # Rack.update_reo_wnd: only a pending D-SACK or a multiplier left
+        # above 1 without persistence changes anything
+        if have and (rack.dsack_seen or (rack.reo_wnd_steps != 1 and not rack.reo_wnd_persist)):
+            rack.update_reo_wnd(s_delivered, delivered,
+                                bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
         out = AckOutcome(acked)
         out.rtt = seq_rtt
-        delivered_now = rate.delivered - prior_delivered
-        lost_now = sb.lost_total - prior_lost
+        delivered_now = delivered - prior_delivered
         out.delivered = delivered_now
-        out.lost = lost_now
-        d, interval, app_limited = rate.generate(acc, delivered_now, now, min_rtt, False)
-        cur_rtt = self.rtt.min_rtt
+        # RateSampler.generate (tcp_rate_gen)
+        app = rate.app_limited
+        if app and delivered > app:
+            rate.app_limited = 0
+        if delivered_now:
+            rate.delivered_time = now
+        if not have:
+            d = 0
+            interval = -1.0
+        else:
+            d = delivered - s_delivered
+            ack_interval = now - s_time
+            interval = s_interval if s_interval > ack_interval else ack_interval
+            if (min_rtt > 0.0 and interval < min_rtt) or interval <= 0.0:
+                interval = -1.0
+            elif not s_app_limited or (
+                    d * rate.rate_interval >= rate.rate_delivered * interval):
+                rate.rate_delivered = d
+                rate.rate_interval = interval
+                rate.rate_app_limited = s_app_limited
+        cur_rtt = rtt.min_rtt
+        in_flight = sb.nxt - sb.una
         rs = RateSample(
             d, interval, d / interval if interval > 0 else 0.0,
-            delivered_now, prior_in_flight, self.in_flight(), lost_now,
+            delivered_now, prior_in_flight, in_flight, 0,
             ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
-            app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
-            rate.delivered, self.state, is_cwnd_limited)
+            s_app_limited, s_retrans, s_delivered, delivered, self.state, is_cwnd_limited)
         out.rate = rs
         self.batch_delivered += delivered_now
         cc = self.cc
@@ -736,9 +801,13 @@ class Recovery:
             self._probe_pending = None
         elif self._tlp_on:
             # _schedule_loss_probe(advancing=True) for a SACK peer in OPEN
-            rtt = self.rtt
+            # (rack.probe_timeout inlined)
+            srtt = rtt.srtt
             cfg = self.cfg
-            pto = probe_timeout(rtt.srtt, packets_out, cfg.rto_min, cfg.probe_initial)
+            if srtt <= 0.0:
+                pto = cfg.probe_initial
+            else:
+                pto = 2 * srtt + (cfg.rto_min if packets_out == 1 else TIMEOUT_MIN)
             rto = rtt.rto
             if 0 < rto < pto:
                 pto = rto

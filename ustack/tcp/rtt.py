@@ -95,11 +95,34 @@ class RttEstimator:
 
     def update(self, seq_rtt: float, ca_rtt: float, now: float) -> None:
         """One ACK's samples: ``seq_rtt`` (oldest acknowledged segment) for
-        SRTT/RTTVAR/RTO, ``ca_rtt`` (newest) for the windowed min_rtt."""
+        SRTT/RTTVAR/RTO, ``ca_rtt`` (newest) for the windowed min_rtt.
+
+        (Per ACK: :meth:`_estimate` is inlined here; the same arithmetic.)"""
         if ca_rtt >= 0.0:
             self.min_rtt = self._minwin.update(now, ca_rtt if ca_rtt > _MIN_SAMPLE
                                                else _MIN_SAMPLE)
-        self._estimate(seq_rtt)
+        r = seq_rtt
+        if r < 0.0:
+            return
+        if r < _MIN_SAMPLE:
+            r = _MIN_SAMPLE
+        self.latest = r
+        srtt = self.srtt
+        rttvar = self.rttvar
+        if srtt == 0.0 and rttvar == 0.0:
+            srtt = r
+            rttvar = r / 2
+        else:
+            rttvar = 0.75 * rttvar + 0.25 * (srtt - r if srtt > r else r - srtt)
+            srtt = 0.875 * srtt + 0.125 * r
+        self.srtt = srtt
+        self.rttvar = rttvar
+        if self._linux:
+            var4 = 4 * rttvar
+            rto = srtt + (var4 if var4 > self._min else self._min)
+        else:
+            rto = max(self._min, srtt + max(0.001, 4 * rttvar))
+        self.base_rto = rto if rto < self._max else self._max
 
     def sample(self, r: float) -> None:
         """Feed one RTT measurement in seconds (RFC 6298 2.2/2.3; alpha 1/8,

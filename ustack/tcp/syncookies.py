@@ -3,15 +3,19 @@
 When a listener's SYN queue is full the SYN-ACK's initial sequence number
 carries the connection instead of a request sock:
 
-    ISS = H1(4-tuple) + SEG.SEQ + (minute << 24) + ((H2(4-tuple, minute) + data) mod 2**24)
+    ISS = H1 + SEG.SEQ + (minute << 24) + ((H2 + data) mod 2**24)
+    H1 || H2 = H(4-tuple, minute)   (one keyed 64-bit hash, two 32-bit halves)
 
 ``data`` is the index of the peer's MSS in :data:`MSS_TABLE` (the largest
-entry not above it).  ``H1`` and ``H2`` are keyed hashes (BLAKE2s with a
-per-stack secret, as Linux uses SipHash with ``syncookie_secret``); the
-minute counter lets the ACK prove the cookie is at most :data:`MAX_AGE`
-minutes old.  The returning ACK has ``SEG.ACK - 1 = ISS`` and ``SEG.SEQ - 1``
-= the SYN's sequence number, so the listener recomputes both hashes and
-recovers ``data`` without having kept anything.
+entry not above it).  ``H`` is BLAKE2s keyed with a per-stack secret (Linux
+uses SipHash with ``syncookie_secret``).  Linux keeps H1 independent of the
+minute so its check can read the minute out of the top 8 bits; here both
+halves come from one hash call, so a SYN costs one hash (under a flood every
+SYN does) and the check, which runs only for ACKs, tries each of the
+:data:`MAX_AGE` minutes a cookie may come from and requires the top 8 bits to
+match that minute.  The returning ACK has ``SEG.ACK - 1 = ISS`` and
+``SEG.SEQ - 1`` = the SYN's sequence number, so the listener recomputes the
+hash and recovers ``data`` without having kept anything.
 
 With timestamps on, the options the ISS has no room for ride in the low
 :data:`TS_BITS` bits of our SYN-ACK's TSval (Linux ``cookie_init_timestamp``):
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 #: Linux ``msstab``: the MSS values a cookie can carry (index = 2 bits;
 #: :func:`mss_index` spells the table out)
@@ -45,7 +51,110 @@ TS_SACK = 1 << 4
 TS_ECN = 1 << 5
 
 MASK32 = 0xFFFFFFFF
+MASK64 = 0xFFFFFFFFFFFFFFFF
 _TUPLE = struct.Struct("!4s4sHHI")
+
+#: an int or a numpy uint64 array (the arithmetic below is written for both)
+_W = TypeVar("_W", int, Any)
+
+
+def _rotl(x: _W, b: int) -> _W:
+    return ((x << b) | (x >> (64 - b))) & MASK64
+
+
+def siphash24(k0: int, k1: int, words: Sequence[_W], last: int) -> _W:
+    """SipHash-2-4 (Aumasson and Bernstein 2012) of the little-endian 64-bit
+    message ``words`` followed by the final block ``last`` (message length
+    << 56 | the tail bytes).  Elementwise when the words are numpy uint64
+    arrays: one Python pass answers a whole batch."""
+    if words and not isinstance(words[0], int):
+        return _siphash24_arrays(k0, k1, words, last)
+    v0: Any = k0 ^ 0x736F6D6570736575
+    v1: Any = k1 ^ 0x646F72616E646F6D
+    v2: Any = k0 ^ 0x6C7967656E657261
+    v3: Any = k1 ^ 0x7465646279746573
+    blocks: list[Any] = [*words, last]
+    for m in blocks:
+        v3 = v3 ^ m
+        for _ in range(2):
+            v0 = (v0 + v1) & MASK64
+            v1 = _rotl(v1, 13) ^ v0
+            v0 = _rotl(v0, 32)
+            v2 = (v2 + v3) & MASK64
+            v3 = _rotl(v3, 16) ^ v2
+            v0 = (v0 + v3) & MASK64
+            v3 = _rotl(v3, 21) ^ v0
+            v2 = (v2 + v1) & MASK64
+            v1 = _rotl(v1, 17) ^ v2
+            v2 = _rotl(v2, 32)
+        v0 = v0 ^ m
+    v2 = v2 ^ 0xFF
+    for _ in range(4):
+        v0 = (v0 + v1) & MASK64
+        v1 = _rotl(v1, 13) ^ v0
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v3) & MASK64
+        v3 = _rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & MASK64
+        v3 = _rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & MASK64
+        v1 = _rotl(v1, 17) ^ v2
+        v2 = _rotl(v2, 32)
+    result: _W = v0 ^ v1 ^ v2 ^ v3
+    return result
+
+
+def _siphash24_arrays(k0: int, k1: int, words: Sequence[Any], last: int) -> Any:
+    """:func:`siphash24` over numpy uint64 arrays, in place (uint64
+    arithmetic wraps modulo 2**64 by itself, so no masks)."""
+    import numpy as np  # the words are numpy arrays, so numpy is there
+
+    first = words[0]
+    v0 = first.copy()
+    v0.fill(k0 ^ 0x736F6D6570736575)
+    v1 = v0.copy()
+    v1.fill(k1 ^ 0x646F72616E646F6D)
+    v2 = v0.copy()
+    v2.fill(k0 ^ 0x6C7967656E657261)
+    v3 = v0.copy()
+    v3.fill(k1 ^ 0x7465646279746573)
+    t = v0.copy()
+
+    shl, shr, bor = np.left_shift, np.right_shift, np.bitwise_or
+
+    def rotl(x: Any, b: int) -> None:
+        shl(x, b, out=t)
+        shr(x, 64 - b, out=x)
+        bor(x, t, out=x)
+
+    def rounds(n: int) -> None:
+        nonlocal v0, v1, v2, v3  # (in place: the names keep their arrays)
+        for _ in range(n):
+            v0 += v1
+            rotl(v1, 13)
+            v1 ^= v0
+            rotl(v0, 32)
+            v2 += v3
+            rotl(v3, 16)
+            v3 ^= v2
+            v0 += v3
+            rotl(v3, 21)
+            v3 ^= v0
+            v2 += v1
+            rotl(v1, 17)
+            v1 ^= v2
+            rotl(v2, 32)
+
+    for m in (*words, last):
+        v3 ^= m
+        rounds(2)
+        v0 ^= m
+    v2 ^= 0xFF
+    rounds(4)
+    v0 ^= v1
+    v0 ^= v2
+    v0 ^= v3
+    return v0
 
 
 def minute(now: float) -> int:
@@ -56,20 +165,28 @@ def minute(now: float) -> int:
 class CookieJar:
     """The per-stack secret and the cookie arithmetic."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("k0", "k1")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("a SYN cookie secret needs at least 16 bytes")
-        # two independent keys, like Linux's syncookie_secret[2]
-        self._keys = (hashlib.blake2s(secret + b"\x00").digest(),
-                      hashlib.blake2s(secret + b"\x01").digest())
+        # the 128-bit SipHash key, derived so any secret of 16 bytes or more works
+        key = hashlib.blake2s(secret + b"\x00").digest()
+        self.k0 = int.from_bytes(key[:8], "little")
+        self.k1 = int.from_bytes(key[8:16], "little")
 
-    def _hash(self, saddr: bytes, daddr: bytes, sport: int, dport: int, count: int,
-              c: int) -> int:
-        digest = hashlib.blake2s(_TUPLE.pack(saddr, daddr, sport, dport, count),
-                                 key=self._keys[c], digest_size=4).digest()
-        return int.from_bytes(digest, "big")
+    def hash(self, m0: _W, m1: _W) -> _W:
+        """H of :func:`hash_input` read as two little-endian 64-bit words
+        (SipHash's byte order): H1 is the high 32 bits, H2 the low.  Works
+        on ints and, elementwise, on numpy uint64 arrays (the batch path)."""
+        result: _W = siphash24(self.k0, self.k1, (m0, m1), 16 << 56)
+        return result
+
+    def _hash(self, saddr: bytes, daddr: bytes, sport: int, dport: int,
+              count: int) -> tuple[int, int]:
+        data = _TUPLE.pack(saddr, daddr, sport, dport, count)
+        d = self.hash(int.from_bytes(data[:8], "little"), int.from_bytes(data[8:], "little"))
+        return d >> 32, d & MASK32
 
     def make(self, saddr: bytes, daddr: bytes, sport: int, dport: int, seq: int, mss: int,
              now: float) -> tuple[int, int]:
@@ -78,9 +195,8 @@ class CookieJar:
         the cookie encodes (Linux ``__cookie_v4_init_sequence``)."""
         index = mss_index(mss)
         count = minute(now)
-        cookie = (self._hash(saddr, daddr, sport, dport, 0, 0) + seq + (count << COOKIE_BITS)
-                  + ((self._hash(saddr, daddr, sport, dport, count, 1) + index) & COOKIE_MASK))
-        return cookie & MASK32, MSS_TABLE[index]
+        h1, h2 = self._hash(saddr, daddr, sport, dport, count)
+        return cookie_of(h1, h2, seq, count, index), MSS_TABLE[index]
 
     def check(self, saddr: bytes, daddr: bytes, sport: int, dport: int, seq: int,
               cookie: int, now: float) -> int | None:
@@ -88,16 +204,29 @@ class CookieJar:
         one of ours or older than :data:`MAX_AGE` minutes (Linux
         ``__cookie_v4_check``).  ``seq`` is SEG.SEQ - 1 and ``cookie`` is
         SEG.ACK - 1 of the ACK."""
-        count = minute(now)
-        rest = (cookie - self._hash(saddr, daddr, sport, dport, 0, 0) - seq) & MASK32
-        diff = (count - (rest >> COOKIE_BITS)) & (MASK32 >> COOKIE_BITS)
-        if diff >= MAX_AGE:
-            return None
-        index = (rest - self._hash(saddr, daddr, sport, dport, (count - diff) & MASK32, 1)) \
-            & COOKIE_MASK
-        if index >= len(MSS_TABLE):
-            return None
-        return MSS_TABLE[index]
+        now_count = minute(now)
+        for age in range(MAX_AGE):
+            count = (now_count - age) & MASK32
+            h1, h2 = self._hash(saddr, daddr, sport, dport, count)
+            rest = (cookie - h1 - seq) & MASK32
+            if rest >> COOKIE_BITS != count & (MASK32 >> COOKIE_BITS):
+                continue
+            index = (rest - h2) & COOKIE_MASK
+            if index < len(MSS_TABLE):
+                return MSS_TABLE[index]
+        return None
+
+
+def hash_input(saddr: bytes, daddr: bytes, sport: int, dport: int, count: int) -> bytes:
+    """The 16 bytes H is computed over: source and destination address, source
+    and destination port, the minute counter (network byte order)."""
+    return _TUPLE.pack(saddr, daddr, sport, dport, count)
+
+
+def cookie_of(h1: int, h2: int, seq: int, count: int, index: int) -> int:
+    """The cookie ISS from the hash halves, the SYN's sequence number, the
+    minute counter and the MSS index (the formula in the module docstring)."""
+    return (h1 + seq + (count << COOKIE_BITS) + ((h2 + index) & COOKIE_MASK)) & MASK32
 
 
 def mss_index(mss: int) -> int:
@@ -126,5 +255,5 @@ def decode_timestamp(tsecr: int) -> tuple[int | None, bool, bool]:
             bool(tsecr & TS_ECN))
 
 
-__all__ = ["CookieJar", "MSS_TABLE", "MAX_AGE", "VALID_PERIOD",
+__all__ = ["CookieJar", "MSS_TABLE", "cookie_of", "hash_input", "MAX_AGE", "VALID_PERIOD",
            "encode_timestamp", "decode_timestamp", "mss_index", "minute"]

