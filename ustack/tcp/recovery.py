@@ -303,13 +303,14 @@ class Recovery:
         self.prior_cwnd = 0
         self.prr_delivered = 0
         self.prr_out = 0
-        #: bytes delivered by ACKs since the last transmission while OPEN or
-        #: DISORDER: ACKs of one receive batch are processed before the sender
+        #: bytes delivered by ACKs while OPEN or DISORDER since the sender
+        #: last ran: ACKs of one receive batch are processed before the sender
         #: runs, so the ACK that starts recovery adds them to PRR's delivered
         #: count, as Linux does for one stretch ACK covering them all (without
         #: it the limited-transmit room of the batch's first dupACKs is lost:
         #: cwnd 1 at the start of recovery, and an RTO if that one
-        #: retransmission is lost)
+        #: retransmission is lost).  The sender sets it to 0 whenever it runs
+        #: (also when it has nothing to send); :meth:`on_sent` does too.
         self.batch_delivered = 0
         #: DupThresh in segments, adapted to observed reordering (Linux tp->reordering)
         self.reordering = self.cfg.tcp_reordering
