@@ -8,6 +8,8 @@ with an explicit clock.  Segments are 1000 bytes; segment ``k`` is
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.rack import TIMEOUT_MIN
@@ -907,3 +909,27 @@ def test_ece_on_an_ack_prevents_undo() -> None:
     send(rec, 1, 6, 1.0)
     rec.on_ack(seg(1), [blk(2, 7)], 1.1, ece=True)
     assert rec.state == CaState.RECOVERY and rec.prior_ssthresh == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(reord_seen=st.integers(0, 2), state=st.sampled_from(list(CaState)),
+       sacked=st.integers(0, 6), reordering=st.integers(1, 5),
+       min_rtt=st.floats(0.0, 0.5), srtt=st.floats(0.0, 0.5), bits=st.integers(0, 7),
+       steps=st.integers(1, 5))
+def test_inlined_reordering_window_is_racks(reord_seen: int, state: CaState, sacked: int,
+                                            reordering: int, min_rtt: float, srtt: float,
+                                            bits: int, steps: int) -> None:
+    """Recovery._reo_wnd (inlined for speed) == Rack.reo_wnd (RFC 8985 6.2
+    step 4) for every state it reads."""
+    rec = make(config=RecoveryConfig(tcp_recovery=bits))
+    rec.reord_seen = reord_seen
+    rec.state = state
+    rec.sb.sacked_out = sacked
+    rec.reordering = reordering
+    rec.rtt.min_rtt = min_rtt
+    rec.rtt.srtt = srtt
+    rec.rack.reo_wnd_steps = steps
+    assert rec._reo_wnd() == rec.rack.reo_wnd(
+        reord_seen=bool(reord_seen), in_recovery=state >= CaState.RECOVERY,
+        sacked_out=sacked, reordering=reordering, min_rtt=min_rtt, srtt=srtt,
+        dupthresh=not (bits & 4), static=bool(bits & 2))

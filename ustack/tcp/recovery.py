@@ -1141,12 +1141,18 @@ class Recovery:
                 st.lost_retrans = True
 
     def _reo_wnd(self) -> float:
-        return self.rack.reo_wnd(
-            reord_seen=bool(self.reord_seen), in_recovery=self.state >= _RECOVERY,
-            sacked_out=self.sb.sacked_out, reordering=self.reordering,
-            min_rtt=self.rtt.min_rtt, srtt=self.rtt.srtt,
-            dupthresh=not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH),
-            static=bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
+        """:meth:`Rack.reo_wnd` for this connection (inlined: once per ACK
+        that detects losses; tests/unit/test_tcp_recovery.py checks both agree)."""
+        if not self.reord_seen and (
+                self.state >= _RECOVERY
+                or (not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH)
+                    and self.sb.sacked_out >= self.reordering)):
+            return 0.0
+        steps = 1 if self.cfg.tcp_recovery & RACK_STATIC_REO_WND else self.rack.reo_wnd_steps
+        rtt = self.rtt
+        wnd = (rtt.min_rtt / 4) * steps
+        srtt = rtt.srtt
+        return wnd if wnd < srtt or srtt <= 0.0 else srtt
 
     def _rack_mark_lost(self, now: float) -> bool:
         """Linux ``tcp_rack_mark_lost``: detect losses if RACK advanced; arm the
