@@ -170,6 +170,7 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
     """The flood, the connects and the bulk transfer against whatever listens
     on the stack address; ``sample()`` runs every 0.25 s during the flood."""
     py = sys.executable
+    peer_before = _peer_tcp(lab)
     bulk = await _in_peer(lab, py, "-c", BULK, lab.stack_ip, str(BULK_PORT),
                           str(PRE_SECONDS + seconds + 1.0))
     samples: list[tuple[float, int]] = []
@@ -215,6 +216,7 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
     sent = flood_out.split()
     frames, took = int(sent[1]), float(sent[3])
     results = json.loads(conn_out)
+    peer_after = _peer_tcp(lab)
     ok_ms = sorted(r["ms"] for r in results if r["ok"])
     before = _rate(samples, flood_t0 - PRE_SECONDS + 0.3, flood_t0)
     during = _rate(samples, flood_t0 + 0.5, flood_t1)
@@ -232,7 +234,20 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
         "bulk_ratio": round(during / before, 3) if before else None,
         "bulk_bytes_during": samples[-1][1] - next(
             (n for t, n in samples if t >= flood_t0), 0) if samples else 0,
+        "peer_tcp": {k: peer_after.get(k, 0) - v for k, v in peer_before.items()},
     }
+
+
+def _peer_tcp(lab: Lab) -> dict[str, int]:
+    """The peer kernel's retransmission counters (the bulk sender's)."""
+    proc = lab.run_in_peer(["nstat", "-az", "-j"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {}
+    flat: dict[str, int] = {}
+    for table in json.loads(proc.stdout).values():
+        flat.update(table)
+    return {k: flat.get(k, 0) for k in ("TcpRetransSegs", "TcpExtTCPTimeouts",
+                                        "TcpExtTCPLossProbes")}
 
 
 def _load() -> str:
@@ -308,7 +323,8 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "TcpExtTCPReqQFullDoCookies", "TcpExtListenOverflows", "TcpExtListenDrops",
                 "TcpPassiveOpens", "frames_in", "drops", "dev.rx_kernel_drops",
                 "dev.tx_drops_queue_full", "syn_dev.rx_frames", "syn_dev.rx_kernel_drops",
-                "syn_dev.tx_frames", "syn_dev.rx_wakeups")
+                "syn_dev.tx_frames", "syn_dev.rx_wakeups", "dev.rx_truncated", "dev.rx_frames",
+                "dev.tx_frames", "dev.tx_errors", "dev.rx_wakeups")
         report.update({
             "target": "ustack",
             "syn_channel": syn_channel,

@@ -11,6 +11,12 @@ UDP, so a namespace whose only network is the stack can resolve names.
 Failures raise :class:`socket.gaierror` with glibc's codes: EAI_NONAME for a
 name that does not exist (NXDOMAIN, or no A record), EAI_AGAIN when no
 server answered in time, EAI_FAIL for a server failure.
+
+Answers are kept for their TTL (the smallest of the records used; RFC 1035
+s.3.2.1, a TTL of 0 is not kept) in a small positive cache; failures are not
+cached.  A UDP answer with the TC bit set is asked again over TCP (RFC 1035
+s.4.2.2, RFC 7766 s.5: a 2-byte length before each message) when the
+resolver has a way to open TCP connections (``open_tcp``, the stack's).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ustack.net.udp import UdpLayer
@@ -29,6 +36,11 @@ from ustack.wire.errors import ParseError
 
 HOSTS = "/etc/hosts"
 RESOLV_CONF = "/etc/resolv.conf"
+#: names kept in the positive cache (least recently stored dropped first)
+CACHE_SIZE = 256
+
+#: ``open_tcp(host, port)``: a stream to a nameserver (``Stack.open_connection``)
+OpenTcp = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 @dataclass(slots=True)
@@ -117,14 +129,45 @@ class Resolver:
     (:func:`ustack.reach.via_stack`); the others are the kernel's."""
 
     def __init__(self, udp: UdpLayer, reachable: Callable[[str], bool], *,
+                 open_tcp: OpenTcp | None = None,
                  dns_servers: list[str] | None = None,
-                 hosts_path: str = HOSTS, resolv_conf: str = RESOLV_CONF) -> None:
+                 hosts_path: str = HOSTS, resolv_conf: str = RESOLV_CONF,
+                 cache_size: int = CACHE_SIZE) -> None:
         self.udp = udp
         self.reachable = reachable
+        #: how a truncated (TC) answer is asked again over TCP; None: it is used as is
+        self.open_tcp = open_tcp
         self.hosts_path = hosts_path
         self.resolv_conf = resolv_conf
         self.dns_servers = dns_servers
         self._hosts: tuple[float, dict[str, list[str]]] = (-1.0, {})
+        #: the clock of TTLs (default: the running loop's)
+        self.clock: Callable[[], float] | None = None
+        self.cache_size = cache_size
+        #: lower-cased queried name -> (expiry, addresses)
+        self._cache: OrderedDict[str, tuple[float, list[bytes]]] = OrderedDict()
+        #: queries sent (UDP and TCP), for tests and counters
+        self.queries = {"udp": 0, "tcp": 0}
+
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+    def _cached(self, name: str) -> list[bytes] | None:
+        hit = self._cache.get(name)
+        if hit is None:
+            return None
+        if hit[0] <= self._now():
+            del self._cache[name]
+            return None
+        return list(hit[1])
+
+    def _remember(self, name: str, answer: dns.Answer) -> None:
+        if answer.ttl <= 0 or not answer.addresses or self.cache_size <= 0:
+            return  # TTL 0: for this transaction only (RFC 1035 s.3.2.1)
+        self._cache.pop(name, None)
+        self._cache[name] = (self._now() + answer.ttl, list(answer.addresses))
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     def config(self) -> ResolverConfig:
         cfg = read_resolv_conf(self.resolv_conf)
@@ -176,7 +219,12 @@ class Resolver:
 
     async def _query_all(self, name: str, servers: list[tuple[str, int]],
                          cfg: ResolverConfig) -> list[bytes]:
-        """Each attempt asks every server in turn (resolv.conf(5))."""
+        """Each attempt asks every server in turn (resolv.conf(5)); a name
+        still in the cache is not asked."""
+        key = name.lower()
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         failure = socket.EAI_AGAIN
         for _attempt in range(cfg.attempts):
             for server in servers:
@@ -188,12 +236,43 @@ class Resolver:
                     raise gaierror(socket.EAI_NONAME)
                 if answer.rcode == dns.RCODE_OK:
                     if answer.addresses:
+                        self._remember(key, answer)
                         return answer.addresses
                     raise gaierror(socket.EAI_NONAME)  # the name exists, no A record
                 failure = socket.EAI_FAIL if answer.rcode == dns.RCODE_SERVFAIL else failure
         raise gaierror(failure)
 
     async def _query(self, name: str, server: tuple[str, int], timeout: float) -> dns.Answer:
+        """One query over UDP; a truncated answer asked again over TCP (if
+        that fails, the truncated answer is what there is)."""
+        answer = await self._query_udp(name, server, timeout)
+        if answer.truncated and self.open_tcp is not None:
+            try:
+                return await self._query_tcp(name, server, timeout)
+            except (TimeoutError, OSError, ParseError, asyncio.IncompleteReadError):
+                pass
+        return answer
+
+    async def _query_tcp(self, name: str, server: tuple[str, int], timeout: float) -> dns.Answer:
+        """RFC 7766 s.8: each message preceded by its length (2 bytes)."""
+        assert self.open_tcp is not None
+        ident = int.from_bytes(os.urandom(2), "big")
+        query = dns.build_query(ident, name)
+        self.queries["tcp"] += 1
+        async with asyncio.timeout(timeout):
+            reader, writer = await self.open_tcp(server[0], server[1])
+            try:
+                writer.write(len(query).to_bytes(2, "big") + query)
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                answer = dns.parse_response(await reader.readexactly(size))
+            finally:
+                writer.close()
+        if answer.ident != ident or answer.question.lower() != name.lower():
+            raise ParseError("dns-mismatch", "TCP answer to another question")
+        return answer
+
+    async def _query_udp(self, name: str, server: tuple[str, int],
+                         timeout: float) -> dns.Answer:
         loop = asyncio.get_running_loop()
         sock = self.udp.bind(0)
         ident = int.from_bytes(os.urandom(2), "big")
@@ -223,6 +302,7 @@ class Resolver:
         sock.on_error = error
         try:
             sock.connect(ipaddress.IPv4Address(server[0]).packed, server[1])
+            self.queries["udp"] += 1
             sock.sendto(dns.build_query(ident, name))
             async with asyncio.timeout(timeout):
                 return await done

@@ -26,8 +26,9 @@ async def start_stack(options: StackOptions) -> Stack:
     stack = await Stack.start(iface=o.iface, address=o.address, gateway=o.gateway,
                               pcap=o.pcap, mac=o.mac, offload=o.offload,
                               diagnostics=o.diagnostics, tcp_config=o.tcp_config, **o.extra)
-    stack.resolver = Resolver(stack.udp, stack.reaches, dns_servers=o.dns,
-                              hosts_path=o.hosts, resolv_conf=o.resolv_conf)
+    stack.resolver = Resolver(stack.udp, stack.reaches, open_tcp=stack.open_connection,
+                              dns_servers=o.dns, hosts_path=o.hosts,
+                              resolv_conf=o.resolv_conf)
     return stack
 
 

@@ -49,14 +49,20 @@ log = logging.getLogger("ustack.stack")
 class Stack:
     """A userspace TCP/IP stack on one interface.  Create with :meth:`start`."""
 
-    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``):
-    #: more answers more of a flood's SYNs (legitimate ones among them), less
-    #: leaves more of the loop to established connections
+    #: SYNs read per wakeup of the SYN channel (``start(syn_channel=True)``)
+    #: without the batch path, and SYNs of the batch path's wakeup that take
+    #: the plain path (another shape, an on-link source): more answers more
+    #: of a flood's SYNs, less leaves more of the loop to established
+    #: connections
     SYN_BUDGET = 64
-    #: SYNs read per wakeup by the batch path (numpy present): answered by
-    #: array arithmetic (ustack.driver.syn_batch), so a batch costs about
-    #: one hash call and one send per SYN; the main device is read first
-    SYN_BATCH = 1024
+    #: SYNs answered per wakeup by the batch path (numpy present), by array
+    #: arithmetic (ustack.driver.syn_batch, about 5 us of CPU per SYN with
+    #: its send); the main device is read first
+    SYN_BATCH = 512
+    #: SYNs read per wakeup by the batch path: those over SYN_BATCH are
+    #: dropped by us rather than by the kernel, so a client's retransmitted
+    #: SYN can be told from the flood and answered first
+    SYN_READ = 4096
     #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
     #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
     #: data, shallow enough that a SYN waits < 50 ms behind a full ring
@@ -92,7 +98,7 @@ class Stack:
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
         #: over ``udp``); the event loop replaces it with its ``dns=`` options
-        self.resolver = Resolver(self.udp, self.reaches)
+        self.resolver = Resolver(self.udp, self.reaches, open_tcp=self.open_connection)
         self._lock: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._close_hooks: list[Callable[[], object]] = []
@@ -271,12 +277,13 @@ class Stack:
         from ustack.driver.syn_batch import FRAME_LEN
 
         rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
-            FRAME_LEN, self.SYN_BATCH)
-        rest = batch.process(rows, trusted, self.tcp.now()) if len(rows) else []
+            FRAME_LEN, self.SYN_READ)
+        rest = batch.process(rows, trusted, self.tcp.now(), self.SYN_BATCH) \
+            if len(rows) else []
         if others:
             rest.extend(others)
-        if rest:
-            self.ip.receive(rest)
+        if rest:  # the plain path costs ~100 us a frame: SYN_BUDGET of them at most
+            self.ip.receive(batch.limit(rest, self.SYN_BUDGET))
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,

@@ -52,6 +52,8 @@ DEFAULT_LIMIT = 2**16
 _PULL_CHUNK = 256 * 1024
 #: pieces the transport keeps of data the core could not take yet
 _WRITE_CHUNK = 64 * 1024
+#: the most resume_reading takes out of the core ahead of delivering it
+_HOLD_MAX = 1024 * 1024
 
 ClientConnectedCallback = Callable[
     [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None
@@ -138,6 +140,8 @@ class TcpTransport(asyncio.Transport):
         self._connected = False
         self._reading_paused = False
         self._resume_scheduled = False
+        #: bytes resume_reading took from the core, not yet delivered
+        self._held: deque[bytes] = deque()
         self._peer_eof = False
         self._eof_delivered = False
         self._lost = False
@@ -284,17 +288,42 @@ class TcpTransport(asyncio.Transport):
         self._reading_paused = True
 
     def resume_reading(self) -> None:
-        """Deliver again, from the next loop iteration: never from inside
-        this call, as asyncio's transports.  (StreamReader resumes reading
+        """Deliver again, from a later callback: never from inside this
+        call, as asyncio's transports.  (StreamReader resumes reading
         *before* it makes the future it then awaits; data fed from inside
         ``resume_reading`` finds no waiter, pauses the reader again above
-        its limit, and the read waits for data that already came.)"""
+        its limit, and the read waits for data that already came.)
+
+        What the TCP core holds is taken out now (up to :data:`_HOLD_MAX`)
+        so the window update leaves with this iteration's flush, as when
+        the data was delivered here; the protocol gets it from the
+        scheduled callback."""
         if self._closing or self._lost or not self._reading_paused:
             return
         self._reading_paused = False
-        if self._connected and not self._resume_scheduled:
+        if not self._connected:
+            return
+        ep = self._ep
+        if ep is not None:
+            self._hold(ep.conn)
+            ep.touch()  # the window update, if the core queued one
+        if not self._resume_scheduled:
             self._resume_scheduled = True
             self._loop.call_soon(self._resumed)
+
+    def _hold(self, conn: Any) -> None:
+        held = self._held
+        size = sum(len(d) for d in held)
+        now = self._loop.time()
+        while size < _HOLD_MAX:
+            n = conn.readable()
+            if n <= 0:
+                break
+            data = conn.recv(min(n, _PULL_CHUNK), now)
+            if not data:
+                break
+            held.append(data)
+            size += len(data)
 
     def _resumed(self) -> None:
         self._resume_scheduled = False
@@ -477,13 +506,17 @@ class TcpTransport(asyncio.Transport):
         if ep is None:
             return
         conn = ep.conn
+        held = self._held
         while not self._reading_paused and not self._lost:
-            n = conn.readable()
-            if n <= 0:
-                break
-            data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
-            if not data:
-                break
+            if held:
+                data = held.popleft()  # taken out by resume_reading, older
+            else:
+                n = conn.readable()
+                if n <= 0:
+                    break
+                data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
+                if not data:
+                    break
             if self._buffered:
                 asyncio.protocols._feed_data_to_buffered_proto(  # type: ignore[attr-defined]
                     self._protocol, data)
@@ -494,13 +527,14 @@ class TcpTransport(asyncio.Transport):
             and not self._eof_delivered
             and not self._reading_paused
             and not self._lost
+            and not held
             and conn.readable() == 0
         ):
             self._eof_delivered = True
             keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
             if not keep_open:
                 self.close()
-        if self._lost_when_drained and conn.readable() == 0 and not self._lost:
+        if self._lost_when_drained and not held and conn.readable() == 0 and not self._lost:
             self._connection_lost(None)
 
     def _connection_lost(self, exc: Exception | None) -> None:
@@ -552,7 +586,7 @@ class TcpTransport(asyncio.Transport):
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_exception(
                         _os_error(errno_mod.ECONNRESET, self._where()))
-            elif self._ep is not None and self._ep.conn.readable() > 0:
+            elif self._held or (self._ep is not None and self._ep.conn.readable() > 0):
                 # closed gracefully (LAST-ACK done) while a paused reader still
                 # has data in the TCP buffer: deliver it first, then EOF
                 self._lost_when_drained = True

@@ -281,6 +281,60 @@ async def test_tcp_notsent_lowat_is_read_back(lab: Lab, kind: str) -> None:
 
 
 @both
+async def test_tcp_inq_reports_the_bytes_left_to_read(lab: Lab, kind: str) -> None:
+    # Linux tcp_inq_hint: what is still queued after this read; 1 once the
+    # peer's FIN is in and nothing is left ("keep reading: EOF next")
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_TCP, TCP_INQ, [1], 4) = 0
+   +0 getsockopt(4, SOL_TCP, TCP_INQ, [1], [4]) = 0
+   +0 < P. 1:3001(3000) ack 1 win 257
+   +0 > . 1:1(0) ack 3001
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 1000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=2000}]}, 0) = 1000
+   +0 < F. 3001:4001(1000) ack 1 win 257
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 5000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=1}]}, 0) = 3000
+   +0 read(4, ..., 100) = 0
+""")
+
+
+@both
+async def test_epoll_edge_triggered_reports_each_arrival_once(lab: Lab, kind: str) -> None:
+    # EPOLLET: a report per wakeup (new data each time), with the whole mask
+    await run(lab, kind, """
+   +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+   +0 epoll_create(1) = 5
+   +0 epoll_ctl(5, EPOLL_CTL_ADD, 4, {events=EPOLLOUT|EPOLLIN|EPOLLET, fd=4}) = 0
+   +0 epoll_wait(5, {events=EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:1001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN|EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1001:2001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN|EPOLLOUT, fd=4}, 1, 0) = 1
+   +0 read(4, ..., 500) = 500
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+""")
+
+
+@both
+async def test_epoll_level_triggered_reports_while_readable(lab: Lab, kind: str) -> None:
+    await run(lab, kind, """
+   +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+   +0 epoll_create(1) = 5
+   +0 epoll_ctl(5, EPOLL_CTL_ADD, 4, {events=EPOLLIN, fd=4}) = 0
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+   +0 < P. 1:1001(1000) ack 1 win 257
+   +0 epoll_wait(5, {events=EPOLLIN, fd=4}, 1, 0) = 1
+   +0 epoll_wait(5, {events=EPOLLIN, fd=4}, 1, 0) = 1
+   +0 read(4, ..., 1000) = 1000
+   +0 epoll_wait(5, {events=0, ptr=0}, 1, 0) = 0
+""")
+
+
+@both
 async def test_tcp_quickack_acks_at_once(lab: Lab, kind: str) -> None:
     await run_or_unsupported(lab, kind, """
    +0 setsockopt(4, SOL_TCP, TCP_QUICKACK, [1], 4) = 0
@@ -308,10 +362,40 @@ async def test_so_linger_zero_resets_on_close(lab: Lab, kind: str) -> None:
 
 
 @both
-async def test_so_linger_nonzero_closes_with_fin(lab: Lab, kind: str) -> None:
+async def test_so_linger_nonzero_close_blocks_until_the_fin_is_acked(lab: Lab,
+                                                                     kind: str) -> None:
+    # Linux tcp_close -> sk_stream_wait_close: close() returns when the state
+    # leaves FIN-WAIT-1, here when the probe ACKs the FIN 0.2 s later
     await run(lab, kind, """
    +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8) = 0
-   +0 close(4) = 0
+   +0...0.2 close(4) = 0
+   +0 > F. 1:1(0) ack 1
+  +.2 < . 1:1(0) ack 2 win 257
+""")
+
+
+@both
+async def test_so_linger_close_waits_for_the_send_queue(lab: Lab, kind: str) -> None:
+    # the data goes first, the FIN after it; an ACK of the data alone does not
+    # end the wait, the ACK of the FIN does
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8) = 0
+   +0 write(4, ..., 1000) = 1000
+   +0 > P. 1:1001(1000) ack 1
+   +0...0.3 close(4) = 0
+   +0 > F. 1001:1001(0) ack 1
+  +.1 < . 1:1(0) ack 1001 win 257
+  +.2 < . 1:1(0) ack 1002 win 257
+""")
+
+
+@both
+async def test_so_linger_close_returns_when_the_time_is_up(lab: Lab, kind: str) -> None:
+    # nothing ACKs the FIN: close() returns 0 after l_linger seconds (the FIN
+    # retransmissions meanwhile are the orphan's business, not checked here)
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=1}, 8) = 0
+   +0...1 close(4) = 0
    +0 > F. 1:1(0) ack 1
 """)
 

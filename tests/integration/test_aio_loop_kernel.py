@@ -326,3 +326,87 @@ def test_sock_calls_after_sock_connect_talk_to_the_kernel(env: Env) -> None:
     got = env.run(main)
     assert got["same"]
     assert got["state"] == "TIME_WAIT", got  # FIN both ways, no reset
+
+
+# ------------------------------------------------------------- DNS: cache, TC
+
+#: a DNS server (UDP and TCP) for this test, RFC 1035 s.4 by hand: name.test
+#: -> SECOND (TTL 30); many.test -> 60 addresses, over UDP only a truncated
+#: (TC) empty answer; count.<udp|tcp>.<name> -> 10.0.0.N with N the queries
+#: seen for <name> over that transport (TTL 0, so never cached)
+DNS_SERVER = r'''
+import socket, struct, sys, threading
+host = sys.argv[1]
+counts = {}
+lock = threading.Lock()
+records = {b"name.test": [socket.inet_aton(sys.argv[2])],
+           b"many.test": [bytes([10, 77, 2, i]) for i in range(1, 61)]}
+def reply(q, tcp):
+    ident = struct.unpack("!H", q[:2])[0]
+    off, labels = 12, []
+    while q[off]:
+        labels.append(q[off + 1:off + 1 + q[off]]); off += 1 + q[off]
+    question = q[12:off + 5]
+    name = b".".join(labels).lower()
+    flags, ttl = 0x8180, 30
+    with lock:
+        counts[(name, tcp)] = counts.get((name, tcp), 0) + 1
+        if name.startswith(b"count."):
+            _, kind, rest = name.split(b".", 2)
+            addrs, ttl = [bytes([10, 0, 0, counts.get((rest, kind == b"tcp"), 0)])], 0
+        else:
+            addrs = records.get(name)
+    if addrs is None:
+        return struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0) + question
+    if name == b"many.test" and not tcp:
+        return struct.pack("!HHHHHH", ident, flags | 0x0200, 1, 0, 0, 0) + question
+    out = struct.pack("!HHHHHH", ident, flags, 1, len(addrs), 0, 0) + question
+    for a in addrs:
+        out += b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, ttl, 4) + a
+    return out
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((host, 53))
+t = socket.create_server((host, 53))
+def serve_tcp():
+    while True:
+        c, _ = t.accept()
+        with c:
+            f = c.makefile("rb")
+            n = struct.unpack("!H", f.read(2))[0]
+            r = reply(f.read(n), True)
+            c.sendall(struct.pack("!H", len(r)) + r)
+threading.Thread(target=serve_tcp, daemon=True).start()
+print("READY", flush=True)
+while True:
+    q, addr = u.recvfrom(512)
+    u.sendto(reply(q, False), addr)
+'''
+
+
+def test_dns_cache_and_tcp_fallback_against_a_kernel_server(env: Env) -> None:
+    """Over ustack's UDP to a DNS server in the peer namespace: a name asked
+    three times is sent once (kept for its TTL); a name whose UDP answer is
+    truncated is asked again over ustack TCP and all 60 addresses arrive."""
+    env.peer([PY, "-u", "-c", DNS_SERVER, SECOND, SECOND])
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+
+        async def first(name: str) -> str:
+            infos = await loop.getaddrinfo(name, 80, type=socket.SOCK_STREAM)
+            return str(infos[0][4][0])
+
+        for _ in range(3):
+            assert await first("name.test") == SECOND
+        many = await loop.getaddrinfo("many.test", 80, type=socket.SOCK_STREAM)
+        return {
+            "name_udp": await first("count.udp.name.test"),
+            "many": [i[4][0] for i in many],
+            "many_udp": await first("count.udp.many.test"),
+            "many_tcp": await first("count.tcp.many.test"),
+        }
+
+    got = env.run(main, dns=[SECOND])
+    assert got["name_udp"] == "10.0.0.1"  # one query for three lookups
+    assert got["many"] == [f"10.77.2.{i}" for i in range(1, 61)]
+    assert (got["many_udp"], got["many_tcp"]) == ("10.0.0.1", "10.0.0.1")

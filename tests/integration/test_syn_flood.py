@@ -16,10 +16,13 @@ Two tests:
 * ``test_syn_flood_acceptance`` asserts the issue's numbers (>= 95 % of the
   connects succeed, median connect < 50 ms, the bulk transfer keeps >= 50 %
   of its pre-flood throughput, RSS grows < 20 MB, the counters show the
-  cookies).  It is marked xfail(strict): on this 2-core machine shared with
+  cookies).  It is marked xfail: on this 2-core machine shared with
   other jobs ustack does not reach them (the reason names the measured
   figures; docs/hardening.md and bench/synflood.py give the kernel's side by
-  side).  Strict: the day it passes, the mark must go.
+  side).  Not strict: the figures swing with the CPU the stack gets, and a
+  quiet run can meet every target by chance (two of six were close), which
+  must not fail CI; pytest reports such a run as XPASS.  The mark goes when
+  the targets hold run after run.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
   with the SYN channel at least half of the connects succeed and the bulk
   transfer keeps moving; in both modes (SYN channel, one socket) RSS grows
@@ -85,13 +88,15 @@ def _common(report: dict[str, Any]) -> None:
     assert report["counters"]["TcpExtSyncookiesRecv"] >= 1, report
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 13's flood targets are not met on this shared 2-core machine: measured "
-    "(bench/synflood.py, 120k SYNs/s for 10 s, SYN channel with the batch path) "
-    "connect success 77-95 %, median connect 1.2-1.4 s, bulk kept 0.10-0.21, "
-    "RSS +5 MB, cookies in the counters; ustack answers 20-40k SYNs/s "
-    "(~5 us of CPU per SYN-ACK) and the kernel drops the rest, legitimate SYNs "
-    "among them; see docs/hardening.md"))
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 13's flood targets are not reliably met on this shared 2-core machine: "
+    "measured 2026-12-01 at load 5-9 (bench/synflood.py, 83-119k SYNs/s reached, SYN "
+    "channel with the batch path): connect success 100 % in every run, median connect "
+    "9.5 ms-1.07 s (target < 50 ms; ~1 s whenever first SYNs mostly go unanswered), bulk "
+    "kept 0.05-1.76 and below 0.5 in most runs (target >= 0.5), RSS +7.6-10.4 MB, "
+    "cookies in the counters; ustack answers 15-71k SYNs/s depending on the CPU it gets "
+    "and sheds the rest; the kernel's listener answered every SYN (median 0.24-0.44 ms); "
+    "see docs/hardening.md"))
 def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -> None:
     report = _run(lab_factory(), tmp_path, syn_channel=True)
     _common(report)

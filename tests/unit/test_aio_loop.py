@@ -28,6 +28,10 @@ from ustack.wire import dns
 
 A, B = "10.77.0.1", "10.77.0.2"
 SILENT = "10.77.0.99"  # in the subnet, nobody answers (ARP gives up after ~3 s)
+#: what B's DNS server answers over TCP for big.test (its UDP answer is truncated)
+BIG = [socket.inet_aton(f"10.77.1.{i}") for i in range(1, 41)]
+#: queries B's DNS server saw in the current test, by name ("tcp": over TCP)
+DNS_SEEN: dict[str, int] = {}
 LOOPS = ["uvloop", "asyncio"]
 
 
@@ -68,7 +72,8 @@ def run_on_ustack(kind: str, tmp_path: Path,
                 await b.start_server(_echo, port=7000)
                 dns_sock = b.udp.bind(53)
 
-                seen: dict[str, int] = {}
+                seen = DNS_SEEN
+                seen.clear()
 
                 def answer() -> None:
                     while (item := dns_sock.recv()) is not None:
@@ -77,12 +82,28 @@ def run_on_ustack(kind: str, tmp_path: Path,
                         seen[name] = seen.get(name, 0) + 1
                         if name == "dead.test" or (name == "slow.test" and seen[name] == 1):
                             continue  # lost: the resolver must retransmit / give up
-                        if name == "slow.test":
-                            name = "dns.test"
-                        found = {"dns.test": [socket.inet_aton(B)]}.get(name)
-                        reply = dns.build_response(query, found or [],
-                                                   rcode=0 if found else dns.RCODE_NXDOMAIN)
+                        if name == "big.test":  # does not fit: TC, ask over TCP
+                            reply = dns.build_response(query, [], truncated=True)
+                        else:
+                            ttl = {"short.test": 1, "zero.test": 0}.get(name, 60)
+                            if name in ("slow.test", "short.test", "zero.test"):
+                                name = "dns.test"
+                            found = {"dns.test": [socket.inet_aton(B)]}.get(name)
+                            reply = dns.build_response(
+                                query, found or [], ttl=ttl,
+                                rcode=0 if found else dns.RCODE_NXDOMAIN)
                         dns_sock.sendto(reply, socket.inet_aton(host), port)
+
+                async def tcp_dns(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    size = int.from_bytes(await r.readexactly(2), "big")
+                    query = await r.readexactly(size)
+                    seen["tcp"] = seen.get("tcp", 0) + 1
+                    reply = dns.build_response(query, BIG)
+                    w.write(len(reply).to_bytes(2, "big") + reply)
+                    await w.drain()
+                    w.close()
+
+                await b.start_server(tcp_dns, port=53)
 
                 def readable() -> None:
                     asyncio.get_running_loop().call_soon(answer)
@@ -231,6 +252,40 @@ def test_getaddrinfo_hosts_dns_and_failures(kind: str, tmp_path: Path) -> None:
         with pytest.raises(socket.gaierror) as info:
             await loop.getaddrinfo("dead.test", 80)
         assert info.value.errno == socket.EAI_AGAIN
+
+    run_on_ustack(kind, tmp_path, main)
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_dns_cache_honours_ttl_and_truncated_answers_go_tcp(kind: str, tmp_path: Path) -> None:
+    """A positive answer is kept for its TTL (not asked again), a TTL of 0 is
+    not kept, an expired one is asked again; a truncated UDP answer (TC) is
+    asked again over TCP and its 40 addresses all come back."""
+    async def main(loop: UstackLoopMixin, b: Stack) -> None:
+        stack: Any = await loop.ustack_stack()
+        resolver = stack.resolver
+        now = [1000.0]
+        resolver.clock = lambda: now[0]
+        for _ in range(3):
+            infos = await loop.getaddrinfo("dns.test", 80, type=socket.SOCK_STREAM)
+            assert infos[0][4] == (B, 80)
+        assert DNS_SEEN["dns.test"] == 1
+        for _ in range(2):
+            await loop.getaddrinfo("zero.test", 80)
+        assert DNS_SEEN["zero.test"] == 2  # TTL 0: this transaction only
+        await loop.getaddrinfo("short.test", 80)
+        now[0] += 0.5
+        await loop.getaddrinfo("short.test", 80)
+        assert DNS_SEEN["short.test"] == 1
+        now[0] += 0.6  # past its 1 s TTL
+        await loop.getaddrinfo("short.test", 80)
+        assert DNS_SEEN["short.test"] == 2
+        infos = await loop.getaddrinfo("big.test", 80, type=socket.SOCK_STREAM)
+        assert [i[4][0] for i in infos] == [socket.inet_ntoa(a) for a in BIG]
+        assert DNS_SEEN["big.test"] == 1 and DNS_SEEN["tcp"] == 1
+        assert resolver.queries["tcp"] == 1
+        await loop.getaddrinfo("big.test", 80)  # cached: neither UDP nor TCP again
+        assert DNS_SEEN["big.test"] == 1 and DNS_SEEN["tcp"] == 1
 
     run_on_ustack(kind, tmp_path, main)
 

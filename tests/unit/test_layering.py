@@ -1,6 +1,8 @@
 """Layering (DESIGN.md "Transport driver", issue 10 item 7): the TCP driver
 (ustack/driver), the streams (ustack/streams.py) and the ustack event loop
-(ustack/aio) depend on the driver and its typed port, never on the Stack:
+(ustack/aio), and the modules they are built from (names, sockets, reach,
+addressing, UDP, DNS wire format), depend on the driver and its typed port,
+never on the Stack:
 
 * none of them imports ``ustack.stack``, not even for type checking (read
   from the source's syntax tree), and importing any of them in a fresh
@@ -25,9 +27,13 @@ PACKAGE = ROOT / "ustack"
 FORBIDDEN = "ustack.stack"
 
 
+#: what the streams and the loop are built from besides the driver (checked too)
+SUPPORT = ["names.py", "sockets.py", "reach.py", "addressing.py", "net/udp.py", "wire/dns.py"]
+
+
 def _layer_modules() -> list[str]:
     files = [*sorted((PACKAGE / "driver").glob("*.py")), PACKAGE / "streams.py",
-             *sorted((PACKAGE / "aio").glob("*.py"))]
+             *sorted((PACKAGE / "aio").glob("*.py")), *(PACKAGE / f for f in SUPPORT)]
     names = []
     for path in files:
         rel = path.relative_to(ROOT).with_suffix("")

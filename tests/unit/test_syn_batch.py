@@ -201,3 +201,51 @@ async def test_queue_not_full_with_syncookies_1_hands_everything_back() -> None:
                                                     [True] * 4)
     assert batch.answered == 0 and batch.handed_back == 4
     assert [f[26:] for f in fast] == [f[26:] for f in plain]  # request socks, in order
+
+
+async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goes_first() -> None:
+    rnd = random.Random(11)
+    macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+    out: list[bytes] = []
+    batch = SynBatch(stack.ip, stack.tcp, lambda rows: out.extend(bytes(r) for r in rows))
+
+    def as_rows(frames: list[bytes]) -> Any:
+        return np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
+
+    legit = flood_syn(rnd, *macs, src=bytes([198, 19, 7, 7]), sport=40404)
+    first = [legit] + [flood_syn(rnd, *macs) for _ in range(99)]
+    before = stack.ip.frames_in
+    assert batch.process(as_rows(first), np.ones(100, dtype=bool), NOW, budget=10) == []
+    # the newest 10 answered; 90 dropped, counted once each, the legit SYN among them
+    assert len(out) == 10 and batch.shed == 90
+    assert stack.ip.frames_in - before == 100
+    assert stack.ip.drops["tcp-syn-overload"] == 90
+    assert stack.tcp.mib["TcpExtListenDrops"] == 90
+    assert all(f[30:34] != legit[26:30] for f in out)
+    # one second later the client resends the same SYN amid a new wave: it is answered
+    out.clear()
+    second = [flood_syn(rnd, *macs) for _ in range(50)] + [legit] + [
+        flood_syn(rnd, *macs) for _ in range(49)]
+    batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 1.0, budget=10)
+    assert len(out) == 10 and batch.resent_kept == 1
+    assert sum(f[30:34] == legit[26:30] and f[36:38] == legit[34:36] for f in out) == 1
+    # four seconds on the filter has forgotten it (two 2 s generations)
+    out.clear()
+    batch.process(as_rows(second), np.ones(100, dtype=bool), NOW + 5.5, budget=10)
+    assert batch.resent_kept == 1
+    await stack.close()
+    await peer.close()
+
+
+async def test_plain_path_frames_over_budget_are_dropped_and_counted() -> None:
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+    batch = SynBatch(stack.ip, stack.tcp, lambda rows: None)
+    frames = [(bytes(60), False)] * 10
+    assert batch.limit(frames, 64) is frames
+    before = stack.ip.frames_in
+    assert batch.limit(frames, 3) == frames[:3]
+    assert stack.ip.frames_in - before == 7 and stack.ip.drops["tcp-syn-overload"] == 7
+    assert stack.tcp.mib["TcpExtListenDrops"] == 7 and batch.shed == 7
+    await stack.close()
+    await peer.close()

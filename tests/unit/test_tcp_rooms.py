@@ -317,15 +317,31 @@ def test_maxseg_clamps_advertised_and_send_mss() -> None:
 
 
 def test_notsent_lowat_bounds_unsent_bytes_and_reports_space() -> None:
+    """Linux's rule (tcp_sendmsg_locked + tcp_stream_memory_free): a write
+    takes what cwnd lets out at once plus size-goal chunks (half the peer's
+    window), starting none while >= lowat bytes wait unsent; the socket is
+    writable again once twice the unsent bytes are below the mark."""
     from ustack.tcp import events as ev
 
     s = established(TcpConfig(initial_cwnd=2))
     s.conn.set_notsent_lowat(4000)
-    n = s.conn.send(b"w" * 20_000, s.now)
-    assert n == 4000  # nothing sent yet: at most lowat unsent
+    mss = s.conn.send_mss
+    goal = (65535 >> 1) // mss * mss
+    n = s.conn.send(b"w" * 100_000, s.now)
+    assert n == 2 * mss + goal
     assert s.conn.send_space() == 0
-    s.drain()  # two segments leave: unsent drops below the mark
-    assert s.conn.send_space() == 2 * s.conn.send_mss
+    assert s.conn.send(b"w", s.now) == 0
+    s.drain()  # two segments leave, a size goal of bytes still waits
+    assert s.conn.send_space() == 0
+    s.events.clear()
+    for _ in range(100):
+        if 2 * s.conn.snd.unsent(s.conn.snd_una) < 4000:
+            break
+        assert s.conn.send_space() == 0
+        s.now += 0.01
+        ack = (s.conn.snd_nxt - ISS) & 0xFFFFFFFF
+        s.inject(s.seg(".", 1, ack, options=TcpOptions(timestamp=(3, s.conn._ts_val(s.now)))))
+    assert s.conn.send_space() > 0
     assert any(isinstance(e, ev.SendSpaceAvailable) for e in s.events)
 
 

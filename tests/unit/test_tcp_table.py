@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import pytest
+from table_fakes import FakeStack
 
 from ustack.driver import tcp_table as tt
 from ustack.tcp import events
@@ -16,23 +17,6 @@ from ustack.wire.tcp import ACK, RST, SYN, TcpSegment
 
 LOCAL = socket.inet_aton("10.77.0.2")
 PEER = socket.inet_aton("10.77.0.1")
-
-
-class FakeIp:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, int, bytes]] = []
-
-    def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
-        self.sent.append((dst, protocol, payload))
-
-    def segments(self) -> list[TcpSegment]:
-        return [TcpSegment.decode(p) for _, _, p in self.sent]
-
-
-class FakeStack:
-    def __init__(self) -> None:
-        self.ip = FakeIp()
-        self.address = "10.77.0.2"  # as Stack.address: no prefix
 
 
 class FakeConn:

@@ -216,7 +216,10 @@ def test_retransmission_timeline_until_etimedout() -> None:
         s.conn.send(b"x", s.now)
 
 
-def test_ack_after_retransmission_resets_backoff() -> None:
+def test_ack_after_retransmission_keeps_backoff_without_rtt_sample() -> None:
+    """No timestamps: the ACK of a retransmitted segment is no RTT sample
+    (Karn, RFC 6298 3), so the backoff stays until one (RFC 6298 5, Linux
+    tcp_ack_update_rtt "only reset backoff on valid RTT measurement")."""
     s = established()
     s.conn.send(b"r" * 100, 0.0)
     s.drain()
@@ -226,7 +229,7 @@ def test_ack_after_retransmission_resets_backoff() -> None:
     assert s.conn.rtt.backoff == 2
     s.now = 0.7
     s.inject(s.seg(".", 1, 101))
-    assert s.conn.rtt.backoff == 0 and s.conn.next_deadline() is None
+    assert s.conn.rtt.backoff == 2 and s.conn.next_deadline() is None
     assert s.conn.info(0.7).total_retrans == 2
 
 

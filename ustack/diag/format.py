@@ -185,6 +185,13 @@ def tcp_info_text(r: SocketRecord, opts: FormatOptions) -> str:
         add("app_limited")
     if r.busy_time >= 0.001:
         add(f"busy:{_ms_int(r.busy_time)}ms")
+        # iproute2 ss.c tcp_show_info: the limited parts with their share
+        if r.rwnd_limited >= 0.001:
+            add(f"rwnd_limited:{_ms_int(r.rwnd_limited)}ms"
+                f"({100.0 * r.rwnd_limited / r.busy_time:.1f}%)")
+        if r.sndbuf_limited >= 0.001:
+            add(f"sndbuf_limited:{_ms_int(r.sndbuf_limited)}ms"
+                f"({100.0 * r.sndbuf_limited / r.busy_time:.1f}%)")
     if r.unacked:
         add(f"unacked:{r.unacked}")
     if r.retransmits or r.total_retrans:

@@ -150,6 +150,11 @@ class SocketRecord(NamedTuple):
     rcvbuf: int = 0
     sndbuf: int = 0
     drops: int = 0
+    #: Linux enum tcp_ca_state, and the parts of busy_time the peer's window
+    #: or the send buffer was the limit (tcpi_rwnd_limited/tcpi_sndbuf_limited)
+    ca_state: int = 0
+    rwnd_limited: float = 0.0
+    sndbuf_limited: float = 0.0
 
 
 FIELDS: tuple[str, ...] = SocketRecord._fields

@@ -50,17 +50,28 @@ _PSEUDO_TCP_SYNACK = 6 + 40
 
 
 def _fixed_bytes(mac: bytes, address: bytes) -> tuple[Any, Any]:
-    """(offsets, values) of every byte a flood SYN to ``mac``/``address`` must
-    have: Ethernet destination and type; IPv4 version/IHL, total length 60,
-    no fragment offset's low byte, protocol 6, destination; TCP data offset
-    10 words and flags SYN only; the option kinds and lengths."""
+    """(values, mask) over the 74 bytes: the bytes a flood SYN to
+    ``mac``/``address`` must have, and 0xFF where they matter: Ethernet
+    destination and type; IPv4 version/IHL, total length 60, no fragment
+    offset's low byte, protocol 6, destination; TCP data offset 10 words and
+    flags SYN only; the option kinds and lengths."""
     fixed = {i: b for i, b in enumerate(mac)}
     fixed.update({12: 0x08, 13: 0x00, 14: 0x45, 16: 0, 17: 60, 21: 0, 23: 6, 46: 0xA0,
                   47: 0x02})
     fixed.update({30 + i: b for i, b in enumerate(address)})
     fixed.update(dict(_OPTION_BYTES))
-    where = np.array(sorted(fixed), dtype=np.intp)
-    return where, np.array([fixed[i] for i in sorted(fixed)], dtype=np.uint8)
+    values = np.zeros(FRAME_LEN, dtype=np.uint8)
+    care = np.zeros(FRAME_LEN, dtype=np.uint8)
+    for i, b in fixed.items():
+        values[i] = b
+        care[i] = 0xFF
+    return values, care
+
+
+def _distinct(values: Any) -> list[int]:
+    """The distinct values of a non-empty array (a flood hits one port)."""
+    low, high = int(values.min()), int(values.max())
+    return [low] if low == high else [int(v) for v in np.unique(values)]
 
 
 def _be16(rows: Any, at: int) -> Any:
@@ -85,6 +96,49 @@ def _put16(out: Any, at: int, values: Any) -> None:
     out[:, at:at + 2] = values.astype(">u2").view(np.uint8).reshape(-1, 2)
 
 
+class RetransmitFilter:
+    """Which SYNs were dropped here lately: two generations of a
+    ``2**bits``-slot table indexed by a multiplicative hash of (source,
+    ports, sequence number), each generation ``period`` seconds.  A slot
+    may be shared (a false positive only moves a SYN up the queue); memory
+    is fixed (2 x 2**bits bytes)."""
+
+    def __init__(self, bits: int = 20, period: float = 2.0) -> None:
+        self.bits = bits
+        self.period = period
+        self._tables = [np.zeros(1 << bits, dtype=np.uint8),
+                        np.zeros(1 << bits, dtype=np.uint8)]
+        self._since = 0.0
+
+    def keys(self, src: Any, sport: Any, dport: Any, seq: Any) -> Any:
+        # Fibonacci hashing of a 64-bit mix of the fields (Knuth 6.4)
+        mixed = ((src << np.uint64(32)) | seq) ^ ((sport << np.uint64(16) | dport)
+                                                  * np.uint64(0x9E3779B97F4A7C15))
+        mixed *= np.uint64(0xBF58476D1CE4E5B9)
+        result: Any = mixed >> np.uint64(64 - self.bits)
+        return result
+
+    def _rotate(self, now: float) -> None:
+        elapsed = now - self._since
+        if elapsed >= self.period:
+            old, new = self._tables
+            old.fill(0)
+            if elapsed >= 2 * self.period:  # both generations are too old
+                new.fill(0)
+            self._tables = [new, old]  # the older generation is reused as the new one
+            self._since = now
+
+    def seen(self, keys: Any, now: float) -> Any:
+        self._rotate(now)
+        a, b = self._tables
+        result: Any = (a[keys] | b[keys]) != 0
+        return result
+
+    def add(self, keys: Any, now: float) -> None:
+        self._rotate(now)
+        self._tables[1][keys] = 1
+
+
 class SynBatch:
     """Answers flood SYNs in batches for one stack (its IP layer and TCP table)."""
 
@@ -96,17 +150,34 @@ class SynBatch:
         #: (``AfPacketDevice.send_fixed``)
         self.transmit_rows = transmit_rows
         self._template: tuple[Any, Any, Any] | None = None
+        #: the SYNs dropped over budget, to tell their retransmissions
+        self.retransmits = RetransmitFilter()
+        #: rows dropped over budget; rows kept because they were retransmissions
+        self.shed = 0
+        self.resent_kept = 0
         #: rows answered here, and rows handed back to the plain path
         self.answered = 0
         self.handed_back = 0
 
-    def process(self, rows: Any, trusted: Any, now: float) -> list[tuple[bytes, bool]]:
+    def process(self, rows: Any, trusted: Any, now: float,
+                budget: int | None = None) -> list[tuple[bytes, bool]]:
         """Answer every row of ``rows`` (``(n, 74)`` uint8 frames, ``trusted``
         their checksum flags) that is a flood SYN; return the others as
-        ReceivedFrames for ``IpLayer.receive``."""
+        ReceivedFrames for ``IpLayer.receive``.
+
+        ``budget``: go on with at most that many rows; the rest are dropped
+        before any check and counted (``tcp-syn-overload``,
+        TcpExtListenDrops).  Which ones go on: first those that repeat a
+        SYN dropped here in the last few seconds (same source, ports and
+        sequence number: a client's retransmission,
+        :class:`RetransmitFilter`; spoofed flood SYNs are never resent),
+        then the newest of the others."""
         n = len(rows)
         if n == 0:
             return []
+        if budget is not None and n > budget:
+            rows, trusted = self._shed(rows, trusted, budget, now)
+            n = len(rows)
         ip = self.ip
         table = self.table
         ok = self._shape_ok(rows, trusted)
@@ -127,7 +198,7 @@ class SynBatch:
             ok &= (src & mask) != ip.routes._net
         listeners = table._listeners
         if ok.any():
-            for port in np.unique(dport[ok]).tolist():
+            for port in _distinct(dport[ok]):
                 listener = listeners.get(port)
                 if listener is None or listener.accept_queue_full or (
                         mode != 2 and not listener.syn_queue_full):
@@ -147,6 +218,41 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
+    def limit(self, frames: list[tuple[bytes, bool]],
+              budget: int) -> list[tuple[bytes, bool]]:
+        """The first ``budget`` of ``frames`` (those bound for the plain
+        path, ~100 us each); the others are dropped and counted as
+        :meth:`process` drops over-budget rows, so SYNs of another shape
+        or from on-link sources cannot buy a long plain-path wakeup."""
+        if len(frames) <= budget:
+            return frames
+        self._count_shed(len(frames) - budget)
+        return frames[:budget]
+
+    def _count_shed(self, n: int) -> None:
+        ip = self.ip
+        table = self.table
+        ip.frames_in += n
+        ip._drop("tcp-syn-overload", n)
+        table.counters["tcp_syn_overload"] = table.counters.get("tcp_syn_overload", 0) + n
+        table.mib["TcpExtListenDrops"] += n
+        self.shed += n
+
+    def _shed(self, rows: Any, trusted: Any, budget: int, now: float) -> tuple[Any, Any]:
+        """``budget`` of the rows to go on (retransmissions first, then the
+        newest); the others are dropped unexamined, counted and remembered
+        (load shedding: checking a row costs about what answering it does)."""
+        keys = self.retransmits.keys(_be32(rows, 26), _be16(rows, 34), _be16(rows, 36),
+                                     _be32(rows, 38))
+        resent = self.retransmits.seen(keys, now)
+        order = np.concatenate((np.flatnonzero(resent)[::-1], np.flatnonzero(~resent)[::-1]))
+        keep = np.sort(order[:budget])
+        shed = order[budget:]
+        self.retransmits.add(keys[shed], now)
+        self._count_shed(len(shed))
+        self.resent_kept += int(resent[keep].sum())
+        return rows[keep], trusted[keep]
+
     def _shape_ok(self, rows: Any, trusted: Any) -> Any:
         """The checks of ``IpLayer.receive``/``_ip_input`` and of
         ``TcpTable._syn_flood_path``'s layout test, per row."""
@@ -154,8 +260,8 @@ class SynBatch:
         template = self._template
         if template is None or template[0] != (ip.mac, ip.address):
             template = self._template = ((ip.mac, ip.address), *_fixed_bytes(ip.mac, ip.address))
-        _, where, expect = template
-        ok = (rows[:, where] == expect).all(axis=1)
+        _, expect, care = template
+        ok = ~((rows ^ expect) & care).any(axis=1)
         ok &= (rows[:, 20] & 0x3F) == 0  # no fragment offset, no MF
         ok &= _word_sum(rows, 14, 34) % 0xFFFF == 0  # RFC 791 header checksum
         src = _be32(rows, 26)
@@ -176,7 +282,7 @@ class SynBatch:
         table = self.table
         conns = table._conns
         listeners = table._listeners
-        ports = np.unique(dport[fast]).tolist()
+        ports = _distinct(dport[fast])
         if len(conns) + sum(len(listeners[p].requests) for p in ports) > 4 * len(fast):
             suspects = np.arange(len(fast))  # big tables: look every row up
         else:
@@ -205,16 +311,16 @@ class SynBatch:
         cfg = table.config
         m = len(rows)
         count = minute(now)
-        # the cookie: SipHash of hash_input(saddr, daddr, sport, dport, count),
-        # one pass over the whole array
+        # the cookie: H of hash_input(saddr, daddr, sport, dport, count), one
+        # hashlib call per SYN (CookieJar.digests), the arithmetic over the array
         inputs = np.empty((m, 16), dtype=np.uint8)
         inputs[:, 0:4] = rows[:, 26:30]
         inputs[:, 4:8] = rows[:, 30:34]
         inputs[:, 8:10] = rows[:, 34:36]
         inputs[:, 10:12] = rows[:, 36:38]
         inputs[:, 12:16] = np.frombuffer(count.to_bytes(4, "big"), dtype=np.uint8)
-        words = inputs.view("<u8")
-        hashes = table._cookies.hash(words[:, 0], words[:, 1])
+        hashes = np.frombuffer(table._cookies.digests(inputs.tobytes()),
+                               dtype=">u8").astype(np.uint64)
         h1 = hashes >> np.uint64(32)
         h2 = hashes & np.uint64(_U32)
         seq = _be32(rows, 38)
@@ -279,7 +385,7 @@ class SynBatch:
         mib["TcpExtTCPReqQFullDoCookies"] += m
         mib["TcpExtSyncookiesSent"] += m
         listeners = table._listeners
-        for port in np.unique(dport).tolist():
+        for port in _distinct(dport):
             listeners[port].cookie_sent_at = now
         self.answered += m
         self.transmit_rows(out)

@@ -424,8 +424,14 @@ class AfPacketDevice(Device):
         outgoing = pkttype == PACKET_OUTGOING
         whole = hdr[:, 1] == hdr[:, 2]
         fixed = whole & (hdr[:, 1] == width) & ~outgoing
-        starts = idx[fixed] * self._ring_slot + (hdr[fixed, 3] & 0xFFFF)
-        rows = arrays.flat[starts[:, None] + np.arange(width)]
+        macs = hdr[fixed, 3] & 0xFFFF
+        slots = arrays.flat.reshape(nslots, self._ring_slot)
+        if len(macs) and macs.min() == macs.max():  # the usual case: one frame offset
+            m = int(macs[0])
+            rows = slots[idx[fixed], m:m + width]
+        else:
+            starts = idx[fixed] * self._ring_slot + macs
+            rows = arrays.flat[starts[:, None] + np.arange(width)]
         trusted = status[fixed] & _TRUSTED_BITS != 0
         others: list[ReceivedFrame] = []
         truncated = 0

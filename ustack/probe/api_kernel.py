@@ -164,6 +164,22 @@ class KernelSocketApi(SocketApi):
     def close(self, obj: Any) -> None:
         obj.close()
 
+    async def close_socket(self, obj: Any) -> None:
+        """With SO_LINGER on and a non-zero time, Linux's close() blocks, on a
+        non-blocking socket too (inet_release passes sk_lingertime to
+        tcp_close, which waits in sk_stream_wait_close until the state leaves
+        FIN-WAIT-1/CLOSING/LAST-ACK): run it in a thread so the probe keeps
+        answering while it waits."""
+        try:
+            onoff, linger = struct.unpack(
+                "ii", obj.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+        except OSError:
+            onoff = linger = 0
+        if onoff and linger:
+            await asyncio.to_thread(obj.close)
+        else:
+            obj.close()
+
     def setsockopt(self, obj: Any, level: int, name: int, value: Any) -> None:
         if isinstance(value, Struct):
             if "l_onoff" in value.fields:

@@ -12,7 +12,8 @@ one script, so this is per socket in effect); on a connection they use the
 connection's setters (``set_nodelay``, ``set_keepalive`` and, when the TCP
 core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
 ``set_notsent_lowat``, ``set_send_buffer``, ``set_recv_buffer``,
-``set_quickack``, ``set_congestion``).  Anything else raises
+``set_quickack``, ``set_congestion``); TCP_INQ is the socket's (recvmsg's
+TCP_CM_INQ control message).  Anything else raises
 :class:`~ustack.probe.syscalls.Unsupported` naming the reason.
 """
 
@@ -30,9 +31,16 @@ from ustack.probe.pktlang import Struct
 from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import tcpi_from_ustack
 from ustack.tcp import events
+from ustack.tcp.state import TcpState
 
 SOL_TCP = socket.IPPROTO_TCP
 SOL_SOCKET = socket.SOL_SOCKET
+
+#: TCP_INQ and its control message type TCP_CM_INQ (include/uapi/linux/tcp.h)
+_TCP_INQ = _TCP_CM_INQ = 36
+
+#: Linux sk_stream_closing(): a lingering close() waits while in these states
+_CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
 
 #: (level, option) -> (name, TcpConfig field, TcpConnection setter, converter)
 _OPTIONS: dict[tuple[int, int], tuple[str, str | None, str | None, Any]] = {
@@ -72,9 +80,17 @@ class UstackSocket:
         self.pending: dict[str, Any] = {}
         #: SO_LINGER as (l_onoff, l_linger); (0, 0) is the default
         self.linger: tuple[int, int] = (0, 0)
+        #: TCP_NOTSENT_LOWAT as set on this socket (Linux tp->notsent_lowat:
+        #: getsockopt reads it, 0 = the sysctl applies); children inherit it
+        self.notsent_lowat = 0
+        #: TCP_INQ: recvmsg reports the bytes left to read (TCP_CM_INQ)
+        self.inq = False
+        #: events of the connection so far (epoll's edge-triggered wakeups)
+        self.wakeups = 0
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
+        self.wakeups += 1
         if isinstance(event, events.ConnectionFailed):
             self.error = event.errno
         elif isinstance(event, events.Connected):
@@ -84,10 +100,12 @@ class UstackSocket:
 
     def on_child(self, ep: Any) -> None:
         child = UstackSocket(self.api)
+        child.notsent_lowat = self.notsent_lowat
         child.ep = ep
         child.connected = True
         ep.owner = child
         self.backlog.append(child)
+        self.wakeups += 1
         self.changed.set()
         self.api.activity()
 
@@ -199,6 +217,20 @@ class UstackSocketApi(SocketApi):
             raise BlockingIOError
         return n
 
+    def recvmsg_control(self, obj: Any, n: int, flags: int,
+                        control: list[Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """recvmsg with a control buffer: with TCP_INQ on, one TCP_CM_INQ
+        message, the in-order bytes still to read, 1 after the peer's FIN
+        when none are left ("continue reading", Linux tcp_inq_hint)."""
+        data = self.try_recv(obj, n, flags)
+        if not obj.inq:
+            return data, []
+        conn = obj.ep.conn
+        inq = int(conn.readable())
+        if inq == 0 and getattr(conn, "eof_received", False):
+            inq = 1
+        return data, [(SOL_TCP, _TCP_CM_INQ, inq)]
+
     async def wait_any(self, objs: list[Any], timeout: float | None) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -234,10 +266,32 @@ class UstackSocketApi(SocketApi):
             # FIN (Linux tcp_close -> tcp_disconnect, RFC 9293 3.10.5 ABORT)
             self.table.abort(ep)
             return
-        # a non-zero linger closes gracefully like the default; close() does
-        # not block for the linger time here (documented in docs/conformance.md)
         ep.conn.close(self._now())
         ep.touch()
+        self.table.detach(ep)
+
+    async def close_socket(self, obj: Any) -> None:
+        """close(2); with SO_LINGER on and a non-zero time it returns once the
+        FIN is acknowledged (the state leaves FIN-WAIT-1/CLOSING/LAST-ACK), the
+        connection is reset, or the linger time is over, as Linux's tcp_close
+        (sk_stream_wait_close).  The connection is orphaned after the wait."""
+        ep = obj.ep
+        onoff, seconds = obj.linger
+        if (obj.listener is not None or ep is None or ep.removed or not onoff
+                or not seconds):
+            self.close(obj)
+            return
+        ep.conn.close(self._now())
+        ep.touch()
+        deadline = self._now() + seconds
+        while not ep.removed and ep.conn.state in _CLOSING_STATES:
+            left = deadline - self._now()
+            if left <= 0:
+                break
+            # no event marks the FIN's ACK: look again every few ms
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(0.005, left))
         self.table.detach(ep)
 
     # ---------------------------------------------------------- options
@@ -251,6 +305,9 @@ class UstackSocketApi(SocketApi):
             obj.linger = (int(bool(to_int(fields.get("l_onoff", fields.get(0, 0))))),
                           max(0, to_int(fields.get("l_linger", fields.get(1, 0)))))
             return
+        if (level, name) == (SOL_TCP, _TCP_INQ):
+            obj.inq = bool(to_int(value))
+            return
         entry = _OPTIONS.get((level, name))
         if entry is None:
             raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
@@ -260,6 +317,8 @@ class UstackSocketApi(SocketApi):
             raise Unsupported(f"unsupported on ustack: {label} with a struct")
         raw = value if type(value) is str else to_int(value)
         converted = convert(raw)
+        if label == "TCP_NOTSENT_LOWAT":
+            obj.notsent_lowat = int(converted)
         ep = obj.ep
         if ep is None or ep.removed:
             if label == "TCP_CONGESTION":
@@ -299,6 +358,10 @@ class UstackSocketApi(SocketApi):
             return err or 0
         if (level, name) == (SOL_SOCKET, socket.SO_LINGER):
             return {"l_onoff": obj.linger[0], "l_linger": obj.linger[1]}
+        if (level, name) == (SOL_TCP, 25):  # TCP_NOTSENT_LOWAT: the socket's own value
+            return obj.notsent_lowat
+        if (level, name) == (SOL_TCP, _TCP_INQ):
+            return int(obj.inq)
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:
@@ -352,6 +415,45 @@ class UstackSocketApi(SocketApi):
             mask |= select.POLLHUP
         return mask
 
+    # ---------------------------------------------------------- epoll
+    def epoll_create(self) -> Any:
+        return _Epoll()
+
+    def epoll_ctl(self, ep: Any, op: int, obj: Any, events: int) -> None:
+        items = ep.items
+        if op == 1:  # EPOLL_CTL_ADD
+            if obj in items:
+                raise SysError(E.EEXIST)
+            items[obj] = _EpItem(events)  # pending: ep_insert polls at once
+        elif op == 3:  # EPOLL_CTL_MOD
+            if obj not in items:
+                raise SysError(E.ENOENT)
+            items[obj] = _EpItem(events)
+        elif items.pop(obj, None) is None:  # EPOLL_CTL_DEL
+            raise SysError(E.ENOENT)
+
+    def epoll_wait(self, ep: Any, maxevents: int) -> list[tuple[int, Any]]:
+        """Level-triggered items report while ready; EPOLLET ones once per
+        wakeup (Linux ep_poll_callback: any event of the socket, new data
+        each time some arrives), with the socket's whole current mask."""
+        out: list[tuple[int, Any]] = []
+        for obj, item in list(ep.items.items()):
+            if len(out) >= maxevents:
+                break
+            rx = int(getattr(obj.ep.conn, "bytes_received", 0)) if obj.ep is not None else 0
+            if (obj.wakeups, rx) != item.seen:
+                item.seen = (obj.wakeups, rx)
+                item.pending = True
+            mask = self.poll_mask(obj) & (item.events | select.POLLERR | select.POLLHUP)
+            if not mask:
+                continue
+            if item.events & _EPOLLET:
+                if not item.pending:
+                    continue
+                item.pending = False
+            out.append((mask, obj))
+        return out
+
     def tcp_info(self, obj: Any) -> dict[str, int]:
         ep = obj.ep
         if ep is None:
@@ -363,6 +465,31 @@ class UstackSocketApi(SocketApi):
             with contextlib.suppress(Exception):
                 self.close(entry.obj)
         self.fds.clear()
+
+
+_EPOLLET = 1 << 31
+
+
+class _EpItem:
+    """One registered socket: its events, whether a wakeup is unreported,
+    and the (wakeups, bytes received) it was last seen at."""
+
+    __slots__ = ("events", "pending", "seen")
+
+    def __init__(self, events: int) -> None:
+        self.events = events
+        self.pending = True
+        self.seen: tuple[int, int] | None = None
+
+
+class _Epoll:
+    """An epoll instance over ustack sockets (no fd of its own)."""
+
+    def __init__(self) -> None:
+        self.items: dict[Any, _EpItem] = {}
+
+    def close(self) -> None:
+        self.items.clear()
 
 
 def _option_name(level: int, name: int) -> str:

@@ -434,7 +434,7 @@ USTACK_NO_EFFECT: dict[str, frozenset[str] | None] = {
     # any value: mechanisms ustack does not have
     "net.ipv4.tcp_frto": None, "net.ipv4.tcp_fack": None,
     "net.ipv4.tcp_early_retrans": None, "net.ipv4.tcp_recovery": None,
-    "net.ipv4.tcp_tso_win_divisor": None, "net.ipv4.tcp_min_tso_segs": None,
+    "net.ipv4.tcp_tso_win_divisor": None,
     "net.ipv4.tcp_pacing_ss_ratio": None, "net.ipv4.tcp_pacing_ca_ratio": None,
     "net.ipv4.tcp_fastopen_key": None,
     # only the value that matches what ustack does

@@ -161,6 +161,12 @@ class SocketApi(abc.ABC):
     @abc.abstractmethod
     def close(self, obj: Any) -> None: ...
 
+    async def close_socket(self, obj: Any) -> None:
+        """close(2) of a socket descriptor; a backend whose close can block
+        (SO_LINGER with a non-zero time: Linux tcp_close waits in
+        sk_stream_wait_close) overrides this."""
+        self.close(obj)
+
     @abc.abstractmethod
     def setsockopt(self, obj: Any, level: int, name: int, value: Any) -> None: ...
 
@@ -419,7 +425,7 @@ class SocketApi(abc.ABC):
         if entry is None:
             raise SysError(E.EBADF)
         if entry.kind == "socket":
-            self.close(entry.obj)
+            await self.close_socket(entry.obj)
         elif entry.kind in ("pipe", "file"):
             os.close(entry.obj)
         else:

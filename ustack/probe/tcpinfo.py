@@ -118,6 +118,10 @@ def tcpi_from_ustack(info: Any) -> dict[str, int]:
         "tcpi_bytes_sent": info.bytes_sent,
         "tcpi_bytes_retrans": info.bytes_retrans,
         "tcpi_dsack_dups": info.dsack_dups,
+        "tcpi_ca_state": info.ca_state,
+        "tcpi_busy_time": us(info.busy_time),
+        "tcpi_rwnd_limited": us(info.rwnd_limited),
+        "tcpi_sndbuf_limited": us(info.sndbuf_limited),
         "tcpi_snd_wnd": info.snd_wnd,
         "tcpi_rcv_wnd": info.rcv_wnd,
     }

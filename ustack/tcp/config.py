@@ -47,8 +47,10 @@ class TcpConfig:
     quickack: bool = False
     #: TCP_MAXSEG: clamp of the MSS (0 = none).
     maxseg: int = 0
-    #: TCP_NOTSENT_LOWAT: ``send`` queues at most this many not-yet-sent bytes
-    #: (0 = no limit beyond the send buffer; Linux tcp_notsent_lowat UINT_MAX).
+    #: TCP_NOTSENT_LOWAT: ``send`` starts no new size-goal chunk while this many
+    #: bytes wait unsent, writable below half of it (Linux's rule, see
+    #: TcpConnection._notsent_room; 0 = no limit beyond the send buffer, Linux
+    #: tcp_notsent_lowat UINT_MAX).
     notsent_lowat: int = 0
 
     # --- congestion control ---------------------------------------------------
@@ -71,10 +73,19 @@ class TcpConfig:
     #: tcp_pacing_ca_ratio 120).
     tcp_pacing_ss_ratio: int = 200
     tcp_pacing_ca_ratio: int = 120
+    #: fewest MSS in a super-segment (Linux tcp_min_tso_segs 2; see
+    #: Sender._tso_cap for the rest of tcp_tso_autosize)
+    tcp_min_tso_segs: int = 2
 
     # --- loss recovery (Linux net.ipv4 sysctls) -------------------------------
-    #: Bit mask: 0x1 = RACK loss detection (RFC 8985), 0x4 = no RACK
-    #: reordering-window adaptation (Linux tcp_recovery 1).
+    #: Bit mask, Linux net.ipv4.tcp_recovery (default 1; ip-sysctl.rst,
+    #: tcp_recovery.c): 0x1 = RACK loss detection (RFC 8985; for SACK peers
+    #: it replaces RFC 6675's DupThresh loss marking); 0x2 = static RACK
+    #: reordering window (min_rtt/4, never grown by D-SACKs: Linux
+    #: TCP_RACK_STATIC_REO_WND, tcp_rack_update_reo_wnd); 0x4 = no DupThresh
+    #: heuristic inside RACK (the window is not zeroed once DupThresh segments
+    #: are SACKed with no reordering seen: TCP_RACK_NO_DUPTHRESH,
+    #: tcp_rack_reo_wnd).  0 = RFC 6675 IsLost / DupThresh only.
     tcp_recovery: int = 1
     #: Tail loss probes (RFC 8985 7): 3 = TLP on, 0 = off (Linux tcp_early_retrans 3).
     tcp_early_retrans: int = 3

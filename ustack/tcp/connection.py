@@ -25,6 +25,8 @@ from copy import copy
 from typing import Any, ClassVar
 
 from ustack.tcp import events as ev
+from ustack.tcp.chrono import BUSY as _CHRONO_BUSY
+from ustack.tcp.chrono import SNDBUF_LIMITED as _CHRONO_SNDBUF
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.congestion import CaState, CongestionController, create
 from ustack.tcp.info import TcpInfo
@@ -69,6 +71,8 @@ _CLOSING = TcpState.CLOSING
 
 #: states in which the send side may still transmit data or a FIN
 _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+#: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
+_GSO_MAX_PAYLOAD = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
@@ -182,6 +186,7 @@ class TcpConnection:
         self._rst_on_data = False
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self.cc: CongestionController = create(cfg.congestion, 536, cfg.initial_cwnd)
+        self.cc.paced = cfg.pacing or self.cc.needs_pacing
         self._retransmits = 0
         self._syn_retransmitted = False
         self._passive = False
@@ -342,16 +347,42 @@ class TcpConnection:
             raise BrokenPipeError(E.EPIPE, "TCP connection is closed")
         lowat = self.config.notsent_lowat
         if lowat:
-            # TCP_NOTSENT_LOWAT: at most ``lowat`` bytes wait unsent (Linux
-            # tcp_stream_memory_free)
-            room = lowat - self.snd.unsent(self.snd_una)
+            room = self._notsent_room(lowat)
             if room < len(data):
                 data = data[:room if room > 0 else 0]
                 self._send_blocked = True
+        idle = not self.snd.unsent(self.snd_una)
         n = self.snd.buf.write(data)
+        if n and idle:
+            self.snd.chrono.start(_CHRONO_BUSY, now)  # Linux tcp_add_write_queue_tail
         if n < len(data):
             self._send_blocked = True
         return n
+
+    def _notsent_room(self, lowat: int) -> int:
+        """What one write may queue under TCP_NOTSENT_LOWAT, as Linux's
+        tcp_sendmsg_locked: the bytes the window and cwnd let out at once
+        leave during the write (tcp_push_one), the rest fills skbs of the
+        size goal (tcp_xmit_size_goal: half the peer's largest window, at
+        most a GSO packet, whole MSS), and a new skb is only started while
+        fewer than ``lowat`` bytes wait unsent (tcp_stream_memory_free)."""
+        snd = self.snd
+        una = self.snd_una
+        queued = len(snd.buf)
+        wire = (snd.ptr - una) & MASK
+        rec = self.rec
+        if rec is not None and self.state in _SENDING_STATES:
+            flight = (self.snd_nxt - una) & MASK
+            cwnd_room = flight + self.cc.cwnd - rec.in_flight()
+            limit = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
+            if limit > wire:
+                wire = limit
+        mss = self.send_mss
+        goal = min(_GSO_MAX_PAYLOAD, self.max_snd_wnd >> 1) // mss * mss
+        if goal < mss:
+            goal = mss
+        target = goal * max(1, -(-lowat // goal))  # unsent once the last skb is full
+        return wire + target - queued
 
     def recv(self, max_bytes: int, now: float) -> bytes:
         """RECEIVE (RFC 9293 3.10.3): take up to ``max_bytes`` in-order bytes.
@@ -467,6 +498,7 @@ class TcpConnection:
         ``tcp_reinit_congestion_control``, the window and ssthresh carry over
         and the new controller starts its own state from them."""
         new = create(name, self.send_mss, self.config.initial_cwnd)
+        new.paced = self.config.pacing or new.needs_pacing
         old = self.cc
         if self.state.synchronized:
             new.set_mss(self.send_mss, self.config.initial_cwnd)
@@ -513,7 +545,8 @@ class TcpConnection:
                 self.rec.set_mss(nbytes)
 
     def set_notsent_lowat(self, nbytes: int) -> None:
-        """TCP_NOTSENT_LOWAT: ``send`` queues at most ``nbytes`` unsent bytes (0 = off)."""
+        """TCP_NOTSENT_LOWAT: ``send`` starts no new size-goal chunk once ``nbytes``
+        wait unsent, and the socket is writable below half of it (0 = off)."""
         if nbytes < 0:
             raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
         self.config.notsent_lowat = nbytes
@@ -536,8 +569,13 @@ class TcpConnection:
             self.rcv.maybe_window_update()
 
     def set_nodelay(self, enabled: bool) -> None:
-        """TCP_NODELAY: True turns Nagle off (takes effect at the next output)."""
+        """TCP_NODELAY: True turns Nagle off and pushes what is pending at the
+        next output, held back by Nagle or TCP_CORK alike (Linux
+        tcp_sock_set_nodelay: TCP_NAGLE_OFF|TCP_NAGLE_PUSH, then
+        tcp_push_pending_frames; the cork itself stays on)."""
         self.config.nodelay = enabled
+        if enabled and self.snd.unsent(self.snd_una):
+            self.snd.force = True
 
     def set_user_timeout(self, seconds: float) -> None:
         """TCP_USER_TIMEOUT (RFC 5482): fail with ETIMEDOUT when sent data or
@@ -572,7 +610,11 @@ class TcpConnection:
         space = self.snd.buf.space
         lowat = self.config.notsent_lowat
         if lowat:
-            room = lowat - self.snd.unsent(self.snd_una)
+            # writable while twice the unsent bytes stay below the mark
+            # (Linux tcp_poll -> __sk_stream_memory_free(sk, wake=1))
+            if 2 * self.snd.unsent(self.snd_una) >= lowat:
+                return 0
+            room = self._notsent_room(lowat)
             if room < space:
                 return room if room > 0 else 0
         return space
@@ -636,8 +678,13 @@ class TcpConnection:
                         and now - self._ts_recent_stamp < _PAWS_IDLE):  # PAWS (RFC 7323 5)
                     self._paws_reject(plen, now)
                     return
-                if seq == rcv.acked or ((seq - rcv.acked) & MASK) >= 0x80000000:
-                    # seq <= the last ACK sent: record TS.Recent (RFC 7323 4.3)
+                if ((seq == rcv.acked or ((seq - rcv.acked) & MASK) >= 0x80000000)
+                        and ((seg.ack - self.snd_una) & MASK)
+                        <= ((self.snd_nxt - self.snd_una) & MASK)):
+                    # seq <= the last ACK sent and an acceptable ACK
+                    # (SND.UNA =< SEG.ACK =< SND.NXT): record TS.Recent
+                    # (RFC 7323 4.3; Linux tcp_ack updates it only once the
+                    # ACK is known good)
                     self._ts_recent = ts[0]
                     self._ts_recent_stamp = now
             room = (rcv.adv - seq) & MASK
@@ -828,7 +875,12 @@ class TcpConnection:
         if not flags & ACK:
             return  # RFC 9293: drop segments without ACK (catalogue 33)
 
-        if ts is not None and self.ts_ok and seq_le(seq, self.rcv.acked):
+        if (ts is not None and self.ts_ok and seq_le(seq, self.rcv.acked)
+                and ((seg.ack - self.snd_una) & MASK) <= ((self.snd_nxt - self.snd_una) & MASK)):
+            # TS.Recent only from a segment whose ACK is acceptable (SND.UNA
+            # =< SEG.ACK =< SND.NXT): one acking unsent data (or an old ACK)
+            # must not move it (RFC 7323 4.3; Linux tcp_ack calls
+            # tcp_replace_ts_recent after its ACK checks)
             self._ts_recent = ts[0]
             self._ts_recent_stamp = now
 
@@ -970,7 +1022,9 @@ class TcpConnection:
             self.bytes_acked += data_acked
         self.snd_una = ack
         self.last_ack = now
-        self.rtt.backoff = 0
+        # no rtt.backoff = 0 here: the backoff ends with a valid RTT sample
+        # (RFC 6298 5 / Karn; Linux tcp_ack_update_rtt), which the recovery
+        # room takes; an ACK of retransmitted data alone keeps it
         self._retransmits = 0
         wnd = seg.window << self.snd_wscale
         if rec is not None:
@@ -979,9 +1033,14 @@ class TcpConnection:
             self.timers.persist = None
             self._persist_backoff = 0
         self._update_window(seg, wnd)
+        if ack == self.snd_nxt:
+            # all acknowledged (Linux tcp_clean_rtx_queue: tcp_chrono_stop BUSY)
+            snd.chrono.stop(_CHRONO_BUSY, now, not snd.unsent(ack))
         if self._send_blocked and self.send_space():
             self._send_blocked = False
             self._events.append(ev.SEND_SPACE_AVAILABLE)
+            # Linux tcp_check_space: SOCK_NOSPACE cleared
+            snd.chrono.stop(_CHRONO_SNDBUF, now, ack == self.snd_nxt and not snd.unsent(ack))
         if snd.fin_acked:
             st = self.state
             if st is _FIN_WAIT_1:
@@ -1492,10 +1551,13 @@ class TcpConnection:
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
+            # a retransmission starts below what was sent before this batch;
+            # in the first batch nothing was (the SYN or SYN-ACK was queued
+            # with SND.NXT already past it, so it would look resent)
+            high = prior_nxt if self.segs_out > len(out) else self.iss
             for seg in out:
                 d = _seg_data(seg, self.rcv_wscale)
-                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
-                                                                                  prior_nxt)
+                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq, high)
                 self.trace(now, "seg_sent", d)
         return out
 
@@ -1592,6 +1654,7 @@ class TcpConnection:
         unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
         rec = self.rec
+        busy, rwnd_limited, sndbuf_limited = self.snd.chrono.totals(now)
         return TcpInfo(
             state=self.state.ss_name,
             local_port=self.local_port,
@@ -1645,6 +1708,10 @@ class TcpConnection:
             nodelay=self.config.nodelay,
             delivery_rate=self._delivery_rate(),
             pacing_rate=self.snd.pacing_rate,
+            ca_state=int(rec.state) if rec is not None else 0,
+            busy_time=busy,
+            rwnd_limited=rwnd_limited,
+            sndbuf_limited=sndbuf_limited,
         )
 
     def _delivery_rate(self) -> float:

@@ -60,3 +60,12 @@ class TcpInfo:
     nodelay: bool
     delivery_rate: float  # bytes/s over the last RTT sample window (approximate)
     pacing_rate: float = 0.0  # bytes/s the sender paces at, 0 = not paced
+    #: Linux enum tcp_ca_state: 0 Open, 1 Disorder, 2 CWR, 3 Recovery, 4 Loss
+    ca_state: int = 0
+    #: seconds with data queued (Linux tcpi_busy_time, all chronographs)
+    busy_time: float = 0.0
+    #: of which the peer's receive window held sending back (tcpi_rwnd_limited)
+    rwnd_limited: float = 0.0
+    #: of which the send buffer was the limit: everything sent, the
+    #: application blocked on a full buffer (tcpi_sndbuf_limited)
+    sndbuf_limited: float = 0.0

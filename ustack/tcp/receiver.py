@@ -158,13 +158,27 @@ class Receiver:
         if cur >= 0x80000000:
             cur -= 1 << 32
         free = self.size - len(self.buf) - self.ooo.nbytes
+        top = 0xFFFF << self.wscale  # the largest window the field can carry
+        if free > top:
+            free = top  # (Linux window_clamp) else an unchanged window looks new
         if free - cur >= min(self.size >> 1, self.advmss) and free >= 2 * cur:
             self.ack_now = True
 
     # ------------------------------------------------------------ window
     def window(self) -> int:
         """The window field to send, moving the right edge per receiver SWS
-        avoidance (RFC 9293 3.8.6.2.2) and never shrinking it (3.8.6)."""
+        avoidance (RFC 9293 3.8.6.2.2) and never moving it left.
+
+        RFC 9293 3.8.6 / RFC 7323 2.4: a receiver should not shrink the
+        window (retract its right edge).  As Linux ``tcp_select_window``
+        (sysctl ``tcp_shrink_window`` 0): when the free space would give a
+        smaller window, the current one is kept, rounded *up* to the scale
+        unit (``ALIGN(cur_win, 1 << rcv_wscale)``), and the announced edge
+        becomes RCV.ADV (``rcv_wnd``/``rcv_wup``), so the edge we accept text
+        to is exactly the one the peer saw and the next rounding starts from
+        it.  Without window scaling the window is at most 65535 bytes (the
+        field), as Linux's ``min(new_win, MAX_TCP_WINDOW)``, so RCV.ADV never
+        lies beyond what was announced."""
         ws = self.wscale
         nxt = self.nxt
         cur = (self.adv - nxt) & MASK
@@ -184,11 +198,19 @@ class Receiver:
                     free = ((free + (1 << ws) - 1) >> ws) << ws
                     if free > 0xFFFF << ws:
                         free = 0xFFFF << ws
+                elif free > 0xFFFF:
+                    free = 0xFFFF
                 cur = free
-                self.adv = (nxt + free) & MASK
-        field = (cur + (1 << ws) - 1) >> ws if ws else cur
-        if field > 0xFFFF:
-            field = 0xFFFF
+        if ws:
+            field = (cur + (1 << ws) - 1) >> ws
+            if field > 0xFFFF:
+                field = 0xFFFF
+            edge = field << ws
+        else:
+            field = edge = cur if cur < 0xFFFF else 0xFFFF
+        if edge >= cur:
+            # the announced edge (>= the previous one: cur only rounds up)
+            self.adv = (nxt + edge) & MASK
         return field
 
     @property

@@ -1611,8 +1611,9 @@ class Recovery:
             self.prior_cwnd = cc.cwnd
             cc.ssthresh = cc.ssthresh_on_loss(now, self.in_flight())
             self._init_undo()
-        if not cc.controls_cwnd:
-            cc.cwnd = self.in_flight() + sb.mss
+        # every controller, .cong_control ones (bbr) included (Linux
+        # tcp_enter_loss: snd_cwnd = tcp_packets_in_flight + 1)
+        cc.cwnd = self.in_flight() + sb.mss
         if self.state <= _DISORDER and self.sacked_out() >= self.cfg.tcp_reordering:
             self.reordering = min(self.reordering, self.cfg.tcp_reordering)
         self._set_state(_LOSS)

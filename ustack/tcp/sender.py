@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ustack.tcp.chrono import RWND_LIMITED, SNDBUF_LIMITED, Chrono
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.send_buffer import SendBuffer
 from ustack.wire.tcp import ACK, FIN, PSH, TcpOptions, TcpSegment
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from ustack.tcp.recovery import Recovery
 
 MASK = 0xFFFFFFFF
+#: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
+_GSO_MAX = 65536 - 321
 _EMPTY_OPTIONS = TcpOptions()
 
 
@@ -36,7 +39,7 @@ class Sender:
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
-                 "cwnd_limited", "max_flight", "cwnd_usage_seq")
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -67,6 +70,8 @@ class Sender:
         self.release = 0.0
         #: pacing rate in use (bytes/s, 0 = not paced), for TcpInfo
         self.pacing_rate = 0.0
+        #: busy / rwnd-limited / sndbuf-limited time (Linux tcp_chrono_*)
+        self.chrono = Chrono()
 
     def set_mss(self, mss: int, max_segment: int) -> None:
         self.seg_max = max(mss, max_segment // mss * mss) if max_segment else mss
@@ -104,9 +109,12 @@ class Sender:
             self._after_push(c, rec, now, buf_len, sent, 0)
             return
         fin_queued = self.fin_queued
-        if una == snd_max and buf_len > sent:
+        if una == snd_max and buf_len > sent and c.snd_wnd:
             # sending starts with nothing in flight (Linux CA_EVENT_TX_START,
-            # after tcp_cwnd_restart: RFC 5681 4.1 restart window)
+            # after tcp_cwnd_restart: RFC 5681 4.1 restart window).  Not while
+            # the peer's window is closed: zero-window probes carry no data
+            # and keep the cwnd (Linux restarts it when the window opens,
+            # tcp_ack_update_window -> tcp_slow_start_after_idle_check)
             idle = now - self.last_data_send
             if (cfg.slow_start_after_idle and idle > rtt.rto and c.bytes_sent
                     and not cc.controls_cwnd):
@@ -137,6 +145,8 @@ class Sender:
                     limit = sent + burst
                     paced_limit = True
         seg_max = self.seg_max
+        if seg_max > mss:
+            seg_max = self._tso_cap(c, mss, seg_max)
         nodelay = cfg.nodelay
         cork = self.cork
         out = c._out
@@ -188,7 +198,12 @@ class Sender:
             seq = (una + sent) & MASK
             payload = sndbuf.peek(sent, n)
             sent += n
-            flags = ACK
+            # PSH on the end of the queued data (Linux tcp_push/tcp_mark_push
+            # at the end of a write) and on every super-segment: Linux
+            # __tcp_transmit_skb forces PSH on any packet of more than one
+            # segment (tcp_skb_pcount > 1, since 5.4: "tcp: force a PSH flag
+            # on TSO packets"), never on a lone full-sized one
+            flags = ACK | PSH if n > mss else ACK
             if sent == buf_len:
                 flags = ACK | PSH
                 if fin_queued and room > n:
@@ -261,6 +276,14 @@ class Sender:
             rec.frto = False
             if rec.sb.lost_out:
                 self._retransmit_lost(c, rec, now)
+        # Linux tcp_write_xmit: the peer's window (tcp_snd_wnd_test), not
+        # cwnd, stopped the next segment -> the rwnd-limited chronograph
+        rest = buf_len - sent
+        chrono = self.chrono
+        if rest > 0 and wnd - sent < (mss if rest > mss else rest) and wnd <= cwnd_room:
+            chrono.start(RWND_LIMITED, now)
+        elif chrono.kind == RWND_LIMITED:
+            chrono.stop(RWND_LIMITED, now, False)
         if nsegs:
             c.bytes_sent += nbytes
             c.data_segs_out += nsegs
@@ -295,6 +318,12 @@ class Sender:
                 # the application has nothing more queued (Linux
                 # tcp_rate_check_app_limited)
                 rec.check_app_limited(0)
+                if (nsegs and c._send_blocked and c.state.value in (1, 8)
+                        and not self.is_cwnd_limited(c)):
+                    # everything sent, not cwnd-limited, the application
+                    # blocked on a full buffer, ESTABLISHED/CLOSE-WAIT:
+                    # send-buffer limited (Linux tcp_cwnd_validate)
+                    self.chrono.start(SNDBUF_LIMITED, now)
         elif ((buf_len > sent or (self.fin_queued and sent == buf_len))
               and timers.persist is None):
             # nothing in flight, data waiting but held back (window closed, or
@@ -329,23 +358,54 @@ class Sender:
             c.total_retrans += 1
             mib["TcpExtTCPFastRetrans" if recovering else "TcpExtTCPSlowStartRetrans"] += 1
 
+    def _tso_cap(self, c: TcpConnection, mss: int, seg_max: int) -> int:
+        """The largest super-segment now (whole MSS): Linux tcp_tso_autosize
+        (about 1 ms at the pacing rate, plus gso_max_size >> (min_rtt in us >>
+        tcp_tso_rtt_log 9) on short paths, at least tcp_min_tso_segs; no cap
+        before an RTT sample, when Linux's pacing rate is still unlimited) and
+        tcp_cwnd_test (at most half the cwnd, "at least 2 GSO packets in
+        flight")."""
+        cc = c.cc
+        rtt = c.rtt
+        if rtt.srtt > 0.0:
+            rate = cc.pacing_rate
+            if rate <= 0.0:
+                rate = self._default_rate(c)
+            nbytes = int(rate) >> 10  # sk_pacing_shift 10
+            if rtt.min_rtt > 0.0:
+                r = int(rtt.min_rtt * 1e6) >> 9
+                if r < 32:
+                    nbytes += _GSO_MAX >> r
+            segs = (nbytes if nbytes < _GSO_MAX else _GSO_MAX) // mss
+            min_segs = c.config.tcp_min_tso_segs
+            cap = (segs if segs > min_segs else min_segs) * mss
+            if cap < seg_max:
+                seg_max = cap
+        half = (cc.cwnd // mss >> 1) * mss
+        if half < seg_max:
+            seg_max = half if half > mss else mss
+        return seg_max
+
+    def _default_rate(self, c: TcpConnection) -> float:
+        """Linux's default pacing rate (tcp_update_pacing_rate), bytes/s."""
+        cc = c.cc
+        srtt = c.rtt.srtt
+        if srtt <= 0.0:
+            return 0.0
+        cfg = c.config
+        ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
+                 else cfg.tcp_pacing_ca_ratio)
+        flight = (c.snd_nxt - c.snd_una) & MASK
+        return (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+
     def _pacing_rate(self, c: TcpConnection) -> float:
         """The controller's pacing rate, else Linux's default
         (tcp_update_pacing_rate): cwnd/SRTT at tcp_pacing_ss_ratio % while
         cwnd < ssthresh/2 (slow start that is not about to end), else at
         tcp_pacing_ca_ratio %.  0 = no pacing (no RTT sample yet)."""
-        cc = c.cc
-        rate = cc.pacing_rate
+        rate = c.cc.pacing_rate
         if rate <= 0.0:
-            srtt = c.rtt.srtt
-            if srtt <= 0.0:
-                rate = 0.0
-            else:
-                cfg = c.config
-                ratio = (cfg.tcp_pacing_ss_ratio if cc.cwnd < cc.ssthresh // 2
-                         else cfg.tcp_pacing_ca_ratio)
-                flight = (c.snd_nxt - c.snd_una) & MASK
-                rate = (cc.cwnd if cc.cwnd > flight else flight) * ratio / 100.0 / srtt
+            rate = self._default_rate(c)
         self.pacing_rate = rate
         return rate
 

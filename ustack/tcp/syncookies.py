@@ -7,9 +7,11 @@ carries the connection instead of a request sock:
     H1 || H2 = H(4-tuple, minute)   (one keyed 64-bit hash, two 32-bit halves)
 
 ``data`` is the index of the peer's MSS in :data:`MSS_TABLE` (the largest
-entry not above it).  ``H`` is BLAKE2s keyed with a per-stack secret (Linux
-uses SipHash with ``syncookie_secret``).  Linux keeps H1 independent of the
-minute so its check can read the minute out of the top 8 bits; here both
+entry not above it).  ``H`` is BLAKE2s keyed with a per-stack secret
+(Linux uses SipHash with ``syncookie_secret``; hashlib has no SipHash, and
+one in Python costs ~20 us per SYN against ~1 us).  Linux keeps H1
+independent of the minute so its check can read the minute out of the top
+8 bits; here both
 halves come from one hash call, so a SYN costs one hash (under a flood every
 SYN does) and the check, which runs only for ACKs, tries each of the
 :data:`MAX_AGE` minutes a cookie may come from and requires the top 8 bits to
@@ -30,8 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
-from typing import Any, TypeVar
 
 #: Linux ``msstab``: the MSS values a cookie can carry (index = 2 bits;
 #: :func:`mss_index` spells the table out)
@@ -51,111 +51,7 @@ TS_SACK = 1 << 4
 TS_ECN = 1 << 5
 
 MASK32 = 0xFFFFFFFF
-MASK64 = 0xFFFFFFFFFFFFFFFF
 _TUPLE = struct.Struct("!4s4sHHI")
-
-#: an int or a numpy uint64 array (the arithmetic below is written for both)
-_W = TypeVar("_W", int, Any)
-
-
-def _rotl(x: _W, b: int) -> _W:
-    return ((x << b) | (x >> (64 - b))) & MASK64
-
-
-def siphash24(k0: int, k1: int, words: Sequence[_W], last: int) -> _W:
-    """SipHash-2-4 (Aumasson and Bernstein 2012) of the little-endian 64-bit
-    message ``words`` followed by the final block ``last`` (message length
-    << 56 | the tail bytes).  Elementwise when the words are numpy uint64
-    arrays: one Python pass answers a whole batch."""
-    if words and not isinstance(words[0], int):
-        return _siphash24_arrays(k0, k1, words, last)
-    v0: Any = k0 ^ 0x736F6D6570736575
-    v1: Any = k1 ^ 0x646F72616E646F6D
-    v2: Any = k0 ^ 0x6C7967656E657261
-    v3: Any = k1 ^ 0x7465646279746573
-    blocks: list[Any] = [*words, last]
-    for m in blocks:
-        v3 = v3 ^ m
-        for _ in range(2):
-            v0 = (v0 + v1) & MASK64
-            v1 = _rotl(v1, 13) ^ v0
-            v0 = _rotl(v0, 32)
-            v2 = (v2 + v3) & MASK64
-            v3 = _rotl(v3, 16) ^ v2
-            v0 = (v0 + v3) & MASK64
-            v3 = _rotl(v3, 21) ^ v0
-            v2 = (v2 + v1) & MASK64
-            v1 = _rotl(v1, 17) ^ v2
-            v2 = _rotl(v2, 32)
-        v0 = v0 ^ m
-    v2 = v2 ^ 0xFF
-    for _ in range(4):
-        v0 = (v0 + v1) & MASK64
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 = (v2 + v3) & MASK64
-        v3 = _rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & MASK64
-        v3 = _rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & MASK64
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
-    result: _W = v0 ^ v1 ^ v2 ^ v3
-    return result
-
-
-def _siphash24_arrays(k0: int, k1: int, words: Sequence[Any], last: int) -> Any:
-    """:func:`siphash24` over numpy uint64 arrays, in place (uint64
-    arithmetic wraps modulo 2**64 by itself, so no masks)."""
-    import numpy as np  # the words are numpy arrays, so numpy is there
-
-    first = words[0]
-    v0 = first.copy()
-    v0.fill(k0 ^ 0x736F6D6570736575)
-    v1 = v0.copy()
-    v1.fill(k1 ^ 0x646F72616E646F6D)
-    v2 = v0.copy()
-    v2.fill(k0 ^ 0x6C7967656E657261)
-    v3 = v0.copy()
-    v3.fill(k1 ^ 0x7465646279746573)
-    t = v0.copy()
-
-    shl, shr, bor = np.left_shift, np.right_shift, np.bitwise_or
-
-    def rotl(x: Any, b: int) -> None:
-        shl(x, b, out=t)
-        shr(x, 64 - b, out=x)
-        bor(x, t, out=x)
-
-    def rounds(n: int) -> None:
-        nonlocal v0, v1, v2, v3  # (in place: the names keep their arrays)
-        for _ in range(n):
-            v0 += v1
-            rotl(v1, 13)
-            v1 ^= v0
-            rotl(v0, 32)
-            v2 += v3
-            rotl(v3, 16)
-            v3 ^= v2
-            v0 += v3
-            rotl(v3, 21)
-            v3 ^= v0
-            v2 += v1
-            rotl(v1, 17)
-            v1 ^= v2
-            rotl(v2, 32)
-
-    for m in (*words, last):
-        v3 ^= m
-        rounds(2)
-        v0 ^= m
-    v2 ^= 0xFF
-    rounds(4)
-    v0 ^= v1
-    v0 ^= v2
-    v0 ^= v3
-    return v0
-
 
 def minute(now: float) -> int:
     """Linux ``tcp_cookie_time``: the minute counter (32 bits)."""
@@ -165,27 +61,37 @@ def minute(now: float) -> int:
 class CookieJar:
     """The per-stack secret and the cookie arithmetic."""
 
-    __slots__ = ("k0", "k1")
+    __slots__ = ("_base",)
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("a SYN cookie secret needs at least 16 bytes")
-        # the 128-bit SipHash key, derived so any secret of 16 bytes or more works
-        key = hashlib.blake2s(secret + b"\x00").digest()
-        self.k0 = int.from_bytes(key[:8], "little")
-        self.k1 = int.from_bytes(key[8:16], "little")
+        # the keyed hash state after the key block, derived so any secret of
+        # 16 bytes or more works; each hash copies it (no key setup per SYN)
+        self._base = hashlib.blake2s(key=hashlib.blake2s(secret + b"\x00").digest(),
+                                     digest_size=8)
 
-    def hash(self, m0: _W, m1: _W) -> _W:
-        """H of :func:`hash_input` read as two little-endian 64-bit words
-        (SipHash's byte order): H1 is the high 32 bits, H2 the low.  Works
-        on ints and, elementwise, on numpy uint64 arrays (the batch path)."""
-        result: _W = siphash24(self.k0, self.k1, (m0, m1), 16 << 56)
-        return result
+    def digest(self, data: bytes) -> bytes:
+        """H over :func:`hash_input` bytes: 8 bytes, H1 then H2 (big-endian)."""
+        h = self._base.copy()
+        h.update(data)
+        return h.digest()
+
+    def digests(self, data: bytes) -> bytes:
+        """:meth:`digest` of each 16-byte piece of ``data``, concatenated
+        (the batch path: one call for a whole array of SYNs)."""
+        base = self._base
+        out: list[bytes] = []
+        append = out.append
+        for i in range(0, len(data), 16):
+            h = base.copy()
+            h.update(data[i:i + 16])
+            append(h.digest())
+        return b"".join(out)
 
     def _hash(self, saddr: bytes, daddr: bytes, sport: int, dport: int,
               count: int) -> tuple[int, int]:
-        data = _TUPLE.pack(saddr, daddr, sport, dport, count)
-        d = self.hash(int.from_bytes(data[:8], "little"), int.from_bytes(data[8:], "little"))
+        d = int.from_bytes(self.digest(_TUPLE.pack(saddr, daddr, sport, dport, count)), "big")
         return d >> 32, d & MASK32
 
     def make(self, saddr: bytes, daddr: bytes, sport: int, dport: int, seq: int, mss: int,

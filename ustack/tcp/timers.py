@@ -15,7 +15,12 @@ Linux arms them in one slot, ``icsk_retransmit_timer``).  ``delack`` and
 
 from __future__ import annotations
 
-#: retransmission (RFC 6298), also SYN / SYN-ACK / FIN retransmission
+#: retransmission (RFC 6298), also SYN / SYN-ACK / FIN retransmission.  Its
+#: length is ``RttEstimator.rto``: the base RTO doubled per ``backoff``, which
+#: each timeout raises and only a valid RTT sample clears (RFC 6298 5.5 and
+#: section 5's "collapse", Karn's rule in section 3; Linux
+#: ``tcp_ack_update_rtt``), never a duplicate ACK, a window update or an ACK
+#: of retransmitted data alone
 RETRANSMIT = "on"
 #: zero-window probing (RFC 9293 3.8.6.1)
 PERSIST = "persist"

@@ -141,12 +141,13 @@ def parse_response(msg: bytes) -> Answer:
 
 
 def build_response(query: bytes, addresses: list[bytes], *, rcode: int = RCODE_OK,
-                   ttl: int = 60) -> bytes:
-    """A response to ``query`` with A records (for tests and tiny servers)."""
+                   ttl: int = 60, truncated: bool = False) -> bytes:
+    """A response to ``query`` with A records (for tests and tiny servers);
+    ``truncated`` sets TC (RFC 1035 s.4.1.1: the rest did not fit)."""
     ident, _flags, _qd, _an, _ns, _ar = _HEADER.unpack_from(query, 0)
     _name, end = _read_name(query, _HEADER.size)
     question = query[_HEADER.size:end + 4]
-    flags = FLAG_QR | FLAG_RD | 0x0080 | (rcode & 0xF)
+    flags = FLAG_QR | FLAG_RD | 0x0080 | (rcode & 0xF) | (FLAG_TC if truncated else 0)
     out = _HEADER.pack(ident, flags, 1, len(addresses), 0, 0) + question
     for addr in addresses:
         out += b"\xc0\x0c" + _RR.pack(TYPE_A, CLASS_IN, ttl, 4) + addr

@@ -101,7 +101,7 @@ class CongestionController:
     needs_pacing: ClassVar[bool] = False
 
     __slots__ = ("mss", "cwnd", "ssthresh", "pacing_rate", "prior_cwnd", "ca_state",
-                 "cwnd_cnt")
+                 "cwnd_cnt", "paced")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         self.mss = mss
@@ -111,6 +111,9 @@ class CongestionController:
         self.prior_cwnd = 0  # cwnd before the last reduction (for undo_cwnd)
         self.ca_state = CaState.OPEN
         self.cwnd_cnt = 0  # bytes acknowledged towards the next +1 MSS
+        #: the sender paces this connection (``needs_pacing`` or
+        #: ``TcpConfig.pacing``); set by the connection (RFC 9406 4.3 L)
+        self.paced = self.needs_pacing
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
         """The send MSS became known (after the handshake)."""

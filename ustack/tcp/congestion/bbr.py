@@ -36,8 +36,9 @@ from typing import ClassVar
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 from ustack.tcp.congestion.windowed import WindowedMax
 
-HIGH_GAIN = 2 / math.log(2)  # 2.885 (Linux bbr_high_gain, 739/256)
-DRAIN_GAIN = 1 / HIGH_GAIN  # Linux bbr_drain_gain (88/256)
+# Linux's gains are BBR_UNIT (256) fixed point; ustack uses the same values
+HIGH_GAIN = 739 / 256  # 2/ln 2 = 2.8854 as Linux rounds it (bbr_high_gain 2.8867)
+DRAIN_GAIN = 88 / 256  # ~ 1/high_gain (bbr_drain_gain = 256 * 1000 / 2885)
 CWND_GAIN = 2.0  # Linux bbr_cwnd_gain
 PACING_GAIN = (5 / 4, 3 / 4, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # bbr_pacing_gain[]
 CYCLE_LEN = len(PACING_GAIN)
@@ -140,7 +141,8 @@ class Bbr(CongestionController):
         if rate != self._tso_rate:
             burst = min(int(rate) >> PACING_SHIFT, GSO_MAX)
             self._tso_rate = rate
-            self._tso_goal = max(burst // self.mss, 1 if rate < MIN_TSO_RATE else 2)
+            goal = max(burst // self.mss, 1 if rate < MIN_TSO_RATE else 2)
+            self._tso_goal = goal if goal < 0x7F else 0x7F  # Linux: min(segs, 0x7F)
         return self._tso_goal
 
     def _quantization_budget(self, cwnd: int) -> int:
@@ -262,7 +264,8 @@ class Bbr(CongestionController):
         if self._min_rtt_stamp is None:
             self._min_rtt_stamp = now
         expired = now > self._min_rtt_stamp + MIN_RTT_WIN
-        if rs.rtt >= 0 and (rs.rtt < self.min_rtt or expired):
+        # an equal sample refreshes the stamp too (Linux rtt_us <= min_rtt_us)
+        if rs.rtt >= 0 and (rs.rtt <= self.min_rtt or expired):
             self.min_rtt = rs.rtt
             self._min_rtt_stamp = now
         if expired and not self._idle_restart and self.mode is not BbrMode.PROBE_RTT:
@@ -374,7 +377,7 @@ class Bbr(CongestionController):
         if (stamp is None or now > stamp + MIN_RTT_WIN or self.mode is BbrMode.PROBE_RTT
                 or self._idle_restart):
             self._update_min_rtt(rs, now)
-        elif 0 <= rs.rtt < self.min_rtt:  # the common case of _update_min_rtt
+        elif 0 <= rs.rtt <= self.min_rtt:  # the common case of _update_min_rtt
             self.min_rtt = rs.rtt
             self._min_rtt_stamp = now
         self._update_gains()
@@ -399,6 +402,12 @@ class Bbr(CongestionController):
         return self.ssthresh
 
     def on_state(self, new: CaState, now: float) -> None:
+        """Linux bbr_set_state.  On an RTO the connection has already set
+        cwnd = in-flight + 1 MSS (tcp_enter_loss, for every controller); BBR
+        then forgets full_bw and treats the RTO as the end of a round, and
+        its next ACKs grow cwnd from there (bbr_set_cwnd: + acked, at least
+        4 segments), restoring prior_cwnd when the state leaves LOSS
+        (bbr_set_cwnd_to_recover_or_restore)."""
         super().on_state(new, now)
         if new is CaState.LOSS:
             self._prev_ca_state = CaState.LOSS

@@ -15,19 +15,35 @@ SRTT; Linux uses its minimum ``delay_min``).
 Slow start grows by the bytes acknowledged (Linux ``tcp_slow_start``) and
 HyStart++ (RFC 9406) ends the *initial* slow start when a round's minimum RTT
 rises by ``clamp(lastRoundMinRTT / 8, 4 ms, 16 ms)``: the sender enters
-Conservative Slow Start (growth / 4) and, unless the RTT falls back to the
-baseline, congestion avoidance after 5 CSS rounds.  Rounds are counted by
-delivered bytes (a round ends when a segment sent after the previous round's
-end is delivered), as Linux BBR counts them.
+Conservative Slow Start and, unless the RTT falls back below the baseline
+(then slow start resumes), congestion avoidance (ssthresh = cwnd) after 5 CSS
+rounds, the partial round of the entry counting as one (RFC 9406 4.2).  In
+CSS each ACK grows cwnd by ``min(N, L * SMSS) / CSS_GROWTH_DIVISOR`` with
+N the bytes it newly acknowledged and L = 8 segments when the sender does not
+pace, unbounded when it does (4.3; ``paced`` is set by the connection).  In
+HyStart++'s standard slow start the RFC's ``min(N, L * SMSS)`` cap is a knob,
+``hystart_ss_limit`` (segments), off by default: issue 9 asks for Linux's
+growth by the whole stretch ACK there, and the rec-stretch conformance
+scenario checks it against the kernel (10 segments ACKed at once: 20 sent).
+Rounds are counted by delivered bytes (a round ends when a segment sent after
+the previous round's end is delivered), as Linux BBR counts them; RFC 9406
+counts them by SND.NXT at the round's start, the same boundary.
 
 Differences from Linux's ``tcp_cubic.c``: Linux runs the older HyStart
 (Ha and Rhee 2008): ACK-train length plus delay increase over the global
 ``delay_min``, compared only once cwnd >= 16 segments, and it exits straight
 to congestion avoidance (ssthresh = cwnd) without CSS; it re-arms after every
-RTO.  Linux also caps the growth at 1 segment per 20 ACKed while W_max is
-unknown (``cnt = 20``) and evaluates W at ``t + delay_min``.  HyStart++'s
-L (RFC 9406 4.3: at most 8 SMSS per ACK unless paced) is not applied: like
-Linux, slow start takes the whole stretch ACK.
+RTO (``bictcp_reset`` + ``hystart_reset`` on TCP_CA_Loss), so it also runs in
+later slow starts, where HyStart++ only runs in the initial one (RFC 9406 4.3
+SHOULD).  Its delay test (``hystart_update``) compares the round's minimum RTT,
+once 8 samples are in, with the connection's all-time ``delay_min`` +
+clamp(delay_min/8, 4 ms, 16 ms) (HyStart++ compares with the previous
+round's minimum), and its ACK-train test (ACKs spaced <= 2 ms spanning
+about delay_min/2 when not paced) has no counterpart in HyStart++.
+Neither caps the growth per ACK (Linux ``tcp_slow_start`` takes the whole
+stretch ACK).  Linux also caps the growth
+at 1 segment per 20 ACKed while W_max is unknown (``cnt = 20``) and evaluates
+W at ``t + delay_min``.
 """
 
 from __future__ import annotations
@@ -42,6 +58,7 @@ BETA = 0.7  # RFC 9438 4.6 (Linux beta 717/1024)
 ALPHA = 3 * (1 - BETA) / (1 + BETA)  # Reno-friendly additive increase (RFC 9438 4.3)
 
 # HyStart++ constants (RFC 9406 4.3)
+L_UNPACED = 8  # segments per ACK when not paced ("L = infinity if paced")
 MIN_RTT_THRESH = 0.004
 MAX_RTT_THRESH = 0.016
 MIN_RTT_DIVISOR = 8
@@ -58,6 +75,10 @@ class Cubic(CongestionController):
     fast_convergence: ClassVar[bool] = True
     #: RFC 9406 HyStart++ in the initial slow start (Linux: hystart=1, HyStart)
     hystart: ClassVar[bool] = True
+    #: RFC 9406 4.2/4.3 L for HyStart++'s standard slow start, in segments
+    #: (the RFC recommends 8 without pacing); None = no cap, as Linux
+    #: tcp_slow_start (the default, issue 9).  Never applied when paced.
+    hystart_ss_limit: ClassVar[int | None] = None
 
     __slots__ = ("w_max", "k", "_epoch", "_origin", "_cwnd_epoch", "_cwnd_prior",
                  "_w_est", "_acc", "_srtt", "_undo",
@@ -109,11 +130,18 @@ class Cubic(CongestionController):
         acked = rs.acked_sacked
         if self.cwnd < self.ssthresh:
             if self._css:
+                # RFC 9406 4.2: cwnd += min(N, L * SMSS) / CSS_GROWTH_DIVISOR
+                if not self.paced and acked > L_UNPACED * self.mss:
+                    acked = L_UNPACED * self.mss
                 self._css_acc += acked
                 grow = self._css_acc // CSS_GROWTH_DIVISOR
                 self._css_acc -= grow * CSS_GROWTH_DIVISOR
                 self.cwnd += grow
                 return
+            limit = self.hystart_ss_limit
+            if (limit is not None and not self._hs_done and not self.paced
+                    and acked > limit * self.mss):
+                acked = limit * self.mss  # RFC 9406 4.2: min(N, L * SMSS)
             acked = self.slow_start(acked)
             if acked <= 0:
                 return
@@ -135,8 +163,14 @@ class Cubic(CongestionController):
                 self.k = 0.0
                 self._origin = cwnd_seg
                 if self.w_max <= 0:
+                    # after an RTO (4.8) or a loss-free HyStart++ exit (4.10):
+                    # W_max = cwnd_epoch.  cwnd_prior stays the cwnd of the last
+                    # reduction (4.6; an RTO sets it too), so W_est grows with
+                    # alpha_cubic until it reaches it (4.3); only without any
+                    # reduction yet (4.10) is it cwnd
                     self.w_max = cwnd_seg
-                    self._cwnd_prior = cwnd_seg
+                    if self._cwnd_prior <= 0:
+                        self._cwnd_prior = cwnd_seg
         t = now - self._epoch
         rtt = self._srtt if self._srtt > 0 else (rs.min_rtt if rs.min_rtt > 0 else 0.0)
         acked_seg = acked / mss
