@@ -218,9 +218,18 @@ class Scoreboard:
         q = self._q
         r = q[i]
         new = Segment.__new__(Segment)
-        for name in ("sent", "xid", "first_sent", "tsval", "tx_delivered", "tx_delivered_time",
-                     "tx_first_tx_time", "app_limited", "retrans", "sacked", "lost", "rtx"):
-            setattr(new, name, getattr(r, name))
+        new.sent = r.sent
+        new.xid = r.xid
+        new.first_sent = r.first_sent
+        new.tsval = r.tsval
+        new.tx_delivered = r.tx_delivered
+        new.tx_delivered_time = r.tx_delivered_time
+        new.tx_first_tx_time = r.tx_first_tx_time
+        new.app_limited = r.app_limited
+        new.retrans = r.retrans
+        new.sacked = r.sacked
+        new.lost = r.lost
+        new.rtx = r.rtx
         new.start = at
         new.end = r.end
         r.end = at
@@ -366,6 +375,11 @@ class Scoreboard:
         """Merge ``[start, end)`` into the SACKed set; return its sub-ranges that
         were not SACKed before (so repeated blocks cost almost nothing)."""
         ranges = self._sacked
+        if ranges:
+            # already SACKed (the blocks an ACK repeats): nothing to rebuild
+            k = bisect_right(ranges, (start, _INF)) - 1
+            if k >= 0 and ranges[k][1] >= end:
+                return []
         new: list[tuple[int, int]] = []
         out: list[tuple[int, int]] = []
         cur = start
@@ -579,3 +593,7 @@ class Scoreboard:
 
 def _start(r: Segment) -> int:
     return r.start
+
+
+#: above every sequence number (bisect key for "ranges starting at or before")
+_INF = 1 << 128
