@@ -7,6 +7,8 @@ namespaces built by :class:`ustack.lab.Lab`.  The kernel peer is
 divided by the time from the first byte written to the receiver's
 confirmation that it has everything (ustack to kernel: the sink's reply after
 our FIN; kernel to ustack: our reading EOF), i.e. what an application sees.
+``cpu_seconds`` (in ``--json``) is this process's CPU time over the same
+interval: the stack side only (the kernel peer is another process).
 
     sudo python3 bench/throughput.py --mb 200 [--json] [--profile out.prof]
 
@@ -99,19 +101,21 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         reader, writer = await stack.open_connection(lab.peer_address, 5102, timeout=10)
         chunks = pattern_chunks(nbytes, seed=7)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for piece in chunks:
             writer.write(piece)
             await writer.drain()
         writer.write_eof()
         reply = await reader.read()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         info = writer.get_extra_info("tcp_info")
         writer.close()
         await writer.wait_closed()
         got, _, sha = reply.decode().strip().partition(" ")
         ok = int(got) == nbytes and (not verify or sha == pattern_sha256(nbytes, 7))
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
-                "retrans": getattr(info, "total_retrans", None),
+                "cpu_seconds": cpu, "retrans": getattr(info, "total_retrans", None),
                 "congestion": getattr(info, "ca_name", None)}
     finally:
         _stop_peer(sink)
@@ -125,6 +129,7 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         h = hashlib.sha256()
         got = 0
         t0 = time.perf_counter()
+        c0 = time.process_time()
         while True:
             data = await reader.read(1 << 20)
             if not data:
@@ -133,12 +138,13 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
             if verify:
                 h.update(data)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         info = writer.get_extra_info("tcp_info")
         writer.close()
         await writer.wait_closed()
         ok = got == nbytes and (not verify or h.hexdigest() == pattern_sha256(nbytes, 9))
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
-                "retrans": getattr(info, "total_retrans", None)}
+                "cpu_seconds": cpu, "retrans": getattr(info, "total_retrans", None)}
     finally:
         _stop_peer(source)
 

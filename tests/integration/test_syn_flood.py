@@ -16,10 +16,13 @@ Two tests:
 * ``test_syn_flood_acceptance`` asserts the issue's numbers (>= 95 % of the
   connects succeed, median connect < 50 ms, the bulk transfer keeps >= 50 %
   of its pre-flood throughput, RSS grows < 20 MB, the counters show the
-  cookies).  It is marked xfail(strict): on this 2-core machine shared with
+  cookies).  It is marked xfail: on this 2-core machine shared with
   other jobs ustack does not reach them (the reason names the measured
   figures; docs/hardening.md and bench/synflood.py give the kernel's side by
-  side).  Strict: the day it passes, the mark must go.
+  side).  Not strict: the figures swing with the CPU the stack gets, and a
+  quiet run can meet every target by chance (two of six were close), which
+  must not fail CI; pytest reports such a run as XPASS.  The mark goes when
+  the targets hold run after run.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
   with the SYN channel at least half of the connects succeed and the bulk
   transfer keeps moving; in both modes (SYN channel, one socket) RSS grows
@@ -85,7 +88,7 @@ def _common(report: dict[str, Any]) -> None:
     assert report["counters"]["TcpExtSyncookiesRecv"] >= 1, report
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=False, reason=(
     "issue 13's flood targets are not reliably met on this shared 2-core machine: "
     "measured 2026-12-01 at load 5-9 (bench/synflood.py, 83-119k SYNs/s reached, SYN "
     "channel with the batch path): connect success 100 % in every run, median connect "

@@ -238,3 +238,29 @@ def test_tracing_is_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         await b.close()
 
     run(main())
+
+
+def test_first_syn_and_synack_are_not_retransmissions_a_resent_syn_is() -> None:
+    """``rtx`` in seg_sent: the SYN (and the SYN-ACK) of the first batch are
+    originals though SND.NXT was already past them; the SYN resent by the
+    retransmission timer is one."""
+    from ustack.tcp import TcpConnection
+    from ustack.tcp.listener import listener_action
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    hook = lambda now, ev, data: events.append((ev, data))  # noqa: E731
+    a = TcpConnection.connect(40000, 5001, 1000, 0.0, trace=hook)
+    syn = a.segments_to_send(0.0)[0]
+    deadline = a.next_deadline()
+    assert deadline is not None
+    a.handle_timer(deadline)  # no answer: the SYN goes again
+    resent = a.segments_to_send(deadline)
+    assert resent and resent[0].flags & 0x02
+    sent = [d for ev, d in events if ev == "seg_sent"]
+    assert [(d["flags"], d["rtx"]) for d in sent] == [("S", False), ("S", True)]
+    assert listener_action(syn) == "syn"
+    passive: list[dict[str, Any]] = []
+    b = TcpConnection.accept(syn, 7000, 0.0, trace=lambda now, ev, d: passive.append(d)
+                             if ev == "seg_sent" else None)
+    b.segments_to_send(0.0)
+    assert [(d["flags"], d["rtx"]) for d in passive] == [("S.", False)]

@@ -392,6 +392,16 @@ class TcpTable:
         """Connections still finishing after their owner let go."""
         return len(self._orphans)
 
+    def set_isn_secret(self, secret: bytes) -> None:
+        """Key the RFC 6528 ISN function (section 3) with ``secret`` instead
+        of the random key chosen at start: the same secret, 4-tuple and
+        clock then give the same ISN (``ustack.sim`` seeds it so that runs
+        repeat to the byte).  A known secret makes ISNs predictable: only
+        for simulations and tests."""
+        if len(secret) < 16:
+            raise ValueError("the ISN secret needs at least 16 bytes")
+        self._isn = IsnGenerator(bytes(secret))
+
     def now(self) -> float:
         """The connections' clock (see :func:`_fine_clock`)."""
         return self._clock()

@@ -224,10 +224,7 @@ class _Sink(asyncio.Protocol):
 
 def _seed_stack(stack: Stack, seed: int, name: str) -> None:
     """Deterministic ISNs: the table's RFC 6528 secret comes from the seed."""
-    from ustack.tcp.isn import IsnGenerator
-
-    secret = hashlib.sha256(f"ustack-sim/{seed}/{name}".encode()).digest()[:16]
-    stack.tcp._isn = IsnGenerator(secret)
+    stack.tcp.set_isn_secret(hashlib.sha256(f"ustack-sim/{seed}/{name}".encode()).digest()[:16])
 
 
 def _attach_trace(stack: Stack, directory: str) -> None:

@@ -131,6 +131,8 @@ class SimLink:
         self.emit = emit
         self._loss = spec.loss_model()
         self._rng = random.Random(f"{seed}/{name}")
+        self._random = self._rng.random
+        self._clock = loop.time
         self._byte_time = 8.0 / spec.rate if spec.rate else 0.0
         self._busy_until = 0.0
         #: service start times of frames still waiting for the transmitter
@@ -143,6 +145,7 @@ class SimLink:
         self._timer_when = 0.0
         #: seconds each accepted frame waited in the queue
         self.queue_delays = array("d")
+        self._queue_delays_append = self.queue_delays.append
         self.stats: dict[str, int] = {
             "frames_in": 0, "bytes_in": 0, "frames_out": 0, "bytes_out": 0,
             "drop_loss": 0, "drop_queue": 0, "drop_red": 0, "reordered": 0,
@@ -160,19 +163,25 @@ class SimLink:
     def send(self, frame: Frame) -> None:
         spec = self.spec
         stats = self.stats
-        rng = self._rng
+        rnd = self._random
         # the same draws for every frame, whatever becomes of it
-        r_loss, r_state, r_red, r_jit, r_reo, r_dup = (
-            rng.random(), rng.random(), rng.random(), rng.random(), rng.random(), rng.random())
-        now = self.loop.time()
+        r_loss = rnd()
+        r_state = rnd()
+        r_red = rnd()
+        r_jit = rnd()
+        r_reo = rnd()
+        r_dup = rnd()
+        now = self._clock()
+        size = len(frame)
         stats["frames_in"] += 1
-        stats["bytes_in"] += len(frame)
+        stats["bytes_in"] += size
         loss = self._loss
         if loss is not None and loss.lost(r_loss, r_state):
             stats["drop_loss"] += 1
             return
         depart = now
-        if self._byte_time:
+        byte_time = self._byte_time
+        if byte_time:
             waiting = self._waiting
             while waiting and waiting[0] <= now:
                 waiting.popleft()
@@ -196,8 +205,8 @@ class SimLink:
                 start = busy
             else:
                 start = now
-            self.queue_delays.append(start - now)
-            depart = self._busy_until = start + len(frame) * self._byte_time
+            self._queue_delays_append(start - now)
+            depart = self._busy_until = start + size * byte_time
         arrival = depart + spec.delay
         if spec.jitter:
             arrival += r_jit * spec.jitter
@@ -223,17 +232,31 @@ class SimLink:
 
     def _release(self) -> None:
         self._timer = None
-        now = self.loop.time() + 1e-12
+        now = self._clock() + 1e-12
         pipe = self._pipe
-        out: list[Frame] = []
+        stats = self.stats
+        if not pipe:
+            return
+        if pipe[0][0] > now:  # fired up to the loop's resolution early
+            self._arm(pipe[0][0])
+            return
+        frame = pipe.popleft()[1]
+        if not pipe or pipe[0][0] > now:
+            # the common case: one frame at a time
+            if pipe:
+                self._arm(pipe[0][0])
+            stats["frames_out"] += 1
+            stats["bytes_out"] += len(frame)
+            self.emit([frame])
+            return
+        out: list[Frame] = [frame]
         while pipe and pipe[0][0] <= now:
             out.append(pipe.popleft()[1])
         if pipe:
             self._arm(pipe[0][0])
-        if out:
-            self.stats["frames_out"] += len(out)
-            self.stats["bytes_out"] += sum(map(len, out))
-            self.emit(out)
+        stats["frames_out"] += len(out)
+        stats["bytes_out"] += sum(map(len, out))
+        self.emit(out)
 
     def _emit_one(self, frame: Frame) -> None:
         self.stats["frames_out"] += 1
@@ -389,13 +412,14 @@ class Dumbbell:
         here, there, link = ((self.left, self.right, self.forward) if dev.side == "left"
                              else (self.right, self.left, self.reverse))
         dst = frame[:6]
-        if dst == BROADCAST:
+        # (no device has the broadcast address, and a MAC is on one side only)
+        if dst in there.devices:
+            link.send(frame)
+        elif dst == BROADCAST:
             here.receive([frame], dev)
             link.send(frame)
         elif dst in here.devices:
             here.receive([frame], dev)
-        elif dst in there.devices:
-            link.send(frame)
 
     def close(self) -> None:
         self.forward.close()

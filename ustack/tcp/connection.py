@@ -1027,7 +1027,25 @@ class TcpConnection:
         self._retransmits = 0
         wnd = seg.window << self.snd_wscale
         if rec is not None:
-            self._recovery_ack(rec, seg, now, wnd != self.snd_wnd)
+            opts = seg.options
+            rs = None
+            if (not opts.sack_blocks or not self.sack_ok) and self.trace is None:
+                # a plain ACK: the recovery room's fast path if it applies
+                # (its outcome has no state change, D-SACK, undo, F-RTO or
+                # reneging to act on); else _recovery_ack's general path.
+                # (Sender.is_cwnd_limited inlined)
+                ts = opts.timestamp
+                cc = self.cc
+                cwnd = cc.cwnd
+                rs = rec.on_clean_ack(ack, now, ts[1] if ts is not None and self.ts_ok else None,
+                                      cwnd < 2 * snd.max_flight if cwnd < cc.ssthresh
+                                      else snd.cwnd_limited)
+            if rs is None:
+                self._recovery_ack(rec, seg, now, wnd != self.snd_wnd)
+            else:
+                rec.apply_timers(self.timers)
+                if rs.interval > 0:
+                    self._rate = rs.delivery_rate
         if self.timers.persist is not None:
             self.timers.persist = None
             self._persist_backoff = 0
@@ -1062,20 +1080,6 @@ class TcpConnection:
         opts = seg.options
         ts = opts.timestamp
         snd = self.snd
-        if not opts.sack_blocks or not self.sack_ok:
-            # a plain ACK: the recovery room's fast path if it applies (its
-            # outcome has no state change, D-SACK, undo, F-RTO or reneging)
-            clean = rec.on_clean_ack(seg.ack, now,
-                                     ts[1] if ts is not None and self.ts_ok else None,
-                                     snd.is_cwnd_limited(self))
-            if clean is not None:
-                rec.apply_timers(self.timers)
-                rs = clean.rate
-                if rs is not None and rs.interval > 0:
-                    self._rate = rs.delivery_rate
-                if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
-                    self._trace_cc(now)
-                return
         out = rec.on_ack(
             seg.ack, opts.sack_blocks if self.sack_ok else (), now,
             ts_ecr=ts[1] if ts is not None and self.ts_ok else None,
@@ -1550,10 +1554,13 @@ class TcpConnection:
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
+            # a retransmission starts below what was sent before this batch;
+            # in the first batch nothing was (the SYN or SYN-ACK was queued
+            # with SND.NXT already past it, so it would look resent)
+            high = prior_nxt if self.segs_out > len(out) else self.iss
             for seg in out:
                 d = _seg_data(seg, self.rcv_wscale)
-                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq,
-                                                                                  prior_nxt)
+                d["rtx"] = bool(seg.payload or seg.flags & (SYN | FIN)) and seq_lt(seg.seq, high)
                 self.trace(now, "seg_sent", d)
         return out
 

@@ -517,9 +517,9 @@ class Recovery:
         sb = self.sb
         self._now = now
         if not sack_blocks and not ece:
-            fast = self.on_clean_ack(ack, now, ts_ecr, is_cwnd_limited)
-            if fast is not None:
-                return fast
+            fa = self._fast_ack_point(ack)
+            if fa is not None:
+                return self._on_ack_fast(fa, now, ts_ecr, is_cwnd_limited)
         self._ts_ecr = ts_ecr
         out = AckOutcome(prior_state=self.state, state=self.state)
         a = sb.unwrap(ack)
@@ -617,26 +617,46 @@ class Recovery:
         self._ts_ecr = None
         return out
 
-    def on_clean_ack(self, ack: int, now: float, ts_ecr: int | None,
-                     is_cwnd_limited: bool) -> AckOutcome | None:
-        """:meth:`on_ack` of an ACK without SACK blocks and without ECE when
-        it takes the fast path (:meth:`_on_ack_fast`: the cumulative ACK
-        advances, nothing SACKed/lost/retransmitted, OPEN, no probe episode,
-        no undo); None when it does not (then call :meth:`on_ack`).  The
-        connection calls this first for plain ACKs (no keyword arguments,
-        no flags it would only compute for the general path)."""
+    def _fast_ack_point(self, ack: int) -> int | None:
+        """The unwrapped ACK if an ACK without SACK blocks and ECE takes the
+        fast path (:meth:`_clean_ack`: the cumulative ACK advances, nothing
+        SACKed/lost/retransmitted, a SACK peer, OPEN, no probe episode, no
+        undo), else None."""
         sb = self.sb
         if (self.state is _OPEN and self.tlp_high_seq is None and self.undo_marker is None
                 and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
                 and self.sack_ok and not self.is_sack_reneg and self.fast_path):
             d = (ack - sb.una) & MASK
             if 0 < d <= sb.nxt - sb.una:
-                self._now = now
-                return self._on_ack_fast(sb.una + d, now, ts_ecr, is_cwnd_limited)
+                return sb.una + d
         return None
+
+    def on_clean_ack(self, ack: int, now: float, ts_ecr: int | None,
+                     is_cwnd_limited: bool) -> RateSample | None:
+        """:meth:`on_ack` of an ACK without SACK blocks and without ECE when
+        it takes the fast path; returns only the rate sample (the rest of
+        the :class:`AckOutcome` of that path is "nothing happened": no
+        state change, D-SACK, loss, undo, F-RTO or reneging), or None when
+        the ACK needs :meth:`on_ack`.  The connection calls this first for
+        plain ACKs (no keyword arguments, no outcome object)."""
+        a = self._fast_ack_point(ack)
+        if a is None:
+            return None
+        self._now = now
+        return self._clean_ack(a, now, ts_ecr, is_cwnd_limited)[0]
 
     def _on_ack_fast(self, a: int, now: float, ts_ecr: int | None,
                      is_cwnd_limited: bool) -> AckOutcome:
+        """:meth:`on_ack`'s fast path: :meth:`_clean_ack` as an outcome."""
+        rs, acked, seq_rtt = self._clean_ack(a, now, ts_ecr, is_cwnd_limited)
+        out = AckOutcome(acked)
+        out.rtt = seq_rtt
+        out.delivered = rs.acked_sacked
+        out.rate = rs
+        return out
+
+    def _clean_ack(self, a: int, now: float, ts_ecr: int | None,
+                   is_cwnd_limited: bool) -> tuple[RateSample, int, float | None]:
         """:meth:`on_ack` for the common case: the cumulative ACK advances to
         ``a`` (unwrapped), no SACK blocks, nothing SACKed, lost or being
         retransmitted on the scoreboard, a SACK peer, state OPEN, no probe
@@ -734,10 +754,7 @@ class Recovery:
         if have and (rack.dsack_seen or (rack.reo_wnd_steps != 1 and not rack.reo_wnd_persist)):
             rack.update_reo_wnd(s_delivered, delivered,
                                 bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
-        out = AckOutcome(acked)
-        out.rtt = seq_rtt
         delivered_now = delivered - prior_delivered
-        out.delivered = delivered_now
         # RateSampler.generate (tcp_rate_gen)
         app = rate.app_limited
         if app and delivered > app:
@@ -765,7 +782,6 @@ class Recovery:
             delivered_now, prior_in_flight, in_flight, 0,
             ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
             s_app_limited, s_retrans, s_delivered, delivered, self.state, is_cwnd_limited)
-        out.rate = rs
         cc = self.cc
         # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
         if cc.controls_cwnd or delivered_now > 0:
@@ -790,7 +806,7 @@ class Recovery:
             self._timer_at = now + pto
         else:
             self._rearm_rto(now)
-        return out
+        return rs, acked, seq_rtt
 
     def _sacktag(self, blocks: Sequence[tuple[int, int]], a: int, prior_una: int,
                  prior_fack: int, now: float, acc: RateAccumulator, st: _AckState,
