@@ -12,7 +12,7 @@ host's default is bbr) and the ustack sender (``TcpConfig.congestion``) send
 the same SHA-256-checked stream, side by side in the same run.
 
     sudo python3 bench/loss.py [--mb 20] [--loss 0,0.1,1,2,5] [--cc reno,cubic,bbr]
-                               [--json] [--timeout 90]
+                               [--json] [--timeout 90] [--name LAB]
 
 Needs root (namespaces, AF_PACKET, nft).
 """
@@ -56,9 +56,13 @@ def _nft(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProces
     return lab.run_in_peer(["nft", *args], capture_output=True, text=True, check=check)
 
 
+_LOSS: dict[str, float] = {}
+
+
 def set_loss(lab: Lab, percent: float) -> None:
     """Drop ``percent`` % of the data segments (IP length > 100) to PORT on
     the peer's input; count all of them and the dropped ones."""
+    _LOSS[lab.name] = percent
     _nft(lab, "delete", "table", "inet", TABLE, check=False)
     _nft(lab, "add", "table", "inet", TABLE)
     _nft(lab, "add", "chain", "inet", TABLE, "input",
@@ -87,7 +91,11 @@ def loss_counters(lab: Lab) -> tuple[int, int]:
 
 
 def reset_counters(lab: Lab) -> None:
-    _nft(lab, "reset", "counters", "table", "inet", TABLE, check=False)
+    """Zero the rule counters by re-creating the table (``nft reset counters``
+    resets named counter objects only, not a rule's anonymous ``counter``,
+    and nft 1.0.6 has no ``reset rules``: the drop figures used to add up
+    over the kernel and ustack runs of one loss rate)."""
+    set_loss(lab, _LOSS.get(lab.name, 0.0))
 
 
 # ---------------------------------------------------------------- senders

@@ -8,6 +8,8 @@ with an explicit clock.  Segments are 1000 bytes; segment ``k`` is
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.rack import TIMEOUT_MIN
@@ -336,6 +338,49 @@ def test_prr_sends_three_segments_after_a_partial_ack() -> None:
     out = rec.on_ack(seg(3), [blk(16, 21)], 1.2)  # partial ACK of 2 segments
     assert out.acked == 2 * MSS
     assert rec.cc.cwnd - rec.in_flight() == 3 * MSS
+
+
+def _dupacks_into_recovery(*, sends_between: bool) -> Recovery:
+    """cwnd 4, segment 1 of 1..4 lost, then three ACKs SACKing 2, 2-3, 2-4."""
+    rec = make(cwnd=4)
+    warm(rec)
+    send(rec, 1, 4, 1.0)
+    nxt = 5
+    for k in (3, 4, 5):
+        rec.on_ack(seg(1), [blk(2, k)], 1.1)
+        if sends_between and rec.state != CaState.RECOVERY:
+            room = max(rec.cc.cwnd - rec.in_flight(), 0) // MSS
+            send(rec, nxt, room, 1.1)  # limited transmit (RFC 3042)
+            nxt += room
+    assert rec.state == CaState.RECOVERY and rec.cc.ssthresh == 2 * MSS
+    return rec
+
+
+def test_prr_counts_the_dupacks_of_one_receive_batch_like_a_stretch_ack() -> None:
+    """Three dupACKs processed back to back (one receive batch, the sender
+    runs after the last): the one that starts recovery counts what the first
+    two delivered, as Linux's tcp_cwnd_reduction does for one stretch ACK
+    SACKing the same segments; per ACK, the batch would leave cwnd at one
+    retransmission (lost again = an RTO, nothing sent after it for RACK)."""
+    batch = _dupacks_into_recovery(sends_between=False)
+    assert batch.in_flight() == 0
+    # pipe 0 < ssthresh 2: sndcnt = min(2 - 0, max(3 delivered, 3)) = 2
+    assert batch.cc.cwnd - batch.in_flight() == 2 * MSS
+    stretch = make(cwnd=4)
+    warm(stretch)
+    send(stretch, 1, 4, 1.0)
+    stretch.on_ack(seg(1), [blk(2, 5)], 1.1)
+    assert stretch.cc.cwnd == batch.cc.cwnd and stretch.prr_delivered == batch.prr_delivered
+
+
+def test_prr_per_ack_when_the_sender_ran_between_the_dupacks() -> None:
+    """With a transmission after each dupACK (limited transmit filled the
+    pipe) the ACK that starts recovery counts only its own delivery."""
+    rec = _dupacks_into_recovery(sends_between=True)
+    assert rec.prr_delivered == 1 * MSS
+    # pipe 2 (the limited-transmit segments) = ssthresh: only the forced
+    # fast retransmit (RFC 6937 3)
+    assert rec.cc.cwnd - rec.in_flight() == 1 * MSS
 
 
 def test_prr_proportional_rate_reduction() -> None:
@@ -864,3 +909,27 @@ def test_ece_on_an_ack_prevents_undo() -> None:
     send(rec, 1, 6, 1.0)
     rec.on_ack(seg(1), [blk(2, 7)], 1.1, ece=True)
     assert rec.state == CaState.RECOVERY and rec.prior_ssthresh == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(reord_seen=st.integers(0, 2), state=st.sampled_from(list(CaState)),
+       sacked=st.integers(0, 6), reordering=st.integers(1, 5),
+       min_rtt=st.floats(0.0, 0.5), srtt=st.floats(0.0, 0.5), bits=st.integers(0, 7),
+       steps=st.integers(1, 5))
+def test_inlined_reordering_window_is_racks(reord_seen: int, state: CaState, sacked: int,
+                                            reordering: int, min_rtt: float, srtt: float,
+                                            bits: int, steps: int) -> None:
+    """Recovery._reo_wnd (inlined for speed) == Rack.reo_wnd (RFC 8985 6.2
+    step 4) for every state it reads."""
+    rec = make(config=RecoveryConfig(tcp_recovery=bits))
+    rec.reord_seen = reord_seen
+    rec.state = state
+    rec.sb.sacked_out = sacked
+    rec.reordering = reordering
+    rec.rtt.min_rtt = min_rtt
+    rec.rtt.srtt = srtt
+    rec.rack.reo_wnd_steps = steps
+    assert rec._reo_wnd() == rec.rack.reo_wnd(
+        reord_seen=bool(reord_seen), in_recovery=state >= CaState.RECOVERY,
+        sacked_out=sacked, reordering=reordering, min_rtt=min_rtt, srtt=srtt,
+        dupthresh=not (bits & 4), static=bool(bits & 2))

@@ -5,7 +5,7 @@ ustack.tcp.recovery), on hand-made segments: what reaches the room."""
 
 from __future__ import annotations
 
-from ustack.tcp import TcpConnection
+from ustack.tcp import TcpConfig, TcpConnection
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.testing import Script
 from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
@@ -53,3 +53,47 @@ def test_late_dsack_with_nothing_outstanding_undoes_the_reduction() -> None:
     assert conn.cc.cwnd == 10 * MSS
     conn.send(b"y" * 15 * MSS, s.now)
     assert len(s.drain()) == 10
+
+
+def _small_window(batched: bool) -> tuple[Script, list[str]]:
+    """Reno, cwnd 4, more data queued; segment 1:1001 of four is lost and
+    three dupACKs SACK the other three, either in one receive batch (the
+    connection sees all three before it is asked for output, as the driver
+    does) or one by one with the output drained after each."""
+    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
+                     TcpOptions(mss=MSS, sack_permitted=True))
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, TcpConfig(initial_cwnd=4,
+                                                                congestion="reno")), ISS, PEER)
+    s.drain()
+    s.now = 0.1
+    s.inject(s.seg(".", 1, 1))
+    s.conn.send(b"x" * 20 * MSS, s.now)
+    assert len(s.drain()) == 4
+    s.now += 0.1
+    lines: list[str] = []
+    for k in (2, 3, 4):
+        opts = TcpOptions(sack_blocks=[((ISS + 1001) & 0xFFFFFFFF,
+                                        (ISS + 1 + k * MSS) & 0xFFFFFFFF)])
+        s.conn.receive(s.seg(".", 1, 1, options=opts), s.now)
+        if not batched:
+            lines += s.lines(s.drain())
+    if batched:
+        lines = s.lines(s.drain())
+    assert s.conn.rec is not None and s.conn.rec.state == CaState.RECOVERY
+    return s, [line.split(" ack")[0] for line in lines]
+
+
+def test_a_batch_of_dupacks_starts_recovery_with_room_after_the_retransmission() -> None:
+    """The batch's first two dupACKs could not use their limited-transmit
+    room; PRR counts them with the third (as one stretch ACK SACKing three
+    segments): the retransmission and one new segment go out, so a lost
+    retransmission is seen by RACK instead of waiting for the RTO."""
+    _, out = _small_window(batched=True)
+    assert out == [". 1:1001(1000)", ". 4001:5001(1000)"], out
+
+
+def test_dupacks_one_by_one_use_limited_transmit_then_retransmit() -> None:
+    """RFC 3042 then RFC 6937 per ACK: two new segments on the first two
+    dupACKs, then only the forced fast retransmission (pipe = ssthresh)."""
+    _, out = _small_window(batched=False)
+    assert out == [". 4001:5001(1000)", ". 5001:6001(1000)", ". 1:1001(1000)"], out

@@ -739,11 +739,12 @@ class TcpConnection:
         if rec is None or seg.seq != self.rcv.nxt or (self.sack_ok and seg.options.sack_blocks):
             return False
         # the recovery room is quiet: nothing SACKed, lost or retransmitted,
-        # no loss-probe episode, no undo pending (then an ACK only moves
-        # SND.UNA, RTT, RACK, the rate sample and cwnd: Recovery.on_clean_ack)
+        # no loss-probe episode (then an ACK only moves SND.UNA, RTT, RACK,
+        # the rate sample and cwnd: Recovery.on_clean_ack; an undo marker
+        # left by an earlier recovery is not read by such an ACK)
         sb = rec.sb
         if (rec.state is not CaState.OPEN or rec.tlp_high_seq is not None
-                or rec.undo_marker is not None or rec.is_sack_reneg or rec.reno_sacked
+                or rec.is_sack_reneg or rec.reno_sacked
                 or sb.sacked_out or sb.lost_out or sb.retrans_out):
             return False
         una = self.snd_una

@@ -303,6 +303,15 @@ class Recovery:
         self.prior_cwnd = 0
         self.prr_delivered = 0
         self.prr_out = 0
+        #: bytes delivered by ACKs while OPEN or DISORDER since the sender
+        #: last ran: ACKs of one receive batch are processed before the sender
+        #: runs, so the ACK that starts recovery adds them to PRR's delivered
+        #: count, as Linux does for one stretch ACK covering them all (without
+        #: it the limited-transmit room of the batch's first dupACKs is lost:
+        #: cwnd 1 at the start of recovery, and an RTO if that one
+        #: retransmission is lost).  The sender sets it to 0 whenever it runs
+        #: (also when it has nothing to send); :meth:`on_sent` does too.
+        self.batch_delivered = 0
         #: DupThresh in segments, adapted to observed reordering (Linux tp->reordering)
         self.reordering = self.cfg.tcp_reordering
         self.reord_seen = 0
@@ -422,6 +431,7 @@ class Recovery:
             return
         sb = self.sb
         self._now = now
+        self.batch_delivered = 0
         if seq == sb.nxt & MASK and self._probe_pending is None and self.fast_path:
             self._sent_new(sb, length, now, tsval)
             return
@@ -604,8 +614,18 @@ class Recovery:
             app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
             self.rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
+        state = self.state
         if not old:
-            self._cong_control(delivered_now, lost_now, st, rs, now)
+            prr_delivered = delivered_now
+            if state is _RECOVERY and out.prior_state < _CWR:
+                # the earlier ACKs of this receive batch were delivered with no
+                # send in between: PRR counts them as one stretch ACK would be
+                prr_delivered += self.batch_delivered
+            self._cong_control(prr_delivered, lost_now, st, rs, now)
+        if state is _OPEN or state is _DISORDER:
+            self.batch_delivered += delivered_now
+        else:
+            self.batch_delivered = 0
         # Linux tcp_set_xmit_timer (FLAG_SET_XMIT_TIMER): after newly acked data
         if sb.packets_out == 0:
             self._timer_kind = None
@@ -620,10 +640,13 @@ class Recovery:
     def _fast_ack_point(self, ack: int) -> int | None:
         """The unwrapped ACK if an ACK without SACK blocks and ECE takes the
         fast path (:meth:`_clean_ack`: the cumulative ACK advances, nothing
-        SACKed/lost/retransmitted, a SACK peer, OPEN, no probe episode, no
-        undo), else None."""
+        SACKed/lost/retransmitted, a SACK peer, OPEN, no probe episode; an
+        undo marker left by an earlier recovery is fine), else None."""
         sb = self.sb
-        if (self.state is _OPEN and self.tlp_high_seq is None and self.undo_marker is None
+        # (undo_marker may stay set after a recovery, as in Linux: only
+        # _fastretrans_alert and D-SACKs read it, and an advancing ACK without
+        # SACK blocks in OPEN is not dubious, so the general path never does)
+        if (self.state is _OPEN and self.tlp_high_seq is None
                 and not (sb.sacked_out or sb.lost_out or sb.retrans_out or self.reno_sacked)
                 and self.sack_ok and not self.is_sack_reneg and self.fast_path):
             d = (ack - sb.una) & MASK
@@ -660,7 +683,9 @@ class Recovery:
         """:meth:`on_ack` for the common case: the cumulative ACK advances to
         ``a`` (unwrapped), no SACK blocks, nothing SACKed, lost or being
         retransmitted on the scoreboard, a SACK peer, state OPEN, no probe
-        episode, no undo pending, no ECE.  The general path then takes no
+        episode, no ECE (an undo marker left by an earlier recovery is
+        fine: the general path reads it only for dubious ACKs and D-SACKs).
+        The general path then takes no
         SACK, D-SACK, dupACK, loss, undo or state-machine branch; what is
         left is inlined here (``_clean`` without marks, the rate sampler's
         ``on_delivered``/``generate``, ``_rtt_update``, RACK's window update,
@@ -684,8 +709,9 @@ class Recovery:
         min_rtt = rtt.min_rtt
         self.rto_count = 0
         # Linux tcp_clean_rtx_queue with no SACK/lost/retrans marks (see
-        # _clean); the rate sample's starting record (RateSampler.on_delivered)
-        # kept in locals instead of a RateAccumulator
+        # _clean; Scoreboard.pop_acked_clean); the rate sample's starting
+        # record (RateSampler.on_delivered) kept in locals instead of a
+        # RateAccumulator
         acked = 0
         mss = sb.mss
         first_ackt: float | None = None
@@ -700,7 +726,7 @@ class Recovery:
         s_xid = 0
         s_end = 0
         first_tx = rate.first_tx_time
-        for r, n in sb.pop_acked(a):
+        for r, n in sb.pop_acked_clean(a):
             acked += n
             delivered += n
             if r.start == a and n < mss:
@@ -782,6 +808,7 @@ class Recovery:
             delivered_now, prior_in_flight, in_flight, 0,
             ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
             s_app_limited, s_retrans, s_delivered, delivered, self.state, is_cwnd_limited)
+        self.batch_delivered += delivered_now
         cc = self.cc
         # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
         if cc.controls_cwnd or delivered_now > 0:
@@ -1131,12 +1158,18 @@ class Recovery:
                 st.lost_retrans = True
 
     def _reo_wnd(self) -> float:
-        return self.rack.reo_wnd(
-            reord_seen=bool(self.reord_seen), in_recovery=self.state >= _RECOVERY,
-            sacked_out=self.sb.sacked_out, reordering=self.reordering,
-            min_rtt=self.rtt.min_rtt, srtt=self.rtt.srtt,
-            dupthresh=not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH),
-            static=bool(self.cfg.tcp_recovery & RACK_STATIC_REO_WND))
+        """:meth:`Rack.reo_wnd` for this connection (inlined: once per ACK
+        that detects losses; tests/unit/test_tcp_recovery.py checks both agree)."""
+        if not self.reord_seen and (
+                self.state >= _RECOVERY
+                or (not (self.cfg.tcp_recovery & RACK_NO_DUPTHRESH)
+                    and self.sb.sacked_out >= self.reordering)):
+            return 0.0
+        steps = 1 if self.cfg.tcp_recovery & RACK_STATIC_REO_WND else self.rack.reo_wnd_steps
+        rtt = self.rtt
+        wnd = (rtt.min_rtt / 4) * steps
+        srtt = rtt.srtt
+        return wnd if wnd < srtt or srtt <= 0.0 else srtt
 
     def _rack_mark_lost(self, now: float) -> bool:
         """Linux ``tcp_rack_mark_lost``: detect losses if RACK advanced; arm the
