@@ -21,9 +21,9 @@ Then, alternating the order every round (A B, B A, A B, ...):
   side's CPU seconds per MB (``cpu_seconds``, process time; much steadier
   than wall MB/s on a shared machine);
 * ``bench/tcp_core.py``'s in-memory transfer (``run()``), MSS-sized and
-  64 KB super-segments: CPU seconds per MB (process time), in one worker
-  process per tree taking turns ``--core-reps`` times per round; a round
-  keeps each tree's fastest turn.
+  64 KB super-segments: CPU seconds per MB (process time), in one fresh
+  worker process per tree and round, taking turns ``--core-reps`` times; a
+  round keeps each tree's fastest turn.
 
 Printed per metric: the median over rounds of the per-round ratio A/B
 (CPU per MB: > 1 means the sites cost; MB/s: < 1 means they cost), the
@@ -337,9 +337,9 @@ def main() -> int:
         print(f"B checked: {QUICK_TEST} passes; trace events in a traced transfer "
               f"A={counts['A']} B={counts['B']}", file=sys.stderr)
         rounds: list[dict[str, dict[str, float]]] = []
-        workers = {} if args.skip_core else {"A": CoreWorker(a), "B": CoreWorker(b)}
         opcodes: dict[str, dict[str, float]] = {}
-        if workers and args.opcodes:
+        if not args.skip_core and args.opcodes:
+            workers = {"A": CoreWorker(a), "B": CoreWorker(b)}
             # deterministic: bytecodes executed for the same work in A and B
             for name, words in (("core mss 2MB", ("ops-core", 2_000_000, 0)),
                                 ("core gso64k 10MB", ("ops-core", 10_000_000, 65000)),
@@ -348,6 +348,8 @@ def main() -> int:
                 opcodes[name] = {"A": na, "B": nb, "ratio": na / nb}
                 print(f"opcodes {name}: A {na:.0f} B {nb:.0f} A/B {na / nb:.5f}",
                       file=sys.stderr, flush=True)
+            for w in workers.values():
+                w.close()
         for i in range(args.rounds):
             order = [("A", a), ("B", b)] if i % 2 == 0 else [("B", b), ("A", a)]
             got: dict[str, dict[str, float]] = {"A": {}, "B": {}}
@@ -359,15 +361,20 @@ def main() -> int:
                         got[label].update(_metrics_throughput(run_throughput(tree, gso, mb),
                                                               mode, mb))
             if not args.skip_core:
+                # fresh workers every round: a long-lived process can keep a
+                # state (allocator thresholds, memory layout) that biases one
+                # tree for good (seen: one worker 50% slower on 64 KB segments
+                # in every round, where fresh processes show no difference)
+                workers = {"A": CoreWorker(a), "B": CoreWorker(b)}
                 for label, m in core_round([(lb, workers[lb]) for lb, _ in order],
                                            args.core_mb, args.core_reps).items():
                     got[label].update(m)
+                for w in workers.values():
+                    w.close()
             rounds.append(got)
             line = "  ".join(f"{k}={got['A'][k] / got['B'][k]:.3f}" for k in got["A"])
             print(f"round {i + 1} ({''.join(x for x, _ in order)}) A/B: {line}",
                   file=sys.stderr, flush=True)
-        for w in workers.values():
-            w.close()
         summary = summarise(rounds)
         if args.json:
             print(json.dumps({"sites": sites, "events": counts, "rounds": rounds,

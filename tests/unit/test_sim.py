@@ -333,3 +333,40 @@ def test_isn_secret_seam_gives_repeatable_isns() -> None:
     assert r1 != r2  # without the seam: a random secret per stack
     with pytest.raises(ValueError):
         run(iss(b"short"))
+
+
+def test_lean_virtual_loop_matches_asyncio_own_loop_to_the_byte() -> None:
+    """Differential test of VirtualClockLoop's fast paths (its own
+    _run_once/call_soon/call_at and float timer heap): the same experiment
+    on asyncio's unmodified loop with only the virtual selector and clock
+    gives the same JSON, byte for byte."""
+    from ustack.sim.clock import VirtualClock, VirtualSelector
+    from ustack.sim.experiment import run_async
+
+    class PlainVirtualLoop(asyncio.SelectorEventLoop):
+        def __init__(self) -> None:
+            self.clock = VirtualClock(0.0)
+            super().__init__(VirtualSelector(self.clock))
+            self._clock_resolution = 1e-9
+
+        def time(self) -> float:
+            return self.clock.now
+
+    def exp() -> Experiment:
+        return Experiment(
+            flows=[Flow("reno"), Flow("cubic", start=0.3), Flow("bbr", start=0.1, size=300_000)],
+            link=LinkSpec(rate=20e6, delay=0.01, jitter=0.002, queue=40, loss=0.01,
+                          reorder=0.01, duplicate=0.01),
+            seconds=2, seed=5, sample_interval=0.005)
+
+    outputs = []
+    for make in (VirtualClockLoop, PlainVirtualLoop):
+        loop = make()
+        try:
+            asyncio.set_event_loop(loop)
+            outputs.append(loop.run_until_complete(run_async(exp())).to_json())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    assert json.loads(outputs[0])["flows"][0]["bytes"] > 0
+    assert outputs[0] == outputs[1]

@@ -326,6 +326,28 @@ def _patched_rack(fn: Any) -> Iterator[None]:
         Rack.advance = old  # type: ignore[method-assign]
 
 
+def test_the_differential_check_catches_a_mutated_clean_pop() -> None:
+    """Mutant: Scoreboard.pop_acked_clean forgets to unlink the acknowledged
+    records from the time-ordered list RACK walks."""
+    from ustack.tcp.scoreboard import Scoreboard
+
+    real = Scoreboard.pop_acked_clean
+
+    def pop(self: Scoreboard, ack: int) -> list[tuple[Segment, int]]:
+        linked = [r for r in self.ts_order() if r.end <= ack]
+        out = real(self, ack)
+        for r in linked:
+            self.ts_append(r)
+        return out
+
+    Scoreboard.pop_acked_clean = pop  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AssertionError):
+            drive(0xFFFFFF00, True, True, True, "cubic", BULK)
+    finally:
+        Scoreboard.pop_acked_clean = real  # type: ignore[method-assign]
+
+
 #: a loss episode (SACK above a hole, RACK marks it, retransmission, the ACK
 #: that ends recovery), then clean bulk again: Linux keeps undo_marker after
 #: a recovery that was not undone, and the fast path must still be taken

@@ -71,3 +71,23 @@ def test_zero_window_probes_keep_the_cwnd_the_reopened_window_restarts_it() -> N
     s.inject(s.seg(".", 1, 10001, win=511))
     # idle for many RTOs: back to the restart window (RFC 5681 4.1)
     assert s.conn.cc.cwnd == 10 * 1000
+
+
+def test_exact_wire_psh_on_the_last_segment_of_each_would_be_gso_packet() -> None:
+    # no super-segments (max_segment 0), 100 ms RTT: Linux builds 2-MSS GSO
+    # packets (tcp_min_tso_segs) and a device without GSO gets them cut in
+    # MSS segments, the forced PSH on the second (packetdrill
+    # nagle/https_client.pkt with `ethtool -K tun0 tso off gso off`)
+    s = established(TcpConfig(max_segment=0, initial_cwnd=10), 0.1)
+    s.conn.send(b"x" * 5500, s.now)
+    out = s.drain()
+    assert [len(seg.payload) for seg in out] == [1000] * 5 + [500]
+    assert [bool(seg.flags & PSH) for seg in out] == [False, True, False, True, False, True]
+
+
+def test_exact_wire_short_path_no_forced_psh_in_a_burst() -> None:
+    # 100 us RTT: the would-be GSO packet is half the cwnd (5 MSS)
+    s = established(TcpConfig(max_segment=0, initial_cwnd=10), 0.0001)
+    s.conn.send(b"x" * 4500, s.now)
+    out = s.drain()
+    assert [bool(seg.flags & PSH) for seg in out] == [False, False, False, False, True]

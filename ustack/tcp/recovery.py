@@ -709,8 +709,9 @@ class Recovery:
         min_rtt = rtt.min_rtt
         self.rto_count = 0
         # Linux tcp_clean_rtx_queue with no SACK/lost/retrans marks (see
-        # _clean); the rate sample's starting record (RateSampler.on_delivered)
-        # kept in locals instead of a RateAccumulator
+        # _clean; Scoreboard.pop_acked_clean); the rate sample's starting
+        # record (RateSampler.on_delivered) kept in locals instead of a
+        # RateAccumulator
         acked = 0
         mss = sb.mss
         first_ackt: float | None = None
@@ -725,7 +726,7 @@ class Recovery:
         s_xid = 0
         s_end = 0
         first_tx = rate.first_tx_time
-        for r, n in sb.pop_acked(a):
+        for r, n in sb.pop_acked_clean(a):
             acked += n
             delivered += n
             if r.start == a and n < mss:

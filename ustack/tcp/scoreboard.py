@@ -469,6 +469,63 @@ class Scoreboard:
             kept = [(max(s, ack), e) for s, e in ranges if e > ack]
             self._sacked = kept
 
+    def pop_acked_clean(self, ack: int) -> list[tuple[Segment, int]]:
+        """:meth:`pop_acked` when no record is SACKed, lost or retransmitted
+        (``sacked_out == lost_out == retrans_out == 0``: the recovery room's
+        clean-ACK path): the same removals, trimming and counters without
+        the mark tests, as a list (no generator), ``ts_unlink`` and
+        ``pcount`` inlined."""
+        q = self._q
+        h = self._h
+        nq = len(q)
+        out: list[tuple[Segment, int]] = []
+        packets = self.packets_out
+        while h < nq:
+            r = q[h]
+            start = r.start
+            if start >= ack:
+                break
+            end = r.end
+            if end <= ack:
+                h += 1
+                if r.linked:  # ts_unlink
+                    p, n = r.ts_prev, r.ts_next
+                    if p is None:
+                        self._ts_head = n
+                    else:
+                        p.ts_next = n
+                    if n is None:
+                        self._ts_tail = p
+                    else:
+                        n.ts_prev = p
+                    r.ts_prev = r.ts_next = None
+                    r.linked = False
+                packets -= r.pcount
+                out.append((r, end - start))
+            else:
+                old = r.pcount
+                r.start = ack
+                length = end - ack
+                mss = self.mss
+                r.pcount = (length + mss - 1) // mss if length > mss else 1
+                packets -= old - r.pcount
+                out.append((r, ack - start))
+                break
+        self.packets_out = packets
+        self._h = h
+        self.una = ack
+        if h > 64 and h * 2 > nq:
+            del q[:h]
+            self._h = 0
+        if self.fack < ack:
+            self.fack = ack
+        if self.rtx_hint < ack:
+            self.rtx_hint = ack
+        ranges = self._sacked
+        if ranges and ranges[0][0] < ack:
+            self._sacked = [(max(s, ack), e) for s, e in ranges if e > ack]
+        return out
+
     # --- retransmission choice ---------------------------------------------------
     def next_lost(self) -> Segment | None:
         """The lowest record that is lost, not SACKed and not already

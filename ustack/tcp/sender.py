@@ -145,8 +145,17 @@ class Sender:
                     limit = sent + burst
                     paced_limit = True
         seg_max = self.seg_max
+        # exact-wire mode: the GSO packets Linux would build here are cut in
+        # MSS segments as a device without TSO/GSO gets them (software GSO),
+        # so the forced PSH of a packet lands on its last segment: every
+        # ``group``-th full segment of this round (0 = no such packets)
+        group = 0
         if seg_max > mss:
             seg_max = self._tso_cap(c, mss, seg_max)
+        elif not probe and buf_len - sent > mss:
+            group = self._tso_cap(c, mss, _GSO_MAX) // mss
+            if group < 2:
+                group = 0
         nodelay = cfg.nodelay
         cork = self.cork
         out = c._out
@@ -203,7 +212,7 @@ class Sender:
             # __tcp_transmit_skb forces PSH on any packet of more than one
             # segment (tcp_skb_pcount > 1, since 5.4: "tcp: force a PSH flag
             # on TSO packets"), never on a lone full-sized one
-            flags = ACK | PSH if n > mss else ACK
+            flags = ACK | PSH if n > mss or (group and (nsegs + 1) % group == 0) else ACK
             if sent == buf_len:
                 flags = ACK | PSH
                 if fin_queued and room > n:
@@ -247,9 +256,16 @@ class Sender:
                     total = k * mss
                     blob = sndbuf.peek(sent, total)
                     base = nxt
-                    out.extend([TcpSegment(lport, rport, (base + i) & MASK, ack, ACK, win, 0,
-                                           opts, blob[i:i + mss])
-                                for i in range(0, total, mss)])
+                    if group:
+                        first = nsegs + 1  # segment number of blob[0] in this round
+                        out.extend([TcpSegment(lport, rport, (base + i) & MASK, ack,
+                                               ACK | PSH if (first + j) % group == 0 else ACK,
+                                               win, 0, opts, blob[i:i + mss])
+                                    for j, i in enumerate(range(0, total, mss))])
+                    else:
+                        out.extend([TcpSegment(lport, rport, (base + i) & MASK, ack, ACK, win,
+                                               0, opts, blob[i:i + mss])
+                                    for i in range(0, total, mss)])
                     sent += total
                     nbytes += total
                     nsegs += k
