@@ -340,14 +340,16 @@ def test_prr_sends_three_segments_after_a_partial_ack() -> None:
     assert rec.cc.cwnd - rec.in_flight() == 3 * MSS
 
 
-def _dupacks_into_recovery(*, sends_between: bool) -> Recovery:
-    """cwnd 4, segment 1 of 1..4 lost, then three ACKs SACKing 2, 2-3, 2-4."""
+def _dupacks_into_recovery(*, sends_between: bool, unsent: bool = True) -> Recovery:
+    """cwnd 4, segment 1 of 1..4 lost, then three ACKs SACKing 2, 2-3, 2-4;
+    ``unsent``: the application has new data queued (the connection passes
+    ``can_send_new``)."""
     rec = make(cwnd=4)
     warm(rec)
     send(rec, 1, 4, 1.0)
     nxt = 5
     for k in (3, 4, 5):
-        rec.on_ack(seg(1), [blk(2, k)], 1.1)
+        rec.on_ack(seg(1), [blk(2, k)], 1.1, can_send_new=unsent)
         if sends_between and rec.state != CaState.RECOVERY:
             room = max(rec.cc.cwnd - rec.in_flight(), 0) // MSS
             send(rec, nxt, room, 1.1)  # limited transmit (RFC 3042)
@@ -371,6 +373,17 @@ def test_prr_counts_the_dupacks_of_one_receive_batch_like_a_stretch_ack() -> Non
     send(stretch, 1, 4, 1.0)
     stretch.on_ack(seg(1), [blk(2, 5)], 1.1)
     assert stretch.cc.cwnd == batch.cc.cwnd and stretch.prr_delivered == batch.prr_delivered
+
+
+def test_prr_per_ack_when_the_batch_had_nothing_new_to_send() -> None:
+    """With no new data queued, per-ACK processing (Linux) sends nothing on
+    the first two dupACKs either, so the ACK that starts recovery counts its
+    own delivery only (packetdrill prr-ss-ack-below-snd_una-cubic: one
+    retransmission, not three segments)."""
+    rec = _dupacks_into_recovery(sends_between=False, unsent=False)
+    assert rec.prr_delivered == 1 * MSS
+    batch = _dupacks_into_recovery(sends_between=False)
+    assert batch.prr_delivered == 3 * MSS
 
 
 def test_prr_per_ack_when_the_sender_ran_between_the_dupacks() -> None:

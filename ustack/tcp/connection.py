@@ -1087,8 +1087,10 @@ class TcpConnection:
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
             is_cwnd_limited=snd.is_cwnd_limited(self),
-            # (only F-RTO in the LOSS state reads it: Recovery._process_loss)
-            can_send_new=rec.state is CaState.LOSS and self._can_send_new())
+            # (read by F-RTO in the LOSS state, Recovery._process_loss, and
+            # by PRR when the earlier ACKs of a receive batch delivered data)
+            can_send_new=((rec.state is CaState.LOSS or rec.batch_delivered > 0)
+                          and self._can_send_new()))
         rec.apply_timers(self.timers)
         rs = out.rate
         if rs is not None and rs.interval > 0:

@@ -311,6 +311,8 @@ class Recovery:
         #: cwnd 1 at the start of recovery, and an RTO if that one
         #: retransmission is lost).  The sender sets it to 0 whenever it runs
         #: (also when it has nothing to send); :meth:`on_sent` does too.
+        #: Counted only when the ACK says new data can be sent
+        #: (``on_ack(can_send_new=True)``).
         self.batch_delivered = 0
         #: DupThresh in segments, adapted to observed reordering (Linux tp->reordering)
         self.reordering = self.cfg.tcp_reordering
@@ -617,9 +619,13 @@ class Recovery:
         state = self.state
         if not old:
             prr_delivered = delivered_now
-            if state is _RECOVERY and out.prior_state < _CWR:
+            if state is _RECOVERY and out.prior_state < _CWR and st.can_send_new:
                 # the earlier ACKs of this receive batch were delivered with no
-                # send in between: PRR counts them as one stretch ACK would be
+                # send in between: PRR counts them as one stretch ACK would be.
+                # Only with new data waiting: with none, per-ACK processing
+                # (Linux) would have sent nothing on those ACKs either, and
+                # PRR counts this ACK's delivery alone (packetdrill
+                # fast_recovery/prr-ss-ack-below-snd_una-cubic.pkt)
                 prr_delivered += self.batch_delivered
             self._cong_control(prr_delivered, lost_now, st, rs, now)
         if state is _OPEN or state is _DISORDER:
