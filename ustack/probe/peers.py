@@ -427,18 +427,18 @@ USTACK_SYSCTLS = {
 }
 
 #: sysctls packetdrill's defaults.sh sets that name mechanisms ustack does not
-#: have (TSO autosizing, pacing, Fast Open, ECN, syncookies, metrics, F-RTO,
-#: FACK, the RACK/early-retransmit switches, DSACK generation is always on):
-#: accepted without effect; docs/conformance.md lists them
+#: have (FACK, tcp_tso_win_divisor, Fast Open, ECN, syncookies 2, notsent_lowat
+#: as a sysctl): accepted without effect; docs/conformance.md lists them.
+#: (Sysctls with a ``TcpConfig`` knob of the same name, such as tcp_recovery,
+#: tcp_frto, tcp_early_retrans, tcp_dsack, tcp_pacing_*_ratio and
+#: tcp_min_tso_segs, are applied to that knob before this table is consulted.)
 USTACK_NO_EFFECT: dict[str, frozenset[str] | None] = {
     # any value: mechanisms ustack does not have
-    "net.ipv4.tcp_frto": None, "net.ipv4.tcp_fack": None,
-    "net.ipv4.tcp_early_retrans": None, "net.ipv4.tcp_recovery": None,
+    "net.ipv4.tcp_fack": None,
     "net.ipv4.tcp_tso_win_divisor": None,
-    "net.ipv4.tcp_pacing_ss_ratio": None, "net.ipv4.tcp_pacing_ca_ratio": None,
     "net.ipv4.tcp_fastopen_key": None,
     # only the value that matches what ustack does
-    "net.ipv4.tcp_dsack": frozenset({"1"}), "net.ipv4.tcp_ecn": frozenset({"0"}),
+    "net.ipv4.tcp_ecn": frozenset({"0"}),
     "net.ipv4.tcp_ecn_option": frozenset({"0", "1", "2"}),
     "net.ipv4.tcp_notsent_lowat": frozenset({"4294967295", "-1"}),
     "net.ipv4.tcp_fastopen": frozenset({"0", "0x70403", "1"}),
