@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import dpkt
 import pytest
+from pcap_flow import pcap_flow
 
 from ustack.lab import Lab
 
@@ -20,26 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
 PEER = ROOT / "bench" / "throughput_peer.py"
 MB = 1_000_000
-
-
-def _pcap_counts(path: Path, src: bytes) -> tuple[int, int]:
-    """(payload bytes src sent, highest ACK from the peer minus src's ISN)."""
-    sent = 0
-    isn: int | None = None
-    best = 0
-    with open(path, "rb") as f:
-        for _, buf in dpkt.pcap.Reader(f):
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-                continue
-            tcp = ip.data
-            if bytes(ip.src) == src:
-                if tcp.flags & dpkt.tcp.TH_SYN:
-                    isn = tcp.seq
-                sent += len(tcp.data)
-            elif isn is not None and tcp.flags & dpkt.tcp.TH_ACK:
-                best = max(best, (tcp.ack - isn) & 0xFFFFFFFF)
-    return sent, best
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["gso", "exact-wire"])
@@ -77,6 +57,7 @@ async def test_100mb_trace_matches_pcap(lab: Lab, tmp_path: Path, offload: bool)
     counts: dict[str, Any] = validate_file(trace)
     assert counts["close"] == 1 and counts["seg_sent"] > 0
     tr = read_trace(trace)
-    sent, acked = _pcap_counts(pcap, bytes(map(int, lab.stack_ip.split("."))))
+    flow = pcap_flow(pcap, bytes(map(int, lab.stack_ip.split("."))))
+    sent, acked = flow.sent, flow.acked
     assert tr.bytes_sent() == sent >= nbytes
     assert tr.bytes_acked() == acked == nbytes + 2  # SYN and FIN count one each

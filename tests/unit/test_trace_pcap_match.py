@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import dpkt
+from pcap_flow import pcap_flow
 
 from ustack.link.faults import FaultDevice
 from ustack.link.memory import MemoryPair
@@ -20,36 +20,6 @@ from ustack.stack import Stack
 from ustack.trace import read_trace, validate_file
 
 TOTAL = 100_000_000
-
-
-def _pcap_flow(path: Path, src: bytes) -> tuple[int, int, int, int]:
-    """(payload bytes sent by src, data segments, retransmitted segments,
-    highest ACK from the peer minus src's ISN)."""
-    sent = segs = rtx = 0
-    isn: int | None = None
-    high = 0
-    best_ack = 0
-    with open(path, "rb") as f:
-        for _, buf in dpkt.pcap.Reader(f):
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-                continue
-            tcp = ip.data
-            if bytes(ip.src) == src:
-                if tcp.flags & dpkt.tcp.TH_SYN:
-                    isn = tcp.seq
-                n = len(tcp.data)
-                if n:
-                    assert isn is not None
-                    rel = (tcp.seq - isn) & 0xFFFFFFFF
-                    sent += n
-                    segs += 1
-                    if rel + n <= high:
-                        rtx += 1
-                    high = max(high, rel + n)
-            elif isn is not None and tcp.flags & dpkt.tcp.TH_ACK:
-                best_ack = max(best_ack, (tcp.ack - isn) & 0xFFFFFFFF)
-    return sent, segs, rtx, best_ack
 
 
 def test_trace_counts_match_the_pcap(tmp_path: Path) -> None:
@@ -93,7 +63,7 @@ def test_trace_counts_match_the_pcap(tmp_path: Path) -> None:
     counts = validate_file(trace)
     assert counts["close"] == 1
     tr = read_trace(trace)
-    sent, segs, rtx, acked = _pcap_flow(pcap, bytes([10, 9, 0, 1]))
+    sent, segs, rtx, acked = pcap_flow(pcap, bytes([10, 9, 0, 1]))
     assert tr.bytes_sent() == sent
     assert sum(1 for n in tr.sent_len if n) == segs
     # data retransmissions (the core also marks its first SYN rtx: reported to core)
