@@ -9,6 +9,7 @@ import socket
 import tracemalloc
 
 import pytest
+from table_fakes import FakeIp, FakeStack
 
 from ustack.driver import tcp_table as tt
 from ustack.tcp import syncookies as sc
@@ -21,28 +22,6 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment
 LOCAL = socket.inet_aton("10.77.0.2")
 PEER = socket.inet_aton("10.77.0.1")
 FULL = TcpOptions(mss=1460, sack_permitted=True, timestamp=(1000, 0), wscale=7)
-
-
-class FakeIp:
-    def __init__(self) -> None:
-        self.sent: list[TcpSegment] = []
-        self.unreachable: set[bytes] = set()
-
-    def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
-        self.sent.append(TcpSegment.decode(payload))
-
-    def reachable(self, dst: bytes, now: float) -> bool:
-        return dst not in self.unreachable
-
-    def take(self) -> list[TcpSegment]:
-        out, self.sent = self.sent, []
-        return out
-
-
-class FakeStack:
-    def __init__(self) -> None:
-        self.ip = FakeIp()
-        self.address = "10.77.0.2"
 
 
 def make_table(**cfg: object) -> tuple[tt.TcpTable, FakeIp, list[tt.TcpEndpoint]]:
