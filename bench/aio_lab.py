@@ -29,9 +29,11 @@ from ustack.lab import Lab  # noqa: E402
 AIO_PEER = HERE / "aio_peer.py"
 
 
-def env() -> dict[str, str]:
-    """The environment for a role: this tree's ustack first on PYTHONPATH."""
+def env(**extra: str) -> dict[str, str]:
+    """The environment for a role: this tree's ustack first on PYTHONPATH
+    (plus ``extra`` variables)."""
     out = dict(os.environ)
+    out.update(extra)
     root = str(HERE.parent)
     old = out.get("PYTHONPATH")
     out["PYTHONPATH"] = root + (os.pathsep + old if old else "")

@@ -19,7 +19,9 @@ Roles:
           ``--conns`` connections (``--seq-conns`` when sequential), each
           connect + close (size 0) or connect + N bytes echoed + close;
           prints one JSON line (connections/s, errors per run).
-  idle    open ``--conns`` connections spread over ``--ports`` and keep them;
+  idle    open ``--conns`` connections spread over ``--ports`` and keep them
+          (``--api streams``: reader/writer pairs; ``protocol``: bare
+          ``asyncio.Protocol`` transports, the smallest application);
           prints ``OPEN {json}`` when all are established, then waits for
           stdin to close and closes them.
 """
@@ -241,21 +243,26 @@ async def role_cps(args: argparse.Namespace) -> dict[str, Any]:
 # -------------------------------------------------------------- idle client
 async def role_idle(args: argparse.Namespace) -> dict[str, Any]:
     ports = args.ports
-    writers: list[asyncio.StreamWriter] = []
+    held: list[asyncio.StreamWriter | asyncio.BaseTransport] = []
     errors: dict[str, int] = {}
     gc.collect()
     rss0 = rss_bytes()
     sem = asyncio.Semaphore(args.inflight)
+    loop = asyncio.get_running_loop()
 
     async def one(i: int) -> None:
         async with sem:
             try:
-                _r, w = await asyncio.open_connection(args.host, ports[i % len(ports)])
+                if args.api == "streams":
+                    _r, w = await asyncio.open_connection(args.host, ports[i % len(ports)])
+                    held.append(w)
+                else:
+                    t, _p = await loop.create_connection(asyncio.Protocol, args.host,
+                                                         ports[i % len(ports)])
+                    held.append(t)
             except OSError as exc:
                 key = type(exc).__name__
                 errors[key] = errors.get(key, 0) + 1
-                return
-            writers.append(w)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(args.conns)))
@@ -263,14 +270,14 @@ async def role_idle(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(0.5)  # let the last ACKs / window updates settle
     gc.collect()
     rss1 = rss_bytes()
-    n = len(writers)
-    info = {"role": "idle", "loop": args.loop, "conns": n, "asked": args.conns,
+    n = len(held)
+    info = {"role": "idle", "loop": args.loop, "api": args.api, "conns": n, "asked": args.conns,
             "errors": errors, "open_seconds": elapsed, "rss_before": rss0, "rss_after": rss1,
             "rss_per_conn": (rss1 - rss0) / n if n else None, "pid": os.getpid()}
     print("OPEN " + json.dumps(info), flush=True)
     await _stdin_closed()
-    for w in writers:
-        w.close()
+    for h in held:
+        h.close()
     await asyncio.sleep(0.2)
     return info
 
@@ -323,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cps: request sizes (0: connect + close)")
     p.add_argument("--inflights", type=_ints, default=[32], help="cps: concurrencies")
     p.add_argument("--seq-conns", type=int, default=500, help="cps: connections when sequential")
+    p.add_argument("--api", choices=("streams", "protocol"), default="streams",
+                   help="idle: asyncio.open_connection pairs, or bare asyncio.Protocol "
+                   "transports (loop.create_connection)")
     p.add_argument("--nofile", type=int, default=0, help="raise RLIMIT_NOFILE to this")
     return p.parse_args(argv)
 

@@ -17,6 +17,11 @@ reader/writer pairs) in the stack namespace:
   (the process's RSS growth only: the kernel's own socket memory is not in
   it), and iproute2's ``ss -tan`` over them, for reference.
 
+``--api protocol`` holds bare ``asyncio.Protocol`` transports instead
+(``loop.create_connection``): the smallest application, closer to the
+stack's own footprint.  ``ss`` runs with a private ``USTACK_RUN_DIR`` shared
+with the client only, so it sees this stack and no other on the machine.
+
     sudo python3 bench/idle.py [--conns 10000,100000] [--quick] [--json]
 
 Needs root (namespaces, AF_PACKET).
@@ -28,9 +33,11 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +54,8 @@ from ustack.lab import Lab  # noqa: E402
 PORTS = list(range(7201, 7209))
 
 
-def time_ss(lab: Lab, argv: list[str], runs: int, timeout: float) -> dict[str, Any]:
+def time_ss(lab: Lab, argv: list[str], runs: int, timeout: float,
+            run_env: dict[str, str]) -> dict[str, Any]:
     """Run ``argv`` (an ss command) in the stack namespace ``runs`` times;
     wall seconds of each, the row count and exit status of the last."""
     times = []
@@ -58,7 +66,7 @@ def time_ss(lab: Lab, argv: list[str], runs: int, timeout: float) -> dict[str, A
     for _ in range(runs):
         t0 = time.perf_counter()
         proc = lab.run_in_stack(argv, capture_output=True, text=True, timeout=timeout,
-                                env=env())
+                                env=run_env)
         times.append(time.perf_counter() - t0)
         rc = proc.returncode
         err = proc.stderr.strip()[-500:]
@@ -70,14 +78,17 @@ def time_ss(lab: Lab, argv: list[str], runs: int, timeout: float) -> dict[str, A
 
 
 def hold(lab: Lab, loop: str, n: int, inflight: int, ss_argv: list[str], ss_runs: int,
-         timeout: float) -> dict[str, Any]:
-    """Open ``n`` connections on ``loop``, time ss over them, close them."""
+         timeout: float, run_env: dict[str, str], api: str) -> dict[str, Any]:
+    """Open ``n`` connections on ``loop``, time ss over them, close them.
+    ``run_env`` (for the client and ss) names a private USTACK_RUN_DIR: ss
+    sees this stack only, not the other stacks running on the machine."""
     argv = role_argv(lab, "idle", loop, ["--host", lab.peer_address,
                                          "--ports", ",".join(map(str, PORTS)),
                                          "--conns", str(n), "--inflight", str(inflight),
+                                         "--api", api,
                                          "--nofile", str(n + 1000)])
     proc = lab.popen_in_stack(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env())
+                              stderr=subprocess.PIPE, text=True, env=run_env)
     assert proc.stdout is not None and proc.stdin is not None
     try:
         info: dict[str, Any] | None = None
@@ -94,7 +105,7 @@ def hold(lab: Lab, loop: str, n: int, inflight: int, ss_argv: list[str], ss_runs
             _out, err = proc.communicate()
             raise RuntimeError(f"idle client on {loop} did not open {n} connections: "
                                f"{err.strip()[-1500:]}")
-        info["ss"] = time_ss(lab, ss_argv, ss_runs, timeout)
+        info["ss"] = time_ss(lab, ss_argv, ss_runs, timeout, run_env)
         return info
     finally:
         with contextlib.suppress(OSError):
@@ -107,19 +118,23 @@ def hold(lab: Lab, loop: str, n: int, inflight: int, ss_argv: list[str], ss_runs
 
 
 def measure(lab: Lab, counts: list[int], kernel: bool, inflight: int, ss_runs: int,
-            timeout: float) -> dict[str, Any]:
+            timeout: float, api: str) -> dict[str, Any]:
     ustack_ss = [sys.executable, "-m", "ustack", "ss", "-tan"]
     out: dict[str, Any] = {}
     biggest = max(counts)
-    with serving(lab, PORTS, extra=("--nofile", str(2 * biggest + 1000))):
+    run_dir = tempfile.mkdtemp(prefix="b14-idle-run-")  # mode 0700, ours
+    run_env = env(USTACK_RUN_DIR=run_dir)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, run_dir, True)
+        cleanup.enter_context(serving(lab, PORTS, extra=("--nofile", str(2 * biggest + 1000))))
         for n in counts:
             entry: dict[str, Any] = {}
             entry["ustack"] = hold(lab, "ustack-uvloop", n, inflight, ustack_ss, ss_runs,
-                                   timeout)
+                                   timeout, run_env, api)
             if kernel:
                 with kernel_address(lab):
                     entry["kernel"] = hold(lab, "kernel-uvloop", n, inflight, ["ss", "-tan"],
-                                           ss_runs, timeout)
+                                           ss_runs, timeout, run_env, api)
                 entry["open_ratio"] = ratio(entry["ustack"]["open_seconds"],
                                             entry["kernel"]["open_seconds"])
             out[str(n)] = entry
@@ -147,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernel", action=argparse.BooleanOptionalAction, default=True,
                    help="also the same code on kernel sockets")
     p.add_argument("--inflight", type=int, default=256, help="connects in flight while opening")
+    p.add_argument("--api", choices=("streams", "protocol"), default="streams",
+                   help="what the client holds per connection: asyncio.open_connection's "
+                   "reader/writer, or a bare asyncio.Protocol transport")
     p.add_argument("--ss-runs", type=int, default=3)
     p.add_argument("--timeout", type=float, default=1200, help="seconds per step")
     p.add_argument("--quick", action="store_true", help="1000 connections, one ss run")
@@ -163,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     load0 = loadavg()
     lab.up(owner_pid=os.getpid())
     try:
-        results = measure(lab, counts, args.kernel, args.inflight, args.ss_runs, args.timeout)
+        results = measure(lab, counts, args.kernel, args.inflight, args.ss_runs, args.timeout,
+                          args.api)
     finally:
         lab.down()
-    doc = {"bench": "idle", "counts": counts, "results": results, "loadavg": load0,
+    doc = {"bench": "idle", "api": args.api, "counts": counts, "results": results, "loadavg": load0,
            "loadavg_end": loadavg()}
     if args.json:
         print(json.dumps(doc, indent=1))
