@@ -84,12 +84,17 @@ def kernel_address(lab: Lab) -> Iterator[None]:
         subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "flush", "all"], check=False)
 
 
-def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
+def _cc_args(cc: str | None) -> list[str]:
+    return ["--congestion", cc] if cc else []
+
+
+def kernel_to_kernel(lab: Lab, nbytes: int, cc: str | None = None) -> float:
     with kernel_address(lab):
         sink = _start_peer(lab, "sink", 5101, "--no-hash")
         sender = lab.popen_in_stack(
             [sys.executable, str(PEER), "send", "--port", "5101", "--connect",
-             lab.peer_address, "--bytes", str(nbytes)], stdout=subprocess.PIPE, text=True)
+             lab.peer_address, "--bytes", str(nbytes), *_cc_args(cc)],
+            stdout=subprocess.PIPE, text=True)
         res = _peer_result(sender)
         _peer_result(sink)
         return nbytes / float(res["seconds"]) / 1e6
@@ -121,8 +126,10 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         _stop_peer(sink)
 
 
-async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> dict[str, Any]:
-    source = _start_peer(lab, "source", 5103, "--bytes", str(nbytes), "--seed", "9")
+async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
+                           cc: str | None = None) -> dict[str, Any]:
+    source = _start_peer(lab, "source", 5103, "--bytes", str(nbytes), "--seed", "9",
+                         *_cc_args(cc))
     try:
         reader, writer = await stack.open_connection(lab.peer_address, 5103, timeout=10,
                                                      limit=1 << 20)
@@ -150,12 +157,15 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
 
 
 async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
-                     profile: str | None, gso: bool) -> dict[str, dict[str, Any]]:
+                     profile: str | None, gso: bool,
+                     cc: str | None = None) -> dict[str, dict[str, Any]]:
     from ustack.stack import Stack
 
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, offload=gso,
                                   diagnostics=False)
+    if cc:  # TcpConfig(congestion=cc) for the connections opened below
+        stack.tcp.config.congestion = cc
     results: dict[str, dict[str, Any]] = {}
     prof = None
     if profile:
@@ -167,7 +177,8 @@ async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
         if "up" in directions:
             results["ustack_to_kernel"] = await ustack_to_kernel(stack, lab, nbytes, verify)
         if "down" in directions:
-            results["kernel_to_ustack"] = await kernel_to_ustack(stack, lab, nbytes, verify)
+            results["kernel_to_ustack"] = await kernel_to_ustack(stack, lab, nbytes, verify,
+                                                                 cc)
     finally:
         if prof is not None:
             prof.disable()
@@ -189,6 +200,10 @@ def main() -> int:
                         "coalesced frames on receive (--no-gso: exact wire both ways, RX ring, "
                         "peer veth without offloads)")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--cc", default=None,
+                        help="congestion control of every sender: the kernel's (its "
+                        "TCP_CONGESTION; the host default here is bbr) and ustack's "
+                        "(TcpConfig.congestion, default cubic); unset: each side's default")
     args = parser.parse_args()
     nbytes = args.mb * 1_000_000
     directions = args.only.split(",")
@@ -198,13 +213,15 @@ def main() -> int:
     # checksum offload either, so the kernel sends MSS-sized, checksummed frames
     lab = Lab.create(f"hxb{os.getpid() % 100000}", offloads=args.gso)
     results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso,
-                               "loop": "uvloop" if args.uvloop else "asyncio"}
+                               "loop": "uvloop" if args.uvloop else "asyncio",
+                               "congestion": args.cc}
     lab.up()
     try:
         if "kk" in directions:
-            results["kernel_to_kernel"] = {"mbps": kernel_to_kernel(lab, nbytes)}
+            results["kernel_to_kernel"] = {"mbps": kernel_to_kernel(lab, nbytes, args.cc)}
         if "up" in directions or "down" in directions:
-            coro = run_ustack(lab, nbytes, args.verify, directions, args.profile, args.gso)
+            coro = run_ustack(lab, nbytes, args.verify, directions, args.profile, args.gso,
+                              args.cc)
             if args.uvloop:
                 import uvloop
 
