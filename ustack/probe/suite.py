@@ -4,7 +4,7 @@ Each script runs in its own process (``ustack probe run FILE --json``) and
 its own lab, ``--jobs`` of them at once.  Before running, a script is checked
 for what neither the probe nor the peers can do (:func:`static_unsupported`):
 TCP Fast Open, zero-copy, PSP, MD5/AO signatures, ECN, IPv6, tc qdiscs,
-timestamping, file descriptors other than sockets (pipe, open, splice,
+file descriptors other than sockets (pipe, open, splice,
 sendfile) and packetdrill options the lab cannot honour.  Such scripts are
 reported as ``unsupported: REASON``, one line each; so are scripts whose run
 meets an unsupported call (a socket option ustack lacks, say).
@@ -33,7 +33,6 @@ _STATIC: list[tuple[str, str]] = [
     (r"--ip_version=ipv6|AF_INET6|\bipv6\b|--local_ip=[0-9a-f]*:", "IPv6"),
     (r"\btc\s+qdisc\s+(replace|change|del)|\btc\s+qdisc\s+add(?!\s+dev\s+tun0\s+root\s+"
      r"pfifo\b(?!\s+limit))", "tc qdiscs"),
-    (r"SO_TIMESTAMPING|SCM_TIMESTAMPING", "SO_TIMESTAMPING"),
     (r"\bgetsockopt\([^)]*TCP_INFO", "getsockopt(TCP_INFO) with a struct (use %{ }%)"),
 ]
 
