@@ -128,10 +128,11 @@ class UstackSocket:
     def on_trace(self, now: float, event: str, data: dict[str, Any]) -> None:
         """The connection's trace hook (ustack.tcp.trace) as SO_TIMESTAMPING
         sees it: the segment holding a write's last byte leaving is its
-        SCM_TSTAMP_SCHED and SCM_TSTAMP_SND (Linux stamps the skb carrying
-        tskey when it enters the qdisc and the driver; tcp_fragment_tstamp
-        moves the mark with that byte), the first ACK that covers the byte its
-        SCM_TSTAMP_ACK (tcp_ack_tstamp from tcp_clean_rtx_queue)."""
+        SCM_TSTAMP_SCHED and SCM_TSTAMP_SND, each time it is sent (Linux
+        stamps the skb carrying tskey when it enters the qdisc and the
+        driver; tcp_fragment_tstamp moves the mark with that byte), the
+        first ACK that covers the byte its SCM_TSTAMP_ACK (tcp_ack_tstamp from
+        tcp_clean_rtx_queue)."""
         marks = self.ts_marks
         if not marks:
             return
@@ -139,9 +140,11 @@ class UstackSocket:
             seq = data["seq"]
             end = (seq + data["len"]) & 0xFFFFFFFF
             for mark in marks:
-                key, flags, sent = mark
-                if sent or not (seq_le(seq, key) and seq_lt(key, end)):
+                key, flags, _sent = mark
+                if not (seq_le(seq, key) and seq_lt(key, end)):
                     continue
+                # a retransmission is stamped again (the clone Linux sends
+                # shares the skb's tx_flags), as the kernel peer shows
                 mark[2] = True
                 if flags & _SOF_TX_SCHED:
                     self._stamp(_SCM_TSTAMP_SCHED, now, key, data["len"])
