@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.test_pkt_syscalls import run
 from ustack.lab import Lab
-from ustack.probe.script import ScriptError, ScriptUnsupported
+from ustack.probe.script import ScriptError, ScriptUnsupported, parse_script, run_script
 from ustack.probe.session import probe_session
 from ustack.probe.syscalls import Unsupported
 
@@ -53,6 +52,12 @@ SERVER = """
    +0 accept(3, ..., ...) = 4
 """
 
+async def run(lab: Lab, kind: str, body: str, *, prefix: str = SERVER) -> None:
+    script = parse_script(prefix + body, "t.pkt")
+    async with probe_session(lab, kind, offload=True) as (peer, probe):
+        await run_script(script, peer, probe, tolerance_floor=0.03)
+
+
 # accepted at 0.2 s; stamps at 0.2 (sent) and 0.4 (ACKed)
 STAMPED = f"""
    +0 setsockopt(4, SOL_SOCKET, SO_TIMESTAMPING, {TSFLAGS}, 4) = 0
@@ -78,7 +83,7 @@ async def test_so_timestamping_reports_sched_snd_and_ack_per_write(lab: Lab, kin
               + errqueue("0.4", "SCM_TSTAMP_ACK", 1999) + """
    +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{...,0}], msg_flags=0,
                   msg_control=[]}, MSG_ERRQUEUE) = -1 EAGAIN
-""", prefix=SERVER)
+""")
 
 
 @both
@@ -91,7 +96,7 @@ async def test_so_timestamping_wrong_expectation_fails(lab: Lab, kind: str, wron
         "kind": errqueue("0.2", "SCM_TSTAMP_SND", 999),  # SCHED comes first
     }[wrong]
     with pytest.raises(ScriptError, match="recvmsg"):
-        await run(lab, kind, body, prefix=SERVER)
+        await run(lab, kind, body)
 
 
 @both

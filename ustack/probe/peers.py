@@ -103,6 +103,12 @@ class Peer(abc.ABC):
     async def set_option(self, name: str, value: str) -> None:
         """A kernel sysctl (``net.ipv4.tcp_timestamps``) or its ustack equivalent."""
 
+    async def set_module_param(self, module: str, name: str, value: str) -> None:
+        """``echo V > /sys/module/M/parameters/P`` (host-global on Linux)."""
+        from ustack.probe.syscalls import Unsupported
+
+        raise Unsupported(f"unsupported on {self.kind}: module parameter {module}.{name}")
+
     @abc.abstractmethod
     async def has_connection(self, timeout: float) -> bool: ...
 
