@@ -15,10 +15,13 @@ Roles:
   rr      one connection, ``--count`` request/response exchanges of each
           ``--sizes`` (after ``--warmup``); prints one JSON line with the
           latencies in µs.
-  cps     ``--conns`` connections, ``--inflight`` at a time, each connect +
-          close (``--request 0``) or connect + ``--request N`` bytes echoed +
-          close; prints one JSON line (connections/s, errors).
-  idle    open ``--conns`` connections spread over ``--ports`` and keep them;
+  cps     for every ``--requests`` size and ``--inflights`` concurrency:
+          ``--conns`` connections (``--seq-conns`` when sequential), each
+          connect + close (size 0) or connect + N bytes echoed + close;
+          prints one JSON line (connections/s, errors per run).
+  idle    open ``--conns`` connections spread over ``--ports`` and keep them
+          (``--api streams``: reader/writer pairs; ``protocol``: bare
+          ``asyncio.Protocol`` transports, the smallest application);
           prints ``OPEN {json}`` when all are established, then waits for
           stdin to close and closes them.
 """
@@ -196,10 +199,9 @@ async def cps_one(host: str, port: int, request: bytes) -> None:
     await writer.wait_closed()
 
 
-async def role_cps(args: argparse.Namespace) -> dict[str, Any]:
-    request = b"x" * args.request
-    total = args.conns
-    ports = args.ports
+async def cps_run(host: str, ports: list[int], total: int, inflight: int,
+                  request: bytes) -> dict[str, Any]:
+    """``total`` connections, ``inflight`` at a time, over ``ports`` in turn."""
     errors: dict[str, int] = {}
     next_index = 0
 
@@ -209,41 +211,58 @@ async def role_cps(args: argparse.Namespace) -> dict[str, Any]:
             i = next_index
             next_index += 1
             try:
-                await cps_one(args.host, ports[i % len(ports)], request)
+                await cps_one(host, ports[i % len(ports)], request)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 key = type(exc).__name__
                 errors[key] = errors.get(key, 0) + 1
 
-    # warm the path (ARP, code paths) outside the timed part
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        await cps_one(args.host, ports[0], request)
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(args.inflight, total))))
+    await asyncio.gather(*(worker() for _ in range(min(inflight, total))))
     elapsed = time.perf_counter() - t0
     done = total - sum(errors.values())
-    return {"role": "cps", "loop": args.loop, "conns": total, "inflight": args.inflight,
-            "request": args.request, "seconds": elapsed, "ok": done,
-            "errors": errors, "cps": done / elapsed if elapsed > 0 else 0.0}
+    return {"conns": total, "inflight": inflight, "request": len(request),
+            "seconds": elapsed, "ok": done, "errors": errors,
+            "cps": done / elapsed if elapsed > 0 else 0.0}
+
+
+async def role_cps(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (request size, in-flight) pair of ``--requests`` x
+    ``--inflights``; sequential runs (in flight 1) use ``--seq-conns``."""
+    # warm the path (ARP, code paths) outside the timed part
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        await cps_one(args.host, args.ports[0], b"x")
+    runs = []
+    for request in args.requests:
+        for inflight in args.inflights:
+            total = args.seq_conns if inflight == 1 else args.conns
+            runs.append(await cps_run(args.host, args.ports, total, inflight,
+                                      b"x" * request))
+    return {"role": "cps", "loop": args.loop, "runs": runs}
 
 
 # -------------------------------------------------------------- idle client
 async def role_idle(args: argparse.Namespace) -> dict[str, Any]:
     ports = args.ports
-    writers: list[asyncio.StreamWriter] = []
+    held: list[asyncio.StreamWriter | asyncio.BaseTransport] = []
     errors: dict[str, int] = {}
     gc.collect()
     rss0 = rss_bytes()
     sem = asyncio.Semaphore(args.inflight)
+    loop = asyncio.get_running_loop()
 
     async def one(i: int) -> None:
         async with sem:
             try:
-                _r, w = await asyncio.open_connection(args.host, ports[i % len(ports)])
+                if args.api == "streams":
+                    _r, w = await asyncio.open_connection(args.host, ports[i % len(ports)])
+                    held.append(w)
+                else:
+                    t, _p = await loop.create_connection(asyncio.Protocol, args.host,
+                                                         ports[i % len(ports)])
+                    held.append(t)
             except OSError as exc:
                 key = type(exc).__name__
                 errors[key] = errors.get(key, 0) + 1
-                return
-            writers.append(w)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(args.conns)))
@@ -251,14 +270,14 @@ async def role_idle(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(0.5)  # let the last ACKs / window updates settle
     gc.collect()
     rss1 = rss_bytes()
-    n = len(writers)
-    info = {"role": "idle", "loop": args.loop, "conns": n, "asked": args.conns,
+    n = len(held)
+    info = {"role": "idle", "loop": args.loop, "api": args.api, "conns": n, "asked": args.conns,
             "errors": errors, "open_seconds": elapsed, "rss_before": rss0, "rss_after": rss1,
             "rss_per_conn": (rss1 - rss0) / n if n else None, "pid": os.getpid()}
     print("OPEN " + json.dumps(info), flush=True)
     await _stdin_closed()
-    for w in writers:
-        w.close()
+    for h in held:
+        h.close()
     await asyncio.sleep(0.2)
     return info
 
@@ -287,6 +306,10 @@ def run_on_loop(loop: str, coro: Coroutine[Any, Any, dict[str, Any]], *,
         return runner.run(coro)
 
 
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("role", choices=sorted(ROLES))
@@ -296,14 +319,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-offload", action="store_true", help="ustack loops: exact wire")
     p.add_argument("--host", default="0.0.0.0", help="rr/cps/idle: the server's address")
     p.add_argument("--bind", default="0.0.0.0", help="serve: the address to listen on")
-    p.add_argument("--ports", type=lambda s: [int(x) for x in s.split(",")], default=[7000])
+    p.add_argument("--ports", type=_ints, default=[7000])
     p.add_argument("--backlog", type=int, default=4096)
-    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1])
+    p.add_argument("--sizes", type=_ints, default=[1])
     p.add_argument("--count", type=int, default=10000)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--conns", type=int, default=2000)
     p.add_argument("--inflight", type=int, default=32)
-    p.add_argument("--request", type=int, default=0)
+    p.add_argument("--requests", type=_ints, default=[0],
+                   help="cps: request sizes (0: connect + close)")
+    p.add_argument("--inflights", type=_ints, default=[32], help="cps: concurrencies")
+    p.add_argument("--seq-conns", type=int, default=500, help="cps: connections when sequential")
+    p.add_argument("--api", choices=("streams", "protocol"), default="streams",
+                   help="idle: asyncio.open_connection pairs, or bare asyncio.Protocol "
+                   "transports (loop.create_connection)")
     p.add_argument("--nofile", type=int, default=0, help="raise RLIMIT_NOFILE to this")
     return p.parse_args(argv)
 

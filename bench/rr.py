@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,79 +36,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from aio_lab import run_client, start_server, stop_server  # noqa: E402
 from aio_peer import LOOPS  # noqa: E402
 from stats import latency_summary, loadavg, ratio  # noqa: E402
-from throughput import kernel_address  # noqa: E402
 
 from ustack.lab import Lab  # noqa: E402
 
-AIO_PEER = HERE / "aio_peer.py"
 PORT = 7001
-
-
-def start_server(lab: Lab, ports: list[int], *, in_stack: bool = False,
-                 loop: str = "kernel-uvloop", extra: tuple[str, ...] = ()
-                 ) -> subprocess.Popen[str]:
-    """``aio_peer.py serve`` in the peer namespace (or the stack one); waits
-    for its READY line.  Stop it with :func:`stop_server`."""
-    argv = [sys.executable, str(AIO_PEER), "serve", "--loop", loop,
-            "--ports", ",".join(map(str, ports)), *extra]
-    if loop.startswith("ustack"):
-        argv += ["--iface", lab.stack_if, "--address", lab.stack_address]
-    popen = lab.popen_in_stack if in_stack else lab.popen_in_peer
-    proc = popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                 env=_env())
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("READY"):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"echo server did not start: {line!r}")
-    return proc
-
-
-def stop_server(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    """Close the server's stdin (it stops), return its JSON counters."""
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    lines = [ln for ln in (out or "").splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(HERE.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def run_client(lab: Lab, loop: str, role_args: list[str], *, in_stack: bool = True,
-               timeout: float = 300) -> dict[str, Any]:
-    """``aio_peer.py ROLE ...`` on ``loop`` in the stack namespace (the peer
-    one with ``in_stack=False``); its JSON result.  Kernel loops in the stack
-    namespace get the stack's address on the veth for the run."""
-    argv = [sys.executable, str(AIO_PEER), *role_args, "--loop", loop]
-    if loop.startswith("ustack"):
-        argv += ["--iface", lab.stack_if, "--address", lab.stack_address]
-    run = lab.run_in_stack if in_stack else lab.run_in_peer
-
-    def go() -> subprocess.CompletedProcess[str]:
-        return run(argv, capture_output=True, text=True, timeout=timeout, env=_env())
-
-    if in_stack and not loop.startswith("ustack"):
-        with kernel_address(lab):
-            proc = go()
-    else:
-        proc = go()
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{role_args[0]} client on {loop} failed (exit {proc.returncode}):"
-                           f" {proc.stderr.strip()[-1500:]}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 def measure(lab: Lab, loops: list[str], sizes: list[int], count: int, warmup: int,
@@ -120,7 +53,7 @@ def measure(lab: Lab, loops: list[str], sizes: list[int], count: int, warmup: in
     try:
         for _ in range(rounds):
             for lp in loops:
-                res = run_client(lab, lp, ["rr", "--host", lab.peer_address, "--ports",
+                res = run_client(lab, lp, "rr", ["--host", lab.peer_address, "--ports",
                                            str(PORT), "--sizes", ",".join(map(str, sizes)),
                                            "--count", str(count), "--warmup", str(warmup)])
                 for s in sizes:
