@@ -1007,13 +1007,20 @@ class TcpTable:
                 batch = []
                 for seg in segs:
                     n = len(seg.payload)
-                    if n <= small:
+                    if n <= small or (n <= mtu_room  # not a GSO super-segment
+                                      and n + header_len(seg) <= mtu_payload):  # MSS-sized
                         batch.append(seg)
-                    elif n > mtu_room:  # a GSO super-segment
-                        self._send_large(raddr, seg)
-                    elif n + header_len(seg) <= mtu_payload:  # MSS-sized
-                        batch.append(seg)
-                    else:  # SACK blocks made the header too long
+                    else:
+                        # a GSO super-segment, or SACK blocks made the header
+                        # too long: the segments batched before it leave
+                        # first (wire order = the connection's order: a
+                        # retransmission or a record's short tail must not
+                        # follow the new data queued after it)
+                        if batch:
+                            send_tcp(raddr, batch, encoder)
+                            batch = []
+                            encoder = new_encoder(raddr)
+                            header_len = encoder.header_len
                         self._send_large(raddr, seg)
                 if batch:
                     send_tcp(raddr, batch, encoder)
