@@ -159,14 +159,21 @@ def _rate(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
     return (nb - na) / (tb - ta) if tb > ta else 0.0
 
 
+def _plain_priority() -> None:
+    """In a child: the default nice value, whatever ``--stack-nice`` gave us."""
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 async def _in_peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", lab.peer_ns, *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_plain_priority)
 
 
 async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float,
-                 sample: Any = None) -> dict[str, Any]:
+                 sample: Any = None, watch_pids: dict[str, int] | None = None
+                 ) -> dict[str, Any]:
     """The flood, the connects and the bulk transfer against whatever listens
     on the stack address; ``sample()`` runs every 0.25 s during the flood."""
     py = sys.executable
@@ -187,10 +194,15 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
             raise RuntimeError("the bulk client failed: " + (
                 (await bulk.stderr.read()).decode() if bulk.stderr else ""))
         await asyncio.sleep(0.05)
+    pre_watch = CpuWatch()
+    pre_watch.start({**(watch_pids or {}), "bulk_sender": bulk.pid})
     await asyncio.sleep(PRE_SECONDS)
+    pre_watch.stop()
     flood_t0 = samples[-1][0]
     flood = await _in_peer(lab, str(binary), lab.peer_if, dst_mac, lab.stack_ip,
                            str(LISTEN_PORT), str(rate), str(seconds))
+    cpu_watch = CpuWatch()
+    cpu_watch.start({**(watch_pids or {}), "flood_sender": flood.pid, "bulk_sender": bulk.pid})
     await asyncio.sleep(0.5)  # let the SYN queue fill: every later SYN gets a cookie
     count = int(CONNECT_WINDOW / CONNECT_EVERY)
     connecter = await _in_peer(lab, py, "-c", CONNECTER, lab.stack_ip, str(LISTEN_PORT),
@@ -198,12 +210,14 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
 
     async def watch() -> None:
         while True:
+            cpu_watch.sample()
             if sample is not None:
                 sample()
             await asyncio.sleep(0.25)
 
     watcher = asyncio.ensure_future(watch())
     flood_out, flood_err = await flood.communicate()
+    cpu_watch.stop()
     conn_out, conn_err = await connecter.communicate()
     watcher.cancel()
     flood_t1 = samples[-1][0] if samples else flood_t0
@@ -235,6 +249,8 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
         "bulk_bytes_during": samples[-1][1] - next(
             (n for t, n in samples if t >= flood_t0), 0) if samples else 0,
         "peer_tcp": {k: peer_after.get(k, 0) - v for k, v in peer_before.items()},
+        "cpu_before_flood": pre_watch.result,
+        "cpu_during_flood": cpu_watch.result,
     }
 
 
@@ -248,6 +264,66 @@ def _peer_tcp(lab: Lab) -> dict[str, int]:
         flat.update(table)
     return {k: flat.get(k, 0) for k in ("TcpRetransSegs", "TcpExtTCPTimeouts",
                                         "TcpExtTCPLossProbes")}
+
+
+def _proc_cpu(pid: int) -> tuple[float, float, float]:
+    """(user+system CPU seconds, seconds runnable but waiting for a CPU,
+    seconds on a CPU) of ``pid``: /proc/PID/stat's utime+stime and
+    /proc/PID/schedstat; zeros once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        return cpu, int(wait_ns) / 1e9, int(run_ns) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0, 0.0
+
+
+def _machine_cpu() -> dict[str, float]:
+    """Machine-wide CPU seconds by kind from /proc/stat's ``cpu`` line."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:1 + len(names)]
+    tick = os.sysconf("SC_CLK_TCK")
+    return {k: int(v) / tick for k, v in zip(names, values, strict=False)}
+
+
+class CpuWatch:
+    """Who had the CPUs during the flood: the machine's idle, softirq and
+    busy seconds and, per watched process, CPU seconds and seconds spent
+    runnable but waiting for a CPU (schedstat), over [start, stop]."""
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self._start: dict[str, Any] = {}
+        self._last: dict[str, tuple[float, float, float]] = {}
+        self.result: dict[str, Any] = {}
+        self._t0 = 0.0
+
+    def start(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self._t0 = time.monotonic()
+        self._start = {"machine": _machine_cpu(),
+                       **{k: _proc_cpu(v) for k, v in self.pids.items()}}
+
+    def sample(self) -> None:
+        """Remember each process's figures now (one that exits before
+        :meth:`stop` keeps its last sample)."""
+        for k, pid in self.pids.items():
+            now = _proc_cpu(pid)
+            if now[2]:
+                self._last[k] = now
+
+    def stop(self) -> None:
+        self.sample()
+        wall = time.monotonic() - self._t0
+        m0, m1 = self._start["machine"], _machine_cpu()
+        out: dict[str, Any] = {"wall_s": round(wall, 2)}
+        out["machine"] = {k: round(m1[k] - m0[k], 2) for k in m0}
+        for k in self.pids:
+            a, b = self._start[k], self._last.get(k, self._start[k])
+            out[k] = {"cpu_s": round(b[0] - a[0], 2), "runqueue_wait_s": round(b[1] - a[1], 2)}
+        self.result = out
 
 
 def _load() -> str:
@@ -310,7 +386,8 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             nonlocal rss_max
             rss_max = max(rss_max, _rss())
 
-        report = await _drive(lab, binary, stack.mac, rate, seconds, sample)
+        report = await _drive(lab, binary, stack.mac, rate, seconds, sample,
+                              {"ustack": os.getpid()})
         cpu = time.process_time() - cpu0
         counters = stack.counters()
         server.close()
@@ -345,6 +422,15 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "load_after": _load(),
             "counters": {k: counters.get(k, 0) for k in keys},
         })
+        batch = stack.syn_batch
+        if batch is not None:
+            report["syn_batch"] = {
+                "answered": batch.answered, "handed_back": batch.handed_back,
+                "shed": batch.shed, "resent_kept": batch.resent_kept,
+                "proven_kept": batch.proven_kept, "proven_peers": len(batch.proven),
+                "cpu_spent_s": round(batch.cpu.spent, 3),
+                "cpu_other_s": round(batch.cpu.other, 3),
+                "cost_us_per_row": round(batch.cpu.cost * 1e6, 2)}
         return report
     finally:
         await stack.close()
@@ -380,7 +466,8 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
                                       check=True).stdout)[0]["address"]
     server = lab.popen_in_stack([sys.executable, "-c", KERNEL_SERVER, lab.stack_ip,
                                  str(LISTEN_PORT), str(BULK_PORT)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=_plain_priority)
     try:
         assert server.stdout is not None and server.stdin is not None
         if server.stdout.readline().strip() != "ready":
@@ -390,7 +477,8 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
         before = _nstat(lab)
         drops_before = _link_drops(lab)
         load = _load()
-        report = await _drive(lab, binary, mac, rate, seconds)
+        report = await _drive(lab, binary, mac, rate, seconds, None,
+                              {"kernel_listener": server.pid})
         after = _nstat(lab)
         server.stdin.close()
         accepted = int(server.stdout.readline() or 0)
@@ -426,7 +514,25 @@ def _row(r: dict[str, Any]) -> str:
             f"  RSS +{rss if rss is not None else '-'} MB"
             f"  SYN-ACKs {r['synacks_sent']} ({r['synack_rate']}/s)"
             f"  dropped before the listener {r['kernel_drops']}"
-            f"  load {r['load_before']} -> {r['load_after']}")
+            f"  load {r['load_before']} -> {r['load_after']}"
+            f"  {_cpu_summary(r)}")
+
+
+def _cpu_summary(r: dict[str, Any]) -> str:
+    """The listener's process: CPU seconds / seconds waiting for a CPU,
+    before the flood (per second) and during it."""
+    name = "ustack" if r["target"] == "ustack" else "kernel_listener"
+    parts = []
+    for when in ("before", "during"):
+        block = r.get(f"cpu_{when}_flood") or {}
+        proc, wall = block.get(name), block.get("wall_s")
+        if proc and wall:
+            parts.append(f"{when} {proc['cpu_s'] / wall:.0%} of a CPU "
+                         f"(waited {proc['runqueue_wait_s'] / wall:.0%})")
+    flood = (r.get("cpu_during_flood") or {}).get("flood_sender")
+    if flood:
+        parts.append(f"sender {flood['cpu_s']:.2f} s CPU")
+    return name + ": " + ", ".join(parts) if parts else ""
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -464,11 +570,17 @@ def main() -> int:
     parser.add_argument("--one-socket", action="store_true",
                         help="ustack without its SYN channel")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stack-nice", type=int, default=0, metavar="N",
+                        help="run the stack (this process) at nice N; the senders, the "
+                             "connecting client and the kernel listener keep nice 0 "
+                             "(a diagnostic: how ustack fares with a CPU share of its own)")
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile the whole run into FILE (pstats format)")
     args = parser.parse_args()
     if not re.fullmatch(r"[a-z,]+", args.target):
         parser.error("--target: names separated by commas")
+    if args.stack_nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.stack_nice)
     if args.profile:
         import cProfile
 

@@ -55,14 +55,22 @@ class Stack:
     #: of a flood's SYNs, less leaves more of the loop to established
     #: connections
     SYN_BUDGET = 64
-    #: SYNs answered per wakeup by the batch path (numpy present), by array
-    #: arithmetic (ustack.driver.syn_batch, about 5 us of CPU per SYN with
-    #: its send); the main device is read first
-    SYN_BATCH = 512
-    #: SYNs read per wakeup by the batch path: those over SYN_BATCH are
-    #: dropped by us rather than by the kernel, so a client's retransmitted
-    #: SYN can be told from the flood and answered first
+    #: the batch path's (numpy present) share of the stack thread's CPU
+    #: while other work waits (ustack.driver.syn_batch.CpuShare): a wakeup
+    #: first reads the main device, then may spend SYN_CPU_SHARE / (1 -
+    #: SYN_CPU_SHARE) of the CPU that went to other work since the previous
+    #: wakeup, and at least SYN_CPU_QUANTUM seconds (all of the CPU when
+    #: there is nothing else to do); a SYN costs 2-5 us with its send
+    SYN_CPU_SHARE = 0.3
+    SYN_CPU_QUANTUM = 0.0005
+    #: SYNs read per wakeup by the batch path: those over its CPU allowance
+    #: are dropped by us rather than by the kernel, so a client's
+    #: retransmitted SYN, or one from a source with a connection lately,
+    #: can be told from the flood and answered first
     SYN_READ = 4096
+    #: CPU seconds a frame on the plain path costs, to fit SYN_BUDGET into
+    #: a wakeup's allowance
+    SYN_PLAIN_COST = 100e-6
     #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
     #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
     #: data, shallow enough that a SYN waits < 50 ms behind a full ring
@@ -255,6 +263,9 @@ class Stack:
                 pass
             else:
                 batch = SynBatch(self.ip, self._tcp, syn_device.send_fixed)
+                batch.cpu.share = self.SYN_CPU_SHARE
+                batch.cpu.quantum = self.SYN_CPU_QUANTUM
+                batch.cpu.max_rows = self.SYN_READ
         self.syn_batch = batch
         if batch is None:
             # a few SYNs per wakeup: the main device is read every loop turn
@@ -266,7 +277,8 @@ class Stack:
     def _on_syn_readable(self) -> None:
         """A wakeup of the SYN channel: first whatever waits on the main
         device (handshake-completing ACKs, data of established connections),
-        so a flood cannot starve them, then one bounded batch of SYNs."""
+        so a flood cannot starve them, then the SYNs its CPU allowance
+        covers (SYN_CPU_SHARE); the others are shed."""
         syn_device = self.syn_device
         batch = self.syn_batch
         if syn_device is None or batch is None or self._closed:
@@ -276,14 +288,18 @@ class Stack:
             poll()
         from ustack.driver.syn_batch import FRAME_LEN
 
+        cpu = batch.cpu
+        budget = cpu.start()
+        taken = batch.answered + batch.handed_back
         rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
             FRAME_LEN, self.SYN_READ)
-        rest = batch.process(rows, trusted, self.tcp.now(), self.SYN_BATCH) \
-            if len(rows) else []
+        rest = batch.process(rows, trusted, self.tcp.now(), budget) if len(rows) else []
         if others:
             rest.extend(others)
-        if rest:  # the plain path costs ~100 us a frame: SYN_BUDGET of them at most
-            self.ip.receive(batch.limit(rest, self.SYN_BUDGET))
+        if rest:  # the plain path costs ~100 us a frame: what is left of the allowance
+            plain = min(self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
+            self.ip.receive(batch.limit(rest, plain))
+        cpu.stop(batch.answered + batch.handed_back - taken)
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,
