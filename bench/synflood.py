@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -64,7 +65,8 @@ CONNECTER = textwrap.dedent('''
     def one(i):
         t0 = time.perf_counter()
         try:
-            s = socket.create_connection((host, port), timeout=float(sys.argv[5]))
+            s = socket.create_connection((host, port), timeout=float(sys.argv[5]),
+                                         source_address=(sys.argv[6], 0) if sys.argv[6] else None)
         except OSError as exc:
             results[i] = {"ok": False, "error": type(exc).__name__,
                           "ms": (time.perf_counter() - t0) * 1e3}
@@ -171,9 +173,14 @@ async def _in_peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
         preexec_fn=_plain_priority)
 
 
+#: the connecting client's own address with ``fresh_client``: on the peer's
+#: link, never used before, so the target has no connection from it
+FRESH_CLIENT_HOST = 201
+
+
 async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float,
-                 sample: Any = None, watch_pids: dict[str, int] | None = None
-                 ) -> dict[str, Any]:
+                 sample: Any = None, watch_pids: dict[str, int] | None = None,
+                 fresh_client: bool = False) -> dict[str, Any]:
     """The flood, the connects and the bulk transfer against whatever listens
     on the stack address; ``sample()`` runs every 0.25 s during the flood."""
     py = sys.executable
@@ -205,8 +212,14 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
     cpu_watch.start({**(watch_pids or {}), "flood_sender": flood.pid, "bulk_sender": bulk.pid})
     await asyncio.sleep(0.5)  # let the SYN queue fill: every later SYN gets a cookie
     count = int(CONNECT_WINDOW / CONNECT_EVERY)
+    source = ""
+    if fresh_client:
+        network = ipaddress.ip_interface(lab.stack_address).network
+        source = str(network.network_address + FRESH_CLIENT_HOST)
+        lab.run_in_peer(["ip", "addr", "add", f"{source}/{network.prefixlen}", "dev",
+                         lab.peer_if], check=True)
     connecter = await _in_peer(lab, py, "-c", CONNECTER, lab.stack_ip, str(LISTEN_PORT),
-                               str(count), str(CONNECT_EVERY), str(CONNECT_TIMEOUT))
+                               str(count), str(CONNECT_EVERY), str(CONNECT_TIMEOUT), source)
 
     async def watch() -> None:
         while True:
@@ -331,8 +344,10 @@ def _load() -> str:
 
 
 async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
-                       syn_channel: bool = True) -> dict[str, Any]:
-    """The flood against a ustack listener in ``lab``'s stack namespace."""
+                       syn_channel: bool = True, fresh_client: bool = False) -> dict[str, Any]:
+    """The flood against a ustack listener in ``lab``'s stack namespace
+    (``fresh_client``: the connecting client uses an address of its own,
+    not the bulk sender's)."""
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
                                   gateway=lab.peer_address, syn_channel=syn_channel)
@@ -387,7 +402,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             rss_max = max(rss_max, _rss())
 
         report = await _drive(lab, binary, stack.mac, rate, seconds, sample,
-                              {"ustack": os.getpid()})
+                              {"ustack": os.getpid()}, fresh_client)
         cpu = time.process_time() - cpu0
         counters = stack.counters()
         server.close()
@@ -404,6 +419,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "dev.tx_frames", "dev.tx_errors", "dev.rx_wakeups")
         report.update({
             "target": "ustack",
+            "fresh_client": fresh_client,
             "syn_channel": syn_channel,
             "batch": stack.syn_batch is not None,
             "server_accepted": accepted,
@@ -453,7 +469,8 @@ def _link_drops(lab: Lab) -> int:
     return int(stats.get("dropped", 0)) + int(stats.get("missed", 0))
 
 
-async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> dict[str, Any]:
+async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float,
+                       fresh_client: bool = False) -> dict[str, Any]:
     """The same flood against the kernel's own listener: the stack
     namespace's veth gets the stack address and a route to the flood's
     sources through the peer."""
@@ -478,7 +495,7 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
         drops_before = _link_drops(lab)
         load = _load()
         report = await _drive(lab, binary, mac, rate, seconds, None,
-                              {"kernel_listener": server.pid})
+                              {"kernel_listener": server.pid}, fresh_client)
         after = _nstat(lab)
         server.stdin.close()
         accepted = int(server.stdout.readline() or 0)
@@ -488,6 +505,7 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
         diff = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
         report.update({
             "target": "kernel",
+            "fresh_client": fresh_client,
             "server_accepted": accepted,
             "rss_growth_mb": None,
             "synacks_sent": diff["TcpExtSyncookiesSent"],
@@ -546,9 +564,11 @@ async def _main(args: argparse.Namespace) -> int:
             try:
                 if target == "ustack":
                     r = await flood_ustack(lab, binary, rate=args.rate, seconds=args.seconds,
-                                           syn_channel=not args.one_socket)
+                                           syn_channel=not args.one_socket,
+                                           fresh_client=args.fresh_client)
                 elif target == "kernel":
-                    r = await flood_kernel(lab, binary, rate=args.rate, seconds=args.seconds)
+                    r = await flood_kernel(lab, binary, rate=args.rate, seconds=args.seconds,
+                                           fresh_client=args.fresh_client)
                 else:
                     print(f"synflood: unknown target {target!r}", file=sys.stderr)
                     return 2
@@ -570,6 +590,10 @@ def main() -> int:
     parser.add_argument("--one-socket", action="store_true",
                         help="ustack without its SYN channel")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fresh-client", action="store_true",
+                        help="connect from an address of its own (.201 on the peer's link) "
+                             "that never had a connection with the target, not from the "
+                             "bulk sender's")
     parser.add_argument("--stack-nice", type=int, default=0, metavar="N",
                         help="run the stack (this process) at nice N; the senders, the "
                              "connecting client and the kernel listener keep nice 0 "

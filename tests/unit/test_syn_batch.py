@@ -314,31 +314,38 @@ def test_cpu_share_bounds_syn_work_by_the_other_work_of_the_loop() -> None:
     t = [0.0]
     cpu = CpuShare(share=0.25, quantum=0.001, min_rows=32, max_rows=4096, cost=10e-6,
                    max_debt=0.004, clock=lambda: t[0])
-    assert cpu.start() == 100  # first wakeup: the quantum, 1 ms / 10 us, borrowed
+    # nothing else waits: the quantum (1 ms / 10 us a row), owing nothing
+    assert cpu.start(busy=False) == 100
     t[0] += 0.001
     cpu.stop(100)
-    assert cpu.debt == pytest.approx(0.001)
-    # the loop spent 9 ms on other work: a third of that (share 1/4 of the
-    # total), less the 1 ms owed
+    assert cpu.debt == 0.0
+    # the loop spent 9 ms on other work: a third of that (share 1/4 of the total)
     t[0] += 0.009
-    assert cpu.start() in (199, 200) and cpu.allowance == pytest.approx(0.002)
-    t[0] += 0.005  # overspent: owed next time
+    assert cpu.start() in (299, 300) and cpu.allowance == pytest.approx(0.003)
+    t[0] += 0.005  # overspent by 2 ms: owed
     cpu.stop(300)
-    assert cpu.debt == pytest.approx(0.003)
+    assert cpu.debt == pytest.approx(0.002)
     assert cpu.cost == pytest.approx(10e-6 + 0.25 * (0.005 / 300 - 10e-6))
-    t[0] += 0.009
-    assert cpu.start() == int(0.001 / cpu.cost)  # 3 ms earned, 3 ms owed: the quantum
-    assert cpu.allowance == pytest.approx(0.001)
+    # 3 ms of other work earn 1 ms, less than owed: no SYN read, 1 ms repaid
+    t[0] += 0.003
+    assert cpu.start() == 0 and cpu.skipped == 1 and cpu.debt == pytest.approx(0.001)
+    t[0] += 0.006  # 2 ms earned, 1 ms owed
+    assert cpu.start() == int(0.001 / cpu.cost) and cpu.allowance == pytest.approx(0.001)
     t[0] += 0.001
     cpu.stop(64)
-    assert cpu.debt == pytest.approx(0.001)
-    # nothing else to do: wakeups follow each other, each gets the quantum,
-    # the debt stays bounded
+    assert cpu.debt == pytest.approx(0.0)
+    # nothing else to do: wakeups follow each other, each gets the quantum
     for _ in range(50):
         t[0] += 1e-5
-        assert cpu.start() >= 32
+        assert cpu.start(busy=False) >= 32
         t[0] += 0.001
         cpu.stop(8)  # too few rows to measure the cost by
-    assert cpu.debt == pytest.approx(0.004) and cpu.spent == pytest.approx(0.057)
+    assert cpu.debt == pytest.approx(0.0) and cpu.spent == pytest.approx(0.057)
+    # a debt is bounded
+    t[0] += 0.003
+    assert cpu.start() > 0
+    t[0] += 0.1
+    cpu.stop(1000)
+    assert cpu.debt == 0.004
     with pytest.raises(ValueError):
         CpuShare(share=1.0)

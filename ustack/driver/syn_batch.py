@@ -218,13 +218,16 @@ class CpuShare:
     """How many SYNs a wakeup of the SYN channel may take on, by CPU time
     (the thread's: ``time.thread_time``), not by count.
 
-    A wakeup may spend ``share / (1 - share)`` of the CPU the thread spent
-    on everything else since the previous wakeup (the main device's frames,
-    timers, the application), and at least ``quantum`` seconds: while
-    established traffic keeps the loop busy, SYNs get about ``share`` of the
-    CPU; with nothing else to do, the wakeups follow each other and SYNs get
-    all of it.  Rows are turned into seconds by the cost per row measured
-    over earlier wakeups of at least ``min_rows`` rows (fixed costs
+    While other work waits (``busy``: established traffic arrived since the
+    previous wakeup), a wakeup earns ``share / (1 - share)`` of the CPU the
+    thread spent on everything else since then, less what earlier wakeups
+    spent beyond what they earned (a debt of at most ``max_debt`` seconds);
+    with less than half a ``quantum`` to spend it reads no SYN at all (the
+    ring holds them).  So SYNs get about ``share`` of the CPU while the loop
+    has other work.  With nothing else to do a wakeup spends ``quantum``,
+    owes nothing, and the wakeups follow each other: SYNs get all of it.
+    Rows are turned into seconds by the cost per row measured over earlier
+    wakeups of at least ``min_rows`` rows (fixed and shedding costs
     included, so the estimate settles where a wakeup costs its allowance)."""
 
     def __init__(self, share: float = 0.3, quantum: float = 0.001, *, min_rows: int = 32,
@@ -238,25 +241,40 @@ class CpuShare:
         self.max_rows = max_rows
         #: CPU seconds per row taken on (EWMA over wakeups of >= min_rows rows)
         self.cost = cost
-        self.clock = clock
         self.max_debt = max_debt
+        self.clock = clock
         self._last_end: float | None = None
         self._mark = 0.0
         self._earned = 0.0
+        self._busy = False
         self.debt = 0.0
         self.allowance = quantum
-        #: CPU seconds spent in SYN work and in the rest, since creation
+        #: CPU seconds spent in SYN work and in the rest, since creation;
+        #: wakeups that read no SYN to repay the debt
         self.spent = 0.0
         self.other = 0.0
+        self.skipped = 0
 
-    def start(self) -> int:
-        """A wakeup's SYN work begins now: the rows it may take on."""
+    def start(self, busy: bool = True) -> int:
+        """A wakeup's SYN work begins now: the rows it may take on (0: read
+        none this time; then no :meth:`stop`)."""
         now = self.clock()
         other = now - self._last_end if self._last_end is not None else 0.0
         self.other += other
+        earned = other * self.share / (1.0 - self.share)
+        self._busy = busy
+        if busy:
+            credit = earned - self.debt
+            if credit < 0.5 * self.quantum:
+                self.debt = max(0.0, self.debt - earned)
+                self._last_end = now
+                self.skipped += 1
+                return 0
+            self.allowance = credit
+        else:
+            self.allowance = max(self.quantum, earned - self.debt)
+        self._earned = earned
         self._mark = now
-        self._earned = other * self.share / (1.0 - self.share)
-        self.allowance = max(self.quantum, self._earned - self.debt)
         return max(self.min_rows, min(self.max_rows, int(self.allowance / self.cost)))
 
     def left(self) -> float:
@@ -268,7 +286,8 @@ class CpuShare:
         now = self.clock()
         spent = now - self._mark
         self.spent += spent
-        self.debt = min(self.max_debt, max(0.0, self.debt + spent - self._earned))
+        if self._busy:
+            self.debt = min(self.max_debt, max(0.0, self.debt + spent - self._earned))
         self._last_end = now
         if rows >= self.min_rows and spent > 0:
             self.cost += 0.25 * (spent / rows - self.cost)
