@@ -69,14 +69,18 @@ class Stack:
     #: are dropped by us rather than by the kernel, so a client's
     #: retransmitted SYN, or one from a source with a connection lately,
     #: can be told from the flood and answered first
-    SYN_READ = 4096
+    SYN_READ = 16384
     #: CPU seconds a frame on the plain path costs, to fit SYN_BUDGET into
     #: a wakeup's allowance
     SYN_PLAIN_COST = 100e-6
-    #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
-    #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
-    #: data, shallow enough that a SYN waits < 50 ms behind a full ring
-    SYN_RING_FRAMES = 4096
+    #: slots of the SYN channel's receive ring (256 bytes each, 4 MB;
+    #: bigger frames arrive TP_STATUS_COPY): 136 ms of a 120k/s flood, so a
+    #: stack that waits tens of ms for a CPU (or repays its SYN CPU share)
+    #: still finds a client's SYN there rather than the kernel dropping it
+    #: with the ring full (4096 slots lost 7-30 % of a flood at load 9)
+    SYN_RING_FRAMES = 16384
+    #: slots of its TX ring (SYN-ACKs a wakeup can send)
+    SYN_TX_RING_FRAMES = 4096
 
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
@@ -159,9 +163,14 @@ class Stack:
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
         ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
-        SYNs on a second packet socket with a small per-wakeup budget, so a
-        SYN flood fills only that socket's queue and established traffic and
-        handshake ACKs keep theirs (issue 13; the kernel's BPF splits them).
+        SYNs on a second packet socket, answered in batches within a share
+        of the CPU (SYN_CPU_SHARE), so a SYN flood fills only that socket's
+        ring and established traffic and handshake ACKs keep theirs (issue
+        13; the kernel's BPF splits them).  Off by default: it costs ~5 MB
+        of rings (+2 MiB once shedding starts), wants numpy for its batch
+        path, and its SYN-ACKs bypass ``pcap`` and the IP layer's send
+        (docs/hardening.md); without it a 100k/s flood leaves ~50 % of
+        legitimate connects succeeding.
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -203,7 +212,7 @@ class Stack:
                     syn_device = AfPacketDevice.open(
                         iface, mac=device.mac, tcp_syn="only",
                         ring_frames=cls.SYN_RING_FRAMES, ring_slot=256,
-                        tx_ring_frames=cls.SYN_RING_FRAMES)
+                        tx_ring_frames=cls.SYN_TX_RING_FRAMES)
                 except BaseException:
                     device.close()
                     lock.release()
