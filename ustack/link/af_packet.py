@@ -704,8 +704,26 @@ class AfPacketDevice(Device):
         """
         if not self.vnet_hdr:
             raise RuntimeError("send_gso needs AfPacketDevice.open(..., vnet_hdr=True)")
-        self.send_raw_vnet(gso_tcp_vnet_header(frame, gso_size) + _with_pseudo_sum(frame))
+        vnet = gso_tcp_vnet_header(frame, gso_size)
         self._stats["tx_gso_frames"] += 1
+        if self._txq:
+            self._enqueue(vnet + _with_pseudo_sum(frame))
+            return
+        # gathered by the kernel (sendmsg): the frame is not copied in Python,
+        # only its first bytes up to the checksum field and the pseudo-sum are
+        # new (the same bytes as vnet + _with_pseudo_sum(frame))
+        l4 = 14 + (frame[14] & 0x0F) * 4
+        view = memoryview(frame)
+        try:
+            self._sock.sendmsg((vnet, view[:l4 + 16], _pseudo_sum(frame, l4), view[l4 + 18:]))
+        except (BlockingIOError, InterruptedError):
+            self._enqueue(vnet + _with_pseudo_sum(frame))
+            self._arm_writer()
+        except OSError as exc:
+            self._send_error(vnet + _with_pseudo_sum(frame), exc)
+        else:
+            self._stats["tx_frames"] += 1
+            self._stats["tx_bytes"] += len(frame)
 
     def send_raw_vnet(self, data: bytes) -> None:
         """Send ``virtio_net_hdr + frame`` as built by the caller (vnet mode)."""
@@ -920,14 +938,20 @@ def gso_tcp_vnet_header(frame: bytes, gso_size: int) -> bytes:
     )
 
 
+def _pseudo_sum(frame: Frame, l4: int) -> bytes:
+    """The folded (not inverted) pseudo-header sum of the TCP segment at
+    ``l4`` in ``frame``, as CHECKSUM_PARTIAL wants it in the checksum field."""
+    total = (int.from_bytes(frame[26:30], "big") + int.from_bytes(frame[30:34], "big")
+             + 6 + len(frame) - l4)
+    partial = total % 0xFFFF or 0xFFFF
+    return partial.to_bytes(2, "big")
+
+
 def _with_pseudo_sum(frame: bytes) -> bytes:
     """``frame`` with the TCP checksum field holding the folded (not inverted)
     pseudo-header sum, as CHECKSUM_PARTIAL wants it."""
     l4 = 14 + (frame[14] & 0x0F) * 4
-    total = (int.from_bytes(frame[26:30], "big") + int.from_bytes(frame[30:34], "big")
-             + 6 + len(frame) - l4)
-    partial = total % 0xFFFF or 0xFFFF
-    return frame[: l4 + 16] + partial.to_bytes(2, "big") + frame[l4 + 18 :]
+    return frame[: l4 + 16] + _pseudo_sum(frame, l4) + frame[l4 + 18 :]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

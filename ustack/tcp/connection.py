@@ -1711,7 +1711,9 @@ class TcpConnection:
             ato=self.config.delack,
             backoff=rtt.backoff,
             cwnd=max(self.cc.cwnd // mss, 1) if mss else 0,
-            ssthresh=min(self.cc.ssthresh // mss, 0x7FFFFFFF) if mss else 0,
+            # unset (0x7FFFFFFF bytes) reads as Linux's TCP_INFINITE_SSTHRESH
+            ssthresh=(0x7FFFFFFF if self.cc.ssthresh >= 0x7FFFFFFF
+                      else self.cc.ssthresh // mss) if mss else 0,
             ca_name=self.cc.name,
             bytes_sent=self.bytes_sent,
             bytes_retrans=self.bytes_retrans,
