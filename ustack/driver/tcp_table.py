@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import heapq
 import itertools
@@ -317,6 +318,9 @@ class TcpTable:
             if self._gso:
                 config.max_segment = GSO_MAX_PAYLOAD
         self.config = config
+        #: the snapshot of ``config`` connections share, and what it was taken of
+        self._cfg_snap: TcpConfig | None = None
+        self._cfg_src: TcpConfig | None = None
         self._ip_send: Callable[[bytes, int, bytes], Any] = port.send
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
             port.send_many or self._send_each
@@ -434,8 +438,9 @@ class TcpTable:
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
         conn = _connection_class().connect(
-            local_port, remote_port, iss, now, self.config, mib=self.mib,
-            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port))
+            local_port, remote_port, iss, now, self._shared_config(), mib=self.mib,
+            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port),
+            shared_config=True)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -459,6 +464,19 @@ class TcpTable:
         listener = Listener(self, port, backlog, on_connection)
         self._listeners[port] = listener
         return listener
+
+    def _shared_config(self) -> TcpConfig:
+        """The config new connections share (``shared_config``): a private
+        snapshot of :attr:`config`, taken again when ``config`` is replaced
+        or changed in place.  A connection copies it before it changes an
+        option of its own, so sharing costs neither memory nor a copy per
+        connection and behaves as the copy per connection did."""
+        cfg = self.config
+        snap = self._cfg_snap
+        if snap is None or self._cfg_src is not cfg or snap != cfg:
+            snap = self._cfg_snap = copy.copy(cfg)
+            self._cfg_src = cfg
+        return snap
 
     def _ephemeral_port(self, remote_addr: bytes, remote_port: int) -> int:
         in_use = _PortsInUse(self, remote_addr, remote_port)
@@ -818,8 +836,8 @@ class TcpTable:
 
     def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
                          created: float, ack: TcpSegment, now: float) -> None:
-        conn = promote(_connection_class(), self.config, syn, iss, created, ack, now,
-                       mib=self.mib,
+        conn = promote(_connection_class(), self._shared_config(), syn, iss, created, ack,
+                       now, mib=self.mib, shared_config=True,
                        trace=self._trace_hook(None, created, syn.dst_port, src, syn.src_port))
         ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
