@@ -330,8 +330,6 @@ class TcpTransport(asyncio.Transport):
 
     def _hold(self, conn: Any) -> None:
         held = self._held
-        if held is _EMPTY:
-            held = self._held = deque()
         size = sum(len(d) for d in held)
         now = self._loop.time()
         while size < _HOLD_MAX:
@@ -341,6 +339,8 @@ class TcpTransport(asyncio.Transport):
             data = conn.recv(min(n, _PULL_CHUNK), now)
             if not data:
                 break
+            if held is _EMPTY:
+                held = self._held = deque()
             held.append(data)
             size += len(data)
 

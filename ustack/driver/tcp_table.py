@@ -71,7 +71,9 @@ from ustack.tcp.listener import (
 from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
+from ustack.tcp.state import TcpState
 from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
+from ustack.tcp.timewait import TimeWait, can_compact
 from ustack.trace.attach import connection_hook
 from ustack.wire.errors import ParseError
 from ustack.wire.tcp import (
@@ -118,6 +120,8 @@ def _buffered(conn: TcpConnection) -> int:
 def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
+
+_TIME_WAIT = TcpState.TIME_WAIT
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
@@ -287,6 +291,8 @@ class TcpTable:
     #: coalesce the plain ACKs of one receive batch per connection
     #: (TcpConnection.ack_supersedes; docs/tcp-core.md "ACK coalescing")
     coalesce_acks: ClassVar[bool] = True
+    #: orphans in TIME-WAIT become compact records (ustack.tcp.timewait)
+    compact_time_wait: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -1044,6 +1050,8 @@ class TcpTable:
             if closed:
                 self._remove(ep)
             else:
+                if conn.state is _TIME_WAIT and ep.owner is None:
+                    conn = self._compact_time_wait(ep, conn)
                 self._schedule(ep, conn.next_deadline())
             guard += 1
             if guard > 100_000:  # a callback that keeps re-dirtying: finish next iteration
@@ -1051,6 +1059,17 @@ class TcpTable:
                     self._flush_handle = self.loop.call_soon(self._flush)
                 break
         self._arm()
+
+    def _compact_time_wait(self, ep: TcpEndpoint, conn: TcpConnection) -> TcpConnection:
+        """An orphan that is quiet in TIME-WAIT keeps only a
+        :class:`~ustack.tcp.timewait.TimeWait` record for its 2MSL (Linux
+        tcp_time_wait swaps the socket for an inet_timewait_sock)."""
+        if (ep in self._orphans and type(conn) is _TcpConnection and self.compact_time_wait
+                and can_compact(conn)):
+            record: Any = TimeWait(conn)
+            ep.conn = record
+            return record  # type: ignore[no-any-return]
+        return conn
 
     def _dispatch(self, ep: TcpEndpoint, event: events.Event) -> bool:
         """Deliver one event; True when the connection is finished."""

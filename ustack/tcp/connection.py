@@ -76,6 +76,9 @@ _GSO_MAX_PAYLOAD = 65536 - 321
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
+#: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
+_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
+
 #: Undo.reason -> the Linux counter it increments
 _UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
@@ -1212,10 +1215,19 @@ class TcpConnection:
         with the negotiated MSS and SACK, the RTT estimator and the
         controller (ustack.tcp.recovery)."""
         cfg = self.config
-        rcfg = RecoveryConfig(tcp_recovery=cfg.tcp_recovery,
-                              tcp_early_retrans=cfg.tcp_early_retrans, tcp_frto=cfg.tcp_frto,
-                              tcp_dsack=cfg.tcp_dsack, tcp_reordering=cfg.dupack_threshold,
-                              rto_min=cfg.rto_min, probe_initial=cfg.rto_initial)
+        knobs = (cfg.tcp_recovery, cfg.tcp_early_retrans, cfg.tcp_frto, cfg.tcp_dsack,
+                 cfg.dupack_threshold, cfg.rto_min, cfg.rto_initial)
+        rcfg = _RECOVERY_CONFIGS.get(knobs)
+        if rcfg is None:
+            # one RecoveryConfig per distinct set of knobs, shared (the
+            # recovery room only reads it)
+            if len(_RECOVERY_CONFIGS) > 64:
+                _RECOVERY_CONFIGS.clear()
+            rcfg = _RECOVERY_CONFIGS[knobs] = RecoveryConfig(
+                tcp_recovery=cfg.tcp_recovery, tcp_early_retrans=cfg.tcp_early_retrans,
+                tcp_frto=cfg.tcp_frto, tcp_dsack=cfg.tcp_dsack,
+                tcp_reordering=cfg.dupack_threshold, rto_min=cfg.rto_min,
+                probe_initial=cfg.rto_initial)
         self.rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc, sack=self.sack_ok,
                             config=rcfg, ts_clock=self._ts_val if self.ts_ok else None)
         self.snd.cwnd_usage_seq = self.snd_una
