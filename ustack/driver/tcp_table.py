@@ -1050,7 +1050,7 @@ class TcpTable:
             if closed:
                 self._remove(ep)
             else:
-                if conn.state is _TIME_WAIT and ep.owner is None:
+                if ep.owner is None and getattr(conn, "state", None) is _TIME_WAIT:
                     conn = self._compact_time_wait(ep, conn)
                 self._schedule(ep, conn.next_deadline())
             guard += 1
