@@ -92,7 +92,6 @@ class Sender:
         rec = c.rec
         if rec is None:
             return
-        rec.batch_delivered = 0  # the sender ran (Recovery.batch_delivered)
         sndbuf = self.buf
         buf_len = len(sndbuf)
         una = c.snd_una
