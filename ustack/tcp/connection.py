@@ -20,7 +20,6 @@ Where RFC and Linux differ the default is Linux's; each such place says so.
 from __future__ import annotations
 
 import errno as E
-from collections import deque
 from copy import copy
 from typing import Any, ClassVar
 
@@ -70,12 +69,16 @@ _LAST_ACK = TcpState.LAST_ACK
 _CLOSING = TcpState.CLOSING
 
 #: states in which the send side may still transmit data or a FIN
+_CA_OPEN = CaState.OPEN
 _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
 _GSO_MAX_PAYLOAD = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
+
+#: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
+_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
 
 #: Undo.reason -> the Linux counter it increments
 _UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
@@ -97,7 +100,7 @@ class TcpConnection:
     or :meth:`accept`."""
 
     __slots__ = (
-        "config", "state", "local_port", "remote_port",
+        "config", "_cfg_own", "state", "local_port", "remote_port",
         # the rooms: send side, receive side, timer table
         "snd", "rcv", "timers",
         # send sequence space (RFC 9293 3.3.1); the receive side's is in rcv
@@ -120,7 +123,7 @@ class TcpConnection:
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
-        "_out", "_events", "_data_event_sent", "_send_blocked",
+        "_out", "_early_nxt", "_events", "_data_event_sent", "_send_blocked",
         "_last_oow", "_closed_emitted", "error", "reopen_syn", "soft_error",
         # observation: trace hook (ustack.tcp.trace) and MIB counters (ustack.tcp.mib)
         "trace", "mib",
@@ -137,14 +140,29 @@ class TcpConnection:
     # ------------------------------------------------------------------ OPEN
     def __init__(self, local_port: int, remote_port: int, iss: int, now: float,
                  config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-                 trace: TraceHook | None = None) -> None:
-        """Internal: use :meth:`connect` or :meth:`accept`."""
-        # a private copy: per-connection options (set_nodelay, set_keepalive)
-        # must not leak into other connections sharing the same config
-        cfg = copy(config) if config is not None else TcpConfig()
+                 trace: TraceHook | None = None, shared_config: bool = False) -> None:
+        """Internal: use :meth:`connect` or :meth:`accept`.
+
+        ``shared_config``: ``config`` is a snapshot nobody changes (the
+        table's, ``TcpTable._shared_config``): the connection reads it as its
+        own and copies it only when a per-connection option is set
+        (:meth:`_own_config`).  Otherwise it takes a private copy at once."""
+        # per-connection options (set_nodelay, set_keepalive) must not leak
+        # into other connections sharing the same config
+        own = not shared_config or config is None
+        if config is None:
+            cfg = TcpConfig()
+        elif own:
+            cfg = copy(config)
+        else:
+            cfg = config
         if cfg.maxseg and cfg.maxseg < cfg.mss:
+            if not own:
+                cfg = copy(cfg)
+                own = True
             cfg.mss = cfg.maxseg  # TCP_MAXSEG clamps what we advertise
         self.config = cfg
+        self._cfg_own = own
         #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
         self.trace: TraceHook | None = trace
         #: MIB counters (nstat names); the table passes its stack-wide one
@@ -202,7 +220,11 @@ class TcpConnection:
         self._ts_offset = (iss * 2654435761) & MASK
         self._ts_cache: tuple[int, int, TcpOptions] = (-1, -1, _EMPTY_OPTIONS)
         self._out: list[TcpSegment] = []
-        self._events: deque[ev.Event] = deque()
+        #: SND.NXT before the first transmission of a receive batch made
+        #: during loss recovery (_send_after_ack), for the trace's rtx flag
+        self._early_nxt: int | None = None
+        #: pending events, oldest first (a list: rarely more than two)
+        self._events: list[ev.Event] = []
         self._data_event_sent = False
         self._send_blocked = False
         self._last_oow = -1e18
@@ -253,6 +275,14 @@ class TcpConnection:
         if self.trace is not None:
             self.trace(self._now, "state", {"old": old.ss_name, "new": new.ss_name})
 
+    def _own_config(self) -> TcpConfig:
+        """This connection's config, copied first if it is still the shared
+        snapshot (a per-connection option is about to change it)."""
+        if not self._cfg_own:
+            self.config = copy(self.config)
+            self._cfg_own = True
+        return self.config
+
     # ------------------------------------------------------------ views
     @property
     def rcv_nxt(self) -> int:
@@ -284,9 +314,10 @@ class TcpConnection:
     @classmethod
     def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
                 config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-                trace: TraceHook | None = None) -> TcpConnection:
+                trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
-        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace)
+        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace,
+                shared_config=shared_config)
         c._set_state(_SYN_SENT)
         c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
@@ -297,11 +328,12 @@ class TcpConnection:
     @classmethod
     def accept(cls, syn: TcpSegment, iss: int, now: float,
                config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-               trace: TraceHook | None = None) -> TcpConnection:
+               trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
         """Passive OPEN from a listener that got ``syn`` (RFC 9293 3.10.7.2):
         queue a SYN-ACK echoing only the options the SYN offered, enter
         SYN-RECEIVED.  Data on the SYN is discarded (no Fast Open, as Linux)."""
-        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace)
+        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace,
+                shared_config=shared_config)
         c._passive = True
         c._set_state(_SYN_RECEIVED)
         c.segs_in = 1
@@ -333,11 +365,16 @@ class TcpConnection:
             self._ts_recent_stamp = now
 
     # ---------------------------------------------------------- user calls
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+    def send(self, data: bytes | bytearray | memoryview, now: float, *,
+             more: bool = False) -> int:
         """SEND (RFC 9293 3.10.2): queue bytes, return how many fit in the send
         buffer.  Raises BrokenPipeError after shutdown/close, or the error that
-        closed the connection."""
+        closed the connection.  ``more`` (Linux MSG_MORE): the next output
+        holds partial segments as TCP_CORK would, and the end of this write
+        carries no PSH (tcp_push: no tcp_mark_push, TCP_NAGLE_CORK)."""
         self._now = now
+        snd = self.snd
+        snd.more = snd.more_cork = more
         st = self.state
         if self.snd.fin_queued or self._app_closed:
             raise BrokenPipeError(E.EPIPE, "TCP send side already shut down")
@@ -504,21 +541,28 @@ class TcpConnection:
             new.set_mss(self.send_mss, self.config.initial_cwnd)
             new.cwnd = old.cwnd
             new.ssthresh = old.ssthresh
-        self.config.congestion = name
+        self._own_config().congestion = name
         self.cc = new
         if self.rec is not None:
             self.rec.cc = new
 
+    def mark_record_end(self) -> None:
+        """MSG_EOR: the bytes queued so far end a record; no segment, GSO
+        super-segment or retransmission carries bytes of both sides (Linux
+        TCP_SKB_CB(skb)->eor, tcp_skb_can_collapse_to)."""
+        if len(self.snd.buf):
+            self.snd.mark_eor((self.snd_una + len(self.snd.buf)) & MASK)
+
     def set_cork(self, enabled: bool) -> None:
         """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
-        self.config.cork = enabled
+        self._own_config().cork = enabled
         self.snd.cork = enabled
         if not enabled:
             self.snd.force = True  # Linux: push pending frames on uncork
 
     def set_quickack(self, enabled: bool) -> None:
         """TCP_QUICKACK: ACK every data segment at once (a delayed ACK goes now)."""
-        self.config.quickack = enabled
+        self._own_config().quickack = enabled
         self.rcv.quickack_mode = enabled
         if enabled and self.timers.delack is not None:
             self.rcv.ack_now = True
@@ -528,7 +572,7 @@ class TcpConnection:
         advertise; after it the send MSS, with no retransmission)."""
         if nbytes < 88 and nbytes != 0:
             raise ValueError(f"TCP_MAXSEG must be 0 or >= 88 bytes, not {nbytes}")
-        cfg = self.config
+        cfg = self._own_config()
         cfg.maxseg = nbytes
         if not nbytes:
             return
@@ -549,13 +593,13 @@ class TcpConnection:
         wait unsent, and the socket is writable below half of it (0 = off)."""
         if nbytes < 0:
             raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
-        self.config.notsent_lowat = nbytes
+        self._own_config().notsent_lowat = nbytes
 
     def set_send_buffer(self, nbytes: int) -> None:
         """SO_SNDBUF: the bound of unacknowledged + unsent bytes."""
         if nbytes <= 0:
             raise ValueError(f"SO_SNDBUF must be > 0, not {nbytes}")
-        self.config.send_buffer = nbytes
+        self._own_config().send_buffer = nbytes
         self.snd.buf.limit = nbytes
 
     def set_recv_buffer(self, nbytes: int) -> None:
@@ -563,7 +607,7 @@ class TcpConnection:
         what was already advertised, RFC 9293 3.8.6) and of out-of-order data."""
         if nbytes <= 0:
             raise ValueError(f"SO_RCVBUF must be > 0, not {nbytes}")
-        self.config.recv_buffer = nbytes
+        self._own_config().recv_buffer = nbytes
         self.rcv.size = nbytes
         if self.state.synchronized:
             self.rcv.maybe_window_update()
@@ -573,7 +617,7 @@ class TcpConnection:
         next output, held back by Nagle or TCP_CORK alike (Linux
         tcp_sock_set_nodelay: TCP_NAGLE_OFF|TCP_NAGLE_PUSH, then
         tcp_push_pending_frames; the cork itself stays on)."""
-        self.config.nodelay = enabled
+        self._own_config().nodelay = enabled
         if enabled and self.snd.unsent(self.snd_una):
             self.snd.force = True
 
@@ -582,12 +626,12 @@ class TcpConnection:
         zero-window probes stay unacknowledged this long (0 = off, retries2)."""
         if seconds < 0:
             raise ValueError(f"user timeout must be >= 0 seconds, not {seconds}")
-        self.config.user_timeout = seconds
+        self._own_config().user_timeout = seconds
 
     def set_keepalive(self, enabled: bool, now: float, *, idle: float | None = None,
                       interval: float | None = None, count: int | None = None) -> None:
         """SO_KEEPALIVE (+ TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): arm or disarm probing."""
-        cfg = self.config
+        cfg = self._own_config()
         if idle is not None:
             cfg.keepalive_idle = idle
         if interval is not None:
@@ -641,7 +685,7 @@ class TcpConnection:
 
     def next_event(self) -> ev.Event | None:
         events = self._events
-        return events.popleft() if events else None
+        return events.pop(0) if events else None
 
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
@@ -994,6 +1038,8 @@ class TcpConnection:
                 self.timers.persist = None
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
+            if rec is not None and rec.state is not _CA_OPEN and not seg.payload:
+                self._send_after_ack(now)
             return True
         acked = (ack - una) & MASK
         flight = (self.snd_nxt - una) & MASK
@@ -1010,6 +1056,8 @@ class TcpConnection:
             if rec is not None and seg.options.sack_blocks and self.sack_ok \
                     and self.snd_nxt != una:
                 self._recovery_ack(rec, seg, now, False)
+                if rec.state is not _CA_OPEN and not seg.payload:
+                    self._send_after_ack(now)
             return True
         # ---- new data acknowledged: SND.UNA < SEG.ACK =< SND.NXT ----
         data_acked = acked
@@ -1071,7 +1119,24 @@ class TcpConnection:
             elif st is _LAST_ACK:
                 self._become_closed()
                 return False
+        if rec is not None and rec.state is not _CA_OPEN and not seg.payload:
+            self._send_after_ack(now)
         return True
+
+    def _send_after_ack(self, now: float) -> None:
+        """Loss recovery runs (DISORDER, CWR, RECOVERY, LOSS): transmit what
+        this ACK allows now, as Linux does after every ACK (``tcp_ack`` then
+        ``tcp_data_snd_check``), instead of once after the receive batch.
+        Limited transmit (RFC 3042) and PRR's per-ACK quota (RFC 6937 3)
+        depend on it: a batch of dupACKs processed before the sender runs
+        would lose the first ones' limited-transmit room and start PRR from
+        a single retransmission.  The segments join ``_out``: the driver still
+        sends the whole batch's output at once.  In OPEN a batch acts as one
+        stretch ACK and the output waits for :meth:`segments_to_send`."""
+        if self.state in _SENDING_STATES:
+            if self._early_nxt is None:
+                self._early_nxt = self.snd_nxt
+            self.snd.push(self, now)
 
     def _recovery_ack(self, rec: Recovery, seg: TcpSegment, now: float,
                       window_update: bool) -> None:
@@ -1087,10 +1152,8 @@ class TcpConnection:
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
             is_cwnd_limited=snd.is_cwnd_limited(self),
-            # (read by F-RTO in the LOSS state, Recovery._process_loss, and
-            # by PRR when the earlier ACKs of a receive batch delivered data)
-            can_send_new=((rec.state is CaState.LOSS or rec.batch_delivered > 0)
-                          and self._can_send_new()))
+            # (read by F-RTO in the LOSS state, Recovery._process_loss)
+            can_send_new=rec.state is CaState.LOSS and self._can_send_new())
         rec.apply_timers(self.timers)
         rs = out.rate
         if rs is not None and rs.interval > 0:
@@ -1187,10 +1250,19 @@ class TcpConnection:
         with the negotiated MSS and SACK, the RTT estimator and the
         controller (ustack.tcp.recovery)."""
         cfg = self.config
-        rcfg = RecoveryConfig(tcp_recovery=cfg.tcp_recovery,
-                              tcp_early_retrans=cfg.tcp_early_retrans, tcp_frto=cfg.tcp_frto,
-                              tcp_dsack=cfg.tcp_dsack, tcp_reordering=cfg.dupack_threshold,
-                              rto_min=cfg.rto_min, probe_initial=cfg.rto_initial)
+        knobs = (cfg.tcp_recovery, cfg.tcp_early_retrans, cfg.tcp_frto, cfg.tcp_dsack,
+                 cfg.dupack_threshold, cfg.rto_min, cfg.rto_initial)
+        rcfg = _RECOVERY_CONFIGS.get(knobs)
+        if rcfg is None:
+            # one RecoveryConfig per distinct set of knobs, shared (the
+            # recovery room only reads it)
+            if len(_RECOVERY_CONFIGS) > 64:
+                _RECOVERY_CONFIGS.clear()
+            rcfg = _RECOVERY_CONFIGS[knobs] = RecoveryConfig(
+                tcp_recovery=cfg.tcp_recovery, tcp_early_retrans=cfg.tcp_early_retrans,
+                tcp_frto=cfg.tcp_frto, tcp_dsack=cfg.tcp_dsack,
+                tcp_reordering=cfg.dupack_threshold, rto_min=cfg.rto_min,
+                probe_initial=cfg.rto_initial)
         self.rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc, sack=self.sack_ok,
                             config=rcfg, ts_clock=self._ts_val if self.ts_ok else None)
         self.snd.cwnd_usage_seq = self.snd_una
@@ -1489,7 +1561,9 @@ class TcpConnection:
             return
         if self.snd_wnd:
             # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
+            # (corked or MSG_MORE data too; Linux tcp_write_wakeup sets PSH)
             self.snd.force = True
+            self.snd.more = False
             return
         if self._app_closed and self._persist_backoff >= self.config.orphan_retries:
             # an orphan facing a window that never opens (Linux tcp_probe_timer):
@@ -1542,6 +1616,10 @@ class TcpConnection:
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""
         self._now = now
         prior_nxt = self.snd_nxt
+        early = self._early_nxt
+        if early is not None:  # part of this batch went out in recovery
+            prior_nxt = early
+            self._early_nxt = None
         if self.state in _SENDING_STATES:
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
@@ -1684,7 +1762,9 @@ class TcpConnection:
             ato=self.config.delack,
             backoff=rtt.backoff,
             cwnd=max(self.cc.cwnd // mss, 1) if mss else 0,
-            ssthresh=min(self.cc.ssthresh // mss, 0x7FFFFFFF) if mss else 0,
+            # unset (0x7FFFFFFF bytes) reads as Linux's TCP_INFINITE_SSTHRESH
+            ssthresh=(0x7FFFFFFF if self.cc.ssthresh >= 0x7FFFFFFF
+                      else self.cc.ssthresh // mss) if mss else 0,
             ca_name=self.cc.name,
             bytes_sent=self.bytes_sent,
             bytes_retrans=self.bytes_retrans,
