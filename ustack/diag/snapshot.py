@@ -192,7 +192,8 @@ _ep_remote_port = attrgetter("remote_port")
 #: Python code: a dict keyed by members would cost a call per connection)
 _conn_state_name = attrgetter("state._name_")
 _conn_readable = methodcaller("readable")
-_conn_send_queue = attrgetter("send_queue")
+#: what _send_queue reads (a TimeWait record has an empty one too)
+_conn_sndbuf = attrgetter("_sndbuf")
 
 
 def iter_table_columns(stack: Any, chunk: int = 10_000) -> Iterator[list[list[Any]]]:
@@ -229,5 +230,5 @@ def iter_table_columns(stack: Any, chunk: int = 10_000) -> Iterator[list[list[An
             list(map(names.__getitem__, map(_ep_remote_addr, eps))),
             list(map(_ep_remote_port, eps)),
             list(map(_conn_readable, conns)),
-            list(map(_conn_send_queue, conns)),
+            list(map(len, map(_conn_sndbuf, conns))),
         ]
