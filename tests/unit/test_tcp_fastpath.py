@@ -50,8 +50,15 @@ def _key(seg: TcpSegment) -> tuple[object, ...]:
 
 
 def _state(c: TcpConnection) -> tuple[object, ...]:
+    snd = c.snd
+    rec = c.rec
     return (c.state, c.snd_una, c.snd_nxt, c.snd_wnd, c.rcv_nxt, c.rcv_adv, c.cc.cwnd,
-            c.cc.ssthresh, c.rtt.srtt, c.rtt.rto, c.readable(), c.send_queue, c.eof_received)
+            c.cc.ssthresh, c.rtt.srtt, c.rtt.rto, c.readable(), c.send_queue, c.eof_received,
+            # the sender's own state (the nothing-to-send exit of Sender.push)
+            snd.ptr, snd.sml, snd.force, snd.probe, snd.pacing_rate, snd.chrono.kind,
+            snd.cwnd_limited, snd.max_flight, snd.cwnd_usage_seq, snd.last_data_send,
+            snd.release, rec.batch_delivered if rec is not None else None,
+            c.timers.pending(), c.info(c.last_recv))
 
 
 step = st.one_of(
@@ -64,6 +71,8 @@ step = st.one_of(
     st.tuples(st.just("send"), st.sampled_from([1, 100, 1000, 5000, 20000])),
     st.tuples(st.just("recv"), st.sampled_from([10, 1000, 100000])),
     st.tuples(st.just("time"), st.sampled_from([0.0001, 0.001, 0.01, 0.04, 0.3, 1.5])),
+    # TCP_CORK off (the next output is forced, even with nothing queued)
+    st.tuples(st.just("uncork")),
 )
 
 
@@ -110,6 +119,9 @@ def test_fast_paths_match_general_paths(steps: list[tuple[object, ...]], ts: boo
                     got = r
                 else:
                     assert r == got
+        elif kind == "uncork":
+            fast.set_cork(False)
+            ref.set_cork(False)
         elif kind == "recv":
             n = s[1]
             assert isinstance(n, int)
@@ -159,3 +171,44 @@ def test_general_path_subclass_really_takes_the_general_path() -> None:
         GeneralPathConnection._receive_general = orig  # type: ignore[method-assign]
     assert calls == ["general"]
     assert fast.rcv_nxt == ref.rcv_nxt
+
+
+def _rr_round(c: TcpConnection, now: float, tsval: int, ts: bool) -> list[object]:
+    """One request/response as a client sees it: a 1-byte write (what it
+    sends), then the peer's 1-byte answer acknowledging it."""
+    c.send(b"q", now)
+    sent: list[object] = [_key(x) for x in c.segments_to_send(now)]
+    c.receive(TcpSegment(40000, 80, c.rcv_nxt, c.snd_nxt, ACK | PSH, 16000, 0,
+                         TcpOptions(timestamp=(tsval, (int(now * 1000) + c._ts_offset) & MASK)
+                                    if ts else None), b"r"), now + 0.00003)
+    return sent
+
+
+@settings(max_examples=40, deadline=None)
+@given(ts=st.booleans(), sack=st.booleans(), nodelay=st.booleans(),
+       gaps=st.lists(st.sampled_from([0.00005, 0.0002, 0.001, 0.05, 0.3]), min_size=1,
+                     max_size=40))
+def test_request_response_rounds_match_the_general_path(ts: bool, sack: bool, nodelay: bool,
+                                                         gaps: list[float]) -> None:
+    """The request/response pattern (issue 14: every drain after the answer
+    has nothing to send) gives the same segments, timers and state on both
+    paths, round after round."""
+    cfg = TcpConfig(nodelay=nodelay)
+    fast, ref = _pair(cfg, ts, sack)
+    now = 0.002
+    for i, gap in enumerate(gaps):
+        assert _rr_round(fast, now, 300 + i, ts) == _rr_round(ref, now, 300 + i, ts)
+        assert fast.recv(10, now) == ref.recv(10, now) == b"r"
+        out_f = [_key(x) for x in fast.segments_to_send(now + 0.00004)]
+        out_r = [_key(x) for x in ref.segments_to_send(now + 0.00004)]
+        assert out_f == out_r
+        assert _state(fast) == _state(ref)
+        assert fast.next_deadline() == ref.next_deadline()
+        now += gap
+        for c in (fast, ref):
+            d = c.next_deadline()
+            if d is not None and d <= now:
+                c.handle_timer(now)
+        assert [_key(x) for x in fast.segments_to_send(now)] == \
+            [_key(x) for x in ref.segments_to_send(now)]
+        assert _state(fast) == _state(ref)

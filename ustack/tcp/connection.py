@@ -643,6 +643,10 @@ class TcpConnection:
         events = self._events
         return events.popleft() if events else None
 
+    def has_events(self) -> bool:
+        """An event waits for :meth:`next_event`."""
+        return bool(self._events)
+
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
         return self.timers.earliest()

@@ -103,6 +103,18 @@ class Sender:
         rtt = c.rtt
         cc = c.cc
         probe = self.probe
+        if (sent == buf_len and una == snd_max and c.fast_path and not self.fin_queued
+                and not probe and not self.frto_new and not rec.sb.lost_out):
+            # Nothing queued, nothing in flight, nothing lost (every drain
+            # after the last byte was acknowledged: the receive side of a
+            # request/response).  The general path below would send nothing
+            # and only do these (tests/unit/test_tcp_fastpath.py).
+            if cfg.pacing or c.cc.needs_pacing:
+                self._pacing_rate(c)
+            self.force = False
+            if self.chrono.kind == RWND_LIMITED:
+                self.chrono.stop(RWND_LIMITED, now, False)
+            return
         if rec.sb.lost_out and not self.frto_new and not probe:
             self._retransmit_lost(c, rec, now)
         if sent > buf_len:  # FIN already sent
@@ -151,7 +163,8 @@ class Sender:
         # ``group``-th full segment of this round (0 = no such packets)
         group = 0
         if seg_max > mss:
-            seg_max = self._tso_cap(c, mss, seg_max)
+            if buf_len - sent > mss:  # (the cap is never below one MSS)
+                seg_max = self._tso_cap(c, mss, seg_max)
         elif not probe and buf_len - sent > mss:
             group = self._tso_cap(c, mss, _GSO_MAX) // mss
             if group < 2:
