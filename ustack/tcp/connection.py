@@ -845,6 +845,9 @@ class TcpConnection:
                 self.dsack_dups += 1
             if seg_len:
                 self.rcv.ack_now = True  # data/FIN: dup ACK at once, never rate-limited
+                # our ACK was lost or late: ping-pong mode ends (Linux
+                # tcp_data_queue out_of_window -> tcp_enter_quickack_mode)
+                self.rcv.pingpong = False
             else:
                 self._oow_ack(now)
             return

@@ -316,6 +316,8 @@ class Sender:
         if nsegs:
             c.bytes_sent += nbytes
             c.data_segs_out += nsegs
+            if not rcv.pingpong:
+                rcv.data_sent(self.last_data_send, now)
             self.last_data_send = now
             if rate > 0.0:
                 # the next burst leaves once this one has at the pacing rate
