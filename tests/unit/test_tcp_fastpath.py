@@ -212,3 +212,38 @@ def test_request_response_rounds_match_the_general_path(ts: bool, sack: bool, no
         assert [_key(x) for x in fast.segments_to_send(now)] == \
             [_key(x) for x in ref.segments_to_send(now)]
         assert _state(fast) == _state(ref)
+
+
+def test_request_response_takes_the_sender_shortcuts() -> None:
+    """The differential test above compares something: on the fast
+    connection a 1-byte write with nothing in flight goes through
+    Sender._push_one, and the drain after the answer leaves push before
+    _after_push; the reference connection takes neither."""
+    from ustack.tcp.sender import Sender
+
+    calls: list[str] = []
+    one, after = Sender._push_one, Sender._after_push
+
+    def spy_one(self: Sender, *a: object) -> None:
+        calls.append("one")
+        one(self, *a)  # type: ignore[arg-type]
+
+    def spy_after(self: Sender, *a: object) -> None:
+        calls.append("after")
+        after(self, *a)  # type: ignore[arg-type]
+
+    Sender._push_one = spy_one  # type: ignore[method-assign,assignment]
+    Sender._after_push = spy_after  # type: ignore[method-assign,assignment]
+    try:
+        got = {}
+        for c in _pair(TcpConfig(nodelay=True), True, True):
+            calls.clear()
+            _rr_round(c, 0.01, 300, True)
+            c.recv(10, 0.01)
+            c.segments_to_send(0.01004)
+            got[type(c).__name__] = list(calls)
+    finally:
+        Sender._push_one = one  # type: ignore[method-assign]
+        Sender._after_push = after  # type: ignore[method-assign]
+    assert got == {"TcpConnection": ["one", "after"],
+                   "GeneralPathConnection": ["after", "after"]}

@@ -138,6 +138,16 @@ class Sender:
         # Nagle off; Linux tcp_write_xmit push_one = 2)
         cwnd_room = flight + mss if probe else flight + cc.cwnd - rec.in_flight()
         limit = wnd if wnd < cwnd_room else cwnd_room
+        if (0 < buf_len <= mss and buf_len <= limit and not sent and una == snd_max
+                and c.fast_path and not fin_queued and not probe and not self.frto_new
+                and not self.cork and not cfg.pacing and not cc.needs_pacing
+                and not rec.sb.lost_out and not c.rcv.has_blocks()
+                and (cfg.nodelay or self.force
+                     or not 0 < ((self.sml - una) & MASK) < 0x80000000)):
+            # everything queued fits one segment the window and cwnd take,
+            # nothing in flight (every write of a request/response)
+            self._push_one(c, rec, now, buf_len, una, mss)
+            return
         rate = 0.0
         paced_limit = False
         if (cfg.pacing or cc.needs_pacing) and not probe:
@@ -327,6 +337,40 @@ class Sender:
                 if paced_limit and buf_len > sent:
                     c.timers.pacing = self.release
         self._after_push(c, rec, now, buf_len, sent, nsegs)
+
+    def _push_one(self, c: TcpConnection, rec: Recovery, now: float, buf_len: int,
+                  una: int, mss: int) -> None:
+        """The end of :meth:`push` when everything queued fits one segment
+        that the window and cwnd take and nothing is in flight, lost, paced,
+        corked or held by Nagle (push checked those): the same steps, in the
+        same order, without the loop.  Same segments and state as the
+        general path (tests/unit/test_tcp_fastpath.py)."""
+        n = buf_len
+        nxt = (una + n) & MASK
+        if n < mss:
+            self.sml = nxt
+        rcv = c.rcv
+        rcv.sent_ack()
+        ack = rcv.nxt
+        win = rcv.window()
+        opts = c._options() if (c.ts_ok or c.sack_ok) else _EMPTY_OPTIONS
+        c._out.append(TcpSegment(c.local_port, c.remote_port, una, ack, ACK | PSH, win, 0, opts,
+                                 self.buf.peek(0, n)))
+        self.ptr = nxt
+        self.force = False
+        self.probe = False
+        c.snd_nxt = nxt
+        rec.on_sent(una, n, now, tsval=c._ts_val(now) if c.ts_ok else None)
+        c.mib["TcpExtTCPOrigDataSent"] += 1
+        chrono = self.chrono
+        if chrono.kind == RWND_LIMITED:
+            chrono.stop(RWND_LIMITED, now, False)
+        c.bytes_sent += n
+        c.data_segs_out += 1
+        if not rcv.pingpong:
+            rcv.data_sent(self.last_data_send, now)
+        self.last_data_send = now
+        self._after_push(c, rec, now, buf_len, buf_len, 1)
 
     def _after_push(self, c: TcpConnection, rec: Recovery, now: float, buf_len: int,
                     sent: int, nsegs: int) -> None:
