@@ -54,8 +54,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -645,7 +647,8 @@ async def run_script(script: Script, peer: Peer, probe: Probe, *,
     (:class:`ScriptUnsupported` when it needs something unsupported)."""
     runner = _Runner(script, peer, probe, tolerance_floor, tolerance_fraction)
     try:
-        await runner.run()
+        with _no_collector_pauses():
+            await runner.run()
     finally:
         for b in runner.blocking:
             b.task.cancel()
@@ -658,6 +661,26 @@ async def run_script(script: Script, peer: Peer, probe: Probe, *,
             import shutil
 
             shutil.rmtree(runner._scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _no_collector_pauses() -> Iterator[None]:
+    """Keep the cyclic collector off while a script runs.  A full
+    collection in a process with a large heap (a long pytest session, a
+    suite run) stops the loop for 0.1 s or more; landing
+    between a ``>`` segment and the ``<`` answer the script gives at ``+0``
+    it makes the peer measure that pause as RTT (and a kernel peer then
+    derives its RTO, and its tcp_retries2 time budget, from it).  Scripts
+    last seconds; reference counting still frees everything acyclic, and
+    the collection that was due runs after the script.  (No collection at
+    the start either: the caller's clock may already be running.)"""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _target(t: TimeSpec, value: float | None, start: float, prev: float) -> float | None:

@@ -735,8 +735,9 @@ class Recovery:
         for r, n in sb.pop_acked_clean(a):
             acked += n
             delivered += n
-            if r.start == a and n < mss:
-                continue
+            if r.start == a and r.pcount == (
+                    (r.end - a + n + mss - 1) // mss if r.end - a + n > mss else 1):
+                continue  # no whole segment of the record acked (see _clean)
             sent = r.sent
             if r.retrans:
                 retrans_acked = True
@@ -941,13 +942,14 @@ class Recovery:
         rack = self.rack
         rate = self.rate
         high = self.high_seq
-        mss = sb.mss
         for r, n in sb.pop_acked(a):
             acked += n
             acked_pkts += sb.pcount(n)
-            if r.start == a and n < mss:
-                # less than a segment of a record acked (Linux acks whole
-                # segments of a record only): bytes, but no evidence
+            if r.start == a and sb.pcount(r.end - a + n) == r.pcount:
+                # no whole segment of the record acked: Linux acks whole
+                # segments of a record only (tcp_tso_acked: the evidence
+                # comes with the ACK that lowers the record's segment count,
+                # however many partial ACKs came before): bytes, no evidence
                 if not r.sacked and sack_ok:
                     rate.delivered += n
                 continue

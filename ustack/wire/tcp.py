@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ustack.wire.checksum import _M736, _M1456, _M2896, _M5792
 from ustack.wire.checksum import payload_sum as _payload_sum
+from ustack.wire.checksum import sum16 as _sum16
 from ustack.wire.errors import ParseError
 
 PROTO_TCP = 6
@@ -282,6 +283,7 @@ class SegmentEncoder:
         cur = self._opts
         opt, opt_sum = self._opt_bytes, self._opt_sum
         hlen = HEADER_LEN + len(opt)
+        sum16 = _sum16
         for seg in segs:
             opts = seg.options
             if opts is not cur:
@@ -291,15 +293,17 @@ class SegmentEncoder:
                 hlen = HEADER_LEN + len(opt)
             payload = seg.payload
             n = len(payload)
-            if n:
-                # _payload_sum(), inlined
+            if not n:
+                psum = 0
+            elif sum16 is not None:  # the C accelerator (checksum.payload_sum)
+                psum = sum16(payload)
+            else:
+                # _py_payload_sum(), inlined
                 psum = int.from_bytes(payload, "little")
                 psum = (psum >> 5792) + (psum & _M5792)
                 psum = (psum >> 2896) + (psum & _M2896)
                 psum = (psum >> 1456) + (psum & _M1456)
                 psum = ((psum >> 736) + (psum & _M736)) << 8
-            else:
-                psum = 0
             tcp_len = hlen + n
             if tcp_len > 0xFFFF - 20:
                 raise ValueError(f"IPv4 packet too long ({tcp_len + 20} bytes)")

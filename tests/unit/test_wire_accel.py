@@ -1,0 +1,139 @@
+"""The optional C checksum accelerator (ustack.wire._csum) equals the
+pure-Python fallback: the sum itself on random buffers of every kind, the
+fused IPv4+TCP encoder and the receive-side checksum check with one and the
+other, and USTACK_NO_ACCEL=1 really selects the fallback."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ustack.net import ipv4 as net_ipv4
+from ustack.wire import checksum
+from ustack.wire import tcp as wtcp
+from ustack.wire.checksum import _py_payload_sum, partial_sum
+from ustack.wire.tcp import ACK, PSH, SegmentEncoder, TcpOptions, TcpSegment
+
+
+def _accel() -> ModuleType:
+    try:
+        from ustack.wire import _csum
+    except ImportError:
+        pytest.skip("the C accelerator ustack.wire._csum is not built (no compiler at install)")
+    return _csum
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=4000), st.integers(0, 7), st.integers(0, 7))
+def test_sum16_equals_fallback(data: bytes, head: int, tail: int) -> None:
+    csum = _accel()
+    view = memoryview(data)[head:len(data) - tail] if head + tail <= len(data) else view_empty()
+    for buf in (data, bytearray(data), memoryview(data), view, bytes(view)):
+        got = csum.sum16(buf)
+        assert 0 <= got <= 0xFFFF
+        assert got % 0xFFFF == _py_payload_sum(buf) % 0xFFFF == partial_sum(bytes(buf)) % 0xFFFF
+        # 0 exactly for a buffer of zeros (so fold() gives the same either way)
+        assert (got == 0) == (partial_sum(bytes(buf)) == 0)
+
+
+def view_empty() -> memoryview:
+    return memoryview(b"")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 15, 16, 17, 1448, 1449, 65535, 1 << 20])
+def test_sum16_edges(n: int) -> None:
+    csum = _accel()
+    for fill in (0x00, 0xFF, 0x80, 0x01):
+        data = bytes([fill]) * n
+        assert csum.sum16(data) % 0xFFFF == partial_sum(data) % 0xFFFF
+    data = os.urandom(n)
+    assert csum.sum16(data) % 0xFFFF == partial_sum(data) % 0xFFFF
+
+
+def test_sum16_non_contiguous_and_bad_arguments() -> None:
+    csum = _accel()
+    data = bytes(range(256)) * 4
+    strided = memoryview(data)[::3]
+    assert csum.sum16(strided) % 0xFFFF == _py_payload_sum(strided) % 0xFFFF
+    words = memoryview(bytearray(data)).cast("H")
+    assert csum.sum16(words) % 0xFFFF == _py_payload_sum(words) % 0xFFFF
+    for bad in (None, 3, "text"):
+        with pytest.raises(TypeError):
+            _py_payload_sum(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            csum.sum16(bad)
+
+
+u32 = st.integers(0, 2**32 - 1)
+segments = st.builds(
+    TcpSegment, src_port=st.integers(0, 0xFFFF), dst_port=st.integers(0, 0xFFFF), seq=u32,
+    ack=u32, flags=st.sampled_from([ACK, ACK | PSH, 0x12, 0x11]),
+    window=st.integers(0, 0xFFFF), urgent=st.integers(0, 0xFFFF),
+    options=st.sampled_from([TcpOptions(), TcpOptions(timestamp=(7, 9)),
+                             TcpOptions(timestamp=(1, 2), sack_blocks=[(5, 9)])]),
+    payload=st.binary(max_size=1500))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(segments, min_size=1, max_size=8), st.binary(min_size=4, max_size=4),
+       st.binary(min_size=4, max_size=4))
+def test_encoder_same_bytes_with_and_without(segs: list[TcpSegment], src: bytes,
+                                             dst: bytes) -> None:
+    csum = _accel()
+    names = vars(wtcp)  # the module's globals, as encode_ipv4_many reads them
+    saved = names["_sum16"]
+    try:
+        names["_sum16"] = csum.sum16
+        fast = SegmentEncoder(src, dst).encode_ipv4_many(segs, itertools.count(5), b"E" * 14)
+        names["_sum16"] = None
+        plain = SegmentEncoder(src, dst).encode_ipv4_many(segs, itertools.count(5), b"E" * 14)
+    finally:
+        names["_sum16"] = saved
+    assert fast == plain
+    enc = SegmentEncoder(src, dst)
+    assert [f[34:] for f in plain] == [enc.encode(s) for s in segs]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=20, max_size=1600), st.binary(min_size=4, max_size=4),
+       st.binary(min_size=4, max_size=4), st.booleans())
+def test_receive_check_same_verdict(body: bytes, src: bytes, dst: bytes, fix: bool) -> None:
+    csum = _accel()
+    seg = bytearray(body)
+    if fix:  # make it valid half of the time
+        seg[16:18] = b"\0\0"
+        total = checksum.pseudo_header_sum(src, dst, 6, len(seg)) + partial_sum(bytes(seg))
+        seg[16:18] = checksum.fold(total).to_bytes(2, "big")
+    view = memoryview(bytes(seg))
+    names = vars(net_ipv4)
+    saved = names["payload_sum"]
+    try:
+        names["payload_sum"] = csum.sum16
+        fast = net_ipv4._transport_sum_ok(src, dst, 6, view)
+        names["payload_sum"] = _py_payload_sum
+        plain = net_ipv4._transport_sum_ok(src, dst, 6, view)
+    finally:
+        names["payload_sum"] = saved
+    assert fast == plain
+    if fix:
+        assert plain
+
+
+def test_env_var_forces_the_fallback() -> None:
+    code = ("from ustack.wire import checksum, tcp; "
+            "print(checksum.ACCELERATED, checksum.payload_sum is checksum._py_payload_sum, "
+            "tcp._sum16)")
+    env = dict(os.environ, USTACK_NO_ACCEL="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True", "None"]
+    if os.environ.get("USTACK_NO_ACCEL", "") in ("", "0"):
+        _accel()
+        assert checksum.ACCELERATED and checksum.payload_sum is checksum.sum16
