@@ -9,7 +9,13 @@ import pytest
 
 from ustack.probe.script import parse_script
 from ustack.probe.shell import Shell
-from ustack.probe.suite import PeerResult, ScriptResult, format_report, static_unsupported
+from ustack.probe.suite import (
+    PeerResult,
+    ScriptResult,
+    format_report,
+    host_global,
+    static_unsupported,
+)
 from ustack.probe.syscalls import Unsupported
 
 BASE = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
@@ -23,7 +29,6 @@ BASE = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
     ("+0 < SEW 0:0(0) win 1000", "ECN"),
     ("--ip_version=ipv6", "IPv6"),
     ("`tc qdisc replace dev tun0 root fq`", "tc qdiscs"),
-    ("+0 setsockopt(3, SOL_SOCKET, SO_TIMESTAMPING, [1], 4) = 0", "SO_TIMESTAMPING"),
     ("--gro_mode=1", "option --gro_mode"),
 ])
 def test_static_unsupported(line: str, reason: str) -> None:
@@ -39,6 +44,16 @@ def test_supported_scripts_pass_the_static_check() -> None:
     text = ("--tolerance_usecs=10000\n`../common/defaults.sh\ntc qdisc add dev tun0 root pfifo`\n"
             + BASE + "// FO in a comment does not count\n+0 close(3) = 0\n")
     assert static_unsupported(text, parse_script(text, "t.pkt"), "kernel") == ""
+
+
+def test_timestamping_and_module_parameters_are_run_not_excluded() -> None:
+    """SO_TIMESTAMPING and /sys/module writes run now (issue 12); a script
+    writing a module parameter is marked host-global (serialized)."""
+    text = ("`../common/defaults.sh\necho 3 > /sys/module/tcp_cubic/parameters/hystart_detect\n`\n"
+            + BASE + "+0 setsockopt(3, SOL_SOCKET, SO_TIMESTAMPING, [1], 4) = 0\n")
+    assert static_unsupported(text, parse_script(text, "t.pkt"), "kernel") == ""
+    assert host_global(text)
+    assert not host_global(BASE + "// echo 3 > /sys/module/x/parameters/y\n")
 
 
 def test_report_lists_results_first_failing_line_and_summary() -> None:
@@ -102,6 +117,9 @@ async def test_defaults_sh_built_in_values_and_unknown_commands() -> None:
     with pytest.raises(Unsupported, match="tc qdiscs"):
         await shell.run("tc qdisc replace dev tun0 root fq")
     with pytest.raises(Unsupported, match="shell command"):
+        await shell.run("echo 3 > /proc/sys/net/ipv4/tcp_sack")
+    # a peer without set_module_param: unsupported, naming what (modparams tests)
+    with pytest.raises(Unsupported, match="module parameters"):
         await shell.run("echo 3 > /sys/module/tcp_cubic/parameters/hystart_detect")
     await shell.run("/tmp/sysctl_restore_${PPID}.sh")  # a no-op
 

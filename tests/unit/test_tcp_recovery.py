@@ -358,32 +358,18 @@ def _dupacks_into_recovery(*, sends_between: bool, unsent: bool = True) -> Recov
     return rec
 
 
-def test_prr_counts_the_dupacks_of_one_receive_batch_like_a_stretch_ack() -> None:
-    """Three dupACKs processed back to back (one receive batch, the sender
-    runs after the last): the one that starts recovery counts what the first
-    two delivered, as Linux's tcp_cwnd_reduction does for one stretch ACK
-    SACKing the same segments; per ACK, the batch would leave cwnd at one
-    retransmission (lost again = an RTO, nothing sent after it for RACK)."""
-    batch = _dupacks_into_recovery(sends_between=False)
-    assert batch.in_flight() == 0
-    # pipe 0 < ssthresh 2: sndcnt = min(2 - 0, max(3 delivered, 3)) = 2
-    assert batch.cc.cwnd - batch.in_flight() == 2 * MSS
-    stretch = make(cwnd=4)
-    warm(stretch)
-    send(stretch, 1, 4, 1.0)
-    stretch.on_ack(seg(1), [blk(2, 5)], 1.1)
-    assert stretch.cc.cwnd == batch.cc.cwnd and stretch.prr_delivered == batch.prr_delivered
-
-
-def test_prr_per_ack_when_the_batch_had_nothing_new_to_send() -> None:
-    """With no new data queued, per-ACK processing (Linux) sends nothing on
-    the first two dupACKs either, so the ACK that starts recovery counts its
-    own delivery only (packetdrill prr-ss-ack-below-snd_una-cubic: one
-    retransmission, not three segments)."""
-    rec = _dupacks_into_recovery(sends_between=False, unsent=False)
-    assert rec.prr_delivered == 1 * MSS
-    batch = _dupacks_into_recovery(sends_between=False)
-    assert batch.prr_delivered == 3 * MSS
+def test_prr_counts_each_acks_own_delivery() -> None:
+    """RFC 6937 3 per ACK: the ACK that starts recovery counts its own
+    delivery, whether or not new data waits and whether or not the sender ran
+    after the earlier dupACKs (the driver sends after each ACK while
+    recovery runs, TcpConnection.output_per_ack; tests/unit/
+    test_tcp_table_per_ack.py)."""
+    for unsent in (False, True):
+        rec = _dupacks_into_recovery(sends_between=False, unsent=unsent)
+        assert rec.prr_delivered == 1 * MSS
+        # one ACK's delivery: room for the retransmission alone (per ACK,
+        # Linux would have sent limited transmit on the first two)
+        assert rec.cc.cwnd - rec.in_flight() == 1 * MSS
 
 
 def test_prr_per_ack_when_the_sender_ran_between_the_dupacks() -> None:

@@ -57,9 +57,10 @@ def test_late_dsack_with_nothing_outstanding_undoes_the_reduction() -> None:
 
 def _small_window(batched: bool) -> tuple[Script, list[str]]:
     """Reno, cwnd 4, more data queued; segment 1:1001 of four is lost and
-    three dupACKs SACK the other three, either in one receive batch (the
-    connection sees all three before it is asked for output, as the driver
-    does) or one by one with the output drained after each."""
+    three dupACKs SACK the other three, either in one batch (the connection
+    alone sees all three before it is asked for output; the driver instead
+    drains after each ACK in recovery: tests/unit/test_tcp_table_per_ack.py)
+    or one by one with the output drained after each."""
     syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
                      TcpOptions(mss=MSS, sack_permitted=True))
     s = Script(TcpConnection.accept(syn, ISS, 0.0, TcpConfig(initial_cwnd=4,
@@ -81,15 +82,6 @@ def _small_window(batched: bool) -> tuple[Script, list[str]]:
         lines = s.lines(s.drain())
     assert s.conn.rec is not None and s.conn.rec.state == CaState.RECOVERY
     return s, [line.split(" ack")[0] for line in lines]
-
-
-def test_a_batch_of_dupacks_starts_recovery_with_room_after_the_retransmission() -> None:
-    """The batch's first two dupACKs could not use their limited-transmit
-    room; PRR counts them with the third (as one stretch ACK SACKing three
-    segments): the retransmission and one new segment go out, so a lost
-    retransmission is seen by RACK instead of waiting for the RTO."""
-    _, out = _small_window(batched=True)
-    assert out == [". 1:1001(1000)", ". 4001:5001(1000)"], out
 
 
 def test_dupacks_one_by_one_use_limited_transmit_then_retransmit() -> None:

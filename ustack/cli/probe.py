@@ -53,6 +53,9 @@ def register(subparsers: Any) -> None:
     suite.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="scripts run at once, each in its own lab and process (default 1)")
     suite.add_argument("--json", action="store_true", help="print the results as JSON")
+    suite.add_argument("--name", metavar="PREFIX", default=None,
+                       help="lab name prefix: each run gets PREFIX plus its number "
+                       "(default hp<pid>)")
     _timing_options(suite)
     suite.set_defaults(func=_guard(_suite))
 
@@ -283,7 +286,8 @@ def _suite(args: argparse.Namespace) -> int:
         extra += ["--tolerance_usecs", str(args.tolerance_usecs)]
     if args.tolerance_percent is not None:
         extra += ["--tolerance_percent", str(args.tolerance_percent)]
-    return run_suite(root, kinds, jobs=args.jobs, as_json=args.json, extra=extra)
+    return run_suite(root, kinds, jobs=args.jobs, as_json=args.json, extra=extra,
+                     name=args.name)
 
 
 def _list(args: argparse.Namespace) -> int:

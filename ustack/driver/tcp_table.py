@@ -1039,19 +1039,22 @@ class TcpTable:
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
         header_len = encoder.header_len
+        send_tcp = self._ip_send_tcp
         batch = []
         for seg in segs:
             n = len(seg.payload)
-            if n <= small:
-                batch.append(seg)
-            elif n > mtu_room:  # a GSO super-segment
-                self._send_large(raddr, seg)
-            elif n + header_len(seg) <= mtu_payload:  # MSS-sized
-                batch.append(seg)
-            else:  # SACK blocks made the header too long
+            if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
+                batch.append(seg)  # small or MSS-sized
+            else:  # a GSO super-segment, or SACK blocks made the header too long
+                if batch:
+                    # keep the wire order of the output (a retransmission
+                    # queued before new data must not arrive after it:
+                    # RACK would take it for lost again)
+                    send_tcp(raddr, batch, encoder)
+                    batch = []
                 self._send_large(raddr, seg)
         if batch:
-            self._ip_send_tcp(raddr, batch, encoder)
+            send_tcp(raddr, batch, encoder)
 
     def _flush(self) -> None:
         self._flush_handle = None

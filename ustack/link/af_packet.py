@@ -39,6 +39,8 @@ from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.wire.ethernet import parse_mac
 
+Buffer = bytes | bytearray | memoryview
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -704,8 +706,56 @@ class AfPacketDevice(Device):
         """
         if not self.vnet_hdr:
             raise RuntimeError("send_gso needs AfPacketDevice.open(..., vnet_hdr=True)")
-        self.send_raw_vnet(gso_tcp_vnet_header(frame, gso_size) + _with_pseudo_sum(frame))
+        vnet = gso_tcp_vnet_header(frame, gso_size)
+        # gathered by the kernel (sendmsg): the frame is not copied in Python,
+        # only its first bytes up to the checksum field and the pseudo-sum are
+        # new (the same bytes as vnet + _with_pseudo_sum(frame))
+        l4 = 14 + (frame[14] & 0x0F) * 4
+        view = memoryview(frame)
+        self._send_gathered((vnet, view[:l4 + 16], _pseudo_sum(frame, l4), view[l4 + 18:]),
+                            len(frame))
+
+    def send_gso_parts(self, head: bytes, segment: Buffer, gso_size: int) -> None:
+        """:meth:`send_gso` of ``head + segment`` (``head``: the Ethernet and
+        IPv4 headers, ``segment``: the TCP header and payload) without joining
+        them: the same bytes reach the kernel, the payload is not copied."""
+        if not self.vnet_hdr:
+            raise RuntimeError("send_gso needs AfPacketDevice.open(..., vnet_hdr=True)")
+        l4 = len(head)
+        view = memoryview(segment)
+        if (l4 < 34 or l4 != 14 + (head[14] & 0x0F) * 4 or len(view) < 20
+                or head[12:14] != b"\x08\x00" or head[23] != 6 or not 0 < gso_size <= 65535):
+            # anything unusual: send_gso's own checks, errors and bytes
+            self.send_gso(head + bytes(view), gso_size)
+            return
+        tcp_hlen = (view[12] >> 4) * 4
+        frame_len = l4 + len(view)
+        split = frame_len - l4 - tcp_hlen > gso_size
+        vnet = VNET_HDR.pack(
+            VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            VIRTIO_NET_HDR_GSO_TCPV4 if split else VIRTIO_NET_HDR_GSO_NONE,
+            l4 + tcp_hlen, gso_size if split else 0, l4, 16)
+        total = (int.from_bytes(head[26:30], "big") + int.from_bytes(head[30:34], "big")
+                 + 6 + len(view))
+        pseudo = (total % 0xFFFF or 0xFFFF).to_bytes(2, "big")
+        self._send_gathered((vnet, head, view[:16], pseudo, view[18:]), frame_len)
+
+    def _send_gathered(self, pieces: tuple[Buffer, ...], frame_len: int) -> None:
+        """One vnet frame given in pieces (sendmsg gathers them)."""
         self._stats["tx_gso_frames"] += 1
+        if self._txq:
+            self._enqueue(b"".join(pieces))
+            return
+        try:
+            self._sock.sendmsg(pieces)
+        except (BlockingIOError, InterruptedError):
+            self._enqueue(b"".join(pieces))
+            self._arm_writer()
+        except OSError as exc:
+            self._send_error(b"".join(pieces), exc)
+        else:
+            self._stats["tx_frames"] += 1
+            self._stats["tx_bytes"] += frame_len
 
     def send_raw_vnet(self, data: bytes) -> None:
         """Send ``virtio_net_hdr + frame`` as built by the caller (vnet mode)."""
@@ -920,14 +970,20 @@ def gso_tcp_vnet_header(frame: bytes, gso_size: int) -> bytes:
     )
 
 
+def _pseudo_sum(frame: Frame, l4: int) -> bytes:
+    """The folded (not inverted) pseudo-header sum of the TCP segment at
+    ``l4`` in ``frame``, as CHECKSUM_PARTIAL wants it in the checksum field."""
+    total = (int.from_bytes(frame[26:30], "big") + int.from_bytes(frame[30:34], "big")
+             + 6 + len(frame) - l4)
+    partial = total % 0xFFFF or 0xFFFF
+    return partial.to_bytes(2, "big")
+
+
 def _with_pseudo_sum(frame: bytes) -> bytes:
     """``frame`` with the TCP checksum field holding the folded (not inverted)
     pseudo-header sum, as CHECKSUM_PARTIAL wants it."""
     l4 = 14 + (frame[14] & 0x0F) * 4
-    total = (int.from_bytes(frame[26:30], "big") + int.from_bytes(frame[30:34], "big")
-             + 6 + len(frame) - l4)
-    partial = total % 0xFFFF or 0xFFFF
-    return frame[: l4 + 16] + partial.to_bytes(2, "big") + frame[l4 + 18 :]
+    return frame[: l4 + 16] + _pseudo_sum(frame, l4) + frame[l4 + 18 :]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -173,6 +173,9 @@ class IpLayer:
         self._transmit_many = transmit_many or _one_by_one(transmit)
         #: ``device.send_gso`` when the device segments TCP for us (else None)
         self.transmit_gso: Callable[[bytes, int], None] | None = None
+        #: ``device.send_gso_parts(head, segment, gso_size)``, the same
+        #: without joining headers and segment (optional, with transmit_gso)
+        self.transmit_gso_parts: Callable[[bytes, Buffer, int], None] | None = None
         self._clock = clock
         self._defer = defer or (lambda fn: fn())
         self._on_deadline = on_deadline or (lambda _deadline: None)
@@ -259,7 +262,11 @@ class IpLayer:
         hdr = build_header(self.address, dst, protocol, len(payload), next(self._ident),
                            ttl=self.ttl)
         self.frames_out += 1
-        transmit_gso(entry[0] + hdr + payload, gso_size)
+        parts = self.transmit_gso_parts
+        if parts is not None:  # no copy of the 64 KB payload
+            parts(entry[0] + hdr, payload, gso_size)
+        else:
+            transmit_gso(entry[0] + hdr + payload, gso_size)
         return True
 
     def send_many(self, dst: bytes, protocol: int, payloads: Iterable[Buffer]) -> None:

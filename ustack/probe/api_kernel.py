@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno as E
 import os
 import select
 import socket
@@ -19,7 +21,7 @@ from typing import Any
 
 from ustack.lab import enter_netns
 from ustack.probe.pktlang import Struct
-from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
+from ustack.probe.syscalls import EE_FIELDS, SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import TCP_INFO_LEN, decode_tcp_info
 
 SOL_TCP = socket.IPPROTO_TCP
@@ -33,6 +35,28 @@ TCP_CONGESTION = 13
 TCP_INQ = 36
 SIOCINQ = 0x541B
 SIOCOUTQ = 0x5411
+SCM_TIMESTAMPING = 37
+IP_RECVERR = 11
+
+_libc = ctypes.CDLL(None, use_errno=True)
+for _name in ("send", "recv"):
+    _fn = getattr(_libc, _name)
+    _fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    _fn.restype = ctypes.c_ssize_t
+
+
+def decode_cmsg(level: int, kind: int, raw: bytes) -> tuple[int, int, object]:
+    """One control message of recvmsg: scm_timestamping as three wall-clock
+    times (0.0 = none), sock_extended_err as a dict (the offender address
+    after it is not decoded), anything else as its first int."""
+    if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPING and len(raw) >= 48:
+        v = struct.unpack("qqqqqq", raw[:48])
+        return level, kind, tuple(v[2 * i] + v[2 * i + 1] / 1e9 for i in range(3))
+    if level == socket.SOL_IP and kind == IP_RECVERR and len(raw) >= 16:
+        errno_, origin, type_, code, _pad, info, data = struct.unpack("IBBBBII", raw[:16])
+        return level, kind, dict(zip(EE_FIELDS, (errno_, origin, type_, code, info, data),
+                                     strict=True))
+    return level, kind, struct.unpack("i", raw[:4])[0] if len(raw) >= 4 else 0
 
 
 #: safety net for calls blocking in a thread (SO_RCVTIMEO/SO_SNDTIMEO):
@@ -243,6 +267,32 @@ class KernelSocketApi(SocketApi):
             value = struct.unpack("i", raw[:4])[0] if len(raw) >= 4 else 0
             out.append((level, kind, value))
         return data, out
+
+    def recv_errqueue(self, obj: Any, n: int) -> tuple[int, int, list[tuple[int, int, Any]]]:
+        """The real recvmsg(MSG_ERRQUEUE) (the socket is non-blocking: EAGAIN
+        when the queue is empty, as it never blocks anyway)."""
+        try:
+            data, anc, flags, _addr = obj.recvmsg(n, 1024, socket.MSG_ERRQUEUE)
+        except BlockingIOError:
+            raise SysError(E.EAGAIN) from None
+        except OSError as exc:
+            raise SysError(exc.errno or 0) from None
+        return len(data), int(flags), [decode_cmsg(lvl, kind, raw) for lvl, kind, raw in anc]
+
+    def try_null_io(self, obj: Any, n: int, flags: int, send: bool) -> int:
+        """send(2)/recv(2) with a NULL buffer through libc (Python's socket
+        methods cannot pass an invalid pointer); the kernel says EFAULT."""
+        fd = obj.fileno()
+        if send:
+            result = _libc.send(fd, None, n, flags | socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+        else:
+            result = _libc.recv(fd, None, n, flags | socket.MSG_DONTWAIT)
+        if result < 0:
+            err = ctypes.get_errno()
+            if err in (E.EAGAIN, E.EWOULDBLOCK):
+                raise BlockingIOError
+            raise SysError(err)
+        return int(result)
 
     def epoll_create(self) -> Any:
         return select.epoll()

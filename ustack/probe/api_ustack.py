@@ -24,6 +24,7 @@ import contextlib
 import errno as E
 import select
 import socket
+import time
 from collections import deque
 from typing import Any
 
@@ -32,12 +33,31 @@ from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import tcpi_from_ustack
 from ustack.tcp import events
 from ustack.tcp.state import TcpState
+from ustack.wire.seq import seq_le, seq_lt
 
 SOL_TCP = socket.IPPROTO_TCP
 SOL_SOCKET = socket.SOL_SOCKET
 
 #: TCP_INQ and its control message type TCP_CM_INQ (include/uapi/linux/tcp.h)
 _TCP_INQ = _TCP_CM_INQ = 36
+
+#: SO_TIMESTAMPING flags and report types (include/uapi/linux/net_tstamp.h)
+_SO_TIMESTAMPING = 37
+_SOF_TX_SOFTWARE = 1 << 1
+_SOF_SOFTWARE = 1 << 4
+_SOF_OPT_ID = 1 << 7
+_SOF_TX_SCHED = 1 << 8
+_SOF_TX_ACK = 1 << 9
+_SOF_OPT_TSONLY = 1 << 11
+_SOF_OPT_ID_TCP = 1 << 16
+#: SOF_TIMESTAMPING_TX_RECORD_MASK (TX_HARDWARE | TX_SOFTWARE | TX_SCHED | TX_ACK)
+_SOF_TX_RECORD = 1 | _SOF_TX_SOFTWARE | _SOF_TX_SCHED | _SOF_TX_ACK
+_SCM_TSTAMP_SND, _SCM_TSTAMP_SCHED, _SCM_TSTAMP_ACK = 0, 1, 2
+_SO_EE_ORIGIN_TIMESTAMPING = 4
+_IP_RECVERR = 11
+_MSG_ERRQUEUE = 0x2000
+_MSG_TRUNC = 0x20
+_MSG_EOR = 0x80
 
 #: Linux sk_stream_closing(): a lingering close() waits while in these states
 _CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
@@ -87,6 +107,14 @@ class UstackSocket:
         self.inq = False
         #: events of the connection so far (epoll's edge-triggered wakeups)
         self.wakeups = 0
+        #: SO_TIMESTAMPING: the flags, the OPT_ID base sequence number, the
+        #: writes waiting for stamps ([last byte's seq, flags, sent]) and the
+        #: error queue ((SCM_TSTAMP_*, loop time, ee_data, payload length))
+        self.tsflags = 0
+        self.tskey = 0
+        self.ts_marks: list[list[Any]] = []
+        self.errqueue: deque[tuple[int, float, int, int]] = deque()
+        self.ts_hooked = False
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
@@ -97,6 +125,53 @@ class UstackSocket:
             self.connected = True
         self.changed.set()
         self.api.activity()
+
+    def on_trace(self, now: float, event: str, data: dict[str, Any]) -> None:
+        """The connection's trace hook (ustack.tcp.trace) as SO_TIMESTAMPING
+        sees it: the segment holding a write's last byte leaving is its
+        SCM_TSTAMP_SCHED and SCM_TSTAMP_SND, each time it is sent (Linux
+        stamps the skb carrying tskey when it enters the qdisc and the
+        driver; tcp_fragment_tstamp moves the mark with that byte), the
+        first ACK that covers the byte its SCM_TSTAMP_ACK (tcp_ack_tstamp from
+        tcp_clean_rtx_queue)."""
+        marks = self.ts_marks
+        if not marks:
+            return
+        if event == "seg_sent" and data["len"]:
+            seq = data["seq"]
+            end = (seq + data["len"]) & 0xFFFFFFFF
+            for mark in marks:
+                key, flags, _sent = mark
+                if not (seq_le(seq, key) and seq_lt(key, end)):
+                    continue
+                # a retransmission is stamped again (the clone Linux sends
+                # shares the skb's tx_flags), as the kernel peer shows
+                mark[2] = True
+                if flags & _SOF_TX_SCHED:
+                    self._stamp(_SCM_TSTAMP_SCHED, now, key, data["len"])
+                if flags & _SOF_TX_SOFTWARE:
+                    self._stamp(_SCM_TSTAMP_SND, now, key, data["len"])
+        elif event == "seg_recv" and "." in data["flags"] and "R" not in data["flags"]:
+            ack = data["ack"]
+            ep = self.ep
+            if ep is None or not seq_le(ack, ep.conn.snd_nxt):
+                return  # not an acceptable ACK (RFC 9293 3.10.7.4)
+            keep = []
+            for mark in marks:
+                key, flags, sent = mark
+                if sent and seq_lt(key, ack):
+                    if flags & _SOF_TX_ACK:
+                        self._stamp(_SCM_TSTAMP_ACK, now, key, 1)
+                else:
+                    keep.append(mark)
+            self.ts_marks = keep
+
+    def _stamp(self, kind: int, now: float, key: int, length: int) -> None:
+        ee_data = (key - self.tskey) & 0xFFFFFFFF if self.tsflags & _SOF_OPT_ID else 0
+        self.errqueue.append((kind, now, ee_data,
+                              0 if self.tsflags & _SOF_OPT_TSONLY else length))
+        self.wakeups += 1
+        self.changed.set()
 
     def on_child(self, ep: Any) -> None:
         child = UstackSocket(self.api)
@@ -201,9 +276,8 @@ class UstackSocketApi(SocketApi):
             raise SysError(E.EPIPE)
         if flags & socket.MSG_OOB:
             raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
-        if flags & (socket.MSG_MORE | getattr(socket, "MSG_EOR", 0x80)):
-            name = "MSG_MORE" if flags & socket.MSG_MORE else "MSG_EOR"
-            raise Unsupported(f"unsupported on ustack: {name} (TcpConnection.send has no "
+        if flags & socket.MSG_MORE:
+            raise Unsupported("unsupported on ustack: MSG_MORE (TcpConnection.send has no "
                               "flags)")
         if obj.error is not None:
             err, obj.error = obj.error, None
@@ -212,10 +286,83 @@ class UstackSocketApi(SocketApi):
             n: int = ep.conn.send(data, self._now())
         except OSError as exc:
             raise SysError(exc.errno or E.EPIPE) from None
+        if n and flags & _MSG_EOR:
+            ep.conn.mark_record_end()
+        if n and obj.tsflags & _SOF_TX_RECORD:
+            # tcp_tx_timestamp: the write's last byte carries the stamps
+            conn = ep.conn
+            key = (conn.snd_una + conn.send_queue - 1) & 0xFFFFFFFF
+            obj.ts_marks.append([key, obj.tsflags, False])
         ep.touch()
         if n == 0 and data:
             raise BlockingIOError
         return n
+
+    def try_null_io(self, obj: Any, n: int, flags: int, send: bool) -> int:
+        """A NULL buffer: -1 EFAULT where Linux's copy would fault (the
+        data stays queued), after the same waits as a real call."""
+        ep = obj.ep
+        if ep is None:
+            raise SysError(E.EPIPE if send else E.ENOTCONN)
+        if obj.error is not None:
+            err, obj.error = obj.error, None
+            raise SysError(err)
+        conn = ep.conn
+        if n == 0:
+            return 0
+        if send:
+            if conn.send_space() <= 0:
+                if conn.shut_wr or ep.removed:
+                    raise SysError(E.EPIPE)
+                raise BlockingIOError
+            raise SysError(E.EFAULT)
+        if conn.readable():
+            raise SysError(E.EFAULT)
+        if getattr(conn, "eof_received", False) or obj.shut_rd or ep.removed:
+            return 0
+        raise BlockingIOError
+
+    def recv_errqueue(self, obj: Any, n: int) -> tuple[int, int, list[tuple[int, int, Any]]]:
+        """One SO_TIMESTAMPING report (Linux ip_recv_error): the segment's
+        payload as data (none with OPT_TSONLY; MSG_TRUNC when it does not
+        fit), SCM_TIMESTAMPING with the software stamp in ts[0] when
+        SOF_TIMESTAMPING_SOFTWARE is on, IP_RECVERR with ENOMSG."""
+        if not obj.errqueue:
+            raise SysError(E.EAGAIN)
+        kind, when, ee_data, length = obj.errqueue.popleft()
+        flags = _MSG_ERRQUEUE | (_MSG_TRUNC if length > n else 0)
+        cmsgs: list[tuple[int, int, Any]] = []
+        if obj.tsflags & _SOF_SOFTWARE:
+            wall = when + (time.time() - self.loop.time())
+            cmsgs.append((SOL_SOCKET, _SO_TIMESTAMPING, (wall, 0.0, 0.0)))
+        cmsgs.append((socket.SOL_IP, _IP_RECVERR, {
+            "ee_errno": E.ENOMSG, "ee_origin": _SO_EE_ORIGIN_TIMESTAMPING, "ee_type": 0,
+            "ee_code": 0, "ee_info": kind, "ee_data": ee_data}))
+        return min(n, length), flags, cmsgs
+
+    def _set_timestamping(self, obj: UstackSocket, flags: int) -> None:
+        """SO_TIMESTAMPING (Linux sock_set_timestamping): OPT_ID on a TCP
+        socket needs a connection (EINVAL in CLOSE/LISTEN) and starts the
+        key count at SND.UNA (write_seq with OPT_ID_TCP) when first set."""
+        ep = obj.ep
+        if flags & _SOF_OPT_ID and not obj.tsflags & _SOF_OPT_ID:
+            if ep is None or ep.removed or obj.listener is not None:
+                raise SysError(E.EINVAL)
+            conn = ep.conn
+            obj.tskey = (conn.snd_una + (conn.send_queue if flags & _SOF_OPT_ID_TCP else 0)
+                         ) & 0xFFFFFFFF
+        obj.tsflags = flags
+        if ep is not None and not obj.ts_hooked:
+            conn = ep.conn
+            prior = conn.trace
+
+            def hook(now: float, event: str, data: dict[str, Any]) -> None:
+                if prior is not None:
+                    prior(now, event, data)
+                obj.on_trace(now, event, data)
+
+            conn.trace = hook
+            obj.ts_hooked = True
 
     def recvmsg_control(self, obj: Any, n: int, flags: int,
                         control: list[Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
@@ -308,6 +455,9 @@ class UstackSocketApi(SocketApi):
         if (level, name) == (SOL_TCP, _TCP_INQ):
             obj.inq = bool(to_int(value))
             return
+        if (level, name) == (SOL_SOCKET, _SO_TIMESTAMPING):
+            self._set_timestamping(obj, to_int(value))
+            return
         entry = _OPTIONS.get((level, name))
         if entry is None:
             raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
@@ -362,6 +512,8 @@ class UstackSocketApi(SocketApi):
             return obj.notsent_lowat
         if (level, name) == (SOL_TCP, _TCP_INQ):
             return int(obj.inq)
+        if (level, name) == (SOL_SOCKET, _SO_TIMESTAMPING):
+            return obj.tsflags
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:

@@ -103,6 +103,12 @@ class Peer(abc.ABC):
     async def set_option(self, name: str, value: str) -> None:
         """A kernel sysctl (``net.ipv4.tcp_timestamps``) or its ustack equivalent."""
 
+    async def set_module_param(self, module: str, name: str, value: str) -> None:
+        """``echo V > /sys/module/M/parameters/P`` (host-global on Linux)."""
+        from ustack.probe.syscalls import Unsupported
+
+        raise Unsupported(f"unsupported on {self.kind}: module parameter {module}.{name}")
+
     @abc.abstractmethod
     async def has_connection(self, timeout: float) -> bool: ...
 
@@ -169,6 +175,7 @@ class KernelPeer(Peer):
         self.congestion = congestion
         self._api: Any = None
         self._snmp: Any = None
+        self._modparams: Any = None
         self._baseline: tuple[int, int] | None = None
         self.address = lab.peer_address
         self.probe_netns = lab.stack_ns
@@ -220,6 +227,18 @@ class KernelPeer(Peer):
             reason = "no such sysctl in a network namespace" if isinstance(
                 exc, FileNotFoundError) else (exc.strerror or str(exc))
             raise ValueError(f"sysctl {name}={value} in {self.lab.peer_ns}: {reason}") from None
+
+    async def set_module_param(self, module: str, name: str, value: str) -> None:
+        """``echo V > /sys/module/M/parameters/P``: host-global (every
+        namespace's sockets see it), so written under an exclusive lock and
+        put back when the peer closes (ustack.probe.modparams)."""
+        if self._modparams is None:
+            from ustack.probe.modparams import ModuleParams
+
+            self._modparams = ModuleParams()
+        # in this (the main) thread: its SIGTERM handler must be installable;
+        # the wait for the lock happens before the script's first event
+        self._modparams.set(module, name, value)
 
     async def set_route(self, dest: str, options: list[str]) -> None:
         """``ip route change REMOTE ... advmss N mtu lock M``: a host route to
@@ -372,6 +391,8 @@ class KernelPeer(Peer):
             self._api.close_all()
         if self._snmp is not None:
             self._snmp.close()
+        if self._modparams is not None:
+            self._modparams.restore()
 
 
 # ---------------------------------------------------------------- ustack
@@ -619,6 +640,29 @@ class UstackPeer(Peer):
     async def enable_keepalive(self) -> None:
         table = self.stack.tcp
         table.config = table.config.with_(keepalive=True)
+
+    async def set_module_param(self, module: str, name: str, value: str) -> None:
+        """``echo V > /sys/module/M/parameters/P`` mapped onto ustack.  Only
+        tcp_cubic's HyStart switches have a counterpart: ustack's CUBIC runs
+        HyStart++ (RFC 9406, delay-based) in the initial slow start, so
+        ``hystart=1`` and a ``hystart_detect`` that includes HYSTART_DELAY
+        (2 or 3, Linux's default) are what it does already; other values
+        (no delay detection, ACK-train only) and other parameters have no
+        TcpConfig knob and are unsupported."""
+        from ustack.probe.syscalls import Unsupported
+        from ustack.tcp.congestion.cubic import Cubic
+
+        try:
+            number = int(value, 0)
+        except ValueError:
+            number = -1
+        if module == "tcp_cubic" and Cubic.hystart and (
+                (name == "hystart" and number == 1)
+                or (name == "hystart_detect" and number in (2, 3))):
+            return
+        raise Unsupported(f"unsupported on ustack: module parameter {module}.{name}={value} "
+                          "(ustack's CUBIC runs HyStart++ with delay detection; no TcpConfig "
+                          "knob for this)")
 
     async def write_urgent(self, data: bytes) -> None:
         raise NotImplementedError("ustack's streams have no urgent-data (MSG_OOB) API")

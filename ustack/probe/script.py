@@ -57,6 +57,7 @@ import contextlib
 import gc
 import re
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,6 +345,16 @@ class _Runner:
         #: how late the last '<' went out, and the most since the last call
         self.lag = 0.0
         self.max_lag = 0.0
+        #: the latest any '<' went out in this run
+        self.worst_lag = 0.0
+        #: the script time of the current event, and how far the run's
+        #: schedule has slid behind it (a relative time counts from when the
+        #: previous event really happened); wall clock minus loop clock
+        self.script_t = 0.0
+        self.drift = 0.0
+        self.wall_offset = time.time() - self.loop.time()
+        #: names the script's %{ }% blocks defined
+        self.code_vars: dict[str, Any] = {}
         self.settled = 0
         self._api: SocketApi | None = None
         self._shell: Any = None
@@ -381,6 +392,12 @@ class _Runner:
 
             self._api.on_listen = on_listen
             self._api.on_connect = on_connect
+            # scm_timestamping values are wall-clock times counted from the
+            # script's start (packetdrill script_time_to_live_time_usecs);
+            # the tolerance is the timing floor plus how late the probe's
+            # sends have been (an ACK stamp is taken when the peer got it)
+            self._api.script_epoch = self.wall_offset + self.start + self.drift
+            self._api.stamp_tolerance = lambda: self.floor + self.worst_lag
         return self._api
 
     async def settle(self) -> None:
@@ -469,6 +486,11 @@ class _Runner:
         t = ev.time
         lo = _target(t, t.start, self.start, prev)
         hi = _target(t, t.end, self.start, prev) if t.end is not None else lo
+        if t.start is not None and lo is not None:
+            self.script_t = self.script_t + t.start if t.relative else t.start
+            self.drift = lo - self.start - self.script_t
+            if self._api is not None:
+                self._api.script_epoch = self.wall_offset + self.start + self.drift
         if ev.kind == "expect":
             assert ev.spec is not None
             probe.last_event = prev
@@ -530,6 +552,7 @@ class _Runner:
                 # peer does in answer may be late by as much (self.lag)
                 self.lag = now - lo
                 self.max_lag = max(self.max_lag, self.lag)
+                self.worst_lag = max(self.worst_lag, self.lag)
                 probe.last_event = lo
                 return lo
             self.lag = 0.0
@@ -618,7 +641,11 @@ class _Runner:
                 raise ExpectationFailed("%{ }% needs a socket, none is open")
             fd = max(socks)
         tcpi = api.tcp_info(api.fds[fd].obj)
-        env = code_namespace(tcpi)
+        base = code_namespace(tcpi)
+        # names a block defines stay defined in later blocks (packetdrill
+        # runs every block in one Python interpreter, in order); each
+        # block sees the TCP_INFO of its own moment
+        env = {**self.code_vars, **base}
         out: list[str] = []
         env["print"] = lambda *a, **_k: out.append(" ".join(str(x) for x in a))
         body = textwrap.dedent(ev.body).strip().rstrip("\\").rstrip()
@@ -631,6 +658,8 @@ class _Runner:
         except NameError as exc:
             raise Unsupported(f"unsupported on {self.peer.kind}: {exc} (not in its TCP_INFO)"
                               ) from None
+        self.code_vars.update({k: v for k, v in env.items()
+                               if k not in base and k not in ("print", "__builtins__")})
         for line in out:
             self.probe.note(f"%{{ print }}% {line}")
 

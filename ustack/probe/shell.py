@@ -14,6 +14,9 @@ commands a script may run are understood one by one:
   cache) and ``tc qdisc add dev tun0 root pfifo`` is a no-op: the lab's veth
   has no qdisc that paces either.  Values a peer cannot take are skipped and
   listed (``Shell.skipped``), as a shell would go on after a failing line;
+* ``echo V > /sys/module/M/parameters/P``: the peer's ``set_module_param``
+  (kernel: host-global, saved and restored around the run, see
+  :mod:`ustack.probe.modparams`; ustack: the matching knob, if any);
 * ``/tmp/sysctl_restore_${PPID}.sh``: a no-op (every script gets a fresh lab);
 * anything else, ``tc`` qdiscs included: :class:`Unsupported`.
 """
@@ -25,6 +28,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ustack.probe.modparams import parse_param_path
 from ustack.probe.syscalls import Unsupported
 
 #: gtests/net/tcp/common/defaults.sh as of 2026 (used when the file is not
@@ -135,6 +139,14 @@ class Shell:
                     Path(real).unlink(missing_ok=True)
         elif base == "dd":
             self._dd(words[1:], line)
+        elif base == "echo" and len(words) == 4 and words[2] == ">" and \
+                parse_param_path(words[3]) is not None:
+            module, param = parse_param_path(words[3]) or ("", "")
+            setter = getattr(self.peer, "set_module_param", None)
+            if setter is None:
+                raise Unsupported(f"unsupported on {self.peer.kind}: module parameters "
+                                  f"({line!r})")
+            await setter(module, param, words[1])
         elif base == "ip" and words[1:2] == ["route"] and len(words) > 3 and \
                 words[2] in ("change", "add", "replace"):
             route = getattr(self.peer, "set_route", None)

@@ -4,7 +4,7 @@ Each script runs in its own process (``ustack probe run FILE --json``) and
 its own lab, ``--jobs`` of them at once.  Before running, a script is checked
 for what neither the probe nor the peers can do (:func:`static_unsupported`):
 TCP Fast Open, zero-copy, PSP, MD5/AO signatures, ECN, IPv6, tc qdiscs,
-timestamping, file descriptors other than sockets (pipe, open, splice,
+file descriptors other than sockets (pipe, open, splice,
 sendfile) and packetdrill options the lab cannot honour.  Such scripts are
 reported as ``unsupported: REASON``, one line each; so are scripts whose run
 meets an unsupported call (a socket option ustack lacks, say).
@@ -33,7 +33,6 @@ _STATIC: list[tuple[str, str]] = [
     (r"--ip_version=ipv6|AF_INET6|\bipv6\b|--local_ip=[0-9a-f]*:", "IPv6"),
     (r"\btc\s+qdisc\s+(replace|change|del)|\btc\s+qdisc\s+add(?!\s+dev\s+tun0\s+root\s+"
      r"pfifo\b(?!\s+limit))", "tc qdiscs"),
-    (r"SO_TIMESTAMPING|SCM_TIMESTAMPING", "SO_TIMESTAMPING"),
     (r"\bgetsockopt\([^)]*TCP_INFO", "getsockopt(TCP_INFO) with a struct (use %{ }%)"),
 ]
 
@@ -86,6 +85,16 @@ class ScriptResult:
     results: dict[str, PeerResult] = field(default_factory=dict)
 
 
+#: a script that writes a host-global module parameter (/sys/module/...):
+#: its kernel runs are serialized (ustack.probe.modparams)
+_HOST_GLOBAL = re.compile(r">\s*/sys/module/")
+
+
+def host_global(text: str) -> bool:
+    """The script writes host-global kernel state (a module parameter)."""
+    return bool(_HOST_GLOBAL.search(_without_comments(text)))
+
+
 async def _run_one(path: Path, peer: str, extra: list[str], timeout: float) -> PeerResult:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ustack", "probe", "run", str(path), "--peer", peer, "--json",
@@ -93,8 +102,13 @@ async def _run_one(path: Path, peer: str, extra: list[str], timeout: float) -> P
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        # SIGTERM first: the run restores what it changed (module parameters)
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
         return PeerResult("error", f"no result within {timeout:.0f} s")
     for raw in reversed(out.decode(errors="replace").splitlines()):
         if raw.startswith("{"):
@@ -109,15 +123,19 @@ async def _run_one(path: Path, peer: str, extra: list[str], timeout: float) -> P
 
 
 def run_suite(root: Path, kinds: list[str], *, jobs: int = 1, as_json: bool = False,
-              extra: list[str] | None = None, timeout: float = 180.0) -> int:
+              extra: list[str] | None = None, timeout: float = 180.0,
+              name: str | None = None) -> int:
     """Run, print the report, return 0 (the report is the result)."""
     from ustack.probe.script import parse_script
 
     scripts = sorted(root.rglob("*.pkt"))
     results = [ScriptResult(str(p.relative_to(root))) for p in scripts]
     todo: list[tuple[int, Path, str]] = []
+    serial: set[int] = set()
     for i, path in enumerate(scripts):
         text = path.read_text(errors="replace")
+        if host_global(text):
+            serial.add(i)
         try:
             script = parse_script(text, str(path), path)
             reason = static_unsupported(text, script, "")
@@ -132,16 +150,27 @@ def run_suite(root: Path, kinds: list[str], *, jobs: int = 1, as_json: bool = Fa
 
     async def main() -> None:
         sem = asyncio.Semaphore(jobs)
+        host = asyncio.Lock()  # one host-global script on the kernel at a time
 
-        async def one(i: int, path: Path, kind: str) -> None:
+        async def one(n: int, i: int, path: Path, kind: str) -> None:
+            args = list(extra or [])
+            if name:
+                args += ["--name", f"{name}{n:x}"]
             async with sem:
-                r = await _run_one(path, kind, extra or [], timeout)
+                if i in serial and kind == "kernel":
+                    async with host:
+                        r = await _run_one(path, kind, args, timeout)
+                        from ustack.probe.modparams import recover
+
+                        recover()  # if the run died holding the parameters
+                else:
+                    r = await _run_one(path, kind, args, timeout)
                 results[i].results[kind] = r
                 if not as_json:
                     print(f"  {kind:6} {r.status:11} {r.seconds:6.1f}s {results[i].path}",
                           file=sys.stderr, flush=True)
 
-        await asyncio.gather(*(one(i, p, k) for i, p, k in todo))
+        await asyncio.gather(*(one(n, i, p, k) for n, (i, p, k) in enumerate(todo)))
 
     asyncio.run(main())
     if as_json:

@@ -46,7 +46,23 @@ _EXTRA = {
     "IP_PMTUDISC_DONT": 0, "IP_PMTUDISC_WANT": 1, "IP_PMTUDISC_DO": 2,
     "IP_PMTUDISC_PROBE": 3, "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2, "EPOLL_CTL_MOD": 3,
     "EPOLLET": 1 << 31,
+    # SO_TIMESTAMPING (include/uapi/linux/net_tstamp.h, errqueue.h)
+    "SOF_TIMESTAMPING_TX_HARDWARE": 1 << 0, "SOF_TIMESTAMPING_TX_SOFTWARE": 1 << 1,
+    "SOF_TIMESTAMPING_RX_HARDWARE": 1 << 2, "SOF_TIMESTAMPING_RX_SOFTWARE": 1 << 3,
+    "SOF_TIMESTAMPING_SOFTWARE": 1 << 4, "SOF_TIMESTAMPING_SYS_HARDWARE": 1 << 5,
+    "SOF_TIMESTAMPING_RAW_HARDWARE": 1 << 6, "SOF_TIMESTAMPING_OPT_ID": 1 << 7,
+    "SOF_TIMESTAMPING_TX_SCHED": 1 << 8, "SOF_TIMESTAMPING_TX_ACK": 1 << 9,
+    "SOF_TIMESTAMPING_OPT_CMSG": 1 << 10, "SOF_TIMESTAMPING_OPT_TSONLY": 1 << 11,
+    "SOF_TIMESTAMPING_OPT_STATS": 1 << 12, "SOF_TIMESTAMPING_OPT_PKTINFO": 1 << 13,
+    "SOF_TIMESTAMPING_OPT_TX_SWHW": 1 << 14, "SOF_TIMESTAMPING_OPT_ID_TCP": 1 << 16,
+    "SCM_TIMESTAMPING": 37, "SCM_TSTAMP_SND": 0, "SCM_TSTAMP_SCHED": 1, "SCM_TSTAMP_ACK": 2,
+    "SO_EE_ORIGIN_TIMESTAMPING": 4, "CMSG_LEVEL_IP": 0, "CMSG_TYPE_RECVERR": 11,
+    "IP_RECVERR": 11, "MSG_ERRQUEUE": 0x2000, "MSG_TRUNC": 0x20, "MSG_EOR": 0x80,
+    "MSG_MORE": 0x8000,
 }
+
+#: struct sock_extended_err fields, in order (include/uapi/linux/errqueue.h)
+EE_FIELDS = ("ee_errno", "ee_origin", "ee_type", "ee_code", "ee_info", "ee_data")
 
 
 def symbol_value(name: str) -> int:
@@ -338,17 +354,39 @@ class SocketApi(abc.ABC):
         except BlockingIOError:
             raise SysError(E.EAGAIN) from None
 
-    async def sys_read(self, fd: Any, _buf: Any, n: Any) -> tuple[int, Any]:
-        _check_buffer(_buf)
+    async def sys_read(self, fd: Any, buf: Any, n: Any) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), 0, send=False)
         return await self._recv(fd, n, 0)
 
-    async def sys_recv(self, fd: Any, _buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
-        _check_buffer(_buf)
+    async def sys_recv(self, fd: Any, buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), to_int(flags), send=False)
         return await self._recv(fd, n, flags)
 
-    async def sys_recvfrom(self, fd: Any, _buf: Any, n: Any, flags: Any = 0, *_: Any
+    async def sys_recvfrom(self, fd: Any, buf: Any, n: Any, flags: Any = 0, *_: Any
                            ) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), to_int(flags), send=False)
         return await self._recv(fd, n, flags)
+
+    # ---------------------------------------------------------- NULL buffers
+    def try_null_io(self, obj: Any, n: int, flags: int, send: bool) -> int:
+        """send/recv of ``n`` bytes from/into a NULL buffer: the result (Linux:
+        -1 EFAULT once the call gets as far as copying; 0 bytes copy nothing),
+        SysError, or BlockingIOError while it would block first."""
+        raise Unsupported(f"unsupported on {self.kind}: invalid buffer pointers (NULL)")
+
+    async def _null_io(self, fd: Any, n: int, flags: int, *, send: bool) -> tuple[int, Any]:
+        entry = self._entry(fd)
+        nonblock = entry.nonblocking or bool(flags & socket.MSG_DONTWAIT)
+        while True:
+            try:
+                return self.try_null_io(entry.obj, n, flags & ~socket.MSG_DONTWAIT, send), None
+            except BlockingIOError:
+                if nonblock:
+                    raise SysError(E.EAGAIN) from None
+            await self.wait(entry.obj, "w" if send else "r")
 
     async def _send(self, fd: Any, n: int, flags: Any) -> tuple[int, Any]:
         entry = self._entry(fd)
@@ -383,16 +421,20 @@ class SocketApi(abc.ABC):
                 return sent, None
             await self.wait(entry.obj, "w")
 
-    async def sys_write(self, fd: Any, _buf: Any, n: Any) -> tuple[int, Any]:
-        _check_buffer(_buf)
+    async def sys_write(self, fd: Any, buf: Any, n: Any) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), 0, send=True)
         return await self._send(fd, to_int(n), 0)
 
-    async def sys_send(self, fd: Any, _buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
-        _check_buffer(_buf)
+    async def sys_send(self, fd: Any, buf: Any, n: Any, flags: Any = 0) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), to_int(flags), send=True)
         return await self._send(fd, to_int(n), flags)
 
-    async def sys_sendto(self, fd: Any, _buf: Any, n: Any, flags: Any = 0, *_: Any
+    async def sys_sendto(self, fd: Any, buf: Any, n: Any, flags: Any = 0, *_: Any
                          ) -> tuple[int, Any]:
+        if _is_null(buf):
+            return await self._null_io(fd, to_int(n), to_int(flags), send=True)
         return await self._send(fd, to_int(n), flags)
 
     async def sys_sendmsg(self, fd: Any, msg: Any, flags: Any = 0) -> tuple[int, Any]:
@@ -407,17 +449,86 @@ class SocketApi(abc.ABC):
             raise ValueError("recvmsg needs a {msg_...} struct")
         n = _iov_len(msg.fields.get("msg_iov", []))
         control = msg.fields.get("msg_control")
+        fl = to_int(flags)
+        if fl & _EXTRA["MSG_ERRQUEUE"]:
+            # the error queue never blocks (Linux ip_recv_error: EAGAIN when empty)
+            entry = self._entry(fd)
+            got, msg_flags, cmsgs = self.recv_errqueue(entry.obj, n)
+            want_flags = msg.fields.get("msg_flags")
+            if want_flags is not None and not isinstance(want_flags, Ellipsis_) and \
+                    to_int(want_flags) != msg_flags:
+                raise SyscallFailed(f"recvmsg msg_flags: expected {to_int(want_flags):#x}, "
+                                    f"got {msg_flags:#x}")
+            if isinstance(control, list):
+                self._match_cmsgs(control, cmsgs)
+            return got, None
         if control in (None, ELLIPSIS):
             return await self._recv(fd, n, flags)
         entry = self._entry(fd)
-        fl = to_int(flags)
         data, cmsgs = await self._blocking(
             entry, "r", lambda: self.recvmsg_control(entry.obj, n, fl, control))
-        want = [(to_int(c.fields["cmsg_level"]), to_int(c.fields["cmsg_type"]),
-                 to_int(c.fields["cmsg_data"])) for c in control if isinstance(c, Struct)]
-        if want != cmsgs:
-            raise SyscallFailed(f"recvmsg control messages: expected {want}, got {cmsgs}")
+        self._match_cmsgs(control if isinstance(control, list) else [control], cmsgs)
         return len(data), None
+
+    # ---------------------------------------------------------- error queue
+    #: set by the script runner: the wall-clock time (``time.time()``) of the
+    #: script's time 0 (scm_timestamping values count from it, as packetdrill's
+    #: script_time_to_live_time_usecs) and a callable giving the tolerance in s
+    script_epoch = 0.0
+    stamp_tolerance: Any = None
+
+    def recv_errqueue(self, obj: Any, n: int) -> tuple[int, int, list[tuple[int, int, Any]]]:
+        """recvmsg(MSG_ERRQUEUE): (bytes copied, msg_flags, control messages)
+        with each message's data decoded: an int, a 3-tuple of wall-clock
+        times (scm_timestamping, 0.0 = no stamp) or a dict of the
+        sock_extended_err fields; SysError(EAGAIN) when the queue is empty."""
+        raise Unsupported(f"unsupported on {self.kind}: recvmsg(MSG_ERRQUEUE)")
+
+    def _match_cmsgs(self, control: list[Any], got: list[tuple[int, int, Any]]) -> None:
+        """packetdrill's cmsg_expect_eq: the same messages in the same order;
+        scm_timestamping values within the tolerance (a zero value is not
+        checked), sock_extended_err field by field."""
+        want = [c for c in control if isinstance(c, Struct)]
+        shown = ", ".join(_cmsg_text(lvl, typ, val, self.script_epoch) for lvl, typ, val in got)
+        if len(want) != len(got):
+            raise SyscallFailed(f"recvmsg control messages: expected {len(want)}, got "
+                                f"{len(got)}: [{shown}]")
+        for i, (w, (level, kind, value)) in enumerate(zip(want, got, strict=True)):
+            wl, wt = to_int(w.fields["cmsg_level"]), to_int(w.fields["cmsg_type"])
+            if (wl, wt) != (level, kind):
+                raise SyscallFailed(f"recvmsg cmsg {i}: expected level {wl} type {wt}, got "
+                                    f"level {level} type {kind}: [{shown}]")
+            data = w.fields.get("cmsg_data", ELLIPSIS)
+            if isinstance(data, Ellipsis_):
+                continue
+            if isinstance(data, Struct) and ("scm_sec" in data.fields or
+                                             "scm_nsec" in data.fields):
+                sec = to_int(data.fields.get("scm_sec", 0))
+                nsec = to_int(data.fields.get("scm_nsec", 0))
+                if not sec and not nsec:
+                    continue
+                stamps = value if isinstance(value, tuple) else (0.0, 0.0, 0.0)
+                expected = self.script_epoch + sec + nsec / 1e9
+                tol = float(self.stamp_tolerance()) if self.stamp_tolerance else 0.004
+                if abs(stamps[0] - expected) > tol:
+                    raise SyscallFailed(
+                        f"recvmsg cmsg {i}: bad timestamp: expected {sec + nsec / 1e9:.6f} s, "
+                        f"got {stamps[0] - self.script_epoch:.6f} s (tolerance {tol:.3f} s)")
+                continue
+            if isinstance(data, Struct):
+                fields = value if isinstance(value, dict) else {}
+                for key, wv in data.fields.items():
+                    if isinstance(wv, Ellipsis_):
+                        continue
+                    if str(key) not in fields:
+                        raise SyscallFailed(f"recvmsg cmsg {i}: no field {key}: [{shown}]")
+                    if fields[str(key)] != to_int(wv) & 0xFFFFFFFF:
+                        raise SyscallFailed(f"recvmsg cmsg {i}: {key} expected {to_int(wv)}, "
+                                            f"got {fields[str(key)]}: [{shown}]")
+                continue
+            if not isinstance(value, int) or value != to_int(data):
+                raise SyscallFailed(f"recvmsg cmsg {i}: expected data {to_int(data)}, got "
+                                    f"{value}: [{shown}]")
 
     async def sys_close(self, fd: Any) -> tuple[int, Any]:
         number = to_int(fd)
@@ -602,9 +713,19 @@ class SocketApi(abc.ABC):
         return int(sent), None
 
 
-def _check_buffer(buf: Any) -> None:
-    if isinstance(buf, Symbol) and buf == "NULL":
-        raise Unsupported("unsupported: invalid buffer pointers (NULL)")
+def _cmsg_text(level: int, kind: int, value: Any, epoch: float) -> str:
+    if isinstance(value, tuple):
+        shown = "/".join(f"{v - epoch:.6f}" if v else "0" for v in value)
+        return f"{{level {level} type {kind} ts {shown}}}"
+    if isinstance(value, dict):
+        return f"{{level {level} type {kind} " + " ".join(f"{k}={v}" for k, v in value.items()) \
+            + "}"
+    return f"{{level {level} type {kind} data {value}}}"
+
+
+def _is_null(buf: Any) -> bool:
+    """The buffer argument is ``NULL`` (an invalid pointer: EFAULT)."""
+    return isinstance(buf, Symbol) and buf == "NULL"
 
 
 def _port_of(addr: Any) -> int:

@@ -70,6 +70,7 @@ _LAST_ACK = TcpState.LAST_ACK
 _CLOSING = TcpState.CLOSING
 
 #: states in which the send side may still transmit data or a FIN
+_CA_OPEN = CaState.OPEN
 _SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
 _GSO_MAX_PAYLOAD = 65536 - 321
@@ -120,7 +121,7 @@ class TcpConnection:
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
         # output and events
-        "_out", "_events", "_data_event_sent", "_send_blocked",
+        "_out", "_early_nxt", "_events", "_data_event_sent", "_send_blocked",
         "_last_oow", "_closed_emitted", "error", "reopen_syn", "soft_error",
         # observation: trace hook (ustack.tcp.trace) and MIB counters (ustack.tcp.mib)
         "trace", "mib",
@@ -202,6 +203,9 @@ class TcpConnection:
         self._ts_offset = (iss * 2654435761) & MASK
         self._ts_cache: tuple[int, int, TcpOptions] = (-1, -1, _EMPTY_OPTIONS)
         self._out: list[TcpSegment] = []
+        #: SND.NXT before the first transmission of a receive batch made
+        #: during loss recovery (_send_after_ack), for the trace's rtx flag
+        self._early_nxt: int | None = None
         self._events: deque[ev.Event] = deque()
         self._data_event_sent = False
         self._send_blocked = False
@@ -508,6 +512,13 @@ class TcpConnection:
         self.cc = new
         if self.rec is not None:
             self.rec.cc = new
+
+    def mark_record_end(self) -> None:
+        """MSG_EOR: the bytes queued so far end a record; no segment, GSO
+        super-segment or retransmission carries bytes of both sides (Linux
+        TCP_SKB_CB(skb)->eor, tcp_skb_can_collapse_to)."""
+        if len(self.snd.buf):
+            self.snd.mark_eor((self.snd_una + len(self.snd.buf)) & MASK)
 
     def set_cork(self, enabled: bool) -> None:
         """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
@@ -1001,6 +1012,8 @@ class TcpConnection:
                 self.timers.persist = None
                 self._persist_backoff = 0
             self._update_window(seg, wnd)
+            if rec is not None and rec.state is not _CA_OPEN and not seg.payload:
+                self._send_after_ack(now)
             return True
         acked = (ack - una) & MASK
         flight = (self.snd_nxt - una) & MASK
@@ -1017,6 +1030,8 @@ class TcpConnection:
             if rec is not None and seg.options.sack_blocks and self.sack_ok \
                     and self.snd_nxt != una:
                 self._recovery_ack(rec, seg, now, False)
+                if rec.state is not _CA_OPEN and not seg.payload:
+                    self._send_after_ack(now)
             return True
         # ---- new data acknowledged: SND.UNA < SEG.ACK =< SND.NXT ----
         data_acked = acked
@@ -1078,7 +1093,24 @@ class TcpConnection:
             elif st is _LAST_ACK:
                 self._become_closed()
                 return False
+        if rec is not None and rec.state is not _CA_OPEN and not seg.payload:
+            self._send_after_ack(now)
         return True
+
+    def _send_after_ack(self, now: float) -> None:
+        """Loss recovery runs (DISORDER, CWR, RECOVERY, LOSS): transmit what
+        this ACK allows now, as Linux does after every ACK (``tcp_ack`` then
+        ``tcp_data_snd_check``), instead of once after the receive batch.
+        Limited transmit (RFC 3042) and PRR's per-ACK quota (RFC 6937 3)
+        depend on it: a batch of dupACKs processed before the sender runs
+        would lose the first ones' limited-transmit room and start PRR from
+        a single retransmission.  The segments join ``_out``: the driver still
+        sends the whole batch's output at once.  In OPEN a batch acts as one
+        stretch ACK and the output waits for :meth:`segments_to_send`."""
+        if self.state in _SENDING_STATES:
+            if self._early_nxt is None:
+                self._early_nxt = self.snd_nxt
+            self.snd.push(self, now)
 
     def _recovery_ack(self, rec: Recovery, seg: TcpSegment, now: float,
                       window_update: bool) -> None:
@@ -1094,10 +1126,8 @@ class TcpConnection:
             window_update=window_update,
             has_data=bool(seg.payload) or bool(seg.flags & (SYN | FIN)),
             is_cwnd_limited=snd.is_cwnd_limited(self),
-            # (read by F-RTO in the LOSS state, Recovery._process_loss, and
-            # by PRR when the earlier ACKs of a receive batch delivered data)
-            can_send_new=((rec.state is CaState.LOSS or rec.batch_delivered > 0)
-                          and self._can_send_new()))
+            # (read by F-RTO in the LOSS state, Recovery._process_loss)
+            can_send_new=rec.state is CaState.LOSS and self._can_send_new())
         rec.apply_timers(self.timers)
         rs = out.rate
         if rs is not None and rs.interval > 0:
@@ -1549,6 +1579,10 @@ class TcpConnection:
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""
         self._now = now
         prior_nxt = self.snd_nxt
+        early = self._early_nxt
+        if early is not None:  # part of this batch went out in recovery
+            prior_nxt = early
+            self._early_nxt = None
         if self.state in _SENDING_STATES:
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
@@ -1691,7 +1725,9 @@ class TcpConnection:
             ato=self.config.delack,
             backoff=rtt.backoff,
             cwnd=max(self.cc.cwnd // mss, 1) if mss else 0,
-            ssthresh=min(self.cc.ssthresh // mss, 0x7FFFFFFF) if mss else 0,
+            # unset (0x7FFFFFFF bytes) reads as Linux's TCP_INFINITE_SSTHRESH
+            ssthresh=(0x7FFFFFFF if self.cc.ssthresh >= 0x7FFFFFFF
+                      else self.cc.ssthresh // mss) if mss else 0,
             ca_name=self.cc.name,
             bytes_sent=self.bytes_sent,
             bytes_retrans=self.bytes_retrans,

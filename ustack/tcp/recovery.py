@@ -303,17 +303,6 @@ class Recovery:
         self.prior_cwnd = 0
         self.prr_delivered = 0
         self.prr_out = 0
-        #: bytes delivered by ACKs while OPEN or DISORDER since the sender
-        #: last ran: ACKs of one receive batch are processed before the sender
-        #: runs, so the ACK that starts recovery adds them to PRR's delivered
-        #: count, as Linux does for one stretch ACK covering them all (without
-        #: it the limited-transmit room of the batch's first dupACKs is lost:
-        #: cwnd 1 at the start of recovery, and an RTO if that one
-        #: retransmission is lost).  The sender sets it to 0 whenever it runs
-        #: (also when it has nothing to send); :meth:`on_sent` does too.
-        #: Counted only when the ACK says new data can be sent
-        #: (``on_ack(can_send_new=True)``).
-        self.batch_delivered = 0
         #: DupThresh in segments, adapted to observed reordering (Linux tp->reordering)
         self.reordering = self.cfg.tcp_reordering
         self.reord_seen = 0
@@ -433,7 +422,6 @@ class Recovery:
             return
         sb = self.sb
         self._now = now
-        self.batch_delivered = 0
         if seq == sb.nxt & MASK and self._probe_pending is None and self.fast_path:
             self._sent_new(sb, length, now, tsval)
             return
@@ -616,22 +604,8 @@ class Recovery:
             app_limited, acc.is_retrans, acc.prior_delivered if acc.have else 0,
             self.rate.delivered, self.state, is_cwnd_limited)
         out.rate = rs
-        state = self.state
         if not old:
-            prr_delivered = delivered_now
-            if state is _RECOVERY and out.prior_state < _CWR and st.can_send_new:
-                # the earlier ACKs of this receive batch were delivered with no
-                # send in between: PRR counts them as one stretch ACK would be.
-                # Only with new data waiting: with none, per-ACK processing
-                # (Linux) would have sent nothing on those ACKs either, and
-                # PRR counts this ACK's delivery alone (packetdrill
-                # fast_recovery/prr-ss-ack-below-snd_una-cubic.pkt)
-                prr_delivered += self.batch_delivered
-            self._cong_control(prr_delivered, lost_now, st, rs, now)
-        if state is _OPEN or state is _DISORDER:
-            self.batch_delivered += delivered_now
-        else:
-            self.batch_delivered = 0
+            self._cong_control(delivered_now, lost_now, st, rs, now)
         # Linux tcp_set_xmit_timer (FLAG_SET_XMIT_TIMER): after newly acked data
         if sb.packets_out == 0:
             self._timer_kind = None
@@ -815,7 +789,6 @@ class Recovery:
             delivered_now, prior_in_flight, in_flight, 0,
             ca_rtt if ca_rtt is not None else -1.0, cur_rtt if cur_rtt > 0 else -1.0,
             s_app_limited, s_retrans, s_delivered, delivered, self.state, is_cwnd_limited)
-        self.batch_delivered += delivered_now
         cc = self.cc
         # _cong_control in OPEN after an in-order advance (tcp_may_raise_cwnd)
         if cc.controls_cwnd or delivered_now > 0:
