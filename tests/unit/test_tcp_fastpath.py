@@ -51,13 +51,12 @@ def _key(seg: TcpSegment) -> tuple[object, ...]:
 
 def _state(c: TcpConnection) -> tuple[object, ...]:
     snd = c.snd
-    rec = c.rec
     return (c.state, c.snd_una, c.snd_nxt, c.snd_wnd, c.rcv_nxt, c.rcv_adv, c.cc.cwnd,
             c.cc.ssthresh, c.rtt.srtt, c.rtt.rto, c.readable(), c.send_queue, c.eof_received,
             # the sender's own state (the nothing-to-send exit of Sender.push)
             snd.ptr, snd.sml, snd.force, snd.probe, snd.pacing_rate, snd.chrono.kind,
             snd.cwnd_limited, snd.max_flight, snd.cwnd_usage_seq, snd.last_data_send,
-            snd.release, rec.batch_delivered if rec is not None else None,
+            snd.release,
             c.timers.pending(), c.info(c.last_recv))
 
 
@@ -73,6 +72,8 @@ step = st.one_of(
     st.tuples(st.just("time"), st.sampled_from([0.0001, 0.001, 0.01, 0.04, 0.3, 1.5])),
     # TCP_CORK off (the next output is forced, even with nothing queued)
     st.tuples(st.just("uncork")),
+    # MSG_EOR: the bytes queued so far end a record
+    st.tuples(st.just("eor")),
 )
 
 
@@ -119,6 +120,9 @@ def test_fast_paths_match_general_paths(steps: list[tuple[object, ...]], ts: boo
                     got = r
                 else:
                     assert r == got
+        elif kind == "eor":
+            fast.mark_record_end()
+            ref.mark_record_end()
         elif kind == "uncork":
             fast.set_cork(False)
             ref.set_cork(False)
@@ -247,3 +251,21 @@ def test_request_response_takes_the_sender_shortcuts() -> None:
         Sender._after_push = after  # type: ignore[method-assign]
     assert got == {"TcpConnection": ["one", "after"],
                    "GeneralPathConnection": ["after", "after"]}
+
+
+def test_a_record_end_keeps_the_one_segment_shortcut_away() -> None:
+    """Two MSG_EOR records queued behind a closed peer window with nothing
+    in flight: the window update sends them as two segments on both paths
+    (the one-segment shortcut would send one)."""
+    outs = []
+    for c in _pair(TcpConfig(nodelay=True), False, True):
+        c.receive(TcpSegment(40000, 80, c.rcv_nxt, c.snd_una, ACK, 0), 0.005)
+        c.segments_to_send(0.005)
+        c.send(b"a" * 100, 0.01)
+        c.mark_record_end()
+        c.send(b"b" * 100, 0.01)
+        assert c.segments_to_send(0.01) == []  # the window is closed
+        c.receive(TcpSegment(40000, 80, c.rcv_nxt, c.snd_una, ACK, 16000), 0.011)
+        outs.append([_key(x) for x in c.segments_to_send(0.011)])
+    assert outs[0] == outs[1]
+    assert [len(k[4]) for k in outs[0]] == [100, 100]  # type: ignore[arg-type]
