@@ -56,7 +56,7 @@ def _state(c: TcpConnection) -> tuple[object, ...]:
             # the sender's own state (the nothing-to-send exit of Sender.push)
             snd.ptr, snd.sml, snd.force, snd.probe, snd.pacing_rate, snd.chrono.kind,
             snd.cwnd_limited, snd.max_flight, snd.cwnd_usage_seq, snd.last_data_send,
-            snd.release,
+            snd.release, snd.more, snd.more_cork,
             c.timers.pending(), c.info(c.last_recv))
 
 
@@ -67,7 +67,8 @@ step = st.one_of(
               st.integers(-2000, 12000), st.sampled_from([0, 0, 1, 500, 1000, 1000, 3000]),
               st.sampled_from([16000, 16000, 16000, 8000, 0, 100]),
               st.sampled_from([ACK, ACK, ACK | PSH, ACK | FIN]), st.integers(0, 3)),
-    st.tuples(st.just("send"), st.sampled_from([1, 100, 1000, 5000, 20000])),
+    st.tuples(st.just("send"), st.sampled_from([0, 1, 100, 1000, 5000, 20000]),
+              st.sampled_from([False, False, False, True])),  # MSG_MORE
     st.tuples(st.just("recv"), st.sampled_from([10, 1000, 100000])),
     st.tuples(st.just("time"), st.sampled_from([0.0001, 0.001, 0.01, 0.04, 0.3, 1.5])),
     # TCP_CORK off (the next output is forced, even with nothing queued)
@@ -108,12 +109,12 @@ def test_fast_paths_match_general_paths(steps: list[tuple[object, ...]], ts: boo
             fast.receive(seg, now)
             ref.receive(seg, now)
         elif kind == "send":
-            n = s[1]
-            assert isinstance(n, int)
+            n, more = s[1], s[2]
+            assert isinstance(n, int) and isinstance(more, bool)
             data = bytes(range(256)) * (n // 256 + 1)
             for c in (fast, ref):
                 try:
-                    r: object = c.send(data[:n], now)
+                    r: object = c.send(data[:n], now, more=more)
                 except OSError as exc:
                     r = type(exc)
                 if c is fast:

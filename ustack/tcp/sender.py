@@ -144,6 +144,7 @@ class Sender:
             # and only do these (tests/unit/test_tcp_fastpath.py).
             if cfg.pacing or c.cc.needs_pacing:
                 self._pacing_rate(c)
+            self.more_cork = False
             self.force = False
             if self.chrono.kind == RWND_LIMITED:
                 self.chrono.stop(RWND_LIMITED, now, False)
@@ -173,7 +174,8 @@ class Sender:
         limit = wnd if wnd < cwnd_room else cwnd_room
         if (0 < buf_len <= mss and buf_len <= limit and not sent and una == snd_max
                 and c.fast_path and not fin_queued and not probe and not self.frto_new
-                and not self.cork and not self.eor and not cfg.pacing and not cc.needs_pacing
+                and not self.cork and not self.more_cork and not self.more and not self.eor
+                and not cfg.pacing and not cc.needs_pacing
                 and not rec.sb.lost_out and not c.rcv.has_blocks()
                 and (cfg.nodelay or self.force
                      or not 0 < ((self.sml - una) & MASK) < 0x80000000)):
@@ -390,8 +392,8 @@ class Sender:
                   una: int, mss: int) -> None:
         """The end of :meth:`push` when everything queued fits one segment
         that the window and cwnd take and nothing is in flight, lost, paced,
-        corked, cut by a record end (MSG_EOR) or held by Nagle (push checked
-        those): the same steps, in the
+        corked, held by MSG_MORE, cut by a record end (MSG_EOR) or held by
+        Nagle (push checked those): the same steps, in the
         same order, without the loop.  Same segments and state as the
         general path (tests/unit/test_tcp_fastpath.py)."""
         n = buf_len
