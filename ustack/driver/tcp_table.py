@@ -344,6 +344,9 @@ class TcpTable:
         self._isn = IsnGenerator(os.urandom(16))
         #: the per-stack SYN cookie secret (RFC 4987 3.6)
         self._cookies = CookieJar(os.urandom(32))
+        #: called with (remote address, now) when a passive open completes
+        #: its handshake (the SYN channel's proven peers); None = nobody
+        self.on_passive_open: Callable[[bytes, float], None] | None = None
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -909,6 +912,8 @@ class TcpTable:
         self._conns[ep.key] = ep
         self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
+        if self.on_passive_open is not None:
+            self.on_passive_open(src, now)
 
     def _drop_request(self, listener: Listener, req: RequestSock) -> None:
         req.removed = True
