@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -64,7 +65,8 @@ CONNECTER = textwrap.dedent('''
     def one(i):
         t0 = time.perf_counter()
         try:
-            s = socket.create_connection((host, port), timeout=float(sys.argv[5]))
+            s = socket.create_connection((host, port), timeout=float(sys.argv[5]),
+                                         source_address=(sys.argv[6], 0) if sys.argv[6] else None)
         except OSError as exc:
             results[i] = {"ok": False, "error": type(exc).__name__,
                           "ms": (time.perf_counter() - t0) * 1e3}
@@ -159,14 +161,26 @@ def _rate(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
     return (nb - na) / (tb - ta) if tb > ta else 0.0
 
 
+def _plain_priority() -> None:
+    """In a child: the default nice value, whatever ``--stack-nice`` gave us."""
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 async def _in_peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", lab.peer_ns, *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_plain_priority)
+
+
+#: the connecting client's own address with ``fresh_client``: on the peer's
+#: link, never used before, so the target has no connection from it
+FRESH_CLIENT_HOST = 201
 
 
 async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float,
-                 sample: Any = None) -> dict[str, Any]:
+                 sample: Any = None, watch_pids: dict[str, int] | None = None,
+                 fresh_client: bool = False) -> dict[str, Any]:
     """The flood, the connects and the bulk transfer against whatever listens
     on the stack address; ``sample()`` runs every 0.25 s during the flood."""
     py = sys.executable
@@ -187,23 +201,36 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
             raise RuntimeError("the bulk client failed: " + (
                 (await bulk.stderr.read()).decode() if bulk.stderr else ""))
         await asyncio.sleep(0.05)
+    pre_watch = CpuWatch()
+    pre_watch.start({**(watch_pids or {}), "bulk_sender": bulk.pid})
     await asyncio.sleep(PRE_SECONDS)
+    pre_watch.stop()
     flood_t0 = samples[-1][0]
     flood = await _in_peer(lab, str(binary), lab.peer_if, dst_mac, lab.stack_ip,
                            str(LISTEN_PORT), str(rate), str(seconds))
+    cpu_watch = CpuWatch()
+    cpu_watch.start({**(watch_pids or {}), "flood_sender": flood.pid, "bulk_sender": bulk.pid})
     await asyncio.sleep(0.5)  # let the SYN queue fill: every later SYN gets a cookie
     count = int(CONNECT_WINDOW / CONNECT_EVERY)
+    source = ""
+    if fresh_client:
+        network = ipaddress.ip_interface(lab.stack_address).network
+        source = str(network.network_address + FRESH_CLIENT_HOST)
+        lab.run_in_peer(["ip", "addr", "add", f"{source}/{network.prefixlen}", "dev",
+                         lab.peer_if], check=True)
     connecter = await _in_peer(lab, py, "-c", CONNECTER, lab.stack_ip, str(LISTEN_PORT),
-                               str(count), str(CONNECT_EVERY), str(CONNECT_TIMEOUT))
+                               str(count), str(CONNECT_EVERY), str(CONNECT_TIMEOUT), source)
 
     async def watch() -> None:
         while True:
+            cpu_watch.sample()
             if sample is not None:
                 sample()
             await asyncio.sleep(0.25)
 
     watcher = asyncio.ensure_future(watch())
     flood_out, flood_err = await flood.communicate()
+    cpu_watch.stop()
     conn_out, conn_err = await connecter.communicate()
     watcher.cancel()
     flood_t1 = samples[-1][0] if samples else flood_t0
@@ -235,6 +262,8 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
         "bulk_bytes_during": samples[-1][1] - next(
             (n for t, n in samples if t >= flood_t0), 0) if samples else 0,
         "peer_tcp": {k: peer_after.get(k, 0) - v for k, v in peer_before.items()},
+        "cpu_before_flood": pre_watch.result,
+        "cpu_during_flood": cpu_watch.result,
     }
 
 
@@ -250,13 +279,75 @@ def _peer_tcp(lab: Lab) -> dict[str, int]:
                                         "TcpExtTCPLossProbes")}
 
 
+def _proc_cpu(pid: int) -> tuple[float, float, float]:
+    """(user+system CPU seconds, seconds runnable but waiting for a CPU,
+    seconds on a CPU) of ``pid``: /proc/PID/stat's utime+stime and
+    /proc/PID/schedstat; zeros once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        return cpu, int(wait_ns) / 1e9, int(run_ns) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0, 0.0
+
+
+def _machine_cpu() -> dict[str, float]:
+    """Machine-wide CPU seconds by kind from /proc/stat's ``cpu`` line."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:1 + len(names)]
+    tick = os.sysconf("SC_CLK_TCK")
+    return {k: int(v) / tick for k, v in zip(names, values, strict=False)}
+
+
+class CpuWatch:
+    """Who had the CPUs during the flood: the machine's idle, softirq and
+    busy seconds and, per watched process, CPU seconds and seconds spent
+    runnable but waiting for a CPU (schedstat), over [start, stop]."""
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self._start: dict[str, Any] = {}
+        self._last: dict[str, tuple[float, float, float]] = {}
+        self.result: dict[str, Any] = {}
+        self._t0 = 0.0
+
+    def start(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self._t0 = time.monotonic()
+        self._start = {"machine": _machine_cpu(),
+                       **{k: _proc_cpu(v) for k, v in self.pids.items()}}
+
+    def sample(self) -> None:
+        """Remember each process's figures now (one that exits before
+        :meth:`stop` keeps its last sample)."""
+        for k, pid in self.pids.items():
+            now = _proc_cpu(pid)
+            if now[2]:
+                self._last[k] = now
+
+    def stop(self) -> None:
+        self.sample()
+        wall = time.monotonic() - self._t0
+        m0, m1 = self._start["machine"], _machine_cpu()
+        out: dict[str, Any] = {"wall_s": round(wall, 2)}
+        out["machine"] = {k: round(m1[k] - m0[k], 2) for k in m0}
+        for k in self.pids:
+            a, b = self._start[k], self._last.get(k, self._start[k])
+            out[k] = {"cpu_s": round(b[0] - a[0], 2), "runqueue_wait_s": round(b[1] - a[1], 2)}
+        self.result = out
+
+
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
-                       syn_channel: bool = True) -> dict[str, Any]:
-    """The flood against a ustack listener in ``lab``'s stack namespace."""
+                       syn_channel: bool = True, fresh_client: bool = False) -> dict[str, Any]:
+    """The flood against a ustack listener in ``lab``'s stack namespace
+    (``fresh_client``: the connecting client uses an address of its own,
+    not the bulk sender's)."""
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
                                   gateway=lab.peer_address, syn_channel=syn_channel)
@@ -310,7 +401,8 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             nonlocal rss_max
             rss_max = max(rss_max, _rss())
 
-        report = await _drive(lab, binary, stack.mac, rate, seconds, sample)
+        report = await _drive(lab, binary, stack.mac, rate, seconds, sample,
+                              {"ustack": os.getpid()}, fresh_client)
         cpu = time.process_time() - cpu0
         counters = stack.counters()
         server.close()
@@ -327,6 +419,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "dev.tx_frames", "dev.tx_errors", "dev.rx_wakeups")
         report.update({
             "target": "ustack",
+            "fresh_client": fresh_client,
             "syn_channel": syn_channel,
             "batch": stack.syn_batch is not None,
             "server_accepted": accepted,
@@ -345,6 +438,15 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "load_after": _load(),
             "counters": {k: counters.get(k, 0) for k in keys},
         })
+        batch = stack.syn_batch
+        if batch is not None:
+            report["syn_batch"] = {
+                "answered": batch.answered, "handed_back": batch.handed_back,
+                "shed": batch.shed, "resent_kept": batch.resent_kept,
+                "proven_kept": batch.proven_kept, "proven_peers": len(batch.proven),
+                "cpu_spent_s": round(batch.cpu.spent, 3),
+                "cpu_other_s": round(batch.cpu.other, 3),
+                "cost_us_per_row": round(batch.cpu.cost * 1e6, 2)}
         return report
     finally:
         await stack.close()
@@ -367,7 +469,8 @@ def _link_drops(lab: Lab) -> int:
     return int(stats.get("dropped", 0)) + int(stats.get("missed", 0))
 
 
-async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> dict[str, Any]:
+async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float,
+                       fresh_client: bool = False) -> dict[str, Any]:
     """The same flood against the kernel's own listener: the stack
     namespace's veth gets the stack address and a route to the flood's
     sources through the peer."""
@@ -380,7 +483,8 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
                                       check=True).stdout)[0]["address"]
     server = lab.popen_in_stack([sys.executable, "-c", KERNEL_SERVER, lab.stack_ip,
                                  str(LISTEN_PORT), str(BULK_PORT)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=_plain_priority)
     try:
         assert server.stdout is not None and server.stdin is not None
         if server.stdout.readline().strip() != "ready":
@@ -390,7 +494,8 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
         before = _nstat(lab)
         drops_before = _link_drops(lab)
         load = _load()
-        report = await _drive(lab, binary, mac, rate, seconds)
+        report = await _drive(lab, binary, mac, rate, seconds, None,
+                              {"kernel_listener": server.pid}, fresh_client)
         after = _nstat(lab)
         server.stdin.close()
         accepted = int(server.stdout.readline() or 0)
@@ -400,6 +505,7 @@ async def flood_kernel(lab: Lab, binary: Path, *, rate: int, seconds: float) -> 
         diff = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
         report.update({
             "target": "kernel",
+            "fresh_client": fresh_client,
             "server_accepted": accepted,
             "rss_growth_mb": None,
             "synacks_sent": diff["TcpExtSyncookiesSent"],
@@ -426,7 +532,25 @@ def _row(r: dict[str, Any]) -> str:
             f"  RSS +{rss if rss is not None else '-'} MB"
             f"  SYN-ACKs {r['synacks_sent']} ({r['synack_rate']}/s)"
             f"  dropped before the listener {r['kernel_drops']}"
-            f"  load {r['load_before']} -> {r['load_after']}")
+            f"  load {r['load_before']} -> {r['load_after']}"
+            f"  {_cpu_summary(r)}")
+
+
+def _cpu_summary(r: dict[str, Any]) -> str:
+    """The listener's process: CPU seconds / seconds waiting for a CPU,
+    before the flood (per second) and during it."""
+    name = "ustack" if r["target"] == "ustack" else "kernel_listener"
+    parts = []
+    for when in ("before", "during"):
+        block = r.get(f"cpu_{when}_flood") or {}
+        proc, wall = block.get(name), block.get("wall_s")
+        if proc and wall:
+            parts.append(f"{when} {proc['cpu_s'] / wall:.0%} of a CPU "
+                         f"(waited {proc['runqueue_wait_s'] / wall:.0%})")
+    flood = (r.get("cpu_during_flood") or {}).get("flood_sender")
+    if flood:
+        parts.append(f"sender {flood['cpu_s']:.2f} s CPU")
+    return name + ": " + ", ".join(parts) if parts else ""
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -440,9 +564,11 @@ async def _main(args: argparse.Namespace) -> int:
             try:
                 if target == "ustack":
                     r = await flood_ustack(lab, binary, rate=args.rate, seconds=args.seconds,
-                                           syn_channel=not args.one_socket)
+                                           syn_channel=not args.one_socket,
+                                           fresh_client=args.fresh_client)
                 elif target == "kernel":
-                    r = await flood_kernel(lab, binary, rate=args.rate, seconds=args.seconds)
+                    r = await flood_kernel(lab, binary, rate=args.rate, seconds=args.seconds,
+                                           fresh_client=args.fresh_client)
                 else:
                     print(f"synflood: unknown target {target!r}", file=sys.stderr)
                     return 2
@@ -464,11 +590,21 @@ def main() -> int:
     parser.add_argument("--one-socket", action="store_true",
                         help="ustack without its SYN channel")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fresh-client", action="store_true",
+                        help="connect from an address of its own (.201 on the peer's link) "
+                             "that never had a connection with the target, not from the "
+                             "bulk sender's")
+    parser.add_argument("--stack-nice", type=int, default=0, metavar="N",
+                        help="run the stack (this process) at nice N; the senders, the "
+                             "connecting client and the kernel listener keep nice 0 "
+                             "(a diagnostic: how ustack fares with a CPU share of its own)")
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile the whole run into FILE (pstats format)")
     args = parser.parse_args()
     if not re.fullmatch(r"[a-z,]+", args.target):
         parser.error("--target: names separated by commas")
+    if args.stack_nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.stack_nice)
     if args.profile:
         import cProfile
 

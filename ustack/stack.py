@@ -55,18 +55,32 @@ class Stack:
     #: of a flood's SYNs, less leaves more of the loop to established
     #: connections
     SYN_BUDGET = 64
-    #: SYNs answered per wakeup by the batch path (numpy present), by array
-    #: arithmetic (ustack.driver.syn_batch, about 5 us of CPU per SYN with
-    #: its send); the main device is read first
-    SYN_BATCH = 512
-    #: SYNs read per wakeup by the batch path: those over SYN_BATCH are
-    #: dropped by us rather than by the kernel, so a client's retransmitted
-    #: SYN can be told from the flood and answered first
-    SYN_READ = 4096
-    #: slots of the SYN channel's ring (256 bytes each; bigger frames arrive
-    #: TP_STATUS_COPY): deep enough to ride out a loop turn spent on bulk
-    #: data, shallow enough that a SYN waits < 50 ms behind a full ring
-    SYN_RING_FRAMES = 4096
+    #: the batch path's (numpy present) share of the stack thread's CPU
+    #: while other work waits (ustack.driver.syn_batch.CpuShare): a wakeup
+    #: first reads the main device; if frames came in there since the
+    #: previous wakeup it may spend SYN_CPU_SHARE / (1 - SYN_CPU_SHARE) of
+    #: the CPU that went to other work since then (less any overspending,
+    #: none at all below half a quantum), else SYN_CPU_QUANTUM seconds (all
+    #: of the CPU when there is nothing else to do); a SYN costs 2-5 us with
+    #: its send, a wakeup ~0.5 ms more
+    SYN_CPU_SHARE = 0.3
+    SYN_CPU_QUANTUM = 0.0005
+    #: SYNs read per wakeup by the batch path: those over its CPU allowance
+    #: are dropped by us rather than by the kernel, so a client's
+    #: retransmitted SYN, or one from a source with a connection lately,
+    #: can be told from the flood and answered first
+    SYN_READ = 16384
+    #: CPU seconds a frame on the plain path costs, to fit SYN_BUDGET into
+    #: a wakeup's allowance
+    SYN_PLAIN_COST = 100e-6
+    #: slots of the SYN channel's receive ring (256 bytes each, 4 MB;
+    #: bigger frames arrive TP_STATUS_COPY): 136 ms of a 120k/s flood, so a
+    #: stack that waits tens of ms for a CPU (or repays its SYN CPU share)
+    #: still finds a client's SYN there rather than the kernel dropping it
+    #: with the ring full (4096 slots lost 7-30 % of a flood at load 9)
+    SYN_RING_FRAMES = 16384
+    #: slots of its TX ring (SYN-ACKs a wakeup can send)
+    SYN_TX_RING_FRAMES = 4096
 
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
@@ -95,6 +109,8 @@ class Stack:
         self.syn_device: Device | None = None
         #: its batch path (ustack.driver.syn_batch.SynBatch), when in use
         self.syn_batch: Any = None
+        #: the main device's rx_frames at the previous SYN-channel wakeup
+        self._syn_seen_rx = 0
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
@@ -148,9 +164,14 @@ class Stack:
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
         ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
-        SYNs on a second packet socket with a small per-wakeup budget, so a
-        SYN flood fills only that socket's queue and established traffic and
-        handshake ACKs keep theirs (issue 13; the kernel's BPF splits them).
+        SYNs on a second packet socket, answered in batches within a share
+        of the CPU (SYN_CPU_SHARE), so a SYN flood fills only that socket's
+        ring and established traffic and handshake ACKs keep theirs (issue
+        13; the kernel's BPF splits them).  Off by default: it costs ~5 MB
+        of rings (+2 MiB once shedding starts), wants numpy for its batch
+        path, and its SYN-ACKs bypass ``pcap`` and the IP layer's send
+        (docs/hardening.md); without it a 100k/s flood leaves ~50 % of
+        legitimate connects succeeding.
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -192,7 +213,7 @@ class Stack:
                     syn_device = AfPacketDevice.open(
                         iface, mac=device.mac, tcp_syn="only",
                         ring_frames=cls.SYN_RING_FRAMES, ring_slot=256,
-                        tx_ring_frames=cls.SYN_RING_FRAMES)
+                        tx_ring_frames=cls.SYN_TX_RING_FRAMES)
                 except BaseException:
                     device.close()
                     lock.release()
@@ -256,6 +277,9 @@ class Stack:
                 pass
             else:
                 batch = SynBatch(self.ip, self._tcp, syn_device.send_fixed)
+                batch.cpu.share = self.SYN_CPU_SHARE
+                batch.cpu.quantum = self.SYN_CPU_QUANTUM
+                batch.cpu.max_rows = self.SYN_READ
         self.syn_batch = batch
         if batch is None:
             # a few SYNs per wakeup: the main device is read every loop turn
@@ -267,7 +291,8 @@ class Stack:
     def _on_syn_readable(self) -> None:
         """A wakeup of the SYN channel: first whatever waits on the main
         device (handshake-completing ACKs, data of established connections),
-        so a flood cannot starve them, then one bounded batch of SYNs."""
+        so a flood cannot starve them, then the SYNs its CPU allowance
+        covers (SYN_CPU_SHARE); the others are shed."""
         syn_device = self.syn_device
         batch = self.syn_batch
         if syn_device is None or batch is None or self._closed:
@@ -277,14 +302,24 @@ class Stack:
             poll()
         from ustack.driver.syn_batch import FRAME_LEN
 
+        cpu = batch.cpu
+        # other work waits when established traffic arrived since the last wakeup
+        received = self.device.counters().get("rx_frames", 0)
+        busy = received != self._syn_seen_rx
+        self._syn_seen_rx = received
+        budget = cpu.start(busy)
+        if not budget:
+            return  # over its CPU share: the SYNs wait in the ring
+        taken = batch.answered + batch.handed_back
         rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
             FRAME_LEN, self.SYN_READ)
-        rest = batch.process(rows, trusted, self.tcp.now(), self.SYN_BATCH) \
-            if len(rows) else []
+        rest = batch.process(rows, trusted, self.tcp.now(), budget) if len(rows) else []
         if others:
             rest.extend(others)
-        if rest:  # the plain path costs ~100 us a frame: SYN_BUDGET of them at most
-            self.ip.receive(batch.limit(rest, self.SYN_BUDGET))
+        if rest:  # the plain path costs ~100 us a frame: what is left of the allowance
+            plain = min(self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
+            self.ip.receive(batch.limit(rest, plain))
+        cpu.stop(batch.answered + batch.handed_back - taken)
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,

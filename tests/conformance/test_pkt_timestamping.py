@@ -184,3 +184,20 @@ async def test_ustack_hystart_off_is_unsupported(lab: Lab) -> None:
         await run(lab, "ustack", """
 `echo 0 > /sys/module/tcp_cubic/parameters/hystart`
 """)
+
+
+@both
+async def test_msg_eor_ends_a_segment_at_the_record(lab: Lab, kind: str) -> None:
+    """The 400 bytes queued behind the initial window plus a MSG_EOR record
+    leave as one 800-byte segment; the write after the record is not merged
+    into it (without the record end: 10001:20001 then 20001:20801)."""
+    await run(lab, kind, """
+   +0 write(4, ..., 10400) = 10400
+   +0 send(4, ..., 400, MSG_EOR) = 400
+   +0 write(4, ..., 10000) = 10000
+   +0 > P. 1:10001(10000) ack 1
+ +.01 < . 1:1(0) ack 10001 win 257
+   +0 > P. 10001:10801(800) ack 1
+   +0 > P. 10801:20801(10000) ack 1
+ +.01 < . 1:1(0) ack 20801 win 257
+""")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ustack.driver.syn_batch import FRAME_LEN, SynBatch
+from ustack.driver.syn_batch import FRAME_LEN, CpuShare, ProvenPeers, RetransmitFilter, SynBatch
 from ustack.link.memory import MemoryPair
 from ustack.stack import Stack
 from ustack.tcp import syncookies as sc
@@ -249,3 +249,103 @@ async def test_plain_path_frames_over_budget_are_dropped_and_counted() -> None:
     assert stack.tcp.mib["TcpExtListenDrops"] == 7 and batch.shed == 7
     await stack.close()
     await peer.close()
+
+
+def test_retransmit_filter_stays_selective_when_a_flood_fills_it() -> None:
+    """Fingerprints, not bits: after 400k shed SYNs (2 s of a 200k/s flood)
+    a new SYN still looks new (a bit per slot said "seen" to a third of
+    them, and those crowded the real retransmissions out)."""
+    rng = np.random.default_rng(5)
+    filt = RetransmitFilter()
+
+    def random_keys(n: int) -> Any:
+        return filt.keys(rng.integers(0, 1 << 32, n, dtype=np.uint64),
+                         rng.integers(0, 1 << 16, n, dtype=np.uint64),
+                         np.full(n, 80, dtype=np.uint64),
+                         rng.integers(0, 1 << 32, n, dtype=np.uint64))
+
+    shed = random_keys(400_000)
+    filt.add(shed, NOW)
+    assert filt.seen(random_keys(100_000), NOW + 1.0).mean() < 0.01
+    assert filt.seen(shed[-10_000:], NOW + 1.0).mean() > 0.95
+    assert not filt.seen(shed[-10_000:], NOW + 4.5).any()  # both generations expired
+
+
+def test_proven_peers_expire_and_stay_bounded() -> None:
+    peers = ProvenPeers(ttl=10.0, refresh=1.0, limit=3)
+    a, b, c, d = (bytes([10, 0, 0, i]) for i in range(1, 5))
+    peers.update([a, b], NOW)
+    src = np.array([int.from_bytes(x, "big") for x in (a, b, c)], dtype=np.uint64)
+    assert peers.mask(src).tolist() == [True, True, False]
+    peers.update([c, d], NOW + 5)  # over the limit: the oldest (a) goes
+    assert len(peers) == 3 and peers.mask(src).tolist() == [False, True, True]
+    peers.update([], NOW + 12)  # b is older than ttl
+    assert peers.mask(src).tolist() == [False, False, True]
+    # sampling a connection table: its remote addresses, at most every refresh
+    peers.sample([(80, a, 1234)], NOW + 13)
+    peers.sample([(80, b, 1234)], NOW + 13.5)
+    assert peers.mask(src).tolist() == [True, False, True]
+    assert not ProvenPeers().mask(src).any()
+
+
+async def test_over_budget_syns_of_proven_peers_go_before_unknown_ones() -> None:
+    """As Linux keeps SYNs of peers tcp_peer_is_proven when its SYN queue is
+    nearly full: a source we had a connection with goes before the flood."""
+    rnd = random.Random(12)
+    macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+    out: list[bytes] = []
+    batch = SynBatch(stack.ip, stack.tcp, lambda rows: out.extend(bytes(r) for r in rows))
+    client = bytes([198, 19, 9, 9])
+    batch.proven.update([client], NOW)
+    batch.proven._sampled = NOW  # no sampling of the (empty) table in this wakeup
+    frames = [flood_syn(rnd, *macs) for _ in range(30)] + [
+        flood_syn(rnd, *macs, src=client, sport=5000 + i) for i in range(2)] + [
+        flood_syn(rnd, *macs) for _ in range(68)]
+    rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
+    batch.process(rows, np.ones(100, dtype=bool), NOW, budget=10)
+    assert len(out) == 10 and batch.proven_kept == 2 and batch.shed == 90
+    assert sum(f[30:34] == client for f in out) == 2
+    await stack.close()
+    await peer.close()
+
+
+def test_cpu_share_bounds_syn_work_by_the_other_work_of_the_loop() -> None:
+    t = [0.0]
+    cpu = CpuShare(share=0.25, quantum=0.001, min_rows=32, max_rows=4096, cost=10e-6,
+                   max_debt=0.004, clock=lambda: t[0])
+    # nothing else waits: the quantum (1 ms / 10 us a row), owing nothing
+    assert cpu.start(busy=False) == 100
+    t[0] += 0.001
+    cpu.stop(100)
+    assert cpu.debt == 0.0
+    # the loop spent 9 ms on other work: a third of that (share 1/4 of the total)
+    t[0] += 0.009
+    assert cpu.start() in (299, 300) and cpu.allowance == pytest.approx(0.003)
+    t[0] += 0.005  # overspent by 2 ms: owed
+    cpu.stop(300)
+    assert cpu.debt == pytest.approx(0.002)
+    assert cpu.cost == pytest.approx(10e-6 + 0.25 * (0.005 / 300 - 10e-6))
+    # 3 ms of other work earn 1 ms, less than owed: no SYN read, 1 ms repaid
+    t[0] += 0.003
+    assert cpu.start() == 0 and cpu.skipped == 1 and cpu.debt == pytest.approx(0.001)
+    t[0] += 0.006  # 2 ms earned, 1 ms owed
+    assert cpu.start() == int(0.001 / cpu.cost) and cpu.allowance == pytest.approx(0.001)
+    t[0] += 0.001
+    cpu.stop(64)
+    assert cpu.debt == pytest.approx(0.0)
+    # nothing else to do: wakeups follow each other, each gets the quantum
+    for _ in range(50):
+        t[0] += 1e-5
+        assert cpu.start(busy=False) >= 32
+        t[0] += 0.001
+        cpu.stop(8)  # too few rows to measure the cost by
+    assert cpu.debt == pytest.approx(0.0) and cpu.spent == pytest.approx(0.057)
+    # a debt is bounded
+    t[0] += 0.003
+    assert cpu.start() > 0
+    t[0] += 0.1
+    cpu.stop(1000)
+    assert cpu.debt == 0.004
+    with pytest.raises(ValueError):
+        CpuShare(share=1.0)

@@ -21,11 +21,18 @@ Every row that is not of that shape, or whose answer needs anything but the
 gateway's cached Ethernet header (an on-link source, an unresolved
 gateway), or whose listener is not answering with cookies, or that matches
 a connection or request sock, is handed back to go the plain path.
+
+What a wakeup may spend: :class:`CpuShare` (SYN work gets at most a share
+of the stack thread's CPU while other work is waiting, all of it otherwise).
+Which SYNs go on when there are more: :meth:`SynBatch.process` (a client's
+retransmission, then a source with a connection lately, :class:`ProvenPeers`,
+then the newest).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +86,7 @@ def _be16(rows: Any, at: int) -> Any:
 
 
 def _be32(rows: Any, at: int) -> Any:
-    r = rows[:, at:at + 4].astype(np.uint64)
-    return (r[:, 0] << 24) | (r[:, 1] << 16) | (r[:, 2] << 8) | r[:, 3]
+    return np.ascontiguousarray(rows[:, at:at + 4]).view(">u4")[:, 0].astype(np.uint64)
 
 
 def _word_sum(rows: Any, start: int, stop: int) -> Any:
@@ -100,8 +106,13 @@ class RetransmitFilter:
     """Which SYNs were dropped here lately: two generations of a
     ``2**bits``-slot table indexed by a multiplicative hash of (source,
     ports, sequence number), each generation ``period`` seconds.  A slot
-    may be shared (a false positive only moves a SYN up the queue); memory
-    is fixed (2 x 2**bits bytes)."""
+    holds an 8-bit fingerprint of the SYN it saw last (from other bits of
+    the hash), so a table filled by a big flood still says "no" to a new
+    SYN but for 1 in 255 of the filled slots (a plain bit said "yes" to a
+    third of a 100k/s flood, and the flood crowded the retransmissions
+    out); a false positive only moves a SYN up the queue, a later SYN in
+    the same slot makes a retransmission look new.  Memory is fixed
+    (2 x 2**bits bytes)."""
 
     def __init__(self, bits: int = 20, period: float = 2.0) -> None:
         self.bits = bits
@@ -111,11 +122,15 @@ class RetransmitFilter:
         self._since = 0.0
 
     def keys(self, src: Any, sport: Any, dport: Any, seq: Any) -> Any:
+        """Per SYN: its slot times 256 plus its fingerprint (1..255)."""
         # Fibonacci hashing of a 64-bit mix of the fields (Knuth 6.4)
         mixed = ((src << np.uint64(32)) | seq) ^ ((sport << np.uint64(16) | dport)
                                                   * np.uint64(0x9E3779B97F4A7C15))
         mixed *= np.uint64(0xBF58476D1CE4E5B9)
-        result: Any = mixed >> np.uint64(64 - self.bits)
+        slot = mixed >> np.uint64(64 - self.bits)
+        tag = (mixed >> np.uint64(56 - self.bits)) & np.uint64(0xFF)
+        tag |= tag == 0  # 0 marks an empty slot
+        result: Any = (slot << np.uint64(8)) | tag
         return result
 
     def _rotate(self, now: float) -> None:
@@ -131,12 +146,151 @@ class RetransmitFilter:
     def seen(self, keys: Any, now: float) -> Any:
         self._rotate(now)
         a, b = self._tables
-        result: Any = (a[keys] | b[keys]) != 0
+        slot = keys >> np.uint64(8)
+        tag = (keys & np.uint64(0xFF)).astype(np.uint8)
+        result: Any = (a[slot] == tag) | (b[slot] == tag)
         return result
 
     def add(self, keys: Any, now: float) -> None:
         self._rotate(now)
-        self._tables[1][keys] = 1
+        self._tables[1][keys >> np.uint64(8)] = (keys & np.uint64(0xFF)).astype(np.uint8)
+
+
+class ProvenPeers:
+    """Source addresses we had a connection with lately: the remote
+    addresses of the connection table, sampled at most every ``refresh``
+    seconds and remembered for ``ttl`` seconds, at most ``limit`` of them
+    (the oldest forgotten first).
+
+    Under a SYN flood their SYNs go before those of unknown sources, as
+    Linux's ``tcp_conn_request`` keeps SYNs from peers ``tcp_peer_is_proven``
+    (a cached RTT from an earlier connection) when its SYN queue is nearly
+    full.  A spoofed source cannot get here: it would have to complete a
+    handshake, which needs our SYN-ACK."""
+
+    def __init__(self, ttl: float = 600.0, refresh: float = 0.25, limit: int = 16384) -> None:
+        self.ttl = ttl
+        self.refresh = refresh
+        self.limit = limit
+        self._seen: dict[bytes, float] = {}
+        self._array: Any = np.zeros(0, dtype=np.uint64)
+        self._sampled = -float("inf")
+
+    def update(self, addresses: Iterable[bytes], now: float) -> None:
+        """Note ``addresses`` (4-byte IPv4) as seen at ``now``; forget the stale."""
+        seen = self._seen
+        for addr in addresses:
+            seen.pop(addr, None)  # re-inserted last: dict order is age order
+            seen[addr] = now
+        horizon = now - self.ttl
+        excess = len(seen) - self.limit
+        drop: list[bytes] = []
+        for addr, at in seen.items():  # oldest first
+            if len(drop) >= excess and at >= horizon:
+                break
+            drop.append(addr)
+        for addr in drop:
+            del seen[addr]
+        self._array = np.sort(np.frombuffer(b"".join(seen), dtype=">u4").astype(np.uint64))
+
+    def sample(self, conns: Iterable[tuple[int, bytes, int]], now: float) -> None:
+        """:meth:`update` from a connection table's keys (local port,
+        remote address, remote port), at most every ``refresh`` seconds and
+        from at most ``limit`` of them (a big table costs no more)."""
+        if now - self._sampled >= self.refresh:
+            self._sampled = now
+            self.update({k[1] for k in islice(conns, self.limit)}, now)
+
+    def mask(self, src: Any) -> Any:
+        """Which of ``src`` (uint64 addresses) are proven."""
+        arr = self._array
+        if not len(arr):
+            return np.zeros(len(src), dtype=bool)
+        pos = np.minimum(np.searchsorted(arr, src), len(arr) - 1)
+        result: Any = arr[pos] == src
+        return result
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class CpuShare:
+    """How many SYNs a wakeup of the SYN channel may take on, by CPU time
+    (the thread's: ``time.thread_time``), not by count.
+
+    While other work waits (``busy``: established traffic arrived since the
+    previous wakeup), a wakeup earns ``share / (1 - share)`` of the CPU the
+    thread spent on everything else since then, less what earlier wakeups
+    spent beyond what they earned (a debt of at most ``max_debt`` seconds);
+    with less than half a ``quantum`` to spend it reads no SYN at all (the
+    ring holds them).  So SYNs get about ``share`` of the CPU while the loop
+    has other work.  With nothing else to do a wakeup spends ``quantum``,
+    owes nothing, and the wakeups follow each other: SYNs get all of it.
+    Rows are turned into seconds by the cost per row measured over earlier
+    wakeups of at least ``min_rows`` rows (fixed and shedding costs
+    included, so the estimate settles where a wakeup costs its allowance)."""
+
+    def __init__(self, share: float = 0.3, quantum: float = 0.001, *, min_rows: int = 32,
+                 max_rows: int = 4096, cost: float = 3e-6, max_debt: float = 0.02,
+                 clock: Callable[[], float] = time.thread_time) -> None:
+        if not 0 < share < 1:
+            raise ValueError(f"share must be between 0 and 1, not {share}")
+        self.share = share
+        self.quantum = quantum
+        self.min_rows = min_rows
+        self.max_rows = max_rows
+        #: CPU seconds per row taken on (EWMA over wakeups of >= min_rows rows)
+        self.cost = cost
+        self.max_debt = max_debt
+        self.clock = clock
+        self._last_end: float | None = None
+        self._mark = 0.0
+        self._earned = 0.0
+        self._busy = False
+        self.debt = 0.0
+        self.allowance = quantum
+        #: CPU seconds spent in SYN work and in the rest, since creation;
+        #: wakeups that read no SYN to repay the debt
+        self.spent = 0.0
+        self.other = 0.0
+        self.skipped = 0
+
+    def start(self, busy: bool = True) -> int:
+        """A wakeup's SYN work begins now: the rows it may take on (0: read
+        none this time; then no :meth:`stop`)."""
+        now = self.clock()
+        other = now - self._last_end if self._last_end is not None else 0.0
+        self.other += other
+        earned = other * self.share / (1.0 - self.share)
+        self._busy = busy
+        if busy:
+            credit = earned - self.debt
+            if credit < 0.5 * self.quantum:
+                self.debt = max(0.0, self.debt - earned)
+                self._last_end = now
+                self.skipped += 1
+                return 0
+            self.allowance = credit
+        else:
+            self.allowance = max(self.quantum, earned - self.debt)
+        self._earned = earned
+        self._mark = now
+        return max(self.min_rows, min(self.max_rows, int(self.allowance / self.cost)))
+
+    def left(self) -> float:
+        """CPU seconds of this wakeup's allowance not spent yet."""
+        return self.allowance - (self.clock() - self._mark)
+
+    def stop(self, rows: int) -> None:
+        """The wakeup's SYN work is done; it took on ``rows`` rows."""
+        now = self.clock()
+        spent = now - self._mark
+        self.spent += spent
+        if self._busy:
+            self.debt = min(self.max_debt, max(0.0, self.debt + spent - self._earned))
+        self._last_end = now
+        if rows >= self.min_rows and spent > 0:
+            self.cost += 0.25 * (spent / rows - self.cost)
 
 
 class SynBatch:
@@ -152,9 +306,15 @@ class SynBatch:
         self._template: tuple[Any, Any, Any] | None = None
         #: the SYNs dropped over budget, to tell their retransmissions
         self.retransmits = RetransmitFilter()
+        #: sources we had connections with lately, to tell real clients
+        self.proven = ProvenPeers()
+        #: what a wakeup may spend (Stack._on_syn_readable asks it)
+        self.cpu = CpuShare()
         #: rows dropped over budget; rows kept because they were retransmissions
         self.shed = 0
         self.resent_kept = 0
+        #: rows kept over budget because their source was proven
+        self.proven_kept = 0
         #: rows answered here, and rows handed back to the plain path
         self.answered = 0
         self.handed_back = 0
@@ -171,7 +331,8 @@ class SynBatch:
         SYN dropped here in the last few seconds (same source, ports and
         sequence number: a client's retransmission,
         :class:`RetransmitFilter`; spoofed flood SYNs are never resent),
-        then the newest of the others."""
+        then those from a source we had a connection with lately
+        (:class:`ProvenPeers`), then the newest of the others."""
         n = len(rows)
         if n == 0:
             return []
@@ -239,18 +400,24 @@ class SynBatch:
         self.shed += n
 
     def _shed(self, rows: Any, trusted: Any, budget: int, now: float) -> tuple[Any, Any]:
-        """``budget`` of the rows to go on (retransmissions first, then the
-        newest); the others are dropped unexamined, counted and remembered
-        (load shedding: checking a row costs about what answering it does)."""
-        keys = self.retransmits.keys(_be32(rows, 26), _be16(rows, 34), _be16(rows, 36),
-                                     _be32(rows, 38))
+        """``budget`` of the rows to go on (retransmissions first, then
+        those from proven peers, then the newest); the others are dropped
+        unexamined, counted and remembered (load shedding: checking a row
+        costs about what answering it does)."""
+        src = _be32(rows, 26)
+        keys = self.retransmits.keys(src, _be16(rows, 34), _be16(rows, 36), _be32(rows, 38))
         resent = self.retransmits.seen(keys, now)
-        order = np.concatenate((np.flatnonzero(resent)[::-1], np.flatnonzero(~resent)[::-1]))
+        self.proven.sample(self.table._conns, now)
+        proven = self.proven.mask(src) & ~resent
+        rest = ~(resent | proven)
+        order = np.concatenate((np.flatnonzero(resent)[::-1], np.flatnonzero(proven)[::-1],
+                                np.flatnonzero(rest)[::-1]))
         keep = np.sort(order[:budget])
         shed = order[budget:]
         self.retransmits.add(keys[shed], now)
         self._count_shed(len(shed))
         self.resent_kept += int(resent[keep].sum())
+        self.proven_kept += int(proven[keep].sum())
         return rows[keep], trusted[keep]
 
     def _shape_ok(self, rows: Any, trusted: Any) -> Any:
@@ -291,8 +458,10 @@ class SynBatch:
                 known.update(k[1] for k in listeners[port].requests)
             if not known:
                 return fast
-            known_src = np.frombuffer(b"".join(known), dtype=">u4").astype(np.uint64)
-            suspects = np.flatnonzero(np.isin(src[fast], known_src))
+            known_src = np.sort(np.frombuffer(b"".join(known), dtype=">u4").astype(np.uint64))
+            candidates = src[fast]
+            at = np.minimum(np.searchsorted(known_src, candidates), len(known_src) - 1)
+            suspects = np.flatnonzero(known_src[at] == candidates)
         if not len(suspects):
             return fast
         drop = []

@@ -57,6 +57,7 @@ _SO_EE_ORIGIN_TIMESTAMPING = 4
 _IP_RECVERR = 11
 _MSG_ERRQUEUE = 0x2000
 _MSG_TRUNC = 0x20
+_MSG_EOR = 0x80
 
 #: Linux sk_stream_closing(): a lingering close() waits while in these states
 _CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
@@ -275,9 +276,8 @@ class UstackSocketApi(SocketApi):
             raise SysError(E.EPIPE)
         if flags & socket.MSG_OOB:
             raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
-        if flags & (socket.MSG_MORE | getattr(socket, "MSG_EOR", 0x80)):
-            name = "MSG_MORE" if flags & socket.MSG_MORE else "MSG_EOR"
-            raise Unsupported(f"unsupported on ustack: {name} (TcpConnection.send has no "
+        if flags & socket.MSG_MORE:
+            raise Unsupported("unsupported on ustack: MSG_MORE (TcpConnection.send has no "
                               "flags)")
         if obj.error is not None:
             err, obj.error = obj.error, None
@@ -286,6 +286,8 @@ class UstackSocketApi(SocketApi):
             n: int = ep.conn.send(data, self._now())
         except OSError as exc:
             raise SysError(exc.errno or E.EPIPE) from None
+        if n and flags & _MSG_EOR:
+            ep.conn.mark_record_end()
         if n and obj.tsflags & _SOF_TX_RECORD:
             # tcp_tx_timestamp: the write's last byte carries the stamps
             conn = ep.conn

@@ -513,6 +513,13 @@ class TcpConnection:
         if self.rec is not None:
             self.rec.cc = new
 
+    def mark_record_end(self) -> None:
+        """MSG_EOR: the bytes queued so far end a record; no segment, GSO
+        super-segment or retransmission carries bytes of both sides (Linux
+        TCP_SKB_CB(skb)->eor, tcp_skb_can_collapse_to)."""
+        if len(self.snd.buf):
+            self.snd.mark_eor((self.snd_una + len(self.snd.buf)) & MASK)
+
     def set_cork(self, enabled: bool) -> None:
         """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
         self.config.cork = enabled

@@ -39,7 +39,7 @@ class Sender:
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
-                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono")
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -72,6 +72,32 @@ class Sender:
         self.pacing_rate = 0.0
         #: busy / rwnd-limited / sndbuf-limited time (Linux tcp_chrono_*)
         self.chrono = Chrono()
+        #: MSG_EOR record ends not yet acknowledged (sequence numbers, in
+        #: order): no segment carries bytes from both sides of one
+        self.eor: list[int] = []
+
+    def mark_eor(self, end: int) -> None:
+        """The bytes queued up to ``end`` end a record (MSG_EOR; Linux
+        TCP_SKB_CB(skb)->eor: tcp_skb_can_collapse_to refuses to append to
+        the skb, tcp_retrans_try_collapse to merge across it)."""
+        eor = self.eor
+        if not eor or eor[-1] != end:
+            eor.append(end)
+
+    def _next_eor(self, seq: int, una: int) -> int:
+        """Bytes from ``seq`` to the next record end (0: none ahead); record
+        ends at or below SND.UNA are dropped."""
+        eor = self.eor
+        while eor:
+            d = (eor[0] - una) & MASK
+            if d and d < 0x80000000:
+                break
+            eor.pop(0)  # at or below SND.UNA: acknowledged
+        for end in eor:
+            d = (end - seq) & MASK
+            if 0 < d < 0x80000000:
+                return d
+        return 0
 
     def set_mss(self, mss: int, max_segment: int) -> None:
         self.seg_max = max(mss, max_segment // mss * mss) if max_segment else mss
@@ -157,6 +183,7 @@ class Sender:
                 group = 0
         nodelay = cfg.nodelay
         cork = self.cork
+        eor = self.eor
         out = c._out
         rcv = c.rcv
         # one ACK number, window and option block for the whole batch unless a
@@ -188,7 +215,17 @@ class Sender:
             n = avail if avail < room else room
             if n > seg_max:
                 n = seg_max
-            if n < mss and not force:
+            record_end = False
+            if eor:
+                # MSG_EOR: the segment stops at the record's end; a record's
+                # short tail is not the last skb, so Nagle does not hold it
+                # (Linux tcp_write_xmit: TCP_NAGLE_PUSH unless tcp_skb_is_last)
+                # and it carries PSH (the write that ended it pushed)
+                d = self._next_eor((una + sent) & MASK, una)
+                if d and d <= n:
+                    n = d
+                    record_end = True
+            if n < mss and not force and not (record_end and n < avail):
                 if n < avail:
                     # window-limited runt: sender SWS avoidance (3.8.6.2.1)
                     if n < (c.max_snd_wnd >> 1) or n < 1:
@@ -201,7 +238,7 @@ class Sender:
                     # a small segment waits while an earlier small segment is
                     # unacknowledged (RFC 896, RFC 1122 4.2.3.4)
                     break
-            elif n > mss:
+            elif n > mss and not record_end:
                 n -= n % mss
             seq = (una + sent) & MASK
             payload = sndbuf.peek(sent, n)
@@ -211,7 +248,8 @@ class Sender:
             # __tcp_transmit_skb forces PSH on any packet of more than one
             # segment (tcp_skb_pcount > 1, since 5.4: "tcp: force a PSH flag
             # on TSO packets"), never on a lone full-sized one
-            flags = ACK | PSH if n > mss or (group and (nsegs + 1) % group == 0) else ACK
+            flags = ACK | PSH if n > mss or record_end or (
+                group and (nsegs + 1) % group == 0) else ACK
             if sent == buf_len:
                 flags = ACK | PSH
                 if fin_queued and room > n:
@@ -237,7 +275,7 @@ class Sender:
                 break
             if probe:
                 break
-            if shared and n == mss and seg_max == mss and c.fast_path:
+            if shared and n == mss and seg_max == mss and c.fast_path and not eor:
                 # Bulk fast path (exact-wire mode, no GSO): the segment just
                 # built was a full-sized one, so are the next ones while both
                 # the buffer and the room hold more than a full segment.
@@ -434,8 +472,14 @@ class Sender:
         if off >= 0x80000000:
             return 0
         n = min(len(sndbuf) - off, length, c.send_mss - c.rcv.sack_option_len(c.ts_ok))
+        record_end = False
+        if self.eor and n > 0:
+            d = self._next_eor(seq, c.snd_una)  # never across a record's end
+            if d and d <= n:
+                n = d
+                record_end = True
         if n > 0:
-            flags = ACK
+            flags = ACK | PSH if record_end else ACK
             if off + n == len(sndbuf):
                 flags |= PSH
                 if self.fin_queued and 0 < ((c.snd_nxt - self.fin_seq) & MASK) < 0x80000000:
