@@ -117,10 +117,25 @@ async def resolve(stack: StreamHost, host: str) -> list[str]:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+#: the shared, never written ``_held``/``_pending`` of a transport at rest
+#: (each becomes a deque of its own on first use: an empty deque is ~600 bytes)
+_EMPTY: deque[bytes] = deque(maxlen=0)
+
+
 class TcpTransport(asyncio.Transport):
-    """One TCP connection of a ustack Stack as an asyncio Transport."""
+    """One TCP connection of a ustack Stack as an asyncio Transport.
+
+    Slotted, and what an idle connection does not use is shared: no queue of
+    its own until one is needed, peername/sockname read from the endpoint."""
 
     _start_tls_compatible = True
+
+    __slots__ = (
+        "_table", "_loop", "_protocol", "_ep", "_waiter", "_connected", "_reading_paused",
+        "_resume_scheduled", "_held", "_peer_eof", "_eof_delivered", "_lost", "_closing",
+        "_eof_wanted", "_eof_sent", "_pending", "_pending_size", "_high", "_low",
+        "_writing_paused", "_exception", "_lost_when_drained", "_buffered", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -131,7 +146,7 @@ class TcpTransport(asyncio.Transport):
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
         super().__init__(extra)
-        self._extra: dict[str, Any] = dict(extra or {})
+        self._extra: dict[str, Any] = dict(extra) if extra else {}
         self._table = table
         self._loop = table.loop
         self._protocol = protocol
@@ -141,14 +156,14 @@ class TcpTransport(asyncio.Transport):
         self._reading_paused = False
         self._resume_scheduled = False
         #: bytes resume_reading took from the core, not yet delivered
-        self._held: deque[bytes] = deque()
+        self._held: deque[bytes] = _EMPTY
         self._peer_eof = False
         self._eof_delivered = False
         self._lost = False
         self._closing = False  # close() or abort() called
         self._eof_wanted = False  # write_eof() called, FIN after the pending data
         self._eof_sent = False
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[bytes] = _EMPTY
         self._pending_size = 0
         self._high = write_high
         self._low = write_high // 4
@@ -162,8 +177,6 @@ class TcpTransport(asyncio.Transport):
     def _bind(self, ep: TcpEndpoint) -> None:
         self._ep = ep
         ep.owner = self
-        self._extra["peername"] = ep.peername
-        self._extra["sockname"] = ep.sockname
 
     # ------------------------------------------------------- BaseTransport
 
@@ -173,6 +186,10 @@ class TcpTransport(asyncio.Transport):
             return ep.conn.info(self._loop.time()) if ep is not None else default
         if name == "tcp_connection":
             return self._ep.conn if self._ep is not None else default
+        if name == "peername" or name == "sockname":
+            ep = self._ep
+            if ep is not None and name not in self._extra:
+                return ep.peername if name == "peername" else ep.sockname
         if name == "stack":
             return self._table.stack
         if name == "socket":
@@ -322,6 +339,8 @@ class TcpTransport(asyncio.Transport):
             data = conn.recv(min(n, _PULL_CHUNK), now)
             if not data:
                 break
+            if held is _EMPTY:
+                held = self._held = deque()
             held.append(data)
             size += len(data)
 
@@ -400,7 +419,7 @@ class TcpTransport(asyncio.Transport):
         if self._lost:
             return
         self._closing = True
-        self._pending.clear()
+        self._pending = _EMPTY
         self._pending_size = 0
         ep = self._ep
         if ep is not None:
@@ -412,6 +431,8 @@ class TcpTransport(asyncio.Transport):
 
     def _queue(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
+        if self._pending is _EMPTY:
+            self._pending = deque()
         for i in range(0, len(view), _WRITE_CHUNK):
             piece = bytes(view[i : i + _WRITE_CHUNK])
             self._pending.append(piece)
@@ -453,7 +474,7 @@ class TcpTransport(asyncio.Transport):
         try:
             return self._ep.conn.send(data, self._loop.time())
         except OSError as exc:
-            self._pending.clear()
+            self._pending = _EMPTY
             self._pending_size = 0
             self._connection_lost(exc)
             return -1
@@ -595,7 +616,7 @@ class TcpTransport(asyncio.Transport):
                 self._connection_lost(None)
 
     def _where(self) -> str:
-        peer = self._extra.get("peername")
+        peer = self.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if peer else ""
 
     def _on_connected(self) -> None:
@@ -617,7 +638,7 @@ class TcpTransport(asyncio.Transport):
         # uvloop's loop.start_tls raises "transport <repr> is not supported by
         # start_tls()" for transports it did not make: the repr says what works
         state = "lost" if self._lost else "closing" if self._closing else "open"
-        local, peer = self._extra.get("sockname"), self._extra.get("peername")
+        local, peer = self.get_extra_info("sockname"), self.get_extra_info("peername")
         return (f"<ustack TcpTransport {local} -> {peer} {state} (TLS: writer.start_tls, "
                 "ustack.streams.start_tls or the ustack loop)>")
 
@@ -922,6 +943,7 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    _light_drain_waiters(protocol)
     transport, _ = await create_connection(
         lambda: protocol, host, port, stack=stack, local_port=local_port, timeout=timeout,
         ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
@@ -930,6 +952,15 @@ async def open_connection(
     )
     writer = StreamWriter(transport, protocol, reader, loop)
     return reader, writer
+
+
+def _light_drain_waiters(protocol: asyncio.StreamReaderProtocol) -> None:
+    """asyncio's FlowControlMixin keeps its drain waiters in a deque (~600
+    bytes empty, per connection); it only appends, removes and iterates
+    them, which a list (56 bytes) does the same."""
+    waiters = getattr(protocol, "_drain_waiters", None)
+    if isinstance(waiters, deque) and not waiters:
+        protocol._drain_waiters = []  # type: ignore[attr-defined]
 
 
 class StreamWriter(asyncio.StreamWriter):
@@ -1142,7 +1173,9 @@ async def start_server(
 
     def factory() -> asyncio.BaseProtocol:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        _light_drain_waiters(protocol)
+        return protocol
 
     return await create_server(factory, host, port, stack=stack, backlog=backlog, ssl=ssl,
                                ssl_handshake_timeout=ssl_handshake_timeout,

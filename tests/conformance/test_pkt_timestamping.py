@@ -201,3 +201,18 @@ async def test_msg_eor_ends_a_segment_at_the_record(lab: Lab, kind: str) -> None
    +0 > P. 10801:20801(10000) ack 1
  +.01 < . 1:1(0) ack 20801 win 257
 """)
+
+
+@both
+async def test_msg_more_holds_the_bytes_until_a_plain_write(lab: Lab, kind: str) -> None:
+    """MSG_MORE corks that send even with TCP_NODELAY: nothing leaves until
+    the next write without it, then both as one PSH segment (without
+    MSG_MORE the first 40 bytes would leave at once)."""
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_TCP, TCP_NODELAY, [1], 4) = 0
+   +0 send(4, ..., 40, MSG_MORE) = 40
+ +.05 write(4, ..., 20) = 20
+   +0 > P. 1:61(60) ack 1
+ +.01 < . 1:1(0) ack 61 win 257
+""")
+

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import heapq
 import itertools
@@ -70,7 +71,9 @@ from ustack.tcp.listener import (
 from ustack.tcp.memory import MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
+from ustack.tcp.state import TcpState
 from ustack.tcp.syncookies import VALID_PERIOD, CookieJar, decode_timestamp, encode_timestamp
+from ustack.tcp.timewait import TimeWait, can_compact
 from ustack.trace.attach import connection_hook
 from ustack.wire.errors import ParseError
 from ustack.wire.tcp import (
@@ -117,6 +120,8 @@ def _buffered(conn: TcpConnection) -> int:
 def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
+
+_TIME_WAIT = TcpState.TIME_WAIT
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
@@ -286,6 +291,8 @@ class TcpTable:
     #: coalesce the plain ACKs of one receive batch per connection
     #: (TcpConnection.ack_supersedes; docs/tcp-core.md "ACK coalescing")
     coalesce_acks: ClassVar[bool] = True
+    #: orphans in TIME-WAIT become compact records (ustack.tcp.timewait)
+    compact_time_wait: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -317,6 +324,9 @@ class TcpTable:
             if self._gso:
                 config.max_segment = GSO_MAX_PAYLOAD
         self.config = config
+        #: the snapshot of ``config`` connections share, and what it was taken of
+        self._cfg_snap: TcpConfig | None = None
+        self._cfg_src: TcpConfig | None = None
         self._ip_send: Callable[[bytes, int, bytes], Any] = port.send
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
             port.send_many or self._send_each
@@ -334,6 +344,9 @@ class TcpTable:
         self._isn = IsnGenerator(os.urandom(16))
         #: the per-stack SYN cookie secret (RFC 4987 3.6)
         self._cookies = CookieJar(os.urandom(32))
+        #: called with (remote address, now) when a passive open completes
+        #: its handshake (the SYN channel's proven peers); None = nobody
+        self.on_passive_open: Callable[[bytes, float], None] | None = None
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -434,8 +447,9 @@ class TcpTable:
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
         conn = _connection_class().connect(
-            local_port, remote_port, iss, now, self.config, mib=self.mib,
-            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port))
+            local_port, remote_port, iss, now, self._shared_config(), mib=self.mib,
+            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port),
+            shared_config=True)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
@@ -459,6 +473,19 @@ class TcpTable:
         listener = Listener(self, port, backlog, on_connection)
         self._listeners[port] = listener
         return listener
+
+    def _shared_config(self) -> TcpConfig:
+        """The config new connections share (``shared_config``): a private
+        snapshot of :attr:`config`, taken again when ``config`` is replaced
+        or changed in place.  A connection copies it before it changes an
+        option of its own, so sharing costs neither memory nor a copy per
+        connection and behaves as the copy per connection did."""
+        cfg = self.config
+        snap = self._cfg_snap
+        if snap is None or self._cfg_src is not cfg or snap != cfg:
+            snap = self._cfg_snap = copy.copy(cfg)
+            self._cfg_src = cfg
+        return snap
 
     def _ephemeral_port(self, remote_addr: bytes, remote_port: int) -> int:
         in_use = _PortsInUse(self, remote_addr, remote_port)
@@ -818,8 +845,8 @@ class TcpTable:
 
     def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
                          created: float, ack: TcpSegment, now: float) -> None:
-        conn = promote(_connection_class(), self.config, syn, iss, created, ack, now,
-                       mib=self.mib,
+        conn = promote(_connection_class(), self._shared_config(), syn, iss, created, ack,
+                       now, mib=self.mib, shared_config=True,
                        trace=self._trace_hook(None, created, syn.dst_port, src, syn.src_port))
         ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
@@ -830,6 +857,8 @@ class TcpTable:
         self._conns[ep.key] = ep
         self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
+        if self.on_passive_open is not None:
+            self.on_passive_open(src, now)
 
     def _drop_request(self, listener: Listener, req: RequestSock) -> None:
         req.removed = True
@@ -1028,6 +1057,8 @@ class TcpTable:
             if closed:
                 self._remove(ep)
             else:
+                if ep.owner is None and getattr(conn, "state", None) is _TIME_WAIT:
+                    conn = self._compact_time_wait(ep, conn)
                 self._schedule(ep, conn.next_deadline())
             guard += 1
             if guard > 100_000:  # a callback that keeps re-dirtying: finish next iteration
@@ -1035,6 +1066,17 @@ class TcpTable:
                     self._flush_handle = self.loop.call_soon(self._flush)
                 break
         self._arm()
+
+    def _compact_time_wait(self, ep: TcpEndpoint, conn: TcpConnection) -> TcpConnection:
+        """An orphan that is quiet in TIME-WAIT keeps only a
+        :class:`~ustack.tcp.timewait.TimeWait` record for its 2MSL (Linux
+        tcp_time_wait swaps the socket for an inet_timewait_sock)."""
+        if (ep in self._orphans and type(conn) is _TcpConnection and self.compact_time_wait
+                and can_compact(conn)):
+            record: Any = TimeWait(conn)
+            ep.conn = record
+            return record  # type: ignore[no-any-return]
+        return conn
 
     def _dispatch(self, ep: TcpEndpoint, event: events.Event) -> bool:
         """Deliver one event; True when the connection is finished."""

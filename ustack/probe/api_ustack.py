@@ -276,14 +276,11 @@ class UstackSocketApi(SocketApi):
             raise SysError(E.EPIPE)
         if flags & socket.MSG_OOB:
             raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
-        if flags & socket.MSG_MORE:
-            raise Unsupported("unsupported on ustack: MSG_MORE (TcpConnection.send has no "
-                              "flags)")
         if obj.error is not None:
             err, obj.error = obj.error, None
             raise SysError(err)
         try:
-            n: int = ep.conn.send(data, self._now())
+            n: int = ep.conn.send(data, self._now(), more=bool(flags & socket.MSG_MORE))
         except OSError as exc:
             raise SysError(exc.errno or E.EPIPE) from None
         if n and flags & _MSG_EOR:

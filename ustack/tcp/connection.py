@@ -20,7 +20,6 @@ Where RFC and Linux differ the default is Linux's; each such place says so.
 from __future__ import annotations
 
 import errno as E
-from collections import deque
 from copy import copy
 from typing import Any, ClassVar
 
@@ -78,6 +77,9 @@ _GSO_MAX_PAYLOAD = 65536 - 321
 _RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
+#: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
+_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
+
 #: Undo.reason -> the Linux counter it increments
 _UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
@@ -98,7 +100,7 @@ class TcpConnection:
     or :meth:`accept`."""
 
     __slots__ = (
-        "config", "state", "local_port", "remote_port",
+        "config", "_cfg_own", "state", "local_port", "remote_port",
         # the rooms: send side, receive side, timer table
         "snd", "rcv", "timers",
         # send sequence space (RFC 9293 3.3.1); the receive side's is in rcv
@@ -138,14 +140,29 @@ class TcpConnection:
     # ------------------------------------------------------------------ OPEN
     def __init__(self, local_port: int, remote_port: int, iss: int, now: float,
                  config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-                 trace: TraceHook | None = None) -> None:
-        """Internal: use :meth:`connect` or :meth:`accept`."""
-        # a private copy: per-connection options (set_nodelay, set_keepalive)
-        # must not leak into other connections sharing the same config
-        cfg = copy(config) if config is not None else TcpConfig()
+                 trace: TraceHook | None = None, shared_config: bool = False) -> None:
+        """Internal: use :meth:`connect` or :meth:`accept`.
+
+        ``shared_config``: ``config`` is a snapshot nobody changes (the
+        table's, ``TcpTable._shared_config``): the connection reads it as its
+        own and copies it only when a per-connection option is set
+        (:meth:`_own_config`).  Otherwise it takes a private copy at once."""
+        # per-connection options (set_nodelay, set_keepalive) must not leak
+        # into other connections sharing the same config
+        own = not shared_config or config is None
+        if config is None:
+            cfg = TcpConfig()
+        elif own:
+            cfg = copy(config)
+        else:
+            cfg = config
         if cfg.maxseg and cfg.maxseg < cfg.mss:
+            if not own:
+                cfg = copy(cfg)
+                own = True
             cfg.mss = cfg.maxseg  # TCP_MAXSEG clamps what we advertise
         self.config = cfg
+        self._cfg_own = own
         #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
         self.trace: TraceHook | None = trace
         #: MIB counters (nstat names); the table passes its stack-wide one
@@ -206,7 +223,8 @@ class TcpConnection:
         #: SND.NXT before the first transmission of a receive batch made
         #: during loss recovery (_send_after_ack), for the trace's rtx flag
         self._early_nxt: int | None = None
-        self._events: deque[ev.Event] = deque()
+        #: pending events, oldest first (a list: rarely more than two)
+        self._events: list[ev.Event] = []
         self._data_event_sent = False
         self._send_blocked = False
         self._last_oow = -1e18
@@ -257,6 +275,14 @@ class TcpConnection:
         if self.trace is not None:
             self.trace(self._now, "state", {"old": old.ss_name, "new": new.ss_name})
 
+    def _own_config(self) -> TcpConfig:
+        """This connection's config, copied first if it is still the shared
+        snapshot (a per-connection option is about to change it)."""
+        if not self._cfg_own:
+            self.config = copy(self.config)
+            self._cfg_own = True
+        return self.config
+
     # ------------------------------------------------------------ views
     @property
     def rcv_nxt(self) -> int:
@@ -288,9 +314,10 @@ class TcpConnection:
     @classmethod
     def connect(cls, local_port: int, remote_port: int, iss: int, now: float,
                 config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-                trace: TraceHook | None = None) -> TcpConnection:
+                trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
-        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace)
+        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace,
+                shared_config=shared_config)
         c._set_state(_SYN_SENT)
         c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
@@ -301,11 +328,12 @@ class TcpConnection:
     @classmethod
     def accept(cls, syn: TcpSegment, iss: int, now: float,
                config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-               trace: TraceHook | None = None) -> TcpConnection:
+               trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
         """Passive OPEN from a listener that got ``syn`` (RFC 9293 3.10.7.2):
         queue a SYN-ACK echoing only the options the SYN offered, enter
         SYN-RECEIVED.  Data on the SYN is discarded (no Fast Open, as Linux)."""
-        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace)
+        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace,
+                shared_config=shared_config)
         c._passive = True
         c._set_state(_SYN_RECEIVED)
         c.segs_in = 1
@@ -337,11 +365,16 @@ class TcpConnection:
             self._ts_recent_stamp = now
 
     # ---------------------------------------------------------- user calls
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+    def send(self, data: bytes | bytearray | memoryview, now: float, *,
+             more: bool = False) -> int:
         """SEND (RFC 9293 3.10.2): queue bytes, return how many fit in the send
         buffer.  Raises BrokenPipeError after shutdown/close, or the error that
-        closed the connection."""
+        closed the connection.  ``more`` (Linux MSG_MORE): the next output
+        holds partial segments as TCP_CORK would, and the end of this write
+        carries no PSH (tcp_push: no tcp_mark_push, TCP_NAGLE_CORK)."""
         self._now = now
+        snd = self.snd
+        snd.more = snd.more_cork = more
         st = self.state
         if self.snd.fin_queued or self._app_closed:
             raise BrokenPipeError(E.EPIPE, "TCP send side already shut down")
@@ -508,7 +541,7 @@ class TcpConnection:
             new.set_mss(self.send_mss, self.config.initial_cwnd)
             new.cwnd = old.cwnd
             new.ssthresh = old.ssthresh
-        self.config.congestion = name
+        self._own_config().congestion = name
         self.cc = new
         if self.rec is not None:
             self.rec.cc = new
@@ -522,14 +555,14 @@ class TcpConnection:
 
     def set_cork(self, enabled: bool) -> None:
         """TCP_CORK (Linux): hold partial segments; uncorking sends them."""
-        self.config.cork = enabled
+        self._own_config().cork = enabled
         self.snd.cork = enabled
         if not enabled:
             self.snd.force = True  # Linux: push pending frames on uncork
 
     def set_quickack(self, enabled: bool) -> None:
         """TCP_QUICKACK: ACK every data segment at once (a delayed ACK goes now)."""
-        self.config.quickack = enabled
+        self._own_config().quickack = enabled
         self.rcv.quickack_mode = enabled
         if enabled and self.timers.delack is not None:
             self.rcv.ack_now = True
@@ -539,7 +572,7 @@ class TcpConnection:
         advertise; after it the send MSS, with no retransmission)."""
         if nbytes < 88 and nbytes != 0:
             raise ValueError(f"TCP_MAXSEG must be 0 or >= 88 bytes, not {nbytes}")
-        cfg = self.config
+        cfg = self._own_config()
         cfg.maxseg = nbytes
         if not nbytes:
             return
@@ -560,13 +593,13 @@ class TcpConnection:
         wait unsent, and the socket is writable below half of it (0 = off)."""
         if nbytes < 0:
             raise ValueError(f"TCP_NOTSENT_LOWAT must be >= 0, not {nbytes}")
-        self.config.notsent_lowat = nbytes
+        self._own_config().notsent_lowat = nbytes
 
     def set_send_buffer(self, nbytes: int) -> None:
         """SO_SNDBUF: the bound of unacknowledged + unsent bytes."""
         if nbytes <= 0:
             raise ValueError(f"SO_SNDBUF must be > 0, not {nbytes}")
-        self.config.send_buffer = nbytes
+        self._own_config().send_buffer = nbytes
         self.snd.buf.limit = nbytes
 
     def set_recv_buffer(self, nbytes: int) -> None:
@@ -574,7 +607,7 @@ class TcpConnection:
         what was already advertised, RFC 9293 3.8.6) and of out-of-order data."""
         if nbytes <= 0:
             raise ValueError(f"SO_RCVBUF must be > 0, not {nbytes}")
-        self.config.recv_buffer = nbytes
+        self._own_config().recv_buffer = nbytes
         self.rcv.size = nbytes
         if self.state.synchronized:
             self.rcv.maybe_window_update()
@@ -584,7 +617,7 @@ class TcpConnection:
         next output, held back by Nagle or TCP_CORK alike (Linux
         tcp_sock_set_nodelay: TCP_NAGLE_OFF|TCP_NAGLE_PUSH, then
         tcp_push_pending_frames; the cork itself stays on)."""
-        self.config.nodelay = enabled
+        self._own_config().nodelay = enabled
         if enabled and self.snd.unsent(self.snd_una):
             self.snd.force = True
 
@@ -593,12 +626,12 @@ class TcpConnection:
         zero-window probes stay unacknowledged this long (0 = off, retries2)."""
         if seconds < 0:
             raise ValueError(f"user timeout must be >= 0 seconds, not {seconds}")
-        self.config.user_timeout = seconds
+        self._own_config().user_timeout = seconds
 
     def set_keepalive(self, enabled: bool, now: float, *, idle: float | None = None,
                       interval: float | None = None, count: int | None = None) -> None:
         """SO_KEEPALIVE (+ TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): arm or disarm probing."""
-        cfg = self.config
+        cfg = self._own_config()
         if idle is not None:
             cfg.keepalive_idle = idle
         if interval is not None:
@@ -652,7 +685,7 @@ class TcpConnection:
 
     def next_event(self) -> ev.Event | None:
         events = self._events
-        return events.popleft() if events else None
+        return events.pop(0) if events else None
 
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
@@ -1217,10 +1250,19 @@ class TcpConnection:
         with the negotiated MSS and SACK, the RTT estimator and the
         controller (ustack.tcp.recovery)."""
         cfg = self.config
-        rcfg = RecoveryConfig(tcp_recovery=cfg.tcp_recovery,
-                              tcp_early_retrans=cfg.tcp_early_retrans, tcp_frto=cfg.tcp_frto,
-                              tcp_dsack=cfg.tcp_dsack, tcp_reordering=cfg.dupack_threshold,
-                              rto_min=cfg.rto_min, probe_initial=cfg.rto_initial)
+        knobs = (cfg.tcp_recovery, cfg.tcp_early_retrans, cfg.tcp_frto, cfg.tcp_dsack,
+                 cfg.dupack_threshold, cfg.rto_min, cfg.rto_initial)
+        rcfg = _RECOVERY_CONFIGS.get(knobs)
+        if rcfg is None:
+            # one RecoveryConfig per distinct set of knobs, shared (the
+            # recovery room only reads it)
+            if len(_RECOVERY_CONFIGS) > 64:
+                _RECOVERY_CONFIGS.clear()
+            rcfg = _RECOVERY_CONFIGS[knobs] = RecoveryConfig(
+                tcp_recovery=cfg.tcp_recovery, tcp_early_retrans=cfg.tcp_early_retrans,
+                tcp_frto=cfg.tcp_frto, tcp_dsack=cfg.tcp_dsack,
+                tcp_reordering=cfg.dupack_threshold, rto_min=cfg.rto_min,
+                probe_initial=cfg.rto_initial)
         self.rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc, sack=self.sack_ok,
                             config=rcfg, ts_clock=self._ts_val if self.ts_ok else None)
         self.snd.cwnd_usage_seq = self.snd_una
@@ -1519,7 +1561,9 @@ class TcpConnection:
             return
         if self.snd_wnd:
             # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
+            # (corked or MSG_MORE data too; Linux tcp_write_wakeup sets PSH)
             self.snd.force = True
+            self.snd.more = False
             return
         if self._app_closed and self._persist_backoff >= self.config.orphan_retries:
             # an orphan facing a window that never opens (Linux tcp_probe_timer):

@@ -151,12 +151,17 @@ def cookie_syn_options(syn: TcpSegment, mss: int, timestamps: bool) -> TcpOption
 
 def promote(conn_class: type[TcpConnection], config: TcpConfig, syn: TcpSegment, iss: int,
             created: float, ack: TcpSegment, now: float, *,
-            mib: TcpMib | None = None, trace: TraceHook | None = None) -> TcpConnection:
+            mib: TcpMib | None = None, trace: TraceHook | None = None,
+            shared_config: bool = False) -> TcpConnection:
     """The connection for a completed handshake: what ``accept`` would have
     built at ``created`` (its SYN-ACK already sent, so discarded), then the
     ACK (RFC 9293 3.10.7.4: SYN-RECEIVED -> ESTABLISHED; data or FIN on
-    the ACK are processed as usual)."""
-    conn = conn_class.accept(syn, iss, created, config, mib=mib, trace=trace)
+    the ACK are processed as usual).  ``shared_config``: see TcpConnection."""
+    if shared_config:
+        conn = conn_class.accept(syn, iss, created, config, mib=mib, trace=trace,
+                                 shared_config=True)
+    else:
+        conn = conn_class.accept(syn, iss, created, config, mib=mib, trace=trace)
     conn.segments_to_send(created)
     conn.receive(ack, now)
     return conn

@@ -275,15 +275,27 @@ class _AckState:
 class Recovery:
     """Scoreboard + RACK-TLP + PRR + undo + rate samples for one sender."""
 
-    #: take the fast paths of :meth:`on_ack` / :meth:`on_sent` for the common
-    #: case (tests set it False on an instance to force the general path;
-    #: tests/unit/test_tcp_recovery_fastpath.py proves both give the same)
-    fast_path = True
+    # slotted: one per connection (a __dict__ here was ~1.6 KB per idle
+    # connection); fast_path is a slot, so it is set per instance
+    __slots__ = (
+        "fast_path", "cfg", "_tlp_on", "sb", "rate", "rack", "rtt", "cc", "sack_ok",
+        "ts_clock", "state", "high_seq", "undo_marker", "undo_retrans", "prior_ssthresh",
+        "prior_cwnd", "prr_delivered", "prr_out", "batch_delivered", "reordering",
+        "reord_seen", "retrans_stamp", "_retrans_any", "frto", "tlp_high_seq",
+        "tlp_retrans", "_probe_pending", "dsack_dups", "total_retrans",
+        "total_retrans_bytes", "rto_count", "reno_sacked", "is_sack_reneg", "tlp_probes",
+        "tlp_recoveries", "undos", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
+        "_ca_rtt",
+    )
 
     def __init__(self, una: int, mss: int, rtt: RttEstimator,
                  cc: CongestionController | None = None, *, sack: bool = True,
                  config: RecoveryConfig | None = None,
                  ts_clock: Callable[[float], int] | None = None) -> None:
+        #: take the fast paths of :meth:`on_ack` / :meth:`on_sent` for the
+        #: common case (tests set it False on an instance to force the general
+        #: path; tests/unit/test_tcp_recovery_fastpath.py proves both give the same)
+        self.fast_path = True
         self.cfg = config if config is not None else RecoveryConfig()
         self._tlp_on = self.cfg.tcp_early_retrans in (3, 4)
         self.sb = Scoreboard(una, mss)

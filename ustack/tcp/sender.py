@@ -39,7 +39,8 @@ class Sender:
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
-                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor")
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor",
+                 "more", "more_cork")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -75,6 +76,13 @@ class Sender:
         #: MSG_EOR record ends not yet acknowledged (sequence numbers, in
         #: order): no segment carries bytes from both sides of one
         self.eor: list[int] = []
+        #: MSG_MORE: the last write said more follows, so the end of the data
+        #: is not marked PSH (Linux tcp_push skips tcp_mark_push), and the
+        #: next output round holds partial segments as a cork does (its
+        #: __tcp_push_pending_frames with TCP_NAGLE_CORK); later rounds (an
+        #: ACK, the persist timer) follow Nagle/TCP_NODELAY again
+        self.more = False
+        self.more_cork = False
 
     def mark_eor(self, end: int) -> None:
         """The bytes queued up to ``end`` end a record (MSG_EOR; Linux
@@ -182,7 +190,9 @@ class Sender:
             if group < 2:
                 group = 0
         nodelay = cfg.nodelay
-        cork = self.cork
+        cork = self.cork or self.more_cork
+        self.more_cork = False
+        more = self.more
         eor = self.eor
         out = c._out
         rcv = c.rcv
@@ -251,7 +261,8 @@ class Sender:
             flags = ACK | PSH if n > mss or record_end or (
                 group and (nsegs + 1) % group == 0) else ACK
             if sent == buf_len:
-                flags = ACK | PSH
+                if not more:
+                    flags = ACK | PSH
                 if fin_queued and room > n:
                     flags = ACK | PSH | FIN
             nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
