@@ -180,6 +180,8 @@ class UstackSocket:
         child = UstackSocket(self.api)
         child.notsent_lowat = self.notsent_lowat
         child.ep = ep
+        if self.tsflags:  # SO_TIMESTAMPING is inherited (Linux sk_clone_lock)
+            self.api._set_timestamping(child, self.tsflags)
         child.connected = True
         ep.owner = child
         self.backlog.append(child)
