@@ -159,13 +159,16 @@ def _loss_ratio(doc: dict[str, Any]) -> float | None:
 def bench_argv(bench: str, quick: bool, idle_counts: list[int], rr_count: int | None,
                cc: str) -> list[str]:
     py = [sys.executable]
+    # each bench run alternates ustack and kernel once (--rounds 1): the
+    # suite's --runs give the spread
     if bench == "rr":
-        extra = ["--quick"] if quick else []
+        extra = ["--quick"] if quick else ["--rounds", "1"]
         if rr_count:
             extra += ["--count", str(rr_count)]
         return [*py, str(HERE / "rr.py"), "--json", *extra]
     if bench == "cps":
-        return [*py, str(HERE / "cps.py"), "--json", *(["--quick"] if quick else [])]
+        return [*py, str(HERE / "cps.py"), "--json", *(["--quick"] if quick else
+                                                       ["--rounds", "1"])]
     if bench == "idle":
         return [*py, str(HERE / "idle.py"), "--json", "--conns",
                 ",".join(map(str, idle_counts)), *(["--quick"] if quick else [])]
@@ -272,6 +275,8 @@ def render_png(doc: dict[str, Any], path: Path) -> bool:
     ax.barh(list(ys), med, xerr=[lo, hi], color=colors, capsize=3)
     ax.set_yticks(list(ys), [r["figure"] for r in rows], fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8)
+    if min(r["min"] for r in rows) > 0:
+        ax.set_xscale("log")  # ratios from ~0.02 (exact wire) to ~20 (rr p99)
     ax.invert_yaxis()
     ax.set_xlabel("ustack / kernel (median of runs; whiskers min..max)")
     ax.set_title(f"ustack vs kernel, {doc['runs']} run(s), {doc['started']}")
