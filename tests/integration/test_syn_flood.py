@@ -20,7 +20,7 @@ Two tests:
   other jobs ustack does not reach them run after run (the reason names the
   measured figures; docs/hardening.md and bench/synflood.py give the
   kernel's side by side and say who had the CPUs).  Not strict: the figures
-  swing with the CPU the stack gets, and a run can meet every target (two
+  swing with the CPU the stack gets, and a run can meet every target (seven
   of sixteen did), which must not fail CI; pytest reports such a run as
   XPASS.  The mark goes when the targets hold run after run.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
