@@ -128,13 +128,13 @@ def test_receive_check_same_verdict(body: bytes, src: bytes, dst: bytes, fix: bo
 
 
 def test_env_var_forces_the_fallback() -> None:
-    code = ("from ustack.wire import checksum, tcp; "
+    code = ("from ustack.wire import checksum, tcp; from ustack.link import af_packet; "
             "print(checksum.ACCELERATED, checksum.payload_sum is checksum._py_payload_sum, "
-            "tcp._sum16)")
+            "tcp._sum16, af_packet._sendmany)")
     env = dict(os.environ, USTACK_NO_ACCEL="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "True", "None"]
+    assert out == ["False", "True", "None", "None"]
     if os.environ.get("USTACK_NO_ACCEL", "") in ("", "0"):
         _accel()
         assert checksum.ACCELERATED and checksum.payload_sum is checksum.sum16

@@ -24,9 +24,13 @@ place where they meet the asyncio loop:
   numbers per RFC 6528, both computed by the TCP core's helpers.
 * **Output batching**: anything that may make a connection produce output
   (an input segment, a timer, an application call) only marks the connection
-  *dirty*; one ``call_soon`` callback per loop iteration then drains events
-  and ``segments_to_send`` of every dirty connection.  A receive batch of 64
-  segments therefore costs one drain, not 64.
+  *dirty*, and one drain delivers its events and ``segments_to_send``.  The
+  segments of one receive batch (:meth:`TcpTable.begin_batch` /
+  :meth:`TcpTable.end_batch`, around the device callback) are drained at
+  the end of that callback, so a batch of 64 segments costs one drain and
+  the protocol's ``data_received`` runs without another loop iteration; a
+  ``write()`` outside a drain sends at once (:meth:`TcpTable.send_now`, as a
+  kernel ``send()``); anything else gets one ``call_soon`` drain.
 * **One timer** for the whole table: a heap of ``(deadline, n, endpoint)``
   with lazy invalidation and a single ``loop.call_at`` handle for the
   earliest entry.  A deadline that moves *later* (the retransmission timer
