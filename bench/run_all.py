@@ -193,7 +193,8 @@ def run_bench(argv: list[str], timeout: float) -> tuple[dict[str, Any] | None, s
         return None, f"timed out after {timeout:g} s"
     start = proc.stdout.find("{")
     if start < 0:
-        return None, f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"
+        last = (proc.stderr.strip().splitlines() or [""])[-1]
+        return None, f"exit {proc.returncode}: {last[-500:]}"
     try:
         doc: dict[str, Any] = json.loads(proc.stdout[start:])
     except ValueError as exc:
@@ -246,7 +247,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
                     table(context)]
     if doc["failures"]:
         parts += ["", "## Bench runs that failed", ""]
-        parts += [f"- {name} run {i}: {why}" for name, i, why in doc["failures"]]
+        parts += [f"- {name} run {i}: " + " ".join(str(why).split())
+                  for name, i, why in doc["failures"]]
     parts += ["", "Per-bench wall times (s): " + ", ".join(
         f"{k} {fmt_number(v)}" for k, v in doc["wall_seconds"].items()), ""]
     return "\n".join(parts)
