@@ -332,6 +332,9 @@ class TcpTable:
         self._cfg_snap: TcpConfig | None = None
         self._cfg_src: TcpConfig | None = None
         self._ip_send: Callable[[bytes, int, bytes], Any] = port.send
+        #: connections whose IPv4 headers differ from the default (TOS 0, DF
+        #: set): endpoint -> (tos, df); empty, the send path never looks
+        self._ip_opts: dict[TcpEndpoint, tuple[int, bool]] = {}
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
             port.send_many or self._send_each
         self.local_addr: bytes = port.local_addr
@@ -1058,10 +1061,56 @@ class TcpTable:
                 self._release(ep)
             holding.clear()
 
+    def set_ip_options(self, ep: TcpEndpoint, tos: int = 0, df: bool = True) -> None:
+        """The TOS byte and DF bit of ``ep``'s IPv4 headers from now on
+        (IP_TOS, IP_MTU_DISCOVER; Linux ip_queue_xmit takes both from the
+        socket).  ValueError when the IP layer cannot set them."""
+        if not 0 <= tos <= 0xFF:
+            raise ValueError(f"TOS must be 0..255, not {tos}")
+        if tos == 0 and df:
+            self._ip_opts.pop(ep, None)
+            return
+        if self.port.send_ip_opts is None:
+            raise ValueError("this IP layer cannot set TOS/DF per connection")
+        self._ip_opts[ep] = (tos, df)
+
+    def ip_options(self, ep: TcpEndpoint) -> tuple[int, bool]:
+        """(tos, df) of ``ep``'s IPv4 headers."""
+        return self._ip_opts.get(ep, (0, True))
+
+    def _transmit_ip_opts(self, ep: TcpEndpoint, segs: list[TcpSegment], tos: int,
+                          df: bool) -> None:
+        """The output of a connection with its own TOS/DF: one packet per
+        MTU-sized piece through the IP layer's general send (no GSO, no
+        fused fast path)."""
+        send = self.port.send_ip_opts
+        assert send is not None
+        raddr, laddr = ep.remote_addr, self.local_addr
+        for seg in segs:
+            opt = seg.options.encode() if not seg.options.is_empty() else b""
+            room = self._mtu_payload - HEADER_LEN - len(opt)
+            payload = seg.payload
+            if len(payload) <= room:
+                send(raddr, PROTO_TCP, seg.encode(laddr, raddr), tos=tos, df=df)
+                continue
+            last = len(payload) - room
+            for off in range(0, len(payload), room):
+                flags = seg.flags if off >= last else seg.flags & ~(FIN | PSH)
+                piece = TcpSegment(seg.src_port, seg.dst_port, (seg.seq + off) & 0xFFFFFFFF,
+                                   seg.ack, flags, seg.window, seg.urgent, seg.options,
+                                   payload[off : off + room])
+                send(raddr, PROTO_TCP, piece.encode(laddr, raddr), tos=tos, df=df)
+
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
         """Put a connection's output on the wire: small and MSS-sized
         segments in one burst (one encoder: they share the options block),
         super-segments and over-long headers through :meth:`_send_large`."""
+        if self._ip_opts:
+            opts = self._ip_opts.get(ep)
+            if opts is not None:
+                self.counters["tcp_segs_out"] += len(segs)
+                self._transmit_ip_opts(ep, segs, *opts)
+                return
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
         encoder = self._new_encoder(raddr)
@@ -1198,6 +1247,8 @@ class TcpTable:
             pass
 
     def _remove(self, ep: TcpEndpoint) -> None:
+        if self._ip_opts:
+            self._ip_opts.pop(ep, None)
         hook = getattr(ep.conn, "trace", None)
         if hook is not None and not ep.removed:
             (la, lp), (ra, rp) = ep.sockname, ep.peername
