@@ -687,6 +687,10 @@ class TcpConnection:
         events = self._events
         return events.pop(0) if events else None
 
+    def has_events(self) -> bool:
+        """An event waits for :meth:`next_event`."""
+        return bool(self._events)
+
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
         return self.timers.earliest()
@@ -898,6 +902,9 @@ class TcpConnection:
                 self.dsack_dups += 1
             if seg_len:
                 self.rcv.ack_now = True  # data/FIN: dup ACK at once, never rate-limited
+                # our ACK was lost or late: ping-pong mode ends (Linux
+                # tcp_data_queue out_of_window -> tcp_enter_quickack_mode)
+                self.rcv.pingpong = False
             else:
                 self._oow_ack(now)
             return
