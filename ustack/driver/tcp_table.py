@@ -1157,6 +1157,9 @@ class TcpTable:
                 and can_compact(conn)):
             record: Any = TimeWait(conn)
             ep.conn = record
+            if ep.mem:  # the record holds no buffers: give the charge back
+                self.memory.charge(-ep.mem, self.now())
+                ep.mem = 0
             return record  # type: ignore[no-any-return]
         return conn
 
