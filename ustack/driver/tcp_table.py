@@ -357,6 +357,13 @@ class TcpTable:
         #: called with (remote address, now) when a passive open completes
         #: its handshake (the SYN channel's proven peers); None = nobody
         self.on_passive_open: Callable[[bytes, float], None] | None = None
+        #: read the frames already received (the device's ``poll``; set by the
+        #: Stack): the timer runs it first, so an ACK waiting in the receive
+        #: ring is seen before a loss probe or RTO it makes moot (the loop
+        #: runs due timers before it polls; the drain of a receive batch
+        #: sends inside the device callback, so ACKs to what it sent can be
+        #: waiting when the next timer is due).  None: nothing to poll
+        self.poll_input: Callable[[], None] | None = None
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -1289,6 +1296,9 @@ class TcpTable:
 
     def _on_timer(self) -> None:
         self._timer = None
+        poll = self.poll_input
+        if poll is not None and not self._batch and not self._flushing:
+            poll()  # input first: its ACKs may move the deadlines (see poll_input)
         if self._holding:
             self.release_held()
         now = self.now()
