@@ -271,7 +271,10 @@ async def role_idle(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     rss1 = rss_bytes()
     n = len(held)
-    info = {"role": "idle", "loop": args.loop, "api": args.api, "conns": n, "asked": args.conns,
+    # a connection the peer reset or closed meanwhile is not idle-established
+    lost = sum(1 for h in held if h.is_closing())
+    info = {"role": "idle", "loop": args.loop, "api": args.api, "conns": n, "lost": lost,
+            "asked": args.conns,
             "errors": errors, "open_seconds": elapsed, "rss_before": rss0, "rss_after": rss1,
             "rss_per_conn": (rss1 - rss0) / n if n else None, "pid": os.getpid()}
     print("OPEN " + json.dumps(info), flush=True)

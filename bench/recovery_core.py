@@ -25,48 +25,9 @@ from typing import Any
 from ustack.tcp.congestion import create
 from ustack.tcp.recovery import Recovery
 from ustack.tcp.rtt import RttEstimator
+from ustack.tcp.testing import SequenceReceiver
 
 MSS = 1448
-
-
-class Receiver:
-    """Cumulative ACK + SACK blocks of the out-of-order queue (newest first)."""
-
-    def __init__(self) -> None:
-        self.nxt = 0
-        self.ooo: list[list[int]] = []
-        self.recent: list[tuple[int, int]] = []
-
-    def receive(self, start: int, end: int) -> tuple[int, list[tuple[int, int]]]:
-        if end <= self.nxt:
-            return self.nxt, [(start, end)] + self._blocks()  # D-SACK
-        if start <= self.nxt:
-            self.nxt = max(self.nxt, end)
-            while self.ooo and self.ooo[0][0] <= self.nxt:
-                self.nxt = max(self.nxt, self.ooo.pop(0)[1])
-        else:
-            self.ooo.append([start, end])
-            self.ooo.sort()
-            merged: list[list[int]] = []
-            for s, e in self.ooo:
-                if merged and s <= merged[-1][1]:
-                    merged[-1][1] = max(merged[-1][1], e)
-                else:
-                    merged.append([s, e])
-            self.ooo = merged
-            for s, e in self.ooo:
-                if s <= start < e:
-                    self.recent = [(s, e)] + [b for b in self.recent if not (s <= b[0] < e)]
-        return self.nxt, self._blocks()
-
-    def _blocks(self) -> list[tuple[int, int]]:
-        live = {(s, e) for s, e in self.ooo}
-        self.recent = [b for b in self.recent if b in live]
-        out = list(self.recent)
-        for s, e in self.ooo:
-            if (s, e) not in out:
-                out.append((s, e))
-        return out[:3]
 
 
 def run(segments: int, loss: float, cc: str, seed: int, delay: float,
@@ -76,7 +37,7 @@ def run(segments: int, loss: float, cc: str, seed: int, delay: float,
     ctl = create(cc, MSS, 10)
     room = Recovery(0, MSS, rtt, ctl, sack=True)
     rec: Any = room if log is None else Recorder(room, log)
-    rcv = Receiver()
+    rcv = SequenceReceiver()
     total = segments * MSS
     now = 0.0
     nxt = 0

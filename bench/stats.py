@@ -92,7 +92,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     for row in rows:
         if len(row) != len(header):
             raise ValueError(f"row {row!r} has {len(row)} cells, header has {len(header)}")
-    numeric = [bool(rows) and all(_looks_numeric(cell(r[i])) for r in rows)
+    numeric = [any(cell(r[i]).strip() for r in rows)
+               and all(_looks_numeric(cell(r[i])) for r in rows)
                for i in range(len(header))]
     lines = ["| " + " | ".join(cell(h) for h in header) + " |",
              "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]

@@ -359,10 +359,18 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             accepted += 1
             writer.close()
 
+        sinks: set[asyncio.Task[Any]] = set()
+
         async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while await reader.read(1 << 20):
-                pass
-            writer.close()
+            task = asyncio.current_task()
+            if task is not None:
+                sinks.add(task)
+            try:
+                while await reader.read(1 << 20):
+                    pass
+                writer.close()
+            finally:
+                sinks.discard(task)
 
         server = await stack.start_server(on_connect, port=LISTEN_PORT)
         bulk_server = await stack.start_server(sink, port=BULK_PORT)
@@ -407,6 +415,11 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
         counters = stack.counters()
         server.close()
         bulk_server.close()
+        # let the bulk sink read its EOF: a handler task still running when
+        # the stack closes is cancelled, and Python 3.11's StreamReaderProtocol
+        # then logs a CancelledError traceback (task.exception() on it)
+        if sinks:
+            await asyncio.wait(list(sinks), timeout=3.0)
         syn_in = counters.get("syn_dev.rx_frames", 0) if syn_channel else counters.get(
             "dev.rx_frames", 0)
         dropped = counters.get("syn_dev.rx_kernel_drops", 0) + counters.get(
@@ -590,6 +603,9 @@ def main() -> int:
     parser.add_argument("--one-socket", action="store_true",
                         help="ustack without its SYN channel")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--syn-share", type=float, metavar="F",
+                        help="Stack.SYN_CPU_SHARE for the ustack target (default "
+                             f"{Stack.SYN_CPU_SHARE})")
     parser.add_argument("--fresh-client", action="store_true",
                         help="connect from an address of its own (.201 on the peer's link) "
                              "that never had a connection with the target, not from the "
@@ -605,6 +621,8 @@ def main() -> int:
         parser.error("--target: names separated by commas")
     if args.stack_nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.stack_nice)
+    if args.syn_share is not None:
+        Stack.SYN_CPU_SHARE = args.syn_share
     if args.profile:
         import cProfile
 

@@ -95,12 +95,17 @@ def kernel_address(lab: Lab) -> Iterator[None]:
         subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "flush", "all"], check=False)
 
 
-def kernel_to_kernel(lab: Lab, nbytes: int) -> float:
+def _cc_args(cc: str | None) -> list[str]:
+    return ["--congestion", cc] if cc else []
+
+
+def kernel_to_kernel(lab: Lab, nbytes: int, cc: str | None = None) -> float:
     with kernel_address(lab):
         sink = _start_peer(lab, "sink", 5101, "--no-hash")
         sender = lab.popen_in_stack(
             [sys.executable, str(PEER), "send", "--port", "5101", "--connect",
-             lab.peer_address, "--bytes", str(nbytes)], stdout=subprocess.PIPE, text=True)
+             lab.peer_address, "--bytes", str(nbytes), *_cc_args(cc)],
+            stdout=subprocess.PIPE, text=True)
         res = _peer_result(sender)
         _peer_result(sink)
         return nbytes / float(res["seconds"]) / 1e6
@@ -133,8 +138,9 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
 
 
 async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
-                           read_size: int = 1 << 16) -> dict[str, Any]:
-    source = _start_peer(lab, "source", 5103, "--bytes", str(nbytes), "--seed", "9")
+                           read_size: int = 1 << 16, cc: str | None = None) -> dict[str, Any]:
+    source = _start_peer(lab, "source", 5103, "--bytes", str(nbytes), "--seed", "9",
+                         *_cc_args(cc))
     try:
         reader, writer = await stack.open_connection(lab.peer_address, 5103, timeout=10,
                                                      limit=1 << 20)
@@ -163,12 +169,15 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
 
 async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
                      profile: str | None, gso: bool,
-                     read_size: int = 1 << 16) -> dict[str, dict[str, Any]]:
+                     read_size: int = 1 << 16,
+                     cc: str | None = None) -> dict[str, dict[str, Any]]:
     from ustack.stack import Stack
 
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address, offload=gso,
                                   diagnostics=False)
+    if cc:  # TcpConfig(congestion=cc) for the connections opened below
+        stack.tcp.config.congestion = cc
     results: dict[str, dict[str, Any]] = {}
     prof = None
     if profile:
@@ -181,7 +190,7 @@ async def run_ustack(lab: Lab, nbytes: int, verify: bool, directions: list[str],
             results["ustack_to_kernel"] = await ustack_to_kernel(stack, lab, nbytes, verify)
         if "down" in directions:
             results["kernel_to_ustack"] = await kernel_to_ustack(stack, lab, nbytes, verify,
-                                                                 read_size)
+                                                                 read_size, cc)
     finally:
         if prof is not None:
             prof.disable()
@@ -248,6 +257,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat N times in one lab; median, min and max")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--cc", default=None,
+                        help="congestion control of every sender: the kernel's (its "
+                        "TCP_CONGESTION; the host default here is bbr) and ustack's "
+                        "(TcpConfig.congestion, default cubic); unset: each side's default")
     args = parser.parse_args()
     nbytes = args.mb * 1_000_000
     directions = args.only.split(",")
@@ -257,7 +270,8 @@ def main() -> int:
     # checksum offload either, so the kernel sends MSS-sized, checksummed frames
     lab = Lab.create(f"hxb{os.getpid() % 100000}", offloads=args.gso)
     results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso, "read_size": args.read_size,
-                               "loop": "uvloop" if args.uvloop else "asyncio"}
+                               "loop": "uvloop" if args.uvloop else "asyncio",
+                               "congestion": args.cc}
     load0 = os.getloadavg()[0]
     runs: list[dict[str, Any]] = []
     lab.up()
@@ -265,10 +279,10 @@ def main() -> int:
         for _ in range(max(1, args.runs)):
             one: dict[str, Any] = {}
             if "kk" in directions:
-                one["kernel_to_kernel"] = {"mbps": kernel_to_kernel(lab, nbytes)}
+                one["kernel_to_kernel"] = {"mbps": kernel_to_kernel(lab, nbytes, args.cc)}
             if "up" in directions or "down" in directions:
                 coro = run_ustack(lab, nbytes, args.verify, directions, args.profile, args.gso,
-                                  args.read_size)
+                                  args.read_size, args.cc)
                 if args.uvloop:
                     import uvloop
 

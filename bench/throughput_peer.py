@@ -73,6 +73,9 @@ def _serve(conn: socket.socket, args: argparse.Namespace) -> None:
                     h.update(view[:n])
             conn.sendall(f"{nbytes} {h.hexdigest()}\n".encode())
         elif args.mode == "source":
+            if args.congestion:  # the sender's algorithm (root for cubic)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION,
+                                args.congestion.encode())
             for piece in pattern_chunks(args.bytes, args.seed):
                 conn.sendall(piece)
                 nbytes += len(piece)
@@ -141,7 +144,7 @@ def main() -> int:
     parser.add_argument("--connect", default=None)
     parser.add_argument("--no-hash", action="store_true")
     parser.add_argument("--congestion", default=None,
-                        help="send: TCP_CONGESTION for the socket (reno, cubic, bbr)")
+                        help="send, source: TCP_CONGESTION for the socket (reno, cubic, bbr)")
     args = parser.parse_args()
     if args.mode == "send":
         client_send(args)

@@ -378,11 +378,23 @@ class Stack:
     # --------------------------------------------------------------- running
 
     def _receive(self, frames: Any) -> None:
-        self.ip.receive(frames)
+        """The device's callback: one receive batch.  TCP drains the
+        connections it touched at the end of the batch, in this callback
+        (the protocol's ``data_received`` and our answer without another
+        loop iteration; ACKs of the batch coalesced first)."""
+        tcp = self._tcp
+        if tcp is None:
+            self.ip.receive(frames)
+            return
+        tcp.begin_batch()
+        try:
+            self.ip.receive(frames)
+        finally:
+            tcp.end_batch()
 
     def receive(self, frames: list[ReceivedFrame]) -> None:
         """Feed frames into the receive path as if the device delivered them."""
-        self.ip.receive(frames)
+        self._receive(frames)
 
     def _rearm(self, _deadline: float | None = None) -> None:
         if self._timer is not None:

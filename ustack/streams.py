@@ -406,7 +406,7 @@ class TcpTransport(asyncio.Transport):
             taken = self._core_send(bytes(data) if not isinstance(data, bytes) else data)
             if taken < 0:
                 return
-            ep.touch()
+            self._table.send_now(ep)  # on the wire in this call (kernel send())
             if taken < len(data):
                 self._queue(memoryview(data)[taken:])
         self._maybe_pause_protocol()

@@ -201,3 +201,39 @@ async def test_msg_eor_ends_a_segment_at_the_record(lab: Lab, kind: str) -> None
    +0 > P. 10801:20801(10000) ack 1
  +.01 < . 1:1(0) ack 20801 win 257
 """)
+
+
+@both
+async def test_msg_more_holds_the_bytes_until_a_plain_write(lab: Lab, kind: str) -> None:
+    """MSG_MORE corks that send even with TCP_NODELAY: nothing leaves until
+    the next write without it, then both as one PSH segment (without
+    MSG_MORE the first 40 bytes would leave at once)."""
+    await run(lab, kind, """
+   +0 setsockopt(4, SOL_TCP, TCP_NODELAY, [1], 4) = 0
+   +0 send(4, ..., 40, MSG_MORE) = 40
+ +.05 write(4, ..., 20) = 20
+   +0 > P. 1:61(60) ack 1
+ +.01 < . 1:1(0) ack 61 win 257
+""")
+
+
+
+@both
+async def test_so_timestamping_is_inherited_by_accepted_sockets(lab: Lab, kind: str) -> None:
+    """Flags set on the listener (no OPT_ID: keys are 0) stamp the accepted
+    connection's writes."""
+    await run(lab, kind, """
+   +0 write(4, ..., 1000) = 1000
+   +0 > P. 1:1001(1000) ack 1
+""" + errqueue("0.2", "SCM_TSTAMP_SCHED", 0), prefix="""
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 setsockopt(3, SOL_SOCKET, SO_TIMESTAMPING,
+                 [SOF_TIMESTAMPING_TX_SCHED | SOF_TIMESTAMPING_SOFTWARE], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
+   +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale *>
+  +.2 < . 1:1(0) ack 1 win 257
+   +0 accept(3, ..., ...) = 4
+""")

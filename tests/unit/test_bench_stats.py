@@ -95,3 +95,45 @@ def test_markdown_table() -> None:
     assert len(lines) == 4 and text.endswith("\n")
     with pytest.raises(ValueError):
         stats.markdown_table(["a", "b"], [["only one"]])
+
+
+def _run_all() -> ModuleType:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))  # run_all imports its sibling stats
+    try:
+        spec = importlib.util.spec_from_file_location("ustack_bench_run_all",
+                                                      ROOT / "bench" / "run_all.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # (its dataclass looks its module up)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_run_all_collects_spreads_and_renders_the_table() -> None:
+    ra = _run_all()
+    rr = [{"ratios": {"uvloop_1": {"p50_us": v}}} for v in (1.2, 2.0, 1.6)]
+    cps = [{"results": {"client_close_32": {"ratio": 0.5, "ustack": {"median": 10.0}}}}]
+    idle = [{"results": {"100000": {"ustack": {"rss_per_conn": 3 * 1024.0,
+                                               "ss": {"spread": {"median": 2.0}}}}}}]
+    rows = ra.collect({"rr": rr, "cps": cps, "idle": idle}, ra.figures([10000, 100000]))
+    by_name = {r["figure"]: r for r in rows}
+    r = by_name["rr 1 B p50 ustack/kernel (uvloop)"]
+    assert (r["min"], r["median"], r["max"], r["met"]) == (1.2, 1.6, 2.0, False)
+    assert by_name["cps close 32 in flight, ustack client / kernel"]["met"] is False
+    assert by_name["cps client_close_32 ustack"]["median"] == 10.0
+    assert by_name["idle 100000: ustack RSS per connection"]["median"] == 3.0
+    assert by_name["idle 100000: ustack RSS per connection"]["met"] is True
+    assert by_name["idle 100000: ustack ss -tan wall time"]["met"] is False
+    # figures no run produced are left out, not shown as zero
+    assert "idle 10000: ustack RSS per connection" not in by_name
+    doc = {"started": "now", "commit": "abc", "runs": 3, "quick": False,
+           "loadavg_start": [1.0], "loadavg_end": [2.0], "command": "x", "figures": rows,
+           "failures": [("loss", 2, "timed out")], "wall_seconds": {"rr": 1.0}}
+    text = ra.render_markdown(doc)
+    assert "| rr 1 B p50 ustack/kernel (uvloop) | x | 1.20 | 1.60 | 2.00 | <= 1.5 | **no** |" \
+        in text
+    assert "- loss run 2: timed out" in text

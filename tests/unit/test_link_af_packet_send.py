@@ -128,3 +128,86 @@ def test_ip_layer_send_gso_parts_same_frame_as_joined() -> None:
     segment = _frame(b"y" * 30000, 3, us, peer, 0)[34:]
     assert plain.send_gso(peer, 6, segment, 1448) and parted.send_gso(peer, 6, segment, 1448)
     assert pieces == joined and len(joined[0]) == 34 + len(segment)
+
+
+SendResult = tuple[list[bytes], list[bytes], dict[str, int]]
+
+
+def _send_many_run(frames: list[bytes], batched: bool, queued: bool,
+                   vnet: bool) -> SendResult:
+    from ustack.link import af_packet
+
+    names = vars(af_packet)
+    saved = names["_sendmany"]
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)  # EAGAIN part-way
+    dev = AfPacketDevice(ours, "test0", 1, b"\x02" * 6, 1500, vnet_hdr=vnet)
+    try:
+        if batched:
+            from ustack.link import _batch
+
+            names["_sendmany"] = _batch.sendmany
+        else:
+            names["_sendmany"] = None
+        if queued:
+            dev._txq.append(b"first")
+        dev.send_many(frames)
+        got = []
+        while True:
+            try:
+                got.append(theirs.recv(1 << 17))
+            except BlockingIOError:
+                break
+        c = dev.counters()
+        return (got, list(dev._txq), {k: c[k] for k in ("tx_frames", "tx_bytes", "tx_errors",
+                                                         "tx_queued", "tx_drops_queue_full")})
+    finally:
+        names["_sendmany"] = saved
+        dev._txq.clear()
+        dev.close()
+        theirs.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([60, 1514, 9000, 70000]).flatmap(
+           lambda n: st.binary(min_size=n, max_size=n)) | st.binary(max_size=200),
+                max_size=40),
+       st.booleans(), st.booleans())
+def test_send_many_batched_equals_plain(frames: list[bytes], queued: bool, vnet: bool) -> None:
+    """sendmmsg (ustack.link._batch) and the send() loop: same datagrams out,
+    same queue (EAGAIN part-way: a 16 KiB send buffer nobody reads), same
+    errors (70000-byte frames: EMSGSIZE), same counters."""
+    try:
+        from ustack.link import _batch  # noqa: F401
+    except ImportError:
+        pytest.skip("the C accelerator ustack.link._batch is not built (no compiler at install)")
+    assert _send_many_run(frames, True, queued, vnet) == _send_many_run(frames, False, queued,
+                                                                       vnet)
+
+
+def test_send_many_batched_takes_non_bytes_the_plain_way() -> None:
+    frames: list[bytes] = [b"a" * 100, bytearray(b"b" * 50), b"c" * 10]  # type: ignore[list-item]
+    assert _send_many_run(frames, True, False, False) == _send_many_run(frames, False, False,
+                                                                       False)
+    assert _send_many_run(frames, True, False, False)[0] == [b"a" * 100, b"b" * 50, b"c" * 10]
+
+
+@pytest.mark.parametrize("frames", [
+    [b"a" * 60, b"E" * 70000, b"b" * 60, b"c" * 1514],   # an error, then more frames
+    [b"E" * 70000, b"E" * 70001, b"d" * 60],              # errors first
+    [b"x" * 1514] * 20 + [b"E" * 70000] + [b"z" * 60] * 3,  # EAGAIN before the error
+    [b"x" * 1514] * 5 + [b"E" * 70000] + [b"y" * 1514] * 10,  # error, then EAGAIN
+    [],
+])
+@pytest.mark.parametrize("queued", [False, True])
+def test_send_many_batched_equals_plain_cases(frames: list[bytes], queued: bool) -> None:
+    try:
+        from ustack.link import _batch  # noqa: F401
+    except ImportError:
+        pytest.skip("the C accelerator ustack.link._batch is not built (no compiler at install)")
+    fast = _send_many_run(frames, True, queued, False)
+    assert fast == _send_many_run(frames, False, queued, False)
+    if not queued and frames and frames[0] == b"a" * 60:
+        assert fast[0] == [b"a" * 60, b"b" * 60, b"c" * 1514] and fast[2]["tx_errors"] == 1

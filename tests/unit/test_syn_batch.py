@@ -5,6 +5,7 @@ answer handed back to go the plain way."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import socket
@@ -349,3 +350,26 @@ def test_cpu_share_bounds_syn_work_by_the_other_work_of_the_loop() -> None:
     assert cpu.debt == 0.004
     with pytest.raises(ValueError):
         CpuShare(share=1.0)
+
+
+async def test_a_completed_handshake_makes_its_source_a_proven_peer() -> None:
+    """TcpTable.on_passive_open: a client whose connection came and went
+    between two samples of the table is proven all the same."""
+    pair = MemoryPair()
+    server = await Stack.start(device=pair.a, address="10.77.0.2/24", diagnostics=False)
+    client = await Stack.start(device=pair.b, address="10.77.0.1/24", diagnostics=False)
+    batch = SynBatch(server.ip, server.tcp, lambda rows: None)
+    src = np.array([int.from_bytes(socket.inet_aton("10.77.0.1"), "big")], dtype=np.uint64)
+    batch.proven.sample([], server.tcp.now())
+    assert not batch.proven.mask(src).any()
+    await server.start_server(lambda r, w: w.close(), port=80)
+    _, writer = await client.open_connection("10.77.0.2", 80)
+    for _ in range(100):  # the server's side completes with the client's ACK
+        if server.tcp.counters["tcp_passive_opens"]:
+            break
+        await asyncio.sleep(0.01)
+    writer.close()
+    batch.proven.sample([], server.tcp.now() + 1.0)  # the table no longer has it
+    assert batch.proven.mask(src).all()
+    await client.close()
+    await server.close()

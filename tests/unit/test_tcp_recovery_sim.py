@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -17,50 +16,9 @@ from ustack.tcp.congestion import create
 from ustack.tcp.congestion.base import CaState
 from ustack.tcp.recovery import Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
+from ustack.tcp.testing import SequenceReceiver
 
 MSS = 1000
-
-
-@dataclass
-class Receiver:
-    sack: bool
-    nxt: int = 0
-    #: out-of-order ranges [start, end), ascending
-    ooo: list[list[int]] = field(default_factory=list)
-    recent: list[tuple[int, int]] = field(default_factory=list)
-
-    def receive(self, start: int, end: int) -> tuple[int, list[tuple[int, int]]]:
-        dsack: tuple[int, int] | None = None
-        if end <= self.nxt or any(s <= start and end <= e for s, e in self.ooo):
-            dsack = (start, end)
-        elif start <= self.nxt:
-            self.nxt = max(self.nxt, end)
-            while self.ooo and self.ooo[0][0] <= self.nxt:
-                self.nxt = max(self.nxt, self.ooo.pop(0)[1])
-        else:
-            self.ooo.append([start, end])
-            self.ooo.sort()
-            merged: list[list[int]] = []
-            for s, e in self.ooo:
-                if merged and s <= merged[-1][1]:
-                    merged[-1][1] = max(merged[-1][1], e)
-                else:
-                    merged.append([s, e])
-            self.ooo = merged
-            # the block holding the newest segment goes first (RFC 2018 4)
-            for s, e in self.ooo:
-                if s <= start < e:
-                    self.recent = [(s, e)] + [b for b in self.recent if not (s <= b[0] < e)]
-        if not self.sack:
-            return self.nxt, []
-        live = {(s, e) for s, e in self.ooo}
-        self.recent = [b for b in self.recent if b in live]
-        blocks = list(self.recent)
-        for s, e in self.ooo:
-            if (s, e) not in blocks:
-                blocks.append((s, e))
-        out = ([dsack] if dsack else []) + blocks
-        return self.nxt, out[:4]
 
 
 def transfer(*, segments: int, loss: float, seed: int, sack: bool = True,
@@ -71,7 +29,7 @@ def transfer(*, segments: int, loss: float, seed: int, sack: bool = True,
     rtt = RttEstimator(1.0, 0.2, 120.0, True)
     ctl = create(cc, MSS, 10)
     rec = Recovery(0, MSS, rtt, ctl, sack=sack, config=config)
-    rcv = Receiver(sack)
+    rcv = SequenceReceiver(sack)
     total = segments * MSS
     now = 0.0
     nxt = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import struct
 import subprocess
 import sys
 from types import ModuleType
@@ -127,13 +128,78 @@ def test_receive_check_same_verdict(body: bytes, src: bytes, dst: bytes, fix: bo
 
 
 def test_env_var_forces_the_fallback() -> None:
-    code = ("from ustack.wire import checksum, tcp; "
+    code = ("from ustack.wire import checksum, tcp; from ustack.link import af_packet; "
             "print(checksum.ACCELERATED, checksum.payload_sum is checksum._py_payload_sum, "
-            "tcp._sum16)")
+            "tcp._sum16, af_packet._sendmany)")
     env = dict(os.environ, USTACK_NO_ACCEL="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "True", "None"]
+    assert out == ["False", "True", "None", "None"]
     if os.environ.get("USTACK_NO_ACCEL", "") in ("", "0"):
         _accel()
         assert checksum.ACCELERATED and checksum.payload_sum is checksum.sum16
+
+
+US_MAC, PEER_MAC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
+US, PEER = bytes([10, 77, 0, 2]), bytes([10, 77, 0, 1])
+
+
+def _ip_frame(proto: int, body: bytes, fix: bool, options: bytes, extra: bytes) -> bytes:
+    """Ethernet + IPv4 (valid header checksum, maybe options) + ``body``
+    (its transport checksum made valid when ``fix``) + trailing ``extra``."""
+    seg = bytearray(body)
+    at = 16 if proto == 6 else 6
+    if fix and len(seg) >= at + 2:
+        seg[at:at + 2] = b"\0\0"
+        total = checksum.pseudo_header_sum(PEER, US, proto, len(seg)) + partial_sum(bytes(seg))
+        seg[at:at + 2] = checksum.fold(total).to_bytes(2, "big")
+    hlen = 20 + len(options)
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | hlen // 4, 0, hlen + len(seg), 1,
+                                0x4000, 64, proto, 0, PEER, US) + options)
+    hdr[10:12] = checksum.fold(partial_sum(bytes(hdr))).to_bytes(2, "big")
+    return US_MAC + PEER_MAC + b"\x08\x00" + bytes(hdr) + bytes(seg) + extra
+
+
+Verdicts = tuple[int, dict[str, int], list[tuple[int, bytes, bool]]]
+
+
+def _run_layer(frames: list[tuple[bytes, bool]], sum16: object) -> Verdicts:
+    names = vars(net_ipv4)
+    saved = names["_sum16"]
+    got: list[tuple[int, bytes, bool]] = []
+
+    def handler(proto: int) -> net_ipv4.IpHandler:
+        def take(src: bytes, dst: bytes, payload: net_ipv4.Buffer, trusted: bool) -> None:
+            got.append((proto, bytes(payload), trusted))
+        return take
+
+    try:
+        names["_sum16"] = sum16
+        ip = net_ipv4.IpLayer(address=US, prefixlen=24, mac=US_MAC, transmit=lambda f: None,
+                              clock=lambda: 1.0)
+        for proto in (6, 17):
+            ip.register(proto, handler(proto))
+        ip.receive(frames)
+    finally:
+        names["_sum16"] = saved
+    return ip.accepted, dict(ip.drops), got
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([6, 17]), st.binary(min_size=8, max_size=1600),
+                          st.booleans(), st.sampled_from([b"", b"\x01\x01\x01\x00"]),
+                          st.sampled_from([b"", b"\0", b"pad-pad"]), st.booleans()),
+                min_size=1, max_size=12))
+def test_ip_layer_fused_check_same_verdicts(items: list[tuple[int, bytes, bool, bytes, bytes,
+                                                               bool]]) -> None:
+    """IpLayer's one-call TCP/UDP check (no IP options, accelerator present)
+    accepts and drops exactly the frames the _transport_sum_ok path does."""
+    csum = _accel()
+    frames = [(_ip_frame(proto, body, fix, opts, extra), trusted)
+              for proto, body, fix, opts, extra, trusted in items]
+    fast = _run_layer(frames, csum.sum16)
+    plain = _run_layer(frames, None)
+    assert fast == plain
+    valid = sum(1 for proto, body, fix, _o, _e, trusted in items
+                if (fix and len(body) >= (18 if proto == 6 else 8)) or trusted)
+    assert fast[0] >= valid

@@ -311,6 +311,16 @@ def run(argv: list[str]) -> int:
     records = []
     udp = []  # (the -s branch above used these names too)
     text = flt.text if flt.expr else ""
+    if not nothing and want_tcp and not want_udp and fields is not None \
+            and not opts.get("j"):
+        # the plain TCP table (ss -tan): columns end to end, no tuple per row
+        from ustack.diag.client import query_stacks_columns
+        from ustack.diag.format import format_table_columns
+
+        columns = query_stacks_columns(states=mask, filter_text=text, fields=fields,
+                                       paths=paths)
+        out.append(format_table_columns(columns, fmt))
+        return _write("".join(out))
     if nothing:
         pass
     elif want_tcp and want_udp:  # one request per stack for both tables

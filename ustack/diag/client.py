@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ustack.diag import protocol
 from ustack.diag.records import (
@@ -34,6 +35,7 @@ from ustack.diag.records import (
     RowError,
     SocketRecord,
     records_from_rows,
+    validate_columns,
     validate_rows,
 )
 
@@ -121,14 +123,62 @@ def query_endpoint_both(
 
 
 def _request(states: int, filter_text: str, detail: bool, fields: int | None,
-             netid: str) -> bytes:
+             netid: str, columns: bool = False) -> bytes:
     query: dict[str, object] = {"v": protocol.VERSION, "states": states,
                                 "filter": filter_text or None, "detail": detail}
     if fields:
         query["fields"] = fields
     if netid != "tcp":
         query["netid"] = netid
+    if columns:
+        query["columns"] = True
     return json.dumps(query).encode()
+
+
+#: a columnar answer: the field names and one list of values per field
+Columns = tuple[tuple[str, ...], list[list[Any]]]
+
+
+def query_endpoint_columns(
+    path: str,
+    *,
+    states: int = ALL_STATES,
+    filter_text: str = "",
+    fields: int = TABLE_FIELD_COUNT,
+    timeout: float = 5.0,
+    netid: str = "tcp",
+) -> Columns | None:
+    """The first ``fields`` fields of one endpoint's records as columns
+    (``"columns": true``; a stack that answers rows has them transposed
+    here); None when the endpoint is stale (and then removed)."""
+    data = _ask(path, _request(states, filter_text, False, fields, netid, columns=True),
+                timeout)
+    if data is None:
+        return None
+    return decode_columns(path, data, FIELDS[:fields])
+
+
+def decode_columns(path: str, data: bytes,
+                   required: tuple[str, ...] = FIELDS[:TABLE_FIELD_COUNT]) -> Columns:
+    """The columns of a ``(1, "columns", names, columns)`` reply, checked
+    field by field; a rows reply (an older stack) is checked and transposed;
+    EndpointError (one line) for an error reply or anything misshapen."""
+    try:
+        reply = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - marshal raises several types on garbage
+        raise EndpointError(f"{path}: unreadable reply ({len(data)} bytes)") from None
+    if type(reply) is tuple and len(reply) == 4 and reply[1] == "columns":
+        version, _tag, names, columns = reply
+        if type(version) is not int or version != protocol.VERSION:
+            raise EndpointError(f"{path}: unsupported protocol version {_short(version)}")
+        try:
+            return validate_columns(names, columns, required)
+        except RowError as exc:
+            raise EndpointError(f"{path}: malformed reply: {exc}") from None
+    records = decode_reply(path, data, required)
+    names_t = tuple(records[0]._fields) if records else required
+    return names_t, [list(c) for c in zip(*records, strict=True)] if records else [
+        [] for _ in names_t]
 
 
 def _required(detail: bool, fields: int | None) -> tuple[str, ...]:
@@ -261,6 +311,38 @@ def query_stacks(
         if records:
             merged.extend(records)
         return records is not None
+
+    _each_endpoint(ask, timeout, directory, warn, paths)
+    return merged
+
+
+def query_stacks_columns(
+    *,
+    states: int = ALL_STATES,
+    filter_text: str = "",
+    fields: int = TABLE_FIELD_COUNT,
+    timeout: float = 5.0,
+    directory: str | None = None,
+    warn: Callable[[str], None] | None = None,
+    paths: list[str] | None = None,
+    netid: str = "tcp",
+) -> list[list[Any]]:
+    """:func:`query_stacks` as columns: the first ``fields`` fields of the
+    merged records (:data:`FIELDS` order), one list per field, stacks in
+    the same order as there."""
+    merged: list[list[Any]] = [[] for _ in range(fields)]
+    wanted = FIELDS[:fields]
+
+    def ask(path: str) -> bool:
+        got = query_endpoint_columns(path, states=states, filter_text=filter_text,
+                                     fields=fields, timeout=timeout, netid=netid)
+        if got is None:
+            return False
+        names, columns = got
+        index = {name: i for i, name in enumerate(names)}
+        for out, name in zip(merged, wanted, strict=True):
+            out.extend(columns[index[name]])
+        return True
 
     _each_endpoint(ask, timeout, directory, warn, paths)
     return merged

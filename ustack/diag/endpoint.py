@@ -21,13 +21,24 @@ import marshal
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 from ustack.diag import protocol
 from ustack.diag.filter import Filter, FilterError, Predicate, parse
-from ustack.diag.records import ALL_STATES, BASIC_FIELD_COUNT, FIELDS, STATE_BITS, SocketRecord
+from ustack.diag.records import (
+    ALL_STATES,
+    BASIC_FIELD_COUNT,
+    FIELDS,
+    STATE_BITS,
+    TABLE_FIELD_COUNT,
+    SocketRecord,
+)
 
 SnapshotFn = Callable[[bool], Iterable[SocketRecord]]
+#: chunks of the seven table columns (``snapshot.iter_table_columns``)
+ColumnsFn = Callable[[], Iterable[list[list[Any]]]]
 
 log = logging.getLogger(__name__)
 _serials = itertools.count(1)
@@ -40,11 +51,16 @@ class DiagnosticsServer:
 
     def __init__(self, snapshot_fn: SnapshotFn, path: str | None = None, mode: int = 0o600,
                  udp_snapshot_fn: SnapshotFn | None = None, *,
-                 counters_fn: Callable[[], dict[str, int]] | None = None):
+                 counters_fn: Callable[[], dict[str, int]] | None = None,
+                 columns_fn: ColumnsFn | None = None):
         self.snapshot_fn = snapshot_fn
+        #: the TCP table's seven basic fields as column chunks (the fast
+        #: answer to ``"columns": true`` without a filter expression)
+        self.columns_fn = columns_fn
         #: the UDP sockets, for requests with ``"netid": "udp"`` (none: no rows)
         self.udp_snapshot_fn = udp_snapshot_fn
         self._netid = "tcp"  # of the request being answered (set by _query)
+        self._columns = False  # ditto: answer one list per field, not rows
         #: answers ``{"v": 1, "type": "counters"}`` (``ustack nstat``)
         self.counters_fn = counters_fn
         if path is None:
@@ -120,7 +136,9 @@ class DiagnosticsServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(_read_request(reader), 5.0)
-            writer.write(await self.respond_async(request))
+            reply = await self.respond_async(request)
+            _room_for(writer, len(reply))
+            writer.write(reply)
             await writer.drain()
         except (TimeoutError, OSError):
             pass
@@ -183,7 +201,11 @@ class DiagnosticsServer:
         netid = query.get("netid", "tcp")
         if netid not in ("tcp", "udp", "all"):
             raise RequestError(f'"netid" must be "tcp", "udp" or "all", not {netid!r:.40}')
+        columns = query.get("columns", False)
+        if not isinstance(columns, bool):
+            raise RequestError(f'"columns" must be true or false, not {columns!r:.40}')
         self._netid = netid
+        self._columns = columns and netid != "all"
         return states, predicate, detail, n
 
     def _source(self, detail: bool, netid: str | None = None) -> Iterable[SocketRecord]:
@@ -209,8 +231,11 @@ class DiagnosticsServer:
             records = [r for r in records if predicate(r)]
         return records if isinstance(records, list) else list(records)
 
-    @staticmethod
-    def _encode(selected: list[SocketRecord], n: int) -> bytes:
+    def _encode(self, selected: list[SocketRecord], n: int) -> bytes:
+        if self._columns:
+            # one list per field: no per-row tuple here, none in the client
+            return marshal.dumps((protocol.VERSION, "columns", list(FIELDS[:n]),
+                                  [list(map(itemgetter(i), selected)) for i in range(n)]))
         if n == len(FIELDS):
             return marshal.dumps((protocol.VERSION, list(FIELDS), [tuple(r) for r in selected]))
         return marshal.dumps((protocol.VERSION, list(FIELDS[:n]), [r[:n] for r in selected]))
@@ -259,6 +284,13 @@ class DiagnosticsServer:
             states, predicate, detail, n = self._query(request)
         except (RequestError, FilterError) as exc:
             return _error(str(exc))
+        if (self._columns and self.columns_fn is not None and self._netid == "tcp"
+                and predicate is None and not detail and n <= TABLE_FIELD_COUNT):
+            columns = await self._gather_columns(self.columns_fn(), states)
+            if columns is not None:
+                with _no_gc():
+                    return marshal.dumps((protocol.VERSION, "columns", list(FIELDS[:n]),
+                                          columns[:n]))
         if self._netid == "all":
             tcp = await self._gather(self._source(detail, "tcp"), states, predicate)
             udp = await self._gather(self._source(detail, "udp"), states, predicate)
@@ -287,6 +319,36 @@ class DiagnosticsServer:
         return selected
 
 
+    @staticmethod
+    async def _gather_columns(chunks: Iterable[list[list[Any]]],
+                              states: int) -> list[list[Any]] | None:
+        """The table columns of the rows whose state is in ``states``, read
+        chunk by chunk with the loop running in between; None when the
+        stack's objects lack what the column getters read (then the record
+        path answers)."""
+        out: list[list[Any]] = [[] for _ in range(TABLE_FIELD_COUNT)]
+        bits = STATE_BITS
+        iterator = iter(chunks)
+        first = True
+        while True:
+            with _no_gc():
+                try:
+                    chunk = next(iterator, None)
+                except (AttributeError, TypeError, KeyError):
+                    return None
+                if chunk is None:
+                    break
+                if states != ALL_STATES:
+                    keep = [bits.get(st, 0) & states for st in chunk[0]]
+                    chunk = [list(compress(col, keep)) for col in chunk]
+                for col, part in zip(out, chunk, strict=True):
+                    col.extend(part)
+            if not first:
+                await asyncio.sleep(0)
+            first = False
+        return out
+
+
 class RequestError(ValueError):
     """A malformed request: answered with an error reply."""
 
@@ -304,6 +366,32 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
             break
         data += chunk
     return data
+
+
+_SO_SNDBUFFORCE = 32  # Linux asm-generic/socket.h (CAP_NET_ADMIN: above wmem_max)
+
+
+def _room_for(writer: asyncio.StreamWriter, size: int) -> None:
+    """Let the socket take a large reply in one send (a send buffer of the
+    reply's size, bounded by MAX_SNDBUF), so the client reads it without the
+    stack's loop having to wake up once per ~200 KB (on a busy machine each
+    wakeup waits for the scheduler)."""
+    if size <= 1 << 18:
+        return
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    want = min(size, MAX_SNDBUF)
+    for opt in (_SO_SNDBUFFORCE, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, want)
+            return
+        except OSError:
+            continue
+
+
+#: the largest send buffer asked for a reply (the kernel doubles it)
+MAX_SNDBUF = 64 << 20
 
 
 @contextlib.contextmanager
@@ -336,11 +424,12 @@ def attach_diagnostics(stack: Any) -> DiagnosticsServer | None:
     """
     if os.environ.get("USTACK_DIAG", "1") == "0" or not getattr(stack, "has_tcp", True):
         return None
-    from ustack.diag.snapshot import iter_snapshot, iter_udp_snapshot
+    from ustack.diag.snapshot import iter_snapshot, iter_table_columns, iter_udp_snapshot
 
     server = DiagnosticsServer(lambda detail: iter_snapshot(stack, detail),
                                udp_snapshot_fn=lambda detail: iter_udp_snapshot(stack, detail),
-                               counters_fn=getattr(stack, "counters", None))
+                               counters_fn=getattr(stack, "counters", None),
+                               columns_fn=lambda: iter_table_columns(stack))
     try:
         server.start_soon()
     except OSError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ustack.diag.records import SocketRecord
@@ -269,17 +270,41 @@ _NCOLS = len(_HEADER)
 def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = None) -> str:
     """The ss table for ``records`` (in the given order), newline-terminated."""
     opts = opts or FormatOptions()
-    names = _Names(opts)
     want_tail = opts.processes or opts.detail
     n = len(records)
-    # Work column by column on distinct values: transpose once (C speed), map
-    # each raw value to its text through a memo dict, measure widths over the
-    # distinct texts only, then map raw values to padded cells.
-    if records:
-        columns = list(zip(*records, strict=False))
-        states, laddrs, lports, raddrs, rports, recvqs, sendqs = columns[:7]
-    else:
-        states = laddrs = lports = raddrs = rports = recvqs = sendqs = ()
+    # Work column by column on distinct values: the seven basic columns
+    # picked out at C speed (not the whole record transposed), each raw
+    # value mapped to its text through a memo dict, widths measured over the
+    # distinct texts only, then raw values mapped to padded cells.
+    columns: list[Sequence[Any]] = [list(map(itemgetter(i), records)) for i in range(7)]
+    tails = ([_tail_text(r, opts if nid == "tcp" else _udp_opts(opts))
+              for r, nid in zip(records, opts.netids or ("tcp",) * n, strict=False)]
+             if want_tail else None)
+    return _render(n, columns, tails, opts)
+
+
+def format_table_columns(columns: Sequence[Sequence[Any]],
+                         opts: FormatOptions | None = None) -> str:
+    """:func:`format_table` for records given as columns (the first seven
+    fields, :data:`~ustack.diag.records.FIELDS` order: state, addresses,
+    ports, queues), as ``"columns": true`` replies carry them: the same
+    text, without a tuple per row.  Only for the plain table (no ``-p``,
+    ``-o``, ``-e``, ``-m``, ``-i``: those need whole records)."""
+    opts = opts or FormatOptions()
+    if opts.processes or opts.detail:
+        raise ValueError("format_table_columns renders the plain table only")
+    if len(columns) < 7:
+        raise ValueError(f"the table needs 7 columns, not {len(columns)}")
+    return _render(len(columns[0]), list(columns[:7]), None, opts)
+
+
+def _render(n: int, columns: list[Sequence[Any]], tails: Sequence[str] | None,
+            opts: FormatOptions) -> str:
+    """The table of ``n`` rows from the seven basic columns and, when the
+    options want them, each row's tail text (process, timer, details)."""
+    names = _Names(opts)
+    want_tail = tails is not None
+    states, laddrs, lports, raddrs, rports, recvqs, sendqs = columns
     queue_memo = _Memo("{:<6d}".format)
     raw: list[tuple[Sequence[Any], _Memo | None]] = [
         ((opts.netids or ("tcp",) * n) if opts.show_netid else (), None),
@@ -290,9 +315,7 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
         (lports, names.ports),
         (raddrs, names.hosts),
         (rports, names.ports),
-        ([_tail_text(r, opts if nid == "tcp" else _udp_opts(opts))
-          for r, nid in zip(records, opts.netids or ("tcp",) * n, strict=False)]
-         if want_tail else ("",) * n, None),
+        (tails if tails is not None else ("",) * n, None),
     ]
     enabled = [opts.show_netid, opts.show_state] + [True] * (_NCOLS - 2)
 
@@ -337,7 +360,7 @@ def format_table(records: Sequence[SocketRecord], opts: FormatOptions | None = N
     lines: list[str] = []
     if opts.header:
         lines.append("".join(pad(n, i, _HEADER[i]) for n, i in enumerate(active)))
-    if records:
+    if n:
         padded: list[Iterable[str]] = []
         for n, i in enumerate(active):
             if i == tail and want_tail:

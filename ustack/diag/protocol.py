@@ -21,7 +21,11 @@ sending side::
 with optional ``"netid": "tcp" | "udp" | "all"`` (default tcp; ``"all"`` is
 answered ``(1, [field names], [tcp rows], [udp rows])``: one request for
 both tables), or ``{"v": 1, "type": "counters"}`` for the stack's counters (``ustack nstat``),
-answered ``(1, "counters", {name: int})``.
+answered ``(1, "counters", {name: int})``.  ``"columns": true`` (with
+``"netid"`` tcp or udp) asks for the rows transposed: ``(1, "columns",
+[field names], [one list of values per field])``, which neither end has to
+build a tuple per socket for (``ustack ss -tan`` over 100,000 connections); a
+stack that predates it ignores the key and answers rows.
 
 The server answers with one ``marshal`` blob and closes::
 

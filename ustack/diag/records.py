@@ -368,18 +368,7 @@ def validate_rows(
     65535, known state and timer names, dotted-quad addresses, short printable
     names).  Returns (names, rows) as tuples; raises :class:`RowError`.
     Works column by column at C speed (50,000 rows: a few ms per field)."""
-    if type(names) not in (list, tuple) or not all(type(n) is str for n in names):
-        raise RowError("field names are not a list of strings")
-    names_t = tuple(names)
-    unknown = [n for n in names_t if n not in FIELD_KINDS]
-    if unknown:
-        raise RowError(f"unknown field {unknown[0][:_MAX_TEXT]!r}")
-    if len(set(names_t)) != len(names_t):
-        raise RowError("a field name appears twice")
-    required = FIELDS[:TABLE_FIELD_COUNT] if required is None else required
-    missing = [n for n in required if n not in names_t]
-    if missing:
-        raise RowError(f"field {missing[0]} is missing")
+    names_t = _check_names(names, required)
     if type(rows) is not list:
         raise RowError("rows are not a list")
     if not rows:
@@ -399,6 +388,43 @@ def validate_rows(
         if width > 16:  # the row-wise test failed where no column did
             raise RowError("malformed rows")
     return names_t, rows_t
+
+
+def _check_names(names: Any, required: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A reply's field names: distinct known names including ``required``
+    (default: the table fields)."""
+    if type(names) not in (list, tuple) or not all(type(n) is str for n in names):
+        raise RowError("field names are not a list of strings")
+    names_t = tuple(names)
+    unknown = [n for n in names_t if n not in FIELD_KINDS]
+    if unknown:
+        raise RowError(f"unknown field {unknown[0][:_MAX_TEXT]!r}")
+    if len(set(names_t)) != len(names_t):
+        raise RowError("a field name appears twice")
+    required = FIELDS[:TABLE_FIELD_COUNT] if required is None else required
+    missing = [n for n in required if n not in names_t]
+    if missing:
+        raise RowError(f"field {missing[0]} is missing")
+    return names_t
+
+
+def validate_columns(
+    names: Any, columns: Any, required: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """:func:`validate_rows` for a columnar reply (``"columns": true``):
+    ``columns`` a list holding one list per name, all of one length, each
+    checked as :func:`_check_column` checks a column of rows.  Returns
+    (names, columns); raises :class:`RowError`."""
+    names_t = _check_names(names, required)
+    if type(columns) is not list or not all(type(c) is list for c in columns):
+        raise RowError("columns are not a list of lists")
+    if len(columns) != len(names_t):
+        raise RowError(f"{len(columns)} columns for {len(names_t)} field names")
+    if len(set(map(len, columns))) > 1:
+        raise RowError("the columns do not have one length")
+    for name, column in zip(names_t, columns, strict=True):
+        _check_column(name, column)
+    return names_t, columns
 
 
 def _getter(indices: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:

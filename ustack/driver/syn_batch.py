@@ -157,10 +157,12 @@ class RetransmitFilter:
 
 
 class ProvenPeers:
-    """Source addresses we had a connection with lately: the remote
-    addresses of the connection table, sampled at most every ``refresh``
-    seconds and remembered for ``ttl`` seconds, at most ``limit`` of them
-    (the oldest forgotten first).
+    """Source addresses we had a connection with lately: those that
+    completed a handshake with one of our listeners (:meth:`note`, from
+    ``TcpTable.on_passive_open``) and the remote addresses of the
+    connection table, sampled at most every ``refresh`` seconds (which also
+    makes the noted ones count); remembered for ``ttl`` seconds, at most
+    ``limit`` of them (the oldest forgotten first).
 
     Under a SYN flood their SYNs go before those of unknown sources, as
     Linux's ``tcp_conn_request`` keeps SYNs from peers ``tcp_peer_is_proven``
@@ -192,6 +194,13 @@ class ProvenPeers:
         for addr in drop:
             del seen[addr]
         self._array = np.sort(np.frombuffer(b"".join(seen), dtype=">u4").astype(np.uint64))
+
+    def note(self, addr: bytes, now: float) -> None:
+        """``addr`` completed a handshake at ``now`` (counts from the next
+        :meth:`sample`: a short connection is proven all the same)."""
+        seen = self._seen
+        seen.pop(addr, None)
+        seen[addr] = now
 
     def sample(self, conns: Iterable[tuple[int, bytes, int]], now: float) -> None:
         """:meth:`update` from a connection table's keys (local port,
@@ -308,6 +317,7 @@ class SynBatch:
         self.retransmits = RetransmitFilter()
         #: sources we had connections with lately, to tell real clients
         self.proven = ProvenPeers()
+        table.on_passive_open = self.proven.note
         #: what a wakeup may spend (Stack._on_syn_readable asks it)
         self.cpu = CpuShare()
         #: rows dropped over budget; rows kept because they were retransmissions

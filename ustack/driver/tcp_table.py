@@ -24,9 +24,13 @@ place where they meet the asyncio loop:
   numbers per RFC 6528, both computed by the TCP core's helpers.
 * **Output batching**: anything that may make a connection produce output
   (an input segment, a timer, an application call) only marks the connection
-  *dirty*; one ``call_soon`` callback per loop iteration then drains events
-  and ``segments_to_send`` of every dirty connection.  A receive batch of 64
-  segments therefore costs one drain, not 64.
+  *dirty*, and one drain delivers its events and ``segments_to_send``.  The
+  segments of one receive batch (:meth:`TcpTable.begin_batch` /
+  :meth:`TcpTable.end_batch`, around the device callback) are drained at
+  the end of that callback, so a batch of 64 segments costs one drain and
+  the protocol's ``data_received`` runs without another loop iteration; a
+  ``write()`` outside a drain sends at once (:meth:`TcpTable.send_now`, as a
+  kernel ``send()``); anything else gets one ``call_soon`` drain.
 * **One timer** for the whole table: a heap of ``(deadline, n, endpoint)``
   with lazy invalidation and a single ``loop.call_at`` handle for the
   earliest entry.  A deadline that moves *later* (the retransmission timer
@@ -344,6 +348,9 @@ class TcpTable:
         self._isn = IsnGenerator(os.urandom(16))
         #: the per-stack SYN cookie secret (RFC 4987 3.6)
         self._cookies = CookieJar(os.urandom(32))
+        #: called with (remote address, now) when a passive open completes
+        #: its handshake (the SYN channel's proven peers); None = nobody
+        self.on_passive_open: Callable[[bytes, float], None] | None = None
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -362,6 +369,12 @@ class TcpTable:
         #: connections whose owner let go (Linux orphans), for tcp_max_orphans
         self._orphans: set[TcpEndpoint] = set()
         self._flush_handle: asyncio.Handle | None = None
+        #: inside a receive batch (:meth:`begin_batch`): inputs only mark
+        #: connections dirty, :meth:`end_batch` drains them in the same callback
+        self._batch = 0
+        #: inside :meth:`_flush` (an application call from an event callback
+        #: joins the running drain)
+        self._flushing = False
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
         self._heap_counter = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -532,8 +545,41 @@ class TcpTable:
         if ep.removed:
             return
         self._dirty[ep] = None
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._batch and not self._flushing:
             self._flush_handle = self.loop.call_soon(self._flush)
+
+    def send_now(self, ep: TcpEndpoint) -> None:
+        """The application queued data on ``ep``: put what the core lets
+        go on the wire in this call, as a kernel ``send()`` does (no loop
+        iteration between ``write()`` and the frame).  Events the core
+        raised meanwhile are delivered by the usual drain, never from
+        inside this call (protocol callbacks are not re-entered).  Inside
+        a receive batch or a drain the connection joins that drain instead
+        (its ACK then rides on this data)."""
+        if ep.removed:
+            return
+        if self._batch or self._flushing or ep.held is not None or self._closed:
+            self.touch(ep)
+            return
+        conn = ep.conn
+        now = self._clock()
+        memory = self.memory
+        if ep.mem_epoch != memory.epoch:
+            self._clamp(ep, conn)
+        segs = conn.segments_to_send(now)
+        if segs:
+            self._transmit(ep, segs)
+        used = _buffered(conn)
+        if used != ep.mem:
+            memory.charge(used - ep.mem, now)
+            ep.mem = used
+        if ep.mem_epoch != memory.epoch:
+            self._clamp(ep, conn)
+        self._schedule(ep, conn.next_deadline())
+        self._arm()
+        pending = getattr(conn, "has_events", None)
+        if pending is None or pending():
+            self.touch(ep)  # (a connection class without has_events: always)
 
     def flush_now(self) -> None:
         """Drain every dirty connection now (the stack may call this at the end
@@ -541,6 +587,22 @@ class TcpTable:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
+
+    def begin_batch(self) -> None:
+        """A receive batch starts: segments only mark their connections
+        dirty (no ``call_soon``); :meth:`end_batch` drains them."""
+        self._batch += 1
+
+    def end_batch(self) -> None:
+        """The receive batch is over: release held ACKs and drain every
+        dirty connection now, in the device's callback, so the application
+        sees the data (and the wire our answer) without another loop
+        iteration."""
+        self._batch -= 1
+        if self._batch or self._flushing:
+            return
+        if self._dirty or self._holding:
+            self.flush_now()
 
     # ----------------------------------------------------------------- input
 
@@ -583,14 +645,14 @@ class TcpTable:
             ep.held_at = self._clock()
             self._holding[ep] = None
             self._dirty[ep] = None
-            if self._flush_handle is None:
+            if self._flush_handle is None and not self._batch:
                 self._flush_handle = self.loop.call_soon(self._flush)
             return None
         conn.receive(seg, self._clock())
         if getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._batch:
             self._flush_handle = self.loop.call_soon(self._flush)
         return None
 
@@ -854,6 +916,8 @@ class TcpTable:
         self._conns[ep.key] = ep
         self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
+        if self.on_passive_open is not None:
+            self.on_passive_open(src, now)
 
     def _drop_request(self, listener: Listener, req: RequestSock) -> None:
         req.removed = True
@@ -994,17 +1058,52 @@ class TcpTable:
                 self._release(ep)
             holding.clear()
 
+    def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
+        """Put a connection's output on the wire: small and MSS-sized
+        segments in one burst (one encoder: they share the options block),
+        super-segments and over-long headers through :meth:`_send_large`."""
+        raddr = ep.remote_addr
+        self.counters["tcp_segs_out"] += len(segs)
+        encoder = self._new_encoder(raddr)
+        small = self._small_payload
+        if len(segs) == 1 and len(segs[0].payload) <= small:
+            self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
+            return
+        mtu_payload = self._mtu_payload
+        mtu_room = mtu_payload - HEADER_LEN
+        header_len = encoder.header_len
+        send_tcp = self._ip_send_tcp
+        batch = []
+        for seg in segs:
+            n = len(seg.payload)
+            if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
+                batch.append(seg)  # small or MSS-sized
+            else:  # a GSO super-segment, or SACK blocks made the header too long
+                if batch:
+                    # keep the wire order of the output (a retransmission
+                    # queued before new data must not arrive after it:
+                    # RACK would take it for lost again)
+                    send_tcp(raddr, batch, encoder)
+                    batch = []
+                self._send_large(raddr, seg)
+        if batch:
+            send_tcp(raddr, batch, encoder)
+
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._flushing:
+            return  # (a callback asked for a drain: the running one goes on)
+        self._flushing = True
+        try:
+            self._drain()
+        finally:
+            self._flushing = False
+
+    def _drain(self) -> None:
         if self._holding:
             self.release_held()
         dirty = self._dirty
         now = self.now()
-        send_tcp = self._ip_send_tcp
-        new_encoder = self._new_encoder
-        small = self._small_payload
-        mtu_payload = self._mtu_payload
-        mtu_room = mtu_payload - HEADER_LEN
         memory = self.memory
         guard = 0
         while dirty:
@@ -1023,26 +1122,7 @@ class TcpTable:
                 event = conn.next_event()
             segs = conn.segments_to_send(now)
             if segs:
-                raddr = ep.remote_addr
-                self.counters["tcp_segs_out"] += len(segs)
-                # one encoder per batch: the burst shares its options block
-                encoder = new_encoder(raddr)
-                header_len = encoder.header_len
-                batch = []
-                for seg in segs:
-                    n = len(seg.payload)
-                    if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
-                        batch.append(seg)  # small or MSS-sized
-                    else:  # a GSO super-segment, or SACK blocks made the header too long
-                        if batch:
-                            # keep the wire order of the output (a retransmission
-                            # queued before new data must not arrive after it:
-                            # RACK would take it for lost again)
-                            send_tcp(raddr, batch, encoder)
-                            batch = []
-                        self._send_large(raddr, seg)
-                if batch:
-                    send_tcp(raddr, batch, encoder)
+                self._transmit(ep, segs)
             used = _buffered(conn)
             if used != ep.mem:
                 memory.charge(used - ep.mem, now)

@@ -29,6 +29,7 @@ import contextlib
 import errno
 import fcntl
 import mmap
+import os
 import socket
 import struct
 import sys
@@ -40,6 +41,21 @@ from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.wire.ethernet import parse_mac
 
 Buffer = bytes | bytearray | memoryview
+
+
+def _load_sendmany() -> Callable[[int, list[bytes], int], tuple[int, int, int]] | None:
+    """``ustack.link._batch.sendmany`` (sendmmsg) unless it is missing or
+    USTACK_NO_ACCEL is set (then send_many loops over send())."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return _batch.sendmany
+
+
+_sendmany = _load_sendmany()
 
 if TYPE_CHECKING:
     import numpy as np
@@ -624,6 +640,46 @@ class AfPacketDevice(Device):
             for frame in frames:
                 self._enqueue(frame)
             return
+        if _sendmany is not None:
+            self._send_many_batched(frames if type(frames) is list else list(frames))
+            return
+        self._send_many_plain(frames)
+
+    def _send_many_batched(self, frames: list[Frame]) -> None:
+        """:meth:`_send_many_plain` with sendmmsg (``ustack.link._batch``):
+        the same frames sent, queued, retried and counted, fewer calls."""
+        assert _sendmany is not None
+        fd = self._fd
+        n = len(frames)
+        i = 0
+        sent = 0
+        nbytes = 0
+        while i < n:
+            try:
+                k, size, err = _sendmany(fd, frames, i)
+            except TypeError:  # not all bytes: the plain loop takes the rest
+                self._send_many_plain(frames[i:])
+                break
+            sent += k
+            nbytes += size
+            i += k
+            if not err:
+                break
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                for rest in frames[i:]:
+                    self._enqueue(rest)
+                self._arm_writer()
+                break
+            self._send_error(frames[i], OSError(err, os.strerror(err)))
+            i += 1
+            if self._txq:
+                for rest in frames[i:]:
+                    self._enqueue(rest)
+                break
+        self._stats["tx_frames"] += sent
+        self._stats["tx_bytes"] += nbytes - sent * self._tx_overhead
+
+    def _send_many_plain(self, frames: Sequence[Frame]) -> None:
         send = self._sock.send
         sent = 0
         nbytes = 0

@@ -40,6 +40,7 @@ from ustack.net.routing import LIMITED_BROADCAST, Routes
 from ustack.wire import arp as warp
 from ustack.wire import icmp as wicmp
 from ustack.wire.checksum import payload_sum
+from ustack.wire.checksum import sum16 as _sum16
 from ustack.wire.errors import ParseError
 from ustack.wire.ethernet import BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, MIN_FRAME_LEN
 from ustack.wire.ethernet import header as eth_header
@@ -455,7 +456,8 @@ class IpLayer:
             raise ParseError("ip-fragment")  # no reassembly (yet)
         if src[0] >= 224 or src in self._ours or src == _ZERO_IP and proto != PROTO_UDP:
             raise ParseError("ip-bad-source")
-        payload = memoryview(frame)[14 + hlen:14 + total]
+        view = memoryview(frame)
+        payload = view[14 + hlen:14 + total]
         if proto == PROTO_ICMP:
             self._icmp_input(src, dst, payload, frame, hlen, trusted)
             return
@@ -467,8 +469,17 @@ class IpLayer:
                                       frame[14:14 + total])
             return
         handler, verify = entry
-        if verify and not trusted and not _transport_sum_ok(src, dst, proto, payload):
-            raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
+        if verify and not trusted:
+            if hlen == 20 and _sum16 is not None:
+                # _transport_sum_ok() in one C call: without IP options the
+                # pseudo-header's addresses (frame[26:34]) sit right before the
+                # segment, so one sum covers both (RFC 1071: the words are
+                # the same, only grouped differently)
+                ok = not (_sum16(view[26:14 + total]) + proto + total - 20) % 0xFFFF
+            else:
+                ok = _transport_sum_ok(src, dst, proto, payload)
+            if not ok:
+                raise ParseError(_PROTO_NAMES.get(proto, f"proto{proto}") + "-bad-checksum")
         dropped = handler(src, dst, payload, trusted)
         if dropped is None:
             self.accepted += 1

@@ -13,7 +13,10 @@ connection's setters (``set_nodelay``, ``set_keepalive`` and, when the TCP
 core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
 ``set_notsent_lowat``, ``set_send_buffer``, ``set_recv_buffer``,
 ``set_quickack``, ``set_congestion``); TCP_INQ is the socket's (recvmsg's
-TCP_CM_INQ control message).  Anything else raises
+TCP_CM_INQ control message); SO_TIMESTAMPING is the socket's, its stamps
+taken from the connection's trace hook (:meth:`UstackSocket.on_trace`).
+MSG_MORE and MSG_EOR go to ``TcpConnection.send(more=)`` and
+``mark_record_end``.  Anything else raises
 :class:`~ustack.probe.syscalls.Unsupported` naming the reason.
 """
 
@@ -177,6 +180,8 @@ class UstackSocket:
         child = UstackSocket(self.api)
         child.notsent_lowat = self.notsent_lowat
         child.ep = ep
+        if self.tsflags:  # SO_TIMESTAMPING is inherited (Linux sk_clone_lock)
+            self.api._set_timestamping(child, self.tsflags)
         child.connected = True
         ep.owner = child
         self.backlog.append(child)
@@ -276,14 +281,11 @@ class UstackSocketApi(SocketApi):
             raise SysError(E.EPIPE)
         if flags & socket.MSG_OOB:
             raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
-        if flags & socket.MSG_MORE:
-            raise Unsupported("unsupported on ustack: MSG_MORE (TcpConnection.send has no "
-                              "flags)")
         if obj.error is not None:
             err, obj.error = obj.error, None
             raise SysError(err)
         try:
-            n: int = ep.conn.send(data, self._now())
+            n: int = ep.conn.send(data, self._now(), more=bool(flags & socket.MSG_MORE))
         except OSError as exc:
             raise SysError(exc.errno or E.EPIPE) from None
         if n and flags & _MSG_EOR:

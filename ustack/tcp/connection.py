@@ -365,11 +365,16 @@ class TcpConnection:
             self._ts_recent_stamp = now
 
     # ---------------------------------------------------------- user calls
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+    def send(self, data: bytes | bytearray | memoryview, now: float, *,
+             more: bool = False) -> int:
         """SEND (RFC 9293 3.10.2): queue bytes, return how many fit in the send
         buffer.  Raises BrokenPipeError after shutdown/close, or the error that
-        closed the connection."""
+        closed the connection.  ``more`` (Linux MSG_MORE): the next output
+        holds partial segments as TCP_CORK would, and the end of this write
+        carries no PSH (tcp_push: no tcp_mark_push, TCP_NAGLE_CORK)."""
         self._now = now
+        snd = self.snd
+        snd.more = snd.more_cork = more
         st = self.state
         if self.snd.fin_queued or self._app_closed:
             raise BrokenPipeError(E.EPIPE, "TCP send side already shut down")
@@ -682,6 +687,10 @@ class TcpConnection:
         events = self._events
         return events.pop(0) if events else None
 
+    def has_events(self) -> bool:
+        """An event waits for :meth:`next_event`."""
+        return bool(self._events)
+
     def next_deadline(self) -> float | None:
         """The earliest armed timer (call after :meth:`segments_to_send`)."""
         return self.timers.earliest()
@@ -880,6 +889,9 @@ class TcpConnection:
                 self.dsack_dups += 1
             if seg_len:
                 self.rcv.ack_now = True  # data/FIN: dup ACK at once, never rate-limited
+                # our ACK was lost or late: ping-pong mode ends (Linux
+                # tcp_data_queue out_of_window -> tcp_enter_quickack_mode)
+                self.rcv.pingpong = False
             else:
                 self._oow_ack(now)
             return
@@ -1556,7 +1568,9 @@ class TcpConnection:
             return
         if self.snd_wnd:
             # SWS override timeout (RFC 9293 3.8.6.2.1): send what the window allows
+            # (corked or MSG_MORE data too; Linux tcp_write_wakeup sets PSH)
             self.snd.force = True
+            self.snd.more = False
             return
         if self._app_closed and self._persist_backoff >= self.config.orphan_retries:
             # an orphan facing a window that never opens (Linux tcp_probe_timer):

@@ -25,7 +25,7 @@ class Receiver:
 
     __slots__ = ("nxt", "adv", "acked", "pos", "buf", "ooo", "dsack", "quickacks", "ack_now",
                  "mss", "advmss", "wscale", "sack_ok", "size", "delack", "ooo_max", "timers",
-                 "bytes_received", "quickack_mode")
+                 "bytes_received", "quickack_mode", "pingpong", "lrcv")
 
     def __init__(self, timers: Timers, size: int, advmss: int, delack: float,
                  quickacks: int, ooo_max: int) -> None:
@@ -59,6 +59,13 @@ class Receiver:
         self.delack = delack
         self.ooo_max = ooo_max
         self.bytes_received = 0
+        #: interactive (ping-pong) mode: we answered data within a delayed
+        #: ACK interval, so the ACK of the next data waits to ride on the
+        #: answer instead of the quickack rule (Linux icsk_ack.pingpong,
+        #: tcp_pingpong_thresh 1)
+        self.pingpong = False
+        #: when in-order text last arrived (Linux icsk_ack.lrcvtime)
+        self.lrcv = -1.0
 
     # ------------------------------------------------------------ text
     def accept(self, payload: bytes, now: float) -> bool:
@@ -66,6 +73,7 @@ class Receiver:
         reassembly now completes, and decide the ACK.  True when an
         out-of-order FIN became in order (the caller processes it)."""
         plen = len(payload)
+        self.lrcv = now
         self.buf += payload
         self.nxt = (self.nxt + plen) & MASK
         self.pos += plen
@@ -89,9 +97,10 @@ class Receiver:
         if ((self.nxt - self.acked) & MASK) > self.mss:
             # at least every second full-sized segment (RFC 9293 3.8.6.3, Linux)
             self.ack_now = True
-        elif self.quickacks > 0:
+        elif self.quickacks > 0 and not self.pingpong:
             # Linux quickack mode: the first segments of a connection are
-            # ACKed at once (tcp_incr_quickack, TCP_MAX_QUICKACKS 16)
+            # ACKed at once (tcp_incr_quickack, TCP_MAX_QUICKACKS 16), not
+            # in ping-pong mode (tcp_in_quickack_mode: quick && !pingpong)
             self.quickacks -= 1
             self.ack_now = True
         elif self.quickack_mode:
@@ -145,10 +154,22 @@ class Receiver:
         self.acked = self.nxt
 
     def delack_expired(self) -> None:
-        """The delayed-ACK timer ran out (RFC 1122 4.2.3.2)."""
+        """The delayed-ACK timer ran out (RFC 1122 4.2.3.2).  With the ACK
+        still due, no answer came to carry it: ping-pong mode ends (Linux
+        tcp_delack_timer_handler, "delayed ACK missed")."""
         self.timers.delack = None
         if self.acked != self.nxt:
             self.ack_now = True
+            self.pingpong = False
+
+    def data_sent(self, last_data_send: float, now: float) -> None:
+        """We send data at ``now`` (the previous data left at
+        ``last_data_send``): an answer within a delayed-ACK interval of
+        the peer's last text enters ping-pong mode (Linux
+        tcp_event_data_sent -> inet_csk_inc_pingpong_cnt)."""
+        lrcv = self.lrcv
+        if lrcv > last_data_send and now - lrcv < self.delack:
+            self.pingpong = True
 
     def maybe_window_update(self) -> None:
         """After the application read: a window update is due when the window

@@ -39,7 +39,8 @@ class Sender:
 
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
-                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor")
+                 "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor",
+                 "more", "more_cork")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         self.buf = SendBuffer(send_buffer)
@@ -75,6 +76,13 @@ class Sender:
         #: MSG_EOR record ends not yet acknowledged (sequence numbers, in
         #: order): no segment carries bytes from both sides of one
         self.eor: list[int] = []
+        #: MSG_MORE: the last write said more follows, so the end of the data
+        #: is not marked PSH (Linux tcp_push skips tcp_mark_push), and the
+        #: next output round holds partial segments as a cork does (its
+        #: __tcp_push_pending_frames with TCP_NAGLE_CORK); later rounds (an
+        #: ACK, the persist timer) follow Nagle/TCP_NODELAY again
+        self.more = False
+        self.more_cork = False
 
     def mark_eor(self, end: int) -> None:
         """The bytes queued up to ``end`` end a record (MSG_EOR; Linux
@@ -128,6 +136,19 @@ class Sender:
         rtt = c.rtt
         cc = c.cc
         probe = self.probe
+        if (sent == buf_len and una == snd_max and c.fast_path and not self.fin_queued
+                and not probe and not self.frto_new and not rec.sb.lost_out):
+            # Nothing queued, nothing in flight, nothing lost (every drain
+            # after the last byte was acknowledged: the receive side of a
+            # request/response).  The general path below would send nothing
+            # and only do these (tests/unit/test_tcp_fastpath.py).
+            if cfg.pacing or c.cc.needs_pacing:
+                self._pacing_rate(c)
+            self.more_cork = False
+            self.force = False
+            if self.chrono.kind == RWND_LIMITED:
+                self.chrono.stop(RWND_LIMITED, now, False)
+            return
         if rec.sb.lost_out and not self.frto_new and not probe:
             self._retransmit_lost(c, rec, now)
         if sent > buf_len:  # FIN already sent
@@ -151,6 +172,17 @@ class Sender:
         # Nagle off; Linux tcp_write_xmit push_one = 2)
         cwnd_room = flight + mss if probe else flight + cc.cwnd - rec.in_flight()
         limit = wnd if wnd < cwnd_room else cwnd_room
+        if (0 < buf_len <= mss and buf_len <= limit and not sent and una == snd_max
+                and c.fast_path and not fin_queued and not probe and not self.frto_new
+                and not self.cork and not self.more_cork and not self.more and not self.eor
+                and not cfg.pacing and not cc.needs_pacing
+                and not rec.sb.lost_out and not c.rcv.has_blocks()
+                and (cfg.nodelay or self.force
+                     or not 0 < ((self.sml - una) & MASK) < 0x80000000)):
+            # everything queued fits one segment the window and cwnd take,
+            # nothing in flight (every write of a request/response)
+            self._push_one(c, rec, now, buf_len, una, mss)
+            return
         rate = 0.0
         paced_limit = False
         if (cfg.pacing or cc.needs_pacing) and not probe:
@@ -176,13 +208,16 @@ class Sender:
         # ``group``-th full segment of this round (0 = no such packets)
         group = 0
         if seg_max > mss:
-            seg_max = self._tso_cap(c, mss, seg_max)
+            if buf_len - sent > mss:  # (the cap is never below one MSS)
+                seg_max = self._tso_cap(c, mss, seg_max)
         elif not probe and buf_len - sent > mss:
             group = self._tso_cap(c, mss, _GSO_MAX) // mss
             if group < 2:
                 group = 0
         nodelay = cfg.nodelay
-        cork = self.cork
+        cork = self.cork or self.more_cork
+        self.more_cork = False
+        more = self.more
         eor = self.eor
         out = c._out
         rcv = c.rcv
@@ -251,7 +286,8 @@ class Sender:
             flags = ACK | PSH if n > mss or record_end or (
                 group and (nsegs + 1) % group == 0) else ACK
             if sent == buf_len:
-                flags = ACK | PSH
+                if not more:
+                    flags = ACK | PSH
                 if fin_queued and room > n:
                     flags = ACK | PSH | FIN
             nxt = (seq + n + (1 if flags & FIN else 0)) & MASK
@@ -340,6 +376,8 @@ class Sender:
         if nsegs:
             c.bytes_sent += nbytes
             c.data_segs_out += nsegs
+            if not rcv.pingpong:
+                rcv.data_sent(self.last_data_send, now)
             self.last_data_send = now
             if rate > 0.0:
                 # the next burst leaves once this one has at the pacing rate
@@ -349,6 +387,41 @@ class Sender:
                 if paced_limit and buf_len > sent:
                     c.timers.pacing = self.release
         self._after_push(c, rec, now, buf_len, sent, nsegs)
+
+    def _push_one(self, c: TcpConnection, rec: Recovery, now: float, buf_len: int,
+                  una: int, mss: int) -> None:
+        """The end of :meth:`push` when everything queued fits one segment
+        that the window and cwnd take and nothing is in flight, lost, paced,
+        corked, held by MSG_MORE, cut by a record end (MSG_EOR) or held by
+        Nagle (push checked those): the same steps, in the
+        same order, without the loop.  Same segments and state as the
+        general path (tests/unit/test_tcp_fastpath.py)."""
+        n = buf_len
+        nxt = (una + n) & MASK
+        if n < mss:
+            self.sml = nxt
+        rcv = c.rcv
+        rcv.sent_ack()
+        ack = rcv.nxt
+        win = rcv.window()
+        opts = c._options() if (c.ts_ok or c.sack_ok) else _EMPTY_OPTIONS
+        c._out.append(TcpSegment(c.local_port, c.remote_port, una, ack, ACK | PSH, win, 0, opts,
+                                 self.buf.peek(0, n)))
+        self.ptr = nxt
+        self.force = False
+        self.probe = False
+        c.snd_nxt = nxt
+        rec.on_sent(una, n, now, tsval=c._ts_val(now) if c.ts_ok else None)
+        c.mib["TcpExtTCPOrigDataSent"] += 1
+        chrono = self.chrono
+        if chrono.kind == RWND_LIMITED:
+            chrono.stop(RWND_LIMITED, now, False)
+        c.bytes_sent += n
+        c.data_segs_out += 1
+        if not rcv.pingpong:
+            rcv.data_sent(self.last_data_send, now)
+        self.last_data_send = now
+        self._after_push(c, rec, now, buf_len, buf_len, 1)
 
     def _after_push(self, c: TcpConnection, rec: Recovery, now: float, buf_len: int,
                     sent: int, nsegs: int) -> None:

@@ -319,3 +319,52 @@ class Script:
 
     def event_types(self) -> list[str]:
         return [type(e).__name__ for e in self.events]
+
+
+@dataclass
+class SequenceReceiver:
+    """A receiver reduced to sequence space, for driving the recovery room
+    (:class:`ustack.tcp.recovery.Recovery`) without connections: what a
+    receiver ACKs for each segment ``[start, end)`` it gets.  The block
+    holding the newest segment goes first (RFC 2018 section 4), a duplicate
+    is reported first as a D-SACK (RFC 2883 section 4), at most four blocks;
+    ``sack=False``: cumulative ACKs only."""
+
+    sack: bool = True
+    nxt: int = 0
+    #: out-of-order ranges [start, end), ascending
+    ooo: list[list[int]] = field(default_factory=list)
+    recent: list[tuple[int, int]] = field(default_factory=list)
+
+    def receive(self, start: int, end: int) -> tuple[int, list[tuple[int, int]]]:
+        """The cumulative ACK and the SACK blocks answering ``[start, end)``."""
+        dsack: tuple[int, int] | None = None
+        if end <= self.nxt or any(s <= start and end <= e for s, e in self.ooo):
+            dsack = (start, end)
+        elif start <= self.nxt:
+            self.nxt = max(self.nxt, end)
+            while self.ooo and self.ooo[0][0] <= self.nxt:
+                self.nxt = max(self.nxt, self.ooo.pop(0)[1])
+        else:
+            self.ooo.append([start, end])
+            self.ooo.sort()
+            merged: list[list[int]] = []
+            for s, e in self.ooo:
+                if merged and s <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], e)
+                else:
+                    merged.append([s, e])
+            self.ooo = merged
+            for s, e in self.ooo:
+                if s <= start < e:
+                    self.recent = [(s, e)] + [b for b in self.recent if not (s <= b[0] < e)]
+        if not self.sack:
+            return self.nxt, []
+        live = {(s, e) for s, e in self.ooo}
+        self.recent = [b for b in self.recent if b in live]
+        blocks = list(self.recent)
+        for s, e in self.ooo:
+            if (s, e) not in blocks:
+                blocks.append((s, e))
+        out = ([dsack] if dsack else []) + blocks
+        return self.nxt, out[:4]
