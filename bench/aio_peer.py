@@ -189,14 +189,32 @@ async def role_rr(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------- cps client
+class StageTimeout(Exception):
+    """One step of a cps connection took longer than STAGE_TIMEOUT."""
+
+
+#: seconds one step (connect, request, close) of a cps connection may take:
+#: a connection that hangs is counted (``errors``), it does not hang the run
+STAGE_TIMEOUT = 10.0
+
+
 async def cps_one(host: str, port: int, request: bytes) -> None:
     """connect (+ one request/response) + close: the unit counted by cps."""
-    reader, writer = await asyncio.open_connection(host, port)
-    if request:
-        writer.write(request)
-        await reader.readexactly(len(request))
-    writer.close()
-    await writer.wait_closed()
+    stage = "connect"
+    try:
+        async with asyncio.timeout(STAGE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(host, port)
+        if request:
+            stage = "request"
+            async with asyncio.timeout(STAGE_TIMEOUT):
+                writer.write(request)
+                await reader.readexactly(len(request))
+        stage = "close"
+        writer.close()
+        async with asyncio.timeout(STAGE_TIMEOUT):
+            await writer.wait_closed()
+    except TimeoutError:
+        raise StageTimeout(f"hung in {stage}") from None
 
 
 async def cps_run(host: str, ports: list[int], total: int, inflight: int,
@@ -212,7 +230,9 @@ async def cps_run(host: str, ports: list[int], total: int, inflight: int,
             next_index += 1
             try:
                 await cps_one(host, ports[i % len(ports)], request)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            except StageTimeout as exc:
+                errors[str(exc)] = errors.get(str(exc), 0) + 1
+            except (OSError, asyncio.IncompleteReadError) as exc:
                 key = type(exc).__name__
                 errors[key] = errors.get(key, 0) + 1
 
@@ -229,7 +249,7 @@ async def role_cps(args: argparse.Namespace) -> dict[str, Any]:
     """Every (request size, in-flight) pair of ``--requests`` x
     ``--inflights``; sequential runs (in flight 1) use ``--seq-conns``."""
     # warm the path (ARP, code paths) outside the timed part
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError, StageTimeout):
         await cps_one(args.host, args.ports[0], b"x")
     runs = []
     for request in args.requests:

@@ -503,16 +503,17 @@ class TcpTransport(asyncio.Transport):
             return
         self._eof_sent = True
         ep.conn.shutdown(self._loop.time())
-        ep.touch()
+        self._table.send_now(ep)  # the FIN leaves in this call (kernel shutdown())
 
     def _finish_close(self) -> None:
         ep = self._ep
         if ep is not None and not ep.removed:
             if self._connected:
                 ep.conn.close(self._loop.time())
+                self._table.send_now(ep)  # FIN (or RST) in this call (kernel close())
             else:
                 ep.conn.abort(self._loop.time())
-            ep.touch()
+                ep.touch()
             self._table.detach(ep)
         self._loop.call_soon(self._connection_lost, None)
 

@@ -67,7 +67,9 @@ def _new_conn(kind: int) -> TcpConnection:
 def _check(conn: TcpConnection, out: list[TcpSegment]) -> None:
     assert seq_le(conn.snd_una, conn.snd_nxt)
     assert 0 <= seq_sub(conn.snd_nxt, conn.snd_una) <= conn.send_queue + 2
-    assert conn.send_queue <= CFG.send_buffer
+    # Linux's rule: past the bound by at most what the last skb started below
+    # it takes (a size goal) plus one refill of a partly sent skb
+    assert conn.send_queue <= CFG.send_buffer + 2 * conn._size_goal()
     slack = 1 << max(conn.rcv_wscale, 0)
     assert conn.readable() + conn._ooo.nbytes <= CFG.recv_buffer + slack
     assert seq_sub(conn.rcv_adv, conn.rcv_nxt) >= 0 or conn.state is not TcpState.ESTABLISHED

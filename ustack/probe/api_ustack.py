@@ -35,6 +35,7 @@ from ustack.probe.pktlang import Struct
 from ustack.probe.syscalls import SocketApi, SysError, Unsupported, to_int
 from ustack.probe.tcpinfo import tcpi_from_ustack
 from ustack.tcp import events
+from ustack.tcp.send_buffer import SOCK_MIN_SNDBUF
 from ustack.tcp.state import TcpState
 from ustack.wire.seq import seq_le, seq_lt
 
@@ -79,8 +80,9 @@ _OPTIONS: dict[tuple[int, int], tuple[str, str | None, str | None, Any]] = {
     (SOL_TCP, 6): ("TCP_KEEPCNT", "keepalive_count", None, int),
     (SOL_TCP, 13): ("TCP_CONGESTION", "congestion", "set_congestion", str),
     (SOL_SOCKET, socket.SO_KEEPALIVE): ("SO_KEEPALIVE", "keepalive", None, bool),
+    # Linux sock_setsockopt doubles the value and sets at least SOCK_MIN_SNDBUF
     (SOL_SOCKET, socket.SO_SNDBUF): ("SO_SNDBUF", "send_buffer", "set_send_buffer",
-                                     lambda v: 2 * v),
+                                     lambda v: max(2 * v, SOCK_MIN_SNDBUF)),
     (SOL_SOCKET, socket.SO_RCVBUF): ("SO_RCVBUF", "recv_buffer", "set_recv_buffer",
                                      lambda v: 2 * v),
 }
@@ -386,9 +388,23 @@ class UstackSocketApi(SocketApi):
             await asyncio.wait_for(self._wake.wait(), min(0.05, timeout or 0.05))
 
     async def wait(self, obj: Any, what: str) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), 0.05)
+        """Until something happened; a blocked writer ("w") sleeps on until
+        the socket is writable, as Linux's sk_stream_wait_memory is woken
+        only by sk_stream_write_space (a third of the buffer free)."""
+        while True:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.05)
+            if what != "w" or self._write_ready(obj):
+                return
+
+    def _write_ready(self, obj: Any) -> bool:
+        ep = obj.ep
+        if ep is None or ep.removed or obj.error is not None or not obj.connected:
+            return True
+        conn = ep.conn
+        return bool(conn.shut_wr or conn.send_space() > 0
+                    or getattr(conn, "error", None) is not None)
 
     def shutdown(self, obj: Any, how: int) -> None:
         ep = obj.ep

@@ -43,6 +43,9 @@ from ustack.tcp.receiver import Receiver
 from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SendBuffer
+from ustack.tcp.send_buffer import admit as sndbuf_admit
+from ustack.tcp.send_buffer import charged as sndbuf_charged
+from ustack.tcp.send_buffer import writable as sndbuf_writable
 from ustack.tcp.sender import Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
@@ -389,12 +392,45 @@ class TcpConnection:
                 data = data[:room if room > 0 else 0]
                 self._send_blocked = True
         idle = not self.snd.unsent(self.snd_una)
-        n = self.snd.buf.write(data)
+        buf = self.snd.buf
+        if buf.limit < self.config.send_buffer:
+            n = buf.write(data)  # clamped by memory pressure: the strict bound
+        else:
+            n = buf.write(data, self._sndbuf_admit(len(data)))
         if n and idle:
             self.snd.chrono.start(_CHRONO_BUSY, now)  # Linux tcp_add_write_queue_tail
         if n < len(data):
             self._send_blocked = True
         return n
+
+    def _size_goal(self) -> int:
+        """Linux tcp_xmit_size_goal: half the peer's largest window
+        (tcp_bound_to_half_wnd), at most a GSO packet, in whole MSS."""
+        mss = self.send_mss
+        goal = min(_GSO_MAX_PAYLOAD, self.max_snd_wnd >> 1) // mss * mss
+        return goal if goal >= mss else mss
+
+    def _sndbuf_admit(self, n: int) -> int:
+        """Bytes of an ``n``-byte write the send buffer takes (Linux's rule,
+        :func:`ustack.tcp.send_buffer.admit`); what leaves at once is the
+        whole segments min(SND.WND, cwnd) allows beyond the sent bytes."""
+        snd = self.snd
+        una = self.snd_una
+        queued = len(snd.buf)
+        sent = (snd.ptr - una) & MASK
+        out = 0
+        rec = self.rec
+        if rec is not None and self.state in _SENDING_STATES:
+            flight = (self.snd_nxt - una) & MASK
+            cwnd_room = flight + self.cc.cwnd - rec.in_flight()
+            wnd = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
+            if wnd > sent:
+                mss = self.send_mss
+                out = (wnd - sent) // mss * mss
+        eor = snd.eor
+        closed = bool(eor) and eor[-1] == (una + queued) & MASK
+        return sndbuf_admit(n, queued, queued - sent, out, self._size_goal(),
+                            snd.buf.limit, closed)
 
     def _notsent_room(self, lowat: int) -> int:
         """What one write may queue under TCP_NOTSENT_LOWAT, as Linux's
@@ -596,7 +632,8 @@ class TcpConnection:
         self._own_config().notsent_lowat = nbytes
 
     def set_send_buffer(self, nbytes: int) -> None:
-        """SO_SNDBUF: the bound of unacknowledged + unsent bytes."""
+        """SO_SNDBUF: the bound of the charge of unacknowledged + unsent
+        bytes (Linux sk_sndbuf; see :mod:`ustack.tcp.send_buffer`)."""
         if nbytes <= 0:
             raise ValueError(f"SO_SNDBUF must be > 0, not {nbytes}")
         self._own_config().send_buffer = nbytes
@@ -648,10 +685,21 @@ class TcpConnection:
 
     # --------------------------------------------------------------- queries
     def send_space(self) -> int:
-        """Bytes :meth:`send` would accept now."""
+        """Bytes :meth:`send` would accept now, 0 while not writable (Linux
+        tcp_poll / sk_stream_write_space: at most 2/3 of the send buffer
+        charged, :func:`ustack.tcp.send_buffer.writable`)."""
         if self.snd.fin_queued or self._app_closed or self.state is _CLOSED:
             return 0
-        space = self.snd.buf.space
+        buf = self.snd.buf
+        limit = buf.limit
+        if limit < self.config.send_buffer:
+            space = buf.space  # clamped by memory pressure: the strict bound
+        else:
+            goal = self._size_goal()
+            queued = len(buf)
+            if not sndbuf_writable(queued, goal, limit):
+                return 0
+            space = limit - sndbuf_charged(queued, goal)
         lowat = self.config.notsent_lowat
         if lowat:
             # writable while twice the unsent bytes stay below the mark
@@ -696,9 +744,22 @@ class TcpConnection:
         return self.timers.earliest()
 
     # -------------------------------------------------------- segment arrival
-    def receive(self, seg: TcpSegment, now: float) -> None:
-        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises for any segment."""
+    def receive(self, seg: TcpSegment, now: float, arrival: float | None = None,
+                first_arrival: float | None = None) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises for any segment.
+
+        ``now`` is the present: every timer, TSval and state change uses it.
+        ``arrival``, when the link knows it, is when the segment reached us
+        (the kernel's receive stamp, ustack.link.rxtime), and
+        ``first_arrival`` that of the first of the ACKs it stands for (ACK
+        coalescing): the RTT samples of this ACK use them (RFC 6298 2: the
+        time the ACK arrives), clamped to ``now``, so they measure the path
+        and not our own wake-up."""
         self._now = now
+        rec = self.rec
+        if rec is not None:
+            rec.ack_time = arrival
+            rec.ack_time_first = first_arrival
         self.segs_in += 1
         self.last_recv = now
         if self.trace is not None:
@@ -1618,6 +1679,15 @@ class TcpConnection:
         self.timers.keepalive = now + cfg.keepalive_interval
 
     # ----------------------------------------------------------------- output
+    def segments_sent(self, now: float, left: float) -> None:
+        """The segments :meth:`segments_to_send` returned for ``now`` were
+        handed to the device at ``left`` (the driver's clock, just before the
+        send call): their recorded send times move there
+        (:meth:`Recovery.restamp`); timers and TSvals stay."""
+        rec = self.rec
+        if rec is not None:
+            rec.restamp(now, left)
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""

@@ -9,12 +9,90 @@ acknowledging drops whole chunks and moves an offset into the first.  A cursor
 remembers where the last peek ended, so building consecutive segments never
 rescans the buffer.  Small writes are coalesced into a ``bytearray`` tail so
 interactive traffic does not make thousands of tiny chunks.
+
+The bound follows Linux (net/ipv4/tcp.c tcp_sendmsg_locked, net/core/stream.c):
+queued data is charged in skb truesize units (payload plus a per-skb
+overhead, :func:`charged`), a write appends to the unsent tail skb up to
+the size goal without checking the bound and starts a new skb only while
+the charge is below it (:func:`admit`, so a write may go past the bound by
+what the current chunk allows), and a blocked writer is woken only when at
+least a third of the buffer is free (:func:`writable`).
 """
 
 from __future__ import annotations
 
 _SMALL = 2048  # writes below this are coalesced
 _TAIL_MAX = 65536  # ... into a tail chunk of at most this size
+
+#: what Linux charges an skb beyond its payload: SKB_TRUESIZE of the head
+#: tcp_stream_alloc_skb allocates (MAX_TCP_HEADER in a 1 KB slab object plus
+#: struct sk_buff and skb_shared_info on x86_64); packetdrill's
+#: timestamping/partial.pkt pins it between 548 and 1315 bytes
+SKB_OVERHEAD = 1280
+#: Linux SOCK_MIN_SNDBUF (2 * TCP_SKB_MIN_TRUESIZE): setsockopt(SO_SNDBUF)
+#: never sets less
+SOCK_MIN_SNDBUF = 4608
+
+
+def charged(queued: int, goal: int) -> int:
+    """The send-buffer charge of ``queued`` bytes in skbs of ``goal`` bytes
+    (Linux sk_wmem_queued: each skb's truesize is its payload plus
+    :data:`SKB_OVERHEAD`)."""
+    return queued + SKB_OVERHEAD * (-(-queued // goal)) if queued else 0
+
+
+def writable(queued: int, goal: int, limit: int) -> bool:
+    """Linux __sk_stream_is_writeable: the free space is at least half the
+    charge (sk_stream_wspace >= sk_stream_min_wspace, i.e. at most 2/3 of
+    the buffer charged) and below the bound (sk_stream_memory_free).  Both
+    poll's POLLOUT and the wakeup of a blocked writer (sk_stream_write_space)
+    use it."""
+    c = charged(queued, goal)
+    return c < limit and limit - c >= c >> 1
+
+
+def admit(n: int, queued: int, unsent: int, out: int, goal: int, limit: int,
+          tail_closed: bool = False) -> int:
+    """How many of ``n`` bytes one write takes (Linux tcp_sendmsg_locked).
+
+    ``queued`` bytes are in the buffer, the last ``unsent`` of them not yet
+    sent; ``out`` more bytes would leave at once (whole segments the window
+    and cwnd allow).  The write fills the unsent tail skb up to ``goal``
+    (tcp_send_mss's size goal) unchecked; a new skb is started only while the
+    charge is below ``limit`` (sk_stream_memory_free).  A full skb at the
+    head of the unsent data goes out at once as far as ``out`` allows
+    (tcp_push_one), which leaves its unsent rest as a tail skb with room
+    again (tso_fragment).  ``tail_closed``: the tail ends a record (MSG_EOR),
+    nothing is appended to it."""
+    c = charged(queued, goal)
+    if c + n + SKB_OVERHEAD * (n // goal + 1) < limit:
+        return n  # every skb this write starts begins below the bound
+    pos = queued
+    sent = queued - unsent
+    wire_end = sent + out
+    tail = 0
+    if unsent and not tail_closed:
+        tail = unsent % goal or goal
+    taken = 0
+    while taken < n:
+        if 0 < tail < goal:
+            k = goal - tail
+        else:
+            if c >= limit:
+                break
+            k = goal
+            c += SKB_OVERHEAD
+            tail = 0
+        if k > n - taken:
+            k = n - taken
+        taken += k
+        tail += k
+        c += k
+        pos += k
+        if tail == goal and pos - tail <= sent < wire_end:
+            sent = pos if pos < wire_end else wire_end
+            tail = pos - sent
+    return taken
 
 
 class SendBuffer:
@@ -42,10 +120,11 @@ class SendBuffer:
         free = self.limit - self._len
         return free if free > 0 else 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append as much of ``data`` as fits; return the count taken.  A
-        ``bytes`` object is stored without copying."""
-        free = self.limit - self._len
+    def write(self, data: bytes | bytearray | memoryview, room: int | None = None) -> int:
+        """Append as much of ``data`` as fits (``room`` bytes when given,
+        else what :attr:`limit` leaves); return the count taken.  A ``bytes``
+        object is stored without copying."""
+        free = self.limit - self._len if room is None else room
         n = len(data)
         if free <= 0 or n == 0:
             return 0

@@ -369,7 +369,7 @@ class Sender:
         # cwnd, stopped the next segment -> the rwnd-limited chronograph
         rest = buf_len - sent
         chrono = self.chrono
-        if rest > 0 and wnd - sent < (mss if rest > mss else rest) and wnd <= cwnd_room:
+        if rest > 0 and wnd - sent < (mss if rest > mss else rest) and wnd < cwnd_room:
             chrono.start(RWND_LIMITED, now)
         elif chrono.kind == RWND_LIMITED:
             chrono.stop(RWND_LIMITED, now, False)
