@@ -135,6 +135,9 @@ async def resolve(stack: StreamHost, host: str) -> list[str]:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+#: the shared, never written ``_extra`` of a transport given no extra info
+_NO_EXTRA: dict[str, Any] = {}
+
 #: the shared, never written ``_held``/``_pending`` of a transport at rest
 #: (each becomes a deque of its own on first use: an empty deque is ~600 bytes)
 _EMPTY: deque[bytes] = deque(maxlen=0)
@@ -164,7 +167,7 @@ class TcpTransport(asyncio.Transport):
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
         super().__init__(extra)
-        self._extra: dict[str, Any] = dict(extra) if extra else {}
+        self._extra: dict[str, Any] = dict(extra) if extra else _NO_EXTRA
         self._table = table
         self._loop = table.loop
         self._protocol = protocol
@@ -215,6 +218,8 @@ class TcpTransport(asyncio.Transport):
                 return default
             sock = self._extra.get("socket")
             if sock is None:
+                if self._extra is _NO_EXTRA:
+                    self._extra = {}
                 sock = self._extra["socket"] = TransportSocket(
                     self, self._ep.sockname, self._ep.peername)
             return sock
