@@ -476,7 +476,7 @@ class TcpTable:
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
-        self._conns[key] = ep
+        self._conns[ep.key] = ep  # (the endpoint's key tuple: one per connection)
         self.counters["tcp_active_opens"] += 1
         self.touch(ep)
         return ep
