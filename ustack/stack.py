@@ -245,6 +245,8 @@ class Stack:
             stack.ip.register_error(PROTO_UDP, stack.udp.ip_error)
             stack.ip.on_echo_reply(stack._echo_reply)
             device.attach(loop, stack._receive)
+            if stack._tcp is not None:
+                stack._tcp.poll_input = getattr(device, "poll", None)
             if syn_device is not None:
                 stack._attach_syn_channel(syn_device)
             stack.ip.announce()

@@ -76,11 +76,29 @@ def _event_errno(event: Any) -> int:
     return errno_mod.ECONNRESET
 
 
+#: IPv4 literals already parsed (a client connecting again and again to the
+#: same address parses it once; ipaddress costs ~10 us a call)
+_LITERALS: dict[str, bytes] = {}
+
+
+#: the protocol of a transport still connecting (stateless; reading is
+#: paused until attach() gives the application's): one for all
+_PLACEHOLDER = asyncio.Protocol()
+
+
 def _parse_ipv4(host: str) -> bytes:
+    packed = _LITERALS.get(host)
+    if packed is not None:
+        return packed
     try:
-        return ipaddress.IPv4Address(host).packed
+        packed = ipaddress.IPv4Address(host).packed
     except ValueError:
         pass
+    else:
+        if len(_LITERALS) >= 1024:
+            _LITERALS.clear()
+        _LITERALS[host] = packed
+        return packed
     raise ValueError(f"not an IPv4 address: {host!r}")
 
 
@@ -106,7 +124,7 @@ class StreamHost(Protocol):
 async def resolve(stack: StreamHost, host: str) -> list[str]:
     """IPv4 addresses of ``host`` for ``stack`` (socket.gaierror on failure;
     names only the kernel's resolver knows fall back to it)."""
-    if is_ipv4_literal(host):
+    if host in _LITERALS or is_ipv4_literal(host):
         return [host]
     try:
         return await stack.resolver.resolve(host)
@@ -116,6 +134,9 @@ async def resolve(stack: StreamHost, host: str) -> list[str]:
             None, socket.getaddrinfo, host, None, socket.AF_INET, socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
+
+#: the shared, never written ``_extra`` of a transport given no extra info
+_NO_EXTRA: dict[str, Any] = {}
 
 #: the shared, never written ``_held``/``_pending`` of a transport at rest
 #: (each becomes a deque of its own on first use: an empty deque is ~600 bytes)
@@ -146,7 +167,7 @@ class TcpTransport(asyncio.Transport):
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
         super().__init__(extra)
-        self._extra: dict[str, Any] = dict(extra) if extra else {}
+        self._extra: dict[str, Any] = dict(extra) if extra else _NO_EXTRA
         self._table = table
         self._loop = table.loop
         self._protocol = protocol
@@ -197,6 +218,8 @@ class TcpTransport(asyncio.Transport):
                 return default
             sock = self._extra.get("socket")
             if sock is None:
+                if self._extra is _NO_EXTRA:
+                    self._extra = {}
                 sock = self._extra["socket"] = TransportSocket(
                     self, self._ep.sockname, self._ep.peername)
             return sock
@@ -738,7 +761,7 @@ async def connect_transport(
     ``trace``: a file path or a hook(now, event, data) tracing this
     connection (docs/trace.md)."""
     loop = table.loop
-    transport = TcpTransport(table, asyncio.Protocol())
+    transport = TcpTransport(table, _PLACEHOLDER)
     transport._reading_paused = True  # nothing may reach the placeholder
     waiter: asyncio.Future[None] = loop.create_future()
     transport._waiter = waiter

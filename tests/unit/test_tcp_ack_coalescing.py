@@ -274,9 +274,10 @@ class _Recording(TcpConnection):
     __slots__ = ()
     seen: list[TcpSegment] = []
 
-    def receive(self, seg: TcpSegment, now: float) -> None:
+    def receive(self, seg: TcpSegment, now: float, arrival: float | None = None,
+                first_arrival: float | None = None) -> None:
         _Recording.seen.append(seg)
-        super().receive(seg, now)
+        super().receive(seg, now, arrival, first_arrival)
 
 
 def test_driver_holds_supersedes_and_releases_before_anything_else() -> None:

@@ -338,3 +338,27 @@ async def test_orphans_beyond_max_orphans_are_reset(monkeypatch: pytest.MonkeyPa
     assert table.orphans == 2  # the reset one is gone, the two others finish
     table.close()
     assert table.orphans == 0
+
+
+async def test_the_timer_reads_waiting_input_before_handling_deadlines(
+        table: tt.TcpTable) -> None:
+    """An ACK already in the receive ring when a loss probe is due goes
+    first (TcpTable.poll_input, the device's poll): here the "ACK" moves
+    the connection's deadline, so the timer finds nothing due (before
+    poll_input the probe fired and the ACK came back as a D-SACK)."""
+    now = table.now()
+    ep = table.connect(PEER, 80, Owner())
+    await settle()
+    ep.conn.deadline = now + 0.01  # type: ignore[attr-defined]
+    table.touch(ep)
+    await settle()
+    polled: list[float] = []
+
+    def poll() -> None:  # what the device delivers: an ACK pushing the deadline
+        polled.append(table.now())
+        ep.conn.deadline = table.now() + 10.0  # type: ignore[attr-defined]
+
+    table.poll_input = poll
+    await asyncio.sleep(0.03)
+    assert polled  # the timer polled first
+    assert ep.conn.timer_calls == []  # type: ignore[attr-defined]  # and nothing was due

@@ -8,6 +8,7 @@ builds one from any object shaped like a Stack (the unit tests' fakes).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class TcpPort:
     loop: asyncio.AbstractEventLoop
     #: what transports report as ``get_extra_info("stack")`` (the Stack)
     owner: object = None
+    #: ``send_ip_opts(dst, protocol, payload, tos=N, df=B)``: one IPv4 packet
+    #: with the TOS byte and DF bit of a socket's IP_TOS / IP_MTU_DISCOVER
+    #: (None: the IP layer cannot, those options are refused)
+    send_ip_opts: Callable[..., None] | None = None
 
 
 def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPort:
@@ -61,9 +66,18 @@ def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPor
         tcp_encoder=getattr(ip, "tcp_encoder", None),
         send_gso=gso,
         reachable=getattr(ip, "reachable", None),
+        send_ip_opts=ip.send if _takes_ip_opts(ip.send) else None,
         loop=loop or asyncio.get_running_loop(),
         owner=stack,
     )
+
+
+def _takes_ip_opts(send: Callable[..., None]) -> bool:
+    try:
+        params = inspect.signature(send).parameters
+    except (TypeError, ValueError):
+        return False
+    return "tos" in params and "df" in params
 
 
 __all__ = ["TcpPort", "port_of"]

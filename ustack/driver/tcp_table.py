@@ -57,6 +57,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ustack.driver.port import TcpPort, port_of
+from ustack.link.rxtime import CURRENT as _ARRIVAL
+from ustack.link.rxtime import SENT as _SENT
 from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.connection import TcpConnection as _TcpConnection
@@ -158,7 +160,7 @@ class TcpEndpoint:
     __slots__ = (
         "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
         "owner", "listener", "heap_deadline", "removed", "accepted", "queued",
-        "mem", "mem_epoch", "held", "held_at",
+        "mem", "mem_epoch", "held", "held_at", "held_rx", "held_rx_first",
     )
 
     def __init__(
@@ -193,6 +195,10 @@ class TcpEndpoint:
         #: connection (a later one may supersede it), and when it arrived
         self.held: TcpSegment | None = None
         self.held_at = 0.0
+        #: the kernel's receive time of the held ACK (ustack.link.rxtime),
+        #: and of the first ACK it superseded (None: not stamped)
+        self.held_rx: float | None = None
+        self.held_rx_first: float | None = None
 
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
@@ -332,6 +338,9 @@ class TcpTable:
         self._cfg_snap: TcpConfig | None = None
         self._cfg_src: TcpConfig | None = None
         self._ip_send: Callable[[bytes, int, bytes], Any] = port.send
+        #: connections whose IPv4 headers differ from the default (TOS 0, DF
+        #: set): endpoint -> (tos, df); empty, the send path never looks
+        self._ip_opts: dict[TcpEndpoint, tuple[int, bool]] = {}
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
             port.send_many or self._send_each
         self.local_addr: bytes = port.local_addr
@@ -351,6 +360,13 @@ class TcpTable:
         #: called with (remote address, now) when a passive open completes
         #: its handshake (the SYN channel's proven peers); None = nobody
         self.on_passive_open: Callable[[bytes, float], None] | None = None
+        #: read the frames already received (the device's ``poll``; set by the
+        #: Stack): the timer runs it first, so an ACK waiting in the receive
+        #: ring is seen before a loss probe or RTO it makes moot (the loop
+        #: runs due timers before it polls; the drain of a receive batch
+        #: sends inside the device callback, so ACKs to what it sent can be
+        #: waiting when the next timer is due).  None: nothing to poll
+        self.poll_input: Callable[[], None] | None = None
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -463,7 +479,7 @@ class TcpTable:
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
-        self._conns[key] = ep
+        self._conns[ep.key] = ep  # (the endpoint's key tuple: one per connection)
         self.counters["tcp_active_opens"] += 1
         self.touch(ep)
         return ep
@@ -568,7 +584,7 @@ class TcpTable:
             self._clamp(ep, conn)
         segs = conn.segments_to_send(now)
         if segs:
-            self._transmit(ep, segs)
+            self._transmit_round(ep, conn, segs, now)
         used = _buffered(conn)
         if used != ep.mem:
             memory.charge(used - ep.mem, now)
@@ -631,24 +647,34 @@ class TcpTable:
         if held is not None:
             if conn.ack_supersedes(held, seg):
                 # a later plain ACK of the same batch covers the held one
+                # (the RTT of its oldest bytes is the first one's: held_rx_first)
                 conn.absorb_ack(held)
                 ep.held = seg
                 ep.held_at = self._clock()
+                ep.held_rx = _ARRIVAL.t
                 self.counters["tcp_acks_coalesced"] += 1
                 return None
             ep.held = None
-            conn.receive(held, ep.held_at)
+            if ep.held_rx is None:
+                conn.receive(held, ep.held_at)
+            else:
+                conn.receive(held, ep.held_at, ep.held_rx, ep.held_rx_first)
         if self.coalesce_acks and conn.coalescible_ack(seg):
             # hold it until the batch ends (_flush) or another segment for
             # this connection arrives: the next plain ACK may supersede it
             ep.held = seg
             ep.held_at = self._clock()
+            ep.held_rx = ep.held_rx_first = _ARRIVAL.t
             self._holding[ep] = None
             self._dirty[ep] = None
             if self._flush_handle is None and not self._batch:
                 self._flush_handle = self.loop.call_soon(self._flush)
             return None
-        conn.receive(seg, self._clock())
+        arrival = _ARRIVAL.t  # the kernel's receive time of this frame (rxtime)
+        if arrival is None:
+            conn.receive(seg, self._clock())
+        else:  # RTT samples from the arrival, not from our wake-up
+            conn.receive(seg, self._clock(), arrival)
         if getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
@@ -1046,7 +1072,10 @@ class TcpTable:
         if seg is not None:
             ep.held = None
             if not ep.removed:
-                ep.conn.receive(seg, ep.held_at)
+                if ep.held_rx is None:
+                    ep.conn.receive(seg, ep.held_at)
+                else:  # RTT samples from the kernel's receive times (rxtime)
+                    ep.conn.receive(seg, ep.held_at, ep.held_rx, ep.held_rx_first)
                 self._dirty[ep] = None
 
     def release_held(self) -> None:
@@ -1058,10 +1087,70 @@ class TcpTable:
                 self._release(ep)
             holding.clear()
 
+    def set_ip_options(self, ep: TcpEndpoint, tos: int = 0, df: bool = True) -> None:
+        """The TOS byte and DF bit of ``ep``'s IPv4 headers from now on
+        (IP_TOS, IP_MTU_DISCOVER; Linux ip_queue_xmit takes both from the
+        socket).  ValueError when the IP layer cannot set them."""
+        if not 0 <= tos <= 0xFF:
+            raise ValueError(f"TOS must be 0..255, not {tos}")
+        if tos == 0 and df:
+            self._ip_opts.pop(ep, None)
+            return
+        if self.port.send_ip_opts is None:
+            raise ValueError("this IP layer cannot set TOS/DF per connection")
+        self._ip_opts[ep] = (tos, df)
+
+    def ip_options(self, ep: TcpEndpoint) -> tuple[int, bool]:
+        """(tos, df) of ``ep``'s IPv4 headers."""
+        return self._ip_opts.get(ep, (0, True))
+
+    def _transmit_ip_opts(self, ep: TcpEndpoint, segs: list[TcpSegment], tos: int,
+                          df: bool) -> None:
+        """The output of a connection with its own TOS/DF: one packet per
+        MTU-sized piece through the IP layer's general send (no GSO, no
+        fused fast path)."""
+        send = self.port.send_ip_opts
+        assert send is not None
+        raddr, laddr = ep.remote_addr, self.local_addr
+        for seg in segs:
+            opt = seg.options.encode() if not seg.options.is_empty() else b""
+            room = self._mtu_payload - HEADER_LEN - len(opt)
+            payload = seg.payload
+            if len(payload) <= room:
+                send(raddr, PROTO_TCP, seg.encode(laddr, raddr), tos=tos, df=df)
+                continue
+            last = len(payload) - room
+            for off in range(0, len(payload), room):
+                flags = seg.flags if off >= last else seg.flags & ~(FIN | PSH)
+                piece = TcpSegment(seg.src_port, seg.dst_port, (seg.seq + off) & 0xFFFFFFFF,
+                                   seg.ack, flags, seg.window, seg.urgent, seg.options,
+                                   payload[off : off + room])
+                send(raddr, PROTO_TCP, piece.encode(laddr, raddr), tos=tos, df=df)
+
+    def _transmit_round(self, ep: TcpEndpoint, conn: TcpConnection, segs: list[TcpSegment],
+                        now: float) -> None:
+        """:meth:`_transmit` the output of ``conn.segments_to_send(now)`` and
+        tell the core when it went to the device: the send time of its RTT
+        samples (``segments_sent``) is the device's first send call of this
+        round (rxtime.SENT), else the time just before :meth:`_transmit`, not
+        ``now`` (after the events and the core's work: ~40 us earlier per
+        64-byte ping-pong round at load 5)."""
+        left = self._clock()
+        _SENT.t = None
+        self._transmit(ep, segs)
+        sent_at = _SENT.t
+        conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
+
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
         """Put a connection's output on the wire: small and MSS-sized
         segments in one burst (one encoder: they share the options block),
         super-segments and over-long headers through :meth:`_send_large`."""
+        if self._ip_opts:
+            opts = self._ip_opts.get(ep)
+            if opts is not None:
+                self.counters["tcp_segs_out"] += len(segs)
+                self._transmit_ip_opts(ep, segs, *opts)
+                return
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
         encoder = self._new_encoder(raddr)
@@ -1122,7 +1211,7 @@ class TcpTable:
                 event = conn.next_event()
             segs = conn.segments_to_send(now)
             if segs:
-                self._transmit(ep, segs)
+                self._transmit_round(ep, conn, segs, now)
             used = _buffered(conn)
             if used != ep.mem:
                 memory.charge(used - ep.mem, now)
@@ -1201,6 +1290,8 @@ class TcpTable:
             pass
 
     def _remove(self, ep: TcpEndpoint) -> None:
+        if self._ip_opts:
+            self._ip_opts.pop(ep, None)
         hook = getattr(ep.conn, "trace", None)
         if hook is not None and not ep.removed:
             (la, lp), (ra, rp) = ep.sockname, ep.peername
@@ -1256,6 +1347,9 @@ class TcpTable:
 
     def _on_timer(self) -> None:
         self._timer = None
+        poll = self.poll_input
+        if poll is not None and not self._batch and not self._flushing:
+            poll()  # input first: its ACKs may move the deadlines (see poll_input)
         if self._holding:
             self.release_held()
         now = self.now()

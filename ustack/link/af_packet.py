@@ -33,11 +33,14 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
+from ustack.link.rxtime import SENT as _SENT
+from ustack.link.rxtime import StampedBatch, realtime_offset, to_monotonic
 from ustack.wire.ethernet import parse_mac
 
 Buffer = bytes | bytearray | memoryview
@@ -121,6 +124,9 @@ _ANCBUFSIZE = socket.CMSG_SPACE(20)
 _MSG_TRUNC = socket.MSG_TRUNC
 #: tp_len, tp_snaplen, tp_mac of tpacket2_hdr (after the 4-byte tp_status)
 _SLOT_HDR = struct.Struct("<IIH")
+#: the same plus tp_net, tp_sec, tp_nsec: the kernel's receive timestamp
+#: (CLOCK_REALTIME, ustack.link.rxtime)
+_SLOT_HDR_TS = struct.Struct("<IIHHII")
 _ZERO4 = bytes(4)
 
 
@@ -177,6 +183,9 @@ class AfPacketDevice(Device):
 
     #: most frames read per wakeup (keeps a flood from starving the loop)
     rx_budget = 4096
+    #: hand ring batches on with each frame's kernel receive time
+    #: (ustack.link.rxtime: RTT samples from arrival, not from our wake-up)
+    rx_timestamps = True
 
     def __init__(
         self,
@@ -365,9 +374,15 @@ class AfPacketDevice(Device):
         slot_size = self._ring_slot
         nslots = self._ring_slots
         head = self._ring_head
-        unpack_from = _SLOT_HDR.unpack_from
+        unpack_from = _SLOT_HDR_TS.unpack_from
         frames: list[ReceivedFrame] = []
         append = frames.append
+        # each frame's arrival time (ustack.link.rxtime): the slot's stamp on
+        # the monotonic clock, one offset per batch, never after `now`
+        times: list[float] = []
+        stamp = times.append
+        now = time.monotonic()
+        offset = realtime_offset()
         nbytes = 0
         skipped = 0
         truncated = 0
@@ -378,7 +393,7 @@ class AfPacketDevice(Device):
             if not status & TP_STATUS_USER:
                 break
             budget -= 1
-            tp_len, snaplen, mac_off = unpack_from(ring, off + 4)
+            tp_len, snaplen, mac_off, _net, sec, nsec = unpack_from(ring, off + 4)
             if snaplen != tp_len:
                 # a frame bigger than a slot (a GSO/GRO super-frame from a veth
                 # peer with TSO): PACKET_COPY_THRESH queued the whole frame on
@@ -388,12 +403,15 @@ class AfPacketDevice(Device):
                     truncated += 1
                 else:
                     append((full, bool(status & _TRUSTED_BITS)))
+                    stamp(to_monotonic(sec, nsec, offset, now))
                     nbytes += len(full)
             elif ring[off + _SLOT_PKTTYPE] == PACKET_OUTGOING:
                 skipped += 1
             else:
                 start = off + mac_off
                 append((ring[start : start + snaplen], bool(status & _TRUSTED_BITS)))
+                t = sec + nsec * 1e-9 - offset  # rxtime.to_monotonic, inlined
+                stamp(t if t < now else now)
                 nbytes += snaplen
             ring[off : off + 4] = _ZERO4  # hand the slot back (TP_STATUS_KERNEL)
             head += 1
@@ -405,7 +423,8 @@ class AfPacketDevice(Device):
             # when the interface goes down or away) keeps poll() reporting
             # readiness until read; read it here or the loop would spin
             self._consume_socket_error()
-        self._deliver(frames, nbytes, skipped, truncated)
+        self._deliver(StampedBatch(frames, times) if self.rx_timestamps else frames,
+                      nbytes, skipped, truncated)
 
     def read_fixed(self, width: int, budget: int) -> tuple[
             NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame]]:
@@ -617,6 +636,8 @@ class AfPacketDevice(Device):
         if self._txq:
             self._enqueue(frame)
             return
+        if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+            _SENT.t = time.monotonic()
         try:
             self._sock.send(frame)
         except (BlockingIOError, InterruptedError):
@@ -640,6 +661,8 @@ class AfPacketDevice(Device):
             for frame in frames:
                 self._enqueue(frame)
             return
+        if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+            _SENT.t = time.monotonic()
         if _sendmany is not None:
             self._send_many_batched(frames if type(frames) is list else list(frames))
             return
@@ -802,6 +825,8 @@ class AfPacketDevice(Device):
         if self._txq:
             self._enqueue(b"".join(pieces))
             return
+        if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+            _SENT.t = time.monotonic()
         try:
             self._sock.sendmsg(pieces)
         except (BlockingIOError, InterruptedError):

@@ -8,9 +8,10 @@ before the loop gets to run arrives in one batch (as AF_PACKET does).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
+from ustack.link.rxtime import StampedBatch
 
 ETH_HEADER = 14
 
@@ -28,6 +29,11 @@ class MemoryDevice(Device):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receiver: Receiver | None = None
         self._inbox: list[ReceivedFrame] = []
+        #: when set, each frame this end receives is stamped with its value
+        #: at the moment the peer sent it (the wire time, as the kernel's
+        #: receive stamp; ustack.link.rxtime) and delivered as a StampedBatch
+        self.stamp: Callable[[], float] | None = None
+        self._inbox_times: list[float] = []
         self._scheduled = False
         self._closed = False
         #: every frame this end sent, in order (handy for assertions)
@@ -58,6 +64,8 @@ class MemoryDevice(Device):
         if self.record_sent:
             self.sent.append(bytes(frame))
         peer._inbox.append((bytes(frame), peer.trusted))
+        if peer.stamp is not None:
+            peer._inbox_times.append(peer.stamp())
         peer._schedule()
 
     def _schedule(self) -> None:
@@ -69,17 +77,20 @@ class MemoryDevice(Device):
     def _deliver(self) -> None:
         self._scheduled = False
         frames, self._inbox = self._inbox, []
+        times, self._inbox_times = self._inbox_times, []
         if not frames or self._receiver is None or self._closed:
             return
         stats = self._stats
         stats["rx_frames"] += len(frames)
         stats["rx_bytes"] += sum(len(f) for f, _ in frames)
         stats["rx_batches"] += 1
-        self._receiver(frames)
+        self._receiver(StampedBatch(frames, times) if len(times) == len(frames) and self.stamp
+                       else frames)
 
     def close(self) -> None:
         self._closed = True
         self._inbox = []
+        self._inbox_times = []
 
     def counters(self) -> dict[str, int]:
         return dict(self._stats)

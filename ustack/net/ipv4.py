@@ -230,10 +230,12 @@ class IpLayer:
         """Receive ICMP echo replies (``handler(src, echo)``), e.g. for a ping client."""
         self._echo_reply_handler = handler
 
-    def send(self, dst: bytes, protocol: int, payload: Buffer) -> None:
+    def send(self, dst: bytes, protocol: int, payload: Buffer, *, tos: int = 0,
+             df: bool = True) -> None:
         """Send one IPv4 packet carrying ``payload``; never raises for
         network conditions (unresolved → queued; no route or ARP failure →
-        the protocol's error handler)."""
+        the protocol's error handler).  ``tos`` and ``df``: the header's TOS
+        byte and DF bit (a socket's IP_TOS / IP_MTU_DISCOVER, RFC 791 3.1)."""
         entry = self._prefix.get(dst)
         if entry is None:  # a routed destination without its own entry
             gateway = self.routes.gateway
@@ -244,7 +246,8 @@ class IpLayer:
         if n > self.mtu - 20:
             self._tx_drop("too-big")
             return
-        hdr = build_header(self.address, dst, protocol, n, next(self._ident), ttl=self.ttl)
+        hdr = build_header(self.address, dst, protocol, n, next(self._ident), ttl=self.ttl,
+                           tos=tos, dont_fragment=df)
         if entry is not None and now < entry[1]:
             self.frames_out += 1
             self._transmit(entry[0] + hdr + payload)

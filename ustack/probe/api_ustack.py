@@ -62,6 +62,11 @@ _IP_RECVERR = 11
 _MSG_ERRQUEUE = 0x2000
 _MSG_TRUNC = 0x20
 _MSG_EOR = 0x80
+_IP_TOS = 1
+_IP_MTU_DISCOVER = 10
+_IP_FREEBIND = 15
+_IP_PMTUDISC_WANT = 1
+_IP_PMTUDISC_DO = 2
 
 #: Linux sk_stream_closing(): a lingering close() waits while in these states
 _CLOSING_STATES = (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK)
@@ -120,6 +125,20 @@ class UstackSocket:
         self.ts_marks: list[list[Any]] = []
         self.errqueue: deque[tuple[int, float, int, int]] = deque()
         self.ts_hooked = False
+        #: IP_TOS (inet->tos), IP_MTU_DISCOVER (inet->pmtudisc, default
+        #: IP_PMTUDISC_WANT), IP_FREEBIND; children inherit them (sk_clone_lock)
+        self.ip_tos = 0
+        self.pmtudisc = _IP_PMTUDISC_WANT
+        self.freebind = 0
+
+    def apply_ip_options(self) -> None:
+        """Hand IP_TOS / IP_MTU_DISCOVER to the connection's IPv4 headers:
+        DF only for IP_PMTUDISC_WANT and _DO (Linux ip_dont_fragment; TCP
+        sends PROBE, INTERFACE and OMIT without DF)."""
+        ep = self.ep
+        if ep is not None and not ep.removed:
+            self.api.table.set_ip_options(
+                ep, self.ip_tos, self.pmtudisc in (_IP_PMTUDISC_WANT, _IP_PMTUDISC_DO))
 
     # the table calls this for every event of our connection
     def tcp_event(self, event: events.Event) -> None:
@@ -182,6 +201,8 @@ class UstackSocket:
         child = UstackSocket(self.api)
         child.notsent_lowat = self.notsent_lowat
         child.ep = ep
+        child.ip_tos, child.pmtudisc, child.freebind = self.ip_tos, self.pmtudisc, self.freebind
+        child.apply_ip_options()
         if self.tsflags:  # SO_TIMESTAMPING is inherited (Linux sk_clone_lock)
             self.api._set_timestamping(child, self.tsflags)
         child.connected = True
@@ -249,6 +270,7 @@ class UstackSocketApi(SocketApi):
                                         local_port=obj.hp_port or None)
         finally:
             self.table.config = saved
+        obj.apply_ip_options()  # before the SYN leaves (the table drains later)
         if nonblocking:
             raise SysError(E.EINPROGRESS)
         while not obj.connected:
@@ -343,6 +365,26 @@ class UstackSocketApi(SocketApi):
             "ee_errno": E.ENOMSG, "ee_origin": _SO_EE_ORIGIN_TIMESTAMPING, "ee_type": 0,
             "ee_code": 0, "ee_info": kind, "ee_data": ee_data}))
         return min(n, length), flags, cmsgs
+
+    def _set_ip_option(self, obj: UstackSocket, name: int, value: int) -> None:
+        """IP_TOS (Linux do_ip_setsockopt: a stream socket keeps its own ECN
+        bits, ustack has none: the low two bits are cleared), IP_MTU_DISCOVER
+        (IP_PMTUDISC_DONT..OMIT, else EINVAL) and IP_FREEBIND (recorded: the
+        probe's bind() names only the stack's own address, so there is no
+        non-local address to allow)."""
+        if name == _IP_TOS:
+            obj.ip_tos = value & 0xFC
+        elif name == _IP_MTU_DISCOVER:
+            if not 0 <= value <= 5:
+                raise SysError(E.EINVAL)
+            obj.pmtudisc = value
+        else:
+            obj.freebind = int(bool(value))
+            return
+        try:
+            obj.apply_ip_options()
+        except ValueError as exc:
+            raise Unsupported(f"unsupported on ustack: {exc}") from None
 
     def _set_timestamping(self, obj: UstackSocket, flags: int) -> None:
         """SO_TIMESTAMPING (Linux sock_set_timestamping): OPT_ID on a TCP
@@ -476,6 +518,9 @@ class UstackSocketApi(SocketApi):
         if (level, name) == (SOL_SOCKET, _SO_TIMESTAMPING):
             self._set_timestamping(obj, to_int(value))
             return
+        if level == socket.SOL_IP and name in (_IP_TOS, _IP_MTU_DISCOVER, _IP_FREEBIND):
+            self._set_ip_option(obj, name, to_int(value))
+            return
         entry = _OPTIONS.get((level, name))
         if entry is None:
             raise Unsupported(f"unsupported on ustack: setsockopt level {level} option "
@@ -532,6 +577,12 @@ class UstackSocketApi(SocketApi):
             return int(obj.inq)
         if (level, name) == (SOL_SOCKET, _SO_TIMESTAMPING):
             return obj.tsflags
+        if level == socket.SOL_IP and name == _IP_TOS:
+            return obj.ip_tos
+        if level == socket.SOL_IP and name == _IP_MTU_DISCOVER:
+            return obj.pmtudisc
+        if level == socket.SOL_IP and name == _IP_FREEBIND:
+            return obj.freebind
         ep = obj.ep
         if (level, name) == (SOL_TCP, 2):  # TCP_MAXSEG
             if ep is None:

@@ -22,7 +22,7 @@ from ustack.wire import arp as wire_arp
 from ustack.wire import ethernet
 from ustack.wire.checksum import partial_sum, pseudo_header_sum, verify
 from ustack.wire.errors import ParseError
-from ustack.wire.ipv4 import PROTO_TCP, Ipv4Packet, format_address, parse_address
+from ustack.wire.ipv4 import FLAG_DF, PROTO_TCP, Ipv4Packet, format_address, parse_address
 from ustack.wire.tcp import TcpSegment
 
 
@@ -47,6 +47,8 @@ class RawEndpoint:
         self.counters: dict[str, int] = {"bad_checksum": 0, "parse_errors": 0,
                                          "arp_replies_sent": 0, "other": 0}
         self.icmp_received: list[tuple[float, bytes]] = []
+        #: (TOS, DF) of the IPv4 header of the last TCP segment handed on
+        self.last_ip: tuple[int, bool] | None = None
         #: payload per segment of a GSO super-segment (None: what fits the MTU)
         self.gso_size: int | None = None
         device.attach(self._loop, self._receive)
@@ -187,6 +189,7 @@ class RawEndpoint:
                 self.counters["parse_errors"] += 1
                 return
             if self._handler is not None:
+                self.last_ip = (pkt.tos, bool(pkt.flags_fragment & FLAG_DF))
                 self._handler(now, seg)
         else:
             self.icmp_received.append((now, bytes(pkt.payload)))

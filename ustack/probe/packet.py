@@ -278,7 +278,8 @@ def parse_segment(text: str, *, expectation: bool, require_ack: bool = True) -> 
     """Parse ``FLAGS SEQ:END(LEN) [ack N] [win N] [urg N] [<opts>] [extras]``.
 
     Extras (probe only, for sent segments): ``badsum``, ``ttl N``, ``df``,
-    ``nodf``, ``id N``, ``tos N``, ``payload HEX``.  In an expectation any
+    ``nodf``, ``id N``, ``tos N``, ``payload HEX``; in an expectation ``tos N``,
+    ``df`` and ``nodf`` check the IPv4 header.  In an expectation any
     number may be ``*``; an omitted ``win`` or ``<...>`` is not checked
     (write ``<>`` to require no options).
     """
@@ -327,10 +328,10 @@ def parse_segment(text: str, *, expectation: bool, require_ack: bool = True) -> 
         elif w == "badsum" and not expectation:
             spec.bad_checksum = True
             i += 1
-        elif w in ("df", "nodf") and not expectation:
+        elif w in ("df", "nodf"):
             spec.ip.df = w == "df"
             i += 1
-        elif w in ("ttl", "id", "tos") and not expectation:
+        elif w in ("ttl", "id", "tos") and (w == "tos" or not expectation):
             value = int(arg or "", 0)
             if w == "ttl":
                 spec.ip.ttl = value

@@ -75,6 +75,8 @@ class Received:
     ack: int | None
     options: list[Opt]
     line: str
+    #: the IPv4 header's (TOS, DF) when the endpoint reports them
+    ip: tuple[int, bool] | None = None
 
     @property
     def flags(self) -> int:
@@ -201,7 +203,8 @@ class Probe:
         line = format_relative(seg.flags, rel_seq, len(seg.payload), rel_ack, seg.window,
                                seg.urgent, opts)
         self.timeline.append(TimelineEntry(when, ">", line))
-        self._queue.append(Received(when, seg, rel_seq, rel_ack, opts, line))
+        self._queue.append(Received(when, seg, rel_seq, rel_ack, opts, line,
+                                    getattr(self.endpoint, "last_ip", None)))
         self._arrived.set()
 
     def pending(self) -> list[Received]:
@@ -382,7 +385,7 @@ class Probe:
                       payload=b"".join(p.payload for p in parts))
         line = format_relative(seg.flags, first.seq, len(seg.payload), last.ack, seg.window,
                                seg.urgent, last.options) + f"   ({len(parts)} segments)"
-        return Received(first.when, seg, first.seq, last.ack, last.options, line)
+        return Received(first.when, seg, first.seq, last.ack, last.options, line, last.ip)
 
     async def expect_nothing(self, for_s: float) -> None:
         """Assert that the peer sends nothing for ``for_s`` seconds (segments
@@ -416,6 +419,12 @@ class Probe:
             why = options_mismatch(spec.options, got.options)
             if why:
                 return "options differ: " + why
+        if (spec.ip.tos is not None or spec.ip.df is not None) and got.ip is not None:
+            tos, df = got.ip
+            if spec.ip.tos is not None and spec.ip.tos != tos:
+                return f"IPv4 TOS differs (got {tos:#x})"
+            if spec.ip.df is not None and spec.ip.df != df:
+                return "IPv4 DF bit differs (got " + ("df)" if df else "nodf)")
         return None
 
     def _fail(self, spec: PacketSpec, got: Received | None, problem: str, *,

@@ -744,9 +744,22 @@ class TcpConnection:
         return self.timers.earliest()
 
     # -------------------------------------------------------- segment arrival
-    def receive(self, seg: TcpSegment, now: float) -> None:
-        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises for any segment."""
+    def receive(self, seg: TcpSegment, now: float, arrival: float | None = None,
+                first_arrival: float | None = None) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises for any segment.
+
+        ``now`` is the present: every timer, TSval and state change uses it.
+        ``arrival``, when the link knows it, is when the segment reached us
+        (the kernel's receive stamp, ustack.link.rxtime), and
+        ``first_arrival`` that of the first of the ACKs it stands for (ACK
+        coalescing): the RTT samples of this ACK use them (RFC 6298 2: the
+        time the ACK arrives), clamped to ``now``, so they measure the path
+        and not our own wake-up."""
         self._now = now
+        rec = self.rec
+        if rec is not None:
+            rec.ack_time = arrival
+            rec.ack_time_first = first_arrival
         self.segs_in += 1
         self.last_recv = now
         if self.trace is not None:
@@ -1666,6 +1679,15 @@ class TcpConnection:
         self.timers.keepalive = now + cfg.keepalive_interval
 
     # ----------------------------------------------------------------- output
+    def segments_sent(self, now: float, left: float) -> None:
+        """The segments :meth:`segments_to_send` returned for ``now`` were
+        handed to the device at ``left`` (the driver's clock, just before the
+        send call): their recorded send times move there
+        (:meth:`Recovery.restamp`); timers and TSvals stay."""
+        rec = self.rec
+        if rec is not None:
+            rec.restamp(now, left)
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""

@@ -11,6 +11,11 @@ to the receive window before inserting.
 
 from __future__ import annotations
 
+from typing import Any
+
+#: the (never written) block lists of a Reassembly holding no block
+_NONE: list[Any] = []
+
 
 class Reassembly:
     """Sorted, non-overlapping, non-adjacent ``[start, end)`` blocks with data."""
@@ -18,9 +23,11 @@ class Reassembly:
     __slots__ = ("_starts", "_ends", "_data", "nbytes", "fin_pos", "_recent")
 
     def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._data: list[bytes] = []
+        # the shared empty list until the first block arrives (add): most
+        # connections never reorder, and three empty lists are 168 bytes
+        self._starts: list[int] = _NONE
+        self._ends: list[int] = _NONE
+        self._data: list[bytes] = _NONE
         self.nbytes = 0
         #: stream position of an out-of-order FIN, if one arrived
         self.fin_pos: int | None = None
@@ -43,6 +50,11 @@ class Reassembly:
         end = start + len(data)
         if end <= start:
             return False
+        if not self._starts:
+            # fresh lists whenever there is no block (not only when shared:
+            # a deep copy turns the shared empty list into one list aliased
+            # by all three)
+            self._starts, self._ends, self._data = [], [], []
         starts, ends, datas = self._starts, self._ends, self._data
         # first block whose end >= start (may touch or overlap)
         lo = 0
@@ -129,8 +141,7 @@ class Reassembly:
         return self._ends[-1] if self._ends else None
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._ends.clear()
-        self._data.clear()
+        self._starts = self._ends = _NONE
+        self._data = _NONE
         self.nbytes = 0
         self.fin_pos = None

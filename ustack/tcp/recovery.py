@@ -246,6 +246,21 @@ class _Window:
         pass
 
 
+def ack_times(now: float, arrival: float, first_arrival: float | None,
+              first_sent: float, last_sent: float) -> tuple[float, float]:
+    """The times an ACK's two RTT samples end at (RFC 6298 2: when the ACK
+    arrives): ``first_arrival`` (the first of coalesced ACKs) for the oldest
+    acknowledged segment, sent at ``first_sent``, ``arrival`` for the newest,
+    sent at ``last_sent``.  A stamp after ``now`` or before the send time it
+    is measured from (clocks disagreeing) is not believed: ``now`` instead,
+    the sample then includes our processing delay, as without stamps."""
+    t_last = arrival if last_sent <= arrival <= now else now
+    if first_arrival is None:
+        return t_last, t_last
+    t_first = first_arrival if first_sent <= first_arrival <= t_last else t_last
+    return t_first, t_last
+
+
 class _AckState:
     """Per-ACK scratch (Linux struct tcp_sacktag_state + ack flags)."""
 
@@ -285,7 +300,7 @@ class Recovery:
         "tlp_retrans", "_probe_pending", "dsack_dups", "total_retrans",
         "total_retrans_bytes", "rto_count", "reno_sacked", "is_sack_reneg", "tlp_probes",
         "tlp_recoveries", "undos", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
-        "_ca_rtt",
+        "_ca_rtt", "ack_time", "ack_time_first",
     )
 
     def __init__(self, una: int, mss: int, rtt: RttEstimator,
@@ -339,6 +354,12 @@ class Recovery:
         self._now = 0.0
         self._ts_ecr: int | None = None
         self._ca_rtt: float | None = None
+        #: when the ACK being processed reached us (the link's receive stamp,
+        #: set by the connection per segment; None: ``now``), and when the
+        #: first of the ACKs it stands for did (ACK coalescing): RTT samples
+        #: only (:func:`ack_times`)
+        self.ack_time: float | None = None
+        self.ack_time_first: float | None = None
 
     # --- small views ---------------------------------------------------------------
     @property
@@ -422,6 +443,32 @@ class Recovery:
         return (r.start & MASK, r.end - r.start)
 
     # --- sending ------------------------------------------------------------------
+    def restamp(self, stamped: float, left: float) -> None:
+        """The (re)transmissions recorded at ``stamped`` left the host at
+        ``left`` (later: the driver's send call, after segmentation and
+        encoding): their send time becomes ``left``, so RTT samples (RFC
+        6298 2) and rate-sample intervals start when the segment did (Linux
+        stamps ``skb_mstamp`` in ``tcp_transmit_skb``, just before the
+        device).  Walks the time-ordered list from its tail: O(segments of
+        that round); order is kept (they are the latest sent)."""
+        if left <= stamped:
+            return
+        r = self.sb._ts_tail
+        while r is not None and r.sent == stamped:
+            r.sent = left
+            if r.first_sent == stamped:
+                r.first_sent = left
+            if r.tx_first_tx_time == stamped:
+                r.tx_first_tx_time = left
+            if r.tx_delivered_time == stamped:
+                r.tx_delivered_time = left
+            r = r.ts_prev
+        rate = self.rate
+        if rate.first_tx_time == stamped:
+            rate.first_tx_time = left
+        if rate.delivered_time == stamped:
+            rate.delivered_time = left
+
     def on_sent(self, seq: int, length: int, now: float, *,
                 retransmission: bool | None = None, tsval: int | None = None) -> None:
         """``length`` sequence numbers from ``seq`` were just transmitted.
@@ -757,8 +804,14 @@ class Recovery:
         seq_rtt: float | None = None
         ca_rtt: float | None = None
         if first_ackt is not None and not retrans_acked:
-            seq_rtt = now - first_ackt
-            ca_rtt = now - last_ackt
+            if self.ack_time is None:
+                seq_rtt = now - first_ackt
+                ca_rtt = now - last_ackt
+            else:
+                t_first, t_last = ack_times(now, self.ack_time, self.ack_time_first,
+                                            first_ackt, last_ackt)
+                seq_rtt = t_first - first_ackt
+                ca_rtt = t_last - last_ackt
         elif ts_ecr is not None and self.ts_clock is not None:
             delta = seq_sub(self.ts_clock(now), ts_ecr)
             if 0 <= delta < 0x7FFFFFFF // 1000:
@@ -973,12 +1026,21 @@ class Recovery:
         ``tcp_ack_update_rtt``).  Resets the RTO backoff (RFC 6298 5.7)."""
         seq_rtt: float | None = None
         ca_rtt: float | None = None
+        at = self.ack_time
         if st.first_ackt is not None and not st.retrans_data_acked:
-            seq_rtt = now - st.first_ackt
-            ca_rtt = now - st.last_ackt
+            if at is None:
+                seq_rtt = now - st.first_ackt
+                ca_rtt = now - st.last_ackt
+            else:
+                t_first, t_last = ack_times(now, at, self.ack_time_first,
+                                            st.first_ackt, st.last_ackt)
+                seq_rtt = t_first - st.first_ackt
+                ca_rtt = t_last - st.last_ackt
         if st.first_sackt is not None:
-            sack_rtt = now - st.first_sackt
-            ca_rtt = now - st.last_sackt
+            t = now if at is None else ack_times(now, at, None, st.first_sackt,
+                                                  st.last_sackt)[1]
+            sack_rtt = t - st.first_sackt
+            ca_rtt = t - st.last_sackt
             if seq_rtt is None:
                 seq_rtt = sack_rtt
         if (seq_rtt is None and st.una_advanced and st.ts_ecr is not None

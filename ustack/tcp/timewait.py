@@ -119,7 +119,8 @@ class TimeWait:
         self.last_send = conn.last_send
 
     # ------------------------------------------------------------ input
-    def receive(self, seg: TcpSegment, now: float) -> None:
+    def receive(self, seg: TcpSegment, now: float, arrival: float | None = None,
+                first_arrival: float | None = None) -> None:
         """SEGMENT ARRIVES in TIME-WAIT (RFC 9293 3.10.7.4, Linux
         tcp_timewait_state_process), as TcpConnection._receive_time_wait."""
         self.segs_in += 1
@@ -188,6 +189,9 @@ class TimeWait:
         self._ack_now = False
 
     # ------------------------------------------------------------ output
+    def segments_sent(self, now: float, left: float) -> None:
+        """Nothing to restamp: TIME-WAIT sends no data (TcpConnection.segments_sent)."""
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         out = self._out
         if self._ack_now:
