@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.pkt_run import run_pkt
 from ustack.lab import Lab
-from ustack.probe.script import ScriptError, parse_script, run_script
-from ustack.probe.session import probe_session
+from ustack.probe.script import ScriptError
 
 pytestmark = pytest.mark.integration
 both = pytest.mark.parametrize("kind", ["kernel", "ustack"])
 
 
-async def run(lab: Lab, kind: str, text: str) -> None:
-    script = parse_script(text, "t.pkt")
-    async with probe_session(lab, kind, offload=True) as (peer, probe):
-        await run_script(script, peer, probe, tolerance_floor=0.03)
+run = run_pkt
 
 
 CLIENT = """

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.pkt_run import run_pkt
 from ustack.lab import Lab
-from ustack.probe.script import parse_script, run_script
-from ustack.probe.session import probe_session
 
 pytestmark = pytest.mark.integration
 both = pytest.mark.parametrize("kind", ["kernel", "ustack"])
 
 
-async def run(lab: Lab, kind: str, text: str) -> None:
-    script = parse_script(text, "t.pkt")
-    async with probe_session(lab, kind, offload=True) as (peer, probe):
-        await run_script(script, peer, probe, tolerance_floor=0.03)
+run = run_pkt
 
 
 def server(win: int) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.pkt_run import run_pkt
 from ustack.lab import Lab
-from ustack.probe.script import ScriptError, ScriptUnsupported, parse_script, run_script
-from ustack.probe.session import probe_session
+from ustack.probe.script import ScriptError, ScriptUnsupported
 
 pytestmark = pytest.mark.integration
 both = pytest.mark.parametrize("kind", ["kernel", "ustack"])
@@ -31,9 +31,7 @@ SERVER = """
 
 
 async def run(lab: Lab, kind: str, body: str, *, prefix: str = SERVER) -> None:
-    script = parse_script(prefix + body, "t.pkt")
-    async with probe_session(lab, kind, offload=True) as (peer, probe):
-        await run_script(script, peer, probe, tolerance_floor=0.03)
+    await run_pkt(lab, kind, prefix + body)
 
 
 async def run_or_unsupported(lab: Lab, kind: str, body: str, option: str) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conformance.pkt_run import run_pkt
 from ustack.lab import Lab
-from ustack.probe.script import ScriptError, ScriptUnsupported, parse_script, run_script
+from ustack.probe.script import ScriptError, ScriptUnsupported
 from ustack.probe.session import probe_session
 from ustack.probe.syscalls import Unsupported
 
@@ -53,9 +54,7 @@ SERVER = """
 """
 
 async def run(lab: Lab, kind: str, body: str, *, prefix: str = SERVER) -> None:
-    script = parse_script(prefix + body, "t.pkt")
-    async with probe_session(lab, kind, offload=True) as (peer, probe):
-        await run_script(script, peer, probe, tolerance_floor=0.03)
+    await run_pkt(lab, kind, prefix + body)
 
 
 # accepted at 0.2 s; stamps at 0.2 (sent) and 0.4 (ACKed)
