@@ -48,6 +48,10 @@ class TcpPort:
     #: with the TOS byte and DF bit of a socket's IP_TOS / IP_MTU_DISCOVER
     #: (None: the IP layer cannot, those options are refused)
     send_ip_opts: Callable[..., None] | None = None
+    #: ``cork()`` / ``uncork()``: hold the frames sent in between and hand
+    #: them to the device in one burst (IpLayer.cork); None: no corking
+    cork: Callable[[], None] | None = None
+    uncork: Callable[[], None] | None = None
 
 
 def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPort:
@@ -67,6 +71,8 @@ def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPor
         send_gso=gso,
         reachable=getattr(ip, "reachable", None),
         send_ip_opts=ip.send if _takes_ip_opts(ip.send) else None,
+        cork=getattr(ip, "cork", None),
+        uncork=getattr(ip, "uncork", None),
         loop=loop or asyncio.get_running_loop(),
         owner=stack,
     )

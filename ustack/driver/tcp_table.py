@@ -303,6 +303,9 @@ class TcpTable:
     coalesce_acks: ClassVar[bool] = True
     #: orphans in TIME-WAIT become compact records (ustack.tcp.timewait)
     compact_time_wait: ClassVar[bool] = True
+    #: the frames of one receive batch or drain (every connection) leave in
+    #: one device burst (TcpPort.cork; docs/tcp-core.md "Output batching")
+    cork_output: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -341,6 +344,11 @@ class TcpTable:
         #: connections whose IPv4 headers differ from the default (TOS 0, DF
         #: set): endpoint -> (tos, df); empty, the send path never looks
         self._ip_opts: dict[TcpEndpoint, tuple[int, bool]] = {}
+        #: the IP layer's cork (None: off or not offered)
+        self._cork: Callable[[], None] | None = None
+        self._uncork: Callable[[], None] | None = None
+        if self.cork_output and port.cork is not None and port.uncork is not None:
+            self._cork, self._uncork = port.cork, port.uncork
         self._ip_send_many: Callable[[bytes, int, list[bytes]], Any] = \
             port.send_many or self._send_each
         self.local_addr: bytes = port.local_addr
@@ -606,8 +614,12 @@ class TcpTable:
 
     def begin_batch(self) -> None:
         """A receive batch starts: segments only mark their connections
-        dirty (no ``call_soon``); :meth:`end_batch` drains them."""
+        dirty (no ``call_soon``); :meth:`end_batch` drains them.  What the
+        batch sends (SYN-ACKs, RSTs, the drain's output) is corked until
+        its end: one device burst for every connection."""
         self._batch += 1
+        if self._cork is not None:
+            self._cork()
 
     def end_batch(self) -> None:
         """The receive batch is over: release held ACKs and drain every
@@ -615,10 +627,14 @@ class TcpTable:
         sees the data (and the wire our answer) without another loop
         iteration."""
         self._batch -= 1
-        if self._batch or self._flushing:
-            return
-        if self._dirty or self._holding:
-            self.flush_now()
+        try:
+            if self._batch or self._flushing:
+                return
+            if self._dirty or self._holding:
+                self.flush_now()
+        finally:
+            if self._uncork is not None and self._cork is not None:
+                self._uncork()
 
     # ----------------------------------------------------------------- input
 
@@ -1183,10 +1199,15 @@ class TcpTable:
         if self._flushing:
             return  # (a callback asked for a drain: the running one goes on)
         self._flushing = True
+        cork = self._cork
+        if cork is not None:  # the drain's output: one burst (send_now stays direct)
+            cork()
         try:
             self._drain()
         finally:
             self._flushing = False
+            if cork is not None and self._uncork is not None:
+                self._uncork()
 
     def _drain(self) -> None:
         if self._holding:

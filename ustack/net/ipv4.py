@@ -24,9 +24,11 @@ import errno
 import itertools
 import logging
 import struct
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from ustack.link.rxtime import SENT as _SENT
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import (
     ORIGIN_ARP,
@@ -128,6 +130,11 @@ def ip_options_error(options: bytes | memoryview) -> str | None:
     return None
 
 
+#: a cork sends what it holds once this many frames wait (sendmmsg takes up
+#: to 64 per system call, ustack/link/_batch.c: waiting longer saves nothing)
+CORK_MAX = 64
+
+
 def _one_by_one(transmit: Callable[[bytes], None]) -> Callable[[Sequence[bytes]], None]:
     def transmit_many(frames: Sequence[bytes]) -> None:
         for frame in frames:
@@ -172,6 +179,12 @@ class IpLayer:
         self.reply_to_ping = reply_to_ping
         self._transmit = transmit
         self._transmit_many = transmit_many or _one_by_one(transmit)
+        #: the device's own send paths; ``_transmit``/``_transmit_many`` are
+        #: these, or the cork's while :meth:`cork` holds frames
+        self._device_one = self._transmit
+        self._device_many = self._transmit_many
+        self._corks = 0
+        self._corked: list[bytes] = []
         #: ``device.send_gso`` when the device segments TCP for us (else None)
         self.transmit_gso: Callable[[bytes, int], None] | None = None
         #: ``device.send_gso_parts(head, segment, gso_size)``, the same
@@ -263,6 +276,8 @@ class IpLayer:
         entry = self._prefix.get(dst)
         if transmit_gso is None or entry is None or self._clock() >= entry[1]:
             return False
+        if self._corked:  # the wire order: what the cork holds goes first
+            self._release_corked()
         hdr = build_header(self.address, dst, protocol, len(payload), next(self._ident),
                            ttl=self.ttl)
         self.frames_out += 1
@@ -302,6 +317,54 @@ class IpLayer:
                                                  0xFFFF - s if s else 0, src, dst), p)))
         self.frames_out += len(frames)
         self._transmit_many(frames)
+
+    def cork(self) -> None:
+        """Hold the frames sent from now on until the matching :meth:`uncork`
+        (calls nest) and hand them to the device in one ``transmit_many``
+        (one sendmmsg for the frames of every connection a receive batch or
+        a drain touched; Linux's MSG_MORE / TCP_CORK idea at the link).  The
+        frames, their order (a GSO send first releases what is held) and
+        every counter are those of the uncorked path; only the device calls
+        change.  At most :data:`CORK_MAX` frames wait."""
+        self._corks += 1
+        if self._corks == 1:
+            self._transmit = self._cork_one
+            self._transmit_many = self._cork_many
+
+    def uncork(self) -> None:
+        """End one :meth:`cork`; the outermost sends what is held."""
+        self._corks -= 1
+        if self._corks > 0:
+            return
+        self._corks = 0
+        self._transmit = self._device_one
+        self._transmit_many = self._device_many
+        if self._corked:
+            self._release_corked()
+
+    def _cork_one(self, frame: bytes) -> None:
+        corked = self._corked
+        corked.append(frame)
+        if _SENT.t is None:  # handed on now: the send time of the TCP round (rxtime)
+            _SENT.t = time.monotonic()
+        if len(corked) >= CORK_MAX:
+            self._release_corked()
+
+    def _cork_many(self, frames: Sequence[bytes]) -> None:
+        corked = self._corked
+        corked.extend(frames)
+        if _SENT.t is None:
+            _SENT.t = time.monotonic()
+        if len(corked) >= CORK_MAX:
+            self._release_corked()
+
+    def _release_corked(self) -> None:
+        frames = self._corked
+        self._corked = []
+        if len(frames) == 1:
+            self._device_one(frames[0])
+        else:
+            self._device_many(frames)
 
     def tcp_encoder(self, dst: bytes) -> SegmentEncoder:
         """A TCP segment encoder from our address to ``dst`` with our TTL,
