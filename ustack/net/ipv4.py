@@ -24,11 +24,9 @@ import errno
 import itertools
 import logging
 import struct
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from ustack.link.rxtime import SENT as _SENT
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import (
     ORIGIN_ARP,
@@ -325,7 +323,9 @@ class IpLayer:
         a drain touched; Linux's MSG_MORE / TCP_CORK idea at the link).  The
         frames, their order (a GSO send first releases what is held) and
         every counter are those of the uncorked path; only the device calls
-        change.  At most :data:`CORK_MAX` frames wait."""
+        change.  At most :data:`CORK_MAX` frames wait.  A held frame is not
+        stamped as sent (``rxtime.SENT``: only devices on the loop's clock
+        stamp; the TCP driver then takes the time before its transmit)."""
         self._corks += 1
         if self._corks == 1:
             self._transmit = self._cork_one
@@ -345,16 +345,12 @@ class IpLayer:
     def _cork_one(self, frame: bytes) -> None:
         corked = self._corked
         corked.append(frame)
-        if _SENT.t is None:  # handed on now: the send time of the TCP round (rxtime)
-            _SENT.t = time.monotonic()
         if len(corked) >= CORK_MAX:
             self._release_corked()
 
     def _cork_many(self, frames: Sequence[bytes]) -> None:
         corked = self._corked
         corked.extend(frames)
-        if _SENT.t is None:
-            _SENT.t = time.monotonic()
         if len(corked) >= CORK_MAX:
             self._release_corked()
 
