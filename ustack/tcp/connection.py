@@ -42,7 +42,7 @@ from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.receiver import Receiver
 from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
-from ustack.tcp.send_buffer import SendBuffer
+from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
 from ustack.tcp.send_buffer import charged as sndbuf_charged
 from ustack.tcp.send_buffer import writable as sndbuf_writable
@@ -422,8 +422,15 @@ class TcpConnection:
         :func:`ustack.tcp.send_buffer.admit`); what leaves at once is the
         whole segments min(SND.WND, cwnd) allows beyond the sent bytes."""
         snd = self.snd
+        buf = snd.buf
+        queued = len(buf)
+        goal = self._size_goal()
+        # admit()'s first test, before the window/cwnd arithmetic it does not
+        # need: every skb this write starts begins below the bound
+        if (sndbuf_charged(queued, goal) + n + SKB_OVERHEAD * (n // goal + 1)
+                < buf.limit):
+            return n
         una = self.snd_una
-        queued = len(snd.buf)
         sent = (snd.ptr - una) & MASK
         out = 0
         rec = self._rec
@@ -436,8 +443,7 @@ class TcpConnection:
                 out = (wnd - sent) // mss * mss
         eor = snd.eor
         closed = bool(eor) and eor[-1] == (una + queued) & MASK
-        return sndbuf_admit(n, queued, queued - sent, out, self._size_goal(),
-                            snd.buf.limit, closed)
+        return sndbuf_admit(n, queued, queued - sent, out, goal, buf.limit, closed)
 
     def _notsent_room(self, lowat: int) -> int:
         """What one write may queue under TCP_NOTSENT_LOWAT, as Linux's
