@@ -122,3 +122,50 @@ def test_memory_pressure_clamp_keeps_the_strict_bound() -> None:
     s.conn.snd.buf.limit = 3000  # tcp_table's clamp under memory pressure
     assert s.conn.send(b"w" * 9000, s.now) == 3000
     assert s.conn.send_space() == 0
+
+
+def _admit_general(conn: TcpConnection, n: int) -> int:
+    """TcpConnection._sndbuf_admit without its early exit: admit() with the
+    window/cwnd arithmetic always done (the reference for the shortcut)."""
+    from ustack.tcp.connection import _SENDING_STATES
+    from ustack.wire.seq import MASK
+
+    snd = conn.snd
+    una = conn.snd_una
+    queued = len(snd.buf)
+    sent = (snd.ptr - una) & MASK
+    out = 0
+    rec = conn.rec
+    if rec is not None and conn.state in _SENDING_STATES:
+        flight = (conn.snd_nxt - una) & MASK
+        cwnd_room = flight + conn.cc.cwnd - rec.in_flight()
+        wnd = conn.snd_wnd if conn.snd_wnd < cwnd_room else cwnd_room
+        if wnd > sent:
+            out = (wnd - sent) // conn.send_mss * conn.send_mss
+    eor = snd.eor
+    closed = bool(eor) and eor[-1] == (una + queued) & MASK
+    return admit(n, queued, queued - sent, out, conn._size_goal(), snd.buf.limit, closed)
+
+
+def test_admit_early_exit_matches_the_general_path() -> None:
+    rng = random.Random(14)
+    hits = 0
+    for trial in range(40):
+        s = accepted(rng.choice([4000, 40000, 200000]))
+        s.conn.set_send_buffer(rng.choice([4608, 10000, 30000, 100000]))
+        acked = 1
+        for _step in range(30):
+            n = rng.choice([1, 100, 1000, 5000, 20000, 70000])
+            want = _admit_general(s.conn, n)
+            got = s.conn._sndbuf_admit(n)
+            assert got == want, (trial, n, len(s.conn.snd.buf))
+            hits += got == n
+            s.conn.send(b"w" * n, s.now)
+            if rng.random() < 0.2:
+                s.conn.mark_record_end()
+            s.drain()
+            if rng.random() < 0.5:
+                s.now += 0.01
+                acked = (s.conn.snd_nxt - ISS) & 0xFFFFFFFF
+                s.inject(s.seg(".", 1, acked, win=s.conn.snd_wnd or 40000))
+    assert 0 < hits < 40 * 30  # both the early exit and the general path ran

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 #: Linux enum tcp_chrono
 UNSPEC, BUSY, RWND_LIMITED, SNDBUF_LIMITED = 0, 1, 2, 3
+#: the shared resting value of Chrono.stat
+_ZERO = (0.0, 0.0, 0.0)
 
 
 class Chrono:
@@ -22,12 +24,17 @@ class Chrono:
     def __init__(self) -> None:
         self.kind = UNSPEC
         self.since = 0.0
-        #: seconds spent in BUSY, RWND_LIMITED, SNDBUF_LIMITED
-        self.stat = [0.0, 0.0, 0.0]
+        #: seconds spent in BUSY, RWND_LIMITED, SNDBUF_LIMITED (a shared
+        #: zero tuple until the first kind ends: most idle connections never
+        #: run one)
+        self.stat: list[float] | tuple[float, float, float] = _ZERO
 
     def _set(self, kind: int, now: float) -> None:
         if self.kind:
-            self.stat[self.kind - 1] += now - self.since
+            stat = self.stat
+            if not isinstance(stat, list):
+                stat = self.stat = [0.0, 0.0, 0.0]
+            stat[self.kind - 1] += now - self.since
         self.since = now
         self.kind = kind
 

@@ -42,7 +42,7 @@ from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.receiver import Receiver
 from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
-from ustack.tcp.send_buffer import SendBuffer
+from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
 from ustack.tcp.send_buffer import charged as sndbuf_charged
 from ustack.tcp.send_buffer import writable as sndbuf_writable
@@ -112,7 +112,9 @@ class TcpConnection:
         "snd_wscale", "rcv_wscale", "wscale_ok", "sack_ok", "ts_ok", "send_mss", "advmss",
         "_syn_window",
         # the recovery room: scoreboard, RACK-TLP, PRR, undo, rate samples
-        "rec", "_rate",
+        # (created at the first use after synchronization, _room; _rec_cfg
+        # is its shared config, set when the connection synchronizes)
+        "_rec", "_rec_cfg", "_rate",
         # close bookkeeping
         "_app_closed", "eof_received", "_rst_on_data",
         # loss recovery, RTT, congestion
@@ -139,6 +141,9 @@ class TcpConnection:
     #: take the receive fast path and the sender's bulk path (a subclass in
     #: the differential test turns both off to drive the general paths)
     fast_path: ClassVar[bool] = True
+    #: create the recovery room when the connection synchronizes instead of
+    #: at its first use (tests/unit/test_tcp_lazy_recovery.py drives both)
+    eager_recovery: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ OPEN
     def __init__(self, local_port: int, remote_port: int, iss: int, now: float,
@@ -198,8 +203,10 @@ class TcpConnection:
         self.send_mss = 536
         # SYN windows are never scaled (RFC 7323 2.2); Linux offers 64240
         self._syn_window = min(cfg.recv_buffer, 65535 // cfg.mss * cfg.mss if cfg.mss else 65535)
-        #: created when the connection becomes synchronized (_start_recovery)
-        self.rec: Recovery | None = None
+        #: the recovery room: None before the connection synchronizes and,
+        #: after it (``_rec_cfg`` set), until the room is first needed
+        self._rec: Recovery | None = None
+        self._rec_cfg: RecoveryConfig | None = None
         #: the latest valid delivery-rate sample, bytes/s
         self._rate = 0.0
         self._app_closed = False
@@ -415,22 +422,28 @@ class TcpConnection:
         :func:`ustack.tcp.send_buffer.admit`); what leaves at once is the
         whole segments min(SND.WND, cwnd) allows beyond the sent bytes."""
         snd = self.snd
+        buf = snd.buf
+        queued = len(buf)
+        goal = self._size_goal()
+        # admit()'s first test, before the window/cwnd arithmetic it does not
+        # need: every skb this write starts begins below the bound
+        if (sndbuf_charged(queued, goal) + n + SKB_OVERHEAD * (n // goal + 1)
+                < buf.limit):
+            return n
         una = self.snd_una
-        queued = len(snd.buf)
         sent = (snd.ptr - una) & MASK
         out = 0
-        rec = self.rec
-        if rec is not None and self.state in _SENDING_STATES:
+        rec = self._rec
+        if self._rec_cfg is not None and self.state in _SENDING_STATES:
             flight = (self.snd_nxt - una) & MASK
-            cwnd_room = flight + self.cc.cwnd - rec.in_flight()
+            cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             wnd = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
             if wnd > sent:
                 mss = self.send_mss
                 out = (wnd - sent) // mss * mss
         eor = snd.eor
         closed = bool(eor) and eor[-1] == (una + queued) & MASK
-        return sndbuf_admit(n, queued, queued - sent, out, self._size_goal(),
-                            snd.buf.limit, closed)
+        return sndbuf_admit(n, queued, queued - sent, out, goal, buf.limit, closed)
 
     def _notsent_room(self, lowat: int) -> int:
         """What one write may queue under TCP_NOTSENT_LOWAT, as Linux's
@@ -443,10 +456,10 @@ class TcpConnection:
         una = self.snd_una
         queued = len(snd.buf)
         wire = (snd.ptr - una) & MASK
-        rec = self.rec
-        if rec is not None and self.state in _SENDING_STATES:
+        rec = self._rec
+        if self._rec_cfg is not None and self.state in _SENDING_STATES:
             flight = (self.snd_nxt - una) & MASK
-            cwnd_room = flight + self.cc.cwnd - rec.in_flight()
+            cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             limit = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
             if limit > wire:
                 wire = limit
@@ -579,8 +592,8 @@ class TcpConnection:
             new.ssthresh = old.ssthresh
         self._own_config().congestion = name
         self.cc = new
-        if self.rec is not None:
-            self.rec.cc = new
+        if self._rec is not None:  # (a room created later takes self.cc)
+            self._rec.cc = new
 
     def mark_record_end(self) -> None:
         """MSG_EOR: the bytes queued so far end a record; no segment, GSO
@@ -756,7 +769,11 @@ class TcpConnection:
         time the ACK arrives), clamped to ``now``, so they measure the path
         and not our own wake-up."""
         self._now = now
-        rec = self.rec
+        rec = self._rec
+        if rec is None and self._rec_cfg is not None and seg.options.sack_blocks:
+            # nothing sent yet: only a SACK-carrying ACK reaches the room
+            # (_process_ack; a late D-SACK)
+            rec = self._room()
         if rec is not None:
             rec.ack_time = arrival
             rec.ack_time_first = first_arrival
@@ -844,7 +861,8 @@ class TcpConnection:
         if (seg.flags != ACK or seg.payload or self.state is not _ESTABLISHED
                 or self.trace is not None or not self.fast_path):
             return False
-        rec = self.rec
+        rec = self._rec
+        # (no room yet: nothing in flight, so no ACK of new data to coalesce)
         if rec is None or seg.seq != self.rcv.nxt or (self.sack_ok and seg.options.sack_blocks):
             return False
         # the recovery room is quiet: nothing SACKed, lost or retransmitted,
@@ -1093,7 +1111,9 @@ class TcpConnection:
         sample, loss state and cwnd (RFC 6675, RFC 8985, RFC 6937)."""
         ack = seg.ack
         una = self.snd_una
-        rec = self.rec
+        # (no room yet: nothing was sent, so SND.NXT = SND.UNA and the room
+        # has nothing to do; receive() made it for a SACK-carrying ACK)
+        rec = self._rec
         if ack == una:
             # (windows on SYN segments are never scaled, RFC 7323 2.2)
             wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
@@ -1264,7 +1284,7 @@ class TcpConnection:
         assert self.trace is not None
         cc = self.cc
         rtt = self.rtt
-        rec = self.rec
+        rec = self._rec
         self.trace(now, "cc", {
             "cwnd": cc.cwnd, "ssthresh": cc.ssthresh,
             "in_flight": rec.in_flight() if rec is not None else 0,
@@ -1331,9 +1351,34 @@ class TcpConnection:
                 tcp_frto=cfg.tcp_frto, tcp_dsack=cfg.tcp_dsack,
                 tcp_reordering=cfg.dupack_threshold, rto_min=cfg.rto_min,
                 probe_initial=cfg.rto_initial)
-        self.rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc, sack=self.sack_ok,
-                            config=rcfg, ts_clock=self._ts_val if self.ts_ok else None)
+        self._rec_cfg = rcfg
+        if self.eager_recovery:
+            self._room()
         self.snd.cwnd_usage_seq = self.snd_una
+
+    def _room(self) -> Recovery:
+        """The recovery room, created on first use.  An idle connection (one
+        that has sent nothing since the handshake) keeps none: until the
+        first data or FIN send SND.UNA, the MSS (a change of it creates the
+        room first), SACK, timestamps and the RTT estimator are what they
+        were when the connection synchronized, so a room made now equals
+        one made then and left alone (the controller is the current one, as
+        set_congestion would have set it).  Before synchronization: an error."""
+        rec = self._rec
+        if rec is None:
+            rcfg = self._rec_cfg
+            if rcfg is None:
+                raise RuntimeError("no recovery room before the connection synchronizes")
+            rec = self._rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc,
+                                       sack=self.sack_ok, config=rcfg,
+                                       ts_clock=self._ts_val if self.ts_ok else None)
+        return rec
+
+    @property
+    def rec(self) -> Recovery | None:
+        """The recovery room (ustack.tcp.recovery); None before the connection
+        synchronizes.  Reading it creates it (:meth:`_room`)."""
+        return self._room() if self._rec_cfg is not None else None
 
     def _handshake_rtt(self, seg: TcpSegment, now: float) -> None:
         """RTT from the handshake: the SYN's send time unless it was
@@ -1481,14 +1526,14 @@ class TcpConnection:
                     self.mib["TcpExtTW"] += 1
                 self._become_closed()  # TIME-WAIT over / orphaned FIN-WAIT-2 timeout
                 return
-        rec = self.rec
-        if rec is None:
+        rec = self._rec
+        if self._rec_cfg is None:
             at = self.timers.rto
             if at is not None and now >= at:
                 self._on_retransmit_timeout(now)  # SYN / SYN-ACK
                 if self.state is _CLOSED:
                     return
-        else:
+        elif rec is not None:  # (no room yet: no xmit timer)
             xmit = rec.timer()
             if xmit is not None and now >= xmit[1]:
                 self._on_xmit_timer(rec, xmit[0], now)
@@ -1684,8 +1729,8 @@ class TcpConnection:
         handed to the device at ``left`` (the driver's clock, just before the
         send call): their recorded send times move there
         (:meth:`Recovery.restamp`); timers and TSvals stay."""
-        rec = self.rec
-        if rec is not None:
+        rec = self._rec
+        if rec is not None:  # (no room yet: nothing was sent)
             rec.restamp(now, left)
 
     def segments_to_send(self, now: float) -> list[TcpSegment]:
@@ -1814,7 +1859,9 @@ class TcpConnection:
         mss = self.send_mss
         unacked_bytes = seq_sub(self.snd_nxt, self.snd_una)
         notsent = max(self._unsent(), 0)
-        rec = self.rec
+        rec = self._rec
+        # no room yet (idle): a new room's figures
+        rcfg = self._rec_cfg
         busy, rwnd_limited, sndbuf_limited = self.snd.chrono.totals(now)
         return TcpInfo(
             state=self.state.ss_name,
@@ -1856,7 +1903,8 @@ class TcpConnection:
             lost=rec.sb.lost_out if rec is not None else 0,
             sacked=rec.sb.sacked_bytes if rec is not None else 0,
             dsack_dups=self.dsack_dups,
-            reordering=rec.reordering if rec is not None else self.config.dupack_threshold,
+            reordering=(rec.reordering if rec is not None else rcfg.tcp_reordering
+                        if rcfg is not None else self.config.dupack_threshold),
             unacked=(unacked_bytes + mss - 1) // mss if mss else 0,
             notsent=notsent,
             last_send=max(now - self.last_send, 0.0),

@@ -21,53 +21,57 @@ _MIN_SAMPLE = 1e-6
 
 class WindowedMin:
     """Running minimum over a sliding time window (Linux ``minmax``): the
-    best, second best and third best samples of the last window."""
+    best, second best and third best samples of the last window.
 
-    __slots__ = ("window", "_t", "_v")
+    The three (time, value) pairs are plain slots, not two lists (one per
+    connection: two 3-lists were ~160 B of an idle connection's footprint)."""
+
+    __slots__ = ("window", "_t0", "_t1", "_t2", "_v0", "_v1", "_v2")
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._t = [0.0, 0.0, 0.0]
-        self._v = [0.0, 0.0, 0.0]  # 0 = empty
+        self._t0 = self._t1 = self._t2 = 0.0
+        self._v0 = self._v1 = self._v2 = 0.0  # 0 = empty
 
     @property
     def value(self) -> float:
-        return self._v[0]
+        return self._v0
 
     def reset(self, now: float, v: float) -> float:
-        self._t = [now, now, now]
-        self._v = [v, v, v]
+        self._t0 = self._t1 = self._t2 = now
+        self._v0 = self._v1 = self._v2 = v
         return v
 
     def update(self, now: float, v: float) -> float:
         """Feed sample ``v`` taken at ``now``; return the windowed minimum."""
-        t, s = self._t, self._v
-        if s[0] == 0.0 or v <= s[0] or now - t[2] > self.window:
+        v0 = self._v0
+        if v0 == 0.0 or v <= v0 or now - self._t2 > self.window:
             return self.reset(now, v)  # new minimum, or nothing left in the window
-        if v <= s[1]:
-            t[1] = t[2] = now
-            s[1] = s[2] = v
-        elif v <= s[2]:
-            t[2] = now
-            s[2] = v
+        if v <= self._v1:
+            self._t1 = self._t2 = now
+            self._v1 = self._v2 = v
+        elif v <= self._v2:
+            self._t2 = now
+            self._v2 = v
         # expire the best samples as they leave the window (win_minmax.c subwin)
-        dt = now - t[0]
+        t0 = self._t0
+        dt = now - t0
         win = self.window
         if dt > win:
-            t[0], t[1] = t[1], t[2]
-            s[0], s[1] = s[1], s[2]
-            t[2], s[2] = now, v
-            if now - t[0] > win:
-                t[0], t[1] = t[1], t[2]
-                s[0], s[1] = s[1], s[2]
-                t[2], s[2] = now, v
-        elif t[1] == t[0] and dt > win / 4:
-            t[1] = t[2] = now
-            s[1] = s[2] = v
-        elif t[2] == t[1] and dt > win / 2:
-            t[2] = now
-            s[2] = v
-        return s[0]
+            self._t0, self._t1 = self._t1, self._t2
+            self._v0, self._v1 = self._v1, self._v2
+            self._t2, self._v2 = now, v
+            if now - self._t0 > win:
+                self._t0, self._t1 = self._t1, self._t2
+                self._v0, self._v1 = self._v1, self._v2
+                self._t2, self._v2 = now, v
+        elif self._t1 == t0 and dt > win / 4:
+            self._t1 = self._t2 = now
+            self._v1 = self._v2 = v
+        elif self._t2 == self._t1 and dt > win / 2:
+            self._t2 = now
+            self._v2 = v
+        return self._v0
 
 
 class RttEstimator:

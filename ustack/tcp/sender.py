@@ -123,9 +123,9 @@ class Sender:
         (RFC 6675 5 rule 2 / RFC 3042 limited transmit fall out of the pipe),
         with sender SWS avoidance (RFC 9293 3.8.6.2.1), Nagle (3.7.4) or cork,
         MSS or GSO segmentation and pacing."""
-        rec = c.rec
-        if rec is None:
-            return
+        rec = c._rec
+        if rec is None and c._rec_cfg is None:
+            return  # not synchronized
         sndbuf = self.buf
         buf_len = len(sndbuf)
         una = c.snd_una
@@ -137,11 +137,12 @@ class Sender:
         cc = c.cc
         probe = self.probe
         if (sent == buf_len and una == snd_max and c.fast_path and not self.fin_queued
-                and not probe and not self.frto_new and not rec.sb.lost_out):
+                and not probe and not self.frto_new and (rec is None or not rec.sb.lost_out)):
             # Nothing queued, nothing in flight, nothing lost (every drain
             # after the last byte was acknowledged: the receive side of a
-            # request/response).  The general path below would send nothing
-            # and only do these (tests/unit/test_tcp_fastpath.py).
+            # request/response; every drain of an idle connection, which
+            # has no recovery room yet).  The general path below would send
+            # nothing and only do these (tests/unit/test_tcp_fastpath.py).
             if cfg.pacing or c.cc.needs_pacing:
                 self._pacing_rate(c)
             self.more_cork = False
@@ -149,6 +150,8 @@ class Sender:
             if self.chrono.kind == RWND_LIMITED:
                 self.chrono.stop(RWND_LIMITED, now, False)
             return
+        if rec is None:
+            rec = c._room()  # the first send after the handshake
         if rec.sb.lost_out and not self.frto_new and not probe:
             self._retransmit_lost(c, rec, now)
         if sent > buf_len:  # FIN already sent
