@@ -362,3 +362,37 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
     await asyncio.sleep(0.03)
     assert polled  # the timer polled first
     assert ep.conn.timer_calls == []  # type: ignore[attr-defined]  # and nothing was due
+
+
+async def test_a_drain_never_hands_a_connection_an_older_time(table: tt.TcpTable) -> None:
+    """The drain dispatches a connection's events first; the application's
+    callbacks may call into the connection with the present (a close or a
+    write takes ``table.now()``).  The segments_to_send that follows must
+    not get the older time the drain started with (a trace of the 100 MB lab
+    transfer showed a FIN-WAIT-1 state change followed by segments stamped
+    17 us earlier)."""
+    ticks = iter(range(1, 1_000_000))
+    table._clock = lambda: next(ticks) / 1000  # every read is later than the last
+    seen: list[tuple[str, float]] = []
+
+    class Closing(Owner):
+        def tcp_event(self, event: events.Event) -> None:
+            super().tcp_event(event)
+            seen.append(("callback", table.now()))  # e.g. writer.close() -> conn.close(now)
+
+    ep = table.connect(PEER, 80, Closing())
+    conn = ep.conn
+    sent = conn.segments_to_send
+
+    def recording(now: float) -> list[TcpSegment]:
+        seen.append(("segments_to_send", now))
+        return sent(now)
+
+    conn.segments_to_send = recording  # type: ignore[method-assign]
+    await settle()
+    seen.clear()
+    conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    table.touch(ep)
+    await settle()
+    assert [k for k, _ in seen] == ["callback", "segments_to_send"]
+    assert seen[1][1] >= seen[0][1]

@@ -264,3 +264,24 @@ def test_first_syn_and_synack_are_not_retransmissions_a_resent_syn_is() -> None:
                              if ev == "seg_sent" else None)
     b.segments_to_send(0.0)
     assert [(d["flags"], d["rtx"]) for d in passive] == [("S.", False)]
+
+
+@pytest.mark.parametrize("writer_style", [True, False])
+def test_a_segment_without_ack_acknowledges_nothing(tmp_path: Path, writer_style: bool) -> None:
+    """The peer's RST to a stray ACK (flags "R", ack 0: RFC 9293 3.10.7.4)
+    after the transfer must not count as an acknowledgment: bytes_acked of
+    the 100 MB lab trace came out as 2.7e9 when the kernel's TLP of its FIN
+    met our TIME-WAIT.  Both the fast (hand-formatted lines) and the general
+    (any JSON layout) reader paths."""
+    path = tmp_path / "r.jsonl"
+    w = TraceWriter(path, local="l:1", remote="r:2", now=10.0)
+    _fake_connection(w)
+    w(10.07, "seg_recv", {"seq": 5001, "ack": 0, "len": 0, "flags": "R", "win": 0, "sack": []})
+    w.close(10.1)
+    if not writer_style:  # the general path: the same lines, keys in another order
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(dict(reversed(list(o.items())))) + "\n"
+                                for o in lines))
+    tr = read_trace(path)
+    assert tr.bytes_acked() == 3896 - 999
+    assert 0 not in list(tr.recv_ack)

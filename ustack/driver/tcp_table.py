@@ -1226,10 +1226,14 @@ class TcpTable:
                 self._clamp(ep, conn)  # before this drain's window goes out
             closed = False
             event = conn.next_event()
-            while event is not None:
-                if self._dispatch(ep, event):
-                    closed = True
-                event = conn.next_event()
+            if event is not None:
+                while event is not None:
+                    if self._dispatch(ep, event):
+                        closed = True
+                    event = conn.next_event()
+                # the callbacks may have called into the connection with the
+                # clock's present (write, close): never hand it an older one
+                now = self.now()
             segs = conn.segments_to_send(now)
             if segs:
                 self._transmit_round(ep, conn, segs, now)

@@ -29,7 +29,9 @@ class Trace:
     sent_len: array[int] = field(default_factory=_q)
     sent_rtx: array[int] = field(default_factory=_q)
     sent_flags: list[str] = field(default_factory=list)
-    #: segments received: time, ack, window (bytes), seq, length
+    #: segments received with the ACK bit (as the pcap reader of ustack.plot;
+    #: without it a segment acknowledges nothing, RFC 9293 3.10.7.4, e.g. the
+    #: peer's RST to a stray ACK): time, ack, window (bytes), seq, length
     recv_t: array[float] = field(default_factory=_d)
     recv_ack: array[int] = field(default_factory=_q)
     recv_win: array[int] = field(default_factory=_q)
@@ -77,10 +79,10 @@ _SACK = r'(\[\]|\[\[[\d,\[\]]*\]\])'
 _NUM = r"(-?[0-9][0-9.e+-]*|null)"
 #: the lines TraceWriter formats by hand, matched in bulk without json
 _SENT_RE = re.compile(r'^\{"t":([^,]+),"ev":"seg_sent","seq":(\d+),"ack":\d+,"len":(\d+),'
-                      r'"flags":"([A-Z]*)","win":\d+,"sack":' + _SACK + r',"rtx":(t|f)',
+                      r'"flags":"([A-Z.]*)","win":\d+,"sack":' + _SACK + r',"rtx":(t|f)',
                       re.M)
 _RECV_RE = re.compile(r'^\{"t":([^,]+),"ev":"seg_recv","seq":(\d+),"ack":(\d+),"len":(\d+),'
-                      r'"flags":"[A-Z]*","win":(\d+),"sack":' + _SACK + r'\}', re.M)
+                      r'"flags":"([A-Z.]*)","win":(\d+),"sack":' + _SACK + r'\}', re.M)
 _CC_RE = re.compile(r'^\{"t":([^,]+),"ev":"cc",' + ",".join(
     f'"{k}":{_NUM}' for k in ("cwnd", "ssthresh", "in_flight", "pacing_rate", "delivery_rate",
                                "srtt", "rttvar", "min_rtt", "rto")) + r',"ca_state":"[^"]*"\}$',
@@ -125,7 +127,9 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         tr.sent_rtx = array("q", (r == "t" for r in rtxs))
         tr.sent_flags = list(flags)
     if fast.get("seg_recv"):
-        ts, seqs, acks, lens, wins, sacks = zip(*fast["seg_recv"], strict=True)
+        acking = [row for row in fast["seg_recv"] if _has_ack(row[4])]
+        ts, seqs, acks, lens, _flags, wins, sacks = (
+            zip(*acking, strict=True) if acking else ((),) * 7)
         tr.recv_t = array("d", map(float, ts))
         tr.recv_seq = array("q", map(int, seqs))
         tr.recv_ack = array("q", map(int, acks))
@@ -156,6 +160,8 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
             tr.sent_rtx.append(1 if obj.get("rtx") else 0)
             tr.sent_flags.append(obj.get("flags", ""))
         elif ev == "seg_recv":
+            if not _has_ack(obj.get("flags", "")):
+                continue  # no ACK bit: no acknowledgment, no window (see Trace)
             slow.add(ev)
             tr.recv_t.append(t)
             tr.recv_ack.append(obj["ack"])
@@ -195,6 +201,12 @@ def _sort_cc(tr: Trace) -> None:
     tr.cc_t = array("d", (tr.cc_t[i] for i in order))
     for key, col in list(tr.cc.items()):
         tr.cc[key] = array("d", (col[i] for i in order))
+
+
+def _has_ack(flags: str) -> bool:
+    """The ACK bit in a trace's flags: ``"."`` as ustack writes them
+    (tcpdump style, ``"P."``), ``"A"`` in the letter style (``"SA"``)."""
+    return "." in flags or "A" in flags
 
 
 def _sort_columns(tr: Trace, names: tuple[str, ...]) -> None:
