@@ -590,20 +590,27 @@ class TcpTable:
         memory = self.memory
         if ep.mem_epoch != memory.epoch:
             self._clamp(ep, conn)
-        segs = conn.segments_to_send(now)
-        if segs:
-            self._transmit_round(ep, conn, segs, now)
-        used = _buffered(conn)
-        if used != ep.mem:
-            memory.charge(used - ep.mem, now)
-            ep.mem = used
-        if ep.mem_epoch != memory.epoch:
-            self._clamp(ep, conn)
+        self._output(ep, conn, now)
         self._schedule(ep, conn.next_deadline())
         self._arm()
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
+
+    def _output(self, ep: TcpEndpoint, conn: TcpConnection, now: float) -> None:
+        """Put what ``conn`` lets go at ``now`` on the wire, then charge the
+        memory budget with what its buffers hold now; under a new pressure
+        epoch the next window and send space obey it (:meth:`_clamp`)."""
+        segs = conn.segments_to_send(now)
+        if segs:
+            self._transmit_round(ep, conn, segs, now)
+        used = _buffered(conn)
+        memory = self.memory
+        if used != ep.mem:
+            memory.charge(used - ep.mem, now)
+            ep.mem = used
+        if ep.mem_epoch != memory.epoch:
+            self._clamp(ep, conn)
 
     def flush_now(self) -> None:
         """Drain every dirty connection now (the stack may call this at the end
@@ -1234,15 +1241,7 @@ class TcpTable:
                 # the callbacks may have called into the connection with the
                 # clock's present (write, close): never hand it an older one
                 now = self.now()
-            segs = conn.segments_to_send(now)
-            if segs:
-                self._transmit_round(ep, conn, segs, now)
-            used = _buffered(conn)
-            if used != ep.mem:
-                memory.charge(used - ep.mem, now)
-                ep.mem = used
-            if ep.mem_epoch != memory.epoch:
-                self._clamp(ep, conn)  # the next window and send space obey it
+            self._output(ep, conn, now)
             if closed:
                 self._remove(ep)
             else:
