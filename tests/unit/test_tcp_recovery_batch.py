@@ -9,6 +9,7 @@ output is asked for."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from table_fakes import FakeIp, FakeStack
 
@@ -49,9 +50,12 @@ def _ranges(segs: list[TcpSegment]) -> list[tuple[int, int]]:
     return [((x.seq - ISS) & 0xFFFFFFFF, len(x.payload)) for x in segs if x.payload]
 
 
-def _through_table(s: Script, segs: list[TcpSegment]) -> list[tuple[int, int]]:
+def _through_table(s: Script, segs: list[TcpSegment],
+                   after_each: Callable[[FakeStack], None] | None = None
+                   ) -> list[tuple[int, int]]:
     """Hand ``segs`` to a real TcpTable in one receive batch (no loop turn in
-    between), then let the batch's deferred flush run; return what went out."""
+    between; ``after_each`` looks at the fake stack after every segment), then
+    let the batch's deferred flush run; return what went out."""
     loop = asyncio.new_event_loop()
     try:
         stack = FakeStack()
@@ -61,6 +65,8 @@ def _through_table(s: Script, segs: list[TcpSegment]) -> list[tuple[int, int]]:
         table._conns[ep.key] = ep
         for seg in segs:
             table.ip_input(PEER_ADDR, table.local_addr, seg.encode(PEER_ADDR, table.local_addr))
+            if after_each is not None:
+                after_each(stack)
         loop.call_soon(loop.stop)
         loop.run_forever()  # the batch's call_soon flush, if any
         return _ranges(stack.ip.take())
@@ -104,21 +110,11 @@ def test_in_open_a_batch_is_drained_once() -> None:
     s = _connection()
     acks = [s.seg(".", 1, 1 + k * MSS) for k in (1, 2)]
     assert s.conn.rec is not None and s.conn.rec.state is CaState.OPEN
-    loop = asyncio.new_event_loop()
-    try:
-        stack = FakeStack()
-        table = tt.TcpTable(stack, loop=loop)  # type: ignore[arg-type]
-        table._clock = lambda: s.now
-        ep = tt.TcpEndpoint(table, s.conn, table.local_addr, 80, PEER_ADDR, 40000)
-        table._conns[ep.key] = ep
-        for seg in acks:
-            table.ip_input(PEER_ADDR, table.local_addr, seg.encode(PEER_ADDR, table.local_addr))
-            assert stack.ip.take() == []  # nothing sent inside the batch
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-        assert len(_ranges(stack.ip.take())) >= 2  # the batch's output, once
-    finally:
-        loop.close()
+
+    def nothing_sent(stack: FakeStack) -> None:
+        assert stack.ip.take() == []  # nothing sent inside the batch
+
+    assert len(_through_table(s, acks, nothing_sent)) >= 2  # the batch's output, once
 
 
 class _OrderIp(FakeIp):
