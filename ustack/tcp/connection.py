@@ -1390,9 +1390,9 @@ class TcpConnection:
             r = now - self._created
             rtt.update(r, r, now)
         elif self.ts_ok and ts is not None and ts[1]:
-            r = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
-            if r < 0x7FFFFFFF:
-                rtt.update(r / 1000.0, r / 1000.0, now)
+            ticks = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK)
+            if ticks < 0x7FFFFFFF:
+                rtt.update(ticks / 1000.0, ticks / 1000.0, now)
         if not rtt.has_sample and self._syn_retransmitted:
             rtt.set_base(self.config.rto_fallback)
         self._retransmits = 0

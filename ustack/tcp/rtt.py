@@ -78,7 +78,7 @@ class RttEstimator:
     """SRTT/RTTVAR/RTO per RFC 6298 section 2, with exponential backoff (5.5)."""
 
     __slots__ = ("srtt", "rttvar", "base_rto", "min_rtt", "latest", "backoff",
-                 "_min", "_max", "_linux", "_minwin")
+                 "_min", "_max", "_linux_rto", "_minwin")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float, linux: bool,
                  min_rtt_window: float = 300.0) -> None:
@@ -90,7 +90,7 @@ class RttEstimator:
         self.backoff = 0
         self._min = rto_min
         self._max = rto_max
-        self._linux = linux
+        self._linux_rto = linux
         self._minwin = WindowedMin(min_rtt_window)
 
     @property
@@ -121,7 +121,7 @@ class RttEstimator:
             srtt = 0.875 * srtt + 0.125 * r
         self.srtt = srtt
         self.rttvar = rttvar
-        if self._linux:
+        if self._linux_rto:
             var4 = 4 * rttvar
             rto = srtt + (var4 if var4 > self._min else self._min)
         else:
@@ -155,7 +155,7 @@ class RttEstimator:
             srtt = 0.875 * srtt + 0.125 * r
         self.srtt = srtt
         self.rttvar = rttvar
-        if self._linux:
+        if self._linux_rto:
             var4 = 4 * rttvar
             rto = srtt + (var4 if var4 > self._min else self._min)
         else:

@@ -217,11 +217,8 @@ class Scoreboard:
         the upper part.  Both parts keep every mark (Linux ``tcp_fragment``)."""
         q = self._q
         r = q[i]
-        new = Segment.__new__(Segment)
-        new.sent = r.sent
-        new.xid = r.xid
+        new = Segment(at, r.end, 0, r.sent, r.tsval, r.xid)
         new.first_sent = r.first_sent
-        new.tsval = r.tsval
         new.tx_delivered = r.tx_delivered
         new.tx_delivered_time = r.tx_delivered_time
         new.tx_first_tx_time = r.tx_first_tx_time
@@ -230,8 +227,6 @@ class Scoreboard:
         new.sacked = r.sacked
         new.lost = r.lost
         new.rtx = r.rtx
-        new.start = at
-        new.end = r.end
         r.end = at
         old = r.pcount
         r.pcount = self.pcount(at - r.start)
