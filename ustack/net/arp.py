@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from ustack._mypyc import mypyc_attr
+
 T = TypeVar("T")
 
 
@@ -25,6 +27,7 @@ class _Entry:
     refreshing: bool = False
 
 
+@mypyc_attr(native_class=False)  # mypyc compat: a native generic dataclass fails at import
 @dataclass(slots=True)
 class _Pending(Generic[T]):
     requests_sent: int
@@ -32,6 +35,7 @@ class _Pending(Generic[T]):
     queue: deque[T] = field(default_factory=deque)
 
 
+@mypyc_attr(native_class=False)  # mypyc compat: as _Pending
 @dataclass(slots=True)
 class PollResult(Generic[T]):
     #: addresses to send (another) request for
