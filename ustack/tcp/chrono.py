@@ -12,8 +12,9 @@ from __future__ import annotations
 
 #: Linux enum tcp_chrono
 UNSPEC, BUSY, RWND_LIMITED, SNDBUF_LIMITED = 0, 1, 2, 3
-#: the shared resting value of Chrono.stat
-_ZERO = (0.0, 0.0, 0.0)
+#: the shared resting value of Chrono.stat (typed ``tuple[float, ...]``: mypyc
+#: stores a ``tuple[float, float, float]`` unboxed, a new object on every read)
+_ZERO: tuple[float, ...] = (0.0, 0.0, 0.0)
 
 
 class Chrono:
@@ -27,7 +28,7 @@ class Chrono:
         #: seconds spent in BUSY, RWND_LIMITED, SNDBUF_LIMITED (a shared
         #: zero tuple until the first kind ends: most idle connections never
         #: run one)
-        self.stat: list[float] | tuple[float, float, float] = _ZERO
+        self.stat: list[float] | tuple[float, ...] = _ZERO
 
     def _set(self, kind: int, now: float) -> None:
         if self.kind:
