@@ -59,7 +59,7 @@ def _through_table(s: Script, segs: list[TcpSegment],
     loop = asyncio.new_event_loop()
     try:
         stack = FakeStack()
-        table = tt.TcpTable(stack, loop=loop)  # type: ignore[arg-type]
+        table = tt.TcpTable(stack, loop=loop)
         table._clock = lambda: s.now
         ep = tt.TcpEndpoint(table, s.conn, table.local_addr, 80, PEER_ADDR, 40000)
         table._conns[ep.key] = ep
@@ -162,7 +162,7 @@ def test_the_driver_keeps_the_output_order_on_the_wire() -> None:
     try:
         stack = FakeStack()
         ip = stack.ip = _OrderIp()
-        table = tt.TcpTable(stack, loop=loop)  # type: ignore[arg-type]
+        table = tt.TcpTable(stack, loop=loop)
         table._clock = lambda: s.now
         ep = tt.TcpEndpoint(table, s.conn, table.local_addr, 80, PEER_ADDR, 40000)
         table._conns[ep.key] = ep
