@@ -68,6 +68,8 @@ def _warn(msg: str) -> None:
           "(same behaviour, slower)", file=sys.stderr)
 
 
+#: setup.py commands that only write metadata (never compile)
+METADATA_ONLY = frozenset({"egg_info", "dist_info", "sdist", "--name", "--version"})
 _MYPYC: list[Extension] | None = None
 _HASHES: dict[str, str] = {}
 _STATS: dict[str, list[int]] = {}    # (size, mtime_ns): lets ustack skip hashing
@@ -97,7 +99,11 @@ def _mypyc_extensions() -> list[Extension]:
     cwd = os.getcwd()
     os.chdir(ROOT)  # mypy reads pyproject.toml's [tool.mypy] from here
     try:
-        exts = mypycify(hot_sources(), opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"),
+        # the build environment lacks ustack's dependencies (uvloop, numpy,
+        # dpkt: Any to mypy here), so ignores written for them may be unused;
+        # modules that are not compiled are type-checked silently
+        exts = mypycify(["--follow-imports=silent", "--no-warn-unused-ignores", *hot_sources()],
+                        opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"),
                         group_name=GROUP, target_dir=str(ROOT / "build" / "mypyc"))
     except (Exception, SystemExit) as exc:  # mypy errors end in sys.exit
         _warn(f"mypyc failed ({exc!r})")
@@ -111,12 +117,14 @@ def _mypyc_extensions() -> list[Extension]:
 
 
 class BuildExt(build_ext):
-    """build_ext that adds the mypyc extensions when it is set up (not at every
-    ``setup.py`` call: pip runs setup.py three times per install) and treats
-    each part as optional."""
+    """build_ext that adds the mypyc extensions when it is set up for a build
+    (not for pip's metadata steps) and treats each part as optional."""
 
     def finalize_options(self) -> None:
-        self._mypyc = _mypyc_extensions()
+        # egg_info/dist_info/sdist finalize build_ext only to list sources:
+        # no mypy run for them (pip's metadata steps), only for a build
+        building = METADATA_ONLY.isdisjoint(sys.argv[1:])
+        self._mypyc = _mypyc_extensions() if building else []
         self.distribution.ext_modules = [*(self.distribution.ext_modules or []),
                                          *[e for e in self._mypyc
                                            if e not in (self.distribution.ext_modules or [])]]
