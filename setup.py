@@ -17,7 +17,8 @@ compiled source against ``ustack/_accel_manifest.json``).
 
 Knobs (environment): ``USTACK_BUILD_NO_ACCEL=1`` skips every extra;
 ``USTACK_BUILD_NO_MYPYC=1`` skips only the mypyc part;
-``MYPYC_OPT_LEVEL`` (default 3) is the C optimisation level.
+``MYPYC_OPT_LEVEL`` (default 3) is the C optimisation level;
+``USTACK_MYPYC_DIRS="tcp tcp/congestion wire net"`` compiles other folders.
 """
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
+def hot_dirs() -> tuple[str, ...]:
+    """HOT_DIRS, or the folders (under ustack/) ``USTACK_MYPYC_DIRS`` lists
+    (comma or space separated; to measure what compiling more would give)."""
+    chosen = os.environ.get("USTACK_MYPYC_DIRS", "").replace(",", " ").split()
+    return tuple(f"ustack/{d.strip('/').removeprefix('ustack/')}" for d in chosen) or HOT_DIRS
+
+
 def hot_sources() -> list[str]:
     """The compiled sources, relative to the project root, sorted."""
     out = []
-    for folder in HOT_DIRS:
+    for folder in hot_dirs():
         for path in sorted((ROOT / folder).glob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             if path.name != "__init__.py" and rel not in EXCLUDED:
@@ -184,17 +192,21 @@ class BuildExt(build_ext):
             target.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     def _remove_leftovers(self, keep: set[str]) -> None:
-        """Delete compiled hot modules of an earlier in-place build that this
-        build did not produce: they would shadow their .py."""
+        """Delete compiled modules an earlier in-place build (or the mypyc
+        command line) left that this build did not produce: each would
+        shadow its .py.  The C helpers (names starting with _) stay."""
         suffix = Path(self.get_ext_filename("ustack.x")).name[1:]
-        for folder in HOT_DIRS:
-            for so in (ROOT / folder).glob(f"*{suffix}"):
-                name = f"{folder.replace('/', '.')}.{so.name[: -len(suffix)]}"
-                if not so.name.startswith("_") and name not in keep:
-                    so.unlink()
+        for so in (ROOT / "ustack").rglob(f"*{suffix}"):
+            rel = so.relative_to(ROOT).as_posix()[: -len(suffix)]
+            if so.name.startswith("_") or not (ROOT / f"{rel}.py").exists():
+                continue
+            if rel.replace("/", ".") not in keep:
+                so.unlink()
         if not keep:
             for so in (ROOT / "ustack").glob(f"_accel__mypyc{suffix}"):
                 so.unlink()
+        for so in ROOT.glob(f"*__mypyc{suffix}"):  # the mypyc command line's library
+            so.unlink()
 
 ext_modules = []
 if not _flag("USTACK_BUILD_NO_ACCEL"):
