@@ -167,10 +167,17 @@ def _plain_priority() -> None:
 
 
 async def _in_peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
+    """Run ``argv`` in the peer namespace, in a session of its own: with
+    autogroup scheduling (kernel.sched_autogroup_enabled, on here) the CPU
+    is shared between sessions first, and a flood sender in the
+    listener's session took its CPU out of the listener's own share (the
+    stack's process fell from ~25 % to ~13 % of a CPU at load 7 when the
+    flood started); a flood from another machine costs the listener
+    none of its own."""
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", lab.peer_ns, *argv,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        preexec_fn=_plain_priority)
+        preexec_fn=_plain_priority, start_new_session=True)
 
 
 #: the connecting client's own address with ``fresh_client``: on the peer's

@@ -143,7 +143,7 @@ class Stack:
         offload: bool = True,
         pcap_side: str = "wire",
         trace_dir: str | os.PathLike[str] | None = None,
-        syn_channel: bool = False,
+        syn_channel: bool | None = None,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
@@ -163,15 +163,18 @@ class Stack:
 
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
-        ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
-        SYNs on a second packet socket, answered in batches within a share
-        of the CPU (SYN_CPU_SHARE), so a SYN flood fills only that socket's
-        ring and established traffic and handshake ACKs keep theirs (issue
-        13; the kernel's BPF splits them).  Off by default: it costs ~5 MB
-        of rings (+2 MiB once shedding starts), wants numpy for its batch
-        path, and its SYN-ACKs bypass ``pcap`` and the IP layer's send
-        (docs/hardening.md); without it a 100k/s flood leaves ~50 % of
-        legitimate connects succeeding.
+        ``syn_channel`` (on by default with ``iface`` and TCP, off with
+        ``pcap``) receives pure TCP SYNs on a second packet socket, answered
+        in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
+        fills only that socket's ring and established traffic and handshake
+        ACKs keep theirs (issue 13; the kernel's BPF splits them).  It costs
+        ~5 MB of rings (+2 MiB once shedding starts) and numpy's import; its
+        cookie SYN-ACKs go out on the SYN socket, past the IP layer's send
+        but counted like it (docs/hardening.md).  ``syn_channel=False``
+        keeps one socket for everything: a 100k/s flood then leaves ~45-87 %
+        of legitimate connects succeeding and stalls established transfers.
+        With ``pcap`` the stack keeps one socket so the capture has every
+        frame (``syn_channel=True`` with ``pcap`` is a ValueError).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -194,6 +197,9 @@ class Stack:
         mac_bytes = parse_mac(mac) if isinstance(mac, str) else mac
         if mac_bytes is not None and (len(mac_bytes) != 6 or mac_bytes[0] & 1):
             raise ValueError(f"invalid MAC address {mac!r}: need a 6-byte unicast address")
+        if syn_channel and pcap is not None:
+            raise ValueError("syn_channel=True with pcap: the SYN channel's frames "
+                             "would bypass the capture")
         lock = None
         if device is None:
             if not iface:
@@ -201,7 +207,9 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
-            split = "exclude" if syn_channel and pcap is None and tcp else "all"
+            if syn_channel is None:  # the default: on, but for an exact capture
+                syn_channel = pcap is None
+            split = "exclude" if syn_channel and tcp else "all"
             try:
                 device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
                                              tcp_syn=split)

@@ -373,3 +373,12 @@ async def test_a_completed_handshake_makes_its_source_a_proven_peer() -> None:
     assert batch.proven.mask(src).all()
     await client.close()
     await server.close()
+
+
+async def test_syn_channel_with_pcap_is_refused(tmp_path: Any) -> None:
+    """The channel's frames would bypass the capture: asking for both is an
+    error (the default keeps one socket with ``pcap``), raised before any
+    socket is opened."""
+    with pytest.raises(ValueError, match="pcap"):
+        await Stack.start(iface="nosuch0", address="10.77.0.2/24", pcap=tmp_path / "x.pcap",
+                          syn_channel=True)
