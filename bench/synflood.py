@@ -411,6 +411,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
 
             stack.loop.remove_reader(syn_dev.fileno())
             stack.loop.add_reader(syn_dev.fileno(), timed)
+            stack._syn_wakeup = timed  # what the end of a pause watches for again
 
         def sample() -> None:
             nonlocal rss_max
@@ -452,6 +453,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "stack_cpu_s": round(cpu, 2),
             "syn_wakeup_cpu_s": round(syn_cpu[0] - syn_cpu[1], 3),
             "syn_wakeup_main_poll_cpu_s": round(syn_cpu[1], 3),
+            "syn_wakeups": syn_cpu[2],
             "syn_cpu_us_per_synack": round((syn_cpu[0] - syn_cpu[1]) / max(1, counters.get(
                 "TcpExtSyncookiesSent", 0)) * 1e6, 2),
             "load_before": load,
@@ -466,6 +468,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "proven_kept": batch.proven_kept, "proven_peers": len(batch.proven),
                 "cpu_spent_s": round(batch.cpu.spent, 3),
                 "cpu_other_s": round(batch.cpu.other, 3),
+                "cpu_skipped": batch.cpu.skipped,
                 "cost_us_per_row": round(batch.cpu.cost * 1e6, 2)}
         return report
     finally:
@@ -613,6 +616,9 @@ def main() -> int:
     parser.add_argument("--syn-share", type=float, metavar="F",
                         help="Stack.SYN_CPU_SHARE for the ustack target (default "
                              f"{Stack.SYN_CPU_SHARE})")
+    parser.add_argument("--syn-pause", type=float, metavar="S",
+                        help="Stack.SYN_PAUSE for the ustack target (default "
+                             f"{Stack.SYN_PAUSE}; 0: watch the SYN socket all the time)")
     parser.add_argument("--fresh-client", action="store_true",
                         help="connect from an address of its own (.201 on the peer's link) "
                              "that never had a connection with the target, not from the "
@@ -630,6 +636,8 @@ def main() -> int:
         os.setpriority(os.PRIO_PROCESS, 0, args.stack_nice)
     if args.syn_share is not None:
         Stack.SYN_CPU_SHARE = args.syn_share
+    if args.syn_pause is not None:
+        Stack.SYN_PAUSE = args.syn_pause
     if args.profile:
         import cProfile
 

@@ -81,6 +81,11 @@ class Stack:
     SYN_RING_FRAMES = 16384
     #: slots of its TX ring (SYN-ACKs a wakeup can send)
     SYN_TX_RING_FRAMES = 4096
+    #: after a wakeup of the SYN channel while established traffic waits, its
+    #: socket is not watched for this long (the ring holds the SYNs): a
+    #: flood keeps the socket readable, and the loop would otherwise turn
+    #: without sleeping, reading the main device a few frames at a time
+    SYN_PAUSE = 0.002
 
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
@@ -111,6 +116,10 @@ class Stack:
         self.syn_batch: Any = None
         #: the main device's rx_frames at the previous SYN-channel wakeup
         self._syn_seen_rx = 0
+        #: what the loop calls when the SYN channel is readable; the pause
+        #: (SYN_PAUSE) that is on, if any
+        self._syn_wakeup: Callable[[], None] = self._on_syn_readable
+        self._syn_pause: asyncio.TimerHandle | None = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
@@ -317,6 +326,8 @@ class Stack:
         received = self.device.counters().get("rx_frames", 0)
         busy = received != self._syn_seen_rx
         self._syn_seen_rx = received
+        if busy and self.SYN_PAUSE > 0:
+            self._pause_syn_channel(syn_device)
         budget = cpu.start(busy)
         if not budget:
             return  # over its CPU share: the SYNs wait in the ring
@@ -330,6 +341,18 @@ class Stack:
             plain = min(self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
             self.ip.receive(batch.limit(rest, plain))
         cpu.stop(batch.answered + batch.handed_back - taken)
+
+    def _pause_syn_channel(self, syn_device: Device) -> None:
+        """Stop watching the SYN socket for SYN_PAUSE seconds."""
+        if self._syn_pause is None:
+            fd = syn_device.fileno()  # type: ignore[attr-defined]
+            self.loop.remove_reader(fd)
+            self._syn_pause = self.loop.call_later(self.SYN_PAUSE, self._resume_syn_channel, fd)
+
+    def _resume_syn_channel(self, fd: int) -> None:
+        self._syn_pause = None
+        if not self._closed and self.syn_device is not None:
+            self.loop.add_reader(fd, self._syn_wakeup)
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,
@@ -549,6 +572,9 @@ class Stack:
             self._timer = None
         self.udp.close()
         await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        if self._syn_pause is not None:
+            self._syn_pause.cancel()
+            self._syn_pause = None
         if self.syn_device is not None:
             self.syn_device.close()
         self.device.close()
