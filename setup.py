@@ -3,10 +3,11 @@
 Everything else is in pyproject.toml.  Three optional extras, all built by
 ``pip install [-e] .`` and ``python setup.py build_ext --inplace``:
 
-* the hot modules (ustack/tcp, tcp/congestion, wire, net, driver, link)
-  compiled by mypyc from the same ``mypy --strict`` source into one shared
+* the hot modules (ustack/tcp, tcp/congestion, wire) compiled by mypyc from the same ``mypy --strict`` source into one shared
   library ``ustack._accel__mypyc`` plus one small extension per module;
-* ustack.wire._csum (the RFC 1071 sum) and ustack.link._batch (sendmmsg).
+* ustack.wire._csum (the RFC 1071 sum), ustack.link._batch (sendmmsg for
+  AfPacketDevice.send_many) and ustack.driver._synbatch (the SYN channel's
+  batch steps).
 
 Each one is optional: without mypy/mypyc, without a C compiler, or when
 mypyc refuses a module, the build prints a warning and ustack installs pure
@@ -214,5 +215,7 @@ if not _flag("USTACK_BUILD_NO_ACCEL"):
                                  extra_compile_args=["-O2"]))
     ext_modules.append(Extension("ustack.link._batch", ["ustack/link/_batch.c"], optional=True,
                                  extra_compile_args=["-O2"]))
+    ext_modules.append(Extension("ustack.driver._synbatch", ["ustack/driver/_synbatch.c"],
+                                 optional=True, extra_compile_args=["-O2"]))
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})
