@@ -1,10 +1,11 @@
 """ustack's optional compiled build (docs/compiled.md).
 
-Everything else is in pyproject.toml.  Three optional extras, all built by
+Everything else is in pyproject.toml.  The optional extras, all built by
 ``pip install [-e] .`` and ``python setup.py build_ext --inplace``:
 
-* the hot modules (ustack/tcp, tcp/congestion, wire) compiled by mypyc from the same ``mypy --strict`` source into one shared
-  library ``ustack._accel__mypyc`` plus one small extension per module;
+* the hot modules (ustack/tcp, tcp/congestion, wire) compiled by mypyc from
+  the same ``mypy --strict`` source into one shared library
+  ``ustack._accel__mypyc`` plus one small extension per module;
 * ustack.wire._csum (the RFC 1071 sum), ustack.link._batch (sendmmsg for
   AfPacketDevice.send_many) and ustack.driver._synbatch (the SYN channel's
   batch steps).
@@ -143,6 +144,18 @@ class BuildExt(build_ext):
         self._mypyc_ok = False
         super().run()
         self._write_manifest(self._mypyc if self._mypyc_ok else None)
+
+    def copy_file(self, infile: Any, outfile: Any, *args: Any, **kwargs: Any) -> Any:
+        """An in-place copy replaces the file (a new inode) instead of writing
+        into it: a process that has the old .so mapped (a test run, a stack)
+        would crash on a library rewritten under it."""
+        out = Path(outfile)
+        if not self.inplace or not str(infile).endswith(".so") or out.is_dir():
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        tmp = out.with_name(f".{out.name}.tmp")
+        result = super().copy_file(infile, str(tmp), *args, **kwargs)
+        os.replace(tmp, out)
+        return (str(out), result[1]) if isinstance(result, tuple) else result
 
     def build_extensions(self) -> None:
         mypyc = self._mypyc

@@ -309,7 +309,7 @@ class TcpTable:
 
     def __init__(
         self,
-        port: TcpPort,
+        port: TcpPort | Any,  # (| Any: compiled code would refuse a Stack-shaped fake)
         *,
         config: TcpConfig | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
