@@ -406,7 +406,7 @@ class IpLayer:
         prefix = entry[0]
         frames = encoder.encode_ipv4_many(segments, self._ident, prefix)
         limit = self.mtu + len(prefix)  # the largest frame: 14 + MTU bytes of IPv4
-        if any(len(frame) > limit for frame in frames):  # (callers cut to the MTU)
+        if frames and max(map(len, frames)) > limit:  # (callers cut to the MTU)
             fit = [frame for frame in frames if len(frame) <= limit]
             self._tx_drop("too-big", len(frames) - len(fit))
             frames = fit
