@@ -49,6 +49,7 @@ from typing import Any
 import pytest
 
 from ustack.lab import Lab
+from ustack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +110,24 @@ def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -
     assert report["success_ratio"] >= 0.95, report
     assert report["connect_ms_median"] is not None and report["connect_ms_median"] < 50, report
     assert report["bulk_ratio"] is not None and report["bulk_ratio"] >= 0.5, report
+
+
+async def test_syn_channel_is_the_default_but_not_with_pcap(lab_factory: Callable[..., Lab],
+                                                           tmp_path: Path) -> None:
+    """A stack on an interface opens the SYN channel with its batch path
+    unless asked not to; with ``pcap`` it keeps one socket, so the capture
+    has every frame."""
+    lab = lab_factory()
+    for kwargs, channel in (({}, True), ({"syn_channel": False}, False),
+                            ({"pcap": tmp_path / "c.pcap"}, False)):
+        with lab.enter_stack_ns():
+            stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
+                                      diagnostics=False, **kwargs)
+        try:
+            assert (stack.syn_device is not None) is channel, kwargs
+            assert (stack.syn_batch is not None) is channel, kwargs
+        finally:
+            await stack.close()
 
 
 @pytest.mark.parametrize("syn_channel", [True, False], ids=["syn-channel", "one-socket"])

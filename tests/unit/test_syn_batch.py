@@ -373,3 +373,53 @@ async def test_a_completed_handshake_makes_its_source_a_proven_peer() -> None:
     assert batch.proven.mask(src).all()
     await client.close()
     await server.close()
+
+
+async def test_syn_channel_with_pcap_is_refused(tmp_path: Any) -> None:
+    """The channel's frames would bypass the capture: asking for both is an
+    error (the default keeps one socket with ``pcap``), raised before any
+    socket is opened."""
+    with pytest.raises(ValueError, match="pcap"):
+        await Stack.start(iface="nosuch0", address="10.77.0.2/24", pcap=tmp_path / "x.pcap",
+                          syn_channel=True)
+
+
+async def test_a_busy_wakeup_pauses_the_syn_socket_then_watches_it_again() -> None:
+    """While established traffic waits, the SYN channel's socket is not
+    watched for Stack.SYN_PAUSE after a wakeup (a flood keeps it readable:
+    the loop would turn without sleeping); then it is, with the same
+    callback.  Closing the stack during a pause cancels it."""
+    pair = MemoryPair()
+    stack = await Stack.start(device=pair.a, address="10.77.0.2/24", diagnostics=False)
+    a, b = socket.socketpair()
+    b.send(b"x")  # readable all the time, as a flooded ring
+
+    class FakeSyn:
+        def fileno(self) -> int:
+            return a.fileno()
+
+        def close(self) -> None:
+            pass
+
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+    try:
+        fake: Any = FakeSyn()
+        stack.syn_device = fake
+        stack._syn_wakeup = lambda: calls.append(loop.time())
+        loop.add_reader(a.fileno(), stack._syn_wakeup)
+        stack._pause_syn_channel(fake)
+        paused_at = loop.time()
+        assert not loop.remove_reader(a.fileno())  # not watched during the pause
+        await asyncio.sleep(Stack.SYN_PAUSE * 5)
+        assert calls and calls[0] >= paused_at + Stack.SYN_PAUSE * 0.9
+        stack._pause_syn_channel(fake)
+        assert stack._syn_pause is not None
+    finally:
+        await stack.close()
+        assert stack._syn_pause is None
+        n = len(calls)
+        await asyncio.sleep(Stack.SYN_PAUSE * 3)
+        assert len(calls) == n  # no callback after close
+        a.close()
+        b.close()

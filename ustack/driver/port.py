@@ -43,7 +43,7 @@ class TcpPort:
     #: the scheduler (``call_soon``/``call_at``/``time``) and its clock
     loop: asyncio.AbstractEventLoop
     #: what transports report as ``get_extra_info("stack")`` (the Stack)
-    owner: object = None
+    owner: Any = None
     #: ``send_ip_opts(dst, protocol, payload, tos=N, df=B)``: one IPv4 packet
     #: with the TOS byte and DF bit of a socket's IP_TOS / IP_MTU_DISCOVER
     #: (None: the IP layer cannot, those options are refused)

@@ -1161,7 +1161,7 @@ class TcpTable:
         left = self._clock()
         _SENT.t = None
         self._transmit(ep, segs)
-        sent_at = _SENT.t
+        sent_at: float | None = _SENT.t  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
