@@ -61,9 +61,11 @@ class Stack:
     #: previous wakeup it may spend SYN_CPU_SHARE / (1 - SYN_CPU_SHARE) of
     #: the CPU that went to other work since then (less any overspending,
     #: none at all below half a quantum), else SYN_CPU_QUANTUM seconds (all
-    #: of the CPU when there is nothing else to do); a SYN costs 2-5 us with
-    #: its send, a wakeup ~0.5 ms more
-    SYN_CPU_SHARE = 0.3
+    #: of the CPU when there is nothing else to do).  0.2: reading and
+    #: sorting every SYN of a 120k/s flood already takes ~12 % of the
+    #: stack's CPU (bench/synflood.py, C steps; 0.3 cost the bulk transfer
+    #: too much, 0.15 left too little to answer a client's SYN quickly)
+    SYN_CPU_SHARE = 0.2
     SYN_CPU_QUANTUM = 0.0005
     #: SYNs read per wakeup by the batch path: those over its CPU allowance
     #: are dropped by us rather than by the kernel, so a client's
