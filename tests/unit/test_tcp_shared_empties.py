@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 
 from ustack.tcp import chrono as chrono_mod
 from ustack.tcp import connection as connection_mod
+from ustack.tcp import receiver as receiver_mod
 from ustack.tcp import send_buffer as send_buffer_mod
 from ustack.tcp import sender as sender_mod
 from ustack.tcp.chrono import BUSY, RWND_LIMITED, Chrono
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.connection import TcpConnection
+from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.receiver import Receiver
 from ustack.tcp.send_buffer import SendBuffer
 from ustack.tcp.sender import Sender
 from ustack.tcp.testing import MemoryPair
+from ustack.tcp.timers import Timers
 from ustack.wire.tcp import TcpOptions, TcpSegment
 
 _OPS = st.lists(st.one_of(
@@ -207,3 +211,70 @@ def test_a_new_ts_recent_within_one_millisecond_gets_new_options() -> None:
     (second,) = a.segments_to_send(now)
     assert second.options == TcpOptions(timestamp=(a._ts_val(now), (tsval + 7) & 0xFFFFFFFF))
     assert first.options.timestamp is not None and first.options.timestamp[0] == a._ts_val(now)
+
+
+def _receivers() -> tuple[Receiver, Receiver]:
+    lazy = Receiver(Timers(), 20000, 1000, 0.04, 2, 8)
+    eager = Receiver(Timers(), 20000, 1000, 0.04, 2, 8)
+    eager.ooo = Reassembly()  # a private queue from the start, as before
+    for r in (lazy, eager):
+        r.nxt = r.acked = 0xFFFFF000  # near the wrap
+        r.sack_ok = True
+    return lazy, eager
+
+
+def _rcv_state(r: Receiver) -> tuple[object, ...]:
+    return (r.nxt, r.pos, bytes(r.buf), r.ack_now, r.has_blocks(), r.sack_blocks(),
+            r.window(), r.wnd, r.sack_option_len(True), r.ooo.nbytes, r.ooo.fin_pos,
+            r.bytes_received, r.timers.delack)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("accept"), st.integers(0, 1500)),
+    st.tuples(st.just("queue"), st.integers(1, 6000), st.integers(0, 1500), st.booleans()),
+    st.tuples(st.just("fin"), st.just(0)),
+    st.tuples(st.just("read"), st.integers(0, 3000)),
+    st.tuples(st.just("sent_ack"), st.just(0)),
+    st.tuples(st.just("clear"), st.just(0)),
+), max_size=40))
+def test_the_lazy_reassembly_queue_is_the_eager_one(ops: list[tuple[object, ...]]) -> None:
+    """Receivers with the shared empty reassembly queue and with a private
+    one from the start see the same segments (in order, above RCV.NXT with
+    or without FIN, reads, ACKs sent, clears) and agree on everything they
+    report; the shared queue stays empty."""
+    lazy, eager = _receivers()
+    now = 0.0
+    for op in ops:
+        now += 0.001
+        for r in (lazy, eager):
+            if op[0] == "accept":
+                n = op[1]
+                assert isinstance(n, int)
+                if r.accept(bytes(n % 256 for n in range(n)), now):
+                    r.take_fin()
+            elif op[0] == "queue":
+                _, off, n, fin = op
+                assert isinstance(off, int) and isinstance(n, int) and isinstance(fin, bool)
+                if n or fin:
+                    r.queue((r.nxt + off) & 0xFFFFFFFF, b"q" * n, fin)
+            elif op[0] == "fin":
+                r.take_fin()
+            elif op[0] == "read":
+                n = op[1]
+                assert isinstance(n, int)
+                r.read(n)
+            elif op[0] == "sent_ack":
+                r.sent_ack()
+            else:
+                r.clear()
+        assert _rcv_state(lazy) == _rcv_state(eager)
+        assert not receiver_mod._NO_OOO and receiver_mod._NO_OOO.nbytes == 0
+        assert receiver_mod._NO_OOO.fin_pos is None
+
+
+def test_a_receiver_gets_its_own_reassembly_queue_at_the_first_gap() -> None:
+    a, b = _receivers()[0], Receiver(Timers(), 20000, 1000, 0.04, 2, 8)
+    assert a.ooo is b.ooo is receiver_mod._NO_OOO
+    a.queue((a.nxt + 100) & 0xFFFFFFFF, b"x" * 10, False)
+    assert a.ooo is not receiver_mod._NO_OOO and a.has_blocks() and not b.has_blocks()
