@@ -160,3 +160,11 @@ def attach(sock: socket.socket, prog: list[Insn]) -> None:
     code = ctypes.create_string_buffer(pack(prog))
     fprog = struct.pack("@HP", len(prog), ctypes.addressof(code))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    # the buffer must outlive the call: compiled code (mypyc) releases a local
+    # right after its last use, which would be addressof above, and the
+    # kernel then read freed memory (EINVAL)
+    _keep_alive(code)
+
+
+def _keep_alive(obj: object) -> None:
+    """A use of ``obj`` the compiler cannot drop."""
