@@ -135,6 +135,9 @@ ConnKey = tuple[int, bytes, int]
 #: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
 GSO_MAX_PAYLOAD = 65535 - 20 - 60
 
+#: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
+_ENCODER_CACHE = 256
+
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK = 4
 
@@ -359,6 +362,15 @@ class TcpTable:
             port.send_tcp_many or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = \
             port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: one SegmentEncoder per destination, kept across sends (building one
+        #: per send cost ~170 bytecodes of a request/response exchange).  An
+        #: encoder caches the bytes of the last TcpOptions object it saw, by
+        #: identity; the TCP core never mutates an options object after it
+        #: made it (it builds a new one when a TSval, TSecr or SACK block
+        #: changes), so a kept encoder gives the bytes a fresh one would
+        #: (tests/unit/test_tcp_encoder_cache.py).  Cleared past
+        #: _ENCODER_CACHE destinations.
+        self._encoders: dict[bytes, SegmentEncoder] = {}
         #: trace every new connection (ustack.trace.StackTracer, a path or a
         #: hook; ``Stack.start(trace_dir=...)``); None = off
         self.tracer: Any = None
@@ -1176,7 +1188,11 @@ class TcpTable:
                 return
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
-        encoder = self._new_encoder(raddr)
+        encoder = self._encoders.get(raddr)
+        if encoder is None:
+            if len(self._encoders) >= _ENCODER_CACHE:
+                self._encoders.clear()
+            encoder = self._encoders[raddr] = self._new_encoder(raddr)
         small = self._small_payload
         if len(segs) == 1 and len(segs[0].payload) <= small:
             self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
