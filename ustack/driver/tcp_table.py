@@ -123,6 +123,14 @@ def _buffered(conn: TcpConnection) -> int:
         return 0
 
 
+def _sent_time() -> float | None:
+    """rxtime.SENT's time, read through a call: right after ``_SENT.t =
+    None`` mypy narrows ``_SENT.t`` to None in the same function, and the
+    compiled build (mypyc) trusts that narrowing (TypeError "None object
+    expected; got float" once the device has set it)."""
+    return _SENT.t
+
+
 def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
@@ -1173,7 +1181,7 @@ class TcpTable:
         left = self._clock()
         _SENT.t = None
         self._transmit(ep, segs)
-        sent_at: float | None = _SENT.t  # set by the device during _transmit
+        sent_at = _sent_time()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
