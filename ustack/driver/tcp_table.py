@@ -611,8 +611,13 @@ class TcpTable:
         if ep.mem_epoch != memory.epoch:
             self._clamp(ep, conn)
         self._output(ep, conn, now)
-        self._schedule(ep, conn.next_deadline())
-        self._arm()
+        deadline = conn.next_deadline()
+        hd = ep.heap_deadline
+        if deadline is not None and (hd is None or deadline < hd):
+            # (else the heap and so the armed timer stay as they were: a
+            # later deadline is found by the entry already there)
+            self._schedule(ep, deadline)
+            self._arm()
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
@@ -1378,18 +1383,22 @@ class TcpTable:
 
     def _arm(self) -> None:
         heap = self._heap
-        while heap and (heap[0][2].removed or heap[0][2].heap_deadline != heap[0][0]):
-            heapq.heappop(heap)
-        if not heap:
+        when = 0.0
+        while heap:
+            when, _, head = heap[0]
+            if not head.removed and head.heap_deadline == when:
+                break
+            heapq.heappop(heap)  # stale
+        else:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             return
-        when = heap[0][0]
-        if self._timer is not None:
+        timer = self._timer
+        if timer is not None:
             if self._timer_when <= when:
                 return  # fires earlier (or on time); it re-arms itself
-            self._timer.cancel()
+            timer.cancel()
         self._timer_when = when
         self._timer = self.loop.call_at(when, self._on_timer)
 
