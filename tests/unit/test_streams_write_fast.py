@@ -92,7 +92,7 @@ def _view(t: TcpTransport, log: list[Any]) -> tuple[Any, ...]:
 
 
 payload = st.binary(max_size=40)
-datum = st.one_of(payload, payload.map(bytearray), payload.map(memoryview),
+datum = st.one_of(payload, payload.map(bytearray), payload.map(lambda b: memoryview(b)),
                   st.just("text"), st.just(b""))
 
 
@@ -111,7 +111,7 @@ def test_write_equals_the_general_path(state: tuple[bool, bool, bool, bool, bool
     fast, fast_log = _transport(state, takes, high)
     ref, ref_log = _transport(state, takes, high)
     for data in writes:
-        outcome = []
+        outcome: list[type[Exception] | None] = []
         for call in (fast.write, ref._write):
             try:
                 call(data)
