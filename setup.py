@@ -1,5 +1,6 @@
 """Optional C accelerators (ustack.wire._csum, the RFC 1071 sum;
-ustack.link._batch, sendmmsg for AfPacketDevice.send_many).
+ustack.link._batch, sendmmsg for AfPacketDevice.send_many; ustack.driver._synbatch,
+the SYN channel's batch steps).
 
 Everything else is in pyproject.toml.  The extension is ``optional``: without
 a C compiler or Python headers the build prints a warning and ustack installs
@@ -18,5 +19,7 @@ if not os.environ.get("USTACK_BUILD_NO_ACCEL"):
                                  extra_compile_args=["-O2"]))
     ext_modules.append(Extension("ustack.link._batch", ["ustack/link/_batch.c"], optional=True,
                                  extra_compile_args=["-O2"]))
+    ext_modules.append(Extension("ustack.driver._synbatch", ["ustack/driver/_synbatch.c"],
+                                 optional=True, extra_compile_args=["-O2"]))
 
 setup(ext_modules=ext_modules)

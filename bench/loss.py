@@ -12,7 +12,13 @@ host's default is bbr) and the ustack sender (``TcpConfig.congestion``) send
 the same SHA-256-checked stream, side by side in the same run.
 
     sudo python3 bench/loss.py [--mb 20] [--loss 0,0.1,1,2,5] [--cc reno,cubic,bbr]
-                               [--json] [--timeout 90] [--name LAB]
+                               [--runs N] [--json] [--timeout 90] [--name LAB]
+
+With ``--runs N`` every (loss, algorithm) pair is measured N times (kernel
+then ustack, the rounds one after the other in the same lab) and the table
+shows min/median/max of the ratio, both MB/s and ustack's CPU seconds; the
+JSON keeps every run (``repeat``) plus the load average before and after and
+whether the core ran compiled (mypyc) or as pure Python.
 
 Needs root (namespaces, AF_PACKET, nft).
 """
@@ -26,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -177,16 +184,29 @@ def _progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def build_mode() -> str:
+    """"compiled" when the TCP core runs as mypyc extension modules, else
+    "pure" (what the ustack figures of a run stand for)."""
+    from ustack.tcp import recovery
+
+    return "pure" if str(recovery.__file__).endswith(".py") else "compiled"
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run(nbytes: int, losses: list[float], ccs: list[str], timeout: float,
-        uvloop_on: bool, name: str | None = None) -> dict[str, Any]:
+        uvloop_on: bool, name: str | None = None, repeats: int = 1) -> dict[str, Any]:
     lab = Lab.create(name or f"hkl{os.getpid() % 100000}")
     results: dict[str, Any] = {"bytes": nbytes, "losses": losses, "algorithms": ccs,
-                               "runs": []}
+                               "repeats": repeats, "build": build_mode(),
+                               "load_before": _load(), "runs": []}
     lab.up()
     try:
         # drops must hit single MSS-sized frames: no TSO/GSO on the sending veth
         set_offloads(lab.stack_ns, lab.stack_if, tso=False, gso=False)
-        for percent in losses:
+        for percent, repeat in [(p, i) for p in losses for i in range(repeats)]:
             set_loss(lab, percent)
             kernel: dict[str, dict[str, Any]] = {}
             with kernel_address(lab):
@@ -206,12 +226,46 @@ def run(nbytes: int, losses: list[float], ccs: list[str], timeout: float,
                 k, u = kernel[cc], ours[cc]
                 ratio = (u["mbps"] / k["mbps"]) if u.get("mbps") and k.get("mbps") else None
                 results["runs"].append({"loss_percent": percent, "congestion": cc,
-                                        "kernel": k, "ustack": u, "ratio": ratio})
+                                        "repeat": repeat, "kernel": k, "ustack": u,
+                                        "ratio": ratio})
     finally:
         with contextlib.suppress(Exception):
             _nft(lab, "delete", "table", "inet", TABLE, check=False)
         lab.down()
+        results["load_after"] = _load()
     return results
+
+
+def _spread(values: list[float | None], fmt: str) -> str:
+    """min/median/max of the measured values ("-" if none)."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return "-"
+    return "/".join(fmt.format(v) for v in (min(xs), statistics.median(xs), max(xs)))
+
+
+def summary(results: dict[str, Any]) -> str:
+    """One line per (loss, algorithm): min/median/max over the repeats."""
+    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in results["runs"]:
+        groups.setdefault((r["loss_percent"], r["congestion"]), []).append(r)
+    lines = [f"{results.get('build', '?')} build, load {results.get('load_before')} -> "
+             f"{results.get('load_after')}; min/median/max over the runs",
+             "| loss | cc | runs | kernel MB/s | ustack MB/s | ratio | ustack CPU s | "
+             "retrans k/u (median) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (percent, cc), rs in groups.items():
+        ok = all(r[s].get("ok") for r in rs for s in ("kernel", "ustack"))
+        kr = statistics.median([r["kernel"].get("retrans") or 0 for r in rs])
+        ur = statistics.median([r["ustack"].get("retrans") or 0 for r in rs])
+        lines.append(
+            f"| {percent:g}% | {cc} | {len(rs)} | "
+            f"{_spread([r['kernel'].get('mbps') for r in rs], '{:.1f}')} | "
+            f"{_spread([r['ustack'].get('mbps') for r in rs], '{:.1f}')} | "
+            f"{_spread([r['ratio'] for r in rs], '{:.3f}')} | "
+            f"{_spread([r['ustack'].get('cpu_seconds') for r in rs], '{:.3f}')} | "
+            f"{kr:g}/{ur:g} |" + ("" if ok else " (BAD)"))
+    return "\n".join(lines)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -245,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cc", default="reno,cubic,bbr",
                         help="comma list of algorithms, set on both sides")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per transfer")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="measure every (loss, algorithm) pair this many times")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--name", default=None, help="lab name (default hkl<pid>)")
@@ -261,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     ccs = [x for x in args.cc.split(",") if x]
     # a SIGTERM (e.g. `timeout`) must still run the finally that removes the lab
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results = run(nbytes, losses, ccs, args.timeout, args.uvloop, args.name)
+    results = run(nbytes, losses, ccs, args.timeout, args.uvloop, args.name,
+                  max(args.runs, 1))
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        print(table(results))
+        print(table(results) if args.runs <= 1 else summary(results))
     bad = [r for r in results["runs"]
            for side in ("kernel", "ustack") if r[side].get("ok") is False
            and not r[side].get("timeout")]

@@ -167,10 +167,17 @@ def _plain_priority() -> None:
 
 
 async def _in_peer(lab: Lab, *argv: str) -> asyncio.subprocess.Process:
+    """Run ``argv`` in the peer namespace, in a session of its own: with
+    autogroup scheduling (kernel.sched_autogroup_enabled, on here) the CPU
+    is shared between sessions first, and a flood sender in the
+    listener's session took its CPU out of the listener's own share (the
+    stack's process fell from ~25 % to ~13 % of a CPU at load 7 when the
+    flood started); a flood from another machine costs the listener
+    none of its own."""
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", lab.peer_ns, *argv,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        preexec_fn=_plain_priority)
+        preexec_fn=_plain_priority, start_new_session=True)
 
 
 #: the connecting client's own address with ``fresh_client``: on the peer's
@@ -404,6 +411,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
 
             stack.loop.remove_reader(syn_dev.fileno())
             stack.loop.add_reader(syn_dev.fileno(), timed)
+            stack._syn_wakeup = timed  # what the end of a pause watches for again
 
         def sample() -> None:
             nonlocal rss_max
@@ -445,6 +453,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "stack_cpu_s": round(cpu, 2),
             "syn_wakeup_cpu_s": round(syn_cpu[0] - syn_cpu[1], 3),
             "syn_wakeup_main_poll_cpu_s": round(syn_cpu[1], 3),
+            "syn_wakeups": syn_cpu[2],
             "syn_cpu_us_per_synack": round((syn_cpu[0] - syn_cpu[1]) / max(1, counters.get(
                 "TcpExtSyncookiesSent", 0)) * 1e6, 2),
             "load_before": load,
@@ -459,6 +468,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
                 "proven_kept": batch.proven_kept, "proven_peers": len(batch.proven),
                 "cpu_spent_s": round(batch.cpu.spent, 3),
                 "cpu_other_s": round(batch.cpu.other, 3),
+                "cpu_skipped": batch.cpu.skipped,
                 "cost_us_per_row": round(batch.cpu.cost * 1e6, 2)}
         return report
     finally:
@@ -606,6 +616,9 @@ def main() -> int:
     parser.add_argument("--syn-share", type=float, metavar="F",
                         help="Stack.SYN_CPU_SHARE for the ustack target (default "
                              f"{Stack.SYN_CPU_SHARE})")
+    parser.add_argument("--syn-pause", type=float, metavar="S",
+                        help="Stack.SYN_PAUSE for the ustack target (default "
+                             f"{Stack.SYN_PAUSE}; 0: watch the SYN socket all the time)")
     parser.add_argument("--fresh-client", action="store_true",
                         help="connect from an address of its own (.201 on the peer's link) "
                              "that never had a connection with the target, not from the "
@@ -623,6 +636,8 @@ def main() -> int:
         os.setpriority(os.PRIO_PROCESS, 0, args.stack_nice)
     if args.syn_share is not None:
         Stack.SYN_CPU_SHARE = args.syn_share
+    if args.syn_pause is not None:
+        Stack.SYN_PAUSE = args.syn_pause
     if args.profile:
         import cProfile
 

@@ -257,6 +257,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat N times in one lab; median, min and max")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--name", default=None, help="lab name (default hxb<pid>)")
     parser.add_argument("--cc", default=None,
                         help="congestion control of every sender: the kernel's (its "
                         "TCP_CONGESTION; the host default here is bbr) and ustack's "
@@ -268,7 +269,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # --no-gso is the exact wire both ways: the peer veth gets no TSO/GSO or
     # checksum offload either, so the kernel sends MSS-sized, checksummed frames
-    lab = Lab.create(f"hxb{os.getpid() % 100000}", offloads=args.gso)
+    lab = Lab.create(args.name or f"hxb{os.getpid() % 100000}", offloads=args.gso)
     results: dict[str, Any] = {"bytes": nbytes, "gso": args.gso, "read_size": args.read_size,
                                "loop": "uvloop" if args.uvloop else "asyncio",
                                "congestion": args.cc}

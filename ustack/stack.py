@@ -61,9 +61,11 @@ class Stack:
     #: previous wakeup it may spend SYN_CPU_SHARE / (1 - SYN_CPU_SHARE) of
     #: the CPU that went to other work since then (less any overspending,
     #: none at all below half a quantum), else SYN_CPU_QUANTUM seconds (all
-    #: of the CPU when there is nothing else to do); a SYN costs 2-5 us with
-    #: its send, a wakeup ~0.5 ms more
-    SYN_CPU_SHARE = 0.3
+    #: of the CPU when there is nothing else to do).  0.2: reading and
+    #: sorting every SYN of a 120k/s flood already takes ~12 % of the
+    #: stack's CPU (bench/synflood.py, C steps; 0.3 cost the bulk transfer
+    #: too much, 0.15 left too little to answer a client's SYN quickly)
+    SYN_CPU_SHARE = 0.2
     SYN_CPU_QUANTUM = 0.0005
     #: SYNs read per wakeup by the batch path: those over its CPU allowance
     #: are dropped by us rather than by the kernel, so a client's
@@ -81,6 +83,11 @@ class Stack:
     SYN_RING_FRAMES = 16384
     #: slots of its TX ring (SYN-ACKs a wakeup can send)
     SYN_TX_RING_FRAMES = 4096
+    #: after a wakeup of the SYN channel while established traffic waits, its
+    #: socket is not watched for this long (the ring holds the SYNs): a
+    #: flood keeps the socket readable, and the loop would otherwise turn
+    #: without sleeping, reading the main device a few frames at a time
+    SYN_PAUSE = 0.002
 
     def __init__(self, device: Device, interface: ipaddress.IPv4Interface,
                  gateway: bytes | None, loop: asyncio.AbstractEventLoop, *,
@@ -111,6 +118,10 @@ class Stack:
         self.syn_batch: Any = None
         #: the main device's rx_frames at the previous SYN-channel wakeup
         self._syn_seen_rx = 0
+        #: what the loop calls when the SYN channel is readable; the pause
+        #: (SYN_PAUSE) that is on, if any
+        self._syn_wakeup: Callable[[], None] = self._on_syn_readable
+        self._syn_pause: asyncio.TimerHandle | None = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
@@ -143,7 +154,7 @@ class Stack:
         offload: bool = True,
         pcap_side: str = "wire",
         trace_dir: str | os.PathLike[str] | None = None,
-        syn_channel: bool = False,
+        syn_channel: bool | None = None,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
@@ -163,15 +174,18 @@ class Stack:
 
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
-        ``syn_channel`` (with ``iface``, without ``pcap``) receives pure TCP
-        SYNs on a second packet socket, answered in batches within a share
-        of the CPU (SYN_CPU_SHARE), so a SYN flood fills only that socket's
-        ring and established traffic and handshake ACKs keep theirs (issue
-        13; the kernel's BPF splits them).  Off by default: it costs ~5 MB
-        of rings (+2 MiB once shedding starts), wants numpy for its batch
-        path, and its SYN-ACKs bypass ``pcap`` and the IP layer's send
-        (docs/hardening.md); without it a 100k/s flood leaves ~50 % of
-        legitimate connects succeeding.
+        ``syn_channel`` (on by default with ``iface`` and TCP, off with
+        ``pcap``) receives pure TCP SYNs on a second packet socket, answered
+        in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
+        fills only that socket's ring and established traffic and handshake
+        ACKs keep theirs (issue 13; the kernel's BPF splits them).  It costs
+        ~5 MB of rings (+2 MiB once shedding starts) and numpy's import; its
+        cookie SYN-ACKs go out on the SYN socket, past the IP layer's send
+        but counted like it (docs/hardening.md).  ``syn_channel=False``
+        keeps one socket for everything: a 100k/s flood then leaves ~45-87 %
+        of legitimate connects succeeding and stalls established transfers.
+        With ``pcap`` the stack keeps one socket so the capture has every
+        frame (``syn_channel=True`` with ``pcap`` is a ValueError).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -194,6 +208,9 @@ class Stack:
         mac_bytes = parse_mac(mac) if isinstance(mac, str) else mac
         if mac_bytes is not None and (len(mac_bytes) != 6 or mac_bytes[0] & 1):
             raise ValueError(f"invalid MAC address {mac!r}: need a 6-byte unicast address")
+        if syn_channel and pcap is not None:
+            raise ValueError("syn_channel=True with pcap: the SYN channel's frames "
+                             "would bypass the capture")
         lock = None
         if device is None:
             if not iface:
@@ -201,7 +218,9 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
-            split = "exclude" if syn_channel and pcap is None and tcp else "all"
+            if syn_channel is None:  # the default: on, but for an exact capture
+                syn_channel = pcap is None
+            split = "exclude" if syn_channel and tcp else "all"
             try:
                 device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
                                              tcp_syn=split)
@@ -309,6 +328,8 @@ class Stack:
         received = self.device.counters().get("rx_frames", 0)
         busy = received != self._syn_seen_rx
         self._syn_seen_rx = received
+        if busy and self.SYN_PAUSE > 0:
+            self._pause_syn_channel(syn_device)
         budget = cpu.start(busy)
         if not budget:
             return  # over its CPU share: the SYNs wait in the ring
@@ -322,6 +343,18 @@ class Stack:
             plain = min(self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
             self.ip.receive(batch.limit(rest, plain))
         cpu.stop(batch.answered + batch.handed_back - taken)
+
+    def _pause_syn_channel(self, syn_device: Device) -> None:
+        """Stop watching the SYN socket for SYN_PAUSE seconds."""
+        if self._syn_pause is None:
+            fd = syn_device.fileno()  # type: ignore[attr-defined]
+            self.loop.remove_reader(fd)
+            self._syn_pause = self.loop.call_later(self.SYN_PAUSE, self._resume_syn_channel, fd)
+
+    def _resume_syn_channel(self, fd: int) -> None:
+        self._syn_pause = None
+        if not self._closed and self.syn_device is not None:
+            self.loop.add_reader(fd, self._syn_wakeup)
 
     def _publish_identity(self, endpoint_path: str, iface: str, address: str) -> None:
         """Say next to the ``ss`` endpoint which stack this is (pid, netns,
@@ -541,6 +574,9 @@ class Stack:
             self._timer = None
         self.udp.close()
         await asyncio.sleep(0)  # let queued frames (RSTs) reach the device
+        if self._syn_pause is not None:
+            self._syn_pause.cancel()
+            self._syn_pause = None
         if self.syn_device is not None:
             self.syn_device.close()
         self.device.close()

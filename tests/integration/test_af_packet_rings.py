@@ -67,3 +67,44 @@ def test_read_fixed_and_send_fixed_over_a_veth(lab: Lab) -> None:
     finally:
         peer.close()
         dev.close()  # the numpy views of the rings go first (no BufferError)
+
+
+def test_read_fixed_goes_on_across_the_rings_end(lab: Lab) -> None:
+    """read_fixed reads the ready slots as one span up to the ring's end and
+    goes on from its start in the same call: frames in order, none lost or
+    read twice, the other shapes kept in ring order among themselves."""
+    with lab.enter_stack_ns():
+        dev = AfPacketDevice.open(lab.stack_if, tcp_syn="only", ring_frames=256, ring_slot=256)
+    with lab.enter_peer_ns():
+        peer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    peer.bind((lab.peer_if, 0))
+    try:
+        assert dev._ring_slots == 256
+        us, them = dev.mac, lab.mac("peer")
+        rows: list[bytes] = []
+        others: list[bytes] = []
+        sent: list[bytes] = []
+        for rnd in range(6):  # 100 a round: rounds 2 and 5 cross the end
+            batch = [syn_frame(us, them, 100 * rnd + i, b"y" * (8 if i in (13, 14) else 0))
+                     for i in range(100)]
+            for f in batch:
+                peer.send(f)
+            sent += batch
+            deadline = time.monotonic() + 5
+            want = len(sent)
+            calls = 0
+            while len(rows) + len(others) < want and time.monotonic() < deadline:
+                time.sleep(0.05)  # all 100 in the ring before reading: one call takes them
+                r, _, o = dev.read_fixed(74, 256)
+                calls += 1
+                rows.extend(bytes(x) for x in r)
+                others.extend(bytes(f) for f, _ in o)
+            assert calls == 1, rnd
+        assert rows == [f for f in sent if len(f) == 74]
+        assert others == [f for f in sent if len(f) != 74]
+        assert dev.counters()["rx_frames"] == 600
+        r, _, o = dev.read_fixed(74, 256)
+        assert len(r) == 0 and o == []
+    finally:
+        peer.close()
+        dev.close()

@@ -17,12 +17,13 @@ Two tests:
   connects succeed, median connect < 50 ms, the bulk transfer keeps >= 50 %
   of its pre-flood throughput, RSS grows < 20 MB, the counters show the
   cookies).  It is marked xfail: on this 2-core machine shared with
-  other jobs ustack does not reach them run after run (the reason names the
-  measured figures; docs/hardening.md and bench/synflood.py give the
-  kernel's side by side and say who had the CPUs).  Not strict: the figures
-  swing with the CPU the stack gets, and a run can meet every target (seven
-  of sixteen did), which must not fail CI; pytest reports such a run as
-  XPASS.  The mark goes when the targets hold run after run.
+  other jobs ustack does not reach the bulk target run after run (the
+  reason names the measured figures; docs/hardening.md and
+  bench/synflood.py give the kernel's side by side and say who had the
+  CPUs).  Not strict: the figures swing with the CPU the stack gets, and
+  most runs meet every target (16 of 25 at load 8-13), which must not fail
+  CI; pytest reports such a run as XPASS.  The mark goes when the targets
+  hold run after run.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
   with the SYN channel at least half of the connects succeed and the bulk
   transfer keeps moving; in both modes (SYN channel, one socket) RSS grows
@@ -49,6 +50,7 @@ from typing import Any
 import pytest
 
 from ustack.lab import Lab
+from ustack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -89,19 +91,17 @@ def _common(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "issue 13's flood targets are not reliably met on this shared 2-core machine, "
-    "because of the CPU the stack's one Python thread gets: measured 2026-12-01 "
-    "17:35-17:56 at load 3.4-7.7 (16 runs, this test and bench/synflood.py, SYN channel "
-    "with the CPU-share budget and proven-peer shedding): connect success 100 % in 16 of "
-    "16, median connect 2.9-39.8 ms (< 50 ms in 16 of 16), bulk kept 0.20-1.75 (>= 0.5 "
-    "in 10 of 16), RSS +8.0-10.1 MB, cookies in the counters, flood reached "
-    "78.8-120k SYNs/s (>= 100k in 10 of 16: the C sender shares the 2 CPUs); all at once "
-    "in 7 of 16. Low bulk ratios come with the stack's CPU share falling during the "
-    "flood (0.18-0.21 of a CPU against 0.28-0.45 before, /proc schedstat) or with a "
-    "stack already CPU-bound before it; at load 8-8.5 (8-16 % of a CPU) medians were "
-    "40-132 ms and bulk 0.02-0.39. The kernel's listener with the same sender: median "
-    "0.17-0.56 ms, bulk kept 0.53-1.42 (its SYN and receive work runs in softirq in the "
-    "senders' context). See docs/hardening.md"))
+    "issue 13's bulk target (>= 0.5 of the pre-flood rate) is not reliably met on this "
+    "shared 2-core machine: measured 2026-12-01 20:40-20:58 at load 8.3-13.1 (25 runs of "
+    "this test, SYN channel by default with the C steps, SYN_CPU_SHARE 0.2, the 2 ms "
+    "pause; the peer's processes in sessions of their own): flood 109-120k SYNs/s "
+    "(>= 100k in 25 of 25), success 100 % (25 of 25), median connect 7.3-61 ms (< 50 ms "
+    "in 24 of 25), RSS +7.0-9.8 MB, cookies in the counters 25 of 25, bulk kept "
+    "0.28-0.77 (>= 0.5 in 16 of 25); all at once 16 of 25 (the compiled build: 4 of 5). "
+    "The stack's process gets 0.23-0.40 of a CPU during the flood (0.27-0.41 before: the "
+    "sender's session takes its share), SYN work is 16-17 % of it, and the bulk path's "
+    "bytes per CPU-second fall ~0.8x during the flood (not explained). The kernel's "
+    "listener does its SYN work in softirq in the senders' context. See docs/hardening.md"))
 def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -> None:
     report = _run(lab_factory(), tmp_path, syn_channel=True)
     _common(report)
@@ -109,6 +109,24 @@ def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -
     assert report["success_ratio"] >= 0.95, report
     assert report["connect_ms_median"] is not None and report["connect_ms_median"] < 50, report
     assert report["bulk_ratio"] is not None and report["bulk_ratio"] >= 0.5, report
+
+
+async def test_syn_channel_is_the_default_but_not_with_pcap(lab_factory: Callable[..., Lab],
+                                                           tmp_path: Path) -> None:
+    """A stack on an interface opens the SYN channel with its batch path
+    unless asked not to; with ``pcap`` it keeps one socket, so the capture
+    has every frame."""
+    lab = lab_factory()
+    for kwargs, channel in (({}, True), ({"syn_channel": False}, False),
+                            ({"pcap": tmp_path / "c.pcap"}, False)):
+        with lab.enter_stack_ns():
+            stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
+                                      diagnostics=False, **kwargs)
+        try:
+            assert (stack.syn_device is not None) is channel, kwargs
+            assert (stack.syn_batch is not None) is channel, kwargs
+        finally:
+            await stack.close()
 
 
 @pytest.mark.parametrize("syn_channel", [True, False], ids=["syn-channel", "one-socket"])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ustack.driver import syn_batch as syn_batch_module
 from ustack.driver.syn_batch import FRAME_LEN, CpuShare, ProvenPeers, RetransmitFilter, SynBatch
 from ustack.link.memory import MemoryPair
 from ustack.stack import Stack
@@ -24,6 +25,28 @@ from ustack.wire.checksum import refresh_frame_checksums
 from ustack.wire.ethernet import header as eth_header
 from ustack.wire.ipv4 import Ipv4Packet
 from ustack.wire.tcp import ACK, SYN, TcpOptions, TcpSegment
+
+#: the batch path's steps in C (ustack/driver/_synbatch.c) or numpy, for
+#: the test being run (the ``steps`` fixture)
+_STEPS: list[str] = ["c"]
+
+
+@pytest.fixture(autouse=True, params=["c", "numpy"])
+def steps(request: pytest.FixtureRequest) -> str:
+    """Every test runs with the C steps and with numpy's."""
+    mode: str = request.param
+    if mode == "c" and syn_batch_module._ACCEL is None:
+        pytest.skip("ustack.driver._synbatch is not built (setup.py build_ext)")
+    _STEPS[0] = mode
+    return mode
+
+
+def new_batch(stack: Stack, transmit: Any) -> SynBatch:
+    batch = SynBatch(stack.ip, stack.tcp, transmit)
+    if _STEPS[0] == "numpy":
+        batch.accel = None
+    return batch
+
 
 LOCAL = socket.inet_aton("10.77.0.2")
 GATEWAY = "10.77.0.1"
@@ -90,7 +113,7 @@ async def both_ways(config: TcpConfig, frames: list[bytes], trusted: list[bool],
             def capture(rows: Any, out: list[bytes] = out) -> None:
                 out.extend(bytes(r) for r in rows)
 
-            batch = SynBatch(stack.ip, stack.tcp, capture)
+            batch = new_batch(stack, capture)
             rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
             rest = batch.process(rows, np.array(trusted, dtype=bool), NOW)
             stack.ip.receive(rest)  # the rows handed back take the plain path
@@ -209,7 +232,7 @@ async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goe
     macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
     stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
     out: list[bytes] = []
-    batch = SynBatch(stack.ip, stack.tcp, lambda rows: out.extend(bytes(r) for r in rows))
+    batch = new_batch(stack, lambda rows: out.extend(bytes(r) for r in rows))
 
     def as_rows(frames: list[bytes]) -> Any:
         return np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
@@ -241,7 +264,7 @@ async def test_over_budget_syns_are_dropped_counted_and_their_retransmission_goe
 
 async def test_plain_path_frames_over_budget_are_dropped_and_counted() -> None:
     stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
-    batch = SynBatch(stack.ip, stack.tcp, lambda rows: None)
+    batch = new_batch(stack, lambda rows: None)
     frames = [(bytes(60), False)] * 10
     assert batch.limit(frames, 64) is frames
     before = stack.ip.frames_in
@@ -296,7 +319,7 @@ async def test_over_budget_syns_of_proven_peers_go_before_unknown_ones() -> None
     macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
     stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
     out: list[bytes] = []
-    batch = SynBatch(stack.ip, stack.tcp, lambda rows: out.extend(bytes(r) for r in rows))
+    batch = new_batch(stack, lambda rows: out.extend(bytes(r) for r in rows))
     client = bytes([198, 19, 9, 9])
     batch.proven.update([client], NOW)
     batch.proven._sampled = NOW  # no sampling of the (empty) table in this wakeup
@@ -358,7 +381,7 @@ async def test_a_completed_handshake_makes_its_source_a_proven_peer() -> None:
     pair = MemoryPair()
     server = await Stack.start(device=pair.a, address="10.77.0.2/24", diagnostics=False)
     client = await Stack.start(device=pair.b, address="10.77.0.1/24", diagnostics=False)
-    batch = SynBatch(server.ip, server.tcp, lambda rows: None)
+    batch = new_batch(server, lambda rows: None)
     src = np.array([int.from_bytes(socket.inet_aton("10.77.0.1"), "big")], dtype=np.uint64)
     batch.proven.sample([], server.tcp.now())
     assert not batch.proven.mask(src).any()
@@ -373,3 +396,120 @@ async def test_a_completed_handshake_makes_its_source_a_proven_peer() -> None:
     assert batch.proven.mask(src).all()
     await client.close()
     await server.close()
+
+
+async def test_syn_channel_with_pcap_is_refused(tmp_path: Any) -> None:
+    """The channel's frames would bypass the capture: asking for both is an
+    error (the default keeps one socket with ``pcap``), raised before any
+    socket is opened."""
+    with pytest.raises(ValueError, match="pcap"):
+        await Stack.start(iface="nosuch0", address="10.77.0.2/24", pcap=tmp_path / "x.pcap",
+                          syn_channel=True)
+
+
+async def test_a_busy_wakeup_pauses_the_syn_socket_then_watches_it_again() -> None:
+    """While established traffic waits, the SYN channel's socket is not
+    watched for Stack.SYN_PAUSE after a wakeup (a flood keeps it readable:
+    the loop would turn without sleeping); then it is, with the same
+    callback.  Closing the stack during a pause cancels it."""
+    pair = MemoryPair()
+    stack = await Stack.start(device=pair.a, address="10.77.0.2/24", diagnostics=False)
+    a, b = socket.socketpair()
+    b.send(b"x")  # readable all the time, as a flooded ring
+
+    class FakeSyn:
+        def fileno(self) -> int:
+            return a.fileno()
+
+        def close(self) -> None:
+            pass
+
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+    try:
+        fake: Any = FakeSyn()
+        stack.syn_device = fake
+        stack._syn_wakeup = lambda: calls.append(loop.time())
+        loop.add_reader(a.fileno(), stack._syn_wakeup)
+        stack._pause_syn_channel(fake)
+        paused_at = loop.time()
+        assert not loop.remove_reader(a.fileno())  # not watched during the pause
+        deadline = loop.time() + 5.0
+        while not calls and loop.time() < deadline:  # a loaded machine may be slow
+            await asyncio.sleep(Stack.SYN_PAUSE)
+        assert calls and calls[0] >= paused_at + Stack.SYN_PAUSE * 0.9
+        stack._pause_syn_channel(fake)
+        assert stack._syn_pause is not None
+    finally:
+        await stack.close()
+        assert stack._syn_pause is None
+        n = len(calls)
+        await asyncio.sleep(Stack.SYN_PAUSE * 3)
+        assert len(calls) == n  # no callback after close
+        a.close()
+        b.close()
+
+
+async def test_c_steps_shed_like_numpy_and_leave_the_same_filter() -> None:
+    """The C shed (ustack/driver/_synbatch.c) keeps the same rows as numpy's
+    (retransmissions, proven sources, the newest), counts the same and
+    writes the same fingerprints, over random floods with repeats and
+    proven sources, wakeup after wakeup."""
+    if syn_batch_module._ACCEL is None:
+        pytest.skip("ustack.driver._synbatch is not built (setup.py build_ext)")
+    pair_macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
+    stacks = []
+    batches = []
+    for mode in ("c", "numpy"):
+        stack, peer, _ = await make_stack(TcpConfig(syncookies=2))
+        stacks += [stack, peer]
+        batch = SynBatch(stack.ip, stack.tcp, lambda rows: None)
+        if mode == "numpy":
+            batch.accel = None
+        batch.proven.update([bytes([198, 18, 0, k]) for k in range(0, 256, 5)], NOW)
+        batches.append(batch)
+    rnd = random.Random(7)
+    earlier: list[bytes] = []
+    for wakeup in range(12):
+        n = rnd.choice([0, 1, 5, 200, 1500])
+        frames = [rnd.choice(earlier) if earlier and rnd.random() < 0.2 else
+                  flood_syn(rnd, *pair_macs, src=bytes([198, 18, 0, rnd.randrange(256)])
+                            if rnd.random() < 0.3 else None) for _ in range(n)]
+        earlier = (earlier + frames)[-3000:]
+        rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
+        trusted = np.array([rnd.random() < 0.5 for _ in range(n)], dtype=bool)
+        budget = rnd.choice([0, 1, 10, 100, 5000])
+        now = NOW + wakeup * 0.7
+        kept = [b._shed(rows, trusted, min(budget, n), now) if n else (rows, trusted)
+                for b in batches]
+        assert kept[0][0].tobytes() == kept[1][0].tobytes(), wakeup
+        assert kept[0][1].tolist() == kept[1][1].tolist(), wakeup
+        c, py = batches
+        assert (c.shed, c.resent_kept, c.proven_kept) == (py.shed, py.resent_kept,
+                                                          py.proven_kept), wakeup
+        for tc, tp in zip(c.retransmits._tables, py.retransmits._tables, strict=True):
+            assert np.array_equal(tc, tp), wakeup
+    assert batches[0].resent_kept > 0 and batches[0].proven_kept > 0
+    for s in stacks:
+        await s.close()
+
+
+async def test_rows_handed_back_put_proven_sources_first() -> None:
+    """The plain path may take only the first few rows handed back
+    (SynBatch.limit): those from proven sources come first."""
+    stack, peer, _ = await make_stack(TcpConfig(syncookies=1), backlog=4096)
+    try:
+        batch = new_batch(stack, lambda rows: None)
+        rnd = random.Random(3)
+        macs = (stack.ip.mac, peer.ip.mac)
+        friend = bytes([198, 19, 7, 7])
+        frames = [flood_syn(rnd, *macs) for _ in range(30)] + [flood_syn(rnd, *macs, src=friend)]
+        rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_LEN)
+        flags = np.ones(len(frames), dtype=bool)
+        assert [f for f, _ in batch.process(rows, flags, NOW)] == frames  # nobody proven
+        batch.proven.update([friend], NOW)
+        back = [f for f, _ in batch.process(rows, flags, NOW)]
+        assert back == [frames[-1]] + frames[:-1]  # the SYN queue has room: all go back
+    finally:
+        await stack.close()
+        await peer.close()

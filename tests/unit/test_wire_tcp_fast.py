@@ -202,3 +202,26 @@ def test_decode_32_byte_header_agrees_with_decode_options(opts: bytes, payload: 
     got = TcpSegment.decode(memoryview(head + opts + payload))
     assert got.options == want
     assert got.payload == payload
+
+
+def test_tcp_encoder_is_kept_per_destination_and_reset() -> None:
+    """IpLayer.tcp_encoder hands out one encoder per destination again, but
+    reset: an options object changed between two batches is encoded anew
+    (the bytes of a fresh encoder), and a new TTL or address gets a new one."""
+    dst = b"\x0a\x4d\x00\x01"
+    sent: list[bytes] = []
+    ip = _layer(sent)
+    opts = TcpOptions(timestamp=(7, 8))
+    seg = TcpSegment(40000, 80, 1, 9, 0x18, 10, 0, opts, b"abc")
+    enc = ip.tcp_encoder(dst)
+    ip.send_tcp_many(dst, [seg], enc)
+    opts.timestamp = (70, 80)  # the same object, changed
+    opts.sack_blocks = [(1, 2)]
+    again = ip.tcp_encoder(dst)
+    assert again is enc
+    ip.send_tcp_many(dst, [seg], again)
+    assert sent[1][34:] == reference_encode(seg, ip.address, dst)
+    assert sent[0][34:] != sent[1][34:]
+    ip.ttl = 9
+    assert ip.tcp_encoder(dst) is not enc and ip.tcp_encoder(dst).ttl == 9
+    assert ip.tcp_encoder(b"\x0a\x4d\x00\x07").dst_ip == b"\x0a\x4d\x00\x07"

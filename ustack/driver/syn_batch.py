@@ -31,6 +31,8 @@ then the newest).
 
 from __future__ import annotations
 
+import os
+import struct
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -47,6 +49,22 @@ if TYPE_CHECKING:
 
 #: Ethernet (14) + IPv4 without options (20) + TCP with Linux's SYN options (40)
 FRAME_LEN = 74
+
+
+def _load_accel() -> Any:
+    """The optional C steps (ustack/driver/_synbatch.c, built by setup.py
+    when a compiler is there), or None: then numpy does them (same rows,
+    bytes and counters; USTACK_NO_ACCEL=1 forces numpy)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.driver import _synbatch
+    except ImportError:
+        return None
+    return _synbatch
+
+
+_ACCEL: Any = _load_accel()
 _U32 = 0xFFFFFFFF
 #: the SYN's option bytes at 54.. that are fixed (kind, length), by offset
 _OPTION_BYTES = ((54, 2), (55, 4), (58, 4), (59, 2), (60, 8), (61, 10), (70, 1), (71, 3),
@@ -328,6 +346,8 @@ class SynBatch:
         #: rows answered here, and rows handed back to the plain path
         self.answered = 0
         self.handed_back = 0
+        #: the C steps (ustack.driver._synbatch) or None (numpy)
+        self.accel: Any = _ACCEL
 
     def process(self, rows: Any, trusted: Any, now: float,
                 budget: int | None = None) -> list[tuple[bytes, bool]]:
@@ -382,7 +402,14 @@ class SynBatch:
             back[fast] = False
             assert entry is not None
             self._answer(rows[fast], src[fast], sport[fast], dport[fast], entry[0], now)
-        slow = np.flatnonzero(back).tolist()
+        slow_rows = np.flatnonzero(back)
+        if len(slow_rows) > 1 and len(self.proven):
+            # proven sources first: the caller may take only the first few
+            # of these (limit), and a legitimate on-link client's SYN is here
+            first = self.proven.mask(src[slow_rows])
+            if first.any() and not first.all():
+                slow_rows = np.concatenate((slow_rows[first], slow_rows[~first]))
+        slow = slow_rows.tolist()
         self.handed_back += len(slow)
         if not slow:
             return []
@@ -414,6 +441,19 @@ class SynBatch:
         those from proven peers, then the newest); the others are dropped
         unexamined, counted and remembered (load shedding: checking a row
         costs about what answering it does)."""
+        accel = self.accel
+        if accel is not None:  # the same order and filter writes in one C call
+            rf = self.retransmits
+            rf._rotate(now)
+            self.proven.sample(self.table._conns, now)
+            kept, resent_kept, proven_kept = accel.shed(rows, budget, rf._tables[0],
+                                                        rf._tables[1], rf.bits,
+                                                        self.proven._array)
+            self._count_shed(len(rows) - budget)
+            self.resent_kept += resent_kept
+            self.proven_kept += proven_kept
+            index = np.frombuffer(kept, dtype=np.int32)
+            return rows[index], trusted[index]
         src = _be32(rows, 26)
         keys = self.retransmits.keys(src, _be16(rows, 34), _be16(rows, 36), _be32(rows, 38))
         resent = self.retransmits.seen(keys, now)
@@ -438,6 +478,10 @@ class SynBatch:
         if template is None or template[0] != (ip.mac, ip.address):
             template = self._template = ((ip.mac, ip.address), *_fixed_bytes(ip.mac, ip.address))
         _, expect, care = template
+        accel = self.accel
+        if accel is not None:
+            flags = accel.shape_ok(rows, trusted, expect, care, b"".join(ip._ours))
+            return np.frombuffer(bytearray(flags), dtype=bool)
         ok = ~((rows ^ expect) & care).any(axis=1)
         ok &= (rows[:, 20] & 0x3F) == 0  # no fragment offset, no MF
         ok &= _word_sum(rows, 14, 34) % 0xFFFF == 0  # RFC 791 header checksum
@@ -490,6 +534,41 @@ class SynBatch:
         cfg = table.config
         m = len(rows)
         count = minute(now)
+        window = syn_window(cfg)
+        ws = cfg.offered_wscale
+        accel = self.accel
+        if accel is not None:  # the same frames in C (ustack/driver/_synbatch.c)
+            hashes_c = table._cookies.digests(accel.cookie_inputs(rows, count))
+            idents_c = struct.pack(f">{m}H", *[i & 0xFFFF for i in islice(ip._ident, m)])
+            out = np.frombuffer(accel.answer(rows, hashes_c, idents_c, prefix, ip.address,
+                                             count, int(now * 1000), table._local_sum, ip.ttl,
+                                             window, cfg.mss, ws),
+                                dtype=np.uint8).reshape(m, FRAME_LEN)
+        else:
+            out = self._answer_arrays(rows, src, sport, dport, prefix, now, count, window, ws)
+        # the counters of the plain path, m times
+        ip.frames_in += m
+        ip.accepted += m
+        ip.frames_out += m
+        counters = table.counters
+        counters["tcp_segs_in"] += m
+        counters["tcp_segs_out"] += m
+        mib = table.mib
+        mib["TcpExtTCPReqQFullDoCookies"] += m
+        mib["TcpExtSyncookiesSent"] += m
+        listeners = table._listeners
+        for port in _distinct(dport):
+            listeners[port].cookie_sent_at = now
+        self.answered += m
+        self.transmit_rows(out)
+
+    def _answer_arrays(self, rows: Any, src: Any, sport: Any, dport: Any, prefix: bytes,
+                       now: float, count: int, window: int, ws: int) -> Any:
+        """:meth:`_answer`'s SYN-ACK rows with numpy."""
+        ip = self.ip
+        table = self.table
+        cfg = table.config
+        m = len(rows)
         # the cookie: H of hash_input(saddr, daddr, sport, dport, count), one
         # hashlib call per SYN (CookieJar.digests), the arithmetic over the array
         inputs = np.empty((m, 16), dtype=np.uint8)
@@ -515,8 +594,6 @@ class SynBatch:
         ts = np.where(ts > ts_now, (ts - np.uint64(1 << 6)) & np.uint64(_U32), ts)
         peer_tsval = _be32(rows, 62)
         ack = (seq + np.uint64(1)) & np.uint64(_U32)
-        window = syn_window(cfg)
-        ws = cfg.offered_wscale
         tcp_total = (np.uint64(table._local_sum + _PSEUDO_TCP_SYNACK + (0xA012 << 16 | window)
                                + _SYNACK_OPT_CONST + cfg.mss + ws)
                      + src + (dport << np.uint64(16) | sport) + cookie + ack + ts + peer_tsval)
@@ -553,18 +630,4 @@ class SynBatch:
         _put32(out, 62, ts)
         out[:, 66:70] = rows[:, 62:66]
         out[:, 70:74] = np.frombuffer(bytes((1, 3, 3, ws)), dtype=np.uint8)
-        # the counters of the plain path, m times
-        ip.frames_in += m
-        ip.accepted += m
-        ip.frames_out += m
-        counters = table.counters
-        counters["tcp_segs_in"] += m
-        counters["tcp_segs_out"] += m
-        mib = table.mib
-        mib["TcpExtTCPReqQFullDoCookies"] += m
-        mib["TcpExtSyncookiesSent"] += m
-        listeners = table._listeners
-        for port in _distinct(dport):
-            listeners[port].cookie_sent_at = now
-        self.answered += m
-        self.transmit_rows(out)
+        return out

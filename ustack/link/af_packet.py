@@ -434,6 +434,8 @@ class AfPacketDevice(Device):
         their trusted flags, every other frame as a ReceivedFrame (in ring
         order among themselves).  Counts like the ring's reader; the caller
         hands the frames on itself (nothing goes to the attached receiver).
+        Touches only the slots it takes (a binary search over the status
+        words finds the ready ones: the kernel fills slots in ring order).
         """
         import numpy as np
 
@@ -443,63 +445,96 @@ class AfPacketDevice(Device):
                 raise RuntimeError("read_fixed needs the receive ring (rx_mode 'ring')")
             arrays = self._np = _RingArrays(self._ring, self._ring_slot, self._ring_slots,
                                             self._tx_slots)
-        nslots = self._ring_slots
-        budget = min(budget, nslots)
-        head = self._ring_head
-        idx = np.arange(head, head + budget) % nslots
-        ready = arrays.status[idx] & TP_STATUS_USER != 0
-        n = budget if ready.all() else int(ready.argmin())
-        stats = self._stats
-        stats["rx_wakeups"] += 1
+        self._stats["rx_wakeups"] += 1
+        rows, trusted, others, n = self._read_span(arrays, width, budget)
         if n == 0:
             self._consume_socket_error()
-            return arrays.empty(width), np.zeros(0, dtype=bool), []
-        idx = idx[:n]
-        hdr = arrays.header[idx]  # tp_status, tp_len, tp_snaplen, tp_mac | tp_net << 16
+        elif self._ring_head == 0 and n < budget:  # went up to the ring's end: go on
+            more = self._read_span(arrays, width, budget - n)
+            if more[3]:
+                rows = np.concatenate((rows, more[0]))
+                trusted = np.concatenate((trusted, more[1]))
+                others += more[2]
+        return rows, trusted, others
+
+    def _read_span(self, arrays: _RingArrays, width: int, budget: int) -> tuple[
+            NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame], int]:
+        """:meth:`read_fixed` over the ready slots from the head on, up to
+        ``budget`` and at most up to the ring's end; also the slots taken."""
+        import numpy as np
+
+        nslots = self._ring_slots
+        head = self._ring_head
+        stats = self._stats
+        # one contiguous span of slots, up to the ring's end: slices, no
+        # index arrays; the kernel fills slots in ring order, so a binary
+        # search bounds the ready ones before anything is gathered (the
+        # status words of a whole 16384-slot ring cost ~0.7 ms to scan)
+        status_words = arrays.status
+        span = min(budget, nslots - head)
+        n = 0
+        if span > 0 and status_words[head] & TP_STATUS_USER:
+            lo, hi = 1, span
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if status_words[head + mid] & TP_STATUS_USER:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            ready = status_words[head:head + lo] & TP_STATUS_USER != 0
+            n = lo if ready.all() else int(ready.argmin())
+        if n == 0:
+            return arrays.empty(width), np.zeros(0, dtype=bool), [], 0
+        end = head + n
+        hdr = arrays.header[head:end]  # tp_status, tp_len, tp_snaplen, tp_mac | tp_net << 16
         status = hdr[:, 0]
-        pkttype = arrays.flat[idx * self._ring_slot + _SLOT_PKTTYPE]
-        outgoing = pkttype == PACKET_OUTGOING
+        slots = arrays.flat.reshape(nslots, self._ring_slot)
+        outgoing = slots[head:end, _SLOT_PKTTYPE] == PACKET_OUTGOING
         whole = hdr[:, 1] == hdr[:, 2]
         fixed = whole & (hdr[:, 1] == width) & ~outgoing
-        macs = hdr[fixed, 3] & 0xFFFF
-        slots = arrays.flat.reshape(nslots, self._ring_slot)
+        every = bool(fixed.all())
+        macs = hdr[:, 3] & 0xFFFF if every else hdr[fixed, 3] & 0xFFFF
         if len(macs) and macs.min() == macs.max():  # the usual case: one frame offset
             m = int(macs[0])
-            rows = slots[idx[fixed], m:m + width]
+            rows = slots[head:end, m:m + width] if every else slots[head:end][fixed, m:m + width]
+            rows = np.ascontiguousarray(rows)  # a copy: the slots go back to the kernel
         else:
-            starts = idx[fixed] * self._ring_slot + macs
+            starts = (np.flatnonzero(fixed) + head) * self._ring_slot + macs
             rows = arrays.flat[starts[:, None] + np.arange(width)]
-        trusted = status[fixed] & _TRUSTED_BITS != 0
+        trusted = status & _TRUSTED_BITS != 0
+        if not every:
+            trusted = trusted[fixed]
         others: list[ReceivedFrame] = []
         truncated = 0
         nbytes = len(rows) * width
         ring = self._ring
         assert ring is not None
-        for i in np.flatnonzero(~fixed & ~outgoing).tolist():
-            slot = int(idx[i])
-            off = slot * self._ring_slot
-            st, tp_len, snaplen, mac = (int(v) for v in hdr[i])
-            if snaplen != tp_len:
-                full = self._recv_copy() if st & TP_STATUS_COPY else None
-                if full is None:
-                    truncated += 1
-                    continue
-                others.append((full, bool(st & _TRUSTED_BITS)))
-                nbytes += len(full)
-            else:
-                start = off + (mac & 0xFFFF)
-                others.append((ring[start:start + snaplen], bool(st & _TRUSTED_BITS)))
-                nbytes += snaplen
-        arrays.status[idx] = TP_STATUS_KERNEL  # hand the slots back
-        self._ring_head = (head + n) % nslots
-        skipped = int(outgoing.sum())
+        if not every:
+            for i in np.flatnonzero(~fixed & ~outgoing).tolist():
+                slot = head + i
+                off = slot * self._ring_slot
+                st, tp_len, snaplen, mac = (int(v) for v in hdr[i])
+                if snaplen != tp_len:
+                    full = self._recv_copy() if st & TP_STATUS_COPY else None
+                    if full is None:
+                        truncated += 1
+                        continue
+                    others.append((full, bool(st & _TRUSTED_BITS)))
+                    nbytes += len(full)
+                else:
+                    start = off + (mac & 0xFFFF)
+                    others.append((ring[start:start + snaplen], bool(st & _TRUSTED_BITS)))
+                    nbytes += snaplen
+        status_words[head:end] = TP_STATUS_KERNEL  # hand the slots back
+        self._ring_head = end % nslots
+        skipped = 0 if every else int(outgoing.sum())
         if skipped:
             stats["rx_outgoing_ignored"] += skipped
         if truncated:
             stats["rx_truncated"] += truncated
         stats["rx_frames"] += len(rows) + len(others)
         stats["rx_bytes"] += nbytes
-        return rows, trusted, others
+        return rows, trusted, others, n
 
     def _consume_socket_error(self) -> None:
         try:

@@ -159,4 +159,10 @@ def attach(sock: socket.socket, prog: list[Insn]) -> None:
     """``setsockopt(SO_ATTACH_FILTER)``: the kernel copies the program."""
     code = ctypes.create_string_buffer(pack(prog))
     fprog = struct.pack("@HP", len(prog), ctypes.addressof(code))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    finally:
+        # ``code`` must outlive the call: compiled by mypyc, a local is
+        # released after its last use, and the kernel would read freed
+        # memory through ``fprog``'s pointer (EINVAL seen)
+        del code

@@ -11,7 +11,7 @@ deadline yields the retransmissions to send and the resolutions that failed.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,19 +25,33 @@ class _Entry:
     refreshing: bool = False
 
 
-@dataclass(slots=True)
+# The generic records are plain classes with __slots__, not dataclasses:
+# mypyc cannot import a compiled dataclass that is also Generic ("attribute
+# '__dict__' of 'type' objects is not writable").
 class _Pending(Generic[T]):
-    requests_sent: int
-    next_retry: float
-    queue: deque[T] = field(default_factory=deque)
+    """A resolution in progress: requests sent, next retry, waiting packets."""
+
+    __slots__ = ("requests_sent", "next_retry", "queue")
+
+    def __init__(self, requests_sent: int, next_retry: float) -> None:
+        self.requests_sent = requests_sent
+        self.next_retry = next_retry
+        self.queue: deque[T] = deque()
 
 
-@dataclass(slots=True)
 class PollResult(Generic[T]):
-    #: addresses to send (another) request for
-    retry: list[bytes]
-    #: resolutions given up, with the packets that were waiting
-    failed: list[tuple[bytes, list[T]]]
+    """What :meth:`ArpCache.poll` found due."""
+
+    __slots__ = ("retry", "failed")
+
+    def __init__(self, retry: list[bytes], failed: list[tuple[bytes, list[T]]]) -> None:
+        #: addresses to send (another) request for
+        self.retry = retry
+        #: resolutions given up, with the packets that were waiting
+        self.failed = failed
+
+    def __repr__(self) -> str:
+        return f"PollResult(retry={self.retry!r}, failed={self.failed!r})"
 
 
 class ArpCache(Generic[T]):

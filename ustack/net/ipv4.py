@@ -66,11 +66,17 @@ IpHandler = Callable[[bytes, bytes, Buffer, bool], str | None]
 ErrorHandler = Callable[[IpError], None]
 
 _IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
+#: the receive fast path's view of a frame: destination MAC, EtherType, and
+#: of the IPv4 header version/IHL, total length, flags/fragment offset,
+#: protocol and both addresses (the rest skipped: no object made for them)
+_ETH_IP_FAST = struct.Struct("!6s6x2sBxH2xHxB2x4s4s")
 _ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
 _ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
 _ZERO_IP = b"\x00\x00\x00\x00"
 #: routed destinations with their own Ethernet-header cache entry, at most
 _PREFIX_CACHE_MAX = 4096
+#: destinations with a cached TCP encoder, at most (then the cache restarts)
+_ENCODER_CACHE_MAX = 1024
 _PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
 
 
@@ -200,10 +206,15 @@ class IpLayer:
         self._icmp_limiter = RateLimiter()
         #: destination IP → (Ethernet header for its next hop, valid until)
         self._prefix: dict[bytes, tuple[bytes, float]] = {}
+        #: destination IP → its TCP encoder (:meth:`tcp_encoder`)
+        self._encoders: dict[bytes, SegmentEncoder] = {}
         self._broadcast_prefix = eth_header(BROADCAST, mac, ETHERTYPE_IPV4)
         self._ours = {address, LIMITED_BROADCAST}
         if self.routes.broadcast is not None:
             self._ours.add(self.routes.broadcast)
+        #: take :meth:`receive`'s fast path (False: every frame takes the
+        #: general one; the differential tests compare the two)
+        self.fast_receive = True
         self.frames_in = 0
         self.frames_out = 0
         #: received frames fully handled (delivered to a protocol, ARP or ICMP
@@ -364,8 +375,18 @@ class IpLayer:
 
     def tcp_encoder(self, dst: bytes) -> SegmentEncoder:
         """A TCP segment encoder from our address to ``dst`` with our TTL,
-        for :meth:`send_tcp_many` (one per batch of segments)."""
-        return SegmentEncoder(self.address, dst, ttl=self.ttl)
+        for :meth:`send_tcp_many` (one per batch of segments).  One encoder
+        per destination is kept and handed out again, reset (it forgets the
+        options objects it has seen, as a new one would): its per-address
+        sums are computed once, not per batch."""
+        enc = self._encoders.get(dst)
+        if enc is None or enc.src_ip != self.address or enc.ttl != self.ttl:
+            if len(self._encoders) >= _ENCODER_CACHE_MAX:
+                self._encoders.clear()
+            enc = self._encoders[dst] = SegmentEncoder(self.address, dst, ttl=self.ttl)
+        else:
+            enc.reset()
+        return enc
 
     def send_tcp_many(self, dst: bytes, segments: Sequence[TcpSegment],
                       encoder: SegmentEncoder) -> None:
@@ -385,7 +406,7 @@ class IpLayer:
         prefix = entry[0]
         frames = encoder.encode_ipv4_many(segments, self._ident, prefix)
         limit = self.mtu + len(prefix)  # the largest frame: 14 + MTU bytes of IPv4
-        if any(len(frame) > limit for frame in frames):  # (callers cut to the MTU)
+        if frames and max(map(len, frames)) > limit:  # (callers cut to the MTU)
             fit = [frame for frame in frames if len(frame) <= limit]
             self._tx_drop("too-big", len(frames) - len(fit))
             frames = fit
@@ -458,31 +479,86 @@ class IpLayer:
     # ---------------------------------------------------------------- receive
 
     def receive(self, frames: Iterable[tuple[bytes, bool]]) -> None:
-        """The device's receiver: handle a batch of frames."""
-        mac = self.mac
+        """The device's receiver: handle a batch of frames.
+
+        Fast path: a frame to our MAC carrying an IPv4 packet without options
+        to our address, unfragmented, from a valid source, of a registered
+        protocol other than ICMP, whose checksums hold (or that is
+        ``trusted``), goes to its handler after one ``struct`` unpack of the
+        Ethernet and IPv4 headers (:data:`_ETH_IP_FAST`).  Those are exactly
+        the frames the general path (:meth:`_receive_one`) accepts without an
+        option, ICMP or broadcast branch, and the fast path hands the handler
+        the same arguments; any other frame takes the general path from its
+        first check, so drop reasons and counters do not change
+        (tests/unit/test_net_ip_fast.py compares both on random frames).
+        """
+        # (our MAC is unicast: a broadcast one would make TCP "not unicast";
+        # no 6-byte destination equals b"")
+        mac = self.mac if self.fast_receive and self.mac != BROADCAST else b""
+        address = self.address
+        ours = self._ours
+        handlers = self._handlers
+        sum16 = _sum16
+        unpack = _ETH_IP_FAST.unpack_from
         for frame, trusted in frames:
             self.frames_in += 1
             try:
-                dst_mac = frame[:6]
-                if dst_mac != mac and dst_mac != BROADCAST:
-                    if len(frame) < 14:
-                        raise ParseError("eth-truncated")
-                    self._drop("eth-not-ours")
-                    continue
-                ethertype = frame[12:14]
-                if ethertype == _ETH_IPV4:
-                    self._ip_input(frame, trusted)
-                elif ethertype == _ETH_ARP:
-                    self._arp_input(frame)
-                elif len(frame) < 14:
-                    raise ParseError("eth-truncated")
-                else:
-                    self._drop("eth-unknown-type")
+                size = len(frame)
+                if size >= 34:
+                    dst_mac, ethertype, vihl, total, frag, proto, src, dst = unpack(frame)
+                    if (dst_mac == mac and ethertype == _ETH_IPV4 and vihl == 0x45
+                            and 20 <= total <= size - 14 and dst == address
+                            and not frag & 0x3FFF and src[0] < 224 and src != _ZERO_IP
+                            and src not in ours):
+                        entry = handlers.get(proto)
+                        if entry is not None:
+                            view = memoryview(frame)
+                            if sum16 is not None:
+                                ip_ok = not sum16(view[14:34]) % 0xFFFF
+                            else:
+                                ip_ok = not int.from_bytes(frame[14:34], "big") % 0xFFFF
+                            if ip_ok:
+                                handler, verify = entry
+                                if not verify or trusted:
+                                    ok = True
+                                elif sum16 is not None:
+                                    # _ip_input's one-call check (no IP options)
+                                    ok = not (sum16(view[26:14 + total]) + proto + total
+                                              - 20) % 0xFFFF
+                                else:
+                                    ok = _transport_sum_ok(src, dst, proto,
+                                                           view[34:14 + total])
+                                if ok:
+                                    dropped = handler(src, dst, view[34:14 + total], trusted)
+                                    if dropped is None:
+                                        self.accepted += 1
+                                    else:
+                                        self._drop(dropped)
+                                    continue
+                self._receive_one(frame, trusted)
             except ParseError as exc:
                 self._drop(exc.reason)
             except Exception:  # a bug below must not take the receive path down
                 self._drop("internal-error")
                 log.exception("ustack: error handling a received frame (dropped)")
+
+    def _receive_one(self, frame: bytes, trusted: bool) -> None:
+        """The general receive path of one frame (raises ParseError to drop)."""
+        dst_mac = frame[:6]
+        if dst_mac != self.mac and dst_mac != BROADCAST:
+            if len(frame) < 14:
+                raise ParseError("eth-truncated")
+            self._drop("eth-not-ours")
+            return
+        ethertype = frame[12:14]
+        if ethertype == _ETH_IPV4:
+            self._ip_input(frame, trusted)
+        elif ethertype == _ETH_ARP:
+            self._arp_input(frame)
+        elif len(frame) < 14:
+            raise ParseError("eth-truncated")
+        else:
+            self._drop("eth-unknown-type")
 
     def _ip_input(self, frame: bytes, trusted: bool) -> None:
         n = len(frame) - 14

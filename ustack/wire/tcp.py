@@ -168,6 +168,7 @@ _TS_HEADER_LEN = HEADER_LEN + 12
 #: a TCP header followed by exactly that options area (the decode fast path)
 _TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
 _TS_ORDER = (OPT_TIMESTAMP,)
+_TS_OPTION = struct.Struct("!BBBBII")
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
@@ -218,7 +219,21 @@ class SegmentEncoder:
         self._opt_bytes = b""
         self._opt_sum = 0
 
+    def reset(self) -> None:
+        """Forget the options seen so far (a cached encoder starts a new
+        batch: an options object may have changed since)."""
+        self._opts = None
+
     def _load_options(self, opts: TcpOptions) -> None:
+        ts = opts.timestamp
+        if (ts is not None and opts.raw is None and opts.mss is None and opts.wscale is None
+                and not opts.sack_permitted and not opts.sack_blocks):
+            # timestamps only (nearly every segment): encode()'s nop, nop, TS
+            opt = _TS_OPTION.pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, ts[0], ts[1])
+            self._opts = opts
+            self._opt_bytes = opt
+            self._opt_sum = int.from_bytes(opt, "big") % 0xFFFF
+            return
         opt = opts.encode() if not opts.is_empty() else b""
         if len(opt) > 40:
             raise ValueError(f"TCP options too long ({len(opt)} bytes, at most 40)")
@@ -369,8 +384,10 @@ class TcpSegment:
                 # positionally: keyword arguments and the sack_blocks default
                 # factory cost half the construction
                 options = TcpOptions(None, None, False, [], (tsval, tsecr), None, _TS_ORDER)
-                return cls(sport, dport, seq, ack, flags, win, urg, options,
-                           bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"", csum)
+                # (TcpSegment, not cls: a direct call of the compiled class)
+                return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
+                                  bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"",
+                                  csum)
         elif n < HEADER_LEN:
             raise ParseError("tcp-truncated", f"{n} bytes")
         sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
@@ -378,8 +395,8 @@ class TcpSegment:
         if hlen < HEADER_LEN or hlen > n:
             raise ParseError("tcp-bad-offset", f"data offset {hlen} for {n} bytes")
         options = decode_options(data[HEADER_LEN:hlen]) if hlen > HEADER_LEN else TcpOptions()
-        return cls(sport, dport, seq, ack, flags, win, urg, options,
-                   bytes(data[hlen:]) if len(data) > hlen else b"", csum)
+        return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
+                          bytes(data[hlen:]) if len(data) > hlen else b"", csum)
 
     def __str__(self) -> str:
         return format_segment(self)
