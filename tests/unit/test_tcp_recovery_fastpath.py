@@ -23,7 +23,7 @@ from ustack.tcp.rack import Rack
 from ustack.tcp.recovery import Recovery, RecoveryConfig
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.scoreboard import Segment
-from ustack.wire.seq import MASK
+from ustack.wire.seq import MASK, seq_sub
 
 MSS = 100
 EXAMPLES = int(os.environ.get("HR_EXAMPLES", "300"))
@@ -375,3 +375,78 @@ def test_after_a_recovery_the_fast_path_is_taken_again(cc: str) -> None:
         drive(0xFFFFFF00, True, True, False, cc, LOSSY)
     # the episode left an undo marker and the clean ACKs after it still went fast
     assert sum(1 for m in seen if m is not None) >= 25, seen
+
+
+#: a loss episode: a hole at the front, then SACK ACKs whose first block
+#: grows the highest SACKed range (Recovery._sacktag_top's case), a second
+#: hole with the older block repeated, growth above it, retransmission,
+#: and ACKs that close the holes
+EPISODE: list[tuple[Any, ...]] = [("send", 20, False), ("wait", 30, False)]
+for _n in (1, 2, 3, 4, 6):
+    EPISODE += [("ack", 0, [(10, _n * 10)], True, True, False), ("wait", 1, False)]
+EPISODE += [("ack", 0, [(80, 5), (10, 60)], True, True, False),
+            ("ack", 0, [(80, 9), (10, 60)], True, True, False),
+            ("ack", 0, [(80, 12), (10, 60), (10, 30)], True, True, False),
+            ("rtx", 2, False), ("wait", 40, False),
+            ("ack", 5, [(80, 15), (10, 60)], False, True, False),
+            ("timer", True, True), ("rtx", 3, False),
+            ("ack", 100, [], False, True, False)]
+
+
+def _count_top(counter: list[int]) -> Any:
+    real = Recovery._sacktag_top
+
+    def counting(self: Recovery, *a: Any) -> bool:
+        done: bool = real(self, *a)
+        counter[0] += int(done)
+        return done
+
+    return counting
+
+
+@pytest.mark.parametrize("cc", ["none", "reno", "cubic", "bbr"])
+@pytest.mark.parametrize("rack", [False, True])
+def test_a_loss_episode_takes_the_sack_top_path(cc: str, rack: bool) -> None:
+    taken = [0]
+    with _patched("_sacktag_top", _count_top(taken)):
+        drive(0xFFFFFF00, True, rack, True, cc, EPISODE)
+    # the fast instance only (the general one never calls it): growing top
+    # blocks, one new range above a hole, growth above it
+    assert taken[0] >= 7, taken
+
+
+def _mutant_top_appends(self: Recovery, blocks: Any, a: int, prior_fack: int, now: float,
+                        acc: Any, st: Any, min_rtt: float) -> bool:
+    """The short path with one mistake: the new range is always appended as
+    a range of its own (never merged into the highest one)."""
+    sb = self.sb
+    s0 = sb.unwrap(blocks[0][0])
+    e0 = s0 + seq_sub(blocks[0][1], blocks[0][0])
+    if len(blocks) > 1 or s0 < a or e0 > sb.nxt or (sb._sacked and e0 <= sb._sacked[-1][1]):
+        return False
+    start = sb._sacked[-1][1] if sb._sacked and s0 <= sb._sacked[-1][1] else s0
+    sb._sacked.append((start, e0))
+    i, j = sb.isolate(start, e0)
+    for k in range(i, j):
+        r = sb.record(k)
+        if not r.sacked:
+            self._sacktag_one(r, prior_fack, now, acc, st, min_rtt)
+    return True
+
+
+def _mutant_top_ignores_others(self: Recovery, blocks: Any, a: int, prior_fack: int,
+                               now: float, acc: Any, st: Any, min_rtt: float) -> bool:
+    """The short path with one mistake: the other blocks are not checked
+    (new information in them is lost)."""
+    return bool(_REAL_TOP(self, blocks[:1], a, prior_fack, now, acc, st, min_rtt))
+
+
+_REAL_TOP = Recovery._sacktag_top
+
+
+@pytest.mark.parametrize("mutant", [_mutant_top_appends, _mutant_top_ignores_others])
+def test_the_differential_check_catches_a_mutated_sack_top_path(mutant: Any) -> None:
+    ops = [*EPISODE[:12], ("ack", 0, [(80, 14), (30, 5)], True, True, False), *EPISODE[12:]]
+    drive(0xFFFFFF00, True, True, True, "cubic", ops)  # sanity: the real one passes
+    with _patched("_sacktag_top", mutant), pytest.raises(AssertionError):
+        drive(0xFFFFFF00, True, True, True, "cubic", ops)

@@ -51,20 +51,14 @@ if TYPE_CHECKING:
 FRAME_LEN = 74
 
 
-def _load_accel() -> Any:
-    """The optional C steps (ustack/driver/_synbatch.c, built by setup.py
-    when a compiler is there), or None: then numpy does them (same rows,
-    bytes and counters; USTACK_NO_ACCEL=1 forces numpy)."""
-    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
-        return None
-    try:
-        from ustack.driver import _synbatch
-    except ImportError:
-        return None
-    return _synbatch
-
-
-_ACCEL: Any = _load_accel()
+# The optional C steps (ustack/driver/_synbatch.c, built by setup.py when a
+# compiler is there), else None: then numpy does them (same rows, bytes and
+# counters; USTACK_NO_ACCEL=1 forces numpy).
+try:
+    from ustack.driver import _synbatch as _c_steps
+except ImportError:
+    _c_steps = None  # type: ignore[assignment]
+_ACCEL: Any = None if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0") else _c_steps
 _U32 = 0xFFFFFFFF
 #: the SYN's option bytes at 54.. that are fixed (kind, length), by offset
 _OPTION_BYTES = ((54, 2), (55, 4), (58, 4), (59, 2), (60, 8), (61, 10), (70, 1), (71, 3),

@@ -157,12 +157,15 @@ def pack(prog: list[Insn]) -> bytes:
 
 def attach(sock: socket.socket, prog: list[Insn]) -> None:
     """``setsockopt(SO_ATTACH_FILTER)``: the kernel copies the program."""
-    code = ctypes.create_string_buffer(pack(prog))
-    fprog = struct.pack("@HP", len(prog), ctypes.addressof(code))
+    code = bytearray(pack(prog))
+    # the sock_fprog's pointer is the address of the bytearray's own buffer
+    # (a ctypes view of it).  Not ctypes.create_string_buffer: compiled by
+    # mypyc, that buffer's memory was already reused when the kernel read it
+    # (EINVAL on every open); a bytearray's storage lives as long as it does
+    view = (ctypes.c_char * len(code)).from_buffer(code)
+    fprog = struct.pack("@HP", len(prog), ctypes.addressof(view))
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
     finally:
-        # ``code`` must outlive the call: compiled by mypyc, a local is
-        # released after its last use, and the kernel would read freed
-        # memory through ``fprog``'s pointer (EINVAL seen)
-        del code
+        del view  # (releases the bytearray's export; ``code`` outlives the call)
+        code.clear()

@@ -10,10 +10,13 @@ BUSY while data is queued, to nothing once all of it is acknowledged.
 
 from __future__ import annotations
 
+from typing import Final
+
 #: Linux enum tcp_chrono
 UNSPEC, BUSY, RWND_LIMITED, SNDBUF_LIMITED = 0, 1, 2, 3
-#: the shared resting value of Chrono.stat
-_ZERO = (0.0, 0.0, 0.0)
+#: the shared resting value of Chrono.stat (typed variable-length so that
+#: compiled code keeps the one object instead of building a tuple per Chrono)
+_ZERO: Final[tuple[float, ...]] = (0.0, 0.0, 0.0)
 
 
 class Chrono:
@@ -27,7 +30,7 @@ class Chrono:
         #: seconds spent in BUSY, RWND_LIMITED, SNDBUF_LIMITED (a shared
         #: zero tuple until the first kind ends: most idle connections never
         #: run one)
-        self.stat: list[float] | tuple[float, float, float] = _ZERO
+        self.stat: list[float] | tuple[float, ...] = _ZERO
 
     def _set(self, kind: int, now: float) -> None:
         if self.kind:

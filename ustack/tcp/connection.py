@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno as E
 from copy import copy
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from ustack.tcp import events as ev
 from ustack.tcp.chrono import BUSY as _CHRONO_BUSY
@@ -55,6 +55,25 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to
 
 MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
+
+
+class _TsOptions:
+    """The timestamp-only options last built by any connection, with the
+    TSval and TSecr they carry (:meth:`TcpConnection._options`).  A burst of
+    segments from one connection within one millisecond shares one options
+    object (and the encoder's cached encoding of it), as a per-connection
+    cache would; being one for the stack, it costs an idle connection
+    nothing (issue 14: it was ~200 B per connection)."""
+
+    __slots__ = ("tsval", "recent", "opts")
+
+    def __init__(self) -> None:
+        self.tsval = -1
+        self.recent = -1
+        self.opts = _EMPTY_OPTIONS
+
+
+_TS_OPTIONS: Final = _TsOptions()
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
 _PAWS_IDLE = 24 * 24 * 3600.0
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
@@ -126,7 +145,7 @@ class TcpConnection:
         # last probe went out; when the retransmitted head was first sent
         "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
         # timestamps
-        "_ts_recent", "_ts_recent_stamp", "_ts_offset", "_ts_cache",
+        "_ts_recent", "_ts_recent_stamp", "_ts_offset",
         # output and events
         "_out", "_early_nxt", "_events", "_data_event_sent", "_send_blocked",
         "_last_oow", "_closed_emitted", "error", "reopen_syn", "soft_error",
@@ -228,7 +247,6 @@ class TcpConnection:
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
         self._ts_offset = (iss * 2654435761) & MASK
-        self._ts_cache: tuple[int, int, TcpOptions] = (-1, -1, _EMPTY_OPTIONS)
         self._out: list[TcpSegment] = []
         #: SND.NXT before the first transmission of a receive batch made
         #: during loss recovery (_send_after_ack), for the trace's rtx flag
@@ -1780,11 +1798,13 @@ class TcpConnection:
         tsval = (int(self._now * 1000) + self._ts_offset) & MASK
         recent = self._ts_recent
         if not rcv.has_blocks():
-            cache = self._ts_cache
-            if cache[0] == tsval and cache[1] == recent:
-                return cache[2]
+            cache = _TS_OPTIONS
+            if cache.tsval == tsval and cache.recent == recent:
+                return cache.opts
             opts = TcpOptions(timestamp=(tsval, recent))
-            self._ts_cache = (tsval, recent, opts)
+            cache.tsval = tsval
+            cache.recent = recent
+            cache.opts = opts
             return opts
         return TcpOptions(timestamp=(tsval, recent), sack_blocks=rcv.sack_blocks())
 

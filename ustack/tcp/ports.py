@@ -13,12 +13,16 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable, Container
+from typing import Final
+
+#: at most this many destinations keep their (F, G) hashes (PortAllocator.choose)
+_HASH_CACHE_MAX: Final = 1024
 
 
 class PortAllocator:
     """RFC 6056 Algorithm 3 with its own secrets and counter table."""
 
-    __slots__ = ("_s1", "_s2", "_table", "low", "high")
+    __slots__ = ("_s1", "_s2", "_table", "low", "high", "_hashes")
 
     def __init__(self, low: int = 32768, high: int = 60999, *, secret: bytes | None = None,
                  table_size: int = 256) -> None:
@@ -30,6 +34,9 @@ class PortAllocator:
         self._table = [0] * table_size
         self.low = low
         self.high = high
+        #: (laddr, raddr, rport) -> (F, G): both keyed hashes depend only on
+        #: the destination, so successive connections to one server hash once
+        self._hashes: dict[tuple[bytes, bytes, int], tuple[int, int]] = {}
 
     def _hash(self, key: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
         d = hashlib.blake2s(laddr + raddr + rport.to_bytes(2, "big"), key=key, digest_size=4)
@@ -44,8 +51,15 @@ class PortAllocator:
         """
         taken: Callable[[int], bool] = in_use if callable(in_use) else in_use.__contains__
         num = self.high - self.low + 1
-        offset = self._hash(self._s1, laddr, raddr, rport)
-        index = self._hash(self._s2, laddr, raddr, rport) % len(self._table)
+        key = (laddr, raddr, rport)
+        hashes = self._hashes.get(key)
+        if hashes is None:
+            if len(self._hashes) >= _HASH_CACHE_MAX:
+                self._hashes.clear()
+            hashes = self._hashes[key] = (self._hash(self._s1, laddr, raddr, rport),
+                                          self._hash(self._s2, laddr, raddr, rport))
+        offset = hashes[0]
+        index = hashes[1] % len(self._table)
         for _ in range(num):
             port = self.low + (offset + self._table[index]) % num
             self._table[index] += 1

@@ -13,10 +13,17 @@ the ``delack`` deadline in the shared :class:`~ustack.tcp.timers.Timers`.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.timers import Timers
 
 MASK = 0xFFFFFFFF
+#: the reassembly queue of every receiver that never got text above RCV.NXT:
+#: only read, never changed (:meth:`Receiver.queue` gives a receiver its own
+#: on the first out-of-order segment), so an idle connection keeps none
+#: (issue 14)
+_NO_OOO: Final = Reassembly()
 
 
 class Receiver:
@@ -40,7 +47,7 @@ class Receiver:
         self.pos = 0
         #: in-order bytes the application has not read
         self.buf = bytearray()
-        self.ooo = Reassembly()
+        self.ooo = _NO_OOO
         #: a D-SACK block to report once (RFC 2883)
         self.dsack: tuple[int, int] | None = None
         #: ACKs still to send at once before delayed ACKs start (Linux quickack)
@@ -113,15 +120,19 @@ class Receiver:
         """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly and
         answer at once with a duplicate ACK carrying SACK (RFC 5681 4.2)."""
         start = self.pos + ((seq - self.nxt) & MASK)
+        ooo = self.ooo
+        if ooo is _NO_OOO:
+            ooo = self.ooo = Reassembly()
         if payload:
-            self.ooo.add(start, payload, self.ooo_max)
+            ooo.add(start, payload, self.ooo_max)
         if fin:
-            self.ooo.fin_pos = start + len(payload)
+            ooo.fin_pos = start + len(payload)
         self.ack_now = True
 
     def take_fin(self) -> None:
         """The peer's FIN is in order: it occupies one sequence number."""
-        self.ooo.clear()
+        if self.ooo is not _NO_OOO:
+            self.ooo.clear()
         self.nxt = (self.nxt + 1) & MASK
         self.pos += 1
         self.ack_now = True
@@ -276,4 +287,5 @@ class Receiver:
 
     def clear(self) -> None:
         self.ack_now = False
-        self.ooo.clear()
+        if self.ooo is not _NO_OOO:
+            self.ooo.clear()

@@ -885,6 +885,8 @@ class Recovery:
                  min_rtt: float) -> None:
         """RFC 2018 / RFC 6675 4 Update(): mark SACKed records; the first block is
         a D-SACK (RFC 2883 4) if it lies below the ACK or inside the second."""
+        if self.fast_path and self._sacktag_top(blocks, a, prior_fack, now, acc, st, min_rtt):
+            return
         sb = self.sb
         ranges: list[tuple[int, int]] = []
         for left, right in blocks:
@@ -908,6 +910,47 @@ class Recovery:
                     r = sb.record(k)
                     if not r.sacked:
                         self._sacktag_one(r, prior_fack, now, acc, st, min_rtt)
+
+    def _sacktag_top(self, blocks: Sequence[tuple[int, int]], a: int, prior_fack: int,
+                     now: float, acc: RateAccumulator, st: _AckState, min_rtt: float) -> bool:
+        """:meth:`_sacktag`'s short path for the common SACK ACK of a loss
+        episode (RFC 2018 4: the first block holds the newest segment): the
+        first block, valid and at or above the ACK, only extends the SACKed
+        set at its top, and every other block repeats ranges already SACKed.
+        Then no block is a D-SACK (RFC 2883 4: the first is above the ACK
+        and not inside the second, which ends below it), the repeated ones
+        change nothing, and the one new range is merged in place instead of
+        rebuilding the set.  False (nothing done) when the ACK is not of that
+        shape: the general path takes it.  Same marks, counters and order
+        as the general path (tests/unit/test_tcp_recovery_fastpath.py)."""
+        sb = self.sb
+        una = sb.una
+        base = una & MASK
+        nxt = sb.nxt
+        left, right = blocks[0]
+        s0 = una + seq_sub(left, base)
+        e0 = s0 + seq_sub(right, left)
+        if s0 < a or e0 <= s0 or e0 > nxt:
+            return False
+        top = sb._sacked
+        if top:
+            ls, le = top[-1]
+            if s0 < ls or e0 <= le:
+                return False
+        elif len(blocks) > 1:
+            return False
+        for k in range(1, len(blocks)):
+            left, right = blocks[k]
+            s = una + seq_sub(left, base)
+            e = s + seq_sub(right, left)
+            if e <= s or e > nxt or not sb.sacked_covers(s, e):
+                return False
+        i, j = sb.isolate(sb.add_sacked_top(s0, e0), e0)
+        for k in range(i, j):
+            r = sb.record(k)
+            if not r.sacked:
+                self._sacktag_one(r, prior_fack, now, acc, st, min_rtt)
+        return True
 
     def _sacktag_one(self, r: Segment, prior_fack: int, now: float, acc: RateAccumulator,
                      st: _AckState, min_rtt: float) -> None:

@@ -403,6 +403,29 @@ class Scoreboard:
         self._sacked = out
         return [(s, e) for s, e in new if s < e]
 
+    def sacked_covers(self, start: int, end: int) -> bool:
+        """``[start, end)`` lies inside one SACKed range (what
+        :meth:`add_sacked_range` answers ``[]`` for without rebuilding)."""
+        ranges = self._sacked
+        k = bisect_right(ranges, (start, _INF)) - 1
+        return k >= 0 and ranges[k][1] >= end
+
+    def add_sacked_top(self, start: int, end: int) -> int:
+        """:meth:`add_sacked_range` for a range at the top of the SACKed set
+        (``start`` at or above the highest range's start, ``end`` above its
+        end; the caller checks): merged into that range or appended, in
+        place.  Returns where the newly SACKed part, ``[returned, end)``,
+        starts."""
+        ranges = self._sacked
+        n = len(ranges)
+        if n:
+            ls, le = ranges[n - 1]
+            if start <= le:
+                ranges[n - 1] = (ls, end)
+                return le
+        ranges.append((start, end))
+        return start
+
     # --- cumulative ACK ---------------------------------------------------------
     def pop_acked(self, ack: int) -> Iterator[tuple[Segment, int]]:
         """Remove what ``ack`` (unwrapped, una < ack <= nxt) covers from the front.

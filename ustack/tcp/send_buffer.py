@@ -21,6 +21,8 @@ least a third of the buffer is free (:func:`writable`).
 
 from __future__ import annotations
 
+from typing import Final
+
 _SMALL = 2048  # writes below this are coalesced
 _TAIL_MAX = 65536  # ... into a tail chunk of at most this size
 
@@ -95,6 +97,12 @@ def admit(n: int, queued: int, unsent: int, out: int, goal: int, limit: int,
     return taken
 
 
+#: the chunk list of every empty buffer: only read, never changed (write
+#: gives a buffer its own list, clear hands this one back), so an idle
+#: connection keeps no list (issue 14)
+_NO_CHUNKS: Final[list[bytes | bytearray]] = []
+
+
 class SendBuffer:
     """Unacknowledged + unsent bytes; position 0 is SND.UNA."""
 
@@ -102,7 +110,7 @@ class SendBuffer:
                  "_tail_open")
 
     def __init__(self, limit: int) -> None:
-        self._chunks: list[bytes | bytearray] = []
+        self._chunks: list[bytes | bytearray] = _NO_CHUNKS
         self._head = 0  # bytes of chunks[0] already acknowledged
         self._len = 0  # live bytes
         self.limit = limit
@@ -132,6 +140,8 @@ class SendBuffer:
             n = free
             data = data[:n]
         chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = []
         if n < _SMALL:
             if self._tail_open and len(chunks[-1]) + n <= _TAIL_MAX:
                 chunks[-1] += data  # the bytearray tail
@@ -200,7 +210,7 @@ class SendBuffer:
         self._head = head
 
     def clear(self, keep_position: int | None = None) -> None:
-        self._chunks.clear()
+        self._chunks = _NO_CHUNKS
         self._head = 0
         self._len = 0
         self._base = keep_position if keep_position is not None else 0

@@ -17,7 +17,7 @@ The connection (RFC 9293 dispatcher) calls it from ``segments_to_send``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ustack.tcp.chrono import RWND_LIMITED, SNDBUF_LIMITED, Chrono
 from ustack.tcp.congestion.base import CaState
@@ -32,6 +32,9 @@ MASK = 0xFFFFFFFF
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
 _GSO_MAX = 65536 - 321
 _EMPTY_OPTIONS = TcpOptions()
+#: Sender.eor until the first MSG_EOR record end (issue 14: an idle
+#: connection keeps no list of its own)
+_NO_EOR: Final[list[int]] = []
 
 
 class Sender:
@@ -74,8 +77,10 @@ class Sender:
         #: busy / rwnd-limited / sndbuf-limited time (Linux tcp_chrono_*)
         self.chrono = Chrono()
         #: MSG_EOR record ends not yet acknowledged (sequence numbers, in
-        #: order): no segment carries bytes from both sides of one
-        self.eor: list[int] = []
+        #: order): no segment carries bytes from both sides of one (the
+        #: shared empty list until the first record end: only read, never
+        #: changed, while empty)
+        self.eor: list[int] = _NO_EOR
         #: MSG_MORE: the last write said more follows, so the end of the data
         #: is not marked PSH (Linux tcp_push skips tcp_mark_push), and the
         #: next output round holds partial segments as a cork does (its
@@ -89,6 +94,8 @@ class Sender:
         TCP_SKB_CB(skb)->eor: tcp_skb_can_collapse_to refuses to append to
         the skb, tcp_retrans_try_collapse to merge across it)."""
         eor = self.eor
+        if eor is _NO_EOR:
+            eor = self.eor = []
         if not eor or eor[-1] != end:
             eor.append(end)
 
