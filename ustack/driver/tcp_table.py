@@ -112,6 +112,13 @@ def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return loop.time
 
 
+def _sent_at() -> float | None:
+    """``rxtime.SENT.t``, read where mypy has not narrowed it: right after
+    ``_SENT.t = None`` mypy types ``_SENT.t`` as None, and the compiled code
+    then rejects the float the device stored during the call (TypeError)."""
+    return _SENT.t
+
+
 def _buffered(conn: TcpConnection) -> int:
     """Bytes a connection holds or has promised to take: send queue, unread
     and out-of-order data, and the receive window it advertised (data the
@@ -1161,7 +1168,7 @@ class TcpTable:
         left = self._clock()
         _SENT.t = None
         self._transmit(ep, segs)
-        sent_at: float | None = _SENT.t  # set by the device during _transmit
+        sent_at = _sent_at()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
