@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
@@ -53,6 +54,32 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     report.longrepr = (f"{collector.nodeid} skipped while collected under {REQUIRE_ENV}=1, "
                        f"which turns skips into failures (CI must not pass by skipping): "
                        f"{reason}")
+
+
+def _compiled_build() -> bool:
+    import ustack
+
+    return ustack.accel_status()["mode"] == "compiled"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """``@pytest.mark.pure_python(reason)``: a test that needs what only
+    interpreted code has (it spies on or patches a method of a compiled
+    class, deep-copies compiled objects) runs, on the compiled build, in a
+    subprocess on the pure build (``USTACK_NO_ACCEL=1``): the same test and
+    assertions, and its verdict is this test's (docs/compiled.md)."""
+    if pyfuncitem.get_closest_marker("pure_python") is None or not _compiled_build():
+        return None
+    env = dict(os.environ, USTACK_NO_ACCEL="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
+         "-x", pyfuncitem.nodeid], cwd=pyfuncitem.config.rootpath, env=env,
+        capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"{pyfuncitem.nodeid} failed on the pure build (USTACK_NO_ACCEL=1):\n"
+                    f"{proc.stdout[-6000:]}{proc.stderr[-2000:]}", pytrace=False)
+    return True
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

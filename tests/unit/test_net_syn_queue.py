@@ -26,7 +26,7 @@ FULL = TcpOptions(mss=1460, sack_permitted=True, timestamp=(1000, 0), wscale=7)
 
 def make_table(**cfg: object) -> tuple[tt.TcpTable, FakeIp, list[tt.TcpEndpoint]]:
     stack = FakeStack()
-    table = tt.TcpTable(stack, config=TcpConfig().with_(**cfg))  # type: ignore[arg-type]
+    table = tt.TcpTable(stack, config=TcpConfig().with_(**cfg))
     accepted: list[tt.TcpEndpoint] = []
     table.listen(80, 16, accepted.append)
     return table, stack.ip, accepted
@@ -231,7 +231,7 @@ async def test_bad_cookie_gets_rst_and_counts_failed() -> None:
 
 async def test_full_accept_queue_drops_syn_and_ack() -> None:
     stack = FakeStack()
-    table = tt.TcpTable(stack, config=TcpConfig())  # type: ignore[arg-type]
+    table = tt.TcpTable(stack, config=TcpConfig())
     listener = table.listen(80, 1, lambda ep: None)
     listener.set_accepting(False)
     synacks = []
@@ -254,7 +254,7 @@ async def test_request_socks_are_cheap() -> None:
     with a whole connection per SYN)."""
     stack = FakeStack()
     stack.ip.send = lambda dst, protocol, payload: None  # type: ignore[method-assign]
-    table = tt.TcpTable(stack, config=TcpConfig(syncookies=0, max_syn_backlog=1 << 20))  # type: ignore[arg-type]
+    table = tt.TcpTable(stack, config=TcpConfig(syncookies=0, max_syn_backlog=1 << 20))
     table.listen(80, 1 << 20, lambda ep: None)
     segs = [syn(sport=1024 + i % 60000, seq=i, opts=FULL) for i in range(10_000)]
     srcs = [bytes([10, 77, 1 + i // 60000, 0]) for i in range(10_000)]
@@ -300,7 +300,7 @@ async def test_flood_fast_path_sends_the_general_paths_bytes(
     for fast in (True, False):
         stack = FakeStack()
         stack.ip = RawIp()
-        table = tt.TcpTable(stack, config=TcpConfig(syncookies=2))  # type: ignore[arg-type]
+        table = tt.TcpTable(stack, config=TcpConfig(syncookies=2))
         table._cookies = sc.CookieJar(b"s" * 32)
         monkeypatch.setattr(table, "_clock", lambda: now)
         table.listen(80, 16, lambda ep: None)

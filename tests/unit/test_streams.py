@@ -56,8 +56,8 @@ class MemoryStack:
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[MemoryStack, MemoryStack]]:
     a, b = MemoryStack(A_IP), MemoryStack(B_IP)
-    a.tcp = TcpTable(a)  # type: ignore[arg-type]
-    b.tcp = TcpTable(b)  # type: ignore[arg-type]
+    a.tcp = TcpTable(a)
+    b.tcp = TcpTable(b)
     a.ip.peer, b.ip.peer = b.tcp, a.tcp
     yield a, b
     a.tcp.close()
@@ -401,7 +401,7 @@ async def test_syn_retries_exhausted_is_timeout_error() -> None:
     from ustack.tcp.config import TcpConfig
 
     a = MemoryStack(A_IP)
-    a.tcp = TcpTable(a, config=TcpConfig(syn_retries=2, syn_linear_timeouts=0,  # type: ignore[arg-type]
+    a.tcp = TcpTable(a, config=TcpConfig(syn_retries=2, syn_linear_timeouts=0,
                                          rto_initial=0.05))
     a.ip.drop = lambda payload: True
     loop = asyncio.get_running_loop()

@@ -146,6 +146,7 @@ def _fold(c: TcpConnection, batch: list[tuple[TcpSegment, float]],
         c.receive(held, held_at)
 
 
+@pytest.mark.pure_python("deep-copies a connection")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ts=st.booleans(), sack=st.booleans(),
        cc=st.sampled_from(["reno", "cubic", "bbr"]),
@@ -216,6 +217,7 @@ def test_coalesced_batches_act_as_the_separate_acks(
                 or not sa or not sb_
 
 
+@pytest.mark.pure_python("deep-copies a connection")
 def test_a_plain_ack_stream_is_coalesced() -> None:
     """The bulk case (one ACK per two segments, all in one batch) folds to
     one ACK per batch and ends where the separate ACKs end."""
@@ -285,7 +287,7 @@ def test_driver_holds_supersedes_and_releases_before_anything_else() -> None:
 
     loop = asyncio.new_event_loop()
     try:
-        table = tt.TcpTable(FakeStack(), loop=loop)  # type: ignore[arg-type]
+        table = tt.TcpTable(FakeStack(), loop=loop)
         cfg = TcpConfig(sack=True, timestamps=True, send_buffer=1 << 20,
                         recv_buffer=1 << 20)
         conn = _sender(cfg, True, True, _Recording)
@@ -319,6 +321,7 @@ def test_driver_holds_supersedes_and_releases_before_anything_else() -> None:
         loop.close()
 
 
+@pytest.mark.pure_python("patches TcpConnection methods")
 def test_the_differential_check_catches_a_loose_supersede_rule(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from ustack.tcp.state import TcpState
@@ -332,7 +335,7 @@ def test_the_differential_check_catches_a_loose_supersede_rule(
 
     monkeypatch.setattr(TcpConnection, "ack_supersedes", loose)
     monkeypatch.setattr(TcpConnection, "coalescible_ack", loose_hold)
-    inner = test_coalesced_batches_act_as_the_separate_acks.hypothesis.inner_test  # type: ignore[attr-defined]
+    inner = test_coalesced_batches_act_as_the_separate_acks.hypothesis.inner_test
     # a window update merged into the next ACK, then duplicate ACKs merged
     # (the separate ones count towards DupThresh)
     for batch in ([("ack", 30, 60000, 1), ("window", 0, 30000, 1), ("ack", 60, 30000, 1)],

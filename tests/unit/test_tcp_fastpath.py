@@ -11,6 +11,7 @@ sequence variables must be identical."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -219,6 +220,7 @@ def test_request_response_rounds_match_the_general_path(ts: bool, sack: bool, no
         assert _state(fast) == _state(ref)
 
 
+@pytest.mark.pure_python("spies on Sender methods")
 def test_request_response_takes_the_sender_shortcuts() -> None:
     """The differential test above compares something: on the fast
     connection a 1-byte write with nothing in flight goes through

@@ -25,16 +25,27 @@ from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.scoreboard import Segment
 from ustack.wire.seq import MASK, seq_sub
 
+#: drive() counts fast-path calls and the mutants replace methods of Recovery,
+#: Rack and Scoreboard: only interpreted classes allow that
+pytestmark = pytest.mark.pure_python("patches and spies on Recovery methods")
+
 MSS = 100
 EXAMPLES = int(os.environ.get("HR_EXAMPLES", "300"))
 _SKIP = {"sb", "rate", "rack", "rtt", "cc", "cfg", "ts_clock", "fast_path"}
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    """The slots of ``cls``; a compiled (mypyc) class lists its attributes
+    in ``__mypyc_attrs__`` instead."""
+    names: Any = getattr(cls, "__slots__", None) or getattr(cls, "__mypyc_attrs__", ())
+    return (names,) if isinstance(names, str) else tuple(names)
 
 
 def _fields(obj: object) -> dict[str, Any]:
     """Every attribute of ``obj`` (``__dict__`` and slots over the MRO)."""
     out: dict[str, Any] = dict(getattr(obj, "__dict__", {}))
     for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
+        for name in _slots(cls):
             if name != "__dict__" and hasattr(obj, name):
                 out[name] = getattr(obj, name)
     return out
@@ -47,7 +58,7 @@ def _plain(v: Any, depth: int = 0) -> Any:
     if isinstance(v, dict):
         return {k: _plain(x, depth) for k, x in v.items()}
     if type(v).__module__.startswith("ustack.") and depth < 4 and not callable(v) \
-            and (hasattr(v, "__dict__") or hasattr(type(v), "__slots__")) \
+            and (hasattr(v, "__dict__") or bool(_slots(type(v)))) \
             and not hasattr(type(v), "__dataclass_fields__") and not isinstance(v, int):
         return {k: _plain(x, depth + 1) for k, x in _fields(v).items() if not callable(x)}
     return v
@@ -55,7 +66,7 @@ def _plain(v: Any, depth: int = 0) -> Any:
 
 def snapshot(rec: Recovery) -> dict[str, Any]:
     sb = rec.sb
-    seg_fields = [n for n in Segment.__slots__
+    seg_fields = [n for n in _slots(Segment)
                   if n not in ("ts_prev", "ts_next")]
     return {
         "rec": {k: v for k, v in _fields(rec).items() if k not in _SKIP},

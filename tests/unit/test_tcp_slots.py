@@ -11,6 +11,7 @@ covered without editing the list)."""
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,8 @@ def _reachable(root: object) -> dict[int, tuple[type, str]]:
         if isinstance(o, (enum.Enum, TcpMib)):
             continue  # shared: enum members, the stack-wide MIB
         for k in t.__mro__:
-            slots = getattr(k, "__slots__", ())
+            # a compiled (mypyc) class lists its attributes in __mypyc_attrs__
+            slots: Any = getattr(k, "__slots__", None) or getattr(k, "__mypyc_attrs__", ())
             for name in (slots,) if isinstance(slots, str) else slots:
                 if hasattr(o, name):
                     todo.append((getattr(o, name), f"{path}.{name}"))

@@ -94,7 +94,7 @@ class Owner:
 async def table(monkeypatch: pytest.MonkeyPatch) -> tt.TcpTable:
     FakeConn.instances = []
     monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
-    return tt.TcpTable(FakeStack())  # type: ignore[arg-type]
+    return tt.TcpTable(FakeStack())
 
 
 async def settle() -> None:
@@ -163,7 +163,7 @@ async def test_syn_queue_full_answers_with_cookies(table: tt.TcpTable) -> None:
 async def test_syn_queue_full_without_cookies_drops(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeConn.instances = []
     monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
-    table = tt.TcpTable(FakeStack(), config=TcpConfig(syncookies=0))  # type: ignore[arg-type]
+    table = tt.TcpTable(FakeStack(), config=TcpConfig(syncookies=0))
     listener = table.listen(8080, 2, lambda ep: None)
     for i in range(4):
         assert (table.segment_received(PEER, LOCAL, TcpSegment(40000 + i, 8080, 7, 0, SYN, 100))
@@ -327,7 +327,7 @@ def test_connections_clock_is_fine_grained_on_uvloop_and_the_loop_clock_elsewher
 async def test_orphans_beyond_max_orphans_are_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeConn.instances = []
     monkeypatch.setattr(tt, "_connection_class", lambda: FakeConn)
-    table = tt.TcpTable(FakeStack(), config=TcpConfig(max_orphans=2))  # type: ignore[arg-type]
+    table = tt.TcpTable(FakeStack(), config=TcpConfig(max_orphans=2))
     eps = [table.connect(PEER, 80, Owner()) for _ in range(3)]
     for ep in eps:
         table.detach(ep)

@@ -10,6 +10,7 @@ import copy
 import os
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +73,7 @@ _OP = st.one_of(
 )
 
 
+@pytest.mark.pure_python("deep-copies a connection")
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(ts=st.booleans(), sack=st.booleans(), ws=st.booleans(), simultaneous=st.booleans(),
        ops=st.lists(_OP, max_size=12))

@@ -112,6 +112,13 @@ def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return loop.time
 
 
+def _sent_at() -> float | None:
+    """``rxtime.SENT.t``, read where mypy has not narrowed it: right after
+    ``_SENT.t = None`` mypy types ``_SENT.t`` as None, and the compiled code
+    then rejects the float the device stored during the call (TypeError)."""
+    return _SENT.t
+
+
 def _buffered(conn: TcpConnection) -> int:
     """Bytes a connection holds or has promised to take: send queue, unread
     and out-of-order data, and the receive window it advertised (data the
@@ -121,14 +128,6 @@ def _buffered(conn: TcpConnection) -> int:
         return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
     except AttributeError:  # a connection class without the rooms (tests)
         return 0
-
-
-def _sent_time() -> float | None:
-    """rxtime.SENT's time, read through a call: right after ``_SENT.t =
-    None`` mypy narrows ``_SENT.t`` to None in the same function, and the
-    compiled build (mypyc) trusts that narrowing (TypeError "None object
-    expected; got float" once the device has set it)."""
-    return _SENT.t
 
 
 def _connection_class() -> type[TcpConnection]:
@@ -320,7 +319,7 @@ class TcpTable:
 
     def __init__(
         self,
-        port: TcpPort,
+        port: TcpPort | Any,  # (| Any: compiled code would refuse a Stack-shaped fake)
         *,
         config: TcpConfig | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -1186,7 +1185,7 @@ class TcpTable:
         left = self._clock()
         _SENT.t = None
         self._transmit(ep, segs)
-        sent_at = _sent_time()  # set by the device during _transmit
+        sent_at = _sent_at()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:

@@ -13,12 +13,16 @@ import abc
 import asyncio
 from collections.abc import Callable, Sequence
 
+from ustack._mypyc import mypyc_attr
+
 Frame = bytes
 #: one received frame and whether its L4 checksum needs no software check
 ReceivedFrame = tuple[bytes, bool]
 Receiver = Callable[[Sequence[ReceivedFrame]], None]
 
 
+# devices and wrappers are written outside the compiled build (ustack.sim)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Device(abc.ABC):
     """A link device bound to one interface (or one end of an in-memory pair)."""
 

@@ -23,6 +23,7 @@ import errno as E
 from copy import copy
 from typing import Any, ClassVar, Final
 
+from ustack._mypyc import mypyc_attr
 from ustack.tcp import events as ev
 from ustack.tcp.chrono import BUSY as _CHRONO_BUSY
 from ustack.tcp.chrono import SNDBUF_LIMITED as _CHRONO_SNDBUF
@@ -117,6 +118,8 @@ def _seg_data(seg: TcpSegment, wscale: int) -> dict[str, Any]:
             "sack": [list(b) for b in seg.options.sack_blocks]}
 
 
+# the differential tests derive eager/general-path variants (mypyc compat)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TcpConnection:
     """A TCP control block plus its state machine.  Build with :meth:`connect`
     or :meth:`accept`."""

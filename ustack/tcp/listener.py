@@ -6,7 +6,7 @@ The net layer owns sockets and listeners; these pure functions own the rules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.options import negotiate, synack_options
@@ -149,14 +149,16 @@ def cookie_syn_options(syn: TcpSegment, mss: int, timestamps: bool) -> TcpOption
     return TcpOptions(mss=mss)
 
 
-def promote(conn_class: type[TcpConnection], config: TcpConfig, syn: TcpSegment, iss: int,
-            created: float, ack: TcpSegment, now: float, *,
+def promote(conn_class: type[TcpConnection] | Any, config: TcpConfig, syn: TcpSegment,
+            iss: int, created: float, ack: TcpSegment, now: float, *,
             mib: TcpMib | None = None, trace: TraceHook | None = None,
-            shared_config: bool = False) -> TcpConnection:
+            shared_config: bool = False) -> TcpConnection | Any:
     """The connection for a completed handshake: what ``accept`` would have
     built at ``created`` (its SYN-ACK already sent, so discarded), then the
     ACK (RFC 9293 3.10.7.4: SYN-RECEIVED -> ESTABLISHED; data or FIN on
-    the ACK are processed as usual).  ``shared_config``: see TcpConnection."""
+    the ACK are processed as usual).  ``shared_config``: see TcpConnection.
+    (``| Any``: the table's unit tests pass a fake class; compiled code would
+    refuse it at the call.)"""
     if shared_config:
         conn = conn_class.accept(syn, iss, created, config, mib=mib, trace=trace,
                                  shared_config=True)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
+from ustack._mypyc import mypyc_attr
+
 
 class CaState(IntEnum):
     """Congestion-avoidance state of the sender (Linux ``enum tcp_ca_state``)."""
@@ -104,6 +106,7 @@ class RateSample:
         self.is_cwnd_limited = is_cwnd_limited
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users register their own (docs/congestion.md)
 class CongestionController:
     """Base class.  The defaults are a fixed window that halves on loss
     (Linux ``tcp_reno_ssthresh``/``tcp_reno_undo_cwnd``); subclasses override

@@ -33,6 +33,7 @@ import random
 from enum import IntEnum
 from typing import ClassVar
 
+from ustack._mypyc import mypyc_attr
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 from ustack.tcp.congestion.windowed import WindowedMax
 
@@ -66,6 +67,7 @@ class BbrMode(IntEnum):
     PROBE_RTT = 3
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may derive from the built-in ones
 class Bbr(CongestionController):
     name = "bbr"
     controls_cwnd = True

@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+from ustack._mypyc import mypyc_attr
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 
 C = 0.4  # RFC 9438 4.1 (Linux bic_scale 41/1024 * 10)
@@ -69,6 +70,7 @@ CSS_ROUNDS = 5
 _INF = math.inf
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may derive from the built-in ones
 class Cubic(CongestionController):
     name = "cubic"
     #: RFC 9438 4.7 fast convergence (Linux module parameter fast_convergence=1)

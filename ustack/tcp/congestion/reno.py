@@ -12,9 +12,11 @@ the connection.
 
 from __future__ import annotations
 
+from ustack._mypyc import mypyc_attr
 from ustack.tcp.congestion.base import CongestionController, RateSample
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may derive from the built-in ones
 class Reno(CongestionController):
     name = "reno"
 
