@@ -394,6 +394,28 @@ class TcpTransport(asyncio.Transport):
         return self._pending_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if (type(data) is bytes and data and self._connected and not self._pending
+                and not (self._eof_wanted or self._lost or self._closing)):
+            # (the request/response case: the general branch below, inlined)
+            ep = self._ep
+            assert ep is not None
+            try:
+                taken = ep.conn.send(data, self._loop.time())
+            except OSError as exc:
+                self._pending = _EMPTY
+                self._pending_size = 0
+                self._connection_lost(exc)
+                return
+            self._table.send_now(ep)  # on the wire in this call (kernel send())
+            if taken < len(data):
+                self._queue(memoryview(data)[taken:])
+                self._maybe_pause_protocol()
+            return
+        self._write(data)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`write`, every case (tests/unit/test_streams_write_fast.py
+        compares write's inlined bytes branch with it)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")

@@ -112,6 +112,13 @@ def _fine_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return loop.time
 
 
+def _sent_at() -> float | None:
+    """``rxtime.SENT.t``, read where mypy has not narrowed it: right after
+    ``_SENT.t = None`` mypy types ``_SENT.t`` as None, and the compiled code
+    then rejects the float the device stored during the call (TypeError)."""
+    return _SENT.t
+
+
 def _buffered(conn: TcpConnection) -> int:
     """Bytes a connection holds or has promised to take: send queue, unread
     and out-of-order data, and the receive window it advertised (data the
@@ -134,6 +141,9 @@ ConnKey = tuple[int, bytes, int]
 
 #: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
 GSO_MAX_PAYLOAD = 65535 - 20 - 60
+
+#: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
+_ENCODER_CACHE = 256
 
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK = 4
@@ -359,6 +369,15 @@ class TcpTable:
             port.send_tcp_many or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = \
             port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: one SegmentEncoder per destination, kept across sends (building one
+        #: per send cost ~170 bytecodes of a request/response exchange).  An
+        #: encoder caches the bytes of the last TcpOptions object it saw, by
+        #: identity; the TCP core never mutates an options object after it
+        #: made it (it builds a new one when a TSval, TSecr or SACK block
+        #: changes), so a kept encoder gives the bytes a fresh one would
+        #: (tests/unit/test_tcp_encoder_cache.py).  Cleared past
+        #: _ENCODER_CACHE destinations.
+        self._encoders: dict[bytes, SegmentEncoder] = {}
         #: trace every new connection (ustack.trace.StackTracer, a path or a
         #: hook; ``Stack.start(trace_dir=...)``); None = off
         self.tracer: Any = None
@@ -591,8 +610,13 @@ class TcpTable:
         if ep.mem_epoch != memory.epoch:
             self._clamp(ep, conn)
         self._output(ep, conn, now)
-        self._schedule(ep, conn.next_deadline())
-        self._arm()
+        deadline = conn.next_deadline()
+        hd = ep.heap_deadline
+        if deadline is not None and (hd is None or deadline < hd):
+            # (else the heap and so the armed timer stay as they were: a
+            # later deadline is found by the entry already there)
+            self._schedule(ep, deadline)
+            self._arm()
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
@@ -1161,7 +1185,7 @@ class TcpTable:
         left = self._clock()
         _SENT.t = None
         self._transmit(ep, segs)
-        sent_at: float | None = _SENT.t  # set by the device during _transmit
+        sent_at = _sent_at()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
     def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
@@ -1176,7 +1200,11 @@ class TcpTable:
                 return
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
-        encoder = self._new_encoder(raddr)
+        encoder = self._encoders.get(raddr)
+        if encoder is None:
+            if len(self._encoders) >= _ENCODER_CACHE:
+                self._encoders.clear()
+            encoder = self._encoders[raddr] = self._new_encoder(raddr)
         small = self._small_payload
         if len(segs) == 1 and len(segs[0].payload) <= small:
             self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
@@ -1354,18 +1382,22 @@ class TcpTable:
 
     def _arm(self) -> None:
         heap = self._heap
-        while heap and (heap[0][2].removed or heap[0][2].heap_deadline != heap[0][0]):
-            heapq.heappop(heap)
-        if not heap:
+        when = 0.0
+        while heap:
+            when, _, head = heap[0]
+            if not head.removed and head.heap_deadline == when:
+                break
+            heapq.heappop(heap)  # stale
+        else:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             return
-        when = heap[0][0]
-        if self._timer is not None:
+        timer = self._timer
+        if timer is not None:
             if self._timer_when <= when:
                 return  # fires earlier (or on time); it re-arms itself
-            self._timer.cancel()
+            timer.cancel()
         self._timer_when = when
         self._timer = self.loop.call_at(when, self._on_timer)
 

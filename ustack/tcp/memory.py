@@ -90,11 +90,14 @@ class MemoryBudget:
     def charge(self, delta: int, now: float) -> None:
         """Add ``delta`` bytes (negative: freed) and update the state
         (Linux ``sk_enter_memory_pressure`` / ``sk_leave_memory_pressure``)."""
-        self.allocated += delta
-        if self.allocated < 0:
-            self.allocated = 0
-        pages = (self.allocated + PAGE - 1) // PAGE
+        allocated = self.allocated + delta
+        if allocated < 0:
+            allocated = 0
+        self.allocated = allocated
         state = self.state
+        if state == NORMAL and allocated <= self.pressure_pages * PAGE:
+            return  # (pages <= pressure_pages, so below max too: still NORMAL)
+        pages = (allocated + PAGE - 1) // PAGE
         if pages > self.max_pages:
             new = OVER_LIMIT
         elif pages > self.pressure_pages:

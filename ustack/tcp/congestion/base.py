@@ -39,7 +39,7 @@ class CaState(IntEnum):
     LOSS = 4  #: retransmission timeout (RFC 5681 3.1, RFC 6298 5.5)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RateSample:
     """What one ACK tells the controller (Linux ``struct rate_sample``).
 
@@ -79,6 +79,31 @@ class RateSample:
     ca_state: CaState = CaState.OPEN
     #: the window limited sending during the last RTT (Linux tcp_is_cwnd_limited)
     is_cwnd_limited: bool = True
+
+    def __init__(self, delivered: int = 0, interval: float = -1.0, delivery_rate: float = 0.0,
+                 acked_sacked: int = 0, prior_in_flight: int = 0, in_flight: int = 0,
+                 losses: int = 0, rtt: float = -1.0, min_rtt: float = -1.0,
+                 is_app_limited: bool = False, is_retrans: bool = False,
+                 prior_delivered: int = 0, delivered_total: int = 0,
+                 ca_state: CaState = CaState.OPEN, is_cwnd_limited: bool = True) -> None:
+        # written out (init=False) instead of the dataclass-generated one:
+        # compiled by mypyc, that one runs interpreted (one RateSample per
+        # ACK: ~3 us compiled, this one ~0.6 us); same fields, defaults, order
+        self.delivered = delivered
+        self.interval = interval
+        self.delivery_rate = delivery_rate
+        self.acked_sacked = acked_sacked
+        self.prior_in_flight = prior_in_flight
+        self.in_flight = in_flight
+        self.losses = losses
+        self.rtt = rtt
+        self.min_rtt = min_rtt
+        self.is_app_limited = is_app_limited
+        self.is_retrans = is_retrans
+        self.prior_delivered = prior_delivered
+        self.delivered_total = delivered_total
+        self.ca_state = ca_state
+        self.is_cwnd_limited = is_cwnd_limited
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # users register their own (docs/congestion.md)
