@@ -174,8 +174,9 @@ class Stack:
 
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
-        ``syn_channel`` (on by default with ``iface`` and TCP, off with
-        ``pcap``) receives pure TCP SYNs on a second packet socket, answered
+        ``syn_channel`` (off by default: with it on, 4 of a quick
+        ``bench/cps.py`` run's connects to a ustack server, 32 in flight,
+        hang; not yet understood) receives pure TCP SYNs on a second packet socket, answered
         in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
         fills only that socket's ring and established traffic and handshake
         ACKs keep theirs (issue 13; the kernel's BPF splits them).  It costs
@@ -218,8 +219,8 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
-            if syn_channel is None:  # the default: on, but for an exact capture
-                syn_channel = pcap is None
+            if syn_channel is None:  # the default: off (a legitimate connect
+                syn_channel = False  # burst loses SYNs on the channel; issue 13 note)
             split = "exclude" if syn_channel and tcp else "all"
             try:
                 device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,

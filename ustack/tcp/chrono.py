@@ -13,9 +13,8 @@ from __future__ import annotations
 #: Linux enum tcp_chrono
 UNSPEC, BUSY, RWND_LIMITED, SNDBUF_LIMITED = 0, 1, 2, 3
 #: the shared resting value of Chrono.stat (typed variable-length so that
-#: compiled code keeps the one object instead of building a tuple per Chrono;
-#: not Final: compiled, a Final tuple is a constant apart from this attribute)
-_ZERO: tuple[float, ...] = (0.0, 0.0, 0.0)
+#: compiled code keeps the one object instead of building a tuple per Chrono)
+_ZERO: tuple[float, ...] = (0.0, 0.0, 0.0)  # not Final: mypyc would inline a new tuple per use
 
 
 class Chrono:
