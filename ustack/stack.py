@@ -154,7 +154,7 @@ class Stack:
         offload: bool = True,
         pcap_side: str = "wire",
         trace_dir: str | os.PathLike[str] | None = None,
-        syn_channel: bool | None = None,
+        syn_channel: bool = False,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
@@ -176,8 +176,8 @@ class Stack:
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
         ``syn_channel`` (off by default: with it on, 4 of a quick
         ``bench/cps.py`` run's connects to a ustack server, 32 in flight,
-        hang; not yet understood) receives pure TCP SYNs on a second packet socket, answered
-        in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
+        hang; not yet understood) receives pure TCP SYNs on a second packet
+        socket, answered in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
         fills only that socket's ring and established traffic and handshake
         ACKs keep theirs (issue 13; the kernel's BPF splits them).  It costs
         ~5 MB of rings (+2 MiB once shedding starts) and numpy's import; its
@@ -185,8 +185,8 @@ class Stack:
         but counted like it (docs/hardening.md).  ``syn_channel=False``
         keeps one socket for everything: a 100k/s flood then leaves ~45-87 %
         of legitimate connects succeeding and stalls established transfers.
-        With ``pcap`` the stack keeps one socket so the capture has every
-        frame (``syn_channel=True`` with ``pcap`` is a ValueError).
+        ``syn_channel=True`` with ``pcap`` is a ValueError (the capture must
+        have every frame).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -219,8 +219,6 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
-            if syn_channel is None:  # the default: off (a legitimate connect
-                syn_channel = False  # burst loses SYNs on the channel; issue 13 note)
             split = "exclude" if syn_channel and tcp else "all"
             try:
                 device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
