@@ -66,15 +66,21 @@ def _fake_tree(tmp_path: Path, *, manifest: bool = True, stale: bool = False,
     return tmp_path
 
 
-def _probe(tree: Path, *, no_accel: bool = False) -> dict[str, object]:
+def _run_in(tree: Path, code: str, *, no_accel: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter importing ustack from ``tree``
+    (USTACK_NO_ACCEL set only when asked); it must exit 0."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("USTACK_NO_ACCEL", None)
     if no_accel:
         env["USTACK_NO_ACCEL"] = "1"
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd=tree, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    result: dict[str, object] = json.loads(proc.stdout)
+    return proc
+
+
+def _probe(tree: Path, *, no_accel: bool = False) -> dict[str, object]:
+    result: dict[str, object] = json.loads(_run_in(tree, PROBE, no_accel=no_accel).stdout)
     return result
 
 
@@ -108,13 +114,9 @@ def test_compiled_module_without_manifest_is_not_trusted(tmp_path: Path) -> None
 
 def test_compiled_module_missing_from_manifest_loads_from_source(tmp_path: Path) -> None:
     tree = _fake_tree(tmp_path, listed=False)
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    env.pop("USTACK_NO_ACCEL", None)
     code = ("import warnings; warnings.simplefilter('always')\n"
             "import ustack.tcp.y as y; print(y.__file__)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tree, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc = _run_in(tree, code)
     assert proc.stdout.strip().endswith("y.py")
     assert "ustack.tcp.y is not in the build manifest" in proc.stderr
 
@@ -123,13 +125,9 @@ def test_fresh_compiled_module_is_let_through(tmp_path: Path) -> None:
     """With a fresh manifest the gate steps aside: the default loader takes
     the (garbage) extension, which proves it would run the compiled one."""
     tree = _fake_tree(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    env.pop("USTACK_NO_ACCEL", None)
     code = ("import ustack\nprint(ustack.accel_status()['mode'])\n"
             "try:\n    import ustack.tcp.x\nexcept ImportError as e:\n    print('so', e)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tree, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc = _run_in(tree, code)
     mode, loaded = proc.stdout.splitlines()
     assert mode == "compiled"
     assert loaded.startswith("so ") and f"x{SUFFIX}" in loaded
