@@ -400,7 +400,7 @@ class TcpTransport(asyncio.Transport):
             ep = self._ep
             assert ep is not None
             try:
-                taken = ep.conn.send(data, self._loop.time())
+                taken = ep.live.send(data, self._loop.time())
             except OSError as exc:
                 self._pending = _EMPTY
                 self._pending_size = 0
@@ -517,7 +517,7 @@ class TcpTransport(asyncio.Transport):
         because the connection already failed or closed underneath us."""
         assert self._ep is not None
         try:
-            return self._ep.conn.send(data, self._loop.time())
+            return self._ep.live.send(data, self._loop.time())
         except OSError as exc:
             self._pending = _EMPTY
             self._pending_size = 0
@@ -529,14 +529,14 @@ class TcpTransport(asyncio.Transport):
         if ep is None or self._eof_sent:
             return
         self._eof_sent = True
-        ep.conn.shutdown(self._loop.time())
+        ep.live.shutdown(self._loop.time())
         self._table.send_now(ep)  # the FIN leaves in this call (kernel shutdown())
 
     def _finish_close(self) -> None:
         ep = self._ep
         if ep is not None and not ep.removed:
             if self._connected:
-                ep.conn.close(self._loop.time())
+                ep.live.close(self._loop.time())
                 self._table.send_now(ep)  # FIN (or RST) in this call (kernel close())
             else:
                 ep.conn.abort(self._loop.time())
@@ -581,7 +581,7 @@ class TcpTransport(asyncio.Transport):
                 n = conn.readable()
                 if n <= 0:
                     break
-                data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
+                data = ep.live.recv(min(n, _PULL_CHUNK), self._loop.time())  # (n > 0: live)
                 if not data:
                     break
             if self._buffered:

@@ -78,13 +78,13 @@ async def test_peers_that_never_read_stay_within_the_budget() -> None:
 
     pushes = [asyncio.ensure_future(push(w)) for w in writers]
     def held() -> int:  # bytes really buffered by the server's connections
-        return sum(len(ep.conn.snd.buf) + len(ep.conn.rcv.buf) + ep.conn.rcv.ooo.nbytes
+        return sum(len(ep.live.snd.buf) + len(ep.live.rcv.buf) + ep.live.rcv.ooo.nbytes
                    for ep in us.tcp.endpoints())
 
     def stalled() -> bool:  # data queued on the peers' side and a zero window seen
         eps = list(peer.tcp.endpoints())
-        return (sum(ep.conn.send_queue for ep in eps) > 0
-                and any(ep.conn.snd_wnd == 0 for ep in eps))
+        return (sum(ep.live.send_queue for ep in eps) > 0
+                and any(ep.live.snd_wnd == 0 for ep in eps))
 
     peak = 0
     for i in range(1000):  # until every sender is stuck, then a little longer

@@ -106,7 +106,7 @@ async def test_request_then_ack_establishes_a_real_connection() -> None:
     table.segment_received(PEER, LOCAL, ack_for(synack, payload=b"hello"))
     await settle()
     (ep,) = accepted
-    conn = ep.conn
+    conn = ep.live
     assert conn.state is TcpState.ESTABLISHED and conn.readable() == 5
     assert conn.wscale_ok and conn.sack_ok and conn.ts_ok and conn.snd_wscale == 7
     assert table.syn_queue_len() == 0 and table.mib["TcpPassiveOpens"] == 1
@@ -184,7 +184,7 @@ async def test_cookie_handshake_restores_options() -> None:
     table.segment_received(PEER, LOCAL, ack_for(synack))
     await settle()
     (ep,) = accepted
-    conn = ep.conn
+    conn = ep.live
     assert conn.state is TcpState.ESTABLISHED
     assert conn.snd_wscale == 5 and conn.sack_ok and conn.ts_ok
     assert conn.send_mss == 1300 - 12  # the cookie's MSS (table entry), minus TS
@@ -210,7 +210,7 @@ async def test_cookie_without_timestamps_has_no_wscale_or_sack() -> None:
     table.segment_received(PEER, LOCAL, ack_for(synack))
     await settle()
     (ep,) = accepted
-    assert not ep.conn.wscale_ok and not ep.conn.sack_ok and ep.conn.send_mss == 1460
+    assert not ep.live.wscale_ok and not ep.live.sack_ok and ep.live.send_mss == 1460
     table.close()
 
 

@@ -324,7 +324,7 @@ def test_isn_secret_seam_gives_repeatable_isns() -> None:
                 stack.tcp.set_isn_secret(secret)
             ep = stack.tcp.connect(b"\x0a\x00\x01\x01", 5001, None,  # type: ignore[arg-type]
                                    local_port=40000)
-            return int(ep.conn.iss)
+            return int(ep.live.iss)
         finally:
             await stack.close()
 

@@ -58,6 +58,10 @@ class Ep:
         self.owner: Any = None
         self.removed = False
 
+    @property
+    def live(self) -> Conn:  # (TcpEndpoint.live: an owned endpoint's connection)
+        return self.conn
+
 
 class Protocol(asyncio.Protocol):
     def __init__(self, log: list[Any]) -> None:

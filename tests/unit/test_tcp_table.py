@@ -82,6 +82,13 @@ class FakeConn:
         self.pending_events.append(events.CLOSED)
 
 
+def fake(ep: tt.TcpEndpoint) -> FakeConn:
+    """The fake connection of ``ep``."""
+    conn = ep.conn
+    assert isinstance(conn, FakeConn)
+    return conn
+
+
 class Owner:
     def __init__(self) -> None:
         self.events: list[events.Event] = []
@@ -127,8 +134,8 @@ async def test_demux_by_four_tuple(table: tt.TcpTable) -> None:
     b = table.connect(PEER, 81, Owner(), local_port=50000)
     seg = TcpSegment(81, 50000, 1, 0, ACK, 100)
     table.segment_received(PEER, LOCAL, seg)
-    assert b.conn.received == [seg]  # type: ignore[attr-defined]
-    assert a.conn.received == []  # type: ignore[attr-defined]
+    assert fake(b).received == [seg]
+    assert fake(a).received == []
     with pytest.raises(OSError):
         table.connect(PEER, 80, Owner(), local_port=50000)
 
@@ -181,8 +188,8 @@ async def test_handshake_ack_moves_request_to_accept_queue(table: tt.TcpTable) -
     table.segment_received(PEER, LOCAL, TcpSegment(40000, 8080, 7, 0, SYN, 100))
     child = _complete(table, 8080, 40000)
     assert listener.requests == {}
-    assert [s.flags for s in child.conn.received] == [ACK]  # type: ignore[attr-defined]
-    child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    assert [s.flags for s in fake(child).received] == [ACK]
+    fake(child).pending_events.append(events.CONNECTED)
     await settle()
     assert accepted == [child]
     assert listener.pending == 0 and table.counters["tcp_passive_opens"] == 1
@@ -194,7 +201,7 @@ async def test_listener_not_accepting_queues_until_resumed(table: tt.TcpTable) -
     listener.set_accepting(False)
     table.segment_received(PEER, LOCAL, TcpSegment(40000, 8080, 7, 0, SYN, 100))
     child = _complete(table, 8080, 40000)
-    child.conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    fake(child).pending_events.append(events.CONNECTED)
     await settle()
     assert accepted == [] and list(listener.accept_queue) == [child]
     listener.set_accepting(True)
@@ -205,7 +212,7 @@ async def test_closed_event_removes_connection(table: tt.TcpTable) -> None:
     owner = Owner()
     ep = table.connect(PEER, 80, owner)
     assert len(table) == 1
-    ep.conn.pending_events.append(events.CLOSED)  # type: ignore[attr-defined]
+    fake(ep).pending_events.append(events.CLOSED)
     table.touch(ep)
     await settle()
     assert len(table) == 0 and owner.events == [events.CLOSED]
@@ -230,7 +237,7 @@ async def test_one_timer_handle_for_many_connections(
     eps = []
     for i in range(10_000):
         ep = table.connect(PEER, 80, Owner())
-        ep.conn.deadline = base + (i % 97)  # type: ignore[attr-defined]
+        fake(ep).deadline = base + (i % 97)
         eps.append(ep)
     await settle()
     assert len(calls) == 1 and calls[0] == base
@@ -238,7 +245,9 @@ async def test_one_timer_handle_for_many_connections(
     # no new timer handles
     heap_before = len(table._heap)
     for ep in eps:
-        ep.conn.deadline += 5.0  # type: ignore[attr-defined]
+        conn = fake(ep)
+        assert conn.deadline is not None
+        conn.deadline += 5.0
         table.touch(ep)
     await settle()
     assert len(table._heap) == heap_before
@@ -253,22 +262,22 @@ async def test_timer_fires_only_due_connections_and_reschedules_late_ones(
     a = table.connect(PEER, 80, Owner())
     b = table.connect(PEER, 81, Owner())
     c = table.connect(PEER, 82, Owner())
-    a.conn.deadline = now + 0.02  # type: ignore[attr-defined]
-    b.conn.deadline = now + 0.05  # type: ignore[attr-defined]
-    c.conn.deadline = now + 0.03  # type: ignore[attr-defined]
+    fake(a).deadline = now + 0.02
+    fake(b).deadline = now + 0.05
+    fake(c).deadline = now + 0.03
     await settle()
     # c's deadline moves later after it was queued: its stale entry must not fire it
     # (1 s later: a loaded machine may stall the loop well past b's deadline)
-    c.conn.deadline = now + 1.0  # type: ignore[attr-defined]
+    fake(c).deadline = now + 1.0
     table.touch(c)
     await asyncio.sleep(0.08)
-    assert len(a.conn.timer_calls) == 1 and a.conn.timer_calls[0] >= now + 0.02  # type: ignore[attr-defined]
-    assert len(b.conn.timer_calls) == 1  # type: ignore[attr-defined]
-    assert c.conn.timer_calls == []  # type: ignore[attr-defined]
+    assert len(fake(a).timer_calls) == 1 and fake(a).timer_calls[0] >= now + 0.02
+    assert len(fake(b).timer_calls) == 1
+    assert fake(c).timer_calls == []
     async with asyncio.timeout(10):
-        while not c.conn.timer_calls:  # type: ignore[attr-defined]
+        while not fake(c).timer_calls:
             await asyncio.sleep(0.05)
-    assert len(c.conn.timer_calls) == 1 and c.conn.timer_calls[0] >= now + 1.0  # type: ignore[attr-defined]
+    assert len(fake(c).timer_calls) == 1 and fake(c).timer_calls[0] >= now + 1.0
     await settle()
     assert table._timer is None  # nothing left to wait for
 
@@ -277,19 +286,19 @@ async def test_deadline_moving_earlier_rearms(table: tt.TcpTable) -> None:
     loop = asyncio.get_running_loop()
     now = loop.time()
     a = table.connect(PEER, 80, Owner())
-    a.conn.deadline = now + 10  # type: ignore[attr-defined]
+    fake(a).deadline = now + 10
     await settle()
-    a.conn.deadline = now + 0.02  # type: ignore[attr-defined]
+    fake(a).deadline = now + 0.02
     table.touch(a)
     await asyncio.sleep(0.06)
-    assert len(a.conn.timer_calls) == 1  # type: ignore[attr-defined]
+    assert len(fake(a).timer_calls) == 1
 
 
 async def test_heap_compacts_under_churn(table: tt.TcpTable) -> None:
     loop = asyncio.get_running_loop()
     ep = table.connect(PEER, 80, Owner())
     for i in range(10_000):  # ever earlier deadlines: one push each
-        ep.conn.deadline = loop.time() + 1000 - i * 0.01  # type: ignore[attr-defined]
+        fake(ep).deadline = loop.time() + 1000 - i * 0.01
         table.touch(ep)
         table.flush_now()
     assert len(table._heap) < 200
@@ -300,7 +309,7 @@ async def test_close_resets_everything(table: tt.TcpTable) -> None:
     ep = table.connect(PEER, 80, owner)
     table.listen(8080, 4, lambda e: None)
     table.close()
-    assert ep.conn.aborted  # type: ignore[attr-defined]
+    assert fake(ep).aborted
     assert len(table) == 0 and list(table.listeners()) == []
     with pytest.raises(RuntimeError):
         table.connect(PEER, 80, Owner())
@@ -332,7 +341,7 @@ async def test_orphans_beyond_max_orphans_are_reset(monkeypatch: pytest.MonkeyPa
     for ep in eps:
         table.detach(ep)
     assert table.orphans == 2
-    assert [ep.conn.aborted for ep in eps] == [False, False, True]  # type: ignore[attr-defined]
+    assert [fake(ep).aborted for ep in eps] == [False, False, True]
     assert table.mib["TcpExtTCPAbortOnMemory"] == 1
     await settle()
     assert table.orphans == 2  # the reset one is gone, the two others finish
@@ -349,19 +358,19 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
     now = table.now()
     ep = table.connect(PEER, 80, Owner())
     await settle()
-    ep.conn.deadline = now + 0.01  # type: ignore[attr-defined]
+    fake(ep).deadline = now + 0.01
     table.touch(ep)
     await settle()
     polled: list[float] = []
 
     def poll() -> None:  # what the device delivers: an ACK pushing the deadline
         polled.append(table.now())
-        ep.conn.deadline = table.now() + 10.0  # type: ignore[attr-defined]
+        fake(ep).deadline = table.now() + 10.0
 
     table.poll_input = poll
     await asyncio.sleep(0.03)
     assert polled  # the timer polled first
-    assert ep.conn.timer_calls == []  # type: ignore[attr-defined]  # and nothing was due
+    assert fake(ep).timer_calls == []  # and nothing was due
 
 
 async def test_a_drain_never_hands_a_connection_an_older_time(table: tt.TcpTable) -> None:
@@ -381,7 +390,7 @@ async def test_a_drain_never_hands_a_connection_an_older_time(table: tt.TcpTable
             seen.append(("callback", table.now()))  # e.g. writer.close() -> conn.close(now)
 
     ep = table.connect(PEER, 80, Closing())
-    conn = ep.conn
+    conn = fake(ep)
     sent = conn.segments_to_send
 
     def recording(now: float) -> list[TcpSegment]:
@@ -391,7 +400,7 @@ async def test_a_drain_never_hands_a_connection_an_older_time(table: tt.TcpTable
     conn.segments_to_send = recording  # type: ignore[method-assign]
     await settle()
     seen.clear()
-    conn.pending_events.append(events.CONNECTED)  # type: ignore[attr-defined]
+    conn.pending_events.append(events.CONNECTED)
     table.touch(ep)
     await settle()
     assert [k for k, _ in seen] == ["callback", "segments_to_send"]

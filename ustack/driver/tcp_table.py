@@ -119,10 +119,13 @@ def _sent_at() -> float | None:
     return _SENT.t
 
 
-def _buffered(conn: TcpConnection) -> int:
+def _buffered(conn: TcpConnection | TimeWait) -> int:
     """Bytes a connection holds or has promised to take: send queue, unread
     and out-of-order data, and the receive window it advertised (data the
-    peer may send without asking; Linux charges it ahead too, sk_forward_alloc)."""
+    peer may send without asking; Linux charges it ahead too, sk_forward_alloc).
+    A TIME-WAIT record holds nothing."""
+    if isinstance(conn, TimeWait):
+        return 0
     try:
         rcv = conn.rcv
         return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
@@ -176,13 +179,16 @@ class TcpEndpoint:
     def __init__(
         self,
         table: TcpTable,
-        conn: TcpConnection,
+        conn: TcpConnection | TimeWait,
         local_addr: bytes,
         local_port: int,
         remote_addr: bytes,
         remote_port: int,
     ) -> None:
-        self.conn = conn
+        #: the connection; an orphan quiet in TIME-WAIT becomes a compact
+        #: TimeWait record (TcpTable._compact_time_wait); an owned endpoint
+        #: always has the full connection (:attr:`live`)
+        self.conn: TcpConnection | TimeWait = conn
         self.table = table
         self.local_addr = local_addr
         self.local_port = local_port
@@ -213,6 +219,15 @@ class TcpEndpoint:
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
         self.table.touch(self)
+
+    @property
+    def live(self) -> TcpConnection:
+        """:attr:`conn` as the full connection, which is what an owner (a
+        transport) always finds: only orphans are compacted to TimeWait."""
+        conn = self.conn
+        if isinstance(conn, TimeWait):
+            raise AssertionError(f"{self!r}: a TIME-WAIT record, not a connection")
+        return conn
 
     @property
     def peername(self) -> tuple[str, int]:
@@ -621,7 +636,7 @@ class TcpTable:
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
 
-    def _output(self, ep: TcpEndpoint, conn: TcpConnection, now: float) -> None:
+    def _output(self, ep: TcpEndpoint, conn: TcpConnection | TimeWait, now: float) -> None:
         """Put what ``conn`` lets go at ``now`` on the wire, then charge the
         memory budget with what its buffers hold now; under a new pressure
         epoch the next window and send space obey it (:meth:`_clamp`)."""
@@ -1013,7 +1028,7 @@ class TcpTable:
     def _on_request_timer(self) -> None:
         """SYN-ACK retransmissions at 1, 2, 4, 8, 16 s (synack_retries), then
         the request is forgotten (Linux reqsk_timer_handler)."""
-        self._req_timer = None
+        self._disarm_request_timer()
         now = self.now()
         heap = self._req_heap
         cfg = self.config
@@ -1039,6 +1054,13 @@ class TcpTable:
         if heap and self._req_timer is None:
             self._req_timer_when = heap[0][0]
             self._req_timer = self.loop.call_at(heap[0][0], self._on_request_timer)
+
+    def _disarm_request_timer(self) -> None:
+        """The request timer fired.  (A method, not ``self._req_timer = None``
+        in :meth:`_on_request_timer`: mypy would keep that None narrowing
+        across the :meth:`_schedule_request` calls that re-arm it, and the
+        compiled code then rejects the TimerHandle it finds: TypeError.)"""
+        self._req_timer = None
 
     def syn_queue_len(self) -> int:
         """Request socks of every listener."""
@@ -1174,8 +1196,8 @@ class TcpTable:
                                    payload[off : off + room])
                 send(raddr, PROTO_TCP, piece.encode(laddr, raddr), tos=tos, df=df)
 
-    def _transmit_round(self, ep: TcpEndpoint, conn: TcpConnection, segs: list[TcpSegment],
-                        now: float) -> None:
+    def _transmit_round(self, ep: TcpEndpoint, conn: TcpConnection | TimeWait,
+                        segs: list[TcpSegment], now: float) -> None:
         """:meth:`_transmit` the output of ``conn.segments_to_send(now)`` and
         tell the core when it went to the device: the send time of its RTT
         samples (``segments_sent``) is the device's first send call of this
@@ -1283,18 +1305,19 @@ class TcpTable:
                 break
         self._arm()
 
-    def _compact_time_wait(self, ep: TcpEndpoint, conn: TcpConnection) -> TcpConnection:
+    def _compact_time_wait(self, ep: TcpEndpoint,
+                           conn: TcpConnection | TimeWait) -> TcpConnection | TimeWait:
         """An orphan that is quiet in TIME-WAIT keeps only a
         :class:`~ustack.tcp.timewait.TimeWait` record for its 2MSL (Linux
         tcp_time_wait swaps the socket for an inet_timewait_sock)."""
-        if (ep in self._orphans and type(conn) is _TcpConnection and self.compact_time_wait
+        if (type(conn) is _TcpConnection and ep in self._orphans and self.compact_time_wait
                 and can_compact(conn)):
-            record: Any = TimeWait(conn)
+            record = TimeWait(conn)
             ep.conn = record
             if ep.mem:  # the record holds no buffers: give the charge back
                 self.memory.charge(-ep.mem, self.now())
                 ep.mem = 0
-            return record  # type: ignore[no-any-return]
+            return record
         return conn
 
     def _dispatch(self, ep: TcpEndpoint, event: events.Event) -> bool:
@@ -1325,12 +1348,15 @@ class TcpTable:
             return None
         return connection_hook(spec, now, self.local_addr, lport, raddr, rport)
 
-    def _clamp(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
+    def _clamp(self, ep: TcpEndpoint, conn: TcpConnection | TimeWait) -> None:
         """Give the connection the limits of the budget's state
         (ustack.tcp.memory): under pressure its receive window shrinks to a
-        few segments and its sends block; back to the configured sizes after."""
+        few segments and its sends block; back to the configured sizes after.
+        (A TIME-WAIT record has no buffers to limit.)"""
         memory = self.memory
         ep.mem_epoch = memory.epoch
+        if isinstance(conn, TimeWait):
+            return
         cfg = conn.config
         try:
             snd_buf, rcv = conn.snd.buf, conn.rcv
