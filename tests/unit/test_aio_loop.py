@@ -158,16 +158,18 @@ def test_open_connection_by_name_and_extra_info(kind: str, tmp_path: Path) -> No
 
 
 def _record_connects(stack: Any) -> list[str]:
-    """The destinations of the TCP driver's active opens, in order."""
+    """The destinations of the TCP driver's active opens, in order: the
+    table's tracer (a hook, ustack.trace.attach) hears of every connection
+    it opens.  (Not a patched ``table.connect``: compiled, a TcpTable's
+    methods cannot be replaced.)  This stack has no listener: every
+    connection is an active open."""
     calls: list[str] = []
-    table = stack.tcp
-    connect = table.connect
 
-    def recording(raddr: bytes, *args: Any, **kwargs: Any) -> Any:
-        calls.append(socket.inet_ntoa(raddr))
-        return connect(raddr, *args, **kwargs)
+    def hook(now: float, event: str, data: dict[str, Any]) -> None:
+        if event == "open":
+            calls.append(data["remote"].rsplit(":", 1)[0])
 
-    table.connect = recording
+    stack.tcp.tracer = hook
     return calls
 
 

@@ -164,8 +164,8 @@ def _send_many_run(frames: list[bytes], batched: bool, queued: bool,
             except BlockingIOError:
                 break
         c = dev.counters()
-        return (got, list(dev._txq), {k: c[k] for k in ("tx_frames", "tx_bytes", "tx_errors",
-                                                         "tx_queued", "tx_drops_queue_full")})
+        keys = ("tx_frames", "tx_bytes", "tx_errors", "tx_queued", "tx_drops_queue_full")
+        return (got, [bytes(f) for f in dev._txq], {k: c[k] for k in keys})
     finally:
         names["_sendmany"] = saved
         dev._txq.clear()

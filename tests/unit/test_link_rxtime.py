@@ -110,20 +110,10 @@ def test_restamp_moves_the_rounds_send_times_to_the_device_call() -> None:
 # ------------------------------------------------------------ the driver
 
 
-def _delay_inbound(dev: object, delay: float) -> None:
-    """Deliver what ``dev`` receives ``delay`` seconds late (a busy stack)."""
-    def schedule() -> None:
-        if dev._scheduled or dev._loop is None or dev._closed:  # type: ignore[attr-defined]
-            return
-        dev._scheduled = True  # type: ignore[attr-defined]
-        dev._loop.call_later(delay, dev._deliver)  # type: ignore[attr-defined]
-    dev._schedule = schedule  # type: ignore[attr-defined]
-
-
 async def _min_rtt_through_late_delivery(stamped: bool) -> tuple[float, float]:
     loop = asyncio.get_running_loop()
     a_dev, b_dev = MemoryPair(MAC_A, MAC_B)
-    _delay_inbound(a_dev, 0.05)  # A handles every frame 50 ms after it arrived
+    a_dev.deliver_delay = 0.05  # A handles every frame 50 ms after it arrived
     if stamped:
         a_dev.stamp = loop.time  # the in-memory "kernel" stamps the arrival
     a = await Stack.start(address="10.77.0.1/24", device=a_dev)

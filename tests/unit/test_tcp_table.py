@@ -15,6 +15,11 @@ from ustack.tcp import events
 from ustack.tcp.config import TcpConfig
 from ustack.wire.tcp import ACK, RST, SYN, TcpSegment
 
+#: the fake connections (module-function patching of ``_connection_class``,
+#: and compiled, TcpEndpoint takes only a TcpConnection or a TimeWait):
+#: on the compiled build these tests run on the pure one (docs/compiled.md)
+pytestmark = pytest.mark.pure_python("fake connections in the TCP table")
+
 LOCAL = socket.inet_aton("10.77.0.2")
 PEER = socket.inet_aton("10.77.0.1")
 

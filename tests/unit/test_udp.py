@@ -136,16 +136,25 @@ async def test_bad_checksum_is_dropped(stacks: Any) -> None:
     a, b = stacks
     server = b.udp.bind(53)
     sent: list[bytes] = []
-    real_send = a.ip.send
 
-    def corrupt(dst: bytes, protocol: int, payload: Any) -> None:
-        data = bytearray(payload)
-        if protocol == 17:
-            data[-1] ^= 0xFF
-        sent.append(bytes(data))
-        real_send(dst, protocol, bytes(data))
+    class CorruptingIp:
+        """A's IP layer as UDP sees it, flipping the last byte of UDP."""
 
-    a.ip.send = corrupt
+        def __init__(self, ip: Any) -> None:
+            self.ip = ip
+            self.address: bytes = ip.address
+
+        def send(self, dst: bytes, protocol: int, payload: Any) -> None:
+            data = bytearray(payload)
+            if protocol == 17:
+                data[-1] ^= 0xFF
+            sent.append(bytes(data))
+            self.ip.send(dst, protocol, bytes(data))
+
+        def send_icmp_error(self, dst: bytes, typ: int, code: int, original: bytes) -> None:
+            self.ip.send_icmp_error(dst, typ, code, original)
+
+    a.udp.ip = CorruptingIp(a.ip)  # (the IP layer the UDP layer was given)
     a.udp.bind(0).sendto(b"query", socket.inet_aton(B), 53)
     await asyncio.sleep(0.05)
     assert server.recv() is None

@@ -46,7 +46,7 @@ from ustack.wire.ethernet import parse_mac
 Buffer = bytes | bytearray | memoryview
 
 
-def _load_sendmany() -> Callable[[int, list[bytes], int], tuple[int, int, int]] | None:
+def _load_sendmany() -> Callable[[int, list[Buffer], int], tuple[int, int, int]] | None:
     """``ustack.link._batch.sendmany`` (sendmmsg) unless it is missing or
     USTACK_NO_ACCEL is set (then send_many loops over send())."""
     if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
@@ -229,7 +229,7 @@ class AfPacketDevice(Device):
         #: the owner's callback when attached with :meth:`attach_polled`
         self._polled: Callable[[], None] | None = None
         self.rx_mode = "ring" if ring is not None else "vnet" if vnet_hdr else "socket"
-        self._txq: collections.deque[Frame] = collections.deque()
+        self._txq: collections.deque[Buffer] = collections.deque()
         self._max_send_queue = max_send_queue
         self._writer_armed = False
         self._retry_handle: asyncio.TimerHandle | None = None
@@ -654,7 +654,7 @@ class AfPacketDevice(Device):
                 receiver(frames)
 
     # ------------------------------------------------------------------ send
-    def _send_via_ring(self, frame: Frame) -> None:
+    def _send_via_ring(self, frame: Buffer) -> None:
         import numpy as np
 
         if len(frame) > TX_SLOT - TX_DATA:
@@ -685,7 +685,7 @@ class AfPacketDevice(Device):
             stats["tx_frames"] += 1
             stats["tx_bytes"] += len(frame) - self._tx_overhead
 
-    def send_many(self, frames: Sequence[Frame]) -> None:
+    def send_many(self, frames: Sequence[Buffer]) -> None:
         if self._tx_slots:  # every send of a TX-ring socket goes through the ring
             for frame in frames:
                 self._send_via_ring(frame)
@@ -703,7 +703,7 @@ class AfPacketDevice(Device):
             return
         self._send_many_plain(frames)
 
-    def _send_many_batched(self, frames: list[Frame]) -> None:
+    def _send_many_batched(self, frames: list[Buffer]) -> None:
         """:meth:`_send_many_plain` with sendmmsg (``ustack.link._batch``):
         the same frames sent, queued, retried and counted, fewer calls."""
         assert _sendmany is not None
@@ -737,7 +737,7 @@ class AfPacketDevice(Device):
         self._stats["tx_frames"] += sent
         self._stats["tx_bytes"] += nbytes - sent * self._tx_overhead
 
-    def _send_many_plain(self, frames: Sequence[Frame]) -> None:
+    def _send_many_plain(self, frames: Sequence[Buffer]) -> None:
         send = self._sock.send
         sent = 0
         nbytes = 0
@@ -889,14 +889,14 @@ class AfPacketDevice(Device):
             self._stats["tx_frames"] += 1
             self._stats["tx_bytes"] += len(data) - VNET_HDR_LEN
 
-    def _send_error(self, frame: Frame, exc: OSError) -> None:
+    def _send_error(self, frame: Buffer, exc: OSError) -> None:
         if exc.errno == errno.ENOBUFS:  # the peer's backlog is full: retry shortly
             self._enqueue(frame)
             self._arm_retry()
         else:  # EMSGSIZE, ENETDOWN, ENXIO...: this frame cannot go out
             self._stats["tx_errors"] += 1
 
-    def _enqueue(self, frame: Frame) -> None:
+    def _enqueue(self, frame: Buffer) -> None:
         if len(self._txq) >= self._max_send_queue:
             self._stats["tx_drops_queue_full"] += 1
             return

@@ -57,7 +57,9 @@ class _Direction:
             if r_dup < o.duplicate:
                 copies.append((frame, trusted))
                 stats[f"fault_{tag}_duplicated"] += 1
-            for item in copies:
+            # (the first copy by position, not ``item is copies[0]``: compiled,
+            # a tuple[bytes, bool] is unboxed and every read boxes a new one)
+            for n, item in enumerate(copies):
                 if self.held is not None:  # the held frame goes after this one
                     out.append(item)
                     out.append(self.held)
@@ -65,7 +67,7 @@ class _Direction:
                     if self.held_timer is not None:
                         self.held_timer.cancel()
                         self.held_timer = None
-                elif r_reorder < o.reorder and item is copies[0]:
+                elif r_reorder < o.reorder and n == 0:
                     self.held = item
                     stats[f"fault_{tag}_reordered"] += 1
                 else:

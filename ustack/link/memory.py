@@ -34,6 +34,10 @@ class MemoryDevice(Device):
         #: receive stamp; ustack.link.rxtime) and delivered as a StampedBatch
         self.stamp: Callable[[], float] | None = None
         self._inbox_times: list[float] = []
+        #: seconds between a frame's arrival and its delivery to the receiver
+        #: (0: the next loop iteration): a busy stack, for tests of what the
+        #: arrival stamps are for
+        self.deliver_delay = 0.0
         self._scheduled = False
         self._closed = False
         #: every frame this end sent, in order (handy for assertions)
@@ -72,7 +76,10 @@ class MemoryDevice(Device):
         if self._scheduled or self._loop is None or self._closed:
             return
         self._scheduled = True
-        self._loop.call_soon(self._deliver)
+        if self.deliver_delay > 0:
+            self._loop.call_later(self.deliver_delay, self._deliver)
+        else:
+            self._loop.call_soon(self._deliver)
 
     def _deliver(self) -> None:
         self._scheduled = False
