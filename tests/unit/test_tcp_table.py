@@ -360,11 +360,7 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
     first (TcpTable.poll_input, the device's poll): here the "ACK" moves
     the connection's deadline, so the timer finds nothing due (before
     poll_input the probe fired and the ACK came back as a D-SACK)."""
-    now = table.now()
     ep = table.connect(PEER, 80, Owner())
-    await settle()
-    fake(ep).deadline = now + 0.01
-    table.touch(ep)
     await settle()
     polled: list[float] = []
 
@@ -372,6 +368,11 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
         polled.append(table.now())
         fake(ep).deadline = table.now() + 10.0
 
+    # deadline, timer and poll set with no await between them: on a loaded
+    # machine a settle() in between outlasted the 10 ms and the timer fired
+    # before the poll was in place
+    fake(ep).deadline = table.now() + 0.01
+    table.touch(ep)
     table.poll_input = poll
     await asyncio.sleep(0.03)
     assert polled  # the timer polled first
