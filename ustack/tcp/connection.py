@@ -930,6 +930,73 @@ class TcpConnection:
         received: count it as a segment in (tcpi_segs_in) all the same."""
         self.segs_in += 1
 
+    # ------------------------------------------ receive runs (driver GRO)
+    def run_ok(self, seg: TcpSegment) -> bool:
+        """Right after :meth:`receive` of ``seg``: segments exactly like it
+        (same ACK, window, options and flags but PSH) that continue its text
+        would each take :meth:`receive`'s fast path to the in-order text
+        branch with nothing in flight, so :meth:`receive_run` may take a
+        run of them at once (a driver's receive coalescing, as Linux GRO;
+        docs/tcp-core.md "Receive runs").  True when ``seg`` carried text
+        that went in whole and in order, ESTABLISHED, no trace hook,
+        SND.UNA = SND.NXT = SEG.ACK, no SACK blocks, nothing out of order
+        held, SND.WL1/SND.WL2 from ``seg`` (its window taken) and its TSval
+        not older than TS.Recent (so PAWS passes)."""
+        plen = len(seg.payload)
+        if (not plen or self.state is not _ESTABLISHED or not self.fast_path
+                or self.trace is not None):
+            return False
+        rcv = self.rcv
+        ooo = rcv.ooo
+        if (rcv.nxt != ((seg.seq + plen) & MASK) or ooo.nbytes or ooo.fin_pos is not None
+                or self.snd_una != seg.ack or self.snd_nxt != seg.ack
+                or self.snd_wl1 != seg.seq or self.snd_wl2 != seg.ack
+                or seg.options.sack_blocks or not self._data_event_sent):
+            return False
+        ts = seg.options.timestamp
+        return not (ts is not None and self.ts_ok
+                    and ((ts[0] - self._ts_recent) & MASK) >= 0x80000000)
+
+    def receive_run(self, seg: TcpSegment, payloads: list[bytes | memoryview], hlen: int,
+                    last_seq: int, now: float, arrival: float | None) -> None:
+        """SEGMENT ARRIVES for each of a run of segments following ``seg``
+        (:meth:`run_ok` was True after it), given as their TCP segments
+        ``payloads`` (header of ``hlen`` bytes, the same as ``seg``'s but for
+        the sequence number, checksum and PSH; text in sequence, within
+        RCV.ADV; ``last_seq`` the last one's SEG.SEQ), all at ``now``, the
+        last one arriving at ``arrival``.  Exactly what :meth:`receive` does
+        to each (tests/unit/test_tcp_rx_runs.py): the fast path's in-order
+        text branch, the ACK being the window-only case; TS.Recent stays
+        (every SEG.SEQ is above the last ACK sent, RFC 7323 4.3)."""
+        n = len(payloads)
+        self._now = now
+        rec = self._rec
+        if rec is not None:
+            rec.ack_time = arrival
+            rec.ack_time_first = None
+        self.segs_in += n
+        self.data_segs_in += n
+        self.last_recv = now
+        timers = self.timers
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+            self._ka_probes = 0
+        wnd = seg.window << self.snd_wscale
+        if timers.persist is not None and wnd:
+            timers.persist = None
+            self._persist_backoff = 0
+        # _update_window of each: SND.WL1 was ``seg``'s SEG.SEQ (run_ok), so
+        # every later SEG.SEQ passes the rule and the last one's stays
+        self.snd_wnd = wnd
+        self.snd_wl1 = last_seq
+        self.snd_wl2 = seg.ack
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.rcv.accept_run(payloads, hlen, now)
+        if not self._data_event_sent:
+            self._data_event_sent = True
+            self._events.append(ev.DATA_AVAILABLE)
+
     def _receive_general(self, seg: TcpSegment, now: float) -> None:
         """3.10.7.4 "Other states": SYN-RECEIVED through LAST-ACK."""
         st = self.state
