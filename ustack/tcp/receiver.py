@@ -187,7 +187,12 @@ class Receiver:
             data = bytes(buf)
             buf.clear()
         else:
-            data = bytes(buf[:max_bytes])
+            # one copy (buf[:n] would copy twice: a bytearray, then bytes);
+            # the view is gone before the buffer shrinks (deleting from the
+            # front moves no bytes in CPython)
+            view = memoryview(buf)
+            data = bytes(view[:max_bytes])
+            view.release()
             del buf[:max_bytes]
         return data
 
