@@ -935,7 +935,8 @@ class TcpConnection:
         """Right after :meth:`receive` of ``seg``: segments exactly like it
         (same ACK, window, options and flags but PSH) that continue its text
         would each take :meth:`receive`'s fast path to the in-order text
-        branch with nothing in flight, so :meth:`receive_run` may take a
+        branch with nothing in flight and TS.Recent staying (their SEG.SEQ
+        above the last ACK sent), so :meth:`receive_run` may take a
         run of them at once (a driver's receive coalescing, as Linux GRO;
         docs/tcp-core.md "Receive runs").  True when ``seg`` carried text
         that went in whole and in order, ESTABLISHED, no trace hook,
@@ -948,7 +949,8 @@ class TcpConnection:
             return False
         rcv = self.rcv
         ooo = rcv.ooo
-        if (rcv.nxt != ((seg.seq + plen) & MASK) or ooo.nbytes or ooo.fin_pos is not None
+        if (rcv.nxt != ((seg.seq + plen) & MASK) or rcv.acked == rcv.nxt
+                or ooo.nbytes or ooo.fin_pos is not None
                 or self.snd_una != seg.ack or self.snd_nxt != seg.ack
                 or self.snd_wl1 != seg.seq or self.snd_wl2 != seg.ack
                 or seg.options.sack_blocks or not self._data_event_sent):
