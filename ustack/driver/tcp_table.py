@@ -155,6 +155,8 @@ _LINUX_SYN_LEN = 40
 #: ``TcpEndpoint.held`` while the endpoint has a receive run open
 #: (TcpTable._open_run): identity is what counts
 _RUN = TcpSegment(0, 0, 0, 0, 0, 0)
+#: by TCP header length: ports, SEG.SEQ, SEG.ACK..window, urgent pointer and options
+_RUN_FIELDS: dict[int, struct.Struct] = {20: struct.Struct("!4sI8s2x2s")}
 #: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
 _PSEUDO_TCP_SYNACK = 6 + 40
 #: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
@@ -434,7 +436,9 @@ class TcpTable:
         self._run_seg: TcpSegment | None = None
         self._run_src = b""
         self._run_ports = b""
-        self._run_seq = b""  # the next SEG.SEQ, as on the wire
+        #: unpacks a run member's header (_RUN_FIELDS)
+        self._run_fields = _RUN_FIELDS[20]
+        #: the next SEG.SEQ
         self._run_next = 0
         self._run_last = 0
         self._run_hdr = b""  # SEG.ACK, data offset, flags, window ...
@@ -705,19 +709,18 @@ class TcpTable:
             # SEG.SEQ, the header of the run's first but for the checksum
             # (and PSH), text within the window: kept for one
             # TcpConnection.receive_run, neither decoded nor received alone
-            hl = self._run_hl
-            plen = len(payload) - hl
-            if (0 < plen <= self._run_room and src == self._run_src
-                    and payload[4:8] == self._run_seq and payload[:4] == self._run_ports):
-                hdr = payload[8:16]
-                if ((hdr == self._run_hdr or hdr == self._run_hdr_psh)
-                        and payload[18:hl] == self._run_tail):
+            plen = len(payload) - self._run_hl
+            if 0 < plen <= self._run_room and src == self._run_src:
+                # ports, SEG.SEQ, SEG.ACK to the window, urgent pointer and
+                # options (skipping the checksum), in one unpack
+                ports, seq, hdr, tail = self._run_fields.unpack_from(payload)
+                if (seq == self._run_next and ports == self._run_ports
+                        and (hdr == self._run_hdr or hdr == self._run_hdr_psh)
+                        and tail == self._run_tail):
                     self._run_views.append(payload)
                     self._run_room -= plen
-                    seq = self._run_next
                     self._run_last = seq
                     seq = self._run_next = (seq + plen) & 0xFFFFFFFF
-                    self._run_seq = seq.to_bytes(4, "big")
                     self._run_rx = _ARRIVAL.t
                     if ((seq - self._run_ack_at) & 0xFFFFFFFF) < 0x80000000 and self._batch:
                         # the stretch limit reached (at the limit of the run's
@@ -821,7 +824,10 @@ class TcpTable:
         self._run_src = src
         self._run_ports = bytes(payload[:4])
         self._run_next = rcv.nxt
-        self._run_seq = rcv.nxt.to_bytes(4, "big")
+        fields = _RUN_FIELDS.get(hl)
+        if fields is None:
+            fields = _RUN_FIELDS[hl] = struct.Struct(f"!4sI8s2x{hl - 18}s")
+        self._run_fields = fields
         self._run_hdr = hdr
         self._run_hdr_psh = hdr[:5] + bytes((hdr[5] ^ PSH,)) + hdr[6:]
         self._run_tail = bytes(payload[18:hl])
