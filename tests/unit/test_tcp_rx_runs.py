@@ -334,3 +334,76 @@ def test_runs_stop_at_the_window() -> None:
     draws = [([("burst", 1, False, 0)] * 3, (0, 0)), ([("burst", 1, True, 0)] * 2, (5000, 0))]
     assert _check(True, 7, True, False, draws, False) > 0
     assert _check(False, 0, True, True, draws, True) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=8),
+       reads=st.lists(st.integers(-1, 5000), min_size=1, max_size=10))
+def test_read_into_equals_read(chunks: list[bytes], reads: list[int]) -> None:
+    """Receiver.read_into hands the bytes read() would return (as a view),
+    takes them from the buffer the same way, and leaves the same window
+    decision (TcpConnection.recv_into vs recv)."""
+    cfg = TcpConfig(recv_buffer=20000)
+    a, b = Side(True, cfg), Side(True, cfg)
+    try:
+        _handshake(a, b, True, 7)
+        ca, cb = a.eps[0].conn, b.eps[0].conn
+        for chunk in chunks:
+            for c in (ca, cb):
+                c.rcv.buf += chunk
+        got: list[bytes] = []
+        for n in reads:
+            want = ca.recv(n, 1.0)
+            k = cb.recv_into(lambda v: got.append(bytes(v)), n, 1.0)
+            assert (k, got[-1] if k else b"") == (len(want), want)
+            assert bytes(ca.rcv.buf) == bytes(cb.rcv.buf)
+            assert ca.rcv.ack_now == cb.rcv.ack_now
+    finally:
+        a.close()
+        b.close()
+
+
+def test_read_into_takes_the_bytes_and_releases_the_view() -> None:
+    cfg = TcpConfig()
+    a, b = Side(True, cfg), Side(True, cfg)
+    try:
+        _handshake(a, b, True, 7)
+        conn = a.eps[0].conn
+        conn.rcv.buf += b"abcdef"
+        kept: list[memoryview] = []
+
+        def bad(view: memoryview) -> None:
+            kept.append(view)
+            raise RuntimeError("sink failed")
+
+        with pytest.raises(RuntimeError):
+            conn.recv_into(bad, 4, 1.0)
+        assert bytes(conn.rcv.buf) == b"ef"  # taken all the same
+        with pytest.raises(ValueError):
+            bytes(kept[0])  # released: the buffer may move again
+        assert conn.recv_into(lambda v: None, 100, 1.0) == 2 and not conn.rcv.buf
+        assert conn.recv_into(lambda v: None, 100, 1.0) == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_only_asyncios_own_stream_protocol_gets_views() -> None:
+    """A view of the receive buffer goes only to a protocol known to copy
+    it at once (StreamReaderProtocol itself); a subclass or any other
+    protocol may keep what it gets and is given bytes."""
+    import asyncio
+
+    from ustack import streams
+
+    class Sub(asyncio.StreamReaderProtocol):
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        reader = asyncio.StreamReader(loop=loop)
+        assert streams._feeds_a_copy(asyncio.StreamReaderProtocol(reader, loop=loop))
+        assert not streams._feeds_a_copy(Sub(reader, loop=loop))
+        assert not streams._feeds_a_copy(asyncio.Protocol())
+    finally:
+        loop.close()

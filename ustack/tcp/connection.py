@@ -20,6 +20,7 @@ Where RFC and Linux differ the default is Linux's; each such place says so.
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Callable
 from copy import copy
 from typing import Any, ClassVar, Final
 
@@ -502,6 +503,20 @@ class TcpConnection:
         if data and self.state.synchronized:
             rcv.maybe_window_update()
         return data
+
+    def recv_into(self, sink: Callable[[memoryview], object], max_bytes: int,
+                  now: float) -> int:
+        """:meth:`recv`, handing ``sink`` a view of up to ``max_bytes``
+        in-order bytes instead of a copy (valid during the call only: the
+        sink copies what it keeps and does not call into this connection);
+        the bytes are taken even if it raises.  Returns how many."""
+        self._now = now
+        self._data_event_sent = False
+        rcv = self.rcv
+        n = rcv.read_into(sink, max_bytes)
+        if n and self.state.synchronized:
+            rcv.maybe_window_update()
+        return n
 
     def shutdown(self, now: float) -> None:
         """Half-close (shutdown(SHUT_WR)): a FIN follows the queued data

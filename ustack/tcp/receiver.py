@@ -13,6 +13,7 @@ the ``delack`` deadline in the shared :class:`~ustack.tcp.timers.Timers`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from ustack.tcp.reassembly import Reassembly
@@ -195,6 +196,29 @@ class Receiver:
             view.release()
             del buf[:max_bytes]
         return data
+
+    def read_into(self, sink: Callable[[memoryview], object], max_bytes: int) -> int:
+        """:meth:`read` without the copy: ``sink`` gets a view of up to
+        ``max_bytes`` in-order bytes, which are then taken (also when it
+        raises); the view is released before the buffer moves."""
+        buf = self.buf
+        n = len(buf)
+        if n == 0 or max_bytes <= 0:
+            return 0
+        if n > max_bytes:
+            n = max_bytes
+        view = memoryview(buf)
+        part = view[:n]
+        try:
+            sink(part)
+        finally:
+            part.release()
+            view.release()
+            if n == len(buf):
+                buf.clear()
+            else:
+                del buf[:n]
+        return n
 
     # ------------------------------------------------------------ ACK policy
     def sent_ack(self) -> None:
