@@ -123,8 +123,10 @@ def test_every_field_takes_part_in_eq() -> None:
     for name in _FIELDS:
         changed = copy.copy(base)
         setattr(changed, name, _other_value(getattr(base, name)))
-        assert changed != base and not (changed == base), name
-        assert base != changed and not (base == changed), name
+        assert changed != base, name
+        assert (changed == base) is False, name
+        assert base != changed, name
+        assert (base == changed) is False, name
         assert not _reference_eq(base, changed)
         setattr(changed, name, getattr(base, name))
         assert changed == base, name
@@ -146,5 +148,6 @@ def test_eq_equals_the_dataclass_rule(left: list[str], right: list[str]) -> None
 
 def test_eq_with_other_types() -> None:
     cfg = TcpConfig()
-    assert cfg != object() and not (cfg == 1) and cfg != None  # noqa: E711
+    assert cfg != object() and cfg != 1 and cfg != None  # noqa: E711
+    assert (cfg == 1) is False
     assert cfg.__eq__(object()) is NotImplemented
