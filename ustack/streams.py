@@ -902,6 +902,7 @@ async def attach(
     """Hand a transport from :func:`connect_transport` to ``protocol``
     (``connection_made`` is called), through TLS when ``ssl`` is given."""
     sslcontext = _ssl_context(ssl, server_side=False)
+    _light_drain_waiters(protocol)
     if transport._lost:
         raise ConnectionResetError(errno_mod.ECONNRESET,
                                    f"connection to {transport._where()} lost before use")
@@ -1000,10 +1001,13 @@ async def open_connection(
     return reader, writer
 
 
-def _light_drain_waiters(protocol: asyncio.StreamReaderProtocol) -> None:
-    """asyncio's FlowControlMixin keeps its drain waiters in a deque (~600
-    bytes empty, per connection); it only appends, removes and iterates
-    them, which a list (56 bytes) does the same."""
+def _light_drain_waiters(protocol: asyncio.BaseProtocol) -> None:
+    """asyncio's FlowControlMixin (StreamReaderProtocol's base) keeps its
+    drain waiters in a deque (~760 bytes empty, per connection); it only
+    appends, removes and iterates them, which a list (56 bytes) does the
+    same.  Done for every protocol a transport is given (attach, accept),
+    so ``asyncio.open_connection``/``start_server`` on the ustack loop get
+    it too; a protocol without the deque is left alone."""
     waiters = getattr(protocol, "_drain_waiters", None)
     if isinstance(waiters, deque) and not waiters:
         protocol._drain_waiters = []  # type: ignore[attr-defined]
@@ -1081,6 +1085,7 @@ class Server(asyncio.AbstractServer):
 
     def _accept(self, ep: TcpEndpoint) -> None:
         protocol = self._factory()
+        _light_drain_waiters(protocol)
         if self._ssl is not None:
             transport = TcpTransport(self._table, asyncio.Protocol())
             self._transports.add(transport)

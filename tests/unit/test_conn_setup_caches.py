@@ -151,3 +151,79 @@ def test_eq_with_other_types() -> None:
     assert cfg != object() and cfg != 1 and cfg != None  # noqa: E711
     assert (cfg == 1) is False
     assert cfg.__eq__(object()) is NotImplemented
+
+
+# ------------------------------------------- asyncio streams on the ustack loop
+
+
+def _run_pair(main: Any) -> None:
+    """The ustack loop (stack A on a MemoryPair) and a second stack B on the
+    other end, both on that loop; ``main(b)`` runs on it."""
+    from ustack.link.memory import MemoryPair
+    from ustack.runtime import start_stack
+    from ustack.stack import Stack
+
+    a_dev, b_dev = MemoryPair()
+    options = StackOptions(iface="mem0", address="10.77.0.1/24", diagnostics=False,
+                           extra={"device": a_dev})
+    loop = new_loop(options, start_stack, use_uvloop=False)
+    try:
+        async def wrapper() -> None:
+            b = await Stack.start(address="10.77.0.2/24", device=b_dev, diagnostics=False)
+            try:
+                await asyncio.wait_for(main(b), 60)
+            finally:
+                await b.close()
+
+        loop.run_until_complete(wrapper())
+    finally:
+        loop.close()
+
+
+def test_loop_streams_get_list_drain_waiters_and_drain_still_works() -> None:
+    """asyncio.open_connection / start_server on the ustack loop: the
+    protocol's drain waiters are a list (not a ~760-byte deque), and a writer
+    paused by flow control still wakes from drain() (append, iterate,
+    remove on the list)."""
+    async def main(b: Any) -> None:
+        got = 0
+        done = asyncio.get_running_loop().create_future()
+
+        async def sink(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            nonlocal got
+            while data := await r.read(1 << 16):
+                got += len(data)
+            w.close()
+            done.set_result(None)
+
+        await b.start_server(sink, port=7000)
+        reader, writer = await asyncio.open_connection("10.77.0.2", 7000)
+        protocol: Any = writer._protocol  # type: ignore[attr-defined]
+        assert type(protocol._drain_waiters) is list
+        writer.transport.set_write_buffer_limits(high=1 << 14)
+        blob = b"x" * (3 << 20)  # beyond the TCP send buffer: the transport pauses
+        for _ in range(2):
+            writer.write(blob)
+            drains = [asyncio.ensure_future(writer.drain()) for _ in range(3)]
+            assert protocol._paused
+            await asyncio.gather(*drains)
+            assert not protocol._drain_waiters
+        writer.close()
+        await writer.wait_closed()
+        await done
+        assert got == 2 * len(blob)
+
+        accepted: list[Any] = []
+
+        async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            accepted.append(w._protocol)  # type: ignore[attr-defined]
+            w.close()
+
+        server = await asyncio.start_server(handler, None, 7100)
+        r2, w2 = await b.open_connection("10.77.0.1", 7100)
+        assert await r2.read() == b""
+        w2.close()
+        server.close()
+        assert accepted and type(accepted[0]._drain_waiters) is list
+
+    _run_pair(main)
