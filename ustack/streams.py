@@ -48,6 +48,7 @@ from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
 
 DEFAULT_LIMIT = 2**16
+_DEFAULT_LOW = DEFAULT_LIMIT // 4
 #: the largest single ``recv`` pulled from the core per ``data_received``
 _PULL_CHUNK = 256 * 1024
 #: pieces the transport keeps of data the core could not take yet
@@ -166,7 +167,7 @@ class TcpTransport(asyncio.Transport):
         extra: dict[str, Any] | None = None,
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
-        super().__init__(extra)
+        # (asyncio.BaseTransport.__init__ only sets _extra, to a new dict)
         self._extra: dict[str, Any] = dict(extra) if extra else _NO_EXTRA
         self._table = table
         self._loop = table.loop
@@ -187,7 +188,8 @@ class TcpTransport(asyncio.Transport):
         self._pending: deque[bytes] = _EMPTY
         self._pending_size = 0
         self._high = write_high
-        self._low = write_high // 4
+        # (the default's low mark is one shared int: 16384 is no small int)
+        self._low = _DEFAULT_LOW if write_high == DEFAULT_LIMIT else write_high // 4
         self._writing_paused = False
         self._exception: BaseException | None = None
         self._lost_when_drained = False
@@ -917,8 +919,30 @@ async def attach(
             raise
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
-    transport.resume_reading()
+    if _QUIET_ATTACH and _nothing_waits(transport):
+        # resume_reading() would find nothing to take out of the core and
+        # schedule a callback (and two drains) that deliver nothing: what
+        # arrives from now on comes with its own event (DataAvailable,
+        # EofReceived) to a transport that is reading
+        transport._reading_paused = False
+    else:
+        transport.resume_reading()
     return transport
+
+
+#: take :func:`attach`'s shortcut (tests turn it off to compare)
+_QUIET_ATTACH = True
+
+
+def _nothing_waits(transport: TcpTransport) -> bool:
+    """A transport that connected and got nothing yet: paused by
+    :func:`connect_transport`, not closing, nothing held, no EOF, no data
+    in the TCP receive buffer."""
+    ep = transport._ep
+    return (transport._reading_paused and transport._connected and not transport._closing
+            and not transport._lost and not transport._held and not transport._peer_eof
+            and not transport._lost_when_drained and not transport._resume_scheduled
+            and ep is not None and not ep.removed and ep.conn.readable() == 0)
 
 
 async def create_connection(
