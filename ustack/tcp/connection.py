@@ -54,8 +54,8 @@ from ustack.tcp.trace import TraceHook
 from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
-MASK = 0xFFFFFFFF
-_EMPTY_OPTIONS = TcpOptions()
+MASK: Final = 0xFFFFFFFF
+_EMPTY_OPTIONS: Final = TcpOptions()
 
 
 class _TsOptions:
@@ -76,35 +76,35 @@ class _TsOptions:
 
 _TS_OPTIONS: Final = _TsOptions()
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
-_PAWS_IDLE = 24 * 24 * 3600.0
+_PAWS_IDLE: Final = 24 * 24 * 3600.0
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
-_TIMEOUT_MIN = 0.002
+_TIMEOUT_MIN: Final = 0.002
 
-_ESTABLISHED = TcpState.ESTABLISHED
-_SYN_SENT = TcpState.SYN_SENT
-_SYN_RECEIVED = TcpState.SYN_RECEIVED
-_FIN_WAIT_1 = TcpState.FIN_WAIT_1
-_FIN_WAIT_2 = TcpState.FIN_WAIT_2
-_TIME_WAIT = TcpState.TIME_WAIT
-_CLOSED = TcpState.CLOSED
-_CLOSE_WAIT = TcpState.CLOSE_WAIT
-_LAST_ACK = TcpState.LAST_ACK
-_CLOSING = TcpState.CLOSING
+_ESTABLISHED: Final = TcpState.ESTABLISHED
+_SYN_SENT: Final = TcpState.SYN_SENT
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
+_FIN_WAIT_1: Final = TcpState.FIN_WAIT_1
+_FIN_WAIT_2: Final = TcpState.FIN_WAIT_2
+_TIME_WAIT: Final = TcpState.TIME_WAIT
+_CLOSED: Final = TcpState.CLOSED
+_CLOSE_WAIT: Final = TcpState.CLOSE_WAIT
+_LAST_ACK: Final = TcpState.LAST_ACK
+_CLOSING: Final = TcpState.CLOSING
 
 #: states in which the send side may still transmit data or a FIN
-_CA_OPEN = CaState.OPEN
-_SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+_CA_OPEN: Final = CaState.OPEN
+_SENDING_STATES: Final = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
-_GSO_MAX_PAYLOAD = 65536 - 321
+_GSO_MAX_PAYLOAD: Final = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
-_RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
+_RECEIVING_STATES: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
 #: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
-_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
+_RECOVERY_CONFIGS: Final[dict[tuple[Any, ...], RecoveryConfig]] = {}
 
 #: Undo.reason -> the Linux counter it increments
-_UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
+_UNDO_MIB: Final = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
              "frto": "TcpExtTCPSpuriousRTOs"}
 

@@ -28,11 +28,11 @@ memory as Linux ``tcp_init_mem`` computes them.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.tcp.mib import TcpMib
 
-PAGE = 4096
+PAGE: Final = 4096
 NORMAL, PRESSURE, OVER_LIMIT = 0, 1, 2
 
 
