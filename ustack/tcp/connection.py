@@ -499,7 +499,9 @@ class TcpConnection:
         self._data_event_sent = False
         rcv = self.rcv
         data = rcv.read(max_bytes)
-        if data and self.state.synchronized:
+        st = self.state
+        # (ESTABLISHED first: ``synchronized`` is an interpreted enum property)
+        if data and (st is _ESTABLISHED or st.synchronized):
             rcv.maybe_window_update()
         return data
 
@@ -1763,7 +1765,9 @@ class TcpConnection:
         if early is not None:  # part of this batch went out in recovery
             prior_nxt = early
             self._early_nxt = None
-        if self.state in _SENDING_STATES:
+        st = self.state
+        # (ESTABLISHED first: the set lookup hashes the enum, interpreted)
+        if st is _ESTABLISHED or st in _SENDING_STATES:
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):

@@ -186,6 +186,8 @@ _TS_HEADER_LEN: Final = HEADER_LEN + 12
 _TS_SEGMENT: Final = struct.Struct("!HHIIBBHHH4sII")
 _TS_ORDER: Final[tuple[int, ...]] = (OPT_TIMESTAMP,)
 _TS_OPTION: Final = struct.Struct("!BBBBII")
+#: _TS_PREFIX as a 32-bit word
+_TS_PREFIX_WORD: Final = 0x0101080A
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
@@ -246,10 +248,12 @@ class SegmentEncoder:
         if (ts is not None and opts.raw is None and opts.mss is None and opts.wscale is None
                 and not opts.sack_permitted and not opts.sack_blocks):
             # timestamps only (nearly every segment): encode()'s nop, nop, TS
-            opt = _TS_OPTION.pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, ts[0], ts[1])
+            tsval, tsecr = ts
+            self._opt_bytes = _TS_OPTION.pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, tsval, tsecr)
             self._opts = opts
-            self._opt_bytes = opt
-            self._opt_sum = int.from_bytes(opt, "big") % 0xFFFF
+            # int.from_bytes(those 12 bytes) % 0xFFFF without the bytes: the
+            # words sit at multiples of 2**32, which is 1 modulo 0xFFFF
+            self._opt_sum = (_TS_PREFIX_WORD + tsval + tsecr) % 0xFFFF
             return
         opt = opts.encode() if not opts.is_empty() else b""
         if len(opt) > 40:
