@@ -54,7 +54,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.link.rxtime import CURRENT as _ARRIVAL
@@ -134,28 +134,28 @@ def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
 
-_TIME_WAIT = TcpState.TIME_WAIT
+_TIME_WAIT: Final = TcpState.TIME_WAIT
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
 
 #: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
-GSO_MAX_PAYLOAD = 65535 - 20 - 60
+GSO_MAX_PAYLOAD: Final = 65535 - 20 - 60
 
 #: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
-_ENCODER_CACHE = 256
+_ENCODER_CACHE: Final = 256
 
 #: how often the heap may hold stale entries before it is rebuilt
-_HEAP_SLACK = 4
+_HEAP_SLACK: Final = 4
 
 #: A SYN as Linux sends it: 20-byte header plus ``mss, sackOK, TS, nop,
 #: wscale`` (20 bytes); our cookie SYN-ACK to it has the same layout.
-_LINUX_SYN = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
-_LINUX_SYN_LEN = 40
+_LINUX_SYN: Final = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
+_LINUX_SYN_LEN: Final = 40
 #: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
-_PSEUDO_TCP_SYNACK = 6 + 40
+_PSEUDO_TCP_SYNACK: Final = 6 + 40
 #: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
-_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
+_SYNACK_OPT_CONST: Final = 0x0204 + 0x0402080A + 0x01030300
 
 
 class EndpointOwner(Protocol):
