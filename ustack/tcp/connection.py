@@ -90,6 +90,7 @@ _CLOSED: Final = TcpState.CLOSED
 _CLOSE_WAIT: Final = TcpState.CLOSE_WAIT
 _LAST_ACK: Final = TcpState.LAST_ACK
 _CLOSING: Final = TcpState.CLOSING
+_LISTEN: Final = TcpState.LISTEN
 
 #: states in which the send side may still transmit data or a FIN
 _CA_OPEN: Final = CaState.OPEN
@@ -859,7 +860,7 @@ class TcpConnection:
                     self._events.append(ev.DATA_AVAILABLE)
             return
 
-        if st is _CLOSED or st is TcpState.LISTEN:
+        if st is _CLOSED or st is _LISTEN:
             rst = reply_to_unmatched(seg)
             if rst is not None:
                 self._emit(rst, now)

@@ -33,7 +33,9 @@ from typing import Final, NamedTuple
 from ustack.tcp.mib import TcpMib
 
 PAGE: Final = 4096
-NORMAL, PRESSURE, OVER_LIMIT = 0, 1, 2
+NORMAL: Final = 0
+PRESSURE: Final = 1
+OVER_LIMIT: Final = 2
 
 
 def default_tcp_mem(phys_pages: int | None = None) -> tuple[int, int, int]:

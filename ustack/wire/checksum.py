@@ -123,12 +123,12 @@ def _load_accelerator() -> Callable[[Buffer], int] | None:
 
 
 #: the C sum (a number congruent to the RFC 1071 sum, folded to 16 bits), or None
-sum16: Callable[[Buffer], int] | None = _load_accelerator()
+sum16: Final[Callable[[Buffer], int] | None] = _load_accelerator()
 #: True when :func:`payload_sum` is the C accelerator
 ACCELERATED: Final = sum16 is not None
 #: :func:`_py_payload_sum`, or the accelerator when it is available: same
 #: value modulo 0xFFFF (all callers reduce modulo 0xFFFF)
-payload_sum: Callable[[Buffer], int] = sum16 if sum16 is not None else _py_payload_sum
+payload_sum: Final[Callable[[Buffer], int]] = sum16 if sum16 is not None else _py_payload_sum
 
 
 def refresh_frame_checksums(frame: bytearray) -> None:
