@@ -662,7 +662,11 @@ class TcpTable:
             if self._batch or self._flushing:
                 return
             if self._dirty or self._holding:
-                self.flush_now()
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                # (the batch's cork is held: the drain's output joins it
+                # without a nested cork/uncork of its own)
+                self._flush(self._cork is not None)
         finally:
             if self._uncork is not None and self._cork is not None:
                 self._uncork()
@@ -1229,12 +1233,14 @@ class TcpTable:
         if batch:
             send_tcp(raddr, batch, encoder)
 
-    def _flush(self) -> None:
+    def _flush(self, corked: bool = False) -> None:
+        """Drain the dirty connections; their output leaves in one device
+        burst (corked: the caller already holds the IP layer's cork)."""
         self._flush_handle = None
         if self._flushing:
             return  # (a callback asked for a drain: the running one goes on)
         self._flushing = True
-        cork = self._cork
+        cork = None if corked else self._cork
         if cork is not None:  # the drain's output: one burst (send_now stays direct)
             cork()
         try:
