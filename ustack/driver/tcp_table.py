@@ -54,7 +54,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.link.rxtime import CURRENT as _ARRIVAL
@@ -134,33 +134,33 @@ def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
 
-_TIME_WAIT = TcpState.TIME_WAIT
+_TIME_WAIT: Final = TcpState.TIME_WAIT
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
 
 #: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
-GSO_MAX_PAYLOAD = 65535 - 20 - 60
+GSO_MAX_PAYLOAD: Final = 65535 - 20 - 60
 
 #: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
-_ENCODER_CACHE = 256
+_ENCODER_CACHE: Final = 256
 
 #: how often the heap may hold stale entries before it is rebuilt
-_HEAP_SLACK = 4
+_HEAP_SLACK: Final = 4
 
 #: A SYN as Linux sends it: 20-byte header plus ``mss, sackOK, TS, nop,
 #: wscale`` (20 bytes); our cookie SYN-ACK to it has the same layout.
-_LINUX_SYN = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
-_LINUX_SYN_LEN = 40
+_LINUX_SYN: Final = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
+_LINUX_SYN_LEN: Final = 40
 #: ``TcpEndpoint.held`` while the endpoint has a receive run open
 #: (TcpTable._open_run): identity is what counts
-_RUN = TcpSegment(0, 0, 0, 0, 0, 0)
+_RUN: Final = TcpSegment(0, 0, 0, 0, 0, 0)
 #: by TCP header length: ports, SEG.SEQ, SEG.ACK..window, urgent pointer and options
-_RUN_FIELDS: dict[int, struct.Struct] = {20: struct.Struct("!4sI8s2x2s")}
+_RUN_FIELDS: Final[dict[int, struct.Struct]] = {20: struct.Struct("!4sI8s2x2s")}
 #: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
-_PSEUDO_TCP_SYNACK = 6 + 40
+_PSEUDO_TCP_SYNACK: Final = 6 + 40
 #: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
-_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
+_SYNACK_OPT_CONST: Final = 0x0204 + 0x0402080A + 0x01030300
 
 
 class EndpointOwner(Protocol):
@@ -693,7 +693,11 @@ class TcpTable:
             if self._batch or self._flushing:
                 return
             if self._dirty or self._holding:
-                self.flush_now()
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                # (the batch's cork is held: the drain's output joins it
+                # without a nested cork/uncork of its own)
+                self._flush(self._cork is not None)
         finally:
             if self._uncork is not None and self._cork is not None:
                 self._uncork()
@@ -1366,12 +1370,14 @@ class TcpTable:
         if batch:
             send_tcp(raddr, batch, encoder)
 
-    def _flush(self) -> None:
+    def _flush(self, corked: bool = False) -> None:
+        """Drain the dirty connections; their output leaves in one device
+        burst (corked: the caller already holds the IP layer's cork)."""
         self._flush_handle = None
         if self._flushing:
             return  # (a callback asked for a drain: the running one goes on)
         self._flushing = True
-        cork = self._cork
+        cork = None if corked else self._cork
         if cork is not None:  # the drain's output: one burst (send_now stays direct)
             cork()
         try:

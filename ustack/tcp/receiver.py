@@ -19,7 +19,7 @@ from typing import Final
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.timers import Timers
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 #: the reassembly queue of every receiver that never got text above RCV.NXT:
 #: only read, never changed (:meth:`Receiver.queue` gives a receiver its own
 #: on the first out-of-order segment), so an idle connection keeps none
