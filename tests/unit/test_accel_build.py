@@ -151,9 +151,11 @@ def test_this_run_uses_the_build_it_says() -> None:
     elif IN_CI:
         assert status["mode"] == "compiled", f"CI must test the compiled build: {status}"
         # the default set (setup.py HOT_DIRS), one module of each folder
+        modules = status["modules"]
+        assert isinstance(modules, list)
         assert {"ustack.tcp.connection", "ustack.tcp.congestion.cubic", "ustack.wire.tcp",
                 "ustack.net.ipv4", "ustack.driver.tcp_table",
-                "ustack.link.af_packet"} <= set(status["modules"]), status["modules"]
+                "ustack.link.af_packet"} <= set(modules), modules
     manifest = ROOT / "ustack" / "_accel_manifest.json"
     names = sorted(json.loads(manifest.read_text())["modules"]) if manifest.exists() else []
     if status["mode"] == "compiled":
