@@ -60,6 +60,13 @@ def _load_sendmany() -> Callable[[int, list[Buffer], int], tuple[int, int, int]]
 
 _sendmany = _load_sendmany()
 
+
+def _unwatch(remove: Callable[[int], object], fd: int) -> None:
+    """``loop.remove_reader(fd)`` / ``remove_writer(fd)``, result ignored:
+    typeshed says they return bool, uvloop's can return None, and compiled
+    code checks a declared bool even when it is dropped (TypeError)."""
+    remove(fd)
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -337,7 +344,7 @@ class AfPacketDevice(Device):
         if self._closed:
             raise RuntimeError(f"device {self.name} is closed")
         if self._loop is not None:
-            self._loop.remove_reader(self._fd)
+            _unwatch(self._loop.remove_reader, self._fd)
         self._loop = loop
         self._receiver = receiver
         loop.add_reader(self._fd, self._handler())
@@ -560,7 +567,7 @@ class AfPacketDevice(Device):
         loop = self._loop
         if loop is None or self._closed:
             return
-        loop.remove_reader(self._fd)
+        _unwatch(loop.remove_reader, self._fd)
         loop.add_reader(self._fd, self._handler())
 
     def _recv_copy(self) -> bytes | None:
@@ -954,7 +961,7 @@ class AfPacketDevice(Device):
 
     def _disarm_writer(self) -> None:
         if self._writer_armed and self._loop is not None:
-            self._loop.remove_writer(self._fd)
+            _unwatch(self._loop.remove_writer, self._fd)
         self._writer_armed = False
 
     # ----------------------------------------------------------------- misc
@@ -966,7 +973,7 @@ class AfPacketDevice(Device):
         self._np = None  # numpy views export the mmap's buffer: drop them first
         if self._loop is not None:
             with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._fd)
+                _unwatch(self._loop.remove_reader, self._fd)
             self._disarm_writer()
         if self._retry_handle is not None:
             self._retry_handle.cancel()
