@@ -111,6 +111,7 @@ class Stack:
         if getattr(device, "supports_gso", False):
             self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
             self.ip.transmit_gso_parts = getattr(device, "send_gso_parts", None)
+            self.ip.transmit_round = getattr(device, "send_round", None)
         self._tcp: TcpTable | None = None
         #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
         self.syn_device: Device | None = None

@@ -369,6 +369,11 @@ class TcpTable:
             port.send_tcp_many or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = \
             port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: the IP layer's one-call round (GSO devices: segments and
+        #: super-segments of one output in one device call, a send time each)
+        self._ip_send_round: Callable[[bytes, list[Any], SegmentEncoder],
+                                      list[float] | None] | None = \
+            port.send_tcp_round if self._gso else None
         #: one SegmentEncoder per destination, kept across sends (building one
         #: per send cost ~170 bytecodes of a request/response exchange).  An
         #: encoder caches the bytes of the last TcpOptions object it saw, by
@@ -1184,20 +1189,30 @@ class TcpTable:
         64-byte ping-pong round at load 5)."""
         left = self._clock()
         _SENT.t = None
-        self._transmit(ep, segs)
+        stamps = self._transmit(ep, segs)
+        if stamps is not None:  # the round went out in one call: a time per segment
+            each = getattr(conn, "segments_sent_each", None)
+            if each is not None:
+                each(now, segs, stamps)
+                return
+            conn.segments_sent(now, stamps[0])
+            return
         sent_at = _sent_at()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
-    def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
+    def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> list[float] | None:
         """Put a connection's output on the wire: small and MSS-sized
         segments in one burst (one encoder: they share the options block),
-        super-segments and over-long headers through :meth:`_send_large`."""
+        super-segments and over-long headers through :meth:`_send_large`;
+        a round with a super-segment, when the IP layer offers it, in one
+        device call (:meth:`_transmit_gathered`: then the device's send
+        time of each segment is returned, else None)."""
         if self._ip_opts:
             opts = self._ip_opts.get(ep)
             if opts is not None:
                 self.counters["tcp_segs_out"] += len(segs)
                 self._transmit_ip_opts(ep, segs, *opts)
-                return
+                return None
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
         encoder = self._encoders.get(raddr)
@@ -1208,8 +1223,12 @@ class TcpTable:
         small = self._small_payload
         if len(segs) == 1 and len(segs[0].payload) <= small:
             self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
-            return
+            return None
         mtu_payload = self._mtu_payload
+        if self._ip_send_round is not None:
+            stamps = self._transmit_gathered(raddr, segs, encoder)
+            if stamps is not None:
+                return stamps
         mtu_room = mtu_payload - HEADER_LEN
         header_len = encoder.header_len
         send_tcp = self._ip_send_tcp
@@ -1228,6 +1247,45 @@ class TcpTable:
                 self._send_large(raddr, seg)
         if batch:
             send_tcp(raddr, batch, encoder)
+        return None
+
+    def _transmit_gathered(self, raddr: bytes, segs: list[TcpSegment],
+                           encoder: SegmentEncoder) -> list[float] | None:
+        """:meth:`_transmit`'s loop as one IP-layer round
+        (``send_tcp_round``): the same frames in the same order (the
+        differential tests/unit/test_tcp_send_round.py), one device call
+        instead of one per super-segment plus one per run of MSS-sized
+        segments.  None, nothing sent, for a round without a super-segment
+        (the usual burst is as good) or when the IP layer declines."""
+        small = self._small_payload
+        mtu_payload = self._mtu_payload
+        mtu_room = mtu_payload - HEADER_LEN
+        header_len = encoder.header_len
+        items: list[Any] = []
+        gso = 0
+        for seg in segs:
+            n = len(seg.payload)
+            if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
+                items.append(seg)
+                continue
+            opt = seg.options.encode() if not seg.options.is_empty() else b""
+            hlen = HEADER_LEN + len(opt)
+            if n + hlen <= mtu_payload:  # (as _send_large: it fits one frame)
+                items.append(seg)
+                continue
+            header = TCP_HEADER.pack(
+                seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
+                seg.window, 0, seg.urgent) + opt
+            items.append((header, seg.payload, mtu_payload - hlen))
+            gso += 1
+        if not gso:
+            return None
+        send_round = self._ip_send_round
+        assert send_round is not None
+        stamps = send_round(raddr, items, encoder)
+        if stamps is not None:
+            self.counters["tcp_gso_out"] += gso
+        return stamps
 
     def _flush(self) -> None:
         self._flush_handle = None

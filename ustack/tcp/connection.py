@@ -1754,6 +1754,23 @@ class TcpConnection:
         if rec is not None:  # (no room yet: nothing was sent)
             rec.restamp(now, left)
 
+    def segments_sent_each(self, now: float, segs: list[TcpSegment],
+                           times: list[float]) -> None:
+        """:meth:`segments_sent` with a device send time per segment
+        (``times[i]`` for ``segs[i]``, the output of
+        :meth:`segments_to_send` for ``now``, sent in one device call that
+        timed each frame): each segment's records move to its own time
+        (:meth:`Recovery.restamp_each`); timers and TSvals stay."""
+        rec = self._rec
+        if rec is None or not segs:
+            return
+        starts: list[int] = []
+        spans: list[int] = []
+        for seg in segs:
+            starts.append(seg.seq)
+            spans.append(len(seg.payload) + (1 if seg.flags & (SYN | FIN) else 0))
+        rec.restamp_each(now, starts, spans, times)
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""

@@ -469,6 +469,57 @@ class Recovery:
         if rate.delivered_time == stamped:
             rate.delivered_time = left
 
+    def restamp_each(self, stamped: float, starts: list[int], spans: list[int],
+                     times: list[float]) -> None:
+        """:meth:`restamp` with a time per output segment: the records sent
+        at ``stamped`` whose first sequence number lies in segment ``i``
+        (``starts[i]``, ``spans[i]`` sequence numbers, output order) left at
+        ``times[i]`` (non-decreasing: the device's send call for each frame
+        of the round).  Linux stamps every skb in __tcp_transmit_skb, a TSO
+        skb once for all its segments (tcp_fragment copies the stamp to
+        both parts): the time of its own transmission, so the newest
+        acknowledged segment's RTT (min_rtt, ``ca_rtt``) never includes the
+        sending of the super-segments before it.  The flight's start
+        (``tx_first_tx_time``, ``tx_delivered_time``, the sampler's) moves
+        to the first frame's time, as :meth:`restamp` moves it."""
+        n = len(times)
+        if not n:
+            return
+        left = times[0]
+        if left <= stamped:
+            left = stamped
+        r = self.sb._ts_tail
+        j = n - 1
+        while r is not None and r.sent == stamped:
+            s = r.start & MASK
+            t = left
+            k = j  # the tail's records belong to the last segments: search back from there
+            while k >= 0:
+                if (s - starts[k]) & MASK < spans[k]:
+                    break
+                k -= 1
+            if k < 0:  # (out of output order: look at all of them)
+                k = n - 1
+                while k >= 0 and (s - starts[k]) & MASK >= spans[k]:
+                    k -= 1
+            if k >= 0:
+                j = k
+                if times[k] > t:
+                    t = times[k]
+            r.sent = t
+            if r.first_sent == stamped:
+                r.first_sent = t
+            if r.tx_first_tx_time == stamped:
+                r.tx_first_tx_time = left
+            if r.tx_delivered_time == stamped:
+                r.tx_delivered_time = left
+            r = r.ts_prev
+        rate = self.rate
+        if rate.first_tx_time == stamped:
+            rate.first_tx_time = left
+        if rate.delivered_time == stamped:
+            rate.delivered_time = left
+
     def on_sent(self, seq: int, length: int, now: float, *,
                 retransmission: bool | None = None, tsval: int | None = None) -> None:
         """``length`` sequence numbers from ``seq`` were just transmitted.
