@@ -1225,19 +1225,21 @@ class TcpTable:
             self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
             return None
         mtu_payload = self._mtu_payload
-        if self._ip_send_round is not None:
-            stamps = self._transmit_gathered(raddr, segs, encoder)
-            if stamps is not None:
-                return stamps
         mtu_room = mtu_payload - HEADER_LEN
         header_len = encoder.header_len
         send_tcp = self._ip_send_tcp
+        send_round = self._ip_send_round
         batch = []
         for seg in segs:
             n = len(seg.payload)
             if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
                 batch.append(seg)  # small or MSS-sized
             else:  # a GSO super-segment, or SACK blocks made the header too long
+                if send_round is not None:  # the whole round in one device call
+                    stamps = self._transmit_gathered(raddr, segs, len(batch), encoder)
+                    if stamps is not None:
+                        return stamps
+                    send_round = None  # (declined, nothing sent: piece by piece)
                 if batch:
                     # keep the wire order of the output (a retransmission
                     # queued before new data must not arrive after it:
@@ -1249,37 +1251,38 @@ class TcpTable:
             send_tcp(raddr, batch, encoder)
         return None
 
-    def _transmit_gathered(self, raddr: bytes, segs: list[TcpSegment],
+    def _transmit_gathered(self, raddr: bytes, segs: list[TcpSegment], first: int,
                            encoder: SegmentEncoder) -> list[float] | None:
         """:meth:`_transmit`'s loop as one IP-layer round
-        (``send_tcp_round``): the same frames in the same order (the
-        differential tests/unit/test_tcp_send_round.py), one device call
-        instead of one per super-segment plus one per run of MSS-sized
-        segments.  None, nothing sent, for a round without a super-segment
-        (the usual burst is as good) or when the IP layer declines."""
+        (``send_tcp_round``) from the first super-segment, ``segs[first]``
+        (the segments before it fit a frame each): the same frames in the
+        same order (the differential tests/unit/test_tcp_send_round.py), one
+        device call instead of one per super-segment plus one per run of
+        MSS-sized segments.  None, nothing sent, when the IP layer declines."""
         small = self._small_payload
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
         header_len = encoder.header_len
-        items: list[Any] = []
+        items: list[Any] = segs[:first]
         gso = 0
-        for seg in segs:
-            n = len(seg.payload)
+        pack = TCP_HEADER.pack
+        for i in range(first, len(segs)):
+            seg = segs[i]
+            payload = seg.payload
+            n = len(payload)
             if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
                 items.append(seg)
                 continue
-            opt = seg.options.encode() if not seg.options.is_empty() else b""
+            opts = seg.options
+            opt = opts.encode() if not opts.is_empty() else b""
             hlen = HEADER_LEN + len(opt)
             if n + hlen <= mtu_payload:  # (as _send_large: it fits one frame)
                 items.append(seg)
                 continue
-            header = TCP_HEADER.pack(
-                seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen // 4) << 4, seg.flags,
-                seg.window, 0, seg.urgent) + opt
-            items.append((header, seg.payload, mtu_payload - hlen))
+            header = pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, hlen << 2, seg.flags,
+                          seg.window, 0, seg.urgent)
+            items.append((header + opt if opt else header, payload, mtu_payload - hlen))
             gso += 1
-        if not gso:
-            return None
         send_round = self._ip_send_round
         assert send_round is not None
         stamps = send_round(raddr, items, encoder)

@@ -1171,27 +1171,28 @@ def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int,
     return ring, slot, per_block * blocks, tx_slots
 
 
+_ADDRS = struct.Struct("!II")
+_U16 = struct.Struct("!H")
+
+
 def _gso_pieces(head: bytes, tcp: bytes, payload: Buffer,
                 gso_size: int) -> tuple[Buffer, ...] | None:
     """The sendmsg pieces :meth:`AfPacketDevice.send_gso_parts` gives the
-    kernel for ``head`` and ``tcp + payload``, payload untouched; None for
-    input send_gso_parts would hand to send_gso (it is not a plain
-    Ethernet + IPv4 + TCP super-segment) or a TCP header whose data offset
-    is not its length."""
-    l4 = len(head)
+    kernel for ``head`` and ``tcp + payload``, payload untouched; None
+    unless ``head`` is Ethernet + a 20-byte IPv4 header of a TCP packet and
+    ``tcp`` a whole TCP header (send_gso_parts' own checks and errors then
+    take it)."""
     hlen = len(tcp)
-    if (l4 < 34 or l4 != 14 + (head[14] & 0x0F) * 4 or hlen < 20 or (tcp[12] >> 4) * 4 != hlen
-            or head[12:14] != b"\x08\x00" or head[23] != 6 or not 0 < gso_size <= 65535):
-        return None
-    seg_len = hlen + len(payload)
-    split = seg_len - hlen > gso_size
-    vnet = VNET_HDR.pack(
-        VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        VIRTIO_NET_HDR_GSO_TCPV4 if split else VIRTIO_NET_HDR_GSO_NONE,
-        l4 + hlen, gso_size if split else 0, l4, 16)
-    total = (int.from_bytes(head[26:30], "big") + int.from_bytes(head[30:34], "big")
-             + 6 + seg_len)
-    pseudo = (total % 0xFFFF or 0xFFFF).to_bytes(2, "big")
+    if (len(head) != 34 or head[14] != 0x45 or head[12] != 8 or head[13] or head[23] != 6
+            or hlen < 20 or (tcp[12] >> 4) << 2 != hlen or not 0 < gso_size <= 65535):
+        return None  # (a head with IP options: send_gso_parts' way)
+    plen = len(payload)
+    split = plen > gso_size
+    vnet = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 34 + hlen,
+                         gso_size, 34, 16) if split else \
+        VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 34 + hlen, 0, 34, 16)
+    src, dst = _ADDRS.unpack_from(head, 26)
+    pseudo = _U16.pack((src + dst + 6 + hlen + plen) % 0xFFFF or 0xFFFF)
     return (vnet, head, tcp[:16], pseudo, tcp[18:], payload)
 
 

@@ -430,37 +430,39 @@ class IpLayer:
         drawn in that order: the frames of those calls one after the other
         (tests/unit/test_tcp_send_round.py).  Returns the device's send time
         of each item; None, nothing sent, when the device has no round path,
-        the next hop is not in the fast-path cache or a segment would not
-        fit the MTU (the caller then takes those calls)."""
+        the next hop is not in the fast-path cache or a segment does not
+        fit the MTU (the caller then takes those calls, which drop it)."""
         transmit = self.transmit_round
         entry = self._prefix.get(dst)
         if transmit is None or entry is None or self._clock() >= entry[1] \
                 or encoder.dst_ip != dst or encoder.src_ip != self.address \
                 or encoder.ttl != self.ttl:
             return None
-        room = self.mtu - 20
-        for item in items:
-            if not isinstance(item, tuple) and len(item.payload) + encoder.header_len(item) > room:
-                return None
         if self._corked:  # the wire order: what the cork holds goes first
             self._release_corked()
         prefix, src, ttl, ident = entry[0], self.address, self.ttl, self._ident
         frames: list[Any] = []
-        run: list[TcpSegment] = []
-        for item in items:
+        start = 0
+        n = len(items)
+        for i in range(n):
+            item = items[i]
             if not isinstance(item, tuple):
-                run.append(item)
                 continue
-            if run:
-                frames.extend(encoder.encode_ipv4_many(run, ident, prefix))
-                run = []
+            if start < i:  # (a run of segments: no super-segment in it)
+                frames.extend(encoder.encode_ipv4_many(
+                    items[start:i], ident, prefix))  # type: ignore[arg-type]
+            start = i + 1
             tcp, payload, gso_size = item
-            hdr = build_header(src, dst, PROTO_TCP, len(tcp) + len(payload), next(ident),
-                               ttl=ttl)
-            frames.append((prefix + hdr, tcp, payload, gso_size))
-        if run:
-            frames.extend(encoder.encode_ipv4_many(run, ident, prefix))
-        self.frames_out += len(frames)
+            frames.append((prefix + build_header(src, dst, PROTO_TCP, len(tcp) + len(payload),
+                                                 next(ident), ttl=ttl), tcp, payload, gso_size))
+        if start < n:
+            frames.extend(encoder.encode_ipv4_many(
+                items[start:], ident, prefix))  # type: ignore[arg-type]
+        limit = self.mtu + len(prefix)
+        for f in frames:
+            if isinstance(f, bytes) and len(f) > limit:  # (callers cut to the MTU)
+                return None  # nothing sent: the caller's plain path drops it as too big
+        self.frames_out += n
         return transmit(frames)
 
     def resolve(self, dst: bytes, callback: Callable[[bytes | None], None]) -> None:
