@@ -346,11 +346,7 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
     first (TcpTable.poll_input, the device's poll): here the "ACK" moves
     the connection's deadline, so the timer finds nothing due (before
     poll_input the probe fired and the ACK came back as a D-SACK)."""
-    now = table.now()
     ep = table.connect(PEER, 80, Owner())
-    await settle()
-    ep.conn.deadline = now + 0.01  # type: ignore[attr-defined]
-    table.touch(ep)
     await settle()
     polled: list[float] = []
 
@@ -358,6 +354,11 @@ async def test_the_timer_reads_waiting_input_before_handling_deadlines(
         polled.append(table.now())
         ep.conn.deadline = table.now() + 10.0  # type: ignore[attr-defined]
 
+    # deadline, timer and poll set with no await between them: on a loaded
+    # machine a settle() in between outlasted the 10 ms and the timer fired
+    # before the poll was in place
+    ep.conn.deadline = table.now() + 0.01  # type: ignore[attr-defined]
+    table.touch(ep)
     table.poll_input = poll
     await asyncio.sleep(0.03)
     assert polled  # the timer polled first
