@@ -97,7 +97,8 @@ def _run(frames: list[_Frame], fast: bool, queued: bool, sndbuf: int) -> tuple[A
 
 _frames = st.lists(
     st.one_of(
-        st.sampled_from([60, 1514, 70000, 200000]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+        st.sampled_from([60, 1514, 70000, 200000]).flatmap(
+            lambda n: st.binary(min_size=n, max_size=n)),
         st.tuples(st.binary(max_size=30000), st.integers(0, 10), st.integers(1, 9000)).map(
             lambda t: _gso(*t)),
     ),
@@ -328,3 +329,20 @@ def test_restamp_each_gives_each_record_its_frames_time() -> None:
     rec.on_sent(17500, 1000, 2.0)
     rec.restamp_each(2.0, [17500], [1000], [2.25])
     assert _times(rec)[0][1] == 1.5 and _times(rec)[-1][1] == 2.25
+
+
+def test_restamp_each_splits_the_rounds_record_at_the_frames() -> None:
+    """Sender.push reports a round's new data in one on_sent: one record.
+    Sent as three super-segments, it becomes three records (Linux: one skb
+    per TSO packet), each with its frame's time; the packet count stays."""
+    rec = _recovery()
+    rec.on_sent(0, 1000, 0.5)           # an earlier round
+    rec.on_sent(1000, 20000, 1.0)       # this round: one record
+    packets = rec.sb.packets_out
+    rec.restamp_each(1.0, [1000, 9000, 17000], [8000, 8000, 4000], [1.5, 1.6, 1.7])
+    assert [(s, t) for s, t, _f, _x in _times(rec)] == [(0, 0.5), (1000, 1.5), (9000, 1.6),
+                                                        (17000, 1.7)]
+    assert [(r.start, r.end) for r in rec.sb] == [(0, 1000), (1000, 9000), (9000, 17000),
+                                                  (17000, 21000)]
+    assert rec.sb.packets_out == packets
+    assert {x for _s, _t, _f, x in _times(rec)} == {0.5}  # the flight began at 0.5

@@ -481,14 +481,37 @@ class Recovery:
         acknowledged segment's RTT (min_rtt, ``ca_rtt``) never includes the
         sending of the super-segments before it.  The flight's start
         (``tx_first_tx_time``, ``tx_delivered_time``, the sampler's) moves
-        to the first frame's time, as :meth:`restamp` moves it."""
+        to the first frame's time, as :meth:`restamp` moves it.  The round's
+        new-data record is split at the frames' boundaries first
+        (:meth:`Scoreboard.split`, Linux tcp_fragment: both parts keep every
+        mark), so each super-segment has a record, and so a time, of its own."""
         n = len(times)
         if not n:
             return
         left = times[0]
         if left <= stamped:
             left = stamped
-        r = self.sb._ts_tail
+        sb = self.sb
+        q = sb._q
+        if n > 1 and len(q) > sb._h:
+            # the round's new data is one record (Sender.push reports it in
+            # one on_sent): cut it where the frames were cut, one record per
+            # super-segment as Linux has one skb per TSO packet
+            i = len(q) - 1
+            r = q[i]
+            if r.sent == stamped and not r.retrans:
+                lo, hi = r.start, r.end
+                s32 = lo & MASK
+                cuts: list[int] = []
+                for k in range(n):
+                    b = lo + ((starts[k] - s32) & MASK)
+                    if lo < b < hi:
+                        cuts.append(b)
+                if cuts:
+                    cuts.sort()
+                    for b in cuts:
+                        i = sb.split(i, b)
+        r = sb._ts_tail
         j = n - 1
         while r is not None and r.sent == stamped:
             s = r.start & MASK
