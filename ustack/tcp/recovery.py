@@ -498,9 +498,9 @@ class Recovery:
             # one on_sent): cut it where the frames were cut, one record per
             # super-segment as Linux has one skb per TSO packet
             i = len(q) - 1
-            r = q[i]
-            if r.sent == stamped and not r.retrans:
-                lo, hi = r.start, r.end
+            tail = q[i]
+            if tail.sent == stamped and not tail.retrans:
+                lo, hi = tail.start, tail.end
                 s32 = lo & MASK
                 cuts: list[int] = []
                 for k in range(n):
