@@ -123,6 +123,8 @@ class Stack:
         #: (SYN_PAUSE) that is on, if any
         self._syn_wakeup: Callable[[], None] = self._on_syn_readable
         self._syn_pause: asyncio.TimerHandle | None = None
+        #: the wakeup for frames held back for the plain path, if one is due
+        self._syn_drain: asyncio.TimerHandle | None = None
         #: UDP sockets (``ustack.net.udp.UdpLayer``), IP protocol 17
         self.udp = UdpLayer(self.ip)
         #: host names for this stack's streams and loop (hosts file, then DNS
@@ -155,7 +157,7 @@ class Stack:
         offload: bool = True,
         pcap_side: str = "wire",
         trace_dir: str | os.PathLike[str] | None = None,
-        syn_channel: bool = False,
+        syn_channel: bool | None = None,
         tcp_config: TcpConfig | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
@@ -175,19 +177,22 @@ class Stack:
 
         ``trace_dir``: a JSON Lines trace of every TCP connection in that
         directory (docs/trace.md); default ``$USTACK_TRACE`` (off when unset).
-        ``syn_channel`` (off by default: with it on, 4 of a quick
-        ``bench/cps.py`` run's connects to a ustack server, 32 in flight,
-        hang; not yet understood) receives pure TCP SYNs on a second packet
-        socket, answered in batches within a share of the CPU (SYN_CPU_SHARE), so a SYN flood
-        fills only that socket's ring and established traffic and handshake
-        ACKs keep theirs (issue 13; the kernel's BPF splits them).  It costs
-        ~5 MB of rings (+2 MiB once shedding starts) and numpy's import; its
-        cookie SYN-ACKs go out on the SYN socket, past the IP layer's send
-        but counted like it (docs/hardening.md).  ``syn_channel=False``
-        keeps one socket for everything: a 100k/s flood then leaves ~45-87 %
-        of legitimate connects succeeding and stalls established transfers.
-        ``syn_channel=True`` with ``pcap`` is a ValueError (the capture must
-        have every frame).
+        ``syn_channel`` (on by default with ``iface`` and TCP, off with
+        ``pcap``) receives pure TCP SYNs on a second packet socket.  While
+        no SYN is shed and no listener answers with cookies every SYN is
+        taken at once (a burst of legitimate connects to a listener with
+        room in its SYN queue, as with one socket); under a flood's
+        pressure they are answered in batches within a share of the CPU
+        (SYN_CPU_SHARE), so the flood fills only that socket's ring and
+        established traffic and handshake ACKs keep theirs (issue 13; the
+        kernel's BPF splits them).  It costs ~5 MB of rings (+2 MiB once
+        shedding starts) and numpy's import; its cookie SYN-ACKs go out on
+        the SYN socket, past the IP layer's send but counted like it
+        (docs/hardening.md).  ``syn_channel=False`` keeps one socket for
+        everything: a 100k/s flood then leaves ~45-87 % of legitimate
+        connects succeeding and stalls established transfers.  With
+        ``pcap`` the stack keeps one socket so the capture has every frame
+        (``syn_channel=True`` with ``pcap`` is a ValueError).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
 
@@ -220,6 +225,8 @@ class Stack:
             from ustack.link.af_packet import AfPacketDevice
 
             lock = acquire(iface, str(interface.ip))
+            if syn_channel is None:  # the default: on, but for an exact capture
+                syn_channel = pcap is None
             split = "exclude" if syn_channel and tcp else "all"
             try:
                 device = AfPacketDevice.open(iface, mac=mac_bytes, vnet_hdr=offload,
@@ -312,8 +319,11 @@ class Stack:
     def _on_syn_readable(self) -> None:
         """A wakeup of the SYN channel: first whatever waits on the main
         device (handshake-completing ACKs, data of established connections),
-        so a flood cannot starve them, then the SYNs its CPU allowance
-        covers (SYN_CPU_SHARE); the others are shed."""
+        so a flood cannot starve them, then the SYNs: under a flood's
+        pressure (``SynBatch.pressured``) those its CPU allowance covers
+        (SYN_CPU_SHARE), the others shed; else all the listeners' SYN
+        queues have room for.  Frames for the plain path the wakeup does
+        not take wait in ``SynBatch.held`` for the next (_drain_syn_channel)."""
         syn_device = self.syn_device
         batch = self.syn_batch
         if syn_device is None or batch is None or self._closed:
@@ -324,25 +334,49 @@ class Stack:
         from ustack.driver.syn_batch import FRAME_LEN
 
         cpu = batch.cpu
-        # other work waits when established traffic arrived since the last wakeup
+        # other work waits when established traffic arrived since the last
+        # wakeup; SYN work is held to its share only under a flood's pressure
         received = self.device.counters().get("rx_frames", 0)
-        busy = received != self._syn_seen_rx
+        pressured = batch.pressured(self.tcp.now())
+        busy = received != self._syn_seen_rx and pressured
         self._syn_seen_rx = received
         if busy and self.SYN_PAUSE > 0:
             self._pause_syn_channel(syn_device)
         budget = cpu.start(busy)
-        if not budget:
-            return  # over its CPU share: the SYNs wait in the ring
+        room = 0
+        if not pressured:  # each SYN gets a request sock: all of them now
+            room = min(self.SYN_READ, batch.room())
+            budget = max(budget, room)
+        if not budget:  # over its CPU share: the SYNs wait in the ring
+            if batch.held:
+                self._drain_syn_channel(busy)
+            return
         taken = batch.answered + batch.handed_back
         rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
             FRAME_LEN, self.SYN_READ)
         rest = batch.process(rows, trusted, self.tcp.now(), budget) if len(rows) else []
         if others:
             rest.extend(others)
-        if rest:  # the plain path costs ~100 us a frame: what is left of the allowance
-            plain = min(self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
+        if rest or batch.held:  # the plain path costs ~100 us a frame: what is left
+            plain = max(self.SYN_BUDGET, room) if not pressured else min(
+                self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
             self.ip.receive(batch.limit(rest, plain))
         cpu.stop(batch.answered + batch.handed_back - taken)
+        if batch.held:
+            self._drain_syn_channel(busy)
+
+    def _drain_syn_channel(self, busy: bool) -> None:
+        """Frames read from the SYN ring wait for the plain path
+        (``SynBatch.held``): wake the channel again even if no new SYN
+        makes its socket readable, at the next loop turn (after the main
+        device's frames), or after SYN_PAUSE while other work waits."""
+        if self._syn_drain is None:
+            self._syn_drain = self.loop.call_later(self.SYN_PAUSE if busy else 0.0,
+                                                   self._drained_syn_channel)
+
+    def _drained_syn_channel(self) -> None:
+        self._syn_drain = None
+        self._syn_wakeup()
 
     def _pause_syn_channel(self, syn_device: Device) -> None:
         """Stop watching the SYN socket for SYN_PAUSE seconds."""
@@ -577,6 +611,9 @@ class Stack:
         if self._syn_pause is not None:
             self._syn_pause.cancel()
             self._syn_pause = None
+        if self._syn_drain is not None:
+            self._syn_drain.cancel()
+            self._syn_drain = None
         if self.syn_device is not None:
             self.syn_device.close()
         self.device.close()

@@ -111,14 +111,13 @@ def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -
     assert report["bulk_ratio"] is not None and report["bulk_ratio"] >= 0.5, report
 
 
-async def test_syn_channel_only_when_asked_and_not_with_pcap(lab_factory: Callable[..., Lab],
-                                                             tmp_path: Path) -> None:
+async def test_syn_channel_is_the_default_but_not_with_pcap(lab_factory: Callable[..., Lab],
+                                                           tmp_path: Path) -> None:
     """A stack on an interface opens the SYN channel with its batch path
-    when asked to (off by default: a 32-in-flight connect burst to a ustack
-    server loses connects on it, bench/cps.py); with ``pcap`` it keeps one
-    socket, so the capture has every frame."""
+    unless asked not to; with ``pcap`` it keeps one socket, so the capture
+    has every frame."""
     lab = lab_factory()
-    for kwargs, channel in (({}, False), ({"syn_channel": True}, True),
+    for kwargs, channel in (({}, True), ({"syn_channel": True}, True),
                             ({"syn_channel": False}, False),
                             ({"pcap": tmp_path / "c.pcap"}, False)):
         with lab.enter_stack_ns():

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 #: Ethernet (14) + IPv4 without options (20) + TCP with Linux's SYN options (40)
 FRAME_LEN = 74
+#: seconds a shed SYN or a cookie keeps the SYN channel under pressure
+#: (SynBatch.pressured)
+PRESSURE_WINDOW = 1.0
 
 
 # The optional C steps (ustack/driver/_synbatch.c, built by setup.py when a
@@ -340,6 +343,13 @@ class SynBatch:
         #: rows answered here, and rows handed back to the plain path
         self.answered = 0
         self.handed_back = 0
+        #: when this batch last shed a SYN or answered one with a cookie
+        self.pressure_at = -float("inf")
+        #: frames for the plain path a wakeup's allowance did not cover,
+        #: first in line at the next wakeup (:meth:`limit`); at most
+        #: ``hold_limit`` of them
+        self.held: list[tuple[bytes, bool]] = []
+        self.hold_limit = 512
         #: the C steps (ustack.driver._synbatch) or None (numpy)
         self.accel: Any = _ACCEL
 
@@ -412,16 +422,62 @@ class SynBatch:
 
     def limit(self, frames: list[tuple[bytes, bool]],
               budget: int) -> list[tuple[bytes, bool]]:
-        """The first ``budget`` of ``frames`` (those bound for the plain
-        path, ~100 us each); the others are dropped and counted as
-        :meth:`process` drops over-budget rows, so SYNs of another shape
-        or from on-link sources cannot buy a long plain-path wakeup."""
+        """The first ``budget`` of :attr:`held` then ``frames`` (those bound
+        for the plain path, ~100 us each), so SYNs of another shape, from
+        on-link sources or to a listener whose SYN queue has room cannot
+        buy a long plain-path wakeup.  The next ``hold_limit`` wait in
+        :attr:`held` for the next wakeup (they are out of the ring: a
+        legitimate burst, e.g. 32 connects at once to a listener with room,
+        must not lose SYNs the wakeup's allowance did not cover, or every
+        one of them waits for the client's 1 s retransmission, which comes
+        in the same burst); only those beyond are dropped and counted as
+        :meth:`process` drops over-budget rows."""
+        held = self.held
+        if held:
+            frames = held + frames
         if len(frames) <= budget:
+            self.held = []
             return frames
-        self._count_shed(len(frames) - budget)
+        rest = frames[budget:]
+        over = len(rest) - self.hold_limit
+        if over > 0:
+            self._count_shed(over)
+            del rest[self.hold_limit:]
+        self.held = rest
         return frames[:budget]
 
+    def pressured(self, now: float) -> bool:
+        """Whether the SYN channel is under pressure, as a flood puts it:
+        within the last PRESSURE_WINDOW seconds a SYN was shed here or a
+        listener answered with a cookie (its SYN queue was full, or
+        syncookies is 2).  Only then is SYN work held to its CPU share
+        (:class:`CpuShare`): without pressure every SYN is one a listener
+        with room in its SYN queue keeps a request for, as Linux's
+        ``tcp_conn_request`` does for each, and a burst of legitimate
+        connects (32 at once, bench/cps.py) is answered at once rather
+        than a few SYNs per wakeup while the handshakes' ACKs keep the
+        loop busy."""
+        horizon = now - PRESSURE_WINDOW
+        if self.pressure_at >= horizon:
+            return True
+        for listener in self.table._listeners.values():
+            sent = listener.cookie_sent_at
+            if sent is not None and sent >= horizon:
+                return True
+        return False
+
+    def room(self) -> int:
+        """Free slots of the listeners' SYN queues: the SYNs a wakeup
+        without pressure goes on with whatever its CPU allowance (each
+        gets a request sock; the first that finds its queue full puts the
+        channel under pressure)."""
+        free = 0
+        for listener in self.table._listeners.values():
+            free += max(0, listener.backlog - len(listener.requests))
+        return free
+
     def _count_shed(self, n: int) -> None:
+        self.pressure_at = self.table.now()
         ip = self.ip
         table = self.table
         ip.frames_in += n
@@ -553,6 +609,7 @@ class SynBatch:
         listeners = table._listeners
         for port in _distinct(dport):
             listeners[port].cookie_sent_at = now
+        self.pressure_at = now
         self.answered += m
         self.transmit_rows(out)
 
