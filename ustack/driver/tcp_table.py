@@ -321,6 +321,11 @@ class TcpTable:
     #: the frames of one receive batch or drain (every connection) leave in
     #: one device burst (TcpPort.cork; docs/tcp-core.md "Output batching")
     cork_output: ClassVar[bool] = True
+    #: a connection's output round that holds a GSO super-segment goes to
+    #: the device in one call, with a send time per frame (IpLayer.
+    #: send_tcp_round; False: one device call per super-segment, the
+    #: round's first call the send time of all; for A/B measurements)
+    gather_rounds: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -378,7 +383,7 @@ class TcpTable:
         #: super-segments of one output in one device call, a send time each)
         self._ip_send_round: Callable[[bytes, list[Any], SegmentEncoder],
                                       list[float] | None] | None = \
-            port.send_tcp_round if self._gso else None
+            port.send_tcp_round if self._gso and self.gather_rounds else None
         #: one SegmentEncoder per destination, kept across sends (building one
         #: per send cost ~170 bytecodes of a request/response exchange).  An
         #: encoder caches the bytes of the last TcpOptions object it saw, by
