@@ -326,6 +326,10 @@ class TcpTable:
     #: send_tcp_round; False: one device call per super-segment, the
     #: round's first call the send time of all; for A/B measurements)
     gather_rounds: ClassVar[bool] = True
+    #: each segment of such a round gets its own frame's send time
+    #: (TcpConnection.segments_sent_each: the round's record is split per
+    #: super-segment); False: the first frame's time for all, one record
+    stamp_each: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -1323,7 +1327,7 @@ class TcpTable:
         _SENT.t = None
         stamps = self._transmit(ep, segs)
         if stamps is not None:  # the round went out in one call: a time per segment
-            each = getattr(conn, "segments_sent_each", None)
+            each = getattr(conn, "segments_sent_each", None) if self.stamp_each else None
             if each is not None:
                 each(now, segs, stamps)
                 return
