@@ -301,6 +301,15 @@ class CpuShare:
         self._mark = now
         return max(self.min_rows, min(self.max_rows, int(self.allowance / self.cost)))
 
+    def aside(self) -> None:
+        """SYN work done after a :meth:`start` that returned 0 (the lanes a
+        wakeup over its share still answers): counted as spent, not as
+        the other work that earns the share."""
+        now = self.clock()
+        if self._last_end is not None:
+            self.spent += now - self._last_end
+        self._last_end = now
+
     def left(self) -> float:
         """CPU seconds of this wakeup's allowance not spent yet."""
         return self.allowance - (self.clock() - self._mark)
@@ -420,8 +429,42 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
-    def limit(self, frames: list[tuple[bytes, bool]],
-              budget: int) -> list[tuple[bytes, bool]]:
+    def take_ring(self, device: Any, limit: int, budget: int, now: float,
+                  lanes_only: bool = False) -> tuple[Any, Any, bool] | None:
+        """Read up to ``limit`` SYNs straight off ``device``'s receive ring
+        and shed all but ``budget`` of them there (the C step
+        ``ring_shed``: :meth:`_shed`'s order, filter writes and counters,
+        but only the kept rows are copied out of the ring); the kept rows
+        and their trusted flags, and whether it stopped before a frame of
+        another size or direction (read that one with ``read_fixed``).
+        ``lanes_only``: keep only retransmissions and proven sources, shed
+        all others (a wakeup over its CPU share: those two lanes are few
+        and are not made to wait for the share).  None without the C steps
+        or a ring: then ``read_fixed`` and :meth:`process` with the budget
+        do the same (and a wakeup over its share reads nothing)."""
+        accel = self.accel
+        ring_state = getattr(device, "ring_state", None) if accel is not None else None
+        state = ring_state() if ring_state is not None else None
+        if state is None:
+            return None
+        ring, slot, nslots, head, pkttype_at, trusted_bits = state
+        rf = self.retransmits
+        rf._rotate(now)
+        self.proven.sample(self.table._conns, now)
+        rows_b, flags_b, taken, odd, resent_kept, proven_kept = accel.ring_shed(
+            ring, slot, nslots, head, limit, budget, pkttype_at, trusted_bits, rf._tables[0],
+            rf._tables[1], rf.bits, self.proven._array, lanes_only)
+        device.ring_taken(taken, taken * FRAME_LEN)
+        kept = len(flags_b)
+        if taken > kept:
+            self._count_shed(taken - kept)
+        self.resent_kept += resent_kept
+        self.proven_kept += proven_kept
+        rows = np.frombuffer(bytearray(rows_b), dtype=np.uint8).reshape(kept, FRAME_LEN)
+        return rows, np.frombuffer(flags_b, dtype=bool), bool(odd)
+
+    def limit(self, frames: list[tuple[bytes, bool]], budget: int,
+              newest_first: bool = False) -> list[tuple[bytes, bool]]:
         """The first ``budget`` of :attr:`held` then ``frames`` (those bound
         for the plain path, ~100 us each), so SYNs of another shape, from
         on-link sources or to a listener whose SYN queue has room cannot
@@ -431,10 +474,14 @@ class SynBatch:
         must not lose SYNs the wakeup's allowance did not cover, or every
         one of them waits for the client's 1 s retransmission, which comes
         in the same burst); only those beyond are dropped and counted as
-        :meth:`process` drops over-budget rows."""
+        :meth:`process` drops over-budget rows.  ``newest_first`` (under a
+        flood's pressure): ``frames`` before the held ones, as the batch
+        keeps the newest SYNs (a client's retransmission comes in new, and
+        proven sources lead ``frames``), so the held ones cannot make it
+        wait behind them; the oldest are shed first."""
         held = self.held
         if held:
-            frames = held + frames
+            frames = frames + held if newest_first else held + frames
         if len(frames) <= budget:
             self.held = []
             return frames
