@@ -62,15 +62,15 @@ static int rows_of(Py_buffer *b, Py_ssize_t *n) {
     return 0;
 }
 
-/* RetransmitFilter.keys for one row: slot << 8 | tag */
+/* RetransmitFilter.keys for one row: slot << 16 | tag (16-bit fingerprints) */
 static inline uint64_t row_key(const uint8_t *r, int bits) {
     uint64_t src = be32(r + 26), sport = be16(r + 34), dport = be16(r + 36), seq = be32(r + 38);
     uint64_t mixed = ((src << 32) | seq) ^ (((sport << 16) | dport) * 0x9E3779B97F4A7C15ull);
     mixed *= 0xBF58476D1CE4E5B9ull;
     uint64_t slot = mixed >> (64 - bits);
-    uint64_t tag = (mixed >> (56 - bits)) & 0xFF;
+    uint64_t tag = (mixed >> (48 - bits)) & 0xFFFF;
     if (tag == 0) tag = 1;
-    return slot << 8 | tag;
+    return slot << 16 | tag;
 }
 
 static int is_proven(const uint64_t *arr, Py_ssize_t len, uint64_t v) {
@@ -96,7 +96,7 @@ syn_shed(PyObject *self, PyObject *args)
     int32_t *order = NULL;
     uint8_t *kind = NULL;
     if (rows_of(&rows, &n) < 0) goto done;
-    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)1 << bits) || tb.len != ta.len
+    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)2 << bits) || tb.len != ta.len
             || pv.len % 8) {
         PyErr_SetString(PyExc_ValueError, "bad filter tables or proven array");
         goto done;
@@ -108,15 +108,16 @@ syn_shed(PyObject *self, PyObject *args)
     kind = malloc((size_t)(n ? n : 1));
     if (!keys || !order || !kind) { PyErr_NoMemory(); goto done; }
     {
-        const uint8_t *r = rows.buf, *a = ta.buf;
-        uint8_t *b = tb.buf;
+        const uint8_t *r = rows.buf;
+        const uint16_t *a = ta.buf;
+        uint16_t *b = tb.buf;
         const uint64_t *proven = pv.buf;
         Py_ssize_t nproven = pv.len / 8, counts[3] = {0, 0, 0}, starts[3];
         for (i = 0; i < n; i++) {
             const uint8_t *row = r + i * FRAME_LEN;
             uint64_t k = row_key(row, bits);
-            uint64_t slot = k >> 8;
-            uint8_t tag = (uint8_t)(k & 0xFF);
+            uint64_t slot = k >> 16;
+            uint16_t tag = (uint16_t)(k & 0xFFFF);
             keys[i] = k;
             if (a[slot] == tag || b[slot] == tag) kind[i] = 0;  /* a retransmission */
             else if (nproven && is_proven(proven, nproven, be32(row + 26))) kind[i] = 1;
@@ -130,7 +131,7 @@ syn_shed(PyObject *self, PyObject *args)
         Py_ssize_t proven_kept = counts[1] < budget - resent_kept ? counts[1] : budget - resent_kept;
         for (i = budget; i < n; i++) {  /* the shed rows, remembered in that order */
             uint64_t k = keys[order[i]];
-            b[k >> 8] = (uint8_t)(k & 0xFF);
+            b[k >> 16] = (uint16_t)(k & 0xFFFF);
         }
         /* keep ascending: mark, then collect */
         memset(kind, 0, (size_t)n);
@@ -337,7 +338,7 @@ syn_ring_shed(PyObject *self, PyObject *args)
     uint64_t *keys = NULL;
     int32_t *order = NULL;
     uint8_t *kind = NULL;
-    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)1 << bits) || tb.len != ta.len
+    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)2 << bits) || tb.len != ta.len
             || pv.len % 8) {
         PyErr_SetString(PyExc_ValueError, "bad filter tables or proven array");
         goto done;
@@ -355,8 +356,8 @@ syn_ring_shed(PyObject *self, PyObject *args)
     if (!keys || !order || !kind) { PyErr_NoMemory(); goto done; }
     {
         uint8_t *base = ring.buf;
-        const uint8_t *a = ta.buf;
-        uint8_t *b = tb.buf;
+        const uint16_t *a = ta.buf;
+        uint16_t *b = tb.buf;
         const uint64_t *proven = pv.buf;
         Py_ssize_t nproven = pv.len / 8, counts[3] = {0, 0, 0}, starts[3], n = 0;
         int odd = 0;
@@ -373,8 +374,8 @@ syn_ring_shed(PyObject *self, PyObject *args)
             }
             const uint8_t *row = slot + mac;
             uint64_t k = row_key(row, bits);
-            uint64_t at = k >> 8;
-            uint8_t tag = (uint8_t)(k & 0xFF);
+            uint64_t at = k >> 16;
+            uint16_t tag = (uint16_t)(k & 0xFFFF);
             keys[n] = k;
             if (a[at] == tag || b[at] == tag) kind[n] = 0;  /* a retransmission */
             else if (nproven && is_proven(proven, nproven, be32(row + 26))) kind[n] = 1;
@@ -391,7 +392,7 @@ syn_ring_shed(PyObject *self, PyObject *args)
         Py_ssize_t proven_kept = counts[1] < budget - resent_kept ? counts[1] : budget - resent_kept;
         for (i = budget; i < n; i++) {  /* the shed rows, remembered in that order */
             uint64_t k = keys[order[i]];
-            b[k >> 8] = (uint8_t)(k & 0xFF);
+            b[k >> 16] = (uint16_t)(k & 0xFFFF);
         }
         memset(kind, 0, (size_t)n);
         for (i = 0; i < budget; i++) kind[order[i]] = 1;

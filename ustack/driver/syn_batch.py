@@ -121,31 +121,33 @@ class RetransmitFilter:
     """Which SYNs were dropped here lately: two generations of a
     ``2**bits``-slot table indexed by a multiplicative hash of (source,
     ports, sequence number), each generation ``period`` seconds.  A slot
-    holds an 8-bit fingerprint of the SYN it saw last (from other bits of
+    holds a 16-bit fingerprint of the SYN it saw last (from other bits of
     the hash), so a table filled by a big flood still says "no" to a new
-    SYN but for 1 in 255 of the filled slots (a plain bit said "yes" to a
-    third of a 100k/s flood, and the flood crowded the retransmissions
-    out); a false positive only moves a SYN up the queue, a later SYN in
+    SYN but for 1 in 65535 of the filled slots (a plain bit said "yes" to a
+    third of a 100k/s flood, and the flood crowded the retransmissions out;
+    8-bit fingerprints still let ~130 flood SYNs a second through as
+    "retransmissions", each costing a wakeup over its CPU share a batch
+    call); a false positive only moves a SYN up the queue, a later SYN in
     the same slot makes a retransmission look new.  Memory is fixed
-    (2 x 2**bits bytes)."""
+    (2 x 2 x 2**bits bytes)."""
 
     def __init__(self, bits: int = 20, period: float = 2.0) -> None:
         self.bits = bits
         self.period = period
-        self._tables = [np.zeros(1 << bits, dtype=np.uint8),
-                        np.zeros(1 << bits, dtype=np.uint8)]
+        self._tables = [np.zeros(1 << bits, dtype=np.uint16),
+                        np.zeros(1 << bits, dtype=np.uint16)]
         self._since = 0.0
 
     def keys(self, src: Any, sport: Any, dport: Any, seq: Any) -> Any:
-        """Per SYN: its slot times 256 plus its fingerprint (1..255)."""
+        """Per SYN: its slot times 65536 plus its fingerprint (1..65535)."""
         # Fibonacci hashing of a 64-bit mix of the fields (Knuth 6.4)
         mixed = ((src << np.uint64(32)) | seq) ^ ((sport << np.uint64(16) | dport)
                                                   * np.uint64(0x9E3779B97F4A7C15))
         mixed *= np.uint64(0xBF58476D1CE4E5B9)
         slot = mixed >> np.uint64(64 - self.bits)
-        tag = (mixed >> np.uint64(56 - self.bits)) & np.uint64(0xFF)
+        tag = (mixed >> np.uint64(48 - self.bits)) & np.uint64(0xFFFF)
         tag |= tag == 0  # 0 marks an empty slot
-        result: Any = (slot << np.uint64(8)) | tag
+        result: Any = (slot << np.uint64(16)) | tag
         return result
 
     def _rotate(self, now: float) -> None:
@@ -161,14 +163,14 @@ class RetransmitFilter:
     def seen(self, keys: Any, now: float) -> Any:
         self._rotate(now)
         a, b = self._tables
-        slot = keys >> np.uint64(8)
-        tag = (keys & np.uint64(0xFF)).astype(np.uint8)
+        slot = keys >> np.uint64(16)
+        tag = (keys & np.uint64(0xFFFF)).astype(np.uint16)
         result: Any = (a[slot] == tag) | (b[slot] == tag)
         return result
 
     def add(self, keys: Any, now: float) -> None:
         self._rotate(now)
-        self._tables[1][keys >> np.uint64(8)] = (keys & np.uint64(0xFF)).astype(np.uint8)
+        self._tables[1][keys >> np.uint64(16)] = (keys & np.uint64(0xFFFF)).astype(np.uint16)
 
 
 class ProvenPeers:
