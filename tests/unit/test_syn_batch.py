@@ -290,8 +290,9 @@ async def test_plain_path_frames_over_budget_wait_for_the_next_wakeup() -> None:
     assert stack.ip.frames_in - before == 5 and stack.ip.drops["tcp-syn-overload"] == 5
     assert stack.tcp.mib["TcpExtListenDrops"] == 5 and batch.shed == 5
     assert batch.limit([], 8) == frames[8:10] and batch.held == []
-    # under pressure the new frames go first, the oldest are shed first
-    batch.hold_limit = 3
+    # under pressure the new frames go first, the oldest are shed first,
+    # and at most pressed_hold wait
+    batch.hold_limit, batch.pressed_hold = 512, 3
     assert batch.limit(frames[:4], 1, newest_first=True) == frames[:1]
     assert batch.held == frames[1:4]
     assert batch.limit(more, 2, newest_first=True) == more[:2]
