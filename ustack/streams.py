@@ -48,6 +48,7 @@ from ustack.sockets import ServerSocket, TransportSocket
 from ustack.tcp import events
 
 DEFAULT_LIMIT = 2**16
+_DEFAULT_LOW = DEFAULT_LIMIT // 4
 #: the largest single ``recv`` pulled from the core per ``data_received``
 _PULL_CHUNK = 256 * 1024
 #: pieces the transport keeps of data the core could not take yet
@@ -100,6 +101,13 @@ def _parse_ipv4(host: str) -> bytes:
         _LITERALS[host] = packed
         return packed
     raise ValueError(f"not an IPv4 address: {host!r}")
+
+
+def _feeds_a_copy(protocol: asyncio.BaseProtocol) -> bool:
+    """``protocol.data_received`` copies the data into a buffer of its own
+    and keeps no reference to it: asyncio's StreamReaderProtocol itself
+    (``StreamReader.feed_data`` extends a bytearray), not a subclass."""
+    return type(protocol) is asyncio.StreamReaderProtocol
 
 
 class NameResolver(Protocol):
@@ -155,7 +163,8 @@ class TcpTransport(asyncio.Transport):
         "_table", "_loop", "_protocol", "_ep", "_waiter", "_connected", "_reading_paused",
         "_resume_scheduled", "_held", "_peer_eof", "_eof_delivered", "_lost", "_closing",
         "_eof_wanted", "_eof_sent", "_pending", "_pending_size", "_high", "_low",
-        "_writing_paused", "_exception", "_lost_when_drained", "_buffered", "__weakref__",
+        "_writing_paused", "_exception", "_lost_when_drained", "_buffered", "_direct",
+        "__weakref__",
     )
 
     def __init__(
@@ -166,7 +175,7 @@ class TcpTransport(asyncio.Transport):
         extra: dict[str, Any] | None = None,
         write_high: int = DEFAULT_LIMIT,
     ) -> None:
-        super().__init__(extra)
+        # (asyncio.BaseTransport.__init__ only sets _extra, to a new dict)
         self._extra: dict[str, Any] = dict(extra) if extra else _NO_EXTRA
         self._table = table
         self._loop = table.loop
@@ -187,11 +196,13 @@ class TcpTransport(asyncio.Transport):
         self._pending: deque[bytes] = _EMPTY
         self._pending_size = 0
         self._high = write_high
-        self._low = write_high // 4
+        # (the default's low mark is one shared int: 16384 is no small int)
+        self._low = _DEFAULT_LOW if write_high == DEFAULT_LIMIT else write_high // 4
         self._writing_paused = False
         self._exception: BaseException | None = None
         self._lost_when_drained = False
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._direct = _feeds_a_copy(protocol)
 
     # ------------------------------------------------------------ setup
 
@@ -315,6 +326,7 @@ class TcpTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._direct = _feeds_a_copy(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -581,6 +593,13 @@ class TcpTransport(asyncio.Transport):
                 n = conn.readable()
                 if n <= 0:
                     break
+                if self._direct:
+                    # asyncio's own StreamReaderProtocol copies what it is
+                    # given into its reader's buffer and keeps nothing: it
+                    # gets a view of the receive buffer, one copy less
+                    conn.recv_into(self._protocol.data_received,  # type: ignore[attr-defined]
+                                   min(n, _PULL_CHUNK), self._loop.time())
+                    continue
                 data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
                 if not data:
                     break
@@ -902,6 +921,7 @@ async def attach(
     """Hand a transport from :func:`connect_transport` to ``protocol``
     (``connection_made`` is called), through TLS when ``ssl`` is given."""
     sslcontext = _ssl_context(ssl, server_side=False)
+    _light_drain_waiters(protocol)
     if transport._lost:
         raise ConnectionResetError(errno_mod.ECONNRESET,
                                    f"connection to {transport._where()} lost before use")
@@ -916,8 +936,30 @@ async def attach(
             raise
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
-    transport.resume_reading()
+    if _QUIET_ATTACH and _nothing_waits(transport):
+        # resume_reading() would find nothing to take out of the core and
+        # schedule a callback (and two drains) that deliver nothing: what
+        # arrives from now on comes with its own event (DataAvailable,
+        # EofReceived) to a transport that is reading
+        transport._reading_paused = False
+    else:
+        transport.resume_reading()
     return transport
+
+
+#: take :func:`attach`'s shortcut (tests turn it off to compare)
+_QUIET_ATTACH = True
+
+
+def _nothing_waits(transport: TcpTransport) -> bool:
+    """A transport that connected and got nothing yet: paused by
+    :func:`connect_transport`, not closing, nothing held, no EOF, no data
+    in the TCP receive buffer."""
+    ep = transport._ep
+    return (transport._reading_paused and transport._connected and not transport._closing
+            and not transport._lost and not transport._held and not transport._peer_eof
+            and not transport._lost_when_drained and not transport._resume_scheduled
+            and ep is not None and not ep.removed and ep.conn.readable() == 0)
 
 
 async def create_connection(
@@ -1000,10 +1042,13 @@ async def open_connection(
     return reader, writer
 
 
-def _light_drain_waiters(protocol: asyncio.StreamReaderProtocol) -> None:
-    """asyncio's FlowControlMixin keeps its drain waiters in a deque (~600
-    bytes empty, per connection); it only appends, removes and iterates
-    them, which a list (56 bytes) does the same."""
+def _light_drain_waiters(protocol: asyncio.BaseProtocol) -> None:
+    """asyncio's FlowControlMixin (StreamReaderProtocol's base) keeps its
+    drain waiters in a deque (~760 bytes empty, per connection); it only
+    appends, removes and iterates them, which a list (56 bytes) does the
+    same.  Done for every protocol a transport is given (attach, accept),
+    so ``asyncio.open_connection``/``start_server`` on the ustack loop get
+    it too; a protocol without the deque is left alone."""
     waiters = getattr(protocol, "_drain_waiters", None)
     if isinstance(waiters, deque) and not waiters:
         protocol._drain_waiters = []  # type: ignore[attr-defined]
@@ -1081,6 +1126,7 @@ class Server(asyncio.AbstractServer):
 
     def _accept(self, ep: TcpEndpoint) -> None:
         protocol = self._factory()
+        _light_drain_waiters(protocol)
         if self._ssl is not None:
             transport = TcpTransport(self._table, asyncio.Protocol())
             self._transports.add(transport)

@@ -57,6 +57,8 @@ from ustack.tcp.config import TcpConfig
 log = logging.getLogger("ustack.aio")
 
 _ANY_HOSTS = (None, "", "0.0.0.0")
+#: hosts whose route a loop remembers (cleared when full)
+_ROUTE_CACHE_MAX = 1024
 
 
 @dataclass(slots=True)
@@ -133,6 +135,9 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         self._ustack = None
         self._ustack_starting = None
         self._ustack_claims = Claims()
+        #: host -> ustack_routes(host), for the gateway in _ustack_route_gw
+        self._ustack_route_cache: dict[str, bool] = {}
+        self._ustack_route_gw: str | None = options.gateway
         streams.register_loop_stack(self, self.ustack_stack)
 
     # ---------------------------------------------------------------- stack
@@ -160,8 +165,22 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         return await asyncio.shield(self._ustack_starting)
 
     def ustack_routes(self, host: str) -> bool:
-        """True when connections to ``host`` (an address literal) use the stack."""
-        return via_stack(self._ustack_interface, self._ustack_options.gateway, host)
+        """True when connections to ``host`` (an address literal) use the stack
+        (:func:`ustack.reach.via_stack`, remembered per host: a client
+        connecting again and again to one server asks once)."""
+        gateway = self._ustack_options.gateway
+        cache = self._ustack_route_cache
+        if gateway != self._ustack_route_gw:
+            cache.clear()
+            self._ustack_route_gw = gateway
+        known = cache.get(host)
+        if known is None:
+            known = via_stack(self._ustack_interface, gateway, host)
+            if type(host) is str:
+                if len(cache) >= _ROUTE_CACHE_MAX:
+                    cache.clear()
+                cache[host] = known
+        return known
 
     def _kernel(self) -> asyncio.AbstractEventLoop:
         """The concrete loop's own (kernel) implementation of the overrides."""
@@ -251,49 +270,58 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         does (RFC 8305 staggered attempts, :func:`ustack.streams.connect_any`);
         ``interleave`` reorders by address family, a no-op for ustack's
         IPv4-only results."""
-        kernel = _kwargs(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
-                         local_addr=local_addr, server_hostname=server_hostname,
-                         ssl_handshake_timeout=ssl_handshake_timeout,
-                         ssl_shutdown_timeout=ssl_shutdown_timeout,
-                         happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
-                         all_errors=all_errors)
+        # (no closure over the arguments for the kernel's call: it would make
+        # a cell per argument on every call, ~5 % of a connect+close client)
+        routed: list[str] = []
         if sock is not None:
             claim = self._ustack_claims.take(sock)
-            if claim is None:
-                return await self._kernel().create_connection(
-                    protocol_factory, cast(str, host), cast(int, port), **kernel)
-            claimed = claim.transport
-            if host is not None or port is not None:
-                claimed.abort()
-                raise ValueError("host/port and sock can not be specified at the same time")
-            if ssl and server_hostname is None:
-                claimed.abort()
-                raise ValueError("You must set server_hostname when using ssl without a host")
-            early = leftover(claim)  # what a sock_recv buffered and did not return
-            protocol = protocol_factory()
-            transport = await streams.attach(
-                claimed, protocol, ssl=ssl, server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
-            deliver(claimed, early)
-            return transport, protocol
-        if host is None or family not in (0, socket.AF_INET) or port is None:
+            if claim is not None:
+                claimed = claim.transport
+                if host is not None or port is not None:
+                    claimed.abort()
+                    raise ValueError("host/port and sock can not be specified at the same time")
+                if ssl and server_hostname is None:
+                    claimed.abort()
+                    raise ValueError(
+                        "You must set server_hostname when using ssl without a host")
+                early = leftover(claim)  # what a sock_recv buffered and did not return
+                protocol = protocol_factory()
+                transport = await streams.attach(
+                    claimed, protocol, ssl=ssl, server_hostname=server_hostname,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+                deliver(claimed, early)
+                return transport, protocol
+        elif host is not None and family in (0, socket.AF_INET) and port is not None:
+            if server_hostname is not None and not ssl:
+                raise ValueError("server_hostname is only meaningful with ssl")
+            if type(port) is int and type(host) is str and is_ipv4_literal(host):
+                # what getaddrinfo answers for a literal, without the await
+                if self.ustack_routes(host):
+                    routed = [host]
+            else:
+                infos = await self.getaddrinfo(host, port, family=socket.AF_INET,
+                                               type=socket.SOCK_STREAM, proto=proto,
+                                               flags=flags)
+                routed = [a for a in dict.fromkeys(str(info[4][0]) for info in infos)
+                          if self.ustack_routes(a)]
+        if not routed:  # a kernel socket, an unclaimed socket, or not the stack's route
             return await self._kernel().create_connection(
-                    protocol_factory, cast(str, host), cast(int, port), **kernel)
-        if server_hostname is not None and not ssl:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        infos = await self.getaddrinfo(host, port, family=socket.AF_INET,
-                                       type=socket.SOCK_STREAM, proto=proto, flags=flags)
-        addresses = [str(info[4][0]) for info in infos]
-        if not any(self.ustack_routes(a) for a in addresses):
-            return await self._kernel().create_connection(protocol_factory, host, port, **kernel)
+                protocol_factory, cast(str, host), cast(int, port),
+                **_kwargs(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
+                          local_addr=local_addr, server_hostname=server_hostname,
+                          ssl_handshake_timeout=ssl_handshake_timeout,
+                          ssl_shutdown_timeout=ssl_shutdown_timeout,
+                          happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave,
+                          all_errors=all_errors))
         local_port = self._local_port(local_addr)
-        stack = await self.ustack_stack()
+        stack = self._ustack  # (what ustack_stack() returns once started)
+        if stack is None:
+            stack = await self.ustack_stack()
         if ssl and server_hostname is None:
             server_hostname = host
-        routed = [a for a in dict.fromkeys(addresses) if self.ustack_routes(a)]
         connected, errors = await streams.connect_any(
-            stack.tcp, routed, int(port), happy_eyeballs_delay=happy_eyeballs_delay,
+            stack.tcp, routed, int(cast(int, port)), happy_eyeballs_delay=happy_eyeballs_delay,
             local_port=local_port)
         if connected is not None:
             protocol = protocol_factory()

@@ -126,7 +126,8 @@ _MSG_TRUNC = socket.MSG_TRUNC
 _SLOT_HDR = struct.Struct("<IIH")
 #: the same plus tp_net, tp_sec, tp_nsec: the kernel's receive timestamp
 #: (CLOCK_REALTIME, ustack.link.rxtime)
-_SLOT_HDR_TS = struct.Struct("<IIHHII")
+#: tpacket2_hdr from tp_status: status, len, snaplen, mac, net, sec, nsec
+_SLOT_STATUS_HDR_TS = struct.Struct("<IIIHHII")
 _ZERO4 = bytes(4)
 
 
@@ -374,7 +375,7 @@ class AfPacketDevice(Device):
         slot_size = self._ring_slot
         nslots = self._ring_slots
         head = self._ring_head
-        unpack_from = _SLOT_HDR_TS.unpack_from
+        unpack_from = _SLOT_STATUS_HDR_TS.unpack_from
         frames: list[ReceivedFrame] = []
         append = frames.append
         # each frame's arrival time (ustack.link.rxtime): the slot's stamp on
@@ -389,11 +390,12 @@ class AfPacketDevice(Device):
         budget = self.rx_budget
         while budget:
             off = head * slot_size
-            status = ring[off]  # low byte of tp_status (little-endian)
+            # the slot header in one unpack, tp_status first (the rest is
+            # only used once the status says the slot is ours)
+            status, tp_len, snaplen, mac_off, _net, sec, nsec = unpack_from(ring, off)
             if not status & TP_STATUS_USER:
                 break
             budget -= 1
-            tp_len, snaplen, mac_off, _net, sec, nsec = unpack_from(ring, off + 4)
             if snaplen != tp_len:
                 # a frame bigger than a slot (a GSO/GRO super-frame from a veth
                 # peer with TSO): PACKET_COPY_THRESH queued the whole frame on
@@ -409,7 +411,7 @@ class AfPacketDevice(Device):
                 skipped += 1
             else:
                 start = off + mac_off
-                append((ring[start : start + snaplen], bool(status & _TRUSTED_BITS)))
+                append((ring[start : start + snaplen], status & _TRUSTED_BITS != 0))
                 t = sec + nsec * 1e-9 - offset  # rxtime.to_monotonic, inlined
                 stamp(t if t < now else now)
                 nbytes += snaplen

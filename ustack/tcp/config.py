@@ -170,6 +170,69 @@ class TcpConfig:
     keepalive_interval: float = 75.0  # tcp_keepalive_intvl
     keepalive_count: int = 9  # tcp_keepalive_probes
 
+    def __eq__(self, other: object) -> bool:
+        """Field by field, as the ``__eq__`` dataclass would generate (which
+        builds two tuples of every field): the connection table compares its
+        config snapshot with the live config on every connect
+        (``TcpTable._shared_config``).  tests/unit/test_tcp_config_eq.py
+        checks that every field takes part."""
+        if not isinstance(other, TcpConfig) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (
+            self.mss == other.mss
+            and self.max_segment == other.max_segment
+            and self.send_buffer == other.send_buffer
+            and self.recv_buffer == other.recv_buffer
+            and self.ooo_max_blocks == other.ooo_max_blocks
+            and self.window_scaling == other.window_scaling
+            and self.window_scale == other.window_scale
+            and self.sack == other.sack
+            and self.timestamps == other.timestamps
+            and self.nodelay == other.nodelay
+            and self.cork == other.cork
+            and self.quickack == other.quickack
+            and self.maxseg == other.maxseg
+            and self.notsent_lowat == other.notsent_lowat
+            and self.congestion == other.congestion
+            and self.initial_cwnd == other.initial_cwnd
+            and self.dupack_threshold == other.dupack_threshold
+            and self.slow_start_after_idle == other.slow_start_after_idle
+            and self.pacing == other.pacing
+            and self.tcp_pacing_ss_ratio == other.tcp_pacing_ss_ratio
+            and self.tcp_pacing_ca_ratio == other.tcp_pacing_ca_ratio
+            and self.tcp_min_tso_segs == other.tcp_min_tso_segs
+            and self.tcp_recovery == other.tcp_recovery
+            and self.tcp_early_retrans == other.tcp_early_retrans
+            and self.tcp_frto == other.tcp_frto
+            and self.tcp_dsack == other.tcp_dsack
+            and self.rto_initial == other.rto_initial
+            and self.rto_min == other.rto_min
+            and self.rto_max == other.rto_max
+            and self.rto_fallback == other.rto_fallback
+            and self.rto_linux == other.rto_linux
+            and self.syn_retries == other.syn_retries
+            and self.syn_linear_timeouts == other.syn_linear_timeouts
+            and self.synack_retries == other.synack_retries
+            and self.retries2 == other.retries2
+            and self.orphan_retries == other.orphan_retries
+            and self.user_timeout == other.user_timeout
+            and self.max_orphans == other.max_orphans
+            and self.time_wait == other.time_wait
+            and self.fin_wait2 == other.fin_wait2
+            and self.delack == other.delack
+            and self.delack_max == other.delack_max
+            and self.challenge_ack_interval == other.challenge_ack_interval
+            and self.quickack_segments == other.quickack_segments
+            and self.accept_synack_data == other.accept_synack_data
+            and self.syncookies == other.syncookies
+            and self.max_syn_backlog == other.max_syn_backlog
+            and self.tcp_mem == other.tcp_mem
+            and self.keepalive == other.keepalive
+            and self.keepalive_idle == other.keepalive_idle
+            and self.keepalive_interval == other.keepalive_interval
+            and self.keepalive_count == other.keepalive_count
+        )
+
     @property
     def tcp_sack(self) -> bool:
         """Linux's sysctl name for :attr:`sack`."""

@@ -20,6 +20,7 @@ Where RFC and Linux differ the default is Linux's; each such place says so.
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Callable
 from copy import copy
 from typing import Any, ClassVar, Final
 
@@ -56,6 +57,23 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to
 
 MASK = 0xFFFFFFFF
 _EMPTY_OPTIONS = TcpOptions()
+
+
+class TsClock:
+    """A connection's TSval clock (RFC 7323 5.4: milliseconds plus the
+    connection's random offset) as a callable of its own: what the recovery
+    room gets as ``ts_clock``.  The connection's bound ``_ts_val`` would make
+    a reference cycle (connection -> room -> method -> connection) that
+    only the cyclic collector frees: every finished connection's ~20
+    objects waited for a collection."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def __call__(self, now: float) -> int:
+        return (int(now * 1000) + self.offset) & MASK
 
 
 class _TsOptions:
@@ -503,6 +521,20 @@ class TcpConnection:
             rcv.maybe_window_update()
         return data
 
+    def recv_into(self, sink: Callable[[memoryview], object], max_bytes: int,
+                  now: float) -> int:
+        """:meth:`recv`, handing ``sink`` a view of up to ``max_bytes``
+        in-order bytes instead of a copy (valid during the call only: the
+        sink copies what it keeps and does not call into this connection);
+        the bytes are taken even if it raises.  Returns how many."""
+        self._now = now
+        self._data_event_sent = False
+        rcv = self.rcv
+        n = rcv.read_into(sink, max_bytes)
+        if n and self.state.synchronized:
+            rcv.maybe_window_update()
+        return n
+
     def shutdown(self, now: float) -> None:
         """Half-close (shutdown(SHUT_WR)): a FIN follows the queued data
         (RFC 9293 3.10.4).  In SYN-SENT/SYN-RECEIVED the FIN waits for
@@ -929,6 +961,75 @@ class TcpConnection:
         """``older`` was superseded (:meth:`ack_supersedes`) and will not be
         received: count it as a segment in (tcpi_segs_in) all the same."""
         self.segs_in += 1
+
+    # ------------------------------------------ receive runs (driver GRO)
+    def run_ok(self, seg: TcpSegment) -> bool:
+        """Right after :meth:`receive` of ``seg``: segments exactly like it
+        (same ACK, window, options and flags but PSH) that continue its text
+        would each take :meth:`receive`'s fast path to the in-order text
+        branch with nothing in flight and TS.Recent staying (their SEG.SEQ
+        above the last ACK sent), so :meth:`receive_run` may take a
+        run of them at once (a driver's receive coalescing, as Linux GRO;
+        docs/tcp-core.md "Receive runs").  True when ``seg`` carried text
+        that went in whole and in order, ESTABLISHED, no trace hook,
+        SND.UNA = SND.NXT = SEG.ACK, no SACK blocks, nothing out of order
+        held, SND.WL1/SND.WL2 from ``seg`` (its window taken) and its TSval
+        not older than TS.Recent (so PAWS passes)."""
+        plen = len(seg.payload)
+        if (not plen or self.state is not _ESTABLISHED or not self.fast_path
+                or self.trace is not None):
+            return False
+        rcv = self.rcv
+        ooo = rcv.ooo
+        if (rcv.nxt != ((seg.seq + plen) & MASK) or rcv.acked == rcv.nxt
+                or ooo.nbytes or ooo.fin_pos is not None
+                or self.snd_una != seg.ack or self.snd_nxt != seg.ack
+                or self.snd_wl1 != seg.seq or self.snd_wl2 != seg.ack
+                or seg.options.sack_blocks or not self._data_event_sent):
+            return False
+        ts = seg.options.timestamp
+        return not (ts is not None and self.ts_ok
+                    and ((ts[0] - self._ts_recent) & MASK) >= 0x80000000)
+
+    def receive_run(self, seg: TcpSegment, payloads: list[bytes | memoryview], hlen: int,
+                    last_seq: int, now: float, arrival: float | None) -> None:
+        """SEGMENT ARRIVES for each of a run of segments following ``seg``
+        (:meth:`run_ok` was True after it), given as their TCP segments
+        ``payloads`` (header of ``hlen`` bytes, the same as ``seg``'s but for
+        the sequence number, checksum and PSH; text in sequence, within
+        RCV.ADV; ``last_seq`` the last one's SEG.SEQ), all at ``now``, the
+        last one arriving at ``arrival``.  Exactly what :meth:`receive` does
+        to each (tests/unit/test_tcp_rx_runs.py): the fast path's in-order
+        text branch, the ACK being the window-only case; TS.Recent stays
+        (every SEG.SEQ is above the last ACK sent, RFC 7323 4.3)."""
+        n = len(payloads)
+        self._now = now
+        rec = self._rec
+        if rec is not None:
+            rec.ack_time = arrival
+            rec.ack_time_first = None
+        self.segs_in += n
+        self.data_segs_in += n
+        self.last_recv = now
+        timers = self.timers
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+            self._ka_probes = 0
+        wnd = seg.window << self.snd_wscale
+        if timers.persist is not None and wnd:
+            timers.persist = None
+            self._persist_backoff = 0
+        # _update_window of each: SND.WL1 was ``seg``'s SEG.SEQ (run_ok), so
+        # every later SEG.SEQ passes the rule and the last one's stays
+        self.snd_wnd = wnd
+        self.snd_wl1 = last_seq
+        self.snd_wl2 = seg.ack
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.rcv.accept_run(payloads, hlen, now)
+        if not self._data_event_sent:
+            self._data_event_sent = True
+            self._events.append(ev.DATA_AVAILABLE)
 
     def _receive_general(self, seg: TcpSegment, now: float) -> None:
         """3.10.7.4 "Other states": SYN-RECEIVED through LAST-ACK."""
@@ -1392,7 +1493,7 @@ class TcpConnection:
                 raise RuntimeError("no recovery room before the connection synchronizes")
             rec = self._rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc,
                                        sack=self.sack_ok, config=rcfg,
-                                       ts_clock=self._ts_val if self.ts_ok else None)
+                                       ts_clock=self._ts_clock())
         return rec
 
     @property
@@ -1832,6 +1933,11 @@ class TcpConnection:
 
     def _ts_val(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & MASK
+
+    def _ts_clock(self) -> TsClock | None:
+        """:meth:`_ts_val` for the recovery room (None without timestamps),
+        holding no reference to the connection (:class:`TsClock`)."""
+        return TsClock(self._ts_offset) if self.ts_ok else None
 
     def _syn_segment(self, now: float) -> TcpSegment:
         return TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN, self._syn_window,
