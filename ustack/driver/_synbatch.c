@@ -338,6 +338,7 @@ syn_ring_shed(PyObject *self, PyObject *args)
     uint64_t *keys = NULL;
     int32_t *order = NULL;
     uint8_t *kind = NULL;
+    uint32_t *srcs = NULL;
     if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)2 << bits) || tb.len != ta.len
             || pv.len % 8) {
         PyErr_SetString(PyExc_ValueError, "bad filter tables or proven array");
@@ -353,7 +354,8 @@ syn_ring_shed(PyObject *self, PyObject *args)
     keys = malloc(sizeof(uint64_t) * (size_t)(limit ? limit : 1));
     order = malloc(sizeof(int32_t) * (size_t)(limit ? limit : 1));
     kind = malloc((size_t)(limit ? limit : 1));
-    if (!keys || !order || !kind) { PyErr_NoMemory(); goto done; }
+    srcs = malloc(sizeof(uint32_t) * (size_t)(limit ? limit : 1));
+    if (!keys || !order || !kind || !srcs) { PyErr_NoMemory(); goto done; }
     {
         uint8_t *base = ring.buf;
         const uint16_t *a = ta.buf;
@@ -361,8 +363,13 @@ syn_ring_shed(PyObject *self, PyObject *args)
         const uint64_t *proven = pv.buf;
         Py_ssize_t nproven = pv.len / 8, counts[3] = {0, 0, 0}, starts[3], n = 0;
         int odd = 0;
+        /* pass 1: the ready whole frames and their keys (the slots ahead
+         * prefetched: a flood's ring is far bigger than the caches) */
         for (n = 0; n < limit; n++) {
             uint8_t *slot = base + ((head + n) % nslots) * slot_size;
+            uint8_t *ahead = base + ((head + n + 4) % nslots) * slot_size;
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
             uint32_t status = __atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE);
             if (!(status & 1u)) break;  /* TP_STATUS_USER */
             uint32_t tp_len = ((uint32_t *)slot)[1], snaplen = ((uint32_t *)slot)[2];
@@ -373,14 +380,22 @@ syn_ring_shed(PyObject *self, PyObject *args)
                 break;
             }
             const uint8_t *row = slot + mac;
-            uint64_t k = row_key(row, bits);
+            keys[n] = row_key(row, bits);
+            srcs[n] = be32(row + 26);
+        }
+        /* pass 2: which lane, the filter slots ahead prefetched */
+        for (i = 0; i < n; i++) {
+            if (i + 8 < n) {
+                __builtin_prefetch(a + (keys[i + 8] >> 16));
+                __builtin_prefetch(b + (keys[i + 8] >> 16));
+            }
+            uint64_t k = keys[i];
             uint64_t at = k >> 16;
             uint16_t tag = (uint16_t)(k & 0xFFFF);
-            keys[n] = k;
-            if (a[at] == tag || b[at] == tag) kind[n] = 0;  /* a retransmission */
-            else if (nproven && is_proven(proven, nproven, be32(row + 26))) kind[n] = 1;
-            else kind[n] = 2;
-            counts[kind[n]]++;
+            if (a[at] == tag || b[at] == tag) kind[i] = 0;  /* a retransmission */
+            else if (nproven && is_proven(proven, nproven, srcs[i])) kind[i] = 1;
+            else kind[i] = 2;
+            counts[kind[i]]++;
         }
         if (budget < 0) budget = 0;
         if (budget > n) budget = n;
@@ -414,7 +429,7 @@ syn_ring_shed(PyObject *self, PyObject *args)
                                proven_kept);
     }
 done:
-    free(keys); free(order); free(kind);
+    free(keys); free(order); free(kind); free(srcs);
     PyBuffer_Release(&ring); PyBuffer_Release(&ta); PyBuffer_Release(&tb);
     PyBuffer_Release(&pv);
     return result;
