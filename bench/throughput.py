@@ -161,8 +161,15 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
         writer.close()
         await writer.wait_closed()
         ok = got == nbytes and (not verify or h.hexdigest() == pattern_sha256(nbytes, 9))
+        counters = getattr(stack.tcp, "counters", {})
+        dev = stack.device.counters() if hasattr(stack.device, "counters") else {}
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
-                "cpu_seconds": cpu, "retrans": getattr(info, "total_retrans", None)}
+                "cpu_seconds": cpu, "retrans": getattr(info, "total_retrans", None),
+                # receive runs (segments taken without their own decode) and
+                # frames per device wakeup, over the stack's life so far
+                "segs_merged": counters.get("tcp_segs_merged"),
+                "segs_in": counters.get("tcp_segs_in"),
+                "rx_frames_per_wakeup": dev.get("rx_frames", 0) / max(1, dev.get("rx_wakeups", 1))}
     finally:
         _stop_peer(source)
 

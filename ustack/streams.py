@@ -107,6 +107,13 @@ def _parse_ipv4(host: str) -> bytes:
 parse_ipv4 = _parse_ipv4
 
 
+def _feeds_a_copy(protocol: asyncio.BaseProtocol) -> bool:
+    """``protocol.data_received`` copies the data into a buffer of its own
+    and keeps no reference to it: asyncio's StreamReaderProtocol itself
+    (``StreamReader.feed_data`` extends a bytearray), not a subclass."""
+    return type(protocol) is asyncio.StreamReaderProtocol
+
+
 class NameResolver(Protocol):
     """Host name → IPv4 addresses (:class:`ustack.names.Resolver`)."""
 
@@ -160,7 +167,7 @@ class TcpTransport(asyncio.Transport):
         "_table", "_loop", "_protocol", "_ep", "_waiter", "_connected", "_reading_paused",
         "_resume_scheduled", "_held", "_peer_eof", "_eof_delivered", "_lost", "_closing",
         "_eof_wanted", "_eof_sent", "_pending", "_pending_size", "_high", "_low",
-        "_writing_paused", "_lost_when_drained", "_buffered", "__weakref__",
+        "_writing_paused", "_lost_when_drained", "_buffered", "_direct", "__weakref__",
     )
 
     def __init__(
@@ -197,6 +204,7 @@ class TcpTransport(asyncio.Transport):
         self._writing_paused = False
         self._lost_when_drained = False
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._direct = _feeds_a_copy(protocol)
 
     # ------------------------------------------------------------ setup
 
@@ -320,6 +328,7 @@ class TcpTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._direct = _feeds_a_copy(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -586,6 +595,13 @@ class TcpTransport(asyncio.Transport):
                 n = conn.readable()
                 if n <= 0:
                     break
+                if self._direct:
+                    # asyncio's own StreamReaderProtocol copies what it is
+                    # given into its reader's buffer and keeps nothing: it
+                    # gets a view of the receive buffer, one copy less
+                    conn.recv_into(self._protocol.data_received,  # type: ignore[attr-defined]
+                                   min(n, _PULL_CHUNK), self._loop.time())
+                    continue
                 data = conn.recv(min(n, _PULL_CHUNK), self._loop.time())
                 if not data:
                     break

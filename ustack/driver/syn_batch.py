@@ -36,7 +36,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     from ustack.net.ipv4 import IpLayer
 
 #: Ethernet (14) + IPv4 without options (20) + TCP with Linux's SYN options (40)
-FRAME_LEN = 74
+FRAME_LEN: Final = 74
 #: seconds a shed SYN or a cookie keeps the SYN channel under pressure
 #: (SynBatch.pressured)
-PRESSURE_WINDOW = 1.0
+PRESSURE_WINDOW: Final = 1.0
 
 
 # The optional C steps (ustack/driver/_synbatch.c, built by setup.py when a
@@ -62,13 +62,13 @@ try:
 except ImportError:
     _c_steps = None  # type: ignore[assignment]
 _ACCEL: Any = None if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0") else _c_steps
-_U32 = 0xFFFFFFFF
+_U32: Final = 0xFFFFFFFF
 #: the SYN's option bytes at 54.. that are fixed (kind, length), by offset
 _OPTION_BYTES = ((54, 2), (55, 4), (58, 4), (59, 2), (60, 8), (61, 10), (70, 1), (71, 3),
                  (72, 3))
 #: constant option words of our SYN-ACK (as tcp_table's fast path)
-_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
-_PSEUDO_TCP_SYNACK = 6 + 40
+_SYNACK_OPT_CONST: Final = 0x0204 + 0x0402080A + 0x01030300
+_PSEUDO_TCP_SYNACK: Final = 6 + 40
 
 
 def _fixed_bytes(mac: bytes, address: bytes) -> tuple[Any, Any]:

@@ -54,7 +54,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.link.rxtime import CURRENT as _ARRIVAL
@@ -134,28 +134,33 @@ def _connection_class() -> type[TcpConnection]:
     """The connection class (the unit tests put a fake here)."""
     return _TcpConnection
 
-_TIME_WAIT = TcpState.TIME_WAIT
+_TIME_WAIT: Final = TcpState.TIME_WAIT
 
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
 
 #: largest GSO payload: IPv4 total length 65535 - 20 (IP) - 60 (TCP with options)
-GSO_MAX_PAYLOAD = 65535 - 20 - 60
+GSO_MAX_PAYLOAD: Final = 65535 - 20 - 60
 
 #: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
-_ENCODER_CACHE = 256
+_ENCODER_CACHE: Final = 256
 
 #: how often the heap may hold stale entries before it is rebuilt
-_HEAP_SLACK = 4
+_HEAP_SLACK: Final = 4
 
 #: A SYN as Linux sends it: 20-byte header plus ``mss, sackOK, TS, nop,
 #: wscale`` (20 bytes); our cookie SYN-ACK to it has the same layout.
-_LINUX_SYN = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
-_LINUX_SYN_LEN = 40
+_LINUX_SYN: Final = struct.Struct("!HHIIBBHHH BBH BBBBII BBBB")
+_LINUX_SYN_LEN: Final = 40
+#: ``TcpEndpoint.held`` while the endpoint has a receive run open
+#: (TcpTable._open_run): identity is what counts
+_RUN: Final = TcpSegment(0, 0, 0, 0, 0, 0)
+#: by TCP header length: ports, SEG.SEQ, SEG.ACK..window, urgent pointer and options
+_RUN_FIELDS: Final[dict[int, struct.Struct]] = {20: struct.Struct("!4sI8s2x2s")}
 #: pseudo-header protocol + TCP length of a 40-byte SYN-ACK
-_PSEUDO_TCP_SYNACK = 6 + 40
+_PSEUDO_TCP_SYNACK: Final = 6 + 40
 #: the constant option words of that SYN-ACK: 0x0204, 0x0402080a, 0x01030300
-_SYNACK_OPT_CONST = 0x0204 + 0x0402080A + 0x01030300
+_SYNACK_OPT_CONST: Final = 0x0204 + 0x0402080A + 0x01030300
 
 
 class EndpointOwner(Protocol):
@@ -423,6 +428,30 @@ class TcpTable:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._closed = False
+        #: coalesce in-order text of one receive batch into runs
+        #: (TcpConnection.receive_run; docs/tcp-core.md "Receive runs")
+        self.merge_runs = True
+        #: the open receive run (at most one: any other segment closes it)
+        self._run_ep: TcpEndpoint | None = None
+        self._run_seg: TcpSegment | None = None
+        self._run_src = b""
+        self._run_ports = b""
+        #: unpacks a run member's header (_RUN_FIELDS)
+        self._run_fields = _RUN_FIELDS[20]
+        #: the next SEG.SEQ
+        self._run_next = 0
+        self._run_last = 0
+        self._run_hdr = b""  # SEG.ACK, data offset, flags, window ...
+        self._run_hdr_psh = b""  # ... the same with PSH toggled
+        self._run_tail = b""  # urgent pointer and options
+        self._run_hl = 0
+        self._run_room = 0
+        #: SEG.SEQ from which Receiver.stretch_due may hold (its limit at the start)
+        self._run_ack_at = 0
+        #: RCV.MSS can grow to this (a larger text is never wire-sized)
+        self._run_small = 0
+        self._run_rx: float | None = None
+        self._run_views: list[bytes | memoryview] = []
         self.counters: dict[str, int] = {
             "tcp_segs_in": 0,
             "tcp_segs_out": 0,
@@ -434,6 +463,8 @@ class TcpTable:
             "tcp_syn_requests": 0,
             "tcp_gso_out": 0,
             "tcp_acks_coalesced": 0,
+            "tcp_segs_merged": 0,
+            "tcp_acks_in_batch": 0,
         }
 
     # ------------------------------------------------------------------ queries
@@ -662,7 +693,11 @@ class TcpTable:
             if self._batch or self._flushing:
                 return
             if self._dirty or self._holding:
-                self.flush_now()
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                # (the batch's cork is held: the drain's output joins it
+                # without a nested cork/uncork of its own)
+                self._flush(self._cork is not None)
         finally:
             if self._uncork is not None and self._cork is not None:
                 self._uncork()
@@ -674,6 +709,37 @@ class TcpTable:
         """IP protocol handler for protocol 6: decode and demultiplex.  Returns
         the reason when the segment is dropped (the IP layer counts it under
         ``drops``), None when a connection or listener took it."""
+        run_ep = self._run_ep
+        if run_ep is not None:
+            # the next segment of the open receive run: same flow, next
+            # SEG.SEQ, the header of the run's first but for the checksum
+            # (and PSH), text within the window: kept for one
+            # TcpConnection.receive_run, neither decoded nor received alone
+            plen = len(payload) - self._run_hl
+            if 0 < plen <= self._run_room and src == self._run_src:
+                # ports, SEG.SEQ, SEG.ACK to the window, urgent pointer and
+                # options (skipping the checksum), in one unpack
+                ports, seq, hdr, tail = self._run_fields.unpack_from(payload)
+                if (seq == self._run_next and ports == self._run_ports
+                        and (hdr == self._run_hdr or hdr == self._run_hdr_psh)
+                        and tail == self._run_tail):
+                    self._run_views.append(payload)
+                    self._run_room -= plen
+                    self._run_last = seq
+                    seq = self._run_next = (seq + plen) & 0xFFFFFFFF
+                    self._run_rx = _ARRIVAL.t
+                    if (plen <= self._run_small and self._batch
+                            and ((seq - self._run_ack_at) & 0xFFFFFFFF) < 0x80000000):
+                        # a wire-sized segment past the stretch limit of the
+                        # run's start (RCV.MSS and the limit only grow):
+                        # ip_input's own rule decides, on the run received
+                        self._release(run_ep)
+                        conn = run_ep.conn
+                        rcv = conn.rcv
+                        if plen <= rcv.mss and rcv.stretch_due():
+                            self._ack_in_batch(run_ep, conn)
+                    return None
+            self._release(run_ep)
         if len(payload) == _LINUX_SYN_LEN and payload[13] == SYN and self._syn_flood_path(
                 src, dst, payload):
             return None
@@ -727,7 +793,79 @@ class TcpTable:
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
             self._flush_handle = self.loop.call_soon(self._flush)
+        rcv = conn.rcv
+        if self._batch and len(seg.payload) <= rcv.mss and rcv.stretch_due():
+            self._ack_in_batch(ep, conn)
+        if self.merge_runs and seg.payload and conn.run_ok(seg):
+            self._open_run(ep, src, seg, payload)
         return None
+
+    def _ack_in_batch(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
+        """Inside a receive batch ``conn`` got a quarter of its window
+        unacknowledged (Receiver.stretch_due) with a wire-sized segment:
+        its output round (the ACK) goes on the wire now, not at the batch's
+        end, so a window-limited sender keeps sending while we read the
+        rest of the batch.  Events and the deadline still wait for the
+        batch's drain.  Not for coalesced (GRO) frames: a batch holds few
+        of them, and ACKing inside it doubled the wakeups and cost 40 % more
+        CPU per byte in the default mode (bench/throughput.py --gso)."""
+        self.counters["tcp_acks_in_batch"] += 1
+        self._output(ep, conn, self._clock())
+        uncork = self._uncork
+        cork = self._cork
+        if uncork is not None and cork is not None:  # out of the batch's burst
+            uncork()
+            cork()
+
+    def _open_run(self, ep: TcpEndpoint, src: bytes, seg: TcpSegment,
+                  payload: bytes | memoryview) -> None:
+        """``seg`` (its wire bytes ``payload``) went in whole and in order:
+        segments of this batch that continue it exactly
+        (TcpConnection.run_ok) are collected (:meth:`ip_input`) and
+        received as one run when anything else happens: another segment,
+        the batch's end, a timer or application call on the connection
+        (``ep.held`` is :data:`_RUN` meanwhile, so every path that releases
+        a held ACK releases the run)."""
+        rcv = ep.conn.rcv
+        room = (rcv.adv - rcv.nxt) & 0xFFFFFFFF
+        if not room or room >= 0x80000000:
+            return
+        hl = (payload[12] >> 4) << 2
+        hdr = bytes(payload[8:16])
+        self._run_ep = ep
+        self._run_seg = seg
+        self._run_src = src
+        self._run_ports = bytes(payload[:4])
+        self._run_next = rcv.nxt
+        fields = _RUN_FIELDS.get(hl)
+        if fields is None:
+            fields = _RUN_FIELDS[hl] = struct.Struct(f"!4sI8s2x{hl - 18}s")
+        self._run_fields = fields
+        self._run_hdr = hdr
+        self._run_hdr_psh = hdr[:5] + bytes((hdr[5] ^ PSH,)) + hdr[6:]
+        self._run_tail = bytes(payload[18:hl])
+        self._run_hl = hl
+        self._run_room = room
+        self._run_ack_at = (rcv.acked + rcv.stretch_limit()) & 0xFFFFFFFF
+        self._run_small = rcv.advmss
+        self._run_views = []
+        ep.held = _RUN
+        self._holding[ep] = None
+
+    def _release_run(self, ep: TcpEndpoint) -> None:
+        """Give ``ep`` the segments of its receive run (now)."""
+        views = self._run_views
+        seg = self._run_seg
+        self._run_ep = None
+        self._run_seg = None
+        self._run_views = []
+        if views and seg is not None and not ep.removed:
+            n = len(views)
+            self.counters["tcp_segs_in"] += n
+            self.counters["tcp_segs_merged"] += n
+            ep.conn.receive_run(seg, views, self._run_hl, self._run_last, self._clock(),
+                                self._run_rx)
+            self._dirty[ep] = None
 
     def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment) -> str | None:
         """Demultiplex one decoded segment (RFC 9293 section 3.10.7).  Returns
@@ -1118,6 +1256,9 @@ class TcpTable:
         seg = ep.held
         if seg is not None:
             ep.held = None
+            if seg is _RUN:
+                self._release_run(ep)
+                return
             if not ep.removed:
                 if ep.held_rx is None:
                     ep.conn.receive(seg, ep.held_at)
@@ -1229,12 +1370,14 @@ class TcpTable:
         if batch:
             send_tcp(raddr, batch, encoder)
 
-    def _flush(self) -> None:
+    def _flush(self, corked: bool = False) -> None:
+        """Drain the dirty connections; their output leaves in one device
+        burst (corked: the caller already holds the IP layer's cork)."""
         self._flush_handle = None
         if self._flushing:
             return  # (a callback asked for a drain: the running one goes on)
         self._flushing = True
-        cork = self._cork
+        cork = None if corked else self._cork
         if cork is not None:  # the drain's output: one burst (send_now stays direct)
             cork()
         try:

@@ -20,6 +20,7 @@ Where RFC and Linux differ the default is Linux's; each such place says so.
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Callable
 from copy import copy
 from typing import Any, ClassVar, Final
 
@@ -54,8 +55,8 @@ from ustack.tcp.trace import TraceHook
 from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
-MASK = 0xFFFFFFFF
-_EMPTY_OPTIONS = TcpOptions()
+MASK: Final = 0xFFFFFFFF
+_EMPTY_OPTIONS: Final = TcpOptions()
 
 
 class TsClock:
@@ -93,35 +94,36 @@ class _TsOptions:
 
 _TS_OPTIONS: Final = _TsOptions()
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
-_PAWS_IDLE = 24 * 24 * 3600.0
+_PAWS_IDLE: Final = 24 * 24 * 3600.0
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
-_TIMEOUT_MIN = 0.002
+_TIMEOUT_MIN: Final = 0.002
 
-_ESTABLISHED = TcpState.ESTABLISHED
-_SYN_SENT = TcpState.SYN_SENT
-_SYN_RECEIVED = TcpState.SYN_RECEIVED
-_FIN_WAIT_1 = TcpState.FIN_WAIT_1
-_FIN_WAIT_2 = TcpState.FIN_WAIT_2
-_TIME_WAIT = TcpState.TIME_WAIT
-_CLOSED = TcpState.CLOSED
-_CLOSE_WAIT = TcpState.CLOSE_WAIT
-_LAST_ACK = TcpState.LAST_ACK
-_CLOSING = TcpState.CLOSING
+_ESTABLISHED: Final = TcpState.ESTABLISHED
+_SYN_SENT: Final = TcpState.SYN_SENT
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
+_FIN_WAIT_1: Final = TcpState.FIN_WAIT_1
+_FIN_WAIT_2: Final = TcpState.FIN_WAIT_2
+_TIME_WAIT: Final = TcpState.TIME_WAIT
+_CLOSED: Final = TcpState.CLOSED
+_CLOSE_WAIT: Final = TcpState.CLOSE_WAIT
+_LAST_ACK: Final = TcpState.LAST_ACK
+_CLOSING: Final = TcpState.CLOSING
+_LISTEN: Final = TcpState.LISTEN
 
 #: states in which the send side may still transmit data or a FIN
-_CA_OPEN = CaState.OPEN
-_SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+_CA_OPEN: Final = CaState.OPEN
+_SENDING_STATES: Final = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
-_GSO_MAX_PAYLOAD = 65536 - 321
+_GSO_MAX_PAYLOAD: Final = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
-_RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
+_RECEIVING_STATES: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
 #: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
-_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
+_RECOVERY_CONFIGS: Final[dict[tuple[Any, ...], RecoveryConfig]] = {}
 
 #: Undo.reason -> the Linux counter it increments
-_UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
+_UNDO_MIB: Final = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
              "frto": "TcpExtTCPSpuriousRTOs"}
 
@@ -516,9 +518,25 @@ class TcpConnection:
         self._data_event_sent = False
         rcv = self.rcv
         data = rcv.read(max_bytes)
-        if data and self.state.synchronized:
+        st = self.state
+        # (ESTABLISHED first: ``synchronized`` is an interpreted enum property)
+        if data and (st is _ESTABLISHED or st.synchronized):
             rcv.maybe_window_update()
         return data
+
+    def recv_into(self, sink: Callable[[memoryview], object], max_bytes: int,
+                  now: float) -> int:
+        """:meth:`recv`, handing ``sink`` a view of up to ``max_bytes``
+        in-order bytes instead of a copy (valid during the call only: the
+        sink copies what it keeps and does not call into this connection);
+        the bytes are taken even if it raises.  Returns how many."""
+        self._now = now
+        self._data_event_sent = False
+        rcv = self.rcv
+        n = rcv.read_into(sink, max_bytes)
+        if n and self.state.synchronized:
+            rcv.maybe_window_update()
+        return n
 
     def shutdown(self, now: float) -> None:
         """Half-close (shutdown(SHUT_WR)): a FIN follows the queued data
@@ -874,7 +892,7 @@ class TcpConnection:
                     self._events.append(ev.DATA_AVAILABLE)
             return
 
-        if st is _CLOSED or st is TcpState.LISTEN:
+        if st is _CLOSED or st is _LISTEN:
             rst = reply_to_unmatched(seg)
             if rst is not None:
                 self._emit(rst, now)
@@ -946,6 +964,75 @@ class TcpConnection:
         """``older`` was superseded (:meth:`ack_supersedes`) and will not be
         received: count it as a segment in (tcpi_segs_in) all the same."""
         self.segs_in += 1
+
+    # ------------------------------------------ receive runs (driver GRO)
+    def run_ok(self, seg: TcpSegment) -> bool:
+        """Right after :meth:`receive` of ``seg``: segments exactly like it
+        (same ACK, window, options and flags but PSH) that continue its text
+        would each take :meth:`receive`'s fast path to the in-order text
+        branch with nothing in flight and TS.Recent staying (their SEG.SEQ
+        above the last ACK sent), so :meth:`receive_run` may take a
+        run of them at once (a driver's receive coalescing, as Linux GRO;
+        docs/tcp-core.md "Receive runs").  True when ``seg`` carried text
+        that went in whole and in order, ESTABLISHED, no trace hook,
+        SND.UNA = SND.NXT = SEG.ACK, no SACK blocks, nothing out of order
+        held, SND.WL1/SND.WL2 from ``seg`` (its window taken) and its TSval
+        not older than TS.Recent (so PAWS passes)."""
+        plen = len(seg.payload)
+        if (not plen or self.state is not _ESTABLISHED or not self.fast_path
+                or self.trace is not None):
+            return False
+        rcv = self.rcv
+        ooo = rcv.ooo
+        if (rcv.nxt != ((seg.seq + plen) & MASK) or rcv.acked == rcv.nxt
+                or ooo.nbytes or ooo.fin_pos is not None
+                or self.snd_una != seg.ack or self.snd_nxt != seg.ack
+                or self.snd_wl1 != seg.seq or self.snd_wl2 != seg.ack
+                or seg.options.sack_blocks or not self._data_event_sent):
+            return False
+        ts = seg.options.timestamp
+        return not (ts is not None and self.ts_ok
+                    and ((ts[0] - self._ts_recent) & MASK) >= 0x80000000)
+
+    def receive_run(self, seg: TcpSegment, payloads: list[bytes | memoryview], hlen: int,
+                    last_seq: int, now: float, arrival: float | None) -> None:
+        """SEGMENT ARRIVES for each of a run of segments following ``seg``
+        (:meth:`run_ok` was True after it), given as their TCP segments
+        ``payloads`` (header of ``hlen`` bytes, the same as ``seg``'s but for
+        the sequence number, checksum and PSH; text in sequence, within
+        RCV.ADV; ``last_seq`` the last one's SEG.SEQ), all at ``now``, the
+        last one arriving at ``arrival``.  Exactly what :meth:`receive` does
+        to each (tests/unit/test_tcp_rx_runs.py): the fast path's in-order
+        text branch, the ACK being the window-only case; TS.Recent stays
+        (every SEG.SEQ is above the last ACK sent, RFC 7323 4.3)."""
+        n = len(payloads)
+        self._now = now
+        rec = self._rec
+        if rec is not None:
+            rec.ack_time = arrival
+            rec.ack_time_first = None
+        self.segs_in += n
+        self.data_segs_in += n
+        self.last_recv = now
+        timers = self.timers
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+            self._ka_probes = 0
+        wnd = seg.window << self.snd_wscale
+        if timers.persist is not None and wnd:
+            timers.persist = None
+            self._persist_backoff = 0
+        # _update_window of each: SND.WL1 was ``seg``'s SEG.SEQ (run_ok), so
+        # every later SEG.SEQ passes the rule and the last one's stays
+        self.snd_wnd = wnd
+        self.snd_wl1 = last_seq
+        self.snd_wl2 = seg.ack
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.rcv.accept_run(payloads, hlen, now)
+        if not self._data_event_sent:
+            self._data_event_sent = True
+            self._events.append(ev.DATA_AVAILABLE)
 
     def _receive_general(self, seg: TcpSegment, now: float) -> None:
         """3.10.7.4 "Other states": SYN-RECEIVED through LAST-ACK."""
@@ -1780,7 +1867,9 @@ class TcpConnection:
         if early is not None:  # part of this batch went out in recovery
             prior_nxt = early
             self._early_nxt = None
-        if self.state in _SENDING_STATES:
+        st = self.state
+        # (ESTABLISHED first: the set lookup hashes the enum, interpreted)
+        if st is _ESTABLISHED or st in _SENDING_STATES:
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):

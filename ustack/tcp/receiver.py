@@ -13,12 +13,13 @@ the ``delack`` deadline in the shared :class:`~ustack.tcp.timers.Timers`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.timers import Timers
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 #: the reassembly queue of every receiver that never got text above RCV.NXT:
 #: only read, never changed (:meth:`Receiver.queue` gives a receiver its own
 #: on the first out-of-order segment), so an idle connection keeps none
@@ -116,6 +117,40 @@ class Receiver:
             self.timers.delack = now + self.delack
         return False
 
+    def accept_run(self, segments: list[bytes | memoryview], hlen: int, now: float) -> None:
+        """:meth:`accept` of the text of each of ``segments`` (TCP segments
+        with ``hlen``-byte headers, in order, nothing held for reassembly),
+        all at ``now``: the same buffer, sequence space, RCV.MSS and ACK
+        decision, each text copied once, straight from its frame."""
+        self.lrcv = now
+        buf = self.buf
+        nxt = self.nxt
+        acked = self.acked
+        mss = self.mss
+        advmss = self.advmss
+        total = 0
+        for segment in segments:
+            text = segment[hlen:]
+            plen = len(text)
+            buf += text
+            total += plen
+            nxt = (nxt + plen) & MASK
+            if plen > mss:
+                mss = plen if plen < advmss else advmss
+            if ((nxt - acked) & MASK) > mss:
+                self.ack_now = True  # (the rule of accept, segment by segment)
+            elif self.quickacks > 0 and not self.pingpong:
+                self.quickacks -= 1
+                self.ack_now = True
+            elif self.quickack_mode:
+                self.ack_now = True
+            elif self.timers.delack is None:
+                self.timers.delack = now + self.delack
+        self.nxt = nxt
+        self.mss = mss
+        self.pos += total
+        self.bytes_received += total
+
     def queue(self, seq: int, payload: bytes, fin: bool) -> None:
         """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly and
         answer at once with a duplicate ACK carrying SACK (RFC 5681 4.2)."""
@@ -153,9 +188,37 @@ class Receiver:
             data = bytes(buf)
             buf.clear()
         else:
-            data = bytes(buf[:max_bytes])
+            # one copy (buf[:n] would copy twice: a bytearray, then bytes);
+            # the view is gone before the buffer shrinks (deleting from the
+            # front moves no bytes in CPython)
+            view = memoryview(buf)
+            data = bytes(view[:max_bytes])
+            view.release()
             del buf[:max_bytes]
         return data
+
+    def read_into(self, sink: Callable[[memoryview], object], max_bytes: int) -> int:
+        """:meth:`read` without the copy: ``sink`` gets a view of up to
+        ``max_bytes`` in-order bytes, which are then taken (also when it
+        raises); the view is released before the buffer moves."""
+        buf = self.buf
+        n = len(buf)
+        if n == 0 or max_bytes <= 0:
+            return 0
+        if n > max_bytes:
+            n = max_bytes
+        view = memoryview(buf)
+        part = view[:n]
+        try:
+            sink(part)
+        finally:
+            part.release()
+            view.release()
+            if n == len(buf):
+                buf.clear()
+            else:
+                del buf[:n]
+        return n
 
     # ------------------------------------------------------------ ACK policy
     def sent_ack(self) -> None:
@@ -163,6 +226,25 @@ class Receiver:
         self.ack_now = False
         self.timers.delack = None
         self.acked = self.nxt
+
+    def stretch_limit(self) -> int:
+        """How much text may arrive unacknowledged inside one receive batch
+        before the ACK that is due goes out at once instead of at the batch's
+        end: a quarter of the window we last announced, at least two full
+        segments.  A driver that defers the ACKs of a batch to its end (one
+        ACK for the batch, as GRO does for one super-packet, RFC 5681 4.2
+        allows stretch ACKs) would otherwise hold a window-limited sender
+        still for a whole batch: with a 1 MB window and batches of 600
+        segments it waited for every ACK.  (The driver applies it to
+        wire-sized segments only, not to coalesced GRO frames.)"""
+        quarter = ((self.adv - self.acked) & MASK) >> 2
+        two = self.mss << 1
+        return quarter if quarter > two else two
+
+    def stretch_due(self) -> bool:
+        """An ACK is due and :meth:`stretch_limit` bytes arrived since the
+        last one."""
+        return self.ack_now and ((self.nxt - self.acked) & MASK) >= self.stretch_limit()
 
     def delack_expired(self) -> None:
         """The delayed-ACK timer ran out (RFC 1122 4.2.3.2).  With the ACK

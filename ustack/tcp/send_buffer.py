@@ -23,17 +23,17 @@ from __future__ import annotations
 
 from typing import Final
 
-_SMALL = 2048  # writes below this are coalesced
-_TAIL_MAX = 65536  # ... into a tail chunk of at most this size
+_SMALL: Final = 2048  # writes below this are coalesced
+_TAIL_MAX: Final = 65536  # ... into a tail chunk of at most this size
 
 #: what Linux charges an skb beyond its payload: SKB_TRUESIZE of the head
 #: tcp_stream_alloc_skb allocates (MAX_TCP_HEADER in a 1 KB slab object plus
 #: struct sk_buff and skb_shared_info on x86_64); packetdrill's
 #: timestamping/partial.pkt pins it between 548 and 1315 bytes
-SKB_OVERHEAD = 1280
+SKB_OVERHEAD: Final = 1280
 #: Linux SOCK_MIN_SNDBUF (2 * TCP_SKB_MIN_TRUESIZE): setsockopt(SO_SNDBUF)
 #: never sets less
-SOCK_MIN_SNDBUF = 4608
+SOCK_MIN_SNDBUF: Final = 4608
 
 
 def charged(queued: int, goal: int) -> int:

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from ustack.tcp.connection import TcpConnection
     from ustack.tcp.recovery import Recovery
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
-_GSO_MAX = 65536 - 321
-_EMPTY_OPTIONS = TcpOptions()
+_GSO_MAX: Final = 65536 - 321
+_EMPTY_OPTIONS: Final = TcpOptions()
 #: Sender.eor until the first MSG_EOR record end (issue 14: an idle
 #: connection keeps no list of its own)
 _NO_EOR: Final[list[int]] = []
