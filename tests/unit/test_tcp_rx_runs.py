@@ -139,7 +139,7 @@ def _handshake(a: Side, b: Side, ts: bool, wscale: int) -> tuple[list[int], int]
 seg_st = st.tuples(
     st.sampled_from(["data"] * 10 + ["gap", "fill", "dup", "window", "ack", "ts_back",
                                      "other", "pure", "mangle", "big", "zero_win",
-                                     "burst", "burst"]),
+                                     "burst", "burst", "gro", "gro"]),
     st.integers(1, 1448), st.booleans(), st.sampled_from([0, 0, 0, 0, 1]))
 app_st = st.tuples(st.sampled_from([0, 0, 1000, 5000, 1 << 20]),  # bytes read
                    st.sampled_from([0, 0, 0, 100, 3000]))  # bytes written
@@ -191,6 +191,10 @@ def _check(ts: bool, wscale: int, small_buffer: bool, quickack: bool,
                 if kind == "data" or kind == "big":
                     size = n if kind == "data" else 1448
                     batch.append(_tcp(80, nxt, ack, flags, window, tsopt, bytes([n % 251]) * size))
+                    nxt = (nxt + size) & MASK
+                elif kind == "gro":  # a coalesced (GRO) frame: more than an MSS of text
+                    size = 2896 + n
+                    batch.append(_tcp(80, nxt, ack, flags, window, tsopt, bytes([n % 7]) * size))
                     nxt = (nxt + size) & MASK
                 elif kind == "burst":  # a train of full segments (crosses small windows)
                     for i in range(8):

@@ -272,3 +272,73 @@ def test_stack_output_is_the_same_with_and_without_the_cork(
     # the server's SYN-ACKs, responses' ACKs and FINs went out in bursts
     assert corked["calls"]["b"] < plain["calls"]["b"]
     assert corked["calls"]["a"] <= plain["calls"]["a"]
+
+
+def test_a_receive_batch_drains_under_its_own_cork_only() -> None:
+    """The drain at the end of a receive batch runs under the batch's cork
+    (no nested cork/uncork pair of its own); a drain outside a batch (the
+    ``call_soon`` one) still corks its output into one device call."""
+
+    async def main() -> None:
+        a_dev, b_dev = MemoryPair()
+        calls: list[int] = []
+        send_one = a_dev.send
+
+        def counted_one(frame: Any) -> None:
+            calls.append(1)
+            send_one(frame)
+
+        def counted_many(frames: Any) -> None:
+            calls.append(len(frames))
+            for frame in frames:
+                send_one(frame)
+
+        a_dev.send = counted_one  # type: ignore[method-assign]
+        a_dev.send_many = counted_many  # type: ignore[method-assign]
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
+        table = a.tcp
+        depth = [0, 0]  # now, deepest
+        cork, uncork = table._cork, table._uncork
+        assert cork is not None and uncork is not None
+
+        def counted_cork() -> None:
+            depth[0] += 1
+            depth[1] = max(depth[1], depth[0])
+            cork()
+
+        def counted_uncork() -> None:
+            depth[0] -= 1
+            uncork()
+
+        table._cork, table._uncork = counted_cork, counted_uncork
+        try:
+            async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                while data := await r.read(100):
+                    w.write(data)
+
+            await b.start_server(serve, port=7101)
+            pairs = [await a.open_connection(B, 7101) for _ in range(2)]
+            for _ in range(5):
+                for reader, writer in pairs:
+                    writer.write(b"ping")
+                    assert await reader.readexactly(4) == b"ping"
+            assert depth == [0, 1]
+            # two connections with an ACK due, drained outside any batch:
+            # their ACKs leave in one device call
+            eps = [ep for ep in table.endpoints() if ep.owner is not None]
+            assert len(eps) == 2
+            calls.clear()
+            for ep in eps:
+                ep.conn.rcv.ack_now = True
+                table._dirty[ep] = None
+            table._flush()
+            assert calls == [2]
+            assert depth == [0, 1]
+            for _, writer in pairs:
+                writer.close()
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -35,7 +35,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
@@ -85,71 +85,71 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_STATISTICS = 6
-PACKET_RX_RING = 5
-PACKET_TX_RING = 13
+ETH_P_ALL: Final = 0x0003
+SOL_PACKET: Final = 263
+PACKET_ADD_MEMBERSHIP: Final = 1
+PACKET_MR_PROMISC: Final = 1
+PACKET_STATISTICS: Final = 6
+PACKET_RX_RING: Final = 5
+PACKET_TX_RING: Final = 13
 #: a TX ring slot: tpacket2_hdr, then the frame at TX_DATA (TPACKET2_HDRLEN -
 #: sizeof(sockaddr_ll)), up to TX_SLOT - TX_DATA bytes
-TX_SLOT = 256
-TX_DATA = 32
-TP_STATUS_AVAILABLE = 0
-TP_STATUS_SEND_REQUEST = 1
-TP_STATUS_WRONG_FORMAT = 4
-PACKET_AUXDATA = 8
-PACKET_VERSION = 10
-PACKET_VNET_HDR = 15
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
+TX_SLOT: Final = 256
+TX_DATA: Final = 32
+TP_STATUS_AVAILABLE: Final = 0
+TP_STATUS_SEND_REQUEST: Final = 1
+TP_STATUS_WRONG_FORMAT: Final = 4
+PACKET_AUXDATA: Final = 8
+PACKET_VERSION: Final = 10
+PACKET_VNET_HDR: Final = 15
+PACKET_IGNORE_OUTGOING: Final = 23
+PACKET_OUTGOING: Final = 4
 
-SO_SNDBUFFORCE = 32
-SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE: Final = 32
+SO_RCVBUFFORCE: Final = 33
 
-SIOCGIFMTU = 0x8921
-SIOCGIFHWADDR = 0x8927
+SIOCGIFMTU: Final = 0x8921
+SIOCGIFHWADDR: Final = 0x8927
 
-TPACKET_V2 = 1
-TP_STATUS_KERNEL = 0
-TP_STATUS_USER = 0x1
-TP_STATUS_COPY = 0x2
-PACKET_COPY_THRESH = 7
+TPACKET_V2: Final = 1
+TP_STATUS_KERNEL: Final = 0
+TP_STATUS_USER: Final = 0x1
+TP_STATUS_COPY: Final = 0x2
+PACKET_COPY_THRESH: Final = 7
 #: tpacket2_hdr (32 bytes) then sockaddr_ll; sll_pkttype sits at 32 + 10
-_SLOT_PKTTYPE = 42
+_SLOT_PKTTYPE: Final = 42
 #: frame data starts at most this far into a slot (TPACKET_ALIGN(52 + 16) + slack)
-_SLOT_OVERHEAD = 96
-_RING_BLOCK = 1 << 16
+_SLOT_OVERHEAD: Final = 96
+_RING_BLOCK: Final = 1 << 16
 
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_F_NEEDS_CSUM: Final = 1
+VIRTIO_NET_HDR_F_DATA_VALID: Final = 2
+VIRTIO_NET_HDR_GSO_NONE: Final = 0
+VIRTIO_NET_HDR_GSO_TCPV4: Final = 1
 #: struct virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
-VNET_HDR = struct.Struct("=BBHHHH")
-VNET_HDR_LEN = VNET_HDR.size
-_VNET_NONE = bytes(VNET_HDR_LEN)
-_VNET_TRUSTED = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
+VNET_HDR: Final = struct.Struct("=BBHHHH")
+VNET_HDR_LEN: Final = VNET_HDR.size
+_VNET_NONE: Final = bytes(VNET_HDR_LEN)
+_VNET_TRUSTED: Final = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
 
-TP_STATUS_CSUMNOTREADY = 0x8
-TP_STATUS_CSUM_VALID = 0x80
+TP_STATUS_CSUMNOTREADY: Final = 0x8
+TP_STATUS_CSUM_VALID: Final = 0x80
 #: both bits sit in the first (little-endian) byte of tpacket_auxdata.tp_status
-_TRUSTED_BITS = TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID
+_TRUSTED_BITS: Final = TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID
 
 #: receive buffer: a GRO/GSO frame can be 64 KiB plus headers
-RX_BUFSIZE = 65536 + 64
+RX_BUFSIZE: Final = 65536 + 64
 #: room for one cmsg with struct tpacket_auxdata (20 bytes)
-_ANCBUFSIZE = socket.CMSG_SPACE(20)
+_ANCBUFSIZE: Final = socket.CMSG_SPACE(20)
 
-_MSG_TRUNC = socket.MSG_TRUNC
+_MSG_TRUNC: Final = socket.MSG_TRUNC
 #: tp_len, tp_snaplen, tp_mac of tpacket2_hdr (after the 4-byte tp_status)
-_SLOT_HDR = struct.Struct("<IIH")
+_SLOT_HDR: Final = struct.Struct("<IIH")
 #: the same plus tp_net, tp_sec, tp_nsec: the kernel's receive timestamp
 #: (CLOCK_REALTIME, ustack.link.rxtime)
 #: tpacket2_hdr from tp_status: status, len, snaplen, mac, net, sec, nsec
-_SLOT_STATUS_HDR_TS = struct.Struct("<IIIHHII")
-_ZERO4 = bytes(4)
+_SLOT_STATUS_HDR_TS: Final = struct.Struct("<IIIHHII")
+_ZERO4: Final = bytes(4)
 
 
 def as_mac(mac: bytes | str) -> bytes:
@@ -452,6 +452,30 @@ class AfPacketDevice(Device):
             self._consume_socket_error()
         self._deliver(StampedBatch(frames, times) if self.rx_timestamps else frames,
                       nbytes, skipped, truncated)
+
+    def ring_state(self) -> tuple[mmap.mmap, int, int, int, int, int] | None:
+        """For a reader that takes receive-ring slots in place
+        (``ustack.driver._synbatch.ring_shed``): (ring, slot size, slots,
+        head, offset of sll_pkttype in a slot, the tp_status bits that mean
+        a trusted checksum); None without the ring.  The reader hands the
+        slots it takes back to the kernel and reports them (:meth:`ring_taken`)."""
+        ring = self._ring
+        if ring is None or self._closed:
+            return None
+        return (ring, self._ring_slot, self._ring_slots, self._ring_head, _SLOT_PKTTYPE,
+                _TRUSTED_BITS)
+
+    def ring_taken(self, slots: int, nbytes: int) -> None:
+        """Such a reader took ``slots`` frames (``nbytes`` bytes) from the
+        head on: counted as :meth:`read_fixed` counts them."""
+        stats = self._stats
+        stats["rx_wakeups"] += 1
+        if slots == 0:
+            self._consume_socket_error()
+            return
+        self._ring_head = (self._ring_head + slots) % self._ring_slots
+        stats["rx_frames"] += slots
+        stats["rx_bytes"] += nbytes
 
     def read_fixed(self, width: int, budget: int) -> tuple[
             NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 # instruction classes, sizes, modes, ops, sources (linux/bpf_common.h)
 BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = range(8)
@@ -18,23 +18,23 @@ BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
 BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN, BPF_MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
 BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 BPF_K, BPF_X = 0x00, 0x08
-BPF_A = 0x10
+BPF_A: Final = 0x10
 
 #: ancillary loads: ``ld [SKF_AD_OFF + SKF_AD_PKTTYPE]`` reads skb->pkt_type
-SKF_AD_OFF = -0x1000
-SKF_AD_PROTOCOL = 0
-SKF_AD_PKTTYPE = 4
+SKF_AD_OFF: Final = -0x1000
+SKF_AD_PROTOCOL: Final = 0
+SKF_AD_PKTTYPE: Final = 4
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = range(5)
 
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
+ETH_P_IP: Final = 0x0800
+ETH_P_ARP: Final = 0x0806
 
-SO_ATTACH_FILTER = 26
-SO_DETACH_FILTER = 27
+SO_ATTACH_FILTER: Final = 26
+SO_DETACH_FILTER: Final = 27
 
 #: bytes of a frame to keep when the filter accepts it (all of any GSO frame)
-ACCEPT_ALL = 0x40000
+ACCEPT_ALL: Final = 0x40000
 
 
 class Insn(NamedTuple):
@@ -110,10 +110,10 @@ def ethernet_filter(mac: bytes, ethertypes: tuple[int, ...] = (ETH_P_IP, ETH_P_A
     return prog
 
 
-BPF_AND = 0x50
+BPF_AND: Final = 0x50
 #: TCP flags that make a segment a pure SYN when only SYN of them is set
-_SYN_MASK = 0x17  # FIN | SYN | RST | ACK
-_SYN = 0x02
+_SYN_MASK: Final = 0x17  # FIN | SYN | RST | ACK
+_SYN: Final = 0x02
 
 
 def split_tcp_syn(mac: bytes, *, syn_only: bool) -> list[Insn]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 
-ETH_HEADER = 14
+ETH_HEADER: Final = 14
 
 
 class _Direction:

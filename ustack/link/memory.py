@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.link.rxtime import StampedBatch
 
-ETH_HEADER = 14
+ETH_HEADER: Final = 14
 
 
 class MemoryDevice(Device):

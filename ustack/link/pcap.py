@@ -18,14 +18,14 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import dpkt
 
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.wire.checksum import fold, partial_sum, pseudo_header_sum
 
-SNAPLEN = 262144
+SNAPLEN: Final = 262144
 
 
 class PcapDevice(Device):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.wire import icmp
 
 #: (errno, fatal) per destination-unreachable code, as Linux's icmp_err_convert;
 #: fatal errors abort a connection that is still opening (RFC 1122 s.4.2.3.9)
-UNREACH_ERRNO: dict[int, tuple[int, bool]] = {
+UNREACH_ERRNO: Final[dict[int, tuple[int, bool]]] = {
     icmp.CODE_NET_UNREACH: (errno.ENETUNREACH, True),
     icmp.CODE_HOST_UNREACH: (errno.EHOSTUNREACH, True),
     icmp.CODE_PROTO_UNREACH: (errno.ENOPROTOOPT, True),
@@ -34,9 +35,9 @@ UNREACH_ERRNO: dict[int, tuple[int, bool]] = {
     icmp.CODE_PRECEDENCE_CUTOFF: (errno.EHOSTUNREACH, True),
 }
 
-ORIGIN_ICMP = "icmp"
-ORIGIN_ARP = "arp"
-ORIGIN_ROUTE = "route"
+ORIGIN_ICMP: Final = "icmp"
+ORIGIN_ARP: Final = "arp"
+ORIGIN_ROUTE: Final = "route"
 
 
 def errno_for(icmp_type: int, code: int) -> tuple[int, bool] | None:

@@ -25,7 +25,7 @@ import itertools
 import logging
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import (
@@ -68,19 +68,19 @@ GsoSegment = tuple[bytes, Buffer, int]
 IpHandler = Callable[[bytes, bytes, Buffer, bool], str | None]
 ErrorHandler = Callable[[IpError], None]
 
-_IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IP_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
 #: the receive fast path's view of a frame: destination MAC, EtherType, and
 #: of the IPv4 header version/IHL, total length, flags/fragment offset,
 #: protocol and both addresses (the rest skipped: no object made for them)
-_ETH_IP_FAST = struct.Struct("!6s6x2sBxH2xHxB2x4s4s")
-_ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
-_ETH_ARP = ETHERTYPE_ARP.to_bytes(2, "big")
-_ZERO_IP = b"\x00\x00\x00\x00"
+_ETH_IP_FAST: Final = struct.Struct("!6s6x2sBxH2xHxB2x4s4s")
+_ETH_IPV4: Final = ETHERTYPE_IPV4.to_bytes(2, "big")
+_ETH_ARP: Final = ETHERTYPE_ARP.to_bytes(2, "big")
+_ZERO_IP: Final = b"\x00\x00\x00\x00"
 #: routed destinations with their own Ethernet-header cache entry, at most
-_PREFIX_CACHE_MAX = 4096
+_PREFIX_CACHE_MAX: Final = 4096
 #: destinations with a cached TCP encoder, at most (then the cache restarts)
-_ENCODER_CACHE_MAX = 1024
-_PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
+_ENCODER_CACHE_MAX: Final = 1024
+_PROTO_NAMES: Final = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp"}
 
 
 def _transport_sum_ok(src: bytes, dst: bytes, proto: int, segment: memoryview) -> bool:
@@ -100,7 +100,7 @@ def _transport_sum_ok(src: bytes, dst: bytes, proto: int, segment: memoryview) -
 #: IP option types with a pointer octet, and the smallest valid pointer
 #: (RFC 791 3.1: record route 7, loose/strict source route 131/137: 4;
 #: Internet timestamp 68: 5)
-_POINTER_OPTIONS = {7: 4, 131: 4, 137: 4, 68: 5}
+_POINTER_OPTIONS: Final = {7: 4, 131: 4, 137: 4, 68: 5}
 #: source routing: Linux drops it (accept_source_route 0, RFC 7126 4.3/4.4)
 _SOURCE_ROUTE = (131, 137)
 
@@ -139,7 +139,7 @@ def ip_options_error(options: bytes | memoryview) -> str | None:
 
 #: a cork sends what it holds once this many frames wait (sendmmsg takes up
 #: to 64 per system call, ustack/link/_batch.c: waiting longer saves nothing)
-CORK_MAX = 64
+CORK_MAX: Final = 64
 
 
 def _one_by_one(transmit: Callable[[bytes], None]) -> Callable[[Sequence[bytes]], None]:

@@ -4,8 +4,9 @@ gateway (RFC 1122 s.3.3.1)."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
-LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
 
 
 class Routes:

@@ -23,7 +23,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Final, Protocol
 
 from ustack.net.icmp import IpError
 from ustack.wire import icmp as wicmp
@@ -32,7 +32,7 @@ from ustack.wire.errors import ParseError
 from ustack.wire.ipv4 import build_header
 
 #: Linux's net.core.rmem_default
-DEFAULT_RCVBUF = 212_992
+DEFAULT_RCVBUF: Final = 212_992
 EPHEMERAL_RANGE = (32768, 60999)
 
 Address = tuple[str, int]

@@ -10,8 +10,13 @@ BUSY while data is queued, to nothing once all of it is acknowledged.
 
 from __future__ import annotations
 
+from typing import Final
+
 #: Linux enum tcp_chrono
-UNSPEC, BUSY, RWND_LIMITED, SNDBUF_LIMITED = 0, 1, 2, 3
+UNSPEC: Final = 0
+BUSY: Final = 1
+RWND_LIMITED: Final = 2
+SNDBUF_LIMITED: Final = 3
 #: the shared resting value of Chrono.stat (typed variable-length so that
 #: compiled code keeps the one object instead of building a tuple per Chrono)
 _ZERO: tuple[float, ...] = (0.0, 0.0, 0.0)  # not Final: mypyc would inline a new tuple per use

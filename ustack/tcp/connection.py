@@ -48,15 +48,15 @@ from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
 from ustack.tcp.send_buffer import charged as sndbuf_charged
 from ustack.tcp.send_buffer import writable as sndbuf_writable
-from ustack.tcp.sender import Sender
+from ustack.tcp.sender import NO_OUT, Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
 from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
-MASK = 0xFFFFFFFF
-_EMPTY_OPTIONS = TcpOptions()
+MASK: Final = 0xFFFFFFFF
+_EMPTY_OPTIONS: Final = TcpOptions()
 
 
 class TsClock:
@@ -94,35 +94,36 @@ class _TsOptions:
 
 _TS_OPTIONS: Final = _TsOptions()
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
-_PAWS_IDLE = 24 * 24 * 3600.0
+_PAWS_IDLE: Final = 24 * 24 * 3600.0
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
-_TIMEOUT_MIN = 0.002
+_TIMEOUT_MIN: Final = 0.002
 
-_ESTABLISHED = TcpState.ESTABLISHED
-_SYN_SENT = TcpState.SYN_SENT
-_SYN_RECEIVED = TcpState.SYN_RECEIVED
-_FIN_WAIT_1 = TcpState.FIN_WAIT_1
-_FIN_WAIT_2 = TcpState.FIN_WAIT_2
-_TIME_WAIT = TcpState.TIME_WAIT
-_CLOSED = TcpState.CLOSED
-_CLOSE_WAIT = TcpState.CLOSE_WAIT
-_LAST_ACK = TcpState.LAST_ACK
-_CLOSING = TcpState.CLOSING
+_ESTABLISHED: Final = TcpState.ESTABLISHED
+_SYN_SENT: Final = TcpState.SYN_SENT
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
+_FIN_WAIT_1: Final = TcpState.FIN_WAIT_1
+_FIN_WAIT_2: Final = TcpState.FIN_WAIT_2
+_TIME_WAIT: Final = TcpState.TIME_WAIT
+_CLOSED: Final = TcpState.CLOSED
+_CLOSE_WAIT: Final = TcpState.CLOSE_WAIT
+_LAST_ACK: Final = TcpState.LAST_ACK
+_CLOSING: Final = TcpState.CLOSING
+_LISTEN: Final = TcpState.LISTEN
 
 #: states in which the send side may still transmit data or a FIN
-_CA_OPEN = CaState.OPEN
-_SENDING_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+_CA_OPEN: Final = CaState.OPEN
+_SENDING_STATES: Final = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
 #: Linux sk_gso_max_size for a 64 KB GSO device: 65536 - (MAX_TCP_HEADER + 1)
-_GSO_MAX_PAYLOAD = 65536 - 321
+_GSO_MAX_PAYLOAD: Final = 65536 - 321
 #: states in which received text is accepted (RFC 9293 3.10.7.4 "seventh")
-_RECEIVING_STATES = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
+_RECEIVING_STATES: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
 #: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
-_RECOVERY_CONFIGS: dict[tuple[Any, ...], RecoveryConfig] = {}
+_RECOVERY_CONFIGS: Final[dict[tuple[Any, ...], RecoveryConfig]] = {}
 
 #: Undo.reason -> the Linux counter it increments
-_UNDO_MIB = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
+_UNDO_MIB: Final = {"dsack": "TcpExtTCPDSACKUndo", "recovery": "TcpExtTCPFullUndo",
              "partial": "TcpExtTCPPartialUndo", "loss": "TcpExtTCPLossUndo",
              "frto": "TcpExtTCPSpuriousRTOs"}
 
@@ -268,7 +269,7 @@ class TcpConnection:
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
         self._ts_offset = (iss * 2654435761) & MASK
-        self._out: list[TcpSegment] = []
+        self._out: list[TcpSegment] = NO_OUT  # (a list of its own at the first segment)
         #: SND.NXT before the first transmission of a receive batch made
         #: during loss recovery (_send_after_ack), for the trace's rtx flag
         self._early_nxt: int | None = None
@@ -370,7 +371,7 @@ class TcpConnection:
         c._set_state(_SYN_SENT)
         c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
-        c._out.append(c._syn_segment(now))
+        c._queue_out(c._syn_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
 
@@ -389,7 +390,7 @@ class TcpConnection:
         c._take_syn(syn, now)
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
         c.rcv.adv = (c.rcv.nxt + c._syn_window) & MASK
-        c._out.append(c._synack_segment(now))
+        c._queue_out(c._synack_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
 
@@ -517,7 +518,9 @@ class TcpConnection:
         self._data_event_sent = False
         rcv = self.rcv
         data = rcv.read(max_bytes)
-        if data and self.state.synchronized:
+        st = self.state
+        # (ESTABLISHED first: ``synchronized`` is an interpreted enum property)
+        if data and (st is _ESTABLISHED or st.synchronized):
             rcv.maybe_window_update()
         return data
 
@@ -889,7 +892,7 @@ class TcpConnection:
                     self._events.append(ev.DATA_AVAILABLE)
             return
 
-        if st is _CLOSED or st is TcpState.LISTEN:
+        if st is _CLOSED or st is _LISTEN:
             rst = reply_to_unmatched(seg)
             if rst is not None:
                 self._emit(rst, now)
@@ -1881,18 +1884,22 @@ class TcpConnection:
         if early is not None:  # part of this batch went out in recovery
             prior_nxt = early
             self._early_nxt = None
-        if self.state in _SENDING_STATES:
+        st = self.state
+        # (ESTABLISHED first: the set lookup hashes the enum, interpreted)
+        if st is _ESTABLISHED or st in _SENDING_STATES:
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):
                 self._send_blocked = False  # sending made room under the low mark
                 self._events.append(ev.SEND_SPACE_AVAILABLE)
         if self.rcv.ack_now:
-            self._out.append(self._make(ACK, self.snd_nxt))
+            self._queue_out(self._make(ACK, self.snd_nxt))
         out = self._out
         if not out:
+            if out is not NO_OUT:
+                self._out = NO_OUT  # (an empty list the sender made: back to the shared one)
             return []
-        self._out = []
+        self._out = NO_OUT
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
@@ -1946,7 +1953,15 @@ class TcpConnection:
         """Queue a control segment (data goes out through the sender)."""
         if seg.flags & RST:
             self.mib["TcpOutRsts"] += 1
-        self._out.append(seg)
+        self._queue_out(seg)
+
+    def _queue_out(self, seg: TcpSegment) -> None:
+        """Append ``seg`` to the output queue (a list of its own first: an
+        idle connection holds the shared empty ``NO_OUT``)."""
+        out = self._out
+        if out is NO_OUT:
+            out = self._out = []
+        out.append(seg)
 
     def _ts_val(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & MASK

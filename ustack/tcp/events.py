@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from dataclasses import dataclass
+from typing import Final
 
 
 class Event:
@@ -65,8 +66,8 @@ class Closed(Event):
     """The connection reached CLOSED; remove it from the connection table."""
 
 
-CONNECTED = Connected()
-DATA_AVAILABLE = DataAvailable()
-EOF_RECEIVED = EofReceived()
-SEND_SPACE_AVAILABLE = SendSpaceAvailable()
-CLOSED = Closed()
+CONNECTED: Final = Connected()
+DATA_AVAILABLE: Final = DataAvailable()
+EOF_RECEIVED: Final = EofReceived()
+SEND_SPACE_AVAILABLE: Final = SendSpaceAvailable()
+CLOSED: Final = Closed()

@@ -6,7 +6,7 @@ The net layer owns sockets and listeners; these pure functions own the rules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.options import negotiate, synack_options
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ustack.tcp.mib import TcpMib
     from ustack.tcp.trace import TraceHook
 
-_NO_OPTIONS_SEGMENT_WINDOW = 0
+_NO_OPTIONS_SEGMENT_WINDOW: Final = 0
 
 
 def reply_to_unmatched(seg: TcpSegment) -> TcpSegment | None:
@@ -64,7 +64,7 @@ def listener_action(seg: TcpSegment) -> Literal["syn"] | TcpSegment | None:
 
 # --------------------------------------------------------------- request socks
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 
 
 class RequestSock:

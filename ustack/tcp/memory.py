@@ -28,12 +28,14 @@ memory as Linux ``tcp_init_mem`` computes them.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.tcp.mib import TcpMib
 
-PAGE = 4096
-NORMAL, PRESSURE, OVER_LIMIT = 0, 1, 2
+PAGE: Final = 4096
+NORMAL: Final = 0
+PRESSURE: Final = 1
+OVER_LIMIT: Final = 2
 
 
 def default_tcp_mem(phys_pages: int | None = None) -> tuple[int, int, int]:

@@ -9,7 +9,9 @@ exist, so a typo raises ``KeyError`` in tests instead of inventing a counter.
 
 from __future__ import annotations
 
-NAMES: tuple[str, ...] = (
+from typing import Final
+
+NAMES: Final[tuple[str, ...]] = (
     # RFC 4022 tcp group, as nstat prints it
     "TcpActiveOpens", "TcpPassiveOpens", "TcpAttemptFails", "TcpEstabResets",
     "TcpCurrEstab", "TcpInSegs", "TcpOutSegs", "TcpRetransSegs", "TcpInErrs",

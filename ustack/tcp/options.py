@@ -10,13 +10,14 @@ what the SYN offered.  A window-scale shift above 14 is used as 14 (RFC 7323
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.tcp.config import TcpConfig
 from ustack.wire.tcp import TcpOptions
 
-DEFAULT_MSS = 536
-MAX_WSCALE = 14
-TIMESTAMP_OPTION_LEN = 12  # nop, nop, kind 8 len 10 (Linux's layout)
+DEFAULT_MSS: Final = 536
+MAX_WSCALE: Final = 14
+TIMESTAMP_OPTION_LEN: Final = 12  # nop, nop, kind 8 len 10 (Linux's layout)
 
 
 @dataclass(slots=True)

@@ -10,12 +10,14 @@ of waiting for the RTO.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.tcp.scoreboard import Scoreboard, Segment
 
 #: Linux TCP_RACK_RECOVERY_THRESH: recoveries a widened window persists for.
-RECOVERY_THRESH = 16
+RECOVERY_THRESH: Final = 16
 #: Linux TCP_TIMEOUT_MIN_US: slack added to the reorder timer and the TLP timeout.
-TIMEOUT_MIN = 0.002
+TIMEOUT_MIN: Final = 0.002
 
 
 def sent_after(t1: float, x1: int, end1: int, t2: float, x2: int, end2: int) -> bool:

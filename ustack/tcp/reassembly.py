@@ -11,10 +11,10 @@ to the receive window before inserting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 #: the (never written) block lists of a Reassembly holding no block
-_NONE: list[Any] = []
+_NONE: Final[list[Any]] = []
 
 
 class Reassembly:

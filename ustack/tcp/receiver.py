@@ -19,7 +19,7 @@ from typing import Final
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.timers import Timers
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 #: the reassembly queue of every receiver that never got text above RCV.NXT:
 #: only read, never changed (:meth:`Receiver.queue` gives a receiver its own
 #: on the first out-of-order segment), so an idle connection keeps none
@@ -235,7 +235,8 @@ class Receiver:
         ACK for the batch, as GRO does for one super-packet, RFC 5681 4.2
         allows stretch ACKs) would otherwise hold a window-limited sender
         still for a whole batch: with a 1 MB window and batches of 600
-        segments it waited for every ACK."""
+        segments it waited for every ACK.  (The driver applies it to
+        wire-sized segments only, not to coalesced GRO frames.)"""
         quarter = ((self.adv - self.acked) & MASK) >> 2
         two = self.mss << 1
         return quarter if quarter > two else two

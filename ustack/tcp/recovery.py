@@ -73,6 +73,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 from ustack.tcp.rack import TIMEOUT_MIN, Rack, probe_timeout
@@ -86,18 +87,18 @@ __all__ = ["AckOutcome", "CaState", "Recovery", "RecoveryConfig", "RecoveryInfo"
            "TimerAction", "Undo"]
 
 #: the states as module constants (enum member lookups are slow on 3.11)
-_OPEN = CaState.OPEN
-_DISORDER = CaState.DISORDER
-_CWR = CaState.CWR
-_RECOVERY = CaState.RECOVERY
-_LOSS = CaState.LOSS
+_OPEN: Final = CaState.OPEN
+_DISORDER: Final = CaState.DISORDER
+_CWR: Final = CaState.CWR
+_RECOVERY: Final = CaState.RECOVERY
+_LOSS: Final = CaState.LOSS
 
 #: Linux tcp_recovery bits
-RACK_LOSS_DETECTION = 0x1
-RACK_STATIC_REO_WND = 0x2
-RACK_NO_DUPTHRESH = 0x4
+RACK_LOSS_DETECTION: Final = 0x1
+RACK_STATIC_REO_WND: Final = 0x2
+RACK_NO_DUPTHRESH: Final = 0x4
 #: ssthresh meaning "none yet" (Linux TCP_INFINITE_SSTHRESH, here in bytes)
-INFINITE_SSTHRESH = 0x7FFFFFFF
+INFINITE_SSTHRESH: Final = 0x7FFFFFFF
 
 
 @dataclass(slots=True)

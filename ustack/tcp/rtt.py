@@ -15,8 +15,10 @@ available (``TcpConfig.rto_linux``); Linux's is the default.
 
 from __future__ import annotations
 
+from typing import Final
+
 #: a 0 ms timestamp echo or a 0 s clock delta: Linux keeps rtt >= 1 us
-_MIN_SAMPLE = 1e-6
+_MIN_SAMPLE: Final = 1e-6
 
 
 class WindowedMin:

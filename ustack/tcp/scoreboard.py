@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
+from typing import Final
 
 from ustack.wire.seq import MASK, seq_sub
 
@@ -614,4 +615,4 @@ def _start(r: Segment) -> int:
 
 
 #: above every sequence number (bisect key for "ranges starting at or before")
-_INF = 1 << 128
+_INF: Final = 1 << 128

@@ -32,26 +32,27 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import Final
 
 #: Linux ``msstab``: the MSS values a cookie can carry (index = 2 bits;
 #: :func:`mss_index` spells the table out)
 MSS_TABLE = (536, 1300, 1440, 1460)
-COOKIE_BITS = 24
-COOKIE_MASK = (1 << COOKIE_BITS) - 1
+COOKIE_BITS: Final = 24
+COOKIE_MASK: Final = (1 << COOKIE_BITS) - 1
 #: Linux MAX_SYNCOOKIE_AGE: a cookie is good for the minute it was made and one more
-MAX_AGE = 2
+MAX_AGE: Final = 2
 #: Linux TCP_SYNCOOKIE_VALID: ACKs are checked as cookies this long after the
 #: listener last sent one (``tcp_synq_no_recent_overflow``)
-VALID_PERIOD = 120.0
+VALID_PERIOD: Final = 120.0
 
-TS_BITS = 6
-TS_MASK = (1 << TS_BITS) - 1
-TS_WSCALE_MASK = 0x0F
-TS_SACK = 1 << 4
-TS_ECN = 1 << 5
+TS_BITS: Final = 6
+TS_MASK: Final = (1 << TS_BITS) - 1
+TS_WSCALE_MASK: Final = 0x0F
+TS_SACK: Final = 1 << 4
+TS_ECN: Final = 1 << 5
 
-MASK32 = 0xFFFFFFFF
-_TUPLE = struct.Struct("!4s4sHHI")
+MASK32: Final = 0xFFFFFFFF
+_TUPLE: Final = struct.Struct("!4s4sHHI")
 
 def minute(now: float) -> int:
     """Linux ``tcp_cookie_time``: the minute counter (32 bits)."""

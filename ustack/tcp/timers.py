@@ -15,28 +15,30 @@ Linux arms them in one slot, ``icsk_retransmit_timer``).  ``delack`` and
 
 from __future__ import annotations
 
+from typing import Final
+
 #: retransmission (RFC 6298), also SYN / SYN-ACK / FIN retransmission.  Its
 #: length is ``RttEstimator.rto``: the base RTO doubled per ``backoff``, which
 #: each timeout raises and only a valid RTT sample clears (RFC 6298 5.5 and
 #: section 5's "collapse", Karn's rule in section 3; Linux
 #: ``tcp_ack_update_rtt``), never a duplicate ACK, a window update or an ACK
 #: of retransmitted data alone
-RETRANSMIT = "on"
+RETRANSMIT: Final = "on"
 #: zero-window probing (RFC 9293 3.8.6.1)
-PERSIST = "persist"
+PERSIST: Final = "persist"
 #: keepalive (RFC 1122 4.2.3.6)
-KEEPALIVE = "keepalive"
+KEEPALIVE: Final = "keepalive"
 #: TIME-WAIT expiry, also orphaned FIN-WAIT-2 (Linux shows "timewait" for both)
-TIMEWAIT = "timewait"
+TIMEWAIT: Final = "timewait"
 #: delayed ACK (RFC 1122 4.2.3.2, RFC 9293 3.8.6.3)
-DELACK = "delack"
+DELACK: Final = "delack"
 #: pacing release time (the sender holds the next segment until then)
-PACING = "pacing"
+PACING: Final = "pacing"
 
 TIMER_NAMES = (RETRANSMIT, PERSIST, KEEPALIVE, TIMEWAIT, DELACK, PACING)
 
 #: attribute -> ss name, in the order ``ss -o`` / :meth:`Timers.pending` reports them
-SS_NAMES: dict[str, str] = {
+SS_NAMES: Final[dict[str, str]] = {
     "rto": RETRANSMIT,        # RFC 6298 retransmission timeout
     "tlp": RETRANSMIT,        # RFC 8985 7: tail loss probe (PTO)
     "reorder": RETRANSMIT,    # RFC 8985 6.2: RACK reordering window

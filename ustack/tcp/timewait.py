@@ -25,7 +25,7 @@ and window kept for the listing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ustack.tcp import events as ev
 from ustack.tcp.info import TcpInfo
@@ -39,11 +39,11 @@ if TYPE_CHECKING:
     from ustack.tcp.connection import TcpConnection
     from ustack.tcp.mib import TcpMib
 
-MASK = 0xFFFFFFFF
-_EMPTY_OPTIONS = TcpOptions()
-_TIME_WAIT = TcpState.TIME_WAIT
-_CLOSED = TcpState.CLOSED
-_NO_SEGMENTS: list[TcpSegment] = []
+MASK: Final = 0xFFFFFFFF
+_EMPTY_OPTIONS: Final = TcpOptions()
+_TIME_WAIT: Final = TcpState.TIME_WAIT
+_CLOSED: Final = TcpState.CLOSED
+_NO_SEGMENTS: Final[list[TcpSegment]] = []
 
 
 def can_compact(conn: TcpConnection) -> bool:

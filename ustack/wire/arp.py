@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.wire.errors import ParseError
 
-PACKET = struct.Struct("!HHBBH6s4s6s4s")
-PACKET_LEN = 28
+PACKET: Final = struct.Struct("!HHBBH6s4s6s4s")
+PACKET_LEN: Final = 28
 
-HTYPE_ETHERNET = 1
-PTYPE_IPV4 = 0x0800
-OP_REQUEST = 1
-OP_REPLY = 2
+HTYPE_ETHERNET: Final = 1
+PTYPE_IPV4: Final = 0x0800
+OP_REQUEST: Final = 1
+OP_REPLY: Final = 2
 
 Buffer = bytes | bytearray | memoryview
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Final
 
 Buffer = bytes | bytearray | memoryview
 
@@ -67,10 +68,10 @@ def verify(total: int) -> bool:
     return total == 0 or total % 0xFFFF == 0
 
 
-_M5792 = (1 << 5792) - 1
-_M2896 = (1 << 2896) - 1
-_M1456 = (1 << 1456) - 1
-_M736 = (1 << 736) - 1
+_M5792: Final = (1 << 5792) - 1
+_M2896: Final = (1 << 2896) - 1
+_M1456: Final = (1 << 1456) - 1
+_M736: Final = (1 << 736) - 1
 
 
 def reduce_sum(value: int) -> int:
@@ -122,12 +123,12 @@ def _load_accelerator() -> Callable[[Buffer], int] | None:
 
 
 #: the C sum (a number congruent to the RFC 1071 sum, folded to 16 bits), or None
-sum16: Callable[[Buffer], int] | None = _load_accelerator()
+sum16: Final[Callable[[Buffer], int] | None] = _load_accelerator()
 #: True when :func:`payload_sum` is the C accelerator
-ACCELERATED = sum16 is not None
+ACCELERATED: Final = sum16 is not None
 #: :func:`_py_payload_sum`, or the accelerator when it is available: same
 #: value modulo 0xFFFF (all callers reduce modulo 0xFFFF)
-payload_sum: Callable[[Buffer], int] = sum16 if sum16 is not None else _py_payload_sum
+payload_sum: Final[Callable[[Buffer], int]] = sum16 if sum16 is not None else _py_payload_sum
 
 
 def refresh_frame_checksums(frame: bytearray) -> None:

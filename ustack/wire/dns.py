@@ -9,21 +9,21 @@ parser.  Malformed messages raise :class:`~ustack.wire.errors.ParseError`.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.wire.errors import ParseError
 
-TYPE_A = 1
-TYPE_CNAME = 5
-CLASS_IN = 1
-RCODE_OK = 0
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
-FLAG_QR = 0x8000
-FLAG_TC = 0x0200
-FLAG_RD = 0x0100
-_HEADER = struct.Struct("!HHHHHH")
-_RR = struct.Struct("!HHIH")
+TYPE_A: Final = 1
+TYPE_CNAME: Final = 5
+CLASS_IN: Final = 1
+RCODE_OK: Final = 0
+RCODE_SERVFAIL: Final = 2
+RCODE_NXDOMAIN: Final = 3
+FLAG_QR: Final = 0x8000
+FLAG_TC: Final = 0x0200
+FLAG_RD: Final = 0x0100
+_HEADER: Final = struct.Struct("!HHHHHH")
+_RR: Final = struct.Struct("!HHIH")
 
 
 class Answer(NamedTuple):

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.wire.errors import ParseError
 
-HEADER = struct.Struct("!6s6sH")
-HEADER_LEN = 14
+HEADER: Final = struct.Struct("!6s6sH")
+HEADER_LEN: Final = 14
 #: smallest frame on the wire without the FCS; shorter frames are padded
-MIN_FRAME_LEN = 60
+MIN_FRAME_LEN: Final = 60
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = 0x8100
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ETHERTYPE_IPV6: Final = 0x86DD
+ETHERTYPE_VLAN: Final = 0x8100
 
-BROADCAST = b"\xff" * 6
-ZERO_MAC = b"\x00" * 6
+BROADCAST: Final = b"\xff" * 6
+ZERO_MAC: Final = b"\x00" * 6
 
 Buffer = bytes | bytearray | memoryview
 

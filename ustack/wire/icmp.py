@@ -6,44 +6,45 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.wire.checksum import fold, partial_sum
 from ustack.wire.errors import ParseError
 from ustack.wire.ipv4 import HEADER_LEN as IP_HEADER_LEN
 from ustack.wire.ipv4 import Ipv4Packet
 
-HEADER = struct.Struct("!BBH4s")
-HEADER_LEN = 8
+HEADER: Final = struct.Struct("!BBH4s")
+HEADER_LEN: Final = 8
 
-TYPE_ECHO_REPLY = 0
-TYPE_DEST_UNREACH = 3
-TYPE_SOURCE_QUENCH = 4
-TYPE_REDIRECT = 5
-TYPE_ECHO_REQUEST = 8
-TYPE_TIME_EXCEEDED = 11
-TYPE_PARAMETER_PROBLEM = 12
+TYPE_ECHO_REPLY: Final = 0
+TYPE_DEST_UNREACH: Final = 3
+TYPE_SOURCE_QUENCH: Final = 4
+TYPE_REDIRECT: Final = 5
+TYPE_ECHO_REQUEST: Final = 8
+TYPE_TIME_EXCEEDED: Final = 11
+TYPE_PARAMETER_PROBLEM: Final = 12
 
 #: types whose body quotes the offending packet's IP header + 8 bytes
-ERROR_TYPES = frozenset({TYPE_DEST_UNREACH, TYPE_SOURCE_QUENCH, TYPE_REDIRECT,
+ERROR_TYPES: Final = frozenset({TYPE_DEST_UNREACH, TYPE_SOURCE_QUENCH, TYPE_REDIRECT,
                          TYPE_TIME_EXCEEDED, TYPE_PARAMETER_PROBLEM})
 
 # destination unreachable codes (RFC 792, RFC 1122 s.3.2.2.1, RFC 1812 s.5.2.7.1)
-CODE_NET_UNREACH = 0
-CODE_HOST_UNREACH = 1
-CODE_PROTO_UNREACH = 2
-CODE_PORT_UNREACH = 3
-CODE_FRAG_NEEDED = 4
-CODE_SOURCE_ROUTE_FAILED = 5
-CODE_NET_UNKNOWN = 6
-CODE_HOST_UNKNOWN = 7
-CODE_HOST_ISOLATED = 8
-CODE_NET_PROHIBITED = 9
-CODE_HOST_PROHIBITED = 10
-CODE_NET_UNREACH_TOS = 11
-CODE_HOST_UNREACH_TOS = 12
-CODE_ADMIN_PROHIBITED = 13
-CODE_PRECEDENCE_VIOLATION = 14
-CODE_PRECEDENCE_CUTOFF = 15
+CODE_NET_UNREACH: Final = 0
+CODE_HOST_UNREACH: Final = 1
+CODE_PROTO_UNREACH: Final = 2
+CODE_PORT_UNREACH: Final = 3
+CODE_FRAG_NEEDED: Final = 4
+CODE_SOURCE_ROUTE_FAILED: Final = 5
+CODE_NET_UNKNOWN: Final = 6
+CODE_HOST_UNKNOWN: Final = 7
+CODE_HOST_ISOLATED: Final = 8
+CODE_NET_PROHIBITED: Final = 9
+CODE_HOST_PROHIBITED: Final = 10
+CODE_NET_UNREACH_TOS: Final = 11
+CODE_HOST_UNREACH_TOS: Final = 12
+CODE_ADMIN_PROHIBITED: Final = 13
+CODE_PRECEDENCE_VIOLATION: Final = 14
+CODE_PRECEDENCE_CUTOFF: Final = 15
 
 Buffer = bytes | bytearray | memoryview
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from ustack.wire.checksum import fold, partial_sum
 from ustack.wire.errors import ParseError
 
-HEADER = struct.Struct("!BBHHHBBH4s4s")
-HEADER_LEN = 20
-MAX_PACKET_LEN = 0xFFFF
+HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+HEADER_LEN: Final = 20
+MAX_PACKET_LEN: Final = 0xFFFF
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
 
-FLAG_DF = 0x4000
-FLAG_MF = 0x2000
-OFFSET_MASK = 0x1FFF
+FLAG_DF: Final = 0x4000
+FLAG_MF: Final = 0x2000
+OFFSET_MASK: Final = 0x1FFF
 
-DEFAULT_TTL = 64
+DEFAULT_TTL: Final = 64
 
 Buffer = bytes | bytearray | memoryview
 

@@ -4,8 +4,10 @@ Sequence numbers live modulo 2**32; ``a < b`` means b is at most 2**31 - 1
 ahead of a.
 """
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
+from typing import Final
+
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
 
 
 def seq_add(a: int, n: int) -> int:

@@ -11,33 +11,34 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from ustack.wire.checksum import _M736, _M1456, _M2896, _M5792
 from ustack.wire.checksum import payload_sum as _payload_sum
 from ustack.wire.checksum import sum16 as _sum16
 from ustack.wire.errors import ParseError
 
-PROTO_TCP = 6
+PROTO_TCP: Final = 6
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
-OPT_EOL = 0
-OPT_NOP = 1
-OPT_MSS = 2
-OPT_WSCALE = 3
-OPT_SACK_PERMITTED = 4
-OPT_SACK = 5
-OPT_TIMESTAMP = 8
+OPT_EOL: Final = 0
+OPT_NOP: Final = 1
+OPT_MSS: Final = 2
+OPT_WSCALE: Final = 3
+OPT_SACK_PERMITTED: Final = 4
+OPT_SACK: Final = 5
+OPT_TIMESTAMP: Final = 8
 
-HEADER = struct.Struct("!HHIIBBHHH")
-HEADER_LEN = 20
+HEADER: Final = struct.Struct("!HHIIBBHHH")
+HEADER_LEN: Final = 20
 
 _FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"))
 
@@ -176,21 +177,27 @@ def decode_options(data: bytes | memoryview) -> TcpOptions:
     return opts
 
 
-_EMPTY_OPTIONS = TcpOptions()
+_EMPTY_OPTIONS: Final = TcpOptions()
 
 #: the options area of almost every segment on a timestamp connection
-_TS_PREFIX = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
-_TS_HEADER_LEN = HEADER_LEN + 12
+_TS_PREFIX: Final = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
+_TS_HEADER_LEN: Final = HEADER_LEN + 12
 #: a TCP header followed by exactly that options area (the decode fast path)
-_TS_SEGMENT = struct.Struct("!HHIIBBHHH4sII")
-_TS_ORDER = (OPT_TIMESTAMP,)
-_TS_OPTION = struct.Struct("!BBBBII")
+_TS_SEGMENT: Final = struct.Struct("!HHIIBBHHH4sII")
+_TS_ORDER: Final[tuple[int, ...]] = (OPT_TIMESTAMP,)
+_TS_OPTION: Final = struct.Struct("!BBBBII")
+#: the bound methods of the two, once (compiled code then calls them without
+#: a method lookup per segment)
+_TS_PACK: Final = _TS_OPTION.pack
+_TS_UNPACK_FROM: Final = _TS_SEGMENT.unpack_from
+#: _TS_PREFIX as a 32-bit word
+_TS_PREFIX_WORD: Final = 0x0101080A
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
-IPV4_TCP_HEADER = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
-_IPV4_DF = 0x4000
-_IPV4_DEFAULT_TTL = 64
+IPV4_TCP_HEADER: Final = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
+_IPV4_DF: Final = 0x4000
+_IPV4_DEFAULT_TTL: Final = 64
 
 
 class SegmentEncoder:
@@ -245,10 +252,12 @@ class SegmentEncoder:
         if (ts is not None and opts.raw is None and opts.mss is None and opts.wscale is None
                 and not opts.sack_permitted and not opts.sack_blocks):
             # timestamps only (nearly every segment): encode()'s nop, nop, TS
-            opt = _TS_OPTION.pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, ts[0], ts[1])
+            tsval, tsecr = ts
+            self._opt_bytes = _TS_PACK(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, tsval, tsecr)
             self._opts = opts
-            self._opt_bytes = opt
-            self._opt_sum = int.from_bytes(opt, "big") % 0xFFFF
+            # int.from_bytes(those 12 bytes) % 0xFFFF without the bytes: the
+            # words sit at multiples of 2**32, which is 1 modulo 0xFFFF
+            self._opt_sum = (_TS_PREFIX_WORD + tsval + tsecr) % 0xFFFF
             return
         opt = opts.encode() if not opts.is_empty() else b""
         if len(opt) > 40:
@@ -410,7 +419,7 @@ class TcpSegment:
             # decoded as decode_options() would, without its loop; header,
             # options prefix and timestamps come out of one unpack
             sport, dport, seq, ack, off, flags, win, csum, urg, prefix, tsval, tsecr = \
-                _TS_SEGMENT.unpack_from(data)
+                _TS_UNPACK_FROM(data)
             if off >> 4 == _TS_HEADER_LEN >> 2 and prefix == _TS_PREFIX:
                 # TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER), spelled
                 # positionally: keyword arguments and the sack_blocks default

@@ -8,16 +8,16 @@ a received checksum of zero means the sender computed none (RFC 768).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.wire.checksum import Buffer, fold, partial_sum, pseudo_header_sum, verify
 from ustack.wire.errors import ParseError
 
-PROTO_UDP = 17
-HEADER_LEN = 8
-HEADER = struct.Struct("!HHHH")
+PROTO_UDP: Final = 17
+HEADER_LEN: Final = 8
+HEADER: Final = struct.Struct("!HHHH")
 #: largest payload of one IPv4 datagram: 65535 - 20 (IP) - 8 (UDP)
-MAX_PAYLOAD = 65535 - 20 - HEADER_LEN
+MAX_PAYLOAD: Final = 65535 - 20 - HEADER_LEN
 
 
 class UdpDatagram(NamedTuple):

@@ -31,33 +31,33 @@ from __future__ import annotations
 import math
 import random
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from ustack._mypyc import mypyc_attr
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 from ustack.tcp.congestion.windowed import WindowedMax
 
 # Linux's gains are BBR_UNIT (256) fixed point; ustack uses the same values
-HIGH_GAIN = 739 / 256  # 2/ln 2 = 2.8854 as Linux rounds it (bbr_high_gain 2.8867)
-DRAIN_GAIN = 88 / 256  # ~ 1/high_gain (bbr_drain_gain = 256 * 1000 / 2885)
-CWND_GAIN = 2.0  # Linux bbr_cwnd_gain
+HIGH_GAIN: Final = 739 / 256  # 2/ln 2 = 2.8854 as Linux rounds it (bbr_high_gain 2.8867)
+DRAIN_GAIN: Final = 88 / 256  # ~ 1/high_gain (bbr_drain_gain = 256 * 1000 / 2885)
+CWND_GAIN: Final = 2.0  # Linux bbr_cwnd_gain
 PACING_GAIN = (5 / 4, 3 / 4, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # bbr_pacing_gain[]
-CYCLE_LEN = len(PACING_GAIN)
-CYCLE_RAND = 7  # randomize the starting phase over this many phases
-BW_RTTS = CYCLE_LEN + 2  # bandwidth filter window, rounds
-MIN_RTT_WIN = 10.0  # seconds (bbr_min_rtt_win_sec)
-PROBE_RTT_TIME = 0.2  # seconds (bbr_probe_rtt_mode_ms)
-CWND_MIN_TARGET = 4  # segments (bbr_cwnd_min_target)
-FULL_BW_THRESH = 5 / 4  # bbr_full_bw_thresh
-FULL_BW_CNT = 3  # bbr_full_bw_cnt
-PACING_MARGIN = 0.99  # pace 1 % below the estimate (bbr_pacing_margin_percent)
-MIN_TSO_RATE = 1_200_000 / 8  # bytes/s (bbr_min_tso_rate)
-GSO_MAX = 65536 - 1 - 320  # GSO_MAX_SIZE - 1 - MAX_TCP_HEADER
-PACING_SHIFT = 10  # sk_pacing_shift: a GSO burst is ~1 ms of data
-EXTRA_ACKED_WIN_RTTS = 5
-EXTRA_ACKED_MAX = 0.1  # seconds of bandwidth (bbr_extra_acked_max_us)
-INIT_CWND = 10  # TCP_INIT_CWND
-DEFAULT_RTT = 0.001  # nominal RTT before any sample (bbr_init_pacing_rate_from_rtt)
+CYCLE_LEN: Final = len(PACING_GAIN)
+CYCLE_RAND: Final = 7  # randomize the starting phase over this many phases
+BW_RTTS: Final = CYCLE_LEN + 2  # bandwidth filter window, rounds
+MIN_RTT_WIN: Final = 10.0  # seconds (bbr_min_rtt_win_sec)
+PROBE_RTT_TIME: Final = 0.2  # seconds (bbr_probe_rtt_mode_ms)
+CWND_MIN_TARGET: Final = 4  # segments (bbr_cwnd_min_target)
+FULL_BW_THRESH: Final = 5 / 4  # bbr_full_bw_thresh
+FULL_BW_CNT: Final = 3  # bbr_full_bw_cnt
+PACING_MARGIN: Final = 0.99  # pace 1 % below the estimate (bbr_pacing_margin_percent)
+MIN_TSO_RATE: Final = 1_200_000 / 8  # bytes/s (bbr_min_tso_rate)
+GSO_MAX: Final = 65536 - 1 - 320  # GSO_MAX_SIZE - 1 - MAX_TCP_HEADER
+PACING_SHIFT: Final = 10  # sk_pacing_shift: a GSO burst is ~1 ms of data
+EXTRA_ACKED_WIN_RTTS: Final = 5
+EXTRA_ACKED_MAX: Final = 0.1  # seconds of bandwidth (bbr_extra_acked_max_us)
+INIT_CWND: Final = 10  # TCP_INIT_CWND
+DEFAULT_RTT: Final = 0.001  # nominal RTT before any sample (bbr_init_pacing_rate_from_rtt)
 
 
 class BbrMode(IntEnum):

@@ -49,25 +49,25 @@ W at ``t + delay_min``.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from ustack._mypyc import mypyc_attr
 from ustack.tcp.congestion.base import CaState, CongestionController, RateSample
 
-C = 0.4  # RFC 9438 4.1 (Linux bic_scale 41/1024 * 10)
-BETA = 0.7  # RFC 9438 4.6 (Linux beta 717/1024)
-ALPHA = 3 * (1 - BETA) / (1 + BETA)  # Reno-friendly additive increase (RFC 9438 4.3)
+C: Final = 0.4  # RFC 9438 4.1 (Linux bic_scale 41/1024 * 10)
+BETA: Final = 0.7  # RFC 9438 4.6 (Linux beta 717/1024)
+ALPHA: Final = 3 * (1 - BETA) / (1 + BETA)  # Reno-friendly additive increase (RFC 9438 4.3)
 
 # HyStart++ constants (RFC 9406 4.3)
-L_UNPACED = 8  # segments per ACK when not paced ("L = infinity if paced")
-MIN_RTT_THRESH = 0.004
-MAX_RTT_THRESH = 0.016
-MIN_RTT_DIVISOR = 8
-N_RTT_SAMPLE = 8
-CSS_GROWTH_DIVISOR = 4
-CSS_ROUNDS = 5
+L_UNPACED: Final = 8  # segments per ACK when not paced ("L = infinity if paced")
+MIN_RTT_THRESH: Final = 0.004
+MAX_RTT_THRESH: Final = 0.016
+MIN_RTT_DIVISOR: Final = 8
+N_RTT_SAMPLE: Final = 8
+CSS_GROWTH_DIVISOR: Final = 4
+CSS_ROUNDS: Final = 5
 
-_INF = math.inf
+_INF: Final = math.inf
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # users may derive from the built-in ones
