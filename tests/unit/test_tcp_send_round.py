@@ -97,7 +97,10 @@ def _run(frames: list[_Frame], fast: bool, queued: bool, sndbuf: int) -> tuple[A
 
 _frames = st.lists(
     st.one_of(
-        st.sampled_from([60, 1514, 70000, 200000]).flatmap(
+        # (no 200000-byte frames here: with the 1 MiB buffer they are really
+        # allocated, and an allocation failing under memory pressure, ENOBUFS,
+        # would differ between the two runs; the EMSGSIZE case is below)
+        st.sampled_from([60, 1514, 70000]).flatmap(
             lambda n: st.binary(min_size=n, max_size=n)),
         st.tuples(st.binary(max_size=30000), st.integers(0, 10), st.integers(1, 9000)).map(
             lambda t: _gso(*t)),
@@ -110,7 +113,7 @@ _frames = st.lists(
 def test_send_round_equals_the_calls_one_by_one(frames: list[_Frame], queued: bool,
                                                 sndbuf: int) -> None:
     """Same datagrams, queue (EAGAIN part-way with a 40 KB send buffer nobody
-    reads), errors (frames above the send buffer: EMSGSIZE) and counters."""
+    reads) and counters."""
     assert _run(frames, True, queued, sndbuf) == _run(frames, False, queued, sndbuf)
 
 
