@@ -793,6 +793,8 @@ class TcpTable:
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
             self._flush_handle = self.loop.call_soon(self._flush)
+        if type(conn) is TimeWait:
+            return None  # a compact TIME-WAIT record: no receive room, no runs
         rcv = conn.rcv
         if self._batch and len(seg.payload) <= rcv.mss and rcv.stretch_due():
             self._ack_in_batch(ep, conn)
