@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -131,12 +132,12 @@ def test_segment_to_a_compact_time_wait_record_is_answered() -> None:
             await w.wait_closed()
             for _ in range(200):
                 eps = list(a.tcp.endpoints())
-                if eps and type(eps[0].conn) is TimeWait:
+                if eps and type(cast(Any, eps[0].conn)) is TimeWait:
                     break
                 await asyncio.sleep(0.01)
             ep = list(a.tcp.endpoints())[0]
             record = ep.conn
-            assert type(record) is TimeWait
+            assert type(cast(Any, record)) is TimeWait
             out0 = a.tcp.counters["tcp_segs_out"]
             fin = TcpSegment(7000, ep.local_port, (record.rcv_nxt - 1) & 0xFFFFFFFF,
                              record.snd_nxt, FIN | ACK, 65535, 0)
