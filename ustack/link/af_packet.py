@@ -428,6 +428,30 @@ class AfPacketDevice(Device):
         self._deliver(StampedBatch(frames, times) if self.rx_timestamps else frames,
                       nbytes, skipped, truncated)
 
+    def ring_state(self) -> tuple[mmap.mmap, int, int, int, int, int] | None:
+        """For a reader that takes receive-ring slots in place
+        (``ustack.driver._synbatch.ring_shed``): (ring, slot size, slots,
+        head, offset of sll_pkttype in a slot, the tp_status bits that mean
+        a trusted checksum); None without the ring.  The reader hands the
+        slots it takes back to the kernel and reports them (:meth:`ring_taken`)."""
+        ring = self._ring
+        if ring is None or self._closed:
+            return None
+        return (ring, self._ring_slot, self._ring_slots, self._ring_head, _SLOT_PKTTYPE,
+                _TRUSTED_BITS)
+
+    def ring_taken(self, slots: int, nbytes: int) -> None:
+        """Such a reader took ``slots`` frames (``nbytes`` bytes) from the
+        head on: counted as :meth:`read_fixed` counts them."""
+        stats = self._stats
+        stats["rx_wakeups"] += 1
+        if slots == 0:
+            self._consume_socket_error()
+            return
+        self._ring_head = (self._ring_head + slots) % self._ring_slots
+        stats["rx_frames"] += slots
+        stats["rx_bytes"] += nbytes
+
     def read_fixed(self, width: int, budget: int) -> tuple[
             NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame]]:
         """Up to ``budget`` ring frames in one go, without Python work per
