@@ -54,7 +54,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, cast
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.link.rxtime import CURRENT as _ARRIVAL
@@ -807,6 +807,8 @@ class TcpTable:
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
             self._flush_handle = self.loop.call_soon(self._flush)
+        if type(cast(Any, conn)) is TimeWait:
+            return None  # a compact TIME-WAIT record: no receive room, no runs
         rcv = conn.rcv
         if self._batch and len(seg.payload) <= rcv.mss and rcv.stretch_due():
             self._ack_in_batch(ep, conn)
