@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import json
 import os
@@ -54,7 +55,11 @@ BULK_PORT = 9090
 CONNECT_WINDOW = 4.0
 CONNECT_EVERY = 0.1
 CONNECT_TIMEOUT = 5.0
-PRE_SECONDS = 2.0
+#: the pre-flood baseline: PRE_SECONDS of bulk transfer, its first PRE_SKIP
+#: left out (2 s gave a 1.7 s baseline whose rate swung 147-214 MB/s from
+#: run to run at load 6-9 with the CPU the stack got in those seconds)
+PRE_SECONDS = 4.0
+PRE_SKIP = 0.3
 #: the flood's sources (RFC 2544 benchmark space), routed through the peer
 FLOOD_NET = "198.18.0.0/15"
 
@@ -187,9 +192,11 @@ FRESH_CLIENT_HOST = 201
 
 async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float,
                  sample: Any = None, watch_pids: dict[str, int] | None = None,
-                 fresh_client: bool = False) -> dict[str, Any]:
+                 fresh_client: bool = False, mark: Any = None) -> dict[str, Any]:
     """The flood, the connects and the bulk transfer against whatever listens
-    on the stack address; ``sample()`` runs every 0.25 s during the flood."""
+    on the stack address; ``sample()`` runs every 0.25 s during the flood,
+    ``mark(name)`` at the start of the pre-flood window ("pre"), of the
+    flood ("flood") and at its end ("end")."""
     py = sys.executable
     peer_before = _peer_tcp(lab)
     bulk = await _in_peer(lab, py, "-c", BULK, lab.stack_ip, str(BULK_PORT),
@@ -210,8 +217,12 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
         await asyncio.sleep(0.05)
     pre_watch = CpuWatch()
     pre_watch.start({**(watch_pids or {}), "bulk_sender": bulk.pid})
+    if mark is not None:
+        mark("pre")
     await asyncio.sleep(PRE_SECONDS)
     pre_watch.stop()
+    if mark is not None:
+        mark("flood")
     flood_t0 = samples[-1][0]
     flood = await _in_peer(lab, str(binary), lab.peer_if, dst_mac, lab.stack_ip,
                            str(LISTEN_PORT), str(rate), str(seconds))
@@ -238,6 +249,8 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
     watcher = asyncio.ensure_future(watch())
     flood_out, flood_err = await flood.communicate()
     cpu_watch.stop()
+    if mark is not None:
+        mark("end")
     conn_out, conn_err = await connecter.communicate()
     watcher.cancel()
     flood_t1 = samples[-1][0] if samples else flood_t0
@@ -252,7 +265,7 @@ async def _drive(lab: Lab, binary: Path, dst_mac: str, rate: int, seconds: float
     results = json.loads(conn_out)
     peer_after = _peer_tcp(lab)
     ok_ms = sorted(r["ms"] for r in results if r["ok"])
-    before = _rate(samples, flood_t0 - PRE_SECONDS + 0.3, flood_t0)
+    before = _rate(samples, flood_t0 - PRE_SECONDS + PRE_SKIP, flood_t0)
     during = _rate(samples, flood_t0 + 0.5, flood_t1)
     return {
         "flood_frames": frames,
@@ -351,13 +364,15 @@ def _load() -> str:
 
 
 async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
-                       syn_channel: bool = True, fresh_client: bool = False) -> dict[str, Any]:
+                       syn_channel: bool | None = None,
+                       fresh_client: bool = False) -> dict[str, Any]:
     """The flood against a ustack listener in ``lab``'s stack namespace
     (``fresh_client``: the connecting client uses an address of its own,
-    not the bulk sender's)."""
+    not the bulk sender's; ``syn_channel`` None: the stack's default)."""
     with lab.enter_stack_ns():
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
                                   gateway=lab.peer_address, syn_channel=syn_channel)
+    syn_channel = stack.syn_device is not None
     try:
         accepted = 0
 
@@ -417,8 +432,16 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             nonlocal rss_max
             rss_max = max(rss_max, _rss())
 
+        marks: dict[str, tuple[float, dict[str, int], list[float]]] = {}
+
+        def mark(name: str) -> None:
+            counters = stack.counters()
+            for gen, st in enumerate(gc.get_stats()):
+                counters[f"gc{gen}"] = st["collections"]
+            marks[name] = (time.process_time(), counters, list(syn_cpu))
+
         report = await _drive(lab, binary, stack.mac, rate, seconds, sample,
-                              {"ustack": os.getpid()}, fresh_client)
+                              {"ustack": os.getpid()}, fresh_client, mark)
         cpu = time.process_time() - cpu0
         counters = stack.counters()
         server.close()
@@ -460,6 +483,7 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
             "load_after": _load(),
             "counters": {k: counters.get(k, 0) for k in keys},
         })
+        report["phases"] = _phases(marks)
         batch = stack.syn_batch
         if batch is not None:
             report["syn_batch"] = {
@@ -473,6 +497,35 @@ async def flood_ustack(lab: Lab, binary: Path, *, rate: int, seconds: float,
         return report
     finally:
         await stack.close()
+
+
+def _phases(marks: dict[str, tuple[float, dict[str, int], list[float]]]) -> dict[str, Any]:
+    """Per phase (pre-flood, flood): the stack's CPU seconds (all, in SYN
+    wakeups but their main-device poll, the rest), the main device's
+    frames, bytes and wakeups, frames sent: what the bulk path did per
+    CPU-second before and during the flood."""
+    out: dict[str, Any] = {}
+    for name, a, b in (("before", "pre", "flood"), ("during", "flood", "end")):
+        if a not in marks or b not in marks:
+            continue
+        (c0, k0, s0), (c1, k1, s1) = marks[a], marks[b]
+
+        def d(key: str, k0: dict[str, int] = k0, k1: dict[str, int] = k1) -> int:
+            return k1.get(key, 0) - k0.get(key, 0)
+
+        cpu = c1 - c0
+        syn = (s1[0] - s0[0]) - (s1[1] - s0[1])
+        main = cpu - syn
+        out[name] = {
+            "cpu_s": round(cpu, 3), "syn_cpu_s": round(syn, 3), "main_cpu_s": round(main, 3),
+            "rx_frames": d("dev.rx_frames"), "rx_mb": round(d("dev.rx_bytes") / 1e6, 1),
+            "rx_wakeups": d("dev.rx_wakeups"), "tx_frames": d("dev.tx_frames"),
+            "mb_per_main_cpu_s": round(d("dev.rx_bytes") / 1e6 / main, 1) if main > 0 else None,
+            "frames_per_wakeup": round(d("dev.rx_frames") / max(1, d("dev.rx_wakeups")), 1),
+            "syn_wakeups": int(s1[2] - s0[2]),
+            "gc": [d("gc0"), d("gc1"), d("gc2")],
+        }
+    return out
 
 
 def _nstat(lab: Lab) -> dict[str, int]:
@@ -587,7 +640,7 @@ async def _main(args: argparse.Namespace) -> int:
             try:
                 if target == "ustack":
                     r = await flood_ustack(lab, binary, rate=args.rate, seconds=args.seconds,
-                                           syn_channel=not args.one_socket,
+                                           syn_channel=False if args.one_socket else None,
                                            fresh_client=args.fresh_client)
                 elif target == "kernel":
                     r = await flood_kernel(lab, binary, rate=args.rate, seconds=args.seconds,

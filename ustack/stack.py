@@ -65,7 +65,7 @@ class Stack:
     #: sorting every SYN of a 120k/s flood already takes ~12 % of the
     #: stack's CPU (bench/synflood.py, C steps; 0.3 cost the bulk transfer
     #: too much, 0.15 left too little to answer a client's SYN quickly)
-    SYN_CPU_SHARE = 0.2
+    SYN_CPU_SHARE = 0.1
     SYN_CPU_QUANTUM = 0.0005
     #: SYNs read per wakeup by the batch path: those over its CPU allowance
     #: are dropped by us rather than by the kernel, so a client's
@@ -111,6 +111,7 @@ class Stack:
         if getattr(device, "supports_gso", False):
             self.ip.transmit_gso = device.send_gso  # type: ignore[attr-defined]
             self.ip.transmit_gso_parts = getattr(device, "send_gso_parts", None)
+            self.ip.transmit_round = getattr(device, "send_round", None)
         self._tcp: TcpTable | None = None
         #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
         self.syn_device: Device | None = None
@@ -346,23 +347,54 @@ class Stack:
         if not pressured:  # each SYN gets a request sock: all of them now
             room = min(self.SYN_READ, batch.room())
             budget = max(budget, room)
-        if not budget:  # over its CPU share: the SYNs wait in the ring
+        if not budget:  # over its CPU share: only the lanes that cannot wait
+            self._syn_lanes(syn_device, batch)
             if batch.held:
                 self._drain_syn_channel(busy)
             return
         taken = batch.answered + batch.handed_back
-        rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
-            FRAME_LEN, self.SYN_READ)
-        rest = batch.process(rows, trusted, self.tcp.now(), budget) if len(rows) else []
+        now = self.tcp.now()
+        # shed in the ring (C steps), else read every row and shed them here
+        got = batch.take_ring(syn_device, self.SYN_READ, budget, now)
+        if got is None:
+            rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
+                FRAME_LEN, self.SYN_READ)
+            rest = batch.process(rows, trusted, now, budget) if len(rows) else []
+        else:
+            rows, trusted, odd = got
+            rest = batch.process(rows, trusted, now) if len(rows) else []
+            others = []
+            if odd:  # a frame of another size: the general reader for a few
+                rows, trusted, others = syn_device.read_fixed(  # type: ignore[attr-defined]
+                    FRAME_LEN, self.SYN_BUDGET)
+                if len(rows):
+                    rest.extend(batch.process(rows, trusted, now, max(0, budget - len(got[0]))))
         if others:
             rest.extend(others)
         if rest or batch.held:  # the plain path costs ~100 us a frame: what is left
             plain = max(self.SYN_BUDGET, room) if not pressured else min(
                 self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
-            self.ip.receive(batch.limit(rest, plain))
+            self.ip.receive(batch.limit(rest, plain, newest_first=pressured))
         cpu.stop(batch.answered + batch.handed_back - taken)
         if batch.held:
             self._drain_syn_channel(busy)
+
+    def _syn_lanes(self, syn_device: Device, batch: Any) -> None:
+        """A wakeup over its CPU share: the SYNs of a client's
+        retransmission or of a proven source (few, and what a legitimate
+        client sends) are answered now; every other SYN read is shed, in
+        the ring (C steps; without them the SYNs wait in the ring).  A flood
+        then cannot make a known client wait for the share, and the share
+        only decides how many of the unknown sources are answered."""
+        now = self.tcp.now()
+        got = batch.take_ring(syn_device, self.SYN_READ, self.SYN_BUDGET, now, lanes_only=True)
+        if got is None:
+            return
+        rows = got[0]
+        rest = batch.process(rows, got[1], now) if len(rows) else []
+        if rest:
+            self.ip.receive(batch.limit(rest, 4, newest_first=True))
+        batch.cpu.aside()
 
     def _drain_syn_channel(self, busy: bool) -> None:
         """Frames read from the SYN ring wait for the plain path

@@ -103,6 +103,10 @@ def _parse_ipv4(host: str) -> bytes:
     raise ValueError(f"not an IPv4 address: {host!r}")
 
 
+#: an IPv4 literal's four bytes (remembered; ValueError for anything else)
+parse_ipv4 = _parse_ipv4
+
+
 def _feeds_a_copy(protocol: asyncio.BaseProtocol) -> bool:
     """``protocol.data_received`` copies the data into a buffer of its own
     and keeps no reference to it: asyncio's StreamReaderProtocol itself
@@ -163,8 +167,7 @@ class TcpTransport(asyncio.Transport):
         "_table", "_loop", "_protocol", "_ep", "_waiter", "_connected", "_reading_paused",
         "_resume_scheduled", "_held", "_peer_eof", "_eof_delivered", "_lost", "_closing",
         "_eof_wanted", "_eof_sent", "_pending", "_pending_size", "_high", "_low",
-        "_writing_paused", "_exception", "_lost_when_drained", "_buffered", "_direct",
-        "__weakref__",
+        "_writing_paused", "_lost_when_drained", "_buffered", "_direct", "__weakref__",
     )
 
     def __init__(
@@ -199,7 +202,6 @@ class TcpTransport(asyncio.Transport):
         # (the default's low mark is one shared int: 16384 is no small int)
         self._low = _DEFAULT_LOW if write_high == DEFAULT_LIMIT else write_high // 4
         self._writing_paused = False
-        self._exception: BaseException | None = None
         self._lost_when_drained = False
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._direct = _feeds_a_copy(protocol)
@@ -934,6 +936,16 @@ async def attach(
         except BaseException:
             transport.abort()
             raise
+    return attach_plain(transport, protocol)
+
+
+def attach_plain(transport: TcpTransport, protocol: asyncio.BaseProtocol) -> TcpTransport:
+    """:func:`attach` without TLS, as a plain call (no coroutine to make and
+    run per connection)."""
+    _light_drain_waiters(protocol)
+    if transport._lost:
+        raise ConnectionResetError(errno_mod.ECONNRESET,
+                                   f"connection to {transport._where()} lost before use")
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
     if _QUIET_ATTACH and _nothing_waits(transport):
@@ -1342,6 +1354,7 @@ async def default_stack() -> StreamHost:
 __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
-    "connect_any", "attach", "resolve", "register_loop_stack", "StreamWriter", "StreamHost",
+    "connect_any", "attach", "attach_plain", "parse_ipv4", "resolve", "register_loop_stack",
+    "StreamWriter", "StreamHost",
     "NameResolver",
 ]

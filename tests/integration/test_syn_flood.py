@@ -16,12 +16,12 @@ Two tests:
 * ``test_syn_flood_acceptance`` asserts the issue's numbers (>= 95 % of the
   connects succeed, median connect < 50 ms, the bulk transfer keeps >= 50 %
   of its pre-flood throughput, RSS grows < 20 MB, the counters show the
-  cookies).  It is marked xfail: on this 2-core machine shared with
-  other jobs ustack does not reach the bulk target run after run (the
+  cookies), with the stack's defaults.  It is marked xfail: on this
+  2-core machine shared with other jobs the pure build does not reach the
+  bulk target run after run (15 of 18; the compiled build 8 of 8; the
   reason names the measured figures; docs/hardening.md and
   bench/synflood.py give the kernel's side by side and say who had the
-  CPUs).  Not strict: the figures swing with the CPU the stack gets, and
-  most runs meet every target (16 of 25 at load 8-13), which must not fail
+  CPUs).  Not strict: most runs meet every target, which must not fail
   CI; pytest reports such a run as XPASS.  The mark goes when the targets
   hold run after run.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
@@ -68,7 +68,7 @@ def _bench() -> ModuleType:
     return module
 
 
-def _run(lab: Lab, tmp_path: Path, syn_channel: bool) -> dict[str, Any]:
+def _run(lab: Lab, tmp_path: Path, syn_channel: bool | None) -> dict[str, Any]:
     bench = _bench()
     try:
         binary = bench.compile_sender(tmp_path)
@@ -91,19 +91,19 @@ def _common(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "issue 13's bulk target (>= 0.5 of the pre-flood rate) is not reliably met on this "
-    "shared 2-core machine: measured 2026-12-01 20:40-20:58 at load 8.3-13.1 (25 runs of "
-    "this test, SYN channel by default with the C steps, SYN_CPU_SHARE 0.2, the 2 ms "
-    "pause; the peer's processes in sessions of their own): flood 109-120k SYNs/s "
-    "(>= 100k in 25 of 25), success 100 % (25 of 25), median connect 7.3-61 ms (< 50 ms "
-    "in 24 of 25), RSS +7.0-9.8 MB, cookies in the counters 25 of 25, bulk kept "
-    "0.28-0.77 (>= 0.5 in 16 of 25); all at once 16 of 25 (the compiled build: 4 of 5). "
-    "The stack's process gets 0.23-0.40 of a CPU during the flood (0.27-0.41 before: the "
-    "sender's session takes its share), SYN work is 16-17 % of it, and the bulk path's "
-    "bytes per CPU-second fall ~0.8x during the flood (not explained). The kernel's "
-    "listener does its SYN work in softirq in the senders' context. See docs/hardening.md"))
+    "issue 13's bulk target (>= 0.5 of the pre-flood rate) is not yet reliable in the pure "
+    "build on this shared 2-core machine: measured 2026-12-02 00:27-00:43 with the stack's "
+    "defaults (SYN channel on, C steps, shed in the ring, SYN_CPU_SHARE 0.1 with the "
+    "retransmission/proven lanes, 4 s baseline): pure 18 runs at load 4.8-8.1: flood "
+    ">= 100k 18/18, success 100 % 18/18, median connect 3.1-10.8 ms 18/18, RSS +8.6-10.3 "
+    "MB 18/18, cookies 18/18, bulk kept 0.40-0.77 (median 0.60, >= 0.5 in 15 of 18); "
+    "compiled (tcp, congestion, wire at -O3) 8 runs at load 6.5-7.2: every target 8 of 8, "
+    "bulk 0.54-0.86 (median 0.69). The failures come with the bulk path moving ~0.6-0.7x "
+    "its pre-flood bytes per CPU-second (fewer frames per main-device read); SYN work is "
+    "13-17 % of the stack's CPU. See docs/hardening.md"))
 def test_syn_flood_acceptance(lab_factory: Callable[..., Lab], tmp_path: Path) -> None:
-    report = _run(lab_factory(), tmp_path, syn_channel=True)
+    report = _run(lab_factory(), tmp_path, syn_channel=None)  # the stack's defaults
+    assert report["syn_channel"] is True, report
     _common(report)
     assert report["flood_rate"] >= 100_000, report
     assert report["success_ratio"] >= 0.95, report

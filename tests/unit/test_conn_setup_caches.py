@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import errno
 import ipaddress
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -225,5 +227,53 @@ def test_loop_streams_get_list_drain_waiters_and_drain_still_works() -> None:
         w2.close()
         server.close()
         assert accepted and type(accepted[0]._drain_waiters) is list
+
+    _run_pair(main)
+
+
+def test_loop_one_address_path_equals_the_general_path() -> None:
+    """create_connection to one literal without TLS skips connect_any and
+    attach's coroutines: the same results and errors as the general path
+    (happy eyeballs with one address goes through connect_any)."""
+    async def main(b: Any) -> None:
+        loop: Any = asyncio.get_running_loop()  # (all_errors: 3.12's signature)
+
+        async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while data := await r.read(1024):
+                w.write(data)
+            w.close()
+
+        await b.start_server(echo, port=7000)
+        for general in (False, True):
+            extra: dict[str, Any] = {"happy_eyeballs_delay": 0.05} if general else {}
+            with pytest.raises(ConnectionRefusedError) as refused:
+                await loop.create_connection(asyncio.Protocol, "10.77.0.2", 7999, **extra)
+            assert refused.value.errno == errno.ECONNREFUSED
+            with pytest.raises(ExceptionGroup) as group:
+                await loop.create_connection(asyncio.Protocol, "10.77.0.2", 7999,
+                                             all_errors=True, **extra)
+            assert [type(e) for e in group.value.exceptions] == [ConnectionRefusedError]
+            got: list[bytes] = []
+            lost: asyncio.Future[Exception | None] = loop.create_future()
+
+            class P(asyncio.Protocol):
+                def __init__(self, got: list[bytes] = got,
+                             lost: asyncio.Future[Exception | None] = lost) -> None:
+                    self.got, self.lost = got, lost
+
+                def connection_made(self, transport: Any) -> None:
+                    transport.write(b"hi")
+                    transport.write_eof()
+
+                def data_received(self, data: bytes) -> None:
+                    self.got.append(data)
+
+                def connection_lost(self, exc: Exception | None) -> None:
+                    self.lost.set_result(exc)
+
+            transport, protocol = await loop.create_connection(P, "10.77.0.2", 7000, **extra)
+            assert isinstance(protocol, P) and transport.get_protocol() is protocol
+            assert transport.get_extra_info("peername") == ("10.77.0.2", 7000)
+            assert await lost is None and b"".join(got) == b"hi"
 
     _run_pair(main)

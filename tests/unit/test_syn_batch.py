@@ -290,6 +290,13 @@ async def test_plain_path_frames_over_budget_wait_for_the_next_wakeup() -> None:
     assert stack.ip.frames_in - before == 5 and stack.ip.drops["tcp-syn-overload"] == 5
     assert stack.tcp.mib["TcpExtListenDrops"] == 5 and batch.shed == 5
     assert batch.limit([], 8) == frames[8:10] and batch.held == []
+    # under pressure the new frames go first, the oldest are shed first,
+    # and at most pressed_hold wait
+    batch.hold_limit, batch.pressed_hold = 512, 3
+    assert batch.limit(frames[:4], 1, newest_first=True) == frames[:1]
+    assert batch.held == frames[1:4]
+    assert batch.limit(more, 2, newest_first=True) == more[:2]
+    assert batch.held == more[2:5] and batch.shed == 8  # frames[1:4] shed
     await stack.close()
     await peer.close()
 
@@ -430,7 +437,7 @@ def test_retransmit_filter_stays_selective_when_a_flood_fills_it() -> None:
 
     shed = random_keys(400_000)
     filt.add(shed, NOW)
-    assert filt.seen(random_keys(100_000), NOW + 1.0).mean() < 0.01
+    assert filt.seen(random_keys(100_000), NOW + 1.0).mean() < 1e-4
     assert filt.seen(shed[-10_000:], NOW + 1.0).mean() > 0.95
     assert not filt.seen(shed[-10_000:], NOW + 4.5).any()  # both generations expired
 
@@ -652,3 +659,85 @@ async def test_rows_handed_back_put_proven_sources_first() -> None:
     finally:
         await stack.close()
         await peer.close()
+
+
+def _ring(frames: list[tuple[bytes, int, int]], nslots: int, head: int,
+          slot: int = 256) -> bytearray:
+    """A TPACKET_V2 receive ring: ``frames`` (bytes, tp_status, pkttype) in
+    the slots from ``head`` on (wrapping), the others free (status 0)."""
+    import struct
+
+    ring = bytearray(slot * nslots)
+    mac = 66  # as the kernel: after the header and sockaddr_ll, aligned
+    for i, (frame, status, pkttype) in enumerate(frames):
+        off = ((head + i) % nslots) * slot
+        struct.pack_into("<IIIHH", ring, off, status, len(frame), len(frame), mac, mac + 14)
+        ring[off + 42] = pkttype
+        ring[off + mac:off + mac + len(frame)] = frame
+    return ring
+
+
+def test_ring_shed_is_read_fixed_then_shed_without_copying_the_shed_rows() -> None:
+    """_synbatch.ring_shed on a ring in place: the same kept rows, trusted
+    flags, counts and filter writes as shed() over the rows read_fixed
+    would return (the ready whole 74-byte incoming frames from the head,
+    wrapping at the ring's end), stopping before another kind of frame;
+    the slots taken go back to the kernel, no other."""
+    if _C_STEPS is None:
+        pytest.skip("ustack.driver._synbatch is not built (setup.py build_ext)")
+    rnd = random.Random(13)
+    macs = (bytes.fromhex("020000000001"), bytes.fromhex("020000000002"))
+    proven = np.sort(np.array([int.from_bytes(bytes([198, 18, 0, k]), "big")
+                               for k in range(0, 256, 7)], dtype=np.uint64))
+    earlier: list[bytes] = []
+    table_a = np.zeros(1 << 12, dtype=np.uint16)
+    table_b = np.zeros(1 << 12, dtype=np.uint16)
+    for case in range(40):
+        nslots = rnd.choice([8, 64, 512])
+        head = rnd.randrange(nslots)
+        ready = rnd.randrange(nslots + 1)
+        frames = []
+        for _ in range(ready):
+            if earlier and rnd.random() < 0.15:
+                frame = rnd.choice(earlier)
+            else:
+                frame = flood_syn(rnd, *macs, src=bytes([198, 18, 0, rnd.randrange(256)])
+                                  if rnd.random() < 0.3 else None)
+            earlier.append(frame)
+            status = 1 | (rnd.choice([0, 0x8, 0x80]))
+            kind = rnd.random()
+            if kind < 0.03:
+                frames.append((frame[:60], status, 0))  # another size
+            elif kind < 0.05:
+                frames.append((frame, status, 4))  # PACKET_OUTGOING
+            else:
+                frames.append((frame, status, 0))
+        earlier = earlier[-2000:]
+        ring = _ring(frames, nslots, head)
+        limit = rnd.choice([1, 5, nslots, 10_000])
+        budget = rnd.choice([0, 1, 3, 50, 10_000])
+        # what read_fixed would take: the whole incoming 74-byte frames up to the first other
+        expect_n = 0
+        for frame, _, pkttype in frames[:min(limit, nslots)]:
+            if len(frame) != FRAME_LEN or pkttype == 4:
+                break
+            expect_n += 1
+        odd_expected = expect_n < min(limit, nslots, len(frames))
+        rows = np.frombuffer(b"".join(f for f, _, _ in frames[:expect_n]),
+                             dtype=np.uint8).reshape(-1, FRAME_LEN)
+        flags = np.array([bool(st & 0x88) for _, st, _ in frames[:expect_n]], dtype=bool)
+        ref_a, ref_b = table_a.copy(), table_b.copy()
+        keep_b, ref_resent, ref_proven = _C_STEPS.shed(rows, min(budget, expect_n), ref_a, ref_b,
+                                                       12, proven)
+        keep = np.frombuffer(keep_b, dtype=np.int32)
+        got = _C_STEPS.ring_shed(ring, 256, nslots, head, limit, budget, 42, 0x88, table_a,
+                                 table_b, 12, proven)
+        rows_b, flags_b, taken, odd, resent_kept, proven_kept = got
+        assert taken == expect_n and bool(odd) == odd_expected, case
+        assert rows_b == rows[keep].tobytes(), case
+        assert list(flags_b) == flags[keep].astype(np.uint8).tolist(), case
+        assert (resent_kept, proven_kept) == (ref_resent, ref_proven), case
+        assert np.array_equal(table_a, ref_a) and np.array_equal(table_b, ref_b), case
+        for i in range(len(frames)):
+            status = int.from_bytes(ring[((head + i) % nslots) * 256:][:4], "little")
+            assert (status == 0) is (i < taken), (case, i)

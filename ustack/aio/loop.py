@@ -320,6 +320,19 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
             stack = await self.ustack_stack()
         if ssl and server_hostname is None:
             server_hostname = host
+        if len(routed) == 1 and happy_eyeballs_delay is None and not ssl:
+            # one address, no TLS: what connect_any and attach do, without
+            # their two coroutines per connection
+            try:
+                plain = await streams.connect_transport(
+                    stack.tcp, streams.parse_ipv4(routed[0]), int(cast(int, port)),
+                    local_port=local_port)
+            except OSError as exc:
+                if all_errors:
+                    raise ExceptionGroup("create_connection failed", [exc]) from None
+                raise
+            protocol = protocol_factory()
+            return streams.attach_plain(plain, protocol), protocol
         connected, errors = await streams.connect_any(
             stack.tcp, routed, int(cast(int, port)), happy_eyeballs_delay=happy_eyeballs_delay,
             local_port=local_port)

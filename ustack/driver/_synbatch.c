@@ -18,6 +18,8 @@
  *   cookie_inputs(rows, count) -> bytes: the 16-byte hash inputs per row.
  *   answer(rows, hashes, idents, prefix, params) -> bytes: the SYN-ACK rows
  *        of SynBatch._answer.
+ *   ring_shed(ring, ...): read and shed straight from the receive ring (the
+ *        rows of a wakeup are not copied unless kept; see below).
  *
  * syn_batch uses it when it imports (not with USTACK_NO_ACCEL=1);
  * tests/unit/test_syn_batch.py runs every batch test with and without it
@@ -60,15 +62,15 @@ static int rows_of(Py_buffer *b, Py_ssize_t *n) {
     return 0;
 }
 
-/* RetransmitFilter.keys for one row: slot << 8 | tag */
+/* RetransmitFilter.keys for one row: slot << 16 | tag (16-bit fingerprints) */
 static inline uint64_t row_key(const uint8_t *r, int bits) {
     uint64_t src = be32(r + 26), sport = be16(r + 34), dport = be16(r + 36), seq = be32(r + 38);
     uint64_t mixed = ((src << 32) | seq) ^ (((sport << 16) | dport) * 0x9E3779B97F4A7C15ull);
     mixed *= 0xBF58476D1CE4E5B9ull;
     uint64_t slot = mixed >> (64 - bits);
-    uint64_t tag = (mixed >> (56 - bits)) & 0xFF;
+    uint64_t tag = (mixed >> (48 - bits)) & 0xFFFF;
     if (tag == 0) tag = 1;
-    return slot << 8 | tag;
+    return slot << 16 | tag;
 }
 
 static int is_proven(const uint64_t *arr, Py_ssize_t len, uint64_t v) {
@@ -94,7 +96,7 @@ syn_shed(PyObject *self, PyObject *args)
     int32_t *order = NULL;
     uint8_t *kind = NULL;
     if (rows_of(&rows, &n) < 0) goto done;
-    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)1 << bits) || tb.len != ta.len
+    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)2 << bits) || tb.len != ta.len
             || pv.len % 8) {
         PyErr_SetString(PyExc_ValueError, "bad filter tables or proven array");
         goto done;
@@ -106,15 +108,16 @@ syn_shed(PyObject *self, PyObject *args)
     kind = malloc((size_t)(n ? n : 1));
     if (!keys || !order || !kind) { PyErr_NoMemory(); goto done; }
     {
-        const uint8_t *r = rows.buf, *a = ta.buf;
-        uint8_t *b = tb.buf;
+        const uint8_t *r = rows.buf;
+        const uint16_t *a = ta.buf;
+        uint16_t *b = tb.buf;
         const uint64_t *proven = pv.buf;
         Py_ssize_t nproven = pv.len / 8, counts[3] = {0, 0, 0}, starts[3];
         for (i = 0; i < n; i++) {
             const uint8_t *row = r + i * FRAME_LEN;
             uint64_t k = row_key(row, bits);
-            uint64_t slot = k >> 8;
-            uint8_t tag = (uint8_t)(k & 0xFF);
+            uint64_t slot = k >> 16;
+            uint16_t tag = (uint16_t)(k & 0xFFFF);
             keys[i] = k;
             if (a[slot] == tag || b[slot] == tag) kind[i] = 0;  /* a retransmission */
             else if (nproven && is_proven(proven, nproven, be32(row + 26))) kind[i] = 1;
@@ -128,7 +131,7 @@ syn_shed(PyObject *self, PyObject *args)
         Py_ssize_t proven_kept = counts[1] < budget - resent_kept ? counts[1] : budget - resent_kept;
         for (i = budget; i < n; i++) {  /* the shed rows, remembered in that order */
             uint64_t k = keys[order[i]];
-            b[k >> 8] = (uint8_t)(k & 0xFF);
+            b[k >> 16] = (uint16_t)(k & 0xFFFF);
         }
         /* keep ascending: mark, then collect */
         memset(kind, 0, (size_t)n);
@@ -301,7 +304,140 @@ done:
     return result;
 }
 
+/* ring_shed(ring, slot_size, nslots, head, limit, budget, pkttype_off,
+ *           trusted_bits, table_a, table_b, bits, proven[, lanes_only])
+ *   -> (rows, trusted, taken, odd, resent_kept, proven_kept)
+ *
+ * AfPacketDevice.read_fixed(FRAME_LEN, limit) followed by shed(rows,
+ * budget, ...), on a TPACKET_V2 receive ring in place: the ready slots from
+ * ``head`` on (wrapping at ``nslots``), at most ``limit``, stopping before
+ * the first slot that is not a whole FRAME_LEN-byte incoming frame (``odd``
+ * is then 1: the caller reads it the general way).  Only the ``budget``
+ * kept rows are copied out (``rows``, ascending ring order, and their
+ * ``trusted`` flags: tp_status & trusted_bits); the shed ones' fingerprints
+ * go into ``table_b`` in shed order, as shed does; every slot taken is
+ * handed back to the kernel (tp_status = TP_STATUS_KERNEL).  A flood's SYNs
+ * are never copied: reading a wakeup's thousands of rows into an array
+ * only to drop most of them was about a quarter of the SYN channel's CPU.
+ * ``lanes_only``: keep only retransmissions and proven sources (at most
+ * ``budget``) and shed every other row (a wakeup over its CPU share). */
+static PyObject *
+syn_ring_shed(PyObject *self, PyObject *args)
+{
+    Py_buffer ring, ta, tb, pv;
+    Py_ssize_t slot_size, nslots, head, limit, budget, pkt_off, i;
+    unsigned int trusted_bits;
+    int bits;
+    PyObject *result = NULL;
+    (void)self;
+    int lanes_only = 0;
+    if (!PyArg_ParseTuple(args, "w*nnnnnnIw*w*iy*|p", &ring, &slot_size, &nslots, &head,
+                          &limit, &budget, &pkt_off, &trusted_bits, &ta, &tb, &bits, &pv,
+                          &lanes_only))
+        return NULL;
+    uint64_t *keys = NULL;
+    int32_t *order = NULL;
+    uint8_t *kind = NULL;
+    uint32_t *srcs = NULL;
+    if (bits < 8 || bits > 32 || ta.len != ((Py_ssize_t)2 << bits) || tb.len != ta.len
+            || pv.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "bad filter tables or proven array");
+        goto done;
+    }
+    if (slot_size < 64 || nslots < 1 || ring.len < slot_size * nslots || head < 0
+            || head >= nslots || pkt_off < 0 || pkt_off >= slot_size) {
+        PyErr_SetString(PyExc_ValueError, "ring_shed: bad ring geometry");
+        goto done;
+    }
+    if (limit > nslots) limit = nslots;
+    if (limit < 0) limit = 0;
+    keys = malloc(sizeof(uint64_t) * (size_t)(limit ? limit : 1));
+    order = malloc(sizeof(int32_t) * (size_t)(limit ? limit : 1));
+    kind = malloc((size_t)(limit ? limit : 1));
+    srcs = malloc(sizeof(uint32_t) * (size_t)(limit ? limit : 1));
+    if (!keys || !order || !kind || !srcs) { PyErr_NoMemory(); goto done; }
+    {
+        uint8_t *base = ring.buf;
+        const uint16_t *a = ta.buf;
+        uint16_t *b = tb.buf;
+        const uint64_t *proven = pv.buf;
+        Py_ssize_t nproven = pv.len / 8, counts[3] = {0, 0, 0}, starts[3], n = 0;
+        int odd = 0;
+        /* pass 1: the ready whole frames and their keys (the slots ahead
+         * prefetched: a flood's ring is far bigger than the caches) */
+        for (n = 0; n < limit; n++) {
+            uint8_t *slot = base + ((head + n) % nslots) * slot_size;
+            uint8_t *ahead = base + ((head + n + 4) % nslots) * slot_size;
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
+            uint32_t status = __atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE);
+            if (!(status & 1u)) break;  /* TP_STATUS_USER */
+            uint32_t tp_len = ((uint32_t *)slot)[1], snaplen = ((uint32_t *)slot)[2];
+            uint32_t mac = ((uint16_t *)slot)[6];
+            if (tp_len != FRAME_LEN || snaplen != FRAME_LEN || slot[pkt_off] == 4  /* OUTGOING */
+                    || mac + FRAME_LEN > (uint32_t)slot_size) {
+                odd = 1;
+                break;
+            }
+            const uint8_t *row = slot + mac;
+            keys[n] = row_key(row, bits);
+            srcs[n] = be32(row + 26);
+        }
+        /* pass 2: which lane, the filter slots ahead prefetched */
+        for (i = 0; i < n; i++) {
+            if (i + 8 < n) {
+                __builtin_prefetch(a + (keys[i + 8] >> 16));
+                __builtin_prefetch(b + (keys[i + 8] >> 16));
+            }
+            uint64_t k = keys[i];
+            uint64_t at = k >> 16;
+            uint16_t tag = (uint16_t)(k & 0xFFFF);
+            if (a[at] == tag || b[at] == tag) kind[i] = 0;  /* a retransmission */
+            else if (nproven && is_proven(proven, nproven, srcs[i])) kind[i] = 1;
+            else kind[i] = 2;
+            counts[kind[i]]++;
+        }
+        if (budget < 0) budget = 0;
+        if (budget > n) budget = n;
+        if (lanes_only && budget > counts[0] + counts[1]) budget = counts[0] + counts[1];
+        starts[0] = 0; starts[1] = counts[0]; starts[2] = counts[0] + counts[1];
+        for (i = n - 1; i >= 0; i--)  /* newest first within each kind */
+            order[starts[kind[i]]++] = (int32_t)i;
+        Py_ssize_t resent_kept = counts[0] < budget ? counts[0] : budget;
+        Py_ssize_t proven_kept = counts[1] < budget - resent_kept ? counts[1] : budget - resent_kept;
+        for (i = budget; i < n; i++) {  /* the shed rows, remembered in that order */
+            uint64_t k = keys[order[i]];
+            b[k >> 16] = (uint16_t)(k & 0xFFFF);
+        }
+        memset(kind, 0, (size_t)n);
+        for (i = 0; i < budget; i++) kind[order[i]] = 1;
+        PyObject *rows = PyBytes_FromStringAndSize(NULL, budget * FRAME_LEN);
+        PyObject *flags = rows ? PyBytes_FromStringAndSize(NULL, budget) : NULL;
+        if (!rows || !flags) { Py_XDECREF(rows); goto done; }
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(rows), *fl = (uint8_t *)PyBytes_AS_STRING(flags);
+        Py_ssize_t j = 0;
+        for (i = 0; i < n; i++) {
+            uint8_t *slot = base + ((head + i) % nslots) * slot_size;
+            if (kind[i]) {
+                uint32_t mac = ((uint16_t *)slot)[6];
+                memcpy(out + j * FRAME_LEN, slot + mac, FRAME_LEN);
+                fl[j++] = (((uint32_t *)slot)[0] & trusted_bits) != 0;
+            }
+            __atomic_store_n((uint32_t *)slot, 0u, __ATOMIC_RELEASE);  /* TP_STATUS_KERNEL */
+        }
+        result = Py_BuildValue("NNnnnn", rows, flags, n, (Py_ssize_t)odd, resent_kept,
+                               proven_kept);
+    }
+done:
+    free(keys); free(order); free(kind); free(srcs);
+    PyBuffer_Release(&ring); PyBuffer_Release(&ta); PyBuffer_Release(&tb);
+    PyBuffer_Release(&pv);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"ring_shed", syn_ring_shed, METH_VARARGS,
+     "read_fixed + shed on the receive ring in place (only the kept rows copied)"},
     {"shed", syn_shed, METH_VARARGS, "SynBatch._shed's order and filter writes"},
     {"shape_ok", syn_shape_ok, METH_VARARGS, "SynBatch._shape_ok per row (bytes of 0/1)"},
     {"cookie_inputs", syn_cookie_inputs, METH_VARARGS, "16-byte cookie hash inputs per row"},

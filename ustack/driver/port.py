@@ -52,6 +52,11 @@ class TcpPort:
     #: them to the device in one burst (IpLayer.cork); None: no corking
     cork: Callable[[], None] | None = None
     uncork: Callable[[], None] | None = None
+    #: ``send_tcp_round(dst, items, encoder) -> send times | None``: one
+    #: output round (segments and GSO super-segments) in one device call
+    #: (IpLayer.send_tcp_round); None: the round goes out piece by piece
+    send_tcp_round: Callable[[bytes, Sequence[Any], SegmentEncoder], list[float] | None] \
+        | None = None
 
 
 def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPort:
@@ -72,6 +77,8 @@ def port_of(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> TcpPor
         reachable=getattr(ip, "reachable", None),
         send_ip_opts=ip.send if _takes_ip_opts(ip.send) else None,
         cork=getattr(ip, "cork", None),
+        send_tcp_round=getattr(ip, "send_tcp_round", None)
+        if gso is not None and getattr(ip, "transmit_round", None) is not None else None,
         uncork=getattr(ip, "uncork", None),
         loop=loop or asyncio.get_running_loop(),
         owner=stack,

@@ -121,31 +121,33 @@ class RetransmitFilter:
     """Which SYNs were dropped here lately: two generations of a
     ``2**bits``-slot table indexed by a multiplicative hash of (source,
     ports, sequence number), each generation ``period`` seconds.  A slot
-    holds an 8-bit fingerprint of the SYN it saw last (from other bits of
+    holds a 16-bit fingerprint of the SYN it saw last (from other bits of
     the hash), so a table filled by a big flood still says "no" to a new
-    SYN but for 1 in 255 of the filled slots (a plain bit said "yes" to a
-    third of a 100k/s flood, and the flood crowded the retransmissions
-    out); a false positive only moves a SYN up the queue, a later SYN in
+    SYN but for 1 in 65535 of the filled slots (a plain bit said "yes" to a
+    third of a 100k/s flood, and the flood crowded the retransmissions out;
+    8-bit fingerprints still let ~130 flood SYNs a second through as
+    "retransmissions", each costing a wakeup over its CPU share a batch
+    call); a false positive only moves a SYN up the queue, a later SYN in
     the same slot makes a retransmission look new.  Memory is fixed
-    (2 x 2**bits bytes)."""
+    (2 x 2 x 2**bits bytes)."""
 
     def __init__(self, bits: int = 20, period: float = 2.0) -> None:
         self.bits = bits
         self.period = period
-        self._tables = [np.zeros(1 << bits, dtype=np.uint8),
-                        np.zeros(1 << bits, dtype=np.uint8)]
+        self._tables = [np.zeros(1 << bits, dtype=np.uint16),
+                        np.zeros(1 << bits, dtype=np.uint16)]
         self._since = 0.0
 
     def keys(self, src: Any, sport: Any, dport: Any, seq: Any) -> Any:
-        """Per SYN: its slot times 256 plus its fingerprint (1..255)."""
+        """Per SYN: its slot times 65536 plus its fingerprint (1..65535)."""
         # Fibonacci hashing of a 64-bit mix of the fields (Knuth 6.4)
         mixed = ((src << np.uint64(32)) | seq) ^ ((sport << np.uint64(16) | dport)
                                                   * np.uint64(0x9E3779B97F4A7C15))
         mixed *= np.uint64(0xBF58476D1CE4E5B9)
         slot = mixed >> np.uint64(64 - self.bits)
-        tag = (mixed >> np.uint64(56 - self.bits)) & np.uint64(0xFF)
+        tag = (mixed >> np.uint64(48 - self.bits)) & np.uint64(0xFFFF)
         tag |= tag == 0  # 0 marks an empty slot
-        result: Any = (slot << np.uint64(8)) | tag
+        result: Any = (slot << np.uint64(16)) | tag
         return result
 
     def _rotate(self, now: float) -> None:
@@ -161,14 +163,14 @@ class RetransmitFilter:
     def seen(self, keys: Any, now: float) -> Any:
         self._rotate(now)
         a, b = self._tables
-        slot = keys >> np.uint64(8)
-        tag = (keys & np.uint64(0xFF)).astype(np.uint8)
+        slot = keys >> np.uint64(16)
+        tag = (keys & np.uint64(0xFFFF)).astype(np.uint16)
         result: Any = (a[slot] == tag) | (b[slot] == tag)
         return result
 
     def add(self, keys: Any, now: float) -> None:
         self._rotate(now)
-        self._tables[1][keys >> np.uint64(8)] = (keys & np.uint64(0xFF)).astype(np.uint8)
+        self._tables[1][keys >> np.uint64(16)] = (keys & np.uint64(0xFFFF)).astype(np.uint16)
 
 
 class ProvenPeers:
@@ -301,6 +303,15 @@ class CpuShare:
         self._mark = now
         return max(self.min_rows, min(self.max_rows, int(self.allowance / self.cost)))
 
+    def aside(self) -> None:
+        """SYN work done after a :meth:`start` that returned 0 (the lanes a
+        wakeup over its share still answers): counted as spent, not as
+        the other work that earns the share."""
+        now = self.clock()
+        if self._last_end is not None:
+            self.spent += now - self._last_end
+        self._last_end = now
+
     def left(self) -> float:
         """CPU seconds of this wakeup's allowance not spent yet."""
         return self.allowance - (self.clock() - self._mark)
@@ -350,6 +361,8 @@ class SynBatch:
         #: ``hold_limit`` of them
         self.held: list[tuple[bytes, bool]] = []
         self.hold_limit = 512
+        #: the most held under a flood's pressure
+        self.pressed_hold = 64
         #: the C steps (ustack.driver._synbatch) or None (numpy)
         self.accel: Any = _ACCEL
 
@@ -420,8 +433,42 @@ class SynBatch:
         flags = trusted.tolist()
         return [(rows[i].tobytes(), bool(flags[i])) for i in slow]
 
-    def limit(self, frames: list[tuple[bytes, bool]],
-              budget: int) -> list[tuple[bytes, bool]]:
+    def take_ring(self, device: Any, limit: int, budget: int, now: float,
+                  lanes_only: bool = False) -> tuple[Any, Any, bool] | None:
+        """Read up to ``limit`` SYNs straight off ``device``'s receive ring
+        and shed all but ``budget`` of them there (the C step
+        ``ring_shed``: :meth:`_shed`'s order, filter writes and counters,
+        but only the kept rows are copied out of the ring); the kept rows
+        and their trusted flags, and whether it stopped before a frame of
+        another size or direction (read that one with ``read_fixed``).
+        ``lanes_only``: keep only retransmissions and proven sources, shed
+        all others (a wakeup over its CPU share: those two lanes are few
+        and are not made to wait for the share).  None without the C steps
+        or a ring: then ``read_fixed`` and :meth:`process` with the budget
+        do the same (and a wakeup over its share reads nothing)."""
+        accel = self.accel
+        ring_state = getattr(device, "ring_state", None) if accel is not None else None
+        state = ring_state() if ring_state is not None else None
+        if state is None:
+            return None
+        ring, slot, nslots, head, pkttype_at, trusted_bits = state
+        rf = self.retransmits
+        rf._rotate(now)
+        self.proven.sample(self.table._conns, now)
+        rows_b, flags_b, taken, odd, resent_kept, proven_kept = accel.ring_shed(
+            ring, slot, nslots, head, limit, budget, pkttype_at, trusted_bits, rf._tables[0],
+            rf._tables[1], rf.bits, self.proven._array, lanes_only)
+        device.ring_taken(taken, taken * FRAME_LEN)
+        kept = len(flags_b)
+        if taken > kept:
+            self._count_shed(taken - kept)
+        self.resent_kept += resent_kept
+        self.proven_kept += proven_kept
+        rows = np.frombuffer(bytearray(rows_b), dtype=np.uint8).reshape(kept, FRAME_LEN)
+        return rows, np.frombuffer(flags_b, dtype=bool), bool(odd)
+
+    def limit(self, frames: list[tuple[bytes, bool]], budget: int,
+              newest_first: bool = False) -> list[tuple[bytes, bool]]:
         """The first ``budget`` of :attr:`held` then ``frames`` (those bound
         for the plain path, ~100 us each), so SYNs of another shape, from
         on-link sources or to a listener whose SYN queue has room cannot
@@ -431,18 +478,26 @@ class SynBatch:
         must not lose SYNs the wakeup's allowance did not cover, or every
         one of them waits for the client's 1 s retransmission, which comes
         in the same burst); only those beyond are dropped and counted as
-        :meth:`process` drops over-budget rows."""
+        :meth:`process` drops over-budget rows.  ``newest_first`` (under a
+        flood's pressure): ``frames`` before the held ones, as the batch
+        keeps the newest SYNs (a client's retransmission comes in new, and
+        proven sources lead ``frames``), so the held ones cannot make it
+        wait behind them; the oldest are shed first, and at most
+        ``pressed_hold`` wait (SYNs a flood's first wakeup found the SYN
+        queue open for would otherwise take the plain path's ~100 us each
+        for many wakeups after the queue filled)."""
         held = self.held
         if held:
-            frames = held + frames
+            frames = frames + held if newest_first else held + frames
         if len(frames) <= budget:
             self.held = []
             return frames
         rest = frames[budget:]
-        over = len(rest) - self.hold_limit
+        hold = min(self.hold_limit, self.pressed_hold) if newest_first else self.hold_limit
+        over = len(rest) - hold
         if over > 0:
             self._count_shed(over)
-            del rest[self.hold_limit:]
+            del rest[hold:]
         self.held = rest
         return frames[:budget]
 

@@ -336,6 +336,15 @@ class TcpTable:
     #: the frames of one receive batch or drain (every connection) leave in
     #: one device burst (TcpPort.cork; docs/tcp-core.md "Output batching")
     cork_output: ClassVar[bool] = True
+    #: a connection's output round that holds a GSO super-segment goes to
+    #: the device in one call, with a send time per frame (IpLayer.
+    #: send_tcp_round; False: one device call per super-segment, the
+    #: round's first call the send time of all; for A/B measurements)
+    gather_rounds: ClassVar[bool] = True
+    #: each segment of such a round gets its own frame's send time
+    #: (TcpConnection.segments_sent_each: the round's record is split per
+    #: super-segment); False: the first frame's time for all, one record
+    stamp_each: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -389,6 +398,11 @@ class TcpTable:
             port.send_tcp_many or self._send_tcp_encoded
         self._new_encoder: Callable[[bytes], SegmentEncoder] = \
             port.tcp_encoder or (lambda dst: SegmentEncoder(self.local_addr, dst))
+        #: the IP layer's one-call round (GSO devices: segments and
+        #: super-segments of one output in one device call, a send time each)
+        self._ip_send_round: Callable[[bytes, list[Any], SegmentEncoder],
+                                      list[float] | None] | None = \
+            port.send_tcp_round if self._gso and self.gather_rounds else None
         #: one SegmentEncoder per destination, kept across sends (building one
         #: per send cost ~170 bytecodes of a request/response exchange).  An
         #: encoder caches the bytes of the last TcpOptions object it saw, by
@@ -1351,20 +1365,30 @@ class TcpTable:
         64-byte ping-pong round at load 5)."""
         left = self._clock()
         _SENT.t = None
-        self._transmit(ep, segs)
+        stamps = self._transmit(ep, segs)
+        if stamps is not None:  # the round went out in one call: a time per segment
+            each = getattr(conn, "segments_sent_each", None) if self.stamp_each else None
+            if each is not None:
+                each(now, segs, stamps)
+                return
+            conn.segments_sent(now, stamps[0])
+            return
         sent_at = _sent_at()  # set by the device during _transmit
         conn.segments_sent(now, sent_at if sent_at is not None and sent_at > left else left)
 
-    def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> None:
+    def _transmit(self, ep: TcpEndpoint, segs: list[TcpSegment]) -> list[float] | None:
         """Put a connection's output on the wire: small and MSS-sized
         segments in one burst (one encoder: they share the options block),
-        super-segments and over-long headers through :meth:`_send_large`."""
+        super-segments and over-long headers through :meth:`_send_large`;
+        a round with a super-segment, when the IP layer offers it, in one
+        device call (:meth:`_transmit_gathered`: then the device's send
+        time of each segment is returned, else None)."""
         if self._ip_opts:
             opts = self._ip_opts.get(ep)
             if opts is not None:
                 self.counters["tcp_segs_out"] += len(segs)
                 self._transmit_ip_opts(ep, segs, *opts)
-                return
+                return None
         raddr = ep.remote_addr
         self.counters["tcp_segs_out"] += len(segs)
         encoder = self._encoders.get(raddr)
@@ -1375,17 +1399,23 @@ class TcpTable:
         small = self._small_payload
         if len(segs) == 1 and len(segs[0].payload) <= small:
             self._ip_send_tcp(raddr, segs, encoder)  # (every request/response)
-            return
+            return None
         mtu_payload = self._mtu_payload
         mtu_room = mtu_payload - HEADER_LEN
         header_len = encoder.header_len
         send_tcp = self._ip_send_tcp
+        send_round = self._ip_send_round
         batch = []
         for seg in segs:
             n = len(seg.payload)
             if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
                 batch.append(seg)  # small or MSS-sized
             else:  # a GSO super-segment, or SACK blocks made the header too long
+                if send_round is not None:  # the whole round in one device call
+                    stamps = self._transmit_gathered(raddr, segs, len(batch), encoder)
+                    if stamps is not None:
+                        return stamps
+                    send_round = None  # (declined, nothing sent: piece by piece)
                 if batch:
                     # keep the wire order of the output (a retransmission
                     # queued before new data must not arrive after it:
@@ -1395,6 +1425,46 @@ class TcpTable:
                 self._send_large(raddr, seg)
         if batch:
             send_tcp(raddr, batch, encoder)
+        return None
+
+    def _transmit_gathered(self, raddr: bytes, segs: list[TcpSegment], first: int,
+                           encoder: SegmentEncoder) -> list[float] | None:
+        """:meth:`_transmit`'s loop as one IP-layer round
+        (``send_tcp_round``) from the first super-segment, ``segs[first]``
+        (the segments before it fit a frame each): the same frames in the
+        same order (the differential tests/unit/test_tcp_send_round.py), one
+        device call instead of one per super-segment plus one per run of
+        MSS-sized segments.  None, nothing sent, when the IP layer declines."""
+        small = self._small_payload
+        mtu_payload = self._mtu_payload
+        mtu_room = mtu_payload - HEADER_LEN
+        header_len = encoder.header_len
+        items: list[Any] = segs[:first]
+        gso = 0
+        pack = TCP_HEADER.pack
+        for i in range(first, len(segs)):
+            seg = segs[i]
+            payload = seg.payload
+            n = len(payload)
+            if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
+                items.append(seg)
+                continue
+            opts = seg.options
+            opt = opts.encode() if not opts.is_empty() else b""
+            hlen = HEADER_LEN + len(opt)
+            if n + hlen <= mtu_payload:  # (as _send_large: it fits one frame)
+                items.append(seg)
+                continue
+            header = pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, hlen << 2, seg.flags,
+                          seg.window, 0, seg.urgent)
+            items.append((header + opt if opt else header, payload, mtu_payload - hlen))
+            gso += 1
+        send_round = self._ip_send_round
+        assert send_round is not None
+        stamps = send_round(raddr, items, encoder)
+        if stamps is not None:
+            self.counters["tcp_gso_out"] += gso
+        return stamps
 
     def _flush(self, corked: bool = False) -> None:
         """Drain the dirty connections; their output leaves in one device

@@ -67,6 +67,27 @@ def _unwatch(remove: Callable[[int], object], fd: int) -> None:
     code checks a declared bool even when it is dropped (TypeError)."""
     remove(fd)
 
+
+def _load_sendgather() -> Callable[[int, list[tuple[Buffer, ...]], int],
+                                   tuple[int, int, int, list[float]]] | None:
+    """``ustack.link._batch.sendgather`` (one gathered sendmsg per frame,
+    each stamped) unless it is missing or USTACK_NO_ACCEL is set (then
+    send_round calls send / send_gso_parts per frame)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return getattr(_batch, "sendgather", None)  # (an older build has only sendmany)
+
+
+_sendgather = _load_sendgather()
+
+#: one TCP super-segment of :meth:`AfPacketDevice.send_round`: the Ethernet
+#: and IPv4 headers, the TCP header (checksum field 0), the payload, gso_size
+GsoFrame = tuple[bytes, bytes, Buffer, int]
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -239,6 +260,10 @@ class AfPacketDevice(Device):
         self.rx_mode = "ring" if ring is not None else "vnet" if vnet_hdr else "socket"
         self._txq: collections.deque[Buffer] = collections.deque()
         self._max_send_queue = max_send_queue
+        #: :meth:`send_round`'s C helper (None: one send call per frame; the
+        #: differential tests switch it off per device)
+        self.gather: Callable[[int, list[tuple[Buffer, ...]], int],
+                              tuple[int, int, int, list[float]]] | None = _sendgather
         self._writer_armed = False
         self._retry_handle: asyncio.TimerHandle | None = None
         self._stats: dict[str, int] = dict.fromkeys(
@@ -434,6 +459,30 @@ class AfPacketDevice(Device):
             self._consume_socket_error()
         self._deliver(StampedBatch(frames, times) if self.rx_timestamps else frames,
                       nbytes, skipped, truncated)
+
+    def ring_state(self) -> tuple[mmap.mmap, int, int, int, int, int] | None:
+        """For a reader that takes receive-ring slots in place
+        (``ustack.driver._synbatch.ring_shed``): (ring, slot size, slots,
+        head, offset of sll_pkttype in a slot, the tp_status bits that mean
+        a trusted checksum); None without the ring.  The reader hands the
+        slots it takes back to the kernel and reports them (:meth:`ring_taken`)."""
+        ring = self._ring
+        if ring is None or self._closed:
+            return None
+        return (ring, self._ring_slot, self._ring_slots, self._ring_head, _SLOT_PKTTYPE,
+                _TRUSTED_BITS)
+
+    def ring_taken(self, slots: int, nbytes: int) -> None:
+        """Such a reader took ``slots`` frames (``nbytes`` bytes) from the
+        head on: counted as :meth:`read_fixed` counts them."""
+        stats = self._stats
+        stats["rx_wakeups"] += 1
+        if slots == 0:
+            self._consume_socket_error()
+            return
+        self._ring_head = (self._ring_head + slots) % self._ring_slots
+        stats["rx_frames"] += slots
+        stats["rx_bytes"] += nbytes
 
     def read_fixed(self, width: int, budget: int) -> tuple[
             NDArray[np.uint8], NDArray[np.bool_], list[ReceivedFrame]]:
@@ -863,6 +912,88 @@ class AfPacketDevice(Device):
         pseudo = (total % 0xFFFF or 0xFFFF).to_bytes(2, "big")
         self._send_gathered((vnet, head, view[:16], pseudo, view[18:]), frame_len)
 
+    def send_round(self, frames: Sequence[bytes | GsoFrame]) -> list[float]:
+        """One output round in one call: each of ``frames`` is a whole
+        frame (as :meth:`send`) or a TCP super-segment ``(head, tcp_header,
+        payload, gso_size)`` (as :meth:`send_gso_parts` of ``head`` and
+        ``tcp_header + payload``; the payload is not copied, not even
+        joined to its header).  Same bytes, order, queueing and counters as
+        those calls one after the other (tests/unit/test_link_af_packet_send.py);
+        with ``ustack.link._batch`` one call into C for the round.
+
+        Returns, per frame, the monotonic time it was handed to the kernel
+        (just before its system call; a frame that waits in the send queue:
+        the time it was queued).  The TCP driver makes these the send times
+        of the segments' RTT samples (Linux stamps each skb, a TSO skb once,
+        in __tcp_transmit_skb)."""
+        gather = self.gather
+        if gather is None or not self.vnet_hdr or self._tx_slots or self._txq:
+            return self._send_round_plain(frames)
+        items: list[tuple[Buffer, ...]] = []
+        lens: list[int] = []
+        gso = 0
+        for f in frames:
+            if isinstance(f, bytes):
+                items.append((_VNET_NONE, f))
+                lens.append(len(f))
+                continue
+            head, tcp, payload, size = f
+            pieces = _gso_pieces(head, tcp, payload, size)
+            if pieces is None:  # unusual input: send_gso_parts' own checks and errors
+                return self._send_round_plain(frames)
+            items.append(pieces)
+            lens.append(len(head) + len(tcp) + len(payload))
+            gso += 1
+        stats = self._stats
+        stats["tx_gso_frames"] += gso
+        if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+            _SENT.t = time.monotonic()
+        n = len(items)
+        k, _nbytes, err, stamps = gather(self._fd, items, 0)
+        sent = k
+        nbytes = sum(lens) if k == n else sum(lens[:k])
+        i = k
+        while err:
+            at = time.monotonic()
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                for rest in items[i:]:
+                    self._enqueue(b"".join(rest))
+                    stamps.append(at)
+                self._arm_writer()
+                break
+            self._send_error(b"".join(items[i]), OSError(err, os.strerror(err)))
+            stamps.append(at)
+            i += 1
+            if self._txq:  # (ENOBUFS queued it: the rest waits behind it)
+                for rest in items[i:]:
+                    self._enqueue(b"".join(rest))
+                    stamps.append(at)
+                break
+            if i >= n:
+                break
+            k, _nbytes, err, more = gather(self._fd, items, i)
+            stamps.extend(more)
+            sent += k
+            nbytes += sum(lens[i:i + k])
+            i += k
+        stats["tx_frames"] += sent
+        stats["tx_bytes"] += nbytes
+        return stamps
+
+    def _send_round_plain(self, frames: Sequence[bytes | GsoFrame]) -> list[float]:
+        """:meth:`send_round` one frame at a time (no C helper, a TX ring,
+        frames already queued, or unusual input)."""
+        stamps: list[float] = []
+        clock = time.monotonic
+        for f in frames:
+            stamps.append(clock())
+            if isinstance(f, bytes):
+                self.send(f)
+            else:
+                head, tcp, payload, size = f
+                self.send_gso_parts(head, tcp + bytes(payload), size)
+        return stamps
+
     def _send_gathered(self, pieces: tuple[Buffer, ...], frame_len: int) -> None:
         """One vnet frame given in pieces (sendmsg gathers them)."""
         self._stats["tx_gso_frames"] += 1
@@ -1071,6 +1202,31 @@ def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int,
         size += _RING_BLOCK * tx_blocks
     ring = mmap.mmap(sock.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     return ring, slot, per_block * blocks, tx_slots
+
+
+_ADDRS = struct.Struct("!II")
+_U16 = struct.Struct("!H")
+
+
+def _gso_pieces(head: bytes, tcp: bytes, payload: Buffer,
+                gso_size: int) -> tuple[Buffer, ...] | None:
+    """The sendmsg pieces :meth:`AfPacketDevice.send_gso_parts` gives the
+    kernel for ``head`` and ``tcp + payload``, payload untouched; None
+    unless ``head`` is Ethernet + a 20-byte IPv4 header of a TCP packet and
+    ``tcp`` a whole TCP header (send_gso_parts' own checks and errors then
+    take it)."""
+    hlen = len(tcp)
+    if (len(head) != 34 or head[14] != 0x45 or head[12] != 8 or head[13] or head[23] != 6
+            or hlen < 20 or (tcp[12] >> 4) << 2 != hlen or not 0 < gso_size <= 65535):
+        return None  # (a head with IP options: send_gso_parts' way)
+    plen = len(payload)
+    split = plen > gso_size
+    vnet = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 34 + hlen,
+                         gso_size, 34, 16) if split else \
+        VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 34 + hlen, 0, 34, 16)
+    src, dst = _ADDRS.unpack_from(head, 26)
+    pseudo = _U16.pack((src + dst + 6 + hlen + plen) % 0xFFFF or 0xFFFF)
+    return (vnet, head, tcp[:16], pseudo, tcp[18:], payload)
 
 
 def gso_tcp_vnet_header(frame: bytes, gso_size: int) -> bytes:

@@ -25,7 +25,7 @@ import itertools
 import logging
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import (
@@ -57,6 +57,9 @@ from ustack.wire.tcp import SegmentEncoder, TcpSegment
 log = logging.getLogger("ustack.net")
 
 Buffer = bytes | memoryview
+#: a TCP super-segment for :meth:`IpLayer.send_tcp_round`: the TCP header
+#: (checksum field 0: the device fills it in), the payload, the gso_size
+GsoSegment = tuple[bytes, Buffer, int]
 #: ``handler(src_ip, dst_ip, payload, trusted)``: ``payload`` is the transport
 #: segment (a memoryview into the frame, valid only during the call: copy what
 #: you keep); its checksum has been verified unless ``trusted`` is True.  A
@@ -194,6 +197,10 @@ class IpLayer:
         #: ``device.send_gso_parts(head, segment, gso_size)``, the same
         #: without joining headers and segment (optional, with transmit_gso)
         self.transmit_gso_parts: Callable[[bytes, Buffer, int], None] | None = None
+        #: ``device.send_round(frames) -> send times``: a connection's output
+        #: round, whole frames and super-segments, in one device call
+        #: (optional, with transmit_gso; :meth:`send_tcp_round`)
+        self.transmit_round: Callable[[list[Any]], list[float]] | None = None
         self._clock = clock
         self._defer = defer or (lambda fn: fn())
         self._on_deadline = on_deadline or (lambda _deadline: None)
@@ -412,6 +419,51 @@ class IpLayer:
             frames = fit
         self.frames_out += len(frames)
         self._transmit_many(frames)
+
+    def send_tcp_round(self, dst: bytes, items: Sequence[TcpSegment | GsoSegment],
+                       encoder: SegmentEncoder) -> list[float] | None:
+        """One TCP output round to ``dst`` in one device call
+        (``transmit_round``): each item a segment that fits the MTU (framed
+        as :meth:`send_tcp_many` frames it) or a super-segment ``(tcp_header,
+        payload, gso_size)`` (as :meth:`send_gso` frames ``tcp_header +
+        payload``, the payload not copied), in order, identification numbers
+        drawn in that order: the frames of those calls one after the other
+        (tests/unit/test_tcp_send_round.py).  Returns the device's send time
+        of each item; None, nothing sent, when the device has no round path,
+        the next hop is not in the fast-path cache or a segment does not
+        fit the MTU (the caller then takes those calls, which drop it)."""
+        transmit = self.transmit_round
+        entry = self._prefix.get(dst)
+        if transmit is None or entry is None or self._clock() >= entry[1] \
+                or encoder.dst_ip != dst or encoder.src_ip != self.address \
+                or encoder.ttl != self.ttl:
+            return None
+        if self._corked:  # the wire order: what the cork holds goes first
+            self._release_corked()
+        prefix, src, ttl, ident = entry[0], self.address, self.ttl, self._ident
+        frames: list[Any] = []
+        start = 0
+        n = len(items)
+        for i in range(n):
+            item = items[i]
+            if not isinstance(item, tuple):
+                continue
+            if start < i:  # (a run of segments: no super-segment in it)
+                frames.extend(encoder.encode_ipv4_many(
+                    items[start:i], ident, prefix))  # type: ignore[arg-type]
+            start = i + 1
+            tcp, payload, gso_size = item
+            frames.append((prefix + build_header(src, dst, PROTO_TCP, len(tcp) + len(payload),
+                                                 next(ident), ttl=ttl), tcp, payload, gso_size))
+        if start < n:
+            frames.extend(encoder.encode_ipv4_many(
+                items[start:], ident, prefix))  # type: ignore[arg-type]
+        limit = self.mtu + len(prefix)
+        for f in frames:
+            if isinstance(f, bytes) and len(f) > limit:  # (callers cut to the MTU)
+                return None  # nothing sent: the caller's plain path drops it as too big
+        self.frames_out += n
+        return transmit(frames)
 
     def resolve(self, dst: bytes, callback: Callable[[bytes | None], None]) -> None:
         """Find the MAC of ``dst``'s next hop: ``callback(mac)`` once known

@@ -48,7 +48,7 @@ from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
 from ustack.tcp.send_buffer import charged as sndbuf_charged
 from ustack.tcp.send_buffer import writable as sndbuf_writable
-from ustack.tcp.sender import Sender
+from ustack.tcp.sender import NO_OUT, Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
@@ -269,7 +269,7 @@ class TcpConnection:
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
         self._ts_offset = (iss * 2654435761) & MASK
-        self._out: list[TcpSegment] = []
+        self._out: list[TcpSegment] = NO_OUT  # (a list of its own at the first segment)
         #: SND.NXT before the first transmission of a receive batch made
         #: during loss recovery (_send_after_ack), for the trace's rtx flag
         self._early_nxt: int | None = None
@@ -371,7 +371,7 @@ class TcpConnection:
         c._set_state(_SYN_SENT)
         c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
-        c._out.append(c._syn_segment(now))
+        c._queue_out(c._syn_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
 
@@ -390,7 +390,7 @@ class TcpConnection:
         c._take_syn(syn, now)
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
         c.rcv.adv = (c.rcv.nxt + c._syn_window) & MASK
-        c._out.append(c._synack_segment(now))
+        c._queue_out(c._synack_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
 
@@ -1858,6 +1858,23 @@ class TcpConnection:
         if rec is not None:  # (no room yet: nothing was sent)
             rec.restamp(now, left)
 
+    def segments_sent_each(self, now: float, segs: list[TcpSegment],
+                           times: list[float]) -> None:
+        """:meth:`segments_sent` with a device send time per segment
+        (``times[i]`` for ``segs[i]``, the output of
+        :meth:`segments_to_send` for ``now``, sent in one device call that
+        timed each frame): each segment's records move to its own time
+        (:meth:`Recovery.restamp_each`); timers and TSvals stay."""
+        rec = self._rec
+        if rec is None or not segs:
+            return
+        starts: list[int] = []
+        spans: list[int] = []
+        for seg in segs:
+            starts.append(seg.seq)
+            spans.append(len(seg.payload) + (1 if seg.flags & (SYN | FIN) else 0))
+        rec.restamp_each(now, starts, spans, times)
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         """Drain everything due: control segments queued by inputs, then data
         within min(SND.WND, cwnd) (Nagle, SWS avoidance), then a pending ACK."""
@@ -1876,11 +1893,13 @@ class TcpConnection:
                 self._send_blocked = False  # sending made room under the low mark
                 self._events.append(ev.SEND_SPACE_AVAILABLE)
         if self.rcv.ack_now:
-            self._out.append(self._make(ACK, self.snd_nxt))
+            self._queue_out(self._make(ACK, self.snd_nxt))
         out = self._out
         if not out:
+            if out is not NO_OUT:
+                self._out = NO_OUT  # (an empty list the sender made: back to the shared one)
             return []
-        self._out = []
+        self._out = NO_OUT
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
@@ -1934,7 +1953,15 @@ class TcpConnection:
         """Queue a control segment (data goes out through the sender)."""
         if seg.flags & RST:
             self.mib["TcpOutRsts"] += 1
-        self._out.append(seg)
+        self._queue_out(seg)
+
+    def _queue_out(self, seg: TcpSegment) -> None:
+        """Append ``seg`` to the output queue (a list of its own first: an
+        idle connection holds the shared empty ``NO_OUT``)."""
+        out = self._out
+        if out is NO_OUT:
+            out = self._out = []
+        out.append(seg)
 
     def _ts_val(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & MASK

@@ -470,6 +470,80 @@ class Recovery:
         if rate.delivered_time == stamped:
             rate.delivered_time = left
 
+    def restamp_each(self, stamped: float, starts: list[int], spans: list[int],
+                     times: list[float]) -> None:
+        """:meth:`restamp` with a time per output segment: the records sent
+        at ``stamped`` whose first sequence number lies in segment ``i``
+        (``starts[i]``, ``spans[i]`` sequence numbers, output order) left at
+        ``times[i]`` (non-decreasing: the device's send call for each frame
+        of the round).  Linux stamps every skb in __tcp_transmit_skb, a TSO
+        skb once for all its segments (tcp_fragment copies the stamp to
+        both parts): the time of its own transmission, so the newest
+        acknowledged segment's RTT (min_rtt, ``ca_rtt``) never includes the
+        sending of the super-segments before it.  The flight's start
+        (``tx_first_tx_time``, ``tx_delivered_time``, the sampler's) moves
+        to the first frame's time, as :meth:`restamp` moves it.  The round's
+        new-data record is split at the frames' boundaries first
+        (:meth:`Scoreboard.split`, Linux tcp_fragment: both parts keep every
+        mark), so each super-segment has a record, and so a time, of its own."""
+        n = len(times)
+        if not n:
+            return
+        left = times[0]
+        if left <= stamped:
+            left = stamped
+        sb = self.sb
+        q = sb._q
+        if n > 1 and len(q) > sb._h:
+            # the round's new data is one record (Sender.push reports it in
+            # one on_sent): cut it where the frames were cut, one record per
+            # super-segment as Linux has one skb per TSO packet
+            i = len(q) - 1
+            tail = q[i]
+            if tail.sent == stamped and not tail.retrans:
+                lo, hi = tail.start, tail.end
+                s32 = lo & MASK
+                cuts: list[int] = []
+                for k in range(n):
+                    b = lo + ((starts[k] - s32) & MASK)
+                    if lo < b < hi:
+                        cuts.append(b)
+                if cuts:
+                    cuts.sort()
+                    for b in cuts:
+                        i = sb.split(i, b)
+        r = sb._ts_tail
+        j = n - 1
+        while r is not None and r.sent == stamped:
+            s = r.start & MASK
+            t = left
+            k = j  # the tail's records belong to the last segments: search back from there
+            while k >= 0:
+                if (s - starts[k]) & MASK < spans[k]:
+                    break
+                k -= 1
+            if k < 0:  # (out of output order: look at all of them)
+                k = n - 1
+                while k >= 0 and (s - starts[k]) & MASK >= spans[k]:
+                    k -= 1
+            if k >= 0:
+                j = k
+                if times[k] > t:
+                    t = times[k]
+            r.sent = t
+            if r.first_sent == stamped:
+                r.first_sent = t
+            if r.tx_first_tx_time == stamped:
+                r.tx_first_tx_time = left
+            if r.tx_delivered_time == stamped:
+                r.tx_delivered_time = left
+            r = r.ts_prev
+        rate = self.rate
+        if rate.first_tx_time == stamped:
+            rate.first_tx_time = left
+        if rate.delivered_time == stamped:
+            rate.delivered_time = left
+
     def on_sent(self, seq: int, length: int, now: float, *,
                 retransmission: bool | None = None, tsval: int | None = None) -> None:
         """``length`` sequence numbers from ``seq`` were just transmitted.

@@ -8,7 +8,9 @@ usually falls in (one copy, or none when a segment is a whole chunk), and
 acknowledging drops whole chunks and moves an offset into the first.  A cursor
 remembers where the last peek ended, so building consecutive segments never
 rescans the buffer.  Small writes are coalesced into a ``bytearray`` tail so
-interactive traffic does not make thousands of tiny chunks.
+interactive traffic does not make thousands of tiny chunks; the first of them
+is kept as it came until a second one arrives (a request/response exchange
+writes, sends and has acknowledged one small message at a time: no copy).
 
 The bound follows Linux (net/ipv4/tcp.c tcp_sendmsg_locked, net/core/stream.c):
 queued data is charged in skb truesize units (payload plus a per-skb
@@ -117,7 +119,9 @@ class SendBuffer:
         self._base = 0  # absolute stream position of chunks[0][0]
         self._cur_idx = 0  # peek cursor: chunk index ...
         self._cur_start = 0  # ... and the absolute position where it starts
-        self._tail_open = False  # chunks[-1] is a bytearray still accepting small writes
+        #: chunks[-1] still takes small writes: a bytearray, or the bytes
+        #: of one small write (copied into a bytearray by the next one)
+        self._tail_open = False
 
     def __len__(self) -> int:
         return self._len
@@ -144,9 +148,15 @@ class SendBuffer:
             chunks = self._chunks = []
         if n < _SMALL:
             if self._tail_open and len(chunks[-1]) + n <= _TAIL_MAX:
-                chunks[-1] += data  # the bytearray tail
+                tail = chunks[-1]
+                if type(tail) is bytes:  # the first small write, kept as it came
+                    tail = chunks[-1] = bytearray(tail)
+                tail += data  # the bytearray tail
             else:
-                chunks.append(bytearray(data))
+                # a small bytes write opens the tail as is (no copy: peek
+                # hands it out whole, the request/response case); the next
+                # small write copies it into a bytearray and appends there
+                chunks.append(data if type(data) is bytes else bytearray(data))
                 self._tail_open = True
         else:
             chunks.append(data if type(data) is bytes else bytes(data))

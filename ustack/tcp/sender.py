@@ -35,6 +35,10 @@ _EMPTY_OPTIONS: Final = TcpOptions()
 #: Sender.eor until the first MSG_EOR record end (issue 14: an idle
 #: connection keeps no list of its own)
 _NO_EOR: Final[list[int]] = []
+#: a connection's output queue while nothing is queued (TcpConnection._out):
+#: one shared empty list, never appended to; the first segment gives the
+#: connection a list of its own (an idle connection keeps none: 56 B)
+NO_OUT: Final[list[TcpSegment]] = []
 
 
 class Sender:
@@ -230,6 +234,8 @@ class Sender:
         more = self.more
         eor = self.eor
         out = c._out
+        if out is NO_OUT:
+            out = c._out = []
         rcv = c.rcv
         # one ACK number, window and option block for the whole batch unless a
         # SACK/D-SACK block must be carried (then _make builds each segment)
@@ -415,8 +421,8 @@ class Sender:
         ack = rcv.nxt
         win = rcv.window()
         opts = c._options() if (c.ts_ok or c.sack_ok) else _EMPTY_OPTIONS
-        c._out.append(TcpSegment(c.local_port, c.remote_port, una, ack, ACK | PSH, win, 0, opts,
-                                 self.buf.peek(0, n)))
+        c._queue_out(TcpSegment(c.local_port, c.remote_port, una, ack, ACK | PSH, win, 0, opts,
+                                self.buf.peek(0, n)))
         self.ptr = nxt
         self.force = False
         self.probe = False
@@ -567,13 +573,13 @@ class Sender:
                 flags |= PSH
                 if self.fin_queued and 0 < ((c.snd_nxt - self.fin_seq) & MASK) < 0x80000000:
                     flags |= FIN
-            c._out.append(c._make(flags, seq, sndbuf.peek(off, n)))
+            c._queue_out(c._make(flags, seq, sndbuf.peek(off, n)))
             c.bytes_retrans += n
             c.data_segs_out += 1
             if flags & FIN:
                 n += 1
         elif self.fin_queued and not self.fin_acked and off == len(sndbuf):
-            c._out.append(c._make(ACK | FIN, seq))
+            c._queue_out(c._make(ACK | FIN, seq))
             n = 1
         else:
             return 0

@@ -192,6 +192,9 @@ class TimeWait:
     def segments_sent(self, now: float, left: float) -> None:
         """Nothing to restamp: TIME-WAIT sends no data (TcpConnection.segments_sent)."""
 
+    def segments_sent_each(self, now: float, segs: list[TcpSegment], times: list[float]) -> None:
+        """Nothing to restamp (TcpConnection.segments_sent_each)."""
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         out = self._out
         if self._ack_now:

@@ -186,6 +186,10 @@ _TS_HEADER_LEN: Final = HEADER_LEN + 12
 _TS_SEGMENT: Final = struct.Struct("!HHIIBBHHH4sII")
 _TS_ORDER: Final[tuple[int, ...]] = (OPT_TIMESTAMP,)
 _TS_OPTION: Final = struct.Struct("!BBBBII")
+#: the bound methods of the two, once (compiled code then calls them without
+#: a method lookup per segment)
+_TS_PACK: Final = _TS_OPTION.pack
+_TS_UNPACK_FROM: Final = _TS_SEGMENT.unpack_from
 #: _TS_PREFIX as a 32-bit word
 _TS_PREFIX_WORD: Final = 0x0101080A
 
@@ -249,7 +253,7 @@ class SegmentEncoder:
                 and not opts.sack_permitted and not opts.sack_blocks):
             # timestamps only (nearly every segment): encode()'s nop, nop, TS
             tsval, tsecr = ts
-            self._opt_bytes = _TS_OPTION.pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, tsval, tsecr)
+            self._opt_bytes = _TS_PACK(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, tsval, tsecr)
             self._opts = opts
             # int.from_bytes(those 12 bytes) % 0xFFFF without the bytes: the
             # words sit at multiples of 2**32, which is 1 modulo 0xFFFF
@@ -415,7 +419,7 @@ class TcpSegment:
             # decoded as decode_options() would, without its loop; header,
             # options prefix and timestamps come out of one unpack
             sport, dport, seq, ack, off, flags, win, csum, urg, prefix, tsval, tsecr = \
-                _TS_SEGMENT.unpack_from(data)
+                _TS_UNPACK_FROM(data)
             if off >> 4 == _TS_HEADER_LEN >> 2 and prefix == _TS_PREFIX:
                 # TcpOptions(timestamp=(tsval, tsecr), order=_TS_ORDER), spelled
                 # positionally: keyword arguments and the sack_blocks default
