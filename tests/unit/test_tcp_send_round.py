@@ -258,7 +258,9 @@ class _Port:
 def test_driver_round_equals_the_plain_transmit(shape: list[tuple[int, bool]]) -> None:
     import asyncio
 
-    from ustack.driver.tcp_table import TcpTable
+    from ustack.driver.tcp_table import TcpEndpoint, TcpTable
+    from ustack.tcp.config import TcpConfig
+    from ustack.tcp.connection import TcpConnection
 
     loop = asyncio.new_event_loop()
     try:
@@ -273,10 +275,10 @@ def test_driver_round_equals_the_plain_transmit(shape: list[tuple[int, bool]]) -
                 segs.append(_segment(seq, n, sack))
                 seq += n
 
-            class _Ep:
-                remote_addr = PEER
-
-            stamps = table._transmit(_Ep(), segs)  # type: ignore[arg-type]
+            # a real endpoint (compiled, _transmit takes only a TcpEndpoint)
+            conn = TcpConnection.connect(40000, 80, 1, 0.0, TcpConfig())
+            ep = TcpEndpoint(table, conn, table.local_addr, 40000, PEER, 80)
+            stamps = table._transmit(ep, segs)
             big = any(len(s.payload) > 1448 for s in segs)
             assert (stamps is not None) is (gathered and big)
             out[gathered] = record
