@@ -16,14 +16,14 @@ Two tests:
 * ``test_syn_flood_acceptance`` asserts the issue's numbers (>= 95 % of the
   connects succeed, median connect < 50 ms, the bulk transfer keeps >= 50 %
   of its pre-flood throughput, RSS grows < 20 MB, the counters show the
-  cookies), with the stack's defaults.  It is marked xfail: on this
-  2-core machine shared with other jobs the pure build does not reach the
-  bulk target run after run (15 of 18; the compiled build 8 of 8; the
-  reason names the measured figures; docs/hardening.md and
-  bench/synflood.py give the kernel's side by side and say who had the
-  CPUs).  Not strict: most runs meet every target, which must not fail
-  CI; pytest reports such a run as XPASS.  The mark goes when the targets
-  hold run after run.
+  cookies), with the stack's defaults.  With the compiled build (the
+  product's default install, and what CI's full run uses) it is a plain
+  test.  In a pure run it is marked xfail: on this 2-core machine shared
+  with other jobs the pure build does not reach the bulk target run after
+  run (15 of 18, against 8 of 8 compiled; the reason names the measured
+  figures; docs/hardening.md and bench/synflood.py give the kernel's side
+  by side).  Not strict there: most pure runs meet every target; pytest
+  reports such a run as XPASS.
 * ``test_syn_flood_regression_guard`` is a lower guard, not the acceptance:
   with the SYN channel at least half of the connects succeed and the bulk
   transfer keeps moving; in both modes (SYN channel, one socket) RSS grows
@@ -49,6 +49,7 @@ from typing import Any
 
 import pytest
 
+import ustack
 from ustack.lab import Lab
 from ustack.stack import Stack
 
@@ -90,7 +91,11 @@ def _common(report: dict[str, Any]) -> None:
     assert report["counters"]["TcpExtSyncookiesRecv"] >= 1, report
 
 
-@pytest.mark.xfail(strict=False, reason=(
+_COMPILED = ustack.accel_status()["mode"] == "compiled"
+
+
+@pytest.mark.xfail(not _COMPILED, strict=False, reason=(
+    "pure build (USTACK_NO_ACCEL=1 or no compiled build): "
     "issue 13's bulk target (>= 0.5 of the pre-flood rate) is not yet reliable in the pure "
     "build on this shared 2-core machine: measured 2026-12-02 00:27-00:43 with the stack's "
     "defaults (SYN channel on, C steps, shed in the ring, SYN_CPU_SHARE 0.1 with the "
