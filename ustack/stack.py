@@ -113,6 +113,10 @@ class Stack:
             self.ip.transmit_gso_parts = getattr(device, "send_gso_parts", None)
             self.ip.transmit_round = getattr(device, "send_round", None)
         self._tcp: TcpTable | None = None
+        #: called with every batch of frames after the IP layer took it
+        #: (the probe harness counts its frames with it: the IP layer may be
+        #: compiled, so its methods cannot be wrapped), else None
+        self.rx_observer: Callable[[Any], None] | None = None
         #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
         self.syn_device: Device | None = None
         #: its batch path (ustack.driver.syn_batch.SynBatch), when in use
@@ -374,7 +378,7 @@ class Stack:
         if rest or batch.held:  # the plain path costs ~100 us a frame: what is left
             plain = max(self.SYN_BUDGET, room) if not pressured else min(
                 self.SYN_BUDGET, max(4, int(cpu.left() / self.SYN_PLAIN_COST)))
-            self.ip.receive(batch.limit(rest, plain, newest_first=pressured))
+            self._ip_receive(batch.limit(rest, plain, newest_first=pressured))
         cpu.stop(batch.answered + batch.handed_back - taken)
         if batch.held:
             self._drain_syn_channel(busy)
@@ -393,7 +397,7 @@ class Stack:
         rows = got[0]
         rest = batch.process(rows, got[1], now) if len(rows) else []
         if rest:
-            self.ip.receive(batch.limit(rest, 4, newest_first=True))
+            self._ip_receive(batch.limit(rest, 4, newest_first=True))
         batch.cpu.aside()
 
     def _drain_syn_channel(self, busy: bool) -> None:
@@ -484,13 +488,19 @@ class Stack:
         loop iteration; ACKs of the batch coalesced first)."""
         tcp = self._tcp
         if tcp is None:
-            self.ip.receive(frames)
+            self._ip_receive(frames)
             return
         tcp.begin_batch()
         try:
-            self.ip.receive(frames)
+            self._ip_receive(frames)
         finally:
             tcp.end_batch()
+
+    def _ip_receive(self, frames: Any) -> None:
+        self.ip.receive(frames)
+        observer = self.rx_observer
+        if observer is not None:
+            observer(frames)
 
     def receive(self, frames: list[ReceivedFrame]) -> None:
         """Feed frames into the receive path as if the device delivered them."""

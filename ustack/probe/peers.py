@@ -493,20 +493,16 @@ class UstackPeer(Peer):
         """Count every IPv4 frame the device hands to the stack's IP layer, by
         source MAC, so that :meth:`settle` knows when the probe's have been
         processed (the receive path runs synchronously in that call)."""
-        ip = self.stack.ip
-        inner = ip.receive
         counts = self.rx_by_mac
 
-        def receive(frames: Any) -> Any:
-            result = inner(frames)
+        def observe(frames: Any) -> None:
             for item in frames:
                 frame = item[0] if isinstance(item, tuple) else getattr(item, "frame", item)
                 if frame[12:14] == b"\x08\x00":  # IPv4 only: the probe's ARP is not counted
                     mac = bytes(frame[6:12])
                     counts[mac] = counts.get(mac, 0) + 1
-            return result
 
-        ip.receive = receive
+        self.stack.rx_observer = observe
 
     async def settle(self, probe: Any, timeout: float = 1.0) -> None:
         """Until the stack's receive path has taken every frame the probe sent
