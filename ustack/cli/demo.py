@@ -241,7 +241,9 @@ def _describe(info: Any) -> str:
         return getattr(info, name, default)
 
     def ms(value: Any) -> str:
-        return f"{value * 1e3:.2f} ms" if isinstance(value, (int, float)) else "?"
+        # microseconds, as ss -i prints them (rtt:0.607): min_rtt on a veth is a
+        # few us, which two decimals of a ms showed as "min 0.00 ms"
+        return f"{value * 1e3:.3f} ms" if isinstance(value, (int, float)) else "?"
 
     return (
         f"tcp_info  rtt {ms(g('srtt'))} (var {ms(g('rttvar'))}, min {ms(g('min_rtt'))})  "
