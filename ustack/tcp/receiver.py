@@ -102,7 +102,13 @@ class Receiver:
                 self.pos += n
                 self.bytes_received += n
             return ooo.fin_pos is not None and ooo.fin_pos == self.pos
-        if ((self.nxt - self.acked) & MASK) > self.mss:
+        self._ack_or_delay((self.nxt - self.acked) & MASK, self.mss, now)
+        return False
+
+    def _ack_or_delay(self, unacked: int, mss: int, now: float) -> None:
+        """The ACK decision after in-order text: ``unacked`` sequence
+        numbers received and not yet acknowledged, RCV.MSS ``mss``."""
+        if unacked > mss:
             # at least every second full-sized segment (RFC 9293 3.8.6.3, Linux)
             self.ack_now = True
         elif self.quickacks > 0 and not self.pingpong:
@@ -115,7 +121,6 @@ class Receiver:
             self.ack_now = True
         elif self.timers.delack is None:
             self.timers.delack = now + self.delack
-        return False
 
     def accept_run(self, segments: list[bytes | memoryview], hlen: int, now: float) -> None:
         """:meth:`accept` of the text of each of ``segments`` (TCP segments
@@ -137,15 +142,7 @@ class Receiver:
             nxt = (nxt + plen) & MASK
             if plen > mss:
                 mss = plen if plen < advmss else advmss
-            if ((nxt - acked) & MASK) > mss:
-                self.ack_now = True  # (the rule of accept, segment by segment)
-            elif self.quickacks > 0 and not self.pingpong:
-                self.quickacks -= 1
-                self.ack_now = True
-            elif self.quickack_mode:
-                self.ack_now = True
-            elif self.timers.delack is None:
-                self.timers.delack = now + self.delack
+            self._ack_or_delay((nxt - acked) & MASK, mss, now)  # accept's rule, per segment
         self.nxt = nxt
         self.mss = mss
         self.pos += total
