@@ -464,6 +464,11 @@ class Recovery:
             if r.tx_delivered_time == stamped:
                 r.tx_delivered_time = left
             r = r.ts_prev
+        self._restamp_rate(stamped, left)
+
+    def _restamp_rate(self, stamped: float, left: float) -> None:
+        """The rate sampler's interval starts that carry the round's old
+        send time ``stamped`` move to ``left`` with the records."""
         rate = self.rate
         if rate.first_tx_time == stamped:
             rate.first_tx_time = left
@@ -538,11 +543,7 @@ class Recovery:
             if r.tx_delivered_time == stamped:
                 r.tx_delivered_time = left
             r = r.ts_prev
-        rate = self.rate
-        if rate.first_tx_time == stamped:
-            rate.first_tx_time = left
-        if rate.delivered_time == stamped:
-            rate.delivered_time = left
+        self._restamp_rate(stamped, left)
 
     def on_sent(self, seq: int, length: int, now: float, *,
                 retransmission: bool | None = None, tsval: int | None = None) -> None:
