@@ -370,3 +370,13 @@ def test_lean_virtual_loop_matches_asyncio_own_loop_to_the_byte() -> None:
             loop.close()
     assert json.loads(outputs[0])["flows"][0]["bytes"] > 0
     assert outputs[0] == outputs[1]
+
+
+def test_series_has_one_entry_per_second_summing_to_the_bytes() -> None:
+    # each entry is the bits delivered in that second: none may be lost or doubled
+    r = run_experiment(Experiment(flows=[Flow("reno")],
+                                  link=LinkSpec(rate=10e6, delay=0.01, queue=50), seconds=3))
+    f = r.flows[0]
+    assert len(f.series) == 3
+    assert sum(f.series) == f.bytes * 8
+    assert all(bits > 5e6 for bits in f.series)  # a saturated 10 Mbit/s link every second
