@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ustack import stack_identity, streams
 from ustack.addressing import parse_interface as parse_interface  # re-exported
 from ustack.driver.port import TcpPort, port_of
+from ustack.driver.rx_batch import BatchReceiver
 from ustack.driver.tcp_table import TcpTable
 from ustack.instance_lock import acquire
 from ustack.link.base import Device, ReceivedFrame
@@ -113,10 +114,10 @@ class Stack:
             self.ip.transmit_gso_parts = getattr(device, "send_gso_parts", None)
             self.ip.transmit_round = getattr(device, "send_round", None)
         self._tcp: TcpTable | None = None
-        #: called with every batch of frames after the IP layer took it
-        #: (the probe harness counts its frames with it: the IP layer may be
-        #: compiled, so its methods cannot be wrapped), else None
-        self.rx_observer: Callable[[Any], None] | None = None
+        #: the device's receive callback once TCP is attached (compiled
+        #: ustack.driver.rx_batch: what _receive does, without its frame)
+        self._rx_batch: BatchReceiver | None = None
+        self._rx_observer: Callable[[Any], None] | None = None
         #: the receive-only SYN channel (Stack.start(syn_channel=True)), else None
         self.syn_device: Device | None = None
         #: its batch path (ustack.driver.syn_batch.SynBatch), when in use
@@ -274,7 +275,7 @@ class Stack:
             stack.ip.register(PROTO_UDP, stack.udp.ip_input, verify_checksum=False)
             stack.ip.register_error(PROTO_UDP, stack.udp.ip_error)
             stack.ip.on_echo_reply(stack._echo_reply)
-            device.attach(loop, stack._receive)
+            device.attach(loop, stack._device_receiver())
             if stack._tcp is not None:
                 stack._tcp.poll_input = getattr(device, "poll", None)
             if syn_device is not None:
@@ -437,6 +438,8 @@ class Stack:
 
     def _attach_tcp(self, config: TcpConfig | None = None) -> None:
         self._tcp = TcpTable(self.tcp_port(), config=config)
+        self._rx_batch = BatchReceiver(self.ip, self._tcp)
+        self._rx_batch.observer = self._rx_observer
         self.ip.register(PROTO_TCP, self._tcp.ip_input)
         self.ip.register_error(PROTO_TCP, self._tcp_error)
 
@@ -481,11 +484,35 @@ class Stack:
 
     # --------------------------------------------------------------- running
 
+    @property
+    def rx_observer(self) -> Callable[[Any], None] | None:
+        """Called with every batch of frames after the IP layer took it
+        (the probe harness counts its frames with it: the IP layer may be
+        compiled, so its methods cannot be wrapped), else None."""
+        return self._rx_observer
+
+    @rx_observer.setter
+    def rx_observer(self, observer: Callable[[Any], None] | None) -> None:
+        self._rx_observer = observer
+        if self._rx_batch is not None:
+            self._rx_batch.observer = observer
+
+    def _device_receiver(self) -> Callable[[Any], None]:
+        """What the device calls with each batch: with TCP the compiled
+        BatchReceiver (the same steps as :meth:`_receive`), else _receive."""
+        rx = self._rx_batch
+        return self._receive if rx is None else rx.receive
+
     def _receive(self, frames: Any) -> None:
         """The device's callback: one receive batch.  TCP drains the
         connections it touched at the end of the batch, in this callback
         (the protocol's ``data_received`` and our answer without another
-        loop iteration; ACKs of the batch coalesced first)."""
+        loop iteration; ACKs of the batch coalesced first).  With TCP this
+        is :meth:`BatchReceiver.receive` (ustack.driver.rx_batch)."""
+        rx = self._rx_batch
+        if rx is not None:
+            rx.receive(frames)
+            return
         tcp = self._tcp
         if tcp is None:
             self._ip_receive(frames)
@@ -498,7 +525,7 @@ class Stack:
 
     def _ip_receive(self, frames: Any) -> None:
         self.ip.receive(frames)
-        observer = self.rx_observer
+        observer = self._rx_observer
         if observer is not None:
             observer(frames)
 
