@@ -115,7 +115,9 @@ def test_pull_equals_the_general_path(data: bytes, piece: int, limit: int,
     ref, ref_reader, ref_log = _transport(data, piece, limit, flags)
     assert fast._direct and ref._direct  # (asyncio's StreamReaderProtocol)
     fast._pull()
-    ref._pull_general(ref._ep, ref._ep.conn, ref._held)  # type: ignore[union-attr]
+    ep = ref._ep
+    assert ep is not None
+    ref._pull_general(ep, ep.conn, ref._held)
     assert _view(fast, fast_reader, fast_log) == _view(ref, ref_reader, ref_log)
 
 
