@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
     from ustack.tcp.config import TcpConfig
 
 log = logging.getLogger("ustack.stack")
+
+#: a receive-ring slot's tp_status word, and its "frame for us" bit
+#: (TP_STATUS_USER, linux/if_packet.h; ustack.link.af_packet reads the same)
+_SLOT_STATUS = struct.Struct("<I")
+_TP_STATUS_USER = 0x1
 
 
 class Stack:
@@ -142,6 +148,10 @@ class Stack:
         self._ping_ident = os.getpid() & 0xFFFF
         self._ping_seq = 0
         self._closed = False
+        #: busy polling (:meth:`set_busy_poll`): seconds to spin, the spin due
+        self.busy_poll = 0.0
+        self._spin: asyncio.Handle | None = None
+        self._plain_sends: tuple[Any, Any] = (None, None)
 
     # ----------------------------------------------------------------- start
 
@@ -164,6 +174,7 @@ class Stack:
         trace_dir: str | os.PathLike[str] | None = None,
         syn_channel: bool | None = None,
         tcp_config: TcpConfig | None = None,
+        busy_poll: float | None = None,
     ) -> Stack:
         """Open ``iface`` (AF_PACKET; needs CAP_NET_RAW) or use ``device`` (e.g.
         one end of a MemoryPair), take ``address`` (``A.B.C.D/PREFIXLEN``),
@@ -200,6 +211,8 @@ class Stack:
         (``syn_channel=True`` with ``pcap`` is a ValueError).
         ``tcp_config`` (a :class:`ustack.tcp.TcpConfig`) is every new
         connection's starting configuration (each gets its own copy).
+        ``busy_poll`` (seconds; default ``$USTACK_BUSY_POLL_US`` microseconds,
+        else off): see :meth:`set_busy_poll`.
 
         With ``iface`` the stack claims (namespace, interface, address):
         a second stack on the same interface and address, in any process,
@@ -280,6 +293,10 @@ class Stack:
                 stack._tcp.poll_input = getattr(device, "poll", None)
             if syn_device is not None:
                 stack._attach_syn_channel(syn_device)
+            if busy_poll is None:
+                busy_poll = float(os.environ.get("USTACK_BUSY_POLL_US") or 0) * 1e-6
+            if busy_poll > 0:
+                stack.set_busy_poll(busy_poll)
             stack.ip.announce()
         except BaseException:
             device.close()
@@ -533,6 +550,73 @@ class Stack:
         """Feed frames into the receive path as if the device delivered them."""
         self._receive(frames)
 
+    # ---------------------------------------------------------- busy polling
+
+    def set_busy_poll(self, seconds: float) -> None:
+        """Opt-in busy polling (off by default; Linux's SO_BUSY_POLL /
+        net.core.busy_poll is the model): after a loop iteration that sent
+        frames, spin up to ``seconds`` on the receive ring's next slot
+        before the loop sleeps in epoll, and read a frame that arrives
+        meanwhile at once.  It trades CPU for latency: an answer that
+        comes within the spin skips the sleep and wakeup (a few
+        microseconds a request/response on a veth), one that comes later
+        costs the whole spin.  Needs an AF_PACKET device with its receive
+        ring (``ring_state``); 0 turns it off.  ValueError for a negative
+        value or a device without a ring."""
+        if seconds < 0:
+            raise ValueError(f"busy_poll must be >= 0 seconds, not {seconds!r}")
+        ip = self.ip
+        if seconds and getattr(self.device, "ring_state", lambda: None)() is None:
+            raise ValueError("busy polling needs an AF_PACKET device with its receive ring")
+        if not seconds:
+            if self.busy_poll:
+                ip._device_one, ip._device_many = self._plain_sends
+                if not ip._corks:
+                    ip._transmit, ip._transmit_many = self._plain_sends
+            self.busy_poll = 0.0
+            return
+        if not self.busy_poll:
+            one, many = ip._device_one, ip._device_many
+            self._plain_sends = (one, many)
+
+            def send_one(frame: Any) -> None:
+                one(frame)
+                self._spin_soon()
+
+            def send_many(frames: Any) -> None:
+                many(frames)
+                self._spin_soon()
+
+            ip._device_one, ip._device_many = send_one, send_many
+            if not ip._corks:
+                ip._transmit, ip._transmit_many = send_one, send_many
+        self.busy_poll = float(seconds)
+
+    def _spin_soon(self) -> None:
+        if self._spin is None and not self._closed:
+            self._spin = self.loop.call_soon(self._busy_poll)
+
+    def _busy_poll(self) -> None:
+        """The spin (:meth:`set_busy_poll`): the next ring slot's status
+        word until it says a frame is there (then the device reads the
+        ring as a readable wakeup would) or the time is up."""
+        self._spin = None
+        device: Any = self.device
+        state = device.ring_state()
+        if state is None:
+            return
+        ring, slot_size, _slots, head = state[0], state[1], state[2], state[3]
+        status = _SLOT_STATUS.unpack_from
+        off = head * slot_size
+        clock = time.perf_counter
+        end = clock() + self.busy_poll
+        while True:
+            if status(ring, off)[0] & _TP_STATUS_USER:
+                device.poll()
+                return
+            if clock() >= end:
+                return
+
     def _rearm(self, _deadline: float | None = None) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -658,6 +742,9 @@ class Stack:
         file is complete afterwards).  Idempotent."""
         if self._closed:
             return
+        if self._spin is not None:
+            self._spin.cancel()
+            self._spin = None
         for hook in self._close_hooks:
             try:
                 result = hook()
