@@ -119,39 +119,45 @@ def test_the_device_built_batch_equals_the_constructed_one() -> None:
         ((b"a", False), 1.0), ((b"b", True), 2.0)]
 
 
-class _Recorder:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[Any] = []
-        self.fail = fail
-
-    def begin_batch(self) -> None:
-        self.calls.append("begin")
-
-    def end_batch(self) -> None:
-        self.calls.append("end")
-
-    def receive(self, frames: Any) -> None:
-        self.calls.append(("ip", frames))
-        if self.fail:
-            raise RuntimeError("boom")
-
-
 @pytest.mark.parametrize("fail", [False, True])
 @pytest.mark.parametrize("observe", [False, True])
 def test_batch_receiver_does_what_stack_receive_did(fail: bool, observe: bool) -> None:
-    rec = _Recorder(fail)
-    rx = BatchReceiver(rec, rec)  # type: ignore[arg-type]
-    if observe:
-        rx.observer = lambda frames: rec.calls.append(("obs", frames))
-    frames = [(b"x", True)]
-    if fail:
-        with pytest.raises(RuntimeError):
+    """Inside one TCP batch: the IP layer's handler and the observer run
+    with the batch open, end_batch closes it, also when the observer fails
+    (real objects: the compiled BatchReceiver checks its types)."""
+    import asyncio
+
+    from table_fakes import FakeStack
+
+    from ustack.driver.tcp_table import TcpTable
+
+    loop = asyncio.new_event_loop()
+    try:
+        table = TcpTable(FakeStack(), loop=loop)
+        calls: list[Any] = []
+        seen: list[tuple[bytes, float | None]] = []
+        ip = _layer(seen)
+        ip.register(6, lambda src, dst, payload, trusted: calls.append(("ip", table._batch)),
+                    verify_checksum=False)
+        rx = BatchReceiver(ip, table)
+        frames = [(_make("ok", 0), True)]
+
+        def observer(got: Any) -> None:
+            calls.append(("obs", table._batch, got is frames))
+            if fail:
+                raise RuntimeError("boom")
+
+        if observe:
+            rx.observer = observer
+        if fail and observe:
+            with pytest.raises(RuntimeError):
+                rx.receive(frames)
+        else:
             rx.receive(frames)
-        assert rec.calls == ["begin", ("ip", frames), "end"]
-    else:
-        rx.receive(frames)
-        assert rec.calls == ["begin", ("ip", frames), *([("obs", frames)] if observe else []),
-                             "end"]
+        assert calls == [("ip", 1), *([("obs", 1, True)] if observe else [])]
+        assert table._batch == 0
+    finally:
+        loop.close()
 
 
 def test_stack_rx_observer_reaches_the_device_callback() -> None:
