@@ -63,7 +63,7 @@ def test_read_into_hands_big_chunks_as_they_are_and_joins_small_ones() -> None:
 
 def test_a_whole_bytes_chunk_is_read_without_a_copy() -> None:
     buf = RecvBuffer()
-    data = bytes(range(200)) * 10
+    data = bytes(range(200)) * 20  # (at least SMALL: kept as it came)
     buf.append(data)
     assert buf.read(len(data)) is data
 
@@ -95,3 +95,19 @@ def test_an_emptied_buffer_keeps_no_list() -> None:
     b.clear()
     assert a._chunks is b._chunks  # the shared empty list (issue 14: idle memory)
     assert not a._chunks
+
+
+def test_small_texts_are_copied_into_one_tail_and_big_ones_kept() -> None:
+    buf = RecvBuffer()
+    frame = bytes(100) + b"s" * 1448
+    for _ in range(3):
+        buf.append(memoryview(frame)[100:])
+    big = memoryview(bytes(70000))
+    buf.append(big)
+    buf.append(b"t" * 10)
+    assert [type(c) for c in buf._chunks] == [bytearray, memoryview, bytearray]
+    assert buf._chunks[1] is big
+    # a read that cuts the tail closes it: the next small text starts another
+    assert len(buf.read(3 * 1448 + 70000 + 4)) == 3 * 1448 + 70004
+    buf.append(b"u" * 5)
+    assert bytes(buf) == b"t" * 6 + b"u" * 5

@@ -128,7 +128,8 @@ class Receiver:
         """:meth:`accept` of the text of each of ``segments`` (TCP segments
         with ``hlen``-byte headers, in order, nothing held for reassembly),
         all at ``now``: the same buffer, sequence space, RCV.MSS and ACK
-        decision, each text kept as it is (a view of its frame), not copied."""
+        decision, each text taken once (:meth:`RecvBuffer.append`: a big one
+        kept as the view of its frame it is, a small one copied)."""
         self.lrcv = now
         buf = self.buf
         nxt = self.nxt

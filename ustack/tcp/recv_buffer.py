@@ -1,10 +1,13 @@
 """The receive buffer: in-order bytes the application has not read yet
 (RFC 9293 3.8.6 "receive buffer"), first in, first out.
 
-A list of chunks, each kept as it came: the text of a received segment is
-usually a view of its frame (the receive runs and the IP fast path hand
-views), so appending copies nothing and the frame stays alive until its
-bytes are read.  Reading copies once: :meth:`read` joins the chunks it
+A list of chunks: the text of a received segment is usually a view of its
+frame (the receive runs and the IP fast path hand views); a big one (a GRO
+frame's) is kept as it came, so appending copies nothing and the frame
+stays alive until its bytes are read, while small ones (the exact wire's
+1448-byte texts, requests) are copied into a ``bytearray`` tail chunk, as
+before, so their frames are freed at once and a full window of them is
+not hundreds of views.  Reading copies once: :meth:`read` joins the chunks it
 takes into one ``bytes`` (none at all when that is one whole ``bytes``
 chunk); :meth:`read_into` hands a sink a view of one big chunk as it is,
 or of the small chunks joined.  A ``bytearray`` as FIFO copied every byte
@@ -19,7 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-Chunk = bytes | memoryview
+Chunk = bytes | bytearray | memoryview
+
+#: texts shorter than this are copied into the tail chunk ...
+SMALL: Final = 2048
+#: ... a bytearray of at most this size
+TAIL_MAX: Final = 65536
 
 #: read_into hands a chunk of at least this size to the sink as it is; below
 #: it, chunks are joined first (one call, and one feed, for many small
@@ -35,11 +43,13 @@ _NO_CHUNKS: Final[list[Chunk]] = []
 class RecvBuffer:
     """In-order unread bytes as a FIFO of chunks; ``len()`` is their count."""
 
-    __slots__ = ("_chunks", "_len")
+    __slots__ = ("_chunks", "_len", "_tail_open")
 
     def __init__(self) -> None:
         self._chunks: list[Chunk] = _NO_CHUNKS
         self._len = 0
+        #: chunks[-1] is a bytearray that small texts are appended to
+        self._tail_open = False
 
     def __len__(self) -> int:
         return self._len
@@ -47,15 +57,27 @@ class RecvBuffer:
     def __bool__(self) -> bool:
         return self._len != 0
 
-    def append(self, data: Chunk) -> None:
-        """Queue ``data`` (kept, not copied: a view must stay valid)."""
+    def append(self, data: bytes | memoryview) -> None:
+        """Queue ``data``: kept as it is (a view must stay valid while it
+        is buffered) unless it is small (:data:`SMALL`), then copied."""
         n = len(data)
         if not n:
             return
         chunks = self._chunks
         if chunks is _NO_CHUNKS:
             chunks = self._chunks = []
-        chunks.append(data)
+        if n < SMALL:
+            if self._tail_open:
+                tail = chunks[-1]
+                if isinstance(tail, bytearray) and len(tail) + n <= TAIL_MAX:
+                    tail += data
+                    self._len += n
+                    return
+            chunks.append(bytearray(data))
+            self._tail_open = True
+        else:
+            chunks.append(data)
+            self._tail_open = False
         self._len += n
 
     def _take(self, max_bytes: int) -> list[Chunk]:
@@ -65,6 +87,7 @@ class RecvBuffer:
         if max_bytes >= self._len:
             self._chunks = _NO_CHUNKS
             self._len = 0
+            self._tail_open = False
             return chunks
         out: list[Chunk] = []
         need = max_bytes
@@ -80,6 +103,8 @@ class RecvBuffer:
                 view = c if isinstance(c, memoryview) else memoryview(c)
                 out.append(view[:need])
                 chunks[i] = view[need:]
+                if i == len(chunks) - 1:
+                    self._tail_open = False  # (a view of the tail now: closed)
                 need = 0
         del chunks[:i]
         self._len -= max_bytes
@@ -93,7 +118,7 @@ class RecvBuffer:
         parts = self._take(max_bytes)
         if len(parts) == 1:
             only = parts[0]
-            return only if isinstance(only, bytes) else bytes(only)
+            return only if type(only) is bytes else bytes(only)
         return b"".join(parts)
 
     def read_into(self, sink: Callable[[memoryview], object], max_bytes: int) -> int:
@@ -135,3 +160,4 @@ class RecvBuffer:
     def clear(self) -> None:
         self._chunks = _NO_CHUNKS
         self._len = 0
+        self._tail_open = False
