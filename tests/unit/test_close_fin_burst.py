@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from test_tx_cork import _segments, _settled, _shape
+
 from ustack.link.memory import MemoryPair
 from ustack.stack import Stack
 from ustack.wire.tcp import FIN
-
-from test_tx_cork import _segments, _settled, _shape
 
 A, B = "10.9.1.1", "10.9.1.2"
 N = 12
