@@ -1510,7 +1510,7 @@ class TcpConnection:
                 raise RuntimeError("no recovery room before the connection synchronizes")
             rec = self._rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc,
                                        sack=self.sack_ok, config=rcfg,
-                                       ts_clock=self._ts_clock())
+                                       ts_clock=self._ts_clock(), mib=self.mib)
         return rec
 
     @property
