@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ustack import stack_identity, streams
 from ustack.addressing import parse_interface as parse_interface  # re-exported
 from ustack.driver.port import TcpPort, port_of
-from ustack.driver.tcp_table import TcpTable
+from ustack.driver.tcp_table import TcpTable, _fine_clock
 from ustack.instance_lock import acquire
 from ustack.link.base import Device, ReceivedFrame
 from ustack.names import Resolver
@@ -139,6 +139,9 @@ class Stack:
         self._close_hooks: list[Callable[[], object]] = []
         self._ping_waiters: dict[tuple[int, int], asyncio.Future[float]] = {}
         self._ping_ident = os.getpid() & 0xFFFF
+        #: ping's clock: the connections' (uvloop's loop.time() has 1 ms
+        #: resolution; a simulated loop's time is the simulated one)
+        self._fine_time = _fine_clock(loop)
         self._ping_seq = 0
         self._closed = False
 
@@ -609,7 +612,7 @@ class Stack:
         key = (self._ping_ident, self._ping_seq)
         fut: asyncio.Future[float] = self.loop.create_future()
         self._ping_waiters[key] = fut
-        sent = time.perf_counter()  # uvloop's loop.time() has 1 ms resolution
+        sent = self._fine_time()
         self.ip.send(dst, PROTO_ICMP, IcmpEcho(*key, data).encode())
         try:
             async with asyncio.timeout(timeout):
@@ -622,7 +625,7 @@ class Stack:
     def _echo_reply(self, src: bytes, echo: IcmpEcho) -> None:
         fut = self._ping_waiters.get((echo.ident, echo.seq))
         if fut is not None and not fut.done():
-            fut.set_result(time.perf_counter())
+            fut.set_result(self._fine_time())
 
     # ----------------------------------------------------------------- close
 

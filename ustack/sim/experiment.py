@@ -315,10 +315,11 @@ async def run_async(exp: Experiment) -> Result:
                 loop.call_at(now + exp.sample_interval, sample)
 
         def mark_second(k: int) -> None:
+            # the end of second k (at t0 + k + 1); the next mark ends second k + 1
             for i in range(n):
                 marks[i].append(sink_bytes(i))
-            if k + 1 < exp.seconds:
-                loop.call_at(t0 + k + 1, mark_second, k + 1)
+            if k + 2 <= exp.seconds:
+                loop.call_at(t0 + k + 2, mark_second, k + 1)
 
         tasks = [loop.create_task(start_flow(i, f)) for i, f in enumerate(exp.flows)]
         for i, flow in enumerate(exp.flows):
@@ -328,6 +329,9 @@ async def run_async(exp: Experiment) -> Result:
         loop.call_at(t0 + 1, mark_second, 0)
         await asyncio.sleep(exp.seconds)
         end = loop.time()
+        for i in range(n):  # the last whole second's mark may be due at this same instant
+            if len(marks[i]) < int(exp.seconds):
+                marks[i].append(sink_bytes(i))
         for task in tasks:
             if not task.done():
                 task.cancel()
