@@ -51,6 +51,7 @@ DEFAULT_LIMIT = 2**16
 _DEFAULT_LOW = DEFAULT_LIMIT // 4
 #: the largest single ``recv`` pulled from the core per ``data_received``
 _PULL_CHUNK = 256 * 1024
+_DATA_AVAILABLE = events.DataAvailable
 #: pieces the transport keeps of data the core could not take yet
 _WRITE_CHUNK = 64 * 1024
 #: the most resume_reading takes out of the core ahead of delivering it
@@ -153,6 +154,15 @@ _NO_EXTRA: dict[str, Any] = {}
 #: the shared, never written ``_held``/``_pending`` of a transport at rest
 #: (each becomes a deque of its own on first use: an empty deque is ~600 bytes)
 _EMPTY: deque[bytes] = deque(maxlen=0)
+
+
+def _byte_view(data: bytearray | memoryview) -> bytes | memoryview:
+    """``data`` as a flat view of bytes (no copy), or a copy when it is not
+    one (another item format, not contiguous)."""
+    view = memoryview(data)
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    return view.tobytes()
 
 
 class TcpTransport(asyncio.Transport):
@@ -444,7 +454,10 @@ class TcpTransport(asyncio.Transport):
         else:
             ep = self._ep
             assert ep is not None
-            taken = self._core_send(bytes(data) if not isinstance(data, bytes) else data)
+            # (a view, not a copy: the send buffer copies the part it takes,
+            # _queue the rest; bytes(data) first copied it all, then the
+            # rest again)
+            taken = self._core_send(data if isinstance(data, bytes) else _byte_view(data))
             if taken < 0:
                 return
             self._table.send_now(ep)  # on the wire in this call (kernel send())
@@ -526,7 +539,7 @@ class TcpTransport(asyncio.Transport):
                 self._send_fin()
         self._maybe_resume_protocol()
 
-    def _core_send(self, data: bytes) -> int:
+    def _core_send(self, data: bytes | memoryview) -> int:
         """``conn.send``; -1 (and the connection lost) if the core refuses
         because the connection already failed or closed underneath us."""
         assert self._ep is not None
@@ -551,7 +564,11 @@ class TcpTransport(asyncio.Transport):
         if ep is not None and not ep.removed:
             if self._connected:
                 ep.live.close(self._loop.time())
-                self._table.send_now(ep)  # FIN (or RST) in this call (kernel close())
+                # the FIN (or RST) joins the table's drain of this loop
+                # iteration: every connection closed in this iteration goes
+                # out in one device burst (one sendmmsg instead of one per
+                # close; a write() still sends in its call)
+                ep.touch()
             else:
                 ep.conn.abort(self._loop.time())
                 ep.touch()
@@ -588,6 +605,27 @@ class TcpTransport(asyncio.Transport):
             return
         conn = ep.conn
         held = self._held
+        if self._direct and not held:
+            # asyncio's own StreamReaderProtocol (_feeds_a_copy): it copies
+            # what it is given into its reader's buffer and keeps nothing,
+            # so it gets a view of the receive buffer, one copy less (the
+            # loop below with nothing held, for every request/response)
+            live = ep.live
+            sink = self._protocol.data_received  # type: ignore[attr-defined]
+            clock = self._loop.time
+            while not self._reading_paused and not self._lost:
+                n = conn.readable()
+                if n <= 0:
+                    break
+                live.recv_into(sink, n if n < _PULL_CHUNK else _PULL_CHUNK, clock())
+            if self._peer_eof or self._lost_when_drained:
+                self._pull_end(conn, held)
+            return
+        self._pull_general(ep, conn, held)
+
+    def _pull_general(self, ep: TcpEndpoint, conn: Any, held: Any) -> None:
+        """:meth:`_pull`, every case (tests/unit/test_streams_pull_fast.py
+        compares _pull's direct branch with it)."""
         while not self._reading_paused and not self._lost:
             if held:
                 data = held.popleft()  # taken out by resume_reading, older
@@ -610,6 +648,10 @@ class TcpTransport(asyncio.Transport):
                     self._protocol, data)
             else:
                 self._protocol.data_received(data)  # type: ignore[attr-defined]
+        self._pull_end(conn, held)
+
+    def _pull_end(self, conn: Any, held: Any) -> None:
+        """:meth:`_pull` after the data: the EOF, a close that waited for it."""
         if (
             self._peer_eof
             and not self._eof_delivered
@@ -646,7 +688,7 @@ class TcpTransport(asyncio.Transport):
         kind = type(event)
         if self._lost:
             return
-        if kind is events.DataAvailable:
+        if kind is _DATA_AVAILABLE:
             if self._connected:
                 self._pull()
         elif kind is events.SendSpaceAvailable:

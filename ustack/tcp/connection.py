@@ -119,6 +119,20 @@ _GSO_MAX_PAYLOAD: Final = 65536 - 321
 _RECEIVING_STATES: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
+def _sending(st: TcpState) -> bool:
+    """``st in _SENDING_STATES`` by identity: TcpState is an interpreted
+    Enum, whose ``__hash__`` (a Python call) a set lookup pays for every
+    state but the first (tests/unit/test_conn_setup_isn_ports.py checks
+    both agree on every state)."""
+    return (st is _ESTABLISHED or st is _CLOSE_WAIT or st is _FIN_WAIT_1 or st is _CLOSING
+            or st is _LAST_ACK)
+
+
+def _receiving(st: TcpState) -> bool:
+    """``st in _RECEIVING_STATES`` by identity (as :func:`_sending`)."""
+    return st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2
+
+
 #: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
 _RECOVERY_CONFIGS: Final[dict[tuple[Any, ...], RecoveryConfig]] = {}
 
@@ -474,7 +488,7 @@ class TcpConnection:
         sent = (snd.ptr - una) & MASK
         out = 0
         rec = self._rec
-        if self._rec_cfg is not None and self.state in _SENDING_STATES:
+        if self._rec_cfg is not None and _sending(self.state):
             flight = (self.snd_nxt - una) & MASK
             cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             wnd = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
@@ -497,7 +511,7 @@ class TcpConnection:
         queued = len(snd.buf)
         wire = (snd.ptr - una) & MASK
         rec = self._rec
-        if self._rec_cfg is not None and self.state in _SENDING_STATES:
+        if self._rec_cfg is not None and _sending(self.state):
             flight = (self.snd_nxt - una) & MASK
             cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             limit = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
@@ -534,7 +548,8 @@ class TcpConnection:
         self._data_event_sent = False
         rcv = self.rcv
         n = rcv.read_into(sink, max_bytes)
-        if n and self.state.synchronized:
+        st = self.state
+        if n and (st is _ESTABLISHED or st.synchronized):  # (as recv)
             rcv.maybe_window_update()
         return n
 
@@ -1181,7 +1196,7 @@ class TcpConnection:
                       now: float) -> None:
         st = self.state
         plen = len(payload)
-        if plen and st not in _RECEIVING_STATES:
+        if plen and not _receiving(st):
             return  # after the peer's FIN: ignore (RFC 9293 3.10.7.4, Linux)
         if plen and self._rst_on_data:
             # RFC 1122 4.2.2.13 / Linux: new data after close() -> RST, abort
@@ -1356,7 +1371,7 @@ class TcpConnection:
         pipe the earlier ACKs' transmissions would have filled; after a clean
         ACK that opened cwnd room, a batch left only the retransmission in
         flight at a small cwnd, and its loss waited for the RTO."""
-        if self.state in _SENDING_STATES:
+        if _sending(self.state):
             if self._early_nxt is None:
                 self._early_nxt = self.snd_nxt
             self.snd.push(self, now)
@@ -1804,7 +1819,7 @@ class TcpConnection:
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
         self.timers.persist = None
-        if self.state not in _SENDING_STATES or self.snd_nxt != self.snd_una:
+        if not _sending(self.state) or self.snd_nxt != self.snd_una:
             self._persist_backoff = 0
             return
         if self.snd_wnd:
@@ -1896,7 +1911,7 @@ class TcpConnection:
             self._early_nxt = None
         st = self.state
         # (ESTABLISHED first: the set lookup hashes the enum, interpreted)
-        if st is _ESTABLISHED or st in _SENDING_STATES:
+        if st is _ESTABLISHED or _sending(st):
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):
