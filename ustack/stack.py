@@ -565,10 +565,8 @@ class Stack:
         microseconds a request/response on a veth), one that comes later
         costs the whole spin.  Only worth it with a core to spare: on a
         shared CPU the spin keeps the peer (or whoever answers) from the CPU
-        it would be given when we sleep.  Measured on this project's 2-core
-        machine under load, 1-byte request/response on a veth: client and
-        kernel echo server pinned to their own cores, 100 us of spin, p50
-        31-33 us against 34-35 off; unpinned, 94-120 us against 47-64 off.
+        it would be given when we sleep (docs/link.md has the figures: 12 %
+        off the p50 pinned to spare cores, 3-5x worse on shared ones).
         Needs an AF_PACKET device with its receive ring (``ring_state``);
         0 turns it off.  ValueError for a negative value or a device
         without a ring."""
