@@ -354,7 +354,7 @@ def test_read_into_equals_read(chunks: list[bytes], reads: list[int]) -> None:
         ca, cb = a.eps[0].live, b.eps[0].live
         for chunk in chunks:
             for c in (ca, cb):
-                c.rcv.buf += chunk
+                c.rcv.buf = c.rcv.buf + chunk  # (a new buffer: never grow the shared empty one)
         got: list[bytes] = []
         for n in reads:
             want = ca.recv(n, 1.0)
@@ -373,7 +373,7 @@ def test_read_into_takes_the_bytes_and_releases_the_view() -> None:
     try:
         _handshake(a, b, True, 7)
         conn = a.eps[0].live
-        conn.rcv.buf += b"abcdef"
+        conn.rcv.buf = conn.rcv.buf + b"abcdef"  # (a new buffer, as above)
         kept: list[memoryview] = []
 
         def bad(view: memoryview) -> None:

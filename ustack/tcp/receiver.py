@@ -25,6 +25,11 @@ MASK: Final = 0xFFFFFFFF
 #: on the first out-of-order segment), so an idle connection keeps none
 #: (issue 14)
 _NO_OOO: Final = Reassembly()
+#: the in-order buffer of every receiver holding no unread text: only read,
+#: never changed (the first text gives a receiver a buffer of its own, a read
+#: that takes everything hands this one back), so an idle connection keeps
+#: none (issue 14: 56 B)
+NO_BUF: Final = bytearray()
 
 
 class Receiver:
@@ -33,10 +38,22 @@ class Receiver:
 
     __slots__ = ("nxt", "adv", "acked", "pos", "buf", "ooo", "dsack", "quickacks", "ack_now",
                  "mss", "advmss", "wscale", "sack_ok", "size", "delack", "ooo_max", "timers",
-                 "bytes_received", "quickack_mode", "pingpong", "lrcv")
+                 "bytes_received", "quickack_mode", "pingpong", "lrcv", "syn_window")
 
     def __init__(self, timers: Timers, size: int, advmss: int, delack: float,
                  quickacks: int, ooo_max: int) -> None:
+        # (the flags first and together: the compiled class packs them into
+        # one word, in the order __init__ first assigns its fields)
+        #: TCP_QUICKACK: every data segment is ACKed at once
+        self.quickack_mode = False
+        #: an ACK is due at the next output
+        self.ack_now = False
+        self.sack_ok = False
+        #: interactive (ping-pong) mode: we answered data within a delayed
+        #: ACK interval, so the ACK of the next data waits to ride on the
+        #: answer instead of the quickack rule (Linux icsk_ack.pingpong,
+        #: tcp_pingpong_thresh 1)
+        self.pingpong = False
         self.timers = timers
         #: RCV.NXT
         self.nxt = 0
@@ -46,34 +63,29 @@ class Receiver:
         self.acked = 0
         #: stream position of RCV.NXT (bytes since the peer's SYN, no wrap)
         self.pos = 0
-        #: in-order bytes the application has not read
-        self.buf = bytearray()
+        #: in-order bytes the application has not read (the shared empty
+        #: NO_BUF while there are none: a buffer of its own at the first
+        #: text, handed back when a read takes everything)
+        self.buf = NO_BUF
         self.ooo = _NO_OOO
         #: a D-SACK block to report once (RFC 2883)
         self.dsack: tuple[int, int] | None = None
         #: ACKs still to send at once before delayed ACKs start (Linux quickack)
         self.quickacks = quickacks
-        #: TCP_QUICKACK: every data segment is ACKed at once
-        self.quickack_mode = False
-        #: an ACK is due at the next output
-        self.ack_now = False
         #: largest segment payload seen from the peer (Linux rcv_mss)
         self.mss = min(advmss, 536)
         self.advmss = advmss
         self.wscale = 0
-        self.sack_ok = False
         #: receive buffer bound (bytes): the window and out-of-order storage
         self.size = size
         self.delack = delack
         self.ooo_max = ooo_max
         self.bytes_received = 0
-        #: interactive (ping-pong) mode: we answered data within a delayed
-        #: ACK interval, so the ACK of the next data waits to ride on the
-        #: answer instead of the quickack rule (Linux icsk_ack.pingpong,
-        #: tcp_pingpong_thresh 1)
-        self.pingpong = False
         #: when in-order text last arrived (Linux icsk_ack.lrcvtime)
         self.lrcv = -1.0
+        #: the window our SYN or SYN-ACK offers: never scaled (RFC 7323
+        #: 2.2), whole segments; Linux offers 64240
+        self.syn_window = min(size, 65535 // advmss * advmss if advmss else 65535)
 
     # ------------------------------------------------------------ text
     def accept(self, payload: bytes, now: float) -> bool:
@@ -82,7 +94,11 @@ class Receiver:
         out-of-order FIN became in order (the caller processes it)."""
         plen = len(payload)
         self.lrcv = now
-        self.buf += payload
+        buf = self.buf
+        if buf is NO_BUF:
+            self.buf = bytearray(payload)
+        else:
+            buf += payload
         self.nxt = (self.nxt + plen) & MASK
         self.pos += plen
         self.bytes_received += plen
@@ -129,6 +145,8 @@ class Receiver:
         decision, each text copied once, straight from its frame."""
         self.lrcv = now
         buf = self.buf
+        if buf is NO_BUF:
+            buf = self.buf = bytearray()
         nxt = self.nxt
         acked = self.acked
         mss = self.mss
@@ -183,7 +201,7 @@ class Receiver:
             return b""
         if max_bytes >= n:
             data = bytes(buf)
-            buf.clear()
+            self.buf = NO_BUF  # (all taken: back to the shared empty buffer)
         else:
             # one copy (buf[:n] would copy twice: a bytearray, then bytes);
             # the view is gone before the buffer shrinks (deleting from the
@@ -213,6 +231,8 @@ class Receiver:
             view.release()
             if n == len(buf):
                 buf.clear()
+                if self.buf is buf:
+                    self.buf = NO_BUF  # (all taken: back to the shared empty buffer)
             else:
                 del buf[:n]
         return n
