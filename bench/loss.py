@@ -13,12 +13,27 @@ the same SHA-256-checked stream, side by side in the same run.
 
     sudo python3 bench/loss.py [--mb 20] [--loss 0,0.1,1,2,5] [--cc reno,cubic,bbr]
                                [--runs N] [--json] [--timeout 90] [--name LAB]
+                               [--nice N]
 
 With ``--runs N`` every (loss, algorithm) pair is measured N times (kernel
 then ustack, the rounds one after the other in the same lab) and the table
 shows min/median/max of the ratio, both MB/s and ustack's CPU seconds; the
 JSON keeps every run (``repeat``) plus the load average before and after and
 whether the core ran compiled (mypyc) or as pure Python.
+
+Each transfer also records what the sender did and where its time went, the
+same counters on both sides: ``counters`` holds the sender's TCP MIB deltas
+under Linux nstat names (the kernel's read with ``nstat`` in the stack
+namespace, ustack's from ``Stack.counters()``: retransmissions, loss probes,
+RTOs, SACK recoveries, undos); the ustack side adds ``sched``, the bench
+thread's time on the CPU and waiting in the run queue
+(``/proc/thread-self/schedstat``) and its context switches.  On this shared
+machine a lossy ustack transfer is mostly run-queue wait: the kernel sender's
+ACK processing and transmissions run in softirq, above every process, while
+ustack's need the process to be scheduled after every ~cwnd burst (the sink's
+wake-up preempts it inside its own ``sendmsg``).  ``--nice N`` runs the whole
+bench (both senders, the sink, ustack) at niceness N, the same for the kernel
+and ustack, to measure that effect; it is off (0) by default.
 
 Needs root (namespaces, AF_PACKET, nft).
 """
@@ -105,9 +120,63 @@ def reset_counters(lab: Lab) -> None:
     set_loss(lab, _LOSS.get(lab.name, 0.0))
 
 
+# ---------------------------------------------------------------- counters
+#: the sender's TCP MIB counters recorded per transfer (Linux nstat names; the
+#: kernel's from ``nstat`` in the stack namespace, ustack's TcpMib)
+MIB_KEYS = ("TcpRetransSegs", "TcpExtTCPFastRetrans", "TcpExtTCPLossProbes",
+            "TcpExtTCPLossProbeRecovery", "TcpExtTCPTimeouts", "TcpExtTCPSackRecovery",
+            "TcpExtTCPLostRetransmit", "TcpExtTCPFullUndo", "TcpExtTCPPartialUndo",
+            "TcpExtTCPDSACKUndo", "TcpExtTCPLossUndo", "TcpExtTCPSpuriousRTOs",
+            "TcpExtTCPDSACKRecv", "TcpExtTCPSACKReorder")
+
+
+def kernel_mib(lab: Lab) -> dict[str, int] | None:
+    """The stack namespace's TCP counters (absolute, history untouched), or
+    None without ``nstat``."""
+    if shutil.which("nstat") is None:
+        return None
+    proc = lab.run_in_stack(["nstat", "-a", "-s", "-z", "-j"], capture_output=True,
+                            text=True, check=False)
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    values = doc.get("kernel", doc)
+    return {k: int(values.get(k, 0)) for k in MIB_KEYS}
+
+
+def ustack_mib(stack: Any) -> dict[str, int]:
+    values = stack.counters()
+    return {k: int(values.get(k, 0)) for k in MIB_KEYS}
+
+
+def mib_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def _schedstat() -> tuple[float, float]:
+    """(seconds on the CPU, seconds runnable but waiting) of this thread."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            on, wait, _ = f.read().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on) / 1e9, int(wait) / 1e9
+
+
+def _switches() -> tuple[int, int]:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return ru.ru_nvcsw, ru.ru_nivcsw
+
+
 # ---------------------------------------------------------------- senders
 def kernel_send(lab: Lab, nbytes: int, cc: str, timeout: float) -> dict[str, Any]:
     """The kernel sends (from the stack namespace, with a kernel address)."""
+    before = kernel_mib(lab)
     sink = _start_peer(lab, "sink", PORT)
     try:
         sender = lab.popen_in_stack(
@@ -129,7 +198,8 @@ def kernel_send(lab: Lab, nbytes: int, cc: str, timeout: float) -> dict[str, Any
           and res.get("congestion") == cc)
     return {"mbps": nbytes / float(res["seconds"]) / 1e6, "ok": ok,
             "seconds": res["seconds"], "congestion": res.get("congestion"),
-            "retrans": res.get("total_retrans")}
+            "retrans": res.get("total_retrans"),
+            "counters": mib_delta(before, kernel_mib(lab))}
 
 
 def _use_congestion(stack: Any, cc: str) -> None:
@@ -141,12 +211,19 @@ def _use_congestion(stack: Any, cc: str) -> None:
 async def ustack_send(stack: Any, lab: Lab, nbytes: int, cc: str,
                       timeout: float) -> dict[str, Any]:
     _use_congestion(stack, cc)
+    before = ustack_mib(stack)
+    (on0, wait0), (vol0, invol0) = _schedstat(), _switches()
     try:
         res = await asyncio.wait_for(ustack_to_kernel(stack, lab, nbytes, True), timeout)
     except TimeoutError:
         return {"mbps": None, "ok": False, "timeout": True}
+    (on1, wait1), (vol1, invol1) = _schedstat(), _switches()
     # the algorithm the connection reported (tcp_info ca_name) must be ours
     res["ok"] = bool(res.get("ok")) and res.get("congestion") == cc
+    res["counters"] = mib_delta(before, ustack_mib(stack))
+    # the whole transfer (sink start and stop included, unlike "seconds")
+    res["sched"] = {"on_cpu_s": round(on1 - on0, 4), "runqueue_wait_s": round(wait1 - wait0, 4),
+                    "voluntary_switches": vol1 - vol0, "involuntary_switches": invol1 - invol0}
     return res
 
 
@@ -250,10 +327,11 @@ def summary(results: dict[str, Any]) -> str:
     for r in results["runs"]:
         groups.setdefault((r["loss_percent"], r["congestion"]), []).append(r)
     lines = [f"{results.get('build', '?')} build, load {results.get('load_before')} -> "
-             f"{results.get('load_after')}; min/median/max over the runs",
+             f"{results.get('load_after')}, nice {results.get('nice', 0)}; "
+             "min/median/max over the runs",
              "| loss | cc | runs | kernel MB/s | ustack MB/s | ratio | ustack CPU s | "
-             "retrans k/u (median) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "ustack run-queue s | retrans k/u | TLP k/u | RTO k/u |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (percent, cc), rs in groups.items():
         ok = all(r[s].get("ok") for r in rs for s in ("kernel", "ustack"))
         kr = statistics.median([r["kernel"].get("retrans") or 0 for r in rs])
@@ -264,8 +342,24 @@ def summary(results: dict[str, Any]) -> str:
             f"{_spread([r['ustack'].get('mbps') for r in rs], '{:.1f}')} | "
             f"{_spread([r['ratio'] for r in rs], '{:.3f}')} | "
             f"{_spread([r['ustack'].get('cpu_seconds') for r in rs], '{:.3f}')} | "
-            f"{kr:g}/{ur:g} |" + ("" if ok else " (BAD)"))
+            f"{_spread([_sched(r['ustack'], 'runqueue_wait_s') for r in rs], '{:.3f}')} | "
+            f"{kr:g}/{ur:g} | {_both(rs, 'TcpExtTCPLossProbes')} | "
+            f"{_both(rs, 'TcpExtTCPTimeouts')} |" + ("" if ok else " (BAD)"))
     return "\n".join(lines)
+
+
+def _sched(side: dict[str, Any], key: str) -> float | None:
+    sched = side.get("sched")
+    return float(sched[key]) if sched and key in sched else None
+
+
+def _both(rs: list[dict[str, Any]], key: str) -> str:
+    """Median of a MIB counter over the runs, kernel/ustack ("-" if unknown)."""
+    def med(side: str) -> str:
+        xs = [r[side]["counters"][key] for r in rs if r[side].get("counters")]
+        return f"{statistics.median(xs):g}" if xs else "-"
+
+    return f"{med('kernel')}/{med('ustack')}"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -304,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--name", default=None, help="lab name (default hkl<pid>)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the bench, both senders and the sink at this niceness "
+                             "(the same for the kernel and ustack; default 0: unchanged)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/loss.py: needs root (namespaces, AF_PACKET, nft)", file=sys.stderr)
@@ -312,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/loss.py: needs nft (apt-get install nftables)", file=sys.stderr)
         return 2
     _QUIET = args.json
+    if args.nice:
+        # children (the kernel sender, the sinks) inherit it: both sides alike
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     nbytes = int(args.mb * 1_000_000)
     losses = [float(x) for x in args.loss.split(",") if x]
     ccs = [x for x in args.cc.split(",") if x]
@@ -319,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = run(nbytes, losses, ccs, args.timeout, args.uvloop, args.name,
                   max(args.runs, 1))
+    results["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

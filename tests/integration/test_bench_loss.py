@@ -48,6 +48,16 @@ def test_loss_bench_tiny_run() -> None:
     # counts retransmissions, one per GSO burst, so it is only reported)
     assert kernel["retrans"] >= kernel["dropped"]
     assert ours["retrans"] >= 1
+    # both senders' TCP counters, under the same nstat names (the kernel's from
+    # nstat in the stack namespace, ustack's from its TcpMib)
+    if shutil.which("nstat") is not None:
+        assert kernel["counters"]["TcpRetransSegs"] >= kernel["dropped"]
+    assert ours["counters"]["TcpRetransSegs"] == ours["retrans"]
+    assert set(ours["counters"]) == set(kernel["counters"] or ours["counters"])
+    # where the ustack sender's time went: on the CPU and waiting for it
+    sched = ours["sched"]
+    assert sched["on_cpu_s"] > 0 and sched["runqueue_wait_s"] >= 0
+    assert sched["voluntary_switches"] + sched["involuntary_switches"] > 0
     total = kernel["segments"] + ours["segments"]
     assert (kernel["dropped"] + ours["dropped"]) / total < 0.08
     # the lab is gone

@@ -47,6 +47,35 @@ def test_summary_min_median_max_per_pair() -> None:
     assert "| 1 |" in reno and "0.100/0.100/0.100" in reno
 
 
+def test_summary_shows_run_queue_wait_and_both_sides_counters() -> None:
+    runs = [_run(1, "reno", 100, 50, 0.3), _run(1, "reno", 100, 20, 0.5),
+            _run(1, "reno", 100, 40, 0.4)]
+    for r, wait, tlp, rto in zip(runs, (0.2, 0.9, 0.5), (1, 9, 4), (0, 2, 1), strict=True):
+        r["ustack"]["sched"] = {"on_cpu_s": 0.3, "runqueue_wait_s": wait}
+        r["ustack"]["counters"] = {"TcpExtTCPLossProbes": tlp, "TcpExtTCPTimeouts": rto}
+        r["kernel"]["counters"] = {"TcpExtTCPLossProbes": 2, "TcpExtTCPTimeouts": 0}
+    text = loss.summary({"runs": runs, "nice": -5})
+    assert "nice -5" in text
+    header = [ln for ln in text.splitlines() if ln.startswith("| loss |")][0]
+    assert "ustack run-queue s" in header and "TLP k/u" in header and "RTO k/u" in header
+    (reno,) = [ln for ln in text.splitlines() if "| reno |" in ln]
+    assert "0.200/0.500/0.900" in reno  # run-queue wait min/median/max
+    assert "| 2/4 |" in reno and "| 0/1 |" in reno  # medians kernel/ustack
+
+
+def test_summary_without_counters_shows_dashes() -> None:
+    (line,) = [ln for ln in loss.summary({"runs": [_run(0, "bbr", 100, 50, 0.3)]}).splitlines()
+               if "| bbr |" in ln]
+    assert line.endswith("| -/- | -/- |")
+
+
+def test_mib_delta_per_key_and_unknown() -> None:
+    before = {k: 1 for k in loss.MIB_KEYS}
+    after = {k: 3 for k in loss.MIB_KEYS}
+    assert loss.mib_delta(before, after) == {k: 2 for k in loss.MIB_KEYS}
+    assert loss.mib_delta(None, after) is None
+
+
 def test_summary_flags_a_bad_transfer() -> None:
     res = {"runs": [_run(2, "bbr", 100, 50, 0.3), _run(2, "bbr", 100, 50, 0.3, ok=False)]}
     assert "(BAD)" in loss.summary(res)

@@ -246,6 +246,43 @@ def test_rack_detects_a_lost_retransmission() -> None:
     assert rec.next_to_retransmit() == (seg(2), MSS)
 
 
+def test_a_retransmission_lost_again_counts_in_the_mib() -> None:
+    """Linux tcp_mark_skb_lost: LINUX_MIB_TCPLOSTRETRANSMIT per segment of a
+    lost-and-retransmitted record presumed lost again (by RACK or an RTO)."""
+    mib: dict[str, int] = {}
+    rtt = RttEstimator(1.0, 0.2, 120.0, True)
+    rec = Recovery(UNA, MSS, rtt, None, mib=mib)
+    rec.cc.cwnd = 20 * MSS
+    warm(rec, 0.1)
+    send(rec, 1, 6, 1.0)
+    rec.on_ack(seg(1), [blk(3, 7)], 1.1)
+    rec.on_sent(seg(1), MSS, 1.1)
+    rec.on_sent(seg(2), MSS, 1.1)
+    assert mib.get("TcpExtTCPLostRetransmit", 0) == 0  # first losses are not counted
+    send(rec, 7, 1, 1.2)
+    out = rec.on_ack(seg(2), [blk(3, 8)], 1.3)  # seg 2's retransmission lost (RACK)
+    assert out.lost_ranges == [(seg(2), seg(3))]
+    assert mib["TcpExtTCPLostRetransmit"] == 1
+    rec.on_sent(seg(2), MSS, 1.3)  # sent a third time, then the RTO: lost again
+    rec.on_rto(5.0)
+    assert mib["TcpExtTCPLostRetransmit"] == 2
+
+
+def test_an_rto_after_a_tail_probe_retransmission_counts_nothing() -> None:
+    """A TLP retransmission was never presumed lost: the RTO marks it lost
+    for the first time (Linux's else branch of tcp_mark_skb_lost)."""
+    mib: dict[str, int] = {}
+    rtt = RttEstimator(1.0, 0.2, 120.0, True)
+    rec = Recovery(UNA, MSS, rtt, None, mib=mib)
+    rec.cc.cwnd = 20 * MSS
+    warm(rec, 0.1)
+    send(rec, 1, 3, 1.0)
+    rec.on_sent(seg(3), MSS, 1.3)  # the probe: the tail sent again
+    rec.on_rto(5.0)
+    assert mib.get("TcpExtTCPLostRetransmit", 0) == 0
+    assert rec.sb.lost_out == 3
+
+
 def test_dsack_widens_the_reordering_window() -> None:
     rec = make()
     warm(rec, 0.1)

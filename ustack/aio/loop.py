@@ -47,6 +47,7 @@ import uvloop
 
 from ustack import streams
 from ustack.addressing import parse_interface
+from ustack.aio import gcpolicy
 from ustack.aio.claims import Claims, deliver, leftover
 from ustack.aio.datagram import UdpTransport
 from ustack.names import KernelResolverNeeded, gaierror
@@ -127,6 +128,7 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
     _ustack: LoopStack | None
     _ustack_starting: asyncio.Future[LoopStack] | None
     _ustack_claims: Claims
+    _ustack_gc_held: bool
 
     def _ustack_setup(self, options: StackOptions, starter: StackStarter) -> None:
         self._ustack_options = options
@@ -139,6 +141,8 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
         self._ustack_route_cache: dict[str, bool] = {}
         self._ustack_route_gw: str | None = options.gateway
         streams.register_loop_stack(self, self.ustack_stack)
+        gcpolicy.loop_opened()  # gen0 threshold 2000 while ustack loops run (gcpolicy)
+        self._ustack_gc_held = True
 
     # ---------------------------------------------------------------- stack
 
@@ -199,6 +203,9 @@ class UstackLoopMixin(asyncio.AbstractEventLoop):
                 log.exception("ustack: closing the loop's stack failed")
         self._ustack_claims.close()
         super().close()
+        if getattr(self, "_ustack_gc_held", False):
+            self._ustack_gc_held = False
+            gcpolicy.loop_closed()
 
     # ---------------------------------------------------------- getaddrinfo
 

@@ -616,9 +616,9 @@ class TcpTable:
         return snap
 
     def _ephemeral_port(self, remote_addr: bytes, remote_port: int) -> int:
-        in_use = _PortsInUse(self, remote_addr, remote_port)
         try:
-            return self._ports.choose(self.local_addr, remote_addr, remote_port, in_use)
+            return self._ports.choose_free(self.local_addr, remote_addr, remote_port,
+                                           self._conns, self._listeners)
         except OSError as exc:
             raise OSError(errno.EADDRNOTAVAIL, f"{os.strerror(errno.EADDRNOTAVAIL)}: "
                           f"no free local port to {socket.inet_ntoa(remote_addr)}:"
@@ -1722,22 +1722,6 @@ class TcpTable:
             self._flush_handle = None
         self._heap.clear()
         self._req_heap.clear()
-
-
-class _PortsInUse:
-    """``in`` test for RFC 6056 port selection: a local port is in use for
-    this destination when the 4-tuple exists or a listener holds the port."""
-
-    def __init__(self, table: TcpTable, remote_addr: bytes, remote_port: int) -> None:
-        self.table = table
-        self.remote_addr = remote_addr
-        self.remote_port = remote_port
-
-    def __contains__(self, port: object) -> bool:
-        return (
-            (port, self.remote_addr, self.remote_port) in self.table._conns
-            or port in self.table._listeners
-        )
 
 
 __all__ = ["TcpTable", "TcpEndpoint", "Listener", "EndpointOwner", "ConnKey", "RST"]

@@ -124,6 +124,20 @@ _GSO_MAX_PAYLOAD: Final = 65536 - 321
 _RECEIVING_STATES: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})
 
 
+def _sending(st: TcpState) -> bool:
+    """``st in _SENDING_STATES`` by identity: TcpState is an interpreted
+    Enum, whose ``__hash__`` (a Python call) a set lookup pays for every
+    state but the first (tests/unit/test_conn_setup_isn_ports.py checks
+    both agree on every state)."""
+    return (st is _ESTABLISHED or st is _CLOSE_WAIT or st is _FIN_WAIT_1 or st is _CLOSING
+            or st is _LAST_ACK)
+
+
+def _receiving(st: TcpState) -> bool:
+    """``st in _RECEIVING_STATES`` by identity (as :func:`_sending`)."""
+    return st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2
+
+
 #: shared RecoveryConfig by its knobs (TcpConnection._start_recovery)
 _RECOVERY_CONFIGS: Final[dict[tuple[Any, ...], RecoveryConfig]] = {}
 
@@ -483,7 +497,7 @@ class TcpConnection:
         sent = (snd.ptr - una) & MASK
         out = 0
         rec = self._rec
-        if self._rec_cfg is not None and self.state in _SENDING_STATES:
+        if self._rec_cfg is not None and _sending(self.state):
             flight = (self.snd_nxt - una) & MASK
             cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             wnd = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
@@ -506,7 +520,7 @@ class TcpConnection:
         queued = len(snd.buf)
         wire = (snd.ptr - una) & MASK
         rec = self._rec
-        if self._rec_cfg is not None and self.state in _SENDING_STATES:
+        if self._rec_cfg is not None and _sending(self.state):
             flight = (self.snd_nxt - una) & MASK
             cwnd_room = flight + self.cc.cwnd - (rec.in_flight() if rec is not None else 0)
             limit = self.snd_wnd if self.snd_wnd < cwnd_room else cwnd_room
@@ -1203,7 +1217,7 @@ class TcpConnection:
                       now: float) -> None:
         st = self.state
         plen = len(payload)
-        if plen and st not in _RECEIVING_STATES:
+        if plen and not _receiving(st):
             return  # after the peer's FIN: ignore (RFC 9293 3.10.7.4, Linux)
         if plen and self._rst_on_data:
             # RFC 1122 4.2.2.13 / Linux: new data after close() -> RST, abort
@@ -1368,7 +1382,7 @@ class TcpConnection:
         a single retransmission.  The segments join ``_out``: the driver still
         sends the whole batch's output at once.  In OPEN a batch acts as one
         stretch ACK and the output waits for :meth:`segments_to_send`."""
-        if self.state in _SENDING_STATES:
+        if _sending(self.state):
             if self._early_nxt is None:
                 self._early_nxt = self.snd_nxt
             self.snd.push(self, now)
@@ -1518,7 +1532,7 @@ class TcpConnection:
                 raise RuntimeError("no recovery room before the connection synchronizes")
             rec = self._rec = Recovery(self.snd_una, self.send_mss, self.rtt, self.cc,
                                        sack=self.sack_ok, config=rcfg,
-                                       ts_clock=self._ts_clock())
+                                       ts_clock=self._ts_clock(), mib=self.mib)
         return rec
 
     @property
@@ -1816,7 +1830,7 @@ class TcpConnection:
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe <SEQ=SND.UNA-1><ACK> (Linux tcp_xmit_probe_skb), backing off."""
         self.timers.persist = None
-        if self.state not in _SENDING_STATES or self.snd_nxt != self.snd_una:
+        if not _sending(self.state) or self.snd_nxt != self.snd_una:
             self._persist_backoff = 0
             return
         if self.snd_wnd:
@@ -1908,7 +1922,7 @@ class TcpConnection:
             self._early_nxt = None
         st = self.state
         # (ESTABLISHED first: the set lookup hashes the enum, interpreted)
-        if st is _ESTABLISHED or st in _SENDING_STATES:
+        if st is _ESTABLISHED or _sending(st):
             self.snd.push(self, now)
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):

@@ -20,16 +20,28 @@ MAX_WSCALE: Final = 14
 TIMESTAMP_OPTION_LEN: Final = 12  # nop, nop, kind 8 len 10 (Linux's layout)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Negotiated:
-    """What the handshake settled."""
+    """What the handshake settled.  (``__init__`` written out: the one a
+    dataclass generates runs interpreted in the compiled build, once per
+    handshake.)"""
 
-    send_mss: int = DEFAULT_MSS  # peer's MSS (clamped to ours, Linux-style)
-    wscale_ok: bool = False
-    snd_wscale: int = 0  # shift applied to the windows the peer sends us
-    rcv_wscale: int = 0  # shift we apply to the windows we send
-    sack_ok: bool = False
-    ts_ok: bool = False
+    send_mss: int  # peer's MSS (clamped to ours, Linux-style)
+    wscale_ok: bool
+    snd_wscale: int  # shift applied to the windows the peer sends us
+    rcv_wscale: int  # shift we apply to the windows we send
+    sack_ok: bool
+    ts_ok: bool
+
+    def __init__(self, send_mss: int = DEFAULT_MSS, wscale_ok: bool = False,
+                 snd_wscale: int = 0, rcv_wscale: int = 0, sack_ok: bool = False,
+                 ts_ok: bool = False) -> None:
+        self.send_mss = send_mss
+        self.wscale_ok = wscale_ok
+        self.snd_wscale = snd_wscale
+        self.rcv_wscale = rcv_wscale
+        self.sack_ok = sack_ok
+        self.ts_ok = ts_ok
 
 
 def syn_options(config: TcpConfig, ts_val: int) -> TcpOptions:

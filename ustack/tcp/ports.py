@@ -51,21 +51,43 @@ class PortAllocator:
         """
         taken: Callable[[int], bool] = in_use if callable(in_use) else in_use.__contains__
         num = self.high - self.low + 1
-        key = (laddr, raddr, rport)
-        hashes = self._hashes.get(key)
-        if hashes is None:
-            if len(self._hashes) >= _HASH_CACHE_MAX:
-                self._hashes.clear()
-            hashes = self._hashes[key] = (self._hash(self._s1, laddr, raddr, rport),
-                                          self._hash(self._s2, laddr, raddr, rport))
-        offset = hashes[0]
-        index = hashes[1] % len(self._table)
+        offset, index = self._start(laddr, raddr, rport)
         for _ in range(num):
             port = self.low + (offset + self._table[index]) % num
             self._table[index] += 1
             if not taken(port):
                 return port
         raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port (RFC 6056 range exhausted)")
+
+    def choose_free(self, laddr: bytes, raddr: bytes, rport: int,
+                    conns: Container[tuple[int, bytes, int]], listeners: Container[int]) -> int:
+        """:meth:`choose` for a connection table: a port is taken when
+        ``(port, raddr, rport)`` is in ``conns`` or the port is in
+        ``listeners``.  The same ports in the same order as ``choose`` with
+        that predicate (tests/unit/test_conn_setup_isn_ports.py), without a
+        predicate object per connect."""
+        num = self.high - self.low + 1
+        offset, index = self._start(laddr, raddr, rport)
+        table = self._table
+        low = self.low
+        for _ in range(num):
+            port = low + (offset + table[index]) % num
+            table[index] += 1
+            if (port, raddr, rport) not in conns and port not in listeners:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port (RFC 6056 range exhausted)")
+
+    def _start(self, laddr: bytes, raddr: bytes, rport: int) -> tuple[int, int]:
+        """Algorithm 3's ``offset = F(...)`` and the counter index ``G(...)
+        % table size`` of a destination (remembered, bounded)."""
+        key = (laddr, raddr, rport)
+        hashes = self._hashes.get(key)
+        if hashes is None:
+            if len(self._hashes) >= _HASH_CACHE_MAX:
+                self._hashes.clear()
+            g = self._hash(self._s2, laddr, raddr, rport) % len(self._table)
+            hashes = self._hashes[key] = (self._hash(self._s1, laddr, raddr, rport), g)
+        return hashes
 
 
 _DEFAULT: PortAllocator | None = None

@@ -307,7 +307,8 @@ class Recovery:
     def __init__(self, una: int, mss: int, rtt: RttEstimator,
                  cc: CongestionController | None = None, *, sack: bool = True,
                  config: RecoveryConfig | None = None,
-                 ts_clock: Callable[[float], int] | None = None) -> None:
+                 ts_clock: Callable[[float], int] | None = None,
+                 mib: dict[str, int] | None = None) -> None:
         #: take the fast paths of :meth:`on_ack` / :meth:`on_sent` for the
         #: common case (tests set it False on an instance to force the general
         #: path; tests/unit/test_tcp_recovery_fastpath.py proves both give the same)
@@ -316,6 +317,7 @@ class Recovery:
         self._tlp_on = self.cfg.tcp_early_retrans in (3, 4)
         self.sb = Scoreboard(una, mss)
         self.sb.lost_log = []
+        self.sb.mib = mib  # TcpExtTCPLostRetransmit (Scoreboard.mark_lost)
         self.rate = RateSampler()
         self.rack = Rack()
         self.rtt = rtt

@@ -77,7 +77,7 @@ class Scoreboard:
     __slots__ = ("mss", "una", "nxt", "fack", "packets_out", "sacked_out", "lost_out",
                  "retrans_out", "sacked_bytes", "lost_bytes", "retrans_bytes",
                  "lost_total", "lost_log", "xid", "_q", "_h", "_ts_head", "_ts_tail", "_sacked",
-                 "rtx_hint")
+                 "rtx_hint", "mib")
 
     def __init__(self, una: int, mss: int) -> None:
         self.mss = max(mss, 1)
@@ -105,6 +105,8 @@ class Scoreboard:
         self._sacked: list[tuple[int, int]] = []
         #: no record below this is lost-and-not-retransmitted (Linux retransmit_skb_hint)
         self.rtx_hint = self.una
+        #: the connection's MIB (nstat names), for TcpExtTCPLostRetransmit; None: not counted
+        self.mib: dict[str, int] | None = None
 
     # --- sequence conversion ------------------------------------------------
     def unwrap(self, seq: int) -> int:
@@ -292,6 +294,13 @@ class Scoreboard:
         n = r.end - r.start
         changed = False
         if r.rtx:
+            if r.lost:
+                # a retransmission lost again (Linux counts LINUX_MIB_TCPLOSTRETRANSMIT
+                # by segments; a TLP retransmission was never marked lost)
+                mib = self.mib
+                if mib is not None:
+                    mib["TcpExtTCPLostRetransmit"] = mib.get("TcpExtTCPLostRetransmit", 0) \
+                        + r.pcount
             r.rtx = False
             self.retrans_out -= r.pcount
             self.retrans_bytes -= n
