@@ -118,6 +118,7 @@ def test_receive_buffer_equals_a_plain_buffer(ops: list[tuple[str, object]]) -> 
     ref = bytearray()
     hlen = 20
     now = 0.0
+    got: list[bytes] = []
     for op, arg in ops:
         now += 0.001
         taken = 0
@@ -137,7 +138,7 @@ def test_receive_buffer_equals_a_plain_buffer(ops: list[tuple[str, object]]) -> 
             taken = len(want)
         else:
             assert isinstance(arg, int)
-            got: list[bytes] = []
+            got.clear()
             taken = rcv.read_into(lambda v: got.append(bytes(v)), arg)
             want = bytes(ref[:arg]) if arg > 0 else b""
             assert taken == len(want) and (b"".join(got) == want)
