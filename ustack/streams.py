@@ -155,6 +155,15 @@ _NO_EXTRA: dict[str, Any] = {}
 _EMPTY: deque[bytes] = deque(maxlen=0)
 
 
+def _byte_view(data: bytearray | memoryview) -> bytes | memoryview:
+    """``data`` as a flat view of bytes (no copy), or a copy when it is not
+    one (another item format, not contiguous)."""
+    view = memoryview(data)
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    return view.tobytes()
+
+
 class TcpTransport(asyncio.Transport):
     """One TCP connection of a ustack Stack as an asyncio Transport.
 
@@ -444,7 +453,10 @@ class TcpTransport(asyncio.Transport):
         else:
             ep = self._ep
             assert ep is not None
-            taken = self._core_send(bytes(data) if not isinstance(data, bytes) else data)
+            # (a view, not a copy: the send buffer copies the part it takes,
+            # _queue the rest; bytes(data) first copied it all, then the
+            # rest again)
+            taken = self._core_send(data if isinstance(data, bytes) else _byte_view(data))
             if taken < 0:
                 return
             self._table.send_now(ep)  # on the wire in this call (kernel send())
@@ -526,7 +538,7 @@ class TcpTransport(asyncio.Transport):
                 self._send_fin()
         self._maybe_resume_protocol()
 
-    def _core_send(self, data: bytes) -> int:
+    def _core_send(self, data: bytes | memoryview) -> int:
         """``conn.send``; -1 (and the connection lost) if the core refuses
         because the connection already failed or closed underneath us."""
         assert self._ep is not None

@@ -3,18 +3,14 @@
 * the pending-event queue is the shared empty ``connection.NO_EVENTS``
   while no event is pending (the first event gives the connection a list of
   its own, taking the last one hands the shared list back);
-* the receive buffer is the shared empty ``receiver.NO_BUF`` while no text
-  is unread (the first text gives the receiver a buffer of its own, a read
-  that takes everything hands the shared one back);
 * Cubic's HyStart++ round state is created at the first ACK of the initial
   slow start and dropped when HyStart++ is done.
 
 Each must behave exactly as the eager structure did: the shared empties
 must never be written (the seeded differential scenario set runs over every
-append site), the receive buffer equals a plain reference buffer under any
-mix of text and reads, and the lazy HyStart++ equals the eager one (the
-code before the change, kept here as the reference) under any sequence of
-controller calls."""
+append site), and the lazy HyStart++ equals the eager one (the code before
+the change, kept here as the reference) under any sequence of controller
+calls."""
 
 from __future__ import annotations
 
@@ -30,9 +26,7 @@ from ustack.tcp.congestion import CaState, CongestionController, RateSample
 from ustack.tcp.congestion import cubic as cubic_mod
 from ustack.tcp.congestion.cubic import Cubic
 from ustack.tcp.connection import NO_EVENTS
-from ustack.tcp.receiver import NO_BUF, Receiver
 from ustack.tcp.testing import MemoryPair
-from ustack.tcp.timers import Timers
 
 sys.path.insert(0, str(Path(__file__).parent))
 import accel_scenarios  # noqa: E402
@@ -45,9 +39,9 @@ def test_scenarios_never_write_the_shared_empties() -> None:
     ran = 0
     for sc in accel_scenarios.scenarios():
         for _line in accel_scenarios.run(sc):
-            assert NO_EVENTS == [] and NO_BUF == b"", sc.name
+            assert NO_EVENTS == [], sc.name
         ran += 1
-    assert ran >= 60 and NO_EVENTS == [] and NO_BUF == b""
+    assert ran >= 60 and NO_EVENTS == []
 
 
 def _settle(pair: MemoryPair, until: float) -> None:
@@ -62,27 +56,17 @@ def test_connections_at_rest_hold_the_shared_empties() -> None:
     for c in (pair.a, pair.b):
         while c.next_event() is not None:
             pass
-        assert c._events is NO_EVENTS and c.rcv.buf is NO_BUF
+        assert c._events is NO_EVENTS
         assert not c.has_events() and c.next_event() is None
     pair.a.send(b"x" * 5000, pair.now)
     pair.run(lambda: pair.b.readable() == 5000, max_time=5.0)
-    assert pair.b.rcv.buf is not NO_BUF
-    assert pair.b.recv(3000, pair.now) == b"x" * 3000
-    assert pair.b.rcv.buf is not NO_BUF  # (2000 bytes still unread)
-    assert pair.b.recv(5000, pair.now) == b"x" * 2000
-    assert pair.b.rcv.buf is NO_BUF
-    while pair.b.next_event() is not None:
-        pass
-    assert pair.b._events is NO_EVENTS
-    # read_into taking everything hands the shared buffer back too
-    pair.a.send(b"y" * 700, pair.now)
-    pair.run(lambda: pair.b.readable() == 700, max_time=5.0)
-    got: list[bytes] = []
-    assert pair.b.recv_into(lambda v: got.append(bytes(v)), 300, pair.now) == 300
-    assert pair.b.rcv.buf is not NO_BUF
-    assert pair.b.recv_into(lambda v: got.append(bytes(v)), 1000, pair.now) == 400
-    assert pair.b.rcv.buf is NO_BUF and b"".join(got) == b"y" * 700
-    assert NO_EVENTS == [] and NO_BUF == b""
+    assert pair.b.recv(5000, pair.now) == b"x" * 5000
+    _settle(pair, pair.now + 1.0)
+    for c in (pair.a, pair.b):
+        while c.next_event() is not None:
+            pass
+        assert c._events is NO_EVENTS
+    assert NO_EVENTS == []
 
 
 def test_events_come_out_in_order_across_the_shared_list() -> None:
@@ -97,59 +81,6 @@ def test_events_come_out_in_order_across_the_shared_list() -> None:
     assert [c.next_event(), c.next_event(), c.next_event()] == [
         ev.DATA_AVAILABLE, ev.EOF_RECEIVED, None]
     assert c._events is NO_EVENTS
-
-
-_OPS = st.lists(st.one_of(
-    st.tuples(st.just("accept"), st.binary(min_size=0, max_size=700)),
-    st.tuples(st.just("run"), st.lists(st.binary(min_size=1, max_size=300), min_size=1,
-                                       max_size=4)),
-    st.tuples(st.just("read"), st.integers(-1, 1500)),
-    st.tuples(st.just("read_into"), st.integers(-1, 1500)),
-), min_size=1, max_size=25)
-
-
-@settings(max_examples=300, deadline=None)
-@given(ops=_OPS)
-def test_receive_buffer_equals_a_plain_buffer(ops: list[tuple[str, object]]) -> None:
-    """Text in (accept, accept_run), reads out (read, read_into): the bytes
-    read and the bytes held are those of a plain buffer, and the receiver
-    holds the shared empty buffer exactly when nothing is unread."""
-    rcv = Receiver(Timers(), 1 << 20, 1460, 0.04, 16, 32)
-    ref = bytearray()
-    hlen = 20
-    now = 0.0
-    got: list[bytes] = []
-    for op, arg in ops:
-        now += 0.001
-        taken = 0
-        if op == "accept":
-            assert isinstance(arg, bytes)
-            rcv.accept(arg, now)
-            ref += arg
-        elif op == "run":
-            assert isinstance(arg, list)
-            rcv.accept_run([b"h" * hlen + t for t in arg], hlen, now)
-            ref += b"".join(arg)
-        elif op == "read":
-            assert isinstance(arg, int)
-            want = bytes(ref[:arg]) if arg > 0 else b""
-            assert rcv.read(arg) == want
-            del ref[:len(want)]
-            taken = len(want)
-        else:
-            assert isinstance(arg, int)
-            got.clear()
-            taken = rcv.read_into(lambda v: got.append(bytes(v)), arg)
-            want = bytes(ref[:arg]) if arg > 0 else b""
-            assert taken == len(want) and (b"".join(got) == want)
-            del ref[:taken]
-        assert bytes(rcv.buf) == bytes(ref)
-        assert rcv.nxt == rcv.pos == rcv.bytes_received  # (no wrap here)
-        if rcv.buf:
-            assert rcv.buf is not NO_BUF
-        elif op in ("read", "read_into") and taken:
-            assert rcv.buf is NO_BUF  # a read that took everything hands it back
-        assert NO_BUF == b""
 
 
 # --------------------------------------------------------------- HyStart++

@@ -228,6 +228,7 @@ class AfPacketDevice(Device):
         ring: tuple[mmap.mmap, int, int] | None = None,
         vnet_hdr: bool = False,
         tx_ring_slots: int = 0,
+        tx_sock: socket.socket | None = None,
     ) -> None:
         self.name = name
         self.ifindex = ifindex
@@ -238,6 +239,13 @@ class AfPacketDevice(Device):
         self._tx_overhead = VNET_HDR_LEN if vnet_hdr else 0
         self._sock = sock
         self._fd = sock.fileno()
+        #: the socket frames leave by: ``sock`` itself, or (a vnet device
+        #: with a receive ring) a second one with the vnet header that
+        #: receives nothing, so ``sock`` reads frames without that header
+        self._tx = tx_sock if tx_sock is not None else sock
+        self._tx_fd = self._tx.fileno()
+        #: bytes before the frame in a socket read (a vnet header, or none)
+        self._rx_overhead = VNET_HDR_LEN if vnet_hdr and tx_sock is None else 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receiver: Receiver | None = None
         self._closed = False
@@ -329,6 +337,7 @@ class AfPacketDevice(Device):
         if tcp_syn not in ("all", "exclude", "only"):
             raise ValueError(f"tcp_syn must be 'all', 'exclude' or 'only', not {tcp_syn!r}")
         sock = _open_packet_socket()
+        tx_sock: socket.socket | None = None
         try:
             ifindex, if_mac, mtu = interface_info(iface)
             our_mac = if_mac if mac is None else as_mac(mac)
@@ -341,16 +350,18 @@ class AfPacketDevice(Device):
                 bpf.attach(sock, bpf.ethernet_filter(our_mac) if tcp_syn == "all"
                            else bpf.split_tcp_syn(our_mac, syn_only=tcp_syn == "only"))
             ring = None
-            if vnet_hdr:  # before the ring: the kernel refuses it afterwards
+            split = vnet_hdr and rx_ring and sys.byteorder == "little"
+            if split:
+                # two sockets: this one receives through the ring without the
+                # vnet header (a frame bigger than a slot is then read from
+                # the socket as exactly its bytes, no copy to strip the
+                # header), the other sends with it (_open_vnet_sender)
+                tx_sock = _open_vnet_sender(iface, sndbuf)
+            elif vnet_hdr:  # before the ring: the kernel refuses it afterwards
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             if rx_ring and sys.byteorder == "little":
-                try:
-                    ring = _setup_ring(sock, mtu, ring_frames, ring_slot,
-                                       0 if vnet_hdr else tx_ring_frames)
-                except OSError:
-                    if not vnet_hdr:
-                        raise
-                    ring = None  # an older kernel without vnet headers in rings
+                ring = _setup_ring(sock, mtu, ring_frames, ring_slot,
+                                   0 if vnet_hdr else tx_ring_frames)
             if ring is None and not vnet_hdr:
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.bind((iface, ETH_P_ALL))
@@ -359,10 +370,12 @@ class AfPacketDevice(Device):
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         except BaseException:
             sock.close()
+            if tx_sock is not None:
+                tx_sock.close()
             raise
         return cls(sock, iface, ifindex, our_mac, mtu, max_send_queue=max_send_queue,
                    ring=ring[:3] if ring is not None else None, vnet_hdr=vnet_hdr,
-                   tx_ring_slots=ring[3] if ring is not None else 0)
+                   tx_ring_slots=ring[3] if ring is not None else 0, tx_sock=tx_sock)
 
     # --------------------------------------------------------------- receive
     def attach(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
@@ -621,12 +634,14 @@ class AfPacketDevice(Device):
 
     def _recv_copy(self) -> bytes | None:
         """The full copy of a ring frame flagged TP_STATUS_COPY."""
+        skip = self._rx_overhead
         try:
+            if not skip:  # the frame's bytes as they are: one copy (the kernel's)
+                return self._sock.recv(RX_BUFSIZE)
             n = self._sock.recv_into(self._rx_buf)
         except OSError:
             return None
-        skip = self._tx_overhead  # the socket copy starts with the vnet header
-        return self._rx_view[skip:n].tobytes()
+        return self._rx_view[skip:n].tobytes()  # without the vnet header
 
     def _on_readable_socket(self) -> None:
         # recvmsg_into a preallocated buffer + one exact-size copy
@@ -732,7 +747,7 @@ class AfPacketDevice(Device):
         if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
             _SENT.t = time.monotonic()
         try:
-            self._sock.send(frame)
+            self._tx.send(frame)
         except (BlockingIOError, InterruptedError):
             self._enqueue(frame)
             self._arm_writer()
@@ -765,7 +780,7 @@ class AfPacketDevice(Device):
         """:meth:`_send_many_plain` with sendmmsg (``ustack.link._batch``):
         the same frames sent, queued, retried and counted, fewer calls."""
         assert _sendmany is not None
-        fd = self._fd
+        fd = self._tx_fd
         n = len(frames)
         i = 0
         sent = 0
@@ -796,7 +811,7 @@ class AfPacketDevice(Device):
         self._stats["tx_bytes"] += nbytes - sent * self._tx_overhead
 
     def _send_many_plain(self, frames: Sequence[Buffer]) -> None:
-        send = self._sock.send
+        send = self._tx.send
         sent = 0
         nbytes = 0
         for i, frame in enumerate(frames):
@@ -949,7 +964,7 @@ class AfPacketDevice(Device):
         if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
             _SENT.t = time.monotonic()
         n = len(items)
-        k, _nbytes, err, stamps = gather(self._fd, items, 0)
+        k, _nbytes, err, stamps = gather(self._tx_fd, items, 0)
         sent = k
         nbytes = sum(lens) if k == n else sum(lens[:k])
         i = k
@@ -971,7 +986,7 @@ class AfPacketDevice(Device):
                 break
             if i >= n:
                 break
-            k, _nbytes, err, more = gather(self._fd, items, i)
+            k, _nbytes, err, more = gather(self._tx_fd, items, i)
             stamps.extend(more)
             sent += k
             nbytes += sum(lens[i:i + k])
@@ -1003,7 +1018,7 @@ class AfPacketDevice(Device):
         if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
             _SENT.t = time.monotonic()
         try:
-            self._sock.sendmsg(pieces)
+            self._tx.sendmsg(pieces)
         except (BlockingIOError, InterruptedError):
             self._enqueue(b"".join(pieces))
             self._arm_writer()
@@ -1019,7 +1034,7 @@ class AfPacketDevice(Device):
             self._enqueue(data)
             return
         try:
-            self._sock.send(data)
+            self._tx.send(data)
         except (BlockingIOError, InterruptedError):
             self._enqueue(data)
             self._arm_writer()
@@ -1050,7 +1065,7 @@ class AfPacketDevice(Device):
         if loop is None:
             return
         self._loop = loop
-        loop.add_writer(self._fd, self._flush)
+        loop.add_writer(self._tx_fd, self._flush)
         self._writer_armed = True
 
     def _arm_retry(self) -> None:
@@ -1068,7 +1083,7 @@ class AfPacketDevice(Device):
 
     def _flush(self) -> None:
         txq = self._txq
-        send = self._sock.send
+        send = self._tx.send
         stats = self._stats
         while txq:
             frame = txq[0]
@@ -1092,7 +1107,7 @@ class AfPacketDevice(Device):
 
     def _disarm_writer(self) -> None:
         if self._writer_armed and self._loop is not None:
-            _unwatch(self._loop.remove_writer, self._fd)
+            _unwatch(self._loop.remove_writer, self._tx_fd)
         self._writer_armed = False
 
     # ----------------------------------------------------------------- misc
@@ -1111,6 +1126,8 @@ class AfPacketDevice(Device):
             self._retry_handle = None
         self._txq.clear()
         self._sock.close()
+        if self._tx is not self._sock:
+            self._tx.close()
         if ring is not None:
             ring.close()
 
@@ -1166,6 +1183,22 @@ class _RingArrays:
         import numpy as np
 
         return np.zeros((0, width), dtype=np.uint8)
+
+
+def _open_vnet_sender(iface: str, sndbuf: int) -> socket.socket:
+    """A packet socket on ``iface`` that only sends, frames with a
+    ``virtio_net_hdr`` (PACKET_VNET_HDR): bound with protocol 0, so the
+    kernel hands it no frame at all (packet(7))."""
+    tx = _open_packet_socket()
+    try:
+        tx.setblocking(False)
+        _set_buffer(tx, socket.SO_SNDBUF, SO_SNDBUFFORCE, sndbuf)
+        tx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        tx.bind((iface, 0))
+    except BaseException:
+        tx.close()
+        raise
+    return tx
 
 
 def _setup_ring(sock: socket.socket, mtu: int, ring_frames: int,

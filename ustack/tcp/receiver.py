@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.recv_buffer import RecvBuffer
 from ustack.tcp.timers import Timers
 
 MASK: Final = 0xFFFFFFFF
@@ -25,11 +26,6 @@ MASK: Final = 0xFFFFFFFF
 #: on the first out-of-order segment), so an idle connection keeps none
 #: (issue 14)
 _NO_OOO: Final = Reassembly()
-#: the in-order buffer of every receiver holding no unread text: only read,
-#: never changed (the first text gives a receiver a buffer of its own, a read
-#: that takes everything hands this one back), so an idle connection keeps
-#: none (issue 14: 56 B)
-NO_BUF: Final = bytearray()
 
 
 class Receiver:
@@ -63,10 +59,9 @@ class Receiver:
         self.acked = 0
         #: stream position of RCV.NXT (bytes since the peer's SYN, no wrap)
         self.pos = 0
-        #: in-order bytes the application has not read (the shared empty
-        #: NO_BUF while there are none: a buffer of its own at the first
-        #: text, handed back when a read takes everything)
-        self.buf = NO_BUF
+        #: in-order bytes the application has not read (the segments' texts
+        #: as they came, views of their frames: no copy on the way in)
+        self.buf = RecvBuffer()
         self.ooo = _NO_OOO
         #: a D-SACK block to report once (RFC 2883)
         self.dsack: tuple[int, int] | None = None
@@ -88,17 +83,13 @@ class Receiver:
         self.syn_window = min(size, 65535 // advmss * advmss if advmss else 65535)
 
     # ------------------------------------------------------------ text
-    def accept(self, payload: bytes, now: float) -> bool:
+    def accept(self, payload: bytes | memoryview, now: float) -> bool:
         """In-order text (3.10.7.4 "seventh"): append it and whatever
         reassembly now completes, and decide the ACK.  True when an
         out-of-order FIN became in order (the caller processes it)."""
         plen = len(payload)
         self.lrcv = now
-        buf = self.buf
-        if buf is NO_BUF:
-            self.buf = bytearray(payload)
-        else:
-            buf += payload
+        self.buf.append(payload)
         self.nxt = (self.nxt + plen) & MASK
         self.pos += plen
         self.bytes_received += plen
@@ -113,7 +104,7 @@ class Receiver:
                 if more is None:
                     break
                 n = len(more)
-                self.buf += more
+                self.buf.append(more)
                 self.nxt = (self.nxt + n) & MASK
                 self.pos += n
                 self.bytes_received += n
@@ -142,20 +133,20 @@ class Receiver:
         """:meth:`accept` of the text of each of ``segments`` (TCP segments
         with ``hlen``-byte headers, in order, nothing held for reassembly),
         all at ``now``: the same buffer, sequence space, RCV.MSS and ACK
-        decision, each text copied once, straight from its frame."""
+        decision, each text taken once (:meth:`RecvBuffer.append`: a big one
+        kept as the view of its frame it is, a small one copied)."""
         self.lrcv = now
         buf = self.buf
-        if buf is NO_BUF:
-            buf = self.buf = bytearray()
         nxt = self.nxt
         acked = self.acked
         mss = self.mss
         advmss = self.advmss
         total = 0
+        append = buf.append
         for segment in segments:
             text = segment[hlen:]
             plen = len(text)
-            buf += text
+            append(text)
             total += plen
             nxt = (nxt + plen) & MASK
             if plen > mss:
@@ -195,47 +186,14 @@ class Receiver:
     def read(self, max_bytes: int) -> bytes:
         """RECEIVE (3.10.3): up to ``max_bytes`` in-order bytes (the caller
         then checks :meth:`maybe_window_update`)."""
-        buf = self.buf
-        n = len(buf)
-        if n == 0 or max_bytes <= 0:
-            return b""
-        if max_bytes >= n:
-            data = bytes(buf)
-            self.buf = NO_BUF  # (all taken: back to the shared empty buffer)
-        else:
-            # one copy (buf[:n] would copy twice: a bytearray, then bytes);
-            # the view is gone before the buffer shrinks (deleting from the
-            # front moves no bytes in CPython)
-            view = memoryview(buf)
-            data = bytes(view[:max_bytes])
-            view.release()
-            del buf[:max_bytes]
-        return data
+        return self.buf.read(max_bytes)
 
     def read_into(self, sink: Callable[[memoryview], object], max_bytes: int) -> int:
         """:meth:`read` without the copy: ``sink`` gets a view of up to
-        ``max_bytes`` in-order bytes, which are then taken (also when it
-        raises); the view is released before the buffer moves."""
-        buf = self.buf
-        n = len(buf)
-        if n == 0 or max_bytes <= 0:
-            return 0
-        if n > max_bytes:
-            n = max_bytes
-        view = memoryview(buf)
-        part = view[:n]
-        try:
-            sink(part)
-        finally:
-            part.release()
-            view.release()
-            if n == len(buf):
-                buf.clear()
-                if self.buf is buf:
-                    self.buf = NO_BUF  # (all taken: back to the shared empty buffer)
-            else:
-                del buf[:n]
-        return n
+        ``max_bytes`` in-order bytes (:meth:`RecvBuffer.read_into`: one big
+        chunk as it is, small ones joined), which are then taken (also when
+        it raises); the view is released after the call."""
+        return self.buf.read_into(sink, max_bytes)
 
     # ------------------------------------------------------------ ACK policy
     def sent_ack(self) -> None:

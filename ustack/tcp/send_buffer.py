@@ -186,12 +186,15 @@ class SendBuffer:
             if type(chunk) is bytes:
                 return chunk[a:b] if (a or b != len(chunk)) else chunk
             return bytes(chunk[a:b])
-        parts = [chunk[a:]]
+        # views of the pieces, so the join is the one copy (slices of
+        # bytes would copy each piece first: a super-segment across two
+        # chunks was copied twice)
+        parts: list[bytes | bytearray | memoryview] = [memoryview(chunk)[a:]]
         need = b - len(chunk)
         idx += 1
         while need > 0 and idx < n_chunks:
             c = chunks[idx]
-            parts.append(c[:need] if need < len(c) else c)
+            parts.append(memoryview(c)[:need] if need < len(c) else c)
             need -= len(c)
             idx += 1
         return b"".join(parts)

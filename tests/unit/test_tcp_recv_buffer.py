@@ -1,0 +1,113 @@
+"""RecvBuffer (the receive buffer as a FIFO of chunks) against the
+``bytearray`` FIFO it replaced: the same bytes, counts and order for any mix
+of appends (bytes and views of frames, small and big) and reads
+(``read``, ``read_into``), and what it promises about views and failures."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ustack.tcp.recv_buffer import BIG_CHUNK, RecvBuffer
+
+_sizes = st.one_of(st.integers(0, 40), st.integers(1000, 1500),
+                   st.integers(BIG_CHUNK - 2, BIG_CHUNK + 2), st.integers(20000, 70000))
+_op = st.one_of(
+    st.tuples(st.just("append"), _sizes, st.booleans(), st.integers(0, 80)),
+    st.tuples(st.just("read"), st.integers(-1, 150000), st.booleans(), st.just(0)),
+    st.tuples(st.just("into"), st.integers(-1, 150000), st.booleans(), st.just(0)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=st.lists(_op, min_size=1, max_size=40))
+def test_recv_buffer_equals_a_bytearray_fifo(ops: list[tuple[str, int, bool, int]]) -> None:
+    buf = RecvBuffer()
+    model = bytearray()
+    counter = 0
+    for kind, n, flag, head in ops:
+        if kind == "append":
+            # a frame whose text starts after a header: a view, or a bytes copy
+            frame = bytes((counter + i) % 251 for i in range(head + n))
+            counter += n
+            text = memoryview(frame)[head:] if flag else frame[head:]
+            buf.append(text)
+            model += text
+        elif kind == "read":
+            want = bytes(model[:n]) if n > 0 else b""
+            del model[:len(want)]
+            assert buf.read(n) == want
+        else:
+            want = bytes(model[:n]) if n > 0 else b""
+            del model[:len(want)]
+            got: list[bytes] = []
+            k = buf.read_into(lambda v, got=got: got.append(bytes(v)), n)  # type: ignore[misc]
+            assert (k, b"".join(got)) == (len(want), want)
+            # every view but a big chunk's is a join of small ones: none empty
+            assert all(got)
+        assert len(buf) == len(model)
+        assert bool(buf) == bool(model)
+        assert bytes(buf) == bytes(model)
+
+
+def test_read_into_hands_big_chunks_as_they_are_and_joins_small_ones() -> None:
+    buf = RecvBuffer()
+    for part in (b"a" * 10, b"b" * 20, b"c" * BIG_CHUNK, b"d" * 5, b"e" * 7):
+        buf.append(memoryview(part))
+    sizes: list[int] = []
+    assert buf.read_into(lambda v: sizes.append(len(v)), 1 << 20) == 30 + BIG_CHUNK + 12
+    assert sizes == [30, BIG_CHUNK, 12]
+    assert not buf and buf.read(10) == b""
+
+
+def test_a_whole_bytes_chunk_is_read_without_a_copy() -> None:
+    buf = RecvBuffer()
+    data = bytes(range(200)) * 20  # (at least SMALL: kept as it came)
+    buf.append(data)
+    assert buf.read(len(data)) is data
+
+
+def test_read_into_views_are_released_and_bytes_taken_when_the_sink_fails() -> None:
+    buf = RecvBuffer()
+    buf.append(b"x" * BIG_CHUNK)
+    buf.append(b"y" * BIG_CHUNK)
+    buf.append(b"tail")
+    kept: list[memoryview] = []
+
+    def bad(view: memoryview) -> None:
+        kept.append(view)
+        raise RuntimeError("sink failed")
+
+    with pytest.raises(RuntimeError):
+        buf.read_into(bad, 2 * BIG_CHUNK + 2)
+    assert len(kept) == 1  # the rest was not handed on ...
+    with pytest.raises(ValueError):
+        bytes(kept[0])  # ... the view handed on is released ...
+    assert buf.read(100) == b"il"  # ... and all the bytes asked for are gone
+
+
+def test_an_emptied_buffer_keeps_no_list() -> None:
+    a, b = RecvBuffer(), RecvBuffer()
+    a.append(b"abc")
+    assert a.read(3) == b"abc"
+    b.append(b"x")
+    b.clear()
+    assert a._chunks is b._chunks  # the shared empty list (issue 14: idle memory)
+    assert not a._chunks
+
+
+def test_small_texts_are_copied_into_one_tail_and_big_ones_kept() -> None:
+    buf = RecvBuffer()
+    frame = bytes(100) + b"s" * 1448
+    for _ in range(3):
+        buf.append(memoryview(frame)[100:])
+    big = memoryview(bytes(70000))
+    buf.append(big)
+    buf.append(b"t" * 10)
+    assert [type(c) for c in buf._chunks] == [bytearray, memoryview, bytearray]
+    assert buf._chunks[1] is big
+    # a read that cuts the tail closes it: the next small text starts another
+    assert len(buf.read(3 * 1448 + 70000 + 4)) == 3 * 1448 + 70004
+    buf.append(b"u" * 5)
+    assert bytes(buf) == b"t" * 6 + b"u" * 5
