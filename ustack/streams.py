@@ -51,6 +51,7 @@ DEFAULT_LIMIT = 2**16
 _DEFAULT_LOW = DEFAULT_LIMIT // 4
 #: the largest single ``recv`` pulled from the core per ``data_received``
 _PULL_CHUNK = 256 * 1024
+_DATA_AVAILABLE = events.DataAvailable
 #: pieces the transport keeps of data the core could not take yet
 _WRITE_CHUNK = 64 * 1024
 #: the most resume_reading takes out of the core ahead of delivering it
@@ -604,6 +605,27 @@ class TcpTransport(asyncio.Transport):
             return
         conn = ep.conn
         held = self._held
+        if self._direct and not held:
+            # asyncio's own StreamReaderProtocol (_feeds_a_copy): it copies
+            # what it is given into its reader's buffer and keeps nothing,
+            # so it gets a view of the receive buffer, one copy less (the
+            # loop below with nothing held, for every request/response)
+            live = ep.live
+            sink = self._protocol.data_received  # type: ignore[attr-defined]
+            clock = self._loop.time
+            while not self._reading_paused and not self._lost:
+                n = conn.readable()
+                if n <= 0:
+                    break
+                live.recv_into(sink, n if n < _PULL_CHUNK else _PULL_CHUNK, clock())
+            if self._peer_eof or self._lost_when_drained:
+                self._pull_end(conn, held)
+            return
+        self._pull_general(ep, conn, held)
+
+    def _pull_general(self, ep: TcpEndpoint, conn: Any, held: Any) -> None:
+        """:meth:`_pull`, every case (tests/unit/test_streams_pull_fast.py
+        compares _pull's direct branch with it)."""
         while not self._reading_paused and not self._lost:
             if held:
                 data = held.popleft()  # taken out by resume_reading, older
@@ -626,6 +648,10 @@ class TcpTransport(asyncio.Transport):
                     self._protocol, data)
             else:
                 self._protocol.data_received(data)  # type: ignore[attr-defined]
+        self._pull_end(conn, held)
+
+    def _pull_end(self, conn: Any, held: Any) -> None:
+        """:meth:`_pull` after the data: the EOF, a close that waited for it."""
         if (
             self._peer_eof
             and not self._eof_delivered
@@ -662,7 +688,7 @@ class TcpTransport(asyncio.Transport):
         kind = type(event)
         if self._lost:
             return
-        if kind is events.DataAvailable:
+        if kind is _DATA_AVAILABLE:
             if self._connected:
                 self._pull()
         elif kind is events.SendSpaceAvailable:

@@ -203,7 +203,8 @@ def test_loop_streams_get_list_drain_waiters_and_drain_still_works() -> None:
         protocol: Any = writer._protocol  # type: ignore[attr-defined]
         assert type(protocol._drain_waiters) is list
         writer.transport.set_write_buffer_limits(high=1 << 14)
-        blob = b"x" * (3 << 20)  # beyond the TCP send buffer: the transport pauses
+        # beyond the TCP send buffer: the transport pauses
+        blob = b"x" * (TcpConfig().send_buffer + (1 << 20))
         for _ in range(2):
             writer.write(blob)
             drains = [asyncio.ensure_future(writer.drain()) for _ in range(3)]

@@ -25,6 +25,10 @@ PEER = 0  # the peer's ISN: peer sequence numbers read as in the catalogue
 LINUX_SYN = TcpOptions(mss=1460, sack_permitted=True, timestamp=(100, 0), wscale=7)
 
 
+#: the window field of a connection with the default receive buffer, our
+#: shift 7 (TcpConfig.window_scale)
+_WIN = TcpConfig().recv_buffer >> 7
+
 def raw(flags: str, seq: int, ack: int = 0, payload: bytes = b"", win: int = 65535) -> TcpSegment:
     return TcpSegment(40000, 80, seq, ack, str_to_flags(flags), win, 0, TcpOptions(), payload)
 
@@ -232,7 +236,7 @@ def test_16_simultaneous_open() -> None:
     b.receive(sa, 0.02)
     assert a.state is TcpState.ESTABLISHED and b.state is TcpState.ESTABLISHED
     ack_a, = a.segments_to_send(0.02)  # Linux ACKs the crossing SYN-ACK
-    assert fmt(ack_a, 1000, 5000) == ". 1:1(0) ack 1 win 8192"
+    assert fmt(ack_a, 1000, 5000) == f". 1:1(0) ack 1 win {_WIN}"
     assert isinstance(a.next_event(), ev.Connected)
     assert a.snd_wnd == 64240 and a.snd_wscale == 7  # the SYN-ACK window is unscaled
     # and data flows
@@ -294,7 +298,7 @@ def test_20_window_scale_only_when_both_and_capped_at_14() -> None:
     s2.conn.send(b"", s2.now)
     s2.conn.rcv.ack_now = True
     seg = s2.drain()[0]
-    assert seg.window == (1 << 20) >> 7
+    assert seg.window == TcpConfig().recv_buffer >> 7
 
 
 def test_20_syn_sent_side_window_unscaled_in_synack() -> None:
@@ -331,7 +335,7 @@ def test_22_timestamps_only_if_both_and_paws() -> None:
     # TSval older than TS.Recent: dropped, answered with a dup ACK
     old = TcpOptions(timestamp=(150, 0))
     out = s.inject(s.seg(".", 11, 1, payload=b"b" * 10, options=old))
-    assert out == [". 1:1(0) ack 11 win 8192"]
+    assert out == [f". 1:1(0) ack 11 win {_WIN}"]
     assert s.conn.rcv_nxt == 11
     # RSTs are never PAWS-checked
     s.inject(s.seg("R", 11, options=old))

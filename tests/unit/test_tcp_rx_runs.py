@@ -332,6 +332,44 @@ def test_a_broken_run_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _check(True, 7, False, False, draws, False) == 9
 
 
+def test_a_run_opens_only_when_a_second_segment_comes() -> None:
+    """Inside a batch the segment a run would start with is only a
+    candidate: a batch of one segment (request/response) opens no run,
+    the batch's end forgets the candidate, and the next segment from the
+    same address opens the run it would have joined (outside a batch the
+    run opens at once, as before)."""
+    cfg = TcpConfig()
+    a, b = Side(True, cfg), Side(False, cfg)
+    try:
+        _handshake(a, b, True, 7)
+        t = a.table
+        conn = a.eps[0].live
+        nxt = (PEER_ISN + 1) & MASK
+        ack = conn.snd_nxt
+        t.begin_batch()
+        t.ip_input(PEER, LOCAL, memoryview(_tcp(80, nxt, ack, ACK | PSH, 500, (2000, 5), b"q")))
+        assert t._run_ep is None and t._cand_ep is a.eps[0]
+        t.end_batch()
+        assert t._cand_ep is None and t._run_ep is None and a.eps[0].held is None
+        nxt = (nxt + 1) & MASK
+        t.begin_batch()
+        for _ in range(2):
+            t.ip_input(PEER, LOCAL, memoryview(_tcp(80, nxt, ack, ACK, 500, (2000, 5),
+                                                    b"r" * 100)))
+            nxt = (nxt + 100) & MASK
+        assert t._run_ep is a.eps[0] and t.counters["tcp_segs_merged"] == 0
+        t.end_batch()
+        assert t.counters["tcp_segs_merged"] == 1 and t._run_ep is None
+        assert conn.readable() == 201  # the lone segment and the run, all taken
+        t.ip_input(PEER, LOCAL, memoryview(_tcp(80, nxt, ack, ACK, 500, (2000, 5), b"s")))
+        assert t._run_ep is a.eps[0] and t._cand_ep is None  # no batch: at once
+        t.flush_now()
+        assert t._run_ep is None
+    finally:
+        a.close()
+        b.close()
+
+
 def test_runs_stop_at_the_window() -> None:
     """Text beyond the advertised window is trimmed, not taken into a run:
     a small receive buffer the application does not read."""

@@ -477,6 +477,14 @@ class TcpTable:
         self.merge_runs = True
         #: the open receive run (at most one: any other segment closes it)
         self._run_ep: TcpEndpoint | None = None
+        #: inside a batch, the segment a run would start with, not opened
+        #: yet (_open_run when the batch's next segment is from the same
+        #: address): a request/response batch of one segment opens none
+        self._cand_ep: TcpEndpoint | None = None
+        self._cand_conn: TcpConnection | None = None
+        self._cand_seg: TcpSegment | None = None
+        self._cand_src = b""
+        self._cand_payload: bytes | memoryview = b""
         self._run_seg: TcpSegment | None = None
         self._run_src = b""
         self._run_ports = b""
@@ -640,6 +648,8 @@ class TcpTable:
         """RST the connection now (RFC 9293 section 3.10.5, ABORT)."""
         if ep.removed:
             return
+        if self._cand_ep is ep:
+            self._drop_candidate()
         if ep.held is not None:
             self._release(ep)
         ep.conn.abort(self.now())
@@ -734,7 +744,11 @@ class TcpTable:
         iteration."""
         self._batch -= 1
         try:
-            if self._batch or self._flushing:
+            if self._batch:
+                return
+            if self._cand_ep is not None:
+                self._drop_candidate()
+            if self._flushing:
                 return
             if self._dirty or self._holding:
                 if self._flush_handle is not None:
@@ -749,10 +763,23 @@ class TcpTable:
     # ----------------------------------------------------------------- input
 
     def ip_input(self, src: bytes, dst: bytes, payload: bytes | memoryview,
-                 *_: Any) -> str | None:
+                 _trusted: bool = False) -> str | None:
         """IP protocol handler for protocol 6: decode and demultiplex.  Returns
         the reason when the segment is dropped (the IP layer counts it under
         ``drops``), None when a connection or listener took it."""
+        cand = self._cand_ep
+        if cand is not None:
+            # the previous segment could start a run: open it now that one
+            # more segment came from its address (any other: it stays shut,
+            # as the open run would be shut by this segment)
+            self._cand_ep = None
+            cand_conn = self._cand_conn
+            cand_seg = self._cand_seg
+            self._cand_conn = None
+            self._cand_seg = None
+            if src == self._cand_src and cand_conn is not None and cand_seg is not None:
+                self._open_run(cand, cand_conn, src, cand_seg, self._cand_payload)
+            self._cand_payload = b""
         run_ep = self._run_ep
         if run_ep is not None:
             # the next segment of the open receive run: same flow, next
@@ -844,8 +871,23 @@ class TcpTable:
         if self._batch and len(seg.payload) <= rcv.mss and rcv.stretch_due():
             self._ack_in_batch(ep, conn)
         if self.merge_runs and seg.payload and conn.run_ok(seg):
-            self._open_run(ep, conn, src, seg, payload)
+            if self._batch:  # opened by the batch's next segment, if any
+                self._cand_ep = ep
+                self._cand_conn = conn
+                self._cand_seg = seg
+                self._cand_src = src
+                self._cand_payload = payload
+            else:
+                self._open_run(ep, conn, src, seg, payload)
         return None
+
+    def _drop_candidate(self) -> None:
+        """No run starts with the candidate segment (the batch ended, or
+        held segments are released: the run would be released with them)."""
+        self._cand_ep = None
+        self._cand_conn = None
+        self._cand_seg = None
+        self._cand_payload = b""
 
     def _ack_in_batch(self, ep: TcpEndpoint, conn: TcpConnection) -> None:
         """Inside a receive batch ``conn`` got a quarter of its window
@@ -1324,6 +1366,8 @@ class TcpTable:
     def release_held(self) -> None:
         """The receive batch is over: every held ACK goes to its connection
         (before anything else reads or drives those connections)."""
+        if self._cand_ep is not None:
+            self._drop_candidate()
         holding = self._holding
         if holding:
             for ep in holding:
@@ -1612,6 +1656,8 @@ class TcpTable:
             ep.mem = 0
         ep.removed = True
         ep.heap_deadline = None
+        if self._cand_ep is ep:
+            self._drop_candidate()
         self._dirty.pop(ep, None)
         self._orphans.discard(ep)
         if self._conns.get(ep.key) is ep:

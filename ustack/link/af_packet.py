@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ustack.link import bpf
 from ustack.link.base import Device, Frame, ReceivedFrame, Receiver
 from ustack.link.rxtime import SENT as _SENT
-from ustack.link.rxtime import StampedBatch, realtime_offset, to_monotonic
+from ustack.link.rxtime import StampedBatch, to_monotonic
 from ustack.wire.ethernet import parse_mac
 
 Buffer = bytes | bytearray | memoryview
@@ -421,14 +421,20 @@ class AfPacketDevice(Device):
         nslots = self._ring_slots
         head = self._ring_head
         unpack_from = _SLOT_STATUS_HDR_TS.unpack_from
-        frames: list[ReceivedFrame] = []
-        append = frames.append
         # each frame's arrival time (ustack.link.rxtime): the slot's stamp on
-        # the monotonic clock, one offset per batch, never after `now`
+        # the monotonic clock, one offset per batch, never after `now`; the
+        # batch is built as the StampedBatch it goes out as (list.__new__:
+        # without its interpreted __init__ and a copy)
+        batch: StampedBatch | None = None
+        frames: list[ReceivedFrame] = []
+        if self.rx_timestamps:
+            batch = list.__new__(StampedBatch)
+            frames = batch
+        append = frames.append
         times: list[float] = []
         stamp = times.append
         now = time.monotonic()
-        offset = realtime_offset()
+        offset = time.time() - time.monotonic()  # rxtime.realtime_offset, inlined
         nbytes = 0
         skipped = 0
         truncated = 0
@@ -470,8 +476,9 @@ class AfPacketDevice(Device):
             # when the interface goes down or away) keeps poll() reporting
             # readiness until read; read it here or the loop would spin
             self._consume_socket_error()
-        self._deliver(StampedBatch(frames, times) if self.rx_timestamps else frames,
-                      nbytes, skipped, truncated)
+        if batch is not None:
+            batch.times = times
+        self._deliver(frames, nbytes, skipped, truncated)
 
     def ring_state(self) -> tuple[mmap.mmap, int, int, int, int, int] | None:
         """For a reader that takes receive-ring slots in place

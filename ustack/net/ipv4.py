@@ -27,6 +27,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
+from ustack.link.rxtime import CURRENT as _ARRIVAL
+from ustack.link.rxtime import StampedBatch
 from ustack.net.arp import ArpCache
 from ustack.net.icmp import (
     ORIGIN_ARP,
@@ -413,7 +415,8 @@ class IpLayer:
         prefix = entry[0]
         frames = encoder.encode_ipv4_many(segments, self._ident, prefix)
         limit = self.mtu + len(prefix)  # the largest frame: 14 + MTU bytes of IPv4
-        if frames and max(map(len, frames)) > limit:  # (callers cut to the MTU)
+        if frames and (len(frames[0]) if len(frames) == 1
+                       else max(map(len, frames))) > limit:  # (callers cut to the MTU)
             fit = [frame for frame in frames if len(frame) <= limit]
             self._tx_drop("too-big", len(frames) - len(fit))
             frames = fit
@@ -543,7 +546,23 @@ class IpLayer:
         the same arguments; any other frame takes the general path from its
         first check, so drop reasons and counters do not change
         (tests/unit/test_net_ip_fast.py compares both on random frames).
+
+        A :class:`~ustack.link.rxtime.StampedBatch` (``times``): while frame
+        ``i`` is handled ``rxtime.CURRENT`` is its arrival time, cleared at
+        the end, as iterating the batch would do (set here, by index: the
+        batch's interpreted ``__iter__`` was a generator resumed per frame).
         """
+        if not isinstance(frames, StampedBatch):
+            self._receive_frames(frames if isinstance(frames, list) else list(frames), None)
+            return
+        try:
+            self._receive_frames(frames, frames.times)
+        finally:
+            _ARRIVAL.t = None
+
+    def _receive_frames(self, frames: list[tuple[bytes, bool]],
+                        stamps: list[float] | None) -> None:
+        """:meth:`receive`'s loop; ``stamps``: the arrival times to set."""
         # (our MAC is unicast: a broadcast one would make TCP "not unicast";
         # no 6-byte destination equals b"")
         mac = self.mac if self.fast_receive and self.mac != BROADCAST else b""
@@ -552,7 +571,14 @@ class IpLayer:
         handlers = self._handlers
         sum16 = _sum16
         unpack = _ETH_IP_FAST.unpack_from
-        for frame, trusted in frames:
+        arrival = _ARRIVAL
+        n = len(frames)
+        if stamps is not None and len(stamps) < n:
+            n = len(stamps)  # (zip's rule: the shorter one)
+        for i in range(n):
+            frame, trusted = frames[i]
+            if stamps is not None:
+                arrival.t = stamps[i]
             self.frames_in += 1
             try:
                 size = len(frame)

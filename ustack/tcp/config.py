@@ -23,11 +23,19 @@ class TcpConfig:
 
     # --- buffers -------------------------------------------------------------
     #: Send buffer bound in bytes: ``send`` accepts at most this much unacked
-    #: + unsent data (the streams layer's back-pressure).  Linux tcp_wmem max 4 MB.
-    send_buffer: int = 1 << 20
+    #: + unsent data (the streams layer's back-pressure).  Linux tcp_wmem max
+    #: 4 MB, what a bulk sender's autotuned buffer reaches (tcp_sndbuf_expand);
+    #: ustack does not autotune, so it starts there (nothing is allocated
+    #: before the application writes).  With 1 MB a bulk transfer to the
+    #: kernel on a veth was send-buffer limited (issue 14).
+    send_buffer: int = 4 << 20
     #: Receive buffer in bytes: bounds the advertised window and out-of-order
-    #: storage.  (Linux autotunes tcp_rmem up to 6 MB; ustack does not autotune.)
-    recv_buffer: int = 1 << 20
+    #: storage.  (Linux autotunes tcp_rmem up to 6 MB, 32 MB here; ustack does
+    #: not autotune.)  4 MB: a kernel sender on a veth is not held by the
+    #: window while the stack handles a batch (with 1 MB ustack woke for half
+    #: as many frames and spent ~1.6x the CPU per byte, issue 14), and an
+    #: exact-wire window (~2900 frames) still fits the 4096-slot receive ring.
+    recv_buffer: int = 4 << 20
     #: At most this many separate out-of-order ranges are kept; a segment that
     #: would open another is dropped (bounded per-segment cost, see Reassembly.add).
     ooo_max_blocks: int = 256

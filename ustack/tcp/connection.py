@@ -557,7 +557,8 @@ class TcpConnection:
         self._data_event_sent = False
         rcv = self.rcv
         n = rcv.read_into(sink, max_bytes)
-        if n and self.state.synchronized:
+        st = self.state
+        if n and (st is _ESTABLISHED or st.synchronized):  # (as recv)
             rcv.maybe_window_update()
         return n
 

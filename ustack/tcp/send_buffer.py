@@ -27,6 +27,7 @@ from typing import Final
 
 _SMALL: Final = 2048  # writes below this are coalesced
 _TAIL_MAX: Final = 65536  # ... into a tail chunk of at most this size
+_PIECE: Final = 65536  # a large write that is not bytes is copied in pieces of this size
 
 #: what Linux charges an skb beyond its payload: SKB_TRUESIZE of the head
 #: tcp_stream_alloc_skb allocates (MAX_TCP_HEADER in a 1 KB slab object plus
@@ -158,8 +159,18 @@ class SendBuffer:
                 # small write copies it into a bytearray and appends there
                 chunks.append(data if type(data) is bytes else bytearray(data))
                 self._tail_open = True
+        elif type(data) is bytes:
+            chunks.append(data)
+            self._tail_open = False
         else:
-            chunks.append(data if type(data) is bytes else bytes(data))
+            # a copy in pieces of at most _PIECE bytes: one big copy of a
+            # megabyte write was a fresh mmap (glibc's threshold is 128 KB)
+            # whose pages faulted in as they were written and went back to
+            # the kernel when acknowledged (~20 % of a bulk sender's CPU);
+            # heap-sized pieces are reused
+            view = memoryview(data)
+            for i in range(0, n, _PIECE):
+                chunks.append(bytes(view[i:i + _PIECE]))
             self._tail_open = False
         self._len += n
         return n
