@@ -117,6 +117,57 @@ def test_in_open_a_batch_is_drained_once() -> None:
     assert len(_through_table(s, acks, nothing_sent)) >= 2  # the batch's output, once
 
 
+def _ten_out(cc: str = "reno") -> Script:
+    """cwnd 10, 30 segments queued, the first ten sent at 0.1 (RTT 0.1)."""
+    syn = TcpSegment(40000, 80, 0, 0, SYN, 65535, 0,
+                     TcpOptions(mss=MSS, sack_permitted=True))
+    cfg = TcpConfig(initial_cwnd=10, congestion=cc)
+    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, 0)
+    s.drain()
+    s.now = 0.1
+    s.inject(s.seg(".", 1, 1))
+    s.conn.send(b"x" * 30 * MSS, s.now)
+    assert len(_ranges(s.drain())) == 10
+    s.now += 0.1
+    return s
+
+
+def _ack_then_sack() -> list[TcpSegment]:
+    """A clean ACK of three segments, then an ACK whose SACK blocks show three
+    segments above the lost 3001:4001 (DupThresh at once: RACK marks it
+    lost with no reordering window, RFC 8985 6.2, and recovery starts)."""
+    clean = TcpSegment(40000, 80, 1, (ISS + 3001) & 0xFFFFFFFF, 0x10, 65535, 0, TcpOptions())
+    sack = TcpSegment(40000, 80, 1, (ISS + 3001) & 0xFFFFFFFF, 0x10, 65535, 0,
+                      TcpOptions(sack_blocks=[((ISS + 4001) & 0xFFFFFFFF,
+                                               (ISS + 7001) & 0xFFFFFFFF)]))
+    return [clean, sack]
+
+
+def test_a_loss_ack_after_clean_acks_of_the_batch_gets_the_per_ack_output() -> None:
+    """Linux transmits after every ACK (tcp_ack, then tcp_data_snd_check): the
+    room a clean ACK opened is used before the next ACK starts recovery, so
+    PRR (RFC 6937) starts from a full pipe.  In a receive batch the clean
+    ACK's room used to wait for the batch's end, by when recovery had cut
+    cwnd to what the small pipe gives: at a small cwnd only the
+    retransmission left, and its loss then waited for the RTO."""
+    per_ack = _ten_out()
+    out: list[TcpSegment] = []
+    for seg in _ack_then_sack():
+        per_ack.conn.receive(seg, per_ack.now)
+        out += per_ack.drain()
+    expected = _ranges(out)
+    assert (3001, MSS) in expected  # the fast retransmit
+    assert sum(1 for seq, _ in expected if seq >= 10001) >= 6  # the clean ACK's room
+    assert per_ack.conn.rec is not None and per_ack.conn.rec.state is CaState.RECOVERY
+    batched = _ten_out()
+    assert _through_table(batched, _ack_then_sack()) == expected
+    assert batched.conn.cc.cwnd == per_ack.conn.cc.cwnd
+    assert batched.conn.rec is not None
+    assert batched.conn.rec.prr_out == per_ack.conn.rec.prr_out
+    assert batched.conn.rec.prr_delivered == per_ack.conn.rec.prr_delivered
+    assert batched.conn.rec.in_flight() == per_ack.conn.rec.in_flight()
+
+
 class _OrderIp(FakeIp):
     """Records every transmission, MSS batches and GSO super-segments alike,
     in the order the driver makes them."""

@@ -1276,6 +1276,11 @@ class TcpConnection:
         # (no room yet: nothing was sent, so SND.NXT = SND.UNA and the room
         # has nothing to do; receive() made it for a SACK-carrying ACK)
         rec = self._rec
+        if rec is not None and rec.state is _CA_OPEN and seg.options.sack_blocks \
+                and self.sack_ok and not seg.payload:
+            # an ACK that may start recovery: first what the earlier ACKs of
+            # the batch allow, as Linux transmits after each (see _send_after_ack)
+            self._send_after_ack(now)
         if ack == una:
             # (windows on SYN segments are never scaled, RFC 7323 2.2)
             wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
@@ -1382,7 +1387,12 @@ class TcpConnection:
         would lose the first ones' limited-transmit room and start PRR from
         a single retransmission.  The segments join ``_out``: the driver still
         sends the whole batch's output at once.  In OPEN a batch acts as one
-        stretch ACK and the output waits for :meth:`segments_to_send`."""
+        stretch ACK and the output waits for :meth:`segments_to_send`, except
+        before a SACK-carrying ACK (:meth:`_process_ack`): it may start
+        recovery, whose PRR (RFC 6937) and RACK (RFC 8985) start from the
+        pipe the earlier ACKs' transmissions would have filled; after a clean
+        ACK that opened cwnd room, a batch left only the retransmission in
+        flight at a small cwnd, and its loss waited for the RTO."""
         if _sending(self.state):
             if self._early_nxt is None:
                 self._early_nxt = self.snd_nxt
