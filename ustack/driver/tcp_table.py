@@ -176,7 +176,7 @@ class TcpEndpoint:
     """One table entry: a TCP connection, its addresses, its owner."""
 
     __slots__ = (
-        "conn", "table", "key", "local_addr", "remote_addr", "local_port", "remote_port",
+        "conn", "table", "key",
         "owner", "listener", "heap_deadline", "removed", "accepted", "queued",
         "mem", "mem_epoch", "held", "held_at", "held_rx", "held_rx_first",
     )
@@ -195,10 +195,9 @@ class TcpEndpoint:
         #: always has the full connection (:attr:`live`)
         self.conn: TcpConnection | TimeWait = conn
         self.table = table
-        self.local_addr = local_addr
-        self.local_port = local_port
-        self.remote_addr = remote_addr
-        self.remote_port = remote_port
+        # (the addresses and ports are read from the key and the table: the
+        # local address is always the table's, issue 14)
+        assert local_addr == table.local_addr
         self.key: ConnKey = (local_port, remote_addr, remote_port)
         self.owner: EndpointOwner | None = None
         self.listener: Listener | None = None
@@ -224,6 +223,22 @@ class TcpEndpoint:
     def touch(self) -> None:
         """The application changed the connection: drain it this iteration."""
         self.table.touch(self)
+
+    @property
+    def local_addr(self) -> bytes:
+        return self.table.local_addr
+
+    @property
+    def local_port(self) -> int:
+        return self.key[0]
+
+    @property
+    def remote_addr(self) -> bytes:
+        return self.key[1]
+
+    @property
+    def remote_port(self) -> int:
+        return self.key[2]
 
     @property
     def live(self) -> TcpConnection:

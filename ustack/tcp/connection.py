@@ -93,6 +93,11 @@ class _TsOptions:
 
 
 _TS_OPTIONS: Final = _TsOptions()
+#: a connection's event queue while no event is pending
+#: (TcpConnection._events): one shared empty list, never appended to; the
+#: first event gives the connection a list of its own, and taking the last
+#: one hands the shared list back (an idle connection keeps none: 56 B)
+NO_EVENTS: Final[list[ev.Event]] = []
 #: PAWS: TS.Recent older than 24 days is invalid (RFC 7323 5.5)
 _PAWS_IDLE: Final = 24 * 24 * 3600.0
 #: Linux TCP_TIMEOUT_MIN (2 jiffies): the quick SYN re-send after a bad SYN-ACK
@@ -165,7 +170,6 @@ class TcpConnection:
         "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd", "irs",
         # negotiated options
         "snd_wscale", "rcv_wscale", "wscale_ok", "sack_ok", "ts_ok", "send_mss", "advmss",
-        "_syn_window",
         # the recovery room: scoreboard, RACK-TLP, PRR, undo, rate samples
         # (created at the first use after synchronization, _room; _rec_cfg
         # is its shared config, set when the connection synchronizes)
@@ -224,8 +228,25 @@ class TcpConnection:
                 cfg = copy(cfg)
                 own = True
             cfg.mss = cfg.maxseg  # TCP_MAXSEG clamps what we advertise
-        self.config = cfg
+        # The flags first and together: the compiled class lays its fields
+        # out in the order __init__ first assigns them, one byte per flag,
+        # so twelve flags in a row share two words (with the definedness
+        # bitmap) where twelve scattered ones took one word each; with the
+        # SYN window kept by the receiver the compiled object is 512 bytes,
+        # pymalloc's largest size class (tests/unit/test_tcp_layout.py)
         self._cfg_own = own
+        self.wscale_ok = False
+        self.sack_ok = False
+        self.ts_ok = False
+        self._app_closed = False
+        self.eof_received = False
+        self._rst_on_data = False
+        self._syn_retransmitted = False
+        self._passive = False
+        self._data_event_sent = False
+        self._send_blocked = False
+        self._closed_emitted = False
+        self.config = cfg
         #: trace hook: ``trace(now, event, data)`` (ustack.tcp.trace), None = off
         self.trace: TraceHook | None = trace
         #: MIB counters (nstat names); the table passes its stack-wide one
@@ -251,28 +272,18 @@ class TcpConnection:
         self.irs = 0
         self.snd_wscale = 0
         self.rcv_wscale = 0
-        self.wscale_ok = False
-        self.sack_ok = False
-        self.ts_ok = False
         self.advmss = cfg.mss
         self.send_mss = 536
-        # SYN windows are never scaled (RFC 7323 2.2); Linux offers 64240
-        self._syn_window = min(cfg.recv_buffer, 65535 // cfg.mss * cfg.mss if cfg.mss else 65535)
         #: the recovery room: None before the connection synchronizes and,
         #: after it (``_rec_cfg`` set), until the room is first needed
         self._rec: Recovery | None = None
         self._rec_cfg: RecoveryConfig | None = None
         #: the latest valid delivery-rate sample, bytes/s
         self._rate = 0.0
-        self._app_closed = False
-        self.eof_received = False
-        self._rst_on_data = False
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self.cc: CongestionController = create(cfg.congestion, 536, cfg.initial_cwnd)
         self.cc.paced = cfg.pacing or self.cc.needs_pacing
         self._retransmits = 0
-        self._syn_retransmitted = False
-        self._passive = False
         self._persist_backoff = 0
         self._ka_probes = 0
         self._probes_out = 0
@@ -287,12 +298,10 @@ class TcpConnection:
         #: SND.NXT before the first transmission of a receive batch made
         #: during loss recovery (_send_after_ack), for the trace's rtx flag
         self._early_nxt: int | None = None
-        #: pending events, oldest first (a list: rarely more than two)
-        self._events: list[ev.Event] = []
-        self._data_event_sent = False
-        self._send_blocked = False
+        #: pending events, oldest first (a list: rarely more than two; the
+        #: shared empty NO_EVENTS while none is pending, _queue_event)
+        self._events: list[ev.Event] = NO_EVENTS
         self._last_oow = -1e18
-        self._closed_emitted = False
         #: errno of the failure that closed the connection, if any
         self.error: int | None = None
         #: set when a SYN legitimately ended TIME-WAIT (RFC 6191 / Linux
@@ -403,7 +412,7 @@ class TcpConnection:
         c.segs_in = 1
         c._take_syn(syn, now)
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
-        c.rcv.adv = (c.rcv.nxt + c._syn_window) & MASK
+        c.rcv.adv = (c.rcv.nxt + c.rcv.syn_window) & MASK
         c._queue_out(c._synack_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
@@ -817,7 +826,20 @@ class TcpConnection:
 
     def next_event(self) -> ev.Event | None:
         events = self._events
-        return events.pop(0) if events else None
+        if not events:
+            return None
+        event = events.pop(0)
+        if not events:
+            self._events = NO_EVENTS  # (the last one taken: back to the shared list)
+        return event
+
+    def _queue_event(self, event: ev.Event) -> None:
+        """Append ``event`` to the pending events (a list of its own first:
+        a connection with none pending holds the shared empty ``NO_EVENTS``)."""
+        events = self._events
+        if events is NO_EVENTS:
+            events = self._events = []
+        events.append(event)
 
     def has_events(self) -> bool:
         """An event waits for :meth:`next_event`."""
@@ -904,7 +926,7 @@ class TcpConnection:
                     self._receive_fin(now)
                 if not self._data_event_sent:
                     self._data_event_sent = True
-                    self._events.append(ev.DATA_AVAILABLE)
+                    self._queue_event(ev.DATA_AVAILABLE)
             return
 
         if st is _CLOSED or st is _LISTEN:
@@ -1047,7 +1069,7 @@ class TcpConnection:
         self.rcv.accept_run(payloads, hlen, now)
         if not self._data_event_sent:
             self._data_event_sent = True
-            self._events.append(ev.DATA_AVAILABLE)
+            self._queue_event(ev.DATA_AVAILABLE)
 
     def _receive_general(self, seg: TcpSegment, now: float) -> None:
         """3.10.7.4 "Other states": SYN-RECEIVED through LAST-ACK."""
@@ -1225,7 +1247,7 @@ class TcpConnection:
             self._receive_fin(now)
         if not self._data_event_sent:
             self._data_event_sent = True
-            self._events.append(ev.DATA_AVAILABLE)
+            self._queue_event(ev.DATA_AVAILABLE)
 
     def _receive_fin(self, now: float) -> None:
         """Eighth step: the peer's FIN is in order (3.10.7.4)."""
@@ -1233,7 +1255,7 @@ class TcpConnection:
             return
         self.eof_received = True
         self.rcv.take_fin()
-        self._events.append(ev.EOF_RECEIVED)
+        self._queue_event(ev.EOF_RECEIVED)
         st = self.state
         if st is _ESTABLISHED:
             self._set_state(_CLOSE_WAIT)
@@ -1337,7 +1359,7 @@ class TcpConnection:
             snd.chrono.stop(_CHRONO_BUSY, now, not snd.unsent(ack))
         if self._send_blocked and self.send_space():
             self._send_blocked = False
-            self._events.append(ev.SEND_SPACE_AVAILABLE)
+            self._queue_event(ev.SEND_SPACE_AVAILABLE)
             # Linux tcp_check_space: SOCK_NOSPACE cleared
             snd.chrono.stop(_CHRONO_SNDBUF, now, ack == self.snd_nxt and not snd.unsent(ack))
         if snd.fin_acked:
@@ -1477,7 +1499,7 @@ class TcpConnection:
         if self._passive:
             self.mib["TcpPassiveOpens"] += 1  # Linux: when the child is created
         self.timers.rto = None
-        self._events.append(ev.CONNECTED)
+        self._queue_event(ev.CONNECTED)
         if self.config.keepalive:
             self.timers.keepalive = now + self.config.keepalive_idle
         if self.snd.fin_queued:
@@ -1575,12 +1597,12 @@ class TcpConnection:
             self.max_snd_wnd = self.snd_wnd
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
-            self.rcv.adv = (self.rcv.nxt + self._syn_window) & MASK
+            self.rcv.adv = (self.rcv.nxt + self.rcv.syn_window) & MASK
             self._handshake_rtt(seg, now)
             self._start_recovery()
             self._set_state(_ESTABLISHED)
             self.timers.rto = None
-            self._events.append(ev.CONNECTED)
+            self._queue_event(ev.CONNECTED)
             if self.config.keepalive:
                 self.timers.keepalive = now + self.config.keepalive_idle
             if self.snd.fin_queued:
@@ -1606,7 +1628,7 @@ class TcpConnection:
         else:
             # simultaneous open (catalogue 16): SYN-RECEIVED, send SYN-ACK with our ISS
             self._set_state(_SYN_RECEIVED)
-            self.rcv.adv = (self.rcv.nxt + self._syn_window) & MASK
+            self.rcv.adv = (self.rcv.nxt + self.rcv.syn_window) & MASK
             self._emit(self._synack_segment(now), now)
 
     def _receive_time_wait(self, seg: TcpSegment, now: float) -> None:
@@ -1916,7 +1938,7 @@ class TcpConnection:
             if (self._send_blocked and self.config.notsent_lowat
                     and self.snd_nxt != prior_nxt and self.send_space()):
                 self._send_blocked = False  # sending made room under the low mark
-                self._events.append(ev.SEND_SPACE_AVAILABLE)
+                self._queue_event(ev.SEND_SPACE_AVAILABLE)
         if self.rcv.ack_now:
             self._queue_out(self._make(ACK, self.snd_nxt))
         out = self._out
@@ -1997,7 +2019,8 @@ class TcpConnection:
         return TsClock(self._ts_offset) if self.ts_ok else None
 
     def _syn_segment(self, now: float) -> TcpSegment:
-        return TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN, self._syn_window,
+        return TcpSegment(self.local_port, self.remote_port, self.iss, 0, SYN,
+                          self.rcv.syn_window,
                           0, syn_options(self.config, self._ts_val(now)))
 
     def _synack_segment(self, now: float) -> TcpSegment:
@@ -2006,7 +2029,7 @@ class TcpConnection:
         opts = synack_options(self.config, n, self._ts_val(now), self._ts_recent)
         self.rcv.acked = self.rcv.nxt
         return TcpSegment(self.local_port, self.remote_port, self.iss, self.rcv.nxt, SYN | ACK,
-                          self._syn_window, 0, opts)
+                          self.rcv.syn_window, 0, opts)
 
     # -------------------------------------------------------------- closing
     def _enter_time_wait(self, now: float) -> None:
@@ -2020,7 +2043,7 @@ class TcpConnection:
         if errno == E.ETIMEDOUT:
             self.mib["TcpExtTCPAbortOnTimeout"] += 1
         if not quiet and not self._app_closed:
-            self._events.append(ev.ConnectionFailed(errno))
+            self._queue_event(ev.ConnectionFailed(errno))
         self._become_closed()
 
     def _become_closed(self) -> None:
@@ -2029,7 +2052,7 @@ class TcpConnection:
         self.rcv.clear()
         if not self._closed_emitted:
             self._closed_emitted = True
-            self._events.append(ev.CLOSED)
+            self._queue_event(ev.CLOSED)
 
     # ------------------------------------------------------------ introspection
     def info(self, now: float) -> TcpInfo:

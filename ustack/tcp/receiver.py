@@ -34,10 +34,22 @@ class Receiver:
 
     __slots__ = ("nxt", "adv", "acked", "pos", "buf", "ooo", "dsack", "quickacks", "ack_now",
                  "mss", "advmss", "wscale", "sack_ok", "size", "delack", "ooo_max", "timers",
-                 "bytes_received", "quickack_mode", "pingpong", "lrcv")
+                 "bytes_received", "quickack_mode", "pingpong", "lrcv", "syn_window")
 
     def __init__(self, timers: Timers, size: int, advmss: int, delack: float,
                  quickacks: int, ooo_max: int) -> None:
+        # (the flags first and together: the compiled class packs them into
+        # one word, in the order __init__ first assigns its fields)
+        #: TCP_QUICKACK: every data segment is ACKed at once
+        self.quickack_mode = False
+        #: an ACK is due at the next output
+        self.ack_now = False
+        self.sack_ok = False
+        #: interactive (ping-pong) mode: we answered data within a delayed
+        #: ACK interval, so the ACK of the next data waits to ride on the
+        #: answer instead of the quickack rule (Linux icsk_ack.pingpong,
+        #: tcp_pingpong_thresh 1)
+        self.pingpong = False
         self.timers = timers
         #: RCV.NXT
         self.nxt = 0
@@ -55,27 +67,20 @@ class Receiver:
         self.dsack: tuple[int, int] | None = None
         #: ACKs still to send at once before delayed ACKs start (Linux quickack)
         self.quickacks = quickacks
-        #: TCP_QUICKACK: every data segment is ACKed at once
-        self.quickack_mode = False
-        #: an ACK is due at the next output
-        self.ack_now = False
         #: largest segment payload seen from the peer (Linux rcv_mss)
         self.mss = min(advmss, 536)
         self.advmss = advmss
         self.wscale = 0
-        self.sack_ok = False
         #: receive buffer bound (bytes): the window and out-of-order storage
         self.size = size
         self.delack = delack
         self.ooo_max = ooo_max
         self.bytes_received = 0
-        #: interactive (ping-pong) mode: we answered data within a delayed
-        #: ACK interval, so the ACK of the next data waits to ride on the
-        #: answer instead of the quickack rule (Linux icsk_ack.pingpong,
-        #: tcp_pingpong_thresh 1)
-        self.pingpong = False
         #: when in-order text last arrived (Linux icsk_ack.lrcvtime)
         self.lrcv = -1.0
+        #: the window our SYN or SYN-ACK offers: never scaled (RFC 7323
+        #: 2.2), whole segments; Linux offers 64240
+        self.syn_window = min(size, 65535 // advmss * advmss if advmss else 65535)
 
     # ------------------------------------------------------------ text
     def accept(self, payload: bytes | memoryview, now: float) -> bool:

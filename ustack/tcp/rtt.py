@@ -21,12 +21,15 @@ from typing import Final
 _MIN_SAMPLE: Final = 1e-6
 
 
-class WindowedMin:
+class _MinWindow:
     """Running minimum over a sliding time window (Linux ``minmax``): the
     best, second best and third best samples of the last window.
 
     The three (time, value) pairs are plain slots, not two lists (one per
-    connection: two 3-lists were ~160 B of an idle connection's footprint)."""
+    connection: two 3-lists were ~160 B of an idle connection's footprint).
+    The base of :class:`WindowedMin` and of :class:`RttEstimator`, which
+    keeps its min_rtt filter in its own fields (as Linux embeds ``struct
+    minmax`` in ``tcp_sock``) instead of a second object per connection."""
 
     __slots__ = ("window", "_t0", "_t1", "_t2", "_v0", "_v1", "_v2")
 
@@ -35,20 +38,16 @@ class WindowedMin:
         self._t0 = self._t1 = self._t2 = 0.0
         self._v0 = self._v1 = self._v2 = 0.0  # 0 = empty
 
-    @property
-    def value(self) -> float:
-        return self._v0
-
-    def reset(self, now: float, v: float) -> float:
+    def _reset_min(self, now: float, v: float) -> float:
         self._t0 = self._t1 = self._t2 = now
         self._v0 = self._v1 = self._v2 = v
         return v
 
-    def update(self, now: float, v: float) -> float:
+    def _update_min(self, now: float, v: float) -> float:
         """Feed sample ``v`` taken at ``now``; return the windowed minimum."""
         v0 = self._v0
         if v0 == 0.0 or v <= v0 or now - self._t2 > self.window:
-            return self.reset(now, v)  # new minimum, or nothing left in the window
+            return self._reset_min(now, v)  # new minimum, or nothing left in the window
         if v <= self._v1:
             self._t1 = self._t2 = now
             self._v1 = self._v2 = v
@@ -76,14 +75,33 @@ class WindowedMin:
         return self._v0
 
 
-class RttEstimator:
-    """SRTT/RTTVAR/RTO per RFC 6298 section 2, with exponential backoff (5.5)."""
+class WindowedMin(_MinWindow):
+    """:class:`_MinWindow` on its own."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> float:
+        return self._v0
+
+    def reset(self, now: float, v: float) -> float:
+        return self._reset_min(now, v)
+
+    def update(self, now: float, v: float) -> float:
+        """Feed sample ``v`` taken at ``now``; return the windowed minimum."""
+        return self._update_min(now, v)
+
+
+class RttEstimator(_MinWindow):
+    """SRTT/RTTVAR/RTO per RFC 6298 section 2, with exponential backoff (5.5);
+    the windowed min_rtt filter is its base (:class:`_MinWindow`)."""
 
     __slots__ = ("srtt", "rttvar", "base_rto", "min_rtt", "latest", "backoff",
-                 "_min", "_max", "_linux_rto", "_minwin")
+                 "_min", "_max", "_linux_rto")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float, linux: bool,
                  min_rtt_window: float = 300.0) -> None:
+        super().__init__(min_rtt_window)
         self.srtt = 0.0
         self.rttvar = 0.0
         self.base_rto = initial
@@ -93,7 +111,6 @@ class RttEstimator:
         self._min = rto_min
         self._max = rto_max
         self._linux_rto = linux
-        self._minwin = WindowedMin(min_rtt_window)
 
     @property
     def has_sample(self) -> bool:
@@ -105,8 +122,8 @@ class RttEstimator:
 
         (Per ACK: :meth:`_estimate` is inlined here; the same arithmetic.)"""
         if ca_rtt >= 0.0:
-            self.min_rtt = self._minwin.update(now, ca_rtt if ca_rtt > _MIN_SAMPLE
-                                               else _MIN_SAMPLE)
+            self.min_rtt = self._update_min(now, ca_rtt if ca_rtt > _MIN_SAMPLE
+                                            else _MIN_SAMPLE)
         r = seq_rtt
         if r < 0.0:
             return

@@ -50,18 +50,12 @@ class Sender:
                  "more", "more_cork")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
-        self.buf = SendBuffer(send_buffer)
-        #: next new sequence number to put on the wire (SND.NXT)
-        self.ptr = iss
-        #: end of the last small segment sent (Minshall's Nagle)
-        self.sml = iss
-        #: largest payload per emitted segment (MSS, or a GSO multiple of it)
-        self.seg_max = 536
+        # (the flags first and together: the compiled class lays its fields
+        # out in the order __init__ first assigns them, so nine flags in a
+        # row take two words where scattered ones took four)
         #: the SWS-avoidance override timeout fired: send what the window allows
         self.force = False
-        self.last_data_send = now
         self.fin_queued = False
-        self.fin_seq = 0
         self.fin_acked = False
         #: TCP_CORK: hold partial segments until uncorked (Linux)
         self.cork = False
@@ -72,6 +66,22 @@ class Sender:
         #: Linux tcp_cwnd_validate state: is_cwnd_limited, max_packets_out
         #: (bytes here), cwnd_usage_seq
         self.cwnd_limited = False
+        #: MSG_MORE: the last write said more follows, so the end of the data
+        #: is not marked PSH (Linux tcp_push skips tcp_mark_push), and the
+        #: next output round holds partial segments as a cork does (its
+        #: __tcp_push_pending_frames with TCP_NAGLE_CORK); later rounds (an
+        #: ACK, the persist timer) follow Nagle/TCP_NODELAY again
+        self.more = False
+        self.more_cork = False
+        self.buf = SendBuffer(send_buffer)
+        #: next new sequence number to put on the wire (SND.NXT)
+        self.ptr = iss
+        #: end of the last small segment sent (Minshall's Nagle)
+        self.sml = iss
+        #: largest payload per emitted segment (MSS, or a GSO multiple of it)
+        self.seg_max = 536
+        self.last_data_send = now
+        self.fin_seq = 0
         self.max_flight = 0
         self.cwnd_usage_seq = iss
         #: pacing: earliest time the next segment may leave (Linux tcp_wstamp_ns)
@@ -85,13 +95,6 @@ class Sender:
         #: shared empty list until the first record end: only read, never
         #: changed, while empty)
         self.eor: list[int] = _NO_EOR
-        #: MSG_MORE: the last write said more follows, so the end of the data
-        #: is not marked PSH (Linux tcp_push skips tcp_mark_push), and the
-        #: next output round holds partial segments as a cork does (its
-        #: __tcp_push_pending_frames with TCP_NAGLE_CORK); later rounds (an
-        #: ACK, the persist timer) follow Nagle/TCP_NODELAY again
-        self.more = False
-        self.more_cork = False
 
     def mark_eor(self, end: int) -> None:
         """The bytes queued up to ``end`` end a record (MSG_EOR; Linux

@@ -132,6 +132,11 @@ class CongestionController:
                  "cwnd_cnt", "paced")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
+        #: the sender paces this connection (``needs_pacing`` or
+        #: ``TcpConfig.pacing``); set by the connection (RFC 9406 4.3 L).
+        #: (Assigned first: the compiled class lays its fields out in this
+        #: order, and a flag first shares the word of its definedness bitmap)
+        self.paced = self.needs_pacing
         self.mss = mss
         self.cwnd = initial_cwnd * mss
         self.ssthresh = 0x7FFFFFFF  # "arbitrarily high" (RFC 5681 3.1)
@@ -139,9 +144,6 @@ class CongestionController:
         self.prior_cwnd = 0  # cwnd before the last reduction (for undo_cwnd)
         self.ca_state = CaState.OPEN
         self.cwnd_cnt = 0  # bytes acknowledged towards the next +1 MSS
-        #: the sender paces this connection (``needs_pacing`` or
-        #: ``TcpConfig.pacing``); set by the connection (RFC 9406 4.3 L)
-        self.paced = self.needs_pacing
 
     def set_mss(self, mss: int, initial_cwnd: int) -> None:
         """The send MSS became known (after the handshake)."""

@@ -70,6 +70,31 @@ CSS_ROUNDS: Final = 5
 _INF: Final = math.inf
 
 
+class _HyStart:
+    """HyStart++'s round state (RFC 9406 4.2) while it runs: created at the
+    first ACK of the initial slow start, dropped when HyStart++ is done (an
+    idle connection that never sent keeps none: issue 14)."""
+
+    __slots__ = ("css", "css_acc", "css_rounds", "css_baseline", "round_end", "last_min",
+                 "cur_min", "samples")
+
+    def __init__(self) -> None:
+        #: in Conservative Slow Start
+        self.css = False
+        self.css_acc = 0
+        self.css_rounds = 0
+        self.css_baseline = _INF
+        self.round_end = 0
+        self.last_min = _INF
+        self.cur_min = _INF
+        self.samples = 0
+
+
+#: ``Cubic._hs`` once HyStart++ is done (or off): never changed (its ``css``
+#: stays False)
+_HS_DONE: Final = _HyStart()
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # users may derive from the built-in ones
 class Cubic(CongestionController):
     name = "cubic"
@@ -83,9 +108,7 @@ class Cubic(CongestionController):
     hystart_ss_limit: ClassVar[int | None] = None
 
     __slots__ = ("w_max", "k", "_epoch", "_origin", "_cwnd_epoch", "_cwnd_prior",
-                 "_w_est", "_acc", "_srtt", "_undo",
-                 "_hs_done", "_css", "_css_acc", "_css_rounds", "_css_baseline",
-                 "_round_end", "_last_min", "_cur_min", "_samples")
+                 "_w_est", "_acc", "_srtt", "_undo", "_hs")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         super().__init__(mss, initial_cwnd)
@@ -99,16 +122,9 @@ class Cubic(CongestionController):
         self._acc = 0.0  # fractional cwnd growth in bytes
         self._srtt = -1.0
         self._undo: tuple[float, float, float | None, float, float, float, float] | None = None
-        # HyStart++ (RFC 9406)
-        self._hs_done = not self.hystart
-        self._css = False
-        self._css_acc = 0
-        self._css_rounds = 0
-        self._css_baseline = _INF
-        self._round_end = 0
-        self._last_min = _INF
-        self._cur_min = _INF
-        self._samples = 0
+        #: HyStart++ (RFC 9406): None until its first ACK, then its round
+        #: state, _HS_DONE once it is done (or when ``hystart`` is off)
+        self._hs: _HyStart | None = None if self.hystart else _HS_DONE
 
     # --- the curve -------------------------------------------------------
     def w_cubic(self, t: float) -> float:
@@ -118,30 +134,35 @@ class Cubic(CongestionController):
     @property
     def in_css(self) -> bool:
         """In HyStart++ Conservative Slow Start (RFC 9406 4.2)."""
-        return self._css
+        hs = self._hs
+        return hs is not None and hs.css
 
     # --- hooks -------------------------------------------------------------
     def on_ack(self, rs: RateSample, now: float) -> None:
         """RFC 9438 4.2-4.5 in congestion avoidance, RFC 9406 in slow start."""
         if rs.rtt > 0:
             self._srtt = rs.rtt if self._srtt < 0 else self._srtt + (rs.rtt - self._srtt) / 8
-        if not self._hs_done and self.cwnd < self.ssthresh:
-            self._hystart(rs)
+        hs = self._hs
+        if hs is not _HS_DONE and self.cwnd < self.ssthresh:
+            if hs is None:
+                hs = self._hs = _HyStart()
+            self._hystart(hs, rs)
+            hs = self._hs
         if not rs.is_cwnd_limited:
             return  # RFC 9438 4.2 / Linux tcp_is_cwnd_limited: no growth
         acked = rs.acked_sacked
         if self.cwnd < self.ssthresh:
-            if self._css:
+            if hs is not None and hs.css:
                 # RFC 9406 4.2: cwnd += min(N, L * SMSS) / CSS_GROWTH_DIVISOR
                 if not self.paced and acked > L_UNPACED * self.mss:
                     acked = L_UNPACED * self.mss
-                self._css_acc += acked
-                grow = self._css_acc // CSS_GROWTH_DIVISOR
-                self._css_acc -= grow * CSS_GROWTH_DIVISOR
+                hs.css_acc += acked
+                grow = hs.css_acc // CSS_GROWTH_DIVISOR
+                hs.css_acc -= grow * CSS_GROWTH_DIVISOR
                 self.cwnd += grow
                 return
             limit = self.hystart_ss_limit
-            if (limit is not None and not self._hs_done and not self.paced
+            if (limit is not None and hs is not _HS_DONE and not self.paced
                     and acked > limit * self.mss):
                 acked = limit * self.mss  # RFC 9406 4.2: min(N, L * SMSS)
             acked = self.slow_start(acked)
@@ -212,8 +233,7 @@ class Cubic(CongestionController):
         self._cwnd_prior = cwnd_seg
         self._epoch = None
         self._acc = 0.0
-        self._css = False
-        self._hs_done = True  # HyStart++ only in the initial slow start (RFC 9406 4.3)
+        self._hs = _HS_DONE  # HyStart++ only in the initial slow start (RFC 9406 4.3)
         return max(int(self.cwnd * BETA) // mss * mss, 2 * mss)
 
     def on_state(self, new: CaState, now: float) -> None:
@@ -240,33 +260,32 @@ class Cubic(CongestionController):
             self._epoch = min(self._epoch + idle, now)
 
     # --- HyStart++ (RFC 9406 4.2) ----------------------------------------------
-    def _hystart(self, rs: RateSample) -> None:
-        if rs.prior_delivered >= self._round_end:  # a new round starts
-            self._round_end = rs.delivered_total
-            self._last_min = self._cur_min
-            self._cur_min = _INF
-            self._samples = 0
-            if self._css:
-                self._css_rounds += 1
-                if self._css_rounds >= CSS_ROUNDS:  # enter congestion avoidance
+    def _hystart(self, hs: _HyStart, rs: RateSample) -> None:
+        if rs.prior_delivered >= hs.round_end:  # a new round starts
+            hs.round_end = rs.delivered_total
+            hs.last_min = hs.cur_min
+            hs.cur_min = _INF
+            hs.samples = 0
+            if hs.css:
+                hs.css_rounds += 1
+                if hs.css_rounds >= CSS_ROUNDS:  # enter congestion avoidance
                     self.ssthresh = self.cwnd
-                    self._css = False
-                    self._hs_done = True
+                    self._hs = _HS_DONE
                     return
         if rs.rtt <= 0:
             return
-        if rs.rtt < self._cur_min:
-            self._cur_min = rs.rtt
-        self._samples += 1
-        if self._samples < N_RTT_SAMPLE or self._last_min == _INF:
+        if rs.rtt < hs.cur_min:
+            hs.cur_min = rs.rtt
+        hs.samples += 1
+        if hs.samples < N_RTT_SAMPLE or hs.last_min == _INF:
             return
-        if not self._css:
-            thresh = max(MIN_RTT_THRESH, min(self._last_min / MIN_RTT_DIVISOR, MAX_RTT_THRESH))
-            if self._cur_min >= self._last_min + thresh:
-                self._css = True  # the delay rose: conservative slow start
-                self._css_baseline = self._cur_min
-                self._css_rounds = 0
-                self._css_acc = 0
-        elif self._cur_min < self._css_baseline:
-            self._css = False  # spurious: resume slow start
-            self._css_baseline = _INF
+        if not hs.css:
+            thresh = max(MIN_RTT_THRESH, min(hs.last_min / MIN_RTT_DIVISOR, MAX_RTT_THRESH))
+            if hs.cur_min >= hs.last_min + thresh:
+                hs.css = True  # the delay rose: conservative slow start
+                hs.css_baseline = hs.cur_min
+                hs.css_rounds = 0
+                hs.css_acc = 0
+        elif hs.cur_min < hs.css_baseline:
+            hs.css = False  # spurious: resume slow start
+            hs.css_baseline = _INF
