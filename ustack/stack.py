@@ -29,6 +29,7 @@ from ustack.driver.port import TcpPort, port_of
 from ustack.driver.rx_batch import BatchReceiver
 from ustack.driver.tcp_table import TcpTable, _fine_clock
 from ustack.instance_lock import acquire
+from ustack.link.af_packet import TP_STATUS_USER
 from ustack.link.base import Device, ReceivedFrame
 from ustack.names import Resolver
 from ustack.net.arp import ArpCache
@@ -47,10 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ustack.stack")
 
-#: a receive-ring slot's tp_status word, and its "frame for us" bit
-#: (TP_STATUS_USER, linux/if_packet.h; ustack.link.af_packet reads the same)
+#: a receive-ring slot's tp_status word (its TP_STATUS_USER bit: a frame for us)
 _SLOT_STATUS = struct.Struct("<I")
-_TP_STATUS_USER = 0x1
 
 
 class Stack:
@@ -529,19 +528,11 @@ class Stack:
         (the protocol's ``data_received`` and our answer without another
         loop iteration; ACKs of the batch coalesced first).  With TCP this
         is :meth:`BatchReceiver.receive` (ustack.driver.rx_batch)."""
-        rx = self._rx_batch
+        rx = self._rx_batch  # set with the TCP table (_attach_tcp)
         if rx is not None:
             rx.receive(frames)
-            return
-        tcp = self._tcp
-        if tcp is None:
+        else:
             self._ip_receive(frames)
-            return
-        tcp.begin_batch()
-        try:
-            self._ip_receive(frames)
-        finally:
-            tcp.end_batch()
 
     def _ip_receive(self, frames: Any) -> None:
         self.ip.receive(frames)
@@ -619,7 +610,7 @@ class Stack:
         end = clock() + self.busy_poll
         yield_cpu = os.sched_yield
         while True:
-            if status(ring, off)[0] & _TP_STATUS_USER:
+            if status(ring, off)[0] & TP_STATUS_USER:
                 device.poll()
                 return
             if clock() >= end:
