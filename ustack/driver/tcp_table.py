@@ -772,14 +772,12 @@ class TcpTable:
             # the previous segment could start a run: open it now that one
             # more segment came from its address (any other: it stays shut,
             # as the open run would be shut by this segment)
-            self._cand_ep = None
             cand_conn = self._cand_conn
             cand_seg = self._cand_seg
-            self._cand_conn = None
-            self._cand_seg = None
+            cand_payload = self._cand_payload
+            self._drop_candidate()
             if src == self._cand_src and cand_conn is not None and cand_seg is not None:
-                self._open_run(cand, cand_conn, src, cand_seg, self._cand_payload)
-            self._cand_payload = b""
+                self._open_run(cand, cand_conn, src, cand_seg, cand_payload)
         run_ep = self._run_ep
         if run_ep is not None:
             # the next segment of the open receive run: same flow, next
