@@ -39,7 +39,7 @@ import weakref
 from asyncio import sslproto
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
 from ustack.names import KernelResolverNeeded
@@ -156,6 +156,32 @@ _NO_EXTRA: dict[str, Any] = {}
 _EMPTY: deque[bytes] = deque(maxlen=0)
 
 
+# TcpTransport's rarely changed flags, as bits of its one ``_flags`` int:
+# eight bool slots were 56 bytes of every connection (issue 14, memory per
+# idle connection); each keeps its attribute name as a property
+_F_RESUME_SCHEDULED: Final = 1
+_F_PEER_EOF: Final = 2
+_F_EOF_DELIVERED: Final = 4
+_F_EOF_WANTED: Final = 8
+_F_EOF_SENT: Final = 16
+_F_LOST_WHEN_DRAINED: Final = 32
+_F_WRITING_PAUSED: Final = 64
+_F_BUFFERED: Final = 128
+
+
+def _flag(bit: int, doc: str) -> Any:
+    """A bool attribute kept as ``bit`` of the transport's ``_flags``."""
+    def get(self: TcpTransport) -> bool:
+        return bool(self._flags & bit)
+
+    def put(self: TcpTransport, on: bool) -> None:
+        if on:
+            self._flags |= bit
+        else:
+            self._flags &= ~bit
+    return property(get, put, doc=doc)
+
+
 def _byte_view(data: bytearray | memoryview) -> bytes | memoryview:
     """``data`` as a flat view of bytes (no copy), or a copy when it is not
     one (another item format, not contiguous)."""
@@ -175,10 +201,20 @@ class TcpTransport(asyncio.Transport):
 
     __slots__ = (
         "_table", "_loop", "_protocol", "_ep", "_waiter", "_connected", "_reading_paused",
-        "_resume_scheduled", "_held", "_peer_eof", "_eof_delivered", "_lost", "_closing",
-        "_eof_wanted", "_eof_sent", "_pending", "_pending_size", "_high", "_low",
-        "_writing_paused", "_lost_when_drained", "_buffered", "_direct", "__weakref__",
+        "_held", "_lost", "_closing", "_pending", "_pending_size", "_high", "_low",
+        "_flags", "_direct", "__weakref__",
     )
+
+    # (the flags an idle connection does not look at: bits of _flags)
+    _resume_scheduled = _flag(_F_RESUME_SCHEDULED, "a _resumed callback is scheduled")
+    _peer_eof = _flag(_F_PEER_EOF, "the peer's FIN arrived")
+    _eof_delivered = _flag(_F_EOF_DELIVERED, "the protocol got eof_received")
+    _eof_wanted = _flag(_F_EOF_WANTED, "write_eof() called, FIN after the pending data")
+    _eof_sent = _flag(_F_EOF_SENT, "the FIN is queued in the core")
+    _lost_when_drained = _flag(_F_LOST_WHEN_DRAINED,
+                               "connection_lost once the held data is delivered")
+    _writing_paused = _flag(_F_WRITING_PAUSED, "pause_writing was called")
+    _buffered = _flag(_F_BUFFERED, "the protocol is a BufferedProtocol")
 
     def __init__(
         self,
@@ -197,23 +233,17 @@ class TcpTransport(asyncio.Transport):
         self._waiter: asyncio.Future[None] | None = None
         self._connected = False
         self._reading_paused = False
-        self._resume_scheduled = False
+        #: the packed flags (_F_*), all False but _buffered's
+        self._flags = _F_BUFFERED if isinstance(protocol, asyncio.BufferedProtocol) else 0
         #: bytes resume_reading took from the core, not yet delivered
         self._held: deque[bytes] = _EMPTY
-        self._peer_eof = False
-        self._eof_delivered = False
         self._lost = False
         self._closing = False  # close() or abort() called
-        self._eof_wanted = False  # write_eof() called, FIN after the pending data
-        self._eof_sent = False
         self._pending: deque[bytes] = _EMPTY
         self._pending_size = 0
         self._high = write_high
         # (the default's low mark is one shared int: 16384 is no small int)
         self._low = _DEFAULT_LOW if write_high == DEFAULT_LIMIT else write_high // 4
-        self._writing_paused = False
-        self._lost_when_drained = False
-        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._direct = _feeds_a_copy(protocol)
 
     # ------------------------------------------------------------ setup
@@ -419,7 +449,7 @@ class TcpTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if (type(data) is bytes and data and self._connected and not self._pending
-                and not (self._eof_wanted or self._lost or self._closing)):
+                and not (self._flags & _F_EOF_WANTED or self._lost or self._closing)):
             # (the request/response case: the general branch below, inlined)
             ep = self._ep
             assert ep is not None
@@ -618,7 +648,7 @@ class TcpTransport(asyncio.Transport):
                 if n <= 0:
                     break
                 live.recv_into(sink, n if n < _PULL_CHUNK else _PULL_CHUNK, clock())
-            if self._peer_eof or self._lost_when_drained:
+            if self._flags & (_F_PEER_EOF | _F_LOST_WHEN_DRAINED):
                 self._pull_end(conn, held)
             return
         self._pull_general(ep, conn, held)
@@ -643,7 +673,7 @@ class TcpTransport(asyncio.Transport):
                 data = ep.live.recv(min(n, _PULL_CHUNK), self._loop.time())  # (n > 0: live)
                 if not data:
                     break
-            if self._buffered:
+            if self._flags & _F_BUFFERED:
                 asyncio.protocols._feed_data_to_buffered_proto(  # type: ignore[attr-defined]
                     self._protocol, data)
             else:
@@ -1011,8 +1041,8 @@ def _nothing_waits(transport: TcpTransport) -> bool:
     in the TCP receive buffer."""
     ep = transport._ep
     return (transport._reading_paused and transport._connected and not transport._closing
-            and not transport._lost and not transport._held and not transport._peer_eof
-            and not transport._lost_when_drained and not transport._resume_scheduled
+            and not transport._lost and not transport._held
+            and not transport._flags & (_F_PEER_EOF | _F_LOST_WHEN_DRAINED | _F_RESUME_SCHEDULED)
             and ep is not None and not ep.removed and ep.conn.readable() == 0)
 
 

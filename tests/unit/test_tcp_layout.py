@@ -72,3 +72,23 @@ def test_idle_connection_has_no_hystart_state(pure: bool) -> None:
     got = _probe(pure=pure)
     assert got["cc"] == "cubic"
     assert got["hs"] == "NoneType"  # no ACK of data yet: no HyStart++ round state
+
+
+def test_transport_flags_are_packed() -> None:
+    """The streams transport (interpreted, slotted) keeps its rarely changed
+    flags as bits of one int: 176 bytes with the GC header, a pymalloc
+    class of its own where thirteen bool slots made 232 (a 240-byte block)."""
+    from ustack.streams import TcpTransport
+
+    gc_header = sys.getsizeof([]) - [].__sizeof__()
+    assert TcpTransport.__basicsize__ + gc_header <= 176, TcpTransport.__slots__
+    t = TcpTransport.__new__(TcpTransport)
+    t._flags = 0
+    for name in ("_resume_scheduled", "_peer_eof", "_eof_delivered", "_eof_wanted",
+                 "_eof_sent", "_lost_when_drained", "_writing_paused", "_buffered"):
+        assert getattr(t, name) is False
+        setattr(t, name, True)
+        assert getattr(t, name) is True
+    assert t._flags == 255
+    t._eof_wanted = False
+    assert t._flags == 255 & ~8 and t._eof_wanted is False

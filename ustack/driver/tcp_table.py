@@ -139,6 +139,27 @@ def _connection_class() -> type[TcpConnection]:
 
 _TIME_WAIT: Final = TcpState.TIME_WAIT
 
+#: one int object per port number, shared by every key of the connection
+#: table that holds that port (not Final: compiled code inlines Final objects)
+_PORT_BOXES: list[object] = [None] * 65536
+
+
+def _insert(conns: dict[Any, TcpEndpoint], ep: TcpEndpoint) -> None:
+    """``conns[ep.key] = ep`` with a key whose ports are the shared objects
+    of ``_PORT_BOXES``.  Compiled, ``ep.key`` is an unboxed struct and every
+    insert boxed both ports anew: two 32-byte ints per connection at rest
+    (issue 14, memory per idle connection).  Lookups build their keys as
+    before (equal ints, equal keys)."""
+    lport, raddr, rport = ep.key
+    boxes = _PORT_BOXES
+    lbox = boxes[lport]
+    if lbox is None:
+        lbox = boxes[lport] = lport
+    rbox = boxes[rport]
+    if rbox is None:
+        rbox = boxes[rport] = rport
+    conns[(lbox, raddr, rbox)] = ep
+
 #: (local port, remote address, remote port): the stack has one local address.
 ConnKey = tuple[int, bytes, int]
 
@@ -582,14 +603,19 @@ class TcpTable:
                           f"local port {local_port} to {socket.inet_ntoa(remote_addr)}:"
                           f"{remote_port} is taken")
         iss = self._isn.isn(self.local_addr, local_port, remote_addr, remote_port, now)
-        conn = _connection_class().connect(
-            local_port, remote_port, iss, now, self._shared_config(), mib=self.mib,
-            trace=self._trace_hook(trace, now, local_port, remote_addr, remote_port),
-            shared_config=True)
+        hook = self._trace_hook(trace, now, local_port, remote_addr, remote_port)
+        cls = _connection_class()
+        if cls is _TcpConnection:  # (compiled: a direct call, no argument parsing)
+            conn = _TcpConnection.connect(local_port, remote_port, iss, now,
+                                          self._shared_config(), mib=self.mib, trace=hook,
+                                          shared_config=True)
+        else:
+            conn = cls.connect(local_port, remote_port, iss, now, self._shared_config(),
+                               mib=self.mib, trace=hook, shared_config=True)
         ep = TcpEndpoint(self, conn, self.local_addr, local_port, remote_addr, remote_port)
         ep.owner = owner
         ep.accepted = True
-        self._conns[ep.key] = ep  # (the endpoint's key tuple: one per connection)
+        _insert(self._conns, ep)
         self.counters["tcp_active_opens"] += 1
         self.touch(ep)
         return ep
@@ -1203,16 +1229,28 @@ class TcpTable:
 
     def _establish_child(self, listener: Listener, src: bytes, syn: TcpSegment, iss: int,
                          created: float, ack: TcpSegment, now: float) -> None:
-        conn = promote(_connection_class(), self._shared_config(), syn, iss, created, ack,
-                       now, mib=self.mib, shared_config=True,
-                       trace=self._trace_hook(None, created, syn.dst_port, src, syn.src_port))
+        hook = self._trace_hook(None, created, syn.dst_port, src, syn.src_port)
+        cls = _connection_class()
+        conn: TcpConnection | Any
+        if cls is _TcpConnection:
+            # promote()'s steps with the class known (compiled: direct calls)
+            # (the SYN-ACK went out from the request sock: not built again)
+            child = _TcpConnection.accept(syn, iss, created, self._shared_config(),
+                                          mib=self.mib, trace=hook, shared_config=True,
+                                          synack_sent=True)
+            child.segments_to_send(created)  # (a traced one has the SYN-ACK queued)
+            child.receive(ack, now)
+            conn = child
+        else:
+            conn = promote(cls, self._shared_config(), syn, iss, created, ack, now,
+                           mib=self.mib, shared_config=True, trace=hook)
         ep = TcpEndpoint(self, conn, self.local_addr, syn.dst_port, src, syn.src_port)
         ep.listener = listener
         # queued now, so the next ACK of the same receive batch sees a full
         # queue; handed to on_connection when its Connected event is drained
         ep.queued = True
         listener.accept_queue.append(ep)
-        self._conns[ep.key] = ep
+        _insert(self._conns, ep)
         self.counters["tcp_passive_opens"] += 1  # (TcpPassiveOpens: the connection)
         self.touch(ep)
         if self.on_passive_open is not None:
@@ -1570,7 +1608,13 @@ class TcpTable:
                 self._remove(ep)
             else:
                 if ep.owner is None and getattr(conn, "state", None) is _TIME_WAIT:
-                    conn = self._compact_time_wait(ep, conn)
+                    record = self._compact_time_wait(ep, conn)
+                    if record is not conn:
+                        # the record's 2MSL deadline replaces the connection's
+                        # entry (an RTO armed for the FIN): that one goes stale,
+                        # no timer fires for it
+                        ep.heap_deadline = None
+                        conn = record
                 self._schedule(ep, conn.next_deadline())
             guard += 1
             if guard > 100_000:  # a callback that keeps re-dirtying: finish next iteration
@@ -1668,9 +1712,14 @@ class TcpTable:
 
     def _schedule(self, ep: TcpEndpoint, deadline: float | None) -> None:
         """Lazy heap: push only when the deadline moved earlier than the entry
-        already in the heap (or there is none)."""
+        already in the heap (or there is none).  A connection with no
+        deadline at all (every timer stopped: the handshake's RTO once the
+        SYN-ACK came) makes its entry stale: it is dropped when it reaches
+        the heap's head, without a timer firing for it (a connect + close
+        client had one wake-up per connection, 1 s after its SYN)."""
         if deadline is None:
-            return  # a stale entry may stay; it will find nothing due
+            ep.heap_deadline = None
+            return
         hd = ep.heap_deadline
         if hd is None or deadline < hd:
             ep.heap_deadline = deadline

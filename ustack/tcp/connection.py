@@ -29,7 +29,8 @@ from ustack.tcp import events as ev
 from ustack.tcp.chrono import BUSY as _CHRONO_BUSY
 from ustack.tcp.chrono import SNDBUF_LIMITED as _CHRONO_SNDBUF
 from ustack.tcp.config import TcpConfig
-from ustack.tcp.congestion import CaState, CongestionController, create
+from ustack.tcp.congestion.base import CaState, CongestionController
+from ustack.tcp.congestion.registry import create
 from ustack.tcp.info import TcpInfo
 from ustack.tcp.listener import reply_to_unmatched
 from ustack.tcp.mib import TcpMib
@@ -389,8 +390,12 @@ class TcpConnection:
                 config: TcpConfig | None = None, *, mib: TcpMib | None = None,
                 trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
         """Active OPEN (RFC 9293 3.10.1): queue a SYN, enter SYN-SENT."""
-        c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace,
-                shared_config=shared_config)
+        if cls is TcpConnection:  # (compiled: the constructor called directly)
+            c = TcpConnection(local_port, remote_port, iss, now, config, mib=mib, trace=trace,
+                              shared_config=shared_config)
+        else:
+            c = cls(local_port, remote_port, iss, now, config, mib=mib, trace=trace,
+                    shared_config=shared_config)
         c._set_state(_SYN_SENT)
         c.mib["TcpActiveOpens"] += 1
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
@@ -401,19 +406,36 @@ class TcpConnection:
     @classmethod
     def accept(cls, syn: TcpSegment, iss: int, now: float,
                config: TcpConfig | None = None, *, mib: TcpMib | None = None,
-               trace: TraceHook | None = None, shared_config: bool = False) -> TcpConnection:
+               trace: TraceHook | None = None, shared_config: bool = False,
+               synack_sent: bool = False) -> TcpConnection:
         """Passive OPEN from a listener that got ``syn`` (RFC 9293 3.10.7.2):
         queue a SYN-ACK echoing only the options the SYN offered, enter
-        SYN-RECEIVED.  Data on the SYN is discarded (no Fast Open, as Linux)."""
-        c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace,
-                shared_config=shared_config)
+        SYN-RECEIVED.  Data on the SYN is discarded (no Fast Open, as Linux).
+
+        ``synack_sent``: the listener's request sock already sent the SYN-ACK
+        at ``now`` (the table promotes a completed handshake): the connection
+        counts it as sent instead of building it for the output queue, as
+        :meth:`segments_to_send` would have at ``now`` (without a trace
+        hook, whose ``seg_sent`` line needs the segment)."""
+        if cls is TcpConnection:  # (as in connect)
+            c = TcpConnection(syn.dst_port, syn.src_port, iss, now, config, mib=mib,
+                              trace=trace, shared_config=shared_config)
+        else:
+            c = cls(syn.dst_port, syn.src_port, iss, now, config, mib=mib, trace=trace,
+                    shared_config=shared_config)
         c._passive = True
         c._set_state(_SYN_RECEIVED)
         c.segs_in = 1
         c._take_syn(syn, now)
         c.snd.ptr = c.snd_nxt = (c.iss + 1) & MASK
         c.rcv.adv = (c.rcv.nxt + c.rcv.syn_window) & MASK
-        c._queue_out(c._synack_segment(now))
+        if synack_sent and trace is None:
+            # what segments_to_send(now) does with the queued SYN-ACK: count
+            # it (_now and last_send are ``now`` already; _synack_segment's
+            # rcv.acked = rcv.nxt was done by _take_syn)
+            c.segs_out = 1
+        else:
+            c._queue_out(c._synack_segment(now))
         c.timers.rto = now + c.rtt.rto
         return c
 
