@@ -154,10 +154,12 @@ def _insert(conns: dict[Any, TcpEndpoint], ep: TcpEndpoint) -> None:
     boxes = _PORT_BOXES
     lbox = boxes[lport]
     if lbox is None:
-        lbox = boxes[lport] = lport
+        lbox = lport  # (boxed once, here: the key and the list hold this object)
+        boxes[lport] = lbox
     rbox = boxes[rport]
     if rbox is None:
-        rbox = boxes[rport] = rport
+        rbox = rport
+        boxes[rport] = rbox
     conns[(lbox, raddr, rbox)] = ep
 
 #: (local port, remote address, remote port): the stack has one local address.
