@@ -157,15 +157,16 @@ class Receiver:
         self.pos += total
         self.bytes_received += total
 
-    def queue(self, seq: int, payload: bytes, fin: bool) -> None:
-        """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly and
-        answer at once with a duplicate ACK carrying SACK (RFC 5681 4.2)."""
+    def queue(self, seq: int, payload: bytes | memoryview, fin: bool) -> None:
+        """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly (a
+        copy of a view: the queue holds bytes) and answer at once with a
+        duplicate ACK carrying SACK (RFC 5681 4.2)."""
         start = self.pos + ((seq - self.nxt) & MASK)
         ooo = self.ooo
         if ooo is _NO_OOO:
             ooo = self.ooo = Reassembly()
         if payload:
-            ooo.add(start, payload, self.ooo_max)
+            ooo.add(start, payload if type(payload) is bytes else bytes(payload), self.ooo_max)
         if fin:
             ooo.fin_pos = start + len(payload)
         self.ack_now = True
