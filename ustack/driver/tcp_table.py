@@ -503,8 +503,6 @@ class TcpTable:
         self._run_room = 0
         #: SEG.SEQ from which Receiver.stretch_due may hold (its limit at the start)
         self._run_ack_at = 0
-        #: the same for coalesced (GRO) frames (Receiver.stretch_due_big)
-        self._run_ack_big = 0
         #: RCV.MSS can grow to this (a larger text is never wire-sized)
         self._run_small = 0
         self._run_rx: float | None = None
@@ -817,15 +815,6 @@ class TcpTable:
                             rcv = conn.rcv
                             if plen <= rcv.mss and rcv.stretch_due():
                                 self._ack_in_batch(run_ep, conn)
-                    elif (plen > self._run_small and self._batch
-                            and ((seq - self._run_ack_big) & 0xFFFFFFFF) < 0x80000000):
-                        # a coalesced frame past half the window of the
-                        # run's start: the same on the run received
-                        self._release(run_ep)
-                        conn = run_ep.conn
-                        if not isinstance(conn, TimeWait):
-                            if conn.rcv.stretch_due_big():
-                                self._ack_in_batch(run_ep, conn)
                     return None
             self._release(run_ep)
         if len(payload) == _LINUX_SYN_LEN and payload[13] == SYN and self._syn_flood_path(
@@ -884,12 +873,8 @@ class TcpTable:
         if isinstance(conn, TimeWait):  # a TIME-WAIT record: no window, no runs
             return None
         rcv = conn.rcv
-        if self._batch:
-            if len(seg.payload) <= rcv.mss:
-                if rcv.stretch_due():
-                    self._ack_in_batch(ep, conn)
-            elif rcv.stretch_due_big():
-                self._ack_in_batch(ep, conn)
+        if self._batch and len(seg.payload) <= rcv.mss and rcv.stretch_due():
+            self._ack_in_batch(ep, conn)
         if self.merge_runs and seg.payload and conn.run_ok(seg):
             if self._batch:  # opened by the batch's next segment, if any
                 self._cand_ep = ep
@@ -956,7 +941,6 @@ class TcpTable:
         self._run_hl = hl
         self._run_room = room
         self._run_ack_at = (rcv.acked + rcv.stretch_limit()) & 0xFFFFFFFF
-        self._run_ack_big = (rcv.acked + rcv.stretch_limit_big()) & 0xFFFFFFFF
         self._run_small = rcv.advmss
         self._run_views = []
         ep.held = _RUN

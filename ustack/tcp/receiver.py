@@ -224,23 +224,6 @@ class Receiver:
         last one."""
         return self.ack_now and ((self.nxt - self.acked) & MASK) >= self.stretch_limit()
 
-    def stretch_limit_big(self) -> int:
-        """:meth:`stretch_limit` for coalesced (GRO) frames: half the window
-        we last announced, at least two full segments.  A receive batch
-        holds few such frames (some 34 of 64 KB with a 4 MB window), so
-        the ACK that a GRO receiver sends for each (Linux
-        __tcp_ack_snd_check: more than one full segment unacknowledged) is
-        deferred to the batch's end, but not so long that the sender runs
-        out of window while we read the batch's rest."""
-        half = ((self.adv - self.acked) & MASK) >> 1
-        two = self.mss << 1
-        return half if half > two else two
-
-    def stretch_due_big(self) -> bool:
-        """An ACK is due and :meth:`stretch_limit_big` bytes arrived since
-        the last one."""
-        return self.ack_now and ((self.nxt - self.acked) & MASK) >= self.stretch_limit_big()
-
     def delack_expired(self) -> None:
         """The delayed-ACK timer ran out (RFC 1122 4.2.3.2).  With the ACK
         still due, no answer came to carry it: ping-pong mode ends (Linux
