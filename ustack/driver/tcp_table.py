@@ -54,7 +54,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, cast
 
 from ustack.driver.port import TcpPort, port_of
 from ustack.link.rxtime import CURRENT as _ARRIVAL
@@ -154,11 +154,14 @@ def _insert(conns: dict[Any, TcpEndpoint], ep: TcpEndpoint) -> None:
     boxes = _PORT_BOXES
     lbox = boxes[lport]
     if lbox is None:
-        lbox = lport  # (boxed once, here: the key and the list hold this object)
+        # boxed once, here: the key and the list hold this object (a plain
+        # ``lbox = lport`` would narrow lbox to int, and compiled code would
+        # box it again for the list)
+        lbox = cast(object, lport)
         boxes[lport] = lbox
     rbox = boxes[rport]
     if rbox is None:
-        rbox = rport
+        rbox = cast(object, rport)
         boxes[rport] = rbox
     conns[(lbox, raddr, rbox)] = ep
 
