@@ -84,6 +84,23 @@ def _load_sendgather() -> Callable[[int, list[tuple[Buffer, ...]], int],
 
 _sendgather = _load_sendgather()
 
+
+def _load_sendround() -> Callable[[int, list[Any], int],
+                                  tuple[int, int, int, list[float], int] | None] | None:
+    """``ustack.link._batch.sendround`` (send_round's whole loop in C: the
+    virtio_net_hdr and pseudo-header sum of each super-segment built there)
+    unless it is missing or USTACK_NO_ACCEL is set (then sendgather)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return getattr(_batch, "sendround", None)  # (an older build has no sendround)
+
+
+_sendround = _load_sendround()
+
 #: one TCP super-segment of :meth:`AfPacketDevice.send_round`: the Ethernet
 #: and IPv4 headers, the TCP header (checksum field 0), the payload, gso_size
 GsoFrame = tuple[bytes, bytes, Buffer, int]
@@ -272,6 +289,11 @@ class AfPacketDevice(Device):
         #: differential tests switch it off per device)
         self.gather: Callable[[int, list[tuple[Buffer, ...]], int],
                               tuple[int, int, int, list[float]]] | None = _sendgather
+        #: :meth:`send_round`'s loop in C (frames and super-segments as they
+        #: come, no pieces built here); None: :attr:`gather` with pieces
+        self.round_send: Callable[[int, list[Any], int],
+                                  tuple[int, int, int, list[float], int] | None] | None = \
+            _sendround
         self._writer_armed = False
         self._retry_handle: asyncio.TimerHandle | None = None
         self._stats: dict[str, int] = dict.fromkeys(
@@ -951,6 +973,43 @@ class AfPacketDevice(Device):
         gather = self.gather
         if gather is None or not self.vnet_hdr or self._tx_slots or self._txq:
             return self._send_round_plain(frames)
+        round_send = self.round_send
+        if round_send is not None and type(frames) is list:
+            if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+                _SENT.t = time.monotonic()
+            got = round_send(self._tx_fd, frames, 0)
+            if got is not None:
+                k, nbytes, err, stamps, gso = got
+                stats = self._stats
+                stats["tx_gso_frames"] += gso
+                stats["tx_frames"] += k
+                stats["tx_bytes"] += nbytes
+                if err:  # the rest as the pieces path does it (queued, or an error)
+                    stamps.extend(self._round_rest(frames, k, err))
+                return stamps
+        return self._send_round_pieces(frames)
+
+    def _round_rest(self, frames: Sequence[bytes | GsoFrame], k: int, err: int) -> list[float]:
+        """:meth:`send_round` after frames[k] failed with ``err``: what the
+        pieces path does from there (EAGAIN: the rest queued behind the
+        writer; another error: that frame reported and the rest sent on)."""
+        items: list[tuple[Buffer, ...]] = []
+        for f in frames[k:]:
+            if isinstance(f, bytes):
+                items.append((_VNET_NONE, f))
+            else:
+                head, tcp, payload, size = f
+                pieces = _gso_pieces(head, tcp, payload, size)
+                assert pieces is not None  # (sendround took it)
+                items.append(pieces)
+        return self._gather_errors(items, [sum(len(p) for p in it[1:]) for it in items],
+                                   0, err, [])
+
+    def _send_round_pieces(self, frames: Sequence[bytes | GsoFrame]) -> list[float]:
+        """:meth:`send_round` through :attr:`gather` (the pieces of each
+        frame built here)."""
+        gather = self.gather
+        assert gather is not None
         items: list[tuple[Buffer, ...]] = []
         lens: list[int] = []
         gso = 0
@@ -972,9 +1031,23 @@ class AfPacketDevice(Device):
             _SENT.t = time.monotonic()
         n = len(items)
         k, _nbytes, err, stamps = gather(self._tx_fd, items, 0)
-        sent = k
         nbytes = sum(lens) if k == n else sum(lens[:k])
-        i = k
+        stats["tx_frames"] += k
+        stats["tx_bytes"] += nbytes
+        if err:
+            self._gather_errors(items, lens, k, err, stamps)
+        return stamps
+
+    def _gather_errors(self, items: list[tuple[Buffer, ...]], lens: list[int], i: int,
+                       err: int, stamps: list[float]) -> list[float]:
+        """items[i] failed with ``err``: queue the rest (EAGAIN) or report
+        that one and send on; ``stamps`` gets a time per item from i on.
+        Counts what it sends; returns ``stamps``."""
+        gather = self.gather
+        assert gather is not None
+        stats = self._stats
+        n = len(items)
+        sent = nbytes = 0
         while err:
             at = time.monotonic()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK):
