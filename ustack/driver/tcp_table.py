@@ -1563,8 +1563,7 @@ class TcpTable:
             if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
                 items.append(seg)
                 continue
-            opts = seg.options
-            opt = opts.encode() if not opts.is_empty() else b""
+            opt = encoder.options_bytes(seg)  # (cached per options object: one per round)
             hlen = HEADER_LEN + len(opt)
             if n + hlen <= mtu_payload:  # (as _send_large: it fits one frame)
                 items.append(seg)
