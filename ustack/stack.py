@@ -323,25 +323,30 @@ class Stack:
     def _attach_syn_channel(self, syn_device: AfPacketDevice) -> None:
         """Read the SYN channel: in batches (ustack.driver.syn_batch) when
         numpy is there and the device has its ring, else a few SYNs per
-        wakeup through the plain receive path."""
+        wakeup through the plain receive path.  The batch path (and its
+        numpy import, ~0.1-0.2 s and a few MB) is built when the first
+        listener is made: until then every SYN is for a closed port and
+        gets its RST the plain way, and a client-only stack never pays it."""
         self.syn_device = syn_device
-        batch = None
-        if self._tcp is not None and syn_device.rx_mode == "ring":
-            try:
-                from ustack.driver.syn_batch import SynBatch
-            except ImportError:  # numpy missing: the plain path below
-                pass
-            else:
-                batch = SynBatch(self.ip, self._tcp, syn_device.send_fixed)
-                batch.cpu.share = self.SYN_CPU_SHARE
-                batch.cpu.quantum = self.SYN_CPU_QUANTUM
-                batch.cpu.max_rows = self.SYN_READ
-        self.syn_batch = batch
-        if batch is None:
-            # a few SYNs per wakeup: the main device is read every loop turn
-            syn_device.rx_budget = self.SYN_BUDGET
-            syn_device.attach(self.loop, self._receive)
+        # a few SYNs per wakeup: the main device is read every loop turn
+        syn_device.rx_budget = self.SYN_BUDGET
+        syn_device.attach(self.loop, self._receive)
+        if self._tcp is not None and syn_device.rx_mode == "ring" and _have_numpy():
+            self._tcp.on_first_listen = lambda: self._start_syn_batch(syn_device)
+
+    def _start_syn_batch(self, syn_device: AfPacketDevice) -> None:
+        """Switch the SYN channel to its batch path (the first listener)."""
+        if self.syn_device is not syn_device or self._tcp is None or self._closed:
             return
+        try:
+            from ustack.driver.syn_batch import SynBatch
+        except ImportError:  # numpy unusable after all: stay on the plain path
+            return
+        batch = SynBatch(self.ip, self._tcp, syn_device.send_fixed)
+        batch.cpu.share = self.SYN_CPU_SHARE
+        batch.cpu.quantum = self.SYN_CPU_QUANTUM
+        batch.cpu.max_rows = self.SYN_READ
+        self.syn_batch = batch
         syn_device.attach_polled(self.loop, self._on_syn_readable)
 
     def _on_syn_readable(self) -> None:
@@ -798,3 +803,11 @@ class Stack:
 
 # the default stack of ustack.open_connection(...) without stack= (USTACK_IFACE)
 streams.set_stack_starter(Stack.start)
+
+
+def _have_numpy() -> bool:
+    """Whether numpy can be imported (without importing it: the SYN
+    channel's batch path needs it, see Stack._attach_syn_channel)."""
+    import importlib.util
+
+    return importlib.util.find_spec("numpy") is not None

@@ -69,7 +69,9 @@ async def test_a_connect_burst_with_the_defaults_loses_no_syn(
         stack = await Stack.start(iface=lab.stack_if, address=lab.stack_address,
                                   diagnostics=False)
     try:
-        assert stack.syn_device is not None and stack.syn_batch is not None  # the default
+        assert stack.syn_device is not None  # the default
+        # the batch path is built with the first listener, not before
+        assert stack.syn_batch is None
         accepted = 0
 
         async def on_connect(reader: asyncio.StreamReader,
@@ -80,6 +82,7 @@ async def test_a_connect_burst_with_the_defaults_loses_no_syn(
             writer.close()
 
         server = await stack.start_server(on_connect, port=PORT)
+        assert stack.syn_batch is not None
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", lab.peer_ns, sys.executable, "-c", CLIENT, lab.stack_ip,
             str(PORT), str(IN_FLIGHT), str(ROUNDS), stdout=asyncio.subprocess.PIPE)
@@ -98,3 +101,50 @@ async def test_a_connect_burst_with_the_defaults_loses_no_syn(
         assert accepted > 0
     finally:
         await stack.close()
+
+
+#: a client-only stack: start, connect to the kernel's listener, close; then
+#: say whether numpy (the SYN channel's batch path) was imported
+CLIENT_ONLY = r"""
+import asyncio, json, sys
+from ustack.stack import Stack
+
+async def main(iface, address, host, port):
+    stack = await Stack.start(iface=iface, address=address, diagnostics=False)
+    try:
+        reader, writer = await stack.open_connection(host, port)
+        writer.write(b"x")
+        await writer.drain()
+        writer.close()
+        channel, batch = stack.syn_device is not None, stack.syn_batch is not None
+    finally:
+        await stack.close()
+    print(json.dumps({"channel": channel, "batch": batch, "numpy": "numpy" in sys.modules}))
+
+asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
+"""
+
+
+async def test_a_client_only_stack_builds_no_batch_path_and_imports_no_numpy(
+        lab_factory: Callable[..., Lab]) -> None:
+    """The batch path is built with the first listener: a stack that only
+    connects has the SYN channel (its SYNs get RSTs the plain way) but
+    never imports numpy (~0.1-0.2 s of every Stack.start before)."""
+    lab = lab_factory()
+    server = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", lab.peer_ns, sys.executable, "-c",
+        "import socket,sys\ns=socket.create_server(('0.0.0.0', int(sys.argv[1])))\n"
+        "c,_=s.accept(); c.recv(1); c.close()", str(PORT))
+    try:
+        await asyncio.sleep(0.3)
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", lab.stack_ns, sys.executable, "-c", CLIENT_ONLY,
+            lab.stack_if, lab.stack_address, lab.peer_address, str(PORT),
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        assert json.loads(out) == {"channel": True, "batch": False, "numpy": False}
+    finally:
+        if server.returncode is None:
+            server.kill()
+        await server.wait()

@@ -130,7 +130,10 @@ async def test_syn_channel_is_the_default_but_not_with_pcap(lab_factory: Callabl
                                       diagnostics=False, **kwargs)
         try:
             assert (stack.syn_device is not None) is channel, kwargs
+            assert stack.syn_batch is None, kwargs  # built with the first listener
+            server = await stack.start_server(lambda r, w: None, port=0)
             assert (stack.syn_batch is not None) is channel, kwargs
+            server.close()
         finally:
             await stack.close()
 

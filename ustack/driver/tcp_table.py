@@ -470,6 +470,9 @@ class TcpTable:
         self._ports = PortAllocator(*self.EPHEMERAL_RANGE)
         self._conns: dict[ConnKey, TcpEndpoint] = {}
         self._listeners: dict[int, Listener] = {}
+        #: called once, before the first listener is made (the Stack builds
+        #: its SYN channel's batch path then, not at start)
+        self.on_first_listen: Callable[[], None] | None = None
         self._dirty: dict[TcpEndpoint, None] = {}
         #: endpoints holding a plain ACK of the current receive batch
         self._holding: dict[TcpEndpoint, None] = {}
@@ -621,6 +624,10 @@ class TcpTable:
         if port in self._listeners:
             raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: "
                           f"port {port} already has a listener")
+        hook = self.on_first_listen
+        if hook is not None:
+            self.on_first_listen = None
+            hook()
         listener = Listener(self, port, backlog, on_connection)
         self._listeners[port] = listener
         return listener
