@@ -1421,7 +1421,7 @@ class TcpConnection:
         if out.frto_new_data:
             snd.frto_new = True
         if out.state is not out.prior_state or out.dsack or out.undo is not None \
-                or out.tlp_recovered or out.reneging:
+                or out.tlp_recovered or out.reneging or out.entered_recovery:
             self._recovery_event(rec, out, now)
         if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
             self._trace_cc(now)
@@ -1437,7 +1437,7 @@ class TcpConnection:
         if out.tlp_recovered:
             mib["TcpExtTCPLossProbeRecovery"] += 1
         st, prior = out.state, out.prior_state
-        if st is CaState.RECOVERY and prior is not CaState.RECOVERY:
+        if out.entered_recovery:  # (Linux counts every tcp_enter_recovery)
             mib["TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery"] += 1
             if trace is not None:
                 trace(now, "recovery", {"reason": "rack" if rec.rack_enabled else "dupthresh",

@@ -186,6 +186,10 @@ class AckOutcome:
     tlp_recovered: bool = False
     #: the receiver discarded SACKed data (RFC 2018 8): the RTO was shortened
     reneging: bool = False
+    #: the ACK entered recovery (Linux tcp_enter_recovery; also when it ended
+    #: an episode and began the next: ``prior_state`` and ``state`` are then
+    #: both RECOVERY)
+    entered_recovery: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -300,7 +304,7 @@ class Recovery:
         "reord_seen", "retrans_stamp", "_retrans_any", "frto", "tlp_high_seq",
         "tlp_retrans", "_probe_pending", "dsack_dups", "total_retrans",
         "total_retrans_bytes", "rto_count", "reno_sacked", "is_sack_reneg", "tlp_probes",
-        "tlp_recoveries", "undos", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
+        "tlp_recoveries", "undos", "recoveries", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
         "_ca_rtt", "ack_time", "ack_time_first",
     )
 
@@ -351,6 +355,10 @@ class Recovery:
         self.is_sack_reneg = False
         self.tlp_probes = 0
         self.tlp_recoveries = 0
+        #: recovery episodes entered (Linux LINUX_MIB_TCPSACKRECOVERY /
+        #: TCPRENORECOVERY: every tcp_enter_recovery, a re-entry within one
+        #: ACK included)
+        self.recoveries = 0
         self.undos = 0
         self._timer_kind: str | None = None
         self._timer_at = 0.0
@@ -672,6 +680,7 @@ class Recovery:
         prior_in_flight = self.in_flight()
         prior_delivered = self.rate.delivered
         prior_lost = sb.lost_total
+        prior_recoveries = self.recoveries
         log = sb.lost_log
         if log is not None:
             log.clear()
@@ -751,6 +760,7 @@ class Recovery:
               and not self._schedule_loss_probe(now, advancing=True)):
             self._rearm_rto(now)
         out.state = self.state
+        out.entered_recovery = self.recoveries != prior_recoveries
         self._ts_ecr = None
         return out
 
@@ -1611,6 +1621,7 @@ class Recovery:
 
     def _enter_recovery(self, ece: bool) -> None:
         """RFC 6675 5 step 4 / RFC 5681 3.2 (Linux ``tcp_enter_recovery``)."""
+        self.recoveries += 1
         self.prior_ssthresh = 0
         self._init_undo()
         if self.state is not _CWR and self.state is not _RECOVERY:
