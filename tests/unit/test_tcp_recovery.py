@@ -1029,3 +1029,21 @@ def test_sack_reordering_counts_in_the_mib() -> None:
     rec.on_ack(seg(1), [blk(2, 3)], 1.1)
     rec.on_ack(seg(3), [], 1.11)
     assert rec.reord_seen == 1 and mib["TcpExtTCPSACKReorder"] == 1
+
+
+def test_ack_outcome_init_matches_its_fields() -> None:
+    """AckOutcome's written-out __init__ takes every dataclass field, in field
+    order, with the field's default (a fresh list for lost_ranges)."""
+    import inspect
+    from dataclasses import MISSING, fields
+
+    from ustack.tcp.recovery import AckOutcome
+
+    params = list(inspect.signature(AckOutcome.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields(AckOutcome)]
+    for p, f in zip(params, fields(AckOutcome), strict=True):
+        if f.default is not MISSING:
+            assert p.default == f.default, f.name
+    a, b = AckOutcome(), AckOutcome(3)
+    assert a.lost_ranges == [] and a.lost_ranges is not b.lost_ranges and b.acked == 3
+    assert a == AckOutcome(0, 0, 0, 0, [])

@@ -153,7 +153,7 @@ class Undo:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class AckOutcome:
     """What one ACK did (bytes; ranges are wire sequence numbers)."""
 
@@ -190,6 +190,34 @@ class AckOutcome:
     #: an episode and began the next: ``prior_state`` and ``state`` are then
     #: both RECOVERY)
     entered_recovery: bool = False
+
+    def __init__(self, acked: int = 0, sacked: int = 0, delivered: int = 0, lost: int = 0,
+                 lost_ranges: list[tuple[int, int]] | None = None,
+                 rtt: float | None = None, rate: RateSample | None = None,
+                 dsack: bool = False, dupack: bool = False, undo: Undo | None = None,
+                 prior_state: CaState = _OPEN, state: CaState = _OPEN, old: bool = False,
+                 frto_new_data: bool = False, tlp_recovered: bool = False,
+                 reneging: bool = False, entered_recovery: bool = False) -> None:
+        # written out (init=False) like RateSample's: compiled by mypyc, the
+        # dataclass-generated one runs interpreted (one AckOutcome per ACK
+        # that is not a plain cumulative one); same fields, defaults, order
+        self.acked = acked
+        self.sacked = sacked
+        self.delivered = delivered
+        self.lost = lost
+        self.lost_ranges = [] if lost_ranges is None else lost_ranges
+        self.rtt = rtt
+        self.rate = rate
+        self.dsack = dsack
+        self.dupack = dupack
+        self.undo = undo
+        self.prior_state = prior_state
+        self.state = state
+        self.old = old
+        self.frto_new_data = frto_new_data
+        self.tlp_recovered = tlp_recovered
+        self.reneging = reneging
+        self.entered_recovery = entered_recovery
 
 
 @dataclass(slots=True, frozen=True)
