@@ -7,6 +7,8 @@ with an explicit clock.  Segments are 1000 bytes; segment ``k`` is
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -1032,18 +1034,24 @@ def test_sack_reordering_counts_in_the_mib() -> None:
 
 
 def test_ack_outcome_init_matches_its_fields() -> None:
-    """AckOutcome's written-out __init__ takes every dataclass field, in field
-    order, with the field's default (a fresh list for lost_ranges)."""
-    import inspect
+    """AckOutcome's written-out __init__ takes every dataclass field by name
+    with the field's default (a fresh list for lost_ranges), and the counts
+    positionally in field order (the fast path passes ``acked`` alone)."""
     from dataclasses import MISSING, fields
 
-    from ustack.tcp.recovery import AckOutcome
+    from ustack.tcp.congestion.base import RateSample
+    from ustack.tcp.recovery import AckOutcome, Undo
 
-    params = list(inspect.signature(AckOutcome.__init__).parameters.values())[1:]
-    assert [p.name for p in params] == [f.name for f in fields(AckOutcome)]
-    for p, f in zip(params, fields(AckOutcome), strict=True):
-        if f.default is not MISSING:
-            assert p.default == f.default, f.name
-    a, b = AckOutcome(), AckOutcome(3)
-    assert a.lost_ranges == [] and a.lost_ranges is not b.lost_ranges and b.acked == 3
-    assert a == AckOutcome(0, 0, 0, 0, [])
+    other: dict[str, Any] = {
+        "lost_ranges": [(1, 2)], "rtt": 0.5, "rate": RateSample(), "undo": Undo(1, 2, "dsack"),
+        "prior_state": CaState.LOSS, "state": CaState.LOSS}
+    plain = AckOutcome()
+    for f in fields(AckOutcome):
+        default = [] if f.name == "lost_ranges" else f.default
+        assert default is not MISSING and getattr(plain, f.name) == default, f.name
+        value = other.get(f.name, True if isinstance(default, bool) else 7)
+        assert getattr(AckOutcome(**{f.name: value}), f.name) == value, f.name
+    assert plain.lost_ranges is not AckOutcome().lost_ranges
+    a = AckOutcome(1, 2, 3, 4)
+    assert (a.acked, a.sacked, a.delivered, a.lost) == (1, 2, 3, 4)
+    assert [f.name for f in fields(AckOutcome)][:4] == ["acked", "sacked", "delivered", "lost"]
