@@ -43,6 +43,7 @@ from ustack.tcp.options import (
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.receiver import Receiver
 from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
+from ustack.tcp.retry_budget import timed_out as retries_timed_out
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
@@ -183,7 +184,7 @@ class TcpConnection:
         "_persist_backoff", "_ka_probes",
         # unanswered zero-window probes and when that run began; when the
         # last probe went out; when the retransmitted head was first sent
-        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
+        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp", "_rtx_first",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset",
         # output and events
@@ -290,6 +291,9 @@ class TcpConnection:
         self._probe_since = now
         self._probe_last = now
         self._rtx_stamp = -1e18  # no loss episode yet
+        #: when the retransmission timer first resent data since the last ACK
+        #: of new data (Linux retrans_stamp; the retries2 time budget runs from it)
+        self._rtx_first = 0.0
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -1735,7 +1739,12 @@ class TcpConnection:
         rtt = self.rtt
         self.timers.rto = None
         if st is _SYN_SENT:
-            if self._retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts:
+            if self._retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts or (
+                    cfg.retries_timed and retries_timed_out(
+                        self._retransmits, self._created, now, cfg.syn_retries,
+                        cfg.rto_initial, cfg.rto_max)):
+                # the count, or (Linux) the time syn_retries backed-off SYNs
+                # take since the first (ustack.tcp.retry_budget)
                 self._fail(E.ETIMEDOUT)
                 return
             self._retransmits += 1
@@ -1789,9 +1798,15 @@ class TcpConnection:
                 # an orphan (closed by the application) gives up sooner: Linux
                 # tcp_orphan_retries (0 means 8)
                 limit = cfg.orphan_retries if self._app_closed else cfg.retries2
-                if self._retransmits >= limit and not uto:  # user_timeout replaces retries2
+                if not uto and (retries_timed_out(self._retransmits, self._rtx_first, now,
+                                                  limit, cfg.rto_min, cfg.rto_max)
+                                if cfg.retries_timed else self._retransmits >= limit):
+                    # user_timeout replaces retries2; Linux counts the limit
+                    # as a time budget (ustack.tcp.retry_budget)
                     self._fail(E.ETIMEDOUT)
                     return
+                if not self._retransmits:
+                    self._rtx_first = now
                 self._retransmits += 1
             mib["TcpExtTCPTimeouts"] += 1
             # RFC 6298 5.4-5.6 / RFC 5681 3.1: back off, everything presumed
