@@ -476,6 +476,33 @@ class TcpTransport(asyncio.Transport):
         if not self._pending and self._connected:
             self._send_fin()
 
+    def write_urgent(self, data: bytes | bytearray | memoryview) -> None:
+        """send(data, MSG_OOB): write ``data`` with its last byte urgent (URG,
+        the urgent pointer one past it as Linux and BSD send it, RFC 6093;
+        RFC 6093 6 recommends that new applications not use urgent data).
+        ``data`` goes after everything written before; it must fit the send
+        buffer at once: BlockingIOError (EAGAIN) while earlier writes are
+        still buffered in this transport or the buffer lacks room (as a
+        non-blocking send(MSG_OOB)), so await drain() first."""
+        if self._eof_wanted:
+            raise RuntimeError("Cannot call write_urgent() after write_eof()")
+        if self._lost or self._closing or not data:
+            return
+        ep = self._ep
+        if ep is None or not self._connected or self._pending:
+            raise BlockingIOError(errno_mod.EAGAIN, "write_urgent: earlier writes are still "
+                                  "buffered in the transport (await drain() first)")
+        conn = ep.live
+        if conn.send_space() < len(data):
+            raise BlockingIOError(errno_mod.EAGAIN, "write_urgent: no room in the send buffer "
+                                  "(await drain() first)")
+        try:
+            conn.send_urgent(bytes(data), self._loop.time())
+        except OSError as exc:
+            self._connection_lost(exc)
+            return
+        self._table.send_now(ep)  # on the wire in this call (kernel send())
+
     def can_write_eof(self) -> bool:
         return True
 

@@ -765,10 +765,5 @@ def by_id(scenario_id: str) -> Scenario:
 #: ustack's known differences from Linux, with the RFC reasoning (filled from
 #: the recorded runs; BUG = ustack violates the RFC and should be fixed)
 USTACK_NOTES: dict[str, str] = {
-    "46": (
-        "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
-        "so the scenario cannot be driven. RFC 6093 section 6 recommends that new "
-        "applications not use urgent data; the TCP core's handling of URG is not reached."
-    ),
 }
 USTACK_NOTES.update(RECOVERY_NOTES)

@@ -53,6 +53,8 @@ from ustack.tcp.sender import NO_OUT, Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
+from ustack.tcp.urgent import active as urgent_active
+from ustack.tcp.urgent import mark as urgent_mark
 from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
@@ -184,7 +186,7 @@ class TcpConnection:
         "_persist_backoff", "_ka_probes",
         # unanswered zero-window probes and when that run began; when the
         # last probe went out; when the retransmitted head was first sent
-        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp", "_rtx_first",
+        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp", "_rtx_first", "_urg_up",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset",
         # output and events
@@ -294,6 +296,9 @@ class TcpConnection:
         #: when the retransmission timer first resent data since the last ACK
         #: of new data (Linux retrans_stamp; the retries2 time budget runs from it)
         self._rtx_first = 0.0
+        #: SND.UP, the send urgent pointer (RFC 9293 3.8.5), -1 = none
+        #: (ustack.tcp.urgent)
+        self._urg_up = -1
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -476,6 +481,23 @@ class TcpConnection:
         if n < len(data):
             self._send_blocked = True
         return n
+
+    def send_urgent(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        """send(data, MSG_OOB) (Linux tcp_sendmsg + tcp_mark_urg): queue
+        ``data`` like :meth:`send`; the urgent pointer then points one past
+        the last byte queued (RFC 6093, BSD/Linux), and the next output is not
+        held by Nagle (Linux tcp_nagle_test in urgent mode).  Segments carry
+        URG until the peer acknowledges the urgent byte (ustack.tcp.urgent)."""
+        n = self.send(data, now)
+        if n:
+            self._urg_up = (self.snd_una + len(self.snd.buf)) & MASK
+            self.snd.force = True
+        return n
+
+    @property
+    def urgent_pointer(self) -> int | None:
+        """SND.UP while urgent data is unacknowledged (urgent mode), else None."""
+        return self._urg_up if urgent_active(self._urg_up, self.snd_una) else None
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: half the peer's largest window
@@ -1962,6 +1984,11 @@ class TcpConnection:
                 self._out = NO_OUT  # (an empty list the sender made: back to the shared one)
             return []
         self._out = NO_OUT
+        if self._urg_up >= 0:  # urgent mode (send_urgent)
+            if urgent_active(self._urg_up, self.snd_una):
+                out = urgent_mark(out, self._urg_up, self.snd_nxt, self.send_mss)
+            else:
+                self._urg_up = -1  # the urgent byte is acknowledged
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:
