@@ -969,3 +969,63 @@ def test_inlined_reordering_window_is_racks(reord_seen: int, state: CaState, sac
         reord_seen=bool(reord_seen), in_recovery=state >= CaState.RECOVERY,
         sacked_out=sacked, reordering=reordering, min_rtt=min_rtt, srtt=srtt,
         dupthresh=not (bits & 4), static=bool(bits & 2))
+
+
+def _dsack_of_a_sacked_retransmission(mib: dict[str, int]) -> Recovery:
+    """Segments 1..8 out, 1 and 2 lost by RACK and retransmitted; then the
+    original of 2 arrives (SACKed) and its retransmission after it (D-SACK
+    inside the second block)."""
+    rtt = RttEstimator(1.0, 0.2, 120.0, True)
+    rec = Recovery(UNA, MSS, rtt, None, mib=mib)
+    rec.cc.cwnd = 20 * MSS
+    warm(rec, 0.1)
+    send(rec, 1, 8, 1.0)
+    rec.on_ack(seg(1), [blk(3, 9)], 1.1)  # six SACKed above two holes: both lost
+    assert rec.state == CaState.RECOVERY and rec.sb.lost_out == 2
+    rec.on_sent(seg(1), MSS, 1.1)
+    rec.on_sent(seg(2), MSS, 1.1)
+    rec.on_ack(seg(1), [blk(2, 9)], 1.15)  # the original of 2 was only late
+    assert rec.reord_seen == 0  # (a SACK of a retransmitted record proves nothing)
+    return rec
+
+
+def test_dsack_of_a_sacked_retransmission_is_reordering() -> None:
+    """Linux tcp_sacktag_one: a D-SACK of a retransmitted record already
+    SACKed (the original arrived first, then its retransmission) lowers
+    ``state->reord``, so tcp_check_sack_reordering counts reordering
+    (reord_seen, tp->reordering, LINUX_MIB_TCPSACKREORDER).  From then on
+    RACK's reordering window is min_rtt/4 even in recovery (RFC 8985 6.2
+    step 4), which stops the cascade of spurious retransmissions."""
+    mib: dict[str, int] = {}
+    rec = _dsack_of_a_sacked_retransmission(mib)
+    out = rec.on_ack(seg(1), [blk(2, 3), blk(2, 9)], 1.2)  # 2's retransmission: D-SACK
+    assert out.dsack
+    assert rec.reord_seen == 1
+    assert rec.reordering == 7  # fack (9) - reord (2), in segments
+    assert mib["TcpExtTCPSACKReorder"] == 1
+    assert rec._reo_wnd() == pytest.approx(0.1 / 4)  # in RECOVERY, reordering seen
+
+
+def test_dsack_below_una_is_no_reordering() -> None:
+    """Linux walks only SACK blocks above SND.UNA: a D-SACK of data already
+    cumulatively acknowledged changes the undo count, not ``reord``."""
+    mib: dict[str, int] = {}
+    rec = _dsack_of_a_sacked_retransmission(mib)
+    rec.on_ack(seg(3), [blk(3, 9)], 1.2)  # 1 repaired: 1 and 2 cumulatively acked
+    out = rec.on_ack(seg(3), [blk(2, 3), blk(3, 9)], 1.25)  # then the D-SACK of 2
+    assert out.dsack
+    assert rec.reord_seen == 0 and mib.get("TcpExtTCPSACKReorder", 0) == 0
+
+
+def test_sack_reordering_counts_in_the_mib() -> None:
+    """LINUX_MIB_TCPSACKREORDER (tcp_check_sack_reordering): a hole filled by
+    a never-retransmitted segment below the highest SACK."""
+    mib: dict[str, int] = {}
+    rtt = RttEstimator(1.0, 0.2, 120.0, True)
+    rec = Recovery(UNA, MSS, rtt, None, mib=mib)
+    rec.cc.cwnd = 20 * MSS
+    warm(rec, 0.1)
+    send(rec, 1, 4, 1.0)
+    rec.on_ack(seg(1), [blk(2, 3)], 1.1)
+    rec.on_ack(seg(3), [], 1.11)
+    assert rec.reord_seen == 1 and mib["TcpExtTCPSACKReorder"] == 1

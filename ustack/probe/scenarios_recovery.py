@@ -165,6 +165,27 @@ RECOVERY_SCENARIOS: list[Entry] = [
 +0.01 < . 1:1(0) ack 7001 win 65535 <nop,nop,sack 1:1001>
 """ + _segs(12, 8) + """+0   > nothing for 0.01
 """),
+    _s("rec-reorder-dsack", "a D-SACK of a SACKed retransmission is reordering",
+       "8985 6.2 step 4, 2883 4", "1:1001 and 1001:2001 re-sent at once (7 SACKed, "
+       "no reordering seen); the original of 1001:2001 arrives, then its "
+       "retransmission (D-SACK inside the SACKed block): reordering seen (Linux "
+       "tcp_sacktag_one), so in the next episode 3 SACKs above a hole wait the "
+       "reordering window (min_rtt/4 = 25 ms) instead of a retransmission at once",
+       _OPEN_SACK_100MS + """
++0   peer write 10000
+""" + _segs(0, 10) + """
++0.1 < . 1:1(0) ack 1 win 65535 <nop,nop,sack 2001:10001>
++0   > * 1:1001(1000) ack 1
++0   > * 1001:2001(1000) ack 1
++0.01 < . 1:1(0) ack 1 win 65535 <nop,nop,sack 1001:10001>
++0.01 < . 1:1(0) ack 1 win 65535 <nop,nop,sack 1001:2001 1001:10001>
++0.01 < . 1:1(0) ack 10001 win 65535
++0   peer write 4000
+""" + _segs(10, 4) + """
++0.1 < . 1:1(0) ack 10001 win 65535 <nop,nop,sack 11001:14001>
++0.027 > * 10001:11001(1000) ack 1
++0   < . 1:1(0) ack 14001 win 65535
+"""),
 ]
 
 #: ustack's known differences in these scenarios (merged into

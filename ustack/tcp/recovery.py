@@ -1052,7 +1052,12 @@ class Recovery:
         """RFC 2883 / RFC 3708 (Linux ``tcp_dsack_seen``, ``tcp_check_dsack``):
         a duplicate arrived.  Dubious D-SACKs (more than was retransmitted) are
         ignored; a credible one counts against ``undo_retrans`` and widens RACK's
-        reordering window once reordering has been seen."""
+        reordering window once reordering has been seen.  A credible D-SACK
+        above SND.UNA of a retransmitted record that is already SACKed (the
+        original arrived, then the retransmission) is reordering: it lowers
+        ``st.reord`` as Linux ``tcp_sacktag_one`` does for such a record, so
+        ``tcp_check_sack_reordering`` counts it (``reord_seen``; RACK's window
+        is then min_rtt/4 even in recovery, RFC 8985 6.2 step 4)."""
         if not self.cfg.tcp_dsack:
             return
         mss = self.sb.mss
@@ -1072,13 +1077,13 @@ class Recovery:
         # counts for the rate sample and the window growth of this ACK)
         self.rate.delivered += n
         um = self.undo_marker
-        if um is None or self.undo_retrans <= 0:
-            return
         if e <= prior_una:
-            if e > um:
+            if um is not None and self.undo_retrans > 0 and e > um:
                 self.undo_retrans = max(0, self.undo_retrans - dup_segs)
             return
-        # D-SACK of data still on the scoreboard: count its retransmitted records
+        # D-SACK of data still on the scoreboard (Linux walks it in
+        # tcp_sacktag_walk: tcp_sacktag_one with dup_sack): count its
+        # retransmitted records for undo; a SACKed one is reordering
         sb = self.sb
         lo = max(s, sb.una)
         hi = min(e, sb.nxt)
@@ -1087,8 +1092,12 @@ class Recovery:
         i, j = sb.isolate(lo, hi)
         for k in range(i, j):
             r = sb.record(k)
-            if r.retrans and r.end > um and self.undo_retrans > 0:
+            if not r.retrans:
+                continue
+            if um is not None and r.end > um and self.undo_retrans > 0:
                 self.undo_retrans = max(0, self.undo_retrans - r.pcount)
+            if r.sacked and r.start < st.reord:
+                st.reord = r.start
 
     def _clean(self, a: int, now: float, acc: RateAccumulator, st: _AckState,
                min_rtt: float) -> int:
@@ -1187,6 +1196,10 @@ class Recovery:
         if metric > self.reordering * mss:
             self.reordering = min((metric + mss - 1) // mss, self.cfg.tcp_max_reordering)
         self.reord_seen += 1
+        mib = self.sb.mib
+        if mib is not None:
+            key = "TcpExtTCPTSReorder" if ts else "TcpExtTCPSACKReorder"
+            mib[key] = mib.get(key, 0) + 1
 
     def _process_tlp_ack(self, a: int, st: _AckState, not_dup: bool,
                          out: AckOutcome) -> None:
