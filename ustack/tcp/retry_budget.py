@@ -19,6 +19,12 @@ time spent", so with tcp_syn_linear_timeouts a small tcp_syn_retries ends
 sooner than its count (tcp_syn_retries=1: SYNs at 0, 1, 2 s, ETIMEDOUT at
 3 s, measured against Linux 6.18).
 
+Approximations: Linux's stamp is the first retransmission of any kind but a
+tail loss probe, so a fast retransmission before the first RTO starts its
+clock earlier than ustack's (which starts at the first RTO); the stamp of
+TCP_USER_TIMEOUT (``TcpConnection._rtx_stamp``, when the head was sent) is a
+separate, older rule, unchanged here.
+
 ``TcpConfig.retries_timed`` = False keeps the RFC's other reading: counts.
 tcp_retries1 (Linux's trigger for MTU probing and route re-selection) has no
 counterpart in ustack: neither mechanism exists here.
