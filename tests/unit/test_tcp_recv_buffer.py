@@ -111,3 +111,55 @@ def test_small_texts_are_copied_into_one_tail_and_big_ones_kept() -> None:
     assert len(buf.read(3 * 1448 + 70000 + 4)) == 3 * 1448 + 70004
     buf.append(b"u" * 5)
     assert bytes(buf) == b"t" * 6 + b"u" * 5
+
+
+_run_sizes = st.one_of(st.integers(1, 40), st.integers(1400, 1500), st.integers(2040, 2060),
+                       st.integers(20000, 66000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.one_of(
+    st.tuples(st.just("run"), st.lists(_run_sizes, min_size=0, max_size=120)),
+    st.tuples(st.just("append"), st.lists(_run_sizes, min_size=1, max_size=1)),
+    st.tuples(st.just("read"), st.lists(st.integers(1, 200000), min_size=1, max_size=1)),
+    st.tuples(st.just("into"), st.lists(st.integers(1, 200000), min_size=1, max_size=1)),
+), min_size=1, max_size=12))
+def test_append_texts_equals_appending_each(ops: list[tuple[str, list[int]]]) -> None:
+    """append_texts (a receive run's texts) against append of each and the
+    bytearray FIFO: the same bytes and counts for any mix with appends and
+    reads; big texts stay the views they came as."""
+    buf = RecvBuffer()
+    each = RecvBuffer()
+    model = bytearray()
+    counter = 0
+    for kind, sizes in ops:
+        if kind in ("run", "append"):
+            texts: list[bytes | memoryview] = []
+            frames: list[bytes] = []
+            for n in sizes:
+                frame = bytes((counter + i) % 251 for i in range(n + 20))
+                counter += n
+                frames.append(frame)
+                texts.append(memoryview(frame)[20:])
+            if kind == "run":
+                buf.append_texts(texts, sum(len(t) for t in texts))
+            else:
+                buf.append(texts[0])
+            for frame in frames:  # (views of their own: read_into releases a view it hands on)
+                each.append(memoryview(frame)[20:])
+                model += frame[20:]
+            big = [t for t in texts if len(t) >= 2048]
+            assert all(any(c is t for c in buf._chunks) for t in big)
+        elif kind == "read":
+            want = bytes(model[:sizes[0]])
+            del model[:len(want)]
+            assert buf.read(sizes[0]) == want == each.read(sizes[0])
+        else:
+            want = bytes(model[:sizes[0]])
+            del model[:len(want)]
+            got: list[bytes] = []
+            k = buf.read_into(lambda v, got=got: got.append(bytes(v)), sizes[0])  # type: ignore[misc]
+            assert (k, b"".join(got)) == (len(want), want)
+            each.read(sizes[0])
+        assert len(buf) == len(model) == len(each)
+        assert bytes(buf) == bytes(model)

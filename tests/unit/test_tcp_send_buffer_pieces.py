@@ -55,7 +55,21 @@ def test_large_writes_in_pieces_against_a_model(steps: list[tuple[str, int, obje
 def test_a_large_view_is_kept_as_pieces_and_bytes_as_it_came() -> None:
     b = SendBuffer(1 << 22)
     raw = _BLOCK[:3 * _PIECE + 5]
-    b.write(memoryview(raw))
+    b.write(memoryview(bytearray(raw)))  # a view of a mutable buffer: copied
     assert [len(c) for c in b._chunks] == [_PIECE, _PIECE, _PIECE, 5]
     b.write(raw)
     assert b._chunks[-1] is raw
+
+
+def test_a_view_of_bytes_is_kept_as_it_came() -> None:
+    """Bytes behind a view never change: no copy (the bench's writes)."""
+    b = SendBuffer(1 << 22)
+    raw = _BLOCK[:3 * _PIECE + 5]
+    view = memoryview(raw)[7:]
+    b.write(view)
+    assert len(b._chunks) == 1 and b._chunks[0] is view
+    # not kept: a strided view, a read-only view of a bytearray
+    b.write(memoryview(raw)[::2])
+    b.write(memoryview(bytearray(raw)).toreadonly())
+    assert b._chunks[-1] is not view and type(b._chunks[-1]) is bytes
+    assert bytes(b.peek(0, len(b))) == raw[7:] + raw[::2] + raw

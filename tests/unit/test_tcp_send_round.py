@@ -179,7 +179,7 @@ def _segment(seq: int, n: int, sack: bool) -> TcpSegment:
     return TcpSegment(40000, 80, seq, 77, ACK | PSH, 500, 0, opts, bytes([seq % 251]) * n)
 
 
-def _gso_item(seg: TcpSegment) -> tuple[bytes, bytes, int]:
+def _gso_item(seg: TcpSegment) -> tuple[bytes, bytes | memoryview, int]:
     opt = seg.options.encode()
     hlen = 20 + len(opt)
     tcp = struct.pack("!HHIIBBHHH", seg.src_port, seg.dst_port, seg.seq, seg.ack,

@@ -84,7 +84,8 @@ class Received:
 
     @property
     def payload(self) -> bytes:
-        return self.segment.payload
+        got = self.segment.payload
+        return got if type(got) is bytes else bytes(got)
 
 
 @dataclass(slots=True)

@@ -1240,7 +1240,7 @@ class TcpConnection:
         if plen or fin:
             self._process_data(seq, payload, fin, seg, now)
 
-    def _process_data(self, seq: int, payload: bytes, fin: bool, seg: TcpSegment,
+    def _process_data(self, seq: int, payload: bytes | memoryview, fin: bool, seg: TcpSegment,
                       now: float) -> None:
         st = self.state
         plen = len(payload)
@@ -1266,7 +1266,7 @@ class TcpConnection:
         # out of order: queue, answer at once with a dup ACK + SACK (RFC 5681 4.2)
         self.rcv.queue(seq, payload, fin)
 
-    def _accept_in_order(self, payload: bytes, now: float) -> None:
+    def _accept_in_order(self, payload: bytes | memoryview, now: float) -> None:
         """In-order text: the receiver appends it (and what reassembly now
         completes) and schedules the ACK; the application hears of it once."""
         if self.rcv.accept(payload, now):
@@ -2025,7 +2025,7 @@ class TcpConnection:
             return opts
         return TcpOptions(timestamp=(tsval, recent), sack_blocks=rcv.sack_blocks())
 
-    def _make(self, flags: int, seq: int, payload: bytes = b"") -> TcpSegment:
+    def _make(self, flags: int, seq: int, payload: bytes | memoryview = b"") -> TcpSegment:
         """Build a segment with the current ACK, window and options."""
         rcv = self.rcv
         if flags & ACK:

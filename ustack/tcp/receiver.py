@@ -133,16 +133,17 @@ class Receiver:
         """:meth:`accept` of the text of each of ``segments`` (TCP segments
         with ``hlen``-byte headers, in order, nothing held for reassembly),
         all at ``now``: the same buffer, sequence space, RCV.MSS and ACK
-        decision, each text taken once (:meth:`RecvBuffer.append`: a big one
-        kept as the view of its frame it is, a small one copied)."""
+        decision, each text taken once (:meth:`RecvBuffer.append_texts`: a
+        big one kept as the view of its frame it is, small ones copied,
+        joined 64 KB at a time)."""
         self.lrcv = now
-        buf = self.buf
         nxt = self.nxt
         acked = self.acked
         mss = self.mss
         advmss = self.advmss
         total = 0
-        append = buf.append
+        texts: list[bytes | memoryview] = []
+        append = texts.append
         for segment in segments:
             text = segment[hlen:]
             plen = len(text)
@@ -152,20 +153,22 @@ class Receiver:
             if plen > mss:
                 mss = plen if plen < advmss else advmss
             self._ack_or_delay((nxt - acked) & MASK, mss, now)  # accept's rule, per segment
+        self.buf.append_texts(texts, total)
         self.nxt = nxt
         self.mss = mss
         self.pos += total
         self.bytes_received += total
 
-    def queue(self, seq: int, payload: bytes, fin: bool) -> None:
-        """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly and
-        answer at once with a duplicate ACK carrying SACK (RFC 5681 4.2)."""
+    def queue(self, seq: int, payload: bytes | memoryview, fin: bool) -> None:
+        """Text (and maybe a FIN) above RCV.NXT: keep it for reassembly (a
+        copy of a view: the queue holds bytes) and answer at once with a
+        duplicate ACK carrying SACK (RFC 5681 4.2)."""
         start = self.pos + ((seq - self.nxt) & MASK)
         ooo = self.ooo
         if ooo is _NO_OOO:
             ooo = self.ooo = Reassembly()
         if payload:
-            ooo.add(start, payload, self.ooo_max)
+            ooo.add(start, payload if type(payload) is bytes else bytes(payload), self.ooo_max)
         if fin:
             ooo.fin_pos = start + len(payload)
         self.ack_now = True

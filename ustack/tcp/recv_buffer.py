@@ -80,6 +80,53 @@ class RecvBuffer:
             self._tail_open = False
         self._len += n
 
+    def append_texts(self, texts: list[bytes | memoryview], total: int) -> None:
+        """:meth:`append` of each of ``texts`` (``total`` bytes in all), in
+        order: the same bytes.  A stretch of small texts worth a big chunk
+        (:data:`BIG_CHUNK`) is joined into one ``bytes`` chunk of at most
+        :data:`TAIL_MAX` bytes (one exact-sized copy, where appending them
+        one by one grew the tail bytearray by a reallocation per text: a
+        receive run of exact-wire segments); shorter stretches go to the
+        tail as :meth:`append` puts them."""
+        if total < BIG_CHUNK:
+            for text in texts:
+                self.append(text)
+            return
+        append = self.append
+        group: list[bytes | memoryview] = []
+        size = 0
+        for text in texts:
+            n = len(text)
+            if n >= SMALL:
+                if group:
+                    self._add_group(group, size)
+                    group = []
+                    size = 0
+                append(text)
+                continue
+            if size + n > TAIL_MAX:
+                self._add_group(group, size)
+                group = []
+                size = 0
+            group.append(text)
+            size += n
+        if group:
+            self._add_group(group, size)
+
+    def _add_group(self, group: list[bytes | memoryview], size: int) -> None:
+        """Small texts of ``size`` bytes in all: one joined chunk when they
+        make a big one, else into the tail one by one."""
+        if size < BIG_CHUNK:
+            for text in group:
+                self.append(text)
+            return
+        chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = []
+        chunks.append(b"".join(group))
+        self._tail_open = False
+        self._len += size
+
     def _take(self, max_bytes: int) -> list[Chunk]:
         """Remove and return the chunks of the first ``max_bytes`` bytes
         (>= 1, at most len()), the last one cut to fit."""

@@ -2,9 +2,11 @@
 (RFC 9293 3.8.6 "send buffer").  Bounded, so ``send`` back-pressures the
 streams layer.
 
-A list of immutable chunks: a ``bytes`` object handed to :meth:`write` is kept
-as is (no copy on the way in), :meth:`peek` slices the one chunk a segment
-usually falls in (one copy, or none when a segment is a whole chunk), and
+A list of immutable chunks: a ``bytes`` object (or a contiguous view of one)
+handed to :meth:`write` is kept as is (no copy on the way in), :meth:`peek`
+slices the one chunk a segment usually falls in (one copy, or none when a
+segment is a whole chunk; :meth:`peek_view` hands out a view of it instead,
+so a GSO super-segment reaches the device's gather send uncopied), and
 acknowledging drops whole chunks and moves an offset into the first.  A cursor
 remembers where the last peek ended, so building consecutive segments never
 rescans the buffer.  Small writes are coalesced into a ``bytearray`` tail so
@@ -103,7 +105,17 @@ def admit(n: int, queued: int, unsent: int, out: int, goal: int, limit: int,
 #: the chunk list of every empty buffer: only read, never changed (write
 #: gives a buffer its own list, clear hands this one back), so an idle
 #: connection keeps no list (issue 14)
-_NO_CHUNKS: Final[list[bytes | bytearray]] = []
+_NO_CHUNKS: Final[list[bytes | bytearray | memoryview]] = []
+
+
+def _immutable_view(data: bytes | bytearray | memoryview) -> bool:
+    """``data`` is a contiguous byte view of a ``bytes`` object: its bytes
+    can never change, so the buffer may keep the view instead of a copy
+    (a view of a bytearray, mmap or any writable exporter is copied)."""
+    if type(data) is not memoryview:
+        return False
+    return (type(data.obj) is bytes and data.c_contiguous and data.itemsize == 1
+            and data.ndim == 1)
 
 
 class SendBuffer:
@@ -113,7 +125,7 @@ class SendBuffer:
                  "_tail_open")
 
     def __init__(self, limit: int) -> None:
-        self._chunks: list[bytes | bytearray] = _NO_CHUNKS
+        self._chunks: list[bytes | bytearray | memoryview] = _NO_CHUNKS
         self._head = 0  # bytes of chunks[0] already acknowledged
         self._len = 0  # live bytes
         self.limit = limit
@@ -150,7 +162,7 @@ class SendBuffer:
         if n < _SMALL:
             if self._tail_open and len(chunks[-1]) + n <= _TAIL_MAX:
                 tail = chunks[-1]
-                if type(tail) is bytes:  # the first small write, kept as it came
+                if type(tail) is not bytearray:  # the first small write, kept as it came
                     tail = chunks[-1] = bytearray(tail)
                 tail += data  # the bytearray tail
             else:
@@ -159,7 +171,9 @@ class SendBuffer:
                 # small write copies it into a bytearray and appends there
                 chunks.append(data if type(data) is bytes else bytearray(data))
                 self._tail_open = True
-        elif type(data) is bytes:
+        elif type(data) is bytes or _immutable_view(data):
+            # kept as it came: bytes, or a view of bytes (no copy; peek_view
+            # hands out views of it)
             chunks.append(data)
             self._tail_open = False
         else:
@@ -175,11 +189,11 @@ class SendBuffer:
         self._len += n
         return n
 
-    def peek(self, offset: int, length: int) -> bytes:
-        """A copy of ``length`` bytes starting ``offset`` bytes after SND.UNA
-        (fewer if the buffer ends first)."""
+    def _seek(self, pos: int) -> int:
+        """The index of the chunk holding stream position ``pos`` (the
+        cursor moves there: ``_cur_start`` is where it starts), -1 when the
+        buffer ends before ``pos``."""
         chunks = self._chunks
-        pos = self._base + self._head + offset
         idx, start = self._cur_idx, self._cur_start
         if pos < start or idx >= len(chunks):
             idx, start = 0, self._base
@@ -188,27 +202,62 @@ class SendBuffer:
             start += len(chunks[idx])
             idx += 1
         if idx >= n_chunks:
-            return b""
+            return -1
         self._cur_idx, self._cur_start = idx, start
+        return idx
+
+    def _join(self, idx: int, a: int, b: int) -> bytes:
+        """Bytes ``a`` to ``b`` counted from the start of chunk ``idx``, which
+        they run past: views of the pieces, so the join is the one copy
+        (slices of bytes would copy each piece first: a super-segment across
+        two chunks was copied twice)."""
+        chunks = self._chunks
         chunk = chunks[idx]
-        a = pos - start
-        b = a + length
-        if b <= len(chunk):
-            if type(chunk) is bytes:
-                return chunk[a:b] if (a or b != len(chunk)) else chunk
-            return bytes(chunk[a:b])
-        # views of the pieces, so the join is the one copy (slices of
-        # bytes would copy each piece first: a super-segment across two
-        # chunks was copied twice)
         parts: list[bytes | bytearray | memoryview] = [memoryview(chunk)[a:]]
         need = b - len(chunk)
         idx += 1
+        n_chunks = len(chunks)
         while need > 0 and idx < n_chunks:
             c = chunks[idx]
             parts.append(memoryview(c)[:need] if need < len(c) else c)
             need -= len(c)
             idx += 1
         return b"".join(parts)
+
+    def peek(self, offset: int, length: int) -> bytes:
+        """A copy of ``length`` bytes starting ``offset`` bytes after SND.UNA
+        (fewer if the buffer ends first)."""
+        idx = self._seek(self._base + self._head + offset)
+        if idx < 0:
+            return b""
+        chunk = self._chunks[idx]
+        a = self._base + self._head + offset - self._cur_start
+        b = a + length
+        if b <= len(chunk):
+            if type(chunk) is bytes:
+                return chunk[a:b] if (a or b != len(chunk)) else chunk
+            return bytes(chunk[a:b])
+        return self._join(idx, a, b)
+
+    def peek_view(self, offset: int, length: int) -> bytes | memoryview:
+        """:meth:`peek` without the copy where it can: bytes that lie in one
+        immutable chunk (bytes, or a view of bytes) come as a read-only view
+        of it, else as :meth:`peek`'s copy (the bytearray tail still grows,
+        so no view of it may live on).  A view stays valid after its bytes
+        are acknowledged: it holds its chunk."""
+        idx = self._seek(self._base + self._head + offset)
+        if idx < 0:
+            return b""
+        chunk = self._chunks[idx]
+        a = self._base + self._head + offset - self._cur_start
+        b = a + length
+        if b <= len(chunk):
+            if type(chunk) is bytes:
+                return memoryview(chunk)[a:b] if (a or b != len(chunk)) else chunk
+            if type(chunk) is memoryview:
+                return chunk[a:b]
+            return bytes(chunk[a:b])
+        return self._join(idx, a, b)
 
     def acknowledge(self, n: int) -> None:
         """Drop ``n`` bytes from the front (they were acknowledged)."""

@@ -295,7 +295,9 @@ class Sender:
             elif n > mss and not record_end:
                 n -= n % mss
             seq = (una + sent) & MASK
-            payload = sndbuf.peek(sent, n)
+            # a super-segment as a view of the send buffer where it lies in
+            # one chunk: the device's gather send takes it uncopied
+            payload = sndbuf.peek_view(sent, n) if n > mss else sndbuf.peek(sent, n)
             sent += n
             # PSH on the end of the queued data (Linux tcp_push/tcp_mark_push
             # at the end of a write) and on every super-segment: Linux
@@ -346,7 +348,9 @@ class Sender:
                     k -= 1
                 if k > 0:
                     total = k * mss
-                    blob = sndbuf.peek(sent, total)
+                    # (a view: its slices are the segments' texts, uncopied)
+                    got = sndbuf.peek_view(sent, total)
+                    blob = got if type(got) is memoryview else memoryview(got)
                     base = nxt
                     if group:
                         first = nsegs + 1  # segment number of blob[0] in this round

@@ -378,12 +378,12 @@ class TcpSegment:
     window: int = 0
     urgent: int = 0
     options: TcpOptions = field(default_factory=TcpOptions)
-    payload: bytes = b""
+    payload: bytes | memoryview = b""
     checksum: int | None = None  # as decoded; None means "compute on encode"
 
     def __init__(self, src_port: int, dst_port: int, seq: int, ack: int = 0, flags: int = 0,
                  window: int = 0, urgent: int = 0, options: TcpOptions | None = None,
-                 payload: bytes = b"", checksum: int | None = None) -> None:
+                 payload: bytes | memoryview = b"", checksum: int | None = None) -> None:
         # written out (init=False), see TcpOptions.__init__; the default
         # options are a new TcpOptions per segment, as the field's factory
         self.src_port = src_port
