@@ -637,8 +637,14 @@ class TcpTransport(asyncio.Transport):
             # what it is given into its reader's buffer and keeps nothing,
             # so it gets a view of the receive buffer, one copy less (the
             # loop below with nothing held, for every request/response)
+            # (its data_received is ``reader = self._stream_reader`` (a
+            # property over a weak reference), then ``reader.feed_data(data)``
+            # when the reader is alive: that, once per pull instead of per
+            # chunk; nothing in feed_data can drop the reader synchronously)
             live = ep.live
-            sink = self._protocol.data_received  # type: ignore[attr-defined]
+            protocol: Any = self._protocol
+            reader = protocol._stream_reader
+            sink = protocol.data_received if reader is None else reader.feed_data
             clock = self._loop.time
             while not self._reading_paused and not self._lost:
                 n = conn.readable()
