@@ -101,6 +101,24 @@ def _load_sendround() -> Callable[[int, list[Any], int],
 
 _sendround = _load_sendround()
 
+
+def _load_ring_read() -> Callable[[mmap.mmap, int, int, int, int, int, int,
+                                   list[ReceivedFrame], list[float], float, float],
+                                  tuple[int, int, int, int, int]] | None:
+    """``ustack.link._batch.ring_read`` (the receive ring's slot loop in C)
+    unless it is missing or USTACK_NO_ACCEL is set (then
+    ``_on_readable_ring`` reads every slot itself, with the same result)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return getattr(_batch, "ring_read", None)  # (an older build has no ring_read)
+
+
+_ring_read = _load_ring_read()
+
 #: one TCP super-segment of :meth:`AfPacketDevice.send_round`: the Ethernet
 #: and IPv4 headers, the TCP header (checksum field 0), the payload, gso_size
 GsoFrame = tuple[bytes, bytes, Buffer, int]
@@ -173,6 +191,11 @@ _SLOT_HDR: Final = struct.Struct("<IIH")
 #: (CLOCK_REALTIME, ustack.link.rxtime)
 #: tpacket2_hdr from tp_status: status, len, snaplen, mac, net, sec, nsec
 _SLOT_STATUS_HDR_TS: Final = struct.Struct("<IIIHHII")
+#: its unpack_from and the two clocks, bound once (compiled code calls them
+#: without a lookup per batch)
+_SLOT_UNPACK_FROM: Final = _SLOT_STATUS_HDR_TS.unpack_from
+_MONOTONIC: Final = time.monotonic
+_REALTIME: Final = time.time
 _ZERO4: Final = bytes(4)
 
 
@@ -294,8 +317,17 @@ class AfPacketDevice(Device):
         self.round_send: Callable[[int, list[Any], int],
                                   tuple[int, int, int, list[float], int] | None] | None = \
             _sendround
+        #: :meth:`_on_readable_ring`'s C slot loop (None: the Python loop; the
+        #: differential tests switch it off per device)
+        self.ring_reader: Callable[[mmap.mmap, int, int, int, int, int, int,
+                                    list[ReceivedFrame], list[float], float, float],
+                                   tuple[int, int, int, int, int]] | None = _ring_read
         self._writer_armed = False
         self._retry_handle: asyncio.TimerHandle | None = None
+        #: :meth:`_deliver`'s counts (counters() adds them to ``_stats``)
+        self._rx_frames = 0
+        self._rx_bytes = 0
+        self._rx_wakeups = 0
         self._stats: dict[str, int] = dict.fromkeys(
             (
                 "rx_frames",
@@ -436,13 +468,19 @@ class AfPacketDevice(Device):
         self._handler()()
 
     def _on_readable_ring(self) -> None:
+        now = _MONOTONIC()
+        # rxtime.realtime_offset, inlined
+        self._read_ring(now, _REALTIME() - _MONOTONIC())
+
+    def _read_ring(self, now: float, offset: float) -> None:
+        """The ring's ready slots, up to ``rx_budget``, to the receiver;
+        ``now`` and ``offset``: the batch's clock (ustack.link.rxtime)."""
         ring = self._ring
         if ring is None:
             return
         slot_size = self._ring_slot
         nslots = self._ring_slots
         head = self._ring_head
-        unpack_from = _SLOT_STATUS_HDR_TS.unpack_from
         # each frame's arrival time (ustack.link.rxtime): the slot's stamp on
         # the monotonic clock, one offset per batch, never after `now`; the
         # batch is built as the StampedBatch it goes out as (list.__new__:
@@ -452,20 +490,28 @@ class AfPacketDevice(Device):
         if self.rx_timestamps:
             batch = list.__new__(StampedBatch)
             frames = batch
-        append = frames.append
         times: list[float] = []
-        stamp = times.append
-        now = time.monotonic()
-        offset = time.time() - time.monotonic()  # rxtime.realtime_offset, inlined
         nbytes = 0
         skipped = 0
         truncated = 0
         budget = self.rx_budget
+        reader = self.ring_reader
         while budget:
+            if reader is not None:
+                # the C loop takes the slots the loop below would take the
+                # same way, and stops before one it leaves to it (stop)
+                head, taken, got, skip, stop = reader(ring, slot_size, nslots, head, budget,
+                                                      _SLOT_PKTTYPE, _TRUSTED_BITS, frames,
+                                                      times, offset, now)
+                budget -= taken
+                nbytes += got
+                skipped += skip
+                if not stop or not budget:
+                    break
             off = head * slot_size
             # the slot header in one unpack, tp_status first (the rest is
             # only used once the status says the slot is ours)
-            status, tp_len, snaplen, mac_off, _net, sec, nsec = unpack_from(ring, off)
+            status, tp_len, snaplen, mac_off, _net, sec, nsec = _SLOT_UNPACK_FROM(ring, off)
             if not status & TP_STATUS_USER:
                 break
             budget -= 1
@@ -477,16 +523,16 @@ class AfPacketDevice(Device):
                 if full is None:
                     truncated += 1
                 else:
-                    append((full, bool(status & _TRUSTED_BITS)))
-                    stamp(to_monotonic(sec, nsec, offset, now))
+                    frames.append((full, bool(status & _TRUSTED_BITS)))
+                    times.append(to_monotonic(sec, nsec, offset, now))
                     nbytes += len(full)
             elif ring[off + _SLOT_PKTTYPE] == PACKET_OUTGOING:
                 skipped += 1
             else:
                 start = off + mac_off
-                append((ring[start : start + snaplen], status & _TRUSTED_BITS != 0))
+                frames.append((ring[start : start + snaplen], status & _TRUSTED_BITS != 0))
                 t = sec + nsec * 1e-9 - offset  # rxtime.to_monotonic, inlined
-                stamp(t if t < now else now)
+                times.append(t if t < now else now)
                 nbytes += snaplen
             ring[off : off + 4] = _ZERO4  # hand the slot back (TP_STATUS_KERNEL)
             head += 1
@@ -742,15 +788,16 @@ class AfPacketDevice(Device):
 
     def _deliver(self, frames: list[ReceivedFrame], nbytes: int, skipped: int,
                  truncated: int) -> None:
-        stats = self._stats
-        stats["rx_wakeups"] += 1
+        # (the three counters of every wakeup as ints: counters() adds them
+        # to the dict's; three string-keyed dict updates per batch before)
+        self._rx_wakeups += 1
         if skipped:
-            stats["rx_outgoing_ignored"] += skipped
+            self._stats["rx_outgoing_ignored"] += skipped
         if truncated:
-            stats["rx_truncated"] += truncated
+            self._stats["rx_truncated"] += truncated
         if frames:
-            stats["rx_frames"] += len(frames)
-            stats["rx_bytes"] += nbytes
+            self._rx_frames += len(frames)
+            self._rx_bytes += nbytes
             receiver = self._receiver
             if receiver is not None:
                 receiver(frames)
@@ -1228,6 +1275,9 @@ class AfPacketDevice(Device):
                 _packets, drops = struct.unpack("II", raw)
                 self._stats["rx_kernel_drops"] += drops
         out = dict(self._stats)
+        out["rx_frames"] += self._rx_frames
+        out["rx_bytes"] += self._rx_bytes
+        out["rx_wakeups"] += self._rx_wakeups
         out["tx_queue_len"] = len(self._txq)
         return out
 
