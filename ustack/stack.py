@@ -293,6 +293,10 @@ class Stack:
             device.attach(loop, stack._device_receiver())
             if stack._tcp is not None:
                 stack._tcp.poll_input = getattr(device, "poll", None)
+                # (re-reading the ring after a batch that sent: TcpTable._reread)
+                ring_state = getattr(device, "ring_state", None)
+                if ring_state is not None and ring_state() is not None:
+                    stack._tcp.ring_state = ring_state
             if syn_device is not None:
                 stack._attach_syn_channel(syn_device)
             if busy_poll is None:

@@ -506,6 +506,33 @@ class TcpTransport(asyncio.Transport):
         if not self._pending and self._connected:
             self._send_fin()
 
+    def write_urgent(self, data: bytes | bytearray | memoryview) -> None:
+        """send(data, MSG_OOB): write ``data`` with its last byte urgent (URG,
+        the urgent pointer one past it as Linux and BSD send it, RFC 6093;
+        RFC 6093 6 recommends that new applications not use urgent data).
+        ``data`` goes after everything written before; it must fit the send
+        buffer at once: BlockingIOError (EAGAIN) while earlier writes are
+        still buffered in this transport or the buffer lacks room (as a
+        non-blocking send(MSG_OOB)), so await drain() first."""
+        if self._eof_wanted:
+            raise RuntimeError("Cannot call write_urgent() after write_eof()")
+        if self._lost or self._closing or not data:
+            return
+        ep = self._ep
+        if ep is None or not self._connected or self._pending:
+            raise BlockingIOError(errno_mod.EAGAIN, "write_urgent: earlier writes are still "
+                                  "buffered in the transport (await drain() first)")
+        conn = ep.live
+        if conn.send_space() < len(data):
+            raise BlockingIOError(errno_mod.EAGAIN, "write_urgent: no room in the send buffer "
+                                  "(await drain() first)")
+        try:
+            conn.send_urgent(bytes(data), self._loop.time())
+        except OSError as exc:
+            self._connection_lost(exc)
+            return
+        self._table.send_now(ep)  # on the wire in this call (kernel send())
+
     def can_write_eof(self) -> bool:
         return True
 
@@ -640,8 +667,14 @@ class TcpTransport(asyncio.Transport):
             # what it is given into its reader's buffer and keeps nothing,
             # so it gets a view of the receive buffer, one copy less (the
             # loop below with nothing held, for every request/response)
+            # (its data_received is ``reader = self._stream_reader`` (a
+            # property over a weak reference), then ``reader.feed_data(data)``
+            # when the reader is alive: that, once per pull instead of per
+            # chunk; nothing in feed_data can drop the reader synchronously)
             live = ep.live
-            sink = self._protocol.data_received  # type: ignore[attr-defined]
+            protocol: Any = self._protocol
+            reader = protocol._stream_reader
+            sink = protocol.data_received if reader is None else reader.feed_data
             clock = self._loop.time
             while not self._reading_paused and not self._lost:
                 n = conn.readable()

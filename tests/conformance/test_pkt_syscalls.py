@@ -108,6 +108,22 @@ async def test_connect_refused(lab: Lab, kind: str) -> None:
 
 
 @both
+async def test_send_msg_oob_marks_the_last_byte_urgent(lab: Lab, kind: str) -> None:
+    # send(MSG_OOB): URG, the pointer one past the last byte (RFC 6093),
+    # on every segment before it, Nagle bypassed; once the urgent byte is
+    # acknowledged, segments are plain again
+    await run(lab, kind, """
+   +0 send(4, ..., 10, 0) = 10
+   +0 > P. 1:11(10) ack 1
+   +0 send(4, ..., 5, MSG_OOB) = 5
+   +0 > PU. 11:16(5) ack 1 urg 5
+   +0 < . 1:1(0) ack 16 win 257
+   +0 send(4, ..., 5, 0) = 5
+   +0 > P. 16:21(5) ack 1
+""")
+
+
+@both
 async def test_send_recv_sendto_recvfrom_sendmsg_recvmsg(lab: Lab, kind: str) -> None:
     await run(lab, kind, """
    +0 setsockopt(4, SOL_TCP, TCP_NODELAY, [1], 4) = 0

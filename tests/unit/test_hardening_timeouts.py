@@ -86,7 +86,7 @@ def test_user_timeout_bounds_data_retransmission() -> None:
 
 
 def test_without_user_timeout_data_uses_retries2() -> None:
-    s = established(TcpConfig(retries2=3, rto_max=1.0))
+    s = established(TcpConfig(retries2=3, rto_max=1.0, retries_timed=False))
     s.conn.send(b"d" * 100, 0.0)
     s.drain()
     sent = s.run_timers(10_000)

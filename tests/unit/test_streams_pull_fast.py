@@ -127,3 +127,22 @@ def test_the_direct_branch_delivers_and_stops_at_a_pause() -> None:
     # the reader paused reading above 2 * limit: the rest stays in the core
     assert t._reading_paused and 0 < len(reader._buffer) < 100  # type: ignore[attr-defined]
     assert ("recv_into", 100, 2.0, 30) in log
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(min_size=1, max_size=300), st.integers(1, 120))
+def test_a_protocol_whose_reader_is_gone_drops_the_data_on_both_paths(data: bytes,
+                                                                     piece: int) -> None:
+    # (the direct branch feeds the reader itself; without one it goes
+    # through data_received, which drops the data, as the general path does)
+    fast, fast_reader, fast_log = _transport(data, piece, 1000, (False, False, False, False))
+    ref, ref_reader, ref_log = _transport(data, piece, 1000, (False, False, False, False))
+    for t in (fast, ref):
+        t._protocol._stream_reader_wr = None  # type: ignore[attr-defined]
+    fast._pull()
+    ep = ref._ep
+    assert ep is not None
+    ref._pull_general(ep, ep.conn, ref._held)
+    assert _view(fast, fast_reader, fast_log) == _view(ref, ref_reader, ref_log)
+    assert fast_reader._buffer == b""  # type: ignore[attr-defined]
+    assert ("readable", 0) in fast_log

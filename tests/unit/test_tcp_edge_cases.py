@@ -767,9 +767,22 @@ def test_43_orphan_facing_a_closed_window_gives_up() -> None:
 
 
 def test_38_orphaned_fin_retransmissions_stop_after_orphan_retries() -> None:
-    s = established()
+    s = established(TcpConfig(retries_timed=False))  # counted: 8 retransmissions
     s.conn.close(0.0)
     assert s.lines(s.drain()) == ["F. 1:1(0) ack 1 win 65535"]
     sent = s.run_timers(10_000)
     assert len(sent) == 8
+    assert s.conn.state is TcpState.CLOSED
+
+
+def test_38_orphan_retries_are_a_time_budget_as_linux() -> None:
+    """Linux: orphan_retries 8 is the 102.2 s of 8 backed-off RTOs from
+    200 ms (tcp_model_timeout) since the first retransmission; the 9th RTO
+    comes 102.0 s after it, so a ninth retransmission goes out first."""
+    s = established()
+    s.conn.close(0.0)
+    assert s.lines(s.drain()) == ["F. 1:1(0) ack 1 win 65535"]
+    sent = s.run_timers(10_000)
+    assert len(sent) == 9
+    assert sent[-1][0] - sent[0][0] == pytest.approx(102.0, abs=0.01)
     assert s.conn.state is TcpState.CLOSED

@@ -7,6 +7,8 @@ with an explicit clock.  Segments are 1000 bytes; segment ``k`` is
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -1029,3 +1031,27 @@ def test_sack_reordering_counts_in_the_mib() -> None:
     rec.on_ack(seg(1), [blk(2, 3)], 1.1)
     rec.on_ack(seg(3), [], 1.11)
     assert rec.reord_seen == 1 and mib["TcpExtTCPSACKReorder"] == 1
+
+
+def test_ack_outcome_init_matches_its_fields() -> None:
+    """AckOutcome's written-out __init__ takes every dataclass field by name
+    with the field's default (a fresh list for lost_ranges), and the counts
+    positionally in field order (the fast path passes ``acked`` alone)."""
+    from dataclasses import MISSING, fields
+
+    from ustack.tcp.congestion.base import RateSample
+    from ustack.tcp.recovery import AckOutcome, Undo
+
+    other: dict[str, Any] = {
+        "lost_ranges": [(1, 2)], "rtt": 0.5, "rate": RateSample(), "undo": Undo(1, 2, "dsack"),
+        "prior_state": CaState.LOSS, "state": CaState.LOSS}
+    plain = AckOutcome()
+    for f in fields(AckOutcome):
+        default = [] if f.name == "lost_ranges" else f.default
+        assert default is not MISSING and getattr(plain, f.name) == default, f.name
+        value = other.get(f.name, True if isinstance(default, bool) else 7)
+        assert getattr(AckOutcome(**{f.name: value}), f.name) == value, f.name
+    assert plain.lost_ranges is not AckOutcome().lost_ranges
+    a = AckOutcome(1, 2, 3, 4)
+    assert (a.acked, a.sacked, a.delivered, a.lost) == (1, 2, 3, 4)
+    assert [f.name for f in fields(AckOutcome)][:4] == ["acked", "sacked", "delivered", "lost"]

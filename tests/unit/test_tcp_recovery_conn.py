@@ -89,3 +89,26 @@ def test_dupacks_one_by_one_use_limited_transmit_then_retransmit() -> None:
     dupACKs, then only the forced fast retransmission (pipe = ssthresh)."""
     _, out = _small_window(batched=False)
     assert out == [". 4001:5001(1000)", ". 5001:6001(1000)", ". 1:1001(1000)"], out
+
+
+def test_sack_recovery_counts_a_reentry_within_one_ack() -> None:
+    """Linux counts LINUX_MIB_TCPSACKRECOVERY in every tcp_enter_recovery:
+    an ACK that ends one episode (SND.UNA passes high_seq, the state goes
+    back to Open in tcp_try_undo_recovery) and shows a new hole RACK marks
+    lost enters recovery again, a second episode, although the state is
+    RECOVERY before and after that ACK."""
+    s = established()
+    conn = s.conn
+    assert conn.rec is not None
+    conn.send(b"x" * 20 * MSS, s.now)
+    assert len(s.drain()) == 10
+    s.now += 0.1
+    out = sack(s, 1, (2001, 10001))  # 1:1001 and 1001:2001 lost
+    assert out[:2] == [". 1:1001(1000) ack 1 win 65535", ". 1001:2001(1000) ack 1 win 65535"]
+    assert conn.rec.state == CaState.RECOVERY and conn.mib["TcpExtTCPSackRecovery"] == 1
+    s.now += 0.1
+    out = sack(s, 11001, (12001, 15001))  # past high_seq (10001); 11001:12001 lost
+    assert out[0] == ". 11001:12001(1000) ack 1 win 65535"
+    assert conn.rec.state == CaState.RECOVERY
+    assert conn.mib["TcpExtTCPSackRecovery"] == 2
+    assert conn.rec.recoveries == 2

@@ -55,7 +55,19 @@ def _gso(payload: bytes, opt_words: int, gso: int) -> tuple[bytes, bytes, bytes,
 _Frame = bytes | tuple[bytes, bytes, bytes, int]
 
 
-def _run(frames: list[_Frame], fast: bool, queued: bool, sndbuf: int) -> tuple[Any, ...]:
+def _sendround() -> Any:
+    _gather()
+    from ustack.link import _batch
+
+    if not hasattr(_batch, "sendround"):
+        pytest.skip("ustack.link._batch predates sendround (rebuild the C helpers)")
+    return _batch.sendround
+
+
+def _run(frames: list[_Frame], fast: bool, queued: bool, sndbuf: int,
+         pieces: bool = False) -> tuple[Any, ...]:
+    """``fast``: send_round (with ``pieces``: its sendgather path, the
+    pieces of each frame built in Python; else its loop in C, sendround)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     ours.setblocking(False)
     theirs.setblocking(False)
@@ -67,6 +79,7 @@ def _run(frames: list[_Frame], fast: bool, queued: bool, sndbuf: int) -> tuple[A
             dev._txq.append(b"first")
         if fast:
             dev.gather = _gather()
+            dev.round_send = None if pieces else _sendround()
             stamps = dev.send_round(frames)
         else:  # the calls the round replaces, one by one
             stamps = []
@@ -113,8 +126,10 @@ _frames = st.lists(
 def test_send_round_equals_the_calls_one_by_one(frames: list[_Frame], queued: bool,
                                                 sndbuf: int) -> None:
     """Same datagrams, queue (EAGAIN part-way with a 40 KB send buffer nobody
-    reads) and counters."""
-    assert _run(frames, True, queued, sndbuf) == _run(frames, False, queued, sndbuf)
+    reads) and counters, both ways of the round (sendround, sendgather)."""
+    plain = _run(frames, False, queued, sndbuf)
+    assert _run(frames, True, queued, sndbuf) == plain
+    assert _run(frames, True, queued, sndbuf, pieces=True) == plain
 
 
 @pytest.mark.parametrize("frames", [
@@ -126,15 +141,39 @@ def test_send_round_equals_the_calls_one_by_one(frames: list[_Frame], queued: bo
 def test_send_round_cases(frames: list[_Frame]) -> None:
     fast = _run(frames, True, False, 100000)
     assert fast == _run(frames, False, False, 100000)
+    assert _run(frames, True, False, 100000, pieces=True) == fast
     if frames and frames[0] == b"a" * 60:
         assert len(fast[0]) == 3 and fast[2]["tx_errors"] == 1 and fast[2]["tx_gso_frames"] == 2
 
 
 def test_send_round_unusual_input_raises_as_send_gso_parts() -> None:
     frames: list[_Frame] = [b"a" * 60, (b"short head", _tcp(3), b"x" * 3000, 1448)]
-    for fast in (True, False):
+    for fast, pieces in ((True, False), (True, True), (False, False)):
         with pytest.raises(ValueError, match="Ethernet . IPv4 . TCP frame"):
-            _run(frames, fast, False, 100000)
+            _run(frames, fast, False, 100000, pieces)
+
+
+def test_sendround_declines_unusual_items_before_sending() -> None:
+    """None, nothing sent, for an item send_round's C loop does not take
+    (send_round then builds the pieces itself or goes frame by frame)."""
+    rnd = _sendround()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.setblocking(False)
+    try:
+        good = _gso(b"p" * 3000, 3, 1448)
+        tcp = _tcp(3)
+        for bad in [bytearray(b"a" * 60), (b"short head", tcp, b"x", 1448),
+                    (good[0], tcp[:-1], b"x", 1448), (good[0], tcp, b"x", 0),
+                    (good[0], tcp, b"x", 70000), (good[0], tcp, b"x"), (good[0], tcp, 5, 1448)]:
+            assert rnd(ours.fileno(), [b"a" * 60, good, bad], 0) is None
+            with pytest.raises(BlockingIOError):
+                theirs.recv(1 << 17)
+        sent, nbytes, err, stamps, gso = rnd(ours.fileno(), [b"a" * 60, good], 0)
+        assert (sent, nbytes, err, len(stamps), gso) == (2, 60 + len(good[0]) + len(tcp) + 3000,
+                                                         0, 2, 1)
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def test_send_round_stamps_each_frame_before_its_call() -> None:

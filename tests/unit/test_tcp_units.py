@@ -195,7 +195,8 @@ def test_ephemeral_ports_rfc6056() -> None:
 
 # -------------------------------------------------------------- timelines
 def test_retransmission_timeline_until_etimedout() -> None:
-    s = established()
+    """Counted retries2 (``retries_timed=False``): 15 retransmissions."""
+    s = established(TcpConfig(retries_timed=False))
     base = s.conn.rtt.rto
     assert base == pytest.approx(0.2, abs=1e-5)  # SRTT ~0 (1 us floor) + 200 ms floor
     s.conn.send(b"r" * 100, 0.0)
@@ -214,6 +215,27 @@ def test_retransmission_timeline_until_etimedout() -> None:
     assert s.events == [ev.ConnectionFailed(errno.ETIMEDOUT), ev.CLOSED]
     with pytest.raises(TimeoutError):
         s.conn.send(b"x", s.now)
+
+
+def test_retransmission_timeline_until_etimedout_time_budget() -> None:
+    """Linux (the default): tcp_retries2=15 is the 924.6 s that 15 backed-off
+    retransmissions from 200 ms take (tcp_model_timeout), counted from the
+    first retransmission; with an RTO of exactly ~200 ms the 16th RTO, at
+    924.6 s, is 924.4 s after the first, so it still retransmits once more
+    and the connection fails at the 17th."""
+    s = established()
+    base = s.conn.rtt.rto
+    s.conn.send(b"r" * 100, 0.0)
+    s.drain()
+    sent = s.run_timers(10_000)
+    expected = []
+    t = 0.0
+    for k in range(16):
+        t += min(base * 2 ** k, 120.0)
+        expected.append(pytest.approx(t))
+    assert [tt for tt, _ in sent] == expected
+    assert s.now == pytest.approx(t + 120.0)
+    assert s.events == [ev.ConnectionFailed(errno.ETIMEDOUT), ev.CLOSED]
 
 
 def test_ack_after_retransmission_keeps_backoff_without_rtt_sample() -> None:

@@ -173,6 +173,9 @@ GSO_MAX_PAYLOAD: Final = 65535 - 20 - 60
 
 #: destinations whose SegmentEncoder TcpTable keeps (TcpTable._encoders)
 _ENCODER_CACHE: Final = 256
+#: TcpTable.reread_rounds: at most this many re-reads of the receive ring
+#: after a receive batch that sent data (then back to the loop)
+REREAD_ROUNDS: Final = 8
 
 #: how often the heap may hold stale entries before it is rebuilt
 _HEAP_SLACK: Final = 4
@@ -469,6 +472,18 @@ class TcpTable:
         #: sends inside the device callback, so ACKs to what it sent can be
         #: waiting when the next timer is due).  None: nothing to poll
         self.poll_input: Callable[[], None] | None = None
+        #: the device's receive ring (``AfPacketDevice.ring_state``; set by
+        #: the Stack with ``poll_input``): :meth:`end_batch` looks at its next
+        #: slot to see whether input is waiting.  None: no ring, no re-read
+        self.ring_state: Callable[[], tuple[Any, int, int, int, int, int] | None] | None = None
+        #: after a receive batch that sent data, read the ring again (at most
+        #: this many times) while frames wait in it, before going back to the
+        #: loop (:meth:`_reread`); 0 = off (for A/B measurements)
+        self.reread_rounds = REREAD_ROUNDS
+        #: inside :meth:`_reread` (the batches it reads do not re-read)
+        self._rereading = False
+        #: data segments sent (new + retransmitted) when the outermost batch began
+        self._sent_mark = 0
         #: the stack-wide TCP MIB (nstat names), shared by every connection
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
@@ -772,6 +787,9 @@ class TcpTable:
         batch sends (SYN-ACKs, RSTs, the drain's output) is corked until
         its end: one device burst for every connection."""
         self._batch += 1
+        if self._batch == 1 and self.reread_rounds:
+            mib = self.mib
+            self._sent_mark = mib["TcpExtTCPOrigDataSent"] + mib["TcpRetransSegs"]
         if self._cork is not None:
             self._cork()
 
@@ -797,6 +815,45 @@ class TcpTable:
         finally:
             if self._uncork is not None and self._cork is not None:
                 self._uncork()
+        if not self._batch and self.reread_rounds and not self._rereading:
+            mib = self.mib
+            if mib["TcpExtTCPOrigDataSent"] + mib["TcpRetransSegs"] != self._sent_mark:
+                self._reread()
+
+    def _input_waiting(self) -> bool:
+        """A frame waits in the device's receive ring (its next slot's
+        tp_status says TP_STATUS_USER, the low bit of its first byte)."""
+        ring_state = self.ring_state
+        if ring_state is None:
+            return False
+        state = ring_state()
+        if state is None:
+            return False
+        ring: Any = state[0]
+        return bool(ring[state[3] * state[1]] & 1)
+
+    def _reread(self) -> None:
+        """The batch sent data: read the ring again while frames wait in it
+        (at most :attr:`reread_rounds` times) instead of going back to the
+        loop first.  On a veth the peer's receive and its ACKs run in our own
+        send call (softirq), so the ACKs to what the drain just sent are
+        usually there already; Linux processes them in the same softirq run
+        (net_rx_action polls the backlog until it is empty) and transmits
+        what they allow at once.  Each read is a receive batch of its own
+        (input, then one drain and one device burst); those batches do not
+        re-read.  Bounded, so timers and other callbacks wait at most that
+        many rounds."""
+        poll = self.poll_input
+        if poll is None:
+            return
+        self._rereading = True
+        try:
+            for _ in range(self.reread_rounds):
+                if self._closed or not self._input_waiting():
+                    break
+                poll()
+        finally:
+            self._rereading = False
 
     # ----------------------------------------------------------------- input
 
@@ -1556,8 +1613,7 @@ class TcpTable:
             if n <= small or (n <= mtu_room and n + header_len(seg) <= mtu_payload):
                 items.append(seg)
                 continue
-            opts = seg.options
-            opt = opts.encode() if not opts.is_empty() else b""
+            opt = encoder.options_bytes(seg)  # (cached per options object: one per round)
             hlen = HEADER_LEN + len(opt)
             if n + hlen <= mtu_payload:  # (as _send_large: it fits one frame)
                 items.append(seg)

@@ -84,6 +84,41 @@ def _load_sendgather() -> Callable[[int, list[tuple[Buffer, ...]], int],
 
 _sendgather = _load_sendgather()
 
+
+def _load_sendround() -> Callable[[int, list[Any], int],
+                                  tuple[int, int, int, list[float], int] | None] | None:
+    """``ustack.link._batch.sendround`` (send_round's whole loop in C: the
+    virtio_net_hdr and pseudo-header sum of each super-segment built there)
+    unless it is missing or USTACK_NO_ACCEL is set (then sendgather)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return getattr(_batch, "sendround", None)  # (an older build has no sendround)
+
+
+_sendround = _load_sendround()
+
+
+def _load_ring_read() -> Callable[[mmap.mmap, int, int, int, int, int, int,
+                                   list[ReceivedFrame], list[float], float, float],
+                                  tuple[int, int, int, int, int]] | None:
+    """``ustack.link._batch.ring_read`` (the receive ring's slot loop in C)
+    unless it is missing or USTACK_NO_ACCEL is set (then
+    ``_on_readable_ring`` reads every slot itself, with the same result)."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.link import _batch
+    except ImportError:
+        return None
+    return getattr(_batch, "ring_read", None)  # (an older build has no ring_read)
+
+
+_ring_read = _load_ring_read()
+
 #: one TCP super-segment of :meth:`AfPacketDevice.send_round`: the Ethernet
 #: and IPv4 headers, the TCP header (checksum field 0), the payload, gso_size
 GsoFrame = tuple[bytes, bytes, Buffer, int]
@@ -156,6 +191,11 @@ _SLOT_HDR: Final = struct.Struct("<IIH")
 #: (CLOCK_REALTIME, ustack.link.rxtime)
 #: tpacket2_hdr from tp_status: status, len, snaplen, mac, net, sec, nsec
 _SLOT_STATUS_HDR_TS: Final = struct.Struct("<IIIHHII")
+#: its unpack_from and the two clocks, bound once (compiled code calls them
+#: without a lookup per batch)
+_SLOT_UNPACK_FROM: Final = _SLOT_STATUS_HDR_TS.unpack_from
+_MONOTONIC: Final = time.monotonic
+_REALTIME: Final = time.time
 _ZERO4: Final = bytes(4)
 
 
@@ -272,8 +312,22 @@ class AfPacketDevice(Device):
         #: differential tests switch it off per device)
         self.gather: Callable[[int, list[tuple[Buffer, ...]], int],
                               tuple[int, int, int, list[float]]] | None = _sendgather
+        #: :meth:`send_round`'s loop in C (frames and super-segments as they
+        #: come, no pieces built here); None: :attr:`gather` with pieces
+        self.round_send: Callable[[int, list[Any], int],
+                                  tuple[int, int, int, list[float], int] | None] | None = \
+            _sendround
+        #: :meth:`_on_readable_ring`'s C slot loop (None: the Python loop; the
+        #: differential tests switch it off per device)
+        self.ring_reader: Callable[[mmap.mmap, int, int, int, int, int, int,
+                                    list[ReceivedFrame], list[float], float, float],
+                                   tuple[int, int, int, int, int]] | None = _ring_read
         self._writer_armed = False
         self._retry_handle: asyncio.TimerHandle | None = None
+        #: :meth:`_deliver`'s counts (counters() adds them to ``_stats``)
+        self._rx_frames = 0
+        self._rx_bytes = 0
+        self._rx_wakeups = 0
         self._stats: dict[str, int] = dict.fromkeys(
             (
                 "rx_frames",
@@ -414,13 +468,19 @@ class AfPacketDevice(Device):
         self._handler()()
 
     def _on_readable_ring(self) -> None:
+        now = _MONOTONIC()
+        # rxtime.realtime_offset, inlined
+        self._read_ring(now, _REALTIME() - _MONOTONIC())
+
+    def _read_ring(self, now: float, offset: float) -> None:
+        """The ring's ready slots, up to ``rx_budget``, to the receiver;
+        ``now`` and ``offset``: the batch's clock (ustack.link.rxtime)."""
         ring = self._ring
         if ring is None:
             return
         slot_size = self._ring_slot
         nslots = self._ring_slots
         head = self._ring_head
-        unpack_from = _SLOT_STATUS_HDR_TS.unpack_from
         # each frame's arrival time (ustack.link.rxtime): the slot's stamp on
         # the monotonic clock, one offset per batch, never after `now`; the
         # batch is built as the StampedBatch it goes out as (list.__new__:
@@ -430,20 +490,28 @@ class AfPacketDevice(Device):
         if self.rx_timestamps:
             batch = list.__new__(StampedBatch)
             frames = batch
-        append = frames.append
         times: list[float] = []
-        stamp = times.append
-        now = time.monotonic()
-        offset = time.time() - time.monotonic()  # rxtime.realtime_offset, inlined
         nbytes = 0
         skipped = 0
         truncated = 0
         budget = self.rx_budget
+        reader = self.ring_reader
         while budget:
+            if reader is not None:
+                # the C loop takes the slots the loop below would take the
+                # same way, and stops before one it leaves to it (stop)
+                head, taken, got, skip, stop = reader(ring, slot_size, nslots, head, budget,
+                                                      _SLOT_PKTTYPE, _TRUSTED_BITS, frames,
+                                                      times, offset, now)
+                budget -= taken
+                nbytes += got
+                skipped += skip
+                if not stop or not budget:
+                    break
             off = head * slot_size
             # the slot header in one unpack, tp_status first (the rest is
             # only used once the status says the slot is ours)
-            status, tp_len, snaplen, mac_off, _net, sec, nsec = unpack_from(ring, off)
+            status, tp_len, snaplen, mac_off, _net, sec, nsec = _SLOT_UNPACK_FROM(ring, off)
             if not status & TP_STATUS_USER:
                 break
             budget -= 1
@@ -455,16 +523,16 @@ class AfPacketDevice(Device):
                 if full is None:
                     truncated += 1
                 else:
-                    append((full, bool(status & _TRUSTED_BITS)))
-                    stamp(to_monotonic(sec, nsec, offset, now))
+                    frames.append((full, bool(status & _TRUSTED_BITS)))
+                    times.append(to_monotonic(sec, nsec, offset, now))
                     nbytes += len(full)
             elif ring[off + _SLOT_PKTTYPE] == PACKET_OUTGOING:
                 skipped += 1
             else:
                 start = off + mac_off
-                append((ring[start : start + snaplen], status & _TRUSTED_BITS != 0))
+                frames.append((ring[start : start + snaplen], status & _TRUSTED_BITS != 0))
                 t = sec + nsec * 1e-9 - offset  # rxtime.to_monotonic, inlined
-                stamp(t if t < now else now)
+                times.append(t if t < now else now)
                 nbytes += snaplen
             ring[off : off + 4] = _ZERO4  # hand the slot back (TP_STATUS_KERNEL)
             head += 1
@@ -720,15 +788,16 @@ class AfPacketDevice(Device):
 
     def _deliver(self, frames: list[ReceivedFrame], nbytes: int, skipped: int,
                  truncated: int) -> None:
-        stats = self._stats
-        stats["rx_wakeups"] += 1
+        # (the three counters of every wakeup as ints: counters() adds them
+        # to the dict's; three string-keyed dict updates per batch before)
+        self._rx_wakeups += 1
         if skipped:
-            stats["rx_outgoing_ignored"] += skipped
+            self._stats["rx_outgoing_ignored"] += skipped
         if truncated:
-            stats["rx_truncated"] += truncated
+            self._stats["rx_truncated"] += truncated
         if frames:
-            stats["rx_frames"] += len(frames)
-            stats["rx_bytes"] += nbytes
+            self._rx_frames += len(frames)
+            self._rx_bytes += nbytes
             receiver = self._receiver
             if receiver is not None:
                 receiver(frames)
@@ -951,6 +1020,43 @@ class AfPacketDevice(Device):
         gather = self.gather
         if gather is None or not self.vnet_hdr or self._tx_slots or self._txq:
             return self._send_round_plain(frames)
+        round_send = self.round_send
+        if round_send is not None and type(frames) is list:
+            if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+                _SENT.t = time.monotonic()
+            got = round_send(self._tx_fd, frames, 0)
+            if got is not None:
+                k, nbytes, err, stamps, gso = got
+                stats = self._stats
+                stats["tx_gso_frames"] += gso
+                stats["tx_frames"] += k
+                stats["tx_bytes"] += nbytes
+                if err:  # the rest as the pieces path does it (queued, or an error)
+                    stamps.extend(self._round_rest(frames, k, err))
+                return stamps
+        return self._send_round_pieces(frames)
+
+    def _round_rest(self, frames: Sequence[bytes | GsoFrame], k: int, err: int) -> list[float]:
+        """:meth:`send_round` after frames[k] failed with ``err``: what the
+        pieces path does from there (EAGAIN: the rest queued behind the
+        writer; another error: that frame reported and the rest sent on)."""
+        items: list[tuple[Buffer, ...]] = []
+        for f in frames[k:]:
+            if isinstance(f, bytes):
+                items.append((_VNET_NONE, f))
+            else:
+                head, tcp, payload, size = f
+                pieces = _gso_pieces(head, tcp, payload, size)
+                assert pieces is not None  # (sendround took it)
+                items.append(pieces)
+        return self._gather_errors(items, [sum(len(p) for p in it[1:]) for it in items],
+                                   0, err, [])
+
+    def _send_round_pieces(self, frames: Sequence[bytes | GsoFrame]) -> list[float]:
+        """:meth:`send_round` through :attr:`gather` (the pieces of each
+        frame built here)."""
+        gather = self.gather
+        assert gather is not None
         items: list[tuple[Buffer, ...]] = []
         lens: list[int] = []
         gso = 0
@@ -972,9 +1078,23 @@ class AfPacketDevice(Device):
             _SENT.t = time.monotonic()
         n = len(items)
         k, _nbytes, err, stamps = gather(self._tx_fd, items, 0)
-        sent = k
         nbytes = sum(lens) if k == n else sum(lens[:k])
-        i = k
+        stats["tx_frames"] += k
+        stats["tx_bytes"] += nbytes
+        if err:
+            self._gather_errors(items, lens, k, err, stamps)
+        return stamps
+
+    def _gather_errors(self, items: list[tuple[Buffer, ...]], lens: list[int], i: int,
+                       err: int, stamps: list[float]) -> list[float]:
+        """items[i] failed with ``err``: queue the rest (EAGAIN) or report
+        that one and send on; ``stamps`` gets a time per item from i on.
+        Counts what it sends; returns ``stamps``."""
+        gather = self.gather
+        assert gather is not None
+        stats = self._stats
+        n = len(items)
+        sent = nbytes = 0
         while err:
             at = time.monotonic()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK):
@@ -1155,6 +1275,9 @@ class AfPacketDevice(Device):
                 _packets, drops = struct.unpack("II", raw)
                 self._stats["rx_kernel_drops"] += drops
         out = dict(self._stats)
+        out["rx_frames"] += self._rx_frames
+        out["rx_bytes"] += self._rx_bytes
+        out["rx_wakeups"] += self._rx_wakeups
         out["tx_queue_len"] = len(self._txq)
         return out
 

@@ -37,25 +37,10 @@ import time
 from collections.abc import Iterator
 
 from ustack.link.base import ReceivedFrame
+from ustack.link.stamp import CURRENT, SENT, Stamp
 
-
-class Stamp:
-    """A time on the driver's clock, or None."""
-
-    __slots__ = ("t",)
-
-    def __init__(self) -> None:
-        self.t: float | None = None
-
-
-#: the frame being handled right now (one receive path runs at a time: the
-#: loop's thread handles a batch to its end before anything else)
-CURRENT = Stamp()
-
-#: when a device first handed a frame to the kernel since the TCP driver
-#: cleared it (None): the driver's send time for the segments of one output
-#: round (the system call, not when the core built them)
-SENT = Stamp()
+# (Stamp, CURRENT and SENT live in ustack.link.stamp, which the compiled
+# build covers: the compiled paths read and write ``.t`` as a native field)
 
 
 def realtime_offset() -> float:

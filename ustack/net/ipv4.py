@@ -575,6 +575,16 @@ class IpLayer:
         n = len(frames)
         if stamps is not None and len(stamps) < n:
             n = len(stamps)  # (zip's rule: the shorter one)
+        # (the unpacked fields typed: compiled, the comparisons below are
+        # native int and bytes operations instead of generic object ones)
+        dst_mac: bytes
+        ethertype: bytes
+        vihl: int
+        total: int
+        frag: int
+        proto: int
+        src: bytes
+        dst: bytes
         for i in range(n):
             frame, trusted = frames[i]
             if stamps is not None:

@@ -16,7 +16,8 @@ core has them, ``set_cork``, ``set_user_timeout``, ``set_maxseg``,
 TCP_CM_INQ control message); SO_TIMESTAMPING is the socket's, its stamps
 taken from the connection's trace hook (:meth:`UstackSocket.on_trace`).
 MSG_MORE and MSG_EOR go to ``TcpConnection.send(more=)`` and
-``mark_record_end``.  Anything else raises
+``mark_record_end``, send(MSG_OOB) to ``send_urgent`` (recv(MSG_OOB) is
+unsupported: received urgent bytes stay in the stream).  Anything else raises
 :class:`~ustack.probe.syscalls.Unsupported` naming the reason.
 """
 
@@ -303,13 +304,14 @@ class UstackSocketApi(SocketApi):
         ep = obj.ep
         if ep is None:
             raise SysError(E.EPIPE)
-        if flags & socket.MSG_OOB:
-            raise Unsupported("unsupported on ustack: MSG_OOB (no urgent-data API)")
         if obj.error is not None:
             err, obj.error = obj.error, None
             raise SysError(err)
         try:
-            n: int = ep.conn.send(data, self._now(), more=bool(flags & socket.MSG_MORE))
+            if flags & socket.MSG_OOB:  # the last byte urgent (TcpConnection.send_urgent)
+                n: int = ep.conn.send_urgent(data, self._now())
+            else:
+                n = ep.conn.send(data, self._now(), more=bool(flags & socket.MSG_MORE))
         except OSError as exc:
             raise SysError(exc.errno or E.EPIPE) from None
         if n and flags & _MSG_EOR:

@@ -661,7 +661,11 @@ class UstackPeer(Peer):
                           "knob for this)")
 
     async def write_urgent(self, data: bytes) -> None:
-        raise NotImplementedError("ustack's streams have no urgent-data (MSG_OOB) API")
+        """The transport's ``write_urgent`` (send(data, MSG_OOB))."""
+        app = await self._need_app()
+        if app.error is not None:
+            raise app.error
+        app.transport.write_urgent(data)
 
     async def listen(self, port: int, backlog: int = 8) -> None:
         from ustack.streams import create_server

@@ -237,6 +237,16 @@ sysctl net.ipv4.tcp_syn_linear_timeouts=0
 +0   > nothing for 1.8
 +0   peer expect ETIMEDOUT
 """),
+    _s("10c", "SYN retries as a time budget (tcp_syn_retries=1)", "1122 4.2.3.5, 9293 3.8.3",
+       "SYN at 0, +1, +1 (linear), ETIMEDOUT at 3 s: the time one backed-off retry "
+       "from 1 s takes, before the count (1 + 4 linear) is reached", """
+sysctl net.ipv4.tcp_syn_retries=1
+""" + _CONNECT + """
++1   > S 0:0(0)
++1   > S 0:0(0)
++0   > nothing for 0.9
++0   peer expect ETIMEDOUT
+"""),
     _s("11", "SYN-ACK with an unacceptable ACK", "9293 3.10.7.3",
        "R seq=SEG.ACK, stay in SYN-SENT (Linux re-sends the SYN at once)", _CONNECT + """
 +0   < S. 0:0(0) ack 5 win 65535 <mss 1460>
@@ -755,22 +765,5 @@ def by_id(scenario_id: str) -> Scenario:
 #: ustack's known differences from Linux, with the RFC reasoning (filled from
 #: the recorded runs; BUG = ustack violates the RFC and should be fixed)
 USTACK_NOTES: dict[str, str] = {
-    "19c": (
-        "DIFFERS, neither follows the RFC exactly: ustack sends 64-byte segments to a peer "
-        "that offered MSS 40, Linux 48 (net.ipv4.tcp_min_snd_mss, a CVE-2019-11479 "
-        "mitigation). RFC 9293 3.7.1 says never exceed the peer's MSS; both clamp for "
-        "safety, at different floors."
-    ),
-    "45c": (
-        "DIFFERS, RFC-conformant: ustack counts retries2 as retransmissions (2, then "
-        "ETIMEDOUT without RST); Linux turns tcp_retries2 into a time budget (the "
-        "exponential backoff from 200 ms: 1.4 s), which here allows a third. RFC 1122 "
-        "4.2.3.5 lets R2 be a count or a time."
-    ),
-    "46": (
-        "NOT TESTABLE (ustack): ustack's streams have no API to send urgent data (MSG_OOB), "
-        "so the scenario cannot be driven. RFC 6093 section 6 recommends that new "
-        "applications not use urgent data; the TCP core's handling of URG is not reached."
-    ),
 }
 USTACK_NOTES.update(RECOVERY_NOTES)

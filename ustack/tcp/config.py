@@ -55,6 +55,12 @@ class TcpConfig:
     quickack: bool = False
     #: TCP_MAXSEG: clamp of the MSS (0 = none).
     maxseg: int = 0
+    #: Floor of the send MSS (Linux net.ipv4.tcp_min_snd_mss 48, the
+    #: CVE-2019-11479 mitigation): a peer offering a smaller MSS gets segments
+    #: of this size without options (48 - 12 = 36 payload bytes with
+    #: timestamps, as Linux __tcp_mtu_to_mss, which clamps before it takes
+    #: the option length off).  RFC 9293 3.7.1 says never exceed the peer's MSS.
+    tcp_min_snd_mss: int = 48
     #: TCP_NOTSENT_LOWAT: ``send`` starts no new size-goal chunk while this many
     #: bytes wait unsent, writable below half of it (Linux's rule, see
     #: TcpConnection._notsent_room; 0 = no limit beyond the send buffer, Linux
@@ -123,8 +129,8 @@ class TcpConfig:
     syn_linear_timeouts: int = 4
     #: SYN-ACK retransmissions (Linux tcp_synack_retries 5: 1,2,4,8,16 s apart).
     synack_retries: int = 5
-    #: Data/FIN retransmissions before ETIMEDOUT (Linux tcp_retries2 15; Linux
-    #: converts it into a time budget of ~924 s with 200 ms RTOs, ustack counts).
+    #: Data/FIN retransmissions before ETIMEDOUT (Linux tcp_retries2 15: with
+    #: ``retries_timed`` a time budget of ~924.6 s, see below).
     retries2: int = 15
     #: Retransmissions / zero-window probes of a connection the application
     #: has closed (orphan) before it is dropped (Linux tcp_orphan_retries 0 = 8).
@@ -133,6 +139,15 @@ class TcpConfig:
     #: unanswered zero-window probes may stay unacknowledged before the
     #: connection fails with ETIMEDOUT; when set it replaces retries2 (Linux).
     user_timeout: float = 0.0
+    #: True (Linux): retries2, orphan_retries and syn_retries are time budgets,
+    #: the time that many retransmissions would take with the RTO doubling
+    #: from rto_min (rto_initial for the SYN) up to rto_max (Linux
+    #: retransmits_timed_out / tcp_model_timeout; tcp_retries2=15 = 924.6 s),
+    #: measured from the first retransmission (the first SYN); the SYN's count
+    #: limit applies as well.  False: plain counts of retransmissions.  RFC
+    #: 1122 4.2.3.5 allows either ("measured in time units or as a count of
+    #: retransmissions").  ustack.tcp.retry_budget has the model.
+    retries_timed: bool = True
     #: Linux tcp_max_orphans: orphaned connections (closed by the application,
     #: still finishing) beyond this many are reset at once (TCPAbortOnMemory).
     #: Read by the connection table.
@@ -200,6 +215,7 @@ class TcpConfig:
             and self.cork == other.cork
             and self.quickack == other.quickack
             and self.maxseg == other.maxseg
+            and self.tcp_min_snd_mss == other.tcp_min_snd_mss
             and self.notsent_lowat == other.notsent_lowat
             and self.congestion == other.congestion
             and self.initial_cwnd == other.initial_cwnd
@@ -224,6 +240,7 @@ class TcpConfig:
             and self.retries2 == other.retries2
             and self.orphan_retries == other.orphan_retries
             and self.user_timeout == other.user_timeout
+            and self.retries_timed == other.retries_timed
             and self.max_orphans == other.max_orphans
             and self.time_wait == other.time_wait
             and self.fin_wait2 == other.fin_wait2

@@ -44,6 +44,7 @@ from ustack.tcp.options import (
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.receiver import Receiver
 from ustack.tcp.recovery import AckOutcome, Recovery, RecoveryConfig
+from ustack.tcp.retry_budget import timed_out as retries_timed_out
 from ustack.tcp.rtt import RttEstimator
 from ustack.tcp.send_buffer import SKB_OVERHEAD, SendBuffer
 from ustack.tcp.send_buffer import admit as sndbuf_admit
@@ -53,6 +54,8 @@ from ustack.tcp.sender import NO_OUT, Sender
 from ustack.tcp.state import CHECK_TRANSITIONS, TcpState, check_transition
 from ustack.tcp.timers import Timers
 from ustack.tcp.trace import TraceHook
+from ustack.tcp.urgent import active as urgent_active
+from ustack.tcp.urgent import mark as urgent_mark
 from ustack.wire.seq import seq_gt, seq_le, seq_lt, seq_sub
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpOptions, TcpSegment, flags_to_str
 
@@ -184,7 +187,7 @@ class TcpConnection:
         "_persist_backoff", "_ka_probes",
         # unanswered zero-window probes and when that run began; when the
         # last probe went out; when the retransmitted head was first sent
-        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
+        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp", "_rtx_first", "_urg_up",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset",
         # output and events
@@ -291,6 +294,12 @@ class TcpConnection:
         self._probe_since = now
         self._probe_last = now
         self._rtx_stamp = -1e18  # no loss episode yet
+        #: when the retransmission timer first resent data since the last ACK
+        #: of new data (Linux retrans_stamp; the retries2 time budget runs from it)
+        self._rtx_first = 0.0
+        #: SND.UP, the send urgent pointer (RFC 9293 3.8.5), -1 = none
+        #: (ustack.tcp.urgent)
+        self._urg_up = -1
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -494,6 +503,23 @@ class TcpConnection:
         if n < len(data):
             self._send_blocked = True
         return n
+
+    def send_urgent(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        """send(data, MSG_OOB) (Linux tcp_sendmsg + tcp_mark_urg): queue
+        ``data`` like :meth:`send`; the urgent pointer then points one past
+        the last byte queued (RFC 6093, BSD/Linux), and the next output is not
+        held by Nagle (Linux tcp_nagle_test in urgent mode).  Segments carry
+        URG until the peer acknowledges the urgent byte (ustack.tcp.urgent)."""
+        n = self.send(data, now)
+        if n:
+            self._urg_up = (self.snd_una + len(self.snd.buf)) & MASK
+            self.snd.force = True
+        return n
+
+    @property
+    def urgent_pointer(self) -> int | None:
+        """SND.UP while urgent data is unacknowledged (urgent mode), else None."""
+        return self._urg_up if urgent_active(self._urg_up, self.snd_una) else None
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: half the peer's largest window
@@ -1443,7 +1469,7 @@ class TcpConnection:
         if out.frto_new_data:
             snd.frto_new = True
         if out.state is not out.prior_state or out.dsack or out.undo is not None \
-                or out.tlp_recovered or out.reneging:
+                or out.tlp_recovered or out.reneging or out.entered_recovery:
             self._recovery_event(rec, out, now)
         if self.trace is not None and (cc.cwnd != cwnd or cc.ssthresh != ssthresh):
             self._trace_cc(now)
@@ -1459,7 +1485,7 @@ class TcpConnection:
         if out.tlp_recovered:
             mib["TcpExtTCPLossProbeRecovery"] += 1
         st, prior = out.state, out.prior_state
-        if st is CaState.RECOVERY and prior is not CaState.RECOVERY:
+        if out.entered_recovery:  # (Linux counts every tcp_enter_recovery)
             mib["TcpExtTCPSackRecovery" if self.sack_ok else "TcpExtTCPRenoRecovery"] += 1
             if trace is not None:
                 trace(now, "recovery", {"reason": "rack" if rec.rack_enabled else "dupthresh",
@@ -1757,7 +1783,12 @@ class TcpConnection:
         rtt = self.rtt
         self.timers.rto = None
         if st is _SYN_SENT:
-            if self._retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts:
+            if self._retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts or (
+                    cfg.retries_timed and retries_timed_out(
+                        self._retransmits, self._created, now, cfg.syn_retries,
+                        cfg.rto_initial, cfg.rto_max)):
+                # the count, or (Linux) the time syn_retries backed-off SYNs
+                # take since the first (ustack.tcp.retry_budget)
                 self._fail(E.ETIMEDOUT)
                 return
             self._retransmits += 1
@@ -1811,9 +1842,15 @@ class TcpConnection:
                 # an orphan (closed by the application) gives up sooner: Linux
                 # tcp_orphan_retries (0 means 8)
                 limit = cfg.orphan_retries if self._app_closed else cfg.retries2
-                if self._retransmits >= limit and not uto:  # user_timeout replaces retries2
+                if not uto and (retries_timed_out(self._retransmits, self._rtx_first, now,
+                                                  limit, cfg.rto_min, cfg.rto_max)
+                                if cfg.retries_timed else self._retransmits >= limit):
+                    # user_timeout replaces retries2; Linux counts the limit
+                    # as a time budget (ustack.tcp.retry_budget)
                     self._fail(E.ETIMEDOUT)
                     return
+                if not self._retransmits:
+                    self._rtx_first = now
                 self._retransmits += 1
             mib["TcpExtTCPTimeouts"] += 1
             # RFC 6298 5.4-5.6 / RFC 5681 3.1: back off, everything presumed
@@ -1969,6 +2006,11 @@ class TcpConnection:
                 self._out = NO_OUT  # (an empty list the sender made: back to the shared one)
             return []
         self._out = NO_OUT
+        if self._urg_up >= 0:  # urgent mode (send_urgent)
+            if urgent_active(self._urg_up, self.snd_una):
+                out = urgent_mark(out, self._urg_up, self.snd_nxt, self.send_mss)
+            else:
+                self._urg_up = -1  # the urgent byte is acknowledged
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:

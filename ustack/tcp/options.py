@@ -4,7 +4,9 @@ scale and timestamps, RFC 2018 SACK-permitted).
 Each option is in effect only when both SYNs carry it; a SYN-ACK echoes only
 what the SYN offered.  A window-scale shift above 14 is used as 14 (RFC 7323
 2.3, Linux logs and clamps).  Without an MSS option the peer's MSS is 536
-(RFC 9293 3.7.1, RFC 1122).
+(RFC 9293 3.7.1, RFC 1122).  A peer MSS below ``tcp_min_snd_mss`` (48) is
+raised to it, as Linux does since the CVE-2019-11479 fix: RFC 9293 3.7.1 says
+never to exceed the peer's MSS; a tiny MSS is a resource-exhaustion lever.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def negotiate(config: TcpConfig, peer: TcpOptions) -> Negotiated:
     """Combine our config with the options of the peer's SYN (or SYN-ACK)."""
     n = Negotiated()
     peer_mss = peer.mss if peer.mss else DEFAULT_MSS
-    # Linux never sends segments larger than its own advertised MSS either
-    n.send_mss = max(min(peer_mss, config.mss), 64)
+    # Linux never sends segments larger than its own advertised MSS either;
+    # the clamp has a floor, tcp_min_snd_mss (Linux __tcp_mtu_to_mss: the
+    # floor applies to the MSS without options; the timestamp option is
+    # taken off after it, TcpConnection._take_syn)
+    n.send_mss = max(min(peer_mss, config.mss), config.tcp_min_snd_mss)
     if config.window_scaling and peer.wscale is not None:
         n.wscale_ok = True
         n.snd_wscale = min(peer.wscale, MAX_WSCALE)

@@ -153,7 +153,7 @@ class Undo:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class AckOutcome:
     """What one ACK did (bytes; ranges are wire sequence numbers)."""
 
@@ -186,6 +186,38 @@ class AckOutcome:
     tlp_recovered: bool = False
     #: the receiver discarded SACKed data (RFC 2018 8): the RTO was shortened
     reneging: bool = False
+    #: the ACK entered recovery (Linux tcp_enter_recovery; also when it ended
+    #: an episode and began the next: ``prior_state`` and ``state`` are then
+    #: both RECOVERY)
+    entered_recovery: bool = False
+
+    def __init__(self, acked: int = 0, sacked: int = 0, delivered: int = 0, lost: int = 0,
+                 lost_ranges: list[tuple[int, int]] | None = None,
+                 rtt: float | None = None, rate: RateSample | None = None,
+                 dsack: bool = False, dupack: bool = False, undo: Undo | None = None,
+                 prior_state: CaState = _OPEN, state: CaState = _OPEN, old: bool = False,
+                 frto_new_data: bool = False, tlp_recovered: bool = False,
+                 reneging: bool = False, entered_recovery: bool = False) -> None:
+        # written out (init=False) like RateSample's: compiled by mypyc, the
+        # dataclass-generated one runs interpreted (one AckOutcome per ACK
+        # that is not a plain cumulative one); same fields, defaults, order
+        self.acked = acked
+        self.sacked = sacked
+        self.delivered = delivered
+        self.lost = lost
+        self.lost_ranges = [] if lost_ranges is None else lost_ranges
+        self.rtt = rtt
+        self.rate = rate
+        self.dsack = dsack
+        self.dupack = dupack
+        self.undo = undo
+        self.prior_state = prior_state
+        self.state = state
+        self.old = old
+        self.frto_new_data = frto_new_data
+        self.tlp_recovered = tlp_recovered
+        self.reneging = reneging
+        self.entered_recovery = entered_recovery
 
 
 @dataclass(slots=True, frozen=True)
@@ -300,7 +332,7 @@ class Recovery:
         "reord_seen", "retrans_stamp", "_retrans_any", "frto", "tlp_high_seq",
         "tlp_retrans", "_probe_pending", "dsack_dups", "total_retrans",
         "total_retrans_bytes", "rto_count", "reno_sacked", "is_sack_reneg", "tlp_probes",
-        "tlp_recoveries", "undos", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
+        "tlp_recoveries", "undos", "recoveries", "_timer_kind", "_timer_at", "_now", "_ts_ecr",
         "_ca_rtt", "ack_time", "ack_time_first",
     )
 
@@ -351,6 +383,10 @@ class Recovery:
         self.is_sack_reneg = False
         self.tlp_probes = 0
         self.tlp_recoveries = 0
+        #: recovery episodes entered (Linux LINUX_MIB_TCPSACKRECOVERY /
+        #: TCPRENORECOVERY: every tcp_enter_recovery, a re-entry within one
+        #: ACK included)
+        self.recoveries = 0
         self.undos = 0
         self._timer_kind: str | None = None
         self._timer_at = 0.0
@@ -672,6 +708,7 @@ class Recovery:
         prior_in_flight = self.in_flight()
         prior_delivered = self.rate.delivered
         prior_lost = sb.lost_total
+        prior_recoveries = self.recoveries
         log = sb.lost_log
         if log is not None:
             log.clear()
@@ -751,6 +788,7 @@ class Recovery:
               and not self._schedule_loss_probe(now, advancing=True)):
             self._rearm_rto(now)
         out.state = self.state
+        out.entered_recovery = self.recoveries != prior_recoveries
         self._ts_ecr = None
         return out
 
@@ -1611,6 +1649,7 @@ class Recovery:
 
     def _enter_recovery(self, ece: bool) -> None:
         """RFC 6675 5 step 4 / RFC 5681 3.2 (Linux ``tcp_enter_recovery``)."""
+        self.recoveries += 1
         self.prior_ssthresh = 0
         self._init_undo()
         if self.state is not _CWR and self.state is not _RECOVERY:

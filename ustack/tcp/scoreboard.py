@@ -152,8 +152,29 @@ class Scoreboard:
         return list(self._sacked)
 
     def index(self, value: int) -> int:
-        """Index in the record list of the record containing ``value``."""
-        return bisect_right(self._q, value, lo=self._h, key=_start) - 1
+        """Index in the record list of the record containing ``value``
+        (``bisect_right`` on the records' starts, minus one).  The last and
+        the first record are tried first (new SACKs extend the top, the
+        retransmission hint sits at the bottom), then a binary search
+        written out: compiled, it compares native ints where ``bisect`` with
+        a key calls back into Python for every probe."""
+        q = self._q
+        hi = len(q)
+        lo = self._h
+        if hi - lo > 1:
+            if value >= q[hi - 1].start:
+                return hi - 1
+            if value < q[lo + 1].start:
+                return lo if value >= q[lo].start else lo - 1
+            lo += 1
+            hi -= 1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if value < q[mid].start:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo - 1
 
     def ts_order(self) -> Iterator[Segment]:
         """Records that may be lost, oldest last transmission first."""

@@ -266,6 +266,13 @@ class SegmentEncoder:
         self._opt_bytes = opt
         self._opt_sum = int.from_bytes(opt, "big") % 0xFFFF
 
+    def options_bytes(self, seg: TcpSegment) -> bytes:
+        """The encoded options block of ``seg`` (what :meth:`encode` puts
+        after its header; cached by the options object's identity)."""
+        if seg.options is not self._opts:
+            self._load_options(seg.options)
+        return self._opt_bytes
+
     def header_len(self, seg: TcpSegment) -> int:
         """The TCP header length ``seg`` will be encoded with (20 + options)."""
         if seg.options is not self._opts:
