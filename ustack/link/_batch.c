@@ -97,6 +97,37 @@ gather_check(PyObject *seq, Py_ssize_t start)
     return 0;
 }
 
+/* One frame's sendmsg (EINTR retried), stamped with CLOCK_MONOTONIC just
+ * before the call.  Returns the sendmsg result (< 0: *err is errno) and, on
+ * success, appends the stamp as a float to stamps; -2 if that append failed
+ * (a Python error is set). */
+static ssize_t
+stamped_sendmsg(int fd, struct iovec *iov, size_t iovlen, PyObject *stamps, int *err)
+{
+    struct msghdr msg;
+    struct timespec ts;
+    ssize_t r;
+    PyObject *stamp;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovlen;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    do {
+        r = sendmsg(fd, &msg, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        *err = errno;
+        return r;
+    }
+    stamp = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    if (stamp == NULL || PyList_Append(stamps, stamp) < 0) {
+        Py_XDECREF(stamp);
+        return -2;
+    }
+    Py_DECREF(stamp);
+    return r;
+}
+
 static PyObject *
 batch_sendgather(PyObject *self, PyObject *args)
 {
@@ -119,10 +150,7 @@ batch_sendgather(PyObject *self, PyObject *args)
         Py_ssize_t m = PyTuple_GET_SIZE(item), k, got = 0;
         Py_buffer views[MAX_PIECES];
         struct iovec iov[MAX_PIECES];
-        struct msghdr msg;
-        struct timespec ts;
         ssize_t r;
-        PyObject *stamp;
         for (k = 0; k < m; k++) {
             if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, k), &views[k], PyBUF_SIMPLE) < 0)
                 break;
@@ -136,26 +164,15 @@ batch_sendgather(PyObject *self, PyObject *args)
             Py_DECREF(stamps);
             return NULL;
         }
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)m;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        do {
-            r = sendmsg(fd, &msg, MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0)
-            err = errno;
+        r = stamped_sendmsg(fd, iov, (size_t)m, stamps, &err);
         for (k = 0; k < m; k++)
             PyBuffer_Release(&views[k]);
-        if (r < 0)
-            break;
-        stamp = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
-        if (stamp == NULL || PyList_Append(stamps, stamp) < 0) {
-            Py_XDECREF(stamp);
+        if (r == -2) {
             Py_DECREF(stamps);
             return NULL;
         }
-        Py_DECREF(stamp);
+        if (r < 0)
+            break;
         nbytes += (Py_ssize_t)r;
         sent++;
     }
@@ -234,10 +251,8 @@ batch_sendround(PyObject *self, PyObject *args)
     if (stamps == NULL)
         return NULL;
     for (i = start; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(seq, i), *stamp;
+        PyObject *item = PyList_GET_ITEM(seq, i);
         struct iovec iov[6];
-        struct msghdr msg;
-        struct timespec ts;
         unsigned char vnet[VNET_LEN], pseudo[2];
         Py_buffer view;
         int have_view = 0;
@@ -306,26 +321,15 @@ batch_sendround(PyObject *self, PyObject *args)
             iovlen = 6;
             frame_len = 34 + hlen + plen;
         }
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = iov;
-        msg.msg_iovlen = iovlen;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        do {
-            r = sendmsg(fd, &msg, MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0)
-            err = errno;
+        r = stamped_sendmsg(fd, iov, iovlen, stamps, &err);
         if (have_view)
             PyBuffer_Release(&view);
-        if (r < 0)
-            break;
-        stamp = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
-        if (stamp == NULL || PyList_Append(stamps, stamp) < 0) {
-            Py_XDECREF(stamp);
+        if (r == -2) {
             Py_DECREF(stamps);
             return NULL;
         }
-        Py_DECREF(stamp);
+        if (r < 0)
+            break;
         nbytes += (Py_ssize_t)frame_len;
         sent++;
     }
