@@ -114,3 +114,58 @@ async def test_peers_that_never_read_stay_within_the_budget() -> None:
     server.close()
     await us.close()
     await peer.close()
+
+
+async def test_a_writer_blocked_by_the_pressure_resumes_when_it_ends() -> None:
+    """An echo server whose answer is blocked by the pressure (its send
+    bound is what it had queued: nothing) must send it once the pressure
+    ends, although nothing more arrives on its connection: its peer waits
+    for that answer.  (bench/cps.py's server run with 256 in flight: 4 MB
+    windows charged ahead put the stack under pressure for ~40 ms, and
+    ~135 of 1500 echoes waited until the client gave up after 10 s.)"""
+    peer_dev, us_dev = MemoryPair(PEER_MAC, US_MAC)
+    peer = await Stack.start(address="10.77.0.1/24", device=peer_dev, diagnostics=False)
+    us = await Stack.start(address="10.77.0.2/24", device=us_dev, diagnostics=False)
+    # 96 / 128 / 256 KiB for the stack; 96 KiB windows: two hogs make the
+    # pressure, the echo connection's window alone (64 KiB) is below its end
+    us.tcp.memory = budget = MemoryBudget((24, 32, 64), us.tcp.mib)
+    us.tcp.config.recv_buffer = 96 << 10
+    hogs: list[asyncio.StreamWriter] = []
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.read(4)
+        if first == b"hog!":  # holds what it is sent, unread, until released
+            hogs.append(writer)
+            await release.wait()
+            writer.transport.abort()  # its buffers go: the pressure ends
+            return
+        while budget.state == NORMAL:
+            await asyncio.sleep(0.005)
+        writer.write(first)  # under the pressure: blocked
+        await writer.drain()
+        writer.close()
+
+    server = await us.start_server(handler, port=80)
+    hog_writers = []
+    for _ in range(2):
+        _hr, hog = await peer.open_connection("10.77.0.2", 80)
+        hog.write(b"hog!" + b"x" * (256 << 10))
+        hog_writers.append(hog)
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if budget.state != NORMAL:
+            break
+    assert budget.state != NORMAL
+    reader, writer = await peer.open_connection("10.77.0.2", 80)
+    writer.write(b"ping")
+    await asyncio.sleep(0.3)  # the echo is written, and blocked
+    release.set()
+    assert await asyncio.wait_for(reader.read(4), 5) == b"ping"
+    assert budget.state == NORMAL
+    writer.close()
+    for hog in hog_writers:
+        hog.close()
+    server.close()
+    await us.close()
+    await peer.close()

@@ -74,7 +74,7 @@ from ustack.tcp.listener import (
     synack,
     ts_val,
 )
-from ustack.tcp.memory import MemoryBudget
+from ustack.tcp.memory import NORMAL, MemoryBudget
 from ustack.tcp.mib import TcpMib
 from ustack.tcp.ports import PortAllocator
 from ustack.tcp.state import TcpState
@@ -488,6 +488,9 @@ class TcpTable:
         self.mib = TcpMib()
         #: the stack-wide buffer budget (Linux tcp_mem)
         self.memory = MemoryBudget(config.tcp_mem, self.mib)
+        #: connections clamped while the budget was not NORMAL: given their
+        #: configured limits back when it is again (_release_clamps)
+        self._clamped: set[TcpEndpoint] = set()
         #: request socks of every listener by SYN-ACK deadline (lazy: removed
         #: or rescheduled ones are skipped), with their own timer handle
         self._req_heap: list[tuple[float, int, RequestSock]] = []
@@ -769,7 +772,7 @@ class TcpTable:
         used = _buffered(conn)
         memory = self.memory
         if used != ep.mem:
-            memory.charge(used - ep.mem, now)
+            self._charge(used - ep.mem, now)
             ep.mem = used
         if ep.mem_epoch != memory.epoch:
             self._clamp(ep, conn)
@@ -1701,7 +1704,7 @@ class TcpTable:
             record = TimeWait(conn)
             ep.conn = record
             if ep.mem:  # the record holds no buffers: give the charge back
-                self.memory.charge(-ep.mem, self.now())
+                self._charge(-ep.mem, self.now())
                 ep.mem = 0
             return record
         return conn
@@ -1742,16 +1745,46 @@ class TcpTable:
         memory = self.memory
         ep.mem_epoch = memory.epoch
         if isinstance(conn, TimeWait):
+            self._clamped.discard(ep)
             return
+        if memory.state != NORMAL:
+            self._clamped.add(ep)
+        else:
+            self._clamped.discard(ep)
         cfg = conn.config
         try:
             snd_buf, rcv = conn.snd.buf, conn.rcv
             clamp = memory.clamp(cfg.send_buffer, cfg.recv_buffer, len(snd_buf),
                                  len(rcv.buf) + rcv.ooo.nbytes, conn.advmss)
-            snd_buf.limit = clamp.send_limit
             rcv.size = clamp.recv_size
+            if snd_buf.limit != clamp.send_limit:
+                conn.set_send_limit(clamp.send_limit)
         except AttributeError:  # a connection class without the rooms (tests)
             pass
+
+    def _charge(self, delta: int, now: float) -> None:
+        """Charge the memory budget; when that ends a pressure, the
+        connections clamped under it get their limits back
+        (:meth:`_release_clamps`)."""
+        memory = self.memory
+        memory.charge(delta, now)
+        if self._clamped and memory.state == NORMAL:
+            self._release_clamps()
+
+    def _release_clamps(self) -> None:
+        """The budget is NORMAL again: every connection clamped under the
+        pressure gets its configured limits now and is drained, not at its
+        next segment.  An idle one (an echo server whose answer waits for
+        send space, its peer waiting for that answer) would otherwise keep
+        a send limit of what it had queued, and nothing would ever arrive
+        to lift it (Linux wakes such writers from sk_leave_memory_pressure
+        and the tcp_wmem[0] guarantee, ustack.tcp.memory)."""
+        clamped = list(self._clamped)
+        self._clamped.clear()
+        for ep in clamped:
+            if not ep.removed:
+                self._clamp(ep, ep.conn)
+                self.touch(ep)
 
     def _remove(self, ep: TcpEndpoint) -> None:
         if self._ip_opts:
@@ -1761,8 +1794,9 @@ class TcpTable:
             (la, lp), (ra, rp) = ep.sockname, ep.peername
             hook(self.now(), "close", {"local": f"{la}:{lp}", "remote": f"{ra}:{rp}",
                                        "errno": ep.conn.error})
+        self._clamped.discard(ep)
         if ep.mem:
-            self.memory.charge(-ep.mem, self.now())
+            self._charge(-ep.mem, self.now())
             ep.mem = 0
         ep.removed = True
         ep.heap_deadline = None

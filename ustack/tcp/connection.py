@@ -881,6 +881,16 @@ class TcpConnection:
             self._events = NO_EVENTS  # (the last one taken: back to the shared list)
         return event
 
+    def set_send_limit(self, limit: int) -> None:
+        """The stack's memory budget (ustack.tcp.memory) moved this
+        connection's send bound: a writer blocked on the old bound hears of
+        the room the new one gives (as an ACK that frees space would tell
+        it), else it would wait for an ACK that may never come."""
+        self.snd.buf.limit = limit
+        if self._send_blocked and self.send_space():
+            self._send_blocked = False
+            self._queue_event(ev.SEND_SPACE_AVAILABLE)
+
     def _queue_event(self, event: ev.Event) -> None:
         """Append ``event`` to the pending events (a list of its own first:
         a connection with none pending holds the shared empty ``NO_EVENTS``)."""

@@ -21,7 +21,12 @@ The budget only decides; :class:`Clamp` says what a connection may use:
 * over max: neither grows at all.
 
 So the total stays below *max* plus a few segments per connection, however
-many peers stop reading.  The default thresholds come from the machine's
+many peers stop reading.  When the budget is NORMAL again, every connection
+clamped under the pressure gets its configured limits back at once
+(``TcpTable._release_clamps``), and a writer blocked on the old bound hears
+of the room (``TcpConnection.set_send_limit``), as Linux wakes writers when
+it leaves memory pressure: an idle connection would otherwise keep its
+clamp until its next segment, which may never come.  The default thresholds come from the machine's
 memory as Linux ``tcp_init_mem`` computes them.
 """
 
