@@ -62,8 +62,10 @@ def test_compiled_connection_is_a_pymalloc_small_object() -> None:
     # pymalloc serves requests up to 512 bytes (SMALL_REQUEST_THRESHOLD);
     # sys.getsizeof includes the GC header that is part of the request
     assert sizes["connection"] <= 512, sizes
-    # the flags of the rooms are packed too (one word each would be more)
-    assert sizes["receiver"] <= 192 and sizes["sender"] <= 152, sizes
+    # the flags of the rooms are packed too (one word each would be more);
+    # the sender's 160 includes the urgent pointer (SND.UP), in the 160-byte
+    # pymalloc class its 152 bytes took before it
+    assert sizes["receiver"] <= 192 and sizes["sender"] <= 160, sizes
     assert got["cc"] == "cubic" and sizes["cc"] <= 192, sizes
 
 

@@ -187,7 +187,7 @@ class TcpConnection:
         "_persist_backoff", "_ka_probes",
         # unanswered zero-window probes and when that run began; when the
         # last probe went out; when the retransmitted head was first sent
-        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp", "_rtx_first", "_urg_up",
+        "_probes_out", "_probe_since", "_probe_last", "_rtx_stamp",
         # timestamps
         "_ts_recent", "_ts_recent_stamp", "_ts_offset",
         # output and events
@@ -294,12 +294,6 @@ class TcpConnection:
         self._probe_since = now
         self._probe_last = now
         self._rtx_stamp = -1e18  # no loss episode yet
-        #: when the retransmission timer first resent data since the last ACK
-        #: of new data (Linux retrans_stamp; the retries2 time budget runs from it)
-        self._rtx_first = 0.0
-        #: SND.UP, the send urgent pointer (RFC 9293 3.8.5), -1 = none
-        #: (ustack.tcp.urgent)
-        self._urg_up = -1
         self._ts_recent = 0
         self._ts_recent_stamp = 0.0
         # a per-connection TSval offset (Linux randomises it per connection)
@@ -512,14 +506,14 @@ class TcpConnection:
         URG until the peer acknowledges the urgent byte (ustack.tcp.urgent)."""
         n = self.send(data, now)
         if n:
-            self._urg_up = (self.snd_una + len(self.snd.buf)) & MASK
+            self.snd.urg_up = (self.snd_una + len(self.snd.buf)) & MASK
             self.snd.force = True
         return n
 
     @property
     def urgent_pointer(self) -> int | None:
         """SND.UP while urgent data is unacknowledged (urgent mode), else None."""
-        return self._urg_up if urgent_active(self._urg_up, self.snd_una) else None
+        return self.snd.urg_up if urgent_active(self.snd.urg_up, self.snd_una) else None
 
     def _size_goal(self) -> int:
         """Linux tcp_xmit_size_goal: half the peer's largest window
@@ -1852,7 +1846,7 @@ class TcpConnection:
                 # an orphan (closed by the application) gives up sooner: Linux
                 # tcp_orphan_retries (0 means 8)
                 limit = cfg.orphan_retries if self._app_closed else cfg.retries2
-                if not uto and (retries_timed_out(self._retransmits, self._rtx_first, now,
+                if not uto and (retries_timed_out(self._retransmits, self.timers.rtx_first, now,
                                                   limit, cfg.rto_min, cfg.rto_max)
                                 if cfg.retries_timed else self._retransmits >= limit):
                     # user_timeout replaces retries2; Linux counts the limit
@@ -1860,7 +1854,7 @@ class TcpConnection:
                     self._fail(E.ETIMEDOUT)
                     return
                 if not self._retransmits:
-                    self._rtx_first = now
+                    self.timers.rtx_first = now
                 self._retransmits += 1
             mib["TcpExtTCPTimeouts"] += 1
             # RFC 6298 5.4-5.6 / RFC 5681 3.1: back off, everything presumed
@@ -2016,11 +2010,11 @@ class TcpConnection:
                 self._out = NO_OUT  # (an empty list the sender made: back to the shared one)
             return []
         self._out = NO_OUT
-        if self._urg_up >= 0:  # urgent mode (send_urgent)
-            if urgent_active(self._urg_up, self.snd_una):
-                out = urgent_mark(out, self._urg_up, self.snd_nxt, self.send_mss)
+        if self.snd.urg_up >= 0:  # urgent mode (send_urgent)
+            if urgent_active(self.snd.urg_up, self.snd_una):
+                out = urgent_mark(out, self.snd.urg_up, self.snd_nxt, self.send_mss)
             else:
-                self._urg_up = -1  # the urgent byte is acknowledged
+                self.snd.urg_up = -1  # the urgent byte is acknowledged
         self.segs_out += len(out)
         self.last_send = now
         if self.trace is not None:

@@ -47,7 +47,7 @@ class Sender:
     __slots__ = ("buf", "ptr", "sml", "seg_max", "force", "last_data_send", "fin_queued",
                  "fin_seq", "fin_acked", "cork", "release", "pacing_rate", "probe", "frto_new",
                  "cwnd_limited", "max_flight", "cwnd_usage_seq", "chrono", "eor",
-                 "more", "more_cork")
+                 "more", "more_cork", "urg_up")
 
     def __init__(self, iss: int, send_buffer: int, now: float) -> None:
         # (the flags first and together: the compiled class lays its fields
@@ -95,6 +95,9 @@ class Sender:
         #: shared empty list until the first record end: only read, never
         #: changed, while empty)
         self.eor: list[int] = _NO_EOR
+        #: SND.UP, the send urgent pointer (RFC 9293 3.8.5), -1 = none
+        #: (ustack.tcp.urgent; TcpConnection.send_urgent)
+        self.urg_up = -1
 
     def mark_eor(self, end: int) -> None:
         """The bytes queued up to ``end`` end a record (MSG_EOR; Linux

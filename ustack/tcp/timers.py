@@ -54,7 +54,7 @@ class Timers:
     """One deadline per named timer (seconds on the caller's clock, or None)."""
 
     __slots__ = ("rto", "tlp", "reorder", "persist", "keepalive", "delack", "timewait",
-                 "pacing")
+                 "pacing", "rtx_first")
 
     def __init__(self) -> None:
         self.rto: float | None = None
@@ -65,6 +65,10 @@ class Timers:
         self.delack: float | None = None
         self.timewait: float | None = None
         self.pacing: float | None = None
+        #: when the retransmission timer first resent data since the last ACK
+        #: of new data (Linux retrans_stamp; the retries2 time budget of
+        #: ustack.tcp.retry_budget runs from it).  Not a deadline.
+        self.rtx_first = 0.0
 
     def earliest(self) -> float | None:
         """The smallest armed deadline (the connection's ``next_deadline``).
