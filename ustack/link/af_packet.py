@@ -68,18 +68,26 @@ def _unwatch(remove: Callable[[int], object], fd: int) -> None:
     remove(fd)
 
 
-def _load_sendgather() -> Callable[[int, list[tuple[Buffer, ...]], int],
-                                   tuple[int, int, int, list[float]]] | None:
-    """``ustack.link._batch.sendgather`` (one gathered sendmsg per frame,
-    each stamped) unless it is missing or USTACK_NO_ACCEL is set (then
-    send_round calls send / send_gso_parts per frame)."""
+def _batch_function(name: str) -> Any:
+    """``ustack.link._batch.<name>``, or None when the C helper is missing,
+    is an older build without that function, or USTACK_NO_ACCEL is set:
+    the caller then takes its Python path, with the same result."""
     if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
         return None
     try:
         from ustack.link import _batch
     except ImportError:
         return None
-    return getattr(_batch, "sendgather", None)  # (an older build has only sendmany)
+    return getattr(_batch, name, None)
+
+
+def _load_sendgather() -> Callable[[int, list[tuple[Buffer, ...]], int],
+                                   tuple[int, int, int, list[float]]] | None:
+    """``sendgather`` (one gathered sendmsg per frame, each stamped); without
+    it send_round calls send / send_gso_parts per frame."""
+    fn: Callable[[int, list[tuple[Buffer, ...]], int],
+                 tuple[int, int, int, list[float]]] | None = _batch_function("sendgather")
+    return fn
 
 
 _sendgather = _load_sendgather()
@@ -87,16 +95,13 @@ _sendgather = _load_sendgather()
 
 def _load_sendround() -> Callable[[int, list[Any], int],
                                   tuple[int, int, int, list[float], int] | None] | None:
-    """``ustack.link._batch.sendround`` (send_round's whole loop in C: the
-    virtio_net_hdr and pseudo-header sum of each super-segment built there)
-    unless it is missing or USTACK_NO_ACCEL is set (then sendgather)."""
-    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
-        return None
-    try:
-        from ustack.link import _batch
-    except ImportError:
-        return None
-    return getattr(_batch, "sendround", None)  # (an older build has no sendround)
+    """``sendround`` (send_round's whole loop in C: the virtio_net_hdr and
+    pseudo-header sum of each super-segment built there); without it
+    sendgather."""
+    fn: Callable[[int, list[Any], int],
+                 tuple[int, int, int, list[float], int] | None] | None = _batch_function(
+        "sendround")
+    return fn
 
 
 _sendround = _load_sendround()
@@ -105,16 +110,12 @@ _sendround = _load_sendround()
 def _load_ring_read() -> Callable[[mmap.mmap, int, int, int, int, int, int,
                                    list[ReceivedFrame], list[float], float, float],
                                   tuple[int, int, int, int, int]] | None:
-    """``ustack.link._batch.ring_read`` (the receive ring's slot loop in C)
-    unless it is missing or USTACK_NO_ACCEL is set (then
-    ``_on_readable_ring`` reads every slot itself, with the same result)."""
-    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
-        return None
-    try:
-        from ustack.link import _batch
-    except ImportError:
-        return None
-    return getattr(_batch, "ring_read", None)  # (an older build has no ring_read)
+    """``ring_read`` (the receive ring's slot loop in C); without it
+    ``_on_readable_ring`` reads every slot itself, with the same result."""
+    fn: Callable[[mmap.mmap, int, int, int, int, int, int, list[ReceivedFrame],
+                  list[float], float, float],
+                 tuple[int, int, int, int, int]] | None = _batch_function("ring_read")
+    return fn
 
 
 _ring_read = _load_ring_read()
