@@ -45,6 +45,7 @@ from ustack.driver.tcp_table import Listener, TcpEndpoint, TcpTable
 from ustack.names import KernelResolverNeeded
 from ustack.reach import is_ipv4_literal
 from ustack.sockets import ServerSocket, TransportSocket
+from ustack.stream_reader import StreamReader
 from ustack.tcp import events
 
 DEFAULT_LIMIT = 2**16
@@ -671,16 +672,26 @@ class TcpTransport(asyncio.Transport):
             # property over a weak reference), then ``reader.feed_data(data)``
             # when the reader is alive: that, once per pull instead of per
             # chunk; nothing in feed_data can drop the reader synchronously)
+            # (ustack's StreamReader is handed the receive buffer's chunks
+            # themselves, no copy at all: it joins them when it is read)
             live = ep.live
             protocol: Any = self._protocol
             reader = protocol._stream_reader
-            sink = protocol.data_received if reader is None else reader.feed_data
             clock = self._loop.time
-            while not self._reading_paused and not self._lost:
-                n = conn.readable()
-                if n <= 0:
-                    break
-                live.recv_into(sink, n if n < _PULL_CHUNK else _PULL_CHUNK, clock())
+            if type(reader) is StreamReader:
+                feed = reader.feed_chunks
+                while not self._reading_paused and not self._lost:
+                    n = conn.readable()
+                    if n <= 0:
+                        break
+                    feed(live.recv_chunks(n if n < _PULL_CHUNK else _PULL_CHUNK, clock()))
+            else:
+                sink = protocol.data_received if reader is None else reader.feed_data
+                while not self._reading_paused and not self._lost:
+                    n = conn.readable()
+                    if n <= 0:
+                        break
+                    live.recv_into(sink, n if n < _PULL_CHUNK else _PULL_CHUNK, clock())
             if self._flags & (_F_PEER_EOF | _F_LOST_WHEN_DRAINED):
                 self._pull_end(conn, held)
             return
@@ -699,7 +710,13 @@ class TcpTransport(asyncio.Transport):
                 if self._direct:
                     # asyncio's own StreamReaderProtocol copies what it is
                     # given into its reader's buffer and keeps nothing: it
-                    # gets a view of the receive buffer, one copy less
+                    # gets a view of the receive buffer, one copy less; to
+                    # ustack's StreamReader the chunks are handed over
+                    reader = self._protocol._stream_reader  # type: ignore[attr-defined]
+                    if type(reader) is StreamReader:
+                        reader.feed_chunks(ep.live.recv_chunks(min(n, _PULL_CHUNK),
+                                                               self._loop.time()))
+                        continue
                     ep.live.recv_into(self._protocol.data_received,  # type: ignore[attr-defined]
                                       min(n, _PULL_CHUNK), self._loop.time())
                     continue
@@ -1146,7 +1163,7 @@ async def open_connection(
     """Like :func:`asyncio.open_connection` over ustack (``trace``: see
     :func:`connect_transport`)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    reader = StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     _light_drain_waiters(protocol)
     transport, _ = await create_connection(
@@ -1381,7 +1398,7 @@ async def start_server(
         return client_connected_cb(reader, writer)
 
     def factory() -> asyncio.BaseProtocol:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = StreamReader(limit=limit, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
         _light_drain_waiters(protocol)
         return protocol
@@ -1460,6 +1477,6 @@ __all__ = [
     "TcpTransport", "Server", "create_connection", "open_connection", "create_server",
     "start_server", "start_tls", "default_stack", "NoDefaultStackError", "connect_transport",
     "connect_any", "attach", "attach_plain", "parse_ipv4", "resolve", "register_loop_stack",
-    "StreamWriter", "StreamHost",
+    "StreamReader", "StreamWriter", "StreamHost",
     "NameResolver",
 ]

@@ -4,7 +4,9 @@ random receive buffers (one or several chunks, more than a reader's limit
 so that it pauses reading part way), EOF from the peer, a close waiting
 for the data, a lost transport; afterwards both transports (one through
 ``_pull``, one through ``_pull_general``) made the same core calls, their
-readers hold the same bytes and EOF, and their flags are the same."""
+readers hold the same bytes and EOF, and their flags are the same; with
+asyncio's StreamReader (fed views, ``recv_into``) and with ustack's (handed
+the chunks, ``recv_chunks``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ustack.stream_reader import StreamReader
 from ustack.streams import TcpTransport
 
 
@@ -58,6 +61,14 @@ class Conn:
         sink(view)
         return n
 
+    def recv_chunks(self, max_bytes: int, now: float) -> list[Any]:
+        n = min(max_bytes, self.piece, len(self.buf))
+        self.log.append(("recv_chunks", max_bytes, now, n))
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        # (a bytes chunk and a view, as the receive buffer hands them)
+        return [data[:n // 2], memoryview(data)[n // 2:]]
+
     def recv(self, max_bytes: int, now: float) -> bytes:
         n = min(max_bytes, len(self.buf))
         self.log.append(("recv", max_bytes, now))
@@ -80,12 +91,12 @@ class Ep:
         self.conn.log.append("touch")
 
 
-def _transport(data: bytes, piece: int, limit: int, flags: tuple[bool, bool, bool, bool]
-               ) -> tuple[TcpTransport, asyncio.StreamReader, list[Any]]:
+def _transport(data: bytes, piece: int, limit: int, flags: tuple[bool, bool, bool, bool],
+               ours: bool = False) -> tuple[TcpTransport, asyncio.StreamReader, list[Any]]:
     log: list[Any] = []
     loop = asyncio.new_event_loop()
     try:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = (StreamReader if ours else asyncio.StreamReader)(limit=limit, loop=loop)
         proto = asyncio.StreamReaderProtocol(reader, loop=loop)
     finally:
         loop.close()
@@ -100,7 +111,8 @@ def _transport(data: bytes, piece: int, limit: int, flags: tuple[bool, bool, boo
 
 
 def _view(t: TcpTransport, reader: asyncio.StreamReader, log: list[Any]) -> tuple[Any, ...]:
-    return (bytes(reader._buffer), reader.at_eof(), reader._eof,  # type: ignore[attr-defined]
+    held = bytes(reader._buffer) + b"".join(getattr(reader, "_chunks", []))  # type: ignore[attr-defined]
+    return (held, reader.at_eof(), reader._eof,  # type: ignore[attr-defined]
             t._reading_paused, t._lost, t._closing, t._eof_delivered, list(t._held),
             list(log))
 
@@ -108,11 +120,11 @@ def _view(t: TcpTransport, reader: asyncio.StreamReader, log: list[Any]) -> tupl
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300), st.integers(1, 120), st.integers(1, 200),
        st.tuples(st.booleans(), st.booleans(), st.sampled_from([False, False, True]),
-                 st.sampled_from([False, False, True])))
+                 st.sampled_from([False, False, True])), st.booleans())
 def test_pull_equals_the_general_path(data: bytes, piece: int, limit: int,
-                                      flags: tuple[bool, bool, bool, bool]) -> None:
-    fast, fast_reader, fast_log = _transport(data, piece, limit, flags)
-    ref, ref_reader, ref_log = _transport(data, piece, limit, flags)
+                                      flags: tuple[bool, bool, bool, bool], ours: bool) -> None:
+    fast, fast_reader, fast_log = _transport(data, piece, limit, flags, ours)
+    ref, ref_reader, ref_log = _transport(data, piece, limit, flags, ours)
     assert fast._direct and ref._direct  # (asyncio's StreamReaderProtocol)
     fast._pull()
     ep = ref._ep
@@ -127,6 +139,13 @@ def test_the_direct_branch_delivers_and_stops_at_a_pause() -> None:
     # the reader paused reading above 2 * limit: the rest stays in the core
     assert t._reading_paused and 0 < len(reader._buffer) < 100  # type: ignore[attr-defined]
     assert ("recv_into", 100, 2.0, 30) in log
+
+
+def test_ustacks_reader_is_handed_the_chunks_and_pauses_the_same() -> None:
+    t, reader, log = _transport(b"x" * 100, 30, 10, (False, False, False, False), ours=True)
+    t._pull()
+    assert t._reading_paused and reader._chunked == 30  # type: ignore[attr-defined]
+    assert ("recv_chunks", 100, 2.0, 30) in log and not [e for e in log if e[0] == "recv_into"]
 
 
 @settings(max_examples=50, deadline=None)

@@ -1,7 +1,8 @@
 """RecvBuffer (the receive buffer as a FIFO of chunks) against the
 ``bytearray`` FIFO it replaced: the same bytes, counts and order for any mix
 of appends (bytes and views of frames, small and big) and reads
-(``read``, ``read_into``), and what it promises about views and failures."""
+(``read``, ``read_into``, ``take``), and what it promises about views and
+failures; the chunks ``take`` hands over are never changed afterwards."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _op = st.one_of(
     st.tuples(st.just("append"), _sizes, st.booleans(), st.integers(0, 80)),
     st.tuples(st.just("read"), st.integers(-1, 150000), st.booleans(), st.just(0)),
     st.tuples(st.just("into"), st.integers(-1, 150000), st.booleans(), st.just(0)),
+    st.tuples(st.just("take"), st.integers(-1, 150000), st.booleans(), st.just(0)),
 )
 
 
@@ -26,6 +28,7 @@ def test_recv_buffer_equals_a_bytearray_fifo(ops: list[tuple[str, int, bool, int
     buf = RecvBuffer()
     model = bytearray()
     counter = 0
+    taken: list[tuple[object, bytes]] = []  # (chunk handed over, its bytes then)
     for kind, n, flag, head in ops:
         if kind == "append":
             # a frame whose text starts after a header: a view, or a bytes copy
@@ -38,6 +41,12 @@ def test_recv_buffer_equals_a_bytearray_fifo(ops: list[tuple[str, int, bool, int
             want = bytes(model[:n]) if n > 0 else b""
             del model[:len(want)]
             assert buf.read(n) == want
+        elif kind == "take":
+            want = bytes(model[:n]) if n > 0 else b""
+            del model[:len(want)]
+            chunks = buf.take(n)
+            assert b"".join(chunks) == want and all(chunks)
+            taken += [(c, bytes(c)) for c in chunks]
         else:
             want = bytes(model[:n]) if n > 0 else b""
             del model[:len(want)]
@@ -49,6 +58,7 @@ def test_recv_buffer_equals_a_bytearray_fifo(ops: list[tuple[str, int, bool, int
         assert len(buf) == len(model)
         assert bool(buf) == bool(model)
         assert bytes(buf) == bytes(model)
+        assert all(bytes(c) == then for c, then in taken)  # type: ignore[call-overload]
 
 
 def test_read_into_hands_big_chunks_as_they_are_and_joins_small_ones() -> None:

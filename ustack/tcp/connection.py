@@ -604,6 +604,19 @@ class TcpConnection:
             rcv.maybe_window_update()
         return n
 
+    def recv_chunks(self, max_bytes: int, now: float) -> list[bytes | bytearray | memoryview]:
+        """:meth:`recv` as the chunks that hold the bytes, handed over
+        without a copy (:meth:`Receiver.take`; views of frames among them,
+        which the caller then keeps alive)."""
+        self._now = now
+        self._data_event_sent = False
+        rcv = self.rcv
+        chunks = rcv.take(max_bytes)
+        st = self.state
+        if chunks and (st is _ESTABLISHED or st.synchronized):  # (as recv)
+            rcv.maybe_window_update()
+        return chunks
+
     def shutdown(self, now: float) -> None:
         """Half-close (shutdown(SHUT_WR)): a FIN follows the queued data
         (RFC 9293 3.10.4).  In SYN-SENT/SYN-RECEIVED the FIN waits for

@@ -198,6 +198,11 @@ class Receiver:
         it raises); the view is released after the call."""
         return self.buf.read_into(sink, max_bytes)
 
+    def take(self, max_bytes: int) -> list[bytes | bytearray | memoryview]:
+        """:meth:`read` without the copy: the chunks holding up to
+        ``max_bytes`` in-order bytes, handed over (:meth:`RecvBuffer.take`)."""
+        return self.buf.take(max_bytes)
+
     # ------------------------------------------------------------ ACK policy
     def sent_ack(self) -> None:
         """A segment carrying ACK = RCV.NXT left: nothing more is due."""

@@ -10,11 +10,12 @@ before, so their frames are freed at once and a full window of them is
 not hundreds of views.  Reading copies once: :meth:`read` joins the chunks it
 takes into one ``bytes`` (none at all when that is one whole ``bytes``
 chunk); :meth:`read_into` hands a sink a view of one big chunk as it is,
-or of the small chunks joined.  A ``bytearray`` as FIFO copied every byte
-on the way in and again whenever it grew after a read from the front
-(CPython moves the bytes when it reallocates a buffer with a start offset);
-with 64 KB GRO frames that was two of the five copies of each byte on the
-way to the application (issue 14).
+or of the small chunks joined; :meth:`take` hands the chunks themselves
+over (ustack's StreamReader keeps them and joins them when it is read).
+A ``bytearray`` as FIFO copied every byte on the way in and again whenever
+it grew after a read from the front (CPython moves the bytes when it
+reallocates a buffer with a start offset); with 64 KB GRO frames that was
+two of the five copies of each byte on the way to the application (issue 14).
 """
 
 from __future__ import annotations
@@ -167,6 +168,17 @@ class RecvBuffer:
             only = parts[0]
             return only if type(only) is bytes else bytes(only)
         return b"".join(parts)
+
+    def take(self, max_bytes: int) -> list[Chunk]:
+        """Remove up to ``max_bytes`` bytes (the count :meth:`read` would
+        return) and return the chunks that hold them, in order, without a
+        copy: ``bytes``, ``bytearray`` (a whole tail: nothing here refers to
+        it any more) or views (of frames, or the cut of a chunk).  The
+        caller owns them; none is changed here afterwards."""
+        total = self._len
+        if total == 0 or max_bytes <= 0:
+            return []
+        return self._take(max_bytes if max_bytes < total else total)
 
     def read_into(self, sink: Callable[[memoryview], object], max_bytes: int) -> int:
         """Remove up to ``max_bytes`` bytes (the count :meth:`read` would
