@@ -28,6 +28,7 @@ from ustack.addressing import parse_interface as parse_interface  # re-exported
 from ustack.driver.port import TcpPort, port_of
 from ustack.driver.rx_batch import BatchReceiver
 from ustack.driver.tcp_table import TcpTable, _fine_clock
+from ustack.heap import keep_heap_top
 from ustack.instance_lock import acquire
 from ustack.link.af_packet import TP_STATUS_USER
 from ustack.link.base import Device, ReceivedFrame
@@ -244,6 +245,7 @@ class Stack:
                 raise ValueError("Stack.start needs iface= (an interface name) or device=")
             from ustack.link.af_packet import AfPacketDevice
 
+            keep_heap_top()  # (bulk receive: the pages of freed frames are used again)
             lock = acquire(iface, str(interface.ip))
             if syn_channel is None:  # the default: on, but for an exact capture
                 syn_channel = pcap is None
