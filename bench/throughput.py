@@ -20,7 +20,10 @@ is shared: only figures from the same run compare); each direction then
 reports the median as ``mbps`` with ``mbps_min``/``mbps_max``, every run's
 figure in ``runs``, and ``us_cpu_per_segment`` (stack-process CPU per
 MSS-sized segment of payload, median); ``loadavg`` is the 1-minute load
-before and after.
+before and after.  ``run_share``/``wait_share`` (the run picked): the share of
+the transfer the stack process ran on a CPU, and the share it was runnable
+but waited for one (/proc schedstat): a high wait share means a busy machine,
+whose MB/s say little about the stack.
 
 Needs root (namespaces, AF_PACKET).
 """
@@ -95,6 +98,28 @@ def kernel_address(lab: Lab) -> Iterator[None]:
         subprocess.run(["ip", "-n", lab.peer_ns, "neigh", "flush", "all"], check=False)
 
 
+def _sched() -> tuple[int, int]:
+    """This thread's (ns on a CPU, ns runnable but waiting for one) from
+    /proc/thread-self/schedstat; (0, 0) where there is none."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return 0, 0
+
+
+def _shares(s0: tuple[int, int], elapsed: float) -> dict[str, float]:
+    """``run_share``/``wait_share``: of the interval, the fraction the stack
+    ran and the fraction it was runnable but waited for a CPU (a busy
+    machine: the MB/s then say more about the others than about the stack)."""
+    s1 = _sched()
+    if not s1[0] or elapsed <= 0:
+        return {}
+    return {"run_share": (s1[0] - s0[0]) / 1e9 / elapsed,
+            "wait_share": (s1[1] - s0[1]) / 1e9 / elapsed}
+
+
 def _cc_args(cc: str | None) -> list[str]:
     return ["--congestion", cc] if cc else []
 
@@ -118,6 +143,7 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         chunks = pattern_chunks(nbytes, seed=7)
         t0 = time.perf_counter()
         c0 = time.process_time()
+        s0 = _sched()
         for piece in chunks:
             writer.write(piece)
             await writer.drain()
@@ -132,7 +158,7 @@ async def ustack_to_kernel(stack: Any, lab: Lab, nbytes: int, verify: bool) -> d
         ok = int(got) == nbytes and (not verify or sha == pattern_sha256(nbytes, 7))
         return {"mbps": nbytes / elapsed / 1e6, "ok": ok, "seconds": elapsed,
                 "cpu_seconds": cpu, "retrans": getattr(info, "total_retrans", None),
-                "congestion": getattr(info, "ca_name", None)}
+                "congestion": getattr(info, "ca_name", None), **_shares(s0, elapsed)}
     finally:
         _stop_peer(sink)
 
@@ -148,6 +174,7 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
         got = 0
         t0 = time.perf_counter()
         c0 = time.process_time()
+        s0 = _sched()
         while True:
             data = await reader.read(read_size)
             if not data:
@@ -169,7 +196,8 @@ async def kernel_to_ustack(stack: Any, lab: Lab, nbytes: int, verify: bool,
                 # frames per device wakeup, over the stack's life so far
                 "segs_merged": counters.get("tcp_segs_merged"),
                 "segs_in": counters.get("tcp_segs_in"),
-                "rx_frames_per_wakeup": dev.get("rx_frames", 0) / max(1, dev.get("rx_wakeups", 1))}
+                "rx_frames_per_wakeup": dev.get("rx_frames", 0) / max(1, dev.get("rx_wakeups", 1)),
+                **_shares(s0, elapsed)}
     finally:
         _stop_peer(source)
 
@@ -315,6 +343,8 @@ def main() -> int:
                     extra += f"  ({r['ratio_to_kernel']:.4f} of kernel)"
                 if "us_cpu_per_segment" in r:
                     extra += f"  {r['us_cpu_per_segment']:.2f} us CPU/segment"
+                if "wait_share" in r:
+                    extra += f"  run {r['run_share']:.0%} wait {r['wait_share']:.0%}"
                 if "retrans" in r:
                     extra += f"  retrans={r['retrans']} ok={r['ok']}"
                 print(f"{key:18s} {r['mbps']:9.1f} MB/s{extra}")
