@@ -515,6 +515,13 @@ class TcpTable:
         #: joins the running drain)
         self._flushing = False
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
+        #: the 2MSL entries of TIME-WAIT records, in (deadline, counter)
+        #: order: a record's deadline is its making time plus the one
+        #: ``time_wait``, so they arrive in order and a FIFO takes them in
+        #: O(1) each way (out of order, an entry goes to the heap); the heap
+        #: keeps the short timers of live connections.  The timer takes both
+        #: in the one order a single heap gave (_on_timer).
+        self._tw_fifo: deque[tuple[float, int, TcpEndpoint]] = deque()
         self._heap_counter = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
@@ -1836,7 +1843,12 @@ class TcpTable:
         hd = ep.heap_deadline
         if hd is None or deadline < hd:
             ep.heap_deadline = deadline
-            heapq.heappush(self._heap, (deadline, next(self._heap_counter), ep))
+            entry = (deadline, next(self._heap_counter), ep)
+            fifo = self._tw_fifo
+            if type(ep.conn) is TimeWait and (not fifo or fifo[-1][0] <= deadline):
+                fifo.append(entry)
+                return
+            heapq.heappush(self._heap, entry)
             if len(self._heap) > _HEAP_SLACK * (len(self._conns) + 16):
                 self._compact()
 
@@ -1852,7 +1864,15 @@ class TcpTable:
             if not head.removed and head.heap_deadline == when:
                 break
             heapq.heappop(heap)  # stale
-        else:
+        fifo = self._tw_fifo
+        while fifo:
+            tw_when, _, head = fifo[0]
+            if not head.removed and head.heap_deadline == tw_when:
+                if not heap or tw_when < when:
+                    when = tw_when
+                break
+            fifo.popleft()  # stale
+        if not heap and not fifo:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -1875,8 +1895,24 @@ class TcpTable:
         now = self.now()
         heap = self._heap
         self.counters["tcp_timer_fires"] += 1
-        while heap and heap[0][0] <= now:
-            deadline, _, ep = heapq.heappop(heap)
+        fifo = self._tw_fifo
+        while True:
+            # the earlier (deadline, counter) of the two heads, if due
+            if heap and heap[0][0] <= now:
+                entry = heap[0]
+                if fifo:
+                    first = fifo[0]
+                    if first[0] < entry[0] or (first[0] == entry[0] and first[1] < entry[1]):
+                        entry = fifo.popleft()
+                    else:
+                        heapq.heappop(heap)
+                else:
+                    heapq.heappop(heap)
+            elif fifo and fifo[0][0] <= now:
+                entry = fifo.popleft()
+            else:
+                break
+            deadline, _, ep = entry
             if ep.removed or ep.heap_deadline != deadline:
                 continue  # stale
             ep.heap_deadline = None
@@ -1927,6 +1963,7 @@ class TcpTable:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._heap.clear()
+        self._tw_fifo.clear()
         self._req_heap.clear()
 
 
