@@ -758,6 +758,10 @@ class TcpTable:
             # later deadline is found by the entry already there)
             self._schedule(ep, deadline)
             self._arm()
+        if isinstance(conn, _TcpConnection):  # (compiled: a native call)
+            if conn.has_events():
+                self.touch(ep)
+            return
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
@@ -956,7 +960,12 @@ class TcpTable:
             conn.receive(seg, self._clock())
         else:  # RTT samples from the arrival, not from our wake-up
             conn.receive(seg, self._clock(), arrival)
-        if getattr(conn, "reopen_syn", None) is not None:
+        if isinstance(conn, _TcpConnection):
+            # (compiled: a native field read; the getattr below is for the
+            # TIME-WAIT record and the unit tests' fake connections)
+            if conn.reopen_syn is not None:
+                return self._reopen(ep, src, dst, seg)
+        elif getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
