@@ -8,8 +8,9 @@ does, with the pseudo-header); encoding computes it unless told not to.
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -200,6 +201,26 @@ _IPV4_DF: Final = 0x4000
 _IPV4_DEFAULT_TTL: Final = 64
 
 
+def _load_frame_accelerator() -> Callable[..., bytes | None] | None:
+    """``ustack.wire._csum.tcp4_frame`` (one frame of
+    :meth:`SegmentEncoder.encode_ipv4_many` in C, the same bytes) unless the C
+    helper is missing, older than this function, or USTACK_NO_ACCEL is set."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.wire import _csum
+    except ImportError:
+        return None
+    fn: Callable[..., bytes | None] | None = getattr(_csum, "tcp4_frame", None)
+    return fn
+
+
+#: the C frame builder, or None (then the loop's struct.pack path); not
+#: Final, so the differential test (tests/unit/test_wire_accel.py) can turn
+#: it off in compiled code too
+_tcp4_frame: Callable[..., bytes | None] | None = _load_frame_accelerator()
+
+
 class SegmentEncoder:
     """Encodes segments from ``src_ip`` to ``dst_ip``: the send fast path.
 
@@ -331,6 +352,7 @@ class SegmentEncoder:
         opt, opt_sum = self._opt_bytes, self._opt_sum
         hlen = HEADER_LEN + len(opt)
         sum16 = _sum16
+        frame_c = _tcp4_frame
         for seg in segs:
             opts = seg.options
             if opts is not cur:
@@ -340,6 +362,21 @@ class SegmentEncoder:
                 hlen = HEADER_LEN + len(opt)
             payload = seg.payload
             n = len(payload)
+            drawn = -1  # the identification already drawn for this segment, if any
+            if frame_c is not None:
+                # the C helper (_csum.tcp4_frame): the arithmetic and the
+                # bytes below in one call; None for an argument the struct
+                # path refuses, which then raises as it always did
+                if hlen + n > 0xFFFF - 20:
+                    raise ValueError(f"IPv4 packet too long ({hlen + n + 20} bytes)")
+                drawn = next(idents) & 0xFFFF
+                frame = frame_c(lead, opt, payload, src_ip, dst_ip, base, ip_base, opt_sum,
+                                ttl, drawn, seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF,
+                                seg.ack & 0xFFFFFFFF, (hlen << 10) | (seg.flags & 0xFF),
+                                seg.window & 0xFFFF, seg.urgent & 0xFFFF)
+                if frame is not None:
+                    append(frame)
+                    continue
             if not n:
                 psum = 0
             elif sum16 is not None:  # the C accelerator (checksum.payload_sum)
@@ -363,7 +400,7 @@ class SegmentEncoder:
             urgent = seg.urgent & 0xFFFF
             s = (base + tcp_len + ((sport << 16) | dport) + seq + ack
                  + ((off_flags << 16) | window) + urgent + opt_sum + psum) % 0xFFFF
-            ident = next(idents) & 0xFFFF
+            ident = next(idents) & 0xFFFF if drawn < 0 else drawn
             ip_s = (ip_base + tcp_len + ident) % 0xFFFF
             append(join((lead, pack(
                 0x45, 0, 20 + tcp_len, ident, _IPV4_DF, ttl, PROTO_TCP,
