@@ -193,6 +193,14 @@ _TS_PACK: Final = _TS_OPTION.pack
 _TS_UNPACK_FROM: Final = _TS_SEGMENT.unpack_from
 #: _TS_PREFIX as a 32-bit word
 _TS_PREFIX_WORD: Final = 0x0101080A
+#: the options of Linux's SACK ACKs (tcp_options_write): ``nop, nop, TS`` then
+#: ``nop, nop, SACK`` with 1-3 blocks (4 do not fit beside the timestamps);
+#: the header is 9 + 2 * blocks words long, the SACK prefix word follows the
+#: timestamps at byte 32 and the blocks at byte 36
+_TS_SACK_ORDER: Final[tuple[int, ...]] = (OPT_TIMESTAMP, OPT_SACK)
+_SACK_PREFIX: Final = struct.Struct("!I")
+_SACK_PREFIX_WORD: Final = 0x01010500  # nop, nop, SACK, (length)
+_SACK_BLOCKS: Final = (struct.Struct("!II"), struct.Struct("!IIII"), struct.Struct("!IIIIII"))
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
@@ -473,6 +481,22 @@ class TcpSegment:
                 return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
                                   bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"",
                                   csum)
+            words = off >> 4
+            if (prefix == _TS_PREFIX and words in (11, 13, 15) and n >= words * 4
+                    and _SACK_PREFIX.unpack_from(data, _TS_HEADER_LEN)[0]
+                    == _SACK_PREFIX_WORD | (words * 4 - _TS_HEADER_LEN - 2)):
+                # the SACK ACK of a timestamp connection (every ACK of a
+                # lossy transfer): decoded as decode_options() would
+                k = (words - 9) >> 1
+                b = _SACK_BLOCKS[k - 1].unpack_from(data, _TS_HEADER_LEN + 4)
+                blocks = [(b[0], b[1])] if k == 1 else (
+                    [(b[0], b[1]), (b[2], b[3])] if k == 2
+                    else [(b[0], b[1]), (b[2], b[3]), (b[4], b[5])])
+                options = TcpOptions(None, None, False, blocks, (tsval, tsecr), None,
+                                     _TS_SACK_ORDER)
+                hlen = words * 4
+                return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
+                                  bytes(data[hlen:]) if n > hlen else b"", csum)
         elif n < HEADER_LEN:
             raise ParseError("tcp-truncated", f"{n} bytes")
         sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)
