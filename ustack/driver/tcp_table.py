@@ -120,15 +120,15 @@ def _sent_at() -> float | None:
 
 
 def _buffered(conn: TcpConnection | TimeWait) -> int:
-    """Bytes a connection holds or has promised to take: send queue, unread
-    and out-of-order data, and the receive window it advertised (data the
-    peer may send without asking; Linux charges it ahead too, sk_forward_alloc).
-    A TIME-WAIT record holds nothing."""
+    """Bytes a connection holds: send queue, unread and out-of-order data
+    (Linux charges an skb as it is queued, not the window ahead of it: a
+    fresh connection costs nothing; ustack.tcp.memory).  A TIME-WAIT record
+    holds nothing."""
     if isinstance(conn, TimeWait):
         return 0
     try:
         rcv = conn.rcv
-        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
+        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes
     except AttributeError:  # a connection class without the rooms (tests)
         return 0
 
@@ -765,6 +765,10 @@ class TcpTable:
             # later deadline is found by the entry already there)
             self._schedule(ep, deadline)
             self._arm()
+        if isinstance(conn, _TcpConnection):  # (compiled: a native call)
+            if conn.has_events():
+                self.touch(ep)
+            return
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
@@ -963,7 +967,12 @@ class TcpTable:
             conn.receive(seg, self._clock())
         else:  # RTT samples from the arrival, not from our wake-up
             conn.receive(seg, self._clock(), arrival)
-        if getattr(conn, "reopen_syn", None) is not None:
+        if isinstance(conn, _TcpConnection):
+            # (compiled: a native field read; the getattr below is for the
+            # TIME-WAIT record and the unit tests' fake connections)
+            if conn.reopen_syn is not None:
+                return self._reopen(ep, src, dst, seg)
+        elif getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
@@ -1775,18 +1784,27 @@ class TcpTable:
             clamp = memory.clamp(cfg.send_buffer, cfg.recv_buffer, len(snd_buf),
                                  len(rcv.buf) + rcv.ooo.nbytes, conn.advmss)
             rcv.size = clamp.recv_size
+            rcv.clamp_window()
             if snd_buf.limit != clamp.send_limit:
                 conn.set_send_limit(clamp.send_limit)
         except AttributeError:  # a connection class without the rooms (tests)
             pass
 
     def _charge(self, delta: int, now: float) -> None:
-        """Charge the memory budget; when that ends a pressure, the
-        connections clamped under it get their limits back
-        (:meth:`_release_clamps`)."""
+        """Charge the memory budget; when that starts a pressure (or goes
+        over the limit) every connection gets its clamp at once, so that no
+        window advertised before it keeps inviting data (the budget charges
+        what is held, not the windows ahead: ustack.tcp.memory); when that
+        ends a pressure, the connections clamped under it get their limits
+        back (:meth:`_release_clamps`)."""
         memory = self.memory
+        epoch = memory.epoch
         memory.charge(delta, now)
-        if self._clamped and memory.state == NORMAL:
+        if memory.epoch != epoch and memory.state != NORMAL:
+            for ep in list(self._conns.values()):
+                if ep.mem_epoch != memory.epoch:
+                    self._clamp(ep, ep.conn)
+        elif self._clamped and memory.state == NORMAL:
             self._release_clamps()
 
     def _release_clamps(self) -> None:
