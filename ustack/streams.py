@@ -151,6 +151,9 @@ async def resolve(stack: StreamHost, host: str) -> list[str]:
 
 #: the shared, never written ``_extra`` of a transport given no extra info
 _NO_EXTRA: dict[str, Any] = {}
+#: ``_extra`` key of the weak reference to a transport's socket object
+#: (TcpTransport.get_extra_info("socket"))
+_SOCKET_REF: Final = "ustack.socket_ref"
 
 #: the shared, never written ``_held``/``_pending`` of a transport at rest
 #: (each becomes a deque of its own on first use: an empty deque is ~600 bytes)
@@ -270,12 +273,19 @@ class TcpTransport(asyncio.Transport):
         if name == "socket":
             if self._ep is None:
                 return default
-            sock = self._extra.get("socket")
+            # the transport keeps its socket object weakly: the socket holds
+            # the transport, and a strong reference back made a cycle that
+            # left every such connection's ~30 objects to the cyclic
+            # collector (an echo server asking once per connection for
+            # TCP_NODELAY: gen2 collections of ~20 objects per connection,
+            # issue 14).  The same object while anyone holds it.
+            ref = self._extra.get(_SOCKET_REF)
+            sock = ref() if ref is not None else None
             if sock is None:
                 if self._extra is _NO_EXTRA:
                     self._extra = {}
-                sock = self._extra["socket"] = TransportSocket(
-                    self, self._ep.sockname, self._ep.peername)
+                sock = TransportSocket(self, self._ep.sockname, self._ep.peername)
+                self._extra[_SOCKET_REF] = weakref.ref(sock)
             return sock
         return self._extra.get(name, default)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -59,12 +60,22 @@ def _cyclic_core_garbage() -> dict[str, int]:
         gc.garbage.clear()
 
 
-async def _connect_close_many(n: int, request: bool) -> tuple[int, int]:
+def _nodelay(w: asyncio.StreamWriter) -> None:
+    """What bench/aio_peer.py's echo server does with every connection."""
+    sock = w.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    assert w.get_extra_info("socket") is sock  # (the same object while held)
+
+
+async def _connect_close_many(n: int, request: bool,
+                              ask_socket: bool = False) -> tuple[int, int]:
     a_dev, b_dev = MemoryPair()
     a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
     b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
     try:
         async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if ask_socket:
+                _nodelay(w)
             while data := await r.read(1024):
                 w.write(data)
             w.close()
@@ -72,6 +83,8 @@ async def _connect_close_many(n: int, request: bool) -> tuple[int, int]:
         await b.start_server(echo, port=7000)
         for _ in range(n):
             r, w = await a.open_connection(B, 7000)
+            if ask_socket:
+                _nodelay(w)
             if request:
                 w.write(b"ping")
                 assert await r.readexactly(4) == b"ping"
@@ -93,6 +106,18 @@ def test_finished_connections_leave_no_cycles(no_gc: None, request_: bool) -> No
     n = 20
     in_a, in_b = asyncio.run(_connect_close_many(n, request_))
     assert in_a == n and in_b == 0  # client: n TIME-WAIT records; server: all gone
+    assert _cyclic_core_garbage() == {}
+
+
+@pytest.mark.parametrize("request_", [False, True])
+def test_connections_whose_socket_was_asked_for_leave_no_cycles(
+        no_gc: None, request_: bool) -> None:
+    """``get_extra_info("socket")`` on both sides (the socket object refers to
+    its transport: the transport keeps it weakly, else a cycle through the
+    transport, its endpoint and the whole connection)."""
+    n = 20
+    in_a, in_b = asyncio.run(_connect_close_many(n, request_, ask_socket=True))
+    assert in_a == n and in_b == 0
     assert _cyclic_core_garbage() == {}
 
 

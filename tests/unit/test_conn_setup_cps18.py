@@ -67,7 +67,8 @@ def _run(close: bool) -> dict[str, Any]:
                 out["records"] = [type(ep.conn) for ep in eps]
                 out["tw_hd"] = [(ep.heap_deadline, ep.conn.next_deadline()) for ep in eps]
                 # live heap entries: one per endpoint at most, each its 2MSL
-                live = [e for e in table._heap
+                # (the records' entries are in the TIME-WAIT FIFO)
+                live = [e for e in [*table._heap, *table._tw_fifo]
                         if not e[2].removed and e[2].heap_deadline == e[0]]
                 out["live"] = len(live)
                 out["n"] = len(eps)

@@ -13,21 +13,13 @@ from ustack.tcp import events as ev
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.retry_budget import model_timeout, timed_out
-from ustack.tcp.state import TcpState
 from ustack.tcp.testing import Script
-from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
 
 ISS = 10_000
 
 
 def established(cfg: TcpConfig | None = None) -> Script:
-    syn = TcpSegment(40000, 80, 0, 0, SYN, 65535, 0, TcpOptions(mss=1460))
-    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, 0)
-    s.drain()
-    s.inject(s.seg(".", 1, 1))
-    assert s.conn.state is TcpState.ESTABLISHED
-    s.events.clear()
-    return s
+    return Script.passive_open(cfg, iss=ISS)
 
 
 def active(cfg: TcpConfig | None = None) -> Script:

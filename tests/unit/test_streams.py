@@ -26,21 +26,27 @@ pytest.importorskip("ustack.tcp.connection")
 
 from ustack import streams  # noqa: E402
 from ustack.driver.tcp_table import TcpTable  # noqa: E402
+from ustack.wire.tcp import URG, TcpSegment  # noqa: E402
 
 A_IP, B_IP = "10.9.0.1", "10.9.0.2"
 
 
 class MemoryIp:
-    """Delivers to the peer table on the next loop iteration; can black-hole."""
+    """Delivers to the peer table on the next loop iteration; can black-hole;
+    with ``record`` keeps every segment it sent, decoded."""
 
     def __init__(self, src: str) -> None:
         self.src = socket.inet_aton(src)
         self.peer: TcpTable | None = None
         self.drop: Callable[[bytes], bool] | None = None
         self.sent = 0
+        self.record = False
+        self.segments: list[TcpSegment] = []
 
     def send(self, dst: bytes, protocol: int, payload: bytes) -> None:
         self.sent += 1
+        if self.record:
+            self.segments.append(TcpSegment.decode(payload))
         if self.peer is None or (self.drop is not None and self.drop(payload)):
             return
         asyncio.get_running_loop().call_soon(self.peer.ip_input, self.src, dst, payload)
@@ -522,3 +528,47 @@ async def test_readexactly_larger_than_the_buffer_after_the_data_came(pair: Any)
     assert await asyncio.wait_for(reader.readexactly(len(payload)), 5) == payload
     writer.close()
     server.close()
+
+
+async def test_write_urgent_sends_urg_and_the_bytes_arrive(pair: Any) -> None:
+    """TcpTransport.write_urgent (send(MSG_OOB), conformance 46): the segment
+    carries URG with the pointer one past the urgent byte, the bytes arrive
+    in order (ustack's receiver keeps the urgent byte inline)."""
+    a, b = pair
+    a.ip.record = True
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await got.put(await reader.readexactly(15))
+        writer.close()
+
+    server = await streams.start_server(handle, port=7601, stack=b)
+    reader, writer = await streams.open_connection(B_IP, 7601, stack=a)
+    transport: Any = writer.transport
+    writer.write(b"0123456789")
+    transport.write_urgent(b"abcd!")
+    data = await asyncio.wait_for(got.get(), 5)
+    assert data == b"0123456789abcd!"
+    urgent = [s for s in a.ip.segments if s.flags & URG]
+    assert urgent and all(s.seq + s.urgent == urgent[0].seq + urgent[0].urgent
+                          for s in urgent)
+    first = [s for s in a.ip.segments if s.payload][0]
+    assert urgent[0].seq + urgent[0].urgent == first.seq + 15  # one past the "!"
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_write_urgent_refuses_behind_buffered_writes(pair: Any) -> None:
+    """write_urgent refuses while earlier writes are still buffered in the
+    transport (their bytes would follow the urgent one)."""
+    a, b = pair
+    server = await streams.start_server(lambda r, w: None, port=7602, stack=b)
+    _, writer = await streams.open_connection(B_IP, 7602, stack=a)
+    transport: Any = writer.transport
+    transport._queue(b"held")  # as if the send buffer had been full
+    with pytest.raises(BlockingIOError):
+        transport.write_urgent(b"!")
+    writer.close()
+    server.close()
+    await server.wait_closed()

@@ -119,8 +119,15 @@ def test_reno_grows_only_when_cwnd_limited_and_by_bytes_acked() -> None:
 
 
 # ------------------------------------------------------------------ cubic
-def _cubic_after_loss(w_max_seg: int) -> Cubic:
-    cc = create("cubic", MSS, 10)
+class RfcCubic(Cubic):
+    """CUBIC in RFC 9438's continuous time (``hz = 0``), not Linux's jiffies."""
+
+    name = "hk-cubic-rfc"
+    hz = 0
+
+
+def _cubic_after_loss(w_max_seg: int, rfc: bool = True) -> Cubic:
+    cc: CongestionController = RfcCubic(MSS, 10) if rfc else create("cubic", MSS, 10)
     assert isinstance(cc, Cubic)
     cc.cwnd = w_max_seg * MSS
     cc.ssthresh = cc.ssthresh_on_loss(0.0, cc.cwnd)
@@ -179,6 +186,51 @@ def test_cubic_reno_friendly_region_on_a_short_rtt() -> None:
     want = 20 + (50 - rtts_to_prior)
     assert abs(cc.cwnd / MSS - want) <= 3, (cc.cwnd / MSS, want)
     assert cc.w_cubic(now) < 15  # the curve alone would still be at ~W_epoch
+
+
+def _ack_clock(cc: Cubic, now: float, rtt: float, rtts: int) -> float:
+    """``rtts`` round trips of a cwnd-limited ACK clock, one ACK per segment."""
+    for _ in range(rtts):
+        per_rtt = cc.cwnd // MSS
+        for _ in range(per_rtt):
+            cc.on_ack(RateSample(acked_sacked=MSS, rtt=rtt, min_rtt=rtt), now)
+            now += rtt / per_rtt
+    return now
+
+
+def test_cubic_linux_arithmetic_grows_one_segment_per_rtt_in_the_epochs_first_jiffy() -> None:
+    """Linux bictcp_update at a 0.2 ms RTT (HZ=250: a jiffy is 4 ms): the
+    epoch's first evaluation truncates the curve's drop to one segment less
+    than W_max - cwnd, so cnt = cwnd (one segment per RTT) until the jiffy
+    ends; RFC 9438's continuous curve is flat there and W_est grows by
+    alpha_cubic = 0.53 per RTT."""
+    linux = _cubic_after_loss(20, rfc=False)
+    rfc = _cubic_after_loss(20)
+    assert linux.hz == 250 and linux.ssthresh == rfc.ssthresh == 14 * MSS
+    _ack_clock(linux, 0.0, 0.0002, 10)  # 2 ms: inside the first jiffy
+    _ack_clock(rfc, 0.0, 0.0002, 10)
+    assert linux.cwnd // MSS >= 14 + 9, linux.cwnd // MSS
+    assert rfc.cwnd // MSS <= 14 + 6, rfc.cwnd // MSS
+
+
+def test_cubic_linux_arithmetic_waits_for_the_reno_estimate_after_the_first_jiffy() -> None:
+    """In the next jiffy the target (still ~cwnd at the epoch start) is below
+    cwnd: cnt = 100 cwnd, and only the Reno-friendly estimate (+1 per
+    cwnd * 15/8 ACKed from the epoch's cwnd) can lower it, so cwnd holds
+    until that estimate passes it."""
+    cc = _cubic_after_loss(20, rfc=False)
+    _ack_clock(cc, 0.0, 0.0002, 15)  # 3 ms
+    top = cc.cwnd // MSS
+    _ack_clock(cc, 0.0041, 0.0002, 5)  # the next jiffy
+    assert top - 1 <= cc.cwnd // MSS <= top + 1, (top, cc.cwnd // MSS)
+
+
+def test_cubic_linux_arithmetic_reduction_in_whole_segments() -> None:
+    cc = _cubic_after_loss(100, rfc=False)
+    assert cc.ssthresh == 100 * 717 // 1024 * MSS and cc.w_max == 100
+    cc.cwnd = 81 * MSS  # below W_max: fast convergence, Linux's integer formula
+    assert cc.ssthresh_on_loss(1.0, cc.cwnd) == 81 * 717 // 1024 * MSS
+    assert cc.w_max == 81 * 1741 // 2048
 
 
 def test_cubic_idle_time_does_not_count_as_growth_time() -> None:

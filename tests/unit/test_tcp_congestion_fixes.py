@@ -202,13 +202,20 @@ def test_connection_tells_the_controller_whether_it_paces() -> None:
 
 
 # ------------------------------------------------------------ 6: CUBIC after an RTO
+class _RfcCubic(Cubic):
+    """CUBIC in RFC 9438's continuous time (``hz = 0``), not Linux's jiffies."""
+
+    name = "hk-cubic-rfc"
+    hz = 0
+
+
 def test_cubic_after_rto_reno_friendly_alpha_until_cwnd_prior() -> None:
     """RFC 9438 4.8: after a timeout K = 0 and W_max = W_est = cwnd_epoch;
     4.6 set cwnd_prior to the cwnd of the reduction, and 4.3 keeps
     alpha_cubic = 3(1 - beta)/(1 + beta) (0.53) until W_est reaches it.  One
     window of ACKs at t = 0 (W_cubic flat) then moves W_est by alpha < 1
     segment: cwnd stays; with alpha = 1 it would gain one segment."""
-    cc = Cubic(MSS, 10)
+    cc = _RfcCubic(MSS, 10)
     cc.cwnd = 100 * MSS
     cc.ssthresh = cc.ssthresh_on_loss(0.0, 100 * MSS)  # 70 segments
     cc.on_state(CaState.LOSS, 0.0)
@@ -222,11 +229,26 @@ def test_cubic_after_rto_reno_friendly_alpha_until_cwnd_prior() -> None:
 def test_cubic_loss_free_hystart_exit_sets_cwnd_prior_to_cwnd() -> None:
     """RFC 9438 4.10: no reduction yet, so cwnd_prior = cwnd and alpha = 1
     at once: one window of ACKs at t = 0 gains one segment."""
-    cc = Cubic(MSS, 10)
+    cc = _RfcCubic(MSS, 10)
     cc.cwnd = cc.ssthresh = 70 * MSS
     for _ in range(70):
         cc.on_ack(RateSample(acked_sacked=MSS, rtt=0.001, min_rtt=0.001), 1.0)
     assert cc.cwnd == 71 * MSS
+
+
+def test_cubic_linux_arithmetic_without_w_max_grows_5_percent_per_rtt() -> None:
+    """Linux bictcp_update: while W_max is unknown (after an RTO, or before
+    the first loss) cnt is at most 20, one segment per 20 ACKed."""
+    cc = Cubic(MSS, 10)
+    assert cc.hz
+    cc.cwnd = 100 * MSS
+    cc.ssthresh = cc.ssthresh_on_loss(0.0, 100 * MSS)  # 70 segments
+    cc.on_state(CaState.LOSS, 0.0)
+    cc.cwnd = 70 * MSS
+    cc.on_state(CaState.OPEN, 1.0)
+    for _ in range(70):
+        cc.on_ack(RateSample(acked_sacked=MSS, rtt=0.001, min_rtt=0.001), 1.0)
+    assert cc.cwnd == (70 + 70 // 20) * MSS
 
 
 # ------------------------------------------------------------ 6: BBR min_rtt filter

@@ -66,7 +66,9 @@ def test_compiled_connection_is_a_pymalloc_small_object() -> None:
     # the sender's 160 includes the urgent pointer (SND.UP), in the 160-byte
     # pymalloc class its 152 bytes took before it
     assert sizes["receiver"] <= 192 and sizes["sender"] <= 160, sizes
-    assert got["cc"] == "cubic" and sizes["cc"] <= 192, sizes
+    # cubic's 208 includes Linux's ca->cnt and last_time (the jiffy
+    # arithmetic of bictcp_update, issue 9), one class above its 192 before
+    assert got["cc"] == "cubic" and sizes["cc"] <= 208, sizes
 
 
 @pytest.mark.parametrize("pure", [True, False], ids=["pure", "default"])

@@ -133,7 +133,10 @@ class EagerCubic(Cubic):
             acked = self.slow_start(acked)
             if acked <= 0:
                 return
-        self._avoid(acked, rs, now)
+        if self.hz:
+            self._avoid_linux(acked, rs, now)
+        else:
+            self._avoid(acked, rs, now)
 
     def ssthresh_on_loss(self, now: float, in_flight: int) -> int:
         out = super().ssthresh_on_loss(now, in_flight)

@@ -9,9 +9,9 @@ gtests/net/tcp/nagle/sendmsg_msg_more.pkt, checked against the kernel peer.
 
 from __future__ import annotations
 
-from ustack.tcp import TcpConfig, TcpConnection
+from ustack.tcp import TcpConfig
 from ustack.tcp.testing import Script
-from ustack.wire.tcp import SYN, TcpOptions, TcpSegment
+from ustack.wire.tcp import TcpOptions
 
 ISS = 10_000
 PEER = 0
@@ -19,13 +19,7 @@ PEER = 0
 
 def established() -> Script:
     cfg = TcpConfig(max_segment=0, initial_cwnd=10, nodelay=True)
-    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0, TcpOptions(mss=1000))
-    s = Script(TcpConnection.accept(syn, ISS, 0.0, cfg), ISS, PEER)
-    s.drain()
-    s.now = 0.01
-    s.inject(s.seg(".", 1, 1))
-    s.events.clear()
-    return s
+    return Script.passive_open(cfg, TcpOptions(mss=1000), iss=ISS, peer_iss=PEER, rtt=0.01)
 
 
 def test_more_holds_a_partial_segment_despite_nodelay_until_the_persist_timer() -> None:

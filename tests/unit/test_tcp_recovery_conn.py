@@ -16,13 +16,9 @@ MSS = 1000
 
 
 def established() -> Script:
-    syn = TcpSegment(40000, 80, PEER, 0, SYN, 65535, 0,
-                     TcpOptions(mss=MSS, sack_permitted=True))
-    s = Script(TcpConnection.accept(syn, ISS, 0.0), ISS, PEER)
-    s.drain()
-    s.now = 0.1  # handshake RTT 100 ms
-    s.inject(s.seg(".", 1, 1))
-    return s
+    # handshake RTT 100 ms
+    return Script.passive_open(None, TcpOptions(mss=MSS, sack_permitted=True), iss=ISS,
+                               peer_iss=PEER, rtt=0.1)
 
 
 def sack(s: Script, ack: int, *blocks: tuple[int, int]) -> list[str]:

@@ -411,3 +411,61 @@ async def test_a_drain_never_hands_a_connection_an_older_time(table: tt.TcpTable
     await settle()
     assert [k for k, _ in seen] == ["callback", "segments_to_send"]
     assert seen[1][1] >= seen[0][1]
+
+
+async def test_timer_takes_heap_and_time_wait_fifo_entries_in_one_order(
+    table: tt.TcpTable,
+) -> None:
+    """TIME-WAIT records' 2MSL entries wait in a FIFO beside the heap; the
+    timer takes the due entries of both in (deadline, push order), the
+    order one heap gave.  (The fakes are no TimeWait: the FIFO entries are
+    put there as ``_schedule`` puts a record's.)"""
+    now = table.now()
+    eps = [table.connect(PEER, 80 + i, Owner()) for i in range(6)]
+    await settle()
+    order: list[int] = []
+
+    def recorder(i: int, conn: FakeConn) -> Any:
+        def handle_timer(at: float) -> None:
+            order.append(i)
+            conn.deadline = None
+        return handle_timer
+
+    for i, ep in enumerate(eps):
+        fake(ep).handle_timer = recorder(i, fake(ep))  # type: ignore[method-assign]
+    # (endpoint, deadline, FIFO?) in push order: ties at +0.03 and +0.05
+    # between a heap and a FIFO entry, the earlier push first
+    pushes = [(0, 0.02, False), (1, 0.01, True), (2, 0.03, False), (3, 0.03, True),
+              (5, 0.05, True), (4, 0.05, False)]
+    for i, offset, in_fifo in pushes:
+        ep = eps[i]
+        fake(ep).deadline = now + offset
+        if in_fifo:
+            ep.heap_deadline = now + offset
+            table._tw_fifo.append((now + offset, next(table._heap_counter), ep))
+        else:
+            table._schedule(ep, now + offset)
+    table._clock = lambda: now + 1.0  # every entry is due
+    table._on_timer()
+    assert order == [1, 0, 2, 3, 5, 4]
+    assert not table._tw_fifo and table._timer is None
+
+
+async def test_stale_time_wait_fifo_entries_arm_no_timer(table: tt.TcpTable) -> None:
+    """A FIFO entry whose endpoint went (or got another deadline) is
+    dropped when it reaches the head: the timer is armed for the live
+    heap entry behind it, or not at all."""
+    now = table.now()
+    a = table.connect(PEER, 80, Owner())
+    b = table.connect(PEER, 81, Owner())
+    await settle()
+    b.heap_deadline = now + 0.5  # b's entry says +0.1: stale
+    table._tw_fifo.append((now + 0.1, next(table._heap_counter), b))
+    fake(a).deadline = now + 5.0
+    table.touch(a)
+    await settle()
+    assert not table._tw_fifo
+    assert table._timer is not None and table._timer_when == now + 5.0
+    table.abort(a)
+    await settle()
+    assert table._timer is None

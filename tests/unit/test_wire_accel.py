@@ -89,17 +89,61 @@ def test_encoder_same_bytes_with_and_without(segs: list[TcpSegment], src: bytes,
                                              dst: bytes) -> None:
     csum = _accel()
     names = vars(wtcp)  # the module's globals, as encode_ipv4_many reads them
-    saved = names["_sum16"]
+    saved = names["_sum16"], names["_tcp4_frame"]
     try:
-        names["_sum16"] = csum.sum16
+        names["_sum16"], names["_tcp4_frame"] = csum.sum16, csum.tcp4_frame
         fast = SegmentEncoder(src, dst).encode_ipv4_many(segs, itertools.count(5), b"E" * 14)
+        names["_tcp4_frame"] = None  # the struct path with the C sum
+        summed = SegmentEncoder(src, dst).encode_ipv4_many(segs, itertools.count(5), b"E" * 14)
         names["_sum16"] = None
         plain = SegmentEncoder(src, dst).encode_ipv4_many(segs, itertools.count(5), b"E" * 14)
     finally:
-        names["_sum16"] = saved
-    assert fast == plain
+        names["_sum16"], names["_tcp4_frame"] = saved
+    assert fast == summed == plain
     enc = SegmentEncoder(src, dst)
     assert [f[34:] for f in plain] == [enc.encode(s) for s in segs]
+
+
+def _encode_outcome(segs: list[TcpSegment], src: bytes, dst: bytes, ttl: int,
+                    frame_c: object) -> tuple[object, int]:
+    """encode_ipv4_many's frames or exception type, and the next
+    identification left in the iterator."""
+    names = vars(wtcp)
+    saved = names["_tcp4_frame"]
+    idents = itertools.count(0xFFF0)
+    try:
+        names["_tcp4_frame"] = frame_c
+        try:
+            got: object = SegmentEncoder(src, dst, ttl=ttl).encode_ipv4_many(
+                segs, idents, b"L" * 14)
+        except (struct.error, ValueError, OverflowError) as exc:
+            got = type(exc)
+    finally:
+        names["_tcp4_frame"] = saved
+    return got, next(idents)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.builds(
+           TcpSegment, src_port=st.integers(-2, 0x10001), dst_port=st.integers(0, 0x10001),
+           seq=st.integers(-1, 2**33), ack=u32, flags=st.integers(0, 0x1FF),
+           window=st.integers(0, 0x1FFFF), urgent=st.integers(-1, 0x1FFFF),
+           options=st.sampled_from([TcpOptions(), TcpOptions(timestamp=(7, 9))]),
+           payload=st.binary(max_size=300) | st.binary(max_size=40).map(memoryview)
+           | st.sampled_from([b"p" * 65500])),
+                min_size=1, max_size=5),
+       st.binary(min_size=0, max_size=6), st.binary(min_size=4, max_size=4),
+       st.sampled_from([64, 255, 256, -1]))
+def test_c_frame_builder_equals_the_struct_path_at_the_edges(
+        segs: list[TcpSegment], src: bytes, dst: bytes, ttl: int) -> None:
+    """_csum.tcp4_frame against encode_ipv4_many's struct.pack code on
+    arguments that pack refuses (ports and TTL out of range: struct.error),
+    masks (seq, window, urgent, flags), pads (an address of 0..6 bytes) or
+    rejects as too long (ValueError): the same frames or the same error,
+    and the same number of identifications drawn."""
+    csum = _accel()
+    assert _encode_outcome(segs, src, dst, ttl, csum.tcp4_frame) == _encode_outcome(
+        segs, src, dst, ttl, None)
 
 
 @settings(max_examples=300, deadline=None)
@@ -130,14 +174,15 @@ def test_receive_check_same_verdict(body: bytes, src: bytes, dst: bytes, fix: bo
 def test_env_var_forces_the_fallback() -> None:
     code = ("from ustack.wire import checksum, tcp; from ustack.link import af_packet; "
             "print(checksum.ACCELERATED, checksum.payload_sum is checksum._py_payload_sum, "
-            "tcp._sum16, af_packet._sendmany)")
+            "tcp._sum16, af_packet._sendmany, tcp._tcp4_frame)")
     env = dict(os.environ, USTACK_NO_ACCEL="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "True", "None", "None"]
+    assert out == ["False", "True", "None", "None", "None"]
     if os.environ.get("USTACK_NO_ACCEL", "") in ("", "0"):
-        _accel()
+        csum = _accel()
         assert checksum.ACCELERATED and checksum.payload_sum is checksum.sum16
+        assert wtcp._tcp4_frame is csum.tcp4_frame
 
 
 US_MAC, PEER_MAC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")

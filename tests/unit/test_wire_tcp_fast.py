@@ -144,6 +144,54 @@ def test_timestamp_decode_fast_path(seg: TcpSegment, cut: int) -> None:
         raise AssertionError("a truncated header decoded")
 
 
+@settings(max_examples=400, deadline=None)
+@given(segments, st.tuples(u32, u32), st.lists(st.tuples(u32, u32), min_size=1, max_size=3),
+       st.integers(0, 60))
+def test_timestamp_sack_decode_fast_path(seg: TcpSegment, ts: tuple[int, int],
+                                         blocks: list[tuple[int, int]], cut: int) -> None:
+    """A SACK ACK in Linux's layout (``nop, nop, TS, nop, nop, SACK``: every
+    ACK of a lossy transfer) decodes as the general path does."""
+    seg.options = TcpOptions(timestamp=ts, sack_blocks=list(blocks))
+    wire = seg.encode(b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")
+    hlen = (wire[12] >> 4) * 4
+    assert hlen == 36 + 8 * len(blocks) and wire[32:35] == b"\x01\x01\x05"
+    got = TcpSegment.decode(wire)
+    assert got.options == decode_options(wire[20:hlen])
+    assert got.options.sack_blocks == blocks and got.options.timestamp == ts
+    assert (got.seq, got.ack, got.flags, got.window, got.urgent, got.payload) == \
+        (seg.seq, seg.ack, seg.flags, seg.window, seg.urgent, seg.payload)
+    # a header cut inside the SACK blocks fails as the general path says
+    if cut < hlen:
+        try:
+            TcpSegment.decode(wire[:cut])
+        except Exception as exc:  # ParseError
+            assert type(exc).__name__ == "ParseError"
+        else:
+            raise AssertionError("a truncated header decoded")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(min_size=4, max_size=28), st.integers(0, 10), st.binary(max_size=8))
+def test_decode_after_timestamps_matches_general_path(tail: bytes, words: int,
+                                                      payload: bytes) -> None:
+    """Whatever follows ``nop, nop, TS`` (a near-SACK prefix, a wrong SACK
+    length, other options, any data offset), decode() agrees with
+    decode_options() or fails as the general path does."""
+    ts = bytes((1, 1, 8, 10)) + struct.pack("!II", 7, 9)
+    if tail[:3] == b"\x01\x01\x05" and len(tail) >= 4:
+        tail = tail[:3] + bytes((tail[3] % 30,)) + tail[4:]  # mostly plausible lengths
+    opts = ts + tail
+    off = 5 + min(words, (len(opts) + 3) // 4)
+    header = HEADER.pack(1, 2, 3, 4, off << 4, 0x10, 5, 0, 0)
+    wire = header + opts + payload
+    hlen = off * 4
+    if hlen > len(wire):
+        return
+    got = TcpSegment.decode(wire)
+    assert got.options == (decode_options(wire[20:hlen]) if hlen > 20 else TcpOptions())
+    assert got.payload == wire[hlen:]
+
+
 def _layer(sent: list[bytes]) -> IpLayer:
     ip = IpLayer(address=b"\x0a\x4d\x00\x02", prefixlen=24, mac=b"\x02" * 6,
                  transmit=sent.append, transmit_many=sent.extend, clock=lambda: 0.0, ttl=61)

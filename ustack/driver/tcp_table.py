@@ -120,15 +120,15 @@ def _sent_at() -> float | None:
 
 
 def _buffered(conn: TcpConnection | TimeWait) -> int:
-    """Bytes a connection holds or has promised to take: send queue, unread
-    and out-of-order data, and the receive window it advertised (data the
-    peer may send without asking; Linux charges it ahead too, sk_forward_alloc).
-    A TIME-WAIT record holds nothing."""
+    """Bytes a connection holds: send queue, unread and out-of-order data
+    (Linux charges an skb as it is queued, not the window ahead of it: a
+    fresh connection costs nothing; ustack.tcp.memory).  A TIME-WAIT record
+    holds nothing."""
     if isinstance(conn, TimeWait):
         return 0
     try:
         rcv = conn.rcv
-        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes + rcv.wnd
+        return len(conn.snd.buf) + len(rcv.buf) + rcv.ooo.nbytes
     except AttributeError:  # a connection class without the rooms (tests)
         return 0
 
@@ -515,6 +515,13 @@ class TcpTable:
         #: joins the running drain)
         self._flushing = False
         self._heap: list[tuple[float, int, TcpEndpoint]] = []
+        #: the 2MSL entries of TIME-WAIT records, in (deadline, counter)
+        #: order: a record's deadline is its making time plus the one
+        #: ``time_wait``, so they arrive in order and a FIFO takes them in
+        #: O(1) each way (out of order, an entry goes to the heap); the heap
+        #: keeps the short timers of live connections.  The timer takes both
+        #: in the one order a single heap gave (_on_timer).
+        self._tw_fifo: deque[tuple[float, int, TcpEndpoint]] = deque()
         self._heap_counter = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
@@ -758,6 +765,10 @@ class TcpTable:
             # later deadline is found by the entry already there)
             self._schedule(ep, deadline)
             self._arm()
+        if isinstance(conn, _TcpConnection):  # (compiled: a native call)
+            if conn.has_events():
+                self.touch(ep)
+            return
         pending = getattr(conn, "has_events", None)
         if pending is None or pending():
             self.touch(ep)  # (a connection class without has_events: always)
@@ -956,7 +967,12 @@ class TcpTable:
             conn.receive(seg, self._clock())
         else:  # RTT samples from the arrival, not from our wake-up
             conn.receive(seg, self._clock(), arrival)
-        if getattr(conn, "reopen_syn", None) is not None:
+        if isinstance(conn, _TcpConnection):
+            # (compiled: a native field read; the getattr below is for the
+            # TIME-WAIT record and the unit tests' fake connections)
+            if conn.reopen_syn is not None:
+                return self._reopen(ep, src, dst, seg)
+        elif getattr(conn, "reopen_syn", None) is not None:
             return self._reopen(ep, src, dst, seg)
         self._dirty[ep] = None
         if self._flush_handle is None and not self._batch:
@@ -1657,37 +1673,48 @@ class TcpTable:
         memory = self.memory
         guard = 0
         while dirty:
-            ep = next(iter(dirty))
-            del dirty[ep]
-            if ep.removed:
-                continue
-            conn = ep.conn
-            if ep.mem_epoch != memory.epoch:
-                self._clamp(ep, conn)  # before this drain's window goes out
-            closed = False
-            event = conn.next_event()
-            if event is not None:
-                while event is not None:
-                    if self._dispatch(ep, event):
-                        closed = True
-                    event = conn.next_event()
-                # the callbacks may have called into the connection with the
-                # clock's present (write, close): never hand it an older one
-                now = self.now()
-            self._output(ep, conn, now)
-            if closed:
-                self._remove(ep)
-            else:
-                if ep.owner is None and getattr(conn, "state", None) is _TIME_WAIT:
-                    record = self._compact_time_wait(ep, conn)
-                    if record is not conn:
-                        # the record's 2MSL deadline replaces the connection's
-                        # entry (an RTO armed for the FIN): that one goes stale,
-                        # no timer fires for it
-                        ep.heap_deadline = None
-                        conn = record
-                self._schedule(ep, conn.next_deadline())
-            guard += 1
+            # in insertion order, as ``next(iter(dirty))`` one at a time did,
+            # but one scan of the dict per round: each next(iter()) walked
+            # every deleted slot before the first live one (the dict keeps
+            # them until it is resized), ~17 % of a connect + close client's
+            # CPU (perf, issue 14).  An endpoint touched meanwhile that is
+            # still waiting keeps its place; one done already, or new, comes
+            # in the next round; one that _remove took out is skipped.
+            for ep in list(dirty):
+                if ep not in dirty:
+                    continue
+                del dirty[ep]
+                if ep.removed:
+                    continue
+                conn = ep.conn
+                if ep.mem_epoch != memory.epoch:
+                    self._clamp(ep, conn)  # before this drain's window goes out
+                closed = False
+                event = conn.next_event()
+                if event is not None:
+                    while event is not None:
+                        if self._dispatch(ep, event):
+                            closed = True
+                        event = conn.next_event()
+                    # the callbacks may have called into the connection with the
+                    # clock's present (write, close): never hand it an older one
+                    now = self.now()
+                self._output(ep, conn, now)
+                if closed:
+                    self._remove(ep)
+                else:
+                    if ep.owner is None and getattr(conn, "state", None) is _TIME_WAIT:
+                        record = self._compact_time_wait(ep, conn)
+                        if record is not conn:
+                            # the record's 2MSL deadline replaces the connection's
+                            # entry (an RTO armed for the FIN): that one goes stale,
+                            # no timer fires for it
+                            ep.heap_deadline = None
+                            conn = record
+                    self._schedule(ep, conn.next_deadline())
+                guard += 1
+                if guard > 100_000:
+                    break
             if guard > 100_000:  # a callback that keeps re-dirtying: finish next iteration
                 if dirty and self._flush_handle is None:
                     self._flush_handle = self.loop.call_soon(self._flush)
@@ -1757,18 +1784,27 @@ class TcpTable:
             clamp = memory.clamp(cfg.send_buffer, cfg.recv_buffer, len(snd_buf),
                                  len(rcv.buf) + rcv.ooo.nbytes, conn.advmss)
             rcv.size = clamp.recv_size
+            rcv.clamp_window()
             if snd_buf.limit != clamp.send_limit:
                 conn.set_send_limit(clamp.send_limit)
         except AttributeError:  # a connection class without the rooms (tests)
             pass
 
     def _charge(self, delta: int, now: float) -> None:
-        """Charge the memory budget; when that ends a pressure, the
-        connections clamped under it get their limits back
-        (:meth:`_release_clamps`)."""
+        """Charge the memory budget; when that starts a pressure (or goes
+        over the limit) every connection gets its clamp at once, so that no
+        window advertised before it keeps inviting data (the budget charges
+        what is held, not the windows ahead: ustack.tcp.memory); when that
+        ends a pressure, the connections clamped under it get their limits
+        back (:meth:`_release_clamps`)."""
         memory = self.memory
+        epoch = memory.epoch
         memory.charge(delta, now)
-        if self._clamped and memory.state == NORMAL:
+        if memory.epoch != epoch and memory.state != NORMAL:
+            for ep in list(self._conns.values()):
+                if ep.mem_epoch != memory.epoch:
+                    self._clamp(ep, ep.conn)
+        elif self._clamped and memory.state == NORMAL:
             self._release_clamps()
 
     def _release_clamps(self) -> None:
@@ -1825,7 +1861,12 @@ class TcpTable:
         hd = ep.heap_deadline
         if hd is None or deadline < hd:
             ep.heap_deadline = deadline
-            heapq.heappush(self._heap, (deadline, next(self._heap_counter), ep))
+            entry = (deadline, next(self._heap_counter), ep)
+            fifo = self._tw_fifo
+            if type(ep.conn) is TimeWait and (not fifo or fifo[-1][0] <= deadline):
+                fifo.append(entry)
+                return
+            heapq.heappush(self._heap, entry)
             if len(self._heap) > _HEAP_SLACK * (len(self._conns) + 16):
                 self._compact()
 
@@ -1841,7 +1882,15 @@ class TcpTable:
             if not head.removed and head.heap_deadline == when:
                 break
             heapq.heappop(heap)  # stale
-        else:
+        fifo = self._tw_fifo
+        while fifo:
+            tw_when, _, head = fifo[0]
+            if not head.removed and head.heap_deadline == tw_when:
+                if not heap or tw_when < when:
+                    when = tw_when
+                break
+            fifo.popleft()  # stale
+        if not heap and not fifo:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -1864,8 +1913,24 @@ class TcpTable:
         now = self.now()
         heap = self._heap
         self.counters["tcp_timer_fires"] += 1
-        while heap and heap[0][0] <= now:
-            deadline, _, ep = heapq.heappop(heap)
+        fifo = self._tw_fifo
+        while True:
+            # the earlier (deadline, counter) of the two heads, if due
+            if heap and heap[0][0] <= now:
+                entry = heap[0]
+                if fifo:
+                    first = fifo[0]
+                    if first[0] < entry[0] or (first[0] == entry[0] and first[1] < entry[1]):
+                        entry = fifo.popleft()
+                    else:
+                        heapq.heappop(heap)
+                else:
+                    heapq.heappop(heap)
+            elif fifo and fifo[0][0] <= now:
+                entry = fifo.popleft()
+            else:
+                break
+            deadline, _, ep = entry
             if ep.removed or ep.heap_deadline != deadline:
                 continue  # stale
             ep.heap_deadline = None
@@ -1916,6 +1981,7 @@ class TcpTable:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._heap.clear()
+        self._tw_fifo.clear()
         self._req_heap.clear()
 
 

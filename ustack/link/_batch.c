@@ -1,6 +1,6 @@
 /* Optional accelerator for ustack.link.af_packet: batched sends.
  *
- * sendmany(fd, frames, start) -> (sent, nbytes, errno): send frames[start:]
+ * sendmany(fd, frames, start[, lead]) -> (sent, nbytes, errno): send frames[start:]
  * (a list of bytes) one datagram each with sendmmsg(2), up to 64 per system
  * call, until all are sent or one fails.  ``sent`` frames (``nbytes`` bytes)
  * went out; ``errno`` is 0, or the error of frames[start + sent] (EAGAIN when
@@ -23,15 +23,22 @@
 #define BATCH 64
 #define MAX_PIECES 8
 
+/* sendmany(fd, frames, start[, lead]) -> (sent, nbytes, errno): frames[start:]
+ * with sendmmsg, each message ``lead + frame`` when ``lead`` (bytes) is given
+ * (the virtio_net_hdr of a vnet socket as its own iovec: no joined copy);
+ * ``nbytes`` counts the lead too. */
 static PyObject *
 batch_sendmany(PyObject *self, PyObject *args)
 {
     int fd, err = 0;
-    PyObject *seq;
-    Py_ssize_t start, n, i, sent = 0, nbytes = 0;
+    PyObject *seq, *lead = NULL;
+    Py_ssize_t start, n, i, sent = 0, nbytes = 0, lead_len = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iO!n", &fd, &PyList_Type, &seq, &start))
+    if (!PyArg_ParseTuple(args, "iO!n|O!", &fd, &PyList_Type, &seq, &start,
+                          &PyBytes_Type, &lead))
         return NULL;
+    if (lead != NULL)
+        lead_len = PyBytes_GET_SIZE(lead);
     n = PyList_GET_SIZE(seq);
     if (start < 0)
         start = 0;
@@ -44,15 +51,23 @@ batch_sendmany(PyObject *self, PyObject *args)
     i = start;
     while (i < n) {
         struct mmsghdr msgs[BATCH];
-        struct iovec iov[BATCH];
+        struct iovec iov[2 * BATCH];
         int k = 0, r, j;
-        memset(msgs, 0, sizeof(msgs));
         while (k < BATCH && i + k < n) {
             PyObject *b = PyList_GET_ITEM(seq, i + k);
-            iov[k].iov_base = PyBytes_AS_STRING(b);
-            iov[k].iov_len = (size_t)PyBytes_GET_SIZE(b);
-            msgs[k].msg_hdr.msg_iov = &iov[k];
-            msgs[k].msg_hdr.msg_iovlen = 1;
+            struct iovec *v = &iov[2 * k];
+            memset(&msgs[k], 0, sizeof(msgs[k]));  /* (only the entries used) */
+            msgs[k].msg_hdr.msg_iov = v;
+            if (lead_len) {
+                v->iov_base = PyBytes_AS_STRING(lead);
+                v->iov_len = (size_t)lead_len;
+                v++;
+                msgs[k].msg_hdr.msg_iovlen = 2;
+            } else {
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            v->iov_base = PyBytes_AS_STRING(b);
+            v->iov_len = (size_t)PyBytes_GET_SIZE(b);
             k++;
         }
         r = sendmmsg(fd, msgs, (unsigned int)k, MSG_DONTWAIT);
@@ -63,7 +78,7 @@ batch_sendmany(PyObject *self, PyObject *args)
             break;
         }
         for (j = 0; j < r; j++)
-            nbytes += (Py_ssize_t)iov[j].iov_len;
+            nbytes += (Py_ssize_t)PyBytes_GET_SIZE(PyList_GET_ITEM(seq, i + j)) + lead_len;
         i += r;
         sent += r;
         /* r < k: the next call reports the error of frames[i] */
@@ -476,7 +491,8 @@ batch_ring_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef batch_methods[] = {
     {"sendmany", batch_sendmany, METH_VARARGS,
-     "sendmany(fd, frames, start) -> (sent, nbytes, errno): sendmmsg of frames[start:]."},
+     "sendmany(fd, frames, start[, lead]) -> (sent, nbytes, errno): sendmmsg of "
+     "frames[start:], each after lead."},
     {"sendgather", batch_sendgather, METH_VARARGS,
      "sendgather(fd, items, start) -> (sent, nbytes, errno, stamps): one gathered sendmsg "
      "per tuple of buffers in items[start:], each stamped (CLOCK_MONOTONIC) just before."},

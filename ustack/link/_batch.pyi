@@ -1,7 +1,8 @@
 # frames: a list of bytes; any other item raises TypeError (the caller then
 # sends the rest one by one)
-def sendmany(fd: int, frames: list[bytes | bytearray | memoryview], start: int, /
-             ) -> tuple[int, int, int]: ...
+# sendmany(..., lead): each message lead + frame (lead its own iovec)
+def sendmany(fd: int, frames: list[bytes | bytearray | memoryview], start: int,
+             lead: bytes = ..., /) -> tuple[int, int, int]: ...
 def sendgather(fd: int, items: list[tuple[bytes | bytearray | memoryview, ...]], start: int,
                /) -> tuple[int, int, int, list[float]]: ...
 # frames: whole frames (bytes) and super-segments (head, tcp_header, payload,

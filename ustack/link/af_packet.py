@@ -46,7 +46,7 @@ from ustack.wire.ethernet import parse_mac
 Buffer = bytes | bytearray | memoryview
 
 
-def _load_sendmany() -> Callable[[int, list[Buffer], int], tuple[int, int, int]] | None:
+def _load_sendmany() -> Callable[..., tuple[int, int, int]] | None:
     """``ustack.link._batch.sendmany`` (sendmmsg) unless it is missing or
     USTACK_NO_ACCEL is set (then send_many loops over send())."""
     if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
@@ -840,6 +840,14 @@ class AfPacketDevice(Device):
             for frame in frames:
                 self._send_via_ring(frame)
             return
+        if _sendmany is not None and not self._txq:
+            if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
+                _SENT.t = _MONOTONIC()
+            # (with a vnet header: the C helper sends it as the first iovec
+            # of each frame, the frames as given, no joined copies)
+            self._send_many_batched(frames if type(frames) is list else list(frames),
+                                    _VNET_NONE if self.vnet_hdr else b"")
+            return
         if self.vnet_hdr:
             frames = [_VNET_NONE + f for f in frames]
         if self._txq:
@@ -848,14 +856,13 @@ class AfPacketDevice(Device):
             return
         if _SENT.t is None:  # the send time of the TCP driver's round (rxtime)
             _SENT.t = time.monotonic()
-        if _sendmany is not None:
-            self._send_many_batched(frames if type(frames) is list else list(frames))
-            return
         self._send_many_plain(frames)
 
-    def _send_many_batched(self, frames: list[Buffer]) -> None:
-        """:meth:`_send_many_plain` with sendmmsg (``ustack.link._batch``):
-        the same frames sent, queued, retried and counted, fewer calls."""
+    def _send_many_batched(self, frames: list[Buffer], lead: bytes = b"") -> None:
+        """:meth:`_send_many_plain` of ``lead + frame`` for each frame with
+        sendmmsg (``ustack.link._batch``; the lead, a vnet header, sent as
+        its own iovec): the same frames sent, queued, retried and counted,
+        fewer calls and no joined copies."""
         assert _sendmany is not None
         fd = self._tx_fd
         n = len(frames)
@@ -864,9 +871,10 @@ class AfPacketDevice(Device):
         nbytes = 0
         while i < n:
             try:
-                k, size, err = _sendmany(fd, frames, i)
+                k, size, err = (_sendmany(fd, frames, i, lead) if lead
+                                else _sendmany(fd, frames, i))
             except TypeError:  # not all bytes: the plain loop takes the rest
-                self._send_many_plain(frames[i:])
+                self._send_many_plain([lead + f for f in frames[i:]] if lead else frames[i:])
                 break
             sent += k
             nbytes += size
@@ -875,14 +883,15 @@ class AfPacketDevice(Device):
                 break
             if err in (errno.EAGAIN, errno.EWOULDBLOCK):
                 for rest in frames[i:]:
-                    self._enqueue(rest)
+                    self._enqueue(lead + rest if lead else rest)
                 self._arm_writer()
                 break
-            self._send_error(frames[i], OSError(err, os.strerror(err)))
+            self._send_error(lead + frames[i] if lead else frames[i],
+                             OSError(err, os.strerror(err)))
             i += 1
             if self._txq:
                 for rest in frames[i:]:
-                    self._enqueue(rest)
+                    self._enqueue(lead + rest if lead else rest)
                 break
         self._stats["tx_frames"] += sent
         self._stats["tx_bytes"] += nbytes - sent * self._tx_overhead

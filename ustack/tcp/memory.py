@@ -17,8 +17,21 @@ The budget only decides; :class:`Clamp` says what a connection may use:
 * normal: the configured ``send_buffer`` / ``recv_buffer``;
 * pressure: sends block (no more than what is queued) and the receive
   buffer may grow by at most 4 MSS beyond what it holds now, so the
-  advertised window shrinks to a few segments and then to zero;
+  advertised window shrinks to a few segments and then to zero; each
+  connection keeps the minimum Linux guarantees under pressure (not over
+  max): 4 KB to send and 4 KB received (``tcp_wmem[0]``/``tcp_rmem[0]``,
+  ``__sk_mem_raise_allocated``), so a small answer is never blocked;
 * over max: neither grows at all.
+
+A connection is charged what it holds, not the window it has advertised
+(Linux charges an skb when it is queued, ``tcp_try_rmem_schedule``): a fresh
+connection costs the budget nothing.  So that a window advertised in normal
+times cannot fill memory once the pressure starts, a clamped connection's
+announced right edge is pulled back to what its clamp lets it hold
+(``Receiver.clamp_window``; Linux drops the segment it cannot charge and
+announces a zero window, ``tcp_data_queue`` / ``tcp_select_window`` with
+``ICSK_ACK_NOMEM``): data in flight beyond it is out of the window, answered
+with an ACK and sent again later.
 
 So the total stays below *max* plus a few segments per connection, however
 many peers stop reading.  When the budget is NORMAL again, every connection
@@ -38,6 +51,10 @@ from typing import Final, NamedTuple
 from ustack.tcp.mib import TcpMib
 
 PAGE: Final = 4096
+#: what every connection may hold under pressure whatever the budget
+#: (Linux tcp_wmem[0] / tcp_rmem[0] defaults; not over the hard limit)
+WMEM0: Final = 4096
+RMEM0: Final = 4096
 NORMAL: Final = 0
 PRESSURE: Final = 1
 OVER_LIMIT: Final = 2
@@ -134,8 +151,9 @@ class MemoryBudget:
         if state == NORMAL:
             return Clamp(send_buffer, recv_buffer)
         if state == PRESSURE:
-            return Clamp(min(send_buffer, send_queued),
-                         min(recv_buffer, recv_held + 4 * max(mss, 536)))
+            # (the 4 KB guarantees: Linux __sk_mem_raise_allocated)
+            return Clamp(min(send_buffer, max(send_queued, WMEM0)),
+                         min(recv_buffer, max(recv_held + 4 * max(mss, 536), RMEM0)))
         return Clamp(min(send_buffer, send_queued), min(recv_buffer, recv_held))
 
     def counters(self) -> dict[str, int]:
@@ -146,4 +164,4 @@ class MemoryBudget:
 
 
 __all__ = ["MemoryBudget", "Clamp", "default_tcp_mem", "PAGE", "NORMAL", "PRESSURE",
-           "OVER_LIMIT"]
+           "OVER_LIMIT", "WMEM0", "RMEM0"]

@@ -310,6 +310,22 @@ class Receiver:
             self.adv = (nxt + edge) & MASK
         return field
 
+    def clamp_window(self) -> None:
+        """The buffer bound ``size`` fell (memory pressure, ustack.tcp.memory):
+        pull the announced right edge back to what the buffer may still take,
+        whole window-scale units, so data in flight beyond it is out of the
+        window (answered with an ACK, sent again once the window opens)
+        instead of filling memory.  Linux reaches the same edge later: it
+        drops the segment it cannot charge and announces a zero window
+        (tcp_data_queue, tcp_select_window with ICSK_ACK_NOMEM: rcv_wnd = 0).
+        A bound that did not fall changes nothing."""
+        room = self.size - len(self.buf) - self.ooo.nbytes
+        if room < 0:
+            room = 0
+        room = (room >> self.wscale) << self.wscale
+        if room < self.wnd:
+            self.adv = (self.nxt + room) & MASK
+
     @property
     def wnd(self) -> int:
         """RCV.WND as last advertised (bytes, >= 0)."""

@@ -269,6 +269,27 @@ class Script:
         self.events: list[ev.Event] = []
         self.sent: list[tuple[float, TcpSegment]] = []
 
+    @classmethod
+    def passive_open(cls, cfg: TcpConfig | None = None, options: object = None, *,
+                     syn_window: int = 65535, ack_window: int = 65535, iss: int = 10_000,
+                     peer_iss: int = 0, rtt: float = 0.0) -> Script:
+        """A connection accepted from the peer's SYN (port 40000 to 80, with
+        ``options``, default MSS 1460, and ``syn_window``): our SYN-ACK is
+        drained at 0.0, the peer's ACK (window ``ack_window``) arrives at
+        ``rtt``; ESTABLISHED, with the handshake's events cleared."""
+        from ustack.tcp.state import TcpState
+        from ustack.wire.tcp import SYN, TcpOptions
+
+        opts = options if isinstance(options, TcpOptions) else TcpOptions(mss=1460)
+        syn = TcpSegment(40000, 80, peer_iss, 0, SYN, syn_window, 0, opts)
+        s = cls(TcpConnection.accept(syn, iss, 0.0, cfg), iss, peer_iss)
+        s.drain()
+        s.now = rtt
+        s.inject(s.seg(".", 1, 1, win=ack_window))
+        assert s.conn.state is TcpState.ESTABLISHED
+        s.events.clear()
+        return s
+
     def seg(self, flags: str, seq: int, ack: int = 0, *, win: int = 65535, payload: bytes = b"",
             options: object = None) -> TcpSegment:
         from ustack.wire.tcp import TcpOptions, str_to_flags

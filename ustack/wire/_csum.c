@@ -115,9 +115,132 @@ csum_sum16(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLong(s);
 }
 
+/* tcp4_frame(lead, opt, payload, src, dst, base, ip_base, opt_sum, ttl, ident,
+ *            sport, dport, seq, ack, off_flags, window, urgent) -> bytes | None
+ *
+ * One frame of SegmentEncoder.encode_ipv4_many (ustack/wire/tcp.py): ``lead``,
+ * the IPv4 header (DF, protocol 6, its checksum from ``ip_base``), the TCP
+ * header (its checksum from ``base``, ``opt_sum`` and the payload's sum),
+ * ``opt`` and ``payload``, in one allocation.  The arithmetic is the Python
+ * loop's, on exact 64-bit integers (no term reaches 2**40), so the bytes are
+ * the same.  None when an argument is outside what that loop's struct.pack
+ * accepts without an error (a port above 0xFFFF, a negative number, an
+ * address not of 4 bytes, a non-bytes lead, options or address): the caller
+ * then runs the Python code, which raises as before. */
+static int
+arg_u64(PyObject *o, unsigned long long max, unsigned long long *out)
+{
+    unsigned long long v;
+    if (!PyLong_CheckExact(o))
+        return 0;
+    v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static void
+put16(unsigned char *p, unsigned long long v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static PyObject *
+csum_tcp4_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *lead, *opt, *src, *dst, *out;
+    Py_buffer pay;
+    unsigned long long base, ip_base, opt_sum, ttl, ident, sport, dport, seq, ack, off_flags,
+        window, urgent, s, ip_s, psum = 0, tcp_len;
+    Py_ssize_t nlead, nopt, hlen;
+    unsigned char *p;
+    (void)self;
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "tcp4_frame takes 17 arguments");
+        return NULL;
+    }
+    lead = args[0];
+    opt = args[1];
+    src = args[3];
+    dst = args[4];
+    if (!PyBytes_CheckExact(lead) || !PyBytes_CheckExact(opt) || !PyBytes_CheckExact(src)
+            || !PyBytes_CheckExact(dst) || PyBytes_GET_SIZE(src) != 4
+            || PyBytes_GET_SIZE(dst) != 4)
+        Py_RETURN_NONE;
+    if (!arg_u64(args[5], 1ULL << 40, &base) || !arg_u64(args[6], 1ULL << 40, &ip_base)
+            || !arg_u64(args[7], 0xFFFF, &opt_sum) || !arg_u64(args[8], 0xFF, &ttl)
+            || !arg_u64(args[9], 0xFFFF, &ident) || !arg_u64(args[10], 0xFFFF, &sport)
+            || !arg_u64(args[11], 0xFFFF, &dport) || !arg_u64(args[12], 0xFFFFFFFFULL, &seq)
+            || !arg_u64(args[13], 0xFFFFFFFFULL, &ack)
+            || !arg_u64(args[14], 0xFFFF, &off_flags) || !arg_u64(args[15], 0xFFFF, &window)
+            || !arg_u64(args[16], 0xFFFF, &urgent))
+        Py_RETURN_NONE;
+    nopt = PyBytes_GET_SIZE(opt);
+    hlen = 20 + nopt;
+    if (PyObject_GetBuffer(args[2], &pay, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    tcp_len = (unsigned long long)hlen + (unsigned long long)pay.len;
+    if (tcp_len > 0xFFFF - 20) {
+        PyBuffer_Release(&pay);
+        Py_RETURN_NONE;
+    }
+    if (pay.len)
+        psum = sum_native((const unsigned char *)pay.buf, pay.len);
+    s = (base + tcp_len + ((sport << 16) | dport) + seq + ack + ((off_flags << 16) | window)
+         + urgent + opt_sum + psum) % 0xFFFF;
+    ip_s = (ip_base + tcp_len + ident) % 0xFFFF;
+    nlead = PyBytes_GET_SIZE(lead);
+    out = PyBytes_FromStringAndSize(NULL, nlead + 20 + (Py_ssize_t)tcp_len);
+    if (out == NULL) {
+        PyBuffer_Release(&pay);
+        return NULL;
+    }
+    p = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(lead), (size_t)nlead);
+    p += nlead;
+    p[0] = 0x45;
+    p[1] = 0;
+    put16(p + 2, 20 + tcp_len);
+    put16(p + 4, ident);
+    put16(p + 6, 0x4000);  /* DF */
+    p[8] = (unsigned char)ttl;
+    p[9] = 6;
+    put16(p + 10, ip_s ? 0xFFFF - ip_s : 0);
+    memcpy(p + 12, PyBytes_AS_STRING(src), 4);
+    memcpy(p + 16, PyBytes_AS_STRING(dst), 4);
+    p += 20;
+    put16(p, sport);
+    put16(p + 2, dport);
+    put16(p + 4, seq >> 16);
+    put16(p + 6, seq);
+    put16(p + 8, ack >> 16);
+    put16(p + 10, ack);
+    put16(p + 12, off_flags);
+    put16(p + 14, window);
+    put16(p + 16, s ? 0xFFFF - s : 0);
+    put16(p + 18, urgent);
+    memcpy(p + 20, PyBytes_AS_STRING(opt), (size_t)nopt);
+    if (pay.len)
+        memcpy(p + hlen, pay.buf, (size_t)pay.len);
+    PyBuffer_Release(&pay);
+    return out;
+}
+
 static PyMethodDef csum_methods[] = {
     {"sum16", csum_sum16, METH_O,
      "sum16(buffer) -> int: RFC 1071 sum of big-endian 16-bit words, folded to 16 bits."},
+    {"tcp4_frame", (PyCFunction)(void (*)(void))csum_tcp4_frame, METH_FASTCALL,
+     "tcp4_frame(lead, opt, payload, src, dst, base, ip_base, opt_sum, ttl, ident, sport, "
+     "dport, seq, ack, off_flags, window, urgent) -> bytes | None: one Ethernet + IPv4 + "
+     "TCP frame of SegmentEncoder.encode_ipv4_many."},
     {NULL, NULL, 0, NULL},
 };
 

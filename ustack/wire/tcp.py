@@ -8,8 +8,9 @@ does, with the pseudo-header); encoding computes it unless told not to.
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -192,12 +193,40 @@ _TS_PACK: Final = _TS_OPTION.pack
 _TS_UNPACK_FROM: Final = _TS_SEGMENT.unpack_from
 #: _TS_PREFIX as a 32-bit word
 _TS_PREFIX_WORD: Final = 0x0101080A
+#: the options of Linux's SACK ACKs (tcp_options_write): ``nop, nop, TS`` then
+#: ``nop, nop, SACK`` with 1-3 blocks (4 do not fit beside the timestamps);
+#: the header is 9 + 2 * blocks words long, the SACK prefix word follows the
+#: timestamps at byte 32 and the blocks at byte 36
+_TS_SACK_ORDER: Final[tuple[int, ...]] = (OPT_TIMESTAMP, OPT_SACK)
+_SACK_PREFIX: Final = struct.Struct("!I")
+_SACK_PREFIX_WORD: Final = 0x01010500  # nop, nop, SACK, (length)
+_SACK_BLOCKS: Final = (struct.Struct("!II"), struct.Struct("!IIII"), struct.Struct("!IIIIII"))
 
 
 #: an IPv4 header without options followed by a TCP header (the fused fast path)
 IPV4_TCP_HEADER: Final = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
 _IPV4_DF: Final = 0x4000
 _IPV4_DEFAULT_TTL: Final = 64
+
+
+def _load_frame_accelerator() -> Callable[..., bytes | None] | None:
+    """``ustack.wire._csum.tcp4_frame`` (one frame of
+    :meth:`SegmentEncoder.encode_ipv4_many` in C, the same bytes) unless the C
+    helper is missing, older than this function, or USTACK_NO_ACCEL is set."""
+    if os.environ.get("USTACK_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ustack.wire import _csum
+    except ImportError:
+        return None
+    fn: Callable[..., bytes | None] | None = getattr(_csum, "tcp4_frame", None)
+    return fn
+
+
+#: the C frame builder, or None (then the loop's struct.pack path); not
+#: Final, so the differential test (tests/unit/test_wire_accel.py) can turn
+#: it off in compiled code too
+_tcp4_frame: Callable[..., bytes | None] | None = _load_frame_accelerator()
 
 
 class SegmentEncoder:
@@ -331,6 +360,7 @@ class SegmentEncoder:
         opt, opt_sum = self._opt_bytes, self._opt_sum
         hlen = HEADER_LEN + len(opt)
         sum16 = _sum16
+        frame_c = _tcp4_frame
         for seg in segs:
             opts = seg.options
             if opts is not cur:
@@ -340,6 +370,21 @@ class SegmentEncoder:
                 hlen = HEADER_LEN + len(opt)
             payload = seg.payload
             n = len(payload)
+            drawn = -1  # the identification already drawn for this segment, if any
+            if frame_c is not None:
+                # the C helper (_csum.tcp4_frame): the arithmetic and the
+                # bytes below in one call; None for an argument the struct
+                # path refuses, which then raises as it always did
+                if hlen + n > 0xFFFF - 20:
+                    raise ValueError(f"IPv4 packet too long ({hlen + n + 20} bytes)")
+                drawn = next(idents) & 0xFFFF
+                frame = frame_c(lead, opt, payload, src_ip, dst_ip, base, ip_base, opt_sum,
+                                ttl, drawn, seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF,
+                                seg.ack & 0xFFFFFFFF, (hlen << 10) | (seg.flags & 0xFF),
+                                seg.window & 0xFFFF, seg.urgent & 0xFFFF)
+                if frame is not None:
+                    append(frame)
+                    continue
             if not n:
                 psum = 0
             elif sum16 is not None:  # the C accelerator (checksum.payload_sum)
@@ -363,7 +408,7 @@ class SegmentEncoder:
             urgent = seg.urgent & 0xFFFF
             s = (base + tcp_len + ((sport << 16) | dport) + seq + ack
                  + ((off_flags << 16) | window) + urgent + opt_sum + psum) % 0xFFFF
-            ident = next(idents) & 0xFFFF
+            ident = next(idents) & 0xFFFF if drawn < 0 else drawn
             ip_s = (ip_base + tcp_len + ident) % 0xFFFF
             append(join((lead, pack(
                 0x45, 0, 20 + tcp_len, ident, _IPV4_DF, ttl, PROTO_TCP,
@@ -436,6 +481,22 @@ class TcpSegment:
                 return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
                                   bytes(data[_TS_HEADER_LEN:]) if n > _TS_HEADER_LEN else b"",
                                   csum)
+            words = off >> 4
+            if (prefix == _TS_PREFIX and words in (11, 13, 15) and n >= words * 4
+                    and _SACK_PREFIX.unpack_from(data, _TS_HEADER_LEN)[0]
+                    == _SACK_PREFIX_WORD | (words * 4 - _TS_HEADER_LEN - 2)):
+                # the SACK ACK of a timestamp connection (every ACK of a
+                # lossy transfer): decoded as decode_options() would
+                k = (words - 9) >> 1
+                b = _SACK_BLOCKS[k - 1].unpack_from(data, _TS_HEADER_LEN + 4)
+                blocks = [(b[0], b[1])] if k == 1 else (
+                    [(b[0], b[1]), (b[2], b[3])] if k == 2
+                    else [(b[0], b[1]), (b[2], b[3]), (b[4], b[5])])
+                options = TcpOptions(None, None, False, blocks, (tsval, tsecr), None,
+                                     _TS_SACK_ORDER)
+                hlen = words * 4
+                return TcpSegment(sport, dport, seq, ack, flags, win, urg, options,
+                                  bytes(data[hlen:]) if n > hlen else b"", csum)
         elif n < HEADER_LEN:
             raise ParseError("tcp-truncated", f"{n} bytes")
         sport, dport, seq, ack, off, flags, win, csum, urg = HEADER.unpack_from(data)

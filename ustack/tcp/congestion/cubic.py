@@ -29,6 +29,32 @@ Rounds are counted by delivered bytes (a round ends when a segment sent after
 the previous round's end is delivered), as Linux BBR counts them; RFC 9406
 counts them by SND.NXT at the round's start, the same boundary.
 
+Linux arithmetic (``hz``, on by default).  Linux's ``bictcp_update``
+evaluates the curve in jiffies and integer segments, and that decides cwnd
+on short paths: it evaluates at ``t + delay_min`` with delay_min rounded up
+to one jiffy, at most once per jiffy (an ACK in the jiffy of the last
+evaluation only updates the Reno-friendly estimate; an unchanged cwnd is
+not re-evaluated for HZ/32 jiffies), and turns the target into ``cnt``
+(segments ACKed per +1 segment, ``tcp_cong_avoid_ai``) as ``cwnd / (target
+- cwnd)`` with the target's cubic term truncated to whole segments.  At an
+epoch's first evaluation the truncated term is one segment short of
+W_max - cwnd, so the target is cwnd + 1 and cnt = cwnd: the epoch grows one
+segment per RTT until the next jiffy, where the continuous curve of RFC
+9438 is still flat.  On a path whose RTT is a small fraction of a jiffy
+(4 ms at HZ=250) and whose losses come every few ms, every epoch is that
+first jiffy: Linux's cubic is AIMD(1, 0.7) there, with about 1.4 times the
+window of the RFC arithmetic's AIMD(0.53, 0.7) (bench/loss.py at 1-2 %
+random loss over a veth: the kernel's mean cwnd 19 and 12-13 segments
+against 14-15 and 9-10 with the RFC arithmetic; reno 13 and 9 on both).
+With ``hz`` set (Linux CONFIG_HZ; 250 as on this project's hosts) the
+congestion avoidance is Linux's: ``cnt`` from the truncated target, at
+least 2, at most 20 while W_max is unknown (5 % per RTT), lowered by the
+Reno-friendly estimate (one segment per ``cwnd * 15 / 8`` ACKed, Linux
+``beta_scale``), W_max and ssthresh in whole segments.  K is the exact
+integer cube root in 1/1024 s where Linux approximates it (``cubic_root``);
+delay_min is the connection's min_rtt.  ``hz = 0`` is RFC 9438 in
+continuous time (the RFC tests in test_tcp_congestion_algorithms.py).
+
 Differences from Linux's ``tcp_cubic.c``: Linux runs the older HyStart
 (Ha and Rhee 2008): ACK-train length plus delay increase over the global
 ``delay_min``, compared only once cwnd >= 16 segments, and it exits straight
@@ -70,6 +96,16 @@ CSS_ROUNDS: Final = 5
 _INF: Final = math.inf
 
 
+def _icbrt(a: int) -> int:
+    """The integer cube root of ``a >= 0`` (the largest x with x**3 <= a)."""
+    x = int(round(a ** (1.0 / 3.0)))
+    while x * x * x > a:
+        x -= 1
+    while (x + 1) * (x + 1) * (x + 1) <= a:
+        x += 1
+    return x
+
+
 class _HyStart:
     """HyStart++'s round state (RFC 9406 4.2) while it runs: created at the
     first ACK of the initial slow start, dropped when HyStart++ is done (an
@@ -106,9 +142,12 @@ class Cubic(CongestionController):
     #: (the RFC recommends 8 without pacing); None = no cap, as Linux
     #: tcp_slow_start (the default, issue 9).  Never applied when paced.
     hystart_ss_limit: ClassVar[int | None] = None
+    #: Linux arithmetic with this jiffy rate (Linux CONFIG_HZ; see the module
+    #: docstring); 0 = RFC 9438 in continuous time
+    hz: ClassVar[int] = 250
 
     __slots__ = ("w_max", "k", "_epoch", "_origin", "_cwnd_epoch", "_cwnd_prior",
-                 "_w_est", "_acc", "_srtt", "_undo", "_hs")
+                 "_w_est", "_acc", "_srtt", "_undo", "_hs", "_cnt", "_tick")
 
     def __init__(self, mss: int, initial_cwnd: int) -> None:
         super().__init__(mss, initial_cwnd)
@@ -116,6 +155,8 @@ class Cubic(CongestionController):
         self.k = 0.0  # seconds
         self._epoch: float | None = None  # start of the current CA epoch
         self._origin = 0.0  # the W_max the current epoch's curve uses
+        #: cwnd (segments) at the curve's last evaluation (Linux last_cwnd;
+        #: the epoch's first under the RFC arithmetic)
         self._cwnd_epoch = 0.0
         self._cwnd_prior = 0.0  # cwnd (segments) when ssthresh was last set
         self._w_est = 0.0
@@ -125,6 +166,10 @@ class Cubic(CongestionController):
         #: HyStart++ (RFC 9406): None until its first ACK, then its round
         #: state, _HS_DONE once it is done (or when ``hystart`` is off)
         self._hs: _HyStart | None = None if self.hystart else _HS_DONE
+        #: Linux arithmetic: segments ACKed per +1 segment (ca->cnt) and the
+        #: jiffy of the curve's last evaluation (ca->last_time)
+        self._cnt = 0
+        self._tick = 0
 
     # --- the curve -------------------------------------------------------
     def w_cubic(self, t: float) -> float:
@@ -168,7 +213,61 @@ class Cubic(CongestionController):
             acked = self.slow_start(acked)
             if acked <= 0:
                 return
-        self._avoid(acked, rs, now)
+        if self.hz:
+            self._avoid_linux(acked, rs, now)
+        else:
+            self._avoid(acked, rs, now)
+
+    def _avoid_linux(self, acked: int, rs: RateSample, now: float) -> None:
+        """Linux ``bictcp_update`` + ``tcp_cong_avoid_ai`` (module docstring,
+        "Linux arithmetic"): whole segments, the jiffy clock, ``cnt``."""
+        mss = self.mss
+        hz = self.hz
+        cwnd = self.cwnd // mss
+        tick = int(now * hz)
+        self._acc += acked  # ca->ack_cnt (bytes)
+        epoch = self._epoch
+        if int(self._cwnd_epoch) != cwnd or tick - self._tick > hz // 32:
+            if epoch is None or tick != self._tick:
+                self._cwnd_epoch = float(cwnd)
+                self._tick = tick
+                if epoch is None:
+                    epoch = self._epoch = now
+                    self._acc = float(acked)
+                    self._w_est = float(cwnd)
+                    w_max = int(self.w_max)
+                    if w_max <= cwnd:
+                        self.k = 0.0
+                        self._origin = float(cwnd)
+                    else:
+                        # K^3 = (W_max - cwnd) / C, K in 1/1024 s
+                        self.k = _icbrt(((w_max - cwnd) << 40) // 410) / 1024
+                        self._origin = float(w_max)
+                # t + delay_min, delay_min rounded up to a jiffy, in 1/1024 s
+                t = tick - int(epoch * hz)
+                if rs.min_rtt > 0:
+                    t += math.ceil(rs.min_rtt * hz)
+                t = (t << 10) // hz
+                k = int(self.k * 1024)
+                offs = k - t if t < k else t - k
+                delta = (410 * offs * offs * offs) >> 40
+                target = int(self._origin) + (-delta if t < k else delta)
+                cnt = cwnd // (target - cwnd) if target > cwnd else 100 * cwnd
+                if self.w_max <= 0 and cnt > 20:
+                    cnt = 20  # W_max unknown: 5 % per RTT
+                self._cnt = cnt
+            # Reno-friendly estimate: +1 per cwnd * beta_scale / 8 ACKed
+            step = (cwnd * 15 >> 3) * mss
+            if step > 0 and self._acc > step:
+                n = int(self._acc // step)
+                self._acc -= n * step
+                self._w_est += n
+            est = int(self._w_est)
+            if est > cwnd and self._cnt > cwnd // (est - cwnd):
+                self._cnt = cwnd // (est - cwnd)
+            if self._cnt < 2:
+                self._cnt = 2  # at most 1.5 cwnd per RTT
+        self.cong_avoid_ai(self._cnt * mss, acked)
 
     def _avoid(self, acked: int, rs: RateSample, now: float) -> None:
         mss = self.mss
@@ -225,15 +324,23 @@ class Cubic(CongestionController):
         self.prior_cwnd = self.cwnd
         self._undo = (self.w_max, self.k, self._epoch, self._origin, self._w_est,
                       self._cwnd_prior, self._cwnd_epoch)
+        self._epoch = None
+        self._acc = 0.0
+        self._hs = _HS_DONE  # HyStart++ only in the initial slow start (RFC 9406 4.3)
+        if self.hz:  # whole segments (beta 717/1024)
+            seg = self.cwnd // mss
+            if self.fast_convergence and seg < self.w_max:
+                self.w_max = float(seg * 1741 // 2048)
+            else:
+                self.w_max = float(seg)
+            self._cwnd_prior = float(seg)
+            return max(seg * 717 // 1024, 2) * mss
         cwnd_seg = self.cwnd / mss
         if self.fast_convergence and cwnd_seg < self.w_max:
             self.w_max = cwnd_seg * (1 + BETA) / 2
         else:
             self.w_max = cwnd_seg
         self._cwnd_prior = cwnd_seg
-        self._epoch = None
-        self._acc = 0.0
-        self._hs = _HS_DONE  # HyStart++ only in the initial slow start (RFC 9406 4.3)
         return max(int(self.cwnd * BETA) // mss * mss, 2 * mss)
 
     def on_state(self, new: CaState, now: float) -> None:
@@ -244,6 +351,8 @@ class Cubic(CongestionController):
             self.k = 0.0
             self._epoch = None
             self._acc = 0.0
+            self._cnt = 0
+            self._cwnd_epoch = 0.0
 
     def undo_cwnd(self) -> int:
         """RFC 9438 4.9: restore the curve saved before the spurious reduction."""
