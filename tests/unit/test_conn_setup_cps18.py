@@ -6,7 +6,10 @@
 * the connection table's keys share one int object per port number
   (``_PORT_BOXES``), equal to the endpoint's key;
 * ``congestion.create`` builds the built-in algorithms directly, and a
-  user class registered under a built-in name replaces it.
+  user class registered under a built-in name replaces it;
+* (cps19) the 2MSL entries of TIME-WAIT records wait in the table's FIFO
+  (``TcpTable._tw_fifo``), not in the timer heap, and the records still end
+  on time.
 
 Two stacks on the in-memory link, asyncio streams on both."""
 
@@ -33,12 +36,16 @@ A, B = "10.9.2.1", "10.9.2.2"
 N = 10
 
 
-def _run(close: bool) -> dict[str, Any]:
+def _run(close: bool, time_wait: float | None = None) -> dict[str, Any]:
+    """With ``time_wait``, the client's records use it and the run waits
+    until they have ended."""
     out: dict[str, Any] = {}
 
     async def main() -> None:
         a_dev, b_dev = MemoryPair()
-        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False)
+        cfg = TcpConfig(time_wait=time_wait) if time_wait is not None else None
+        a = await Stack.start(address=f"{A}/24", device=a_dev, diagnostics=False,
+                              tcp_config=cfg)
         b = await Stack.start(address=f"{B}/24", device=b_dev, diagnostics=False)
         try:
             async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -57,6 +64,7 @@ def _run(close: bool) -> dict[str, Any]:
             out["keys"] = list(table._conns)
             out["ep_keys"] = [ep.key for ep in eps]
             if close:
+                closed_at = table.now()
                 for w in writers:
                     w.close()
                 for w in writers:
@@ -72,6 +80,19 @@ def _run(close: bool) -> dict[str, Any]:
                         if not e[2].removed and e[2].heap_deadline == e[0]]
                 out["live"] = len(live)
                 out["n"] = len(eps)
+                out["fifo_live"] = sum(1 for e in table._tw_fifo
+                                       if not e[2].removed and e[2].heap_deadline == e[0])
+                out["heap_live"] = sum(1 for e in table._heap
+                                       if not e[2].removed and e[2].heap_deadline == e[0])
+                deadlines = [e[0] for e in table._tw_fifo]
+                out["sorted"] = deadlines == sorted(deadlines)
+            if close and time_wait is not None:
+                async with asyncio.timeout(5):
+                    while table._conns:
+                        await asyncio.sleep(0.02)
+                out["gone_after"] = table.now() - closed_at
+                out["fifo_left"] = len(table._tw_fifo)
+                out["timer"] = table._timer
         finally:
             await a.close()
             await b.close()
@@ -94,6 +115,16 @@ def test_time_wait_record_has_one_live_entry_its_2msl() -> None:
     # entry went stale when the record replaced the connection)
     assert all(hd is not None and hd == dl for hd, dl in got["tw_hd"]), got["tw_hd"]
     assert got["live"] == N
+
+
+def test_time_wait_records_wait_in_the_fifo_and_end_after_2msl() -> None:
+    got = _run(close=True, time_wait=0.3)
+    assert got["records"] == [TimeWait] * N
+    assert got["fifo_live"] == N and got["heap_live"] == 0
+    assert got["sorted"]
+    # ended by the table's timer, not before their time_wait
+    assert got["gone_after"] >= 0.3
+    assert got["fifo_left"] == 0 and got["timer"] is None
 
 
 def test_table_keys_share_one_int_per_port() -> None:
