@@ -581,13 +581,18 @@ class TcpConnection:
         Reading may reopen the window; a window update is then due."""
         self._now = now
         self._data_event_sent = False
-        rcv = self.rcv
-        data = rcv.read(max_bytes)
+        data = self.rcv.read(max_bytes)
+        if data:
+            self._read_done()
+        return data
+
+    def _read_done(self) -> None:
+        """The application took bytes: in a synchronized state the window
+        may reopen, and a window update is then due (RFC 9293 3.8.6.2.2)."""
         st = self.state
         # (ESTABLISHED first: ``synchronized`` is an interpreted enum property)
-        if data and (st is _ESTABLISHED or st.synchronized):
-            rcv.maybe_window_update()
-        return data
+        if st is _ESTABLISHED or st.synchronized:
+            self.rcv.maybe_window_update()
 
     def recv_into(self, sink: Callable[[memoryview], object], max_bytes: int,
                   now: float) -> int:
@@ -597,11 +602,9 @@ class TcpConnection:
         the bytes are taken even if it raises.  Returns how many."""
         self._now = now
         self._data_event_sent = False
-        rcv = self.rcv
-        n = rcv.read_into(sink, max_bytes)
-        st = self.state
-        if n and (st is _ESTABLISHED or st.synchronized):  # (as recv)
-            rcv.maybe_window_update()
+        n = self.rcv.read_into(sink, max_bytes)
+        if n:
+            self._read_done()
         return n
 
     def recv_chunks(self, max_bytes: int, now: float) -> list[bytes | bytearray | memoryview]:
@@ -610,11 +613,9 @@ class TcpConnection:
         which the caller then keeps alive)."""
         self._now = now
         self._data_event_sent = False
-        rcv = self.rcv
-        chunks = rcv.take(max_bytes)
-        st = self.state
-        if chunks and (st is _ESTABLISHED or st.synchronized):  # (as recv)
-            rcv.maybe_window_update()
+        chunks = self.rcv.take(max_bytes)
+        if chunks:
+            self._read_done()
         return chunks
 
     def shutdown(self, now: float) -> None:
